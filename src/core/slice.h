@@ -1,0 +1,46 @@
+/*
+ * slice.h: a pointer and a length into memory someone else owns.
+ *
+ * The parser hands out slices into the connection's read buffer; they live as long as that
+ * buffer is not compacted (until the request is finished). A slice never owns its bytes.
+ */
+#ifndef MOAT_CORE_SLICE_H
+#define MOAT_CORE_SLICE_H
+
+#include <stddef.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct {
+    const char *p;
+    size_t len;
+} moat_slice;
+
+#define MOAT_SLICE_LIT(s) ((moat_slice){(s), sizeof(s) - 1})
+#define MOAT_SLICE_NULL ((moat_slice){NULL, 0})
+/* For printf: printf("%.*s", MOAT_SLICE_FMT(s)) */
+#define MOAT_SLICE_FMT(s) (int)(s).len, (s).p
+
+static inline moat_slice moat_slice_of(const char *p, size_t len)
+{
+    return (moat_slice){p, len};
+}
+static inline moat_slice moat_slice_cstr(const char *s)
+{
+    return (moat_slice){s, s ? strlen(s) : 0};
+}
+static inline int moat_slice_eq(moat_slice a, moat_slice b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+/* ASCII case-insensitive: header names, tokens, host names. */
+static inline int moat_slice_eq_nocase(moat_slice a, moat_slice b)
+{
+    return a.len == b.len && (a.len == 0 || strncasecmp(a.p, b.p, a.len) == 0);
+}
+static inline int moat_slice_eq_lit_nocase(moat_slice a, const char *lit)
+{
+    return moat_slice_eq_nocase(a, moat_slice_cstr(lit));
+}
+
+#endif
