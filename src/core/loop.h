@@ -1,0 +1,43 @@
+/*
+ * loop.h: a worker's event loop: epoll (edge-triggered) + the worker's timers + a list of
+ * objects to free at the end of the iteration (so nothing is freed while a callback further up
+ * the stack still holds it).
+ */
+#ifndef MOAT_CORE_LOOP_H
+#define MOAT_CORE_LOOP_H
+
+#include "core/err.h"
+#include "core/timer.h"
+
+#include <stdint.h>
+
+struct moat_loop;
+struct moat_watch;
+/* events: EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP/EPOLLRDHUP bits as epoll reported them. */
+typedef void (*moat_watch_cb)(struct moat_watch *w, uint32_t events);
+
+struct moat_watch {
+    int fd;            /* borrowed: the owner closes it after moat_loop_del */
+    moat_watch_cb cb;
+    void *data;        /* borrowed: the owner's context */
+};
+
+struct moat_loop {
+    int epfd;              /* owned */
+    struct moat_timers timers;
+    uint64_t now_ms;       /* cached at each wake-up */
+    int stop;              /* set to leave moat_loop_run after this iteration */
+    void (*after)(struct moat_loop *l, void *data); /* run at the end of each iteration */
+    void *after_data;
+};
+
+MOAT_MUST_USE moat_rc moat_loop_init(struct moat_loop *l, struct moat_err *err);
+void moat_loop_clear(struct moat_loop *l);
+/* Watch w->fd for `events` (EPOLLIN/EPOLLOUT; EPOLLET is added). */
+MOAT_MUST_USE moat_rc moat_loop_add(struct moat_loop *l, struct moat_watch *w, uint32_t events);
+MOAT_MUST_USE moat_rc moat_loop_mod(struct moat_loop *l, struct moat_watch *w, uint32_t events);
+void moat_loop_del(struct moat_loop *l, struct moat_watch *w);
+/* Run until l->stop is set. */
+void moat_loop_run(struct moat_loop *l);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * sock.h: listening sockets and addresses. Every worker opens its own SO_REUSEPORT listener on
+ * each address, so the kernel spreads new connections across workers with no shared accept lock.
+ */
+#ifndef MOAT_CORE_SOCK_H
+#define MOAT_CORE_SOCK_H
+
+#include "core/err.h"
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct moat_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64]; /* "127.0.0.1:8443" or "[::1]:8443" */
+    int port;
+};
+
+/* Resolve "host:port", "[v6]:port" or ":port" (all addresses) into up to `max` addresses;
+ * "localhost" yields 127.0.0.1 and ::1. Numeric or localhost only: a server binds addresses it
+ * owns, DNS has no say. */
+MOAT_MUST_USE moat_rc moat_addr_resolve(const char *spec, struct moat_addr *out, size_t max,
+                                        size_t *n, struct moat_err *err);
+/* A non-blocking, close-on-exec listener with SO_REUSEADDR and SO_REUSEPORT. */
+MOAT_MUST_USE moat_rc moat_sock_listen(const struct moat_addr *a, int backlog, int *fd_out,
+                                       struct moat_err *err);
+/* "203.0.113.5" / "2001:db8::1" for logs (no port). */
+void moat_sock_peer_text(const struct sockaddr_storage *ss, char *out, size_t outlen);
+
+#endif
