@@ -1,0 +1,10 @@
+/*
+ * cmd.h: one entry point per subcommand; each parses its own arguments and calls a module.
+ * Returns the process exit code: 0 success, 1 failure, 2 usage or configuration error.
+ */
+#ifndef MOAT_CLI_CMD_H
+#define MOAT_CLI_CMD_H
+
+int moat_cmd_serve(int argc, char **argv);
+
+#endif

@@ -1,0 +1,275 @@
+/*
+ * cmd_serve.c: `moat serve` argument parsing. The logic lives in serve/; this file only turns
+ * flags into a configuration source.
+ */
+#include "cli/cmd.h"
+
+#include "core/log.h"
+#include "pki/fsutil.h"
+#include "serve/conf.h"
+#include "serve/server.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_LISTEN 8
+
+struct serve_flags {
+    const char *config;
+    const char *listen[MAX_LISTEN];
+    size_t nlisten;
+    const char *root, *cert, *key, *state, *access_log, *log_level, *redirect_http, *name;
+    unsigned workers;
+    int check, demo;
+    char demo_root[PATH_MAX];
+};
+
+static const char serve_usage[] =
+    "usage: moat serve [--config FILE] [--check]\n"
+    "       moat serve --root DIR [--listen ADDR]... [--cert CERT --key KEY] [options]\n"
+    "       moat serve --demo\n"
+    "\n"
+    "Serve static files over HTTPS (TLS 1.2/1.3, HTTP/1.1).\n"
+    "\n"
+    "  --config FILE        read the configuration file (see docs/config.md)\n"
+    "  --check              validate the configuration, certificates and keys, then exit\n"
+    "  --root DIR           serve DIR (quick mode, one site for any name)\n"
+    "  --listen ADDR        address to listen on, e.g. 127.0.0.1:8443, [::1]:8443, :443\n"
+    "                       (repeatable; default 127.0.0.1:8443)\n"
+    "  --cert CERT --key KEY  certificate (leaf + chain, PEM) and its private key; without\n"
+    "                       them moat's local CA issues a certificate for localhost\n"
+    "  --name NAME          site name in quick mode (default: any name)\n"
+    "  --redirect-http ADDR also listen for plain HTTP on ADDR and redirect it to HTTPS\n"
+    "  --workers N          worker threads (default: one per core)\n"
+    "  --state DIR          state folder for the local CA (default $MOAT_STATE, else\n"
+    "                       ~/.local/share/moat)\n"
+    "  --access-log DEST    stdout, off, or a file (default off in quick mode)\n"
+    "  --log-level LEVEL    error, warn, info (default) or debug\n"
+    "  --demo               serve a demo page on https://localhost:8443 (what `make run` does)\n"
+    "\n"
+    "Signals: SIGHUP reloads the configuration and certificates without dropping connections;\n"
+    "SIGTERM stops accepting, lets requests in flight finish, then exits.\n";
+
+static const char demo_page[] =
+    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+    "<title>moat is serving</title>\n"
+    "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em}"
+    "code{background:#eee;padding:0 .3em}</style></head>\n"
+    "<body><h1>moat is serving this page over HTTPS</h1>\n"
+    "<p>The certificate comes from moat's local CA, created on first start in the state "
+    "folder. Trust its <code>ca/root.pem</code> and browsers will show a padlock.</p>\n"
+    "<p>Serve your own folder: <code>moat serve --root DIR</code>, or write a config:</p>\n"
+    "<pre>site example.com {\n    cert example.pem example.key\n    root /srv/www\n}</pre>\n"
+    "</body></html>\n";
+
+static moat_rc conf_from_flags(void *arg, struct moat_conf **out, struct moat_err *err)
+{
+    struct serve_flags *f = arg;
+    struct moat_conf *c = moat_conf_new();
+    if (c == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    moat_rc rc = MOAT_RC_OK;
+    if (f->nlisten > 0) {
+        rc = moat_conf_set_listen(c, f->listen, f->nlisten, err);
+    } else if (f->demo) {
+        const char *demo_listen[] = {"localhost:8443"};
+        rc = moat_conf_set_listen(c, demo_listen, 1, err);
+    }
+    const char *root = f->demo ? f->demo_root : f->root;
+    if (moat_ok(rc)) {
+        rc = moat_conf_add_site(c, f->name ? f->name : "*", root, f->cert, f->key, err);
+    }
+    if (moat_ok(rc) && f->cert == NULL) {
+        /* A locally issued certificate never faces the public: no HSTS pinning on names
+         * like localhost that every developer reuses. */
+        c->sites[c->nsites - 1].hsts = 0;
+    }
+    if (moat_ok(rc) && f->workers > 0) {
+        c->workers = f->workers;
+    }
+    if (moat_ok(rc) && f->redirect_http != NULL) {
+        c->redirect_listen = strdup(f->redirect_http);
+        rc = c->redirect_listen ? MOAT_RC_OK
+                                : moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "nomem");
+    }
+    if (moat_ok(rc) && f->state != NULL) {
+        c->state_dir = strdup(f->state);
+    }
+    if (moat_ok(rc) && (f->access_log != NULL || f->demo)) {
+        free(c->access_log);
+        c->access_log = strdup(f->access_log ? f->access_log : "stdout");
+    }
+    if (moat_ok(rc) && f->log_level != NULL) {
+        static const char *const levels[] = {"error", "warn", "info", "debug"};
+        int found = 0;
+        for (int i = 0; i < 4; i++) {
+            if (strcmp(f->log_level, levels[i]) == 0) {
+                c->log_level = (enum moat_log_level)i;
+                found = 1;
+            }
+        }
+        if (!found) {
+            rc = moat_err_set(err, MOAT_E_USAGE, __FILE__, __LINE__,
+                              "--log-level must be error, warn, info or debug");
+        }
+    }
+    if (!moat_ok(rc)) {
+        moat_conf_free(c);
+        return rc;
+    }
+    *out = c;
+    return MOAT_RC_OK;
+}
+
+/* The demo root lives in the state folder, so `make run` needs nothing but the binary. */
+static moat_rc prepare_demo(struct serve_flags *f, struct moat_err *err)
+{
+    struct moat_conf *tmp = moat_conf_new();
+    if (tmp == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    if (f->state) {
+        tmp->state_dir = strdup(f->state);
+    }
+    char *state = NULL;
+    moat_rc rc = moat_server_state_dir(tmp, &state, err);
+    moat_conf_free(tmp);
+    MOAT_TRY(rc);
+    snprintf(f->demo_root, sizeof(f->demo_root), "%s/demo", state);
+    free(state);
+    rc = moat_fs_mkdir_p(f->demo_root, 0755, err);
+    if (moat_ok(rc)) {
+        char index[PATH_MAX + 16];
+        snprintf(index, sizeof(index), "%s/index.html", f->demo_root);
+        rc = moat_fs_write_atomic(index, demo_page, sizeof(demo_page) - 1, 0644, err);
+    }
+    return rc;
+}
+
+static int parse_unsigned(const char *s, unsigned *out)
+{
+    char *end = NULL;
+    unsigned long v = strtoul(s, &end, 10);
+    if (end == s || *end != '\0' || v == 0 || v > 1024 || s[0] == '-') {
+        return 0;
+    }
+    *out = (unsigned)v;
+    return 1;
+}
+
+int moat_cmd_serve(int argc, char **argv)
+{
+    struct serve_flags f;
+    memset(&f, 0, sizeof(f));
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = NULL;
+        char name[64];
+        const char *eq = strchr(a, '=');
+        if (strncmp(a, "--", 2) == 0 && eq != NULL && (size_t)(eq - a) < sizeof(name)) {
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = '\0';
+            v = eq + 1;
+            a = name;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(serve_usage, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--check") == 0) {
+            f.check = 1;
+            continue;
+        }
+        if (strcmp(a, "--demo") == 0) {
+            f.demo = 1;
+            continue;
+        }
+        static const char *const valued[] = {"--config", "--listen", "--root", "--cert",
+                                             "--key", "--state", "--access-log", "--log-level",
+                                             "--workers", "--redirect-http", "--name"};
+        int known = 0;
+        for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
+            known |= strcmp(a, valued[k]) == 0;
+        }
+        if (!known) {
+            fprintf(stderr, "moat serve: unknown option \"%s\" (see moat serve --help)\n", argv[i]);
+            return 2;
+        }
+        if (v == NULL) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "moat serve: %s needs a value (see moat serve --help)\n", a);
+                return 2;
+            }
+            v = argv[++i];
+        }
+        if (strcmp(a, "--config") == 0) {
+            f.config = v;
+        } else if (strcmp(a, "--listen") == 0) {
+            if (f.nlisten == MAX_LISTEN) {
+                fprintf(stderr, "moat serve: at most %d --listen addresses\n", MAX_LISTEN);
+                return 2;
+            }
+            f.listen[f.nlisten++] = v;
+        } else if (strcmp(a, "--root") == 0) {
+            f.root = v;
+        } else if (strcmp(a, "--cert") == 0) {
+            f.cert = v;
+        } else if (strcmp(a, "--key") == 0) {
+            f.key = v;
+        } else if (strcmp(a, "--state") == 0) {
+            f.state = v;
+        } else if (strcmp(a, "--access-log") == 0) {
+            f.access_log = v;
+        } else if (strcmp(a, "--log-level") == 0) {
+            f.log_level = v;
+        } else if (strcmp(a, "--redirect-http") == 0) {
+            f.redirect_http = v;
+        } else if (strcmp(a, "--name") == 0) {
+            f.name = v;
+        } else if (strcmp(a, "--workers") == 0 && !parse_unsigned(v, &f.workers)) {
+            fprintf(stderr, "moat serve: --workers must be a number from 1 to 1024\n");
+            return 2;
+        }
+    }
+    if (f.config != NULL && (f.root || f.cert || f.key || f.nlisten || f.demo || f.name)) {
+        fprintf(stderr, "moat serve: --config cannot be mixed with --root/--listen/--cert/--key/"
+                        "--demo/--name: put those in the file\n");
+        return 2;
+    }
+    if (f.config == NULL && f.root == NULL && !f.demo) {
+        fprintf(stderr, "moat serve: say what to serve: --config FILE, --root DIR or --demo "
+                        "(see moat serve --help)\n");
+        return 2;
+    }
+    if ((f.cert == NULL) != (f.key == NULL)) {
+        fprintf(stderr, "moat serve: --cert and --key go together (the certificate and its "
+                        "private key)\n");
+        return 2;
+    }
+    struct moat_err err = {0};
+    char msg[2048];
+    if (f.demo && !moat_ok(prepare_demo(&f, &err))) {
+        fprintf(stderr, "moat serve: %s\n", moat_err_str(&err, msg, sizeof(msg)));
+        return 1;
+    }
+    struct moat_conf_source src = {.path = f.config, .from_flags = conf_from_flags, .arg = &f};
+    if (f.check) {
+        moat_rc rc = moat_server_check(&src, &err);
+        if (!moat_ok(rc)) {
+            fprintf(stderr, "%s\n", moat_err_str(&err, msg, sizeof(msg)));
+            return rc.kind == MOAT_E_CONFIG || rc.kind == MOAT_E_USAGE ? 2 : 1;
+        }
+        printf("%s: ok\n", f.config ? f.config : "command line");
+        return 0;
+    }
+    moat_rc rc = moat_server_run(&src, f.demo, &err);
+    if (!moat_ok(rc)) {
+        fprintf(stderr, "moat serve: %s\n", moat_err_str(&err, msg, sizeof(msg)));
+        return rc.kind == MOAT_E_CONFIG || rc.kind == MOAT_E_USAGE ? 2 : 1;
+    }
+    return 0;
+}
