@@ -188,9 +188,9 @@ int moat_cmd_serve(int argc, char **argv)
             f.demo = 1;
             continue;
         }
-        static const char *const valued[] = {"--config", "--listen", "--root", "--cert",
-                                             "--key", "--state", "--access-log", "--log-level",
-                                             "--workers", "--redirect-http", "--name"};
+        static const char *const valued[] = {
+            "--config",     "--listen",    "--root",    "--cert",          "--key", "--state",
+            "--access-log", "--log-level", "--workers", "--redirect-http", "--name"};
         int known = 0;
         for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
             known |= strcmp(a, valued[k]) == 0;

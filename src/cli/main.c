@@ -7,16 +7,15 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char usage[] =
-    "usage: moat COMMAND [options]\n"
-    "\n"
-    "moat is an HTTPS server and certificate toolkit.\n"
-    "\n"
-    "Commands:\n"
-    "  serve     serve static files over HTTPS (moat serve --help)\n"
-    "\n"
-    "  moat --version   print the version\n"
-    "  moat --help      this text\n";
+static const char usage[] = "usage: moat COMMAND [options]\n"
+                            "\n"
+                            "moat is an HTTPS server and certificate toolkit.\n"
+                            "\n"
+                            "Commands:\n"
+                            "  serve     serve static files over HTTPS (moat serve --help)\n"
+                            "\n"
+                            "  moat --version   print the version\n"
+                            "  moat --help      this text\n";
 
 int main(int argc, char **argv)
 {

@@ -17,18 +17,18 @@
 /* Grouped by who is at fault, so callers branch on the group, not on strings. */
 enum moat_errkind {
     MOAT_OK = 0,
-    MOAT_E_AGAIN,    /* would block; not an error, try again when the loop says so */
-    MOAT_E_CLOSED,   /* the peer closed cleanly */
-    MOAT_E_IO,       /* a system call failed (errno in moat_err.sys_errno) */
-    MOAT_E_PEER,     /* the peer broke the protocol */
-    MOAT_E_TLS,      /* TLS failed (OpenSSL's queue turned into words) */
-    MOAT_E_CERT,     /* a certificate or key is unusable */
-    MOAT_E_CONFIG,   /* the configuration is wrong */
-    MOAT_E_LIMIT,    /* a configured or protocol limit was reached */
-    MOAT_E_NOMEM,    /* allocation failed */
-    MOAT_E_USAGE,    /* the command line is wrong */
-    MOAT_E_NOTFOUND, /* a named thing does not exist */
-    MOAT_E_INTERNAL, /* a bug in moat */
+    MOAT_E_AGAIN,     /* would block; not an error, try again when the loop says so */
+    MOAT_E_CLOSED,    /* the peer closed cleanly */
+    MOAT_E_IO,        /* a system call failed (errno in moat_err.sys_errno) */
+    MOAT_E_PEER,      /* the peer broke the protocol */
+    MOAT_E_TLS,       /* TLS failed (OpenSSL's queue turned into words) */
+    MOAT_E_CERT,      /* a certificate or key is unusable */
+    MOAT_E_CONFIG,    /* the configuration is wrong */
+    MOAT_E_LIMIT,     /* a configured or protocol limit was reached */
+    MOAT_E_NOMEM,     /* allocation failed */
+    MOAT_E_USAGE,     /* the command line is wrong */
+    MOAT_E_NOTFOUND,  /* a named thing does not exist */
+    MOAT_E_INTERNAL,  /* a bug in moat */
     MOAT_E_KIND_COUNT /* keep last */
 };
 
@@ -86,7 +86,8 @@ const char *moat_err_str(const struct moat_err *err, char *out, size_t outlen);
 void moat_err_clear(struct moat_err *err);
 const char *moat_errkind_name(enum moat_errkind kind);
 
-#define MOAT_FAIL(err, kind, ...) return moat_err_set((err), (kind), __FILE__, __LINE__, __VA_ARGS__)
+#define MOAT_FAIL(err, kind, ...)                                                                  \
+    return moat_err_set((err), (kind), __FILE__, __LINE__, __VA_ARGS__)
 #define MOAT_FAIL_SYS(err, kind, ...)                                                              \
     return moat_err_sys((err), (kind), errno, __FILE__, __LINE__, __VA_ARGS__)
 #define MOAT_FAIL_SSL(err, kind, ...)                                                              \

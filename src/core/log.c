@@ -59,7 +59,8 @@ void moat_log_write(enum moat_log_lvl lvl, unsigned long long conn_id, const cha
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%SZ ", &tm);
-    int k = snprintf(line + n, sizeof(line) - n, "%s ", level_names[lvl < MOAT_LVL_COUNT ? lvl : 0]);
+    int k =
+        snprintf(line + n, sizeof(line) - n, "%s ", level_names[lvl < MOAT_LVL_COUNT ? lvl : 0]);
     n += (size_t)k;
     if (log_worker != 0) {
         n += (size_t)snprintf(line + n, sizeof(line) - n, "w%u ", log_worker);

@@ -1,8 +1,8 @@
 /*
  * log.h: the error log. One line per event: time, level, then the worker and connection ids
- * when there are some, then the words: `2026-11-23T06:50:01Z info w1 c42 tls handshake failed: ...`.
- * Peer-caused failures are info or debug, never error: a client must not fill the log.
- * Each line is one write(2), so threads never interleave inside a line.
+ * when there are some, then the words: `2026-11-23T06:50:01Z info w1 c42 tls handshake failed:
+ * ...`. Peer-caused failures are info or debug, never error: a client must not fill the log. Each
+ * line is one write(2), so threads never interleave inside a line.
  */
 #ifndef MOAT_CORE_LOG_H
 #define MOAT_CORE_LOG_H
@@ -37,9 +37,9 @@ void moat_log_write(enum moat_log_lvl lvl, unsigned long long conn_id, const cha
         }                                                                                          \
     } while (0)
 
-#define MOAT_LOG_ERROR(...) moat_log(MOAT_LVL_ERROR, 0, __VA_ARGS__)
-#define MOAT_LOG_WARN(...) moat_log(MOAT_LVL_WARN, 0, __VA_ARGS__)
-#define MOAT_LOG_INFO(...) moat_log(MOAT_LVL_INFO, 0, __VA_ARGS__)
-#define MOAT_LOG_DEBUG(...) moat_log(MOAT_LVL_DEBUG, 0, __VA_ARGS__)
+#define moat_log_e(...) moat_log(MOAT_LVL_ERROR, 0, __VA_ARGS__)
+#define moat_log_w(...) moat_log(MOAT_LVL_WARN, 0, __VA_ARGS__)
+#define moat_log_i(...) moat_log(MOAT_LVL_INFO, 0, __VA_ARGS__)
+#define moat_log_d(...) moat_log(MOAT_LVL_DEBUG, 0, __VA_ARGS__)
 
 #endif

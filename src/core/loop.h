@@ -17,16 +17,16 @@ struct moat_watch;
 typedef void (*moat_watch_cb)(struct moat_watch *w, uint32_t events);
 
 struct moat_watch {
-    int fd;            /* borrowed: the owner closes it after moat_loop_del */
+    int fd; /* borrowed: the owner closes it after moat_loop_del */
     moat_watch_cb cb;
-    void *data;        /* borrowed: the owner's context */
+    void *data; /* borrowed: the owner's context */
 };
 
 struct moat_loop {
-    int epfd;              /* owned */
+    int epfd; /* owned */
     struct moat_timers timers;
-    uint64_t now_ms;       /* cached at each wake-up */
-    int stop;              /* set to leave moat_loop_run after this iteration */
+    uint64_t now_ms; /* cached at each wake-up */
+    int stop;        /* set to leave moat_loop_run after this iteration */
     void (*after)(struct moat_loop *l, void *data); /* run at the end of each iteration */
     void *after_data;
 };

@@ -83,8 +83,8 @@ moat_rc moat_addr_resolve(const char *spec, struct moat_addr *out, size_t max, s
     }
     int port;
     if (!parse_port(colon + 1, &port)) {
-        MOAT_FAIL(err, MOAT_E_CONFIG, "listen address \"%s\": port must be a number from 1 to 65535",
-                  spec);
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "listen address \"%s\": port must be a number from 1 to 65535", spec);
     }
     struct in_addr a4;
     struct in6_addr a6;
@@ -132,14 +132,14 @@ moat_rc moat_sock_listen(const struct moat_addr *a, int backlog, int *fd_out, st
     if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
         int e = errno;
         close(fd);
-        const char *hint = e == EADDRINUSE    ? " (another process listens there: stop it or "
-                                                "choose another port)"
-                           : e == EACCES      ? " (ports below 1024 need root or "
-                                                "CAP_NET_BIND_SERVICE)"
+        const char *hint = e == EADDRINUSE      ? " (another process listens there: stop it or "
+                                                  "choose another port)"
+                           : e == EACCES        ? " (ports below 1024 need root or "
+                                                  "CAP_NET_BIND_SERVICE)"
                            : e == EADDRNOTAVAIL ? " (this machine does not have that address)"
                                                 : "";
-        return moat_err_sys(err, MOAT_E_IO, e, __FILE__, __LINE__, "cannot listen on %s%s",
-                            a->text, hint);
+        return moat_err_sys(err, MOAT_E_IO, e, __FILE__, __LINE__, "cannot listen on %s%s", a->text,
+                            hint);
     }
     if (listen(fd, backlog) < 0) {
         int e = errno;

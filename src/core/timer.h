@@ -19,11 +19,11 @@ struct moat_timer;
 typedef void (*moat_timer_cb)(struct moat_timer *t);
 
 struct moat_timer {
-    uint64_t due_ms;   /* when it should fire (monotonic ms); 0 = not armed */
-    uint64_t _key_ms;  /* the key it sits under in the heap (<= due_ms) */
-    size_t _idx;       /* position in the heap + 1; 0 = not in the heap */
+    uint64_t due_ms;  /* when it should fire (monotonic ms); 0 = not armed */
+    uint64_t _key_ms; /* the key it sits under in the heap (<= due_ms) */
+    size_t _idx;      /* position in the heap + 1; 0 = not in the heap */
     moat_timer_cb cb;
-    void *data;        /* borrowed: the owner's context */
+    void *data; /* borrowed: the owner's context */
 };
 
 struct moat_timers {

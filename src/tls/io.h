@@ -15,9 +15,9 @@
 #include <stddef.h>
 
 struct moat_io {
-    int fd;    /* owned: closed by moat_io_close */
-    SSL *ssl;  /* owned; NULL for plain TCP */
-    int eof;   /* the peer closed its side */
+    int fd;   /* owned: closed by moat_io_close */
+    SSL *ssl; /* owned; NULL for plain TCP */
+    int eof;  /* the peer closed its side */
 };
 
 /* Run the server handshake. MOAT_OK when done; MOAT_E_AGAIN to wait; MOAT_E_TLS or

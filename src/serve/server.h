@@ -1,0 +1,51 @@
+/*
+ * server.h: the main thread of `moat serve`: builds the first snapshot, binds the listeners,
+ * starts the workers, then waits for signals: SIGHUP reloads (new snapshot, validated before it
+ * is published), SIGTERM/SIGINT drain and exit, and a once-a-second tick rotates ticket keys and
+ * renews locally issued certificates.
+ */
+#ifndef MOAT_SERVE_SERVER_H
+#define MOAT_SERVE_SERVER_H
+
+#include "core/err.h"
+#include "serve/conf.h"
+
+#include <pthread.h>
+
+struct moat_worker;
+struct moat_snapshot;
+struct moat_tls_tickets;
+
+/* Where the configuration comes from, so a reload can read it again. */
+struct moat_conf_source {
+    const char *path; /* config file, or NULL */
+    /* Build the configuration from flags when there is no file (the quick cases). */
+    moat_rc (*from_flags)(void *arg, struct moat_conf **out, struct moat_err *err);
+    void *arg;
+};
+
+struct moat_server {
+    struct moat_conf_source src;
+    char *state_dir; /* owned, resolved */
+    int alog_fd;     /* -1 = off */
+    int alog_owned;
+    enum moat_log_format alog_format;
+    pthread_mutex_t alog_mu;          /* one write per flush per worker */
+    int https_port;                   /* for redirects from the plain listener */
+    struct moat_tls_tickets *tickets; /* owned, process-wide (survives reloads) */
+    struct moat_snapshot *snap;       /* the main thread's reference to the current snapshot */
+    struct moat_worker *workers;      /* owned array */
+    unsigned nworkers;
+};
+
+/* Load the configuration (from the source) and build a snapshot, without serving: the
+ * `--check` path and the first step of moat_server_run. */
+MOAT_MUST_USE moat_rc moat_server_check(const struct moat_conf_source *src, struct moat_err *err);
+/* Serve until SIGTERM/SIGINT; returns after every worker has drained. */
+MOAT_MUST_USE moat_rc moat_server_run(const struct moat_conf_source *src, int demo,
+                                      struct moat_err *err);
+/* The state folder: $MOAT_STATE, else ~/.local/share/moat, unless the config names one. */
+MOAT_MUST_USE moat_rc moat_server_state_dir(const struct moat_conf *conf, char **out,
+                                            struct moat_err *err);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * worker.h: one worker thread: its loop, its SO_REUSEPORT listeners, its connections, its
+ * buffer pool and access-log buffer. Nothing here is shared with other workers; the main
+ * thread talks to a worker only through `pending` (a new snapshot) and `stop`, then pokes its
+ * eventfd.
+ */
+#ifndef MOAT_SERVE_WORKER_H
+#define MOAT_SERVE_WORKER_H
+
+#include "core/buf.h"
+#include "core/loop.h"
+#include "http1/parse.h"
+#include "serve/snapshot.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define MOAT_WORKER_MAX_LISTENERS 16
+
+struct moat_server;
+struct moat_conn;
+
+struct moat_listener {
+    struct moat_watch w; /* w.fd owned */
+    struct moat_worker *wk;
+    int tls; /* 0: the plain listener that redirects to HTTPS */
+};
+
+struct moat_worker_stats {
+    unsigned long long accepted, requests, handshake_failures, bad_requests, timeouts;
+};
+
+struct moat_worker {
+    unsigned id; /* 1-based */
+    pthread_t thread;
+    struct moat_loop loop;
+    const struct moat_server *srv; /* borrowed */
+    struct moat_listener listeners[MOAT_WORKER_MAX_LISTENERS];
+    size_t nlisteners;
+    int accepting; /* listeners are in the epoll set */
+
+    struct moat_snapshot *snap;              /* one reference */
+    _Atomic(struct moat_snapshot *) pending; /* a reference handed over by the main thread */
+    atomic_int stop;                         /* drain requested */
+    int evfd;                                /* owned eventfd the main thread writes */
+    struct moat_watch evw;
+
+    int draining;
+    uint64_t drain_deadline_ms;
+    struct moat_timer drain_timer;
+
+    struct moat_conn *conns; /* all live connections (doubly linked) */
+    size_t nconns;
+    struct moat_conn *closing; /* freed at the end of the loop iteration */
+    unsigned long long next_conn_id;
+
+    char **pool; /* free read-buffer blocks */
+    size_t npool;
+
+    struct moat_buf alog; /* access-log lines waiting to be written */
+    struct moat_timer alog_timer;
+
+    struct moat_h1_req req; /* scratch: the request being dispatched */
+    struct moat_worker_stats stats;
+};
+
+MOAT_MUST_USE moat_rc moat_worker_init(struct moat_worker *wk, unsigned id,
+                                       const struct moat_server *srv, struct moat_snapshot *snap,
+                                       struct moat_err *err);
+/* Take ownership of a listening socket. */
+MOAT_MUST_USE moat_rc moat_worker_add_listener(struct moat_worker *wk, int fd, int tls,
+                                               struct moat_err *err);
+MOAT_MUST_USE moat_rc moat_worker_start(struct moat_worker *wk, struct moat_err *err);
+/* From the main thread: hand over a new snapshot (the reference passes to the worker). */
+void moat_worker_publish(struct moat_worker *wk, struct moat_snapshot *snap);
+/* From the main thread: stop accepting, drain, exit the thread. */
+void moat_worker_request_stop(struct moat_worker *wk);
+void moat_worker_join(struct moat_worker *wk);
+void moat_worker_clear(struct moat_worker *wk);
+
+/* Used by conn.c */
+char *moat_worker__pool_get(struct moat_worker *wk);
+void moat_worker__pool_put(struct moat_worker *wk, char *block);
+void moat_worker__conn_closed(struct moat_worker *wk, struct moat_conn *c);
+void moat_worker__alog_flush(struct moat_worker *wk);
+
+#define MOAT_POOL_BLOCK 4096
+
+#endif
