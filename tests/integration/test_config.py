@@ -1,0 +1,290 @@
+"""The command line and start-up: --version/--help, `serve --check` (ok, and file:line:col
+errors with exit 2), every start-up refusal naming the file at fault (key not matching,
+expired, missing intermediate, encrypted key, unreadable key), the warning for a key readable
+by others, and the zero-config path where the local CA issues a certificate."""
+
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import types
+
+import pytest
+
+from helpers import Conn, clean_env, curl, standard_config, wait_for
+
+
+def run_moat(moat_bin, tmp_path, *args, timeout=20):
+    state = tmp_path / "state-oneshot"
+    state.mkdir(exist_ok=True)
+    env = clean_env({"MOAT_STATE": str(state)})
+    return subprocess.run([str(moat_bin)] + [str(a) for a in args], capture_output=True,
+                          text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+                          cwd=tmp_path)
+
+
+def pair(chain, key):
+    return types.SimpleNamespace(chain=chain, key=key)
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def test_version(moat_bin, tmp_path):
+    p = run_moat(moat_bin, tmp_path, "--version")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("moat 0.1.0"), p.stdout
+
+
+def test_help(moat_bin, tmp_path):
+    p = run_moat(moat_bin, tmp_path, "--help")
+    assert p.returncode == 0, p.stderr
+    assert "serve" in p.stdout
+
+
+def test_serve_help(moat_bin, tmp_path):
+    p = run_moat(moat_bin, tmp_path, "serve", "--help")
+    assert p.returncode == 0, p.stderr
+    for flag in ("--config", "--listen", "--root", "--check"):
+        assert flag in p.stdout, flag
+
+
+@pytest.mark.parametrize("args", [
+    ["serve", "--no-such-flag"],
+    ["no-such-command"],
+    ["serve", "--listen", "not-an-address", "--root", "."],
+    ["serve", "--listen", "127.0.0.1:99999", "--root", "."],
+    ["serve", "--listen", "127.0.0.1:8443", "--root", ".", "--workers", "many"],
+    ["serve", "--listen", "127.0.0.1:8443", "--root", ".", "--log-level", "chatty"],
+    ["serve", "--config"],
+])
+def test_usage_errors_exit_2(moat_bin, tmp_path, args):
+    p = run_moat(moat_bin, tmp_path, *args)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert p.stderr.strip(), "no message on stderr"
+
+
+def test_missing_config_file(moat_bin, tmp_path):
+    p = run_moat(moat_bin, tmp_path, "serve", "--check", "--config", tmp_path / "nope.conf")
+    assert p.returncode in (1, 2)
+    assert "nope.conf" in p.stderr
+
+
+# -- serve --check -----------------------------------------------------------------------------
+
+
+def test_check_ok(moat, pki, www, moat_bin, tmp_path):
+    m = moat()
+    conf = m.write_config(standard_config(m, pki, www))
+    p = run_moat(moat_bin, tmp_path, "serve", "--check", "--config", conf)
+    assert p.returncode == 0, p.stderr
+    assert "%s: ok" % conf in p.stdout
+    # --check does not start serving.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", m.port), timeout=1).close()
+
+
+def _base(m, www):
+    return "listen 127.0.0.1:%d\nworkers 1\nstate %s\n" % (m.port, m.state)
+
+
+# (name, text after the 3 base lines, line number of the error or None for "some line")
+CHECK_ERRORS = [
+    ("unknown_directive", "frobnicate 12\nsite * {{ root {www} }}\n", 4),
+    ("bad_size", "limits {{ body 1q }}\nsite * {{ root {www} }}\n", 4),
+    ("bad_duration", "timeouts {{ head forever }}\nsite * {{ root {www} }}\n", 4),
+    ("bad_workers", "site * {{ root {www} }}\nworkers zero\n", 5),
+    ("unknown_in_site", "site * {{\n    root {www}\n    colour blue\n}}\n", 6),
+    ("unknown_in_tls", "tls {{ tickets maybe }}\nsite * {{ root {www} }}\n", 4),
+    ("missing_brace", "site * {{\n    root {www}\n", None),
+    ("extra_brace", "site * {{ root {www} }}\n}}\n", 5),
+    ("site_without_name", "site {{ root {www} }}\n", 4),
+    ("bad_hsts", "site * {{\n    root {www}\n    hsts forever\n}}\n", 6),
+    ("bad_access_log_format", "access_log stdout yaml\nsite * {{ root {www} }}\n", 4),
+]
+
+
+@pytest.mark.parametrize("name,body,line", CHECK_ERRORS, ids=[c[0] for c in CHECK_ERRORS])
+def test_check_error_position(moat, www, moat_bin, tmp_path, name, body, line):
+    m = moat()
+    conf = m.write_config(_base(m, www) + body.format(www=www))
+    p = run_moat(moat_bin, tmp_path, "serve", "--check", "--config", conf)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert ": ok" not in p.stdout
+    want = r"moat\.conf:%s:\d+: \S" % (line if line is not None else r"\d+")
+    assert re.search(want, p.stderr), p.stderr
+
+
+def test_serve_refuses_bad_config_exit_2(moat, www):
+    m = moat()
+    m.write_config(_base(m, www) + "frobnicate 12\nsite * { root %s }\n" % www)
+    m.start(wait=False)
+    assert m.wait_exit(20) == 2
+    assert re.search(r"moat\.conf:4:\d+: ", m.stderr()), m.stderr()
+
+
+# -- start-up refusals -------------------------------------------------------------------------
+
+
+def _refusal(moat, pki, www, certs, words=()):
+    m = moat()
+    m.write_config(standard_config(m, pki, www, example_certs=certs))
+    m.start(wait=False)
+    rc = m.wait_exit(20)
+    err = m.stderr()
+    assert rc is not None, "moat did not refuse to start; stderr:\n" + err
+    assert rc in (1, 2), (rc, err)
+    for w in words:
+        assert w.lower() in err.lower(), (w, err)
+    return err
+
+
+def test_refuse_key_not_matching_cert(moat, pki, www):
+    err = _refusal(moat, pki, www, [pair(pki.ec.chain, pki.other_key)])
+    assert pki.ec.chain.name in err or pki.other_key.name in err, err
+
+
+def test_refuse_expired_cert(moat, pki, www):
+    err = _refusal(moat, pki, www, [pair(pki.expired.chain, pki.expired.key)], ["expired"])
+    assert pki.expired.chain.name in err, err
+
+
+def test_refuse_missing_intermediate(moat, pki, www):
+    # The file has only the leaf; the intermediate that issued it is nowhere, the root is in
+    # `trust`: clients could not build the chain, so moat must say so at start.
+    err = _refusal(moat, pki, www, [pair(pki.leaf_only, pki.ec.key)])
+    assert pki.leaf_only.name in err, err
+
+
+def test_refuse_encrypted_key(moat, pki, www):
+    err = _refusal(moat, pki, www, [pair(pki.ec.chain, pki.encrypted_key)])
+    assert pki.encrypted_key.name in err, err
+
+
+def test_refuse_missing_key(moat, pki, www, tmp_path):
+    missing = tmp_path / "no-such.key"
+    err = _refusal(moat, pki, www, [pair(pki.ec.chain, missing)])
+    assert missing.name in err, err
+
+
+def test_refuse_garbage_key(moat, pki, www, tmp_path):
+    bad = tmp_path / "garbage.key"
+    bad.write_text("this is not a key\n")
+    os.chmod(bad, 0o600)
+    err = _refusal(moat, pki, www, [pair(pki.ec.chain, bad)])
+    assert bad.name in err, err
+
+
+def test_refuse_missing_cert(moat, pki, www, tmp_path):
+    missing = tmp_path / "no-such-cert.pem"
+    err = _refusal(moat, pki, www, [pair(missing, pki.ec.key)])
+    assert missing.name in err, err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode 000 files anyway")
+def test_refuse_unreadable_key(moat, pki, www, tmp_path):
+    key = tmp_path / "unreadable.key"
+    shutil.copy(pki.ec.key, key)
+    os.chmod(key, 0)
+    err = _refusal(moat, pki, www, [pair(pki.ec.chain, key)])
+    assert key.name in err, err
+
+
+def test_refuse_port_in_use_exit_1(moat, www):
+    m = moat()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        m.start(["serve", "--listen", "127.0.0.1:%d" % port, "--root", www], wait=False)
+        rc = m.wait_exit(20)
+    assert rc == 1, (rc, m.stderr())
+    assert str(port) in m.stderr()
+
+
+def test_key_world_readable_warns_but_starts(moat, pki, www, tmp_path):
+    key = tmp_path / "loose.key"
+    shutil.copy(pki.ec.key, key)
+    os.chmod(key, 0o644)
+    m = moat()
+    m.write_config(standard_config(m, pki, www, example_certs=[pair(pki.ec.chain, key)]))
+    m.start()
+    assert wait_for(lambda: key.name in m.stderr(), 5), m.stderr()
+    with Conn(m.port, cafile=pki.root) as c:
+        assert c.request("/a.txt").status == 200
+
+
+# -- zero-config: the local CA -----------------------------------------------------------------
+
+
+def _zero(moat, www, *extra):
+    m = moat()
+    m.start(["serve", "--listen", "127.0.0.1:%d" % m.port, "--root", www,
+             "--access-log", "off"] + list(extra))
+    return m
+
+
+def test_zero_config_local_ca(moat, www, tmp_path):
+    m = _zero(moat, www)
+    root = m.state / "ca" / "root.pem"
+    assert root.is_file()
+    r = curl(tmp_path, "https://localhost:%d/" % m.port, port=m.port, host="localhost",
+             cacert=root)
+    assert r.rc == 0, r.stderr
+    assert r.status == 200
+    assert b"INDEX-PAGE" in r.body
+    # RFC 6797 §8.1 aside, HSTS on localhost would pin a developer's browser: not by default.
+    assert r.header("strict-transport-security") is None
+
+
+def test_zero_config_python_verifies(moat, www):
+    m = _zero(moat, www)
+    with Conn(m.port, cafile=m.state / "ca" / "root.pem", sni="localhost") as c:
+        r = c.request("/a.txt", host="localhost")
+        assert r.status == 200
+        assert r.body == b"file A\n"
+
+
+def test_state_keys_are_private(moat, www):
+    m = _zero(moat, www)
+    keys = [p for p in m.state.rglob("*") if p.is_file() and
+            b"PRIVATE KEY" in p.read_bytes()[:4096]]
+    assert keys, "no private key found under %s" % m.state
+    for p in keys:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        assert mode == 0o600, "%s has mode %o" % (p, mode)
+
+
+def test_zero_config_ca_reused_on_restart(moat, www, tmp_path):
+    m = _zero(moat, www)
+    root = m.state / "ca" / "root.pem"
+    first = root.read_bytes()
+    assert m.stop() == 0
+    m.start()
+    assert root.read_bytes() == first
+    r = curl(tmp_path, "https://localhost:%d/a.txt" % m.port, port=m.port, host="localhost",
+             cacert=root)
+    assert r.rc == 0 and r.body == b"file A\n", r.stderr
+
+
+def test_quick_flags_with_cert(moat, pki, www):
+    m = moat()
+    m.start(["serve", "--listen", "127.0.0.1:%d" % m.port, "--root", www,
+             "--cert", pki.ec.chain, "--key", pki.ec.key, "--workers", "1",
+             "--log-level", "debug", "--access-log", "stdout"])
+    with Conn(m.port, cafile=pki.root, sni="example.test") as c:
+        assert c.sock.getpeercert(binary_form=True) == pki.ec.der
+        assert c.request("/a.txt").body == b"file A\n"
+    # --access-log stdout: the request shows up on stdout.
+    assert wait_for(lambda: "/a.txt" in m.stdout(), 5), m.stdout()
+
+
+def test_quick_flags_bad_key_refused(moat, pki, www):
+    m = moat()
+    m.start(["serve", "--listen", "127.0.0.1:%d" % m.port, "--root", www,
+             "--cert", pki.ec.chain, "--key", pki.other_key], wait=False)
+    rc = m.wait_exit(20)
+    assert rc in (1, 2), (rc, m.stderr())
+    assert pki.ec.chain.name in m.stderr() or pki.other_key.name in m.stderr()

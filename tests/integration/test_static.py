@@ -1,0 +1,332 @@
+"""Static files: index.html, MIME types, validators (strong ETag, Last-Modified) and 304s,
+single ranges (206/416), HEAD, directory listing on/off, the slash redirect, dot-files, and
+every path-traversal trick we know, including symlinks that lead out of the root. The secret
+file lives just outside the root; its content must never appear in any response."""
+
+import email.utils
+import os
+import time
+
+import pytest
+
+from helpers import Conn, build_request, curl
+
+SECRET_WORD = b"TOP-SECRET"
+
+
+def fetch(server, path, method="GET", host="example.test", headers=None):
+    with Conn(server.port, verify=False, sni=host) as c:
+        return c.request(path, method=method, host=host, headers=headers)
+
+
+# -- files and MIME ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path,marker", [("/", b"INDEX-PAGE"), ("/index.html", b"INDEX-PAGE"),
+                                         ("/sub/", b"SUB-INDEX")])
+def test_index(server, path, marker):
+    r = fetch(server, path)
+    assert r.status == 200
+    assert marker in r.body
+    assert r.header("content-type") == "text/html; charset=utf-8"
+
+
+@pytest.mark.parametrize("path,types", [
+    ("/a.txt", ["text/plain"]),
+    ("/style.css", ["text/css"]),
+    ("/app.js", ["text/javascript", "application/javascript"]),
+    ("/data.json", ["application/json"]),
+    ("/pic.png", ["image/png"]),
+    ("/pic.jpg", ["image/jpeg"]),
+    ("/icon.svg", ["image/svg+xml"]),
+    ("/blob.unknownext", ["application/octet-stream"]),
+])
+def test_mime_types(server, path, types):
+    r = fetch(server, path)
+    assert r.status == 200
+    assert r.header("content-type", "").split(";")[0].strip() in types, r.header("content-type")
+
+
+def test_missing_file_404(server):
+    r = fetch(server, "/no-such-file.txt")
+    assert r.status == 404
+
+
+def test_big_file_complete(server, www):
+    want = (www / "big.bin").read_bytes()
+    r = fetch(server, "/big.bin")
+    assert r.status == 200
+    assert r.header("content-length") == str(len(want))
+    assert r.body == want
+
+
+def test_big_file_with_curl(server, pki, www, tmp_path):
+    r = curl(tmp_path, "https://example.test:%d/big.bin" % server.port, port=server.port,
+             cacert=pki.root)
+    assert r.rc == 0, r.stderr
+    assert r.body == (www / "big.bin").read_bytes()
+
+
+def test_head(server, www):
+    r = fetch(server, "/big.bin", method="HEAD")
+    assert r.status == 200
+    assert r.body == b""
+    assert r.header("content-length") == str((www / "big.bin").stat().st_size)
+    assert r.has("etag") and r.has("last-modified")
+
+
+# -- validators --------------------------------------------------------------------------------
+
+
+def test_etag_strong_and_304(server):
+    r = fetch(server, "/a.txt")
+    etag = r.header("etag")
+    assert etag and etag.startswith('"') and etag.endswith('"'), etag  # strong: no W/
+    with Conn(server.port, verify=False) as c:
+        r2 = c.request("/a.txt", headers={"If-None-Match": etag})
+        assert r2.status == 304
+        assert r2.body == b""
+        assert r2.header("etag") == etag
+        # A 304 carries no body: the next response on the connection parses right.
+        assert c.request("/b.txt").body == b"file B, a bit longer\n"
+
+
+@pytest.mark.parametrize("inm,status", [
+    ('"not-the-etag"', 200),
+    ("*", 304),
+    ('"x", {etag}, "y"', 304),
+    ("W/{etag}", 304),  # RFC 9110 §13.1.2: If-None-Match uses the weak comparison
+])
+def test_if_none_match_variants(server, inm, status):
+    etag = fetch(server, "/a.txt").header("etag")
+    r = fetch(server, "/a.txt", headers={"If-None-Match": inm.format(etag=etag)})
+    assert r.status == status
+    if status == 200:
+        assert r.body == b"file A\n"
+
+
+def test_etag_differs_per_file_and_changes(server, www):
+    assert fetch(server, "/a.txt").header("etag") != fetch(server, "/c.txt").header("etag")
+    f = www / "mutable.txt"
+    f.write_text("version one\n")
+    os.utime(f, (time.time() - 100, time.time() - 100))
+    e1 = fetch(server, "/mutable.txt").header("etag")
+    f.write_text("version two, longer\n")
+    e2_resp = fetch(server, "/mutable.txt")
+    assert e2_resp.body == b"version two, longer\n"
+    assert e2_resp.header("etag") != e1
+    assert fetch(server, "/mutable.txt", headers={"If-None-Match": e1}).status == 200
+
+
+def test_last_modified_and_ims(server, www):
+    r = fetch(server, "/a.txt")
+    lm = r.header("last-modified")
+    assert lm
+    lm_ts = email.utils.parsedate_to_datetime(lm).timestamp()
+    assert abs(lm_ts - int((www / "a.txt").stat().st_mtime)) <= 1
+    assert fetch(server, "/a.txt", headers={"If-Modified-Since": lm}).status == 304
+    older = email.utils.formatdate(lm_ts - 86400, usegmt=True)
+    r2 = fetch(server, "/a.txt", headers={"If-Modified-Since": older})
+    assert r2.status == 200
+    assert r2.body == b"file A\n"
+    assert fetch(server, "/a.txt", headers={"If-Modified-Since": "garbage"}).status == 200
+
+
+def test_if_none_match_wins_over_ims(server):
+    # RFC 9110 §13.1.3: with If-None-Match present, If-Modified-Since is ignored.
+    lm = fetch(server, "/a.txt").header("last-modified")
+    r = fetch(server, "/a.txt", headers={"If-None-Match": '"other"', "If-Modified-Since": lm})
+    assert r.status == 200
+
+
+# -- ranges ------------------------------------------------------------------------------------
+
+SIZE = 20  # digits.txt = "0123456789abcdefghij"
+
+
+@pytest.mark.parametrize("rng,body,crange", [
+    ("bytes=0-9", b"0123456789", "bytes 0-9/20"),
+    ("bytes=10-", b"abcdefghij", "bytes 10-19/20"),
+    ("bytes=-5", b"fghij", "bytes 15-19/20"),
+    ("bytes=5-5", b"5", "bytes 5-5/20"),
+    ("bytes=15-100", b"fghij", "bytes 15-19/20"),
+    ("bytes=0-", b"0123456789abcdefghij", "bytes 0-19/20"),
+])
+def test_single_range(server, rng, body, crange):
+    r = fetch(server, "/digits.txt", headers={"Range": rng})
+    assert r.status == 206
+    assert r.body == body
+    assert r.header("content-range") == crange
+    assert r.header("content-length") == str(len(body))
+
+
+@pytest.mark.parametrize("rng", ["bytes=20-", "bytes=25-30", "bytes=20-20"])
+def test_unsatisfiable_range(server, rng):
+    with Conn(server.port, verify=False) as c:
+        r = c.request("/digits.txt", headers={"Range": rng})
+        assert r.status == 416
+        assert r.header("content-range") == "bytes */%d" % SIZE
+        assert b"0123" not in r.body
+        assert c.request("/a.txt").status == 200  # the connection goes on
+
+
+def test_range_ignored_when_invalid(server):
+    for rng in ["items=0-1", "bytes=abc", "bytes=5-2"]:
+        r = fetch(server, "/digits.txt", headers={"Range": rng})
+        assert r.status in (200, 416), (rng, r)
+        if r.status == 200:
+            assert r.body == b"0123456789abcdefghij"
+
+
+def test_multiple_ranges_not_misanswered(server):
+    r = fetch(server, "/digits.txt", headers={"Range": "bytes=0-1,5-6"})
+    assert r.status in (200, 206, 416)
+    if r.status == 200:
+        assert r.body == b"0123456789abcdefghij"
+    if r.status == 206:
+        assert r.header("content-type", "").startswith("multipart/byteranges")
+
+
+def test_accept_ranges_advertised(server):
+    assert fetch(server, "/digits.txt").header("accept-ranges") == "bytes"
+
+
+def test_range_in_big_file(server, www):
+    want = (www / "big.bin").read_bytes()[1000000:1000100]
+    r = fetch(server, "/big.bin", headers={"Range": "bytes=1000000-1000099"})
+    assert r.status == 206
+    assert r.body == want
+
+
+def test_if_range(server):
+    etag = fetch(server, "/digits.txt").header("etag")
+    r = fetch(server, "/digits.txt", headers={"Range": "bytes=0-1", "If-Range": etag})
+    assert r.status == 206 and r.body == b"01"
+    r = fetch(server, "/digits.txt", headers={"Range": "bytes=0-1", "If-Range": '"stale"'})
+    assert r.status == 200 and r.body == b"0123456789abcdefghij"
+
+
+# -- directories -------------------------------------------------------------------------------
+
+
+def test_listing_off_by_default(server):
+    r = fetch(server, "/nolist/")
+    assert r.status == 403
+    assert b"two-entry.txt" not in r.body
+
+
+def test_listing_on(server):
+    r = fetch(server, "/nolist/", host="listing.test")
+    assert r.status == 200
+    assert b"one.txt" in r.body and b"two-entry.txt" in r.body
+    assert b".dotfile" not in r.body
+    # Names are escaped in the HTML.
+    assert b"x<b>&.txt" not in r.body
+    assert b"&lt;b&gt;" in r.body
+    assert r.header("content-type", "").startswith("text/html")
+
+
+def test_listing_on_index_wins(server):
+    r = fetch(server, "/", host="listing.test")
+    assert r.status == 200
+    assert b"INDEX-PAGE" in r.body
+
+
+@pytest.mark.parametrize("path,location", [("/sub", "/sub/"), ("/nolist", "/nolist/"),
+                                           ("/sub?x=1", "/sub/?x=1")])
+def test_directory_without_slash_redirects(server, path, location):
+    r = fetch(server, path)
+    assert r.status == 301
+    loc = r.header("location", "")
+    assert loc == location or loc.endswith("example.test" + location) or \
+        loc.endswith(":%d%s" % (server.port, location)), loc
+
+
+# -- dot-files ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/.hidden", "/.git/config", "/.git/", "/.git",
+                                  "/sub/.secret", "/%2ehidden", "/nolist/.dotfile"])
+def test_dot_files_hidden(server, path):
+    r = fetch(server, path)
+    assert r.status == 404
+    assert b"HIDDEN" not in r.body and b"DOT" not in r.body
+
+
+def test_well_known_served(server):
+    r = fetch(server, "/.well-known/acme-challenge/token123")
+    assert r.status == 200
+    assert r.body == b"WELL-KNOWN-TOKEN\n"
+
+
+# -- traversal ---------------------------------------------------------------------------------
+
+TRAVERSAL = [
+    "/../secret.txt",
+    "/../../secret.txt",
+    "/sub/../../secret.txt",
+    "/./../secret.txt",
+    "//../secret.txt",
+    "/%2e%2e/secret.txt",
+    "/%2E%2E/secret.txt",
+    "/.%2e/secret.txt",
+    "/%2e./secret.txt",
+    "/sub/%2e%2e/%2e%2e/secret.txt",
+    "/..%2fsecret.txt",
+    "/%2f..%2fsecret.txt",
+    "/sub%2f..%2f..%2fsecret.txt",
+    "/sub/..%2f..%2fsecret.txt",
+    "/..%5csecret.txt",
+    "/sub%5c..%5c..%5csecret.txt",
+    "/..\\secret.txt",
+    "/%252e%252e/secret.txt",
+    "/%c0%ae%c0%ae/secret.txt",
+    "/..;/secret.txt",
+    "/a.txt%00.html",
+    "/%00",
+    "/secret.txt%00",
+    "/..%00/secret.txt",
+    "/link-out.txt",
+    "/rel-link-out.txt",
+    "/linkdir/secret.txt",
+    "/linkdir/www/a.txt",
+    "http://example.test/../secret.txt",
+    "https://example.test/%2e%2e/secret.txt",
+]
+
+
+@pytest.mark.parametrize("target", TRAVERSAL)
+def test_traversal_refused(server, target):
+    with Conn(server.port, verify=False) as c:
+        c.send(("GET %s HTTP/1.1\r\nHost: example.test\r\n\r\n" % target).encode("latin-1"))
+        r = c.read_response()
+        assert r.status in (400, 403, 404), r
+        assert SECRET_WORD not in r.body
+        if target == "/linkdir/www/a.txt":
+            assert b"file A" not in r.body
+
+
+@pytest.mark.parametrize("target", ["/../secret.txt", "/%2e%2e/secret.txt", "/link-out.txt",
+                                    "/linkdir/secret.txt"])
+def test_traversal_with_curl_path_as_is(server, pki, tmp_path, target):
+    r = curl(tmp_path, "https://example.test:%d%s" % (server.port, target), "--path-as-is",
+             port=server.port, cacert=pki.root)
+    assert r.rc == 0, r.stderr
+    assert r.status in (400, 403, 404)
+    assert SECRET_WORD not in r.body
+
+
+def test_secret_never_in_any_response_pipelined(server):
+    # All traversal targets on one connection (until the server closes it after an error).
+    with Conn(server.port, verify=False) as c:
+        data = b"".join(build_request(t) for t in TRAVERSAL if " " not in t)
+        try:
+            c.send(data)
+        except OSError:
+            pass
+        try:
+            while c._fill(timeout=3.0):
+                pass
+        except (TimeoutError, OSError):
+            pass
+        assert SECRET_WORD not in c.buf
