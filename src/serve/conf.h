@@ -1,0 +1,145 @@
+/*
+ * conf.h: moat's configuration as plain data.
+ *
+ * moat_conf_load/parse read a file with core/cfg and check every directive (see
+ * docs/config.md), so the server gets values it can use without checking again; a mistake
+ * is reported at "file:line:col" with the fix. The CLI builds the same struct from flags with
+ * moat_conf_new + moat_conf_set_listen + moat_conf_add_site. Nothing here opens sockets or
+ * touches OpenSSL: the server turns this into a snapshot (SSL_CTXs, listeners) afterwards.
+ *
+ * Every pointer in these structs is owned by the struct moat_conf and freed by moat_conf_free.
+ */
+#ifndef MOAT_SERVE_CONF_H
+#define MOAT_SERVE_CONF_H
+
+#include "core/err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum moat_log_format {
+    MOAT_LOG_COMBINED = 0,
+    MOAT_LOG_JSON,
+};
+
+enum moat_log_level {
+    MOAT_LOG_ERROR = 0,
+    MOAT_LOG_WARN,
+    MOAT_LOG_INFO,
+    MOAT_LOG_DEBUG,
+};
+
+#define MOAT_CONF_WHERE_MAX 300
+#define MOAT_CONF_MAX_FIELDS 256 /* hard ceiling for max_fields (limits { header_fields }) */
+
+struct moat_conf_cert {
+    char *cert_path; /* resolved against the config file's folder */
+    char *key_path;
+    char where[MOAT_CONF_WHERE_MAX]; /* "file:line:col" of the cert directive, for messages */
+};
+
+struct moat_conf_site {
+    /* Lower-cased, distinct across all sites: "example.com", "*.example.com" (wildcard covers
+     * exactly one label), "127.0.0.1", "::1" (IPv6 in RFC 5952 form, no brackets), or "*"
+     * (the default site: any name, and clients that send no SNI). */
+    char **names;
+    size_t nnames;
+    /* 0 certs: the local CA issues one (allowed for any name; warning about it is the
+     * server's job). More than one: e.g. an ECDSA and an RSA certificate for the same names. */
+    struct moat_conf_cert *certs;
+    size_t ncerts;
+    char *root;              /* folder served, resolved against the config file's folder */
+    char *index;             /* file name tried for a folder; default "index.html" */
+    int listing;             /* list folders without an index; default 0 */
+    int hsts;                /* -1 auto (see moat_conf_site_hsts), 0 off, 1 on */
+    uint64_t hsts_max_age_s; /* default 31536000 (1y) */
+    int hsts_subdomains, hsts_preload;
+    char where[MOAT_CONF_WHERE_MAX]; /* "file:line:col" of the site directive, or "command line" */
+};
+
+struct moat_conf {
+    char *path;            /* the config file, or NULL when built from flags/text */
+    char **listen;         /* "127.0.0.1:8443", "[::1]:8443", "localhost:8443", ":8443" */
+    size_t nlisten;        /* >= 1; default {"127.0.0.1:8443"} */
+    char *redirect_listen; /* plain HTTP listener answering 308 to https; NULL = none */
+    unsigned workers;      /* 0 = one per core */
+    char *state_dir;       /* NULL = $MOAT_STATE, else ~/.local/share/moat (server decides) */
+    char *access_log;      /* "stdout", "off" or a path; default "off" */
+    enum moat_log_format access_format; /* default combined */
+    char *error_log;                    /* "stderr" or a path; default "stderr" */
+    enum moat_log_level log_level;      /* default info */
+    uint64_t head_timeout_ms, idle_timeout_ms, body_timeout_ms, write_timeout_ms, drain_timeout_ms,
+        handshake_timeout_ms; /* 10s 60s 30s 30s 10s 10s */
+    uint64_t max_line_bytes;  /* request line; default 8192; <= max_head_bytes */
+    uint64_t max_head_bytes;  /* whole request head; default 32768 */
+    uint64_t max_fields;      /* header fields per request; default 100, <= 256 */
+    uint64_t max_body_bytes;  /* default 1 MiB */
+    uint64_t max_conns;       /* per worker; default 10000 */
+    int tickets;              /* TLS session tickets; default 1 */
+    uint64_t ticket_rotate_s; /* ticket key lifetime; default 3600 */
+    uint64_t session_cache;   /* server-side session cache entries; default 20480; 0 = off */
+    char **trust;             /* extra CA files, used only for start-up chain checks */
+    size_t ntrust;
+    struct moat_conf_site *sites;
+    size_t nsites;
+};
+
+/* A configuration holding the defaults above and no site; NULL when out of memory. */
+struct moat_conf *moat_conf_new(void);
+/* Free everything; NULL does nothing. */
+void moat_conf_free(struct moat_conf *c);
+
+/*
+ * Read and check the config file at `path`; relative paths inside it resolve against the
+ * file's folder. On success *out is a new configuration (c->path = path) for the caller to free.
+ * On failure *out is NULL and err says where and what: MOAT_E_IO (cannot read), MOAT_E_CONFIG
+ * (where = "file:line:col", or the file name for "no site"), MOAT_E_NOMEM.
+ */
+MOAT_MUST_USE moat_rc moat_conf_load(const char *path, struct moat_conf **out,
+                                     struct moat_err *err);
+
+/*
+ * Same, from `len` bytes of `text` named `name` in messages. Relative paths resolve against
+ * `base_dir` (NULL or "": left as written). c->path stays NULL.
+ */
+MOAT_MUST_USE moat_rc moat_conf_parse(const char *name, const char *text, size_t len,
+                                      const char *base_dir, struct moat_conf **out,
+                                      struct moat_err *err);
+
+/*
+ * For the CLI: replace the listen addresses (the defaults or earlier ones) with `n` addresses,
+ * each checked like the listen directive. MOAT_E_USAGE with words on a bad address, and then c
+ * is unchanged.
+ */
+MOAT_MUST_USE moat_rc moat_conf_set_listen(struct moat_conf *c, const char *const *addrs, size_t n,
+                                           struct moat_err *err);
+
+/*
+ * For the CLI (`moat serve --root DIR [--cert C --key K]`): add a site answering `name` ("*" for
+ * any name) that serves `root`, with one certificate when cert_path and key_path are both given
+ * (both NULL: the local CA issues one). Paths are stored as given (relative to the working
+ * folder). Other settings take the directive defaults; where = "command line".
+ * MOAT_E_USAGE with words on a bad name, a name another site has, a missing root, or a cert
+ * without a key (or the reverse); c is then unchanged.
+ */
+MOAT_MUST_USE moat_rc moat_conf_add_site(struct moat_conf *c, const char *name, const char *root,
+                                         const char *cert_path, const char *key_path,
+                                         struct moat_err *err);
+
+/*
+ * Split a checked listen address into host and port: "[::1]:8443" gives "::1" and 8443,
+ * ":8443" gives "" (all addresses). MOAT_E_CONFIG without words when `addr` is not a valid
+ * address or the host does not fit in `hostcap` bytes.
+ */
+MOAT_MUST_USE moat_rc moat_conf_listen_split(const char *addr, char *host, size_t hostcap,
+                                             uint16_t *port);
+
+/* 1 when `name` can only mean this machine: localhost, *.localhost and anything under it
+ * (RFC 6761 §6.3), 127.0.0.0/8, ::1 (bare or in brackets); else 0. Case-insensitive. */
+int moat_conf_name_is_local(const char *name);
+
+/* Whether the site sends Strict-Transport-Security: hsts 1/0 as configured, and for -1 (auto)
+ * on unless every name is local (browsers would pin HSTS on "localhost" for every port). */
+int moat_conf_site_hsts(const struct moat_conf_site *s);
+
+#endif
