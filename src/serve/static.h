@@ -29,7 +29,8 @@ struct moat_static_req {
     int method_id;   /* enum moat_h1_method from http1/parse.h */
     moat_slice path; /* raw path of the request target, before '?', not decoded */
     moat_slice if_none_match, if_modified_since, range, if_range; /* empty when absent */
-    time_t now;                                                   /* the worker's clock, seconds */
+    moat_slice query; /* raw query after '?' (without it), kept in a 301's Location; may be empty */
+    time_t now;       /* the worker's clock, seconds */
 };
 
 /*
