@@ -35,12 +35,12 @@ struct moat_static_req {
 
 /*
  * What to send. `status` is one of 200, 204, 206, 301, 304, 400, 403, 404, 405, 416, 500.
- * When `fd` is not -1 the caller owns it and sends [offset, offset + length) of it as the
- * body; `length` is then the Content-Length. When `has_generated_body` is set the body is
- * the bytes this call appended to `body` and `length` is their count. Otherwise there is no
- * body (204, 304) and length is 0. A HEAD request gets the same status, headers and length as
- * the GET would (the body is generated too, so Content-Length is right); the caller sends no
- * body for HEAD.
+ * `length` is always the Content-Length the answer has (0 for 204 and 304, which send none).
+ * The body is either [offset, offset + length) of `fd` (fd != -1: the caller owns fd, sends
+ * the region and closes it; it may have O_NONBLOCK set, which means nothing for a regular
+ * file), or the `length` bytes this call appended to `body` (has_generated_body), or nothing.
+ * HEAD gets the same status, headers and length as GET, but never an fd (the file is closed
+ * here); a generated body is still written so its length is known, and the caller skips it.
  */
 struct moat_static_res {
     int status;
