@@ -378,13 +378,24 @@ static moat_rc check_leaf_use(struct checker *ck)
     return MOAT_RC_OK;
 }
 
+/* Did `issuer` sign `subject`? Names and signature only: whether the issuer may act as a CA is
+ * a separate question, so that the message can say which of the two is wrong. */
 static int issued_by(X509 *issuer, X509 *subject)
 {
     EVP_PKEY *pk = X509_get0_pubkey(issuer);
-    int ok = X509_check_issued(issuer, subject) == X509_V_OK && pk != NULL &&
-             X509_verify(subject, pk) == 1;
+    int ok = X509_NAME_cmp(X509_get_subject_name(issuer), X509_get_issuer_name(subject)) == 0 &&
+             pk != NULL && X509_verify(subject, pk) == 1;
     ERR_clear_error();
     return ok;
+}
+
+/* RFC 5280 §4.2.1.9 and §4.2.1.3: an issuer needs CA:TRUE and, when keyUsage is present,
+ * keyCertSign. */
+static int may_issue(X509 *x)
+{
+    uint32_t flags = X509_get_extension_flags(x);
+    return (flags & EXFLAG_CA) != 0 &&
+           ((flags & EXFLAG_KUSAGE) == 0 || (X509_get_key_usage(x) & KU_KEY_CERT_SIGN) != 0);
 }
 
 static int self_signed(X509 *x)
@@ -400,10 +411,11 @@ static moat_rc check_order(struct checker *ck)
     for (int i = 0; i + 1 < ck->n; i++) {
         X509 *cur = ck->all[i], *next = ck->all[i + 1];
         if (issued_by(next, cur)) {
-            if ((X509_get_extension_flags(next) & EXFLAG_CA) == 0) {
+            if (!may_issue(next)) {
                 CHECK_FAIL(ck, MOAT_V_NOT_CA,
-                           "certificate #%d in %s (%s) issued #%d but is not a CA certificate: "
-                           "clients will refuse the chain; get the chain from your CA again",
+                           "certificate #%d in %s (%s) issued #%d but is not a CA certificate "
+                           "(CA:TRUE with keyCertSign): clients will refuse the chain; get the "
+                           "chain from your CA again",
                            i + 2, ck->c->path, subject_str(next, s1, sizeof(s1)), i + 1);
             }
             continue;
