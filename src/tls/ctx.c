@@ -1,0 +1,439 @@
+/*
+ * ctx.c: the server SSL_CTX and moat's TLS policy.
+ *
+ * Everything a server context needs is decided here, once, at configuration load: protocol
+ * versions, ciphers, groups, options, certificates (several key types side by side), ALPN, the
+ * session ID context and the session cache. Handshakes then only read the context. SNI switching
+ * (sni.c) moves a connection between contexts built here, and session tickets (ticket.c) are
+ * installed here when the configuration asks for them.
+ *
+ * The ALPN list the selection callback reads hangs on the SSL_CTX's ex_data, so it is freed with
+ * the context and never outlives it.
+ */
+#include "tls/ctx.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tls/ticket.h"
+
+/* RFC 8446 §4.1.3 and RFC 5246: only TLS 1.2 and 1.3. TLS 1.2 suites are ECDHE (forward secrecy)
+ * with an AEAD (no CBC: Lucky13, POODLE-style padding oracles); AES-128 first because it is as
+ * safe in practice and faster, ChaCha20 for clients without AES hardware. */
+static const char policy_tls12_ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+static const char policy_tls13_suites[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+/* X25519 first: fast, constant-time, and what browsers send a key share for. */
+static const char policy_groups[] = "X25519:P-256:P-384";
+static const char *const default_alpn[] = {"http/1.1"};
+
+#define SID_LEN 32 /* SSL_MAX_SID_CTX_LENGTH; one SHA-256 */
+
+/* Hung on each SSL_CTX we build (ex_data), freed with it. */
+struct ctx_extra {
+    size_t alpn_len;      /* bytes in alpn[] */
+    unsigned char alpn[]; /* server preference, wire format (RFC 7301 §3.1) */
+};
+
+static pthread_once_t extra_once = PTHREAD_ONCE_INIT;
+static int extra_idx = -1;
+
+static void extra_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    free(ptr);
+}
+
+static void extra_index_init(void)
+{
+    extra_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, extra_free);
+}
+
+/*
+ * RFC 7301 §3.2: pick the first protocol of the server's list that the client offered. A client
+ * that offers ALPN but none of ours gets a fatal no_application_protocol alert (OpenSSL sends that
+ * alert for SSL_TLSEXT_ERR_ALERT_FATAL): answering without ALPN would let a peer speak a protocol
+ * we did not agree to (cross-protocol attacks such as ALPACA). OpenSSL calls this only when the
+ * client sent ALPN, so a client without ALPN is served as before.
+ */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    const struct ctx_extra *x = arg;
+    for (size_t i = 0; i < x->alpn_len; i += 1 + (size_t)x->alpn[i]) {
+        size_t want_len = x->alpn[i];
+        const unsigned char *want = &x->alpn[i + 1];
+        /* OpenSSL has checked the client's list, but walk it defensively anyway. */
+        for (unsigned int j = 0; j < inlen;) {
+            unsigned int l = in[j];
+            if (l == 0 || l > inlen - j - 1) {
+                break;
+            }
+            if (l == want_len && memcmp(&in[j + 1], want, l) == 0) {
+                *out = &in[j + 1];
+                *outlen = (unsigned char)l;
+                return SSL_TLSEXT_ERR_OK;
+            }
+            j += 1 + l;
+        }
+    }
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static moat_rc build_extra(const struct moat_tls_opts *o, struct ctx_extra **out,
+                           struct moat_err *err)
+{
+    const char *const *alpn = o->alpn;
+    size_t nalpn = o->nalpn;
+    if (alpn == NULL || nalpn == 0) {
+        alpn = default_alpn;
+        nalpn = sizeof(default_alpn) / sizeof(default_alpn[0]);
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < nalpn; i++) {
+        size_t l = alpn[i] ? strlen(alpn[i]) : 0;
+        if (l == 0 || l > 255) {
+            MOAT_FAIL(err, MOAT_E_CONFIG,
+                      "ALPN protocol #%zu must be 1 to 255 bytes long (RFC 7301 §3.1)", i + 1);
+        }
+        total += 1 + l;
+    }
+    if (total > 0xffff) {
+        MOAT_FAIL(err, MOAT_E_CONFIG, "ALPN list is longer than 65535 bytes");
+    }
+    struct ctx_extra *x = calloc(1, sizeof(*x) + total);
+    if (x == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the ALPN list");
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < nalpn; i++) {
+        size_t l = strlen(alpn[i]);
+        x->alpn[at] = (unsigned char)l;
+        memcpy(&x->alpn[at + 1], alpn[i], l);
+        at += 1 + l;
+    }
+    x->alpn_len = total;
+    *out = x;
+    return MOAT_RC_OK;
+}
+
+/* OpenSSL would prompt on the terminal for an encrypted key; a server must not. */
+static int refuse_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    return -1;
+}
+
+/* The key-type slots OpenSSL keeps side by side in one context (SSL_PKEY_* in ssl_local.h): a
+ * second certificate with a key of the same type would silently replace the first. */
+static const char *slot_name(int base_id)
+{
+    switch (base_id) {
+    case EVP_PKEY_RSA:
+        return "RSA";
+    case EVP_PKEY_RSA_PSS:
+        return "RSA-PSS";
+    case EVP_PKEY_EC:
+        return "ECDSA";
+    case EVP_PKEY_ED25519:
+        return "Ed25519";
+    case EVP_PKEY_ED448:
+        return "Ed448";
+    default:
+        return NULL;
+    }
+}
+
+struct loaded {
+    X509 *leaf;
+    STACK_OF(X509) * chain;
+    EVP_PKEY *key;
+};
+
+static void loaded_clear(struct loaded *l)
+{
+    X509_free(l->leaf);
+    sk_X509_pop_free(l->chain, X509_free);
+    EVP_PKEY_free(l->key);
+    memset(l, 0, sizeof(*l));
+}
+
+static moat_rc open_pem(const char *path, BIO **out, struct moat_err *err)
+{
+    errno = 0;
+    *out = BIO_new_file(path, "r");
+    if (*out == NULL) {
+        int e = errno;
+        ERR_clear_error();
+        moat_err_where(err, "%s", path);
+        return moat_err_sys(err, MOAT_E_CERT, e ? e : EIO, __FILE__, __LINE__, "cannot open \"%s\"",
+                            path);
+    }
+    return MOAT_RC_OK;
+}
+
+static moat_rc read_certs(const char *path, struct loaded *l, struct moat_err *err)
+{
+    BIO *bio;
+    MOAT_TRY(open_pem(path, &bio, err));
+    moat_rc rc = MOAT_RC_OK;
+    l->leaf = PEM_read_bio_X509(bio, NULL, refuse_passphrase, NULL);
+    if (l->leaf == NULL) {
+        moat_err_where(err, "%s", path);
+        rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
+                          "no PEM certificate in \"%s\" (expected the leaf, then its chain)", path);
+        goto out;
+    }
+    l->chain = sk_X509_new_null();
+    if (l->chain == NULL) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+        goto out;
+    }
+    for (;;) {
+        X509 *c = PEM_read_bio_X509(bio, NULL, refuse_passphrase, NULL);
+        if (c == NULL) {
+            break;
+        }
+        if (!sk_X509_push(l->chain, c)) {
+            X509_free(c);
+            rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+            goto out;
+        }
+    }
+    /* The loop ends on "no start line" at the end of the file; anything else is a broken
+     * certificate in the chain, which must not be served half-way. */
+    unsigned long e = ERR_peek_last_error();
+    if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
+        moat_err_where(err, "%s", path);
+        rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
+                          "certificate #%d in \"%s\" cannot be read", sk_X509_num(l->chain) + 2,
+                          path);
+        goto out;
+    }
+    ERR_clear_error();
+out:
+    BIO_free(bio);
+    return rc;
+}
+
+static moat_rc read_key(const char *path, struct loaded *l, struct moat_err *err)
+{
+    BIO *bio;
+    MOAT_TRY(open_pem(path, &bio, err));
+    l->key = PEM_read_bio_PrivateKey(bio, NULL, refuse_passphrase, NULL);
+    BIO_free(bio);
+    if (l->key == NULL) {
+        moat_err_where(err, "%s", path);
+        MOAT_FAIL_SSL(err, MOAT_E_CERT,
+                      "no usable private key in \"%s\" (moat needs an unencrypted PEM key)", path);
+    }
+    return MOAT_RC_OK;
+}
+
+static moat_rc load_pair(const struct moat_tls_cert_files *f, struct loaded *l,
+                         struct moat_err *err)
+{
+    if (f->cert_path == NULL || f->key_path == NULL) {
+        MOAT_FAIL(err, MOAT_E_CONFIG, "a certificate needs both a certificate and a key file");
+    }
+    MOAT_TRY(read_certs(f->cert_path, l, err));
+    MOAT_TRY(read_key(f->key_path, l, err));
+    if (slot_name(EVP_PKEY_get_base_id(l->key)) == NULL) {
+        moat_err_where(err, "%s", f->key_path);
+        MOAT_FAIL(err, MOAT_E_CERT,
+                  "key \"%s\" is of type %s, which TLS cannot use here (use ECDSA or RSA)",
+                  f->key_path, EVP_PKEY_get0_type_name(l->key));
+    }
+    if (X509_check_private_key(l->leaf, l->key) != 1) {
+        ERR_clear_error();
+        moat_err_where(err, "%s", f->cert_path);
+        MOAT_FAIL(err, MOAT_E_CERT,
+                  "certificate \"%s\" does not match key \"%s\" (use the key the CSR was made "
+                  "from)",
+                  f->cert_path, f->key_path);
+    }
+    return MOAT_RC_OK;
+}
+
+/*
+ * Load every certificate with its chain and key into `ctx`, refusing two of the same key type,
+ * and compute the session ID context from the leaves: sessions then resume only under the same
+ * certificates, so a ticket issued for one site is not accepted after SNI moves a connection to
+ * another site's context (RFC 6066 §3 forbids resuming under a different name; same certificate
+ * is the closest the server can check), while sites sharing a context share sessions.
+ */
+static moat_rc load_certs(SSL_CTX *ctx, const struct moat_tls_opts *o, unsigned char sid[SID_LEN],
+                          struct moat_err *err)
+{
+    if (o->certs == NULL || o->ncerts == 0) {
+        MOAT_FAIL(err, MOAT_E_CONFIG, "no certificate given (a TLS site needs at least one)");
+    }
+    int seen_type[8];
+    const char *seen_file[8];
+    size_t nseen = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md == NULL || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(md);
+        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot start SHA-256");
+    }
+    moat_rc rc = MOAT_RC_OK;
+    struct loaded l = {0};
+    for (size_t i = 0; i < o->ncerts; i++) {
+        const struct moat_tls_cert_files *f = &o->certs[i];
+        rc = load_pair(f, &l, err);
+        if (!moat_ok(rc)) {
+            goto out;
+        }
+        int type = EVP_PKEY_get_base_id(l.key);
+        for (size_t k = 0; k < nseen; k++) {
+            if (seen_type[k] == type) {
+                moat_err_where(err, "%s", f->cert_path);
+                rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                                  "certificates \"%s\" and \"%s\" both have %s keys (give at most "
+                                  "one per key type, e.g. one ECDSA and one RSA)",
+                                  seen_file[k], f->cert_path, slot_name(type));
+                goto out;
+            }
+        }
+        if (nseen == sizeof(seen_type) / sizeof(seen_type[0])) {
+            rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__, "too many certificates");
+            goto out;
+        }
+        seen_type[nseen] = type;
+        seen_file[nseen] = f->cert_path;
+        nseen++;
+        /* override=1: each key type has its own slot, and we refused duplicates above. */
+        if (SSL_CTX_use_cert_and_key(ctx, l.leaf, l.key, l.chain, 1) != 1) {
+            moat_err_where(err, "%s", f->cert_path);
+            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
+                              "OpenSSL refused certificate \"%s\" with key \"%s\"", f->cert_path,
+                              f->key_path);
+            goto out;
+        }
+        unsigned char d[EVP_MAX_MD_SIZE];
+        unsigned int dlen = 0;
+        if (!X509_digest(l.leaf, EVP_sha256(), d, &dlen) || !EVP_DigestUpdate(md, d, dlen)) {
+            rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__, "cannot hash \"%s\"",
+                              f->cert_path);
+            goto out;
+        }
+        loaded_clear(&l);
+    }
+    unsigned int n = 0;
+    if (!EVP_DigestFinal_ex(md, sid, &n) || n != SID_LEN) {
+        rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__, "cannot finish SHA-256");
+    }
+out:
+    loaded_clear(&l);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static moat_rc apply_policy(SSL_CTX *ctx, struct moat_err *err)
+{
+    /* Security level 2 (112-bit: RSA >= 2048, no SHA-1 signatures) whatever the system's
+     * openssl.cnf says, so the policy is the same on every host. */
+    SSL_CTX_set_security_level(ctx, 2);
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
+        MOAT_FAIL_SSL(err, MOAT_E_TLS, "cannot limit TLS versions to 1.2 and 1.3");
+    }
+    if (!SSL_CTX_set_cipher_list(ctx, policy_tls12_ciphers) ||
+        !SSL_CTX_set_ciphersuites(ctx, policy_tls13_suites)) {
+        MOAT_FAIL_SSL(err, MOAT_E_TLS, "cannot set the cipher policy");
+    }
+    if (!SSL_CTX_set1_groups_list(ctx, policy_groups)) {
+        MOAT_FAIL_SSL(err, MOAT_E_TLS, "cannot set the key exchange groups %s", policy_groups);
+    }
+    /* Server preference: our list is ordered by strength and speed, clients' lists are not
+     * always. No compression (CRIME), no renegotiation (RFC 5746 aside, it is a DoS lever and
+     * TLS 1.3 removed it). SSL_OP_NO_TICKET stays off: we issue tickets when configured. */
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+    /* SSL_OP_ENABLE_KTLS is left off for now: it needs socket BIOs, a kernel with the tls
+     * module and an OpenSSL built with kTLS; io.c can turn it on once SSL_sendfile is used. */
+    /* RELEASE_BUFFERS: an idle keep-alive connection gives its 34 KiB of record buffers back.
+     * PARTIAL_WRITE and ACCEPT_MOVING_WRITE_BUFFER: the non-blocking writer retries from a
+     * buffer that may have been compacted or moved in between. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* RFC 8446 §8 and §E.5: 0-RTT data can be replayed; HTTP handlers are not ready for that. */
+    if (!SSL_CTX_set_max_early_data(ctx, 0)) {
+        MOAT_FAIL_SSL(err, MOAT_E_TLS, "cannot turn off early data");
+    }
+    return MOAT_RC_OK;
+}
+
+static moat_rc apply_sessions(SSL_CTX *ctx, const struct moat_tls_opts *o, struct moat_err *err)
+{
+    if (o->session_timeout_s < 0) {
+        MOAT_FAIL(err, MOAT_E_CONFIG, "session timeout must not be negative (got %ld)",
+                  o->session_timeout_s);
+    }
+    if (o->session_timeout_s > 0) {
+        SSL_CTX_set_timeout(ctx, o->session_timeout_s);
+    }
+    if (o->session_cache_size > 0) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_sess_set_cache_size(ctx, (long)o->session_cache_size);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
+    /* Installed even without keys (then it refuses tickets): OpenSSL runs the ticket callback of
+     * the context a connection started on, and after an SNI switch that callback must apply the
+     * new site's choice instead of OpenSSL's own never-rotated per-context keys. */
+    MOAT_TRY(moat_tls_tickets_install(o->tickets, ctx, err));
+    /* Without keys, TLS 1.3 can still resume from the session cache ("stateful tickets"). */
+    if (o->tickets == NULL && o->session_cache_size > 0 && !SSL_CTX_set_num_tickets(ctx, 1)) {
+        MOAT_FAIL_SSL(err, MOAT_E_TLS, "cannot set the number of TLS 1.3 tickets");
+    }
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_tls_ctx_new(const struct moat_tls_opts *o, SSL_CTX **out, struct moat_err *err)
+{
+    *out = NULL;
+    if (pthread_once(&extra_once, extra_index_init) != 0 || extra_idx < 0) {
+        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot register TLS context data");
+    }
+    ERR_clear_error();
+    struct ctx_extra *x = NULL;
+    MOAT_TRY(build_extra(o, &x, err));
+    SSL_CTX *ctx = SSL_CTX_new_ex(NULL, NULL, TLS_server_method());
+    if (ctx == NULL) {
+        free(x);
+        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot create a TLS context");
+    }
+    if (!SSL_CTX_set_ex_data(ctx, extra_idx, x)) {
+        free(x);
+        SSL_CTX_free(ctx);
+        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot attach data to the TLS context");
+    }
+    /* From here x belongs to ctx (freed by extra_free). */
+    unsigned char sid[SID_LEN];
+    moat_rc rc = apply_policy(ctx, err);
+    if (moat_ok(rc)) {
+        rc = load_certs(ctx, o, sid, err);
+    }
+    if (moat_ok(rc) && !SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid))) {
+        rc = moat_err_ssl(err, MOAT_E_TLS, __FILE__, __LINE__, "cannot set session ID context");
+    }
+    if (moat_ok(rc)) {
+        rc = apply_sessions(ctx, o, err);
+    }
+    if (!moat_ok(rc)) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, x);
+    *out = ctx;
+    return MOAT_RC_OK;
+}

@@ -1,0 +1,53 @@
+/*
+ * ctx.h: build a server SSL_CTX with moat's TLS policy.
+ *
+ * One SSL_CTX per certificate set (a site, or several sites sharing certificates). The policy is
+ * fixed and secure by default: TLS 1.2 and 1.3 only, ECDHE + AEAD ciphers only, X25519/P-256/
+ * P-384, no compression, no renegotiation, no 0-RTT, strict ALPN. Certificates of different key
+ * types (an ECDSA and an RSA one) live side by side in one context and OpenSSL serves the one the
+ * client can verify. The caller (the server) has already run pki/ checks on the files; this file
+ * only loads them with plain OpenSSL calls.
+ */
+#ifndef MOAT_TLS_CTX_H
+#define MOAT_TLS_CTX_H
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+
+#include "core/err.h"
+
+struct moat_tls_tickets;
+
+/* PEM files: cert_path holds the leaf followed by its chain (no root needed); key_path holds the
+ * unencrypted private key (it may be the same file). */
+struct moat_tls_cert_files {
+    const char *cert_path;
+    const char *key_path;
+};
+
+struct moat_tls_opts {
+    const struct moat_tls_cert_files *certs; /* at least one; at most one per key type */
+    size_t ncerts;
+    const char *const *alpn; /* server preference order, e.g. {"h2", "http/1.1"}; NULL/0 means
+                                {"http/1.1"}; each 1..255 bytes */
+    size_t nalpn;
+    struct moat_tls_tickets *tickets; /* shared ticket keys (the context takes a reference), or
+                                         NULL: no tickets at all (TLS 1.2 and 1.3) */
+    unsigned long session_cache_size; /* server-side session cache entries; 0 = no cache */
+    long session_timeout_s;           /* session lifetime; 0 = OpenSSL's default, < 0 refused */
+};
+
+/*
+ * Build a server context with the policy above, the certificates of `o->certs`, the ALPN list
+ * and, when `o->tickets` is set, the shared session ticket keys.
+ *
+ * Refuses (MOAT_E_CONFIG) no certificate, two certificates whose keys are of the same type (the
+ * message names both files), a bad ALPN list or a negative timeout; refuses (MOAT_E_CERT) a file
+ * that cannot be read, holds no certificate, holds an encrypted key or a key that does not match
+ * its certificate, or a key type TLS cannot use with this policy. On success *out holds a new
+ * context with one reference owned by the caller (SSL_CTX_free it); on failure *out is NULL.
+ */
+MOAT_MUST_USE moat_rc moat_tls_ctx_new(const struct moat_tls_opts *o, SSL_CTX **out,
+                                       struct moat_err *err);
+
+#endif
