@@ -219,7 +219,8 @@ static int ip_literal(const char *name, char *buf, size_t n)
 }
 
 /* RFC 1035 §2.3.1 host names (letters, digits, hyphens; labels 1-63, total <= 253), with an
- * optional "*." leftmost label (RFC 6125 §6.4.3) that is not the only label above it. */
+ * optional "*." leftmost label (RFC 6125 §6.4.3) that is not the only label above it. The last
+ * label may not be all digits (RFC 3696 §2), so "1.2.3.4.5" is not taken for a host name. */
 static int valid_dns_name(const char *name)
 {
     size_t len = strlen(name);
@@ -234,6 +235,7 @@ static int valid_dns_name(const char *name)
         }
     }
     size_t label = 0;
+    int digits_only = 1;
     for (; *p != '\0'; p++) {
         char ch = *p;
         if (ch == '.') {
@@ -241,15 +243,18 @@ static int valid_dns_name(const char *name)
                 return 0;
             }
             label = 0;
+            digits_only = 1;
             continue;
         }
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+        int digit = ch >= '0' && ch <= '9';
+        int ok = digit || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
                  (ch == '-' && label > 0);
         if (!ok || ++label > 63) {
             return 0;
         }
+        digits_only = digits_only && digit;
     }
-    return label > 0 && p[-1] != '-';
+    return label > 0 && p[-1] != '-' && !digits_only;
 }
 
 static GENERAL_NAME *general_name_for(const char *name)
