@@ -23,8 +23,8 @@
 
 #include "tls/ticket.h"
 
-/* RFC 8446 §4.1.3 and RFC 5246: only TLS 1.2 and 1.3. TLS 1.2 suites are ECDHE (forward secrecy)
- * with an AEAD (no CBC: Lucky13, POODLE-style padding oracles); AES-128 first because it is as
+/* Only TLS 1.2 and 1.3 (RFC 8996 retires 1.0 and 1.1). TLS 1.2 suites are ECDHE (forward
+ * secrecy) with an AEAD (no CBC: Lucky13 and padding oracles); AES-128 first because it is as
  * safe in practice and faster, ChaCha20 for clients without AES hardware. */
 static const char policy_tls12_ciphers[] =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
@@ -231,6 +231,14 @@ static moat_rc read_key(const char *path, struct loaded *l, struct moat_err *err
     BIO_free(bio);
     if (l->key == NULL) {
         moat_err_where(err, "%s", path);
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_BAD_PASSWORD_READ) {
+            ERR_clear_error();
+            MOAT_FAIL(err, MOAT_E_CERT,
+                      "key \"%s\" is encrypted; moat needs an unencrypted key (decrypt it with "
+                      "`openssl pkey -in %s -out <new file>` and keep that file private)",
+                      path, path);
+        }
         MOAT_FAIL_SSL(err, MOAT_E_CERT,
                       "no usable private key in \"%s\" (moat needs an unencrypted PEM key)", path);
     }
