@@ -1,0 +1,108 @@
+/*
+ * accesslog.c: formatting of access-log lines (see accesslog.h). Request details come from
+ * the connection's `meta` copies (method, target, host, referer, user agent, NUL-separated),
+ * because the request's own bytes are gone by the time the response is finished.
+ */
+#include "serve/accesslog.h"
+
+#include "core/log.h"
+#include "serve/conn.h"
+#include "serve/server.h"
+#include "serve/worker.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define FLUSH_AT 32768
+
+/* Split the meta buffer into its five parts; absent parts are "". */
+static void meta_parts(const struct moat_conn *c, const char *parts[5])
+{
+    const char *p = c->meta.base ? moat_buf_rdptr(&c->meta) : NULL;
+    const char *end = p ? p + moat_buf_len(&c->meta) : NULL;
+    for (int i = 0; i < 5; i++) {
+        if (p != NULL && p < end) {
+            parts[i] = p;
+            p += strlen(p) + 1;
+        } else {
+            parts[i] = "";
+        }
+    }
+}
+
+/* Escape for the combined format: quotes, backslashes and control bytes as \xHH, so a client
+ * cannot forge log lines. */
+static void put_escaped(struct moat_buf *b, const char *s, int json)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        moat_rc rc;
+        if (ch == '"' || ch == '\\') {
+            char two[2] = {'\\', (char)ch};
+            rc = moat_buf_append(b, two, 2);
+        } else if (ch < 0x20 || ch == 0x7f || (json && ch >= 0x80)) {
+            rc = json ? moat_buf_printf(b, "\\u%04x", ch) : moat_buf_printf(b, "\\x%02x", ch);
+        } else {
+            rc = moat_buf_append(b, s, 1);
+        }
+        if (!moat_ok(rc)) {
+            return;
+        }
+    }
+}
+
+void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
+{
+    const char *parts[5];
+    meta_parts(c, parts);
+    struct moat_buf *b = &wk->alog;
+    size_t mark = b->wr;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char when[40];
+    double ms = (double)(wk->loop.now_ms - c->req_started_ms);
+    moat_rc rc;
+    if (wk->srv->alog_format == MOAT_LOG_JSON) {
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        rc = moat_buf_printf(b, "{\"time\":\"%s\",\"remote\":\"%s\",\"host\":\"", when,
+                             c->peer_text);
+        put_escaped(b, parts[2], 1);
+        rc = moat_buf_printf(b, "\",\"method\":\"");
+        put_escaped(b, parts[0], 1);
+        rc = moat_buf_printf(b, "\",\"path\":\"");
+        put_escaped(b, parts[1], 1);
+        rc = moat_buf_printf(b,
+                             "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.0f,\"tls\":%s,"
+                             "\"referer\":\"",
+                             c->status, (unsigned long long)c->bytes_sent, ms,
+                             c->plain ? "false" : "true");
+        put_escaped(b, parts[3], 1);
+        rc = moat_buf_printf(b, "\",\"user_agent\":\"");
+        put_escaped(b, parts[4], 1);
+        rc = moat_buf_printf(b, "\"}\n");
+    } else {
+        strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        rc = moat_buf_printf(b, "%s - - [%s] \"", c->peer_text, when);
+        if (parts[0][0] != '\0') {
+            put_escaped(b, parts[0], 0);
+            rc = moat_buf_append(b, " ", 1);
+            put_escaped(b, parts[1], 0);
+            rc = moat_buf_append(b, " HTTP/1.1", 9);
+        } else {
+            rc = moat_buf_append(b, "-", 1);
+        }
+        rc = moat_buf_printf(b, "\" %d %llu \"", c->status, (unsigned long long)c->bytes_sent);
+        put_escaped(b, parts[3][0] ? parts[3] : "-", 0);
+        rc = moat_buf_append(b, "\" \"", 3);
+        put_escaped(b, parts[4][0] ? parts[4] : "-", 0);
+        rc = moat_buf_append(b, "\"\n", 2);
+    }
+    if (!moat_ok(rc) || b->wr == 0 || b->base[b->wr - 1] != '\n') {
+        b->wr = mark; /* never half a line */
+    }
+    if (moat_buf_len(b) >= FLUSH_AT) {
+        moat_worker__alog_flush(wk);
+    }
+}

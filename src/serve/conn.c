@@ -1,0 +1,822 @@
+/*
+ * conn.c: a client connection, from accept to close (see conn.h for the state machine).
+ *
+ * The hot path in the steady state: one read into a pooled block, one parse, one static
+ * lookup, the head assembled into the connection's out buffer together with the first chunk of
+ * the file, one SSL_write. No allocation per request once the connection's buffers exist.
+ */
+#include "serve/conn.h"
+
+#include "core/httpdate.h"
+#include "core/log.h"
+#include "core/sock.h"
+#include "http1/parse.h"
+#include "serve/accesslog.h"
+#include "serve/server.h"
+#include "serve/snapshot.h"
+#include "serve/static.h"
+#include "serve/worker.h"
+#include "tls/sni.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FILE_CHUNK 16384       /* one TLS record of plaintext */
+#define OUT_LIMIT (256 * 1024) /* head + generated body (listings) + one file chunk */
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (1024 * 1024)
+#define MAX_REQUESTS_PER_CONN 10000
+
+static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static void conn_run(struct moat_conn *c);
+static void on_event(struct moat_watch *w, uint32_t events);
+static void on_timer(struct moat_timer *t);
+
+static const struct moat_conf *conf_of(const struct moat_conn *c)
+{
+    return c->snap->conf;
+}
+
+static void arm(struct moat_conn *c, uint64_t ms)
+{
+    if (!moat_ok(moat_timer_arm(&c->wk->loop.timers, &c->timer, c->wk->loop.now_ms + ms))) {
+        /* Without a timer the connection could live forever: refuse to keep it. */
+        moat_conn_close(c);
+    }
+}
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 304:
+        return "Not Modified";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+/* ---- buffers ---------------------------------------------------------------------------- */
+
+static int in_acquire(struct moat_conn *c)
+{
+    if (c->in.base != NULL) {
+        return 1;
+    }
+    char *block = moat_worker__pool_get(c->wk);
+    if (block == NULL) {
+        return 0;
+    }
+    c->in.base = block;
+    c->in.cap = MOAT_POOL_BLOCK;
+    c->in.rd = c->in.wr = 0;
+    return 1;
+}
+
+static void in_release(struct moat_conn *c)
+{
+    if (c->in.base == NULL) {
+        return;
+    }
+    if (c->in.cap == MOAT_POOL_BLOCK) {
+        moat_worker__pool_put(c->wk, c->in.base);
+    } else {
+        free(c->in.base);
+    }
+    c->in.base = NULL;
+    c->in.cap = c->in.rd = c->in.wr = 0;
+}
+
+/* Read what the transport has into `in`. MOAT_OK when bytes arrived. */
+static moat_rc fill_in(struct moat_conn *c)
+{
+    if (moat_buf_room(&c->in) < 1024) {
+        size_t want = moat_buf_len(&c->in) + 2048 <= c->in.limit ? 2048 : 1;
+        MOAT_TRY(moat_buf_reserve(&c->in, want));
+    }
+    size_t n;
+    MOAT_TRY(moat_io_read(&c->io, moat_buf_wrptr(&c->in), moat_buf_room(&c->in), &n));
+    c->in.wr += n;
+    return MOAT_RC_OK;
+}
+
+/* ---- closing ---------------------------------------------------------------------------- */
+
+void moat_conn_close(struct moat_conn *c)
+{
+    if (c->state == MOAT_CONN_CLOSED) {
+        return;
+    }
+    c->state = MOAT_CONN_CLOSED;
+    moat_timer_disarm(&c->wk->loop.timers, &c->timer);
+    moat_loop_del(&c->wk->loop, &c->w);
+    if (c->file_fd >= 0) {
+        close(c->file_fd);
+        c->file_fd = -1;
+    }
+    moat_io_close(&c->io);
+    in_release(c);
+    moat_buf_clear(&c->out);
+    moat_buf_clear(&c->meta);
+    moat_worker__conn_closed(c->wk, c);
+}
+
+void moat_conn_free(struct moat_conn *c)
+{
+    if (c->snap != NULL) {
+        moat_snapshot_unref(c->snap);
+    }
+    free(c);
+}
+
+static void start_linger(struct moat_conn *c)
+{
+    /* Closing with unread input makes the kernel send RST, which can destroy the response
+     * before the client read it. Shut our side, then read and drop what the client still sends
+     * for a moment (what nginx calls lingering close). */
+    moat_io_shutdown(&c->io);
+    in_release(c);
+    c->state = MOAT_CONN_LINGER;
+    arm(c, LINGER_MS);
+}
+
+/* ---- responses -------------------------------------------------------------------------- */
+
+static int is_bodyless(int status)
+{
+    return status == 204 || status == 304 || (status >= 100 && status < 200);
+}
+
+/* Assemble status line + common headers + `extra` header lines + body framing into c->out,
+ * then the generated body (unless HEAD). The file region, if any, follows from file_fd. */
+static moat_rc build_response(struct moat_conn *c, int status, const struct moat_buf *extra,
+                              const struct moat_buf *body, uint64_t content_length, int head_only,
+                              int minor)
+{
+    struct moat_buf *o = &c->out;
+    time_t now = time(NULL);
+    MOAT_TRY(moat_buf_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: moat\r\n", status,
+                             reason_of(status), moat_httpdate_now(now)));
+    if (extra != NULL) {
+        MOAT_TRY(moat_buf_append(o, moat_buf_rdptr(extra), moat_buf_len(extra)));
+    }
+    if (!is_bodyless(status)) {
+        MOAT_TRY(
+            moat_buf_printf(o, "Content-Length: %llu\r\n", (unsigned long long)content_length));
+    }
+    if (!c->plain && c->site != NULL && c->site->hsts_len > 0) {
+        MOAT_TRY(moat_buf_append(o, c->site->hsts, c->site->hsts_len));
+    }
+    if (!c->keep_alive) {
+        MOAT_TRY(moat_buf_append(o, "Connection: close\r\n", 19));
+    } else if (minor == 0) {
+        MOAT_TRY(moat_buf_append(o, "Connection: keep-alive\r\n", 24));
+    }
+    MOAT_TRY(moat_buf_append(o, "\r\n", 2));
+    c->status = status;
+    if (!head_only && body != NULL && moat_buf_len(body) > 0 && !is_bodyless(status)) {
+        MOAT_TRY(moat_buf_append(o, moat_buf_rdptr(body), moat_buf_len(body)));
+        c->bytes_sent = moat_buf_len(body);
+    }
+    return MOAT_RC_OK;
+}
+
+/* A small error page and Connection: close. Used for parse errors, limits and timeouts. */
+static void respond_error(struct moat_conn *c, int status, int minor)
+{
+    if (c->file_fd >= 0) {
+        close(c->file_fd);
+        c->file_fd = -1;
+    }
+    c->file_left = 0;
+    c->keep_alive = 0;
+    c->body_left = 0;
+    c->body_chunked = 0;
+    c->send_continue = 0;
+    c->out.rd = c->out.wr = 0;
+    char page[256];
+    int n = snprintf(page, sizeof(page), "<!doctype html>\n<title>%d %s</title>\n<h1>%d %s</h1>\n",
+                     status, reason_of(status), status, reason_of(status));
+    struct moat_buf body = {
+        .base = page, .cap = sizeof(page), .rd = 0, .wr = (size_t)n, .limit = sizeof(page)};
+    static const char ctype[] = "Content-Type: text/html; charset=utf-8\r\n";
+    struct moat_buf extra = {.base = (char *)ctype,
+                             .cap = sizeof(ctype) - 1,
+                             .rd = 0,
+                             .wr = sizeof(ctype) - 1,
+                             .limit = sizeof(ctype) - 1};
+    if (!moat_ok(build_response(c, status, &extra, &body, (uint64_t)n, 0, minor))) {
+        moat_conn_close(c);
+        return;
+    }
+    c->state = MOAT_CONN_WRITE;
+    arm(c, conf_of(c)->write_timeout_ms);
+}
+
+/* ---- request dispatch ------------------------------------------------------------------- */
+
+static void meta_capture(struct moat_conn *c, const struct moat_h1_req *r)
+{
+    struct moat_buf *m = &c->meta;
+    m->rd = m->wr = 0;
+    if (m->limit == 0) {
+        moat_buf_init(m, 8192);
+    }
+    const struct moat_h1_field *ref = moat_h1_field_find(r->fields, r->nfields, "referer");
+    const struct moat_h1_field *ua = moat_h1_field_find(r->fields, r->nfields, "user-agent");
+    moat_slice parts[5] = {r->method, r->target, r->host, ref ? ref->value : MOAT_SLICE_NULL,
+                           ua ? ua->value : MOAT_SLICE_NULL};
+    for (size_t i = 0; i < 5; i++) {
+        size_t len = parts[i].len > 1500 ? 1500 : parts[i].len;
+        if (!moat_ok(moat_buf_append(m, parts[i].p, len)) || !moat_ok(moat_buf_append(m, "", 1))) {
+            m->rd = m->wr = 0; /* the log line loses its details, the request does not fail */
+            return;
+        }
+    }
+}
+
+static moat_slice host_without_port(moat_slice host)
+{
+    if (host.len > 0 && host.p[0] == '[') {
+        const char *close = memchr(host.p, ']', host.len);
+        if (close != NULL) {
+            return moat_slice_of(host.p, (size_t)(close - host.p) + 1);
+        }
+        return host;
+    }
+    const char *colon = memchr(host.p, ':', host.len);
+    return colon ? moat_slice_of(host.p, (size_t)(colon - host.p)) : host;
+}
+
+static moat_slice field_value(const struct moat_h1_req *r, const char *name)
+{
+    const struct moat_h1_field *f = moat_h1_field_find(r->fields, r->nfields, name);
+    return f ? f->value : MOAT_SLICE_NULL;
+}
+
+/* The plain listener: everything moves to https://host/target (308 keeps the method). */
+static moat_rc redirect_to_https(struct moat_conn *c, const struct moat_h1_req *r,
+                                 struct moat_buf *extra)
+{
+    moat_slice host = host_without_port(r->host);
+    int port = c->wk->srv->https_port;
+    if (port == 443) {
+        MOAT_TRY(moat_buf_printf(extra, "Location: https://%.*s%.*s\r\n", MOAT_SLICE_FMT(host),
+                                 MOAT_SLICE_FMT(r->target)));
+    } else {
+        MOAT_TRY(moat_buf_printf(extra, "Location: https://%.*s:%d%.*s\r\n", MOAT_SLICE_FMT(host),
+                                 port, MOAT_SLICE_FMT(r->target)));
+    }
+    return MOAT_RC_OK;
+}
+
+static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
+{
+    struct moat_worker *wk = c->wk;
+    const struct moat_conf *conf = conf_of(c);
+    c->requests++;
+    wk->stats.requests++;
+    c->req_started_ms = wk->loop.now_ms;
+    c->bytes_sent = 0;
+    if (wk->srv->alog_fd >= 0) {
+        meta_capture(c, r);
+    }
+    c->keep_alive = r->keep_alive && !wk->draining && c->requests < MAX_REQUESTS_PER_CONN;
+    int has_body = r->body == MOAT_H1_BODY_CHUNKED ||
+                   (r->body == MOAT_H1_BODY_LENGTH && r->content_length > 0);
+
+    if (has_body && r->body == MOAT_H1_BODY_LENGTH && conf->max_body_bytes > 0 &&
+        r->content_length > conf->max_body_bytes) {
+        moat_buf_consume(&c->in, r->head_len);
+        respond_error(c, 413, r->minor);
+        return;
+    }
+
+    moat_slice host = host_without_port(r->host);
+    c->site = moat_snapshot_site_for(c->snap, host.p, host.len);
+
+    /* Scratch buffers for the handler's header lines and generated body. */
+    struct moat_buf extra, body;
+    moat_buf_init(&extra, 16384);
+    moat_buf_init(&body, OUT_LIMIT / 2);
+    int status;
+    uint64_t content_length = 0;
+    moat_rc rc = MOAT_RC_OK;
+
+    if (c->plain) {
+        status = 308;
+        rc = redirect_to_https(c, r, &extra);
+    } else if (r->method_id == MOAT_H1_M_OPTIONS && r->target.len == 1 && r->target.p[0] == '*') {
+        status = 204;
+        rc = moat_buf_printf(&extra, "Allow: GET, HEAD, OPTIONS\r\n");
+    } else {
+        struct moat_static_req sr = {
+            .method_id = (int)r->method_id,
+            .path = r->path,
+            .if_none_match = field_value(r, "if-none-match"),
+            .if_modified_since = field_value(r, "if-modified-since"),
+            .range = field_value(r, "range"),
+            .if_range = field_value(r, "if-range"),
+            .query = r->query,
+            .now = time(NULL),
+        };
+        struct moat_static_res res = {.status = 500, .fd = -1};
+        rc = moat_static_handle(&c->site->st, &sr, &res, &extra, &body);
+        status = res.status;
+        content_length = res.length;
+        if (moat_ok(rc) && res.fd >= 0) {
+            if (r->method_id == MOAT_H1_M_HEAD || is_bodyless(status)) {
+                close(res.fd);
+            } else {
+                c->file_fd = res.fd;
+                c->file_off = res.offset;
+                c->file_left = res.length;
+            }
+        }
+    }
+    if (status == 308 || status == 204) {
+        content_length = 0;
+    }
+    if (!moat_ok(rc)) {
+        moat_buf_clear(&extra);
+        moat_buf_clear(&body);
+        moat_buf_consume(&c->in, r->head_len);
+        respond_error(c, 500, r->minor);
+        return;
+    }
+
+    if (has_body) {
+        if (status >= 400 && r->expect_continue) {
+            /* RFC 9110 §10.1.1: a final answer instead of 100 Continue; the client will not
+             * send the body, so this connection cannot carry another request. */
+            c->keep_alive = 0;
+            has_body = 0;
+        } else {
+            c->send_continue = r->expect_continue;
+            c->body_chunked = r->body == MOAT_H1_BODY_CHUNKED;
+            c->body_left = c->body_chunked ? 0 : r->content_length;
+            if (c->body_chunked) {
+                moat_h1_chunked_init(&c->chunked, conf->max_body_bytes, 8192);
+            }
+        }
+    }
+
+    rc = build_response(c, status, &extra, &body, content_length, r->method_id == MOAT_H1_M_HEAD,
+                        r->minor);
+    int minor = r->minor;
+    moat_buf_clear(&extra);
+    moat_buf_clear(&body);
+    moat_buf_consume(&c->in, r->head_len); /* the request's slices die here */
+    if (!moat_ok(rc)) {
+        respond_error(c, 500, minor);
+        return;
+    }
+    if (has_body) {
+        c->state = MOAT_CONN_READ_BODY;
+        arm(c, conf->body_timeout_ms);
+    } else {
+        c->state = MOAT_CONN_WRITE;
+        arm(c, conf->write_timeout_ms);
+    }
+}
+
+/* ---- states ----------------------------------------------------------------------------- */
+
+static void begin_wait(struct moat_conn *c, uint64_t timeout_ms)
+{
+    c->state = MOAT_CONN_IDLE;
+    arm(c, timeout_ms);
+}
+
+static void begin_head(struct moat_conn *c)
+{
+    c->state = MOAT_CONN_READ_HEAD;
+    c->head_started_ms = c->wk->loop.now_ms;
+    /* Measured from the first byte and never extended: a client trickling its head one byte
+     * at a time is cut off at head_timeout, however steadily it trickles. */
+    arm(c, conf_of(c)->head_timeout_ms);
+}
+
+static void response_done(struct moat_conn *c)
+{
+    if (c->wk->srv->alog_fd >= 0) {
+        moat_accesslog_add(c->wk, c);
+    }
+    if (c->file_fd >= 0) {
+        close(c->file_fd);
+        c->file_fd = -1;
+    }
+    c->status = 0;
+    if (!c->keep_alive) {
+        start_linger(c);
+        return;
+    }
+    c->out.rd = c->out.wr = 0;
+    if (c->out.cap > 2 * FILE_CHUNK) {
+        moat_buf_clear(&c->out); /* a large listing does not pin memory for the idle time */
+    }
+    if (moat_buf_len(&c->in) > 0) {
+        begin_head(c); /* pipelined request already here */
+    } else {
+        in_release(c);
+        begin_wait(c, conf_of(c)->idle_timeout_ms);
+    }
+}
+
+/* HANDSHAKE: returns 1 to go on. */
+static int step_handshake(struct moat_conn *c)
+{
+    struct moat_err e = {0};
+    int want_words = moat_log_level_now >= MOAT_LVL_INFO;
+    moat_rc rc = moat_io_handshake(&c->io, want_words ? &e : NULL);
+    if (rc.kind == MOAT_E_AGAIN) {
+        return 0;
+    }
+    if (!moat_ok(rc)) {
+        c->wk->stats.handshake_failures++;
+        if (want_words) {
+            char msg[600];
+            moat_log(MOAT_LVL_INFO, c->id, "%s (peer %s)", moat_err_str(&e, msg, sizeof(msg)),
+                     c->peer_text);
+        }
+        moat_conn_close(c);
+        return 0;
+    }
+    /* The first request gets the head timeout, not the idle one: a client that completes a
+     * handshake and then says nothing is not a keep-alive client. */
+    begin_wait(c, conf_of(c)->head_timeout_ms);
+    return 1;
+}
+
+static int step_idle(struct moat_conn *c)
+{
+    if (!in_acquire(c)) {
+        moat_conn_close(c);
+        return 0;
+    }
+    moat_rc rc = fill_in(c);
+    if (rc.kind == MOAT_E_AGAIN) {
+        in_release(c); /* an idle connection holds no read buffer */
+        return 0;
+    }
+    if (!moat_ok(rc)) {
+        moat_conn_close(c);
+        return 0;
+    }
+    begin_head(c);
+    return 1;
+}
+
+static int step_read_head(struct moat_conn *c)
+{
+    struct moat_h1_req *r = &c->wk->req;
+    const struct moat_h1_limits *lim = &c->snap->limits;
+    for (;;) {
+        moat_h1_req_init(r);
+        enum moat_h1_status st =
+            moat_h1_parse_request(r, moat_buf_rdptr(&c->in), moat_buf_len(&c->in), lim);
+        if (st == MOAT_H1_DONE) {
+            dispatch(c, r);
+            return c->state != MOAT_CONN_CLOSED;
+        }
+        if (st != MOAT_H1_AGAIN) {
+            c->wk->stats.bad_requests++;
+            moat_log(MOAT_LVL_DEBUG, c->id, "bad request: %s at byte %zu (peer %s)",
+                     r->err_what ? r->err_what : "malformed", r->err_pos, c->peer_text);
+            if (c->wk->srv->alog_fd >= 0) {
+                c->meta.rd = c->meta.wr = 0;
+            }
+            c->requests++;
+            c->req_started_ms = c->wk->loop.now_ms;
+            respond_error(c, moat_h1_status_code(st), 1);
+            return 1;
+        }
+        moat_rc rc = fill_in(c);
+        if (rc.kind == MOAT_E_AGAIN) {
+            return 0;
+        }
+        if (rc.kind == MOAT_E_LIMIT) {
+            respond_error(c, 431, 1);
+            return 1;
+        }
+        if (!moat_ok(rc)) {
+            moat_conn_close(c); /* the client left mid-head: nobody to answer */
+            return 0;
+        }
+    }
+}
+
+static int step_read_body(struct moat_conn *c)
+{
+    if (c->send_continue) {
+        size_t n;
+        moat_rc rc = moat_io_write(&c->io, CONTINUE_100, sizeof(CONTINUE_100) - 1, &n);
+        if (rc.kind == MOAT_E_AGAIN) {
+            return 0;
+        }
+        if (!moat_ok(rc) || n != sizeof(CONTINUE_100) - 1) {
+            moat_conn_close(c);
+            return 0;
+        }
+        c->send_continue = 0;
+    }
+    for (;;) {
+        size_t len = moat_buf_len(&c->in);
+        if (len > 0) {
+            if (c->body_chunked) {
+                size_t consumed = 0, produced = 0;
+                enum moat_h1_status st = moat_h1_chunked_decode(&c->chunked, moat_buf_rdptr(&c->in),
+                                                                len, &consumed, &produced);
+                moat_buf_consume(&c->in, consumed);
+                if (st == MOAT_H1_DONE) {
+                    c->body_chunked = 0;
+                } else if (st != MOAT_H1_AGAIN) {
+                    c->wk->stats.bad_requests++;
+                    respond_error(c, moat_h1_status_code(st), 1);
+                    return 1;
+                }
+            } else {
+                size_t n = len < c->body_left ? len : (size_t)c->body_left;
+                moat_buf_consume(&c->in, n);
+                c->body_left -= n;
+            }
+        }
+        if (!c->body_chunked && c->body_left == 0) {
+            c->state = MOAT_CONN_WRITE;
+            arm(c, conf_of(c)->write_timeout_ms);
+            return 1;
+        }
+        if (moat_buf_len(&c->in) > 0 && !c->body_chunked) {
+            continue;
+        }
+        moat_rc rc = fill_in(c);
+        if (rc.kind == MOAT_E_AGAIN) {
+            arm(c, conf_of(c)->body_timeout_ms); /* inactivity: progress extends it */
+            return 0;
+        }
+        if (!moat_ok(rc)) {
+            moat_conn_close(c);
+            return 0;
+        }
+    }
+}
+
+/* Put the next piece of the file behind whatever is still in `out`. */
+static int refill_from_file(struct moat_conn *c)
+{
+    size_t want = c->file_left < FILE_CHUNK ? (size_t)c->file_left : FILE_CHUNK;
+    if (c->out.limit == 0) {
+        moat_buf_init(&c->out, OUT_LIMIT);
+    }
+    if (!moat_ok(moat_buf_reserve(&c->out, want))) {
+        return 0;
+    }
+    ssize_t n = pread(c->file_fd, moat_buf_wrptr(&c->out), want, (off_t)c->file_off);
+    if (n <= 0) {
+        /* The file shrank under us: the length is already promised, so the only honest
+         * thing left is to close the connection. */
+        moat_log(MOAT_LVL_WARN, c->id, "file shrank or failed while sending; closing");
+        return 0;
+    }
+    c->out.wr += (size_t)n;
+    c->file_off += (uint64_t)n;
+    c->file_left -= (uint64_t)n;
+    c->bytes_sent += (uint64_t)n;
+    return 1;
+}
+
+static int step_write(struct moat_conn *c)
+{
+    for (;;) {
+        /* Coalesce: the first file chunk rides in the same record as the head. */
+        if (c->file_left > 0 && moat_buf_len(&c->out) < FILE_CHUNK / 2) {
+            if (!refill_from_file(c)) {
+                moat_conn_close(c);
+                return 0;
+            }
+        }
+        size_t len = moat_buf_len(&c->out);
+        if (len == 0) {
+            response_done(c);
+            return c->state != MOAT_CONN_CLOSED;
+        }
+        size_t n;
+        moat_rc rc = moat_io_write(&c->io, moat_buf_rdptr(&c->out), len, &n);
+        if (rc.kind == MOAT_E_AGAIN) {
+            arm(c, conf_of(c)->write_timeout_ms);
+            return 0;
+        }
+        if (!moat_ok(rc)) {
+            moat_conn_close(c);
+            return 0;
+        }
+        moat_buf_consume(&c->out, n);
+    }
+}
+
+static int step_linger(struct moat_conn *c)
+{
+    char scratch[4096];
+    size_t total = 0;
+    for (;;) {
+        ssize_t n = recv(c->io.fd, scratch, sizeof(scratch), 0);
+        if (n > 0) {
+            total += (size_t)n;
+            if (total > LINGER_MAX_BYTES) {
+                moat_conn_close(c);
+                return 0;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return 0;
+        }
+        moat_conn_close(c);
+        return 0;
+    }
+}
+
+static void conn_run(struct moat_conn *c)
+{
+    int go = 1;
+    while (go) {
+        switch (c->state) {
+        case MOAT_CONN_HANDSHAKE:
+            go = step_handshake(c);
+            break;
+        case MOAT_CONN_IDLE:
+            if (c->wk->draining) {
+                moat_conn_close(c);
+                return;
+            }
+            go = step_idle(c);
+            break;
+        case MOAT_CONN_READ_HEAD:
+            go = step_read_head(c);
+            break;
+        case MOAT_CONN_READ_BODY:
+            go = step_read_body(c);
+            break;
+        case MOAT_CONN_WRITE:
+            go = step_write(c);
+            break;
+        case MOAT_CONN_LINGER:
+            go = step_linger(c);
+            break;
+        case MOAT_CONN_CLOSED:
+        default:
+            return;
+        }
+    }
+}
+
+static void on_event(struct moat_watch *w, uint32_t events)
+{
+    struct moat_conn *c = w->data;
+    if ((events & (EPOLLERR | EPOLLHUP)) && c->state != MOAT_CONN_WRITE &&
+        c->state != MOAT_CONN_READ_HEAD && c->state != MOAT_CONN_READ_BODY) {
+        moat_conn_close(c);
+        return;
+    }
+    conn_run(c);
+}
+
+static void on_timer(struct moat_timer *t)
+{
+    struct moat_conn *c = t->data;
+    c->wk->stats.timeouts++;
+    switch (c->state) {
+    case MOAT_CONN_READ_HEAD:
+        moat_log(MOAT_LVL_DEBUG, c->id, "request head not complete within %llu ms (peer %s)",
+                 (unsigned long long)conf_of(c)->head_timeout_ms, c->peer_text);
+        c->requests++;
+        c->req_started_ms = c->head_started_ms;
+        c->meta.rd = c->meta.wr = 0;
+        respond_error(c, 408, 1);
+        conn_run(c);
+        return;
+    case MOAT_CONN_HANDSHAKE:
+        moat_log(MOAT_LVL_DEBUG, c->id, "tls handshake timed out (peer %s)", c->peer_text);
+        moat_conn_close(c);
+        return;
+    case MOAT_CONN_IDLE:
+        moat_io_shutdown(&c->io);
+        moat_conn_close(c);
+        return;
+    default:
+        moat_conn_close(c);
+        return;
+    }
+}
+
+void moat_conn_drain(struct moat_conn *c)
+{
+    if (c->state == MOAT_CONN_IDLE || c->state == MOAT_CONN_HANDSHAKE) {
+        moat_io_shutdown(&c->io);
+        moat_conn_close(c);
+        return;
+    }
+    c->keep_alive = 0;
+}
+
+void moat_conn_accept(struct moat_worker *wk, int fd, const struct sockaddr_storage *peer,
+                      int plain)
+{
+    struct moat_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->wk = wk;
+    c->id = ++wk->next_conn_id * 64 + wk->id; /* unique across workers, ordered within one */
+    c->io.fd = fd;
+    c->file_fd = -1;
+    c->plain = plain;
+    c->peer = *peer;
+    moat_sock_peer_text(peer, c->peer_text, sizeof(c->peer_text));
+    c->snap = moat_snapshot_ref(wk->snap);
+    moat_buf_init(&c->in, c->snap->limits.max_head_bytes + 4096);
+    moat_buf_init(&c->out, OUT_LIMIT);
+    moat_timer_init(&c->timer, on_timer, c);
+    c->w.fd = fd;
+    c->w.cb = on_event;
+    c->w.data = c;
+    if (!plain) {
+        c->io.ssl = SSL_new(moat_tls_sni_default_ctx(c->snap->sni));
+        if (c->io.ssl == NULL || SSL_set_fd(c->io.ssl, fd) != 1) {
+            moat_io_close(&c->io); /* not yet linked anywhere */
+            moat_conn_free(c);
+            return;
+        }
+        SSL_set_accept_state(c->io.ssl);
+    }
+    /* link */
+    c->next = wk->conns;
+    if (wk->conns) {
+        wk->conns->prev = c;
+    }
+    wk->conns = c;
+    wk->nconns++;
+    wk->stats.accepted++;
+    if (!moat_ok(moat_loop_add(&wk->loop, &c->w, EPOLLIN | EPOLLOUT | EPOLLRDHUP))) {
+        moat_conn_close(c);
+        return;
+    }
+    if (plain) {
+        begin_wait(c, conf_of(c)->head_timeout_ms);
+    } else {
+        c->state = MOAT_CONN_HANDSHAKE;
+        arm(c, conf_of(c)->handshake_timeout_ms);
+    }
+}

@@ -1,0 +1,335 @@
+/*
+ * server.c: the main thread of `moat serve` (see server.h).
+ *
+ * Signals are blocked in every thread and taken here with sigtimedwait, so handlers never run
+ * on a worker's stack and a reload is ordinary code, not async-signal-safe acrobatics.
+ */
+#include "serve/server.h"
+
+#include "core/log.h"
+#include "core/sock.h"
+#include "pki/fsutil.h"
+#include "serve/snapshot.h"
+#include "serve/worker.h"
+#include "tls/ticket.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ADDRS 16
+
+moat_rc moat_server_state_dir(const struct moat_conf *conf, char **out, struct moat_err *err)
+{
+    const char *dir = conf->state_dir;
+    char buf[PATH_MAX];
+    if (dir == NULL) {
+        dir = getenv("MOAT_STATE");
+    }
+    if (dir == NULL || dir[0] == '\0') {
+        const char *home = getenv("HOME");
+        if (home == NULL || home[0] == '\0') {
+            struct passwd *pw = getpwuid(getuid());
+            home = pw ? pw->pw_dir : NULL;
+        }
+        if (home == NULL) {
+            MOAT_FAIL(err, MOAT_E_CONFIG,
+                      "no state folder: set MOAT_STATE or HOME, or `state DIR` in the config");
+        }
+        snprintf(buf, sizeof(buf), "%s/.local/share/moat", home);
+        dir = buf;
+    }
+    MOAT_TRY_CTX(moat_fs_mkdir_p(dir, 0700, err), err, "while creating the state folder");
+    *out = strdup(dir);
+    if (*out == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    return MOAT_RC_OK;
+}
+
+static moat_rc load_conf(const struct moat_conf_source *src, struct moat_conf **out,
+                         struct moat_err *err)
+{
+    if (src->path != NULL) {
+        return moat_conf_load(src->path, out, err);
+    }
+    return src->from_flags(src->arg, out, err);
+}
+
+/* Load + build, the way both --check and reload do it. */
+static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets *tickets,
+                     const char *state_dir_in, int quiet, struct moat_snapshot **out,
+                     struct moat_err *err)
+{
+    struct moat_conf *conf = NULL;
+    MOAT_TRY(load_conf(src, &conf, err));
+    char *state_dir = NULL;
+    if (state_dir_in == NULL) {
+        moat_rc rc = moat_server_state_dir(conf, &state_dir, err);
+        if (!moat_ok(rc)) {
+            moat_conf_free(conf);
+            return rc;
+        }
+    }
+    struct moat_snapshot_env env = {
+        .tickets = tickets,
+        .state_dir = state_dir_in ? state_dir_in : state_dir,
+        .quiet = quiet,
+    };
+    moat_rc rc = moat_snapshot_build(conf, &env, out, err);
+    free(state_dir);
+    return rc;
+}
+
+moat_rc moat_server_check(const struct moat_conf_source *src, struct moat_err *err)
+{
+    struct moat_snapshot *s = NULL;
+    MOAT_TRY(build(src, NULL, NULL, 1, &s, err));
+    moat_snapshot_unref(s);
+    return MOAT_RC_OK;
+}
+
+static moat_rc open_access_log(struct moat_server *srv, const struct moat_conf *conf,
+                               struct moat_err *err)
+{
+    srv->alog_fd = -1;
+    srv->alog_format = conf->access_format;
+    if (conf->access_log == NULL || strcmp(conf->access_log, "off") == 0) {
+        return MOAT_RC_OK;
+    }
+    if (strcmp(conf->access_log, "stdout") == 0) {
+        srv->alog_fd = 1;
+        return MOAT_RC_OK;
+    }
+    srv->alog_fd = open(conf->access_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (srv->alog_fd < 0) {
+        moat_err_where(err, "%s", conf->access_log);
+        MOAT_FAIL_SYS(err, MOAT_E_CONFIG, "cannot open the access log");
+    }
+    srv->alog_owned = 1;
+    return MOAT_RC_OK;
+}
+
+/* Bind every listen address once per worker (SO_REUSEPORT), before any thread starts, so a
+ * port already in use is refused at start with a clear message. */
+static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, struct moat_err *err)
+{
+    struct moat_addr addrs[MAX_ADDRS];
+    size_t naddrs = 0;
+    int tls_flags[MAX_ADDRS];
+    for (size_t i = 0; i <= conf->nlisten; i++) {
+        const char *spec = i < conf->nlisten ? conf->listen[i] : conf->redirect_listen;
+        if (spec == NULL) {
+            continue;
+        }
+        size_t n = 0;
+        if (naddrs + 2 > MAX_ADDRS) {
+            MOAT_FAIL(err, MOAT_E_CONFIG, "too many listen addresses");
+        }
+        MOAT_TRY(moat_addr_resolve(spec, addrs + naddrs, MAX_ADDRS - naddrs, &n, err));
+        for (size_t k = 0; k < n; k++) {
+            tls_flags[naddrs + k] = i < conf->nlisten;
+        }
+        naddrs += n;
+    }
+    srv->https_port = 443;
+    for (size_t a = 0; a < naddrs; a++) {
+        if (tls_flags[a]) {
+            srv->https_port = addrs[a].port;
+            break;
+        }
+    }
+    for (size_t a = 0; a < naddrs; a++) {
+        for (unsigned w = 0; w < srv->nworkers; w++) {
+            int fd;
+            moat_rc rc = moat_sock_listen(&addrs[a], 4096, &fd, err);
+            if (!moat_ok(rc)) {
+                /* "localhost" also means ::1, which some containers lack: not fatal when
+                 * another address of the same spec is up. */
+                if (addrs[a].ss.ss_family == AF_INET6 && err != NULL &&
+                    err->sys_errno == EADDRNOTAVAIL && a > 0) {
+                    moat_log_w("skipping %s: this machine has no such address", addrs[a].text);
+                    break;
+                }
+                return rc;
+            }
+            MOAT_TRY(moat_worker_add_listener(&srv->workers[w], fd, tls_flags[a], err));
+        }
+        moat_log_i("listening on %s (%s)", addrs[a].text,
+                   tls_flags[a] ? "https" : "http, redirecting to https");
+    }
+    return MOAT_RC_OK;
+}
+
+static void publish(struct moat_server *srv, struct moat_snapshot *s)
+{
+    for (unsigned w = 0; w < srv->nworkers; w++) {
+        moat_worker_publish(&srv->workers[w], moat_snapshot_ref(s));
+    }
+    moat_snapshot_unref(srv->snap);
+    srv->snap = s;
+}
+
+static void reload(struct moat_server *srv, const char *why)
+{
+    struct moat_err err = {0};
+    struct moat_snapshot *s = NULL;
+    moat_rc rc = build(&srv->src, srv->tickets, srv->state_dir, 0, &s, &err);
+    if (!moat_ok(rc)) {
+        char msg[1024];
+        moat_log_e("%s refused, still serving the previous configuration: %s", why,
+                   moat_err_str(&err, msg, sizeof(msg)));
+        return;
+    }
+    if (s->conf->nlisten != srv->snap->conf->nlisten) {
+        moat_log_w("listen addresses changed: that takes a restart (the rest is reloaded)");
+    }
+    publish(srv, s);
+    moat_log_i("%s: now serving configuration generation %llu", why, s->generation);
+}
+
+static void print_banner(const struct moat_server *srv, const struct moat_snapshot *s, int demo)
+{
+    const struct moat_conf *c = s->conf;
+    for (size_t i = 0; i < c->nlisten; i++) {
+        char host[80];
+        uint16_t port = 0;
+        if (!moat_ok(moat_conf_listen_split(c->listen[i], host, sizeof(host), &port))) {
+            continue;
+        }
+        const char *shown =
+            host[0] == '\0' || strcmp(host, "127.0.0.1") == 0 || strcmp(host, "::1") == 0
+                ? "localhost"
+                : host;
+        fprintf(stderr, "moat: serving https://%s:%u/ with %zu site(s), %u worker(s)\n", shown,
+                port, c->nsites, srv->nworkers);
+    }
+    int local = 0;
+    for (size_t i = 0; i < s->nsites; i++) {
+        local |= s->sites[i].local_cert;
+    }
+    if (local || demo) {
+        fprintf(stderr,
+                "moat: certificates come from moat's local CA: %s/ca/root.pem\n"
+                "      trust it for curl:     curl --cacert %s/ca/root.pem https://localhost:%d/\n"
+                "      trust it system-wide:  sudo cp %s/ca/root.pem "
+                "/usr/local/share/ca-certificates/moat-local.crt && sudo update-ca-certificates\n"
+                "      trust it in browsers:  certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n moat "
+                "-i %s/ca/root.pem\n",
+                srv->state_dir, srv->state_dir, srv->https_port, srv->state_dir, srv->state_dir);
+    }
+    fflush(stderr);
+}
+
+moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moat_err *err)
+{
+    struct moat_server srv;
+    memset(&srv, 0, sizeof(srv));
+    srv.src = *src;
+    srv.alog_fd = -1;
+    pthread_mutex_init(&srv.alog_mu, NULL);
+    moat_rc rc;
+
+    /* Block the signals we handle before any thread exists, so every thread inherits it. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    struct moat_conf *first = NULL;
+    rc = load_conf(src, &first, err);
+    if (!moat_ok(rc)) {
+        return rc;
+    }
+    moat_log_set_level((enum moat_log_lvl)first->log_level);
+    rc = moat_log_open(first->error_log, err);
+    if (moat_ok(rc)) {
+        rc = moat_server_state_dir(first, &srv.state_dir, err);
+    }
+    if (moat_ok(rc)) {
+        rc = moat_tls_tickets_new(first->ticket_rotate_s, &srv.tickets, err);
+    }
+    if (moat_ok(rc)) {
+        rc = open_access_log(&srv, first, err);
+    }
+    unsigned nworkers = first->workers;
+    if (nworkers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nworkers = n > 0 ? (unsigned)n : 1;
+    }
+    moat_conf_free(first);
+    if (moat_ok(rc)) {
+        rc = build(src, srv.tickets, srv.state_dir, 0, &srv.snap, err);
+    }
+    if (moat_ok(rc)) {
+        srv.workers = calloc(nworkers, sizeof(*srv.workers));
+        rc = srv.workers ? MOAT_RC_OK
+                         : moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+    }
+    unsigned inited = 0;
+    for (unsigned w = 0; moat_ok(rc) && w < nworkers; w++) {
+        rc = moat_worker_init(&srv.workers[w], w + 1, &srv, srv.snap, err);
+        inited = w + 1;
+    }
+    srv.nworkers = inited;
+    if (moat_ok(rc)) {
+        rc = bind_all(&srv, srv.snap->conf, err);
+    }
+    unsigned started = 0;
+    for (unsigned w = 0; moat_ok(rc) && w < srv.nworkers; w++) {
+        rc = moat_worker_start(&srv.workers[w], err);
+        started += moat_ok(rc);
+    }
+    if (moat_ok(rc)) {
+        print_banner(&srv, srv.snap, demo);
+        time_t renew_check = 0;
+        for (;;) {
+            struct timespec tick = {1, 0};
+            siginfo_t si;
+            int sig = sigtimedwait(&sigs, &si, &tick);
+            time_t now = time(NULL);
+            if (srv.tickets != NULL) {
+                moat_tls_tickets_tick(srv.tickets, now);
+            }
+            if (sig == SIGHUP) {
+                reload(&srv, "reload (SIGHUP)");
+            } else if (sig == SIGTERM || sig == SIGINT) {
+                moat_log_i("%s: draining connections (up to %llu ms), then exiting",
+                           sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                           (unsigned long long)srv.snap->conf->drain_timeout_ms);
+                break;
+            } else if (srv.snap->renew_at != 0 && now >= srv.snap->renew_at && now >= renew_check) {
+                renew_check = now + 60; /* retry each minute if renewal fails */
+                reload(&srv, "renewing local certificates");
+            }
+        }
+    }
+    for (unsigned w = 0; w < started; w++) {
+        moat_worker_request_stop(&srv.workers[w]);
+    }
+    for (unsigned w = 0; w < started; w++) {
+        moat_worker_join(&srv.workers[w]);
+    }
+    for (unsigned w = 0; w < srv.nworkers; w++) {
+        moat_worker_clear(&srv.workers[w]);
+    }
+    free(srv.workers);
+    moat_snapshot_unref(srv.snap);
+    moat_tls_tickets_free(srv.tickets);
+    if (srv.alog_owned) {
+        close(srv.alog_fd);
+    }
+    free(srv.state_dir);
+    pthread_mutex_destroy(&srv.alog_mu);
+    return rc;
+}

@@ -1,0 +1,305 @@
+/*
+ * snapshot.c: turning a struct moat_conf into a running configuration (see snapshot.h).
+ *
+ * Every certificate and key goes through pki's start-up checks before OpenSSL loads it, so a
+ * mistake is refused with the file named and the fix, at start and on reload alike.
+ */
+#include "serve/snapshot.h"
+
+#include "core/log.h"
+#include "pki/ca.h"
+#include "pki/chain.h"
+#include "pki/key.h"
+#include "tls/ctx.h"
+#include "tls/sni.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static atomic_ullong generation_counter;
+
+static const char *const local_names[] = {"localhost", "127.0.0.1", "::1"};
+
+static void site_clear(struct moat_site *s)
+{
+    if (s->st.root_fd >= 0) {
+        close(s->st.root_fd);
+        s->st.root_fd = -1;
+    }
+    if (s->ctx != NULL) {
+        SSL_CTX_free(s->ctx);
+        s->ctx = NULL;
+    }
+}
+
+static void snapshot_free(struct moat_snapshot *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < s->nsites; i++) {
+        site_clear(&s->sites[i]);
+    }
+    free(s->sites);
+    moat_tls_sni_free(s->sni);
+    moat_conf_free(s->conf);
+    free(s);
+}
+
+void moat_snapshot_unref(struct moat_snapshot *s)
+{
+    if (s != NULL && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+        snapshot_free(s);
+    }
+}
+
+struct moat_site *moat_snapshot_site_for(const struct moat_snapshot *s, const char *name,
+                                         size_t len)
+{
+    const struct moat_tls_sni_entry *e = moat_tls_sni_lookup(s->sni, name, len);
+    if (e != NULL && e->site != NULL) {
+        return e->site;
+    }
+    return &s->sites[0];
+}
+
+static time_t asn1_to_time(const ASN1_TIME *t)
+{
+    struct tm tm;
+    if (ASN1_TIME_to_tm(t, &tm) != 1) {
+        return 0;
+    }
+    return timegm(&tm);
+}
+
+/* Check one certificate/key pair of a site the way a demanding operator would want. */
+static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_conf_cert *cc,
+                          X509_STORE *trust, int quiet, struct moat_err *err)
+{
+    struct moat_chain *chain = NULL;
+    EVP_PKEY *key = NULL;
+    moat_rc rc = moat_chain_load(cc->cert_path, &chain, err);
+    if (moat_ok(rc)) {
+        rc = moat_key_load(cc->key_path, &key, err);
+    }
+    if (moat_ok(rc)) {
+        rc = moat_chain_check(chain, key, trust, time(NULL), err);
+    }
+    if (moat_ok(rc) && !quiet) {
+        if (moat_key_file_too_open(cc->key_path)) {
+            moat_log_w("%s: private key is readable by group or others: chmod 600 %s", cc->key_path,
+                       cc->key_path);
+        }
+        for (size_t i = 0; i < cs->nnames; i++) {
+            if (strcmp(cs->names[i], "*") != 0 && !moat_chain_covers_name(chain, cs->names[i])) {
+                moat_log_w("%s: certificate does not cover the site name \"%s\" (%s): clients "
+                           "asking for it will see a name mismatch",
+                           cc->cert_path, cs->names[i], cs->where);
+            }
+        }
+    }
+    if (!moat_ok(rc) && err != NULL && err->where[0] == '\0') {
+        moat_err_where(err, "%s", cc->where);
+    }
+    moat_chain_free(chain);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+/* A site without a certificate gets one from the local CA (zero-config HTTPS). */
+static moat_rc local_cert(const struct moat_conf_site *cs, const struct moat_snapshot_env *env,
+                          struct moat_ca **ca, char **cert_path, char **key_path, time_t *renew_at,
+                          struct moat_err *err)
+{
+    char dir[PATH_MAX];
+    if (*ca == NULL) {
+        snprintf(dir, sizeof(dir), "%s/ca", env->state_dir);
+        int created = 0;
+        MOAT_TRY_CTX(moat_ca_open_or_create(dir, NULL, ca, &created, err), err,
+                     "while opening moat's local CA");
+        if (created && !env->quiet) {
+            moat_log_i("created a local CA in %s (trust it: moat trust install, or "
+                       "curl --cacert %s/root.pem)",
+                       dir, dir);
+        }
+    }
+    const char *names[64];
+    size_t n = 0;
+    for (size_t i = 0; i < cs->nnames && n < 64; i++) {
+        if (strcmp(cs->names[i], "*") != 0) {
+            names[n++] = cs->names[i];
+        }
+    }
+    if (n == 0) {
+        for (size_t i = 0; i < 3; i++) {
+            names[n++] = local_names[i];
+        }
+    }
+    char label[128];
+    size_t j = 0;
+    for (const char *p = names[0]; *p && j < sizeof(label) - 1; p++) {
+        label[j++] = (*p == '*' ? '_' : (*p == ':' ? '-' : *p));
+    }
+    label[j] = '\0';
+    snprintf(dir, sizeof(dir), "%s/certs", env->state_dir);
+    int issued = 0;
+    MOAT_TRY_CTX(moat_ca_ensure_leaf(*ca, dir, label, names, n, cert_path, key_path, &issued, err),
+                 err, "while issuing a local certificate for %s", names[0]);
+    if (issued && !env->quiet) {
+        moat_log_i("issued a certificate for %s from the local CA: %s", names[0], *cert_path);
+    }
+    struct moat_chain *chain = NULL;
+    if (moat_ok(moat_chain_load(*cert_path, &chain, NULL))) {
+        time_t nb = asn1_to_time(X509_get0_notBefore(chain->leaf));
+        time_t na = asn1_to_time(X509_get0_notAfter(chain->leaf));
+        time_t at = nb + (na - nb) * 2 / 3;
+        if (*renew_at == 0 || at < *renew_at) {
+            *renew_at = at;
+        }
+    }
+    moat_chain_free(chain);
+    return MOAT_RC_OK;
+}
+
+static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_snapshot_env *env,
+                          X509_STORE *trust, struct moat_ca **ca, struct moat_err *err)
+{
+    const struct moat_conf_site *cs = &s->conf->sites[i];
+    struct moat_site *site = &s->sites[i];
+    site->conf = cs;
+    site->st.root_fd = -1;
+    site->st.index = cs->index;
+    site->st.listing = cs->listing;
+
+    struct moat_tls_cert_files files[8];
+    size_t nfiles = 0;
+    char *local_cert_path = NULL, *local_key_path = NULL;
+    if (cs->ncerts == 0) {
+        moat_rc rc = local_cert(cs, env, ca, &local_cert_path, &local_key_path, &s->renew_at, err);
+        if (!moat_ok(rc)) {
+            moat_err_where(err, "%s", cs->where);
+            return rc;
+        }
+        files[nfiles++] = (struct moat_tls_cert_files){local_cert_path, local_key_path};
+        site->local_cert = 1;
+    } else {
+        for (size_t k = 0; k < cs->ncerts && nfiles < 8; k++) {
+            MOAT_TRY(check_pair(cs, &cs->certs[k], trust, env->quiet, err));
+            files[nfiles++] =
+                (struct moat_tls_cert_files){cs->certs[k].cert_path, cs->certs[k].key_path};
+        }
+    }
+    static const char *const alpn[] = {"http/1.1"};
+    struct moat_tls_opts o = {
+        .certs = files,
+        .ncerts = nfiles,
+        .alpn = alpn,
+        .nalpn = 1,
+        .tickets = s->conf->tickets ? env->tickets : NULL,
+        .session_cache_size = (unsigned long)s->conf->session_cache,
+        .session_timeout_s = (long)(s->conf->ticket_rotate_s * 2),
+    };
+    moat_rc rc = moat_tls_ctx_new(&o, &site->ctx, err);
+    free(local_cert_path);
+    free(local_key_path);
+    if (!moat_ok(rc)) {
+        if (err != NULL && err->where[0] == '\0') {
+            moat_err_where(err, "%s", cs->where);
+        }
+        return rc;
+    }
+
+    site->st.root_fd = open(cs->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (site->st.root_fd < 0) {
+        moat_err_where(err, "%s", cs->where);
+        MOAT_FAIL_SYS(err, MOAT_E_CONFIG,
+                      "root folder \"%s\" cannot be opened (create it, or fix the path)", cs->root);
+    }
+
+    if (moat_conf_site_hsts(cs)) {
+        int n = snprintf(
+            site->hsts, sizeof(site->hsts), "Strict-Transport-Security: max-age=%llu%s%s\r\n",
+            (unsigned long long)cs->hsts_max_age_s,
+            cs->hsts_subdomains ? "; includeSubDomains" : "", cs->hsts_preload ? "; preload" : "");
+        site->hsts_len = n > 0 && (size_t)n < sizeof(site->hsts) ? (size_t)n : 0;
+    }
+    for (size_t k = 0; k < cs->nnames; k++) {
+        MOAT_TRY(moat_tls_sni_add(s->sni, cs->names[k], site->ctx, site, err));
+    }
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_env *env,
+                            struct moat_snapshot **out, struct moat_err *err)
+{
+    *out = NULL;
+    struct moat_snapshot *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        moat_conf_free(conf);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    atomic_init(&s->refs, 1);
+    s->conf = conf;
+    s->generation = atomic_fetch_add(&generation_counter, 1) + 1;
+    moat_h1_limits_default(&s->limits);
+    s->limits.max_line_bytes = (size_t)conf->max_line_bytes;
+    s->limits.max_head_bytes = (size_t)conf->max_head_bytes;
+    s->limits.max_fields = (size_t)conf->max_fields;
+
+    moat_rc rc = MOAT_RC_OK;
+    X509_STORE *trust = NULL;
+    struct moat_ca *ca = NULL;
+    s->sites = calloc(conf->nsites ? conf->nsites : 1, sizeof(*s->sites));
+    s->sni = moat_tls_sni_new();
+    if (s->sites == NULL || s->sni == NULL) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < conf->nsites; i++) {
+        s->sites[i].st.root_fd = -1;
+    }
+    s->nsites = conf->nsites;
+    if (conf->nsites == 0) {
+        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                          "no site configured: add a `site NAME { root DIR }` block");
+        goto out;
+    }
+
+    /* Anchors for the "missing intermediate" check: the system's, the `trust` files, and
+     * moat's local CA when it exists. */
+    const char *extra[34];
+    size_t nextra = 0;
+    for (size_t i = 0; i < conf->ntrust && nextra < 32; i++) {
+        extra[nextra++] = conf->trust[i];
+    }
+    char local_root[PATH_MAX];
+    snprintf(local_root, sizeof(local_root), "%s/ca/root.pem", env->state_dir);
+    if (access(local_root, R_OK) == 0) {
+        extra[nextra++] = local_root;
+    }
+    rc = moat_trust_store_new(extra, nextra, 1, &trust, err);
+    if (!moat_ok(rc)) {
+        goto out;
+    }
+    for (size_t i = 0; i < conf->nsites; i++) {
+        rc = build_site(s, i, env, trust, &ca, err);
+        if (!moat_ok(rc)) {
+            goto out;
+        }
+    }
+    rc = moat_tls_sni_finish(s->sni, err);
+out:
+    X509_STORE_free(trust);
+    moat_ca_free(ca);
+    if (!moat_ok(rc)) {
+        snapshot_free(s);
+        return rc;
+    }
+    *out = s;
+    return MOAT_RC_OK;
+}

@@ -1,0 +1,330 @@
+/*
+ * worker.c: a worker thread's life: accept on its own listeners, run its connections, take new
+ * snapshots from the main thread, drain on stop. See worker.h.
+ */
+#include "serve/worker.h"
+
+#include "core/log.h"
+#include "serve/conn.h"
+#include "serve/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define POOL_MAX 1024
+#define ALOG_FLUSH_MS 1000
+
+char *moat_worker__pool_get(struct moat_worker *wk)
+{
+    if (wk->npool > 0) {
+        return wk->pool[--wk->npool];
+    }
+    return malloc(MOAT_POOL_BLOCK);
+}
+
+void moat_worker__pool_put(struct moat_worker *wk, char *block)
+{
+    if (wk->npool < POOL_MAX) {
+        wk->pool[wk->npool++] = block;
+    } else {
+        free(block);
+    }
+}
+
+void moat_worker__alog_flush(struct moat_worker *wk)
+{
+    size_t len = moat_buf_len(&wk->alog);
+    if (len == 0) {
+        return;
+    }
+    struct moat_server *srv = (struct moat_server *)wk->srv;
+    pthread_mutex_lock(&srv->alog_mu);
+    const char *p = moat_buf_rdptr(&wk->alog);
+    while (len > 0) {
+        ssize_t n = write(srv->alog_fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break; /* a full disk loses log lines, never requests */
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    pthread_mutex_unlock(&srv->alog_mu);
+    wk->alog.rd = wk->alog.wr = 0;
+}
+
+static void alog_tick(struct moat_timer *t)
+{
+    struct moat_worker *wk = t->data;
+    moat_worker__alog_flush(wk);
+    if (!moat_ok(
+            moat_timer_arm(&wk->loop.timers, &wk->alog_timer, wk->loop.now_ms + ALOG_FLUSH_MS))) {
+        moat_worker__alog_flush(wk);
+    }
+}
+
+static void set_accepting(struct moat_worker *wk, int on)
+{
+    if (wk->accepting == on) {
+        return;
+    }
+    for (size_t i = 0; i < wk->nlisteners; i++) {
+        if (on) {
+            if (!moat_ok(moat_loop_add(&wk->loop, &wk->listeners[i].w, EPOLLIN))) {
+                moat_log_e("cannot watch a listener");
+            }
+        } else {
+            moat_loop_del(&wk->loop, &wk->listeners[i].w);
+        }
+    }
+    wk->accepting = on;
+}
+
+static void on_accept(struct moat_watch *w, uint32_t events)
+{
+    struct moat_listener *l = w->data;
+    struct moat_worker *wk = l->wk;
+    uint64_t max = wk->snap->conf->max_conns;
+    for (;;) {
+        if (max > 0 && wk->nconns >= max) {
+            /* Leave the rest in the backlog (other workers may take them) until a
+             * connection of ours closes. */
+            set_accepting(wk, 0);
+            return;
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno == EMFILE || errno == ENFILE) {
+                moat_log_w("out of file descriptors: raise the limit (ulimit -n) or lower "
+                           "limits.connections");
+            }
+            return;
+        }
+        moat_conn_accept(wk, fd, &ss, !l->tls);
+    }
+}
+
+void moat_worker__conn_closed(struct moat_worker *wk, struct moat_conn *c)
+{
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        wk->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = NULL;
+    wk->nconns--;
+    c->next_closing = wk->closing;
+    wk->closing = c;
+    if (!wk->draining && !wk->accepting) {
+        set_accepting(wk, 1);
+    }
+}
+
+static void after_iteration(struct moat_loop *l, void *data)
+{
+    struct moat_worker *wk = data;
+    while (wk->closing != NULL) {
+        struct moat_conn *c = wk->closing;
+        wk->closing = c->next_closing;
+        moat_conn_free(c);
+    }
+    if (wk->draining && wk->nconns == 0) {
+        l->stop = 1;
+    }
+}
+
+static void drain_deadline(struct moat_timer *t)
+{
+    struct moat_worker *wk = t->data;
+    if (wk->nconns > 0) {
+        moat_log_w("drain time over: closing %zu connection(s) still busy", wk->nconns);
+    }
+    while (wk->conns != NULL) {
+        moat_conn_close(wk->conns);
+    }
+}
+
+static void start_drain(struct moat_worker *wk)
+{
+    if (wk->draining) {
+        return;
+    }
+    set_accepting(wk, 0);
+    for (size_t i = 0; i < wk->nlisteners; i++) {
+        close(wk->listeners[i].w.fd);
+        wk->listeners[i].w.fd = -1;
+    }
+    wk->nlisteners = 0;
+    wk->draining = 1;
+    struct moat_conn *c = wk->conns;
+    while (c != NULL) {
+        struct moat_conn *next = c->next;
+        moat_conn_drain(c);
+        c = next;
+    }
+    if (!moat_ok(moat_timer_arm(&wk->loop.timers, &wk->drain_timer,
+                                wk->loop.now_ms + wk->snap->conf->drain_timeout_ms))) {
+        drain_deadline(&wk->drain_timer);
+    }
+}
+
+static void on_wakeup(struct moat_watch *w, uint32_t events)
+{
+    struct moat_worker *wk = w->data;
+    uint64_t v;
+    while (read(wk->evfd, &v, sizeof(v)) > 0) {
+    }
+    struct moat_snapshot *s = atomic_exchange(&wk->pending, NULL);
+    if (s != NULL) {
+        struct moat_snapshot *old = wk->snap;
+        wk->snap = s;
+        moat_snapshot_unref(old); /* connections keep theirs until they close */
+    }
+    if (atomic_load(&wk->stop)) {
+        start_drain(wk);
+    }
+}
+
+moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, const struct moat_server *srv,
+                         struct moat_snapshot *snap, struct moat_err *err)
+{
+    memset(wk, 0, sizeof(*wk));
+    wk->id = id;
+    wk->srv = srv;
+    wk->evfd = -1;
+    MOAT_TRY(moat_loop_init(&wk->loop, err));
+    wk->loop.after = after_iteration;
+    wk->loop.after_data = wk;
+    wk->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wk->evfd < 0) {
+        MOAT_FAIL_SYS(err, MOAT_E_IO, "eventfd");
+    }
+    wk->evw = (struct moat_watch){.fd = wk->evfd, .cb = on_wakeup, .data = wk};
+    if (!moat_ok(moat_loop_add(&wk->loop, &wk->evw, EPOLLIN))) {
+        MOAT_FAIL_SYS(err, MOAT_E_IO, "epoll_ctl");
+    }
+    wk->pool = calloc(POOL_MAX, sizeof(char *));
+    if (wk->pool == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    moat_buf_init(&wk->alog, 1 << 20);
+    moat_timer_init(&wk->alog_timer, alog_tick, wk);
+    moat_timer_init(&wk->drain_timer, drain_deadline, wk);
+    atomic_init(&wk->pending, NULL);
+    atomic_init(&wk->stop, 0);
+    wk->snap = moat_snapshot_ref(snap);
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_worker_add_listener(struct moat_worker *wk, int fd, int tls, struct moat_err *err)
+{
+    if (wk->nlisteners == MOAT_WORKER_MAX_LISTENERS) {
+        close(fd);
+        MOAT_FAIL(err, MOAT_E_CONFIG, "too many listen addresses (at most %d)",
+                  MOAT_WORKER_MAX_LISTENERS);
+    }
+    struct moat_listener *l = &wk->listeners[wk->nlisteners++];
+    l->w = (struct moat_watch){.fd = fd, .cb = on_accept, .data = l};
+    l->wk = wk;
+    l->tls = tls;
+    return MOAT_RC_OK;
+}
+
+static void *worker_main(void *arg)
+{
+    struct moat_worker *wk = arg;
+    moat_log_set_worker(wk->id);
+    set_accepting(wk, 1);
+    if (wk->srv->alog_fd >= 0 && !moat_ok(moat_timer_arm(&wk->loop.timers, &wk->alog_timer,
+                                                         moat_now_ms() + ALOG_FLUSH_MS))) {
+        moat_log_w("access log timer unavailable; lines are written when 32 KiB collect");
+    }
+    moat_loop_run(&wk->loop);
+    moat_worker__alog_flush(wk);
+    return NULL;
+}
+
+moat_rc moat_worker_start(struct moat_worker *wk, struct moat_err *err)
+{
+    int e = pthread_create(&wk->thread, NULL, worker_main, wk);
+    if (e != 0) {
+        return moat_err_sys(err, MOAT_E_IO, e, __FILE__, __LINE__, "cannot start worker %u",
+                            wk->id);
+    }
+    return MOAT_RC_OK;
+}
+
+static void poke(struct moat_worker *wk)
+{
+    uint64_t one = 1;
+    ssize_t n = write(wk->evfd, &one, sizeof(one));
+    (void)n; /* a full counter already means "wake up" */
+}
+
+void moat_worker_publish(struct moat_worker *wk, struct moat_snapshot *snap)
+{
+    struct moat_snapshot *old = atomic_exchange(&wk->pending, snap);
+    if (old != NULL) {
+        moat_snapshot_unref(old); /* never taken: replaced by a newer one */
+    }
+    poke(wk);
+}
+
+void moat_worker_request_stop(struct moat_worker *wk)
+{
+    atomic_store(&wk->stop, 1);
+    poke(wk);
+}
+
+void moat_worker_join(struct moat_worker *wk)
+{
+    pthread_join(wk->thread, NULL);
+}
+
+void moat_worker_clear(struct moat_worker *wk)
+{
+    while (wk->conns != NULL) {
+        moat_conn_close(wk->conns);
+    }
+    after_iteration(&wk->loop, wk);
+    for (size_t i = 0; i < wk->nlisteners; i++) {
+        if (wk->listeners[i].w.fd >= 0) {
+            close(wk->listeners[i].w.fd);
+        }
+    }
+    wk->nlisteners = 0;
+    struct moat_snapshot *p = atomic_exchange(&wk->pending, NULL);
+    if (p != NULL) {
+        moat_snapshot_unref(p);
+    }
+    if (wk->snap != NULL) {
+        moat_snapshot_unref(wk->snap);
+        wk->snap = NULL;
+    }
+    for (size_t i = 0; i < wk->npool; i++) {
+        free(wk->pool[i]);
+    }
+    free(wk->pool);
+    wk->pool = NULL;
+    moat_buf_clear(&wk->alog);
+    if (wk->evfd >= 0) {
+        close(wk->evfd);
+    }
+    moat_loop_clear(&wk->loop);
+}
