@@ -1,0 +1,971 @@
+/*
+ * static.c: the static file handler (see static.h).
+ *
+ * Order of work for one request: method, then the path is decoded and
+ * normalised (400 when that fails), hidden names are refused (404), the file is
+ * opened beneath the root with openat2 (403/404 when that fails), and only then
+ * do validators, conditionals and ranges come into play (RFC 9110 §13.2.2 gives
+ * their order). Everything the client can influence that ends up in a header
+ * (Location, the listing's links) is re-encoded from the normalised path, never
+ * copied from the request.
+ */
+#include "serve/static.h"
+
+#include "core/httpdate.h"
+#include "core/path.h"
+#include "http1/parse.h"
+#include "serve/mime.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Longer decoded paths cannot name a file (PATH_MAX). */
+#define PATH_CAP 4096
+/* A listing stops here; a directory this large is not something to render as
+ * one page. */
+#define LISTING_MAX 10000
+/* FIFOs must not block the worker at open, ttys must not become our controlling
+ * terminal. */
+#define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+/* openat2 retries when a concurrent rename made the kernel unsure about ".."
+ * (EAGAIN). */
+#define OPENAT2_TRIES 4
+
+#define ALLOW_LINE "Allow: GET, HEAD, OPTIONS\r\n"
+#define HTML_TYPE_LINE "Content-Type: text/html; charset=utf-8\r\n"
+
+/* Set once the kernel answered ENOSYS (or by tests); read and written with
+ * relaxed atomics because any worker may be the first to find out. */
+static atomic_int use_fallback;
+
+void moat_static__force_fallback(int on)
+{
+    atomic_store_explicit(&use_fallback, on != 0, memory_order_relaxed);
+}
+
+/* ---- small writers: no printf on the per-request path ---- */
+
+#define PUT_LIT(b, lit) moat_buf_append((b), (lit), sizeof(lit) - 1)
+
+static moat_rc put_str(struct moat_buf *b, const char *s)
+{
+    return moat_buf_append(b, s, strlen(s));
+}
+
+static size_t fmt_dec(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
+static size_t fmt_hex(char *out, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
+static moat_rc put_dec(struct moat_buf *b, uint64_t v)
+{
+    char tmp[20];
+    return moat_buf_append(b, tmp, fmt_dec(tmp, v));
+}
+
+static int is_unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/* Percent-encode everything but unreserved bytes (RFC 3986 §2.3) and, when
+ * keep_slash, "/". A ":" is encoded too, so a file named "javascript:x" cannot
+ * become a scheme in an href. */
+static moat_rc put_url(struct moat_buf *b, const char *s, size_t n, int keep_slash)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (is_unreserved(c) || (keep_slash && c == '/')) {
+            MOAT_TRY(moat_buf_append(b, &s[i], 1));
+            continue;
+        }
+        char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+        MOAT_TRY(moat_buf_append(b, esc, 3));
+    }
+    return MOAT_RC_OK;
+}
+
+/* The query goes back as the client sent it, except that anything that is not a visible
+ * ASCII byte is percent-encoded: the parser should have refused those, but a header line is
+ * no place to trust that (CR LF here would be response splitting). */
+static moat_rc put_query(struct moat_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c > 0x20 && c < 0x7F) {
+            MOAT_TRY(moat_buf_append(b, &s[i], 1));
+            continue;
+        }
+        char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+        MOAT_TRY(moat_buf_append(b, esc, 3));
+    }
+    return MOAT_RC_OK;
+}
+
+static moat_rc put_html(struct moat_buf *b, const char *s, size_t n)
+{
+    size_t run = 0; /* bytes since the last escaped one, appended in one go */
+    for (size_t i = 0; i < n; i++) {
+        const char *ent = NULL;
+        switch (s[i]) {
+        case '&':
+            ent = "&amp;";
+            break;
+        case '<':
+            ent = "&lt;";
+            break;
+        case '>':
+            ent = "&gt;";
+            break;
+        case '"':
+            ent = "&quot;";
+            break;
+        case '\'':
+            ent = "&#39;";
+            break;
+        default:
+            break;
+        }
+        if (ent == NULL) {
+            continue;
+        }
+        MOAT_TRY(moat_buf_append(b, s + run, i - run));
+        MOAT_TRY(put_str(b, ent));
+        run = i + 1;
+    }
+    return moat_buf_append(b, s + run, n - run);
+}
+
+/* ---- answers without a file ---- */
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 301:
+        return "Moved Permanently";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 416:
+        return "Range Not Satisfiable";
+    case 500:
+        return "Internal Server Error";
+    default:
+        return "Error";
+    }
+}
+
+/* A small fixed page: status and reason only, never the path (it may be an
+ * attacker's string, and the file system layout is nobody's business). */
+static moat_rc error_page(struct moat_static_res *res, struct moat_buf *hdrs, struct moat_buf *body,
+                          int status)
+{
+    res->status = status;
+    res->fd = -1;
+    res->offset = 0;
+    MOAT_TRY(PUT_LIT(hdrs, HTML_TYPE_LINE));
+    size_t before = moat_buf_len(body);
+    char code[4];
+    size_t cn = fmt_dec(code, (uint64_t)status);
+    const char *reason = reason_of(status);
+    MOAT_TRY(PUT_LIT(body, "<!DOCTYPE html>\n<html><head><title>"));
+    MOAT_TRY(moat_buf_append(body, code, cn));
+    MOAT_TRY(PUT_LIT(body, " "));
+    MOAT_TRY(put_str(body, reason));
+    MOAT_TRY(PUT_LIT(body, "</title></head>\n<body><h1>"));
+    MOAT_TRY(moat_buf_append(body, code, cn));
+    MOAT_TRY(PUT_LIT(body, " "));
+    MOAT_TRY(put_str(body, reason));
+    MOAT_TRY(PUT_LIT(body, "</h1></body></html>\n"));
+    res->has_generated_body = 1;
+    res->length = moat_buf_len(body) - before;
+    return MOAT_RC_OK;
+}
+
+/* Close what we opened, then answer with a page. */
+static moat_rc close_and_page(int fd, struct moat_static_res *res, struct moat_buf *hdrs,
+                              struct moat_buf *body, int status)
+{
+    close(fd);
+    return error_page(res, hdrs, body, status);
+}
+
+static int status_of_errno(int e)
+{
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+    case ENAMETOOLONG:
+        return 404;
+    case EXDEV:  /* RESOLVE_BENEATH: the path (through a symlink) leaves the root
+                  */
+    case ELOOP:  /* a magic link, too many links, or any link in the fallback walk
+                  */
+    case EACCES: /* permissions: the operator did not mean it to be served */
+    case EPERM:
+    case ENXIO:  /* a Unix socket */
+    case ENODEV: /* a device without a driver */
+        return 403;
+    default:
+        return 500;
+    }
+}
+
+/* ---- opening beneath the root ---- */
+
+/*
+ * The fallback when openat2 is missing (Linux < 5.6): walk one component at a
+ * time from the root with O_NOFOLLOW, so no symbolic link is ever followed,
+ * inside the root or not. `rel` is normalised (no "." / ".." / empty segments)
+ * and may end with "/". Returns an fd or -errno.
+ */
+static int open_walk(int root_fd, const char *rel, int flags)
+{
+    if (strcmp(rel, ".") == 0) {
+        int fd = openat(root_fd, ".", flags);
+        return fd >= 0 ? fd : -errno;
+    }
+    char name[PATH_CAP];
+    size_t n = strlen(rel);
+    if (n >= sizeof(name)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(name, rel, n + 1);
+    int trailing_slash = n > 0 && name[n - 1] == '/';
+    if (trailing_slash) {
+        name[--n] = '\0';
+    }
+    int cur = root_fd;
+    size_t i = 0;
+    for (;;) {
+        char *seg = name + i;
+        char *slash = strchr(seg, '/');
+        if (slash == NULL) {
+            /* Last component: O_NOFOLLOW makes a symlink ELOOP. */
+            int fl = flags | O_NOFOLLOW | (trailing_slash ? O_DIRECTORY : 0);
+            int fd = openat(cur, seg, fl);
+            int e = errno;
+            struct stat lst;
+            /* With O_DIRECTORY a symlink fails as ENOTDIR; name it for what it is. */
+            if (fd < 0 && e == ENOTDIR && fstatat(cur, seg, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISLNK(lst.st_mode)) {
+                e = ELOOP;
+            }
+            if (cur != root_fd) {
+                close(cur);
+            }
+            return fd >= 0 ? fd : -e;
+        }
+        *slash = '\0';
+        /* O_PATH|O_NOFOLLOW opens a symlink itself instead of failing; fstat tells.
+         */
+        int fd = openat(cur, seg, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        if (cur != root_fd) {
+            close(cur);
+        }
+        if (fd < 0) {
+            return -e;
+        }
+        struct stat st;
+        if (fstat(fd, &st) != 0) {
+            e = errno;
+            close(fd);
+            return -e;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            close(fd);
+            return S_ISLNK(st.st_mode) ? -ELOOP : -ENOTDIR;
+        }
+        cur = fd;
+        i = (size_t)(slash - name) + 1;
+    }
+}
+
+/* Open `rel` (normalised, relative, "." for the root) beneath root_fd. Returns
+ * fd or -errno. */
+static int open_beneath(int root_fd, const char *rel)
+{
+    if (!atomic_load_explicit(&use_fallback, memory_order_relaxed)) {
+        /* RESOLVE_BENEATH refuses ".." and absolute symlinks that leave the root,
+         * and symlinks inside the root still work; RESOLVE_NO_MAGICLINKS refuses
+         * /proc links. */
+        struct open_how how = {
+            .flags = OPEN_FLAGS,
+            .mode = 0,
+            .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+        };
+        for (int t = 0; t < OPENAT2_TRIES; t++) {
+            long fd = syscall(SYS_openat2, root_fd, rel, &how, sizeof(how));
+            if (fd >= 0) {
+                return (int)fd;
+            }
+            if (errno == EAGAIN) {
+                continue;
+            }
+            if (errno != ENOSYS) {
+                return -errno;
+            }
+            atomic_store_explicit(&use_fallback, 1, memory_order_relaxed);
+            break;
+        }
+        if (!atomic_load_explicit(&use_fallback, memory_order_relaxed)) {
+            return -EAGAIN;
+        }
+    }
+    return open_walk(root_fd, rel, OPEN_FLAGS);
+}
+
+/* Any segment starting with "." is hidden (.git, .env, .htpasswd left in a
+ * root), except the first segment ".well-known" (RFC 8615: ACME challenges,
+ * security.txt). */
+static int is_hidden(const char *p, size_t n)
+{
+    static const char wk[] = "/.well-known";
+    size_t wkn = sizeof(wk) - 1;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (p[i] != '/' || p[i + 1] != '.') {
+            continue;
+        }
+        if (i == 0 && n >= wkn && memcmp(p, wk, wkn) == 0 && (n == wkn || p[wkn] == '/')) {
+            continue;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- validators, conditionals, ranges ---- */
+
+static moat_slice trim_ows(moat_slice s)
+{
+    while (s.len > 0 && (s.p[0] == ' ' || s.p[0] == '\t')) {
+        s.p++;
+        s.len--;
+    }
+    while (s.len > 0 && (s.p[s.len - 1] == ' ' || s.p[s.len - 1] == '\t')) {
+        s.len--;
+    }
+    return s;
+}
+
+/* Strong ETag "<inode>-<size>-<mtime ns>" in hex, quoted. Changes when the file
+ * is replaced (inode), truncated or appended to (size), or rewritten in place
+ * (mtime, nanoseconds). */
+static size_t make_etag(char *out, const struct stat *st)
+{
+    uint64_t ns =
+        (uint64_t)st->st_mtim.tv_sec * UINT64_C(1000000000) + (uint64_t)st->st_mtim.tv_nsec;
+    size_t n = 0;
+    out[n++] = '"';
+    n += fmt_hex(out + n, (uint64_t)st->st_ino);
+    out[n++] = '-';
+    n += fmt_hex(out + n, (uint64_t)st->st_size);
+    out[n++] = '-';
+    n += fmt_hex(out + n, ns);
+    out[n++] = '"';
+    return n;
+}
+
+/*
+ * Does the If-None-Match list hold our ETag? RFC 9110 §13.1.2: weak comparison,
+ * so "W/" is ignored; "*" matches any current representation. A malformed list
+ * matches nothing (the condition then just fails to short-cut, which is always
+ * safe: the full answer goes out).
+ */
+static int etag_list_match(moat_slice v, const char *etag, size_t elen, int weak)
+{
+    size_t i = 0;
+    for (;;) {
+        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ',')) {
+            i++;
+        }
+        if (i >= v.len) {
+            return 0;
+        }
+        if (v.p[i] == '*') {
+            return 1;
+        }
+        int is_weak = 0;
+        if (v.len - i >= 2 && v.p[i] == 'W' && v.p[i + 1] == '/') {
+            is_weak = 1;
+            i += 2;
+        }
+        if (i >= v.len || v.p[i] != '"') {
+            return 0;
+        }
+        const char *close_q = memchr(v.p + i + 1, '"', v.len - i - 1);
+        if (close_q == NULL) {
+            return 0;
+        }
+        size_t tl = (size_t)(close_q - (v.p + i)) + 1;
+        if ((weak || !is_weak) && tl == elen && memcmp(v.p + i, etag, elen) == 0) {
+            return 1;
+        }
+        i += tl;
+        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t')) {
+            i++;
+        }
+        if (i < v.len && v.p[i] != ',') {
+            return 0;
+        }
+    }
+}
+
+/*
+ * RFC 9110 §13.1.5: a Range is honoured only if If-Range (when present) still
+ * matches: an entity-tag by strong comparison, or a date equal to
+ * Last-Modified, which itself must be strong, i.e. at least a second older than
+ * now (§8.8.2.2), or two writes in one second could splice two versions
+ * together.
+ */
+static int if_range_holds(moat_slice raw, const char *etag, size_t elen, time_t lm, int lm_ok,
+                          time_t now)
+{
+    moat_slice v = trim_ows(raw);
+    if (v.len == 0) {
+        return 1;
+    }
+    if (v.p[0] == '"') {
+        return v.len == elen && memcmp(v.p, etag, elen) == 0;
+    }
+    if (v.p[0] == 'W' && v.len > 1 && v.p[1] == '/') {
+        return 0;
+    }
+    time_t t;
+    if (!lm_ok || !moat_ok(moat_httpdate_parse(v.p, v.len, &t))) {
+        return 0;
+    }
+    return t == lm && (now <= 0 || lm < now);
+}
+
+/* Digits with saturation: a first-pos beyond 2^64 is simply unsatisfiable, a
+ * last-pos beyond it is clamped like any other. Returns the number of digits
+ * read. */
+static size_t read_u64(const char *p, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+        unsigned d = (unsigned)(p[i] - '0');
+        v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
+    }
+    *out = v;
+    return i;
+}
+
+enum range_result {
+    RANGE_IGNORE = 0,   /* absent, invalid, or several ranges: send the whole file (200) */
+    RANGE_PARTIAL,      /* 206 with [first, last] */
+    RANGE_UNSATISFIABLE /* 416 */
+};
+
+/* RFC 9110 §14.1.2 / §14.2, for one byte range. Several ranges are ignored,
+ * which §14.2 allows: multipart/byteranges buys little and is a known
+ * amplification vector. */
+static enum range_result parse_range(moat_slice raw, uint64_t size, uint64_t *first, uint64_t *last)
+{
+    moat_slice v = trim_ows(raw);
+    static const char unit[] = "bytes=";
+    size_t un = sizeof(unit) - 1;
+    /* §14.1: range units are case-insensitive. */
+    if (v.len < un || strncasecmp(v.p, unit, un) != 0) {
+        return RANGE_IGNORE;
+    }
+    const char *p = v.p + un;
+    size_t n = v.len - un;
+    if (memchr(p, ',', n) != NULL) {
+        return RANGE_IGNORE;
+    }
+    size_t i = 0;
+    while (i < n && (p[i] == ' ' || p[i] == '\t')) {
+        i++;
+    }
+    uint64_t a = 0, b = UINT64_MAX;
+    int suffix = 0;
+    if (i < n && p[i] == '-') {
+        suffix = 1;
+        i++;
+        size_t d = read_u64(p + i, n - i, &a);
+        if (d == 0) {
+            return RANGE_IGNORE;
+        }
+        i += d;
+    } else {
+        size_t d = read_u64(p + i, n - i, &a);
+        if (d == 0) {
+            return RANGE_IGNORE;
+        }
+        i += d;
+        if (i >= n || p[i] != '-') {
+            return RANGE_IGNORE;
+        }
+        i++;
+        d = read_u64(p + i, n - i, &b);
+        if (d == 0) {
+            b = UINT64_MAX;
+        }
+        i += d;
+        if (b < a) {
+            return RANGE_IGNORE; /* §14.1.1: last-pos < first-pos is invalid */
+        }
+    }
+    if (i != n) {
+        return RANGE_IGNORE;
+    }
+    /* An empty representation has no satisfiable range at all. */
+    if (size == 0) {
+        return RANGE_UNSATISFIABLE;
+    }
+    if (suffix) {
+        if (a == 0) {
+            return RANGE_UNSATISFIABLE;
+        }
+        *first = a >= size ? 0 : size - a;
+        *last = size - 1;
+        return RANGE_PARTIAL;
+    }
+    if (a >= size) {
+        return RANGE_UNSATISFIABLE;
+    }
+    *first = a;
+    *last = b >= size ? size - 1 : b;
+    return RANGE_PARTIAL;
+}
+
+/* ---- the answers with a file ---- */
+
+static moat_rc put_validators(struct moat_buf *hdrs, const char *etag, size_t elen,
+                              const char *lmstr)
+{
+    MOAT_TRY(PUT_LIT(hdrs, "ETag: "));
+    MOAT_TRY(moat_buf_append(hdrs, etag, elen));
+    MOAT_TRY(PUT_LIT(hdrs, "\r\n"));
+    if (lmstr != NULL) {
+        MOAT_TRY(PUT_LIT(hdrs, "Last-Modified: "));
+        MOAT_TRY(moat_buf_append(hdrs, lmstr, MOAT_HTTPDATE_LEN));
+        MOAT_TRY(PUT_LIT(hdrs, "\r\n"));
+    }
+    return MOAT_RC_OK;
+}
+
+/* Serve the regular file `fd` (consumed: handed to the caller or closed) named
+ * `name`. */
+static moat_rc serve_file(const struct moat_static_req *req, struct moat_static_res *res,
+                          struct moat_buf *hdrs, struct moat_buf *body, int fd,
+                          const struct stat *st, const char *name, size_t nlen)
+{
+    char etag[64];
+    size_t elen = make_etag(etag, st);
+    /* RFC 9110 §8.8.2.1: never claim a modification later than the response's
+     * Date. */
+    time_t lm = st->st_mtim.tv_sec;
+    if (req->now > 0 && lm > req->now) {
+        lm = req->now;
+    }
+    char lmbuf[MOAT_HTTPDATE_SIZE];
+    int lm_ok = moat_ok(moat_httpdate_format(lm, lmbuf, sizeof(lmbuf)));
+    const char *lmstr = lm_ok ? lmbuf : NULL;
+
+    /* RFC 9110 §13.2.2 steps 3 and 4; GET and HEAD only reach here.
+     * If-Modified-Since is ignored when If-None-Match is present (§13.1.3) or
+     * when it is not a valid date. */
+    int not_modified = 0;
+    if (req->if_none_match.len > 0) {
+        not_modified = etag_list_match(req->if_none_match, etag, elen, 1);
+    } else if (req->if_modified_since.len > 0 && lm_ok) {
+        moat_slice ims = trim_ows(req->if_modified_since);
+        time_t t;
+        if (moat_ok(moat_httpdate_parse(ims.p, ims.len, &t))) {
+            not_modified = lm <= t;
+        }
+    }
+    if (not_modified) {
+        close(fd);
+        res->status = 304;
+        res->fd = -1;
+        res->offset = res->length = 0;
+        return put_validators(hdrs, etag, elen, lmstr);
+    }
+
+    uint64_t size = (uint64_t)st->st_size;
+    uint64_t first = 0, last = 0;
+    enum range_result rr = RANGE_IGNORE;
+    /* §14.2: GET is the only method range handling is defined for. */
+    if (req->method_id == MOAT_H1_M_GET && req->range.len > 0 &&
+        if_range_holds(req->if_range, etag, elen, lm, lm_ok, req->now)) {
+        rr = parse_range(req->range, size, &first, &last);
+    }
+    if (rr == RANGE_UNSATISFIABLE) {
+        MOAT_TRY(PUT_LIT(hdrs, "Accept-Ranges: bytes\r\nContent-Range: bytes */"));
+        MOAT_TRY(put_dec(hdrs, size));
+        MOAT_TRY(PUT_LIT(hdrs, "\r\n"));
+        return close_and_page(fd, res, hdrs, body, 416);
+    }
+
+    /* From here the fd belongs to the answer; on a buffer failure, close it
+     * ourselves. */
+    moat_rc rc;
+    do {
+        rc = PUT_LIT(hdrs, "Content-Type: ");
+        if (!moat_ok(rc)) {
+            break;
+        }
+        rc = put_str(hdrs, moat_mime_lookup(name, nlen));
+        if (!moat_ok(rc)) {
+            break;
+        }
+        rc = PUT_LIT(hdrs, "\r\nAccept-Ranges: bytes\r\n");
+        if (!moat_ok(rc)) {
+            break;
+        }
+        rc = put_validators(hdrs, etag, elen, lmstr);
+        if (!moat_ok(rc) || rr != RANGE_PARTIAL) {
+            break;
+        }
+        char line[96];
+        size_t n = 0;
+        memcpy(line, "Content-Range: bytes ", 21);
+        n = 21;
+        n += fmt_dec(line + n, first);
+        line[n++] = '-';
+        n += fmt_dec(line + n, last);
+        line[n++] = '/';
+        n += fmt_dec(line + n, size);
+        line[n++] = '\r';
+        line[n++] = '\n';
+        rc = moat_buf_append(hdrs, line, n);
+    } while (0);
+    if (!moat_ok(rc)) {
+        close(fd);
+        res->fd = -1;
+        return rc;
+    }
+    res->has_generated_body = 0;
+    /* HEAD: the caller needs the length, not the file. */
+    if (req->method_id == MOAT_H1_M_HEAD) {
+        close(fd);
+        fd = -1;
+    }
+    res->fd = fd;
+    if (rr == RANGE_PARTIAL) {
+        res->status = 206;
+        res->offset = first;
+        res->length = last - first + 1;
+    } else {
+        res->status = 200;
+        res->offset = 0;
+        res->length = size;
+    }
+    return MOAT_RC_OK;
+}
+
+/* ---- directories ---- */
+
+struct entry {
+    char *name; /* owned */
+    uint64_t size;
+    int is_dir;
+    int is_link;
+};
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
+}
+
+/* A name the path normaliser would refuse can never be fetched: do not list it.
+ */
+static int name_listable(const char *s)
+{
+    if (s[0] == '.') {
+        return 0;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7F || c == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void entries_free(struct entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+    }
+    free(v);
+}
+
+/* Read, filter and sort the entries of `dfd` (consumed). Returns 0, or -1 with
+ * errno set. */
+static int read_entries(int dfd, struct entry **out, size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        int e = errno;
+        close(dfd);
+        errno = e;
+        return -1;
+    }
+    struct entry *v = NULL;
+    size_t n = 0, cap = 0;
+    int ret = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            if (errno != 0) {
+                ret = -1;
+            }
+            break;
+        }
+        if (!name_listable(de->d_name)) {
+            continue;
+        }
+        if (n == LISTING_MAX) {
+            break;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 32;
+            struct entry *nv = realloc(v, ncap * sizeof(*nv));
+            if (nv == NULL) {
+                ret = -1;
+                errno = ENOMEM;
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        /* AT_SYMLINK_NOFOLLOW: never stat through a link (it may point outside the
+         * root, and even its target's size is not ours to show). */
+        struct stat st;
+        struct entry en = {0};
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            en.is_dir = S_ISDIR(st.st_mode);
+            en.is_link = S_ISLNK(st.st_mode);
+            en.size = S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+        }
+        en.name = strdup(de->d_name);
+        if (en.name == NULL) {
+            ret = -1;
+            errno = ENOMEM;
+            break;
+        }
+        v[n++] = en;
+    }
+    int e = errno;
+    closedir(d);
+    if (ret != 0) {
+        entries_free(v, n);
+        errno = e;
+        return -1;
+    }
+    if (n > 1) {
+        qsort(v, n, sizeof(*v), entry_cmp);
+    }
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+static moat_rc write_listing(struct moat_buf *b, const char *dir, size_t dlen,
+                             const struct entry *v, size_t n)
+{
+    MOAT_TRY(PUT_LIT(b, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of "));
+    MOAT_TRY(put_html(b, dir, dlen));
+    MOAT_TRY(PUT_LIT(b, "</title></head>\n<body><h1>Index of "));
+    MOAT_TRY(put_html(b, dir, dlen));
+    MOAT_TRY(PUT_LIT(b, "</h1>\n<table>\n"));
+    if (dlen > 1) {
+        MOAT_TRY(PUT_LIT(b, "<tr><td><a href=\"../\">../</a></td><td></td></tr>\n"));
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t nl = strlen(v[i].name);
+        /* "./" first: even an encoded name can never be read as a scheme or a host.
+         */
+        MOAT_TRY(PUT_LIT(b, "<tr><td><a href=\"./"));
+        MOAT_TRY(put_url(b, v[i].name, nl, 0));
+        if (v[i].is_dir) {
+            MOAT_TRY(PUT_LIT(b, "/"));
+        }
+        MOAT_TRY(PUT_LIT(b, "\">"));
+        MOAT_TRY(put_html(b, v[i].name, nl));
+        if (v[i].is_dir) {
+            MOAT_TRY(PUT_LIT(b, "/"));
+        }
+        MOAT_TRY(PUT_LIT(b, "</a></td><td>"));
+        if (v[i].is_dir || v[i].is_link) {
+            MOAT_TRY(PUT_LIT(b, "-"));
+        } else {
+            MOAT_TRY(put_dec(b, v[i].size));
+        }
+        MOAT_TRY(PUT_LIT(b, "</td></tr>\n"));
+    }
+    return PUT_LIT(b, "</table>\n</body></html>\n");
+}
+
+static moat_rc serve_listing(struct moat_static_res *res, struct moat_buf *hdrs,
+                             struct moat_buf *body, int dfd, const char *dir, size_t dlen)
+{
+    struct entry *v;
+    size_t n;
+    if (read_entries(dfd, &v, &n) != 0) {
+        return error_page(res, hdrs, body, 500);
+    }
+    size_t before = moat_buf_len(body);
+    moat_rc rc = write_listing(body, dir, dlen, v, n);
+    entries_free(v, n);
+    MOAT_TRY(rc);
+    MOAT_TRY(PUT_LIT(hdrs, HTML_TYPE_LINE));
+    res->status = 200;
+    res->fd = -1;
+    res->offset = 0;
+    res->length = moat_buf_len(body) - before;
+    res->has_generated_body = 1;
+    return MOAT_RC_OK;
+}
+
+/* `dfd` is the directory named by norm (consumed). */
+static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_static_req *req,
+                         struct moat_static_res *res, struct moat_buf *hdrs, struct moat_buf *body,
+                         int dfd, const char *norm, size_t nlen)
+{
+    if (norm[nlen - 1] != '/') {
+        /* Relative links inside an index only work below a URL ending in "/".
+         * Location is re-encoded from the normalised path, not echoed: it starts
+         * with exactly one "/", so "//evil.example/" can never become a
+         * protocol-relative redirect. */
+        close(dfd);
+        MOAT_TRY(PUT_LIT(hdrs, "Location: "));
+        MOAT_TRY(put_url(hdrs, norm, nlen, 1));
+        MOAT_TRY(PUT_LIT(hdrs, "/"));
+        if (req->query.len > 0) {
+            MOAT_TRY(PUT_LIT(hdrs, "?"));
+            MOAT_TRY(put_query(hdrs, req->query.p, req->query.len));
+        }
+        MOAT_TRY(PUT_LIT(hdrs, "\r\n"));
+        return error_page(res, hdrs, body, 301);
+    }
+    if (site->index != NULL && site->index[0] != '\0') {
+        char ipath[PATH_CAP];
+        size_t il = strlen(site->index);
+        if (nlen + il < sizeof(ipath)) {
+            memcpy(ipath, norm, nlen);
+            memcpy(ipath + nlen, site->index, il + 1);
+            int ifd = open_beneath(site->root_fd, ipath + 1);
+            if (ifd >= 0) {
+                struct stat st;
+                if (fstat(ifd, &st) == 0 && S_ISREG(st.st_mode)) {
+                    close(dfd);
+                    return serve_file(req, res, hdrs, body, ifd, &st, ipath, nlen + il);
+                }
+                close(ifd);
+            } else if (ifd != -ENOENT) {
+                /* An index that exists but may not be read (a link out of the root...)
+                 * is not silently replaced by a listing. */
+                return close_and_page(dfd, res, hdrs, body, status_of_errno(-ifd));
+            }
+        }
+    }
+    if (!site->listing) {
+        return close_and_page(dfd, res, hdrs, body, 403);
+    }
+    return serve_listing(res, hdrs, body, dfd, norm, nlen);
+}
+
+moat_rc moat_static_handle(const struct moat_static_site *site, const struct moat_static_req *req,
+                           struct moat_static_res *res, struct moat_buf *hdrs,
+                           struct moat_buf *body)
+{
+    MOAT_ENSURE(site != NULL && req != NULL && res != NULL && hdrs != NULL && body != NULL,
+                MOAT_E_INTERNAL);
+    *res = (struct moat_static_res){.status = 500, .fd = -1};
+
+    switch (req->method_id) {
+    case MOAT_H1_M_GET:
+    case MOAT_H1_M_HEAD:
+        break;
+    case MOAT_H1_M_OPTIONS:
+        res->status = 204;
+        return PUT_LIT(hdrs, ALLOW_LINE);
+    default:
+        /* RFC 9110 §15.5.6: a 405 must list the allowed methods. */
+        MOAT_TRY(PUT_LIT(hdrs, ALLOW_LINE));
+        return error_page(res, hdrs, body, 405);
+    }
+
+    char norm[PATH_CAP];
+    size_t nlen;
+    moat_rc rc = moat_path_normalize(req->path.p, req->path.len, norm, sizeof(norm), &nlen);
+    if (rc.kind == MOAT_E_LIMIT) {
+        return error_page(res, hdrs, body, 404); /* longer than any name the kernel takes */
+    }
+    if (!moat_ok(rc)) {
+        return error_page(res, hdrs, body, 400);
+    }
+    if (is_hidden(norm, nlen)) {
+        return error_page(res, hdrs, body, 404);
+    }
+
+    int fd = open_beneath(site->root_fd, nlen == 1 ? "." : norm + 1);
+    if (fd < 0) {
+        return error_page(res, hdrs, body, status_of_errno(-fd));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        return close_and_page(fd, res, hdrs, body, 500);
+    }
+    if (S_ISDIR(st.st_mode)) {
+        return serve_dir(site, req, res, hdrs, body, fd, norm, nlen);
+    }
+    /* FIFOs, sockets, devices: nothing a web root should hand out. */
+    if (!S_ISREG(st.st_mode)) {
+        return close_and_page(fd, res, hdrs, body, 403);
+    }
+    return serve_file(req, res, hdrs, body, fd, &st, norm, nlen);
+}
