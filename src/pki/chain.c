@@ -248,16 +248,30 @@ static const char *time_str(const ASN1_TIME *t, char *buf, size_t n)
     return buf;
 }
 
-/* Whole days from `t` to `now` (negative when t is in the future). */
-static long days_since(const ASN1_TIME *t, time_t now)
+/* How far `t` is from `now`, for people: "3 days ago" / "in 2 days" / "less than a day ago".
+ * Rounded to the nearest day (47 hours is "2 days"); under a day reads "less than a day". */
+static const char *span_str(const ASN1_TIME *t, time_t now, char *buf, size_t n)
 {
     int day = 0, sec = 0;
-    ASN1_TIME *n = ASN1_TIME_set(NULL, now);
-    if (n == NULL || ASN1_TIME_diff(&day, &sec, t, n) != 1) {
-        day = 0;
+    ASN1_TIME *nt = ASN1_TIME_set(NULL, now);
+    if (nt == NULL || ASN1_TIME_diff(&day, &sec, t, nt) != 1) {
+        ASN1_TIME_free(nt);
+        snprintf(buf, n, "at an unknown time");
+        return buf;
     }
-    ASN1_TIME_free(n);
-    return day;
+    ASN1_TIME_free(nt);
+    /* day and sec share a sign: positive when t is in the past. */
+    long long total = (long long)day * 86400 + sec;
+    int past = total >= 0;
+    long long abs_s = past ? total : -total;
+    long long days = (abs_s + 43200) / 86400; /* nearest whole day */
+    if (abs_s < 86400) {
+        snprintf(buf, n, "less than a day %s", past ? "ago" : "from now");
+    } else {
+        snprintf(buf, n, "%s%lld day%s%s", past ? "" : "in ", days, days == 1 ? "" : "s",
+                 past ? " ago" : "");
+    }
+    return buf;
 }
 
 struct checker {
@@ -317,7 +331,7 @@ static moat_rc check_key(struct checker *ck, EVP_PKEY *key)
 static moat_rc check_leaf_dates(struct checker *ck)
 {
     X509 *x = ck->c->leaf;
-    char when[64], now_s[64];
+    char when[64], now_s[64], span[64];
     ASN1_TIME *nowt = ASN1_TIME_set(NULL, ck->now);
     time_str(nowt, now_s, sizeof(now_s));
     ASN1_TIME_free(nowt);
@@ -326,16 +340,15 @@ static moat_rc check_leaf_dates(struct checker *ck)
         return MOAT_RC_OK;
     case -1:
         CHECK_FAIL(ck, MOAT_V_EXPIRED,
-                   "%s expired on %s (%ld days ago): renew the certificate and install the new "
-                   "one",
+                   "%s expired on %s (%s): renew the certificate and install the new one",
                    ck->c->path, time_str(X509_get0_notAfter(x), when, sizeof(when)),
-                   days_since(X509_get0_notAfter(x), ck->now));
+                   span_str(X509_get0_notAfter(x), ck->now, span, sizeof(span)));
     case 1:
         CHECK_FAIL(ck, MOAT_V_NOT_YET_VALID,
-                   "%s is not valid until %s (in %ld days; this machine's clock says %s): check "
+                   "%s is not valid until %s (%s; this machine's clock says %s): check "
                    "the clock, or wait",
                    ck->c->path, time_str(X509_get0_notBefore(x), when, sizeof(when)),
-                   -days_since(X509_get0_notBefore(x), ck->now), now_s);
+                   span_str(X509_get0_notBefore(x), ck->now, span, sizeof(span)), now_s);
     default:
         CHECK_FAIL(ck, MOAT_V_OTHER, "%s has unreadable validity dates", ck->c->path);
     }
@@ -474,7 +487,7 @@ static int trust_has_root_named(X509_STORE *trust, X509 *x)
 
 static moat_rc check_extra_dates(struct checker *ck)
 {
-    char s1[160], when[64];
+    char s1[160], when[64], span[64];
     for (int i = 1; i < ck->n; i++) {
         X509 *x = ck->all[i];
         int v = validity(x, ck->now);
@@ -483,11 +496,11 @@ static moat_rc check_extra_dates(struct checker *ck)
         }
         if (v == -1) {
             CHECK_FAIL(ck, MOAT_V_EXPIRED,
-                       "certificate #%d in %s (%s) expired on %s (%ld days ago): get the current "
+                       "certificate #%d in %s (%s) expired on %s (%s): get the current "
                        "intermediate from your CA (its 'fullchain' file of today)",
                        i + 1, ck->c->path, subject_str(x, s1, sizeof(s1)),
                        time_str(X509_get0_notAfter(x), when, sizeof(when)),
-                       days_since(X509_get0_notAfter(x), ck->now));
+                       span_str(X509_get0_notAfter(x), ck->now, span, sizeof(span)));
         }
         if (v == 1) {
             CHECK_FAIL(ck, MOAT_V_NOT_YET_VALID,
@@ -584,6 +597,9 @@ moat_rc moat_chain_check_kind(const struct moat_chain *c, EVP_PKEY *key, X509_ST
         rc = check_complete(&ck);
     }
     free(ck.all);
+    /* X509_get_extension_flags and X509_cmp_time push entries when a certificate is malformed;
+     * the words are already in err, so leave no entries behind for the next caller. */
+    ERR_clear_error();
     if (kind != NULL) {
         *kind = rc.kind == MOAT_OK ? MOAT_V_OK : ck.kind;
     }

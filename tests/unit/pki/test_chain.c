@@ -187,6 +187,10 @@ TEST_CASE(check_expired_and_not_yet_valid)
     expect_check(c, pki.leaf_key, trust_root, now - 3 * PH_DAY, MOAT_V_NOT_YET_VALID,
                  "is not valid until");
     expect_check(c, pki.leaf_key, trust_root, now - 3 * PH_DAY, MOAT_V_NOT_YET_VALID, "(in 2 days");
+    expect_check(c, pki.leaf_key, trust_root, now - 2 * PH_DAY - 3 * 3600, MOAT_V_NOT_YET_VALID,
+                 "(in 1 day;");
+    expect_check(c, pki.leaf_key, trust_root, now - PH_DAY - 3600, MOAT_V_NOT_YET_VALID,
+                 "(less than a day from now;");
     moat_chain_free(c);
 
     /* A really expired certificate, checked at the real time. */
@@ -379,6 +383,23 @@ TEST_CASE(check_non_ca_issuer)
     X509_free(sub);
 }
 
+TEST_CASE(check_malformed_extensions)
+{
+    /* Found by fuzz_pem: a certificate whose extensions OpenSSL marks invalid (here, two
+     * basicConstraints) made the check leave entries in OpenSSL's error queue. */
+    X509 *x = ph_cert(&(struct ph_cert_spec){.cn = "dup",
+                                             .key = pki.leaf_key,
+                                             .nb_offset = -PH_DAY,
+                                             .na_offset = PH_DAY,
+                                             .bc = "CA:FALSE"});
+    EXPECT(ph_ext(x, NULL, NID_basic_constraints, "CA:FALSE"));
+    EXPECT(X509_sign(x, pki.leaf_key, EVP_sha256()) > 0);
+    struct moat_chain *c = load("dup.pem", x, NULL, NULL, NULL);
+    expect_check(c, pki.leaf_key, trust_root, time(NULL), MOAT_V_OTHER, "malformed extensions");
+    moat_chain_free(c);
+    X509_free(x);
+}
+
 TEST_CASE(covers_names)
 {
     X509 *x = ph_cert(&(struct ph_cert_spec){
@@ -489,6 +510,7 @@ int main(void)
     RUN(check_wrong_order);
     RUN(check_same_name_other_key);
     RUN(check_non_ca_issuer);
+    RUN(check_malformed_extensions);
     RUN(covers_names);
     RUN(trust_store_files);
     RUN(real_verifier_agrees);
