@@ -490,6 +490,9 @@ static int step_handshake(struct moat_conn *c)
         moat_conn_close(c);
         return 0;
     }
+    /* Until a request names its host, answers (errors included) carry the SNI site's
+     * headers, HSTS among them. */
+    c->site = moat_tls_sni_site_of(c->io.ssl);
     /* The first request gets the head timeout, not the idle one: a client that completes a
      * handshake and then says nothing is not a keep-alive client. */
     begin_wait(c, conf_of(c)->head_timeout_ms);

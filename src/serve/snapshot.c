@@ -10,6 +10,7 @@
 #include "pki/ca.h"
 #include "pki/chain.h"
 #include "pki/key.h"
+#include "pki/verify.h"
 #include "tls/ctx.h"
 #include "tls/sni.h"
 
@@ -88,7 +89,22 @@ static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_con
         rc = moat_key_load(cc->key_path, &key, err);
     }
     if (moat_ok(rc)) {
-        rc = moat_chain_check(chain, key, trust, time(NULL), err);
+        enum moat_verify_kind kind = MOAT_V_OK;
+        struct moat_err werr = {0};
+        rc = moat_chain_check_kind(chain, key, trust, time(NULL), &kind, &werr);
+        if (kind == MOAT_V_UNKNOWN_ISSUER) {
+            /* The file ends with a CA certificate whose root this machine does not know:
+             * normal for a private CA, whose clients trust its root themselves. Every other
+             * check passed before this one. */
+            if (!quiet) {
+                char msg[700];
+                moat_log_w("%s (served anyway: clients must trust that root)",
+                           moat_err_str(&werr, msg, sizeof(msg)));
+            }
+            rc = MOAT_RC_OK;
+        } else if (!moat_ok(rc) && err != NULL) {
+            *err = werr;
+        }
     }
     if (moat_ok(rc) && !quiet) {
         if (moat_key_file_too_open(cc->key_path)) {

@@ -54,7 +54,7 @@ static const char *test__name = "?";
 #define EXPECT_SLICE(s, lit)                                                                       \
     do {                                                                                           \
         moat_slice test__s = (s);                                                                  \
-        if (test__s.len != strlen(lit) || memcmp(test__s.p, (lit), test__s.len) != 0) {           \
+        if (test__s.len != strlen(lit) || memcmp(test__s.p, (lit), test__s.len) != 0) {            \
             TEST__FAIL("%s == \"%.*s\", expected \"%s\"", #s, (int)test__s.len,                    \
                        test__s.p ? test__s.p : "", (lit));                                         \
         }                                                                                          \
