@@ -499,6 +499,48 @@ static enum moat_h1_status sem_field(struct head *h, const struct moat_h1_field 
 }
 
 /*
+ * Skip 8 bytes at a time while none is a CTL (< 0x20, HTAB included) or DEL: field values are the
+ * bulk of a head (cookies, user agents), and this lets the per-byte loop see only the tail and
+ * the rare word holding a HTAB. Bytes >= 0x80 (obs-text) pass, as they should.
+ */
+static size_t skip_plain(const char *b, size_t i, size_t e)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    while (e - i >= 8) {
+        uint64_t x;
+        memcpy(&x, b + i, 8);
+        uint64_t ctl = (x - ones * 0x20) & ~x & highs; /* some byte < 0x20 */
+        uint64_t d = x ^ (ones * 0x7f);
+        uint64_t del = (d - ones) & ~d & highs; /* some byte == 0x7f */
+        if (ctl | del) {
+            break;
+        }
+        i += 8;
+    }
+    return i;
+}
+
+/* The same for request-targets: skip words of VCHAR other than '#' (so SP, CTLs, DEL, bytes
+ * >= 0x80 and '#' all stop the skip and are judged by the per-byte loop). */
+static size_t skip_target(const char *b, size_t i, size_t e)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    while (e - i >= 8) {
+        uint64_t x;
+        memcpy(&x, b + i, 8);
+        uint64_t low = (x - ones * 0x21) & ~x & highs; /* some byte < 0x21 */
+        uint64_t high = (x | (x + ones)) & highs;      /* some byte >= 0x7f */
+        uint64_t d = x ^ (ones * '#');
+        uint64_t hash = (d - ones) & ~d & highs; /* some byte == '#' */
+        if (low | high | hash) {
+            break;
+        }
+        i += 8;
+    }
+    return i;
+}
+
+/*
  * field-line = field-name ":" OWS field-value OWS (RFC 9112 §5), in buf[p, e) where buf[e] is the
  * CR. No obs-fold (§5.2), no whitespace before the colon (§5.1), no CTL but HTAB in values.
  */
@@ -529,6 +571,7 @@ static enum moat_h1_status parse_field_line(struct head *h, size_t p, size_t e)
         i++;
     }
     size_t v0 = i;
+    i = skip_plain(b, i, e);
     while (i < e && IS(b[i], C_FVAL)) {
         i++;
     }
@@ -696,6 +739,7 @@ static enum moat_h1_status parse_request_line(struct head *h, struct moat_h1_req
     r->method = moat_slice_of(b + h->start, i - h->start);
     r->method_id = method_id(r->method);
     size_t t0 = ++i;
+    i = skip_target(b, i, e);
     while (i < e && IS(b[i], C_TARGET)) {
         i++;
     }

@@ -223,6 +223,76 @@ TEST_CASE(fields_are_extracted)
     free(buf);
 }
 
+/* Every control byte at every position of a long value: the word-at-a-time skip must not miss
+ * one, and HTAB and obs-text must pass wherever they are. */
+TEST_CASE(value_bytes_everywhere)
+{
+    const char pre[] = "GET / HTTP/1.1\r\nHost: a\r\nX: ";
+    size_t np = sizeof(pre) - 1;
+    char src[128];
+    for (int c = 0; c < 256; c++) {
+        int allowed = c == '\t' || (c >= 0x20 && c != 0x7f);
+        for (size_t k = 0; k < 40; k++) {
+            memcpy(src, pre, np);
+            memset(src + np, 'v', 40);
+            src[np + k] = (char)c;
+            memcpy(src + np + 40, "\r\n\r\n", 4);
+            struct moat_h1_req r;
+            char *buf;
+            enum moat_h1_status st = req_whole(&r, src, np + 44, &buf, NULL);
+            free(buf);
+            if (c == '\n' || c == '\r') {
+                EXPECT_INT(st, MOAT_H1_E_BAD); /* bare LF / CR: other messages */
+                continue;
+            }
+            if (allowed) {
+                EXPECT_INT(st, MOAT_H1_DONE);
+                EXPECT_INT(r.nfields, 2);
+            } else {
+                EXPECT_INT(st, MOAT_H1_E_BAD);
+                EXPECT_INT(r.err_pos, np + k);
+                EXPECT_STR(r.err_what, "invalid character in field value");
+            }
+            if (test__failed) {
+                fprintf(stderr, "  byte 0x%02x at %zu\n", c, k);
+                return;
+            }
+        }
+    }
+}
+
+/* The same for request-targets: only VCHAR but '#' may appear, at any position. */
+TEST_CASE(target_bytes_everywhere)
+{
+    char src[128];
+    for (int c = 0; c < 256; c++) {
+        int allowed = c > 0x20 && c < 0x7f && c != '#';
+        for (size_t k = 1; k < 40; k++) {
+            memcpy(src, "GET /", 5);
+            memset(src + 5, 't', 39);
+            src[4 + k] = (char)c;
+            memcpy(src + 44, " HTTP/1.1\r\nHost: a\r\n\r\n", 22);
+            struct moat_h1_req r;
+            char *buf;
+            enum moat_h1_status st = req_whole(&r, src, 66, &buf, NULL);
+            free(buf);
+            if (allowed) {
+                EXPECT_INT(st, MOAT_H1_DONE);
+                EXPECT_INT(r.target.len, 40);
+            } else {
+                EXPECT(st != MOAT_H1_DONE);
+                if (c != ' ' && c != '\n' && c != '\r') {
+                    EXPECT_INT(r.err_pos, 4 + k);
+                }
+            }
+            if (test__failed) {
+                fprintf(stderr, "  byte 0x%02x at %zu\n", c, k);
+                return;
+            }
+        }
+    }
+}
+
 struct bad_req {
     const char *raw;
     size_t len;
@@ -861,6 +931,8 @@ int main(void)
 {
     RUN(good_requests);
     RUN(fields_are_extracted);
+    RUN(value_bytes_everywhere);
+    RUN(target_bytes_everywhere);
     RUN(bad_requests);
     RUN(leading_lines);
     RUN(line_limit);
