@@ -168,6 +168,30 @@ void moat_h1_req_init(struct moat_h1_req *r);
 enum moat_h1_status moat_h1_parse_request(struct moat_h1_req *r, const char *buf, size_t len,
                                           const struct moat_h1_limits *lim);
 
+/*
+ * The scan position of a request still arriving. A server keeps one of these per connection
+ * and parses into one struct moat_h1_req per worker (it is large: the fields array), so a head
+ * trickling in costs only its new bytes: save after MOAT_H1_AGAIN, resume after
+ * moat_h1_req_init() on the next read. Reset it (all zero) when a request is done.
+ */
+struct moat_h1_progress {
+    size_t scanned, line, nlines;
+};
+
+static inline void moat_h1_req_save(const struct moat_h1_req *r, struct moat_h1_progress *p)
+{
+    p->scanned = r->_scanned;
+    p->line = r->_line;
+    p->nlines = r->_nlines;
+}
+
+static inline void moat_h1_req_resume(struct moat_h1_req *r, const struct moat_h1_progress *p)
+{
+    r->_scanned = p->scanned;
+    r->_line = p->line;
+    r->_nlines = p->nlines;
+}
+
 /* Start a new response: resets the parse state. */
 void moat_h1_resp_init(struct moat_h1_resp *r);
 

@@ -440,6 +440,7 @@ static void begin_head(struct moat_conn *c)
 {
     c->state = MOAT_CONN_READ_HEAD;
     c->head_started_ms = c->wk->loop.now_ms;
+    c->head_progress = (struct moat_h1_progress){0};
     /* Measured from the first byte and never extended: a client trickling its head one byte
      * at a time is cut off at head_timeout, however steadily it trickles. */
     arm(c, conf_of(c)->head_timeout_ms);
@@ -524,8 +525,13 @@ static int step_read_head(struct moat_conn *c)
     const struct moat_h1_limits *lim = &c->snap->limits;
     for (;;) {
         moat_h1_req_init(r);
+        moat_h1_req_resume(r, &c->head_progress);
         enum moat_h1_status st =
             moat_h1_parse_request(r, moat_buf_rdptr(&c->in), moat_buf_len(&c->in), lim);
+        moat_h1_req_save(r, &c->head_progress);
+        if (st != MOAT_H1_AGAIN) {
+            c->head_progress = (struct moat_h1_progress){0};
+        }
         if (st == MOAT_H1_DONE) {
             dispatch(c, r);
             return c->state != MOAT_CONN_CLOSED;

@@ -15,6 +15,7 @@
 #include "core/loop.h"
 #include "core/timer.h"
 #include "http1/chunked.h"
+#include "http1/parse.h"
 #include "tls/io.h"
 
 #include <sys/socket.h>
@@ -46,6 +47,7 @@ struct moat_conn {
     enum moat_conn_state state;
     struct moat_timer timer;
     uint64_t head_started_ms;
+    struct moat_h1_progress head_progress; /* where the head scan stopped */
 
     struct moat_buf in;  /* request bytes; a pool block while reading */
     struct moat_buf out; /* response head, generated body, then file chunks */
