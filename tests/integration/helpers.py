@@ -223,8 +223,8 @@ class Pki:
 
     def make_all(self):
         """The certificates the suite uses, as attributes."""
-        self.ec = self.issue(["example.test"], "ec", stem="example-ec")
-        self.rsa = self.issue(["example.test"], "rsa", stem="example-rsa")
+        self.ec = self.issue(["example.test", "www.example.test"], "ec", stem="example-ec")
+        self.rsa = self.issue(["example.test", "www.example.test"], "rsa", stem="example-rsa")
         self.wild = self.issue(["*.wild.test"], "ec", stem="wild")
         self.default = self.issue(["default.test"], "ec", stem="default")
         self.listing = self.issue(["listing.test"], "ec", stem="listing")
@@ -272,6 +272,7 @@ class Moat:
         self.stdout_path = self.dir / "stdout.txt"
         self.stderr_path = self.dir / "stderr.txt"
         self.proc = None
+        self.args = None
         self.returncode = None
         self.sanitizer_reported = False
         self.wait_ports = [self.port]
@@ -292,10 +293,13 @@ class Moat:
         return env
 
     def start(self, args=None, wait=True, ports=None, timeout=20.0):
-        """Start `moat serve --config CONFIG` (or `moat ARGS`) and wait until the ports accept TCP."""
+        """Start `moat ARGS` (default: `moat serve --config CONFIG`, or the previous ARGS on a
+        restart) and wait until the ports accept TCP."""
         if args is None:
-            args = ["serve", "--config", str(self.config)]
-        self.argv = [self.bin] + [str(a) for a in args]
+            # A restart repeats the previous command line; the first start reads the config.
+            args = self.args if self.args is not None else ["serve", "--config", self.config]
+        self.args = [str(a) for a in args]
+        self.argv = [self.bin] + self.args
         self.returncode = None
         # Append so a restart keeps the earlier output for diagnosis.
         out = open(self.stdout_path, "ab")
@@ -563,9 +567,21 @@ class Conn:
     """One client connection with a read buffer. TLS when `sni`/`tls` is given."""
 
     def __init__(self, port, *, tls=True, sni="example.test", cafile=None, verify=True,
-                 host="127.0.0.1", timeout=NET_TIMEOUT, context=None):
+                 host="127.0.0.1", timeout=NET_TIMEOUT, context=None, rcvbuf=None):
         self.timeout = timeout
-        raw = socket.create_connection((host, port), timeout=timeout)
+        if rcvbuf is None:
+            raw = socket.create_connection((host, port), timeout=timeout)
+        else:
+            # A small receive window, set before connecting, makes a non-reading client stall
+            # the server's writes quickly (write-timeout tests).
+            raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            raw.settimeout(timeout)
+            try:
+                raw.connect((host, port))
+            except OSError:
+                raw.close()
+                raise
         if tls:
             if context is None:
                 context = client_context(cafile=cafile, verify=verify)

@@ -269,10 +269,14 @@ def test_zero_config_ca_reused_on_restart(moat, www, tmp_path):
     assert r.rc == 0 and r.body == b"file A\n", r.stderr
 
 
-def test_quick_flags_with_cert(moat, pki, www):
+def test_quick_flags_with_cert(moat, pki, www, tmp_path):
+    # Quick mode has no `trust`: the chain file carries the private root so that moat's
+    # start-up chain check can end at an anchor.
+    full = tmp_path / "full.pem"
+    full.write_text(pki.ec.chain.read_text() + pki.root.read_text())
     m = moat()
     m.start(["serve", "--listen", "127.0.0.1:%d" % m.port, "--root", www,
-             "--cert", pki.ec.chain, "--key", pki.ec.key, "--workers", "1",
+             "--cert", full, "--key", pki.ec.key, "--workers", "1",
              "--log-level", "debug", "--access-log", "stdout"])
     with Conn(m.port, cafile=pki.root, sni="example.test") as c:
         assert c.sock.getpeercert(binary_form=True) == pki.ec.der
@@ -288,3 +292,44 @@ def test_quick_flags_bad_key_refused(moat, pki, www):
     rc = m.wait_exit(20)
     assert rc in (1, 2), (rc, m.stderr())
     assert pki.ec.chain.name in m.stderr() or pki.other_key.name in m.stderr()
+
+
+def test_check_refuses_expired_cert(moat, pki, www, moat_bin, tmp_path):
+    # --check validates certificates and keys too, not only the syntax.
+    m = moat()
+    conf = m.write_config(standard_config(m, pki, www, example_certs=[
+        pair(pki.expired.chain, pki.expired.key)]))
+    p = run_moat(moat_bin, tmp_path, "serve", "--check", "--config", conf)
+    assert p.returncode in (1, 2), (p.returncode, p.stdout, p.stderr)
+    assert ": ok" not in p.stdout
+    assert pki.expired.chain.name in p.stderr
+
+
+# -- HSTS per site -----------------------------------------------------------------------------
+
+
+def _hsts_server(moat, www, site_lines):
+    m = moat()
+    m.write_config("listen 127.0.0.1:%d\nworkers 1\nstate %s\n"
+                   "site localhost {\n    root %s\n%s}\n" % (m.port, m.state, www, site_lines))
+    m.start()
+    return m
+
+
+@pytest.mark.parametrize("lines,want", [
+    ("", None),                                            # localhost: off unless asked
+    ("    hsts 1y\n", "max-age=31536000"),
+    ("    hsts 1y include_subdomains\n", "max-age=31536000; includeSubDomains"),
+    ("    hsts off\n", None),
+])
+def test_hsts_for_localhost_site(moat, www, lines, want):
+    m = _hsts_server(moat, www, lines)
+    with Conn(m.port, cafile=m.state / "ca" / "root.pem", sni="localhost") as c:
+        r = c.request("/a.txt", host="localhost")
+        assert r.status == 200
+        got = r.header("strict-transport-security")
+        if want is None:
+            assert got is None, got
+        else:
+            assert got is not None and got.replace(" ", "").lower() == \
+                want.replace(" ", "").lower(), got

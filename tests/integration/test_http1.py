@@ -8,11 +8,12 @@ header_bytes 32k; header_fields 100 } and a 2 s head timeout.
 """
 
 import email.utils
+import re
 import time
 
 import pytest
 
-from helpers import Closed, Conn, build_request
+from helpers import Closed, Conn, build_request, curl
 
 H = "Host: example.test\r\n"
 
@@ -98,6 +99,25 @@ def test_bad_request_ends_pipeline(server):
         assert_closed_after(c, r)
 
 
+def test_http10_with_transfer_encoding_closes(server):
+    # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing; the
+    # server must close the connection after answering.
+    with conn(server) as c:
+        c.send("GET /a.txt HTTP/1.0\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+               build_request("/b.txt").decode())
+        r = c.read_response()
+        assert r.status in (200, 400)
+        assert c.is_closed(timeout=3.0)
+
+
+def test_head_of_error_has_no_body(server):
+    with conn(server) as c:
+        c.send(build_request("/missing.txt", method="HEAD") + build_request("/a.txt"))
+        h = c.read_response("HEAD")
+        assert h.status == 404
+        assert c.read_response().body == b"file A\n"
+
+
 def test_absolute_form_target(server):
     # RFC 9112 §3.2.2: a server MUST accept the absolute form.
     with conn(server) as c:
@@ -128,6 +148,9 @@ def test_common_headers(server, raw, status):
         c.send(raw)
         r = c.read_response()
         assert r.status == status
+        # RFC 9110 §5.6.7: IMF-fixdate only.
+        assert re.match(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|"
+                        r"Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$", r.header("date", "")), r
         date = email.utils.parsedate_to_datetime(r.header("date"))
         assert abs(date.timestamp() - time.time()) < 60
         assert (r.header("server") or "").split("/")[0] == "moat"
@@ -240,16 +263,36 @@ def test_body_at_limit_accepted(server):
 
 
 def test_expect_100_continue(server):
+    # A request whose body moat will accept: 100 Continue must come before the body is sent.
     with conn(server) as c:
-        c.send(b"POST /upload HTTP/1.1\r\n" + H.encode() +
+        c.send(b"GET /a.txt HTTP/1.1\r\n" + H.encode() +
                b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n")
         interim = c.read_response()
         assert interim.status == 100
         assert interim.raw_head.startswith(b"HTTP/1.1 100 Continue\r\n")
         c.send(b"hello")
         r = c.read_response()
+        assert r.status == 200
+        assert r.body == b"file A\n"
+        assert c.request("/b.txt").status == 200
+
+
+def test_expect_100_continue_post_refused(server):
+    # POST to a static site: 100 then 405, or 405 at once (RFC 9110 §10.1.1 allows skipping the
+    # 100 when answering with a final status). Either way the connection stays in sync.
+    with conn(server) as c:
+        c.send(b"POST /upload HTTP/1.1\r\n" + H.encode() +
+               b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        r = c.read_response()
+        if r.status == 100:
+            c.send(b"hello")
+            r = c.read_response()
         assert r.status == 405
-        assert c.request("/a.txt").status == 200
+        if "close" in (r.header("connection") or "").lower():
+            assert c.is_closed(timeout=3.0)
+        else:
+            c.send(b"hello")
+            assert c.request("/a.txt").body == b"file A\n"
 
 
 def test_expect_100_continue_over_limit(server):
@@ -265,16 +308,15 @@ def test_expect_100_continue_over_limit(server):
 
 
 def test_expect_100_continue_with_curl(server, pki, tmp_path):
-    from helpers import curl
-
     data = tmp_path / "data.bin"
     data.write_bytes(b"d" * 3000)
-    r = curl(tmp_path, "https://example.test:%d/upload" % server.port,
+    r = curl(tmp_path, "https://example.test:%d/a.txt" % server.port, "-X", "GET",
              "-H", "Expect: 100-continue", "--data-binary", "@%s" % data,
              port=server.port, cacert=pki.root)
     assert r.rc == 0, r.stderr
     assert "HTTP/1.1 100 Continue" in r.head
-    assert r.status == 405
+    assert r.status == 200
+    assert r.body == b"file A\n"
 
 
 # -- malformed requests ------------------------------------------------------------------------
@@ -305,6 +347,8 @@ BAD = [
      "3\r\nhelloXX\r\n0\r\n\r\n", {400}),
     ("te_chunked_not_last", "POST /a.txt HTTP/1.1\r\n" + H +
      "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", {400, 501}),
+    ("te_chunked_twice", "POST /a.txt HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", {400, 501}),
     ("te_unknown", "POST /a.txt HTTP/1.1\r\n" + H + "Transfer-Encoding: gzip\r\n\r\n", {400, 501}),
     ("obs_fold", "GET /a.txt HTTP/1.1\r\n" + H + "X-A: b\r\n  c\r\n\r\n", {400}),
     ("obs_fold_tab", "GET /a.txt HTTP/1.1\r\n" + H + "X-A: b\r\n\tc\r\n\r\n", {400}),

@@ -9,14 +9,15 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
 
 import pytest
 
-from helpers import (CURL, Closed, Conn, clean_env, curl, make_www, peer_cert_der,
-                     standard_config, wait_for)
+from helpers import (CURL, Closed, Conn, build_request, clean_env, curl, make_www,
+                     peer_cert_der, standard_config, wait_for)
 
 FAST = "head 2s; idle 2s; body 2s; write 10s; drain 10s; handshake 2s"
 
@@ -315,6 +316,58 @@ def test_body_timeout(moat, pki, www):
     assert elapsed <= 6.0, elapsed
 
 
+def test_write_timeout_cuts_non_reading_client(moat, pki, tmp_path):
+    size = 50 * 1024 * 1024
+    www = _big_site(tmp_path, size)
+    m = start(moat, pki, www, timeouts=FAST.replace("write 10s", "write 2s"))
+    with Conn(m.port, verify=False, rcvbuf=16384) as c:
+        c.send(build_request("/huge.bin"))
+        time.sleep(5)  # read nothing for longer than the write timeout
+        got = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 20:
+            try:
+                more = c._fill(timeout=3)
+            except (TimeoutError, socket.timeout):
+                pytest.fail("connection neither closed nor finished (%d bytes)" % got)
+            got += len(c.buf)
+            c.buf = b""
+            if not more:
+                break
+    assert c.eof, "no end of stream"
+    assert got < size, "the whole file arrived: nothing was cut"
+
+
+def test_connection_limit(moat, pki, www):
+    m = start(moat, pki, www, workers=1,
+              limits="request_line 8k; header_bytes 32k; header_fields 100; body 64k; "
+                     "connections 2")
+    c1 = Conn(m.port, verify=False)
+    c2 = Conn(m.port, verify=False)
+    try:
+        assert c1.request("/a.txt").status == 200
+        assert c2.request("/a.txt").status == 200
+        served = False
+        try:
+            with Conn(m.port, verify=False, timeout=2) as c3:
+                served = c3.request("/a.txt").status == 200
+        except (OSError, ssl.SSLError, Closed, AssertionError):
+            pass
+        assert not served, "a third connection was served with connections 2"
+        c1.close()
+
+        def fresh_ok():
+            try:
+                with Conn(m.port, verify=False, timeout=2) as c4:
+                    return c4.request("/a.txt").status == 200
+            except (OSError, ssl.SSLError, Closed):
+                return False
+        assert wait_for(fresh_ok, 8, 0.2), "no room made when a connection closed"
+    finally:
+        c1.close()
+        c2.close()
+
+
 # -- plain-HTTP redirect -----------------------------------------------------------------------
 
 
@@ -350,6 +403,15 @@ def test_redirect_http_with_curl(moat, pki, www, tmp_path):
     assert r.rc == 0, r.stderr
     assert r.status == 308
     _location_ok(r.header("location"), "/dir/page.html?q=moat", m)
+
+
+def test_redirect_http_no_header_injection(moat, pki, www):
+    m = _redirect_server(moat, pki, www)
+    with Conn(m.http_port, tls=False) as c:
+        c.send(b"GET /a%0d%0aSet-Cookie:%20evil=1 HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        r = c.read_response()
+        assert r.status in (308, 400)
+        assert not r.has("set-cookie"), r
 
 
 def test_redirect_http_rejects_malformed(moat, pki, www):
@@ -405,9 +467,10 @@ def test_access_log_json(moat, pki, www):
     assert int(find("POST", "/a.txt")["status"]) == 405
 
 
-def test_access_log_combined(moat, pki, www):
+@pytest.mark.parametrize("fmt", [" combined", ""], ids=["combined", "default"])
+def test_access_log_combined(moat, pki, www, fmt):
     m = moat()
-    m.write_config(standard_config(m, pki, www, access_log="%s combined" % m.access_log))
+    m.write_config(standard_config(m, pki, www, access_log="%s%s" % (m.access_log, fmt)))
     m.start()
     _traffic(m)
     lines = _lines(m, 4)
@@ -422,6 +485,19 @@ def test_access_log_combined(moat, pki, www):
     assert ("GET", "/a.txt", 200) in parsed
     assert ("GET", "/missing.txt", 404) in parsed
     assert ("POST", "/a.txt", 405) in parsed
+
+
+def test_access_log_stdout_json(moat, pki, www):
+    m = moat()
+    m.write_config(standard_config(m, pki, www, access_log="stdout json"))
+    m.start()
+    _traffic(m)
+    m.stop()
+    lines = [l for l in m.stdout().splitlines() if l.strip()]
+    assert len(lines) >= 4, m.stdout()
+    # Nothing but access-log lines on stdout, so it can be piped to a log collector.
+    entries = [json.loads(l) for l in lines]
+    assert any(e["path"] == "/a.txt" and int(e["status"]) == 200 for e in entries)
 
 
 def test_access_log_records_bad_requests(moat, pki, www):

@@ -325,7 +325,7 @@ def test_secret_never_in_any_response_pipelined(server):
         except OSError:
             pass
         try:
-            while c._fill(timeout=3.0):
+            while c._fill(timeout=1.5):
                 pass
         except (TimeoutError, OSError):
             pass

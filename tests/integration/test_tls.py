@@ -45,7 +45,9 @@ def test_tls11_refused_with_curl(server, pki, tmp_path):
     assert "SSL connection using" not in r.stderr
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1],
+                         ids=["TLSv1.0", "TLSv1.1"])
 def test_old_versions_refused_by_server(server, version):
     ctx = client_context(verify=False, minv=version, maxv=version,
                          ciphers="DEFAULT:@SECLEVEL=0")
