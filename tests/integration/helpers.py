@@ -499,6 +499,8 @@ def make_www(base):
     (www / "icon.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>\n')
     (www / "blob.unknownext").write_bytes(b"\x00\x01\x02")
     (www / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    (www / "with space.txt").write_text("space in the name\n")
+    (www / "caf\u00e9.txt").write_text("utf-8 name\n")
     (www / ".hidden").write_text("HIDDEN-DOTFILE\n")
     (www / ".git").mkdir()
     (www / ".git" / "config").write_text("HIDDEN-GIT-CONFIG\n")

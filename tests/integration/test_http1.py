@@ -9,6 +9,9 @@ header_bytes 32k; header_fields 100 } and a 2 s head timeout.
 
 import email.utils
 import re
+import socket
+import struct
+import threading
 import time
 
 import pytest
@@ -70,6 +73,64 @@ def test_pipelining_many_mixed(server):
             assert r.status == (404 if p == "/missing" else 200), (i, p, r)
             if method == "HEAD":
                 assert r.body == b""
+
+
+def test_many_pipelined_requests(server):
+    # 500 requests in one write; moat must answer all of them in order while the client reads
+    # only after sending everything (back-pressure on the response side).
+    n = 500
+    with conn(server) as c:
+        c.send(b"".join(build_request("/a.txt" if i % 2 else "/c.txt") for i in range(n)))
+        for i in range(n):
+            assert c.read_response().body == (b"file A\n" if i % 2 else b"file C\n"), i
+
+
+def test_concurrent_clients(server):
+    # 20 clients x 10 keep-alive requests at once over both workers.
+    errors = []
+
+    def client(k):
+        try:
+            with conn(server) as c:
+                for i in range(10):
+                    r = c.request("/b.txt" if (i + k) % 2 else "/digits.txt")
+                    want = b"file B, a bit longer\n" if (i + k) % 2 else b"0123456789abcdefghij"
+                    if r.status != 200 or r.body != want:
+                        errors.append((k, i, r))
+        except Exception as e:  # noqa: BLE001 - every failure is a finding
+            errors.append((k, e))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:3]
+
+
+def test_client_reset_mid_download(server):
+    # A client that vanishes (RST) in the middle of a large response must not hurt the server.
+    for _ in range(3):
+        c = conn(server)
+        c.send(build_request("/big.bin"))
+        c._fill()
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    time.sleep(0.3)
+    assert server.alive()
+    with conn(server) as c:
+        assert c.request("/a.txt").body == b"file A\n"
+
+
+def test_client_closes_before_response(server):
+    for _ in range(5):
+        c = conn(server)
+        c.send(build_request("/big.bin") * 3)
+        c.close()
+    time.sleep(0.3)
+    assert server.alive()
+    with conn(server) as c:
+        assert c.request("/a.txt").status == 200
 
 
 def test_connection_close_honoured(server):

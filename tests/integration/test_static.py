@@ -47,6 +47,20 @@ def test_mime_types(server, path, types):
     assert r.header("content-type", "").split(";")[0].strip() in types, r.header("content-type")
 
 
+@pytest.mark.parametrize("path,body", [
+    ("/a.txt?x=1&y=2", b"file A\n"),             # the query is not part of the file name
+    ("/with%20space.txt", b"space in the name\n"),
+    ("/caf%C3%A9.txt", b"utf-8 name\n"),
+    ("/%61.txt", b"file A\n"),                    # any percent-encoded byte is decoded
+    ("/sub/file%2etxt", b"sub file\n"),
+    ("/sub/./file.txt", b"sub file\n"),
+])
+def test_encoded_and_query_paths(server, path, body):
+    r = fetch(server, path)
+    assert r.status == 200, (path, r)
+    assert r.body == body
+
+
 def test_missing_file_404(server):
     r = fetch(server, "/no-such-file.txt")
     assert r.status == 404
