@@ -112,7 +112,9 @@ const char *moat_err_str(const struct moat_err *err, char *out, size_t outlen)
         return out;
     }
     out[0] = '\0';
-    if (err->where[0] != '\0') {
+    /* Messages that already start with their file name do not get it twice. */
+    size_t wl = strlen(err->where);
+    if (wl > 0 && strncmp(err->msg, err->where, wl) != 0) {
         append(out, outlen, err->where);
         append(out, outlen, ": ");
     }

@@ -9,6 +9,7 @@
 #include "serve/conn.h"
 #include "serve/server.h"
 #include "serve/worker.h"
+#include "tls/clientauth.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -63,6 +64,11 @@ void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
     gmtime_r(&now, &tm);
     char when[40];
     double ms = (double)(wk->loop.now_ms - c->req_started_ms);
+    /* The client's certificate identity, when it sent one (mutual TLS sites only). */
+    struct moat_tls_identity id = {0};
+    if (c->io.ssl != NULL && SSL_get0_peer_certificate(c->io.ssl) != NULL) {
+        moat_tls_identity_of(c->io.ssl, &id);
+    }
     moat_rc rc;
     if (wk->srv->alog_format == MOAT_LOG_JSON) {
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -81,10 +87,24 @@ void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
         put_escaped(b, parts[3], 1);
         rc = moat_buf_printf(b, "\",\"user_agent\":\"");
         put_escaped(b, parts[4], 1);
-        rc = moat_buf_printf(b, "\"}\n");
+        if (id.present) {
+            rc = moat_buf_printf(b, "\",\"client_subject\":\"");
+            put_escaped(b, id.subject, 1);
+            rc = moat_buf_printf(b, "\",\"client_serial\":\"%s\",\"client_verified\":%s", id.serial,
+                                 id.verified ? "true" : "false");
+            rc = moat_buf_printf(b, "}\n");
+        } else {
+            rc = moat_buf_printf(b, "\"}\n");
+        }
     } else {
         strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
-        rc = moat_buf_printf(b, "%s - - [%s] \"", c->peer_text, when);
+        rc = moat_buf_printf(b, "%s - ", c->peer_text);
+        if (id.present && id.verified && id.cn[0] != '\0') {
+            put_escaped(b, id.cn, 0); /* %u: the authenticated user */
+        } else {
+            rc = moat_buf_append(b, "-", 1);
+        }
+        rc = moat_buf_printf(b, " [%s] \"", when);
         if (parts[0][0] != '\0') {
             put_escaped(b, parts[0], 0);
             rc = moat_buf_append(b, " ", 1);

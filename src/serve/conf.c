@@ -91,6 +91,16 @@ static moat_rc h_root(struct loader *L, const struct moat_cfg_node *n, const str
 static moat_rc h_index(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 static moat_rc h_listing(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 static moat_rc h_hsts(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
+static moat_rc h_client_auth(struct loader *L, const struct moat_cfg_node *n,
+                             const struct spec *sp);
+static moat_rc h_client_files(struct loader *L, const struct moat_cfg_node *n,
+                              const struct spec *sp);
+static moat_rc h_client_depth(struct loader *L, const struct moat_cfg_node *n,
+                              const struct spec *sp);
+static moat_rc h_client_allow(struct loader *L, const struct moat_cfg_node *n,
+                              const struct spec *sp);
+static moat_rc h_client_path(struct loader *L, const struct moat_cfg_node *n,
+                             const struct spec *sp);
 
 #define OFF(field) offsetof(struct moat_conf, field)
 #define DAY_MS (86400ULL * 1000)
@@ -165,6 +175,12 @@ static const struct spec specs[] = {
     CUSTOM("listing", CTX_SITE, 1, 1, 0, h_listing, "listing on|off"),
     CUSTOM("hsts", CTX_SITE, 1, 3, 0, h_hsts,
            "hsts off|on|auto|MAX_AGE [include_subdomains] [preload]"),
+    CUSTOM("client_auth", CTX_SITE, 1, 1, 0, h_client_auth, "client_auth off|optional|require"),
+    CUSTOM("client_ca", CTX_SITE, 1, -1, 1, h_client_files, "client_ca CA.pem..."),
+    CUSTOM("client_crl", CTX_SITE, 1, -1, 1, h_client_files, "client_crl CRL.pem..."),
+    CUSTOM("client_depth", CTX_SITE, 1, 1, 0, h_client_depth, "client_depth N"),
+    CUSTOM("client_allow", CTX_SITE, 1, -1, 1, h_client_allow, "client_allow PATTERN..."),
+    CUSTOM("client_path", CTX_SITE, 1, -1, 1, h_client_path, "client_path /PREFIX [PATTERN...]"),
 };
 
 #define NSPECS (sizeof(specs) / sizeof(specs[0]))
@@ -558,6 +574,8 @@ int moat_conf_site_hsts(const struct moat_conf_site *s)
 
 /* ---- lifecycle ---- */
 
+static void free_strs(char **a, size_t n);
+
 static void site_clear(struct moat_conf_site *s)
 {
     for (size_t i = 0; i < s->nnames; i++) {
@@ -571,6 +589,14 @@ static void site_clear(struct moat_conf_site *s)
     free(s->certs);
     free(s->root);
     free(s->index);
+    free_strs(s->client_ca, s->nclient_ca);
+    free_strs(s->client_crl, s->nclient_crl);
+    free_strs(s->client_allow, s->nclient_allow);
+    for (size_t i = 0; i < s->nclient_paths; i++) {
+        free(s->client_paths[i].prefix);
+        free_strs(s->client_paths[i].allow, s->client_paths[i].nallow);
+    }
+    free(s->client_paths);
     *s = (struct moat_conf_site){0};
 }
 
@@ -1207,6 +1233,139 @@ static moat_rc h_hsts(struct loader *L, const struct moat_cfg_node *n, const str
 
 /* ---- whole-file checks and entry points ---- */
 
+/* ---- mutual TLS ---- */
+
+static moat_rc h_client_auth(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp)
+{
+    static const char *const modes[] = {"off", "optional", "require"};
+    const struct moat_cfg_word *v = &n->words[1];
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(v->s, modes[i]) == 0) {
+            L->site->client_auth = i;
+            return MOAT_RC_OK;
+        }
+    }
+    return fail_at_word(L, v, "client_auth takes off, optional or require, not \"%.64s\"", v->s);
+}
+
+static moat_rc h_client_files(struct loader *L, const struct moat_cfg_node *n,
+                              const struct spec *sp)
+{
+    struct moat_conf_site *s = L->site;
+    int crl = strcmp(sp->name, "client_crl") == 0;
+    for (size_t i = 1; i < n->nwords; i++) {
+        char *p = NULL;
+        MOAT_TRY(take_path(L, &n->words[i], crl ? "CRL" : "client CA", &p));
+        if (!push_str(crl ? &s->client_crl : &s->client_ca, crl ? &s->nclient_crl : &s->nclient_ca,
+                      p)) {
+            free(p);
+            return nomem(L);
+        }
+    }
+    return MOAT_RC_OK;
+}
+
+static moat_rc h_client_depth(struct loader *L, const struct moat_cfg_node *n,
+                              const struct spec *sp)
+{
+    uint64_t v;
+    if (!parse_count(n->words[1].s, &v) || v < 1 || v > 16) {
+        return fail_at_word(L, &n->words[1], "client_depth is a number between 1 and 16");
+    }
+    L->site->client_depth = (unsigned)v;
+    return MOAT_RC_OK;
+}
+
+/* Patterns are checked for shape only: a kind prefix must be a known one. */
+static moat_rc take_patterns(struct loader *L, const struct moat_cfg_node *n, size_t from,
+                             char ***arr, size_t *narr)
+{
+    static const char *const kinds[] = {"cn", "dns", "email", "uri", "ip", "subject"};
+    for (size_t i = from; i < n->nwords; i++) {
+        const struct moat_cfg_word *w = &n->words[i];
+        const char *colon = strchr(w->s, ':');
+        if (w->len == 0) {
+            return fail_at_word(L, w, "empty pattern");
+        }
+        if (colon != NULL && strstr(w->s, "://") != colon) {
+            int known = 0;
+            for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+                known |= (size_t)(colon - w->s) == strlen(kinds[k]) &&
+                         strncasecmp(w->s, kinds[k], strlen(kinds[k])) == 0;
+            }
+            if (!known && strchr(w->s, '=') == NULL && strchr(w->s, '@') == NULL) {
+                return fail_at_word(L, w,
+                                    "pattern \"%.64s\" has an unknown kind before ':' (use cn:, "
+                                    "dns:, email:, uri:, ip: or subject:)",
+                                    w->s);
+            }
+        }
+        char *dup = strdup(w->s);
+        if (dup == NULL || !push_str(arr, narr, dup)) {
+            free(dup);
+            return nomem(L);
+        }
+    }
+    return MOAT_RC_OK;
+}
+
+static moat_rc h_client_allow(struct loader *L, const struct moat_cfg_node *n,
+                              const struct spec *sp)
+{
+    return take_patterns(L, n, 1, &L->site->client_allow, &L->site->nclient_allow);
+}
+
+static moat_rc h_client_path(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp)
+{
+    struct moat_conf_site *s = L->site;
+    const struct moat_cfg_word *w = &n->words[1];
+    if (w->s[0] != '/' || strstr(w->s, "/../") != NULL || strstr(w->s, "/./") != NULL ||
+        strchr(w->s, '%') != NULL || strchr(w->s, '?') != NULL) {
+        return fail_at_word(L, w,
+                            "client_path takes a plain path prefix starting with \"/\" (no \"..\", "
+                            "no %%-escapes, no query), e.g. /admin");
+    }
+    struct moat_conf_client_path *a = realloc(s->client_paths, (s->nclient_paths + 1) * sizeof(*a));
+    if (a == NULL) {
+        return nomem(L);
+    }
+    s->client_paths = a;
+    struct moat_conf_client_path *cp = &a[s->nclient_paths];
+    *cp = (struct moat_conf_client_path){0};
+    /* Stored without a trailing slash so "/admin" and "/admin/" mean the same prefix. */
+    size_t len = w->len;
+    while (len > 1 && w->s[len - 1] == '/') {
+        len--;
+    }
+    cp->prefix = strndup(w->s, len);
+    if (cp->prefix == NULL) {
+        return nomem(L);
+    }
+    s->nclient_paths++;
+    return take_patterns(L, n, 2, &cp->allow, &cp->nallow);
+}
+
+/* A site's client-auth directives must add up; report at the site's position. */
+static moat_rc check_client_auth(struct loader *L, size_t i)
+{
+    const struct moat_conf_site *s = &L->c->sites[i];
+    struct pos p = L->site_pos[i];
+    if (s->client_auth != 0 && s->nclient_ca == 0) {
+        return moat_cfg_fail(L->err, L->doc, p.line, p.col,
+                             "site \"%s\" asks for client certificates but names no CA for them "
+                             "(add \"client_ca CA.pem\")",
+                             s->names[0]);
+    }
+    if (s->client_auth == 0 && (s->nclient_ca || s->nclient_crl || s->nclient_allow ||
+                                s->nclient_paths || s->client_depth)) {
+        return moat_cfg_fail(L->err, L->doc, p.line, p.col,
+                             "site \"%s\" has client_* settings but client_auth is off (add "
+                             "\"client_auth optional\" or \"client_auth require\")",
+                             s->names[0]);
+    }
+    return MOAT_RC_OK;
+}
+
 static moat_rc check_whole(struct loader *L)
 {
     struct moat_conf *c = L->c;
@@ -1232,6 +1391,9 @@ static moat_rc check_whole(struct loader *L)
                              "request line is part of the head (raise header_bytes)",
                              (unsigned long long)c->max_line_bytes,
                              (unsigned long long)c->max_head_bytes);
+    }
+    for (size_t i = 0; i < c->nsites; i++) {
+        MOAT_TRY(check_client_auth(L, i));
     }
     if (c->redirect_listen != NULL) {
         char rh[256], lh[256];

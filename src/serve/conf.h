@@ -38,6 +38,15 @@ struct moat_conf_cert {
     char where[MOAT_CONF_WHERE_MAX]; /* "file:line:col" of the cert directive, for messages */
 };
 
+/* `client_path PREFIX [PATTERN...]`: requests under PREFIX (a decoded, normalised path prefix
+ * matched at segment boundaries) need a verified client certificate, matching one of the
+ * patterns when there are any. */
+struct moat_conf_client_path {
+    char *prefix;
+    char **allow;
+    size_t nallow;
+};
+
 struct moat_conf_site {
     /* Lower-cased, distinct across all sites: "example.com", "*.example.com" (wildcard covers
      * exactly one label), "127.0.0.1", "::1" (IPv6 in RFC 5952 form, no brackets), or "*"
@@ -55,6 +64,18 @@ struct moat_conf_site {
     uint64_t hsts_max_age_s; /* default 31536000 (1y) */
     int hsts_subdomains, hsts_preload;
     char where[MOAT_CONF_WHERE_MAX]; /* "file:line:col" of the site directive, or "command line" */
+
+    /* Mutual TLS (see docs/config.md). */
+    int client_auth;  /* 0 off (default), 1 optional, 2 require */
+    char **client_ca; /* CA files for client certificates (paths resolved) */
+    size_t nclient_ca;
+    char **client_crl; /* CRL files, reloaded with the configuration */
+    size_t nclient_crl;
+    unsigned client_depth; /* chain depth; 0 = default (4) */
+    char **client_allow;   /* site-wide identity patterns; none = any verified client */
+    size_t nclient_allow;
+    struct moat_conf_client_path *client_paths; /* path prefixes that need a certificate */
+    size_t nclient_paths;
 };
 
 struct moat_conf {

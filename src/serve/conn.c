@@ -9,6 +9,7 @@
 
 #include "core/httpdate.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "core/sock.h"
 #include "http1/parse.h"
 #include "serve/accesslog.h"
@@ -16,6 +17,7 @@
 #include "serve/snapshot.h"
 #include "serve/static.h"
 #include "serve/worker.h"
+#include "tls/clientauth.h"
 #include "tls/sni.h"
 
 #include <errno.h>
@@ -261,6 +263,98 @@ static void respond_error(struct moat_conn *c, int status, int minor)
     arm(c, conf_of(c)->write_timeout_ms);
 }
 
+/* ---- client certificates on paths -------------------------------------------------------- */
+
+/* Whether `path` (normalised) falls under `prefix` at a segment boundary. */
+static int under_prefix(const char *path, size_t len, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    if (pl == 1 && prefix[0] == '/') {
+        return 1;
+    }
+    return len >= pl && memcmp(path, prefix, pl) == 0 && (len == pl || path[pl] == '/');
+}
+
+/* NULL when the request may go on; else the reason for a 403 (in the worker's scratch). */
+static const char *client_path_refusal(struct moat_conn *c, moat_slice raw)
+{
+    static _Thread_local char why[600];
+    char norm[8192];
+    size_t nlen = 0;
+    if (!moat_ok(moat_path_normalize(raw.p, raw.len, norm, sizeof(norm), &nlen))) {
+        return NULL; /* the static handler answers 400 for a path that does not normalise */
+    }
+    const struct moat_conf_site *cs = c->site->conf;
+    for (size_t i = 0; i < cs->nclient_paths; i++) {
+        const struct moat_conf_client_path *cp = &cs->client_paths[i];
+        if (!under_prefix(norm, nlen, cp->prefix)) {
+            continue;
+        }
+        struct moat_tls_identity id;
+        moat_tls_identity_of(c->io.ssl, &id);
+        int allowed =
+            id.verified &&
+            moat_tls_identity_allowed(c->io.ssl, (const char *const *)cs->client_allow,
+                                      cs->nclient_allow) &&
+            moat_tls_identity_allowed(c->io.ssl, (const char *const *)cp->allow, cp->nallow);
+        if (allowed) {
+            return NULL;
+        }
+        char reason[500];
+        moat_tls_identity_refusal(&id, allowed, reason, sizeof(reason));
+        snprintf(why, sizeof(why), "%s needs a client certificate: %s", cp->prefix, reason);
+        moat_log(MOAT_LVL_INFO, c->id, "client refused: %s (peer %s)", why, c->peer_text);
+        return why;
+    }
+    return NULL;
+}
+
+/* 403 with the reason in words (HTML-escaped); the connection stays usable. */
+static void respond_forbidden(struct moat_conn *c, const char *why, int minor)
+{
+    struct moat_buf body, extra;
+    moat_buf_init(&body, 4096);
+    moat_buf_init(&extra, 256);
+    moat_rc rc = moat_buf_printf(&body, "<!doctype html>\n<title>403 Forbidden</title>\n"
+                                        "<h1>403 Forbidden</h1>\n<p>");
+    for (const char *p = why; moat_ok(rc) && *p; p++) {
+        switch (*p) {
+        case '<':
+            rc = moat_buf_append(&body, "&lt;", 4);
+            break;
+        case '>':
+            rc = moat_buf_append(&body, "&gt;", 4);
+            break;
+        case '&':
+            rc = moat_buf_append(&body, "&amp;", 5);
+            break;
+        case '"':
+            rc = moat_buf_append(&body, "&quot;", 6);
+            break;
+        default:
+            rc = moat_buf_append(&body, p, 1);
+            break;
+        }
+    }
+    if (moat_ok(rc)) {
+        rc = moat_buf_printf(&body, "</p>\n");
+    }
+    if (moat_ok(rc)) {
+        rc = moat_buf_printf(&extra, "Content-Type: text/html; charset=utf-8\r\n");
+    }
+    if (moat_ok(rc)) {
+        rc = build_response(c, 403, &extra, &body, moat_buf_len(&body), 0, minor);
+    }
+    moat_buf_clear(&body);
+    moat_buf_clear(&extra);
+    if (!moat_ok(rc)) {
+        respond_error(c, 500, minor);
+        return;
+    }
+    c->state = MOAT_CONN_WRITE;
+    arm(c, conf_of(c)->write_timeout_ms);
+}
+
 /* ---- request dispatch ------------------------------------------------------------------- */
 
 static void meta_capture(struct moat_conn *c, const struct moat_h1_req *r)
@@ -342,6 +436,31 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
 
     moat_slice host = host_without_port(r->host);
     c->site = moat_snapshot_site_for(c->snap, host.p, host.len);
+    if (!c->plain && c->site != c->sni_site && c->sni_site != NULL &&
+        (c->site->conf->client_auth != 0 || c->sni_site->conf->client_auth != 0)) {
+        /* RFC 9110 §15.5.20: the handshake was made for another site, and client
+         * authentication differs between the two: a client must not reach a stricter site's
+         * content through a laxer site's handshake (nor the reverse with a borrowed identity). */
+        moat_log(MOAT_LVL_INFO, c->id,
+                 "421: Host \"%.*s\" is not the site of the TLS handshake "
+                 "(peer %s)",
+                 (int)(host.len > 200 ? 200 : host.len), host.p, c->peer_text);
+        c->site = c->sni_site;
+        moat_buf_consume(&c->in, r->head_len);
+        respond_error(c, 421, r->minor);
+        return;
+    }
+    if (!c->plain && c->site->conf->nclient_paths > 0) {
+        const char *why = client_path_refusal(c, r->path);
+        if (why != NULL) {
+            if (has_body) {
+                c->keep_alive = 0; /* the unread body must not be taken for the next request */
+            }
+            moat_buf_consume(&c->in, r->head_len);
+            respond_forbidden(c, why, r->minor);
+            return;
+        }
+    }
 
     /* Scratch buffers for the handler's header lines and generated body. */
     struct moat_buf extra, body;
@@ -485,8 +604,22 @@ static int step_handshake(struct moat_conn *c)
         c->wk->stats.handshake_failures++;
         if (want_words) {
             char msg[600];
-            moat_log(MOAT_LVL_INFO, c->id, "%s (peer %s)", moat_err_str(&e, msg, sizeof(msg)),
-                     c->peer_text);
+            struct moat_tls_identity id;
+            moat_tls_identity_of(c->io.ssl, &id);
+            if (!id.present && strstr(e.msg, "did not return a certificate") != NULL) {
+                moat_log(MOAT_LVL_INFO, c->id,
+                         "client refused at handshake: no client certificate was presented "
+                         "(peer %s)",
+                         c->peer_text);
+            } else if (id.present && !id.verified) {
+                /* The words OpenSSL has ("certificate verify failed") say less than the
+                 * verify result does: who was refused, and why. */
+                moat_log(MOAT_LVL_INFO, c->id, "client refused at handshake: %s (peer %s)",
+                         moat_tls_identity_refusal(&id, 1, msg, sizeof(msg)), c->peer_text);
+            } else {
+                moat_log(MOAT_LVL_INFO, c->id, "%s (peer %s)", moat_err_str(&e, msg, sizeof(msg)),
+                         c->peer_text);
+            }
         }
         moat_conn_close(c);
         return 0;
@@ -494,6 +627,7 @@ static int step_handshake(struct moat_conn *c)
     /* Until a request names its host, answers (errors included) carry the SNI site's
      * headers, HSTS among them. */
     c->site = moat_tls_sni_site_of(c->io.ssl);
+    c->sni_site = c->site;
     /* The first request gets the head timeout, not the idle one: a client that completes a
      * handshake and then says nothing is not a keep-alive client. */
     begin_wait(c, conf_of(c)->head_timeout_ms);

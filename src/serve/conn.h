@@ -41,6 +41,7 @@ struct moat_conn {
     struct moat_worker *wk;        /* borrowed */
     struct moat_snapshot *snap;    /* one reference */
     struct moat_site *site;        /* borrowed from snap: site of the current request */
+    struct moat_site *sni_site;    /* borrowed from snap: the site whose handshake this was */
     struct moat_conn *prev, *next; /* the worker's list of connections */
     struct moat_conn *next_closing;
     unsigned long long id;

@@ -6,11 +6,14 @@
  */
 #include "serve/snapshot.h"
 
+#include <openssl/x509v3.h>
+
 #include "core/log.h"
 #include "pki/ca.h"
 #include "pki/chain.h"
 #include "pki/key.h"
 #include "pki/verify.h"
+#include "tls/clientauth.h"
 #include "tls/ctx.h"
 #include "tls/sni.h"
 
@@ -36,6 +39,8 @@ static void site_clear(struct moat_site *s)
         SSL_CTX_free(s->ctx);
         s->ctx = NULL;
     }
+    moat_tls_client_auth_free(s->client_auth);
+    s->client_auth = NULL;
 }
 
 static void snapshot_free(struct moat_snapshot *s)
@@ -92,7 +97,19 @@ static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_con
         enum moat_verify_kind kind = MOAT_V_OK;
         struct moat_err werr = {0};
         rc = moat_chain_check_kind(chain, key, trust, time(NULL), &kind, &werr);
-        if (kind == MOAT_V_UNKNOWN_ISSUER) {
+        int lone_self_signed = sk_X509_num(chain->extra) == 0 &&
+                               X509_check_issued(chain->leaf, chain->leaf) == X509_V_OK;
+        if (kind == MOAT_V_NOT_CA && lone_self_signed) {
+            /* `openssl req -x509` makes CA:TRUE certificates; curl and most clients take one
+             * that is trusted directly, browsers do not. Worth a warning, not a refusal. */
+            if (!quiet) {
+                char msg[700];
+                moat_log_w("%s (served anyway: a self-signed certificate; `moat serve` without "
+                           "cert issues a better one from the local CA)",
+                           moat_err_str(&werr, msg, sizeof(msg)));
+            }
+            rc = MOAT_RC_OK;
+        } else if (kind == MOAT_V_UNKNOWN_ISSUER) {
             /* The file ends with a CA certificate whose root this machine does not know:
              * normal for a private CA, whose clients trust its root themselves. Every other
              * check passed before this one. */
@@ -104,6 +121,9 @@ static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_con
             rc = MOAT_RC_OK;
         } else if (!moat_ok(rc) && err != NULL) {
             *err = werr;
+            if (kind == MOAT_V_KEY_MISMATCH) {
+                moat_err_ctx(err, "key file %s", cc->key_path);
+            }
         }
     }
     if (moat_ok(rc) && !quiet) {
@@ -210,6 +230,19 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
                 (struct moat_tls_cert_files){cs->certs[k].cert_path, cs->certs[k].key_path};
         }
     }
+    if (cs->client_auth != MOAT_CLIENT_AUTH_OFF) {
+        moat_rc rc = moat_tls_client_auth_new(
+            (enum moat_client_auth_mode)cs->client_auth, (const char *const *)cs->client_ca,
+            cs->nclient_ca, (const char *const *)cs->client_crl, cs->nclient_crl,
+            (int)cs->client_depth, (const char *const *)cs->client_allow, cs->nclient_allow,
+            &site->client_auth, err);
+        if (!moat_ok(rc)) {
+            free(local_cert_path);
+            free(local_key_path);
+            moat_err_ctx(err, "in site %s (%s)", cs->names[0], cs->where);
+            return rc;
+        }
+    }
     static const char *const alpn[] = {"http/1.1"};
     struct moat_tls_opts o = {
         .certs = files,
@@ -219,6 +252,7 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
         .tickets = s->conf->tickets ? env->tickets : NULL,
         .session_cache_size = (unsigned long)s->conf->session_cache,
         .session_timeout_s = (long)(s->conf->ticket_rotate_s * 2),
+        .client_auth = site->client_auth,
     };
     moat_rc rc = moat_tls_ctx_new(&o, &site->ctx, err);
     free(local_cert_path);

@@ -21,12 +21,15 @@
 
 struct moat_tls_tickets;
 struct moat_tls_sni;
+struct moat_tls_client_auth;
 
 struct moat_site {
-    const struct moat_conf_site *conf; /* borrowed from the snapshot's conf */
-    struct moat_static_site st;        /* st.root_fd owned */
-    SSL_CTX *ctx;                      /* owned (one reference) */
-    char hsts[160];                    /* whole header line with CRLF, or "" */
+    const struct moat_conf_site *conf;        /* borrowed from the snapshot's conf */
+    struct moat_static_site st;               /* st.root_fd owned */
+    SSL_CTX *ctx;                             /* owned (one reference) */
+    struct moat_tls_client_auth *client_auth; /* owned; NULL when client_auth is off; freed
+                                                 after ctx, which borrows it */
+    char hsts[160];                           /* whole header line with CRLF, or "" */
     size_t hsts_len;
     int local_cert; /* certificate issued by moat's local CA */
 };

@@ -12,6 +12,8 @@
  */
 #include "tls/ctx.h"
 
+#include "tls/clientauth.h"
+
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -406,6 +408,37 @@ static moat_rc apply_sessions(SSL_CTX *ctx, const struct moat_tls_opts *o, struc
     return MOAT_RC_OK;
 }
 
+/* Sessions carry the client's verified identity: a session made under one client-auth policy
+ * must not resume under another (a site that requires certificates must never accept a session
+ * from a site that did not ask). Fold the policy into the session ID context. */
+static void mix_client_auth(unsigned char sid[SID_LEN], const struct moat_tls_client_auth *a)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int outlen = 0;
+    unsigned char mode = (unsigned char)a->mode;
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(md, sid, SID_LEN) != 1 || EVP_DigestUpdate(md, &mode, 1) != 1) {
+        EVP_MD_CTX_free(md);
+        memset(sid, 0xff, SID_LEN); /* still distinct from any policy-free context */
+        return;
+    }
+    for (int i = 0; i < sk_X509_NAME_num(a->ca_names); i++) {
+        const unsigned char *der = NULL;
+        size_t derlen = 0;
+        if (X509_NAME_get0_der(sk_X509_NAME_value(a->ca_names, i), &der, &derlen) == 1) {
+            EVP_DigestUpdate(md, der, derlen);
+        }
+    }
+    for (size_t i = 0; i < a->nallow; i++) {
+        EVP_DigestUpdate(md, a->allow[i], strlen(a->allow[i]) + 1);
+    }
+    if (EVP_DigestFinal_ex(md, out, &outlen) == 1 && outlen >= SID_LEN) {
+        memcpy(sid, out, SID_LEN);
+    }
+    EVP_MD_CTX_free(md);
+}
+
 moat_rc moat_tls_ctx_new(const struct moat_tls_opts *o, SSL_CTX **out, struct moat_err *err)
 {
     *out = NULL;
@@ -430,6 +463,12 @@ moat_rc moat_tls_ctx_new(const struct moat_tls_opts *o, SSL_CTX **out, struct mo
     moat_rc rc = apply_policy(ctx, err);
     if (moat_ok(rc)) {
         rc = load_certs(ctx, o, sid, err);
+    }
+    if (moat_ok(rc) && o->client_auth != NULL && o->client_auth->mode != MOAT_CLIENT_AUTH_OFF) {
+        rc = moat_tls_client_auth_install(o->client_auth, ctx, err);
+        if (moat_ok(rc)) {
+            mix_client_auth(sid, o->client_auth);
+        }
     }
     if (moat_ok(rc) && !SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid))) {
         rc = moat_err_ssl(err, MOAT_E_TLS, __FILE__, __LINE__, "cannot set session ID context");

@@ -17,6 +17,7 @@
 #include "core/err.h"
 
 struct moat_tls_tickets;
+struct moat_tls_client_auth;
 
 /* PEM files: cert_path holds the leaf followed by its chain (no root needed); key_path holds the
  * unencrypted private key (it may be the same file). */
@@ -35,6 +36,8 @@ struct moat_tls_opts {
                                          NULL: no tickets at all (TLS 1.2 and 1.3) */
     unsigned long session_cache_size; /* server-side session cache entries; 0 = no cache */
     long session_timeout_s;           /* session lifetime; 0 = OpenSSL's default, < 0 refused */
+    const struct moat_tls_client_auth *client_auth; /* borrowed, must outlive the context; NULL
+                                                       or mode off: no client certificates */
 };
 
 /*
