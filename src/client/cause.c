@@ -4,6 +4,10 @@
  */
 #include "client/cause.h"
 
+#include "client/internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 struct cause_row {
@@ -18,8 +22,7 @@ static const struct cause_row causes[MOAT_CC_COUNT] = {
     [MOAT_CC_OK] = {"ok", "done", 0, "the request succeeded", ""},
     [MOAT_CC_LOCAL] = {"local", "local", 1, "a local file or resource could not be used",
                        "check the file named above"},
-    [MOAT_CC_USAGE] = {"usage", "usage", 2, "the command line is not valid",
-                       "see moat get --help"},
+    [MOAT_CC_USAGE] = {"usage", "usage", 2, "the command line is not valid", "see moat get --help"},
     [MOAT_CC_DNS] = {"dns", "DNS", 3, "the host name could not be resolved to an address",
                      "check the spelling of the name and the DNS configuration, or give the "
                      "address with --resolve HOST:PORT:ADDR"},
@@ -29,8 +32,7 @@ static const struct cause_row causes[MOAT_CC_COUNT] = {
                          "on this address (ss -ltn on the server)"},
     [MOAT_CC_UNREACHABLE] = {"unreachable", "TCP", 3, "the address could not be reached",
                              "check the address, the route and any firewall in between"},
-    [MOAT_CC_TIMEOUT] = {"timeout", "timeout", 7,
-                         "the server did not answer in time",
+    [MOAT_CC_TIMEOUT] = {"timeout", "timeout", 7, "the server did not answer in time",
                          "check that the server is up and not overloaded, and that no firewall "
                          "silently drops the packets; raise --timeout if it is just slow"},
     [MOAT_CC_CERT] = {"certificate", "certificate", 5, "the server's certificate was refused",
@@ -67,8 +69,7 @@ static const struct cause_row causes[MOAT_CC_COUNT] = {
                            "read the alert above and the server's error log"},
     [MOAT_CC_TLS_OTHER] = {"tls_failed", "TLS", 4, "the TLS handshake failed",
                            "read the reason above; `moat trace` shows how far the handshake got"},
-    [MOAT_CC_CLOSED] = {"closed", "TCP", 3,
-                        "the server closed the connection without answering",
+    [MOAT_CC_CLOSED] = {"closed", "TCP", 3, "the server closed the connection without answering",
                         "check the server's error log; a proxy or firewall may be closing "
                         "connections to this port"},
     [MOAT_CC_HTTP_PROTOCOL] = {"http_protocol", "HTTP", 6,
@@ -77,8 +78,7 @@ static const struct cause_row causes[MOAT_CC_COUNT] = {
     [MOAT_CC_TOO_MANY_REDIRECTS] = {"too_many_redirects", "HTTP", 6,
                                     "the server redirected too many times (a redirect loop?)",
                                     "look at the Location of each redirect with moat trace -L"},
-    [MOAT_CC_HTTP_STATUS] = {"http_status", "HTTP", 22,
-                             "the server answered with an error status",
+    [MOAT_CC_HTTP_STATUS] = {"http_status", "HTTP", 22, "the server answered with an error status",
                              "the answer's body usually says why"},
 };
 
@@ -123,4 +123,27 @@ enum moat_client_cause moat_client_cause_from_name(const char *name)
         }
     }
     return MOAT_CC_COUNT;
+}
+
+void moat_client__fmt(char *out, size_t outlen, const char *fmt, ...)
+{
+    if (outlen == 0) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, outlen, fmt, ap);
+    va_end(ap);
+}
+
+void moat_client__append(char *out, size_t outlen, const char *fmt, ...)
+{
+    size_t l = strnlen(out, outlen);
+    if (l + 1 >= outlen) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out + l, outlen - l, fmt, ap);
+    va_end(ap);
 }

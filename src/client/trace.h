@@ -24,16 +24,16 @@ enum moat_trace_dir {
 
 /* One TLS message as OpenSSL reported it. */
 struct moat_trace_msg {
-    double ms;            /* since the connection's start (before DNS) */
+    double ms; /* since the connection's start (before DNS) */
     enum moat_trace_dir dir;
-    int content_type;     /* 20 ChangeCipherSpec, 21 alert, 22 handshake (RFC 8446 §5.1) */
-    int hs_type;          /* handshake type (RFC 8446 §4), -1 for CCS and alerts */
-    int alert_level;      /* 1 warning, 2 fatal; alerts only */
-    int alert_desc;       /* alert description (RFC 8446 §6), alerts only */
-    size_t len;           /* message bytes, handshake header included */
-    int hrr;              /* a ServerHello that is really a HelloRetryRequest (RFC 8446 §4.1.4) */
-    int encrypted;        /* filled by moat_trace_finish: sent under record protection */
-    int post_handshake;   /* filled by moat_trace_finish: after both Finished messages */
+    int content_type;   /* 20 ChangeCipherSpec, 21 alert, 22 handshake (RFC 8446 §5.1) */
+    int hs_type;        /* handshake type (RFC 8446 §4), -1 for CCS and alerts */
+    int alert_level;    /* 1 warning, 2 fatal; alerts only */
+    int alert_desc;     /* alert description (RFC 8446 §6), alerts only */
+    size_t len;         /* message bytes, handshake header included */
+    int hrr;            /* a ServerHello that is really a HelloRetryRequest (RFC 8446 §4.1.4) */
+    int encrypted;      /* filled by moat_trace_finish: sent under record protection */
+    int post_handshake; /* filled by moat_trace_finish: after both Finished messages */
 };
 
 #define MOAT_TRACE_FIRST_BYTES 16
@@ -41,12 +41,12 @@ struct moat_trace_msg {
 struct moat_trace {
     struct moat_trace_msg *msgs; /* owned; [0, n) valid */
     size_t n, cap;
-    double t0_ms;                /* CLOCK_MONOTONIC of the connection's start, in ms */
+    double t0_ms;                 /* CLOCK_MONOTONIC of the connection's start, in ms */
     uint64_t bytes_in, bytes_out; /* raw TCP payload bytes */
     unsigned char first_in[MOAT_TRACE_FIRST_BYTES]; /* the first bytes the server sent */
     size_t nfirst_in;
-    double first_in_ms;          /* when they arrived; 0 when nothing came */
-    int nomem;                   /* a message could not be stored (the list is incomplete) */
+    double first_in_ms; /* when they arrived; 0 when nothing came */
+    int nomem;          /* a message could not be stored (the list is incomplete) */
 };
 
 /* Milliseconds on CLOCK_MONOTONIC. */

@@ -80,8 +80,10 @@ static moat_rc parse_host(const char *p, size_t n, struct moat_client_url *u, st
     }
     for (size_t i = 0; i < n; i++) {
         if (!is_host_byte((unsigned char)p[i])) {
-            MOAT_FAIL(err, MOAT_E_USAGE, "the host name \"%.*s\" has a character not allowed in "
-                      "host names (%s)", (int)n, p,
+            MOAT_FAIL(err, MOAT_E_USAGE,
+                      "the host name \"%.*s\" has a character not allowed in "
+                      "host names (%s)",
+                      (int)n, p,
                       (unsigned char)p[i] <= 0x20 ? "a space or control character"
                                                   : "use letters, digits, '-' and '.'");
         }
@@ -111,7 +113,8 @@ static moat_rc set_target(struct moat_client_url *u, const char *p, size_t n, st
         if (!is_target_byte((unsigned char)p[i])) {
             MOAT_FAIL(err, MOAT_E_USAGE,
                       "the URL's path has a space or control character at byte %zu (write a "
-                      "space as %%20)", i);
+                      "space as %%20)",
+                      i);
         }
     }
     memcpy(u->target + off, p, n);
@@ -144,8 +147,9 @@ moat_rc moat_client_url_parse(const char *text, struct moat_client_url *out, str
     const char *auth = p;
     const char *rest = p + alen;
     if (memchr(auth, '@', alen) != NULL) {
-        MOAT_FAIL(err, MOAT_E_USAGE, "user names and passwords in URLs are not supported (they "
-                                     "end up in logs): send them with -H 'Authorization: ...'");
+        MOAT_FAIL(err, MOAT_E_USAGE,
+                  "user names and passwords in URLs are not supported (they "
+                  "end up in logs): send them with -H 'Authorization: ...'");
     }
     for (size_t i = 0; i < alen; i++) {
         if ((unsigned char)auth[i] <= 0x20 || auth[i] == 0x7f) {
@@ -165,8 +169,9 @@ moat_rc moat_client_url_parse(const char *text, struct moat_client_url *out, str
         MOAT_FAIL(err, MOAT_E_USAGE, "an IPv6 address in a URL is written [2001:db8::1]");
     }
     if (auth[0] != '[' && last_colon != NULL && memchr(auth, ':', alen) != last_colon) {
-        MOAT_FAIL(err, MOAT_E_USAGE, "an IPv6 address in a URL goes in brackets: "
-                                     "https://[2001:db8::1]:8443/");
+        MOAT_FAIL(err, MOAT_E_USAGE,
+                  "an IPv6 address in a URL goes in brackets: "
+                  "https://[2001:db8::1]:8443/");
     }
     if (last_colon != NULL && (bracket == NULL || last_colon > bracket)) {
         hlen = (size_t)(last_colon - auth);

@@ -18,11 +18,11 @@
 #define MOAT_CLIENT_TARGET_MAX 4096 /* request-target bytes, NUL excluded */
 
 struct moat_client_url {
-    int https;                        /* 1 for https://, 0 for http:// */
-    char host[MOAT_CLIENT_HOST_MAX];  /* lower case; an IPv6 literal without its brackets */
-    int host_ip;                      /* 0 (a name), 4 or 6 (an address literal) */
-    unsigned port;                    /* 1..65535; the scheme's default when none was given */
-    int port_given;                   /* the URL named a port */
+    int https;                           /* 1 for https://, 0 for http:// */
+    char host[MOAT_CLIENT_HOST_MAX];     /* lower case; an IPv6 literal without its brackets */
+    int host_ip;                         /* 0 (a name), 4 or 6 (an address literal) */
+    unsigned port;                       /* 1..65535; the scheme's default when none was given */
+    int port_given;                      /* the URL named a port */
     char target[MOAT_CLIENT_TARGET_MAX]; /* path and query, starts with '/'; no fragment */
 };
 

@@ -1,0 +1,213 @@
+/*
+ * tls.c: the client's SSL_CTX and its poll-driven handshake, and reading back what was
+ * negotiated in the names people look up (IANA's, as in RFC 8446 §4.2.3 and §4.2.7).
+ */
+#include "client/tls.h"
+
+#include "client/conn.h"
+#include "client/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+const char moat_client_tls_ciphers12[] = "ECDHE+AESGCM:ECDHE+CHACHA20";
+const char moat_client_tls_groups[] = "X25519:P-256:P-384:P-521";
+
+static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+moat_rc moat_client_tls_ctx_new(const struct moat_client_opts *o, struct moat_client_trust *t,
+                                SSL_CTX **out, struct moat_err *err)
+{
+    *out = NULL;
+    int min = o->tls_min ? o->tls_min : TLS1_2_VERSION;
+    int max = o->tls_max ? o->tls_max : TLS1_3_VERSION;
+    if (min > max) {
+        MOAT_FAIL(err, MOAT_E_USAGE, "--tls-min is above --tls-max");
+    }
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot create a TLS context");
+    }
+    moat_rc rc = MOAT_RC_OK;
+    if (SSL_CTX_set_min_proto_version(ctx, min) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, max) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, moat_client_tls_ciphers12) != 1 ||
+        SSL_CTX_set1_groups_list(ctx, moat_client_tls_groups) != 1 ||
+        SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1) != 0) {
+        rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__, "cannot set the TLS policy");
+        goto out;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (o->cert != NULL) {
+        const char *key = o->key ? o->key : o->cert;
+        if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
+            moat_err_where(err, "%s", o->cert);
+            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
+                              "cannot load the client certificate %s", o->cert);
+            goto out;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+            moat_err_where(err, "%s", key);
+            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
+                              "cannot load the client key %s (it must be an unencrypted PEM key)",
+                              key);
+            goto out;
+        }
+        if (SSL_CTX_check_private_key(ctx) != 1) {
+            moat_err_where(err, "%s", key);
+            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
+                              "the key %s does not belong to the certificate %s", key, o->cert);
+            goto out;
+        }
+    }
+    rc = moat_client_verify_ctx(ctx, t, err);
+out:
+    if (!moat_ok(rc)) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_client_tls_handshake(SSL *ssl, int fd, double deadline_ms, unsigned long *ssl_err,
+                                  struct moat_err *err)
+{
+    *ssl_err = 0;
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int r = SSL_connect(ssl);
+        if (r == 1) {
+            return MOAT_RC_OK;
+        }
+        int e = SSL_get_error(ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            moat_rc w = moat_client_conn_wait(fd, e == SSL_ERROR_WANT_WRITE, deadline_ms);
+            if (w.kind == MOAT_E_LIMIT) {
+                MOAT_FAIL(err, MOAT_E_LIMIT, "the TLS handshake did not finish in time");
+            }
+            if (!moat_ok(w)) {
+                MOAT_FAIL_SYS(err, MOAT_E_IO, "waiting for the server");
+            }
+            continue;
+        }
+        *ssl_err = ERR_peek_error();
+        if (e == SSL_ERROR_SYSCALL && *ssl_err == 0) {
+            int sys = errno;
+            if (sys == 0 || sys == ECONNRESET || sys == EPIPE) {
+                MOAT_FAIL(err, MOAT_E_CLOSED, "the server closed the connection%s",
+                          sys == ECONNRESET ? " (reset)" : "");
+            }
+            MOAT_FAIL_SYS(err, MOAT_E_IO, "the TLS handshake failed");
+        }
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            MOAT_FAIL(err, MOAT_E_CLOSED, "the server closed the connection");
+        }
+        MOAT_FAIL_SSL(err, MOAT_E_TLS, "the TLS handshake failed");
+    }
+}
+
+static const char *group_name(SSL *ssl, int nid, char *buf, size_t buflen)
+{
+    switch (nid) {
+    case NID_X25519:
+        return "X25519";
+    case NID_X448:
+        return "X448";
+    case NID_X9_62_prime256v1:
+        return "P-256";
+    case NID_secp384r1:
+        return "P-384";
+    case NID_secp521r1:
+        return "P-521";
+    default:
+        break;
+    }
+    const char *n = SSL_group_to_name(ssl, nid);
+    snprintf(buf, buflen, "%s", n ? n : "?");
+    return buf;
+}
+
+static void sigalg_name(SSL *ssl, char *out, size_t outlen)
+{
+    int type = NID_undef, md = NID_undef;
+    out[0] = '\0';
+    if (SSL_get_peer_signature_type_nid(ssl, &type) != 1) {
+        return;
+    }
+    if (SSL_get_peer_signature_nid(ssl, &md) != 1) {
+        md = NID_undef;
+    }
+    const char *h = md == NID_sha256   ? "sha256"
+                    : md == NID_sha384 ? "sha384"
+                    : md == NID_sha512 ? "sha512"
+                    : md == NID_sha1   ? "sha1"
+                                       : OBJ_nid2sn(md);
+    if (h == NULL) {
+        h = "?";
+    }
+    switch (type) {
+    case EVP_PKEY_EC: {
+        const char *curve = md == NID_sha256   ? "secp256r1_"
+                            : md == NID_sha384 ? "secp384r1_"
+                            : md == NID_sha512 ? "secp521r1_"
+                                               : "";
+        moat_client__fmt(out, outlen, "ecdsa_%s%s", curve, h);
+        break;
+    }
+    case EVP_PKEY_RSA_PSS: {
+        /* rsae: an ordinary RSA key signing with PSS; pss: a key restricted to PSS. */
+        X509 *peer = SSL_get0_peer_certificate(ssl);
+        EVP_PKEY *k = peer ? X509_get0_pubkey(peer) : NULL;
+        int pss_key = k != NULL && EVP_PKEY_is_a(k, "RSA-PSS");
+        moat_client__fmt(out, outlen, "rsa_pss_%s_%s", pss_key ? "pss" : "rsae", h);
+        break;
+    }
+    case EVP_PKEY_RSA:
+        moat_client__fmt(out, outlen, "rsa_pkcs1_%s", h);
+        break;
+    case EVP_PKEY_ED25519:
+        moat_client__fmt(out, outlen, "ed25519");
+        break;
+    case EVP_PKEY_ED448:
+        moat_client__fmt(out, outlen, "ed448");
+        break;
+    default:
+        moat_client__fmt(out, outlen, "%s with %s", OBJ_nid2sn(type) ? OBJ_nid2sn(type) : "?", h);
+        break;
+    }
+}
+
+void moat_client_tls_facts(SSL *ssl, struct moat_client_hop *h)
+{
+    /* SSL_version is the client's highest until a ServerHello has been processed. */
+    if (moat_trace_find_hs(&h->trace, MOAT_TRACE_IN, SSL3_MT_SERVER_HELLO) != NULL) {
+        h->version = SSL_version(ssl);
+        moat_client__fmt(h->version_name, sizeof(h->version_name), "%s", SSL_get_version(ssl));
+        const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+        if (c == NULL) {
+            SSL_SESSION *s = SSL_get_session(ssl);
+            c = s ? SSL_SESSION_get0_cipher(s) : NULL;
+        }
+        moat_client__fmt(h->cipher, sizeof(h->cipher), "%s", c ? SSL_CIPHER_get_name(c) : "");
+        int g = SSL_get_negotiated_group(ssl);
+        char gb[32];
+        if (g > 0) {
+            moat_client__fmt(h->group, sizeof(h->group), "%s", group_name(ssl, g, gb, sizeof(gb)));
+        }
+        sigalg_name(ssl, h->sigalg, sizeof(h->sigalg));
+    }
+    const unsigned char *alpn = NULL;
+    unsigned alen = 0;
+    SSL_get0_alpn_selected(ssl, &alpn, &alen);
+    if (alpn != NULL && alen > 0) {
+        moat_client__fmt(h->alpn, sizeof(h->alpn), "%.*s", (int)alen, (const char *)alpn);
+    }
+    h->resumed = SSL_session_reused(ssl);
+    ERR_clear_error();
+}

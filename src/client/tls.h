@@ -1,0 +1,44 @@
+/*
+ * tls.h: the client's TLS: one SSL_CTX per run with moat's client policy, and a handshake driven
+ * by poll under the run's deadline.
+ *
+ * Policy: TLS 1.2 and 1.3 only (RFC 8996 deprecates older versions), for TLS 1.2 only ECDHE with
+ * AEAD ciphers (the same set moat serve offers), groups X25519, P-256, P-384, P-521, ALPN
+ * http/1.1, no compression, no renegotiation; verification as in verify.h.
+ */
+#ifndef MOAT_CLIENT_TLS_H
+#define MOAT_CLIENT_TLS_H
+
+#include "client/get.h"
+#include "client/verify.h"
+#include "core/err.h"
+
+#include <openssl/ssl.h>
+
+/* The cipher suites and groups the client offers, for messages ("moat offered ..."). */
+extern const char moat_client_tls_ciphers12[];
+extern const char moat_client_tls_groups[];
+
+/*
+ * A client context for `o` (versions, client certificate) verifying with `t`. Refuses a client
+ * certificate or key that cannot be loaded or do not match, naming the file (MOAT_E_CERT), and
+ * bad version bounds (MOAT_E_USAGE). *out is owned by the caller (SSL_CTX_free).
+ */
+MOAT_MUST_USE moat_rc moat_client_tls_ctx_new(const struct moat_client_opts *o,
+                                              struct moat_client_trust *t, SSL_CTX **out,
+                                              struct moat_err *err);
+
+/*
+ * Run the client handshake on a connected non-blocking socket until done, failed or past
+ * `deadline_ms`. MOAT_OK when done; MOAT_E_LIMIT on timeout; MOAT_E_CLOSED when the server closed
+ * the connection; MOAT_E_TLS otherwise. *ssl_err gets OpenSSL's first error code (0 if none)
+ * and err its words.
+ */
+MOAT_MUST_USE moat_rc moat_client_tls_handshake(SSL *ssl, int fd, double deadline_ms,
+                                                unsigned long *ssl_err, struct moat_err *err);
+
+/* Fill the negotiated facts into the hop: version, cipher, group, signature scheme, ALPN,
+ * resumption. Safe after a failed handshake (what is known so far). */
+void moat_client_tls_facts(SSL *ssl, struct moat_client_hop *h);
+
+#endif
