@@ -101,6 +101,8 @@ static moat_rc h_client_allow(struct loader *L, const struct moat_cfg_node *n,
                               const struct spec *sp);
 static moat_rc h_client_path(struct loader *L, const struct moat_cfg_node *n,
                              const struct spec *sp);
+static moat_rc h_proxy(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
+static moat_rc h_proxy_opt(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 
 #define OFF(field) offsetof(struct moat_conf, field)
 #define DAY_MS (86400ULL * 1000)
@@ -181,6 +183,12 @@ static const struct spec specs[] = {
     CUSTOM("client_depth", CTX_SITE, 1, 1, 0, h_client_depth, "client_depth N"),
     CUSTOM("client_allow", CTX_SITE, 1, -1, 1, h_client_allow, "client_allow PATTERN..."),
     CUSTOM("client_path", CTX_SITE, 1, -1, 1, h_client_path, "client_path /PREFIX [PATTERN...]"),
+    CUSTOM("proxy", CTX_SITE, 1, 1, 0, h_proxy, "proxy http://HOST:PORT | https://HOST:PORT"),
+    CUSTOM("proxy_ca", CTX_SITE, 1, 1, 0, h_proxy_opt, "proxy_ca CA.pem"),
+    CUSTOM("proxy_cert", CTX_SITE, 2, 2, 0, h_proxy_opt, "proxy_cert CERT.pem KEY.pem"),
+    CUSTOM("proxy_timeout", CTX_SITE, 1, 1, 0, h_proxy_opt, "proxy_timeout DURATION"),
+    CUSTOM("client_header_prefix", CTX_SITE, 1, 1, 0, h_proxy_opt,
+           "client_header_prefix X-Client-"),
 };
 
 #define NSPECS (sizeof(specs) / sizeof(specs[0]))
@@ -597,6 +605,11 @@ static void site_clear(struct moat_conf_site *s)
         free_strs(s->client_paths[i].allow, s->client_paths[i].nallow);
     }
     free(s->client_paths);
+    free(s->proxy_host);
+    free(s->proxy_ca);
+    free(s->proxy_cert);
+    free(s->proxy_key);
+    free(s->client_header_prefix);
     *s = (struct moat_conf_site){0};
 }
 
@@ -1104,10 +1117,26 @@ static moat_rc h_site(struct loader *L, const struct moat_cfg_node *n, const str
     moat_rc rc = walk_block(L, n, CTX_SITE);
     L->site = NULL;
     MOAT_TRY(rc);
-    if (s->root == NULL) {
+    if (s->root == NULL && s->proxy_host == NULL) {
         return fail_at_word(L, &n->words[0],
-                            "site \"%s\" has no root (add \"root FOLDER\" inside its block)",
+                            "site \"%s\" has nothing to serve (add \"root FOLDER\" or \"proxy "
+                            "http://HOST:PORT\" inside its block)",
                             s->names[0]);
+    }
+    if (s->root != NULL && s->proxy_host != NULL) {
+        return fail_at_word(L, &n->words[0],
+                            "site \"%s\" has both root and proxy (keep one: a site either serves "
+                            "files or forwards to an origin)",
+                            s->names[0]);
+    }
+    if (s->proxy_host == NULL && (s->proxy_ca || s->proxy_cert || s->proxy_timeout_ms)) {
+        return fail_at_word(L, &n->words[0],
+                            "site \"%s\" has proxy_* settings but no proxy (add \"proxy "
+                            "http://HOST:PORT\")",
+                            s->names[0]);
+    }
+    if (s->proxy_timeout_ms == 0) {
+        s->proxy_timeout_ms = 60000;
     }
     return MOAT_RC_OK;
 }
@@ -1343,6 +1372,84 @@ static moat_rc h_client_path(struct loader *L, const struct moat_cfg_node *n, co
     }
     s->nclient_paths++;
     return take_patterns(L, n, 2, &cp->allow, &cp->nallow);
+}
+
+/* ---- reverse proxy ---- */
+
+static moat_rc h_proxy(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp)
+{
+    struct moat_conf_site *s = L->site;
+    const struct moat_cfg_word *w = &n->words[1];
+    const char *rest = NULL;
+    if (strncasecmp(w->s, "http://", 7) == 0) {
+        rest = w->s + 7;
+    } else if (strncasecmp(w->s, "https://", 8) == 0) {
+        rest = w->s + 8;
+        s->proxy_tls = 1;
+    } else {
+        return fail_at_word(L, w, "proxy takes http://HOST:PORT or https://HOST:PORT");
+    }
+    size_t len = strlen(rest);
+    while (len > 0 && rest[len - 1] == '/') {
+        len--; /* "http://h:1/" is fine; a path prefix is not supported */
+    }
+    char hostport[300];
+    if (len == 0 || len >= sizeof(hostport) || memchr(rest, '/', len) != NULL ||
+        memchr(rest, '@', len) != NULL) {
+        return fail_at_word(L, w,
+                            "proxy \"%.100s\": write only scheme, host and port (no path, no "
+                            "user), e.g. http://127.0.0.1:9000",
+                            w->s);
+    }
+    memcpy(hostport, rest, len);
+    hostport[len] = '\0';
+    char host[256];
+    uint16_t port = 0;
+    const char *bad = listen_parse(hostport, host, sizeof(host), &port);
+    if (bad != NULL && strchr(hostport, ':') == NULL) {
+        /* No port: the scheme's default. */
+        snprintf(host, sizeof(host), "%.255s", hostport);
+        port = s->proxy_tls ? 443 : 80;
+        bad = host[0] == '\0' ? "no host" : NULL;
+    }
+    if (bad != NULL || host[0] == '\0') {
+        return fail_at_word(L, w, "proxy \"%.100s\": %s", w->s, bad ? bad : "no host");
+    }
+    s->proxy_host = strdup(host);
+    s->proxy_port = port;
+    return s->proxy_host ? MOAT_RC_OK : nomem(L);
+}
+
+static moat_rc h_proxy_opt(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp)
+{
+    struct moat_conf_site *s = L->site;
+    if (strcmp(sp->name, "proxy_ca") == 0) {
+        return take_path(L, &n->words[1], "CA", &s->proxy_ca);
+    }
+    if (strcmp(sp->name, "proxy_cert") == 0) {
+        MOAT_TRY(take_path(L, &n->words[1], "certificate", &s->proxy_cert));
+        return take_path(L, &n->words[2], "key", &s->proxy_key);
+    }
+    if (strcmp(sp->name, "proxy_timeout") == 0) {
+        uint64_t ms;
+        if (!moat_ok(moat_cfg_duration_ms(n->words[1].s, &ms)) || ms == 0 || ms > DAY_MS) {
+            return fail_at_word(L, &n->words[1],
+                                "proxy_timeout is a duration between 1ms and 1d, e.g. 60s");
+        }
+        s->proxy_timeout_ms = ms;
+        return MOAT_RC_OK;
+    }
+    /* client_header_prefix: a token, so the header names it makes are valid */
+    const char *v = n->words[1].s;
+    for (const char *p = v; *p; p++) {
+        if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_')) {
+            return fail_at_word(L, &n->words[1],
+                                "client_header_prefix may hold letters, digits, '-' and '_' only");
+        }
+    }
+    free(s->client_header_prefix);
+    s->client_header_prefix = strdup(v);
+    return s->client_header_prefix ? MOAT_RC_OK : nomem(L);
 }
 
 /* A site's client-auth directives must add up; report at the site's position. */

@@ -76,6 +76,15 @@ struct moat_conf_site {
     size_t nclient_allow;
     struct moat_conf_client_path *client_paths; /* path prefixes that need a certificate */
     size_t nclient_paths;
+
+    /* Reverse proxy (instead of root): `proxy http[s]://HOST:PORT`. */
+    char *proxy_host; /* name or address of the origin; NULL = no proxy */
+    unsigned proxy_port;
+    int proxy_tls;                /* https:// */
+    char *proxy_ca;               /* CA file to verify an https origin (default: system + local) */
+    char *proxy_cert, *proxy_key; /* client certificate presented to the origin */
+    uint64_t proxy_timeout_ms;    /* connect / first byte / between reads; default 60s */
+    char *client_header_prefix;   /* identity headers to the origin; default "X-Client-" */
 };
 
 struct moat_conf {

@@ -13,6 +13,8 @@
 #include "core/sock.h"
 #include "http1/parse.h"
 #include "serve/accesslog.h"
+#include "serve/internal.h"
+#include "serve/proxy.h"
 #include "serve/server.h"
 #include "serve/snapshot.h"
 #include "serve/static.h"
@@ -95,6 +97,34 @@ static const char *reason_of(int status)
         return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 504:
+        return "Gateway Timeout";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 307:
+        return "Temporary Redirect";
+    case 401:
+        return "Unauthorized";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 412:
+        return "Precondition Failed";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
     case 501:
         return "Not Implemented";
     case 503:
@@ -158,6 +188,7 @@ void moat_conn_close(struct moat_conn *c)
         return;
     }
     c->state = MOAT_CONN_CLOSED;
+    moat_proxy_free(c);
     moat_timer_disarm(&c->wk->loop.timers, &c->timer);
     moat_loop_del(&c->wk->loop, &c->w);
     if (c->file_fd >= 0) {
@@ -460,6 +491,11 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
             respond_forbidden(c, why, r->minor);
             return;
         }
+    }
+
+    if (c->site->proxy != NULL) {
+        moat_proxy_start(c, r);
+        return;
     }
 
     /* Scratch buffers for the handler's header lines and generated body. */
@@ -857,6 +893,9 @@ static void conn_run(struct moat_conn *c)
         case MOAT_CONN_LINGER:
             go = step_linger(c);
             break;
+        case MOAT_CONN_PROXY:
+            go = moat_proxy_step(c);
+            break;
         case MOAT_CONN_CLOSED:
         default:
             return;
@@ -868,7 +907,8 @@ static void on_event(struct moat_watch *w, uint32_t events)
 {
     struct moat_conn *c = w->data;
     if ((events & (EPOLLERR | EPOLLHUP)) && c->state != MOAT_CONN_WRITE &&
-        c->state != MOAT_CONN_READ_HEAD && c->state != MOAT_CONN_READ_BODY) {
+        c->state != MOAT_CONN_READ_HEAD && c->state != MOAT_CONN_READ_BODY &&
+        c->state != MOAT_CONN_PROXY) {
         moat_conn_close(c);
         return;
     }
@@ -888,6 +928,9 @@ static void on_timer(struct moat_timer *t)
         c->meta.rd = c->meta.wr = 0;
         respond_error(c, 408, 1);
         conn_run(c);
+        return;
+    case MOAT_CONN_PROXY:
+        moat_proxy_timeout(c);
         return;
     case MOAT_CONN_HANDSHAKE:
         moat_log(MOAT_LVL_DEBUG, c->id, "tls handshake timed out (peer %s)", c->peer_text);
@@ -962,4 +1005,36 @@ void moat_conn_accept(struct moat_worker *wk, int fd, const struct sockaddr_stor
         c->state = MOAT_CONN_HANDSHAKE;
         arm(c, conf_of(c)->handshake_timeout_ms);
     }
+}
+
+/* ---- for the other handlers of serve/ (internal.h) -------------------------------------- */
+
+void moat_serve__run(struct moat_conn *c)
+{
+    conn_run(c);
+}
+
+void moat_serve__arm(struct moat_conn *c, uint64_t ms)
+{
+    arm(c, ms);
+}
+
+moat_rc moat_serve__fill_in(struct moat_conn *c)
+{
+    return fill_in(c);
+}
+
+void moat_serve__respond_error(struct moat_conn *c, int status, int minor)
+{
+    respond_error(c, status, minor);
+}
+
+void moat_serve__response_done(struct moat_conn *c)
+{
+    response_done(c);
+}
+
+const char *moat_serve__reason(int status)
+{
+    return reason_of(status);
 }

@@ -23,6 +23,7 @@
 struct moat_worker;
 struct moat_snapshot;
 struct moat_site;
+struct moat_proxy;
 
 enum moat_conn_state {
     MOAT_CONN_HANDSHAKE = 0,
@@ -31,6 +32,7 @@ enum moat_conn_state {
     MOAT_CONN_READ_BODY, /* reading the request body to discard it */
     MOAT_CONN_WRITE,
     MOAT_CONN_LINGER, /* response sent, write side shut, draining input before close */
+    MOAT_CONN_PROXY,  /* forwarding to an origin (serve/proxy.c drives) */
     MOAT_CONN_CLOSED,
     MOAT_CONN_STATE_COUNT /* keep last */
 };
@@ -69,6 +71,8 @@ struct moat_conn {
     uint64_t bytes_sent; /* body bytes */
     uint64_t req_started_ms;
     struct moat_buf meta; /* copies of method, target, host, referer, user agent */
+
+    struct moat_proxy *px; /* owned; the origin side while proxying, else NULL */
 
     struct sockaddr_storage peer;
     char peer_text[48];

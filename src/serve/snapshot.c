@@ -6,6 +6,8 @@
  */
 #include "serve/snapshot.h"
 
+#include "serve/proxy.h"
+
 #include <openssl/x509v3.h>
 
 #include "core/log.h"
@@ -41,6 +43,8 @@ static void site_clear(struct moat_site *s)
     }
     moat_tls_client_auth_free(s->client_auth);
     s->client_auth = NULL;
+    moat_proxy_target_free(s->proxy);
+    s->proxy = NULL;
 }
 
 static void snapshot_free(struct moat_snapshot *s)
@@ -264,8 +268,15 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
         return rc;
     }
 
-    site->st.root_fd = open(cs->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (site->st.root_fd < 0) {
+    if (cs->proxy_host != NULL) {
+        char local_root[PATH_MAX];
+        snprintf(local_root, sizeof(local_root), "%s/ca/root.pem", env->state_dir);
+        moat_rc prc = moat_proxy_target_new(cs, local_root, &site->proxy, err);
+        if (!moat_ok(prc)) {
+            moat_err_ctx(err, "in site %s (%s)", cs->names[0], cs->where);
+            return prc;
+        }
+    } else if ((site->st.root_fd = open(cs->root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
         moat_err_where(err, "%s", cs->where);
         MOAT_FAIL_SYS(err, MOAT_E_CONFIG,
                       "root folder \"%s\" cannot be opened (create it, or fix the path)", cs->root);

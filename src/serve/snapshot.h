@@ -22,10 +22,12 @@
 struct moat_tls_tickets;
 struct moat_tls_sni;
 struct moat_tls_client_auth;
+struct moat_proxy_target;
 
 struct moat_site {
     const struct moat_conf_site *conf;        /* borrowed from the snapshot's conf */
-    struct moat_static_site st;               /* st.root_fd owned */
+    struct moat_static_site st;               /* st.root_fd owned; -1 for a proxy site */
+    struct moat_proxy_target *proxy;          /* owned; NULL for a static site */
     SSL_CTX *ctx;                             /* owned (one reference) */
     struct moat_tls_client_auth *client_auth; /* owned; NULL when client_auth is off; freed
                                                  after ctx, which borrows it */
