@@ -498,20 +498,21 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         return;
     }
 
-    /* Scratch buffers for the handler's header lines and generated body. */
-    struct moat_buf extra, body;
-    moat_buf_init(&extra, 16384);
-    moat_buf_init(&body, OUT_LIMIT / 2);
+    /* The worker's scratch buffers take the handler's header lines and generated body: kept
+     * between requests, so the steady state allocates nothing here. */
+    struct moat_buf *extra = &wk->scratch_hdrs, *body = &wk->scratch_body;
+    extra->rd = extra->wr = 0;
+    body->rd = body->wr = 0;
     int status;
     uint64_t content_length = 0;
     moat_rc rc = MOAT_RC_OK;
 
     if (c->plain) {
         status = 308;
-        rc = redirect_to_https(c, r, &extra);
+        rc = redirect_to_https(c, r, extra);
     } else if (r->method_id == MOAT_H1_M_OPTIONS && r->target.len == 1 && r->target.p[0] == '*') {
         status = 204;
-        rc = moat_buf_printf(&extra, "Allow: GET, HEAD, OPTIONS\r\n");
+        rc = moat_buf_printf(extra, "Allow: GET, HEAD, OPTIONS\r\n");
     } else {
         struct moat_static_req sr = {
             .method_id = (int)r->method_id,
@@ -524,7 +525,7 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
             .now = time(NULL),
         };
         struct moat_static_res res = {.status = 500, .fd = -1};
-        rc = moat_static_handle(&c->site->st, &sr, &res, &extra, &body);
+        rc = moat_static_handle(&c->site->st, &sr, &res, extra, body);
         status = res.status;
         content_length = res.length;
         if (moat_ok(rc) && res.fd >= 0) {
@@ -541,8 +542,6 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         content_length = 0;
     }
     if (!moat_ok(rc)) {
-        moat_buf_clear(&extra);
-        moat_buf_clear(&body);
         moat_buf_consume(&c->in, r->head_len);
         respond_error(c, 500, r->minor);
         return;
@@ -564,11 +563,12 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         }
     }
 
-    rc = build_response(c, status, &extra, &body, content_length, r->method_id == MOAT_H1_M_HEAD,
+    rc = build_response(c, status, extra, body, content_length, r->method_id == MOAT_H1_M_HEAD,
                         r->minor);
     int minor = r->minor;
-    moat_buf_clear(&extra);
-    moat_buf_clear(&body);
+    if (body->cap > 16384) {
+        moat_buf_clear(body); /* a big listing does not stay pinned in the worker */
+    }
     moat_buf_consume(&c->in, r->head_len); /* the request's slices die here */
     if (!moat_ok(rc)) {
         respond_error(c, 500, minor);

@@ -224,6 +224,8 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, const struct moat_
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     }
     moat_buf_init(&wk->alog, 1 << 20);
+    moat_buf_init(&wk->scratch_hdrs, 16384);
+    moat_buf_init(&wk->scratch_body, 128 * 1024);
     moat_timer_init(&wk->alog_timer, alog_tick, wk);
     moat_timer_init(&wk->drain_timer, drain_deadline, wk);
     atomic_init(&wk->pending, NULL);
@@ -323,6 +325,8 @@ void moat_worker_clear(struct moat_worker *wk)
     free(wk->pool);
     wk->pool = NULL;
     moat_buf_clear(&wk->alog);
+    moat_buf_clear(&wk->scratch_hdrs);
+    moat_buf_clear(&wk->scratch_body);
     if (wk->evfd >= 0) {
         close(wk->evfd);
     }

@@ -60,7 +60,9 @@ struct moat_worker {
     struct moat_buf alog; /* access-log lines waiting to be written */
     struct moat_timer alog_timer;
 
-    struct moat_h1_req req; /* scratch: the request being dispatched */
+    struct moat_h1_req req;       /* scratch: the request being dispatched */
+    struct moat_buf scratch_hdrs; /* scratch: a handler's header lines */
+    struct moat_buf scratch_body; /* scratch: a handler's generated body */
     struct moat_worker_stats stats;
 };
 
