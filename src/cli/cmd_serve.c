@@ -16,11 +16,15 @@
 #include <sys/stat.h>
 
 #define MAX_LISTEN 8
+#define MAX_CLIENT_CA 8
 
 struct serve_flags {
     const char *config;
     const char *listen[MAX_LISTEN];
     size_t nlisten;
+    const char *client_ca[MAX_CLIENT_CA]; /* --client-ca, repeatable */
+    size_t nclient_ca;
+    int client_auth; /* --client-auth: 0 not given, 1 optional, 2 require */
     const char *root, *cert, *key, *state, *access_log, *log_level, *redirect_http, *name;
     unsigned workers;
     int check, demo;
@@ -48,6 +52,11 @@ static const char serve_usage[] =
     "                       ~/.local/share/moat)\n"
     "  --access-log DEST    stdout, off, or a file (default off in quick mode)\n"
     "  --log-level LEVEL    error, warn, info (default) or debug\n"
+    "  --client-ca FILE     ask clients for a certificate issued by the CA(s) in FILE\n"
+    "                       (mutual TLS; repeatable)\n"
+    "  --client-auth MODE   require (default with --client-ca): refuse clients without such\n"
+    "                       a certificate at the handshake; optional: ask, log who it was,\n"
+    "                       let everyone in\n"
     "  --demo               serve a demo page on https://localhost:8443 (what `make run` does)\n"
     "\n"
     "Signals: SIGHUP reloads the configuration and certificates without dropping connections;\n"
@@ -64,6 +73,26 @@ static const char demo_page[] =
     "<p>Serve your own folder: <code>moat serve --root DIR</code>, or write a config:</p>\n"
     "<pre>site example.com {\n    cert example.pem example.key\n    root /srv/www\n}</pre>\n"
     "</body></html>\n";
+
+/* The quick-mode equivalent of `client_auth` + `client_ca` in a site block: the site is plain
+ * data owned by the configuration, freed by moat_conf_free. */
+static moat_rc site_client_auth(struct moat_conf_site *s, const struct serve_flags *f,
+                                struct moat_err *err)
+{
+    s->client_ca = calloc(f->nclient_ca, sizeof(char *));
+    if (s->client_ca == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < f->nclient_ca; i++) {
+        s->client_ca[i] = strdup(f->client_ca[i]);
+        if (s->client_ca[i] == NULL) {
+            MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+        }
+        s->nclient_ca = i + 1;
+    }
+    s->client_auth = f->client_auth != 0 ? f->client_auth : 2;
+    return MOAT_RC_OK;
+}
 
 static moat_rc conf_from_flags(void *arg, struct moat_conf **out, struct moat_err *err)
 {
@@ -87,6 +116,9 @@ static moat_rc conf_from_flags(void *arg, struct moat_conf **out, struct moat_er
         /* A locally issued certificate never faces the public: no HSTS pinning on names
          * like localhost that every developer reuses. */
         c->sites[c->nsites - 1].hsts = 0;
+    }
+    if (moat_ok(rc) && f->nclient_ca > 0) {
+        rc = site_client_auth(&c->sites[c->nsites - 1], f, err);
     }
     if (moat_ok(rc) && f->workers > 0) {
         c->workers = f->workers;
@@ -189,8 +221,9 @@ int moat_cmd_serve(int argc, char **argv)
             continue;
         }
         static const char *const valued[] = {
-            "--config",     "--listen",    "--root",    "--cert",          "--key", "--state",
-            "--access-log", "--log-level", "--workers", "--redirect-http", "--name"};
+            "--config", "--listen",     "--root",       "--cert",    "--key",
+            "--state",  "--access-log", "--log-level",  "--workers", "--redirect-http",
+            "--name",   "--client-ca",  "--client-auth"};
         int known = 0;
         for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
             known |= strcmp(a, valued[k]) == 0;
@@ -230,14 +263,34 @@ int moat_cmd_serve(int argc, char **argv)
             f.redirect_http = v;
         } else if (strcmp(a, "--name") == 0) {
             f.name = v;
+        } else if (strcmp(a, "--client-ca") == 0) {
+            if (f.nclient_ca == MAX_CLIENT_CA || v[0] == '\0') {
+                fprintf(stderr, "moat serve: --client-ca takes a CA file, at most %d times\n",
+                        MAX_CLIENT_CA);
+                return 2;
+            }
+            f.client_ca[f.nclient_ca++] = v;
+        } else if (strcmp(a, "--client-auth") == 0) {
+            f.client_auth = strcmp(v, "optional") == 0 ? 1 : strcmp(v, "require") == 0 ? 2 : -1;
+            if (f.client_auth < 0) {
+                fprintf(stderr, "moat serve: --client-auth takes require or optional, not \"%s\"\n",
+                        v);
+                return 2;
+            }
         } else if (strcmp(a, "--workers") == 0 && !parse_unsigned(v, &f.workers)) {
             fprintf(stderr, "moat serve: --workers must be a number from 1 to 1024\n");
             return 2;
         }
     }
-    if (f.config != NULL && (f.root || f.cert || f.key || f.nlisten || f.demo || f.name)) {
+    if (f.config != NULL && (f.root || f.cert || f.key || f.nlisten || f.demo || f.name ||
+                             f.nclient_ca || f.client_auth)) {
         fprintf(stderr, "moat serve: --config cannot be mixed with --root/--listen/--cert/--key/"
-                        "--demo/--name: put those in the file\n");
+                        "--demo/--name/--client-ca/--client-auth: put those in the file\n");
+        return 2;
+    }
+    if (f.client_auth != 0 && f.nclient_ca == 0) {
+        fprintf(stderr, "moat serve: --client-auth needs --client-ca FILE (the CA that issues "
+                        "the client certificates)\n");
         return 2;
     }
     if (f.config == NULL && f.root == NULL && !f.demo) {
