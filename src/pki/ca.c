@@ -1,16 +1,19 @@
 /*
- * ca.c: the local CA: create or open the root + intermediate, issue server certificates, and
- * keep zero-config certificates fresh.
+ * ca.c: certificate authorities: create or open a root + intermediate, renew the intermediate,
+ * sign leaves (after names, days, policy and name constraints are checked), make self-signed
+ * certificates, and keep zero-config certificates fresh.
  *
  * Certificates follow RFC 5280 and the CA/Browser Forum profile closely enough that browsers,
  * curl and OpenSSL accept them once the root is trusted: SANs carry the names (never the CN
- * alone), leaves have serverAuth and CA:FALSE, CAs have critical basicConstraints and keyUsage,
- * and every certificate carries key identifiers so chains build without name guessing.
+ * alone), leaves have serverAuth or clientAuth and CA:FALSE, CAs have critical basicConstraints
+ * and keyUsage, and every certificate carries key identifiers so chains build without name
+ * guessing.
  */
 #include "pki/ca.h"
 
 #include "pki/chain.h"
 #include "pki/fsutil.h"
+#include "pki/names.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,12 +34,12 @@
 #define ROOT_DAYS 3652         /* 10 years */
 #define INTERMEDIATE_DAYS 1826 /* 5 years */
 #define LEAF_DAYS_ZEROCONF 30
-#define BACKDATE_SECONDS 3600 /* clients with a slightly slow clock still accept a new cert */
-#define CN_MAX 64             /* RFC 5280 Appendix A: ub-common-name */
-#define MAX_NAMES 100
+#define CN_MAX 64 /* RFC 5280 Appendix A: ub-common-name */
+#define DAY 86400
 
-static const char *const ca_files[4] = {"root.pem", "root.key", "intermediate.pem",
-                                        "intermediate.key"};
+enum { F_ROOT_PEM = 0, F_ROOT_KEY, F_INT_PEM, F_INT_KEY, F_COUNT };
+static const char *const ca_files[F_COUNT] = {"root.pem", "root.key", "intermediate.pem",
+                                              "intermediate.key"};
 
 void moat_ca_free(struct moat_ca *ca)
 {
@@ -47,6 +50,7 @@ void moat_ca_free(struct moat_ca *ca)
     X509_free(ca->cert);
     X509_free(ca->root);
     free(ca->dir);
+    moat_policy_free(ca->policy);
     free(ca);
 }
 
@@ -115,44 +119,47 @@ static size_t utf8_cut(const char *s, size_t max)
     return n;
 }
 
-static int set_subject(X509 *x, const char *cn)
+/* Subject "O=moat, CN=cn" for moat's own CAs (org 1), "CN=cn" otherwise. */
+static int set_subject(X509 *x, const char *cn, int org)
 {
     char buf[CN_MAX + 1];
     size_t n = utf8_cut(cn, CN_MAX);
     memcpy(buf, cn, n);
     buf[n] = '\0';
     X509_NAME *nm = X509_get_subject_name(x);
-    return X509_NAME_add_entry_by_txt(nm, "O", MBSTRING_UTF8, (const unsigned char *)"moat", -1, -1,
-                                      0) == 1 &&
+    return (!org || X509_NAME_add_entry_by_txt(nm, "O", MBSTRING_UTF8,
+                                               (const unsigned char *)"moat", -1, -1, 0) == 1) &&
            X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_UTF8, (const unsigned char *)buf, -1, -1,
                                       0) == 1;
 }
 
-static time_t asn1_to_time(const ASN1_TIME *t)
+time_t moat_ca_asn1_time(const ASN1_TIME *t)
 {
     struct tm tm;
     if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        ERR_clear_error();
         return 0;
     }
     return timegm(&tm);
 }
 
 /*
- * A new certificate for `pub`, with subject CN `cn` (NULL: no subject), signed by `issuer_key`
- * (issuer = NULL: self-signed) and valid from now-1h to `not_after`. Extensions are added by the
- * caller before signing.
+ * A new certificate for `pub`, with subject CN `cn` (NULL: an empty subject), issued by
+ * `issuer` (NULL: self-signed) and valid from not_before to not_after. Extensions are added by
+ * the caller before signing.
  */
-static X509 *cert_new(const char *cn, EVP_PKEY *pub, X509 *issuer, time_t now, time_t not_after)
+static X509 *cert_new(const char *cn, int org, EVP_PKEY *pub, X509 *issuer, time_t not_before,
+                      time_t not_after)
 {
     X509 *x = X509_new();
     if (x == NULL) {
         return NULL;
     }
     int ok = X509_set_version(x, X509_VERSION_3) == 1 && set_random_serial(x) &&
-             (cn == NULL || set_subject(x, cn)) &&
+             (cn == NULL || set_subject(x, cn, org)) &&
              X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer)
                                             : X509_get_subject_name(x)) == 1 &&
-             ASN1_TIME_set(X509_getm_notBefore(x), now - BACKDATE_SECONDS) != NULL &&
+             ASN1_TIME_set(X509_getm_notBefore(x), not_before) != NULL &&
              ASN1_TIME_set(X509_getm_notAfter(x), not_after) != NULL &&
              X509_set_pubkey(x, pub) == 1;
     if (!ok) {
@@ -167,157 +174,177 @@ static int sign(X509 *x, EVP_PKEY *key)
     return X509_sign(x, key, digest_for(key)) > 0;
 }
 
-static X509 *make_root(const char *cn, EVP_PKEY *key, time_t now)
+/* RFC 5280 §4.2.1.10: "Conforming CAs MUST mark this extension as critical". */
+static int add_constraints(X509 *x, NAME_CONSTRAINTS *nc)
 {
-    X509 *x = cert_new(cn, key, NULL, now, now + (time_t)ROOT_DAYS * 86400);
+    return nc == NULL || X509_add1_ext_i2d(x, NID_name_constraints, nc, 1, X509V3_ADD_DEFAULT) == 1;
+}
+
+static X509 *make_root(const char *cn, int org, EVP_PKEY *key, NAME_CONSTRAINTS *nc, time_t now)
+{
+    X509 *x =
+        cert_new(cn, org, key, NULL, now - MOAT_CA_BACKDATE_SECONDS, now + (time_t)ROOT_DAYS * DAY);
     /* pathlen 1: the root may sign one level of intermediates, which sign only leaves. */
     if (x == NULL || !add_ext(x, NULL, NID_basic_constraints, "critical,CA:TRUE,pathlen:1") ||
         !add_ext(x, NULL, NID_key_usage, "critical,keyCertSign,cRLSign") ||
-        !add_ext(x, NULL, NID_subject_key_identifier, "hash") || !sign(x, key)) {
+        !add_ext(x, NULL, NID_subject_key_identifier, "hash") || !add_constraints(x, nc) ||
+        !sign(x, key)) {
         X509_free(x);
         return NULL;
     }
     return x;
 }
 
-static X509 *make_intermediate(const char *cn, EVP_PKEY *key, X509 *root, EVP_PKEY *root_key,
-                               time_t now)
+static X509 *make_intermediate(const char *cn, int org, EVP_PKEY *key, NAME_CONSTRAINTS *nc,
+                               X509 *root, EVP_PKEY *root_key, time_t now)
 {
-    time_t until = now + (time_t)INTERMEDIATE_DAYS * 86400;
-    time_t root_until = asn1_to_time(X509_get0_notAfter(root));
+    time_t until = now + (time_t)INTERMEDIATE_DAYS * DAY;
+    time_t root_until = moat_ca_asn1_time(X509_get0_notAfter(root));
     if (root_until != 0 && root_until < until) {
         until = root_until;
     }
-    X509 *x = cert_new(cn, key, root, now, until);
+    X509 *x = cert_new(cn, org, key, root, now - MOAT_CA_BACKDATE_SECONDS, until);
     if (x == NULL || !add_ext(x, root, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
         !add_ext(x, root, NID_key_usage, "critical,keyCertSign,cRLSign") ||
         !add_ext(x, root, NID_subject_key_identifier, "hash") ||
-        !add_ext(x, root, NID_authority_key_identifier, "keyid:always") || !sign(x, root_key)) {
+        !add_ext(x, root, NID_authority_key_identifier, "keyid:always") ||
+        !add_constraints(x, nc) || !sign(x, root_key)) {
         X509_free(x);
         return NULL;
     }
     return x;
 }
 
-/* ---- names ---- */
+/* ---- leaves ---- */
 
-/* An IP literal, with the brackets of "[v6]" removed into buf; 1 when it is one. */
-static int ip_literal(const char *name, char *buf, size_t n)
+moat_rc moat_ca_leaf_validity(time_t now, int days, time_t issuer_not_after, time_t *not_before,
+                              time_t *not_after, int *cut, struct moat_err *err)
 {
-    size_t len = strlen(name);
-    if (len >= n) {
-        return 0;
+    if (cut != NULL) {
+        *cut = 0;
     }
-    if (len >= 2 && name[0] == '[' && name[len - 1] == ']') {
-        memcpy(buf, name + 1, len - 2);
-        buf[len - 2] = '\0';
-    } else {
-        memcpy(buf, name, len + 1);
+    if (days < 1) {
+        MOAT_FAIL(err, MOAT_E_USAGE, "a certificate must be valid at least 1 day, not %d", days);
     }
-    unsigned char ip[16];
-    return inet_pton(AF_INET, buf, ip) == 1 || inet_pton(AF_INET6, buf, ip) == 1;
-}
-
-/* RFC 1035 §2.3.1 host names (letters, digits, hyphens; labels 1-63, total <= 253), with an
- * optional "*." leftmost label (RFC 6125 §6.4.3) that is not the only label above it. The last
- * label may not be all digits (RFC 3696 §2), so "1.2.3.4.5" is not taken for a host name. */
-static int valid_dns_name(const char *name)
-{
-    size_t len = strlen(name);
-    if (len == 0 || len > 253) {
-        return 0;
+    if (issuer_not_after != 0 && issuer_not_after - now < DAY) {
+        MOAT_FAIL(err, MOAT_E_CONFIG, "the issuing CA %s: renew it first (moat ca intermediate)",
+                  issuer_not_after <= now ? "has expired" : "expires within a day");
     }
-    const char *p = name;
-    if (strncmp(p, "*.", 2) == 0) {
-        p += 2;
-        if (strchr(p, '.') == NULL) {
-            return 0; /* "*.com" would cover a whole top-level domain */
-        }
-    }
-    size_t label = 0;
-    int digits_only = 1;
-    for (; *p != '\0'; p++) {
-        char ch = *p;
-        if (ch == '.') {
-            if (label == 0 || p[-1] == '-') {
-                return 0;
-            }
-            label = 0;
-            digits_only = 1;
-            continue;
-        }
-        int digit = ch >= '0' && ch <= '9';
-        int ok = digit || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                 (ch == '-' && label > 0);
-        if (!ok || ++label > 63) {
-            return 0;
-        }
-        digits_only = digits_only && digit;
-    }
-    return label > 0 && p[-1] != '-' && !digits_only;
-}
-
-static GENERAL_NAME *general_name_for(const char *name)
-{
-    char buf[INET6_ADDRSTRLEN + 2];
-    GENERAL_NAME *gn = GENERAL_NAME_new();
-    if (gn == NULL) {
-        return NULL;
-    }
-    if (ip_literal(name, buf, sizeof(buf))) {
-        ASN1_OCTET_STRING *ip = a2i_IPADDRESS(buf);
-        if (ip == NULL) {
-            GENERAL_NAME_free(gn);
-            return NULL;
-        }
-        GENERAL_NAME_set0_value(gn, GEN_IPADD, ip);
-        return gn;
-    }
-    ASN1_IA5STRING *dns = ASN1_IA5STRING_new();
-    if (dns == NULL || ASN1_STRING_set(dns, name, -1) != 1) {
-        ASN1_IA5STRING_free(dns);
-        GENERAL_NAME_free(gn);
-        return NULL;
-    }
-    GENERAL_NAME_set0_value(gn, GEN_DNS, dns);
-    return gn;
-}
-
-static moat_rc check_names(const char *const *names, size_t n, struct moat_err *err)
-{
-    if (n == 0 || n > MAX_NAMES) {
-        MOAT_FAIL(err, MOAT_E_USAGE, "a certificate needs 1 to %d names, not %zu", MAX_NAMES, n);
-    }
-    for (size_t i = 0; i < n; i++) {
-        char buf[INET6_ADDRSTRLEN + 2];
-        if (names[i] == NULL) {
-            MOAT_FAIL(err, MOAT_E_USAGE, "name #%zu is missing", i + 1);
-        }
-        if (!ip_literal(names[i], buf, sizeof(buf)) && !valid_dns_name(names[i])) {
-            MOAT_FAIL(err, MOAT_E_USAGE,
-                      "\"%.100s\" is neither an IP address nor a valid DNS name (letters, digits "
-                      "and hyphens, dot-separated, optionally starting with \"*.\")",
-                      names[i]);
+    *not_before = now - MOAT_CA_BACKDATE_SECONDS;
+    *not_after = now + (time_t)days * DAY;
+    if (issuer_not_after != 0 && issuer_not_after < *not_after) {
+        *not_after = issuer_not_after;
+        if (cut != NULL) {
+            *cut = 1;
         }
     }
     return MOAT_RC_OK;
 }
 
-static int add_san(X509 *x, const char *const *names, size_t n)
+static int add_san(X509 *x, const char *const *names, size_t n, int subject_empty)
 {
-    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
-    int ok = gens != NULL;
-    for (size_t i = 0; ok && i < n; i++) {
-        GENERAL_NAME *gn = general_name_for(names[i]);
-        ok = gn != NULL && sk_GENERAL_NAME_push(gens, gn) > 0;
-        if (!ok) {
-            GENERAL_NAME_free(gn);
-        }
-    }
-    /* RFC 5280 §4.2.1.6: critical only when the subject is empty; ours has a CN or O. */
-    ok = ok && X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) == 1;
+    GENERAL_NAMES *gens = moat_names_to_general(names, n);
+    /* RFC 5280 §4.2.1.6: critical exactly when the subject is empty. */
+    int ok = gens != NULL && X509_add1_ext_i2d(x, NID_subject_alt_name, gens, subject_empty,
+                                               X509V3_ADD_DEFAULT) == 1;
     GENERAL_NAMES_free(gens);
     return ok;
+}
+
+/* The leaf profile shared by CA-signed and self-signed certificates. */
+static int add_leaf_exts(X509 *x, X509 *issuer, const struct moat_ca_leaf *l, EVP_PKEY *pub,
+                         int subject_empty)
+{
+    /* RFC 5280 §4.2.1.3: TLS 1.2 RSA key exchange encrypts to the server's key, so an RSA
+     * server key also needs keyEncipherment; everything else only signs. */
+    int rsa_server = !l->client && EVP_PKEY_is_a(pub, "RSA");
+    const char *ku =
+        rsa_server ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature";
+    return add_ext(x, issuer, NID_basic_constraints, "critical,CA:FALSE") &&
+           add_ext(x, issuer, NID_key_usage, ku) &&
+           add_ext(x, issuer, NID_ext_key_usage, l->client ? "clientAuth" : "serverAuth") &&
+           add_ext(x, issuer, NID_subject_key_identifier, "hash") &&
+           add_ext(x, issuer, NID_authority_key_identifier, "keyid:always") &&
+           add_san(x, l->names, l->n, subject_empty);
+}
+
+static moat_rc check_leaf(const struct moat_ca_leaf *l, struct moat_err *err)
+{
+    int max = l->client ? MOAT_CA_MAX_CLIENT_DAYS : MOAT_CA_MAX_LEAF_DAYS;
+    if (l->days < 1 || l->days > max) {
+        if (l->client) {
+            MOAT_FAIL(err, MOAT_E_USAGE, "a client certificate may be valid 1 to %d days, not %d",
+                      max, l->days);
+        }
+        MOAT_FAIL(err, MOAT_E_USAGE,
+                  "a server certificate may be valid 1 to %d days (Apple devices refuse longer), "
+                  "not %d",
+                  max, l->days);
+    }
+    return moat_names_check(l->names, l->n, l->client, err);
+}
+
+moat_rc moat_ca_sign(struct moat_ca *ca, const struct moat_ca_leaf *l, time_t now, X509 **out,
+                     struct moat_err *err)
+{
+    *out = NULL;
+    if (now == 0) {
+        now = time(NULL);
+    }
+    if (l->pub == NULL) {
+        MOAT_FAIL(err, MOAT_E_INTERNAL, "no key to certify");
+    }
+    MOAT_TRY(check_leaf(l, err));
+    char policy_path[PATH_MAX];
+    snprintf(policy_path, sizeof(policy_path), "%s/%s", ca->dir ? ca->dir : ".", MOAT_POLICY_FILE);
+    MOAT_TRY(moat_policy_check(ca->policy, policy_path, l->names, l->n, l->days, l->client, err));
+    X509 *cas[2] = {ca->cert, ca->root};
+    MOAT_TRY(moat_policy_check_constraints(cas, ca->root ? 2 : 1, l->names, l->n, err));
+    time_t nb = 0, na = 0;
+    MOAT_TRY(moat_ca_leaf_validity(now, l->days, moat_ca_asn1_time(X509_get0_notAfter(ca->cert)),
+                                   &nb, &na, NULL, err));
+    const char *cn = strlen(l->names[0]) <= CN_MAX ? l->names[0] : NULL;
+    X509 *x = cert_new(cn, 0, l->pub, ca->cert, nb, na);
+    if (x == NULL || !add_leaf_exts(x, ca->cert, l, l->pub, cn == NULL) || !sign(x, ca->key)) {
+        X509_free(x);
+        MOAT_FAIL_SSL(err, MOAT_E_INTERNAL, "cannot build the certificate for %s", l->names[0]);
+    }
+    *out = x;
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_ca_self_signed(const struct moat_ca_leaf *l, EVP_PKEY *key, time_t now, X509 **out,
+                            struct moat_err *err)
+{
+    *out = NULL;
+    if (now == 0) {
+        now = time(NULL);
+    }
+    EVP_PKEY *pub = l->pub ? l->pub : key;
+    if (key == NULL || EVP_PKEY_eq(pub, key) != 1) {
+        ERR_clear_error();
+        MOAT_FAIL(err, MOAT_E_USAGE, "a self-signed certificate is signed by its own key");
+    }
+    MOAT_TRY(check_leaf(l, err));
+    time_t nb = 0, na = 0;
+    MOAT_TRY(moat_ca_leaf_validity(now, l->days, 0, &nb, &na, NULL, err));
+    const char *cn = strlen(l->names[0]) <= CN_MAX ? l->names[0] : NULL;
+    X509 *x = cert_new(cn, 0, pub, NULL, nb, na);
+    /* Self-signed with an empty subject would have an empty issuer too, which RFC 5280
+     * §4.1.2.4 forbids: such a certificate gets the CN cut to fit instead. */
+    if (x != NULL && cn == NULL && !set_subject(x, l->names[0], 0)) {
+        X509_free(x);
+        x = NULL;
+    }
+    if (x != NULL && cn == NULL) {
+        X509_set_issuer_name(x, X509_get_subject_name(x));
+    }
+    if (x == NULL || !add_leaf_exts(x, NULL, l, pub, 0) || !sign(x, key)) {
+        X509_free(x);
+        MOAT_FAIL_SSL(err, MOAT_E_INTERNAL, "cannot build the certificate for %s", l->names[0]);
+    }
+    *out = x;
+    return MOAT_RC_OK;
 }
 
 moat_rc moat_ca_issue_server(struct moat_ca *ca, const char *const *names, size_t n, int days,
@@ -326,44 +353,71 @@ moat_rc moat_ca_issue_server(struct moat_ca *ca, const char *const *names, size_
 {
     *cert_out = NULL;
     *key_out = NULL;
-    if (days < 1 || days > MOAT_CA_MAX_LEAF_DAYS) {
-        MOAT_FAIL(err, MOAT_E_USAGE,
-                  "a server certificate may be valid 1 to %d days (Apple devices refuse longer), "
-                  "not %d",
-                  MOAT_CA_MAX_LEAF_DAYS, days);
-    }
-    MOAT_TRY(check_names(names, n, err));
-
+    struct moat_ca_leaf l = {.names = names, .n = n, .days = days, .client = 0};
+    MOAT_TRY(check_leaf(&l, err));
     EVP_PKEY *key = NULL;
     MOAT_TRY(moat_key_new(kt, &key, err));
-
-    time_t now = time(NULL);
-    time_t until = now + (time_t)days * 86400;
-    time_t ca_until = asn1_to_time(X509_get0_notAfter(ca->cert));
-    if (ca_until != 0 && ca_until < until) {
-        until = ca_until; /* a leaf must not outlive its issuer (RFC 5280 §6.1.3 checks each) */
-    }
-    const char *cn = strlen(names[0]) <= CN_MAX ? names[0] : NULL;
-    const char *ku = EVP_PKEY_is_a(key, "RSA") ? "critical,digitalSignature,keyEncipherment"
-                                               : "critical,digitalSignature";
-    X509 *x = cert_new(cn, key, ca->cert, now, until);
-    int ok = x != NULL && add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") &&
-             add_ext(x, ca->cert, NID_key_usage, ku) &&
-             add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") &&
-             add_ext(x, ca->cert, NID_subject_key_identifier, "hash") &&
-             add_ext(x, ca->cert, NID_authority_key_identifier, "keyid:always") &&
-             add_san(x, names, n) && sign(x, ca->key);
-    if (!ok) {
-        X509_free(x);
+    l.pub = key;
+    moat_rc rc = moat_ca_sign(ca, &l, 0, cert_out, err);
+    if (!moat_ok(rc)) {
         EVP_PKEY_free(key);
-        MOAT_FAIL_SSL(err, MOAT_E_INTERNAL, "cannot build the certificate for %s", names[0]);
+        return rc;
     }
-    *cert_out = x;
     *key_out = key;
     return MOAT_RC_OK;
 }
 
-/* ---- opening and creating ---- */
+/* ---- writing ---- */
+
+static moat_rc pem_of_certs(X509 *const *certs, size_t n, char **out, size_t *len,
+                            struct moat_err *err)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    int ok = bio != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = PEM_write_bio_X509(bio, certs[i]) == 1;
+    }
+    if (!ok) {
+        BIO_free(bio);
+        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot encode a certificate");
+    }
+    char *p = NULL;
+    long blen = BIO_get_mem_data(bio, &p);
+    *out = malloc(blen > 0 ? (size_t)blen : 1);
+    if (*out == NULL) {
+        BIO_free(bio);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    memcpy(*out, p, (size_t)blen);
+    *len = (size_t)blen;
+    BIO_free(bio);
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_ca_write_certs(const char *path, X509 *const *certs, size_t n, int replace,
+                            struct moat_err *err)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    MOAT_TRY(pem_of_certs(certs, n, &pem, &len, err));
+    moat_rc rc = replace ? moat_fs_write_atomic(path, pem, len, 0644, err)
+                         : moat_fs_write_new(path, pem, len, 0644, err);
+    free(pem);
+    if (rc.kind == MOAT_E_IO && err != NULL && err->sys_errno == EEXIST) {
+        moat_err_where(err, "%s", path);
+        MOAT_FAIL(err, MOAT_E_IO, "%s already exists: moat does not replace it (move it away)",
+                  path);
+    }
+    return rc;
+}
+
+static moat_rc write_cert(const char *path, X509 *x, X509 *x2, int replace, struct moat_err *err)
+{
+    X509 *v[2] = {x, x2};
+    return moat_ca_write_certs(path, v, x2 ? 2 : 1, replace, err);
+}
+
+/* ---- creating ---- */
 
 static void default_name(char *buf, size_t n)
 {
@@ -388,91 +442,78 @@ static void default_name(char *buf, size_t n)
     }
 }
 
-static moat_rc pem_of_cert(X509 *x, X509 *x2, char **out, size_t *len, struct moat_err *err)
+/* "<cn> intermediate", keeping " intermediate" visible when the root's name is long. */
+static void intermediate_name(const char *root_cn, char *out, size_t n)
 {
-    BIO *bio = BIO_new(BIO_s_mem());
-    if (bio == NULL || PEM_write_bio_X509(bio, x) != 1 ||
-        (x2 != NULL && PEM_write_bio_X509(bio, x2) != 1)) {
-        BIO_free(bio);
-        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot encode a certificate");
-    }
-    char *p = NULL;
-    long n = BIO_get_mem_data(bio, &p);
-    *out = malloc((size_t)n);
-    if (*out == NULL) {
-        BIO_free(bio);
-        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
-    }
-    memcpy(*out, p, (size_t)n);
-    *len = (size_t)n;
-    BIO_free(bio);
-    return MOAT_RC_OK;
+    snprintf(out, n, "%.*s intermediate", (int)utf8_cut(root_cn, CN_MAX - 13), root_cn);
 }
 
-static moat_rc write_cert(const char *path, X509 *x, X509 *x2, int replace, struct moat_err *err)
-{
-    char *pem = NULL;
-    size_t len = 0;
-    MOAT_TRY(pem_of_cert(x, x2, &pem, &len, err));
-    moat_rc rc = replace ? moat_fs_write_atomic(path, pem, len, 0644, err)
-                         : moat_fs_write_new(path, pem, len, 0644, err);
-    free(pem);
-    return rc;
-}
+static const struct moat_ca_opts default_opts = {.key_type = MOAT_KEY_EC_P256};
 
 /* Make the four files; on failure remove the ones written so the folder is empty again. */
-static moat_rc create_ca(struct moat_ca *ca, char *const paths[4], const char *name,
-                         struct moat_err *err)
+static moat_rc create_ca(struct moat_ca *ca, char *const paths[F_COUNT],
+                         const struct moat_ca_opts *o, struct moat_err *err)
 {
     char cn[256], icn[256];
-    if (name == NULL) {
+    int org = o->name == NULL; /* moat's own local CA says so in its subject */
+    if (o->name == NULL) {
         default_name(cn, sizeof(cn));
     } else {
-        snprintf(cn, sizeof(cn), "%s", name);
+        snprintf(cn, sizeof(cn), "%s", o->name);
     }
-    /* Keep " intermediate" visible when the root's name is long. */
-    snprintf(icn, sizeof(icn), "%.*s intermediate", (int)utf8_cut(cn, CN_MAX - 13), cn);
+    intermediate_name(cn, icn, sizeof(icn));
 
+    moat_rc rc = MOAT_RC_OK;
+    NAME_CONSTRAINTS *nc =
+        moat_policy_constraints_new(o->permit, o->npermit, o->exclude, o->nexclude, &rc, err);
+    MOAT_TRY(rc);
     time_t now = time(NULL);
     EVP_PKEY *root_key = NULL;
-    MOAT_TRY(moat_key_new(MOAT_KEY_EC_P256, &root_key, err));
-    moat_rc rc = moat_key_new(MOAT_KEY_EC_P256, &ca->key, err);
+    rc = moat_key_new(o->key_type, &root_key, err);
+    if (rc.kind == MOAT_OK) {
+        rc = moat_key_new(o->key_type, &ca->key, err);
+    }
+    if (rc.kind == MOAT_OK) {
+        ca->root = make_root(cn, org, root_key, nc, now);
+        ca->cert =
+            ca->root ? make_intermediate(icn, org, ca->key, nc, ca->root, root_key, now) : NULL;
+        if (ca->cert == NULL) {
+            rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__,
+                              "cannot build the CA certificates");
+        }
+    }
+    NAME_CONSTRAINTS_free(nc);
     if (rc.kind != MOAT_OK) {
         EVP_PKEY_free(root_key);
         return rc;
     }
-    ca->root = make_root(cn, root_key, now);
-    ca->cert = ca->root ? make_intermediate(icn, ca->key, ca->root, root_key, now) : NULL;
-    if (ca->cert == NULL) {
-        EVP_PKEY_free(root_key);
-        MOAT_FAIL_SSL(err, MOAT_E_INTERNAL, "cannot build the local CA certificates");
-    }
     int written = 0;
-    rc = moat_key_save(paths[1], root_key, 0, err);
+    rc = moat_key_save(paths[F_ROOT_KEY], root_key, 0, err);
     written += rc.kind == MOAT_OK;
     if (rc.kind == MOAT_OK) {
-        rc = write_cert(paths[0], ca->root, NULL, 0, err);
+        rc = write_cert(paths[F_ROOT_PEM], ca->root, NULL, 0, err);
         written += rc.kind == MOAT_OK;
     }
     if (rc.kind == MOAT_OK) {
-        rc = moat_key_save(paths[3], ca->key, 0, err);
+        rc = moat_key_save(paths[F_INT_KEY], ca->key, 0, err);
         written += rc.kind == MOAT_OK;
     }
     if (rc.kind == MOAT_OK) {
-        rc = write_cert(paths[2], ca->cert, NULL, 0, err);
+        rc = write_cert(paths[F_INT_PEM], ca->cert, NULL, 0, err);
         written += rc.kind == MOAT_OK;
     }
     EVP_PKEY_free(root_key);
     if (rc.kind != MOAT_OK) {
-        /* Written in the order root.key, root.pem, intermediate.key, intermediate.pem. */
-        static const int order[4] = {1, 0, 3, 2};
+        static const int order[F_COUNT] = {F_ROOT_KEY, F_ROOT_PEM, F_INT_KEY, F_INT_PEM};
         for (int i = 0; i < written; i++) {
             unlink(paths[order[i]]);
         }
-        moat_err_ctx(err, "while creating the local CA in %s", ca->dir);
+        moat_err_ctx(err, "while creating the CA in %s", ca->dir);
     }
     return rc;
 }
+
+/* ---- opening ---- */
 
 static moat_rc load_cert(const char *path, X509 **out, struct moat_err *err)
 {
@@ -505,54 +546,74 @@ static moat_rc check_not_expired(X509 *x, const char *path, const char *dir, tim
         return MOAT_RC_OK;
     }
     moat_err_where(err, "%s", path);
+    if (strstr(path, "intermediate") != NULL) {
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "%s has expired: make a new one with `moat ca intermediate --ca %s` (needs "
+                  "root.key), or move the folder %s away so moat makes a new local CA",
+                  path, dir, dir);
+    }
     MOAT_FAIL(err, MOAT_E_CONFIG,
               "%s has expired: move the folder %s away so moat makes a new local CA (clients "
               "will then need to trust the new root)",
               path, dir);
 }
 
-static moat_rc open_ca(struct moat_ca *ca, char *const paths[4], int have_root_key,
+static moat_rc load_root_key(struct moat_ca *ca, const char *path, EVP_PKEY **out,
+                             struct moat_err *err)
+{
+    EVP_PKEY *rk = NULL;
+    MOAT_TRY_CTX(moat_key_load(path, &rk, err), err, "while opening the CA in %s", ca->dir);
+    int same = EVP_PKEY_eq(X509_get0_pubkey(ca->root), rk) == 1;
+    ERR_clear_error();
+    if (!same) {
+        EVP_PKEY_free(rk);
+        moat_err_where(err, "%s", path);
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "%s does not match %s/root.pem: the files do not belong together; move the "
+                  "folder away so moat makes a new local CA",
+                  path, ca->dir);
+    }
+    *out = rk;
+    return MOAT_RC_OK;
+}
+
+static moat_rc open_ca(struct moat_ca *ca, char *const paths[F_COUNT], int have_root_key,
                        struct moat_err *err)
 {
-    MOAT_TRY_CTX(load_cert(paths[0], &ca->root, err), err, "while opening the local CA in %s",
-                 ca->dir);
-    MOAT_TRY_CTX(load_cert(paths[2], &ca->cert, err), err, "while opening the local CA in %s",
-                 ca->dir);
-    MOAT_TRY_CTX(moat_key_load(paths[3], &ca->key, err), err, "while opening the local CA in %s",
-                 ca->dir);
+    MOAT_TRY_CTX(load_cert(paths[F_ROOT_PEM], &ca->root, err), err,
+                 "while opening the local CA in %s", ca->dir);
+    MOAT_TRY_CTX(load_cert(paths[F_INT_PEM], &ca->cert, err), err,
+                 "while opening the local CA in %s", ca->dir);
+    MOAT_TRY_CTX(moat_key_load(paths[F_INT_KEY], &ca->key, err), err,
+                 "while opening the local CA in %s", ca->dir);
     const char *fix = "the files do not belong together; move the folder away so moat makes a "
                       "new local CA";
     if (!is_ca_cert(ca->root) || X509_self_signed(ca->root, 1) != 1) {
         ERR_clear_error();
-        moat_err_where(err, "%s", paths[0]);
-        MOAT_FAIL(err, MOAT_E_CONFIG, "%s is not a self-signed CA certificate: %s", paths[0], fix);
+        moat_err_where(err, "%s", paths[F_ROOT_PEM]);
+        MOAT_FAIL(err, MOAT_E_CONFIG, "%s is not a self-signed CA certificate: %s",
+                  paths[F_ROOT_PEM], fix);
     }
     if (!is_ca_cert(ca->cert) || !signed_by(ca->cert, ca->root)) {
-        moat_err_where(err, "%s", paths[2]);
-        MOAT_FAIL(err, MOAT_E_CONFIG, "%s is not a CA certificate signed by %s: %s", paths[2],
-                  paths[0], fix);
+        moat_err_where(err, "%s", paths[F_INT_PEM]);
+        MOAT_FAIL(err, MOAT_E_CONFIG, "%s is not a CA certificate signed by %s: %s",
+                  paths[F_INT_PEM], paths[F_ROOT_PEM], fix);
     }
     if (EVP_PKEY_eq(X509_get0_pubkey(ca->cert), ca->key) != 1) {
         ERR_clear_error();
-        moat_err_where(err, "%s", paths[3]);
-        MOAT_FAIL(err, MOAT_E_CONFIG, "%s does not match %s: %s", paths[3], paths[2], fix);
+        moat_err_where(err, "%s", paths[F_INT_KEY]);
+        MOAT_FAIL(err, MOAT_E_CONFIG, "%s does not match %s: %s", paths[F_INT_KEY],
+                  paths[F_INT_PEM], fix);
     }
     if (have_root_key) {
         EVP_PKEY *rk = NULL;
-        MOAT_TRY_CTX(moat_key_load(paths[1], &rk, err), err, "while opening the local CA in %s",
-                     ca->dir);
-        int same = EVP_PKEY_eq(X509_get0_pubkey(ca->root), rk) == 1;
+        MOAT_TRY(load_root_key(ca, paths[F_ROOT_KEY], &rk, err));
         EVP_PKEY_free(rk);
-        ERR_clear_error();
-        if (!same) {
-            moat_err_where(err, "%s", paths[1]);
-            MOAT_FAIL(err, MOAT_E_CONFIG, "%s does not match %s: %s", paths[1], paths[0], fix);
-        }
     }
     time_t now = time(NULL);
-    MOAT_TRY(check_not_expired(ca->root, paths[0], ca->dir, now, err));
-    MOAT_TRY(check_not_expired(ca->cert, paths[2], ca->dir, now, err));
-    return MOAT_RC_OK;
+    MOAT_TRY(check_not_expired(ca->root, paths[F_ROOT_PEM], ca->dir, now, err));
+    MOAT_TRY(check_not_expired(ca->cert, paths[F_INT_PEM], ca->dir, now, err));
+    return moat_policy_load(ca->dir, &ca->policy, err);
 }
 
 /* 1 exists, 0 missing, -1 cannot tell (errno set). */
@@ -565,11 +626,13 @@ static int exists(const char *path)
     return errno == ENOENT ? 0 : -1;
 }
 
-static moat_rc open_or_create_locked(struct moat_ca *ca, char *const paths[4], const char *name,
-                                     int *created, struct moat_err *err)
+enum ca_mode { MODE_OPEN_OR_CREATE = 0, MODE_OPEN, MODE_INIT };
+
+static moat_rc run_locked(struct moat_ca *ca, char *const paths[F_COUNT], enum ca_mode mode,
+                          const struct moat_ca_opts *o, int *created, struct moat_err *err)
 {
-    int have[4], count = 0;
-    for (int i = 0; i < 4; i++) {
+    int have[F_COUNT], count = 0;
+    for (int i = 0; i < F_COUNT; i++) {
         have[i] = exists(paths[i]);
         if (have[i] < 0) {
             moat_err_where(err, "%s", paths[i]);
@@ -577,43 +640,90 @@ static moat_rc open_or_create_locked(struct moat_ca *ca, char *const paths[4], c
         }
         count += have[i];
     }
+    if (count == 0 && mode == MODE_OPEN) {
+        moat_err_where(err, "%s", ca->dir);
+        MOAT_FAIL(err, MOAT_E_NOTFOUND,
+                  "there is no CA in %s: create one with `moat ca init --dir %s` (or give the "
+                  "right folder with --ca)",
+                  ca->dir, ca->dir);
+    }
+    if (count > 0 && mode == MODE_INIT) {
+        moat_err_where(err, "%s", ca->dir);
+        MOAT_FAIL(err, MOAT_E_USAGE,
+                  "%s already holds a CA: moat never replaces one (its certificates would stop "
+                  "working); choose another --dir, or move the folder away first",
+                  ca->dir);
+    }
     if (count == 0) {
-        MOAT_TRY(create_ca(ca, paths, name, err));
+        MOAT_TRY(create_ca(ca, paths, o, err));
+        MOAT_TRY(moat_policy_load(ca->dir, &ca->policy, err));
         *created = 1;
         return MOAT_RC_OK;
     }
-    /* root.key (index 1) may be offline; the other three are needed to issue. */
-    if (have[0] && have[2] && have[3]) {
-        return open_ca(ca, paths, have[1], err);
+    /* root.key may be offline; the other three are needed to issue. */
+    if (have[F_ROOT_PEM] && have[F_INT_PEM] && have[F_INT_KEY]) {
+        return open_ca(ca, paths, have[F_ROOT_KEY], err);
     }
     char present[128] = "", missing[128] = "";
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < F_COUNT; i++) {
         char *dst = have[i] ? present : missing;
         size_t used = strlen(dst);
         snprintf(dst + used, sizeof(present) - used, "%s%s", used ? ", " : "", ca_files[i]);
     }
     moat_err_where(err, "%s", ca->dir);
+    if (have[F_ROOT_PEM] && have[F_ROOT_KEY] && !have[F_INT_PEM] && !have[F_INT_KEY]) {
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "the CA in %s has a root but no intermediate: make one with `moat ca "
+                  "intermediate --ca %s`",
+                  ca->dir, ca->dir);
+    }
     MOAT_FAIL(err, MOAT_E_CONFIG,
               "the local CA in %s is incomplete (has %s; missing %s): restore the missing files, "
               "or move the folder away so moat makes a new CA",
               ca->dir, present, missing);
 }
 
-moat_rc moat_ca_open_or_create(const char *dir, const char *name, struct moat_ca **out,
-                               int *created, struct moat_err *err)
+/* The folder's CA file paths, malloc'ed; 0 when out of memory. */
+static int paths_make(const char *dir, char *paths[F_COUNT])
+{
+    int ok = 1;
+    for (int i = 0; i < F_COUNT; i++) {
+        paths[i] = ok ? path_join(dir, ca_files[i], "") : NULL;
+        ok = ok && paths[i] != NULL;
+    }
+    return ok;
+}
+
+static void paths_free(char *paths[F_COUNT])
+{
+    for (int i = 0; i < F_COUNT; i++) {
+        free(paths[i]);
+        paths[i] = NULL;
+    }
+}
+
+static moat_rc ca_run(const char *dir, enum ca_mode mode, const struct moat_ca_opts *o,
+                      struct moat_ca **out, int *created, struct moat_err *err)
 {
     int made = 0;
     *out = NULL;
     if (created != NULL) {
         *created = 0;
     }
+    if (mode == MODE_OPEN) {
+        struct stat st;
+        if (stat(dir, &st) != 0 && errno == ENOENT) {
+            moat_err_where(err, "%s", dir);
+            MOAT_FAIL(err, MOAT_E_NOTFOUND,
+                      "there is no CA folder %s: create a CA with `moat ca init --dir %s` (or "
+                      "give the right folder with --ca)",
+                      dir, dir);
+        }
+    }
     MOAT_TRY(moat_fs_mkdir_p(dir, 0700, err));
     struct moat_ca *ca = calloc(1, sizeof(*ca));
-    char *paths[4] = {NULL, NULL, NULL, NULL};
-    int ok = ca != NULL && (ca->dir = strdup(dir)) != NULL;
-    for (int i = 0; ok && i < 4; i++) {
-        ok = (paths[i] = path_join(dir, ca_files[i], "")) != NULL;
-    }
+    char *paths[F_COUNT] = {NULL};
+    int ok = ca != NULL && (ca->dir = strdup(dir)) != NULL && paths_make(dir, paths);
     moat_rc rc =
         ok ? MOAT_RC_OK : moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
     int lock = -1;
@@ -621,12 +731,10 @@ moat_rc moat_ca_open_or_create(const char *dir, const char *name, struct moat_ca
         rc = moat_fs_lock(dir, &lock, err);
     }
     if (rc.kind == MOAT_OK) {
-        rc = open_or_create_locked(ca, paths, name, &made, err);
+        rc = run_locked(ca, paths, mode, o ? o : &default_opts, &made, err);
     }
     moat_fs_unlock(lock);
-    for (int i = 0; i < 4; i++) {
-        free(paths[i]);
-    }
+    paths_free(paths);
     if (rc.kind != MOAT_OK) {
         moat_ca_free(ca);
         return rc;
@@ -635,6 +743,250 @@ moat_rc moat_ca_open_or_create(const char *dir, const char *name, struct moat_ca
         *created = made;
     }
     *out = ca;
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_ca_open_or_create(const char *dir, const char *name, struct moat_ca **out,
+                               int *created, struct moat_err *err)
+{
+    struct moat_ca_opts o = {.name = name, .key_type = MOAT_KEY_EC_P256};
+    return ca_run(dir, MODE_OPEN_OR_CREATE, &o, out, created, err);
+}
+
+moat_rc moat_ca_open(const char *dir, struct moat_ca **out, struct moat_err *err)
+{
+    return ca_run(dir, MODE_OPEN, NULL, out, NULL, err);
+}
+
+moat_rc moat_ca_init(const char *dir, const struct moat_ca_opts *o, struct moat_ca **out,
+                     struct moat_err *err)
+{
+    struct moat_ca *ca = NULL;
+    if (out != NULL) {
+        *out = NULL;
+    }
+    MOAT_TRY(ca_run(dir, MODE_INIT, o, &ca, NULL, err));
+    if (out != NULL) {
+        *out = ca;
+    } else {
+        moat_ca_free(ca);
+    }
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_ca_default_dir(char **out, struct moat_err *err)
+{
+    char buf[PATH_MAX];
+    *out = NULL;
+    const char *state = getenv("MOAT_STATE");
+    if (state != NULL && state[0] != '\0') {
+        snprintf(buf, sizeof(buf), "%s/ca", state);
+    } else {
+        const char *home = getenv("HOME");
+        char pwbuf[1024];
+        struct passwd pw, *res = NULL;
+        if ((home == NULL || home[0] == '\0') &&
+            getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res != NULL) {
+            home = res->pw_dir;
+        }
+        if (home == NULL || home[0] == '\0') {
+            MOAT_FAIL(err, MOAT_E_CONFIG,
+                      "cannot find moat's local CA: set MOAT_STATE or HOME, or give --ca DIR");
+        }
+        snprintf(buf, sizeof(buf), "%s/.local/share/moat/ca", home);
+    }
+    *out = strdup(buf);
+    if (*out == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    return MOAT_RC_OK;
+}
+
+/* ---- intermediates ---- */
+
+/* Keep the old intermediate under a dated name before it is replaced: certificates it issued
+ * stay verifiable, and its CRL can still be made from its key. */
+static moat_rc archive_intermediate(const char *dir, time_t now, struct moat_err *err)
+{
+    char stamp[32];
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+    static const char *const ext[2] = {"pem", "key"};
+    for (int i = 0; i < 2; i++) {
+        char from[PATH_MAX], to[PATH_MAX];
+        snprintf(from, sizeof(from), "%s/intermediate.%s", dir, ext[i]);
+        snprintf(to, sizeof(to), "%s/intermediate-%s.%s", dir, stamp, ext[i]);
+        if (link(from, to) != 0) {
+            moat_err_where(err, "%s", to);
+            MOAT_FAIL_SYS(err, MOAT_E_IO, "cannot keep the old intermediate as %s", to);
+        }
+    }
+    return MOAT_RC_OK;
+}
+
+static moat_rc new_intermediate_locked(struct moat_ca *root_ca, const char *out_dir,
+                                       const struct moat_ca_opts *o, struct moat_err *err)
+{
+    char rk_path[PATH_MAX];
+    snprintf(rk_path, sizeof(rk_path), "%s/root.key", root_ca->dir);
+    if (exists(rk_path) != 1) {
+        moat_err_where(err, "%s", rk_path);
+        MOAT_FAIL(err, MOAT_E_NOTFOUND,
+                  "%s is not there: a new intermediate is signed with the root key (bring it "
+                  "back from where it is kept offline)",
+                  rk_path);
+    }
+    EVP_PKEY *root_key = NULL;
+    MOAT_TRY(load_root_key(root_ca, rk_path, &root_key, err));
+    char cn[256], root_cn[256] = "moat CA";
+    X509_NAME_get_text_by_NID(X509_get_subject_name(root_ca->root), NID_commonName, root_cn,
+                              sizeof(root_cn));
+    if (o->name != NULL) {
+        snprintf(cn, sizeof(cn), "%s", o->name);
+    } else {
+        intermediate_name(root_cn, cn, sizeof(cn));
+    }
+    /* Keep moat's "O=moat" marking when the root has it. */
+    int org = X509_NAME_get_index_by_NID(X509_get_subject_name(root_ca->root), NID_organizationName,
+                                         -1) >= 0;
+    moat_rc rc = MOAT_RC_OK;
+    NAME_CONSTRAINTS *nc =
+        moat_policy_constraints_new(o->permit, o->npermit, o->exclude, o->nexclude, &rc, err);
+    EVP_PKEY *key = NULL;
+    if (moat_ok(rc)) {
+        rc = moat_key_new(o->key_type, &key, err);
+    }
+    time_t now = time(NULL);
+    X509 *x = NULL;
+    if (moat_ok(rc)) {
+        x = make_intermediate(cn, org, key, nc, root_ca->root, root_key, now);
+        if (x == NULL) {
+            rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__,
+                              "cannot build the intermediate certificate");
+        }
+    }
+    NAME_CONSTRAINTS_free(nc);
+    EVP_PKEY_free(root_key);
+    int same = out_dir == NULL || strcmp(out_dir, root_ca->dir) == 0;
+    const char *dir = same ? root_ca->dir : out_dir;
+    char kp[PATH_MAX], cp[PATH_MAX], rp[PATH_MAX];
+    snprintf(kp, sizeof(kp), "%s/intermediate.key", dir);
+    snprintf(cp, sizeof(cp), "%s/intermediate.pem", dir);
+    snprintf(rp, sizeof(rp), "%s/root.pem", dir);
+    if (moat_ok(rc) && same) {
+        /* Key first: a crash between the two leaves a pair that does not match, which opening
+         * reports, and the archived pair restores. */
+        rc = exists(cp) == 1 && exists(kp) == 1 ? archive_intermediate(dir, now, err) : MOAT_RC_OK;
+        if (moat_ok(rc)) {
+            rc = moat_key_save(kp, key, 1, err);
+        }
+        if (moat_ok(rc)) {
+            rc = write_cert(cp, x, NULL, 1, err);
+        }
+    } else if (moat_ok(rc)) {
+        rc = write_cert(rp, root_ca->root, NULL, 0, err);
+        if (moat_ok(rc)) {
+            rc = moat_key_save(kp, key, 0, err);
+        }
+        if (moat_ok(rc)) {
+            rc = write_cert(cp, x, NULL, 0, err);
+        }
+    }
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+/* Only the root, for making an intermediate: the old intermediate may have expired, been lost
+ * or never made (a failed init), and none of that must stop its replacement. */
+static moat_rc open_root(const char *dir, struct moat_ca **out, struct moat_err *err)
+{
+    *out = NULL;
+    struct moat_ca *ca = calloc(1, sizeof(*ca));
+    char *path = path_join(dir, "root.pem", "");
+    if (ca == NULL || path == NULL || (ca->dir = strdup(dir)) == NULL) {
+        free(path);
+        moat_ca_free(ca);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    moat_rc rc = load_cert(path, &ca->root, err);
+    if (rc.kind == MOAT_E_NOTFOUND) {
+        moat_err_where(err, "%s", dir);
+        rc =
+            moat_err_set(err, MOAT_E_NOTFOUND, __FILE__, __LINE__,
+                         "there is no CA in %s: create one with `moat ca init --dir %s`", dir, dir);
+    } else if (moat_ok(rc) && (!is_ca_cert(ca->root) || X509_self_signed(ca->root, 1) != 1)) {
+        ERR_clear_error();
+        moat_err_where(err, "%s", path);
+        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                          "%s is not a self-signed CA certificate", path);
+    } else if (moat_ok(rc)) {
+        rc = check_not_expired(ca->root, path, dir, time(NULL), err);
+    }
+    free(path);
+    if (!moat_ok(rc)) {
+        moat_ca_free(ca);
+        return rc;
+    }
+    *out = ca;
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_ca_intermediate(const char *root_dir, const char *out_dir,
+                             const struct moat_ca_opts *o, struct moat_ca **out,
+                             struct moat_err *err)
+{
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (o == NULL) {
+        o = &default_opts;
+    }
+    struct moat_ca *root_ca = NULL;
+    MOAT_TRY(open_root(root_dir, &root_ca, err));
+    int same = out_dir == NULL || strcmp(out_dir, root_dir) == 0;
+    moat_rc rc = MOAT_RC_OK;
+    int lock = -1, out_lock = -1;
+    if (!same) {
+        char *paths[F_COUNT] = {NULL};
+        rc = moat_fs_mkdir_p(out_dir, 0700, err);
+        if (moat_ok(rc)) {
+            rc = moat_fs_lock(out_dir, &out_lock, err);
+        }
+        if (moat_ok(rc) && !paths_make(out_dir, paths)) {
+            rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+        }
+        for (int i = 0; moat_ok(rc) && i < F_COUNT; i++) {
+            if (exists(paths[i]) != 0) {
+                moat_err_where(err, "%s", out_dir);
+                rc = moat_err_set(err, MOAT_E_USAGE, __FILE__, __LINE__,
+                                  "%s already holds CA files (%s): give an empty folder to --out",
+                                  out_dir, ca_files[i]);
+            }
+        }
+        paths_free(paths);
+    }
+    if (moat_ok(rc)) {
+        rc = moat_fs_lock(root_dir, &lock, err);
+    }
+    if (moat_ok(rc)) {
+        rc = new_intermediate_locked(root_ca, out_dir, o, err);
+    }
+    moat_fs_unlock(lock);
+    moat_fs_unlock(out_lock);
+    moat_ca_free(root_ca);
+    if (!moat_ok(rc)) {
+        moat_err_ctx(err, "while making an intermediate for the CA in %s", root_dir);
+        return rc;
+    }
+    struct moat_ca *ca = NULL;
+    MOAT_TRY(moat_ca_open(same ? root_dir : out_dir, &ca, err));
+    if (out != NULL) {
+        *out = ca;
+    } else {
+        moat_ca_free(ca);
+    }
     return MOAT_RC_OK;
 }
 
@@ -671,8 +1023,8 @@ static int reusable(struct moat_ca *ca, const char *cert_path, const char *key_p
         ok = moat_chain_covers_name(c, names[i]);
     }
     if (ok) {
-        time_t nb = asn1_to_time(X509_get0_notBefore(c->leaf));
-        time_t na = asn1_to_time(X509_get0_notAfter(c->leaf));
+        time_t nb = moat_ca_asn1_time(X509_get0_notBefore(c->leaf));
+        time_t na = moat_ca_asn1_time(X509_get0_notAfter(c->leaf));
         /* Renew with a third of the lifetime left, as ACME clients do. */
         ok = nb != 0 && na > nb && nb <= now && (na - now) > (na - nb) / 3;
     }
@@ -714,7 +1066,7 @@ moat_rc moat_ca_ensure_leaf(struct moat_ca *ca, const char *certs_dir, const cha
                   "and not start with '.'",
                   label ? label : "");
     }
-    MOAT_TRY(check_names(names, n, err));
+    MOAT_TRY(moat_names_check(names, n, 0, err));
     MOAT_TRY(moat_fs_mkdir_p(certs_dir, 0700, err));
     char *cp = path_join(certs_dir, label, ".pem");
     char *kp = path_join(certs_dir, label, ".key");

@@ -1,21 +1,27 @@
 /*
- * ca.h: moat's local certificate authority, used by zero-config `moat serve` for localhost
- * certificates and later by `moat ca`.
+ * ca.h: certificate authorities: moat's local CA (used by zero-config `moat serve` for localhost
+ * certificates) and the CAs people make with `moat ca init`.
  *
- * Shaped like a real CA: a root (10 years) that only signs an intermediate (5 years), and the
- * intermediate signs server certificates, so the root key could be moved offline and the
- * intermediate replaced without every client trusting a new root. All keys are ECDSA P-256.
+ * Shaped like a real CA: a root (10 years) that only signs intermediates (5 years), and the
+ * intermediate signs leaves, so the root key can be moved offline and the intermediate replaced
+ * without every client trusting a new root. Key types: ECDSA P-256 (default), P-384, RSA
+ * 2048/3072/4096 and Ed25519 (see key.h).
  *
  * Folder layout (created 0700): root.pem, root.key, intermediate.pem, intermediate.key (keys
- * 0600, certificates 0644, each written atomically), plus .lock for concurrent openers.
+ * 0600, certificates 0644, each written atomically), plus .lock for concurrent openers, and
+ * optionally `policy` (which names the CA signs, see policy.h), `index.txt` and `crl.pem`
+ * (issued and revoked certificates, see crl.h). A folder made by `moat ca intermediate --out`
+ * holds root.pem without root.key: an issuing CA whose root key stays elsewhere.
  */
 #ifndef MOAT_PKI_CA_H
 #define MOAT_PKI_CA_H
 
 #include "core/err.h"
 #include "pki/key.h"
+#include "pki/policy.h"
 
 #include <stddef.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -26,11 +32,40 @@ struct moat_ca {
     X509 *cert;    /* the issuing CA (intermediate) */
     X509 *root;    /* the root; what clients must trust */
     char *dir;
+    struct moat_policy *policy; /* <dir>/policy; an empty policy when the file is absent */
 };
 
-/* Longest validity moat_ca_issue_server accepts: Apple platforms refuse TLS server
- * certificates valid for more than 825 days, whoever issued them. */
+/* Longest validity of a server certificate: Apple platforms refuse TLS server certificates
+ * valid for more than 825 days, whoever issued them. */
 #define MOAT_CA_MAX_LEAF_DAYS 825
+/* Longest validity of a client certificate (no client enforces a limit; ten years). */
+#define MOAT_CA_MAX_CLIENT_DAYS 3650
+/* Defaults of `moat cert issue` and `moat ca sign`: short-lived server certificates (as ACME
+ * CAs issue them), a year for client certificates that people install by hand. */
+#define MOAT_CA_DEFAULT_SERVER_DAYS 90
+#define MOAT_CA_DEFAULT_CLIENT_DAYS 365
+/* A new certificate starts this long in the past, so clients with a slightly slow clock accept
+ * it at once. */
+#define MOAT_CA_BACKDATE_SECONDS 3600
+
+/* How to make a CA (root or intermediate). Zeroed means the defaults. */
+struct moat_ca_opts {
+    const char *name;            /* CN; NULL: "moat local CA <user>@<host>" (64 bytes used) */
+    enum moat_key_type key_type; /* of the new CA keys; default ECDSA P-256 */
+    const char *const *permit;   /* name constraints (policy.h moat_policy_constraints_new) */
+    size_t npermit;
+    const char *const *exclude;
+    size_t nexclude;
+};
+
+/* What a leaf certificate is for. Borrowed pointers only. */
+struct moat_ca_leaf {
+    const char *const *names; /* 1..MOAT_NAMES_MAX names, see names.h; the first is the CN */
+    size_t n;
+    int days;      /* 1..MOAT_CA_MAX_LEAF_DAYS (server) or MOAT_CA_MAX_CLIENT_DAYS (client) */
+    int client;    /* 1: clientAuth (e-mail and URI names allowed); 0: serverAuth */
+    EVP_PKEY *pub; /* the public key to certify (a private key works too; only read) */
+};
 
 /*
  * Open the CA in `dir`, creating it when the folder holds none of its files: the folder (0700,
@@ -52,14 +87,84 @@ MOAT_MUST_USE moat_rc moat_ca_open_or_create(const char *dir, const char *name,
 void moat_ca_free(struct moat_ca *ca);
 
 /*
+ * Create a new CA in `dir` (made 0700 with parents): a root and an intermediate signed by it,
+ * both with keys of o->key_type (NULL `o`: defaults) and, when o->permit/o->exclude are given,
+ * critical nameConstraints (RFC 5280 §4.2.1.10) on both. Refuses (MOAT_E_USAGE) when the folder
+ * already holds any CA file: a CA is never replaced by accident. *out may be NULL.
+ */
+MOAT_MUST_USE moat_rc moat_ca_init(const char *dir, const struct moat_ca_opts *o,
+                                   struct moat_ca **out, struct moat_err *err);
+
+/*
+ * Open the existing CA in `dir` (the same checks as moat_ca_open_or_create) and its policy.
+ * A folder without a CA is MOAT_E_NOTFOUND, saying how to create one; a bad policy file is
+ * MOAT_E_CONFIG with its line.
+ */
+MOAT_MUST_USE moat_rc moat_ca_open(const char *dir, struct moat_ca **out, struct moat_err *err);
+
+/* moat's local CA folder: $MOAT_STATE/ca, else $HOME/.local/share/moat/ca (the same folder
+ * `moat serve` uses). Malloc'ed into *out; nothing is created. */
+MOAT_MUST_USE moat_rc moat_ca_default_dir(char **out, struct moat_err *err);
+
+/*
+ * Make a new intermediate signed by the root of the CA in `root_dir` (whose root.key must be
+ * there), valid 5 years but never past the root, with keys and name constraints from `o`.
+ *  - `out_dir` NULL or the same folder: the CA's intermediate is replaced (renewal, or after a
+ *    compromise); the old intermediate.pem/.key are kept as intermediate-<YYYYmmddHHMMSS>.*.
+ *  - another folder: a new issuing CA is made there (root.pem copied, no root.key), which can
+ *    go to another machine while the root key stays here. The folder must hold no CA.
+ * *out (may be NULL) is the CA that now issues with the new intermediate.
+ */
+MOAT_MUST_USE moat_rc moat_ca_intermediate(const char *root_dir, const char *out_dir,
+                                           const struct moat_ca_opts *o, struct moat_ca **out,
+                                           struct moat_err *err);
+
+/*
+ * Sign a leaf for `l` at time `now` (0: the clock), after every check a CA owes: names
+ * (names.h), days, the CA's policy and name constraints (policy.h), and that the CA is still
+ * valid. The certificate has subject CN = the first name (when it fits in 64 bytes; else an
+ * empty subject and a critical SAN), the names as SANs, CA:FALSE, keyUsage digitalSignature
+ * (plus keyEncipherment for an RSA server key), extendedKeyUsage serverAuth or clientAuth, key
+ * identifiers, a random 128-bit serial and the validity of moat_ca_leaf_validity.
+ * Refusals are MOAT_E_USAGE; *out is owned by the caller.
+ */
+MOAT_MUST_USE moat_rc moat_ca_sign(struct moat_ca *ca, const struct moat_ca_leaf *l, time_t now,
+                                   X509 **out, struct moat_err *err);
+
+/*
+ * A self-signed leaf for `l`, signed with `key` (which must be the private half of l->pub, or
+ * l->pub NULL to certify `key` itself). Same profile as moat_ca_sign (CA:FALSE: it can
+ * identify one server, never issue), no policy. *out is owned by the caller.
+ */
+MOAT_MUST_USE moat_rc moat_ca_self_signed(const struct moat_ca_leaf *l, EVP_PKEY *key, time_t now,
+                                          X509 **out, struct moat_err *err);
+
+/*
+ * The validity of a new leaf: from now - MOAT_CA_BACKDATE_SECONDS to now + days, cut at
+ * `issuer_not_after` (0: no issuer) because no leaf may outlive its issuer (RFC 5280 §6.1.3
+ * checks each link, so the leaf would fail the day its issuer expires). *cut says whether it
+ * was cut (may be NULL). Refuses (MOAT_E_CONFIG) when the issuer has expired or has less than
+ * one day left: renew the issuer first.
+ */
+MOAT_MUST_USE moat_rc moat_ca_leaf_validity(time_t now, int days, time_t issuer_not_after,
+                                            time_t *not_before, time_t *not_after, int *cut,
+                                            struct moat_err *err);
+
+/*
+ * Write `n` certificates as PEM, in order, to `path` (mode 0644, atomically). When `replace`
+ * is 0 an existing file is refused (MOAT_E_IO with EEXIST, naming the file).
+ */
+MOAT_MUST_USE moat_rc moat_ca_write_certs(const char *path, X509 *const *certs, size_t n,
+                                          int replace, struct moat_err *err);
+
+/* The time in a certificate field as seconds since the epoch (0 when unreadable). */
+time_t moat_ca_asn1_time(const ASN1_TIME *t);
+
+/*
  * Issue a server certificate for `names` (1 to 100; each an IP address, possibly "[v6]", which
- * becomes an IP SAN, or a DNS name, possibly "*.wildcard", which becomes a DNS SAN; CN = the
- * first name when it fits in 64 bytes) with a new key of type `kt`: extendedKeyUsage serverAuth,
- * keyUsage digitalSignature (critical; plus keyEncipherment for RSA keys, for TLS 1.2 RSA key
- * exchange), CA:FALSE, subject and authority key identifiers, a random 128-bit serial,
- * notBefore one hour ago (clocks drift) and `days` (1..MOAT_CA_MAX_LEAF_DAYS) of validity,
- * cut at the issuer's notAfter. Writes nothing. Bad names or days are MOAT_E_USAGE.
- * *cert_out and *key_out are owned by the caller.
+ * becomes an IP SAN, or a DNS name, possibly "*.wildcard", which becomes a DNS SAN) with a new
+ * key of type `kt`: moat_ca_sign with client 0, so the same profile and checks. Writes nothing.
+ * Bad names or days are MOAT_E_USAGE. *cert_out and *key_out are owned by the caller.
  */
 MOAT_MUST_USE moat_rc moat_ca_issue_server(struct moat_ca *ca, const char *const *names, size_t n,
                                            int days, enum moat_key_type kt, X509 **cert_out,
