@@ -197,7 +197,7 @@ static moat_rc fail_encrypted(const char *name, struct moat_err *err)
 
 /* Refuse what a TLS server cannot or should not use; RFC 8446 §4.2.3 lists the signature
  * schemes, and keys below 2048-bit RSA are refused by OpenSSL's default security level. */
-static moat_rc check_supported(EVP_PKEY *k, const char *name, struct moat_err *err)
+moat_rc moat_key_check_supported(EVP_PKEY *k, const char *name, struct moat_err *err)
 {
     char desc[64];
     if (EVP_PKEY_is_a(k, "EC")) {
@@ -501,7 +501,7 @@ moat_rc moat_key_load_mem(const void *data, size_t len, const char *name, EVP_PK
     } else {
         MOAT_TRY(load_der(p, len, name, &k, err));
     }
-    moat_rc rc = check_supported(k, name, err);
+    moat_rc rc = moat_key_check_supported(k, name, err);
     if (rc.kind != MOAT_OK) {
         EVP_PKEY_free(k);
         return rc;

@@ -61,6 +61,13 @@ MOAT_MUST_USE moat_rc moat_key_load(const char *path, EVP_PKEY **out, struct moa
 MOAT_MUST_USE moat_rc moat_key_load_mem(const void *data, size_t len, const char *name,
                                         EVP_PKEY **out, struct moat_err *err);
 
+/*
+ * Refuse a key TLS cannot or should not use (MOAT_E_CERT, `name` stands for its file): EC keys
+ * on curves other than P-256/P-384/P-521, RSA under 2048 bits, types that cannot sign TLS
+ * handshakes. Ed25519/Ed448 pass. Used on loaded keys and on the public keys of CSRs.
+ */
+MOAT_MUST_USE moat_rc moat_key_check_supported(EVP_PKEY *k, const char *name, struct moat_err *err);
+
 /* 1 when group or others may read or write `path` (worth a warning for a private key), 0 when
  * not or when it cannot be checked. */
 int moat_key_file_too_open(const char *path);
