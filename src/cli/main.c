@@ -13,6 +13,8 @@ static const char usage[] = "usage: moat COMMAND [options]\n"
                             "\n"
                             "Commands:\n"
                             "  serve     serve static files over HTTPS (moat serve --help)\n"
+                            "  get       fetch a URL over HTTPS, strictly verified (moat get --help)\n"
+                            "  trace     show one HTTPS request step by step (moat trace --help)\n"
                             "\n"
                             "  moat --version   print the version\n"
                             "  moat --help      this text\n";
@@ -30,6 +32,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "serve") == 0) {
         return moat_cmd_serve(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "get") == 0) {
+        return moat_cmd_get(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "trace") == 0) {
+        return moat_cmd_trace(argc - 1, argv + 1);
     }
     fprintf(stderr, "moat: unknown command \"%s\" (see moat --help)\n", argv[1]);
     return 2;

@@ -131,6 +131,8 @@ struct moat_client_hop {
     int status;
     char reason[64];
     uint64_t body_bytes;
+    char body_start[512]; /* the first body bytes (not NUL-terminated), for explanations */
+    size_t nbody_start;
     int body_framing; /* enum moat_h1_body */
     double req_ms, first_byte_ms, head_ms, done_ms;
     char *location; /* owned: Location of a 3xx */

@@ -41,7 +41,8 @@ moat_rc moat_client_tls_ctx_new(const struct moat_client_opts *o, struct moat_cl
         rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__, "cannot set the TLS policy");
         goto out;
     }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (o->cert != NULL) {
         const char *key = o->key ? o->key : o->cert;
         if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {

@@ -36,7 +36,7 @@ struct moat_trace_msg {
     int post_handshake; /* filled by moat_trace_finish: after both Finished messages */
 };
 
-#define MOAT_TRACE_FIRST_BYTES 16
+#define MOAT_TRACE_FIRST_BYTES 64
 
 struct moat_trace {
     struct moat_trace_msg *msgs; /* owned; [0, n) valid */

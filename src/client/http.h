@@ -1,0 +1,51 @@
+/*
+ * http.h: one HTTP/1.1 request and its response over the transport of tls/io.h, for the client.
+ *
+ * The request head is built here (Host, User-Agent, Accept, Content-Length, Connection: close,
+ * and the user's -H fields, which replace a default of the same name or, empty, remove it); the
+ * response is read with the shared strict parser of http1/parse.h and the chunked decoder of
+ * http1/chunked.h, so the client refuses exactly what the server refuses. Each step is timed
+ * into the hop.
+ */
+#ifndef MOAT_CLIENT_HTTP_H
+#define MOAT_CLIENT_HTTP_H
+
+#include "client/get.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "tls/io.h"
+
+#define MOAT_CLIENT_HEAD_MAX (64 * 1024) /* response head bytes moat reads at most */
+
+struct moat_client_req {
+    const char *method; /* "GET", "HEAD", "POST"... */
+    const struct moat_client_url *url;
+    const char *const *headers; /* the user's "Name: value" lines */
+    size_t nheaders;
+    const char *body; /* may be NULL */
+    size_t body_len;
+    int body_is_form; /* default Content-Type for -d */
+};
+
+/*
+ * Write the request head into `out` (which the caller initialised with a limit). Refuses
+ * (MOAT_E_USAGE, naming the field) a method that is not a token, a -H line without a colon or
+ * with a name that is not a token, and a value holding CR, LF or NUL (header injection).
+ */
+MOAT_MUST_USE moat_rc moat_client_http_build(const struct moat_client_req *rq, struct moat_buf *out,
+                                             struct moat_err *err);
+
+/*
+ * Send `head` and the body, then read the response (skipping 1xx interim answers) and pass its
+ * body to `cb` (may be NULL). Fills h's HTTP facts (req_head, resp_head, status, reason,
+ * body_bytes, location, timings). On failure h->cause and h->detail say why (TIMEOUT,
+ * CLOSED, HTTP_PROTOCOL, LOCAL when cb refused, TLS_OTHER for a TLS error: the caller refines
+ * it from the trace's alerts) and the same words are in err.
+ */
+MOAT_MUST_USE moat_rc moat_client_http_exchange(struct moat_io *io, double deadline_ms,
+                                                const struct moat_buf *head,
+                                                const struct moat_client_req *rq,
+                                                moat_client_body_cb cb, void *cb_arg,
+                                                struct moat_client_hop *h, struct moat_err *err);
+
+#endif

@@ -1,0 +1,667 @@
+/*
+ * render.c: the text form of a trace. Everything shown comes from the recorded facts of
+ * get.h; nothing here talks to the network or to OpenSSL's connection state.
+ *
+ * Layout (78 columns): a time column, the client's bar, the lane with the arrows, the
+ * server's bar. Arrows carry their label at the sender's end, so a reader's eye follows the
+ * direction; encrypted messages are drawn with '=' so the point where encryption starts is
+ * visible at a glance, which is where TLS 1.2 and 1.3 differ most.
+ */
+#include "client/render.h"
+
+#include "client/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+
+#define WIDTH 78
+#define TIME_COL 12 /* "   12.34 ms " */
+
+const char *moat_client_render_arrow(enum moat_render_arrow kind, const char *label, char *out,
+                                     size_t outlen)
+{
+    char lane[MOAT_RENDER_LANE + 1];
+    int enc = kind == MOAT_ARROW_OUT_ENC || kind == MOAT_ARROW_IN_ENC;
+    char fill = enc ? '=' : '-';
+    memset(lane, fill, MOAT_RENDER_LANE);
+    lane[MOAT_RENDER_LANE] = '\0';
+    /* Room for the label: the lane minus the arrow head and two fill characters each side. */
+    size_t room = MOAT_RENDER_LANE - 6;
+    char lab[MOAT_RENDER_LANE];
+    size_t ll = strlen(label);
+    if (ll > room) {
+        memcpy(lab, label, room - 3);
+        memcpy(lab + room - 3, "...", 3);
+        ll = room;
+    } else {
+        memcpy(lab, label, ll);
+    }
+    lab[ll] = '\0';
+    switch (kind) {
+    case MOAT_ARROW_OUT:
+    case MOAT_ARROW_OUT_ENC:
+        lane[2] = ' ';
+        memcpy(lane + 3, lab, ll);
+        lane[3 + ll] = ' ';
+        lane[MOAT_RENDER_LANE - 1] = '>';
+        break;
+    case MOAT_ARROW_IN:
+    case MOAT_ARROW_IN_ENC:
+        lane[0] = '<';
+        lane[MOAT_RENDER_LANE - 3 - ll - 1] = ' ';
+        memcpy(lane + MOAT_RENDER_LANE - 3 - ll, lab, ll);
+        lane[MOAT_RENDER_LANE - 3] = ' ';
+        break;
+    case MOAT_ARROW_BOTH:
+    default: {
+        lane[0] = '<';
+        lane[MOAT_RENDER_LANE - 1] = '>';
+        size_t at = (MOAT_RENDER_LANE - ll) / 2;
+        lane[at - 1] = ' ';
+        memcpy(lane + at, lab, ll);
+        lane[at + ll] = ' ';
+        break;
+    }
+    }
+    snprintf(out, outlen, "|%s|", lane);
+    return out;
+}
+
+/* Print `text` wrapped at WIDTH, the first line after `first` (already indented), the rest
+ * indented by `indent` spaces. */
+static void wrap(FILE *f, const char *first, int indent, const char *text)
+{
+    int col = (int)strlen(first);
+    fputs(first, f);
+    const char *p = text;
+    int at_line_start = 1;
+    while (*p != '\0') {
+        while (*p == ' ') {
+            p++;
+        }
+        size_t wl = strcspn(p, " ");
+        if (wl == 0) {
+            break;
+        }
+        if (!at_line_start && col + 1 + (int)wl > WIDTH) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+            at_line_start = 1;
+        }
+        if (!at_line_start) {
+            fputc(' ', f);
+            col++;
+        }
+        fwrite(p, 1, wl, f);
+        col += (int)wl;
+        at_line_start = 0;
+        p += wl;
+    }
+    fputc('\n', f);
+}
+
+static void note_line(FILE *f, const char *text)
+{
+    char first[TIME_COL + 8];
+    snprintf(first, sizeof(first), "%*s|    ", TIME_COL, "");
+    /* Continuation lines keep the client's bar, so the diagram reads as one piece. */
+    int col = (int)strlen(first);
+    fputs(first, f);
+    const char *p = text;
+    int start = 1;
+    while (*p != '\0') {
+        while (*p == ' ') {
+            p++;
+        }
+        size_t wl = strcspn(p, " ");
+        if (wl == 0) {
+            break;
+        }
+        if (!start && col + 1 + (int)wl > WIDTH) {
+            fprintf(f, "\n%*s|    ", TIME_COL, "");
+            col = TIME_COL + 5;
+            start = 1;
+        }
+        if (!start) {
+            fputc(' ', f);
+            col++;
+        }
+        fwrite(p, 1, wl, f);
+        col += (int)wl;
+        start = 0;
+        p += wl;
+    }
+    fputc('\n', f);
+}
+
+const char *moat_client_render_note(const struct moat_trace_msg *m, int version)
+{
+    int v13 = version == TLS1_3_VERSION;
+    int out = m->dir == MOAT_TRACE_OUT;
+    if (m->content_type == SSL3_RT_CHANGE_CIPHER_SPEC) {
+        if (v13) {
+            return "TLS 1.3: a no-op, only for middleboxes (RFC 8446 D.4)";
+        }
+        return out ? "TLS 1.2: the client encrypts from here on"
+                   : "TLS 1.2: the server encrypts from here on";
+    }
+    if (m->content_type == SSL3_RT_ALERT) {
+        return moat_trace_alert_words(m->alert_desc);
+    }
+    switch (m->hs_type) {
+    case SSL3_MT_CLIENT_HELLO:
+        return "offers versions, cipher suites, key shares, SNI, ALPN";
+    case SSL3_MT_SERVER_HELLO:
+        if (m->hrr) {
+            return "the server wants a key share for another group: the client sends a second "
+                   "ClientHello (one more round trip)";
+        }
+        if (v13) {
+            return "TLS 1.3 and the server's key share: keys are derived, everything after "
+                   "this is encrypted";
+        }
+        return "TLS 1.2 and the cipher suite; the key share comes later, in clear";
+    case SSL3_MT_ENCRYPTED_EXTENSIONS:
+        return "TLS 1.3 only: the server's extensions, already encrypted";
+    case SSL3_MT_CERTIFICATE:
+        if (out) {
+            return m->len > 8 ? "the client's certificate, as asked"
+                              : "empty: the client has no certificate to give";
+        }
+        return v13 ? "the chain, encrypted (TLS 1.2 sends it in clear)"
+                   : "the chain, in clear text (TLS 1.3 encrypts it)";
+    case SSL3_MT_CERTIFICATE_REQUEST:
+        return "the server asks for a client certificate";
+    case SSL3_MT_SERVER_KEY_EXCHANGE:
+        return "TLS 1.2 only: the server's ECDHE share, signed with its key (TLS 1.3 sends the "
+               "share in ServerHello)";
+    case SSL3_MT_SERVER_DONE:
+        return "TLS 1.2 only: the server's flight is over";
+    case SSL3_MT_CLIENT_KEY_EXCHANGE:
+        return "TLS 1.2: the client's ECDHE share; both sides derive the keys";
+    case SSL3_MT_CERTIFICATE_VERIFY:
+        return out ? "the client proves it holds its certificate's key"
+                   : "TLS 1.3: the server signs the handshake with its certificate's key";
+    case SSL3_MT_FINISHED:
+        return out ? "the client's MAC over the handshake: done"
+                   : "the server's MAC over the whole handshake";
+    case SSL3_MT_NEWSESSION_TICKET:
+        return v13 ? "a ticket to resume later, sent after the handshake"
+                   : "a ticket to resume later (RFC 5077)";
+    default:
+        return NULL;
+    }
+}
+
+/* One row of the timeline: a TLS message or a step of our own. */
+enum row_kind {
+    ROW_TCP = 0,
+    ROW_TLS,
+    ROW_REQ,
+    ROW_RESP,
+    ROW_DONE,
+    ROW_FAIL,
+    ROW_KIND_COUNT /* keep last */
+};
+
+struct row {
+    double ms;
+    enum row_kind kind;
+    const struct moat_trace_msg *m;
+};
+
+static void time_col(FILE *f, double ms)
+{
+    fprintf(f, "%8.2f ms ", ms);
+}
+
+static void size_text(size_t n, char *out, size_t outlen)
+{
+    if (n < 10000) {
+        snprintf(out, outlen, "%zu B", n);
+    } else {
+        snprintf(out, outlen, "%.1f KiB", (double)n / 1024.0);
+    }
+}
+
+static void tls_row(FILE *f, const struct moat_client_hop *h, const struct moat_trace_msg *m,
+                    unsigned *noted)
+{
+    char label[128], nb[32], sz[32], arrow[MOAT_RENDER_LANE + 8];
+    size_text(m->len, sz, sizeof(sz));
+    if (m->content_type == SSL3_RT_ALERT) {
+        snprintf(label, sizeof(label), "ALERT %s%s",
+                 moat_trace_alert_name(m->alert_desc, nb, sizeof(nb)),
+                 m->alert_level == 2 ? " (fatal)" : "");
+    } else if (m->content_type == SSL3_RT_CHANGE_CIPHER_SPEC) {
+        snprintf(label, sizeof(label), "ChangeCipherSpec  %s", sz);
+    } else {
+        snprintf(label, sizeof(label), "%s  %s",
+                 moat_trace_hs_name(m->hs_type, m->hrr, nb, sizeof(nb)), sz);
+    }
+    enum moat_render_arrow k = m->dir == MOAT_TRACE_OUT ? MOAT_ARROW_OUT : MOAT_ARROW_IN;
+    if (m->encrypted) {
+        k = m->dir == MOAT_TRACE_OUT ? MOAT_ARROW_OUT_ENC : MOAT_ARROW_IN_ENC;
+    }
+    time_col(f, m->ms);
+    fprintf(f, "%s\n", moat_client_render_arrow(k, label, arrow, sizeof(arrow)));
+    /* A note once per kind of message and direction: the diagram stays readable. */
+    unsigned bit = 0;
+    if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type >= 0 && m->hs_type < 32) {
+        bit = 1u << m->hs_type;
+    }
+    unsigned *slot = &noted[m->dir * 3 + (m->content_type == SSL3_RT_HANDSHAKE            ? 0
+                                          : m->content_type == SSL3_RT_CHANGE_CIPHER_SPEC ? 1
+                                                                                          : 2)];
+    if (m->content_type == SSL3_RT_ALERT) {
+        bit = 1u << (m->alert_desc % 32);
+    } else if (m->content_type == SSL3_RT_CHANGE_CIPHER_SPEC) {
+        bit = 1;
+    }
+    if (m->hrr) {
+        bit = 1u << 31;
+    }
+    if (bit == 0 || (*slot & bit) != 0) {
+        return;
+    }
+    *slot |= bit;
+    const char *note = moat_client_render_note(m, h->version);
+    if (note != NULL) {
+        note_line(f, note);
+    }
+    if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type == SSL3_MT_CLIENT_HELLO &&
+        m->dir == MOAT_TRACE_OUT && h->sni[0] == '\0' && h->url.host_ip) {
+        note_line(f, "no SNI: the URL names an address, and SNI carries only host names "
+                     "(RFC 6066 3)");
+    }
+}
+
+static int cmp_rows(const struct row *a, const struct row *b)
+{
+    if (a->ms != b->ms) {
+        return a->ms < b->ms ? -1 : 1;
+    }
+    return (int)a->kind - (int)b->kind;
+}
+
+static void diagram(FILE *f, const struct moat_client_hop *h)
+{
+    char arrow[MOAT_RENDER_LANE + 8], label[256], auth[300];
+    moat_client_url_authority(&h->url, auth, sizeof(auth));
+    fprintf(f, "%*sclient%*s%s\n", TIME_COL, "", MOAT_RENDER_LANE - 6 + 2 - (int)strlen("server"),
+            "", "server");
+    char where[400];
+    snprintf(where, sizeof(where), "%s%s%s%s", h->url.host, h->peer[0] ? " (" : "", h->peer,
+             h->peer[0] ? ")" : "");
+    int pad = TIME_COL + MOAT_RENDER_LANE + 2 - (int)strlen(where);
+    fprintf(f, "%*s%s\n", pad > 0 ? pad : 0, "", where);
+    /* DNS: not a message between these two, so it is a line of its own above the bars. */
+    if (h->dns_from_resolve) {
+        fprintf(f, "   DNS     %s -> %s (from --resolve, no lookup)\n", h->url.host, h->addrs[0]);
+    } else if (h->url.host_ip) {
+        fprintf(f, "   DNS     none needed: %s is an address\n", h->url.host);
+    } else if (h->naddrs > 0) {
+        char list[600] = "";
+        for (size_t i = 0; i < h->naddrs; i++) {
+            moat_client__append(list, sizeof(list), "%s%s", i ? ", " : "", h->addrs[i]);
+        }
+        char first[64];
+        snprintf(first, sizeof(first), "   DNS     ");
+        char text[800];
+        moat_client__fmt(text, sizeof(text), "%s -> %s (%.2f ms)", h->url.host, list, h->dns_ms);
+        wrap(f, first, 11, text);
+    } else if (h->stage == MOAT_STAGE_DNS) {
+        fprintf(f, "   DNS     %s -> no address (%.2f ms)\n", h->url.host, h->dns_ms);
+    }
+    /* Gather the rows in time order. */
+    size_t cap = h->trace.n + 8;
+    struct row *rows = calloc(cap, sizeof(*rows));
+    if (rows == NULL) {
+        return;
+    }
+    size_t n = 0;
+    if (h->stage >= MOAT_STAGE_TCP && h->peer[0] != '\0') {
+        rows[n++] = (struct row){h->tcp_start_ms, ROW_TCP, NULL};
+    }
+    for (size_t i = 0; i < h->trace.n; i++) {
+        rows[n++] = (struct row){h->trace.msgs[i].ms, ROW_TLS, &h->trace.msgs[i]};
+    }
+    if (h->req_head != NULL) {
+        rows[n++] = (struct row){h->req_ms, ROW_REQ, NULL};
+    }
+    if (h->resp_head != NULL) {
+        rows[n++] = (struct row){h->first_byte_ms, ROW_RESP, NULL};
+        if (h->done_ms > 0) {
+            rows[n++] = (struct row){h->done_ms, ROW_DONE, NULL};
+        }
+    }
+    if (h->cause != MOAT_CC_OK && h->cause != MOAT_CC_HTTP_STATUS) {
+        rows[n++] = (struct row){h->total_ms, ROW_FAIL, NULL};
+    }
+    /* Insertion sort: the rows are nearly in order already, and stable. */
+    for (size_t i = 1; i < n; i++) {
+        struct row r = rows[i];
+        size_t j = i;
+        while (j > 0 && cmp_rows(&rows[j - 1], &r) > 0) {
+            rows[j] = rows[j - 1];
+            j--;
+        }
+        rows[j] = r;
+    }
+    unsigned noted[6] = {0};
+    int enc_http = h->url.https;
+    for (size_t i = 0; i < n; i++) {
+        const struct row *r = &rows[i];
+        switch (r->kind) {
+        case ROW_TCP:
+            time_col(f, r->ms);
+            if (h->tcp_ok) {
+                snprintf(label, sizeof(label), "TCP connect: SYN, SYN-ACK, ACK  %.2f ms",
+                         h->tcp_ms);
+            } else {
+                snprintf(label, sizeof(label), "TCP connect to %s failed", h->peer);
+            }
+            fprintf(f, "%s\n",
+                    moat_client_render_arrow(MOAT_ARROW_BOTH, label, arrow, sizeof(arrow)));
+            if (h->tcp_failed > 0) {
+                char t[128];
+                snprintf(t, sizeof(t), "%zu address%s refused or failed before this one",
+                         h->tcp_failed, h->tcp_failed == 1 ? "" : "es");
+                note_line(f, t);
+            }
+            break;
+        case ROW_TLS:
+            tls_row(f, h, r->m, noted);
+            break;
+        case ROW_REQ: {
+            size_t hl = strcspn(h->req_head, "\r\n");
+            char sz[32];
+            size_text(strlen(h->req_head), sz, sizeof(sz));
+            moat_client__fmt(label, sizeof(label), "%.*s  %s", (int)(hl > 40 ? 40 : hl),
+                             h->req_head, sz);
+            time_col(f, r->ms);
+            fprintf(f, "%s\n",
+                    moat_client_render_arrow(enc_http ? MOAT_ARROW_OUT_ENC : MOAT_ARROW_OUT, label,
+                                             arrow, sizeof(arrow)));
+            note_line(f, enc_http ? "the HTTP request, as TLS application data"
+                                  : "in clear text: anyone on the path can read and change it");
+            break;
+        }
+        case ROW_RESP: {
+            char sz[32];
+            size_text(strlen(h->resp_head), sz, sizeof(sz));
+            moat_client__fmt(label, sizeof(label), "%d %s  head %s", h->status, h->reason, sz);
+            time_col(f, r->ms);
+            fprintf(f, "%s\n",
+                    moat_client_render_arrow(enc_http ? MOAT_ARROW_IN_ENC : MOAT_ARROW_IN, label,
+                                             arrow, sizeof(arrow)));
+            break;
+        }
+        case ROW_DONE: {
+            char sz[32];
+            size_text((size_t)h->body_bytes, sz, sizeof(sz));
+            const char *how = h->body_framing == 1   ? "Content-Length"
+                              : h->body_framing == 2 ? "chunked"
+                              : h->body_framing == 3 ? "until close"
+                                                     : "no body";
+            moat_client__fmt(label, sizeof(label), "body %s (%s)", sz, how);
+            time_col(f, r->ms);
+            fprintf(f, "%s\n",
+                    moat_client_render_arrow(enc_http ? MOAT_ARROW_IN_ENC : MOAT_ARROW_IN, label,
+                                             arrow, sizeof(arrow)));
+            break;
+        }
+        case ROW_FAIL:
+        default:
+            time_col(f, r->ms);
+            fprintf(f, "   X  stopped here: %s failed\n", moat_client_cause_stage(h->cause));
+            break;
+        }
+    }
+    free(rows);
+}
+
+static void kv(FILE *f, const char *k, const char *v)
+{
+    char first[64];
+    snprintf(first, sizeof(first), "  %-12s", k);
+    wrap(f, first, 14, v);
+}
+
+static void negotiated(FILE *f, const struct moat_client_hop *h)
+{
+    if (!h->url.https || h->version == 0) {
+        return;
+    }
+    fprintf(f, "\nNegotiated\n");
+    kv(f, "version",
+       h->version == TLS1_3_VERSION   ? "TLS 1.3"
+       : h->version == TLS1_2_VERSION ? "TLS 1.2"
+                                      : h->version_name);
+    kv(f, "cipher", h->cipher[0] ? h->cipher : "?");
+    kv(f, "key group", h->group[0] ? h->group : "(not known: the handshake stopped early)");
+    kv(f, "signature", h->sigalg[0] ? h->sigalg : "(none seen)");
+    kv(f, "ALPN", h->alpn[0] ? h->alpn : "none (the server did not pick a protocol)");
+    kv(f, "SNI", h->sni[0] ? h->sni : "none sent");
+    size_t tickets = 0;
+    for (size_t i = 0; i < h->trace.n; i++) {
+        const struct moat_trace_msg *m = &h->trace.msgs[i];
+        tickets += m->dir == MOAT_TRACE_IN && m->content_type == SSL3_RT_HANDSHAKE &&
+                   m->hs_type == SSL3_MT_NEWSESSION_TICKET;
+    }
+    char s[160];
+    snprintf(s, sizeof(s), "%s%s", h->resumed ? "resumed" : "new (full handshake, not resumed)",
+             tickets ? "; the server gave session tickets for next time" : "");
+    kv(f, "session", s);
+}
+
+static void cert_block(FILE *f, const struct moat_client_cert *c, size_t i, const char *tag)
+{
+    char first[32];
+    snprintf(first, sizeof(first), "  [%zu] ", i);
+    wrap(f, first, 6, c->subject);
+    char t[400];
+    kv(f, "  issuer", c->issuer);
+    if (c->days_left < 0) {
+        snprintf(t, sizeof(t), "%s to %s (EXPIRED %ld days ago)", c->not_before, c->not_after,
+                 -c->days_left);
+    } else if (c->days_to_start > 0) {
+        snprintf(t, sizeof(t), "%s to %s (NOT YET VALID: starts in %ld days)", c->not_before,
+                 c->not_after, c->days_to_start);
+    } else {
+        snprintf(t, sizeof(t), "%s to %s (%ld days left)", c->not_before, c->not_after,
+                 c->days_left);
+    }
+    kv(f, "  valid", t);
+    if (!c->is_ca || c->names[0] != '\0') {
+        kv(f, "  names", c->names[0] ? c->names : "none (no subjectAltName)");
+    }
+    snprintf(t, sizeof(t), "%s, signed %s%s%s", c->key, c->sig, c->is_ca ? ", CA" : "",
+             c->self_signed ? ", self-signed" : "");
+    kv(f, "  key", t);
+    if (tag != NULL) {
+        kv(f, "", tag);
+    }
+}
+
+static int sent_has(const struct moat_client_hop *h, const struct moat_client_cert *c)
+{
+    for (size_t i = 0; i < h->nsent; i++) {
+        if (strcmp(h->sent[i].sha256, c->sha256) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void certificates(FILE *f, const struct moat_client_hop *h, const char *trust)
+{
+    if (!h->url.https || (h->nsent == 0 && h->npath == 0)) {
+        return;
+    }
+    fprintf(f, "\nCertificates sent by the server (%zu, in the order sent)\n", h->nsent);
+    for (size_t i = 0; i < h->nsent; i++) {
+        cert_block(f, &h->sent[i], i, NULL);
+    }
+    if (h->npath == 0) {
+        return;
+    }
+    if (h->path_complete) {
+        fprintf(f, "\nVerified path (leaf to trusted root)\n");
+    } else {
+        fprintf(f, "\nPath built before verification stopped\n");
+    }
+    for (size_t i = 0; i < h->npath; i++) {
+        const struct moat_client_cert *c = &h->path[i];
+        char line[400];
+        const char *tag = "";
+        if (i + 1 == h->npath && h->path_complete) {
+            tag = sent_has(h, c) ? "  [trusted root; the server also sent it]"
+                                 : "  [trusted root, from this machine]";
+        } else if (!sent_has(h, c)) {
+            tag = "  [not sent: found locally]";
+        }
+        snprintf(line, sizeof(line), "%s%s", c->subject, tag);
+        char first[32];
+        snprintf(first, sizeof(first), "  %s", i == 0 ? "   " : "<- ");
+        wrap(f, first, 7, line);
+    }
+    if (h->path_complete && h->root_source[0] != '\0') {
+        char t[400];
+        snprintf(t, sizeof(t), "(the root comes from %s)", h->root_source);
+        wrap(f, "       ", 7, t);
+    }
+    if (!h->path_complete) {
+        char t[600];
+        snprintf(t, sizeof(t), "(trusted here: %s)", trust);
+        wrap(f, "       ", 7, t);
+    }
+}
+
+static void head_lines(FILE *f, const char *head, const char *mark)
+{
+    const char *p = head;
+    while (*p != '\0') {
+        size_t l = strcspn(p, "\r\n");
+        if (l == 0) {
+            break;
+        }
+        fprintf(f, "  %s %.*s\n", mark, (int)(l > 200 ? 200 : l), p);
+        p += l;
+        while (*p == '\r' || *p == '\n') {
+            p++;
+        }
+    }
+}
+
+static void http_part(FILE *f, const struct moat_client_hop *h)
+{
+    if (h->req_head == NULL) {
+        return;
+    }
+    fprintf(f, "\nHTTP\n");
+    head_lines(f, h->req_head, ">");
+    if (h->resp_head != NULL) {
+        head_lines(f, h->resp_head, "<");
+        const char *how = h->body_framing == 1   ? "Content-Length"
+                          : h->body_framing == 2 ? "chunked"
+                          : h->body_framing == 3 ? "read until the server closed"
+                                                 : "none";
+        fprintf(f, "  body: %llu bytes (%s)\n", (unsigned long long)h->body_bytes, how);
+    }
+}
+
+static void timings(FILE *f, const struct moat_client_hop *h)
+{
+    fprintf(f, "\nTimings (ms since the start)\n");
+    char t[400] = "";
+    if (!h->url.host_ip) {
+        moat_client__append(t, sizeof(t), "DNS %.2f", h->dns_ms);
+    }
+    if (h->tcp_ok) {
+        moat_client__append(t, sizeof(t), "%sTCP connect %.2f", t[0] ? " | " : "", h->tcp_ms);
+    }
+    if (h->tls_start_ms > 0) {
+        moat_client__append(t, sizeof(t), " | TLS handshake %.2f", h->tls_ms);
+    }
+    if (h->req_head != NULL) {
+        moat_client__append(t, sizeof(t), " | request sent at %.2f", h->req_ms);
+    }
+    if (h->first_byte_ms > 0 && h->resp_head != NULL) {
+        moat_client__append(t, sizeof(t), " | first byte at %.2f (waited %.2f)", h->first_byte_ms,
+                            h->first_byte_ms - h->req_ms);
+    }
+    moat_client__append(t, sizeof(t), " | total %.2f", h->total_ms);
+    wrap(f, "  ", 2, t);
+}
+
+static void outcome(FILE *f, const struct moat_client_result *r, const struct moat_client_hop *h)
+{
+    fprintf(f, "\n");
+    if (h->cause == MOAT_CC_OK) {
+        fprintf(f, "Result: OK, %d %s in %.1f ms\n", h->status, h->reason, h->total_ms);
+    } else if (h->cause == MOAT_CC_HTTP_STATUS) {
+        fprintf(f, "Result: the server answered %d %s (exit code %d)\n", h->status, h->reason,
+                moat_client_cause_exit(h->cause));
+    } else {
+        char what[256];
+        if (h->cause == MOAT_CC_CERT) {
+            snprintf(what, sizeof(what), "certificate %s", moat_verify_kind_name(h->vkind));
+        } else {
+            snprintf(what, sizeof(what), "%s", moat_client_cause_name(h->cause));
+        }
+        fprintf(f, "FAILED at %s: %s (exit code %d)\n", moat_client_stage_name(h->stage), what,
+                moat_client_cause_exit(h->cause));
+        char cause[1400];
+        moat_client__fmt(cause, sizeof(cause), "%s: %s",
+                         h->cause == MOAT_CC_CERT ? moat_verify_kind_message(h->vkind)
+                                                  : moat_client_cause_message(h->cause),
+                         h->detail);
+        wrap(f, "  cause  ", 9, cause);
+        wrap(f, "  fix    ", 9, moat_client_hop_fix(h));
+    }
+    if (r->insecure && h->verify_code != 0) {
+        char t[1400];
+        moat_client__fmt(t, sizeof(t),
+                         "--insecure: the certificate failed (%s: %s) and the "
+                         "connection went on anyway; nothing here is protected against an "
+                         "attacker",
+                         moat_verify_kind_name(h->vkind), h->detail);
+        wrap(f, "  WARNING ", 10, t);
+    } else if (r->insecure) {
+        wrap(f, "  WARNING ", 10, "--insecure: the certificate was not enforced (it did verify)");
+    }
+}
+
+void moat_client_render_text(const struct moat_client_result *r, FILE *f)
+{
+    for (size_t i = 0; i < r->nhops; i++) {
+        const struct moat_client_hop *h = &r->hops[i];
+        if (i > 0) {
+            fprintf(f, "\n%s\n",
+                    "------------------------------------------------------------"
+                    "------------------");
+            fprintf(f, "Redirect %zu: following %d to %s\n", i, r->hops[i - 1].status, h->url_text);
+        }
+        fprintf(f, "moat trace %s\n", h->url_text);
+        if (h->url.https) {
+            fprintf(f, "  legend: ----> in clear   ====> encrypted   time = ms since the "
+                       "start\n\n");
+        } else {
+            fprintf(f, "  plain HTTP: nothing is encrypted   time = ms since the start\n\n");
+        }
+        diagram(f, h);
+        negotiated(f, h);
+        certificates(f, h, r->trust_desc);
+        http_part(f, h);
+        timings(f, h);
+        if (i + 1 == r->nhops) {
+            outcome(f, r, h);
+        }
+    }
+    if (r->note[0] != '\0') {
+        wrap(f, "Note: ", 6, r->note);
+    }
+}
