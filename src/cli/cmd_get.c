@@ -72,8 +72,7 @@ int moat_cmd_get(int argc, char **argv)
         fprintf(stderr, "moat get: %s\n", moat_err_str(&err, line, sizeof(line)));
     } else if (h->cause != MOAT_CC_OK && h->cause != MOAT_CC_HTTP_STATUS) {
         fprintf(stderr, "moat get: %s\n", moat_client_hop_cause_line(h, line, sizeof(line)));
-        fprintf(stderr, "  fix: %s (moat trace %s shows every step)\n", moat_client_hop_fix(h),
-                h->url_text);
+        fprintf(stderr, "  fix: %s\n", moat_client_hop_fix(h));
     } else if (h->cause == MOAT_CC_HTTP_STATUS) {
         fprintf(stderr, "moat get: the server answered %d %s\n", h->status, h->reason);
     }

@@ -84,9 +84,13 @@ static void first_line(const struct moat_trace *t, char *out, size_t outlen)
     out[o] = '\0';
 }
 
+/* An HTTP answer: a status line, or a bare HTML error page (HTTP/0.9 style, as Python's
+ * http.server sends to a request line it cannot read). */
 static int starts_http(const struct moat_trace *t)
 {
-    return t->nfirst_in >= 5 && memcmp(t->first_in, "HTTP/", 5) == 0;
+    return (t->nfirst_in >= 5 && memcmp(t->first_in, "HTTP/", 5) == 0) ||
+           (t->nfirst_in >= 2 && t->first_in[0] == '<' &&
+            (t->first_in[1] == '!' || t->first_in[1] == 'h' || t->first_in[1] == 'H'));
 }
 
 /* RFC 8446 §5.1: a record starts with a content type 20..24 and legacy_version 0x03 0x0X. */
@@ -588,12 +592,13 @@ void moat_client_result_clear(struct moat_client_result *r)
 
 const char *moat_client_hop_cause_line(const struct moat_client_hop *h, char *out, size_t outlen)
 {
+    const char *words = h->detail[0]               ? h->detail
+                        : h->cause == MOAT_CC_CERT ? moat_verify_kind_message(h->vkind)
+                                                   : moat_client_cause_message(h->cause);
     if (h->cause == MOAT_CC_CERT) {
-        moat_client__fmt(out, outlen, "certificate %s: %s: %s", moat_verify_kind_name(h->vkind),
-                         moat_verify_kind_message(h->vkind), h->detail);
+        moat_client__fmt(out, outlen, "certificate %s: %s", moat_verify_kind_name(h->vkind), words);
     } else {
-        moat_client__fmt(out, outlen, "%s: %s%s%s", moat_client_cause_name(h->cause),
-                         moat_client_cause_message(h->cause), h->detail[0] ? ": " : "", h->detail);
+        moat_client__fmt(out, outlen, "%s: %s", moat_client_cause_name(h->cause), words);
     }
     return out;
 }

@@ -12,11 +12,21 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 
 const char moat_client_tls_ciphers12[] = "ECDHE+AESGCM:ECDHE+CHACHA20";
 const char moat_client_tls_groups[] = "X25519:P-256:P-384:P-521";
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
 
 moat_rc moat_client_tls_ctx_new(const struct moat_client_opts *o, struct moat_client_trust *t,
                                 SSL_CTX **out, struct moat_err *err)
@@ -51,17 +61,32 @@ moat_rc moat_client_tls_ctx_new(const struct moat_client_opts *o, struct moat_cl
                               "cannot load the client certificate %s", o->cert);
             goto out;
         }
-        if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        EVP_PKEY *pk = NULL;
+        BIO *b = BIO_new_file(key, "r");
+        if (b != NULL) {
+            /* No passphrase callback: an encrypted key fails here instead of prompting. */
+            pk = PEM_read_bio_PrivateKey(b, NULL, no_password, NULL);
+            BIO_free(b);
+        }
+        if (pk == NULL) {
             moat_err_where(err, "%s", key);
             rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
                               "cannot load the client key %s (it must be an unencrypted PEM key)",
                               key);
             goto out;
         }
-        if (SSL_CTX_check_private_key(ctx) != 1) {
+        if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), pk) != 1) {
+            EVP_PKEY_free(pk);
+            ERR_clear_error();
             moat_err_where(err, "%s", key);
-            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
+            rc = moat_err_set(err, MOAT_E_CERT, __FILE__, __LINE__,
                               "the key %s does not belong to the certificate %s", key, o->cert);
+            goto out;
+        }
+        int used = SSL_CTX_use_PrivateKey(ctx, pk);
+        EVP_PKEY_free(pk);
+        if (used != 1) {
+            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__, "cannot use the key %s", key);
             goto out;
         }
     }

@@ -160,7 +160,7 @@ moat_rc moat_client_trust_load(const struct moat_client_opts *o, struct moat_cli
         append(t->desc, sizeof(t->desc), o->cafile);
     }
     if (t->desc[0] == '\0') {
-        append(t->desc, sizeof(t->desc), "nothing (--no-default-trust without --cafile)");
+        append(t->desc, sizeof(t->desc), "no root at all (--no-default-trust without --cafile)");
     }
     return MOAT_RC_OK;
 }
@@ -453,7 +453,7 @@ static void explain(const struct moat_client_vrec *v, const struct moat_client_t
         break;
     case MOAT_V_UNKNOWN_ISSUER:
         moat_client__fmt(d, dl,
-                         "the chain ends at \"%s\", which is not among the trusted roots (%s)",
+                         "the chain ends at \"%s\", which is not among the roots trusted here (%s)",
                          errc.self_signed ? errc.subject : errc.issuer, t->desc);
         break;
     case MOAT_V_BAD_KEY_USAGE: {
