@@ -9,5 +9,12 @@ int moat_cmd_serve(int argc, char **argv);
 /* Exit codes of get and trace are the client's (client/cause.h). */
 int moat_cmd_get(int argc, char **argv);
 int moat_cmd_trace(int argc, char **argv);
+/* The certificate toolkit (docs/pki.md). */
+int moat_cmd_key(int argc, char **argv);
+int moat_cmd_csr(int argc, char **argv);
+int moat_cmd_ca(int argc, char **argv);
+int moat_cmd_cert(int argc, char **argv);
+int moat_cmd_verify(int argc, char **argv);
+int moat_cmd_trust(int argc, char **argv);
 
 #endif

@@ -15,6 +15,12 @@ static const char usage[] = "usage: moat COMMAND [options]\n"
                             "  serve     serve static files over HTTPS (moat serve --help)\n"
                             "  get       fetch a URL over HTTPS, strictly verified (moat get --help)\n"
                             "  trace     show one HTTPS request step by step (moat trace --help)\n"
+                            "  cert      issue, self-sign and show certificates (moat cert --help)\n"
+                            "  ca        run a certificate authority (moat ca --help)\n"
+                            "  csr       make and show signing requests (moat csr --help)\n"
+                            "  key       make and show private keys (moat key --help)\n"
+                            "  verify    check a certificate, say why it fails (moat verify --help)\n"
+                            "  trust     trust a CA in the system and browsers (moat trust --help)\n"
                             "\n"
                             "  moat --version   print the version\n"
                             "  moat --help      this text\n";
@@ -38,6 +44,24 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "trace") == 0) {
         return moat_cmd_trace(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "key") == 0) {
+        return moat_cmd_key(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "csr") == 0) {
+        return moat_cmd_csr(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "ca") == 0) {
+        return moat_cmd_ca(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "cert") == 0) {
+        return moat_cmd_cert(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "verify") == 0) {
+        return moat_cmd_verify(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "trust") == 0) {
+        return moat_cmd_trust(argc - 1, argv + 1);
     }
     fprintf(stderr, "moat: unknown command \"%s\" (see moat --help)\n", argv[1]);
     return 2;
