@@ -278,3 +278,13 @@ void moat_show_csr(FILE *out, X509_REQ *req)
             sig != NID_undef ? OBJ_nid2ln(sig) : "(unknown)");
     ERR_clear_error();
 }
+
+const char *moat_show_short_name(X509 *x, char *buf, size_t n)
+{
+    return moat_pki__short_name(x, buf, n);
+}
+
+const char *moat_show_span(const ASN1_TIME *t, time_t now, char *buf, size_t n)
+{
+    return moat_pki__span_str(t, now, buf, n);
+}

@@ -28,4 +28,10 @@ void moat_show_chain(FILE *out, const struct moat_chain *c, time_t now);
  * (callers show only CSRs loaded with moat_csr_load, which checks it). */
 void moat_show_csr(FILE *out, X509_REQ *req);
 
+/* The subject CN (else the whole subject) for short mentions. Returns buf. */
+const char *moat_show_short_name(X509 *x, char *buf, size_t n);
+
+/* How far `t` is from `now` for people: "in 89 days", "3 days ago". Returns buf. */
+const char *moat_show_span(const ASN1_TIME *t, time_t now, char *buf, size_t n);
+
 #endif
