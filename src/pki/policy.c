@@ -601,6 +601,11 @@ moat_rc moat_policy_check_constraints(X509 *const *cas, size_t ncas, const char 
             int ok =
                 probe != NULL && gens != NULL &&
                 X509_add1_ext_i2d(probe, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) == 1;
+            /* NAME_CONSTRAINTS_check reads the SANs OpenSSL caches when it first looks at
+             * a certificate's extensions: make it look now, after the SAN was added. */
+            if (ok) {
+                X509_get_extension_flags(probe);
+            }
             int v = ok ? NAME_CONSTRAINTS_check(probe, nc) : -1;
             GENERAL_NAMES_free(gens);
             X509_free(probe);
