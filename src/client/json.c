@@ -95,6 +95,8 @@ static json_t *msg_json(const struct moat_client_hop *h, const struct moat_trace
     set(o, "size", json_integer((json_int_t)m->len));
     set(o, "encrypted", json_boolean(m->encrypted));
     set(o, "post_handshake", json_boolean(m->post_handshake));
+    /* OpenSSL reports a received ChangeCipherSpec only through its record header. */
+    set(o, "from_record_header", json_boolean(m->from_header));
     const char *note = moat_client_render_note(m, h->version);
     set(o, "note", str_or_null(note));
     return o;

@@ -625,9 +625,8 @@ static void outcome(FILE *f, const struct moat_client_result *r, const struct mo
     if (r->insecure && h->verify_code != 0) {
         char t[1400];
         moat_client__fmt(t, sizeof(t),
-                         "--insecure: the certificate failed (%s: %s) and the "
-                         "connection went on anyway; nothing here is protected against an "
-                         "attacker",
+                         "--insecure: the certificate failed: %s: %s. The connection went "
+                         "on anyway: nothing here is protected against an attacker",
                          moat_verify_kind_name(h->vkind), h->detail);
         wrap(f, "  WARNING ", 10, t);
     } else if (r->insecure) {

@@ -34,6 +34,7 @@ struct moat_trace_msg {
     int hrr;            /* a ServerHello that is really a HelloRetryRequest (RFC 8446 §4.1.4) */
     int encrypted;      /* filled by moat_trace_finish: sent under record protection */
     int post_handshake; /* filled by moat_trace_finish: after both Finished messages */
+    int from_header;    /* seen as a record header only (a received ChangeCipherSpec) */
 };
 
 #define MOAT_TRACE_FIRST_BYTES 64

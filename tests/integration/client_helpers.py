@@ -352,17 +352,18 @@ def resolve(host, port):
     return "--resolve=%s:%d:127.0.0.1" % (host, port)
 
 
-def tls_messages(doc, hop=-1, handshake_only=True):
-    """[(direction '>' or '<', type)] of a --json trace, as s_client -msg would list them."""
+def tls_messages(doc, hop=-1, handshake_only=True, with_header_only=True):
+    """[(direction '>' or '<', type)] of a --json trace. handshake_only drops what came after
+    both Finished; with_header_only=False drops what OpenSSL reported only as a record header
+    (a received ChangeCipherSpec), which `s_client -msg` does not list either."""
     out = []
     for m in doc["hops"][hop]["tls"]["messages"]:
         if handshake_only and m["post_handshake"]:
             continue
+        if not with_header_only and m["from_record_header"]:
+            continue
         d = ">" if m["direction"] == "client->server" else "<"
-        t = m["type"]
-        if m["record"] == "alert":
-            t = "Alert"
-        out.append((d, t))
+        out.append((d, m["type"]))
     return out
 
 
@@ -376,15 +377,16 @@ _SCLIENT_TYPES = {
 }
 
 
-def s_client_messages(port, sni, *args, handshake_only=True):
-    """[(direction, type, length)] of the messages `openssl s_client -msg` saw, up to and
-    including the client's Finished when handshake_only."""
+def s_client_messages(port, sni, *args):
+    """[(direction, type, length)] of the handshake messages `openssl s_client -msg` saw, up
+    to and including the second Finished (what follows is post-handshake)."""
     cmd = [OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", sni, "-msg",
            "-groups", "X25519:P-256:P-384:P-521", "-cipher", "ECDHE+AESGCM:ECDHE+CHACHA20",
            "-alpn", "http/1.1"] + [str(a) for a in args]
     proc = subprocess.run(cmd, input=b"", capture_output=True, timeout=20, env=clean_env())
     text = proc.stdout.decode("latin-1")
     out = []
+    finished = set()
     for line in text.splitlines():
         m = re.match(r"^(>>>|<<<) (?:TLS|SSL) [\d.]+, (Handshake|ChangeCipherSpec|Alert)"
                      r" \[length ([0-9a-f]+)\](?:, (\w+))?", line)
@@ -395,6 +397,8 @@ def s_client_messages(port, sni, *args, handshake_only=True):
         t = {"Handshake": _SCLIENT_TYPES.get(m.group(4) or "", m.group(4)),
              "ChangeCipherSpec": "ChangeCipherSpec", "Alert": "Alert"}[kind]
         out.append((d, t, int(m.group(3), 16)))
-        if handshake_only and d == ">" and t == "Finished":
-            break
+        if t == "Finished":
+            finished.add(d)
+            if len(finished) == 2:
+                break
     return out
