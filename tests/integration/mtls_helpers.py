@@ -151,7 +151,7 @@ def tls_context(cafile, cert=None, maxv=None):
 
 
 def s_client_mtls(port, sni, cert=None, tls="-tls1_3", host=None, path="/", cafile=None,
-                  timeout=15):
+                  extra=(), timeout=15):
     """`openssl s_client` with an optional client certificate, sending one GET and reading
     until the server closes. Returns (CompletedProcess, combined text)."""
     cmd = [OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", sni,
@@ -160,6 +160,7 @@ def s_client_mtls(port, sni, cert=None, tls="-tls1_3", host=None, path="/", cafi
         cmd += ["-CAfile", cafile, "-verify_return_error"]
     if cert is not None:
         cmd += ["-cert", cert.pem, "-key", cert.key]
+    cmd += [str(a) for a in extra]
     req = ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
            % (path, host or sni)).encode()
     proc = subprocess.run([str(c) for c in cmd], input=req, capture_output=True,

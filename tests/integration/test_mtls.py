@@ -7,7 +7,8 @@ One server (module scope) carries five sites on one port:
   opt.test       optional, client_path /admin (any verified client), /ops (cn:bob, dns:*.ops.test)
   optallow.test  optional + client_allow cn:alice, client_path /admin
   lax.test, *    no client authentication
-The CRL reload and the quick flags (--client-ca, --client-auth) get servers of their own.
+Session resumption is checked not to carry a client across sites with other rules. The CRL
+reload and the quick flags (--client-ca, --client-auth) get servers of their own.
 
 Client certificates come from a ClientCa (mtls_helpers.py) made per module: alice, bob, carol
 (good ones with different names), `stranger` (alice's very subject, from another CA), `expired`,
@@ -441,6 +442,52 @@ def test_matching_host_and_sni_are_served(srv, pki, cpki):
     assert get(srv, pki, "lax.test", None, "/a.txt", host="other.test").status == 200
 
 
+# -- resumption --------------------------------------------------------------------------------
+
+
+def resume(m, pki, tmp_path, sni_first, cert_first, sni_then, cert_then, tls="-tls1_3",
+           path="/"):
+    """Make a session on `sni_first`, then offer it on `sni_then` and GET `path`; returns the
+    second s_client's text."""
+    sess = tmp_path / ("%s-%s.sess" % (sni_first, cert_first.name if cert_first else "none"))
+    p, text = s_client_mtls(m.port, sni_first, cert=cert_first, cafile=pki.root, tls=tls,
+                            extra=["-sess_out", sess])
+    assert http_status(text) == 200, text[-2000:]
+    p, text = s_client_mtls(m.port, sni_then, cert=cert_then, cafile=pki.root, tls=tls,
+                            path=path, extra=["-sess_in", sess])
+    return text
+
+
+@pytest.mark.parametrize("tls", ["-tls1_2", "-tls1_3"])
+def test_resumed_session_keeps_client_identity(srv, pki, cpki, tmp_path, tls):
+    text = resume(srv, pki, tmp_path, "req.test", cpki.alice, "req.test", cpki.alice, tls)
+    assert re.search(r"^Reused, ", text, re.M), text[-3000:]
+    assert http_status(text) == 200
+    # The verified identity comes back with the session (RFC 8446 §2.2): /admin on opt.test
+    # is served on a resumed connection that sends no certificate this time...
+    text = resume(srv, pki, tmp_path, "opt.test", cpki.alice, "opt.test", None, tls, "/admin/")
+    assert re.search(r"^Reused, ", text, re.M), text[-3000:]
+    assert http_status(text) == 200 and "ADMIN-PAGE" in text
+    # ...and a session made without a certificate stays without one.
+    text = resume(srv, pki, tmp_path, "opt.test", None, "opt.test", None, tls, "/admin/")
+    assert re.search(r"^Reused, ", text, re.M), text[-3000:]
+    assert http_status(text) == 403 and "ADMIN-PAGE" not in text
+
+
+@pytest.mark.parametrize("tls", ["-tls1_2", "-tls1_3"])
+def test_lax_session_cannot_be_resumed_on_strict_site(srv, pki, cpki, tmp_path, tls):
+    # A session from a site without client auth, offered to one that requires it, with no
+    # certificate: a full handshake, and a refusal.
+    text = resume(srv, pki, tmp_path, "lax.test", None, "req.test", None, tls)
+    assert not re.search(r"^Reused, ", text, re.M), text[-3000:]
+    assert refused_at_handshake(text), text[-3000:]
+    assert "INDEX-PAGE" not in text
+    # Nor a session of another CA's client that an optional site let in.
+    text = resume(srv, pki, tmp_path, "opt.test", cpki.stranger, "req.test", None, tls)
+    assert not re.search(r"^Reused, ", text, re.M), text[-3000:]
+    assert refused_at_handshake(text)
+
+
 # -- access log --------------------------------------------------------------------------------
 
 
@@ -522,6 +569,38 @@ def test_crl_reload_on_sighup(moat, pki, cpki, docroot, tmp_path):
         assert old.request("/b.txt", host="req.test").status == 200
     finally:
         old.close()
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: the session ID context mixes in the client "
+                   "CA names and allow-list but not the CRLs, so a client revoked by a reloaded "
+                   "CRL resumes its earlier session (ticket) and is served; remove this marker "
+                   "once fixed")
+@pytest.mark.parametrize("tls", ["-tls1_2", "-tls1_3"])
+def test_revoked_client_cannot_resume_after_reload(moat, pki, cpki, docroot, tmp_path, tls):
+    ca = ClientCa(tmp_path / "reload-ca", "moat reload CA")
+    dave = ca.issue("dave", "dave")
+    crl = ca.gencrl(tmp_path / "clients.crl")
+    m = moat("crl-resume")
+    m.write_config(
+        "listen 127.0.0.1:%d\nworkers 1\nstate %s\nerror_log stderr info\n" % (m.port, m.state)
+        + site("req.test", cpki.srv, docroot, "    client_auth require\n    client_ca %s\n"
+               "    client_crl %s\n" % (ca.pem, crl)))
+    m.start()
+    sess = tmp_path / "dave.sess"
+    p, text = s_client_mtls(m.port, "req.test", cert=dave, cafile=pki.root, tls=tls,
+                            extra=["-sess_out", sess])
+    assert http_status(text) == 200, text[-2000:]
+    ca.revoke(dave)
+    ca.gencrl(crl)
+    mark = len(m.stderr())
+    m.signal(signal.SIGHUP)
+    assert log_after(m, mark, r"reload \(SIGHUP\): now serving", 10), m.stderr()[-2000:]
+    # A session (ticket) from before the revocation must not let dave back in.
+    p, text = s_client_mtls(m.port, "req.test", cert=dave, cafile=pki.root, tls=tls,
+                            extra=["-sess_in", sess])
+    assert "INDEX-PAGE" not in text, "revoked client resumed its session and was served"
+    assert not re.search(r"^Reused, ", text, re.M), "revoked client resumed its session"
+    assert refused_at_handshake(text), text[-2000:]
 
 
 def test_crl_reload_keeps_old_crl_on_bad_file(moat, pki, cpki, docroot, tmp_path):
