@@ -7,23 +7,24 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char usage[] = "usage: moat COMMAND [options]\n"
-                            "\n"
-                            "moat is an HTTPS server and certificate toolkit.\n"
-                            "\n"
-                            "Commands:\n"
-                            "  serve     serve static files over HTTPS (moat serve --help)\n"
-                            "  get       fetch a URL over HTTPS, strictly verified (moat get --help)\n"
-                            "  trace     show one HTTPS request step by step (moat trace --help)\n"
-                            "  cert      issue, self-sign and show certificates (moat cert --help)\n"
-                            "  ca        run a certificate authority (moat ca --help)\n"
-                            "  csr       make and show signing requests (moat csr --help)\n"
-                            "  key       make and show private keys (moat key --help)\n"
-                            "  verify    check a certificate, say why it fails (moat verify --help)\n"
-                            "  trust     trust a CA in the system and browsers (moat trust --help)\n"
-                            "\n"
-                            "  moat --version   print the version\n"
-                            "  moat --help      this text\n";
+static const char usage[] =
+    "usage: moat COMMAND [options]\n"
+    "\n"
+    "moat is an HTTPS server and certificate toolkit.\n"
+    "\n"
+    "Commands:\n"
+    "  serve     serve static files over HTTPS (moat serve --help)\n"
+    "  get       fetch a URL over HTTPS, strictly verified (moat get --help)\n"
+    "  trace     show one HTTPS request step by step (moat trace --help)\n"
+    "  cert      issue, self-sign and show certificates (moat cert --help)\n"
+    "  ca        run a certificate authority (moat ca --help)\n"
+    "  csr       make and show signing requests (moat csr --help)\n"
+    "  key       make and show private keys (moat key --help)\n"
+    "  verify    check a certificate, say why it fails (moat verify --help)\n"
+    "  trust     trust a CA in the system and browsers (moat trust --help)\n"
+    "\n"
+    "  moat --version   print the version\n"
+    "  moat --help      this text\n";
 
 int main(int argc, char **argv)
 {
