@@ -1348,11 +1348,18 @@ static moat_rc h_client_path(struct loader *L, const struct moat_cfg_node *n, co
 {
     struct moat_conf_site *s = L->site;
     const struct moat_cfg_word *w = &n->words[1];
-    if (w->s[0] != '/' || strstr(w->s, "/../") != NULL || strstr(w->s, "/./") != NULL ||
-        strchr(w->s, '%') != NULL || strchr(w->s, '?') != NULL) {
-        return fail_at_word(L, w,
-                            "client_path takes a plain path prefix starting with \"/\" (no \"..\", "
-                            "no %%-escapes, no query), e.g. /admin");
+    /* The prefix is compared with normalised request paths: one that is not itself normal
+     * could never match, and the path it was meant to protect would stay open. */
+    size_t wl = w->len;
+    int dotseg = strstr(w->s, "/../") != NULL || strstr(w->s, "/./") != NULL ||
+                 (wl >= 3 && strcmp(w->s + wl - 3, "/..") == 0) ||
+                 (wl >= 2 && strcmp(w->s + wl - 2, "/.") == 0);
+    if (w->s[0] != '/' || dotseg || strstr(w->s, "//") != NULL || strchr(w->s, '%') != NULL ||
+        strchr(w->s, '?') != NULL || strchr(w->s, '\\') != NULL) {
+        return fail_at_word(
+            L, w,
+            "client_path takes a plain path prefix starting with \"/\" (no \".\" or \"..\" "
+            "segments, no \"//\", no %%-escapes, no query), e.g. /admin");
     }
     struct moat_conf_client_path *a = realloc(s->client_paths, (s->nclient_paths + 1) * sizeof(*a));
     if (a == NULL) {

@@ -647,6 +647,9 @@ static int step_handshake(struct moat_conn *c)
                          "client refused at handshake: no client certificate was presented "
                          "(peer %s)",
                          c->peer_text);
+            } else if (moat_tls_client_refusal(c->io.ssl, msg, sizeof(msg))) {
+                moat_log(MOAT_LVL_INFO, c->id, "client refused at handshake: %s (peer %s)", msg,
+                         c->peer_text);
             } else if (id.present && !id.verified) {
                 /* The words OpenSSL has ("certificate verify failed") say less than the
                  * verify result does: who was refused, and why. */

@@ -11,6 +11,7 @@
 
 #include "pki/verify.h"
 
+#include <arpa/inet.h>
 #include <fnmatch.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -83,7 +84,8 @@ static moat_rc add_cas(struct moat_tls_client_auth *a, const char *path, struct 
     return MOAT_RC_OK;
 }
 
-static moat_rc add_crl(struct moat_tls_client_auth *a, const char *path, struct moat_err *err)
+static moat_rc add_crl(struct moat_tls_client_auth *a, const char *path, EVP_MD_CTX *md,
+                       struct moat_err *err)
 {
     BIO *bio = BIO_new_file(path, "rb");
     if (bio == NULL) {
@@ -100,7 +102,7 @@ static moat_rc add_crl(struct moat_tls_client_auth *a, const char *path, struct 
     if (crl == NULL) {
         ERR_clear_error();
         moat_err_where(err, "%s", path);
-        MOAT_FAIL(err, MOAT_E_CONFIG, "is not a CRL (PEM or DER) ");
+        MOAT_FAIL(err, MOAT_E_CONFIG, "is not a CRL (PEM or DER)");
     }
     /* A CRL from a CA we do not trust for clients would revoke nothing: say so now. */
     int signed_by_ours = 0;
@@ -120,6 +122,12 @@ static moat_rc add_crl(struct moat_tls_client_auth *a, const char *path, struct 
                   "is not signed by any client_ca of this site: list the CA that issued it "
                   "with client_ca");
     }
+    unsigned char *der = NULL;
+    int derlen = i2d_X509_CRL(crl, &der);
+    if (derlen > 0) {
+        EVP_DigestUpdate(md, der, (size_t)derlen);
+    }
+    OPENSSL_free(der);
     int ok = X509_STORE_add_crl(a->store, crl) == 1;
     X509_CRL_free(crl);
     if (!ok) {
@@ -156,9 +164,18 @@ moat_rc moat_tls_client_auth_new(enum moat_client_auth_mode mode, const char *co
     for (size_t i = 0; moat_ok(rc) && i < nca; i++) {
         rc = add_cas(a, ca_files[i], err);
     }
-    for (size_t i = 0; moat_ok(rc) && i < ncrl; i++) {
-        rc = add_crl(a, crl_files[i], err);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (moat_ok(rc) && (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)) {
+        rc = moat_err_ssl(err, MOAT_E_NOMEM, __FILE__, __LINE__, "cannot digest the CRLs");
     }
+    for (size_t i = 0; moat_ok(rc) && i < ncrl; i++) {
+        rc = add_crl(a, crl_files[i], md, err);
+    }
+    unsigned int dlen = 0;
+    if (moat_ok(rc) && EVP_DigestFinal_ex(md, a->crl_digest, &dlen) != 1) {
+        rc = moat_err_ssl(err, MOAT_E_NOMEM, __FILE__, __LINE__, "cannot digest the CRLs");
+    }
+    EVP_MD_CTX_free(md);
     if (moat_ok(rc) && ncrl > 0) {
         /* Every link is checked: a revoked intermediate refuses all its clients. */
         X509_STORE_set_flags(a->store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
@@ -227,15 +244,9 @@ static int each_san(X509 *x, int (*fn)(const char *kind, const char *value, void
                 kind = g->type == GEN_DNS ? "dns" : g->type == GEN_EMAIL ? "email" : "uri";
             }
         } else if (g->type == GEN_IPADD) {
-            char *ip = OPENSSL_buf2hexstr(g->d.ip->data, g->d.ip->length);
-            if (ip != NULL) {
-                if (g->d.ip->length == 4) {
-                    snprintf(buf, sizeof(buf), "%u.%u.%u.%u", g->d.ip->data[0], g->d.ip->data[1],
-                             g->d.ip->data[2], g->d.ip->data[3]);
-                } else {
-                    snprintf(buf, sizeof(buf), "%s", ip);
-                }
-                OPENSSL_free(ip);
+            /* Written the way the config writes them (RFC 5952 for IPv6), so "ip:::1" matches. */
+            int af = g->d.ip->length == 4 ? AF_INET : g->d.ip->length == 16 ? AF_INET6 : 0;
+            if (af != 0 && inet_ntop(af, g->d.ip->data, buf, sizeof(buf)) != NULL) {
                 kind = "ip";
             }
         }
@@ -357,7 +368,7 @@ void moat_tls_identity_of(SSL *ssl, struct moat_tls_identity *id)
     unsigned int mdlen = 0;
     if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1) {
         size_t off = 0;
-        for (unsigned int i = 0; i < mdlen && off + 4 < sizeof(id->fingerprint); i++) {
+        for (unsigned int i = 0; i < mdlen && off + 3 < sizeof(id->fingerprint); i++) {
             off += (size_t)snprintf(id->fingerprint + off, sizeof(id->fingerprint) - off, "%s%02X",
                                     i ? ":" : "", md[i]);
         }
@@ -370,6 +381,8 @@ const char *moat_tls_identity_refusal(const struct moat_tls_identity *id, int al
 {
     if (!id->present) {
         snprintf(out, outlen, "no client certificate was presented");
+    } else if (!id->verified && id->verify_error == X509_V_ERR_APPLICATION_VERIFICATION) {
+        snprintf(out, outlen, "the client certificate %s is not allowed here", id->subject);
     } else if (!id->verified) {
         enum moat_verify_kind k = moat_verify_kind_from_x509(id->verify_error, NULL);
         snprintf(out, outlen, "the client certificate (%s) was refused: %s", id->subject,
@@ -383,6 +396,26 @@ const char *moat_tls_identity_refusal(const struct moat_tls_identity *id, int al
 }
 
 /* ---- handshake ------------------------------------------------------------------------- */
+
+/* The last refusal on this thread: OpenSSL drops the peer certificate of a failed handshake,
+ * so the subject and the reason are kept here for the log line that follows at once. */
+static _Thread_local struct {
+    const SSL *ssl;
+    int error;
+    char subject[256];
+} last_refusal;
+
+int moat_tls_client_refusal(const SSL *ssl, char *out, size_t outlen)
+{
+    if (last_refusal.ssl != ssl || ssl == NULL) {
+        return 0;
+    }
+    struct moat_tls_identity id = {.present = 1, .verify_error = last_refusal.error};
+    snprintf(id.subject, sizeof(id.subject), "%s", last_refusal.subject);
+    moat_tls_identity_refusal(&id, 1, out, outlen);
+    last_refusal.ssl = NULL;
+    return 1;
+}
 
 static int verify_cb(int preverify_ok, X509_STORE_CTX *sctx)
 {
@@ -402,6 +435,16 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *sctx)
     if (a->mode == MOAT_CLIENT_AUTH_OPTIONAL) {
         /* The verdict stays in SSL_get_verify_result for the HTTP layer; the handshake goes on. */
         return 1;
+    }
+    if (!preverify_ok) {
+        X509 *leaf = X509_STORE_CTX_get0_cert(sctx);
+        last_refusal.ssl = ssl;
+        last_refusal.error = X509_STORE_CTX_get_error(sctx);
+        last_refusal.subject[0] = '\0';
+        if (leaf != NULL) {
+            name_oneline(X509_get_subject_name(leaf), last_refusal.subject,
+                         sizeof(last_refusal.subject));
+        }
     }
     return preverify_ok;
 }

@@ -4,9 +4,10 @@
  * connection in words for logs, 403 pages and upstream headers.
  *
  * `require` refuses at the handshake with a proper alert (unknown_ca, certificate_expired,
- * certificate_revoked, access_denied for an identity not on the allow-list, certificate_required
- * in TLS 1.3 when none is sent). `optional` asks for a certificate, lets the handshake finish
- * whatever the client sends, and leaves the verdict for the HTTP layer (path rules answer 403).
+ * certificate_revoked, handshake_failure for an identity not on the allow-list,
+ * certificate_required in TLS 1.3 when none is sent). `optional` asks for a certificate, lets the
+ * handshake finish whatever the client sends, and leaves the verdict for the HTTP layer (path rules
+ * answer 403).
  */
 #ifndef MOAT_TLS_CLIENTAUTH_H
 #define MOAT_TLS_CLIENTAUTH_H
@@ -30,6 +31,9 @@ struct moat_tls_client_auth {
     int depth;                      /* most intermediates between the client and a CA */
     char **allow;                   /* owned copies: site-wide allow-list (empty = any) */
     size_t nallow;
+    unsigned char crl_digest[32]; /* SHA-256 over the CRLs' DER: part of the session ID
+                                     context, so a session from before a CRL reload cannot
+                                     resume (a revoked client would walk back in) */
 };
 
 /* Build from CA files (PEM bundles), CRL files (PEM or DER) and patterns. Each unreadable or
@@ -64,6 +68,9 @@ void moat_tls_identity_of(SSL *ssl, struct moat_tls_identity *id);
 /* Whether the peer certificate of ssl matches one of the patterns (see clientauth.c for the
  * pattern language). n == 0 matches any certificate. */
 int moat_tls_identity_allowed(SSL *ssl, const char *const *patterns, size_t n);
+/* After a handshake of `ssl` failed on this thread: why its client certificate was refused,
+ * with the subject (OpenSSL no longer holds the certificate). 0 when it was not refused. */
+int moat_tls_client_refusal(const SSL *ssl, char *out, size_t outlen);
 /* One line for logs and 403 pages: why a client is not let in ("no client certificate",
  * "certificate expired", "issuer not trusted", "revoked", "CN=x is not allowed"). */
 const char *moat_tls_identity_refusal(const struct moat_tls_identity *id, int allowed, char *out,

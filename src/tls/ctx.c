@@ -433,6 +433,7 @@ static void mix_client_auth(unsigned char sid[SID_LEN], const struct moat_tls_cl
     for (size_t i = 0; i < a->nallow; i++) {
         EVP_DigestUpdate(md, a->allow[i], strlen(a->allow[i]) + 1);
     }
+    EVP_DigestUpdate(md, a->crl_digest, sizeof(a->crl_digest));
     if (EVP_DigestFinal_ex(md, out, &outlen) == 1 && outlen >= SID_LEN) {
         memcpy(sid, out, SID_LEN);
     }

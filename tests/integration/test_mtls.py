@@ -248,17 +248,7 @@ def test_crl_revokes_only_the_revoked(srv, pki, cpki):
         assert get(srv, pki, "req.test", cert, "/a.txt").status == 200
 
 
-# The log line must say who was refused and why (issue 6). The server logs the generic
-# "tls handshake failed: certificate verify failed" instead: OpenSSL does not keep the peer
-# certificate of a failed verification, so moat_tls_identity_of sees no certificate
-# (conn.c step_handshake). Reported to the lead.
-HANDSHAKE_LOG_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="server bug: handshake refusals of a sent certificate log 'certificate verify "
-           "failed' without the subject or reason (remove this marker once fixed)")
-
-
-@HANDSHAKE_LOG_XFAIL
+# The log line must say who was refused and why (issue 6).
 @pytest.mark.parametrize("sni,who,words", [
     ("req.test", "stranger", r"CN=alice.*(not trust|unknown)"),
     ("req.test", "expired", r"CN=old-client.*expired"),
@@ -349,10 +339,6 @@ def test_optional_site_allow_list_applies_to_paths(srv, pki, cpki):
     assert get(srv, pki, "optallow.test", cpki.bob, "/a.txt").status == 200
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: a client not on the site's client_allow "
-                   "gets '...was refused: the certificate could not be verified' instead of "
-                   "'not allowed' (X509_V_ERR_APPLICATION_VERIFICATION folds into 'other'); "
-                   "remove this marker once fixed")
 def test_optional_site_allow_list_403_says_not_allowed(srv, pki, cpki):
     r = get(srv, pki, "optallow.test", cpki.bob, "/admin/")
     assert r.status == 403
@@ -571,10 +557,6 @@ def test_crl_reload_on_sighup(moat, pki, cpki, docroot, tmp_path):
         old.close()
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: the session ID context mixes in the client "
-                   "CA names and allow-list but not the CRLs, so a client revoked by a reloaded "
-                   "CRL resumes its earlier session (ticket) and is served; remove this marker "
-                   "once fixed")
 @pytest.mark.parametrize("tls", ["-tls1_2", "-tls1_3"])
 def test_revoked_client_cannot_resume_after_reload(moat, pki, cpki, docroot, tmp_path, tls):
     ca = ClientCa(tmp_path / "reload-ca", "moat reload CA")
