@@ -557,6 +557,156 @@ TEST_CASE(ensure_leaf_refusals)
     moat_ca_free(ca);
 }
 
+/* ---- moat ca init / intermediate / sign / self-signed ---- */
+
+TEST_CASE(init_options_and_refusals)
+{
+    const char *permit[] = {"corp.test"};
+    struct moat_ca_opts o = {
+        .name = "Corp CA", .key_type = MOAT_KEY_EC_P384, .permit = permit, .npermit = 1};
+    struct moat_ca *ca = NULL;
+    struct moat_err err = {0};
+    EXPECT_INT(moat_ca_init(ph_path("corp"), &o, &ca, &err).kind, MOAT_OK);
+    if (ca == NULL) {
+        return;
+    }
+    char desc[64];
+    EXPECT_STR(moat_key_describe(ca->key, desc, sizeof(desc)), "ECDSA P-384");
+    EXPECT(ext_critical(ca->root, NID_name_constraints));
+    EXPECT(ext_critical(ca->cert, NID_name_constraints));
+    /* A user-named CA does not claim O=moat. */
+    EXPECT_INT(
+        X509_NAME_get_index_by_NID(X509_get_subject_name(ca->root), NID_organizationName, -1), -1);
+    /* A second init on the same folder is refused, and nothing is touched. */
+    char *before = ph_read(ph_path("corp/root.pem"), NULL);
+    EXPECT_INT(moat_ca_init(ph_path("corp"), NULL, NULL, &err).kind, MOAT_E_USAGE);
+    EXPECT(ph_contains(err.msg, "already holds a CA"));
+    char *after = ph_read(ph_path("corp/root.pem"), NULL);
+    EXPECT_STR(after, before);
+    free(before);
+    free(after);
+
+    /* Signing: inside the constraints yes, outside no; client names for client certs. */
+    EVP_PKEY *k = ph_key();
+    X509 *x = NULL;
+    const char *in[] = {"www.corp.test"}, *out[] = {"www.other.test"};
+    struct moat_ca_leaf l = {.names = in, .n = 1, .days = 30, .pub = k};
+    EXPECT_INT(moat_ca_sign(ca, &l, 0, &x, &err).kind, MOAT_OK);
+    X509_free(x);
+    l.names = out;
+    EXPECT_INT(moat_ca_sign(ca, &l, 0, &x, &err).kind, MOAT_E_USAGE);
+    EXPECT(x == NULL);
+    EXPECT(ph_contains(err.msg, "outside the names"));
+    const char *person[] = {"ada@corp.test"};
+    l.names = person;
+    EXPECT_INT(moat_ca_sign(ca, &l, 0, &x, &err).kind, MOAT_E_USAGE); /* not --client */
+    l.client = 1;
+    l.days = 3650;
+    EXPECT_INT(moat_ca_sign(ca, &l, 0, &x, &err).kind, MOAT_OK);
+    if (x != NULL) {
+        EXPECT_INT(X509_get_extended_key_usage(x), XKU_SSL_CLIENT);
+        /* cut at the intermediate's end (5 years) */
+        EXPECT(to_time(X509_get0_notAfter(x)) == to_time(X509_get0_notAfter(ca->cert)));
+    }
+    X509_free(x);
+    l.days = 3651;
+    EXPECT_INT(moat_ca_sign(ca, &l, 0, &x, &err).kind, MOAT_E_USAGE);
+
+    /* The folder's policy applies on the next open. */
+    ph_write_str(ph_path("corp/policy"), "deny secret.corp.test\nmax_days 10\n");
+    moat_ca_free(ca);
+    ca = NULL;
+    EXPECT_INT(moat_ca_open(ph_path("corp"), &ca, &err).kind, MOAT_OK);
+    const char *secret[] = {"secret.corp.test"};
+    struct moat_ca_leaf l2 = {.names = secret, .n = 1, .days = 5, .pub = k};
+    EXPECT_INT(moat_ca_sign(ca, &l2, 0, &x, &err).kind, MOAT_E_USAGE);
+    EXPECT(ph_contains(err.msg, "refuses"));
+    l2.names = in;
+    l2.days = 11;
+    EXPECT_INT(moat_ca_sign(ca, &l2, 0, &x, &err).kind, MOAT_E_USAGE);
+    EXPECT(ph_contains(err.msg, "at most 10 days"));
+    ph_write_str(ph_path("corp/policy"), "bogus line\n");
+    struct moat_ca *bad = NULL;
+    EXPECT_INT(moat_ca_open(ph_path("corp"), &bad, &err).kind, MOAT_E_CONFIG);
+    EXPECT(ph_contains(err.where, "policy:1"));
+    unlink(ph_path("corp/policy"));
+
+    /* Opening a folder without a CA says how to make one, and creates nothing. */
+    EXPECT_INT(moat_ca_open(ph_path("nothing-here"), &bad, &err).kind, MOAT_E_NOTFOUND);
+    EXPECT(ph_contains(err.msg, "moat ca init"));
+    struct stat st;
+    EXPECT(stat(ph_path("nothing-here"), &st) != 0);
+    EVP_PKEY_free(k);
+    moat_ca_free(ca);
+}
+
+TEST_CASE(intermediate_renew_and_offline_root)
+{
+    struct moat_ca *ca = NULL;
+    struct moat_err err = {0};
+    EXPECT_INT(moat_ca_init(ph_path("rot"), NULL, &ca, &err).kind, MOAT_OK);
+    if (ca == NULL) {
+        return;
+    }
+    X509 *old = ca->cert;
+    X509_up_ref(old);
+    moat_ca_free(ca);
+    ca = NULL;
+    /* Renew in place: new intermediate, old kept under a dated name. */
+    EXPECT_INT(moat_ca_intermediate(ph_path("rot"), NULL, NULL, &ca, &err).kind, MOAT_OK);
+    if (ca != NULL) {
+        EXPECT(X509_cmp(ca->cert, old) != 0);
+        EXPECT_INT(ph_count_entries(ph_path("rot")), 7); /* 4 files, 2 archived, .lock */
+    }
+    moat_ca_free(ca);
+    ca = NULL;
+    /* A separate issuing CA without the root key. */
+    EXPECT_INT(moat_ca_intermediate(ph_path("rot"), ph_path("issuing"), NULL, &ca, &err).kind,
+               MOAT_OK);
+    struct stat st;
+    EXPECT(stat(ph_path("issuing/root.key"), &st) != 0);
+    EXPECT_INT(ph_mode(ph_path("issuing/intermediate.key")), 0600);
+    if (ca != NULL) {
+        EVP_PKEY *k = ph_key();
+        const char *names[] = {"a.test"};
+        struct moat_ca_leaf l = {.names = names, .n = 1, .days = 1, .pub = k};
+        X509 *x = NULL;
+        EXPECT_INT(moat_ca_sign(ca, &l, 0, &x, &err).kind, MOAT_OK);
+        verify_with_store(ca, x, "a.test", NULL);
+        X509_free(x);
+        EVP_PKEY_free(k);
+    }
+    moat_ca_free(ca);
+    ca = NULL;
+    /* The issuing CA cannot make intermediates (no root key); a used folder is refused. */
+    EXPECT_INT(moat_ca_intermediate(ph_path("issuing"), NULL, NULL, &ca, &err).kind,
+               MOAT_E_NOTFOUND);
+    EXPECT(ph_contains(err.msg, "root.key"));
+    EXPECT_INT(moat_ca_intermediate(ph_path("rot"), ph_path("issuing"), NULL, &ca, &err).kind,
+               MOAT_E_USAGE);
+    X509_free(old);
+}
+
+TEST_CASE(self_signed_leaf)
+{
+    EVP_PKEY *k = ph_key();
+    const char *names[] = {"self.test", "127.0.0.1"};
+    struct moat_ca_leaf l = {.names = names, .n = 2, .days = 30};
+    X509 *x = NULL;
+    EXPECT_INT(moat_ca_self_signed(&l, k, 0, &x, NULL).kind, MOAT_OK);
+    if (x != NULL) {
+        EXPECT_INT(X509_self_signed(x, 1), 1);
+        EXPECT_INT(X509_check_ca(x), 0);
+        EXPECT_INT(X509_get_extended_key_usage(x), XKU_SSL_SERVER);
+    }
+    X509_free(x);
+    EVP_PKEY *other = ph_key();
+    l.pub = other;
+    EXPECT_INT(moat_ca_self_signed(&l, k, 0, &x, NULL).kind, MOAT_E_USAGE);
+    EVP_PKEY_free(other);
+    EVP_PKEY_free(k);
+}
+
 int main(void)
 {
     ph_dir_make();
@@ -569,6 +719,9 @@ int main(void)
     RUN(refuses_unreadable);
     RUN(ensure_leaf_reuses_and_renews);
     RUN(ensure_leaf_refusals);
+    RUN(init_options_and_refusals);
+    RUN(intermediate_renew_and_offline_root);
+    RUN(self_signed_leaf);
     ph_dir_remove();
     TEST_MAIN_END();
 }
