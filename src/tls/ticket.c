@@ -210,7 +210,10 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[KEY_NAME_LEN],
         rc = 1;
     } else if (memcmp(key_name, t->cur.name, KEY_NAME_LEN) == 0) {
         k = &t->cur;
-        rc = 1;
+        /* TLS 1.3 clients use a ticket once (RFC 8446 §C.4): unless asked to renew, OpenSSL
+         * sends no new ticket after a resumption, and the client's next connection would be a
+         * full handshake. 2 asks for the fresh ticket. */
+        rc = SSL_version(ssl) >= TLS1_3_VERSION ? 2 : 1;
     } else if (t->have_prev && memcmp(key_name, t->prev.name, KEY_NAME_LEN) == 0) {
         k = &t->prev;
         rc = 2;
