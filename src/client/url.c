@@ -247,7 +247,10 @@ moat_rc moat_client_url_join(const struct moat_client_url *base, const char *loc
     }
     const char *colon = strstr(location, "://");
     if (colon != NULL && strcspn(location, "/?#") > (size_t)(colon - location)) {
-        return moat_client_url_parse(location, out, err);
+        /* RFC 3986 §5.2.2: dot segments go from absolute references too. */
+        MOAT_TRY(moat_client_url_parse(location, out, err));
+        remove_dot_segments(out->target);
+        return MOAT_RC_OK;
     }
     if (location[0] == '/' && location[1] == '/') {
         char buf[MOAT_CLIENT_TARGET_MAX + 16];
@@ -255,7 +258,9 @@ moat_rc moat_client_url_join(const struct moat_client_url *base, const char *loc
         if (n < 0 || (size_t)n >= sizeof(buf)) {
             MOAT_FAIL(err, MOAT_E_LIMIT, "the redirect's Location is too long");
         }
-        return moat_client_url_parse(buf, out, err);
+        MOAT_TRY(moat_client_url_parse(buf, out, err));
+        remove_dot_segments(out->target);
+        return MOAT_RC_OK;
     }
     *out = *base;
     char joined[MOAT_CLIENT_TARGET_MAX];

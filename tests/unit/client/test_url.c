@@ -141,6 +141,9 @@ TEST_CASE(redirect_locations)
     join_is("https://a.test/x/y/z", "./w/./v/.", "https://a.test/x/y/w/v/");
     join_is("https://a.test/x/y/z", "..", "https://a.test/x/");
     join_is("https://a.test/", "/a/b/../c?x=/../", "https://a.test/a/c?x=/../");
+    /* RFC 3986 §5.2.2: absolute and network-path references lose their dot segments too. */
+    join_is("https://a.test/", "https://b.test/x/../../y", "https://b.test/y");
+    join_is("https://a.test/", "//b.test/./z/..", "https://b.test/");
 
     struct moat_client_url b = parse_ok("https://a.test/"), out;
     struct moat_err err = {0};
