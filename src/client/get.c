@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -136,6 +137,10 @@ static int classify_alert(struct moat_client_hop *h, const struct moat_client_op
     const char *name = moat_trace_alert_name(a->alert_desc, nb, sizeof(nb));
     const char *words = moat_trace_alert_words(a->alert_desc);
     int server_hello = moat_trace_find_hs(&h->trace, MOAT_TRACE_IN, SSL3_MT_SERVER_HELLO) != NULL;
+    /* RFC 8446 §4.4.2.4: the client's handshake is over before the server has checked its
+     * certificate, so the refusal comes as the answer to the request. */
+    static const char late[] = " (TLS 1.3 servers check client certificates after the "
+                               "handshake, so the refusal came in place of the response)";
     switch (a->alert_desc) {
     case SSL3_AD_HANDSHAKE_FAILURE:
         if (h->cert_requested && !h->client_cert_sent) {
@@ -174,7 +179,8 @@ static int classify_alert(struct moat_client_hop *h, const struct moat_client_op
     case TLS13_AD_CERTIFICATE_REQUIRED:
         set_cause(h, MOAT_CC_CLIENT_CERT_REQUIRED,
                   "the server asked for a client certificate (CertificateRequest), none was "
-                  "sent, and it closed with alert certificate_required");
+                  "sent, and it closed with alert certificate_required%s",
+                  a->post_handshake ? late : "");
         return 1;
     case SSL3_AD_BAD_CERTIFICATE:
     case SSL3_AD_UNSUPPORTED_CERTIFICATE:
@@ -186,9 +192,9 @@ static int classify_alert(struct moat_client_hop *h, const struct moat_client_op
     case TLS1_AD_DECRYPT_ERROR:
         if (h->client_cert_sent) {
             set_cause(h, MOAT_CC_CLIENT_CERT_REJECTED,
-                      "the server refused the client certificate%s%s with alert %s (%s)",
+                      "the server refused the client certificate%s%s with alert %s (%s)%s",
                       o->cert ? " from " : "", o->cert ? o->cert : "", name,
-                      words ? words : "no details");
+                      words ? words : "no details", a->post_handshake ? late : "");
             return 1;
         }
         if (h->cert_requested) {
@@ -384,6 +390,29 @@ static int client_cert_sent(const struct moat_trace *t)
     return 0;
 }
 
+/*
+ * OpenSSL reads a record header (5 bytes) before it gives up on an answer that is not TLS: read
+ * a little more of it straight from the socket, so the trace can quote the server's first line.
+ */
+static void more_first_bytes(int fd, struct moat_trace *t)
+{
+    if (t->nfirst_in == 0 || (t->first_in[0] >= 20 && t->first_in[0] <= 24)) {
+        return;
+    }
+    double deadline = moat_trace_now_ms() + 200;
+    while (t->nfirst_in < MOAT_TRACE_FIRST_BYTES) {
+        if (!moat_ok(moat_client_conn_wait(fd, 0, deadline))) {
+            return;
+        }
+        unsigned char buf[MOAT_TRACE_FIRST_BYTES];
+        ssize_t n = recv(fd, buf, MOAT_TRACE_FIRST_BYTES - t->nfirst_in, MSG_DONTWAIT);
+        if (n <= 0) {
+            return;
+        }
+        moat_trace_note_plain_in(t, buf, (size_t)n);
+    }
+}
+
 static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trust *trust,
                        SSL_CTX *ctx, const struct hop_req *hr, moat_client_body_cb cb, void *arg,
                        struct moat_client_hop *h, struct moat_err *err)
@@ -432,6 +461,7 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
             moat_trace_find_hs(&h->trace, MOAT_TRACE_IN, SSL3_MT_CERTIFICATE_REQUEST) != NULL;
         h->client_cert_sent = client_cert_sent(&h->trace);
         if (!moat_ok(rc)) {
+            more_first_bytes(fd, &h->trace);
             moat_client__fmt(h->ssl_reason, sizeof(h->ssl_reason), "%s", herr.msg);
             classify_tls(h, o, rc, ssl_err, herr.msg);
             rc = moat_err_set(err, h->cause == MOAT_CC_CERT ? MOAT_E_CERT : MOAT_E_TLS, __FILE__,

@@ -199,6 +199,7 @@ const char *moat_client_render_note(const struct moat_trace_msg *m, int version)
 enum row_kind {
     ROW_TCP = 0,
     ROW_TLS,
+    ROW_RAW, /* bytes from the server that were not TLS */
     ROW_REQ,
     ROW_RESP,
     ROW_DONE,
@@ -328,6 +329,10 @@ static void diagram(FILE *f, const struct moat_client_hop *h)
     for (size_t i = 0; i < h->trace.n; i++) {
         rows[n++] = (struct row){h->trace.msgs[i].ms, ROW_TLS, &h->trace.msgs[i]};
     }
+    if (h->url.https && h->trace.nfirst_in > 0 &&
+        (h->trace.first_in[0] < 20 || h->trace.first_in[0] > 24)) {
+        rows[n++] = (struct row){h->trace.first_in_ms, ROW_RAW, NULL};
+    }
     if (h->req_head != NULL) {
         rows[n++] = (struct row){h->req_ms, ROW_REQ, NULL};
     }
@@ -375,6 +380,23 @@ static void diagram(FILE *f, const struct moat_client_hop *h)
         case ROW_TLS:
             tls_row(f, h, r->m, noted);
             break;
+        case ROW_RAW: {
+            char first[MOAT_TRACE_FIRST_BYTES + 1];
+            size_t k = 0;
+            for (; k < h->trace.nfirst_in && k < 24; k++) {
+                unsigned char c = h->trace.first_in[k];
+                if (c == '\r' || c == '\n') {
+                    break;
+                }
+                first[k] = (c >= 0x20 && c < 0x7f) ? (char)c : '.';
+            }
+            first[k] = '\0';
+            moat_client__fmt(label, sizeof(label), "\"%s\" (not TLS)", first);
+            time_col(f, r->ms);
+            fprintf(f, "%s\n",
+                    moat_client_render_arrow(MOAT_ARROW_IN, label, arrow, sizeof(arrow)));
+            break;
+        }
         case ROW_REQ: {
             size_t hl = strcspn(h->req_head, "\r\n");
             char sz[32];
@@ -416,7 +438,11 @@ static void diagram(FILE *f, const struct moat_client_hop *h)
         case ROW_FAIL:
         default:
             time_col(f, r->ms);
-            fprintf(f, "   X  stopped here: %s failed\n", moat_client_cause_stage(h->cause));
+            if (h->cause == MOAT_CC_CERT) {
+                fprintf(f, "   X  stopped here: certificate %s\n", moat_verify_kind_name(h->vkind));
+            } else {
+                fprintf(f, "   X  stopped here: %s\n", moat_client_cause_name(h->cause));
+            }
             break;
         }
     }
@@ -614,12 +640,12 @@ static void outcome(FILE *f, const struct moat_client_result *r, const struct mo
         }
         fprintf(f, "FAILED at %s: %s (exit code %d)\n", moat_client_stage_name(h->stage), what,
                 moat_client_cause_exit(h->cause));
-        char cause[1400];
-        moat_client__fmt(cause, sizeof(cause), "%s: %s",
-                         h->cause == MOAT_CC_CERT ? moat_verify_kind_message(h->vkind)
-                                                  : moat_client_cause_message(h->cause),
-                         h->detail);
-        wrap(f, "  cause  ", 9, cause);
+        wrap(f, "  cause  ", 9,
+             h->cause == MOAT_CC_CERT ? moat_verify_kind_message(h->vkind)
+                                      : moat_client_cause_message(h->cause));
+        if (h->detail[0] != '\0') {
+            wrap(f, "  detail ", 9, h->detail);
+        }
         wrap(f, "  fix    ", 9, moat_client_hop_fix(h));
     }
     if (r->insecure && h->verify_code != 0) {

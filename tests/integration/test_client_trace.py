@@ -236,7 +236,7 @@ def test_failed_trace_shows_how_far_it_got(cpki, state, moat_bin, tmp_path):
         assert re.search(r"\|<=+ Certificate", t.text)
         assert re.search(r"\|== ALERT certificate_expired \(fatal\)", t.text), t
         assert "GET / HTTP/1.1" not in t.text
-        assert "X  stopped here: certificate failed" in t.text
+        assert "X  stopped here: certificate expired" in t.text
         assert "EXPIRED" in t.text
         j = moat_client(moat_bin, state, "trace", "--json", "https://example.test:%d/" % s.port,
                         resolve("example.test", s.port), "--cafile", cpki.root)

@@ -202,9 +202,10 @@ TEST_CASE(whole_trace_failure)
     h->total_ms = 2.3;
     char *text = render(r);
     EXPECT(strstr(text, "|-- ALERT certificate_expired (fatal)") != NULL);
-    EXPECT(strstr(text, "X  stopped here: certificate failed") != NULL);
+    EXPECT(strstr(text, "X  stopped here: certificate expired") != NULL);
     EXPECT(strstr(text, "FAILED at TLS: certificate expired (exit code 5)") != NULL);
-    EXPECT(strstr(text, "  cause  the certificate has expired: the server's certificate") != NULL);
+    EXPECT(strstr(text, "  cause  the certificate has expired\n") != NULL);
+    EXPECT(strstr(text, "  detail the server's certificate CN=old.test expired\n") != NULL);
     EXPECT(strstr(text, "  fix    renew the certificate") != NULL);
     EXPECT(strstr(text, "HTTP\n") == NULL);
     free(text);
