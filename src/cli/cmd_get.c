@@ -7,6 +7,7 @@
 #include "client/get.h"
 #include "client/opts.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,9 @@ int moat_cmd_get(int argc, char **argv)
         moat_client_opts_clear(&o);
         return 0;
     }
+    /* OpenSSL writes to the socket with write(2): a server that closes early must be an
+     * error to report, not a signal that ends the process without a word. */
+    signal(SIGPIPE, SIG_IGN);
     if (o.insecure) {
         fprintf(stderr, "moat get: WARNING: --insecure: the server's certificate is NOT "
                         "verified; anyone on the path can read and change this connection\n");
