@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <openssl/pem.h>
@@ -28,7 +29,7 @@ static const char ca_usage[] =
     "       moat ca intermediate [--ca DIR] [--out DIR] [--name NAME] [--key-type TYPE]\n"
     "       moat ca sign CSR [--ca DIR] [--days N] [--client] [--out FILE]\n"
     "       moat ca revoke CERT [--ca DIR] [--reason REASON]\n"
-    "       moat ca crl [--ca DIR] [--out FILE] [--days N]\n"
+    "       moat ca crl [--ca DIR] [--out FILE] [--root-out FILE] [--days N]\n"
     "       moat ca show [--ca DIR]\n"
     "\n"
     "Your own certificate authority (CA): a root, kept safe, that signs an intermediate, which\n"
@@ -55,9 +56,10 @@ static const char ca_usage[] =
     "  revoke CERT        mark CERT revoked in the CA's index (index.txt)\n"
     "    --reason R       unspecified (default), key-compromise, ca-compromise,\n"
     "                     affiliation-changed, superseded, cessation-of-operation\n"
-    "  crl                write the revocation list (CRL) that clients and `moat serve` load:\n"
-    "                     the intermediate's, then the root's when root.key is there\n"
-    "    --out FILE       default DIR/crl.pem\n"
+    "  crl                write the revocation lists (CRLs) that clients and `moat serve` load\n"
+    "    --out FILE       the intermediate's (the certificates it issued); default DIR/crl.pem\n"
+    "    --root-out FILE  the root's (revoked intermediates), made when root.key is there;\n"
+    "                     default DIR/root-crl.pem\n"
     "    --days N         until the next update (default 7): publish a new one before then\n"
     "  show               the CA's certificates, policy and counts\n"
     "\n"
@@ -73,7 +75,7 @@ static const char ca_usage[] =
     "  moat ca revoke server.pem --ca ~/myca --reason key-compromise && moat ca crl --ca ~/myca\n";
 
 struct ca_flags {
-    const char *dir, *ca, *out, *name, *type, *days, *reason;
+    const char *dir, *ca, *out, *root_out, *name, *type, *days, *reason;
     const char *permit[MAX_CONSTRAINTS], *exclude[MAX_CONSTRAINTS];
     size_t npermit, nexclude;
     int client;
@@ -86,6 +88,7 @@ static int parse(const char *cmd, int argc, char **argv, struct ca_flags *f, con
         {.name = "--dir", .kind = MOAT_CLI_VALUE, .value = &f->dir},
         {.name = "--ca", .kind = MOAT_CLI_VALUE, .value = &f->ca},
         {.name = "--out", .kind = MOAT_CLI_VALUE, .value = &f->out},
+        {.name = "--root-out", .kind = MOAT_CLI_VALUE, .value = &f->root_out},
         {.name = "--name", .kind = MOAT_CLI_VALUE, .value = &f->name},
         {.name = "--key-type", .kind = MOAT_CLI_VALUE, .value = &f->type},
         {.name = "--days", .kind = MOAT_CLI_VALUE, .value = &f->days},
@@ -356,37 +359,49 @@ static int ca_crl(int argc, char **argv)
     }
     struct moat_err err = {0};
     struct moat_ca *ca = NULL;
-    X509_CRL *crls[2] = {NULL, NULL};
-    size_t ncrl = 0;
+    X509_CRL *crl = NULL, *root_crl = NULL;
     moat_rc rc = moat_cli_open_ca(ca_dir(&f), &ca, &err);
-    char out[PATH_MAX], rk[PATH_MAX];
+    char out[PATH_MAX], root_out[PATH_MAX], rk[PATH_MAX];
     if (moat_ok(rc)) {
         snprintf(out, sizeof(out), "%s", f.out ? f.out : "");
+        snprintf(root_out, sizeof(root_out), "%s", f.root_out ? f.root_out : "");
         if (f.out == NULL) {
             snprintf(out, sizeof(out), "%s/crl.pem", ca->dir);
         }
+        if (f.root_out == NULL) {
+            snprintf(root_out, sizeof(root_out), "%s/root-crl.pem", ca->dir);
+        }
         snprintf(rk, sizeof(rk), "%s/root.key", ca->dir);
-        rc = moat_crl_make(ca, 0, days, 0, &crls[0], &err);
-        ncrl += moat_ok(rc);
-    }
-    FILE *probe = moat_ok(rc) ? fopen(rk, "r") : NULL;
-    if (probe != NULL) {
-        fclose(probe);
-        rc = moat_crl_make(ca, 1, days, 0, &crls[1], &err);
-        ncrl += moat_ok(rc);
+        rc = moat_crl_make(ca, 0, days, 0, &crl, &err);
     }
     if (moat_ok(rc)) {
-        rc = moat_crl_write(out, crls, ncrl, &err);
+        rc = moat_crl_write(out, &crl, 1, &err);
+    }
+    /* One CRL per file: each issuer's list on its own, as `client_crl` and other tools read
+     * them. The root's needs root.key, which may be offline. */
+    struct stat st;
+    int have_root_key = moat_ok(rc) && stat(rk, &st) == 0;
+    if (have_root_key) {
+        rc = moat_crl_make(ca, 1, days, 0, &root_crl, &err);
+        if (moat_ok(rc)) {
+            rc = moat_crl_write(root_out, &root_crl, 1, &err);
+        }
     }
     if (moat_ok(rc)) {
-        int revoked = sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crls[0]));
-        printf("wrote %s: the intermediate's CRL (%d revoked)%s, valid %d day%s; publish it "
-               "again before then\n",
-               out, revoked < 0 ? 0 : revoked, ncrl > 1 ? " and the root's" : "", days,
-               days == 1 ? "" : "s");
+        int revoked = sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
+        printf("wrote %s: the intermediate's CRL (%d revoked), valid %d day%s\n", out,
+               revoked < 0 ? 0 : revoked, days, days == 1 ? "" : "s");
+        if (have_root_key) {
+            revoked = sk_X509_REVOKED_num(X509_CRL_get_REVOKED(root_crl));
+            printf("wrote %s: the root's CRL (%d revoked intermediate%s)\n", root_out,
+                   revoked < 0 ? 0 : revoked, revoked == 1 ? "" : "s");
+        } else {
+            printf("no root CRL: root.key is not in %s\n", ca->dir);
+        }
+        printf("publish them again before they run out\n");
     }
-    X509_CRL_free(crls[0]);
-    X509_CRL_free(crls[1]);
+    X509_CRL_free(crl);
+    X509_CRL_free(root_crl);
     moat_ca_free(ca);
     return moat_cli_fail("ca crl", rc, &err);
 }

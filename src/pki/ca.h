@@ -9,7 +9,8 @@
  *
  * Folder layout (created 0700): root.pem, root.key, intermediate.pem, intermediate.key (keys
  * 0600, certificates 0644, each written atomically), plus .lock for concurrent openers, and
- * optionally `policy` (which names the CA signs, see policy.h), `index.txt` and `crl.pem`
+ * optionally `policy` (which names the CA signs, see policy.h), `index.txt`, `crl.pem` and
+ * `root-crl.pem`
  * (issued and revoked certificates, see crl.h). A folder made by `moat ca intermediate --out`
  * holds root.pem without root.key: an issuing CA whose root key stays elsewhere.
  */

@@ -427,11 +427,19 @@ def test_verify_revoked_with_moats_crl(cli):
     assert "revoked already" in p.stderr
     cli("ca", "crl", "--ca", "ca")
     crl = cli.dir / "ca/crl.pem"
-    assert crl.read_text().count("BEGIN X509 CRL") == 2  # intermediate's and root's
+    assert crl.read_text().count("BEGIN X509 CRL") == 1  # the intermediate's
+    assert (cli.dir / "ca/root-crl.pem").read_text().count("BEGIN X509 CRL") == 1
     p = cli("verify", "r.fullchain.pem", "--cafile", "ca/root.pem", "--crl", crl, expect=1)
     assert "[revoked]" in p.stdout and "key compromise" in p.stdout
-    p = cli("verify", "k.fullchain.pem", "--cafile", "ca/root.pem", "--crl", crl)
+    p = cli("verify", "k.fullchain.pem", "--cafile", "ca/root.pem", "--crl", crl,
+            "--crl", "ca/root-crl.pem")
     assert "checked: not revoked" in p.stdout
+    # revoking the intermediate shows in the root's CRL
+    cli("ca", "revoke", "ca/intermediate.pem", "--ca", "ca", "--reason", "ca-compromise")
+    cli("ca", "crl", "--ca", "ca")
+    p = cli("verify", "k.fullchain.pem", "--cafile", "ca/root.pem", "--crl", crl,
+            "--crl", "ca/root-crl.pem", expect=1)
+    assert "[revoked]" in p.stdout and "intermediate" in p.stdout
     v = openssl_verify(cli.dir / "ca/root.pem", cli.dir / "r.cert.pem",
                        untrusted=cli.dir / "r.fullchain.pem",
                        extra=["-crl_check", "-CRLfile", str(crl)])
@@ -556,3 +564,30 @@ def test_trust_refuses_a_leaf_and_reports_a_failing_update(cli):
     p = cli("trust", "install", "--ca", "ca", "--no-system", "--certutil", "/nonexistent/cu",
             expect=1)
     assert "libnss3-tools" in p.stderr
+
+
+def test_moat_serve_loads_moats_crls_for_client_certificates(cli, moat, www):
+    """The CRLs of `moat ca crl` work as a site's client_crl: a revoked client is refused."""
+    cli("ca", "init", "--dir", "ca")
+    cli("cert", "issue", "example.test", "--ca", "ca", "--out", "site")
+    cli("cert", "issue", "good@example.test", "--client", "--ca", "ca", "--out", "good")
+    cli("cert", "issue", "gone@example.test", "--client", "--ca", "ca", "--out", "gone")
+    cli("ca", "revoke", "gone.cert.pem", "--ca", "ca", "--reason", "superseded")
+    cli("ca", "crl", "--ca", "ca")
+    ca = cli.dir / "ca"
+    m = moat("mtls-crl")
+    m.write_config(
+        "listen 127.0.0.1:%d\nstate %s\nsite example.test {\n"
+        "    cert %s %s\n    root %s\n    client_auth require\n"
+        "    client_ca %s/root.pem %s/intermediate.pem\n"
+        "    client_crl %s/crl.pem %s/root-crl.pem\n}\n"
+        % (m.port, m.state, cli.dir / "site.fullchain.pem", cli.dir / "site.key", www,
+           ca, ca, ca, ca))
+    m.start()
+    root = ca / "root.pem"
+    r = curl_get(m.port, root, extra=["--cert", str(cli.dir / "good.fullchain.pem"),
+                                      "--key", str(cli.dir / "good.key")])
+    assert r.returncode == 0 and "INDEX-PAGE" in r.stdout, r.stderr + m.stderr()[-2000:]
+    r = curl_get(m.port, root, extra=["--cert", str(cli.dir / "gone.fullchain.pem"),
+                                      "--key", str(cli.dir / "gone.key")])
+    assert "INDEX-PAGE" not in r.stdout
