@@ -138,33 +138,46 @@ static const char *reason_of(int status)
 
 /* ---- buffers ---------------------------------------------------------------------------- */
 
-static int in_acquire(struct moat_conn *c)
+/* Buffers of a connection come from the worker's pool of 4 KiB blocks while it is busy and go
+ * back when it is idle, so 10,000 idle keep-alive connections hold no buffer at all. A buffer
+ * that grew past one block (a large head, a file chunk) is freed instead. */
+static int buf_acquire(struct moat_conn *c, struct moat_buf *b)
 {
-    if (c->in.base != NULL) {
+    if (b->base != NULL) {
         return 1;
     }
     char *block = moat_worker__pool_get(c->wk);
     if (block == NULL) {
         return 0;
     }
-    c->in.base = block;
-    c->in.cap = MOAT_POOL_BLOCK;
-    c->in.rd = c->in.wr = 0;
+    b->base = block;
+    b->cap = MOAT_POOL_BLOCK;
+    b->rd = b->wr = 0;
     return 1;
+}
+
+static void buf_release(struct moat_conn *c, struct moat_buf *b)
+{
+    if (b->base == NULL) {
+        return;
+    }
+    if (b->cap == MOAT_POOL_BLOCK) {
+        moat_worker__pool_put(c->wk, b->base);
+    } else {
+        free(b->base);
+    }
+    b->base = NULL;
+    b->cap = b->rd = b->wr = 0;
+}
+
+static int in_acquire(struct moat_conn *c)
+{
+    return buf_acquire(c, &c->in);
 }
 
 static void in_release(struct moat_conn *c)
 {
-    if (c->in.base == NULL) {
-        return;
-    }
-    if (c->in.cap == MOAT_POOL_BLOCK) {
-        moat_worker__pool_put(c->wk, c->in.base);
-    } else {
-        free(c->in.base);
-    }
-    c->in.base = NULL;
-    c->in.cap = c->in.rd = c->in.wr = 0;
+    buf_release(c, &c->in);
 }
 
 /* Read what the transport has into `in`. MOAT_OK when bytes arrived. */
@@ -197,8 +210,8 @@ void moat_conn_close(struct moat_conn *c)
     }
     moat_io_close(&c->io);
     in_release(c);
-    moat_buf_clear(&c->out);
-    moat_buf_clear(&c->meta);
+    buf_release(c, &c->out);
+    buf_release(c, &c->meta);
     moat_worker__conn_closed(c->wk, c);
 }
 
@@ -235,6 +248,9 @@ static moat_rc build_response(struct moat_conn *c, int status, const struct moat
                               int minor)
 {
     struct moat_buf *o = &c->out;
+    if (!buf_acquire(c, o)) {
+        return moat_rc_of(MOAT_E_NOMEM);
+    }
     time_t now = time(NULL);
     MOAT_TRY(moat_buf_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: moat\r\n", status,
                              reason_of(status), moat_httpdate_now(now)));
@@ -394,6 +410,9 @@ static void meta_capture(struct moat_conn *c, const struct moat_h1_req *r)
     m->rd = m->wr = 0;
     if (m->limit == 0) {
         moat_buf_init(m, 8192);
+    }
+    if (!buf_acquire(c, m)) {
+        return; /* the log line loses its details, the request does not fail */
     }
     const struct moat_h1_field *ref = moat_h1_field_find(r->fields, r->nfields, "referer");
     const struct moat_h1_field *ua = moat_h1_field_find(r->fields, r->nfields, "user-agent");
@@ -616,13 +635,15 @@ static void response_done(struct moat_conn *c)
         return;
     }
     c->out.rd = c->out.wr = 0;
-    if (c->out.cap > 2 * FILE_CHUNK) {
-        moat_buf_clear(&c->out); /* a large listing does not pin memory for the idle time */
-    }
     if (moat_buf_len(&c->in) > 0) {
+        if (c->out.cap > 2 * FILE_CHUNK) {
+            buf_release(c, &c->out); /* a large listing does not stay pinned */
+        }
         begin_head(c); /* pipelined request already here */
     } else {
         in_release(c);
+        buf_release(c, &c->out);
+        buf_release(c, &c->meta);
         begin_wait(c, conf_of(c)->idle_timeout_ms);
     }
 }
@@ -681,7 +702,8 @@ static int step_idle(struct moat_conn *c)
     }
     moat_rc rc = fill_in(c);
     if (rc.kind == MOAT_E_AGAIN) {
-        in_release(c); /* an idle connection holds no read buffer */
+        in_release(c); /* an idle connection holds no read buffer, ours or OpenSSL's */
+        moat_io_idle(&c->io);
         return 0;
     }
     if (!moat_ok(rc)) {

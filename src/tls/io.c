@@ -107,6 +107,13 @@ moat_rc moat_io_write(struct moat_io *io, const void *buf, size_t len, size_t *n
     return ssl_fail(io, r, NULL, "tls write");
 }
 
+void moat_io_idle(struct moat_io *io)
+{
+    if (io->ssl != NULL) {
+        SSL_free_buffers(io->ssl); /* returns 0, harmlessly, when bytes are still buffered */
+    }
+}
+
 void moat_io_shutdown(struct moat_io *io)
 {
     if (io->ssl != NULL && SSL_is_init_finished(io->ssl)) {

@@ -29,6 +29,9 @@ MOAT_MUST_USE moat_rc moat_io_read(struct moat_io *io, void *buf, size_t len, si
 /* Write up to len bytes (partial writes allowed). With TLS, after MOAT_E_AGAIN the caller
  * must retry with the same bytes (OpenSSL's rule; ACCEPT_MOVING_WRITE_BUFFER lets them move). */
 MOAT_MUST_USE moat_rc moat_io_write(struct moat_io *io, const void *buf, size_t len, size_t *n);
+/* The connection goes idle: give OpenSSL's record buffers back (it keeps a 16 KiB read
+ * buffer from the last SSL_read that wanted more). No effect while it still holds data. */
+void moat_io_idle(struct moat_io *io);
 /* Send close_notify (best effort) and stop writing. */
 void moat_io_shutdown(struct moat_io *io);
 /* Free the SSL and close the socket. */
