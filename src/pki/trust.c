@@ -286,7 +286,9 @@ static void system_file_name(X509 *ca, char *buf, size_t n)
         j--;
     }
     slug[j] = '\0';
-    snprintf(buf, n, "moat-%s%s%.8s.crt", slug, j ? "-" : "", fp ? fp + 1 : "ca");
+    /* "moat local CA ..." would give "moat-moat-local-ca-...". */
+    const char *s = strncmp(slug, "moat-", 5) == 0 ? slug + 5 : slug;
+    snprintf(buf, n, "moat-%s%s%.8s.crt", s, s[0] ? "-" : "", fp ? fp + 1 : "ca");
 }
 
 static int holds_cert(const unsigned char *data, size_t len, X509 *ca)
