@@ -481,6 +481,24 @@ static void explain(const struct moat_client_vrec *v, const struct moat_client_t
         break;
     }
     default:
+        if (h->verify_code == X509_V_ERR_UNABLE_TO_GET_CRL) {
+            moat_client__fmt(d, dl,
+                             "--crl holds no CRL from \"%s\", the issuer of %s, so its "
+                             "revocation cannot be checked (give that issuer's CRL, or drop "
+                             "--crl)",
+                             errc.issuer, errc.subject);
+            break;
+        }
+        if (h->verify_code == X509_V_ERR_CRL_HAS_EXPIRED ||
+            h->verify_code == X509_V_ERR_CRL_NOT_YET_VALID) {
+            moat_client__fmt(d, dl,
+                             "the CRL given with --crl for \"%s\" is %s (fetch a "
+                             "current one from the issuer)",
+                             errc.issuer,
+                             h->verify_code == X509_V_ERR_CRL_HAS_EXPIRED ? "out of date"
+                                                                          : "not valid yet");
+            break;
+        }
         moat_client__fmt(d, dl, "%s %s: %s (OpenSSL verify error %d)", which, errc.subject,
                          X509_verify_cert_error_string(h->verify_code), h->verify_code);
         break;

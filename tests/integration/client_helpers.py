@@ -55,6 +55,10 @@ class ClientPki(Pki):
         self.crl = self.dir / "inter.crl.pem"
         run([OPENSSL, "ca", "-batch", "-config", self.ca_cnf, "-cert", self.inter,
              "-keyfile", self.inter_key, "-gencrl", "-crldays", "30", "-out", self.crl])
+        # A CRL from the root: valid, but not from the leaves' issuer.
+        self.root_crl = self.dir / "root.crl.pem"
+        run([OPENSSL, "ca", "-batch", "-config", self.ca_cnf, "-cert", self.root,
+             "-keyfile", self.root_key, "-gencrl", "-crldays", "30", "-out", self.root_crl])
         self.client_only = self._leaf_with_ext(
             "c-clientonly", ["example.test"],
             "basicConstraints = critical,CA:FALSE\n"

@@ -194,6 +194,14 @@ def test_crl_passes_a_good_certificate(cpki, servers, state, tmp_path, moat_bin)
     assert g.rc == 0, g
 
 
+def test_crl_from_another_issuer_is_named(cpki, servers, state, tmp_path, moat_bin):
+    s = s_server(tmp_path, cpki.good.leaf, cpki.good.key, chain=cpki.inter)
+    servers.append(s)
+    expect(moat_bin, state, url(s.port) + ["--cafile", cpki.root, "--crl", cpki.root_crl],
+           "certificate", "other",
+           words=['--crl holds no CRL from "CN=moat test intermediate"'])
+
+
 def test_crl_file_that_is_not_a_crl(cpki, state, moat_bin):
     g = moat_client(moat_bin, state, "get", "https://example.test/", "--crl", cpki.root)
     assert g.rc == 1, g
