@@ -627,7 +627,15 @@ static void outcome(FILE *f, const struct moat_client_result *r, const struct mo
 {
     fprintf(f, "\n");
     if (h->cause == MOAT_CC_OK) {
-        fprintf(f, "Result: OK, %d %s in %.1f ms\n", h->status, h->reason, h->total_ms);
+        fprintf(f, "Result: OK, %d %s in %.1f ms", h->status, h->reason, h->total_ms);
+        if (r->nhops > 1) {
+            double all = 0;
+            for (size_t i = 0; i < r->nhops; i++) {
+                all += r->hops[i].total_ms;
+            }
+            fprintf(f, " (%zu connections, %.1f ms in all)", r->nhops, all);
+        }
+        fputc('\n', f);
     } else if (h->cause == MOAT_CC_HTTP_STATUS) {
         fprintf(f, "Result: the server answered %d %s (exit code %d)\n", h->status, h->reason,
                 moat_client_cause_exit(h->cause));
@@ -679,7 +687,14 @@ void moat_client_render_text(const struct moat_client_result *r, FILE *f)
         }
         diagram(f, h);
         negotiated(f, h);
-        certificates(f, h, r->trust_desc);
+        const struct moat_client_hop *prev = i > 0 ? &r->hops[i - 1] : NULL;
+        if (prev != NULL && prev->nsent > 0 && h->nsent == prev->nsent &&
+            h->path_complete == prev->path_complete &&
+            strcmp(h->sent[0].sha256, prev->sent[0].sha256) == 0) {
+            fprintf(f, "\nCertificates: the same chain as above, verified the same way\n");
+        } else {
+            certificates(f, h, r->trust_desc);
+        }
         http_part(f, h);
         timings(f, h);
         if (i + 1 == r->nhops) {

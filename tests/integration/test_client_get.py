@@ -122,6 +122,14 @@ def test_follow_redirects(moat_bin, state, cpki, echo):
     hops = j.json["hops"]
     assert [h["http"]["status"] for h in hops] == [307, 307, 200]
     assert hops[2]["url"].endswith("/final")
+    t = moat_client(moat_bin, state, "trace", "-L",
+                    "https://example.test:%d/redirect/2/307" % echo.port,
+                    resolve("example.test", echo.port), "--cafile", cpki.root)
+    assert t.rc == 0, t
+    assert "Redirect 1: following 307 to https://example.test:%d/redirect/1/307" % echo.port \
+        in t.text
+    assert t.text.count("Certificates: the same chain as above") == 2
+    assert "(3 connections," in t.text
 
 
 def test_303_after_post_turns_into_get(moat_bin, state, cpki, echo):
