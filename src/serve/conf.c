@@ -1448,6 +1448,10 @@ static moat_rc h_proxy_opt(struct loader *L, const struct moat_cfg_node *n, cons
     }
     /* client_header_prefix: a token, so the header names it makes are valid */
     const char *v = n->words[1].s;
+    if (n->words[1].len == 0 || n->words[1].len > 48) {
+        return fail_at_word(L, &n->words[1],
+                            "client_header_prefix must be 1 to 48 characters, e.g. X-Client-");
+    }
     for (const char *p = v; *p; p++) {
         if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_')) {
             return fail_at_word(L, &n->words[1],

@@ -512,7 +512,7 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         }
     }
 
-    if (c->site->proxy != NULL) {
+    if (c->site->proxy != NULL && !c->plain) { /* the plain listener only redirects */
         moat_proxy_start(c, r);
         return;
     }

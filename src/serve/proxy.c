@@ -48,7 +48,8 @@ enum px_state {
 };
 
 struct moat_proxy {
-    struct moat_watch w; /* the origin socket; w.fd == up.fd */
+    struct moat_watch w; /* the origin socket; w.fd == up.fd, w.data == this */
+    struct moat_conn *c; /* the client connection; NULL once freed (deferred) */
     struct moat_io up;   /* owned */
     enum px_state st;
     uint32_t events;                   /* readiness seen on the origin socket */
@@ -212,14 +213,15 @@ static int dropped_field(moat_slice n, const char *prefix, const moat_slice *con
 }
 
 /* Tokens of the Connection fields (names of more hop-by-hop fields). */
-static size_t connection_tokens(const struct moat_h1_req *r, moat_slice *out, size_t max)
+static size_t connection_tokens(const struct moat_h1_field *fields, size_t nfields, moat_slice *out,
+                                size_t max)
 {
     size_t n = 0;
-    for (size_t i = 0; i < r->nfields; i++) {
-        if (!name_is(r->fields[i].name, "connection")) {
+    for (size_t i = 0; i < nfields; i++) {
+        if (!name_is(fields[i].name, "connection")) {
             continue;
         }
-        const char *p = r->fields[i].value.p, *e = p + r->fields[i].value.len;
+        const char *p = fields[i].value.p, *e = p + fields[i].value.len;
         while (p < e && n < max) {
             while (p < e && (*p == ' ' || *p == '\t' || *p == ',')) {
                 p++;
@@ -288,7 +290,7 @@ static moat_rc build_request(struct moat_conn *c, struct moat_proxy *px,
     }
     MOAT_TRY(moat_buf_printf(b, "Host: %.*s\r\n", MOAT_SLICE_FMT(r->host)));
     moat_slice tokens[16];
-    size_t ntokens = connection_tokens(r, tokens, 16);
+    size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
     for (size_t i = 0; i < r->nfields; i++) {
         const struct moat_h1_field *f = &r->fields[i];
         if (dropped_field(f->name, px->t->prefix, tokens, ntokens)) {
@@ -328,17 +330,20 @@ void moat_proxy_free(struct moat_conn *c)
     moat_io_close(&px->up);
     moat_buf_clear(&px->req);
     moat_buf_clear(&px->rbuf);
-    free(px);
+    px->c = NULL;
     c->px = NULL;
+    /* An event for the origin socket may still wait in this epoll batch: free later. */
+    moat_worker__defer_free(c->wk, px);
 }
 
 static void on_origin(struct moat_watch *w, uint32_t events)
 {
-    struct moat_conn *c = w->data;
-    if (c->px != NULL) {
-        c->px->events |= events;
+    struct moat_proxy *px = w->data;
+    if (px->c == NULL) {
+        return; /* finished earlier in this iteration */
     }
-    moat_serve__run(c);
+    px->events |= events;
+    moat_serve__run(px->c);
 }
 
 /* Fail before the client saw anything of the answer: an error page. After: close. */
@@ -367,6 +372,7 @@ void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r)
         return;
     }
     c->px = px;
+    px->c = c;
     px->t = t;
     px->up.fd = -1;
     px->client_minor = r->minor;
@@ -421,7 +427,7 @@ void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r)
             X509_VERIFY_PARAM_set1_host(vp, t->host, 0);
         }
     }
-    px->w = (struct moat_watch){.fd = fd, .cb = on_origin, .data = c};
+    px->w = (struct moat_watch){.fd = fd, .cb = on_origin, .data = px};
     if (!moat_ok(moat_loop_add(&c->wk->loop, &px->w, EPOLLIN | EPOLLOUT | EPOLLRDHUP))) {
         fail(c, 503, "cannot watch the origin socket");
         return;
@@ -607,10 +613,16 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
     }
     moat_rc rc = moat_buf_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: moat\r\n", status,
                                  moat_serve__reason(status), moat_httpdate_now(time(NULL)));
+    moat_slice tokens[16];
+    size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
     for (size_t i = 0; moat_ok(rc) && i < r->nfields; i++) {
         const struct moat_h1_field *f = &r->fields[i];
-        if (hop_by_hop_response(f->name)) {
-            continue;
+        int named = 0;
+        for (size_t k = 0; k < ntokens; k++) {
+            named |= moat_slice_eq_nocase(f->name, tokens[k]);
+        }
+        if (named || hop_by_hop_response(f->name)) {
+            continue; /* RFC 9110 §7.6.1: fields the origin's Connection names are its hop's */
         }
         rc =
             moat_buf_printf(o, "%.*s: %.*s\r\n", MOAT_SLICE_FMT(f->name), MOAT_SLICE_FMT(f->value));
@@ -643,7 +655,7 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
         return fail(c, 502, "the origin's answer head is too large");
     }
     moat_buf_consume(&px->rbuf, r->head_len);
-    px->resp_done = bodyless;
+    px->resp_done = bodyless || (px->framing == MOAT_H1_BODY_LENGTH && r->content_length == 0);
     px->st = PX_RELAY;
     return 1;
 }
@@ -684,6 +696,9 @@ static int step_recv_head(struct moat_conn *c, struct moat_proxy *px)
 
 static moat_rc emit(struct moat_conn *c, struct moat_proxy *px, const char *p, size_t n)
 {
+    if (n == 0) {
+        return MOAT_RC_OK; /* a zero-size chunk would be the last-chunk: never send one early */
+    }
     c->bytes_sent += n;
     if (!px->chunk_out) {
         return moat_buf_append(&c->out, p, n);

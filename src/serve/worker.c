@@ -136,9 +136,29 @@ void moat_worker__conn_closed(struct moat_worker *wk, struct moat_conn *c)
     }
 }
 
+void moat_worker__defer_free(struct moat_worker *wk, void *p)
+{
+    if (wk->ngraveyard == wk->capgraveyard) {
+        size_t cap = wk->capgraveyard ? wk->capgraveyard * 2 : 16;
+        void **g = realloc(wk->graveyard, cap * sizeof(*g));
+        if (g == NULL) {
+            /* Leaking one object beats freeing it under a pending event. */
+            moat_log_w("out of memory: an object is leaked rather than freed too early");
+            return;
+        }
+        wk->graveyard = g;
+        wk->capgraveyard = cap;
+    }
+    wk->graveyard[wk->ngraveyard++] = p;
+}
+
 static void after_iteration(struct moat_loop *l, void *data)
 {
     struct moat_worker *wk = data;
+    for (size_t i = 0; i < wk->ngraveyard; i++) {
+        free(wk->graveyard[i]);
+    }
+    wk->ngraveyard = 0;
     while (wk->closing != NULL) {
         struct moat_conn *c = wk->closing;
         wk->closing = c->next_closing;
@@ -322,6 +342,8 @@ void moat_worker_clear(struct moat_worker *wk)
     for (size_t i = 0; i < wk->npool; i++) {
         free(wk->pool[i]);
     }
+    free(wk->graveyard);
+    wk->graveyard = NULL;
     free(wk->pool);
     wk->pool = NULL;
     moat_buf_clear(&wk->alog);

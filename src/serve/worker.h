@@ -52,6 +52,8 @@ struct moat_worker {
     struct moat_conn *conns; /* all live connections (doubly linked) */
     size_t nconns;
     struct moat_conn *closing; /* freed at the end of the loop iteration */
+    void **graveyard;          /* other objects an event of this iteration may still name */
+    size_t ngraveyard, capgraveyard;
     unsigned long long next_conn_id;
 
     char **pool; /* free read-buffer blocks */
@@ -85,6 +87,8 @@ char *moat_worker__pool_get(struct moat_worker *wk);
 void moat_worker__pool_put(struct moat_worker *wk, char *block);
 void moat_worker__conn_closed(struct moat_worker *wk, struct moat_conn *c);
 void moat_worker__alog_flush(struct moat_worker *wk);
+/* Free `p` at the end of this loop iteration, when no pending event can name it any more. */
+void moat_worker__defer_free(struct moat_worker *wk, void *p);
 
 #define MOAT_POOL_BLOCK 4096
 

@@ -9,6 +9,7 @@
  */
 #include "tls/clientauth.h"
 
+#include "pki/crl.h"
 #include "pki/verify.h"
 
 #include <arpa/inet.h>
@@ -84,26 +85,9 @@ static moat_rc add_cas(struct moat_tls_client_auth *a, const char *path, struct 
     return MOAT_RC_OK;
 }
 
-static moat_rc add_crl(struct moat_tls_client_auth *a, const char *path, EVP_MD_CTX *md,
-                       struct moat_err *err)
+static moat_rc add_one_crl(struct moat_tls_client_auth *a, const char *path, X509_CRL *crl,
+                           EVP_MD_CTX *md, struct moat_err *err)
 {
-    BIO *bio = BIO_new_file(path, "rb");
-    if (bio == NULL) {
-        moat_err_where(err, "%s", path);
-        MOAT_FAIL_SSL(err, MOAT_E_CONFIG, "cannot read the CRL file");
-    }
-    X509_CRL *crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
-    if (crl == NULL) {
-        ERR_clear_error();
-        (void)BIO_reset(bio);
-        crl = d2i_X509_CRL_bio(bio, NULL);
-    }
-    BIO_free(bio);
-    if (crl == NULL) {
-        ERR_clear_error();
-        moat_err_where(err, "%s", path);
-        MOAT_FAIL(err, MOAT_E_CONFIG, "is not a CRL (PEM or DER)");
-    }
     /* A CRL from a CA we do not trust for clients would revoke nothing: say so now. */
     int signed_by_ours = 0;
     STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(a->store);
@@ -116,11 +100,10 @@ static moat_rc add_crl(struct moat_tls_client_auth *a, const char *path, EVP_MD_
     }
     ERR_clear_error();
     if (!signed_by_ours) {
-        X509_CRL_free(crl);
         moat_err_where(err, "%s", path);
         MOAT_FAIL(err, MOAT_E_CONFIG,
-                  "is not signed by any client_ca of this site: list the CA that issued it "
-                  "with client_ca");
+                  "holds a CRL that is not signed by any client_ca of this site: list the CA "
+                  "that issued it with client_ca");
     }
     unsigned char *der = NULL;
     int derlen = i2d_X509_CRL(crl, &der);
@@ -128,12 +111,29 @@ static moat_rc add_crl(struct moat_tls_client_auth *a, const char *path, EVP_MD_
         EVP_DigestUpdate(md, der, (size_t)derlen);
     }
     OPENSSL_free(der);
-    int ok = X509_STORE_add_crl(a->store, crl) == 1;
-    X509_CRL_free(crl);
-    if (!ok) {
+    if (X509_STORE_add_crl(a->store, crl) != 1) {
         MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot add the CRL %s", path);
     }
     return MOAT_RC_OK;
+}
+
+/* Every CRL of the file (a PEM bundle, e.g. `moat ca crl`'s, or one DER CRL). */
+static moat_rc add_crl(struct moat_tls_client_auth *a, const char *path, EVP_MD_CTX *md,
+                       struct moat_err *err)
+{
+    STACK_OF(X509_CRL) *crls = NULL;
+    moat_rc rc = moat_crl_load(path, &crls, err);
+    if (!moat_ok(rc)) {
+        if (err != NULL && err->where[0] == '\0') {
+            moat_err_where(err, "%s", path);
+        }
+        return moat_rc_of(MOAT_E_CONFIG);
+    }
+    for (int i = 0; moat_ok(rc) && i < sk_X509_CRL_num(crls); i++) {
+        rc = add_one_crl(a, path, sk_X509_CRL_value(crls, i), md, err);
+    }
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
+    return rc;
 }
 
 moat_rc moat_tls_client_auth_new(enum moat_client_auth_mode mode, const char *const *ca_files,
