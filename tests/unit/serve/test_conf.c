@@ -466,7 +466,8 @@ static const struct bad_case bad[] = {
      "label is longer than 63 characters (RFC 1035 §2.3.4)"},
     /* site contents */
     {"site example.com {\n  index x.html\n}", "m.conf:1:1",
-     "site \"example.com\" has nothing to serve (add \"root FOLDER\" or \"proxy http://HOST:PORT\" inside its block)"},
+     "site \"example.com\" has nothing to serve (add \"root FOLDER\" or \"proxy http://HOST:PORT\" "
+     "inside its block)"},
     {"site x { root r; index a/b.html }", "m.conf:1:24",
      "bad index \"a/b.html\" (write a file name without \"/\", e.g. index.html)"},
     {"site x { root \"\" }", "m.conf:1:15", "empty root path (write a path, e.g. ./www)"},
