@@ -13,7 +13,7 @@ static const char usage[] =
     "moat is an HTTPS server and certificate toolkit.\n"
     "\n"
     "Commands:\n"
-    "  serve     serve static files over HTTPS (moat serve --help)\n"
+    "  serve     serve static files and proxy to origins over HTTPS (moat serve --help)\n"
     "  get       fetch a URL over HTTPS, strictly verified (moat get --help)\n"
     "  trace     show one HTTPS request step by step (moat trace --help)\n"
     "  cert      issue, self-sign and show certificates (moat cert --help)\n"
