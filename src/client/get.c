@@ -480,6 +480,7 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
         .body = hr->body,
         .body_len = hr->body_len,
         .body_is_form = o->body_is_form,
+        .follow = o->follow,
     };
     rc = moat_client_http_build(&rq, &head, err);
     if (!moat_ok(rc)) {
@@ -563,7 +564,6 @@ moat_rc moat_client_get_run(const struct moat_client_opts *o, moat_client_body_c
     };
     for (;;) {
         h = &r->hops[r->nhops++];
-        /* Only the last hop's body is the answer: a redirect's body is counted, not written. */
         rc = run_hop(o, &trust, ctx, &hr, body_cb, body_arg, h, err);
         r->cause = h->cause;
         if (!moat_ok(rc) || !is_redirect(h->status) || h->location == NULL) {

@@ -409,6 +409,12 @@ moat_rc moat_client_http_exchange(struct moat_io *io, double deadline_ms,
         goto out;
     }
     moat_buf_consume(&b, resp->head_len);
+    /* With -L the answer is the last response's body: a redirect's page is only counted. */
+    int redirect = resp->status == 301 || resp->status == 302 || resp->status == 303 ||
+                   resp->status == 307 || resp->status == 308;
+    if (rq->follow && redirect && h->location != NULL) {
+        cb = NULL;
+    }
     rc = read_body(io, deadline_ms, &b, resp, cb, cb_arg, h, err);
     h->done_ms = moat_trace_elapsed(&h->trace);
 out:

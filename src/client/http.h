@@ -25,6 +25,7 @@ struct moat_client_req {
     const char *body; /* may be NULL */
     size_t body_len;
     int body_is_form; /* default Content-Type for -d */
+    int follow;       /* -L: a redirect's own body is counted, not delivered */
 };
 
 /*

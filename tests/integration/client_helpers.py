@@ -267,11 +267,13 @@ class _Echo(BaseHTTPRequestHandler):
             # /redirect/N/CODE -> /redirect/N-1/CODE ... -> /final
             parts = self.path.split("/")
             left, code = int(parts[2]), int(parts[3])
+            page = b"<p>REDIRECT-PAGE moved</p>\n"
             self.send_response(code)
             self.send_header("Location", "/final" if left <= 1 else
                              "/redirect/%d/%d" % (left - 1, code))
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(page)))
             self.end_headers()
+            self.wfile.write(page)
             return
         if self.path.startswith("/chunked"):
             self.send_response(200)

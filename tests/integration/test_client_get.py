@@ -108,12 +108,15 @@ def test_header_injection_refused(moat_bin, state, cpki, echo):
 def test_redirects_are_not_followed_by_default(moat_bin, state, cpki, echo):
     g = get(moat_bin, state, cpki, echo, "/redirect/1/302")
     assert g.rc == 0, g
+    assert g.text == "<p>REDIRECT-PAGE moved</p>\n"  # not followed: this is the answer
     assert "note: redirect (302) to /final not followed (use -L)" in g.stderr
 
 
 def test_follow_redirects(moat_bin, state, cpki, echo):
     g = get(moat_bin, state, cpki, echo, "/redirect/3/301", "-L")
     assert g.rc == 0, g
+    # Only the last answer's body is written, not the redirect pages before it.
+    assert "REDIRECT-PAGE" not in g.text
     assert json.loads(g.text)["path"] == "/final"
     j = moat_client(moat_bin, state, "trace", "--json", "-L",
                     "https://example.test:%d/redirect/2/307" % echo.port,
