@@ -36,12 +36,6 @@ FRONT_SITES = ["proxy.test", "slow.test", "down.test", "tls.test", "wrongca.test
 MIB5 = 5 * 1024 * 1024
 
 
-def known_bug(reason):
-    """A test that fails until a reported server bug is fixed. Only a failed assertion (or a
-    cut connection) counts as the expected failure: a sanitizer report or a fixture error still
-    fails the run, and strict=True fails it once the bug is fixed, so the marker gets removed."""
-    return pytest.mark.xfail(strict=True, raises=(AssertionError, Closed), reason=reason)
-
 # -- fixtures ----------------------------------------------------------------------------------
 
 
@@ -360,21 +354,9 @@ def test_client_body_stalls_408(front, pki, origin):
 # -- answers relayed ---------------------------------------------------------------------------
 
 
-# Server bugs found here, reported to the lead; each marker goes when its fix lands.
-EMPTY_LENGTH_XFAIL = known_bug((
-    "server bug: an origin answer with Content-Length: 0 is relayed, then moat waits for more "
-    "body, sees the origin's close, logs 'the origin cut its answer short' and closes the "
-    "client's keep-alive connection (proxy.c queue_head: resp_done only for bodyless)"))
-EMPTY_CHUNK_XFAIL = known_bug((
-    "server bug: proxy.c step_relay calls emit() with 0 decoded bytes, which writes a "
-    "zero-size chunk, i.e. the last-chunk: the body ends early and the real end follows as "
-    "garbage on the keep-alive connection (an empty chunked body, or a read that ends after a "
-    "chunk-size line)"))
-
-
 @pytest.mark.parametrize("kind,n", [
-    pytest.param("length", 0, marks=EMPTY_LENGTH_XFAIL), ("length", 1), ("length", 100000),
-    pytest.param("chunked", 0, marks=EMPTY_CHUNK_XFAIL), ("chunked", 1), ("chunked", 100000),
+    ("length", 0), ("length", 1), ("length", 100000),
+    ("chunked", 0), ("chunked", 1), ("chunked", 100000),
     ("chunked-trailer", 5000), ("close", 0), ("close", 1), ("close", 100000),
 ])
 def test_answer_reframed_for_http11(front, pki, origin, kind, n):
@@ -389,10 +371,6 @@ def test_answer_reframed_for_http11(front, pki, origin, kind, n):
             # chunked in, chunked out; close-delimited in, chunked out (the connection stays)
             assert r.header("transfer-encoding") == "chunked" and not r.has("content-length")
         assert r.header("connection") is None
-        if n == 0:
-            # Let the origin's close come first: this test is about framing; the race of the
-            # two events is test_origin_close_and_client_bytes_in_one_batch's business.
-            time.sleep(0.2)
         assert_usable(c, "r11-after-%s-%d" % (kind, n))
 
 
@@ -411,7 +389,6 @@ def test_answer_reframed_for_http10(front, pki, origin, kind):
         assert c.is_closed()  # an HTTP/1.0 client without keep-alive: closed after the answer
 
 
-@EMPTY_CHUNK_XFAIL
 def test_chunked_answer_trickled_by_the_origin(front, pki, origin):
     with open_conn(front, pki) as c:
         r = c.request("/trickle-chunked/20000?t=trickle", host="proxy.test")
@@ -465,13 +442,10 @@ def _race_origin_close_with_client_bytes(front, pki, kind, rounds, seed):
                 return  # the server is gone; the test says why
 
 
-@known_bug("server bug: use-after-free: proxy.c frees struct moat_proxy (which holds the "
-           "origin's moat_watch) at once in moat_proxy_free, while the same epoll_wait batch "
-           "may still hold an event for that watch (core/loop.c:71 calls w->cb on freed "
-           "memory); ASan: heap-use-after-free in moat_loop_run, freed by step_relay. Free it "
-           "at the end of the loop iteration (STYLE.md §4)")
 def test_origin_close_and_client_bytes_in_one_batch(moat, pki, xpki, origin):
-    # A server of its own: the crash this looks for must not take the module's server along.
+    # Was a use-after-free (the origin's watch freed while its event waited in the same batch;
+    # ASan: heap-use-after-free in moat_loop_run). A server of its own, so that a crash here
+    # does not take the module's server along.
     m = moat("race")
     m.write_config("listen 127.0.0.1:%d\nworkers 1\nstate %s\nerror_log stderr info\n"
                    "site proxy.test {\n    cert %s %s\n    proxy %s\n}\n"
@@ -485,10 +459,7 @@ def test_origin_close_and_client_bytes_in_one_batch(moat, pki, xpki, origin):
     for t in threads:
         t.join(60)
     time.sleep(0.3)
-    report = m.sanitizer_report()
-    if report:
-        m.sanitizer_reported = True  # reported here, as this test's expected failure
-    assert report is None, report
+    assert m.alive() and m.sanitizer_report() is None, m.sanitizer_report()
 
 
 def test_concurrent_clients(front, pki, origin):
@@ -576,9 +547,6 @@ def test_hop_by_hop_response_fields_dropped(front, pki, origin):
         assert_usable(c, "hop-resp-after")
 
 
-@known_bug("server bug: fields named in the origin's Connection "
-                   "field are relayed to the client (RFC 9110 §7.6.1); proxy.c queue_head only "
-                   "drops the fixed list (remove this marker once fixed)")
 def test_response_fields_named_in_connection_dropped(front, pki, origin):
     r = ask(front, pki, "/hop?t=hop-resp-named")
     assert r.status == 200
@@ -899,34 +867,9 @@ def _listening(port):
         return False
 
 
-@known_bug("server bug: a client_header_prefix longer than 63 "
-                   "characters is accepted by conf.c but cut short in proxy.c (prefix[64]), so "
-                   "the origin gets its identity under another name (refuse it, or keep it whole)")
-def test_long_client_header_prefix_refused_or_kept_whole(moat, pki, xpki, origin):
-    prefix = "X-" + "P" * 80 + "-"
-    m = moat("long-prefix")
-    m.write_config("listen 127.0.0.1:%d\nstate %s\nerror_log stderr info\n"
-                   "site id.test {\n    cert %s %s\n    proxy %s\n    client_auth optional\n"
-                   "    client_ca %s\n    client_header_prefix %s\n}\n"
-                   % (m.port, m.state, xpki.front.chain, xpki.front.key, origin.url,
-                      xpki.clients.pem, prefix))
-    m.start(wait=False)
-    wait_for(lambda: not m.alive() or _listening(m.port), 15)
-    if not m.alive():
-        assert "client_header_prefix" in m.stderr()
-        return
-    with Conn(m.port, sni="id.test", context=tls_context(pki.root, xpki.alice)) as c:
-        e = echo(c.request("/echo?t=long-prefix", host="id.test"))
-    assert identity(e, prefix).get("verify") == "SUCCESS", e["headers"]
+# -- bugs this file found (each test failed before its fix) ------------------------------------
 
 
-# -- known gaps (server bugs; each marker goes when the fix lands) -----------------------------
-
-
-@known_bug("server bug: on the plain redirect_http listener a proxy "
-                   "site is proxied over cleartext (conn.c dispatch checks c->site->proxy "
-                   "before c->plain) instead of 308 to https, which also skips client_auth "
-                   "require (remove this marker once fixed)")
 def test_plain_listener_redirects_instead_of_proxying(front, origin):
     with Conn(front.http_port, tls=False) as c:
         r = c.request("/echo?t=plain-bypass", host="idreq.test")
@@ -934,16 +877,37 @@ def test_plain_listener_redirects_instead_of_proxying(front, origin):
     assert origin.find("t=plain-bypass", timeout=0.5) == []
 
 
-@known_bug("server bug: conf.c h_proxy_opt accepts an empty "
-                   "client_header_prefix, and proxy.c then drops every client field (each name "
-                   "starts with \"\") and sends \"Verify:\"/\"Subject:\" (remove once fixed)")
-def test_empty_client_header_prefix_refused(moat, pki, xpki, origin):
-    m = moat("empty-prefix")
+def _start_with_prefix(moat, name, pki, xpki, origin, prefix):
+    """A moat whose id.test site forwards identities under `prefix`; waits until it listens or
+    exits."""
+    m = moat(name)
     m.write_config("listen 127.0.0.1:%d\nstate %s\nerror_log stderr info\n"
-                   "site proxy.test {\n    cert %s %s\n    proxy %s\n"
-                   "    client_header_prefix \"\"\n}\n"
-                   % (m.port, m.state, xpki.front.chain, xpki.front.key, origin.url))
+                   "site id.test {\n    cert %s %s\n    proxy %s\n    client_auth optional\n"
+                   "    client_ca %s\n    client_header_prefix \"%s\"\n}\n"
+                   % (m.port, m.state, xpki.front.chain, xpki.front.key, origin.url,
+                      xpki.clients.pem, prefix))
     m.start(wait=False)
     wait_for(lambda: not m.alive() or _listening(m.port), 15)
-    assert not m.alive() and m.proc.returncode != 0, "moat started with client_header_prefix \"\""
-    assert "client_header_prefix" in m.stderr()
+    return m
+
+
+@pytest.mark.parametrize("prefix", ["", "X-" + "P" * 46 + "-"])
+def test_client_header_prefix_empty_or_too_long_refused(moat, pki, xpki, origin, prefix):
+    # An empty prefix made every client field look forged (all dropped) and the identity go out
+    # as "Verify:"; a long one was cut short at 63 characters, so the origin missed it.
+    m = _start_with_prefix(moat, "prefix-%d" % len(prefix), pki, xpki, origin, prefix)
+    assert not m.alive() and m.proc.returncode != 0, "moat started with a %d-character prefix" \
+        % len(prefix)
+    assert "client_header_prefix must be 1 to 48 characters, e.g. X-Client-" in m.stderr()
+
+
+def test_client_header_prefix_of_48_characters_used_whole(moat, pki, xpki, origin):
+    prefix = "X-" + "P" * 45 + "-"
+    assert len(prefix) == 48
+    m = _start_with_prefix(moat, "prefix-48", pki, xpki, origin, prefix)
+    assert m.alive(), m.stderr()[-2000:]
+    with Conn(m.port, sni="id.test", context=tls_context(pki.root, xpki.alice)) as c:
+        e = echo(c.request("/echo?t=prefix-48", host="id.test",
+                           headers=[(prefix + "Subject", "CN=forged")]))
+    ident = identity(e, prefix)
+    assert ident["verify"] == "SUCCESS" and ident["subject"] == xpki.alice.subject, e["headers"]

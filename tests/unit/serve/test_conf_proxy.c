@@ -143,6 +143,23 @@ TEST_CASE(timeout_bounds)
     }
 }
 
+/* The prefix limits: 1 and 48 characters are the extremes that pass. */
+TEST_CASE(prefix_lengths)
+{
+    static const char *const ok[] = {"X", "X-012345678901234567890123456789012345678901234-"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char text[160];
+        snprintf(text, sizeof(text), "site x { proxy http://h:1; client_header_prefix %s }", ok[i]);
+        struct moat_conf *c;
+        const struct moat_conf_site *s = site_ok(text, &c);
+        if (s != NULL) {
+            EXPECT_STR(s->client_header_prefix, ok[i]);
+            moat_conf_free(c);
+        }
+    }
+    EXPECT_INT(strlen(ok[1]), 48);
+}
+
 TEST_CASE(several_proxy_sites)
 {
     static const char text[] = "site a.test {\n  proxy http://127.0.0.1:9001\n}\n"
@@ -172,6 +189,7 @@ struct bad_case {
 #define WRITE_ONLY "write only scheme, host and port (no path, no user), e.g. http://127.0.0.1:9000"
 #define TIMEOUT_RANGE "proxy_timeout is a duration between 1ms and 1d, e.g. 60s"
 #define PREFIX_CHARS "client_header_prefix may hold letters, digits, '-' and '_' only"
+#define PREFIX_LEN "client_header_prefix must be 1 to 48 characters, e.g. X-Client-"
 
 static const struct bad_case bad[] = {
     /* proxy: the scheme */
@@ -268,6 +286,11 @@ static const struct bad_case bad[] = {
     {"site x { proxy http://a:1; client_header_prefix \"X Client\" }", "m.conf:1:49", PREFIX_CHARS},
     {"site x { proxy http://a:1; client_header_prefix X-Cl\xC3\xAF- }", "m.conf:1:49",
      PREFIX_CHARS},
+    /* an empty prefix would make every field look forged; a long one would not fit */
+    {"site x { proxy http://a:1; client_header_prefix \"\" }", "m.conf:1:49", PREFIX_LEN},
+    {"site x { proxy http://a:1; client_header_prefix "
+     "X-0123456789012345678901234567890123456789012345- }",
+     "m.conf:1:49", PREFIX_LEN},
     {"site x { proxy http://a:1; client_header_prefix X Client }", "m.conf:1:51",
      "\"client_header_prefix\" takes 1 argument, got 2 (usage: client_header_prefix X-Client-)"},
     {"site x { proxy http://a:1; client_header_prefix a; client_header_prefix b }", "m.conf:1:52",
@@ -317,6 +340,7 @@ int main(void)
     RUN(defaults);
     RUN(every_option);
     RUN(timeout_bounds);
+    RUN(prefix_lengths);
     RUN(several_proxy_sites);
     RUN(bad_configs);
     RUN(refusal_after_proxy_frees);
