@@ -413,10 +413,25 @@ static void more_first_bytes(int fd, struct moat_trace *t)
     }
 }
 
+/* The session a later connection to the same host and port may offer (--resume, redirects). */
+struct session_slot {
+    SSL_SESSION *sess; /* owned */
+    char key[MOAT_CLIENT_HOST_MAX + 16];
+    int from; /* 1-based connection it came from */
+};
+
+static void session_key(const struct moat_client_hop *h, char *out, size_t outlen)
+{
+    moat_client__fmt(out, outlen, "%s:%u", h->url.host, h->url.port);
+}
+
 static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trust *trust,
                        SSL_CTX *ctx, const struct hop_req *hr, moat_client_body_cb cb, void *arg,
-                       struct moat_client_hop *h, struct moat_err *err)
+                       struct moat_client_hop *h, int number, struct session_slot *slot,
+                       struct moat_err *err)
 {
+    char key[sizeof(slot->key)];
+    session_key(h, key, sizeof(key));
     moat_trace_init(&h->trace);
     moat_client_url_format(&h->url, h->url_text, sizeof(h->url_text));
     double deadline = h->trace.t0_ms + o->timeout_ms;
@@ -448,6 +463,11 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
             h->cause = MOAT_CC_LOCAL;
             goto out;
         }
+        /* Only to the host and port the session came from: a ticket names its server. */
+        if (slot->sess != NULL && strcmp(slot->key, key) == 0 &&
+            SSL_set_session(ssl, slot->sess) == 1) {
+            h->resume_offered = slot->from;
+        }
         moat_trace_attach(&h->trace, ssl);
         h->tls_start_ms = moat_trace_elapsed(&h->trace);
         unsigned long ssl_err = 0;
@@ -460,6 +480,11 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
         h->cert_requested =
             moat_trace_find_hs(&h->trace, MOAT_TRACE_IN, SSL3_MT_CERTIFICATE_REQUEST) != NULL;
         h->client_cert_sent = client_cert_sent(&h->trace);
+        if (h->resumed) {
+            /* The session remembers the first connection's chain; nothing crossed this time. */
+            h->nsent = h->npath = 0;
+            h->path_complete = 0;
+        }
         if (!moat_ok(rc)) {
             more_first_bytes(fd, &h->trace);
             moat_client__fmt(h->ssl_reason, sizeof(h->ssl_reason), "%s", herr.msg);
@@ -508,6 +533,18 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
         classify_http(h, o, 0);
     }
 out:
+    if (io.ssl != NULL && h->tls_done) {
+        /* TLS 1.3 tickets arrive after the handshake: the session is taken after the answer. */
+        SSL_SESSION *s = SSL_get1_session(io.ssl);
+        if (s != NULL && SSL_SESSION_is_resumable(s)) {
+            SSL_SESSION_free(slot->sess);
+            slot->sess = s;
+            moat_client__fmt(slot->key, sizeof(slot->key), "%s", key);
+            slot->from = number;
+        } else {
+            SSL_SESSION_free(s);
+        }
+    }
     if (io.ssl != NULL) {
         moat_io_shutdown(&io);
         /* Again, so the close_notify just sent is marked like the rest. */
@@ -562,9 +599,10 @@ moat_rc moat_client_get_run(const struct moat_client_opts *o, moat_client_body_c
         .body = o->body,
         .body_len = o->body_len,
     };
+    struct session_slot slot = {.sess = NULL, .key = "", .from = 0};
     for (;;) {
         h = &r->hops[r->nhops++];
-        rc = run_hop(o, &trust, ctx, &hr, body_cb, body_arg, h, err);
+        rc = run_hop(o, &trust, ctx, &hr, body_cb, body_arg, h, (int)r->nhops, &slot, err);
         r->cause = h->cause;
         if (!moat_ok(rc) || !is_redirect(h->status) || h->location == NULL) {
             break;
@@ -601,6 +639,16 @@ moat_rc moat_client_get_run(const struct moat_client_opts *o, moat_client_body_c
         }
         r->hops[r->nhops].url = next;
     }
+    if (o->resume && moat_ok(rc) && h->url.https && r->nhops < MOAT_CLIENT_MAX_HOPS) {
+        /* The same request on a new connection that offers the session just made; its body
+         * was written once already. */
+        struct moat_client_hop *again = &r->hops[r->nhops++];
+        again->url = h->url;
+        again->again = 1;
+        rc = run_hop(o, &trust, ctx, &hr, NULL, NULL, again, (int)r->nhops, &slot, err);
+        r->cause = again->cause;
+    }
+    SSL_SESSION_free(slot.sess);
     SSL_CTX_free(ctx);
     moat_client_trust_clear(&trust);
     r->exit_code = moat_client_cause_exit(r->cause);

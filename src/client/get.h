@@ -58,6 +58,7 @@ struct moat_client_opts {
     const char *state_dir; /* where moat's local CA lives; NULL: $MOAT_STATE or ~/.local/... */
     int json;              /* trace: --json */
     int discard_body;      /* trace: count the body, do not write it */
+    int resume;            /* trace: connect again, offering the first connection's session */
 };
 
 /* Fill the defaults (GET, 30 s, 10 redirects). */
@@ -111,6 +112,8 @@ struct moat_client_hop {
     int version; /* TLS1_2_VERSION...; 0 before ServerHello */
     char version_name[16], cipher[64], group[32], sigalg[48], alpn[32];
     int resumed;
+    int resume_offered; /* 1-based connection whose session was offered; 0: none */
+    int again;          /* --resume: this hop repeats the previous request */
     int ocsp_stapled;
     char sni[MOAT_CLIENT_HOST_MAX]; /* "" when none was sent (IP literals, RFC 6066 §3) */
     struct moat_client_cert sent[MOAT_CLIENT_MAX_CHAIN]; /* the chain as the server sent it */

@@ -149,6 +149,8 @@ static json_t *tls_json(const struct moat_client_hop *h)
     set(o, "signature_scheme", str_or_null(h->sigalg));
     set(o, "alpn", str_or_null(h->alpn));
     set(o, "resumed", json_boolean(h->resumed));
+    set(o, "resume_offered_from",
+        h->resume_offered ? json_integer(h->resume_offered) : json_null());
     json_t *msgs = json_array();
     for (size_t i = 0; msgs != NULL && i < h->trace.n; i++) {
         json_array_append_new(msgs, msg_json(h, &h->trace.msgs[i]));
@@ -202,6 +204,7 @@ static json_t *hop_json(const struct moat_client_hop *h)
 {
     json_t *o = json_object();
     set(o, "url", json_string(h->url_text));
+    set(o, "repeat", json_boolean(h->again));
     set(o, "scheme", json_string(h->url.https ? "https" : "http"));
     set(o, "host", json_string(h->url.host));
     set(o, "port", json_integer(h->url.port));

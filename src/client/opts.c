@@ -30,7 +30,9 @@ static const char trace_usage[] =
     "server sent and the path verification built, the HTTP heads and timings; on failure, how\n"
     "far it got, the cause and the fix.\n"
     "\n"
-    "  --json                 one JSON document with the same facts instead of the diagram\n";
+    "  --json                 one JSON document with the same facts instead of the diagram\n"
+    "  --resume               then connect again, offering the first connection's TLS session,\n"
+    "                         to show a resumed handshake\n";
 
 static const char common_usage[] =
     "  --cafile FILE          also trust the CA certificates in FILE (PEM)\n"
@@ -179,7 +181,7 @@ static const struct opt_row opt_rows[] = {
     {"--max-redirs", NULL, 1, 0},  {"--insecure", "-k", 0, 0},
     {"--timeout", NULL, 1, 0},     {"--no-default-trust", NULL, 0, 0},
     {"--state", NULL, 1, 0},       {"--json", NULL, 0, 1},
-    {"--help", "-h", 0, 0},
+    {"--help", "-h", 0, 0},        {"--resume", NULL, 0, 1},
 };
 
 static const struct opt_row *find_opt(const char *a)
@@ -249,6 +251,8 @@ static moat_rc apply(struct moat_client_opts *o, const char *name, const char *v
         o->state_dir = v;
     } else if (strcmp(name, "--json") == 0) {
         o->json = 1;
+    } else if (strcmp(name, "--resume") == 0) {
+        o->resume = 1;
     }
     return MOAT_RC_OK;
 }

@@ -269,6 +269,15 @@ static void tls_row(FILE *f, const struct moat_client_hop *h, const struct moat_
     }
     *slot |= bit;
     const char *note = moat_client_render_note(m, h->version);
+    if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type == SSL3_MT_SERVER_HELLO && !m->hrr &&
+        h->resumed) {
+        note = h->version == TLS1_3_VERSION
+                   ? "TLS 1.3 resumption: the server took the offered ticket (a PSK, with a "
+                     "fresh key share); no certificate follows, everything after this is "
+                     "encrypted"
+                   : "TLS 1.2 resumption: the server took the offered session; no certificate, "
+                     "no new key exchange: the old keys are reused";
+    }
     if (note != NULL) {
         note_line(f, note);
     }
@@ -467,8 +476,14 @@ static void negotiated(FILE *f, const struct moat_client_hop *h)
        : h->version == TLS1_2_VERSION ? "TLS 1.2"
                                       : h->version_name);
     kv(f, "cipher", h->cipher[0] ? h->cipher : "?");
-    kv(f, "key group", h->group[0] ? h->group : "(not known: the handshake stopped early)");
-    kv(f, "signature", h->sigalg[0] ? h->sigalg : "(none seen)");
+    kv(f, "key group",
+       h->group[0]  ? h->group
+       : h->resumed ? "none: TLS 1.2 resumption reuses the old keys"
+                    : "(not known: the handshake stopped early)");
+    kv(f, "signature",
+       h->sigalg[0] ? h->sigalg
+       : h->resumed ? "none: a resumed session proves itself with its keys"
+                    : "(none seen)");
     kv(f, "ALPN", h->alpn[0] ? h->alpn : "none (the server did not pick a protocol)");
     kv(f, "SNI", h->sni[0] ? h->sni : "none sent");
     size_t tickets = 0;
@@ -477,8 +492,18 @@ static void negotiated(FILE *f, const struct moat_client_hop *h)
         tickets += m->dir == MOAT_TRACE_IN && m->content_type == SSL3_RT_HANDSHAKE &&
                    m->hs_type == SSL3_MT_NEWSESSION_TICKET;
     }
-    char s[160];
-    snprintf(s, sizeof(s), "%s%s", h->resumed ? "resumed" : "new (full handshake, not resumed)",
+    char how[120];
+    if (h->resumed) {
+        snprintf(how, sizeof(how), "resumed from connection %d (abbreviated handshake)",
+                 h->resume_offered);
+    } else if (h->resume_offered) {
+        snprintf(how, sizeof(how), "new: the server did not take connection %d's session",
+                 h->resume_offered);
+    } else {
+        snprintf(how, sizeof(how), "new (full handshake, not resumed)");
+    }
+    char s[240];
+    snprintf(s, sizeof(s), "%s%s", how,
              tickets ? "; the server gave session tickets for next time" : "");
     kv(f, "session", s);
 }
@@ -676,7 +701,15 @@ void moat_client_render_text(const struct moat_client_result *r, FILE *f)
             fprintf(f, "\n%s\n",
                     "------------------------------------------------------------"
                     "------------------");
-            fprintf(f, "Redirect %zu: following %d to %s\n", i, r->hops[i - 1].status, h->url_text);
+            if (h->again) {
+                fprintf(f,
+                        "Connection %zu: the same request again, offering connection %zu's "
+                        "session (--resume)\n",
+                        i + 1, i);
+            } else {
+                fprintf(f, "Redirect %zu: following %d to %s\n", i, r->hops[i - 1].status,
+                        h->url_text);
+            }
         }
         fprintf(f, "moat trace %s\n", h->url_text);
         if (h->url.https) {
@@ -688,9 +721,17 @@ void moat_client_render_text(const struct moat_client_result *r, FILE *f)
         diagram(f, h);
         negotiated(f, h);
         const struct moat_client_hop *prev = i > 0 ? &r->hops[i - 1] : NULL;
-        if (prev != NULL && prev->nsent > 0 && h->nsent == prev->nsent &&
-            h->path_complete == prev->path_complete &&
-            strcmp(h->sent[0].sha256, prev->sent[0].sha256) == 0) {
+        if (h->resumed) {
+            char t[160];
+            snprintf(t, sizeof(t),
+                     "none crossed: the session was resumed (the chain was "
+                     "verified on connection %d)",
+                     h->resume_offered);
+            fputc('\n', f);
+            wrap(f, "Certificates: ", 2, t);
+        } else if (prev != NULL && prev->nsent > 0 && h->nsent == prev->nsent &&
+                   h->path_complete == prev->path_complete &&
+                   strcmp(h->sent[0].sha256, prev->sent[0].sha256) == 0) {
             fprintf(f, "\nCertificates: the same chain as above, verified the same way\n");
         } else {
             certificates(f, h, r->trust_desc);

@@ -235,5 +235,8 @@ void moat_client_tls_facts(SSL *ssl, struct moat_client_hop *h)
         moat_client__fmt(h->alpn, sizeof(h->alpn), "%.*s", (int)alen, (const char *)alpn);
     }
     h->resumed = SSL_session_reused(ssl);
+    if (h->resumed && h->version == TLS1_2_VERSION) {
+        h->group[0] = '\0'; /* RFC 5246 §7.3: an abbreviated handshake exchanges no keys */
+    }
     ERR_clear_error();
 }

@@ -383,13 +383,26 @@ _SCLIENT_TYPES = {
 }
 
 
-def s_client_messages(port, sni, *args):
+def s_client_resumed_messages(port, sni, workdir, *args):
+    """The handshake messages of a second `s_client -msg` connection that offers the session
+    of a first one (-sess_out / -sess_in); each sends a request so TLS 1.3 tickets arrive."""
+    sess = Path(workdir) / ("sess-%d.pem" % port)
+    req = b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % sni.encode()
+    base = [OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", sni,
+            "-groups", "X25519:P-256:P-384:P-521", "-cipher", "ECDHE+AESGCM:ECDHE+CHACHA20",
+            "-alpn", "http/1.1", "-ign_eof"] + [str(a) for a in args]
+    subprocess.run(base + ["-sess_out", sess], input=req, capture_output=True, timeout=20,
+                   env=clean_env())
+    return s_client_messages(port, sni, "-sess_in", sess, "-ign_eof", *args, send=req)
+
+
+def s_client_messages(port, sni, *args, send=b""):
     """[(direction, type, length)] of the handshake messages `openssl s_client -msg` saw, up
     to and including the second Finished (what follows is post-handshake)."""
     cmd = [OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", sni, "-msg",
            "-groups", "X25519:P-256:P-384:P-521", "-cipher", "ECDHE+AESGCM:ECDHE+CHACHA20",
            "-alpn", "http/1.1"] + [str(a) for a in args]
-    proc = subprocess.run(cmd, input=b"", capture_output=True, timeout=20, env=clean_env())
+    proc = subprocess.run(cmd, input=send, capture_output=True, timeout=20, env=clean_env())
     text = proc.stdout.decode("latin-1")
     out = []
     finished = set()

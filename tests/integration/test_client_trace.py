@@ -8,7 +8,7 @@ import re
 import pytest
 
 from client_helpers import (ClientPki, moat_client, nginx, resolve, s_client_messages,
-                            s_server, tls_messages)
+                            s_client_resumed_messages, s_server, tls_messages)
 
 FLOW13 = [(">", "ClientHello"), ("<", "ServerHello"), ("<", "ChangeCipherSpec"),
           ("<", "EncryptedExtensions"), ("<", "Certificate"), ("<", "CertificateVerify"),
@@ -81,6 +81,43 @@ def test_trace_lists_the_messages_that_crossed(version, server, cpki, state, moa
     size = {(m["direction"], m["type"]): m["size"] for m in tls["messages"]}
     their_size = {(d, t): n for d, t, n in theirs}
     assert size[("server->client", "Certificate")] == their_size[("<", "Certificate")]
+
+
+RESUMED13 = [(">", "ClientHello"), ("<", "ServerHello"), ("<", "ChangeCipherSpec"),
+             ("<", "EncryptedExtensions"), ("<", "Finished"), (">", "ChangeCipherSpec"),
+             (">", "Finished")]
+RESUMED12 = [(">", "ClientHello"), ("<", "ServerHello"), ("<", "ChangeCipherSpec"),
+             ("<", "Finished"), (">", "ChangeCipherSpec"), (">", "Finished")]
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_resumed_session_is_shown(version, server, cpki, state, moat_bin, tmp_path):
+    kind, port = server
+    ours_args, sc_args = version_args(version)
+    j = moat_client(moat_bin, state, "trace", "--json", "--resume",
+                    "https://example.test:%d/" % port, resolve("example.test", port),
+                    "--cafile", cpki.root, *ours_args)
+    assert j.rc == 0, j
+    first, second = j.json["hops"]
+    assert first["tls"]["resumed"] is False and first["repeat"] is False
+    assert second["repeat"] is True
+    assert second["tls"]["resume_offered_from"] == 1
+    assert second["tls"]["resumed"] is True, (kind, second["tls"])
+    assert second["tls"]["certificates_sent"] == []
+    ours = tls_messages(j.json, hop=1)
+    # A server may renew the ticket during a TLS 1.2 resumption (NewSessionTicket after
+    # ServerHello); the rest is fixed by the protocol.
+    assert [m for m in ours if m[1] != "NewSessionTicket"] == (
+        RESUMED13 if version == "1.3" else RESUMED12), (kind, ours)
+    theirs = s_client_resumed_messages(port, "example.test", tmp_path, *sc_args)
+    assert [(d, t) for d, t, _ in theirs] == tls_messages(j.json, hop=1, with_header_only=False), (
+        kind, theirs)
+    t = moat_client(moat_bin, state, "trace", "--resume", "https://example.test:%d/" % port,
+                    resolve("example.test", port), "--cafile", cpki.root, *ours_args)
+    assert "Connection 2: the same request again, offering connection 1's session" in t.text
+    assert "session     resumed from connection 1" in t.text
+    assert "Certificates: none crossed: the session was resumed" in t.text
+    assert "resumption: the server took the offered" in t.text
 
 
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
