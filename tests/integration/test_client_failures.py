@@ -335,6 +335,48 @@ def test_timeout_names_the_step(state, moat_bin):
         s.stop()
 
 
+def test_timeout_waiting_for_the_response(cpki, servers, state, tmp_path, moat_bin):
+    # s_server without -www completes the handshake and never answers the request.
+    s = s_server(tmp_path, cpki.good.leaf, cpki.good.key, chain=cpki.inter, www=False)
+    servers.append(s)
+    _, j, _ = expect(moat_bin, state, url(s.port) + ["--cafile", cpki.root, "--timeout", "1"],
+                     "timeout", words=["accepted the request but sent no answer"])
+    hop = j.json["hops"][0]
+    assert hop["tls"]["handshake_done"] is True
+    assert hop["http"]["request_line"] == "GET / HTTP/1.1"
+    assert hop["stage"] == "HTTP"
+
+
+def test_server_closes_at_once(state, moat_bin):
+    # A listener that accepts and closes: no TLS answer at all.
+    import socket
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    port = lsock.getsockname()[1]
+    stop = threading.Event()
+
+    def loop():
+        lsock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = lsock.accept()
+                c.close()
+            except OSError:
+                pass
+
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    try:
+        expect(moat_bin, state, ["https://127.0.0.1:%d/" % port], "closed",
+               words=["closed the connection right after the ClientHello"])
+    finally:
+        stop.set()
+        th.join()
+        lsock.close()
+
+
 def test_dns_failure(state, moat_bin):
     expect(moat_bin, state, ["https://no-such-host.invalid/"], "dns",
            words=['"no-such-host.invalid" could not be resolved'])
