@@ -278,13 +278,13 @@ static void tls_row(FILE *f, const struct moat_client_hop *h, const struct moat_
                    : "TLS 1.2 resumption: the server took the offered session; no certificate, "
                      "no new key exchange: the old keys are reused";
     }
+    if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type == SSL3_MT_CLIENT_HELLO &&
+        m->dir == MOAT_TRACE_OUT && h->sni[0] == '\0') {
+        note = "offers versions, cipher suites, key shares, ALPN; no SNI, since the URL names "
+               "an address and SNI carries only host names (RFC 6066 3)";
+    }
     if (note != NULL) {
         note_line(f, note);
-    }
-    if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type == SSL3_MT_CLIENT_HELLO &&
-        m->dir == MOAT_TRACE_OUT && h->sni[0] == '\0' && h->url.host_ip) {
-        note_line(f, "no SNI: the URL names an address, and SNI carries only host names "
-                     "(RFC 6066 3)");
     }
 }
 
@@ -379,7 +379,7 @@ static void diagram(FILE *f, const struct moat_client_hop *h)
             }
             fprintf(f, "%s\n",
                     moat_client_render_arrow(MOAT_ARROW_BOTH, label, arrow, sizeof(arrow)));
-            if (h->tcp_failed > 0) {
+            if (h->tcp_ok && h->tcp_failed > 0) {
                 char t[128];
                 snprintf(t, sizeof(t), "%zu address%s refused or failed before this one",
                          h->tcp_failed, h->tcp_failed == 1 ? "" : "es");
