@@ -635,16 +635,16 @@ static void timings(FILE *f, const struct moat_client_hop *h)
         moat_client__append(t, sizeof(t), "%sTCP connect %.2f", t[0] ? " | " : "", h->tcp_ms);
     }
     if (h->tls_start_ms > 0) {
-        moat_client__append(t, sizeof(t), " | TLS handshake %.2f", h->tls_ms);
+        moat_client__append(t, sizeof(t), "%sTLS handshake %.2f", t[0] ? " | " : "", h->tls_ms);
     }
     if (h->req_head != NULL) {
-        moat_client__append(t, sizeof(t), " | request sent at %.2f", h->req_ms);
+        moat_client__append(t, sizeof(t), "%srequest sent at %.2f", t[0] ? " | " : "", h->req_ms);
     }
     if (h->first_byte_ms > 0 && h->resp_head != NULL) {
-        moat_client__append(t, sizeof(t), " | first byte at %.2f (waited %.2f)", h->first_byte_ms,
-                            h->first_byte_ms - h->req_ms);
+        moat_client__append(t, sizeof(t), "%sfirst byte at %.2f (waited %.2f)", t[0] ? " | " : "",
+                            h->first_byte_ms, h->first_byte_ms - h->req_ms);
     }
-    moat_client__append(t, sizeof(t), " | total %.2f", h->total_ms);
+    moat_client__append(t, sizeof(t), "%stotal %.2f", t[0] ? " | " : "", h->total_ms);
     wrap(f, "  ", 2, t);
 }
 
