@@ -1022,7 +1022,6 @@ void moat_conn_accept(struct moat_worker *wk, int fd, const struct sockaddr_stor
     c->io.fd = fd;
     c->file_fd = -1;
     c->plain = plain;
-    c->peer = *peer;
     moat_sock_peer_text(peer, c->peer_text, sizeof(c->peer_text));
     c->snap = moat_snapshot_ref(wk->snap);
     moat_buf_init(&c->in, c->snap->limits.max_head_bytes + 4096);

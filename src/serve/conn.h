@@ -74,7 +74,6 @@ struct moat_conn {
 
     struct moat_proxy *px; /* owned; the origin side while proxying, else NULL */
 
-    struct sockaddr_storage peer;
     char peer_text[48];
 };
 

@@ -9,6 +9,7 @@
 #include "serve/server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@
 #include <unistd.h>
 
 #define POOL_MAX 1024
-#define ALOG_FLUSH_MS 1000
+#define HOUSEKEEPING_MS 250
 
 char *moat_worker__pool_get(struct moat_worker *wk)
 {
@@ -61,12 +62,26 @@ void moat_worker__alog_flush(struct moat_worker *wk)
     wk->alog.rd = wk->alog.wr = 0;
 }
 
-static void alog_tick(struct moat_timer *t)
+/* Housekeeping, four times a second: write the access log, and after a burst of new
+ * connections give the memory their handshakes used back to the system. A TLS handshake takes
+ * tens of KiB for a moment (transcripts, key shares, certificate chains) and keeps about 15;
+ * without a trim the difference stays in the worker's heap as free but resident memory
+ * (measured: about 1 KiB per connection after 2,000 at once). malloc_trim runs only once the
+ * burst is over (no new connection since the last tick), so a busy worker never pays for it. */
+static void housekeeping(struct moat_timer *t)
 {
     struct moat_worker *wk = t->data;
-    moat_worker__alog_flush(wk);
-    if (!moat_ok(
-            moat_timer_arm(&wk->loop.timers, &wk->alog_timer, wk->loop.now_ms + ALOG_FLUSH_MS))) {
+    if (wk->srv->alog_fd >= 0) {
+        moat_worker__alog_flush(wk);
+    }
+    unsigned long long accepted = wk->stats.accepted;
+    if (accepted == wk->accepted_at_last_tick && accepted - wk->accepted_at_last_trim >= 64) {
+        malloc_trim(0);
+        wk->accepted_at_last_trim = accepted;
+    }
+    wk->accepted_at_last_tick = accepted;
+    if (!moat_ok(moat_timer_arm(&wk->loop.timers, &wk->house_timer,
+                                wk->loop.now_ms + HOUSEKEEPING_MS))) {
         moat_worker__alog_flush(wk);
     }
 }
@@ -246,7 +261,7 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, const struct moat_
     moat_buf_init(&wk->alog, 1 << 20);
     moat_buf_init(&wk->scratch_hdrs, 16384);
     moat_buf_init(&wk->scratch_body, 128 * 1024);
-    moat_timer_init(&wk->alog_timer, alog_tick, wk);
+    moat_timer_init(&wk->house_timer, housekeeping, wk);
     moat_timer_init(&wk->drain_timer, drain_deadline, wk);
     atomic_init(&wk->pending, NULL);
     atomic_init(&wk->stop, 0);
@@ -273,9 +288,10 @@ static void *worker_main(void *arg)
     struct moat_worker *wk = arg;
     moat_log_set_worker(wk->id);
     set_accepting(wk, 1);
-    if (wk->srv->alog_fd >= 0 && !moat_ok(moat_timer_arm(&wk->loop.timers, &wk->alog_timer,
-                                                         moat_now_ms() + ALOG_FLUSH_MS))) {
-        moat_log_w("access log timer unavailable; lines are written when 32 KiB collect");
+    if (!moat_ok(
+            moat_timer_arm(&wk->loop.timers, &wk->house_timer, moat_now_ms() + HOUSEKEEPING_MS))) {
+        moat_log_w("housekeeping timer unavailable; access-log lines are written when 32 KiB "
+                   "collect");
     }
     moat_loop_run(&wk->loop);
     moat_worker__alog_flush(wk);

@@ -59,8 +59,9 @@ struct moat_worker {
     char **pool; /* free read-buffer blocks */
     size_t npool;
 
-    struct moat_buf alog; /* access-log lines waiting to be written */
-    struct moat_timer alog_timer;
+    struct moat_buf alog;          /* access-log lines waiting to be written */
+    struct moat_timer house_timer; /* housekeeping: access log, memory trim */
+    unsigned long long accepted_at_last_tick, accepted_at_last_trim;
 
     struct moat_h1_req req;       /* scratch: the request being dispatched */
     struct moat_buf scratch_hdrs; /* scratch: a handler's header lines */
