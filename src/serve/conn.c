@@ -309,6 +309,7 @@ static moat_rc build_response(struct moat_conn *c, int status, const struct moat
 /* A small error page and Connection: close. Used for parse errors, limits and timeouts. */
 static void respond_error(struct moat_conn *c, int status, int minor)
 {
+    c->error_close = 1;
     if (c->file_fd >= 0) {
         close(c->file_fd);
         c->file_fd = -1;
@@ -659,7 +660,13 @@ static void response_done(struct moat_conn *c)
     }
     c->status = 0;
     if (!c->keep_alive) {
-        start_linger(c);
+        /* A complete exchange with nothing more from the client closes at once (FIN, no
+         * reset); only an error, or bytes still arriving, needs the lingering close. */
+        if (!c->error_close && moat_buf_len(&c->in) == 0 && !moat_io_finish(&c->io)) {
+            moat_conn_close(c);
+        } else {
+            start_linger(c);
+        }
         return;
     }
     c->out.rd = c->out.wr = 0;

@@ -62,8 +62,9 @@ struct moat_conn {
     struct moat_h1_chunked chunked;
     int send_continue; /* "100 Continue" still to be written */
 
-    int keep_alive; /* after this response */
-    int plain;      /* accepted on the redirect listener */
+    int keep_alive;  /* after this response */
+    int plain;       /* accepted on the redirect listener */
+    int error_close; /* closing after an error: the client may still be sending */
     unsigned requests;
 
     /* access log of the current request */

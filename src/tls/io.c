@@ -124,18 +124,34 @@ void moat_io_idle(struct moat_io *io)
     }
 }
 
-void moat_io_shutdown(struct moat_io *io)
+static void close_notify(struct moat_io *io)
 {
-    if (io->ssl != NULL && SSL_is_init_finished(io->ssl)) {
-        ERR_clear_error();
+    if (io->ssl != NULL && SSL_is_init_finished(io->ssl) &&
+        (SSL_get_shutdown(io->ssl) & SSL_SENT_SHUTDOWN) == 0) {
+        clear_errors();
         /* One close_notify; we do not wait for the peer's (RFC 8446 §6.1 allows that). */
         if (SSL_shutdown(io->ssl) < 0) {
             ERR_clear_error();
         }
     }
+}
+
+void moat_io_shutdown(struct moat_io *io)
+{
+    close_notify(io);
     if (io->fd >= 0) {
         shutdown(io->fd, SHUT_WR);
     }
+}
+
+int moat_io_finish(struct moat_io *io)
+{
+    close_notify(io);
+    if (io->fd < 0 || (io->ssl != NULL && SSL_has_pending(io->ssl))) {
+        return io->fd >= 0;
+    }
+    char b;
+    return recv(io->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 void moat_io_close(struct moat_io *io)

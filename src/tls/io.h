@@ -34,6 +34,9 @@ MOAT_MUST_USE moat_rc moat_io_write(struct moat_io *io, const void *buf, size_t 
 void moat_io_idle(struct moat_io *io);
 /* Send close_notify (best effort) and stop writing. */
 void moat_io_shutdown(struct moat_io *io);
+/* After a complete exchange: send close_notify and say whether the client has sent anything
+ * more (1: bytes wait in the socket, so closing now would reset the connection; linger). */
+int moat_io_finish(struct moat_io *io);
 /* Free the SSL and close the socket. */
 void moat_io_close(struct moat_io *io);
 /* Bytes OpenSSL already decrypted and holds for us. */
