@@ -1129,10 +1129,11 @@ static moat_rc h_site(struct loader *L, const struct moat_cfg_node *n, const str
                             "files or forwards to an origin)",
                             s->names[0]);
     }
-    if (s->proxy_host == NULL && (s->proxy_ca || s->proxy_cert || s->proxy_timeout_ms)) {
+    if (s->proxy_host == NULL &&
+        (s->proxy_ca || s->proxy_cert || s->proxy_timeout_ms || s->client_header_prefix)) {
         return fail_at_word(L, &n->words[0],
-                            "site \"%s\" has proxy_* settings but no proxy (add \"proxy "
-                            "http://HOST:PORT\")",
+                            "site \"%s\" has proxy_* or client_header_prefix settings but no "
+                            "proxy (add \"proxy http://HOST:PORT\")",
                             s->names[0]);
     }
     if (s->proxy_timeout_ms == 0) {

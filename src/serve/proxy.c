@@ -440,6 +440,8 @@ void moat_proxy_timeout(struct moat_conn *c)
 {
     if (c->px != NULL && c->px->st == PX_BODY) {
         fail(c, 408, "the client's body stalled");
+    } else if (c->px != NULL && c->px->st == PX_RELAY && moat_buf_len(&c->out) > 0) {
+        fail(c, 504, "the client did not take the answer in time (write timeout)");
     } else {
         fail(c, 504, "the origin did not answer in time");
     }
@@ -507,7 +509,9 @@ static int take_body(struct moat_conn *c, struct moat_proxy *px)
         }
     } else if (st != MOAT_H1_AGAIN) {
         int status = moat_h1_status_code(st);
-        return fail(c, status ? status : 400, "malformed chunked body from the client");
+        return fail(c, status ? status : 400,
+                    status == 413 ? "the client's body is over limits.body"
+                                  : "malformed chunked body from the client");
     }
     return 1;
 }
@@ -575,10 +579,21 @@ static int read_origin(struct moat_conn *c, struct moat_proxy *px)
         return 0;
     }
     if (!moat_ok(rc)) {
-        return -1;
+        return rc.kind == MOAT_E_TLS ? -3 : -1;
     }
     px->rbuf.wr += n;
     return 1;
+}
+
+/* Words for a TLS failure on the origin side, with the hint the usual cause calls for. */
+static const char *origin_tls_words(const struct moat_proxy *px, char *out, size_t outlen)
+{
+    const char *r = px->up.fail_reason ? px->up.fail_reason : "unknown TLS error";
+    const char *hint = strstr(r, "certificate required") != NULL || strstr(r, "handshake") != NULL
+                           ? " (does the origin require a client certificate? see proxy_cert)"
+                           : "";
+    snprintf(out, outlen, "TLS failure from the origin: %s%s", r, hint);
+    return out;
 }
 
 static int hop_by_hop_response(moat_slice n)
@@ -687,9 +702,11 @@ static int step_recv_head(struct moat_conn *c, struct moat_proxy *px)
             return 0;
         }
         if (got < 0) {
+            char words[300];
             return fail(c, 502,
-                        got == -2 ? "the origin's answer head is too large"
-                                  : "the origin closed without answering");
+                        got == -2   ? "the origin's answer head is too large"
+                        : got == -3 ? origin_tls_words(px, words, sizeof(words))
+                                    : "the origin closed without answering");
         }
     }
 }

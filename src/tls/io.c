@@ -23,6 +23,10 @@ static inline void clear_errors(void)
 static moat_rc ssl_fail(struct moat_io *io, int ret, struct moat_err *err, const char *what)
 {
     int e = SSL_get_error(io->ssl, ret);
+    unsigned long last = ERR_peek_last_error();
+    /* Kept for the caller's log line (reason strings are static): a read that fails on the
+     * peer's alert says which alert without formatting anything on the way. */
+    io->fail_reason = last != 0 ? ERR_reason_error_string(last) : NULL;
     switch (e) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE:

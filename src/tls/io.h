@@ -15,9 +15,10 @@
 #include <stddef.h>
 
 struct moat_io {
-    int fd;   /* owned: closed by moat_io_close */
-    SSL *ssl; /* owned; NULL for plain TCP */
-    int eof;  /* the peer closed its side */
+    int fd;                  /* owned: closed by moat_io_close */
+    SSL *ssl;                /* owned; NULL for plain TCP */
+    int eof;                 /* the peer closed its side */
+    const char *fail_reason; /* OpenSSL's words for the last TLS failure (static), or NULL */
 };
 
 /* Run the server handshake. MOAT_OK when done; MOAT_E_AGAIN to wait; MOAT_E_TLS or

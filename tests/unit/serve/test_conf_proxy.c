@@ -252,11 +252,14 @@ static const struct bad_case bad[] = {
      "site \"x\" has nothing to serve (add \"root FOLDER\" or \"proxy http://HOST:PORT\" inside "
      "its block)"},
     {"site x y {\n  root r\n  proxy_ca c.pem\n}", "m.conf:1:1",
-     "site \"x\" has proxy_* settings but no proxy (add \"proxy http://HOST:PORT\")"},
+     "site \"x\" has proxy_* or client_header_prefix settings but no proxy (add \"proxy "
+     "http://HOST:PORT\")"},
     {"site x { root r; proxy_cert c k }", "m.conf:1:1",
-     "site \"x\" has proxy_* settings but no proxy (add \"proxy http://HOST:PORT\")"},
+     "site \"x\" has proxy_* or client_header_prefix settings but no proxy (add \"proxy "
+     "http://HOST:PORT\")"},
     {"site x { root r; proxy_timeout 5s }", "m.conf:1:1",
-     "site \"x\" has proxy_* settings but no proxy (add \"proxy http://HOST:PORT\")"},
+     "site \"x\" has proxy_* or client_header_prefix settings but no proxy (add \"proxy "
+     "http://HOST:PORT\")"},
     /* proxy_ca, proxy_cert */
     {"site x { proxy http://a:1; proxy_ca \"\" }", "m.conf:1:37",
      "empty CA path (write a path, e.g. ./www)"},
