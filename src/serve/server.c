@@ -218,12 +218,10 @@ static void print_banner(const struct moat_server *srv, const struct moat_snapsh
     if (local || demo) {
         fprintf(stderr,
                 "moat: certificates come from moat's local CA: %s/ca/root.pem\n"
-                "      trust it for curl:     curl --cacert %s/ca/root.pem https://localhost:%d/\n"
-                "      trust it system-wide:  sudo cp %s/ca/root.pem "
-                "/usr/local/share/ca-certificates/moat-local.crt && sudo update-ca-certificates\n"
-                "      trust it in browsers:  certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n moat "
-                "-i %s/ca/root.pem\n",
-                srv->state_dir, srv->state_dir, srv->https_port, srv->state_dir, srv->state_dir);
+                "      trust it (system store + browsers): moat trust install --ca %s/ca "
+                "(system store: as root)\n"
+                "      or for curl only: curl --cacert %s/ca/root.pem https://localhost:%d/\n",
+                srv->state_dir, srv->state_dir, srv->state_dir, srv->https_port);
     }
     fflush(stderr);
 }
