@@ -7,6 +7,7 @@
  */
 #include "serve/conn.h"
 
+#include "core/fmt.h"
 #include "core/httpdate.h"
 #include "core/log.h"
 #include "core/path.h"
@@ -241,21 +242,6 @@ static int is_bodyless(int status)
     return status == 204 || status == 304 || (status >= 100 && status < 200);
 }
 
-/* Write v in decimal at out (room for 20 digits); returns the number of digits. */
-static size_t put_decimal(char *out, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
-    }
-    return n;
-}
-
 /* Assemble status line + common headers + `extra` header lines + body framing into c->out,
  * then the generated body (unless HEAD). The file region, if any, follows from file_fd. */
 static moat_rc build_response(struct moat_conn *c, int status, const struct moat_buf *extra,
@@ -271,7 +257,7 @@ static moat_rc build_response(struct moat_conn *c, int status, const struct moat
     char line[64];
     size_t n = 0;
     memcpy(line, "HTTP/1.1 ", 9);
-    n = 9 + put_decimal(line + 9, (uint64_t)(status < 100 || status > 999 ? 500 : status));
+    n = 9 + moat_fmt_dec(line + 9, (uint64_t)(status < 100 || status > 999 ? 500 : status));
     line[n++] = ' ';
     MOAT_TRY(moat_buf_append(o, line, n));
     const char *reason = reason_of(status);
@@ -284,7 +270,7 @@ static moat_rc build_response(struct moat_conn *c, int status, const struct moat
     }
     if (!is_bodyless(status)) {
         memcpy(line, "Content-Length: ", 16);
-        n = 16 + put_decimal(line + 16, content_length);
+        n = 16 + moat_fmt_dec(line + 16, content_length);
         line[n++] = '\r';
         line[n++] = '\n';
         MOAT_TRY(moat_buf_append(o, line, n));

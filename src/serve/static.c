@@ -11,6 +11,8 @@
  */
 #include "serve/static.h"
 
+#include "core/fmt.h"
+
 #include "core/httpdate.h"
 #include "core/path.h"
 #include "http1/parse.h"
@@ -61,39 +63,10 @@ static moat_rc put_str(struct moat_buf *b, const char *s)
     return moat_buf_append(b, s, strlen(s));
 }
 
-static size_t fmt_dec(char *out, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
-    }
-    return n;
-}
-
-static size_t fmt_hex(char *out, uint64_t v)
-{
-    static const char digits[] = "0123456789abcdef";
-    char tmp[16];
-    size_t n = 0;
-    do {
-        tmp[n++] = digits[v & 15];
-        v >>= 4;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
-    }
-    return n;
-}
-
 static moat_rc put_dec(struct moat_buf *b, uint64_t v)
 {
     char tmp[20];
-    return moat_buf_append(b, tmp, fmt_dec(tmp, v));
+    return moat_buf_append(b, tmp, moat_fmt_dec(tmp, v));
 }
 
 static int is_unreserved(unsigned char c)
@@ -207,7 +180,7 @@ static moat_rc error_page(struct moat_static_res *res, struct moat_buf *hdrs, st
     MOAT_TRY(PUT_LIT(hdrs, HTML_TYPE_LINE));
     size_t before = moat_buf_len(body);
     char code[4];
-    size_t cn = fmt_dec(code, (uint64_t)status);
+    size_t cn = moat_fmt_dec(code, (uint64_t)status);
     const char *reason = reason_of(status);
     MOAT_TRY(PUT_LIT(body, "<!DOCTYPE html>\n<html><head><title>"));
     MOAT_TRY(moat_buf_append(body, code, cn));
@@ -399,11 +372,11 @@ static size_t make_etag(char *out, const struct stat *st)
         (uint64_t)st->st_mtim.tv_sec * UINT64_C(1000000000) + (uint64_t)st->st_mtim.tv_nsec;
     size_t n = 0;
     out[n++] = '"';
-    n += fmt_hex(out + n, (uint64_t)st->st_ino);
+    n += moat_fmt_hex(out + n, (uint64_t)st->st_ino);
     out[n++] = '-';
-    n += fmt_hex(out + n, (uint64_t)st->st_size);
+    n += moat_fmt_hex(out + n, (uint64_t)st->st_size);
     out[n++] = '-';
-    n += fmt_hex(out + n, ns);
+    n += moat_fmt_hex(out + n, ns);
     out[n++] = '"';
     return n;
 }
@@ -668,11 +641,11 @@ static moat_rc serve_file(const struct moat_static_req *req, struct moat_static_
         size_t n = 0;
         memcpy(line, "Content-Range: bytes ", 21);
         n = 21;
-        n += fmt_dec(line + n, first);
+        n += moat_fmt_dec(line + n, first);
         line[n++] = '-';
-        n += fmt_dec(line + n, last);
+        n += moat_fmt_dec(line + n, last);
         line[n++] = '/';
-        n += fmt_dec(line + n, size);
+        n += moat_fmt_dec(line + n, size);
         line[n++] = '\r';
         line[n++] = '\n';
         rc = moat_buf_append(hdrs, line, n);
