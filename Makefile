@@ -58,11 +58,11 @@ build/san/tests/%: tests/unit/%.c tests/unit/test.h build/san/libmoat.a
 	$(CC) $(SAN_CFLAGS) -Itests/unit $(SAN_LDFLAGS) -o $@ $< build/san/libmoat.a $(LIBS)
 
 # libFuzzer targets: clang, each target compiled with the sources it needs (listed in the
-# target's first line as `// fuzz-sources: a.c b.c`).
+# target's `// fuzz-sources: a.c b.c` lines at its top).
 build/fuzz/%: tests/fuzz/%.c $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DMOAT_DEBUG $(INC) $(PKG_CFLAGS) \
-	  -o $@ $< $$(sed -n '1s,^// fuzz-sources: *,,p' $<) $(LIBS)
+	  -o $@ $< $$(sed -n 's,^// fuzz-sources: *,,p' $<) $(LIBS)
 
 fuzz: $(FUZZ_BINS)
 

@@ -10,6 +10,7 @@
 #include "pki/chain.h"
 
 #include "pki/fsutil.h"
+#include "pki/internal.h"
 #include "pki/key.h"
 
 #include <arpa/inet.h>
@@ -205,37 +206,14 @@ moat_rc moat_chain_load(const char *path, struct moat_chain **out, struct moat_e
 
 /* ---- checks ---- */
 
-/* "CN = R3, O = Let's Encrypt, C = US" style, for people. */
-static const char *name_str(const X509_NAME *nm, char *buf, size_t n)
-{
-    buf[0] = '\0';
-    BIO *bio = BIO_new(BIO_s_mem());
-    if (bio == NULL) {
-        return buf;
-    }
-    unsigned long flags = (XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB) | XN_FLAG_DN_REV;
-    if (X509_NAME_print_ex(bio, nm, 0, flags) >= 0) {
-        char *p = NULL;
-        long len = BIO_get_mem_data(bio, &p);
-        if (len > 0) {
-            snprintf(buf, n, "%.*s", (int)len, p);
-        }
-    }
-    BIO_free(bio);
-    if (buf[0] == '\0') {
-        snprintf(buf, n, "(empty name)");
-    }
-    return buf;
-}
-
 static const char *subject_str(const X509 *x, char *buf, size_t n)
 {
-    return name_str(X509_get_subject_name(x), buf, n);
+    return moat_pki__name_str(X509_get_subject_name(x), buf, n);
 }
 
 static const char *issuer_str(const X509 *x, char *buf, size_t n)
 {
-    return name_str(X509_get_issuer_name(x), buf, n);
+    return moat_pki__name_str(X509_get_issuer_name(x), buf, n);
 }
 
 static const char *time_str(const ASN1_TIME *t, char *buf, size_t n)
