@@ -297,6 +297,22 @@ static moat_rc check_key(struct checker *ck, EVP_PKEY *key)
         return MOAT_RC_OK;
     }
     ERR_clear_error();
+    /* The key may belong to a later certificate of the file: then the order is wrong, which
+     * is a different fix from "wrong key" (an intermediate put before the leaf). */
+    for (int i = 0; i < sk_X509_num(ck->c->extra); i++) {
+        X509 *x = sk_X509_value(ck->c->extra, i);
+        EVP_PKEY *xp = X509_get0_pubkey(x);
+        if (xp != NULL && EVP_PKEY_eq(xp, key) == 1 && X509_check_ca(x) == 0) {
+            char s1[160], s2[160];
+            CHECK_FAIL(ck, MOAT_V_KEY_MISMATCH,
+                       "%s is in the wrong order: the certificate of this key (%s) is number %d "
+                       "in the file, after %s; put the server's own certificate first, then "
+                       "its intermediates",
+                       ck->c->path, subject_str(x, s1, sizeof(s1)), i + 2,
+                       subject_str(ck->c->leaf, s2, sizeof(s2)));
+        }
+    }
+    ERR_clear_error();
     char have[64], want[64];
     moat_key_describe(key, have, sizeof(have));
     moat_key_describe(pub, want, sizeof(want));

@@ -146,6 +146,15 @@ def test_refuse_key_not_matching_cert(moat, pki, www):
     assert pki.ec.chain.name in err or pki.other_key.name in err, err
 
 
+def test_refuse_chain_in_wrong_order_says_so(moat, pki, www, tmp_path):
+    # The intermediate before the leaf: not a "wrong key" but a wrong order, and the message
+    # must say which, with the fix.
+    bad = tmp_path / "wrong-order.pem"
+    bad.write_text(pki.inter.read_text() + pki.ec.chain.read_text().split(pki.inter.read_text())[0])
+    err = _refusal(moat, pki, www, [pair(bad, pki.ec.key)], ["wrong order", "first"])
+    assert bad.name in err, err
+
+
 def test_refuse_expired_cert(moat, pki, www):
     err = _refusal(moat, pki, www, [pair(pki.expired.chain, pki.expired.key)], ["expired"])
     assert pki.expired.chain.name in err, err
