@@ -138,6 +138,26 @@ static void print_fingerprint(const char *label, X509 *x)
     printf("\n");
 }
 
+/* The CA options and folder that `ca init` and `ca intermediate` share: key type, name
+ * constraints, and --dir/--ca or moat's local CA. *def (freed by the caller) holds the
+ * default folder when none was given. */
+static moat_rc ca_opts_and_dir(const struct ca_flags *f, struct moat_ca_opts *o, char **def,
+                               const char **dir, struct moat_err *err)
+{
+    *o = (struct moat_ca_opts){.name = f->name,
+                               .key_type = MOAT_KEY_EC_P256,
+                               .permit = f->permit,
+                               .npermit = f->npermit,
+                               .exclude = f->exclude,
+                               .nexclude = f->nexclude};
+    moat_rc rc = f->type ? moat_key_parse_type(f->type, &o->key_type, err) : MOAT_RC_OK;
+    if (moat_ok(rc) && ca_dir(f) == NULL) {
+        rc = moat_ca_default_dir(def, err);
+    }
+    *dir = *def ? *def : ca_dir(f);
+    return rc;
+}
+
 static int ca_init(int argc, char **argv)
 {
     struct ca_flags f = {0};
@@ -152,18 +172,10 @@ static int ca_init(int argc, char **argv)
         return 2;
     }
     struct moat_err err = {0};
-    struct moat_ca_opts o = {.name = f.name,
-                             .key_type = MOAT_KEY_EC_P256,
-                             .permit = f.permit,
-                             .npermit = f.npermit,
-                             .exclude = f.exclude,
-                             .nexclude = f.nexclude};
-    moat_rc rc = f.type ? moat_key_parse_type(f.type, &o.key_type, &err) : MOAT_RC_OK;
+    struct moat_ca_opts o;
     char *def = NULL;
-    if (moat_ok(rc) && ca_dir(&f) == NULL) {
-        rc = moat_ca_default_dir(&def, &err);
-    }
-    const char *dir = def ? def : ca_dir(&f);
+    const char *dir = NULL;
+    moat_rc rc = ca_opts_and_dir(&f, &o, &def, &dir, &err);
     struct moat_ca *ca = NULL;
     if (moat_ok(rc)) {
         rc = moat_ca_init(dir, &o, &ca, &err);
@@ -200,18 +212,10 @@ static int ca_intermediate(int argc, char **argv)
         return 2;
     }
     struct moat_err err = {0};
-    struct moat_ca_opts o = {.name = f.name,
-                             .key_type = MOAT_KEY_EC_P256,
-                             .permit = f.permit,
-                             .npermit = f.npermit,
-                             .exclude = f.exclude,
-                             .nexclude = f.nexclude};
-    moat_rc rc = f.type ? moat_key_parse_type(f.type, &o.key_type, &err) : MOAT_RC_OK;
+    struct moat_ca_opts o;
     char *def = NULL;
-    if (moat_ok(rc) && ca_dir(&f) == NULL) {
-        rc = moat_ca_default_dir(&def, &err);
-    }
-    const char *dir = def ? def : ca_dir(&f);
+    const char *dir = NULL;
+    moat_rc rc = ca_opts_and_dir(&f, &o, &def, &dir, &err);
     struct moat_ca *ca = NULL;
     if (moat_ok(rc)) {
         rc = moat_ca_intermediate(dir, f.out, &o, &ca, &err);
