@@ -32,8 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FILE_CHUNK 16384       /* one TLS record of plaintext */
-#define OUT_LIMIT (256 * 1024) /* head + generated body (listings) + file pieces */
+#define FILE_CHUNK 16384 /* one TLS record of plaintext */
+/* Head + generated body + file pieces. A listing of 10,000 entries (the static handler's cap)
+ * takes about 2 MiB; buffers grow only as far as an answer needs and are freed after it. */
+#define OUT_LIMIT (4 * 1024 * 1024)
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1024 * 1024)
 #define MAX_REQUESTS_PER_CONN 10000

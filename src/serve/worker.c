@@ -260,7 +260,7 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, const struct moat_
     }
     moat_buf_init(&wk->alog, 1 << 20);
     moat_buf_init(&wk->scratch_hdrs, 16384);
-    moat_buf_init(&wk->scratch_body, 128 * 1024);
+    moat_buf_init(&wk->scratch_body, 4 * 1024 * 1024 - 64 * 1024); /* fits in out */
     moat_timer_init(&wk->house_timer, housekeeping, wk);
     moat_timer_init(&wk->drain_timer, drain_deadline, wk);
     atomic_init(&wk->pending, NULL);

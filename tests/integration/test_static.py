@@ -240,6 +240,17 @@ def test_listing_on(server):
     assert r.header("content-type", "").startswith("text/html")
 
 
+def test_listing_of_a_large_folder(server, www):
+    # A folder of thousands of entries once overflowed the listing buffer and answered 500.
+    big = www / "biglist"
+    big.mkdir(exist_ok=True)
+    for i in range(3000):
+        (big / ("entry-%04d.txt" % i)).touch()
+    r = fetch(server, "/biglist/", host="listing.test")
+    assert r.status == 200, r.status
+    assert b"entry-0000.txt" in r.body and b"entry-2999.txt" in r.body
+
+
 def test_listing_on_index_wins(server):
     r = fetch(server, "/", host="listing.test")
     assert r.status == 200
