@@ -160,3 +160,9 @@ void moat_sock_peer_text(const struct sockaddr_storage *ss, char *out, size_t ou
         snprintf(out, outlen, "-");
     }
 }
+
+void moat_sock_reset_on_close(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}

@@ -28,4 +28,9 @@ MOAT_MUST_USE moat_rc moat_sock_listen(const struct moat_addr *a, int backlog, i
 /* "203.0.113.5" / "2001:db8::1" for logs (no port). */
 void moat_sock_peer_text(const struct sockaddr_storage *ss, char *out, size_t outlen);
 
+/* Make the next close() of `fd` abortive (RST, SO_LINGER 0): for a peer cut for being too slow,
+ * so the kernel drops what it still holds for it instead of keeping megabytes of send buffer
+ * alive on an orphaned socket for as long as the peer trickles. Best effort. */
+void moat_sock_reset_on_close(int fd);
+
 #endif

@@ -10,6 +10,8 @@
  */
 #include "serve/conf.h"
 
+#include "serve/headers.h"
+
 #include "core/cfg.h"
 
 #include <arpa/inet.h>
@@ -102,6 +104,7 @@ static moat_rc h_client_allow(struct loader *L, const struct moat_cfg_node *n,
 static moat_rc h_client_path(struct loader *L, const struct moat_cfg_node *n,
                              const struct spec *sp);
 static moat_rc h_proxy(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
+static moat_rc h_header(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 static moat_rc h_proxy_opt(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 
 #define OFF(field) offsetof(struct moat_conf, field)
@@ -164,6 +167,10 @@ static const struct spec specs[] = {
           "body SIZE"),
     VALUE("connections", CTX_LIMITS, V_COUNT, max_conns, 1, 1000000, "between 1 and 1000000",
           "connections N"),
+    VALUE("keepalive_requests", CTX_LIMITS, V_COUNT, max_requests, 1, 1000000000,
+          "between 1 and 1000000000", "keepalive_requests N"),
+    VALUE("min_rate", CTX_LIMITS, V_SIZE, min_rate, 0, 1024 * MIB, "between 0 (off) and 1g",
+          "min_rate SIZE"),
 
     VALUE("tickets", CTX_TLS, V_BOOL, tickets, 0, 1, "on or off", "tickets on|off"),
     VALUE("ticket_rotate", CTX_TLS, V_DURATION_S, ticket_rotate_s, 60, 7 * 86400,
@@ -189,6 +196,8 @@ static const struct spec specs[] = {
     CUSTOM("proxy_timeout", CTX_SITE, 1, 1, 0, h_proxy_opt, "proxy_timeout DURATION"),
     CUSTOM("client_header_prefix", CTX_SITE, 1, 1, 0, h_proxy_opt,
            "client_header_prefix X-Client-"),
+    CUSTOM("header", CTX_SITE, 2, -1, 1, h_header,
+           "header [/PREFIX] set|add NAME VALUE | header [/PREFIX] remove NAME"),
 };
 
 #define NSPECS (sizeof(specs) / sizeof(specs[0]))
@@ -610,6 +619,12 @@ static void site_clear(struct moat_conf_site *s)
     free(s->proxy_cert);
     free(s->proxy_key);
     free(s->client_header_prefix);
+    for (size_t i = 0; i < s->nheaders; i++) {
+        free(s->headers[i].prefix);
+        free(s->headers[i].name);
+        free(s->headers[i].value);
+    }
+    free(s->headers);
     *s = (struct moat_conf_site){0};
 }
 
@@ -672,6 +687,8 @@ struct moat_conf *moat_conf_new(void)
     c->max_fields = 100;
     c->max_body_bytes = MIB;
     c->max_conns = 10000;
+    c->max_requests = 10000;
+    c->min_rate = 1024;
     c->tickets = 1;
     c->ticket_rotate_s = 3600;
     c->session_cache = 20480;
@@ -1345,18 +1362,24 @@ static moat_rc h_client_allow(struct loader *L, const struct moat_cfg_node *n,
     return take_patterns(L, n, 1, &L->site->client_allow, &L->site->nclient_allow);
 }
 
+/* A path prefix as client_path and header take it: compared with normalised request paths, so
+ * one that is not itself normal could never match. */
+static int plain_prefix(const char *p, size_t len)
+{
+    int dotseg = strstr(p, "/../") != NULL || strstr(p, "/./") != NULL ||
+                 (len >= 3 && strcmp(p + len - 3, "/..") == 0) ||
+                 (len >= 2 && strcmp(p + len - 2, "/.") == 0);
+    return p[0] == '/' && !dotseg && strstr(p, "//") == NULL && strchr(p, '%') == NULL &&
+           strchr(p, '?') == NULL && strchr(p, '\\') == NULL;
+}
+
 static moat_rc h_client_path(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp)
 {
     struct moat_conf_site *s = L->site;
     const struct moat_cfg_word *w = &n->words[1];
     /* The prefix is compared with normalised request paths: one that is not itself normal
      * could never match, and the path it was meant to protect would stay open. */
-    size_t wl = w->len;
-    int dotseg = strstr(w->s, "/../") != NULL || strstr(w->s, "/./") != NULL ||
-                 (wl >= 3 && strcmp(w->s + wl - 3, "/..") == 0) ||
-                 (wl >= 2 && strcmp(w->s + wl - 2, "/.") == 0);
-    if (w->s[0] != '/' || dotseg || strstr(w->s, "//") != NULL || strchr(w->s, '%') != NULL ||
-        strchr(w->s, '?') != NULL || strchr(w->s, '\\') != NULL) {
+    if (!plain_prefix(w->s, w->len)) {
         return fail_at_word(
             L, w,
             "client_path takes a plain path prefix starting with \"/\" (no \".\" or \"..\" "
@@ -1380,6 +1403,85 @@ static moat_rc h_client_path(struct loader *L, const struct moat_cfg_node *n, co
     }
     s->nclient_paths++;
     return take_patterns(L, n, 2, &cp->allow, &cp->nallow);
+}
+
+/* ---- response header rules ---- */
+
+static moat_rc h_header(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp)
+{
+    struct moat_conf_site *s = L->site;
+    size_t at = 1;
+    const struct moat_cfg_word *pw = NULL;
+    if (n->words[1].s[0] == '/') {
+        pw = &n->words[1];
+        if (!plain_prefix(pw->s, pw->len)) {
+            return fail_at_word(L, pw,
+                                "header takes a plain path prefix starting with \"/\" (no \".\" "
+                                "or \"..\" segments, no \"//\", no %%-escapes, no query), e.g. "
+                                "/static");
+        }
+        at = 2;
+    }
+    if (n->nwords < at + 2) { /* at least an operation and a name */
+        return fail_at_word(L, &n->words[n->nwords - 1], "usage: %s", sp->usage);
+    }
+    const struct moat_cfg_word *ow = &n->words[at], *nw = &n->words[at + 1];
+    int op;
+    if (strcasecmp(ow->s, "set") == 0) {
+        op = MOAT_HDR_SET;
+    } else if (strcasecmp(ow->s, "add") == 0) {
+        op = MOAT_HDR_ADD;
+    } else if (strcasecmp(ow->s, "remove") == 0) {
+        op = MOAT_HDR_REMOVE;
+    } else {
+        return fail_at_word(L, ow, "\"%.32s\" is not set, add or remove (usage: %s)", ow->s,
+                            sp->usage);
+    }
+    /* The value may be quoted or written as several words (joined by one space). */
+    char value[4200];
+    size_t vlen = 0;
+    for (size_t i = at + 2; i < n->nwords; i++) {
+        size_t wl = n->words[i].len;
+        if (vlen + wl + 2 > sizeof(value)) {
+            return fail_at_word(L, &n->words[i], "the value of %s is longer than 4 KiB", nw->s);
+        }
+        if (vlen > 0) {
+            value[vlen++] = ' ';
+        }
+        memcpy(value + vlen, n->words[i].s, wl);
+        vlen += wl;
+    }
+    value[vlen] = '\0';
+    int has_value = at + 2 < n->nwords;
+    char why[300];
+    if (!moat_hdr_name_ok(nw->s, why, sizeof(why))) {
+        return fail_at_word(L, nw, "%s", why);
+    }
+    if (!moat_hdr_value_ok((enum moat_hdr_op)op, nw->s, has_value ? value : NULL, why,
+                           sizeof(why))) {
+        return fail_at_word(L, has_value ? &n->words[at + 2] : nw, "%s", why);
+    }
+    struct moat_conf_header *a = realloc(s->headers, (s->nheaders + 1) * sizeof(*a));
+    if (a == NULL) {
+        return nomem(L);
+    }
+    s->headers = a;
+    struct moat_conf_header *h = &a[s->nheaders];
+    *h = (struct moat_conf_header){.op = op};
+    s->nheaders++;
+    if (pw != NULL) {
+        size_t len = pw->len;
+        while (len > 1 && pw->s[len - 1] == '/') {
+            len--; /* "/static/" and "/static" mean the same prefix */
+        }
+        h->prefix = strndup(pw->s, len);
+    }
+    h->name = strdup(nw->s);
+    h->value = has_value ? strdup(value) : NULL;
+    if (h->name == NULL || (pw != NULL && h->prefix == NULL) || (has_value && h->value == NULL)) {
+        return nomem(L);
+    }
+    return MOAT_RC_OK;
 }
 
 /* ---- reverse proxy ---- */

@@ -47,6 +47,14 @@ struct moat_conf_client_path {
     size_t nallow;
 };
 
+/* `header [/PREFIX] set|add|remove NAME [VALUE]` (see serve/headers.h for what it does). */
+struct moat_conf_header {
+    char *prefix; /* normalised path prefix without trailing '/', or NULL for the whole site */
+    int op;       /* enum moat_hdr_op */
+    char *name;   /* as written */
+    char *value;  /* NULL for remove */
+};
+
 struct moat_conf_site {
     /* Lower-cased, distinct across all sites: "example.com", "*.example.com" (wildcard covers
      * exactly one label), "127.0.0.1", "::1" (IPv6 in RFC 5952 form, no brackets), or "*"
@@ -85,6 +93,9 @@ struct moat_conf_site {
     char *proxy_cert, *proxy_key; /* client certificate presented to the origin */
     uint64_t proxy_timeout_ms;    /* connect / first byte / between reads; default 60s */
     char *client_header_prefix;   /* identity headers to the origin; default "X-Client-" */
+
+    struct moat_conf_header *headers; /* `header` rules in file order */
+    size_t nheaders;
 };
 
 struct moat_conf {
@@ -105,6 +116,10 @@ struct moat_conf {
     uint64_t max_fields;      /* header fields per request; default 100, <= 256 */
     uint64_t max_body_bytes;  /* default 1 MiB */
     uint64_t max_conns;       /* per worker; default 10000 */
+    uint64_t max_requests;    /* requests on one connection before it closes; default 10000 */
+    /* Bytes per second a request body or a response must average, counted from its start after
+     * a grace of the body (write) timeout: a trickle cannot hold a connection. 0 = off; 1k. */
+    uint64_t min_rate;
     int tickets;              /* TLS session tickets; default 1 */
     uint64_t ticket_rotate_s; /* ticket key lifetime; default 3600 */
     uint64_t session_cache;   /* server-side session cache entries; default 20480; 0 = off */

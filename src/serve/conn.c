@@ -21,13 +21,16 @@
 #include "serve/static.h"
 #include "serve/worker.h"
 #include "tls/clientauth.h"
+#include "tls/ctx.h"
 #include "tls/sni.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,13 +41,13 @@
 #define OUT_LIMIT (4 * 1024 * 1024)
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1024 * 1024)
-#define MAX_REQUESTS_PER_CONN 10000
 
 static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 static void conn_run(struct moat_conn *c);
 static void on_event(struct moat_watch *w, uint32_t events);
 static void on_timer(struct moat_timer *t);
+static enum moat_h1_status drop_body_now(struct moat_conn *c);
 
 static const struct moat_conf *conf_of(const struct moat_conn *c)
 {
@@ -57,6 +60,59 @@ static void arm(struct moat_conn *c, uint64_t ms)
         /* Without a timer the connection could live forever: refuse to keep it. */
         moat_conn_close(c);
     }
+}
+
+/*
+ * How long the timer may wait in a phase that a trickle could stretch (a request body, an
+ * answer): `timeout_ms` of inactivity, and never past phase start + timeout_ms + bytes/min_rate,
+ * so a client moving one byte a second is cut after about one timeout however long it keeps
+ * that up, while a slow but honest transfer gets a second for every min_rate bytes it moved.
+ */
+static uint64_t phase_moved(const struct moat_conn *c, int writing)
+{
+    /* Written is not delivered: the kernel takes megabytes into a loopback or fast socket's
+     * send buffer at once, which would buy a reader that never reads an hour of grace. What
+     * the peer has not acknowledged yet does not count. Asked only when the socket blocked. */
+    int queued = 0;
+    if (writing && ioctl(c->io.fd, SIOCOUTQ, &queued) == 0 && queued > 0 &&
+        (uint64_t)queued < c->phase_bytes) {
+        return c->phase_bytes - (uint64_t)queued;
+    }
+    return writing && queued > 0 ? 0 : c->phase_bytes;
+}
+
+static uint64_t rate_delay(const struct moat_conn *c, uint64_t timeout_ms, int writing)
+{
+    uint64_t rate = conf_of(c)->min_rate, now = c->wk->loop.now_ms;
+    if (rate == 0) {
+        return timeout_ms;
+    }
+    uint64_t allowed = c->phase_started_ms + timeout_ms + phase_moved(c, writing) * 1000 / rate;
+    if (allowed <= now) {
+        return 1;
+    }
+    return allowed - now < timeout_ms ? allowed - now : timeout_ms;
+}
+
+/* Whether the phase's time ran out because it was too slow rather than idle (for the log). */
+static int rate_exceeded(const struct moat_conn *c, uint64_t timeout_ms, int writing)
+{
+    uint64_t rate = conf_of(c)->min_rate;
+    return rate > 0 && c->wk->loop.now_ms >=
+                           c->phase_started_ms + timeout_ms + phase_moved(c, writing) * 1000 / rate;
+}
+
+static void phase_start(struct moat_conn *c)
+{
+    c->phase_started_ms = c->wk->loop.now_ms;
+    c->phase_bytes = 0;
+}
+
+static void begin_write(struct moat_conn *c)
+{
+    c->state = MOAT_CONN_WRITE;
+    phase_start(c);
+    arm(c, conf_of(c)->write_timeout_ms);
 }
 
 static const char *reason_of(int status)
@@ -244,6 +300,36 @@ static int is_bodyless(int status)
     return status == 204 || status == 304 || (status >= 100 && status < 200);
 }
 
+static const struct moat_hdr_set *hdr_set_of(const struct moat_conn *c)
+{
+    if (c->hdrs != NULL) {
+        return c->hdrs;
+    }
+    return c->site != NULL && c->site->hdrs.nsets > 0 ? &c->site->hdrs.sets[0] : NULL;
+}
+
+/* Server and the handler's lines, less the fields the `header` rules replace or remove. */
+static moat_rc append_kept(struct moat_buf *o, const struct moat_hdr_set *hs,
+                           const struct moat_buf *extra)
+{
+    MOAT_TRY(moat_buf_append(o, "\r\n", 2));
+    if (!moat_hdr_set_drops(hs, MOAT_SLICE_LIT("server"))) {
+        MOAT_TRY(moat_buf_append(o, "Server: moat\r\n", 14));
+    }
+    const char *p = extra ? moat_buf_rdptr(extra) : NULL,
+               *end = p + (extra ? moat_buf_len(extra) : 0);
+    while (p != NULL && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *next = eol ? eol + 1 : end;
+        const char *colon = memchr(p, ':', (size_t)(next - p));
+        if (colon == NULL || !moat_hdr_set_drops(hs, moat_slice_of(p, (size_t)(colon - p)))) {
+            MOAT_TRY(moat_buf_append(o, p, (size_t)(next - p)));
+        }
+        p = next;
+    }
+    return MOAT_RC_OK;
+}
+
 /* Assemble status line + common headers + `extra` header lines + body framing into c->out,
  * then the generated body (unless HEAD). The file region, if any, follows from file_fd. */
 static moat_rc build_response(struct moat_conn *c, int status, const struct moat_buf *extra,
@@ -266,9 +352,17 @@ static moat_rc build_response(struct moat_conn *c, int status, const struct moat
     MOAT_TRY(moat_buf_append(o, reason, strlen(reason)));
     MOAT_TRY(moat_buf_append(o, "\r\nDate: ", 8));
     MOAT_TRY(moat_buf_append(o, moat_httpdate_now(time(NULL)), MOAT_HTTPDATE_LEN));
-    MOAT_TRY(moat_buf_append(o, "\r\nServer: moat\r\n", 16));
-    if (extra != NULL) {
-        MOAT_TRY(moat_buf_append(o, moat_buf_rdptr(extra), moat_buf_len(extra)));
+    const struct moat_hdr_set *hs = hdr_set_of(c);
+    if (hs == NULL || hs->ndrop == 0) {
+        MOAT_TRY(moat_buf_append(o, "\r\nServer: moat\r\n", 16));
+        if (extra != NULL) {
+            MOAT_TRY(moat_buf_append(o, moat_buf_rdptr(extra), moat_buf_len(extra)));
+        }
+    } else {
+        MOAT_TRY(append_kept(o, hs, extra));
+    }
+    if (hs != NULL) {
+        MOAT_TRY(moat_buf_append(o, hs->own, hs->own_len));
     }
     if (!is_bodyless(status)) {
         memcpy(line, "Content-Length: ", 16);
@@ -323,8 +417,7 @@ static void respond_error(struct moat_conn *c, int status, int minor)
         moat_conn_close(c);
         return;
     }
-    c->state = MOAT_CONN_WRITE;
-    arm(c, conf_of(c)->write_timeout_ms);
+    begin_write(c);
 }
 
 /* ---- client certificates on paths -------------------------------------------------------- */
@@ -415,8 +508,7 @@ static void respond_forbidden(struct moat_conn *c, const char *why, int minor)
         respond_error(c, 500, minor);
         return;
     }
-    c->state = MOAT_CONN_WRITE;
-    arm(c, conf_of(c)->write_timeout_ms);
+    begin_write(c);
 }
 
 /* ---- request dispatch ------------------------------------------------------------------- */
@@ -479,10 +571,67 @@ static moat_rc redirect_to_https(struct moat_conn *c, const struct moat_h1_req *
     return MOAT_RC_OK;
 }
 
+/*
+ * Which site answers: the request's authority (Host, or the absolute-form target, which the
+ * parser puts in r->host as RFC 9112 §3.2.2 asks). Over HTTPS that site must be one this
+ * connection may speak for (RFC 9110 §7.4, §15.5.20): the site whose certificate the handshake
+ * chose, a site whose name that certificate covers, or the "*" site; else 0 (421, logged), so a
+ * request for a host moat does not serve is never answered with another site's content.
+ */
+static int route(struct moat_conn *c, const struct moat_h1_req *r)
+{
+    moat_slice host = host_without_port(r->host);
+    struct moat_site *site = host.len ? moat_snapshot_route(c->snap, host.p, host.len) : NULL;
+    if (c->plain) {
+        c->site = site != NULL ? site : &c->snap->sites[0]; /* it only redirects */
+        return 1;
+    }
+    if (host.len == 0) {
+        c->site = c->sni_site; /* HTTP/1.0 without Host: the handshake's site */
+        return 1;
+    }
+    const char *why = NULL;
+    if (site == NULL) {
+        why = "is not a name of any site (add it to a site, or add a `site *` to answer any name)";
+    } else if (site != c->sni_site &&
+               (site->conf->client_auth != 0 || c->sni_site->conf->client_auth != 0)) {
+        /* A client must not reach a stricter site's content through a laxer site's handshake
+         * (nor the reverse with a borrowed identity). */
+        why = "is not the site of the TLS handshake, and the two differ in client "
+              "authentication";
+    } else if (site != c->sni_site && site != c->snap->catch_all &&
+               !moat_tls_sni_covers(c->io.ssl, host.p, host.len)) {
+        why = "is not covered by the certificate of this connection, which was chosen for "
+              "another site (the client must connect again with that name as SNI)";
+    }
+    if (why != NULL) {
+        moat_log(MOAT_LVL_INFO, c->id, "421: Host \"%.*s\" %s (peer %s)",
+                 (int)(host.len > 200 ? 200 : host.len), host.p, why, c->peer_text);
+        c->site = c->sni_site;
+        return 0;
+    }
+    c->site = site;
+    return 1;
+}
+
+/* The `header` rules for this request's path, when the site has rules for some prefixes. */
+static void pick_headers(struct moat_conn *c, const struct moat_h1_req *r)
+{
+    if (!moat_hdr_table_has_prefixes(&c->site->hdrs)) {
+        return;
+    }
+    char norm[8192];
+    size_t nlen = 0;
+    if (moat_ok(moat_path_normalize(r->path.p, r->path.len, norm, sizeof(norm), &nlen))) {
+        c->hdrs = moat_hdr_table_for(&c->site->hdrs, norm, nlen);
+    }
+}
+
 static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
 {
     struct moat_worker *wk = c->wk;
     const struct moat_conf *conf = conf_of(c);
+    c->hdrs = NULL;
     c->requests++;
     wk->stats.requests++;
     c->req_started_ms = wk->loop.now_ms;
@@ -490,7 +639,7 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
     if (wk->srv->alog_fd >= 0) {
         meta_capture(c, r);
     }
-    c->keep_alive = r->keep_alive && !wk->draining && c->requests < MAX_REQUESTS_PER_CONN;
+    c->keep_alive = r->keep_alive && !wk->draining && c->requests < conf->max_requests;
     int has_body = r->body == MOAT_H1_BODY_CHUNKED ||
                    (r->body == MOAT_H1_BODY_LENGTH && r->content_length > 0);
 
@@ -501,22 +650,12 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         return;
     }
 
-    moat_slice host = host_without_port(r->host);
-    c->site = moat_snapshot_site_for(c->snap, host.p, host.len);
-    if (!c->plain && c->site != c->sni_site && c->sni_site != NULL &&
-        (c->site->conf->client_auth != 0 || c->sni_site->conf->client_auth != 0)) {
-        /* RFC 9110 §15.5.20: the handshake was made for another site, and client
-         * authentication differs between the two: a client must not reach a stricter site's
-         * content through a laxer site's handshake (nor the reverse with a borrowed identity). */
-        moat_log(MOAT_LVL_INFO, c->id,
-                 "421: Host \"%.*s\" is not the site of the TLS handshake "
-                 "(peer %s)",
-                 (int)(host.len > 200 ? 200 : host.len), host.p, c->peer_text);
-        c->site = c->sni_site;
+    if (!route(c, r)) {
         moat_buf_consume(&c->in, r->head_len);
         respond_error(c, 421, r->minor);
         return;
     }
+    pick_headers(c, r);
     if (!c->plain && c->site->conf->nclient_paths > 0) {
         const char *why = client_path_refusal(c, r->path);
         if (why != NULL) {
@@ -583,19 +722,37 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         return;
     }
 
+    int head_gone = 0;
     if (has_body) {
-        if (status >= 400 && r->expect_continue) {
-            /* RFC 9110 §10.1.1: a final answer instead of 100 Continue; the client will not
-             * send the body, so this connection cannot carry another request. */
-            c->keep_alive = 0;
+        c->body_chunked = r->body == MOAT_H1_BODY_CHUNKED;
+        c->body_left = c->body_chunked ? 0 : r->content_length;
+        if (c->body_chunked) {
+            moat_h1_chunked_init(&c->chunked, conf->max_body_bytes, 8192);
+        }
+        if (status >= 400) {
+            /* The answer does not depend on the body, so it goes now (instead of 100 Continue,
+             * RFC 9110 §10.1.1). What has arrived of the body is dropped; when that is all of
+             * it the connection stays usable, else the answer says close, and the lingering
+             * close discards what follows for a bounded time and size. The handler's output
+             * is in the worker's scratch buffers, so the head's slices may go first. */
+            moat_buf_consume(&c->in, r->head_len);
+            head_gone = 1;
+            enum moat_h1_status bst = drop_body_now(c);
+            if (bst != MOAT_H1_DONE && bst != MOAT_H1_AGAIN) {
+                /* Broken framing outranks the handler's answer (RFC 9112 §7.1). */
+                wk->stats.bad_requests++;
+                respond_error(c, moat_h1_status_code(bst), r->minor);
+                return;
+            }
+            if (bst == MOAT_H1_AGAIN) {
+                c->keep_alive = 0;
+                c->error_close = 1;
+            }
+            c->body_chunked = 0;
+            c->body_left = 0;
             has_body = 0;
         } else {
             c->send_continue = r->expect_continue;
-            c->body_chunked = r->body == MOAT_H1_BODY_CHUNKED;
-            c->body_left = c->body_chunked ? 0 : r->content_length;
-            if (c->body_chunked) {
-                moat_h1_chunked_init(&c->chunked, conf->max_body_bytes, 8192);
-            }
         }
     }
 
@@ -605,17 +762,19 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
     if (body->cap > 16384) {
         moat_buf_clear(body); /* a big listing does not stay pinned in the worker */
     }
-    moat_buf_consume(&c->in, r->head_len); /* the request's slices die here */
+    if (!head_gone) {
+        moat_buf_consume(&c->in, r->head_len); /* the request's slices die here */
+    }
     if (!moat_ok(rc)) {
         respond_error(c, 500, minor);
         return;
     }
     if (has_body) {
         c->state = MOAT_CONN_READ_BODY;
+        phase_start(c);
         arm(c, conf->body_timeout_ms);
     } else {
-        c->state = MOAT_CONN_WRITE;
-        arm(c, conf->write_timeout_ms);
+        begin_write(c);
     }
 }
 
@@ -647,6 +806,7 @@ static void response_done(struct moat_conn *c)
         c->file_fd = -1;
     }
     c->status = 0;
+    c->hdrs = NULL;
     if (!c->keep_alive) {
         /* A complete exchange with nothing more from the client closes at once (FIN, no
          * reset); only an error, or bytes still arriving, needs the lingering close. */
@@ -686,7 +846,12 @@ static int step_handshake(struct moat_conn *c)
             char msg[600];
             struct moat_tls_identity id;
             moat_tls_identity_of(c->io.ssl, &id);
-            if (!id.present && strstr(e.msg, "did not return a certificate") != NULL) {
+            if (moat_tls_alpn_refused(c->io.ssl, msg, sizeof(msg))) {
+                moat_log(MOAT_LVL_INFO, c->id,
+                         "tls handshake refused: no common application protocol: the client "
+                         "offered %s; moat speaks http/1.1 and http/1.0 (peer %s)",
+                         msg, c->peer_text);
+            } else if (!id.present && strstr(e.msg, "did not return a certificate") != NULL) {
                 moat_log(MOAT_LVL_INFO, c->id,
                          "client refused at handshake: no client certificate was presented "
                          "(peer %s)",
@@ -781,6 +946,48 @@ static int step_read_head(struct moat_conn *c)
     }
 }
 
+/* Drop what `in` holds of the request body: MOAT_H1_DONE once all of it went, MOAT_H1_AGAIN when
+ * more is to come, or the error a malformed chunked body gives. */
+static enum moat_h1_status drop_body(struct moat_conn *c)
+{
+    size_t len = moat_buf_len(&c->in);
+    if (c->body_chunked && len > 0) {
+        size_t consumed = 0, produced = 0;
+        enum moat_h1_status st =
+            moat_h1_chunked_decode(&c->chunked, moat_buf_rdptr(&c->in), len, &consumed, &produced);
+        moat_buf_consume(&c->in, consumed);
+        c->phase_bytes += consumed;
+        if (st != MOAT_H1_DONE) {
+            return st;
+        }
+        c->body_chunked = 0;
+        return MOAT_H1_DONE;
+    }
+    if (c->body_chunked) {
+        return MOAT_H1_AGAIN;
+    }
+    size_t n = len < c->body_left ? len : (size_t)c->body_left;
+    moat_buf_consume(&c->in, n);
+    c->body_left -= n;
+    c->phase_bytes += n;
+    return c->body_left == 0 ? MOAT_H1_DONE : MOAT_H1_AGAIN;
+}
+
+/* Drop the request body as far as it has arrived, without waiting: MOAT_H1_DONE when all of it
+ * has, MOAT_H1_AGAIN when more is to come (or the client left), or a malformed body's error. */
+static enum moat_h1_status drop_body_now(struct moat_conn *c)
+{
+    for (;;) {
+        enum moat_h1_status st = drop_body(c);
+        if (st != MOAT_H1_AGAIN) {
+            return st;
+        }
+        if (!moat_ok(fill_in(c))) {
+            return MOAT_H1_AGAIN;
+        }
+    }
+}
+
 static int step_read_body(struct moat_conn *c)
 {
     if (c->send_continue) {
@@ -796,37 +1003,19 @@ static int step_read_body(struct moat_conn *c)
         c->send_continue = 0;
     }
     for (;;) {
-        size_t len = moat_buf_len(&c->in);
-        if (len > 0) {
-            if (c->body_chunked) {
-                size_t consumed = 0, produced = 0;
-                enum moat_h1_status st = moat_h1_chunked_decode(&c->chunked, moat_buf_rdptr(&c->in),
-                                                                len, &consumed, &produced);
-                moat_buf_consume(&c->in, consumed);
-                if (st == MOAT_H1_DONE) {
-                    c->body_chunked = 0;
-                } else if (st != MOAT_H1_AGAIN) {
-                    c->wk->stats.bad_requests++;
-                    respond_error(c, moat_h1_status_code(st), 1);
-                    return 1;
-                }
-            } else {
-                size_t n = len < c->body_left ? len : (size_t)c->body_left;
-                moat_buf_consume(&c->in, n);
-                c->body_left -= n;
-            }
-        }
-        if (!c->body_chunked && c->body_left == 0) {
-            c->state = MOAT_CONN_WRITE;
-            arm(c, conf_of(c)->write_timeout_ms);
+        enum moat_h1_status st = drop_body(c);
+        if (st == MOAT_H1_DONE) {
+            begin_write(c);
             return 1;
         }
-        if (moat_buf_len(&c->in) > 0 && !c->body_chunked) {
-            continue;
+        if (st != MOAT_H1_AGAIN) {
+            c->wk->stats.bad_requests++;
+            respond_error(c, moat_h1_status_code(st), 1);
+            return 1;
         }
         moat_rc rc = fill_in(c);
         if (rc.kind == MOAT_E_AGAIN) {
-            arm(c, conf_of(c)->body_timeout_ms); /* inactivity: progress extends it */
+            arm(c, rate_delay(c, conf_of(c)->body_timeout_ms, 0));
             return 0;
         }
         if (!moat_ok(rc)) {
@@ -881,7 +1070,7 @@ static int step_write(struct moat_conn *c)
         size_t n;
         moat_rc rc = moat_io_write(&c->io, moat_buf_rdptr(&c->out), len, &n);
         if (rc.kind == MOAT_E_AGAIN) {
-            arm(c, conf_of(c)->write_timeout_ms);
+            arm(c, rate_delay(c, conf_of(c)->write_timeout_ms, 1));
             return 0;
         }
         if (!moat_ok(rc)) {
@@ -889,6 +1078,7 @@ static int step_write(struct moat_conn *c)
             return 0;
         }
         moat_buf_consume(&c->out, n);
+        c->phase_bytes += n;
     }
 }
 
@@ -980,6 +1170,26 @@ static void on_timer(struct moat_timer *t)
         respond_error(c, 408, 1);
         conn_run(c);
         return;
+    case MOAT_CONN_READ_BODY: {
+        uint64_t tmo = conf_of(c)->body_timeout_ms;
+        moat_log(MOAT_LVL_INFO, c->id, "request body %s after %llu bytes; closing (peer %s)",
+                 rate_exceeded(c, tmo, 0) ? "slower than limits.min_rate"
+                                          : "stalled (timeouts.body)",
+                 (unsigned long long)c->phase_bytes, c->peer_text);
+        respond_error(c, 408, 1);
+        conn_run(c);
+        return;
+    }
+    case MOAT_CONN_WRITE: {
+        uint64_t tmo = conf_of(c)->write_timeout_ms;
+        moat_log(
+            MOAT_LVL_INFO, c->id, "client %s taking the answer after %llu bytes; closing (peer %s)",
+            rate_exceeded(c, tmo, 1) ? "slower than limits.min_rate" : "stalled (timeouts.write)",
+            (unsigned long long)c->phase_bytes, c->peer_text);
+        moat_sock_reset_on_close(c->io.fd);
+        moat_conn_close(c);
+        return;
+    }
     case MOAT_CONN_PROXY:
         moat_proxy_timeout(c);
         return;
@@ -1069,6 +1279,21 @@ void moat_serve__arm(struct moat_conn *c, uint64_t ms)
     arm(c, ms);
 }
 
+void moat_serve__phase_start(struct moat_conn *c)
+{
+    phase_start(c);
+}
+
+void moat_serve__arm_rate(struct moat_conn *c, uint64_t timeout_ms, int writing)
+{
+    arm(c, rate_delay(c, timeout_ms, writing));
+}
+
+int moat_serve__rate_exceeded(const struct moat_conn *c, uint64_t timeout_ms, int writing)
+{
+    return rate_exceeded(c, timeout_ms, writing);
+}
+
 moat_rc moat_serve__fill_in(struct moat_conn *c)
 {
     return fill_in(c);
@@ -1082,6 +1307,11 @@ void moat_serve__respond_error(struct moat_conn *c, int status, int minor)
 void moat_serve__response_done(struct moat_conn *c)
 {
     response_done(c);
+}
+
+const struct moat_hdr_set *moat_serve__headers(const struct moat_conn *c)
+{
+    return hdr_set_of(c);
 }
 
 const char *moat_serve__reason(int status)

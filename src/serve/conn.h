@@ -24,6 +24,7 @@ struct moat_worker;
 struct moat_snapshot;
 struct moat_site;
 struct moat_proxy;
+struct moat_hdr_set;
 
 enum moat_conn_state {
     MOAT_CONN_HANDSHAKE = 0,
@@ -38,13 +39,15 @@ enum moat_conn_state {
 };
 
 struct moat_conn {
-    struct moat_watch w;           /* w.fd is io.fd */
-    struct moat_io io;             /* owned */
-    struct moat_worker *wk;        /* borrowed */
-    struct moat_snapshot *snap;    /* one reference */
-    struct moat_site *site;        /* borrowed from snap: site of the current request */
-    struct moat_site *sni_site;    /* borrowed from snap: the site whose handshake this was */
-    struct moat_conn *prev, *next; /* the worker's list of connections */
+    struct moat_watch w;             /* w.fd is io.fd */
+    struct moat_io io;               /* owned */
+    struct moat_worker *wk;          /* borrowed */
+    struct moat_snapshot *snap;      /* one reference */
+    struct moat_site *site;          /* borrowed from snap: site of the current request */
+    struct moat_site *sni_site;      /* borrowed from snap: the site whose handshake this was */
+    const struct moat_hdr_set *hdrs; /* borrowed from site: `header` rules of this request;
+                                        NULL = the site-wide ones */
+    struct moat_conn *prev, *next;   /* the worker's list of connections */
     struct moat_conn *next_closing;
     unsigned long long id;
     enum moat_conn_state state;
@@ -56,6 +59,10 @@ struct moat_conn {
     struct moat_buf out; /* response head, generated body, then file chunks */
     int file_fd;         /* owned; -1 when no file is being sent */
     uint64_t file_off, file_left;
+
+    /* The phase a trickle could stretch (request body, answer): when it began and the bytes it
+     * moved so far, for the limits.min_rate deadline. */
+    uint64_t phase_started_ms, phase_bytes;
 
     uint64_t body_left; /* Content-Length body still to discard */
     int body_chunked;

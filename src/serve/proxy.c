@@ -15,6 +15,7 @@
 #include "http1/chunked.h"
 #include "serve/conf.h"
 #include "serve/conn.h"
+#include "serve/headers.h"
 #include "serve/internal.h"
 #include "serve/snapshot.h"
 #include "serve/worker.h"
@@ -383,6 +384,7 @@ void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r)
     px->body_left = r->body == MOAT_H1_BODY_LENGTH ? r->content_length : 0;
     px->body_done = !px->body_chunked && px->body_left == 0;
     px->send_continue = r->expect_continue && !px->body_done;
+    moat_serve__phase_start(c); /* the body's clock, for limits.min_rate */
     if (px->body_chunked) {
         moat_h1_chunked_init(&px->bdec, c->snap->conf->max_body_bytes, 8192);
     }
@@ -438,10 +440,18 @@ void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r)
 
 void moat_proxy_timeout(struct moat_conn *c)
 {
+    const struct moat_conf *conf = c->snap->conf;
     if (c->px != NULL && c->px->st == PX_BODY) {
-        fail(c, 408, "the client's body stalled");
+        fail(c, 408,
+             moat_serve__rate_exceeded(c, conf->body_timeout_ms, 0)
+                 ? "the client's body was slower than limits.min_rate"
+                 : "the client's body stalled (timeouts.body)");
     } else if (c->px != NULL && c->px->st == PX_RELAY && moat_buf_len(&c->out) > 0) {
-        fail(c, 504, "the client did not take the answer in time (write timeout)");
+        moat_sock_reset_on_close(c->io.fd); /* what the kernel still holds for it goes too */
+        fail(c, 504,
+             moat_serve__rate_exceeded(c, conf->write_timeout_ms, 1)
+                 ? "the client took the answer slower than limits.min_rate"
+                 : "the client did not take the answer in time (timeouts.write)");
     } else {
         fail(c, 504, "the origin did not answer in time");
     }
@@ -481,6 +491,7 @@ static int take_body(struct moat_conn *c, struct moat_proxy *px)
             return fail(c, 500, "out of memory");
         }
         moat_buf_consume(&c->in, n);
+        c->phase_bytes += n;
         px->body_left -= n;
         px->body_done = px->body_left == 0;
         return 1;
@@ -499,6 +510,7 @@ static int take_body(struct moat_conn *c, struct moat_proxy *px)
         }
     }
     moat_buf_consume(&c->in, consumed);
+    c->phase_bytes += consumed;
     if (!moat_ok(rc)) {
         return fail(c, 500, "out of memory");
     }
@@ -552,7 +564,7 @@ static int step_body(struct moat_conn *c, struct moat_proxy *px)
         }
         moat_rc rc = moat_serve__fill_in(c);
         if (rc.kind == MOAT_E_AGAIN) {
-            moat_serve__arm(c, c->snap->conf->body_timeout_ms);
+            moat_serve__arm_rate(c, c->snap->conf->body_timeout_ms, 0);
             return 0;
         }
         if (!moat_ok(rc)) {
@@ -596,6 +608,25 @@ static const char *origin_tls_words(const struct moat_proxy *px, char *out, size
     return out;
 }
 
+/* Words for bytes that never became an answer head: how many, and the first of them (printable
+ * ASCII only), so "SSH-2.0-..." or a TLS alert on a plain port is recognisable in the log. */
+static const char *not_http_words(const struct moat_buf *b, char *out, size_t outlen)
+{
+    char shown[41];
+    size_t n = moat_buf_len(b) < sizeof(shown) - 1 ? moat_buf_len(b) : sizeof(shown) - 1;
+    const unsigned char *p = (const unsigned char *)moat_buf_rdptr(b);
+    for (size_t i = 0; i < n; i++) {
+        shown[i] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '.';
+    }
+    shown[n] = '\0';
+    snprintf(out, outlen,
+             "the origin sent %zu bytes that are not an HTTP/1.1 answer head (\"%s\"%s), then "
+             "closed%s",
+             moat_buf_len(b), shown, moat_buf_len(b) > n ? "..." : "",
+             p[0] == 0x15 || p[0] == 0x16 ? " (a TLS origin? use proxy https://)" : "");
+    return out;
+}
+
 static int hop_by_hop_response(moat_slice n)
 {
     static const char *const drop[] = {
@@ -626,8 +657,11 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
     if (!bodyless && px->framing != MOAT_H1_BODY_LENGTH && px->client_minor == 0) {
         c->keep_alive = 0; /* an HTTP/1.0 client learns the end by the close */
     }
-    moat_rc rc = moat_buf_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: moat\r\n", status,
-                                 moat_serve__reason(status), moat_httpdate_now(time(NULL)));
+    const struct moat_hdr_set *hs = moat_serve__headers(c);
+    moat_rc rc =
+        moat_buf_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n%s", status, moat_serve__reason(status),
+                        moat_httpdate_now(time(NULL)),
+                        moat_hdr_set_drops(hs, MOAT_SLICE_LIT("server")) ? "" : "Server: moat\r\n");
     moat_slice tokens[16];
     size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
     for (size_t i = 0; moat_ok(rc) && i < r->nfields; i++) {
@@ -638,6 +672,9 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
         }
         if (named || hop_by_hop_response(f->name)) {
             continue; /* RFC 9110 §7.6.1: fields the origin's Connection names are its hop's */
+        }
+        if (moat_hdr_set_drops(hs, f->name)) {
+            continue; /* a `header` rule sets or removes it */
         }
         rc =
             moat_buf_printf(o, "%.*s: %.*s\r\n", MOAT_SLICE_FMT(f->name), MOAT_SLICE_FMT(f->value));
@@ -658,6 +695,9 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
     if (moat_ok(rc) && !c->plain && c->site->hsts_len > 0 &&
         moat_h1_field_find(r->fields, r->nfields, "strict-transport-security") == NULL) {
         rc = moat_buf_append(o, c->site->hsts, c->site->hsts_len);
+    }
+    if (moat_ok(rc) && hs != NULL) {
+        rc = moat_buf_append(o, hs->proxied, hs->proxied_len);
     }
     if (moat_ok(rc) && !c->keep_alive) {
         rc = moat_buf_printf(o, "Connection: close\r\n");
@@ -693,8 +733,18 @@ static int step_recv_head(struct moat_conn *c, struct moat_proxy *px)
             if (st == MOAT_H1_DONE) {
                 return queue_head(c, px);
             }
+            if (st == MOAT_H1_E_HEAD_TOO_LARGE || st == MOAT_H1_E_TOO_MANY_FIELDS) {
+                return fail(c, 502,
+                            st == MOAT_H1_E_HEAD_TOO_LARGE
+                                ? "the origin's answer head is too large (over 64 KiB)"
+                                : "the origin's answer head is too large (too many fields)");
+            }
             if (st != MOAT_H1_AGAIN) {
-                return fail(c, 502, "the origin's answer is not valid HTTP/1.1");
+                char words[300];
+                snprintf(words, sizeof(words),
+                         "the origin's answer is not valid HTTP/1.1: %s at byte %zu",
+                         px->resp.err_what ? px->resp.err_what : "malformed", px->resp.err_pos);
+                return fail(c, 502, words);
             }
         }
         int got = read_origin(c, px);
@@ -704,9 +754,11 @@ static int step_recv_head(struct moat_conn *c, struct moat_proxy *px)
         if (got < 0) {
             char words[300];
             return fail(c, 502,
-                        got == -2   ? "the origin's answer head is too large"
+                        got == -2   ? "the origin's answer head is too large (over 64 KiB)"
                         : got == -3 ? origin_tls_words(px, words, sizeof(words))
-                                    : "the origin closed without answering");
+                        : moat_buf_len(&px->rbuf) > 0
+                            ? not_http_words(&px->rbuf, words, sizeof(words))
+                            : "the origin closed without answering");
         }
     }
 }
@@ -734,6 +786,7 @@ static int finish(struct moat_conn *c, struct moat_proxy *px)
     }
     moat_proxy_free(c);
     c->state = MOAT_CONN_WRITE; /* flush what is left, then keep-alive or close */
+    moat_serve__phase_start(c);
     moat_serve__arm(c, c->snap->conf->write_timeout_ms);
     return 1;
 }
@@ -745,7 +798,7 @@ static int step_relay(struct moat_conn *c, struct moat_proxy *px)
             size_t n;
             moat_rc rc = moat_io_write(&c->io, moat_buf_rdptr(&c->out), moat_buf_len(&c->out), &n);
             if (rc.kind == MOAT_E_AGAIN) {
-                moat_serve__arm(c, c->snap->conf->write_timeout_ms);
+                moat_serve__arm_rate(c, c->snap->conf->write_timeout_ms, 1);
                 return 0;
             }
             if (!moat_ok(rc)) {
@@ -754,7 +807,11 @@ static int step_relay(struct moat_conn *c, struct moat_proxy *px)
                 return 0;
             }
             moat_buf_consume(&c->out, n);
+            c->phase_bytes += n;
         }
+        /* Each burst of the answer (at most a piece or so) gets its own clock: time spent
+         * waiting for a slow origin is the origin's, not the client's. */
+        moat_serve__phase_start(c);
         if (px->resp_done) {
             return finish(c, px);
         }

@@ -19,6 +19,7 @@
 #include "tls/ctx.h"
 #include "tls/sni.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -45,6 +46,7 @@ static void site_clear(struct moat_site *s)
     s->client_auth = NULL;
     moat_proxy_target_free(s->proxy);
     s->proxy = NULL;
+    moat_hdr_table_clear(&s->hdrs);
 }
 
 static void snapshot_free(struct moat_snapshot *s)
@@ -68,14 +70,51 @@ void moat_snapshot_unref(struct moat_snapshot *s)
     }
 }
 
-struct moat_site *moat_snapshot_site_for(const struct moat_snapshot *s, const char *name,
-                                         size_t len)
+/* An IP literal as a Host gives it ("127.0.0.1", "[::1]", "::1") in binary; 0 for a name. */
+static int ip_parse(const char *p, size_t len, struct moat_site_ip *out)
 {
-    const struct moat_tls_sni_entry *e = moat_tls_sni_lookup(s->sni, name, len);
-    if (e != NULL && e->site != NULL) {
+    char text[INET6_ADDRSTRLEN + 2];
+    if (len >= 2 && p[0] == '[' && p[len - 1] == ']') {
+        p++;
+        len -= 2;
+    }
+    if (len == 0 || len >= sizeof(text)) {
+        return 0;
+    }
+    memcpy(text, p, len);
+    text[len] = '\0';
+    if (inet_pton(AF_INET, text, out->addr) == 1) {
+        out->family = AF_INET;
+        return 1;
+    }
+    if (inet_pton(AF_INET6, text, out->addr) == 1) {
+        out->family = AF_INET6;
+        return 1;
+    }
+    return 0;
+}
+
+struct moat_site *moat_snapshot_route(const struct moat_snapshot *s, const char *host, size_t len)
+{
+    struct moat_site_ip ip;
+    if (len > 0 && (host[0] == '[' || (host[len - 1] >= '0' && host[len - 1] <= '9')) &&
+        ip_parse(host, len, &ip)) {
+        /* SNI never carries an address (RFC 6066 §3), so addresses are kept apart from the SNI
+         * table and compared in binary: "[0::1]" and "::1" are one host. */
+        for (size_t i = 0; i < s->nips; i++) {
+            const struct moat_site_ip *a = &s->ips[i];
+            if (a->family == ip.family &&
+                memcmp(a->addr, ip.addr, ip.family == AF_INET ? 4 : 16) == 0) {
+                return a->site;
+            }
+        }
+        return s->catch_all;
+    }
+    const struct moat_tls_sni_entry *e = moat_tls_sni_lookup(s->sni, host, len);
+    if (e != NULL && e->matched && e->site != NULL) {
         return e->site;
     }
-    return &s->sites[0];
+    return NULL;
 }
 
 static time_t asn1_to_time(const ASN1_TIME *t)
@@ -247,12 +286,14 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
             return rc;
         }
     }
-    static const char *const alpn[] = {"http/1.1"};
+    /* http/1.0 too: curl -0 and other HTTP/1.0 clients offer only that (RFC 7301 registry);
+     * http/1.1 first, as the server's preference. */
+    static const char *const alpn[] = {"http/1.1", "http/1.0"};
     struct moat_tls_opts o = {
         .certs = files,
         .ncerts = nfiles,
         .alpn = alpn,
-        .nalpn = 1,
+        .nalpn = sizeof(alpn) / sizeof(alpn[0]),
         .tickets = s->conf->tickets ? env->tickets : NULL,
         .session_cache_size = (unsigned long)s->conf->session_cache,
         .session_timeout_s = (long)(s->conf->ticket_rotate_s * 2),
@@ -289,7 +330,19 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
             cs->hsts_subdomains ? "; includeSubDomains" : "", cs->hsts_preload ? "; preload" : "");
         site->hsts_len = n > 0 && (size_t)n < sizeof(site->hsts) ? (size_t)n : 0;
     }
+    MOAT_TRY(moat_hdr_table_build(cs, &site->hdrs, err));
     for (size_t k = 0; k < cs->nnames; k++) {
+        struct moat_site_ip ip = {.site = site};
+        if (ip_parse(cs->names[k], strlen(cs->names[k]), &ip)) {
+            if (s->nips == MOAT_SNAPSHOT_MAX_IPS) {
+                MOAT_FAIL(err, MOAT_E_CONFIG, "%s: more than %d addresses as site names", cs->where,
+                          MOAT_SNAPSHOT_MAX_IPS);
+            }
+            s->ips[s->nips++] = ip;
+        }
+        if (strcmp(cs->names[k], "*") == 0) {
+            s->catch_all = site;
+        }
         MOAT_TRY(moat_tls_sni_add(s->sni, cs->names[k], site->ctx, site, err));
     }
     return MOAT_RC_OK;

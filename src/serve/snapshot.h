@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "http1/parse.h"
 #include "serve/conf.h"
+#include "serve/headers.h"
 #include "serve/static.h"
 
 #include <openssl/ssl.h>
@@ -31,10 +32,20 @@ struct moat_site {
     SSL_CTX *ctx;                             /* owned (one reference) */
     struct moat_tls_client_auth *client_auth; /* owned; NULL when client_auth is off; freed
                                                  after ctx, which borrows it */
+    struct moat_hdr_table hdrs;               /* owned: `header` rules compiled */
     char hsts[160];                           /* whole header line with CRLF, or "" */
     size_t hsts_len;
     int local_cert; /* certificate issued by moat's local CA */
 };
+
+/* A site name that is an IP address (routing by Host only; SNI never carries one). */
+struct moat_site_ip {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    struct moat_site *site; /* borrowed from the snapshot */
+};
+
+#define MOAT_SNAPSHOT_MAX_IPS 64
 
 struct moat_snapshot {
     atomic_int refs;
@@ -43,6 +54,9 @@ struct moat_snapshot {
     struct moat_site *sites; /* owned array of nsites */
     size_t nsites;
     struct moat_tls_sni *sni; /* owned */
+    struct moat_site_ip ips[MOAT_SNAPSHOT_MAX_IPS];
+    size_t nips;
+    struct moat_site *catch_all; /* the "*" site, or NULL */
     struct moat_h1_limits limits;
     time_t renew_at; /* when a locally issued certificate should be renewed; 0 = never */
 };
@@ -65,9 +79,11 @@ static inline struct moat_snapshot *moat_snapshot_ref(struct moat_snapshot *s)
 }
 void moat_snapshot_unref(struct moat_snapshot *s);
 
-/* The site for a Host header value or SNI name (port stripped by the caller): exact, then
- * wildcard, then the default site. Never NULL. */
-struct moat_site *moat_snapshot_site_for(const struct moat_snapshot *s, const char *name,
-                                         size_t len);
+/*
+ * The site a request's authority names (port stripped by the caller, "[v6]" in brackets or
+ * not): an exact name, a one-label wildcard, an address a site lists, else the "*" site.
+ * NULL when no site serves that host: over HTTPS the caller answers 421 (RFC 9110 §15.5.20).
+ */
+struct moat_site *moat_snapshot_route(const struct moat_snapshot *s, const char *host, size_t len);
 
 #endif

@@ -58,10 +58,14 @@ struct moat_worker {
 
     char **pool; /* free read-buffer blocks */
     size_t npool;
+    size_t pool_low; /* fewest blocks in the pool since the last sweep: the unused ones */
 
     struct moat_buf alog;          /* access-log lines waiting to be written */
     struct moat_timer house_timer; /* housekeeping: access log, memory trim */
-    unsigned long long accepted_at_last_tick, accepted_at_last_trim;
+    /* Memory trim: connections opened + closed (churn) at the last tick and at the last trim,
+     * and the tick count then. */
+    unsigned long long closed, churn_at_last_tick, churn_at_last_trim;
+    unsigned long long ticks, ticks_at_last_trim;
 
     struct moat_h1_req req;       /* scratch: the request being dispatched */
     struct moat_buf scratch_hdrs; /* scratch: a handler's header lines */

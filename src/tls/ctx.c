@@ -20,6 +20,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +37,7 @@ static const char policy_tls13_suites[] =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 /* X25519 first: fast, constant-time, and what browsers send a key share for. */
 static const char policy_groups[] = "X25519:P-256:P-384";
-static const char *const default_alpn[] = {"http/1.1"};
+static const char *const default_alpn[] = {"http/1.1", "http/1.0"};
 
 #define SID_LEN 32 /* SSL_MAX_SID_CTX_LENGTH; one SHA-256 */
 
@@ -48,6 +49,7 @@ struct ctx_extra {
 
 static pthread_once_t extra_once = PTHREAD_ONCE_INIT;
 static int extra_idx = -1;
+static int refused_idx = -1; /* SSL ex_data: what a client offered when ALPN failed (char *) */
 
 static void extra_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
@@ -57,6 +59,51 @@ static void extra_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lon
 static void extra_index_init(void)
 {
     extra_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, extra_free);
+    refused_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, extra_free);
+}
+
+/* Keep the client's list in words for the log (a failed handshake only: no cost otherwise).
+ * Protocol names are bytes; anything outside printable ASCII is shown as '?'. */
+static void remember_offer(SSL *ssl, const unsigned char *in, unsigned int inlen)
+{
+    if (refused_idx < 0) {
+        return;
+    }
+    char *words = malloc(300);
+    if (words == NULL) {
+        return;
+    }
+    size_t at = 0;
+    for (unsigned int j = 0; j < inlen && at + 8 < 300;) {
+        unsigned int l = in[j];
+        if (l == 0 || l > inlen - j - 1) {
+            break;
+        }
+        if (at > 0) {
+            words[at++] = ',';
+            words[at++] = ' ';
+        }
+        for (unsigned int k = 0; k < l && at + 4 < 300; k++) {
+            unsigned char ch = in[j + 1 + k];
+            words[at++] = ch >= 0x21 && ch < 0x7f ? (char)ch : '?';
+        }
+        j += 1 + l;
+    }
+    words[at] = '\0';
+    free(SSL_get_ex_data(ssl, refused_idx));
+    if (!SSL_set_ex_data(ssl, refused_idx, words)) {
+        free(words);
+    }
+}
+
+int moat_tls_alpn_refused(SSL *ssl, char *out, size_t outlen)
+{
+    const char *words = refused_idx >= 0 && ssl != NULL ? SSL_get_ex_data(ssl, refused_idx) : NULL;
+    if (words == NULL) {
+        return 0;
+    }
+    snprintf(out, outlen, "%s", words);
+    return 1;
 }
 
 /*
@@ -87,6 +134,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
             j += 1 + l;
         }
     }
+    remember_offer(ssl, in, inlen);
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 

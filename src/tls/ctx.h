@@ -30,7 +30,7 @@ struct moat_tls_opts {
     const struct moat_tls_cert_files *certs; /* at least one; at most one per key type */
     size_t ncerts;
     const char *const *alpn; /* server preference order, e.g. {"h2", "http/1.1"}; NULL/0 means
-                                {"http/1.1"}; each 1..255 bytes */
+                                {"http/1.1", "http/1.0"}; each 1..255 bytes */
     size_t nalpn;
     struct moat_tls_tickets *tickets; /* shared ticket keys (the context takes a reference), or
                                          NULL: no tickets at all (TLS 1.2 and 1.3) */
@@ -52,5 +52,11 @@ struct moat_tls_opts {
  */
 MOAT_MUST_USE moat_rc moat_tls_ctx_new(const struct moat_tls_opts *o, SSL_CTX **out,
                                        struct moat_err *err);
+
+/*
+ * After a handshake that failed because the client offered ALPN but none of our protocols:
+ * 1, with the client's list in words ("h2, spdy/3.1") in `out`. 0 for any other handshake.
+ */
+int moat_tls_alpn_refused(SSL *ssl, char *out, size_t outlen);
 
 #endif

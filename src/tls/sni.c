@@ -12,6 +12,11 @@
  */
 #include "tls/sni.h"
 
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +156,7 @@ moat_rc moat_tls_sni_add(struct moat_tls_sni *s, const char *name, SSL_CTX *ctx,
         MOAT_FAIL(err, MOAT_E_USAGE, "SNI table is finished; site \"%s\" comes too late", name);
     }
     char host[HOST_MAX + 1];
+    struct in6_addr a6;
     enum item_kind kind = KIND_EXACT;
     size_t host_len = 0;
     if (strcmp(name, "*") == 0) {
@@ -158,6 +164,14 @@ moat_rc moat_tls_sni_add(struct moat_tls_sni *s, const char *name, SSL_CTX *ctx,
     } else if (name[0] == '*' && name[1] == '.') {
         kind = KIND_WILD;
         host_len = host_normalize(name + 2, strlen(name + 2), host);
+    } else if (strchr(name, ':') != NULL && strlen(name) <= HOST_MAX &&
+               inet_pton(AF_INET6, name, &a6) == 1) {
+        /* An IPv6 site name: no client sends one as SNI (RFC 6066 §3), but the site still needs
+         * its entry, e.g. to be the default for clients without SNI. */
+        host_len = strlen(name);
+        for (size_t i = 0; i <= host_len; i++) {
+            host[i] = (char)tolower((unsigned char)name[i]);
+        }
     } else {
         host_len = host_normalize(name, strlen(name), host);
     }
@@ -406,4 +420,34 @@ int moat_tls__sni_parse_ext(const unsigned char *ext, size_t ext_len, const unsi
     *name = ext + 5;
     *len = host_len;
     return 1;
+}
+
+int moat_tls_sni_covers(SSL *ssl, const char *host, size_t len)
+{
+    X509 *cert = ssl ? SSL_get_certificate(ssl) : NULL;
+    char text[HOST_MAX + 1];
+    if (cert == NULL || len == 0) {
+        return 0;
+    }
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+        host++;
+        len -= 2;
+    }
+    if (len >= sizeof(text)) {
+        return 0;
+    }
+    memcpy(text, host, len);
+    text[len] = '\0';
+    if (len > 1 && text[len - 1] == '.') {
+        text[--len] = '\0';
+    }
+    struct in6_addr a;
+    int ok = inet_pton(AF_INET, text, &a) == 1 || inet_pton(AF_INET6, text, &a) == 1
+                 ? X509_check_ip_asc(cert, text, 0) == 1
+                 : X509_check_host(cert, text, len,
+                                   X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+                                       X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
+                                   NULL) == 1;
+    ERR_clear_error();
+    return ok;
 }

@@ -81,6 +81,14 @@ void *moat_tls_sni_site_of(SSL *ssl);
 int moat_tls_sni_matched(SSL *ssl);
 
 /*
+ * 1 when the certificate this connection presented covers `host` (`len` bytes, no port; an IPv6
+ * address with or without brackets) the way a client checks it (RFC 6125: DNS SANs with a
+ * one-label wildcard, IP SANs); 0 otherwise or before the handshake chose one. A request for a
+ * host the certificate covers may be served on this connection (RFC 9110 §4.3.4, §7.4).
+ */
+int moat_tls_sni_covers(SSL *ssl, const char *host, size_t len);
+
+/*
  * Module-internal, exposed for tests and fuzzing: find the host_name in the body of a
  * server_name extension (RFC 6066 §3). Sets *name and *len to point into `ext` and returns 1 when
  * the list holds exactly one host_name entry and nothing else (as OpenSSL requires); 0 otherwise.

@@ -24,6 +24,8 @@ find their request among the recorded ones):
     /cut/N             head with Content-Length: N, half the body, then close
     /cut-chunked/N     chunked head, one chunk of N bytes, then close with no last chunk
     /nothing           close without answering
+    /garbage           bytes that are no HTTP head (no line end), then close
+    /setheaders        200 with Server, X-Frame-Options, Cache-Control and X-Kept fields
     /malformed         a status line and a field line that are not HTTP/1.1
     /huge-head/KB      200 whose head holds KB KiB of fields (in 2 KiB fields)
     /many-fields/N     200 with N small fields
@@ -390,6 +392,14 @@ class Origin:
             return False
         if kind == "nothing":
             return False
+        if kind == "garbage":
+            s.sendall(b"SSH-2.0-OpenSSH_9.2 not http at all")
+            return False
+        if kind == "setheaders":
+            s.sendall(_head(200, "OK", [("Server", "origin/1.0"), ("X-Frame-Options", "ALLOW"),
+                                        ("Cache-Control", "no-store"), ("X-Kept", "yes"),
+                                        ("Content-Length", 2)]) + b"ok")
+            return True
         if kind == "malformed":
             s.sendall(b"HTTP/1.1 200 OK\r\nThis is not a field\r\nContent-Length: 2\r\n\r\nhi")
             return False

@@ -288,13 +288,32 @@ def test_get_with_body_then_pipelined(server):
 
 
 def test_chunked_body_split_across_writes(server):
+    # A GET's answer waits for its body (which is read and dropped), so the chunked decoder
+    # sees every split and the connection stays in sync.
     with conn(server) as c:
-        c.send(b"POST /a.txt HTTP/1.1\r\n" + H.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
+        c.send(b"GET /a.txt HTTP/1.1\r\n" + H.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
         for piece in [b"4\r", b"\nwiki\r\n", b"5\r\npe", b"dia\r\n0", b"\r\n\r\n"]:
             c.send(piece)
             time.sleep(0.05)
-        assert c.read_response().status == 405
-        assert c.request("/a.txt").status == 200
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"file A\n"
+        assert c.request("/b.txt").status == 200
+
+
+def test_refusal_does_not_wait_for_the_body(server):
+    # The 405 does not depend on the body: it comes before the body is sent, says close, and
+    # what the client sends afterwards is dropped (lingering close) instead of being parsed.
+    with conn(server) as c:
+        c.send(b"POST /a.txt HTTP/1.1\r\n" + H.encode() + b"Content-Length: 60000\r\n\r\n"
+               + b"x" * 10)
+        t0 = time.monotonic()
+        r = c.read_response()
+        assert time.monotonic() - t0 < 2.0
+        assert r.status == 405
+        assert "close" in (r.header("connection") or "").lower()
+        send_tolerant(c, build_request("/c.txt"))
+        assert c.is_closed(timeout=5.0)
+        assert b"file C" not in c.buf
 
 
 def test_body_over_limit_content_length(server):
@@ -306,8 +325,10 @@ def test_body_over_limit_content_length(server):
 
 
 def test_body_over_limit_chunked(server):
+    # GET: its answer waits for the body, so the body's size decides (a POST is refused 405
+    # before its body is read).
     with conn(server) as c:
-        c.send(b"POST /a.txt HTTP/1.1\r\n" + H.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
+        c.send(b"GET /a.txt HTTP/1.1\r\n" + H.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
         chunk = b"2000\r\n" + b"y" * 0x2000 + b"\r\n"
         for _ in range(10):  # 80 KiB > 64 KiB
             send_tolerant(c, chunk)

@@ -1,0 +1,116 @@
+"""Memory goes back to the system after connections close, whatever the traffic does next:
+after 1,000 keep-alive connections close, and after 1,000 clients that never finish their head
+are cut, the server's resident memory returns to near where it started (the housekeeping tick
+frees unused pool blocks and trims the heap).
+
+Measured on the release build (the sanitizer build's allocator keeps freed memory on purpose).
+"""
+
+import os
+import resource
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import Moat, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+N = 1000
+
+
+@pytest.fixture
+def release_bin():
+    path = REPO / "build" / "moat"
+    if not path.is_file():
+        msg = "release binary build/moat not built (make build/moat)"
+        if os.environ.get("MOAT_REQUIRE_BIN"):
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 3 * N:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * N), hard))
+    return path
+
+
+def rss_kb(pid):
+    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def start(release_bin, tmp_path, pki, www):
+    m = Moat(release_bin, tmp_path / "mem", name="mem")
+    m.write_config(f"""\
+listen 127.0.0.1:{m.port}
+workers 1
+state {m.state}
+trust {pki.root}
+error_log stderr warn
+timeouts {{ head 1s; idle 60s }}
+limits {{ connections 5000 }}
+site example.test {{
+    cert {pki.ec.chain} {pki.ec.key}
+    root {www}
+}}
+""")
+    return m.start()
+
+
+def settle(m, base, slack_kb, timeout=6.0):
+    """RSS once it is within `slack_kb` of `base` (or the last value after `timeout`)."""
+    last = [0]
+
+    def near():
+        last[0] = rss_kb(m.pid)
+        return last[0] <= base + slack_kb
+
+    wait_for(near, timeout, 0.25)
+    return last[0]
+
+
+def test_memory_returns_after_connections_close(release_bin, tmp_path, pki, www):
+    m = start(release_bin, tmp_path, pki, www)
+    ctx = ssl.create_default_context(cafile=str(pki.root))
+    try:
+        def one():
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", m.port), timeout=10),
+                                server_hostname="example.test")
+            s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: example.test\r\n\r\n")
+            assert b"200 OK" in s.recv(4096)
+            return s
+
+        for _ in range(20):
+            one().close()
+        time.sleep(1.0)
+        base = rss_kb(m.pid)
+
+        # 1. keep-alive connections, all closed by the clients at once.
+        conns = [one() for _ in range(N)]
+        peak = rss_kb(m.pid)
+        assert peak - base > 6 * 1024, (base, peak)  # the test measures something
+        for s in conns:
+            s.close()
+        after = settle(m, base, 3 * 1024)
+        assert after <= base + 3 * 1024, "keep-alive: base %d KB, peak %d KB, after %d KB" % (
+            base, peak, after)
+
+        # 2. clients that start a head and never finish it: cut by the head timeout.
+        raws = []
+        for _ in range(N):
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", m.port), timeout=10),
+                                server_hostname="example.test")
+            s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: exa")
+            raws.append(s)
+        peak2 = rss_kb(m.pid)
+        time.sleep(1.5)  # head timeout 1s: moat answers 408 and closes
+        after2 = settle(m, base, 3 * 1024)
+        for s in raws:
+            s.close()
+        assert after2 <= base + 3 * 1024, "slow heads: base %d KB, peak %d KB, after %d KB" % (
+            base, peak2, after2)
+    finally:
+        m.stop()
