@@ -61,7 +61,8 @@ struct moat_crlpub_set {
  * *refresh_at is lowered (0: not set yet) to when its CRL should be made again.
  * A bad CA folder (missing, not a CA, no readable intermediate.pem/root.pem) or a damaged or
  * oversized CRL file is MOAT_E_CONFIG with err->where the directive's "file:line:col" and the
- * fix. Warnings go to the error log (not when `quiet`). *out is freed with moat_crlpub_free.
+ * fix. Warnings (a missing, expired or stale CRL) always go to the error log, the note that
+ * the server wrote a new CRL only when not `quiet`. *out is freed with moat_crlpub_free.
  */
 MOAT_MUST_USE moat_rc moat_crlpub_build(const struct moat_conf *conf, const char *state_dir,
                                         int quiet, struct moat_crlpub_set **out, time_t *refresh_at,
