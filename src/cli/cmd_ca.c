@@ -1,6 +1,7 @@
 /*
- * cmd_ca.c: `moat ca init|intermediate|sign|revoke|crl|show`: argument parsing only; the CA
- * lives in pki/ca.c, its policy in pki/policy.c, revocation in pki/crl.c.
+ * cmd_ca.c: `moat ca init|intermediate|set|sign|revoke|crl|show`: argument parsing only; the
+ * CA lives in pki/ca.c, its policy in pki/policy.c, revocation in pki/crl.c, its CRL
+ * addresses in pki/crlurl.c.
  */
 #include "cli/cmd.h"
 
@@ -8,6 +9,7 @@
 #include "pki/ca.h"
 #include "pki/chain.h"
 #include "pki/crl.h"
+#include "pki/crlurl.h"
 #include "pki/csr.h"
 #include "pki/names.h"
 #include "pki/show.h"
@@ -25,8 +27,10 @@
 
 static const char ca_usage[] =
     "usage: moat ca init [--dir DIR] [--name NAME] [--key-type TYPE] [--permit NAME]...\n"
-    "                    [--exclude NAME]...\n"
+    "                    [--exclude NAME]... [--crl-url URL] [--root-crl-url URL]\n"
     "       moat ca intermediate [--ca DIR] [--out DIR] [--name NAME] [--key-type TYPE]\n"
+    "                    [--crl-url URL] [--root-crl-url URL]\n"
+    "       moat ca set [--ca DIR] [--crl-url URL|none] [--root-crl-url URL|none]\n"
     "       moat ca sign CSR [--ca DIR] [--days N] [--client] [--out FILE]\n"
     "       moat ca revoke CERT [--ca DIR] [--reason REASON]\n"
     "       moat ca crl [--ca DIR] [--out FILE] [--root-out FILE] [--days N]\n"
@@ -44,10 +48,18 @@ static const char ca_usage[] =
     "                     and all below), an address range (10.0.0.0/8), a mail domain\n"
     "                     (@example.com); repeatable. Clients enforce it (name constraints)\n"
     "    --exclude NAME   never sign names within NAME; repeatable\n"
+    "    --crl-url URL    where the intermediate's CRL will be published (http://HOST/PATH):\n"
+    "                     every certificate it signs points there (crlDistributionPoints)\n"
+    "    --root-crl-url URL  where the root's CRL will be published: the intermediates the\n"
+    "                     root signs point there\n"
     "  intermediate       make a new intermediate with the root key (root.key must be there):\n"
     "                     replaces the CA's own (the old one is kept, dated), or with --out DIR\n"
     "                     makes a separate issuing CA in DIR without the root key, so the root\n"
-    "                     key can go offline. Takes --name, --key-type, --permit, --exclude\n"
+    "                     key can go offline. Takes --name, --key-type, --permit, --exclude;\n"
+    "                     --crl-url is the new intermediate's own CRL address (kept in DIR),\n"
+    "                     --root-crl-url changes the root's (kept in the root's folder)\n"
+    "  set                change the CRL addresses kept in the CA folder (file `settings`);\n"
+    "                     `none` removes one. Certificates issued before keep what they carry\n"
     "  sign CSR           check a CSR's signature and the CA's policy, then sign it\n"
     "    --days N         validity (default 90 for servers, 365 for clients; at most 825 for\n"
     "                     servers), never past the intermediate's own end\n"
@@ -57,6 +69,7 @@ static const char ca_usage[] =
     "    --reason R       unspecified (default), key-compromise, ca-compromise,\n"
     "                     affiliation-changed, superseded, cessation-of-operation\n"
     "  crl                write the revocation lists (CRLs) that clients and `moat serve` load\n"
+    "                     (moat serve publishes them with crl_publish, see docs/config.md)\n"
     "    --out FILE       the intermediate's (the certificates it issued); default DIR/crl.pem\n"
     "    --root-out FILE  the root's (revoked intermediates), made when root.key is there;\n"
     "                     default DIR/root-crl.pem\n"
@@ -71,11 +84,12 @@ static const char ca_usage[] =
     "\n"
     "Examples:\n"
     "  moat ca init --dir ~/myca --name \"Acme dev CA\" --permit acme.test\n"
+    "  moat ca set --ca ~/myca --crl-url http://ca.acme.test/crl/intermediate.crl\n"
     "  moat ca sign server.csr --ca ~/myca --out server.pem\n"
     "  moat ca revoke server.pem --ca ~/myca --reason key-compromise && moat ca crl --ca ~/myca\n";
 
 struct ca_flags {
-    const char *dir, *ca, *out, *root_out, *name, *type, *days, *reason;
+    const char *dir, *ca, *out, *root_out, *name, *type, *days, *reason, *crl_url, *root_crl_url;
     const char *permit[MAX_CONSTRAINTS], *exclude[MAX_CONSTRAINTS];
     size_t npermit, nexclude;
     int client;
@@ -93,6 +107,8 @@ static int parse(const char *cmd, int argc, char **argv, struct ca_flags *f, con
         {.name = "--key-type", .kind = MOAT_CLI_VALUE, .value = &f->type},
         {.name = "--days", .kind = MOAT_CLI_VALUE, .value = &f->days},
         {.name = "--reason", .kind = MOAT_CLI_VALUE, .value = &f->reason},
+        {.name = "--crl-url", .kind = MOAT_CLI_VALUE, .value = &f->crl_url},
+        {.name = "--root-crl-url", .kind = MOAT_CLI_VALUE, .value = &f->root_crl_url},
         {.name = "--client", .kind = MOAT_CLI_FLAG, .flag = &f->client},
         {.name = "--permit",
          .kind = MOAT_CLI_LIST,
@@ -119,10 +135,32 @@ static int refuse(const char *cmd, const char *flag, int given)
     return 0;
 }
 
+/* Subcommands that take no CRL address refuse both flags. */
+static int refuse_urls(const char *cmd, const struct ca_flags *f)
+{
+    return refuse(cmd, "--crl-url", f->crl_url != NULL) ||
+           refuse(cmd, "--root-crl-url", f->root_crl_url != NULL);
+}
+
 /* --dir and --ca both name the CA folder; either is accepted. */
 static const char *ca_dir(const struct ca_flags *f)
 {
     return f->ca ? f->ca : f->dir;
+}
+
+/* The CRL addresses of the CA and where `moat serve` would publish them. */
+static void print_urls(const struct moat_ca *ca)
+{
+    if (ca->crl_url != NULL) {
+        printf("  CRL URL:      %s (in every certificate the intermediate signs; publish "
+               "crl.pem there:\n                crl_publish %s %s in a moat serve site)\n",
+               ca->crl_url, moat_crlurl_path(ca->crl_url), ca->dir);
+    }
+    if (ca->root_crl_url != NULL) {
+        printf("  root CRL URL: %s (in the intermediates the root signs; crl_publish %s %s "
+               "root)\n",
+               ca->root_crl_url, moat_crlurl_path(ca->root_crl_url), ca->dir);
+    }
 }
 
 static void print_fingerprint(const char *label, X509 *x)
@@ -149,7 +187,9 @@ static moat_rc ca_opts_and_dir(const struct ca_flags *f, struct moat_ca_opts *o,
                                .permit = f->permit,
                                .npermit = f->npermit,
                                .exclude = f->exclude,
-                               .nexclude = f->nexclude};
+                               .nexclude = f->nexclude,
+                               .crl_url = f->crl_url,
+                               .root_crl_url = f->root_crl_url};
     moat_rc rc = f->type ? moat_key_parse_type(f->type, &o->key_type, err) : MOAT_RC_OK;
     if (moat_ok(rc) && ca_dir(f) == NULL) {
         rc = moat_ca_default_dir(def, err);
@@ -168,7 +208,8 @@ static int ca_init(int argc, char **argv)
     }
     if (refuse("ca init", "--out", f.out != NULL) || refuse("ca init", "--days", f.days != NULL) ||
         refuse("ca init", "--client", f.client) ||
-        refuse("ca init", "--reason", f.reason != NULL)) {
+        refuse("ca init", "--reason", f.reason != NULL) ||
+        refuse("ca init", "--root-out", f.root_out != NULL)) {
         return 2;
     }
     struct moat_err err = {0};
@@ -189,6 +230,7 @@ static int ca_init(int argc, char **argv)
                dir);
         printf("  intermediate: %s/intermediate.pem (signs certificates)\n", dir);
         print_fingerprint("  root SHA-256: ", ca->root);
+        print_urls(ca);
         printf("next:\n  moat trust install --ca %s/root.pem      # trust it on this machine\n"
                "  moat cert issue example.test --ca %s     # issue a server certificate\n",
                dir, dir);
@@ -208,7 +250,8 @@ static int ca_intermediate(int argc, char **argv)
     }
     if (refuse("ca intermediate", "--days", f.days != NULL) ||
         refuse("ca intermediate", "--client", f.client) ||
-        refuse("ca intermediate", "--reason", f.reason != NULL)) {
+        refuse("ca intermediate", "--reason", f.reason != NULL) ||
+        refuse("ca intermediate", "--root-out", f.root_out != NULL)) {
         return 2;
     }
     struct moat_err err = {0};
@@ -226,10 +269,19 @@ static int ca_intermediate(int argc, char **argv)
         time_t t = moat_ca_asn1_time(X509_get0_notAfter(ca->cert));
         gmtime_r(&t, &tm);
         strftime(until, sizeof(until), "%Y-%m-%d", &tm);
+        char url[MOAT_CRLURL_MAX + 1];
+        if (moat_crlurl_of(ca->cert, url, sizeof(url))) {
+            printf("the intermediate points at the root's CRL: %s\n", url);
+        }
         if (f.out != NULL && strcmp(f.out, dir) != 0) {
             printf("made an issuing CA in %s (root.pem, intermediate.pem, intermediate.key; no "
                    "root key), valid until %s\n",
                    f.out, until);
+            if (ca->crl_url == NULL) {
+                printf("its certificates carry no CRL URL: give it one (the address where %s's "
+                       "own crl.pem will be published) with moat ca set --ca %s --crl-url URL\n",
+                       f.out, f.out);
+            }
         } else {
             printf("made a new intermediate in %s/intermediate.pem, valid until %s (the old one "
                    "is kept as intermediate-<date>.pem/.key)\n",
@@ -258,7 +310,7 @@ static int ca_sign(int argc, char **argv)
         refuse("ca sign", "--key-type", f.type != NULL) ||
         refuse("ca sign", "--permit", f.npermit > 0) ||
         refuse("ca sign", "--exclude", f.nexclude > 0) ||
-        refuse("ca sign", "--reason", f.reason != NULL)) {
+        refuse("ca sign", "--reason", f.reason != NULL) || refuse_urls("ca sign", &f)) {
         return 2;
     }
     int days = f.client ? MOAT_CA_DEFAULT_CLIENT_DAYS : MOAT_CA_DEFAULT_SERVER_DAYS;
@@ -324,6 +376,9 @@ static int ca_revoke(int argc, char **argv)
         fprintf(stderr, "moat ca revoke: give one certificate file (moat ca revoke CERT)\n");
         return 2;
     }
+    if (refuse_urls("ca revoke", &f)) {
+        return 2;
+    }
     struct moat_err err = {0};
     enum moat_crl_reason reason = MOAT_CRL_UNSPECIFIED;
     moat_rc rc = f.reason ? moat_crl_reason_parse(f.reason, &reason, &err) : MOAT_RC_OK;
@@ -349,6 +404,24 @@ static int ca_revoke(int argc, char **argv)
     return moat_cli_fail("ca revoke", rc, &err);
 }
 
+/* Where the CRLs must go, so that what the certificates point at is really there. */
+static void publish_hint(const struct moat_ca *ca, const char *out, const char *root_out)
+{
+    if (ca->crl_url != NULL) {
+        printf("certificates point at %s: publish %s there (moat serve: `crl_publish %s %s` "
+               "in a site, then reload it with SIGHUP)\n",
+               ca->crl_url, out, moat_crlurl_path(ca->crl_url), ca->dir);
+    } else {
+        printf("certificates carry no CRL URL, so clients find this list only when given it "
+               "(moat ca set --crl-url URL adds one to certificates issued from then on)\n");
+    }
+    if (root_out != NULL && ca->root_crl_url != NULL) {
+        printf("intermediates point at %s: publish %s there (`crl_publish %s %s root`)\n",
+               ca->root_crl_url, root_out, moat_crlurl_path(ca->root_crl_url), ca->dir);
+    }
+    printf("publish them again before they run out\n");
+}
+
 static int ca_crl(int argc, char **argv)
 {
     struct ca_flags f = {0};
@@ -359,6 +432,9 @@ static int ca_crl(int argc, char **argv)
     }
     int days = MOAT_CRL_DEFAULT_DAYS;
     if (f.days != NULL && !moat_cli_days("ca crl", "--days", f.days, 365, &days)) {
+        return 2;
+    }
+    if (refuse_urls("ca crl", &f)) {
         return 2;
     }
     struct moat_err err = {0};
@@ -402,12 +478,66 @@ static int ca_crl(int argc, char **argv)
         } else {
             printf("no root CRL: root.key is not in %s\n", ca->dir);
         }
-        printf("publish them again before they run out\n");
+        publish_hint(ca, out, have_root_key ? root_out : NULL);
     }
     X509_CRL_free(crl);
     X509_CRL_free(root_crl);
     moat_ca_free(ca);
     return moat_cli_fail("ca crl", rc, &err);
+}
+
+/* "none" removes a setting (""), anything else is the new URL. */
+static const char *url_arg(const char *v)
+{
+    return v != NULL && strcmp(v, "none") == 0 ? "" : v;
+}
+
+static int ca_set(int argc, char **argv)
+{
+    struct ca_flags f = {0};
+    size_t npos = 0;
+    int r = parse("ca set", argc, argv, &f, NULL, 0, &npos);
+    if (r != 0) {
+        return r < 0 ? 0 : r;
+    }
+    if (f.crl_url == NULL && f.root_crl_url == NULL) {
+        fprintf(stderr, "moat ca set: give --crl-url URL and/or --root-crl-url URL (`none` "
+                        "removes one; see moat ca --help)\n");
+        return 2;
+    }
+    if (refuse("ca set", "--out", f.out != NULL) ||
+        refuse("ca set", "--root-out", f.root_out != NULL) ||
+        refuse("ca set", "--name", f.name != NULL) ||
+        refuse("ca set", "--key-type", f.type != NULL) ||
+        refuse("ca set", "--days", f.days != NULL) || refuse("ca set", "--client", f.client) ||
+        refuse("ca set", "--reason", f.reason != NULL) ||
+        refuse("ca set", "--permit", f.npermit > 0) ||
+        refuse("ca set", "--exclude", f.nexclude > 0)) {
+        return 2;
+    }
+    struct moat_err err = {0};
+    struct moat_ca *ca = NULL;
+    moat_rc rc = moat_cli_open_ca(ca_dir(&f), &ca, &err);
+    if (moat_ok(rc)) {
+        rc = moat_ca_set_crl_urls(ca, url_arg(f.crl_url), url_arg(f.root_crl_url), &err);
+    }
+    if (moat_ok(rc)) {
+        printf("saved %s/settings\n", ca->dir);
+        if (f.crl_url != NULL) {
+            printf("  CRL URL:      %s\n", ca->crl_url ? ca->crl_url : "(none)");
+            printf("certificates issued from now on carry it; those issued before keep what "
+                   "they carry (reissue them if they must point at the new address)\n");
+        }
+        if (f.root_crl_url != NULL) {
+            printf("  root CRL URL: %s\n", ca->root_crl_url ? ca->root_crl_url : "(none)");
+            printf("the current intermediate keeps what it carries; the next one (moat ca "
+                   "intermediate%s%s) points at the new address\n",
+                   ca_dir(&f) ? " --ca " : "", ca_dir(&f) ? ca_dir(&f) : "");
+        }
+        print_urls(ca);
+    }
+    moat_ca_free(ca);
+    return moat_cli_fail("ca set", rc, &err);
 }
 
 static int ca_show(int argc, char **argv)
@@ -417,6 +547,9 @@ static int ca_show(int argc, char **argv)
     int r = parse("ca show", argc, argv, &f, NULL, 0, &npos);
     if (r != 0) {
         return r < 0 ? 0 : r;
+    }
+    if (refuse_urls("ca show", &f)) {
+        return 2;
     }
     struct moat_err err = {0};
     struct moat_ca *ca = NULL;
@@ -444,6 +577,10 @@ static int ca_show(int argc, char **argv)
     printf("Policy (%s/policy): %zu rule%s%s\n", ca->dir, ca->policy ? ca->policy->nrules : 0,
            ca->policy && ca->policy->nrules == 1 ? "" : "s",
            ca->policy && ca->policy->max_days ? ", with max_days" : "");
+    printf("CRL URL (settings, in the certificates the intermediate signs): %s\n",
+           ca->crl_url ? ca->crl_url : "(none: moat ca set --crl-url URL)");
+    printf("Root CRL URL (settings, in the intermediates the root signs): %s\n",
+           ca->root_crl_url ? ca->root_crl_url : "(none)");
     moat_ca_free(ca);
     return moat_cli_fail("ca show", rc, &err);
 }
@@ -457,17 +594,18 @@ int moat_cmd_ca(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } subs[] = {{"init", ca_init}, {"intermediate", ca_intermediate},
-                {"sign", ca_sign}, {"revoke", ca_revoke},
-                {"crl", ca_crl},   {"show", ca_show}};
+    } subs[] = {{"init", ca_init},     {"intermediate", ca_intermediate},
+                {"set", ca_set},       {"sign", ca_sign},
+                {"revoke", ca_revoke}, {"crl", ca_crl},
+                {"show", ca_show}};
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) == 0) {
             return subs[i].fn(argc - 1, argv + 1);
         }
     }
     fprintf(stderr,
-            "moat ca: unknown subcommand \"%s\" (init, intermediate, sign, revoke, crl, show; "
-            "see moat ca --help)\n",
+            "moat ca: unknown subcommand \"%s\" (init, intermediate, set, sign, revoke, crl, "
+            "show; see moat ca --help)\n",
             argv[1]);
     return 2;
 }

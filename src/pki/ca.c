@@ -12,6 +12,7 @@
 #include "pki/ca.h"
 
 #include "pki/chain.h"
+#include "pki/crlurl.h"
 #include "pki/fsutil.h"
 #include "pki/names.h"
 
@@ -51,6 +52,8 @@ void moat_ca_free(struct moat_ca *ca)
     X509_free(ca->root);
     free(ca->dir);
     moat_policy_free(ca->policy);
+    free(ca->crl_url);
+    free(ca->root_crl_url);
     free(ca);
 }
 
@@ -195,8 +198,9 @@ static X509 *make_root(const char *cn, int org, EVP_PKEY *key, NAME_CONSTRAINTS 
     return x;
 }
 
+/* `crl_url`: the root's CRL, the list that can revoke this intermediate (NULL: none). */
 static X509 *make_intermediate(const char *cn, int org, EVP_PKEY *key, NAME_CONSTRAINTS *nc,
-                               X509 *root, EVP_PKEY *root_key, time_t now)
+                               X509 *root, EVP_PKEY *root_key, const char *crl_url, time_t now)
 {
     time_t until = now + (time_t)INTERMEDIATE_DAYS * DAY;
     time_t root_until = moat_ca_asn1_time(X509_get0_notAfter(root));
@@ -208,7 +212,8 @@ static X509 *make_intermediate(const char *cn, int org, EVP_PKEY *key, NAME_CONS
         !add_ext(x, root, NID_key_usage, "critical,keyCertSign,cRLSign") ||
         !add_ext(x, root, NID_subject_key_identifier, "hash") ||
         !add_ext(x, root, NID_authority_key_identifier, "keyid:always") ||
-        !add_constraints(x, nc) || !sign(x, root_key)) {
+        !add_constraints(x, nc) || (crl_url != NULL && !moat_crlurl_add_ext(x, crl_url)) ||
+        !sign(x, root_key)) {
         X509_free(x);
         return NULL;
     }
@@ -305,7 +310,9 @@ moat_rc moat_ca_sign(struct moat_ca *ca, const struct moat_ca_leaf *l, time_t no
                                    &nb, &na, NULL, err));
     const char *cn = strlen(l->names[0]) <= CN_MAX ? l->names[0] : NULL;
     X509 *x = cert_new(cn, 0, l->pub, ca->cert, nb, na);
-    if (x == NULL || !add_leaf_exts(x, ca->cert, l, l->pub, cn == NULL) || !sign(x, ca->key)) {
+    /* RFC 5280 §4.2.1.13: the leaf points at its issuer's CRL, the one that can list it. */
+    if (x == NULL || !add_leaf_exts(x, ca->cert, l, l->pub, cn == NULL) ||
+        (ca->crl_url != NULL && !moat_crlurl_add_ext(x, ca->crl_url)) || !sign(x, ca->key)) {
         X509_free(x);
         MOAT_FAIL_SSL(err, MOAT_E_INTERNAL, "cannot build the certificate for %s", l->names[0]);
     }
@@ -450,7 +457,38 @@ static void intermediate_name(const char *root_cn, char *out, size_t n)
 
 static const struct moat_ca_opts default_opts = {.key_type = MOAT_KEY_EC_P256};
 
-/* Make the four files; on failure remove the ones written so the folder is empty again. */
+/* Both URLs of `o` that are set must be ones moat writes into certificates. */
+static moat_rc check_opt_urls(const struct moat_ca_opts *o, struct moat_err *err)
+{
+    if (o->crl_url != NULL) {
+        MOAT_TRY(moat_crlurl_check(o->crl_url, err));
+    }
+    if (o->root_crl_url != NULL) {
+        MOAT_TRY(moat_crlurl_check(o->root_crl_url, err));
+    }
+    return MOAT_RC_OK;
+}
+
+/* The CRL addresses a new CA starts with: those of `o` when it gives any (written to the
+ * settings file later), else what the folder's settings file already says. */
+static moat_rc initial_settings(const struct moat_ca *ca, const struct moat_ca_opts *o,
+                                struct moat_crlurl_settings *st, struct moat_err *err)
+{
+    *st = (struct moat_crlurl_settings){0};
+    if (o->crl_url == NULL && o->root_crl_url == NULL) {
+        return moat_crlurl_load(ca->dir, st, err);
+    }
+    st->crl_url = o->crl_url ? strdup(o->crl_url) : NULL;
+    st->root_crl_url = o->root_crl_url ? strdup(o->root_crl_url) : NULL;
+    if ((o->crl_url && !st->crl_url) || (o->root_crl_url && !st->root_crl_url)) {
+        moat_crlurl_clear(st);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    return MOAT_RC_OK;
+}
+
+/* Make the four files (and the settings when `o` gives URLs); on failure remove the ones
+ * written so the folder is empty again. */
 static moat_rc create_ca(struct moat_ca *ca, char *const paths[F_COUNT],
                          const struct moat_ca_opts *o, struct moat_err *err)
 {
@@ -463,10 +501,16 @@ static moat_rc create_ca(struct moat_ca *ca, char *const paths[F_COUNT],
     }
     intermediate_name(cn, icn, sizeof(icn));
 
+    MOAT_TRY(check_opt_urls(o, err));
+    struct moat_crlurl_settings st;
+    MOAT_TRY(initial_settings(ca, o, &st, err));
     moat_rc rc = MOAT_RC_OK;
     NAME_CONSTRAINTS *nc =
         moat_policy_constraints_new(o->permit, o->npermit, o->exclude, o->nexclude, &rc, err);
-    MOAT_TRY(rc);
+    if (!moat_ok(rc)) {
+        moat_crlurl_clear(&st);
+        return rc;
+    }
     time_t now = time(NULL);
     EVP_PKEY *root_key = NULL;
     rc = moat_key_new(o->key_type, &root_key, err);
@@ -475,8 +519,9 @@ static moat_rc create_ca(struct moat_ca *ca, char *const paths[F_COUNT],
     }
     if (rc.kind == MOAT_OK) {
         ca->root = make_root(cn, org, root_key, nc, now);
-        ca->cert =
-            ca->root ? make_intermediate(icn, org, ca->key, nc, ca->root, root_key, now) : NULL;
+        ca->cert = ca->root ? make_intermediate(icn, org, ca->key, nc, ca->root, root_key,
+                                                st.root_crl_url, now)
+                            : NULL;
         if (ca->cert == NULL) {
             rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__,
                               "cannot build the CA certificates");
@@ -485,6 +530,7 @@ static moat_rc create_ca(struct moat_ca *ca, char *const paths[F_COUNT],
     NAME_CONSTRAINTS_free(nc);
     if (rc.kind != MOAT_OK) {
         EVP_PKEY_free(root_key);
+        moat_crlurl_clear(&st);
         return rc;
     }
     int written = 0;
@@ -503,17 +549,36 @@ static moat_rc create_ca(struct moat_ca *ca, char *const paths[F_COUNT],
         written += rc.kind == MOAT_OK;
     }
     EVP_PKEY_free(root_key);
+    if (rc.kind == MOAT_OK && (o->crl_url != NULL || o->root_crl_url != NULL)) {
+        rc = moat_crlurl_save(ca->dir, &st, err);
+    }
     if (rc.kind != MOAT_OK) {
         static const int order[F_COUNT] = {F_ROOT_KEY, F_ROOT_PEM, F_INT_KEY, F_INT_PEM};
         for (int i = 0; i < written; i++) {
             unlink(paths[order[i]]);
         }
+        moat_crlurl_clear(&st);
         moat_err_ctx(err, "while creating the CA in %s", ca->dir);
+        return rc;
     }
+    ca->crl_url = st.crl_url;
+    ca->root_crl_url = st.root_crl_url;
     return rc;
 }
 
 /* ---- opening ---- */
+
+/* ca->crl_url and ca->root_crl_url from <dir>/settings (a bad line names the file and line). */
+static moat_rc load_settings(struct moat_ca *ca, struct moat_err *err)
+{
+    struct moat_crlurl_settings st;
+    MOAT_TRY_CTX(moat_crlurl_load(ca->dir, &st, err), err, "while opening the CA in %s", ca->dir);
+    free(ca->crl_url);
+    free(ca->root_crl_url);
+    ca->crl_url = st.crl_url;
+    ca->root_crl_url = st.root_crl_url;
+    return MOAT_RC_OK;
+}
 
 static moat_rc load_cert(const char *path, X509 **out, struct moat_err *err)
 {
@@ -613,6 +678,7 @@ static moat_rc open_ca(struct moat_ca *ca, char *const paths[F_COUNT], int have_
     time_t now = time(NULL);
     MOAT_TRY(check_not_expired(ca->root, paths[F_ROOT_PEM], ca->dir, now, err));
     MOAT_TRY(check_not_expired(ca->cert, paths[F_INT_PEM], ca->dir, now, err));
+    MOAT_TRY(load_settings(ca, err));
     return moat_policy_load(ca->dir, &ca->policy, err);
 }
 
@@ -649,6 +715,12 @@ static moat_rc run_locked(struct moat_ca *ca, char *const paths[F_COUNT], enum c
     }
     if (count > 0 && mode == MODE_INIT) {
         moat_err_where(err, "%s", ca->dir);
+        if (o->crl_url != NULL || o->root_crl_url != NULL) {
+            MOAT_FAIL(err, MOAT_E_USAGE,
+                      "%s already holds a CA: moat never replaces one; to give it CRL URLs, use "
+                      "`moat ca set --ca %s --crl-url URL` (and --root-crl-url URL)",
+                      ca->dir, ca->dir);
+        }
         MOAT_FAIL(err, MOAT_E_USAGE,
                   "%s already holds a CA: moat never replaces one (its certificates would stop "
                   "working); choose another --dir, or move the folder away first",
@@ -765,6 +837,9 @@ moat_rc moat_ca_init(const char *dir, const struct moat_ca_opts *o, struct moat_
     if (out != NULL) {
         *out = NULL;
     }
+    if (o != NULL) {
+        MOAT_TRY(check_opt_urls(o, err)); /* before the folder is made */
+    }
     MOAT_TRY(ca_run(dir, MODE_INIT, o, &ca, NULL, err));
     if (out != NULL) {
         *out = ca;
@@ -825,6 +900,41 @@ static moat_rc archive_intermediate(const char *dir, time_t now, struct moat_err
     return MOAT_RC_OK;
 }
 
+/* Note the URLs `o` gives for a new intermediate: root_crl_url in the root's folder; crl_url
+ * in the root's folder (out_dir NULL: an in-place renewal) or in out_dir, a new issuing CA,
+ * whose settings hold nothing else. Called with the folders locked. */
+static moat_rc intermediate_settings(const struct moat_ca *root_ca, const char *out_dir,
+                                     const struct moat_ca_opts *o, struct moat_err *err)
+{
+    const char *to_root = out_dir == NULL ? o->crl_url : NULL;
+    if (o->root_crl_url != NULL || to_root != NULL) {
+        struct moat_crlurl_settings st;
+        MOAT_TRY(moat_crlurl_load(root_ca->dir, &st, err));
+        char **slots[2] = {&st.root_crl_url, &st.crl_url};
+        const char *vals[2] = {o->root_crl_url, to_root};
+        moat_rc rc = MOAT_RC_OK;
+        for (int i = 0; i < 2 && moat_ok(rc); i++) {
+            if (vals[i] != NULL) {
+                free(*slots[i]);
+                *slots[i] = strdup(vals[i]);
+                if (*slots[i] == NULL) {
+                    rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+                }
+            }
+        }
+        if (moat_ok(rc)) {
+            rc = moat_crlurl_save(root_ca->dir, &st, err);
+        }
+        moat_crlurl_clear(&st);
+        MOAT_TRY(rc);
+    }
+    if (out_dir != NULL && o->crl_url != NULL) {
+        struct moat_crlurl_settings st = {.crl_url = (char *)o->crl_url};
+        MOAT_TRY(moat_crlurl_save(out_dir, &st, err));
+    }
+    return MOAT_RC_OK;
+}
+
 static moat_rc new_intermediate_locked(struct moat_ca *root_ca, const char *out_dir,
                                        const struct moat_ca_opts *o, struct moat_err *err)
 {
@@ -859,8 +969,9 @@ static moat_rc new_intermediate_locked(struct moat_ca *root_ca, const char *out_
     }
     time_t now = time(NULL);
     X509 *x = NULL;
+    const char *root_crl = o->root_crl_url ? o->root_crl_url : root_ca->root_crl_url;
     if (moat_ok(rc)) {
-        x = make_intermediate(cn, org, key, nc, root_ca->root, root_key, now);
+        x = make_intermediate(cn, org, key, nc, root_ca->root, root_key, root_crl, now);
         if (x == NULL) {
             rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__,
                               "cannot build the intermediate certificate");
@@ -874,6 +985,11 @@ static moat_rc new_intermediate_locked(struct moat_ca *root_ca, const char *out_
     snprintf(kp, sizeof(kp), "%s/intermediate.key", dir);
     snprintf(cp, sizeof(cp), "%s/intermediate.pem", dir);
     snprintf(rp, sizeof(rp), "%s/root.pem", dir);
+    /* Settings before the certificate files: a failure then leaves the old intermediate in
+     * place with at most a new address noted, never a new intermediate with stale settings. */
+    if (moat_ok(rc)) {
+        rc = intermediate_settings(root_ca, same ? NULL : out_dir, o, err);
+    }
     if (moat_ok(rc) && same) {
         /* Key first: a crash between the two leaves a pair that does not match, which opening
          * reports, and the archived pair restores. */
@@ -924,6 +1040,9 @@ static moat_rc open_root(const char *dir, struct moat_ca **out, struct moat_err 
     } else if (moat_ok(rc)) {
         rc = check_not_expired(ca->root, path, dir, time(NULL), err);
     }
+    if (moat_ok(rc)) {
+        rc = load_settings(ca, err);
+    }
     free(path);
     if (!moat_ok(rc)) {
         moat_ca_free(ca);
@@ -943,6 +1062,7 @@ moat_rc moat_ca_intermediate(const char *root_dir, const char *out_dir,
     if (o == NULL) {
         o = &default_opts;
     }
+    MOAT_TRY(check_opt_urls(o, err));
     struct moat_ca *root_ca = NULL;
     MOAT_TRY(open_root(root_dir, &root_ca, err));
     int same = out_dir == NULL || strcmp(out_dir, root_dir) == 0;
@@ -1023,6 +1143,13 @@ static int reusable(struct moat_ca *ca, const char *cert_path, const char *key_p
         ok = moat_chain_covers_name(c, names[i]);
     }
     if (ok) {
+        /* After `moat ca set --crl-url` the next start or reload issues a certificate that
+         * points at the new address. */
+        char url[MOAT_CRLURL_MAX + 1];
+        int has = moat_crlurl_of(c->leaf, url, sizeof(url));
+        ok = ca->crl_url != NULL ? has && strcmp(url, ca->crl_url) == 0 : !has;
+    }
+    if (ok) {
         time_t nb = moat_ca_asn1_time(X509_get0_notBefore(c->leaf));
         time_t na = moat_ca_asn1_time(X509_get0_notAfter(c->leaf));
         /* Renew with a third of the lifetime left, as ACME clients do. */
@@ -1094,5 +1221,60 @@ moat_rc moat_ca_ensure_leaf(struct moat_ca *ca, const char *certs_dir, const cha
     }
     *cert_path = cp;
     *key_path = kp;
+    return MOAT_RC_OK;
+}
+
+/* ---- settings ---- */
+
+/* *slot = v: NULL leaves it, "" removes it. */
+static int set_slot(char **slot, const char *v)
+{
+    if (v == NULL) {
+        return 1;
+    }
+    free(*slot);
+    *slot = v[0] != '\0' ? strdup(v) : NULL;
+    return v[0] == '\0' || *slot != NULL;
+}
+
+moat_rc moat_ca_set_crl_urls(struct moat_ca *ca, const char *crl_url, const char *root_crl_url,
+                             struct moat_err *err)
+{
+    if (crl_url != NULL && crl_url[0] != '\0') {
+        MOAT_TRY(moat_crlurl_check(crl_url, err));
+    }
+    if (root_crl_url != NULL && root_crl_url[0] != '\0') {
+        MOAT_TRY(moat_crlurl_check(root_crl_url, err));
+        char rk[PATH_MAX];
+        snprintf(rk, sizeof(rk), "%s/root.key", ca->dir);
+        if (exists(rk) != 1) {
+            moat_err_where(err, "%s", ca->dir);
+            MOAT_FAIL(err, MOAT_E_USAGE,
+                      "%s has no root.key: the root's CRL URL goes into the intermediates the "
+                      "root signs, so set it in the folder that holds root.key",
+                      ca->dir);
+        }
+    }
+    int lock = -1;
+    MOAT_TRY(moat_fs_lock(ca->dir, &lock, err));
+    struct moat_crlurl_settings st;
+    moat_rc rc = moat_crlurl_load(ca->dir, &st, err);
+    if (moat_ok(rc) &&
+        (!set_slot(&st.crl_url, crl_url) || !set_slot(&st.root_crl_url, root_crl_url))) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+    }
+    if (moat_ok(rc)) {
+        rc = moat_crlurl_save(ca->dir, &st, err);
+    }
+    moat_fs_unlock(lock);
+    if (!moat_ok(rc)) {
+        moat_crlurl_clear(&st);
+        moat_err_ctx(err, "while changing the settings of the CA in %s", ca->dir);
+        return rc;
+    }
+    free(ca->crl_url);
+    free(ca->root_crl_url);
+    ca->crl_url = st.crl_url;
+    ca->root_crl_url = st.root_crl_url;
     return MOAT_RC_OK;
 }

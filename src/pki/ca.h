@@ -9,9 +9,9 @@
  *
  * Folder layout (created 0700): root.pem, root.key, intermediate.pem, intermediate.key (keys
  * 0600, certificates 0644, each written atomically), plus .lock for concurrent openers, and
- * optionally `policy` (which names the CA signs, see policy.h), `index.txt`, `crl.pem` and
- * `root-crl.pem`
- * (issued and revoked certificates, see crl.h). A folder made by `moat ca intermediate --out`
+ * optionally `policy` (which names the CA signs, see policy.h), `settings` (where its CRLs are
+ * published, see crlurl.h), `index.txt`, `crl.pem` and `root-crl.pem` (issued and revoked
+ * certificates, see crl.h). A folder made by `moat ca intermediate --out`
  * holds root.pem without root.key: an issuing CA whose root key stays elsewhere.
  */
 #ifndef MOAT_PKI_CA_H
@@ -34,6 +34,8 @@ struct moat_ca {
     X509 *root;    /* the root; what clients must trust */
     char *dir;
     struct moat_policy *policy; /* <dir>/policy; an empty policy when the file is absent */
+    char *crl_url;      /* <dir>/settings: the intermediate's CRL, which leaves point at; NULL */
+    char *root_crl_url; /* <dir>/settings: the root's CRL, which intermediates point at; NULL */
 };
 
 /* Longest validity of a server certificate: Apple platforms refuse TLS server certificates
@@ -57,6 +59,12 @@ struct moat_ca_opts {
     size_t npermit;
     const char *const *exclude;
     size_t nexclude;
+    /* CRL addresses (crlurl.h; checked with moat_crlurl_check), NULL: none (init) or unchanged
+     * (intermediate). crl_url: where the CRL of the intermediate made now is published, kept
+     * in the settings of the folder that issues with it; root_crl_url: where the root's CRL is
+     * published, kept in the root's folder and written into the intermediate. */
+    const char *crl_url;
+    const char *root_crl_url;
 };
 
 /* What a leaf certificate is for. Borrowed pointers only. */
@@ -78,8 +86,9 @@ struct moat_ca_leaf {
  * An existing CA needs root.pem, intermediate.pem and intermediate.key (root.key may have been
  * moved offline). Refuses (MOAT_E_CONFIG, naming the files) when only some files are there, when
  * a file cannot be read (the loader's message), when they do not belong together (intermediate
- * not signed by the root, key not matching its certificate, a certificate that is not a CA) or
- * when the root or intermediate has expired. *out is freed with moat_ca_free.
+ * not signed by the root, key not matching its certificate, a certificate that is not a CA),
+ * when the root or intermediate has expired, or when the settings file is bad (its line).
+ * *out is freed with moat_ca_free.
  */
 MOAT_MUST_USE moat_rc moat_ca_open_or_create(const char *dir, const char *name,
                                              struct moat_ca **out, int *created,
@@ -90,8 +99,11 @@ void moat_ca_free(struct moat_ca *ca);
 /*
  * Create a new CA in `dir` (made 0700 with parents): a root and an intermediate signed by it,
  * both with keys of o->key_type (NULL `o`: defaults) and, when o->permit/o->exclude are given,
- * critical nameConstraints (RFC 5280 §4.2.1.10) on both. Refuses (MOAT_E_USAGE) when the folder
- * already holds any CA file: a CA is never replaced by accident. *out may be NULL.
+ * critical nameConstraints (RFC 5280 §4.2.1.10) on both. o->root_crl_url goes into the
+ * intermediate as its CRL distribution point; both URLs are kept in <dir>/settings. Refuses
+ * (MOAT_E_USAGE) a bad URL before anything is made, and a folder that already holds any CA
+ * file: a CA is never replaced by accident (the message names `moat ca set` when URLs were
+ * given). *out may be NULL.
  */
 MOAT_MUST_USE moat_rc moat_ca_init(const char *dir, const struct moat_ca_opts *o,
                                    struct moat_ca **out, struct moat_err *err);
@@ -114,6 +126,11 @@ MOAT_MUST_USE moat_rc moat_ca_default_dir(char **out, struct moat_err *err);
  *    compromise); the old intermediate.pem/.key are kept as intermediate-<YYYYmmddHHMMSS>.*.
  *  - another folder: a new issuing CA is made there (root.pem copied, no root.key), which can
  *    go to another machine while the root key stays here. The folder must hold no CA.
+ * The new intermediate points at the root's CRL: o->root_crl_url when given (then also stored
+ * in the root's folder), else the root folder's setting. o->crl_url, when given, becomes the
+ * crl_url of the folder that issues with the new intermediate; otherwise an in-place renewal
+ * keeps the folder's, and a new issuing CA has none (the root folder's crl_url is the CRL of
+ * another intermediate, never the right one for it).
  * *out (may be NULL) is the CA that now issues with the new intermediate.
  */
 MOAT_MUST_USE moat_rc moat_ca_intermediate(const char *root_dir, const char *out_dir,
@@ -126,7 +143,8 @@ MOAT_MUST_USE moat_rc moat_ca_intermediate(const char *root_dir, const char *out
  * valid. The certificate has subject CN = the first name (when it fits in 64 bytes; else an
  * empty subject and a critical SAN), the names as SANs, CA:FALSE, keyUsage digitalSignature
  * (plus keyEncipherment for an RSA server key), extendedKeyUsage serverAuth or clientAuth, key
- * identifiers, a random 128-bit serial and the validity of moat_ca_leaf_validity.
+ * identifiers, ca->crl_url as crlDistributionPoints when set, a random 128-bit serial and the
+ * validity of moat_ca_leaf_validity.
  * Refusals are MOAT_E_USAGE; *out is owned by the caller.
  */
 MOAT_MUST_USE moat_rc moat_ca_sign(struct moat_ca *ca, const struct moat_ca_leaf *l, time_t now,
@@ -174,8 +192,9 @@ MOAT_MUST_USE moat_rc moat_ca_issue_server(struct moat_ca *ca, const char *const
 /*
  * For zero-config serving: make sure `<certs_dir>/<label>.pem` and `.key` hold a certificate from
  * this CA for all of `names`. They are reused when they load, belong together, were issued by
- * this CA's current intermediate (which follows the leaf in the file), cover every name and have
- * more than a third of their validity left; otherwise a new ECDSA P-256 certificate valid 30
+ * this CA's current intermediate (which follows the leaf in the file), cover every name, point
+ * at the CA's current crl_url (or at none when it has none) and have more than a third of
+ * their validity left; otherwise a new ECDSA P-256 certificate valid 30
  * days is issued and written atomically: the key 0600, then the certificate followed by the
  * intermediate (so clients get the whole chain). `certs_dir` is created 0700 when missing.
  * `label` is a plain file name ([A-Za-z0-9._-], not starting with '.'). *cert_path and
@@ -186,5 +205,16 @@ MOAT_MUST_USE moat_rc moat_ca_ensure_leaf(struct moat_ca *ca, const char *certs_
                                           const char *label, const char *const *names, size_t n,
                                           char **cert_path, char **key_path, int *issued,
                                           struct moat_err *err);
+
+/*
+ * Change the CRL addresses kept in ca->dir/settings, under the folder's lock: each of
+ * `crl_url` and `root_crl_url` is NULL (unchanged), "" (removed) or a URL (checked with
+ * moat_crlurl_check, MOAT_E_USAGE when bad). Setting root_crl_url needs root.key in the
+ * folder (it is used when the root signs an intermediate; MOAT_E_USAGE otherwise, with the
+ * fix). ca->crl_url and ca->root_crl_url follow. Certificates already issued keep what they
+ * carry.
+ */
+MOAT_MUST_USE moat_rc moat_ca_set_crl_urls(struct moat_ca *ca, const char *crl_url,
+                                           const char *root_crl_url, struct moat_err *err);
 
 #endif

@@ -604,6 +604,34 @@ moat_rc moat_crl_make(const struct moat_ca *ca, int root, int days, time_t now, 
     return rc;
 }
 
+moat_rc moat_crl_unpublished(const char *ca_dir, X509 *issuer, X509_CRL *crl, size_t *missing,
+                             struct moat_err *err)
+{
+    *missing = 0;
+    struct moat_crl_entry *v = NULL;
+    size_t n = 0;
+    MOAT_TRY(moat_crl_index_read(ca_dir, &v, &n, err));
+    char kid[80];
+    key_id_hex(issuer, kid, sizeof(kid));
+    for (size_t i = 0; i < n; i++) {
+        if (!v[i].revoked || strcmp(v[i].issuer_kid, kid) != 0) {
+            continue;
+        }
+        BIGNUM *bn = NULL;
+        ASN1_INTEGER *serial = NULL;
+        X509_REVOKED *r = NULL;
+        int listed = BN_hex2bn(&bn, v[i].serial) > 0 &&
+                     (serial = BN_to_ASN1_INTEGER(bn, NULL)) != NULL &&
+                     X509_CRL_get0_by_serial(crl, &r, serial) == 1;
+        *missing += !listed;
+        ASN1_INTEGER_free(serial);
+        BN_free(bn);
+    }
+    ERR_clear_error();
+    free(v);
+    return MOAT_RC_OK;
+}
+
 moat_rc moat_crl_write(const char *path, X509_CRL *const *crls, size_t n, struct moat_err *err)
 {
     BIO *bio = BIO_new(BIO_s_mem());

@@ -84,6 +84,14 @@ MOAT_MUST_USE moat_rc moat_crl_index_read(const char *ca_dir, struct moat_crl_en
 MOAT_MUST_USE moat_rc moat_crl_make(const struct moat_ca *ca, int root, int days, time_t now,
                                     X509_CRL **out, struct moat_err *err);
 
+/*
+ * How many certificates that `issuer` signed are revoked in the index of the CA in `ca_dir` but
+ * missing from `crl` (revocations made after the CRL was written)? Into *missing. A missing
+ * index counts none; a malformed one fails as moat_crl_index_read does.
+ */
+MOAT_MUST_USE moat_rc moat_crl_unpublished(const char *ca_dir, X509 *issuer, X509_CRL *crl,
+                                           size_t *missing, struct moat_err *err);
+
 /* Write `n` CRLs as PEM, in order, to `path` (0644, atomically replaced). */
 MOAT_MUST_USE moat_rc moat_crl_write(const char *path, X509_CRL *const *crls, size_t n,
                                      struct moat_err *err);

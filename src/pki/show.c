@@ -8,6 +8,7 @@
  */
 #include "pki/show.h"
 
+#include "pki/crlurl.h"
 #include "pki/internal.h"
 #include "pki/key.h"
 #include "pki/names.h"
@@ -195,6 +196,14 @@ void moat_show_cert(FILE *out, X509 *x, time_t now, const char *in)
     if (nc_str(x, p, buf, sizeof(buf))) {
         fprintf(out, "%s  Name constraints: permitted %s; excluded %s\n", in, p[0] ? p : "(any)",
                 buf[0] ? buf : "(none)");
+    }
+    if (moat_crlurl_of(x, buf, sizeof(buf))) {
+        /* Another CA's certificate may carry any bytes there: never send control characters
+         * to the terminal. */
+        for (char *c = buf; *c != '\0'; c++) {
+            *c = (*c < 0x21 || *c > 0x7e) ? '?' : *c;
+        }
+        fprintf(out, "%s  CRL:          %s (the revocation list of its issuer)\n", in, buf);
     }
     fprintf(out, "%s  SHA-256:      %s\n", in,
             moat_pki__fingerprint(x, EVP_sha256(), buf, sizeof(buf)));

@@ -13,6 +13,7 @@
 #include "serve/headers.h"
 
 #include "core/cfg.h"
+#include "core/path.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -106,6 +107,8 @@ static moat_rc h_client_path(struct loader *L, const struct moat_cfg_node *n,
 static moat_rc h_proxy(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 static moat_rc h_header(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 static moat_rc h_proxy_opt(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
+static moat_rc h_crl_publish(struct loader *L, const struct moat_cfg_node *n,
+                             const struct spec *sp);
 
 #define OFF(field) offsetof(struct moat_conf, field)
 #define DAY_MS (86400ULL * 1000)
@@ -198,6 +201,8 @@ static const struct spec specs[] = {
            "client_header_prefix X-Client-"),
     CUSTOM("header", CTX_SITE, 2, -1, 1, h_header,
            "header [/PREFIX] set|add NAME VALUE | header [/PREFIX] remove NAME"),
+    CUSTOM("crl_publish", CTX_SITE, 2, 3, 1, h_crl_publish,
+           "crl_publish /PATH CA_DIR|local [intermediate|root]"),
 };
 
 #define NSPECS (sizeof(specs) / sizeof(specs[0]))
@@ -625,6 +630,11 @@ static void site_clear(struct moat_conf_site *s)
         free(s->headers[i].value);
     }
     free(s->headers);
+    for (size_t i = 0; i < s->ncrl_publish; i++) {
+        free(s->crl_publish[i].path);
+        free(s->crl_publish[i].ca_dir);
+    }
+    free(s->crl_publish);
     *s = (struct moat_conf_site){0};
 }
 
@@ -1564,6 +1574,71 @@ static moat_rc h_proxy_opt(struct loader *L, const struct moat_cfg_node *n, cons
     free(s->client_header_prefix);
     s->client_header_prefix = strdup(v);
     return s->client_header_prefix ? MOAT_RC_OK : nomem(L);
+}
+
+/* ---- CRL publication (the serving is serve/crlpub.c) ---- */
+
+static moat_rc h_crl_publish(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp)
+{
+    struct moat_conf_site *s = L->site;
+    const struct moat_cfg_word *pw = &n->words[1], *dw = &n->words[2];
+    char norm[1024];
+    size_t nlen = 0;
+    if (pw->s[0] != '/' ||
+        !moat_ok(moat_path_normalize(pw->s, pw->len, norm, sizeof(norm), &nlen)) ||
+        strpbrk(pw->s, "?#") != NULL) {
+        return fail_at_word(L, pw,
+                            "crl_publish takes the URL path of the CRL, as in the CA's CRL URL "
+                            "(e.g. /crl/intermediate.crl): \"%.100s\" is not one",
+                            pw->s);
+    }
+    if (norm[nlen - 1] == '/') {
+        return fail_at_word(L, pw,
+                            "crl_publish path \"%.100s\" names a folder: give the CRL a file "
+                            "name, e.g. /crl/intermediate.crl",
+                            pw->s);
+    }
+    for (size_t i = 0; i < s->ncrl_publish; i++) {
+        if (strcmp(s->crl_publish[i].path, norm) == 0) {
+            return fail_at_word(L, pw, "%s is already published in this site (%s): remove one",
+                                norm, s->crl_publish[i].where);
+        }
+    }
+    int root = 0;
+    if (n->nwords > 3) {
+        const struct moat_cfg_word *kw = &n->words[3];
+        if (strcmp(kw->s, "root") != 0 && strcmp(kw->s, "intermediate") != 0) {
+            return fail_at_word(L, kw,
+                                "crl_publish publishes the \"intermediate\" CRL (crl.pem, the "
+                                "default) or the \"root\" one (root-crl.pem), not \"%.64s\"",
+                                kw->s);
+        }
+        root = strcmp(kw->s, "root") == 0;
+    }
+    if (dw->s[0] == '~') {
+        return fail_at_word(L, dw,
+                            "moat does not expand ~ in paths: write the CA folder in full (e.g. "
+                            "/home/me/.local/share/moat/ca), or `local` for moat's local CA");
+    }
+    char *dir = NULL;
+    if (strcmp(dw->s, "local") != 0) {
+        MOAT_TRY(take_path(L, dw, "CA folder", &dir));
+    }
+    struct moat_conf_crl_publish *a = realloc(s->crl_publish, (s->ncrl_publish + 1) * sizeof(*a));
+    char *path = strdup(norm);
+    if (a != NULL) {
+        s->crl_publish = a;
+    }
+    if (a == NULL || path == NULL) {
+        free(dir);
+        free(path);
+        return nomem(L);
+    }
+    struct moat_conf_crl_publish *e = &a[s->ncrl_publish++];
+    *e = (struct moat_conf_crl_publish){.path = path, .ca_dir = dir, .root = root};
+    /* What goes wrong later (a missing CA, a bad CRL file) is about the folder word. */
+    snprintf(e->where, sizeof(e->where), "%s:%d:%d", L->doc->name, dw->line, dw->col);
+    return MOAT_RC_OK;
 }
 
 /* A site's client-auth directives must add up; report at the site's position. */

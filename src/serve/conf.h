@@ -55,6 +55,15 @@ struct moat_conf_header {
     char *value;  /* NULL for remove */
 };
 
+/* `crl_publish PATH CA_DIR [intermediate|root]`: a CA's CRL served at PATH, on the HTTPS
+ * listeners and the plain redirect_http one (see serve/crlpub.h and docs/config.md). */
+struct moat_conf_crl_publish {
+    char *path;   /* percent-decoded and normalised URL path: "/crl/intermediate.crl" */
+    char *ca_dir; /* resolved against the config's folder; NULL: moat's local CA (`local`) */
+    int root;     /* 1: the root's CRL (root-crl.pem); 0: the intermediate's (crl.pem) */
+    char where[MOAT_CONF_WHERE_MAX]; /* "file:line:col" of its CA_DIR word, for messages */
+};
+
 struct moat_conf_site {
     /* Lower-cased, distinct across all sites: "example.com", "*.example.com" (wildcard covers
      * exactly one label), "127.0.0.1", "::1" (IPv6 in RFC 5952 form, no brackets), or "*"
@@ -96,6 +105,8 @@ struct moat_conf_site {
 
     struct moat_conf_header *headers; /* `header` rules in file order */
     size_t nheaders;
+    struct moat_conf_crl_publish *crl_publish; /* CRLs this site publishes; distinct paths */
+    size_t ncrl_publish;
 };
 
 struct moat_conf {

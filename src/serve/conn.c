@@ -14,6 +14,7 @@
 #include "core/sock.h"
 #include "http1/parse.h"
 #include "serve/accesslog.h"
+#include "serve/crlpub.h"
 #include "serve/internal.h"
 #include "serve/proxy.h"
 #include "serve/server.h"
@@ -656,7 +657,11 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         return;
     }
     pick_headers(c, r);
-    if (!c->plain && c->site->conf->nclient_paths > 0) {
+    /* crl_publish (serve/crlpub.h): answered on the plain listener too, and before the proxy
+     * and client_path: a CRL is public and signed, and clients fetch it over plain HTTP. */
+    const struct moat_crlpub *crl =
+        moat_crlpub_find(c->snap->crlpub, c->site->conf, r->path, c->plain);
+    if (crl == NULL && !c->plain && c->site->conf->nclient_paths > 0) {
         const char *why = client_path_refusal(c, r->path);
         if (why != NULL) {
             if (has_body) {
@@ -668,7 +673,7 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         }
     }
 
-    if (c->site->proxy != NULL && !c->plain) { /* the plain listener only redirects */
+    if (crl == NULL && c->site->proxy != NULL && !c->plain) { /* plain: redirects only */
         moat_proxy_start(c, r);
         return;
     }
@@ -682,7 +687,11 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
     uint64_t content_length = 0;
     moat_rc rc = MOAT_RC_OK;
 
-    if (c->plain) {
+    if (crl != NULL) {
+        rc = moat_crlpub_respond(crl, (int)r->method_id, field_value(r, "if-none-match"),
+                                 field_value(r, "if-modified-since"), time(NULL), &status,
+                                 &content_length, extra, body);
+    } else if (c->plain) {
         status = 308;
         rc = redirect_to_https(c, r, extra);
     } else if (r->method_id == MOAT_H1_M_OPTIONS && r->target.len == 1 && r->target.p[0] == '*') {

@@ -6,6 +6,7 @@
  */
 #include "serve/snapshot.h"
 
+#include "serve/crlpub.h"
 #include "serve/proxy.h"
 
 #include <openssl/x509v3.h>
@@ -58,6 +59,7 @@ static void snapshot_free(struct moat_snapshot *s)
         site_clear(&s->sites[i]);
     }
     free(s->sites);
+    moat_crlpub_free(s->crlpub);
     moat_tls_sni_free(s->sni);
     moat_conf_free(s->conf);
     free(s);
@@ -407,6 +409,10 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
         }
     }
     rc = moat_tls_sni_finish(s->sni, err);
+    if (moat_ok(rc)) {
+        /* After the sites: a site without `cert` has made the local CA by now. */
+        rc = moat_crlpub_build(conf, env->state_dir, env->quiet, &s->crlpub, &s->renew_at, err);
+    }
 out:
     X509_STORE_free(trust);
     moat_ca_free(ca);

@@ -24,6 +24,7 @@ struct moat_tls_tickets;
 struct moat_tls_sni;
 struct moat_tls_client_auth;
 struct moat_proxy_target;
+struct moat_crlpub_set;
 
 struct moat_site {
     const struct moat_conf_site *conf;        /* borrowed from the snapshot's conf */
@@ -58,7 +59,9 @@ struct moat_snapshot {
     size_t nips;
     struct moat_site *catch_all; /* the "*" site, or NULL */
     struct moat_h1_limits limits;
-    time_t renew_at; /* when a locally issued certificate should be renewed; 0 = never */
+    time_t renew_at; /* when a locally issued certificate (or the local CA's published CRL)
+                        should be made again; 0 = never */
+    struct moat_crlpub_set *crlpub; /* owned; NULL when no site has crl_publish */
 };
 
 struct moat_snapshot_env {
