@@ -8,6 +8,7 @@
 
 #include "serve/proxy.h"
 
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "core/log.h"
@@ -87,9 +88,18 @@ static time_t asn1_to_time(const ASN1_TIME *t)
     return timegm(&tm);
 }
 
-/* Check one certificate/key pair of a site the way a demanding operator would want. */
+/* A chain warning goes to the error log with the config position of its cert directive. */
+static void log_chain_warning(void *arg, enum moat_verify_kind kind, const char *msg)
+{
+    const struct moat_conf_cert *cc = arg;
+    moat_log_w("%s: %s [%s]", cc->where, msg, moat_verify_kind_name(kind));
+}
+
+/* Check one certificate/key pair of a site the way a demanding operator would want. `anchor`
+ * (may be NULL) holds the site's cert_ca certificates, named `anchor_name` in messages. */
 static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_conf_cert *cc,
-                          X509_STORE *trust, int quiet, struct moat_err *err)
+                          X509_STORE *trust, X509_STORE *anchor, const char *anchor_name, int quiet,
+                          struct moat_err *err)
 {
     struct moat_chain *chain = NULL;
     EVP_PKEY *key = NULL;
@@ -100,7 +110,16 @@ static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_con
     if (moat_ok(rc)) {
         enum moat_verify_kind kind = MOAT_V_OK;
         struct moat_err werr = {0};
-        rc = moat_chain_check_kind(chain, key, trust, time(NULL), &kind, &werr);
+        struct moat_chain_check_opts o = {
+            .key = key,
+            .trust = trust,
+            .anchor = anchor,
+            .anchor_name = anchor_name,
+            .now = time(NULL),
+            .warn = quiet ? NULL : log_chain_warning,
+            .warn_arg = (void *)cc,
+        };
+        rc = moat_chain_check_with(chain, &o, &kind, &werr);
         int lone_self_signed = sk_X509_num(chain->extra) == 0 &&
                                X509_check_issued(chain->leaf, chain->leaf) == X509_V_OK;
         if (kind == MOAT_V_NOT_CA && lone_self_signed) {
@@ -110,16 +129,6 @@ static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_con
                 char msg[700];
                 moat_log_w("%s (served anyway: a self-signed certificate; `moat serve` without "
                            "cert issues a better one from the local CA)",
-                           moat_err_str(&werr, msg, sizeof(msg)));
-            }
-            rc = MOAT_RC_OK;
-        } else if (kind == MOAT_V_UNKNOWN_ISSUER) {
-            /* The file ends with a CA certificate whose root this machine does not know:
-             * normal for a private CA, whose clients trust its root themselves. Every other
-             * check passed before this one. */
-            if (!quiet) {
-                char msg[700];
-                moat_log_w("%s (served anyway: clients must trust that root)",
                            moat_err_str(&werr, msg, sizeof(msg)));
             }
             rc = MOAT_RC_OK;
@@ -206,6 +215,56 @@ static moat_rc local_cert(const struct moat_conf_site *cs, const struct moat_sna
     return MOAT_RC_OK;
 }
 
+/* The site's cert_ca files as one store (NULL when there are none), and their names for
+ * messages. */
+static moat_rc site_anchor(const struct moat_conf_site *cs, X509_STORE **out, char *name, size_t n,
+                           struct moat_err *err)
+{
+    *out = NULL;
+    name[0] = '\0';
+    if (cs->ncert_ca == 0) {
+        return MOAT_RC_OK;
+    }
+    moat_rc rc = moat_trust_store_new((const char *const *)cs->cert_ca, cs->ncert_ca, 0, out, err);
+    if (!moat_ok(rc)) {
+        moat_err_ctx(err, "in the cert_ca of site %s (%s)", cs->names[0], cs->where);
+        return rc;
+    }
+    /* A server certificate given as cert_ca (an easy slip: leaf.pem for root.pem) would only
+     * make every chain "the wrong CA"; say what is wrong with the file itself. */
+    for (size_t i = 0; i < cs->ncert_ca; i++) {
+        struct moat_chain *c = NULL;
+        int has_ca = 0;
+        char nm[200] = "";
+        if (moat_ok(moat_chain_load(cs->cert_ca[i], &c, NULL))) {
+            has_ca = X509_check_ca(c->leaf) != 0;
+            for (int k = 0; !has_ca && k < sk_X509_num(c->extra); k++) {
+                has_ca = X509_check_ca(sk_X509_value(c->extra, k)) != 0;
+            }
+            X509_NAME_oneline(X509_get_subject_name(c->leaf), nm, sizeof(nm));
+        }
+        moat_chain_free(c);
+        ERR_clear_error();
+        if (!has_ca) {
+            X509_STORE_free(*out);
+            *out = NULL;
+            moat_err_where(err, "%s", cs->where);
+            MOAT_FAIL(
+                err, MOAT_E_CONFIG,
+                "the cert_ca (--ca) file %s holds no CA certificate (%s is not a CA): name the "
+                "certificate of the CA that issued the site's certificate (its root.pem "
+                "or ca.crt)",
+                cs->cert_ca[i], nm[0] ? nm : "its certificate");
+        }
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < cs->ncert_ca && used + 1 < n; i++) {
+        int w = snprintf(name + used, n - used, "%s%s", i ? ", " : "", cs->cert_ca[i]);
+        used = w < 0 ? n : used + (size_t)w;
+    }
+    return MOAT_RC_OK;
+}
+
 static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_snapshot_env *env,
                           X509_STORE *trust, struct moat_ca **ca, struct moat_err *err)
 {
@@ -228,11 +287,17 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
         files[nfiles++] = (struct moat_tls_cert_files){local_cert_path, local_key_path};
         site->local_cert = 1;
     } else {
-        for (size_t k = 0; k < cs->ncerts && nfiles < 8; k++) {
-            MOAT_TRY(check_pair(cs, &cs->certs[k], trust, env->quiet, err));
+        X509_STORE *anchor = NULL;
+        char anchor_name[600];
+        MOAT_TRY(site_anchor(cs, &anchor, anchor_name, sizeof(anchor_name), err));
+        moat_rc rc = MOAT_RC_OK;
+        for (size_t k = 0; k < cs->ncerts && nfiles < 8 && moat_ok(rc); k++) {
+            rc = check_pair(cs, &cs->certs[k], trust, anchor, anchor_name, env->quiet, err);
             files[nfiles++] =
                 (struct moat_tls_cert_files){cs->certs[k].cert_path, cs->certs[k].key_path};
         }
+        X509_STORE_free(anchor);
+        MOAT_TRY(rc);
     }
     if (cs->client_auth != MOAT_CLIENT_AUTH_OFF) {
         moat_rc rc = moat_tls_client_auth_new(
