@@ -43,7 +43,8 @@ static const char serve_usage[] =
     "Reverse proxy, mutual TLS and several sites: use a config file (docs/config.md).\n"
     "\n"
     "  --config FILE        read the configuration file (see docs/config.md)\n"
-    "  --check              validate the configuration, certificates and keys, then exit\n"
+    "  --check              validate the configuration, certificates and keys, then exit;\n"
+    "                       writes nothing (says what serve would create)\n"
     "  --root DIR           serve DIR (quick mode, one site for any name)\n"
     "  --listen ADDR        address to listen on, e.g. 127.0.0.1:8443, [::1]:8443, :443\n"
     "                       (repeatable; default 127.0.0.1:8443)\n"
@@ -326,6 +327,12 @@ int moat_cmd_serve(int argc, char **argv)
     if (f.ncert_ca > 0 && f.cert == NULL) {
         fprintf(stderr, "moat serve: --ca names the CA of --cert, and there is no --cert "
                         "(without one, moat's local CA issues the certificate)\n");
+        return 2;
+    }
+    if (f.demo && f.check) {
+        /* The demo writes its page into the state folder; a check writes nothing. */
+        fprintf(stderr, "moat serve: --check checks a configuration (--config FILE, or "
+                        "--root DIR ...); --demo has none to check\n");
         return 2;
     }
     if (f.client_auth != 0 && f.nclient_ca == 0) {

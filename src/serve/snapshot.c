@@ -15,6 +15,7 @@
 #include "pki/ca.h"
 #include "pki/chain.h"
 #include "pki/key.h"
+#include "pki/names.h"
 #include "pki/verify.h"
 #include "tls/clientauth.h"
 #include "tls/ctx.h"
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static atomic_ullong generation_counter;
@@ -160,16 +162,215 @@ static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_con
     return rc;
 }
 
-/* A site without a certificate gets one from the local CA (zero-config HTTPS). */
-static moat_rc local_cert(const struct moat_conf_site *cs, const struct moat_snapshot_env *env,
-                          struct moat_ca **ca, char **cert_path, char **key_path, time_t *renew_at,
-                          struct moat_err *err)
+/* The local CA as the sites of one snapshot share it. */
+struct local_ca {
+    struct moat_ca *ca; /* owned; opened (or, for a check, read) on first use */
+    int looked;         /* a check looked at the CA folder already */
+};
+
+/* The names a local certificate is for (the site's, else localhost and its addresses) and the
+ * file name it is kept under in <state>/certs. */
+static void local_names_for(const struct moat_conf_site *cs, const char *names[64], size_t *n,
+                            char label[128])
+{
+    *n = 0;
+    for (size_t i = 0; i < cs->nnames && *n < 64; i++) {
+        if (strcmp(cs->names[i], "*") != 0) {
+            names[(*n)++] = cs->names[i];
+        }
+    }
+    if (*n == 0) {
+        for (size_t i = 0; i < 3; i++) {
+            names[(*n)++] = local_names[i];
+        }
+    }
+    size_t j = 0;
+    for (const char *p = names[0]; *p && j < 127; p++) {
+        label[j++] = (*p == '*' ? '_' : (*p == ':' ? '-' : *p));
+    }
+    label[j] = '\0';
+}
+
+/* One certificate of the local CA folder for a check: the first certificate of the file. */
+static moat_rc peek_cert(const char *path, X509 **out, struct moat_err *err)
+{
+    struct moat_chain *c = NULL;
+    MOAT_TRY(moat_chain_load(path, &c, err));
+    *out = c->leaf;
+    c->leaf = NULL;
+    moat_chain_free(c);
+    return MOAT_RC_OK;
+}
+
+/*
+ * For `moat serve --check`: read the local CA in `dir` without writing anything (no folder,
+ * no lock file), with the checks that make `serve` refuse one: *out stays NULL when the folder
+ * holds no CA file (serve would create the CA); refused when only some files are there, a file
+ * does not load, the files do not belong together or the root or intermediate has expired.
+ */
+static moat_rc local_ca_peek(const char *dir, struct moat_ca **out, struct moat_err *err)
+{
+    static const char *const files[] = {"root.pem", "intermediate.pem", "intermediate.key"};
+    char paths[3][PATH_MAX + 32];
+    char missing[80] = "";
+    int have = 0;
+    *out = NULL;
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        snprintf(paths[i], sizeof(paths[i]), "%s/%s", dir, files[i]);
+        if (lstat(paths[i], &st) == 0) {
+            have++;
+        } else if (errno == ENOENT) {
+            size_t used = strlen(missing);
+            snprintf(missing + used, sizeof(missing) - used, "%s%s", used ? ", " : "", files[i]);
+        } else {
+            moat_err_where(err, "%s", paths[i]);
+            MOAT_FAIL_SYS(err, MOAT_E_IO, "cannot look at %s", paths[i]);
+        }
+    }
+    if (have == 0) {
+        return MOAT_RC_OK;
+    }
+    if (have < 3) {
+        moat_err_where(err, "%s", dir);
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "the local CA in %s is incomplete (missing %s): restore the missing files, or "
+                  "move the folder away so moat makes a new CA",
+                  dir, missing);
+    }
+    struct moat_ca *ca = calloc(1, sizeof(*ca));
+    if (ca == NULL || (ca->dir = strdup(dir)) == NULL) {
+        free(ca);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    moat_rc rc = peek_cert(paths[0], &ca->root, err);
+    if (moat_ok(rc)) {
+        rc = peek_cert(paths[1], &ca->cert, err);
+    }
+    if (moat_ok(rc)) {
+        rc = moat_key_load(paths[2], &ca->key, err);
+    }
+    const char *fix = "the files do not belong together; move the folder away so moat makes a "
+                      "new local CA";
+    if (moat_ok(rc) && EVP_PKEY_eq(X509_get0_pubkey(ca->cert), ca->key) != 1) {
+        moat_err_where(err, "%s", paths[2]);
+        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__, "%s does not match %s: %s",
+                          paths[2], paths[1], fix);
+    }
+    if (moat_ok(rc) &&
+        (X509_check_ca(ca->cert) == 0 || X509_check_issued(ca->root, ca->cert) != X509_V_OK ||
+         X509_verify(ca->cert, X509_get0_pubkey(ca->root)) != 1)) {
+        moat_err_where(err, "%s", paths[1]);
+        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                          "%s is not a CA certificate signed by %s: %s", paths[1], paths[0], fix);
+    }
+    time_t now = time(NULL);
+    for (int i = 0; i < 2 && moat_ok(rc); i++) {
+        X509 *x = i == 0 ? ca->root : ca->cert;
+        if (X509_cmp_time(X509_get0_notAfter(x), &now) > 0) {
+            continue;
+        }
+        moat_err_where(err, "%s", paths[i]);
+        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                          i == 0 ? "%s has expired: move the folder %s away so moat makes a new "
+                                   "local CA (clients will then need to trust the new root)"
+                                 : "%s has expired: make a new one with `moat ca intermediate "
+                                   "--ca %s` (needs root.key), or move the folder away so moat "
+                                   "makes a new local CA",
+                          paths[i], dir);
+    }
+    ERR_clear_error();
+    if (!moat_ok(rc)) {
+        moat_ca_free(ca);
+        moat_err_ctx(err, "while looking at moat's local CA");
+        return rc;
+    }
+    *out = ca;
+    return MOAT_RC_OK;
+}
+
+/* For `moat serve --check`: say what serve would create for a site without cert, and write
+ * nothing. *cert_path and *key_path are set (malloc'ed) only when serve would use the existing
+ * files as they are, so the check can load them like serve does. */
+static moat_rc local_cert_plan(const struct moat_conf_site *cs, const struct moat_snapshot_env *env,
+                               struct local_ca *lca, char **cert_path, char **key_path,
+                               struct moat_err *err)
 {
     char dir[PATH_MAX];
-    if (*ca == NULL) {
+    snprintf(dir, sizeof(dir), "%s/ca", env->state_dir);
+    int first = !lca->looked;
+    if (!lca->looked) {
+        MOAT_TRY(local_ca_peek(dir, &lca->ca, err));
+        lca->looked = 1;
+    }
+    const char *names[64];
+    size_t n = 0;
+    char label[128];
+    local_names_for(cs, names, &n, label);
+    MOAT_TRY_CTX(moat_names_check(names, n, 0, err), err,
+                 "while planning a local certificate for %s", names[0]);
+    if (strlen(label) > 64) {
+        /* What moat_ca_ensure_leaf refuses for its file name; serve would stop here. */
+        moat_err_ctx(err, "while planning a local certificate for %s", names[0]);
+        MOAT_FAIL(err, MOAT_E_USAGE,
+                  "certificate label \"%.64s...\" must be 1-64 letters, digits, '.', '_' or '-' "
+                  "and not start with '.'",
+                  label);
+    }
+    char list[512] = "";
+    for (size_t i = 0; i < n; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", names[i]);
+    }
+    char cp[PATH_MAX + 8], kp[PATH_MAX + 8];
+    snprintf(cp, sizeof(cp), "%s/certs/%s.pem", env->state_dir, label);
+    snprintf(kp, sizeof(kp), "%s/certs/%s.key", env->state_dir, label);
+    if (lca->ca == NULL && !env->quiet && first) {
+        moat_log_i("check: serve would create a local CA in %s (root and intermediate, ECDSA "
+                   "P-256) and issue a certificate for %s into %s (nothing written now)",
+                   dir, list, cp);
+    } else if (lca->ca == NULL && !env->quiet) {
+        moat_log_i("check: serve would issue a certificate for %s from that new local CA into "
+                   "%s (nothing written now)",
+                   list, cp);
+    }
+    if (lca->ca == NULL) {
+        return MOAT_RC_OK;
+    }
+    if (moat_ca_leaf_reusable(lca->ca, cp, kp, names, n, time(NULL))) {
+        *cert_path = strdup(cp);
+        *key_path = strdup(kp);
+        if (*cert_path == NULL || *key_path == NULL) {
+            free(*cert_path);
+            free(*key_path);
+            *cert_path = *key_path = NULL;
+            MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+        }
+        return MOAT_RC_OK;
+    }
+    struct stat st;
+    int exists = lstat(cp, &st) == 0;
+    if (!env->quiet) {
+        moat_log_i("check: serve would %s a certificate for %s from the local CA in %s into %s "
+                   "(nothing written now)",
+                   exists ? "renew (it is due, or no longer fits)" : "issue", list, dir, cp);
+    }
+    return MOAT_RC_OK;
+}
+
+/* A site without a certificate gets one from the local CA (zero-config HTTPS). */
+static moat_rc local_cert(const struct moat_conf_site *cs, const struct moat_snapshot_env *env,
+                          struct local_ca *lca, char **cert_path, char **key_path, time_t *renew_at,
+                          struct moat_err *err)
+{
+    if (env->dry_run) {
+        return local_cert_plan(cs, env, lca, cert_path, key_path, err);
+    }
+    char dir[PATH_MAX];
+    if (lca->ca == NULL) {
         snprintf(dir, sizeof(dir), "%s/ca", env->state_dir);
         int created = 0;
-        MOAT_TRY_CTX(moat_ca_open_or_create(dir, NULL, ca, &created, err), err,
+        MOAT_TRY_CTX(moat_ca_open_or_create(dir, NULL, &lca->ca, &created, err), err,
                      "while opening moat's local CA");
         if (created && !env->quiet) {
             moat_log_i("created a local CA in %s (trust it: moat trust install, or "
@@ -179,26 +380,13 @@ static moat_rc local_cert(const struct moat_conf_site *cs, const struct moat_sna
     }
     const char *names[64];
     size_t n = 0;
-    for (size_t i = 0; i < cs->nnames && n < 64; i++) {
-        if (strcmp(cs->names[i], "*") != 0) {
-            names[n++] = cs->names[i];
-        }
-    }
-    if (n == 0) {
-        for (size_t i = 0; i < 3; i++) {
-            names[n++] = local_names[i];
-        }
-    }
     char label[128];
-    size_t j = 0;
-    for (const char *p = names[0]; *p && j < sizeof(label) - 1; p++) {
-        label[j++] = (*p == '*' ? '_' : (*p == ':' ? '-' : *p));
-    }
-    label[j] = '\0';
+    local_names_for(cs, names, &n, label);
     snprintf(dir, sizeof(dir), "%s/certs", env->state_dir);
     int issued = 0;
-    MOAT_TRY_CTX(moat_ca_ensure_leaf(*ca, dir, label, names, n, cert_path, key_path, &issued, err),
-                 err, "while issuing a local certificate for %s", names[0]);
+    MOAT_TRY_CTX(
+        moat_ca_ensure_leaf(lca->ca, dir, label, names, n, cert_path, key_path, &issued, err), err,
+        "while issuing a local certificate for %s", names[0]);
     if (issued && !env->quiet) {
         moat_log_i("issued a certificate for %s from the local CA: %s", names[0], *cert_path);
     }
@@ -266,7 +454,7 @@ static moat_rc site_anchor(const struct moat_conf_site *cs, X509_STORE **out, ch
 }
 
 static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_snapshot_env *env,
-                          X509_STORE *trust, struct moat_ca **ca, struct moat_err *err)
+                          X509_STORE *trust, struct local_ca *lca, struct moat_err *err)
 {
     const struct moat_conf_site *cs = &s->conf->sites[i];
     struct moat_site *site = &s->sites[i];
@@ -279,12 +467,14 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
     size_t nfiles = 0;
     char *local_cert_path = NULL, *local_key_path = NULL;
     if (cs->ncerts == 0) {
-        moat_rc rc = local_cert(cs, env, ca, &local_cert_path, &local_key_path, &s->renew_at, err);
+        moat_rc rc = local_cert(cs, env, lca, &local_cert_path, &local_key_path, &s->renew_at, err);
         if (!moat_ok(rc)) {
             moat_err_where(err, "%s", cs->where);
             return rc;
         }
-        files[nfiles++] = (struct moat_tls_cert_files){local_cert_path, local_key_path};
+        if (local_cert_path != NULL) {
+            files[nfiles++] = (struct moat_tls_cert_files){local_cert_path, local_key_path};
+        }
         site->local_cert = 1;
     } else {
         X509_STORE *anchor = NULL;
@@ -323,7 +513,14 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
         .session_timeout_s = (long)(s->conf->ticket_rotate_s * 2),
         .client_auth = site->client_auth,
     };
-    moat_rc rc = moat_tls_ctx_new(&o, &site->ctx, err);
+    moat_rc rc = MOAT_RC_OK;
+    if (nfiles > 0) {
+        rc = moat_tls_ctx_new(&o, &site->ctx, err);
+    } else if ((site->ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+        /* A check for a site whose certificate serve would issue: a bare context stands in,
+         * so the rest of the site (SNI names, root, proxy, client CAs) is still checked. */
+        rc = moat_err_ssl(err, MOAT_E_NOMEM, __FILE__, __LINE__, "cannot create a TLS context");
+    }
     free(local_cert_path);
     free(local_key_path);
     if (!moat_ok(rc)) {
@@ -379,7 +576,7 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
 
     moat_rc rc = MOAT_RC_OK;
     X509_STORE *trust = NULL;
-    struct moat_ca *ca = NULL;
+    struct local_ca lca = {0};
     s->sites = calloc(conf->nsites ? conf->nsites : 1, sizeof(*s->sites));
     s->sni = moat_tls_sni_new();
     if (s->sites == NULL || s->sni == NULL) {
@@ -413,7 +610,7 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
         goto out;
     }
     for (size_t i = 0; i < conf->nsites; i++) {
-        rc = build_site(s, i, env, trust, &ca, err);
+        rc = build_site(s, i, env, trust, &lca, err);
         if (!moat_ok(rc)) {
             goto out;
         }
@@ -421,7 +618,7 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     rc = moat_tls_sni_finish(s->sni, err);
 out:
     X509_STORE_free(trust);
-    moat_ca_free(ca);
+    moat_ca_free(lca.ca);
     if (!moat_ok(rc)) {
         snapshot_free(s);
         return rc;
