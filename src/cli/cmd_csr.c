@@ -30,7 +30,7 @@ static const char csr_usage[] =
     "    --key FILE       the private key; when FILE does not exist a new key is made there\n"
     "                     (mode 0600)\n"
     "    --key-type TYPE  type of that new key: p256 (default), p384, rsa2048, rsa3072, rsa4096,\n"
-    "                     ed25519\n"
+    "                     ed25519 (also rsa:2048, ecdsa-p384, P-256, ...: see moat key --help)\n"
     "    --out FILE       where to write the CSR (PEM)\n"
     "    --force          replace an existing --out file (never the key)\n"
     "  show FILE          check a CSR's signature and show what it asks for\n"

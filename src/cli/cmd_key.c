@@ -23,13 +23,16 @@ static const char key_usage[] =
     "\n"
     "  new FILE       make a new private key in FILE\n"
     "    --type TYPE  p256 (ECDSA P-256, the default: small, fast, accepted everywhere), p384,\n"
-    "                 rsa2048, rsa3072, rsa4096, or ed25519 (not accepted by browsers for TLS)\n"
+    "                 rsa2048, rsa3072, rsa4096, or ed25519 (not accepted by browsers for TLS);\n"
+    "                 other spellings work too: rsa:2048, RSA-3072, ecdsa-p256, P-256,\n"
+    "                 prime256v1, secp384r1... (case, '-' and ':' do not matter)\n"
     "    --force      replace FILE if it exists\n"
     "  show FILE      say what key FILE holds (type, size, public key fingerprint)\n"
     "\n"
     "Examples:\n"
     "  moat key new server.key\n"
     "  moat key new server.key --type rsa3072\n"
+    "  moat key new server.key --type rsa:2048\n"
     "  moat csr new example.com --key server.key --out example.csr\n";
 
 static int key_new(int argc, char **argv)

@@ -17,6 +17,7 @@
 
 #define MAX_LISTEN 8
 #define MAX_CLIENT_CA 8
+#define MAX_CERT_CA 8
 
 struct serve_flags {
     const char *config;
@@ -24,6 +25,8 @@ struct serve_flags {
     size_t nlisten;
     const char *client_ca[MAX_CLIENT_CA]; /* --client-ca, repeatable */
     size_t nclient_ca;
+    const char *cert_ca[MAX_CERT_CA]; /* --ca, repeatable: the config's cert_ca */
+    size_t ncert_ca;
     int client_auth; /* --client-auth: 0 not given, 1 optional, 2 require */
     const char *root, *cert, *key, *state, *access_log, *log_level, *redirect_http, *name;
     unsigned workers;
@@ -40,12 +43,16 @@ static const char serve_usage[] =
     "Reverse proxy, mutual TLS and several sites: use a config file (docs/config.md).\n"
     "\n"
     "  --config FILE        read the configuration file (see docs/config.md)\n"
-    "  --check              validate the configuration, certificates and keys, then exit\n"
+    "  --check              validate the configuration, certificates and keys, then exit;\n"
+    "                       writes nothing (says what serve would create)\n"
     "  --root DIR           serve DIR (quick mode, one site for any name)\n"
     "  --listen ADDR        address to listen on, e.g. 127.0.0.1:8443, [::1]:8443, :443\n"
     "                       (repeatable; default 127.0.0.1:8443)\n"
     "  --cert CERT --key KEY  certificate (leaf + chain, PEM) and its private key; without\n"
     "                       them moat's local CA issues a certificate for localhost\n"
+    "  --ca FILE            the CA (root) that issued --cert, e.g. your own root.pem: moat\n"
+    "                       checks the chain against it and refuses a certificate that does\n"
+    "                       not lead there (repeatable; `cert_ca` in a config file)\n"
     "  --name NAME          site name in quick mode (default: any name)\n"
     "  --redirect-http ADDR also listen for plain HTTP on ADDR and redirect it to HTTPS\n"
     "  --workers N          worker threads (default: one per core)\n"
@@ -74,6 +81,24 @@ static const char demo_page[] =
     "<p>Serve your own folder: <code>moat serve --root DIR</code>, or write a config:</p>\n"
     "<pre>site example.com {\n    cert example.pem example.key\n    root /srv/www\n}</pre>\n"
     "</body></html>\n";
+
+/* The quick-mode equivalent of `cert_ca` in a site block (plain data owned by the config). */
+static moat_rc site_cert_ca(struct moat_conf_site *s, const struct serve_flags *f,
+                            struct moat_err *err)
+{
+    s->cert_ca = calloc(f->ncert_ca, sizeof(char *));
+    if (s->cert_ca == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < f->ncert_ca; i++) {
+        s->cert_ca[i] = strdup(f->cert_ca[i]);
+        if (s->cert_ca[i] == NULL) {
+            MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+        }
+        s->ncert_ca = i + 1;
+    }
+    return MOAT_RC_OK;
+}
 
 /* The quick-mode equivalent of `client_auth` + `client_ca` in a site block: the site is plain
  * data owned by the configuration, freed by moat_conf_free. */
@@ -120,6 +145,9 @@ static moat_rc conf_from_flags(void *arg, struct moat_conf **out, struct moat_er
     }
     if (moat_ok(rc) && f->nclient_ca > 0) {
         rc = site_client_auth(&c->sites[c->nsites - 1], f, err);
+    }
+    if (moat_ok(rc) && f->ncert_ca > 0) {
+        rc = site_cert_ca(&c->sites[c->nsites - 1], f, err);
     }
     if (moat_ok(rc) && f->workers > 0) {
         c->workers = f->workers;
@@ -222,9 +250,9 @@ int moat_cmd_serve(int argc, char **argv)
             continue;
         }
         static const char *const valued[] = {
-            "--config", "--listen",     "--root",       "--cert",    "--key",
-            "--state",  "--access-log", "--log-level",  "--workers", "--redirect-http",
-            "--name",   "--client-ca",  "--client-auth"};
+            "--config", "--listen",     "--root",        "--cert",    "--key",
+            "--state",  "--access-log", "--log-level",   "--workers", "--redirect-http",
+            "--name",   "--client-ca",  "--client-auth", "--ca"};
         int known = 0;
         for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
             known |= strcmp(a, valued[k]) == 0;
@@ -271,6 +299,13 @@ int moat_cmd_serve(int argc, char **argv)
                 return 2;
             }
             f.client_ca[f.nclient_ca++] = v;
+        } else if (strcmp(a, "--ca") == 0) {
+            if (f.ncert_ca == MAX_CERT_CA || v[0] == '\0') {
+                fprintf(stderr, "moat serve: --ca takes a CA file, at most %d times\n",
+                        MAX_CERT_CA);
+                return 2;
+            }
+            f.cert_ca[f.ncert_ca++] = v;
         } else if (strcmp(a, "--client-auth") == 0) {
             f.client_auth = strcmp(v, "optional") == 0 ? 1 : strcmp(v, "require") == 0 ? 2 : -1;
             if (f.client_auth < 0) {
@@ -284,9 +319,20 @@ int moat_cmd_serve(int argc, char **argv)
         }
     }
     if (f.config != NULL && (f.root || f.cert || f.key || f.nlisten || f.demo || f.name ||
-                             f.nclient_ca || f.client_auth)) {
+                             f.nclient_ca || f.client_auth || f.ncert_ca)) {
         fprintf(stderr, "moat serve: --config cannot be mixed with --root/--listen/--cert/--key/"
-                        "--demo/--name/--client-ca/--client-auth: put those in the file\n");
+                        "--ca/--demo/--name/--client-ca/--client-auth: put those in the file\n");
+        return 2;
+    }
+    if (f.ncert_ca > 0 && f.cert == NULL) {
+        fprintf(stderr, "moat serve: --ca names the CA of --cert, and there is no --cert "
+                        "(without one, moat's local CA issues the certificate)\n");
+        return 2;
+    }
+    if (f.demo && f.check) {
+        /* The demo writes its page into the state folder; a check writes nothing. */
+        fprintf(stderr, "moat serve: --check checks a configuration (--config FILE, or "
+                        "--root DIR ...); --demo has none to check\n");
         return 2;
     }
     if (f.client_auth != 0 && f.nclient_ca == 0) {

@@ -1161,6 +1161,12 @@ static int reusable(struct moat_ca *ca, const char *cert_path, const char *key_p
     return ok;
 }
 
+int moat_ca_leaf_reusable(struct moat_ca *ca, const char *cert_path, const char *key_path,
+                          const char *const *names, size_t n, time_t now)
+{
+    return reusable(ca, cert_path, key_path, names, n, now);
+}
+
 static moat_rc issue_and_write(struct moat_ca *ca, const char *cert_path, const char *key_path,
                                const char *const *names, size_t n, struct moat_err *err)
 {

@@ -190,6 +190,15 @@ MOAT_MUST_USE moat_rc moat_ca_issue_server(struct moat_ca *ca, const char *const
                                            EVP_PKEY **key_out, struct moat_err *err);
 
 /*
+ * 1 when moat_ca_ensure_leaf would reuse the files at cert_path and key_path as they are at
+ * `now` (they load, belong together, come from ca->cert, cover `names` and have more than a
+ * third of their validity left), 0 when it would issue a new certificate. Reads only ca->cert
+ * and the two files; writes nothing (what `moat serve --check` needs).
+ */
+int moat_ca_leaf_reusable(struct moat_ca *ca, const char *cert_path, const char *key_path,
+                          const char *const *names, size_t n, time_t now);
+
+/*
  * For zero-config serving: make sure `<certs_dir>/<label>.pem` and `.key` hold a certificate from
  * this CA for all of `names`. They are reused when they load, belong together, were issued by
  * this CA's current intermediate (which follows the leaf in the file), cover every name, point

@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,11 +257,32 @@ struct checker {
     const struct moat_chain *c;
     X509 **all; /* leaf then extra, borrowed */
     int n;
-    X509_STORE *trust;
+    X509_STORE *trust;       /* borrowed, may be NULL */
+    X509_STORE *anchor;      /* borrowed, may be NULL */
+    const char *anchor_name; /* never NULL */
     time_t now;
+    moat_chain_warn_cb warn; /* may be NULL */
+    void *warn_arg;
     enum moat_verify_kind kind;
     struct moat_err *err;
 };
+
+/* The chain is served, but clients may refuse it: say so once, with both fixes. */
+static void warn(struct checker *ck, enum moat_verify_kind kind, const char *fmt, ...)
+    MOAT_PRINTF(3, 4);
+
+static void warn(struct checker *ck, enum moat_verify_kind kind, const char *fmt, ...)
+{
+    if (ck->warn == NULL) {
+        return;
+    }
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ck->warn(ck->warn_arg, kind, msg);
+}
 
 #define CHECK_FAIL(ck, k, ...)                                                                     \
     do {                                                                                           \
@@ -485,7 +507,7 @@ static moat_rc check_extra_dates(struct checker *ck)
     for (int i = 1; i < ck->n; i++) {
         X509 *x = ck->all[i];
         int v = validity(x, ck->now);
-        if (v == 0 || trust_has_root_named(ck->trust, x)) {
+        if (v == 0 || trust_has_root_named(ck->trust, x) || trust_has_root_named(ck->anchor, x)) {
             continue;
         }
         if (v == -1) {
@@ -509,55 +531,213 @@ static moat_rc check_extra_dates(struct checker *ck)
     return MOAT_RC_OK;
 }
 
+/* The certificates of `store` named like x's issuer, hashed folders (the system's) included;
+ * NULL when there are none. The caller frees the stack (sk_X509_pop_free). */
+static STACK_OF(X509) * issuers_named(X509_STORE *store, X509 *x)
+{
+    STACK_OF(X509) *found = NULL;
+    X509_STORE_CTX *sctx = X509_STORE_CTX_new();
+    if (sctx != NULL && X509_STORE_CTX_init(sctx, store, x, NULL) == 1) {
+        found = X509_STORE_CTX_get1_certs(sctx, X509_get_issuer_name(x));
+    }
+    X509_STORE_CTX_free(sctx);
+    ERR_clear_error();
+    return found;
+}
+
+/* The first certificate of `named` that signed x (borrowed from `named`), or NULL. */
+static X509 *signer_of(STACK_OF(X509) * named, X509 *x)
+{
+    for (int i = 0; named != NULL && i < sk_X509_num(named); i++) {
+        if (issued_by(sk_X509_value(named, i), x)) {
+            return sk_X509_value(named, i);
+        }
+    }
+    return NULL;
+}
+
+/* Same certificate: same name and same key (a root re-encoded or re-signed is still it). */
+static int same_cert(X509 *a, X509 *b)
+{
+    int same = X509_cmp(a, b) == 0 ||
+               (X509_NAME_cmp(X509_get_subject_name(a), X509_get_subject_name(b)) == 0 &&
+                X509_get0_pubkey(a) != NULL && X509_get0_pubkey(b) != NULL &&
+                EVP_PKEY_eq(X509_get0_pubkey(a), X509_get0_pubkey(b)) == 1);
+    ERR_clear_error();
+    return same;
+}
+
+/* "CN = A, CN = B" for the first few certificates of the anchor, for "it holds ..." */
+static const char *anchor_holds(X509_STORE *anchor, char *buf, size_t n)
+{
+    STACK_OF(X509) *all = X509_STORE_get1_all_certs(anchor);
+    size_t used = 0;
+    buf[0] = '\0';
+    int total = all != NULL ? sk_X509_num(all) : 0;
+    for (int i = 0; i < total && i < 3; i++) {
+        char nm[160];
+        int w = snprintf(buf + used, n - used, "%s%s", i > 0 ? "; " : "",
+                         subject_str(sk_X509_value(all, i), nm, sizeof(nm)));
+        if (w < 0 || (size_t)w >= n - used) {
+            break;
+        }
+        used += (size_t)w;
+    }
+    if (total > 3 && used + 16 < n) {
+        snprintf(buf + used, n - used, " and %d more", total - 3);
+    }
+    if (total == 0) {
+        snprintf(buf, n, "no certificate");
+    }
+    sk_X509_pop_free(all, X509_free);
+    return buf;
+}
+
+/* With cert_ca / --ca: the operator said which CA the certificate comes from, so a chain that
+ * does not lead there is certainly wrong, and each way it can fail gets its own words. */
+static moat_rc check_anchor(struct checker *ck, X509 *last)
+{
+    char s1[160], s2[160], held[600], when[64];
+    const char *aname = ck->anchor_name;
+    /* The file itself carries the named CA (its root, or the intermediate that was named). */
+    STACK_OF(X509) *all = X509_STORE_get1_all_certs(ck->anchor);
+    int found = 0;
+    for (int i = 1; i < ck->n && !found; i++) {
+        for (int j = 0; all != NULL && j < sk_X509_num(all) && !found; j++) {
+            found = same_cert(sk_X509_value(all, j), ck->all[i]);
+        }
+    }
+    sk_X509_pop_free(all, X509_free);
+    if (found) {
+        return MOAT_RC_OK;
+    }
+    if (self_signed(last)) {
+        CHECK_FAIL(ck, MOAT_V_UNKNOWN_ISSUER,
+                   "wrong CA: %s ends with the root %s, which is not the CA in %s (that holds "
+                   "%s): the certificate comes from another CA; name its root in cert_ca (or "
+                   "--ca), or use a certificate issued by the CA in %s",
+                   ck->c->path, subject_str(last, s1, sizeof(s1)), aname,
+                   anchor_holds(ck->anchor, held, sizeof(held)), aname);
+    }
+    STACK_OF(X509) *named = issuers_named(ck->anchor, last);
+    X509 *signer = signer_of(named, last);
+    int n_named = named != NULL ? sk_X509_num(named) : 0;
+    X509 *issuer = signer != NULL && X509_up_ref(signer) == 1 ? signer : NULL;
+    sk_X509_pop_free(named, X509_free);
+    if (issuer == NULL && n_named > 0) {
+        CHECK_FAIL(ck, MOAT_V_BAD_SIGNATURE,
+                   "bad signature: %s holds a CA named %s, the issuer of %s in %s, but that CA "
+                   "did not sign it (another key under the same name: a CA made again, or the "
+                   "wrong file); name the CA that really issued it in cert_ca (or --ca), or get "
+                   "the certificate again from the CA in %s",
+                   aname, issuer_str(last, s1, sizeof(s1)), subject_str(last, s2, sizeof(s2)),
+                   ck->c->path, aname);
+    }
+    if (issuer == NULL) {
+        CHECK_FAIL(ck, MOAT_V_UNKNOWN_ISSUER,
+                   "wrong CA: %s in %s was issued by %s, which is neither in the file nor in %s "
+                   "(that holds %s): either the certificate comes from another CA (name its "
+                   "root in cert_ca or --ca), or an intermediate between them is missing "
+                   "(append it to %s: use the CA's full-chain file)",
+                   subject_str(last, s1, sizeof(s1)), ck->c->path, issuer_str(last, s2, sizeof(s2)),
+                   aname, anchor_holds(ck->anchor, held, sizeof(held)), ck->c->path);
+    }
+    moat_rc rc = MOAT_RC_OK;
+    subject_str(issuer, s1, sizeof(s1));
+    if (!may_issue(issuer)) {
+        ck->kind = MOAT_V_NOT_CA;
+        moat_err_where(ck->err, "%s", ck->c->path);
+        rc = moat_err_set(ck->err, MOAT_E_CERT, __FILE__, __LINE__,
+                          "%s in %s signed %s but is not a CA certificate (CA:TRUE with "
+                          "keyCertSign): clients will refuse the chain; name the real CA in "
+                          "cert_ca (or --ca)",
+                          s1, aname, ck->c->path);
+    } else if (validity(issuer, ck->now) == -1) {
+        ck->kind = MOAT_V_EXPIRED;
+        moat_err_where(ck->err, "%s", ck->c->path);
+        rc = moat_err_set(ck->err, MOAT_E_CERT, __FILE__, __LINE__,
+                          "the CA %s in %s, which issued %s, expired on %s: clients will refuse "
+                          "the chain; renew the CA and issue the certificate again",
+                          s1, aname, ck->c->path,
+                          time_str(X509_get0_notAfter(issuer), when, sizeof(when)));
+    } else if (!self_signed(issuer)) {
+        warn(ck, MOAT_V_MISSING_INTERMEDIATE,
+             "%s: %s was issued by the intermediate %s, which is in %s but not in %s; served "
+             "anyway, but clients that trust only the root will refuse it: append %s to %s "
+             "(the CA's full-chain file has both)",
+             ck->c->path, subject_str(last, s2, sizeof(s2)), s1, aname, ck->c->path, s1,
+             ck->c->path);
+    }
+    X509_free(issuer);
+    return rc;
+}
+
 static moat_rc check_complete(struct checker *ck)
 {
     X509 *last = ck->all[ck->n - 1];
+    if (ck->anchor != NULL) {
+        return check_anchor(ck, last);
+    }
     if (ck->trust == NULL || self_signed(last)) {
         return MOAT_RC_OK;
     }
-    X509_STORE_CTX *sctx = X509_STORE_CTX_new();
-    if (sctx == NULL || X509_STORE_CTX_init(sctx, ck->trust, last, NULL) != 1) {
-        X509_STORE_CTX_free(sctx);
-        MOAT_FAIL_SSL(ck->err, MOAT_E_NOMEM, "cannot set up the certificate check");
+    STACK_OF(X509) *named = issuers_named(ck->trust, last);
+    int signed_ok = signer_of(named, last) != NULL;
+    int n_named = named != NULL ? sk_X509_num(named) : 0;
+    sk_X509_pop_free(named, X509_free);
+    if (signed_ok) {
+        return MOAT_RC_OK;
     }
-    X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(sctx), ck->now);
-    X509 *issuer = NULL;
-    int found = X509_STORE_CTX_get1_issuer(&issuer, sctx, last) == 1 && issuer != NULL;
-    int sig_ok = found && X509_verify(last, X509_get0_pubkey(issuer)) == 1;
-    X509_free(issuer);
-    X509_STORE_CTX_free(sctx);
-    ERR_clear_error();
-
+    /* Whether the absent issuer is an intermediate the file should carry or a private root
+     * the clients trust, only the operator knows: never a refusal (nginx, Caddy and HAProxy
+     * serve such a file too), but a warning that names both cases and the fix for each. */
     char s1[160], s2[160];
-    if (!found && (X509_get_extension_flags(last) & EXFLAG_CA) == 0) {
-        CHECK_FAIL(ck, MOAT_V_MISSING_INTERMEDIATE,
-                   "missing intermediate: %s was issued by %s, which is not in %s; append the "
-                   "intermediate certificate(s) (use the 'fullchain' file)",
-                   subject_str(last, s1, sizeof(s1)), issuer_str(last, s2, sizeof(s2)),
-                   ck->c->path);
-    }
-    if (!found) {
-        CHECK_FAIL(ck, MOAT_V_UNKNOWN_ISSUER,
-                   "%s was issued by %s, which is neither in %s nor trusted by this machine: "
-                   "append the missing intermediate certificate(s) (use the 'fullchain' file), "
-                   "or if %s is your own CA, add its root certificate as a CA file",
-                   subject_str(last, s1, sizeof(s1)), issuer_str(last, s2, sizeof(s2)), ck->c->path,
-                   s2);
-    }
-    if (!sig_ok) {
-        CHECK_FAIL(ck, MOAT_V_BAD_SIGNATURE,
-                   "the last certificate of %s (%s) is not signed by the trusted %s of that "
-                   "name: get the current chain from your CA",
-                   ck->c->path, subject_str(last, s1, sizeof(s1)),
-                   issuer_str(last, s2, sizeof(s2)));
+    subject_str(last, s1, sizeof(s1));
+    issuer_str(last, s2, sizeof(s2));
+    if (n_named > 0) {
+        warn(ck, MOAT_V_BAD_SIGNATURE,
+             "%s: the last certificate (%s) names %s as its issuer; this machine trusts a CA of "
+             "that name, but not the one that signed it (another key under the same name). "
+             "Served anyway: clients that trust the CA this machine has will refuse it; if your "
+             "clients trust the real issuer, name its root with `cert_ca ROOT.pem` in the site "
+             "(moat serve: --ca ROOT.pem) to have the chain checked",
+             ck->c->path, s1, s2);
+    } else if (ck->n == 1) {
+        warn(ck, MOAT_V_MISSING_INTERMEDIATE,
+             "%s holds only the server certificate (%s), and its issuer %s is neither in the "
+             "file nor known to this machine. Served anyway, because moat cannot tell which of "
+             "two cases this is: (a) if %s is an intermediate CA (public CAs and most company "
+             "CAs issue from one), clients will refuse the certificate: append the "
+             "intermediate's certificate to %s, or use the CA's full-chain file instead; (b) if "
+             "%s is your own root CA (openssl x509 -req -CA, mkcert, a small internal CA), "
+             "nothing to do for clients that trust it; optionally name it with `cert_ca "
+             "ROOT.pem` in the site (moat serve: --ca ROOT.pem) so that moat checks the chain "
+             "and this warning goes away",
+             ck->c->path, s1, s2, s2, ck->c->path, s2);
+    } else {
+        warn(ck, MOAT_V_UNKNOWN_ISSUER,
+             "%s: the last certificate (#%d, %s) was issued by %s, normally a root, which this "
+             "machine does not know. Served anyway: fine if your clients trust %s; name its "
+             "certificate with `cert_ca ROOT.pem` in the site (moat serve: --ca ROOT.pem), or "
+             "with `trust ROOT.pem`, to have moat check the chain",
+             ck->c->path, ck->n, s1, s2, s2);
     }
     return MOAT_RC_OK;
 }
 
-moat_rc moat_chain_check_kind(const struct moat_chain *c, EVP_PKEY *key, X509_STORE *trust,
-                              time_t now, enum moat_verify_kind *kind, struct moat_err *err)
+moat_rc moat_chain_check_with(const struct moat_chain *c, const struct moat_chain_check_opts *o,
+                              enum moat_verify_kind *kind, struct moat_err *err)
 {
-    struct checker ck = {.c = c, .trust = trust, .now = now, .kind = MOAT_V_OK, .err = err};
+    struct checker ck = {.c = c,
+                         .trust = o->trust,
+                         .anchor = o->anchor,
+                         .anchor_name = o->anchor_name != NULL ? o->anchor_name : "cert_ca",
+                         .now = o->now,
+                         .warn = o->warn,
+                         .warn_arg = o->warn_arg,
+                         .kind = MOAT_V_OK,
+                         .err = err};
+    EVP_PKEY *key = o->key;
     if (kind != NULL) {
         *kind = MOAT_V_OTHER;
     }
@@ -598,6 +778,13 @@ moat_rc moat_chain_check_kind(const struct moat_chain *c, EVP_PKEY *key, X509_ST
         *kind = rc.kind == MOAT_OK ? MOAT_V_OK : ck.kind;
     }
     return rc;
+}
+
+moat_rc moat_chain_check_kind(const struct moat_chain *c, EVP_PKEY *key, X509_STORE *trust,
+                              time_t now, enum moat_verify_kind *kind, struct moat_err *err)
+{
+    struct moat_chain_check_opts o = {.key = key, .trust = trust, .now = now};
+    return moat_chain_check_with(c, &o, kind, err);
 }
 
 moat_rc moat_chain_check(const struct moat_chain *c, EVP_PKEY *key, X509_STORE *trust, time_t now,

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 #include <openssl/bio.h>
@@ -61,28 +60,63 @@ moat_rc moat_key_new(enum moat_key_type t, EVP_PKEY **out, struct moat_err *err)
     return MOAT_RC_OK;
 }
 
+/* Spellings people type: moat's own, OpenSSL's (`req -newkey rsa:2048`, curve names
+ * prime256v1/secp384r1 of `-pkeyopt ec_paramgen_curve:`), the NIST and SECG curve names and
+ * "ecdsa-p256" styles of other tools. Compared after normalize_type_name (lower case, no '-', ':'
+ * or '_'), so "RSA-2048", "rsa:2048" and "rsa_2048" are all "rsa2048" and "P-256" is "p256". */
 static const struct {
-    const char *name;
+    const char *name; /* normalized */
     enum moat_key_type type;
 } type_names[] = {
-    {"p256", MOAT_KEY_EC_P256},    {"p-256", MOAT_KEY_EC_P256},      {"ecdsa", MOAT_KEY_EC_P256},
-    {"ec", MOAT_KEY_EC_P256},      {"ecdsa-p256", MOAT_KEY_EC_P256}, {"p384", MOAT_KEY_EC_P384},
-    {"p-384", MOAT_KEY_EC_P384},   {"ecdsa-p384", MOAT_KEY_EC_P384}, {"rsa", MOAT_KEY_RSA2048},
-    {"rsa2048", MOAT_KEY_RSA2048}, {"rsa3072", MOAT_KEY_RSA3072},    {"rsa4096", MOAT_KEY_RSA4096},
-    {"ed25519", MOAT_KEY_ED25519},
+    {"p256", MOAT_KEY_EC_P256},       {"ecdsa", MOAT_KEY_EC_P256},
+    {"ec", MOAT_KEY_EC_P256},         {"ecdsap256", MOAT_KEY_EC_P256},
+    {"ecp256", MOAT_KEY_EC_P256},     {"ecdsa256", MOAT_KEY_EC_P256},
+    {"prime256v1", MOAT_KEY_EC_P256}, {"secp256r1", MOAT_KEY_EC_P256},
+    {"nistp256", MOAT_KEY_EC_P256},   {"p384", MOAT_KEY_EC_P384},
+    {"ecdsap384", MOAT_KEY_EC_P384},  {"ecp384", MOAT_KEY_EC_P384},
+    {"ecdsa384", MOAT_KEY_EC_P384},   {"secp384r1", MOAT_KEY_EC_P384},
+    {"nistp384", MOAT_KEY_EC_P384},   {"rsa", MOAT_KEY_RSA2048},
+    {"rsa2048", MOAT_KEY_RSA2048},    {"rsa3072", MOAT_KEY_RSA3072},
+    {"rsa4096", MOAT_KEY_RSA4096},    {"ed25519", MOAT_KEY_ED25519},
 };
+
+/* Lower case without '-', ':' and '_' into out (n bytes); 0 when it does not fit or holds
+ * something no key type name has (spaces, other punctuation, a separator that is not between
+ * two letters or digits, as in "rsa:"), which then fails the lookup. */
+static int normalize_type_name(const char *s, char *out, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; s[i] != '\0'; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '-' || ch == ':' || ch == '_') {
+            if (i == 0 || !isalnum((unsigned char)s[i - 1]) || !isalnum((unsigned char)s[i + 1])) {
+                return 0;
+            }
+            continue;
+        }
+        if (!isalnum(ch) || j + 1 >= n) {
+            return 0;
+        }
+        out[j++] = (char)tolower(ch);
+    }
+    out[j] = '\0';
+    return j > 0;
+}
 
 moat_rc moat_key_parse_type(const char *s, enum moat_key_type *out, struct moat_err *err)
 {
-    for (size_t i = 0; s != NULL && i < sizeof(type_names) / sizeof(type_names[0]); i++) {
-        if (strcasecmp(s, type_names[i].name) == 0) {
-            *out = type_names[i].type;
-            return MOAT_RC_OK;
+    char norm[32];
+    if (s != NULL && normalize_type_name(s, norm, sizeof(norm))) {
+        for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]); i++) {
+            if (strcmp(norm, type_names[i].name) == 0) {
+                *out = type_names[i].type;
+                return MOAT_RC_OK;
+            }
         }
     }
     MOAT_FAIL(err, MOAT_E_USAGE,
-              "unknown key type \"%.64s\": use p256 (ecdsa), p384, rsa2048, rsa3072, rsa4096 or "
-              "ed25519",
+              "unknown key type \"%.64s\": use " MOAT_KEY_TYPE_NAMES
+              " (case does not matter, nor '-' or ':' in them)",
               s ? s : "");
 }
 

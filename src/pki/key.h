@@ -31,10 +31,17 @@ enum moat_key_type {
 /* Generate a new key of type `t`. *out is owned by the caller (EVP_PKEY_free). */
 MOAT_MUST_USE moat_rc moat_key_new(enum moat_key_type t, EVP_PKEY **out, struct moat_err *err);
 
+/* The accepted key type names for people (help texts and the error for an unknown name). */
+#define MOAT_KEY_TYPE_NAMES                                                                        \
+    "p256 (also ecdsa, ec, ecdsa-p256, ec-p256, P-256, prime256v1, secp256r1), "                   \
+    "p384 (also ecdsa-p384, ec-p384, P-384, secp384r1), rsa2048 (also rsa, rsa-2048, rsa:2048), "  \
+    "rsa3072 (also rsa:3072), rsa4096 (also rsa:4096) or ed25519"
+
 /*
- * Parse a key type name, ASCII case-insensitive: "p256" (also "ecdsa", "ec", "ecdsa-p256",
- * "p-256"), "p384" (also "ecdsa-p384", "p-384"), "rsa2048" (also "rsa"), "rsa3072", "rsa4096",
- * "ed25519". Anything else is MOAT_E_USAGE with the list of accepted names.
+ * Parse a key type name. ASCII case, '-', ':' and '_' do not matter ("RSA-2048", "rsa:2048" and
+ * "rsa2048" are one name); the names are those of MOAT_KEY_TYPE_NAMES plus ecdsa256, ecdsa384,
+ * nistp256 and nistp384. Anything else, spaces included, is MOAT_E_USAGE with the list of
+ * accepted names.
  */
 MOAT_MUST_USE moat_rc moat_key_parse_type(const char *s, enum moat_key_type *out,
                                           struct moat_err *err);

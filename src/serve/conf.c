@@ -90,6 +90,7 @@ static moat_rc h_error_log(struct loader *L, const struct moat_cfg_node *n, cons
 static moat_rc h_trust(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 static moat_rc h_site(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 static moat_rc h_cert(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
+static moat_rc h_cert_ca(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 static moat_rc h_root(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 static moat_rc h_index(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
 static moat_rc h_listing(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp);
@@ -182,6 +183,7 @@ static const struct spec specs[] = {
           "session_cache N"),
 
     CUSTOM("cert", CTX_SITE, 2, 2, 1, h_cert, "cert CERT.pem KEY.pem"),
+    CUSTOM("cert_ca", CTX_SITE, 1, -1, 1, h_cert_ca, "cert_ca CA.pem..."),
     CUSTOM("root", CTX_SITE, 1, 1, 0, h_root, "root FOLDER"),
     CUSTOM("index", CTX_SITE, 1, 1, 0, h_index, "index FILE"),
     CUSTOM("listing", CTX_SITE, 1, 1, 0, h_listing, "listing on|off"),
@@ -609,6 +611,7 @@ static void site_clear(struct moat_conf_site *s)
         free(s->certs[i].key_path);
     }
     free(s->certs);
+    free_strs(s->cert_ca, s->ncert_ca);
     free(s->root);
     free(s->index);
     free_strs(s->client_ca, s->nclient_ca);
@@ -1163,6 +1166,13 @@ static moat_rc h_site(struct loader *L, const struct moat_cfg_node *n, const str
                             "proxy (add \"proxy http://HOST:PORT\")",
                             s->names[0]);
     }
+    if (s->ncert_ca > 0 && s->ncerts == 0) {
+        return fail_at_word(L, &n->words[0],
+                            "site \"%s\" has cert_ca but no cert: cert_ca names the CA of the "
+                            "site's cert files (add \"cert CERT.pem KEY.pem\", or remove "
+                            "cert_ca; without cert, moat's local CA issues the certificate)",
+                            s->names[0]);
+    }
     if (s->proxy_timeout_ms == 0) {
         s->proxy_timeout_ms = 60000;
     }
@@ -1190,6 +1200,22 @@ static moat_rc h_cert(struct loader *L, const struct moat_cfg_node *n, const str
     }
     where_of(L, n, ct->where);
     s->ncerts++;
+    return MOAT_RC_OK;
+}
+
+/* `cert_ca CA.pem...`: the CA(s) the site's certificates come from, so that the start-up check
+ * can tell a missing intermediate or a wrong CA (refused) from a private root (fine). */
+static moat_rc h_cert_ca(struct loader *L, const struct moat_cfg_node *n, const struct spec *sp)
+{
+    struct moat_conf_site *s = L->site;
+    for (size_t i = 1; i < n->nwords; i++) {
+        char *p = NULL;
+        MOAT_TRY(take_path(L, &n->words[i], "cert_ca", &p));
+        if (!push_str(&s->cert_ca, &s->ncert_ca, p)) {
+            free(p);
+            return nomem(L);
+        }
+    }
     return MOAT_RC_OK;
 }
 

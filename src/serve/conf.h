@@ -74,6 +74,10 @@ struct moat_conf_site {
      * server's job). More than one: e.g. an ECDSA and an RSA certificate for the same names. */
     struct moat_conf_cert *certs;
     size_t ncerts;
+    /* `cert_ca`: CA files (paths resolved) the certificates must lead to, checked at start;
+     * none: an issuer moat cannot find is only a warning. Needs ncerts > 0. */
+    char **cert_ca;
+    size_t ncert_ca;
     char *root;              /* folder served, resolved against the config file's folder */
     char *index;             /* file name tried for a folder; default "index.html" */
     int listing;             /* list folders without an index; default 0 */
@@ -134,7 +138,8 @@ struct moat_conf {
     int tickets;              /* TLS session tickets; default 1 */
     uint64_t ticket_rotate_s; /* ticket key lifetime; default 3600 */
     uint64_t session_cache;   /* server-side session cache entries; default 20480; 0 = off */
-    char **trust;             /* extra CA files, used only for start-up chain checks */
+    char **trust;             /* CA files this machine knows, for every site's start-up chain
+                                 check (never for clients); see also a site's cert_ca */
     size_t ntrust;
     struct moat_conf_site *sites;
     size_t nsites;

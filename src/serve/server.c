@@ -26,7 +26,7 @@
 
 #define MAX_ADDRS 16
 
-moat_rc moat_server_state_dir(const struct moat_conf *conf, char **out, struct moat_err *err)
+moat_rc moat_server_state_dir_path(const struct moat_conf *conf, char **out, struct moat_err *err)
 {
     const char *dir = conf->state_dir;
     char buf[PATH_MAX];
@@ -46,12 +46,23 @@ moat_rc moat_server_state_dir(const struct moat_conf *conf, char **out, struct m
         snprintf(buf, sizeof(buf), "%s/.local/share/moat", home);
         dir = buf;
     }
-    MOAT_TRY_CTX(moat_fs_mkdir_p(dir, 0700, err), err, "while creating the state folder");
     *out = strdup(dir);
     if (*out == NULL) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     }
     return MOAT_RC_OK;
+}
+
+moat_rc moat_server_state_dir(const struct moat_conf *conf, char **out, struct moat_err *err)
+{
+    MOAT_TRY(moat_server_state_dir_path(conf, out, err));
+    moat_rc rc = moat_fs_mkdir_p(*out, 0700, err);
+    if (!moat_ok(rc)) {
+        free(*out);
+        *out = NULL;
+        moat_err_ctx(err, "while creating the state folder");
+    }
+    return rc;
 }
 
 static moat_rc load_conf(const struct moat_conf_source *src, struct moat_conf **out,
@@ -63,16 +74,18 @@ static moat_rc load_conf(const struct moat_conf_source *src, struct moat_conf **
     return src->from_flags(src->arg, out, err);
 }
 
-/* Load + build, the way both --check and reload do it. */
+/* Load + build, the way both --check and reload do it. A dry run (--check) writes nothing: the
+ * state folder is not created and the local CA only says what it would make. */
 static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets *tickets,
-                     const char *state_dir_in, int quiet, struct moat_snapshot **out,
+                     const char *state_dir_in, int quiet, int dry_run, struct moat_snapshot **out,
                      struct moat_err *err)
 {
     struct moat_conf *conf = NULL;
     MOAT_TRY(load_conf(src, &conf, err));
     char *state_dir = NULL;
     if (state_dir_in == NULL) {
-        moat_rc rc = moat_server_state_dir(conf, &state_dir, err);
+        moat_rc rc = dry_run ? moat_server_state_dir_path(conf, &state_dir, err)
+                             : moat_server_state_dir(conf, &state_dir, err);
         if (!moat_ok(rc)) {
             moat_conf_free(conf);
             return rc;
@@ -82,6 +95,7 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
         .tickets = tickets,
         .state_dir = state_dir_in ? state_dir_in : state_dir,
         .quiet = quiet,
+        .dry_run = dry_run,
     };
     moat_rc rc = moat_snapshot_build(conf, &env, out, err);
     free(state_dir);
@@ -91,9 +105,9 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
 moat_rc moat_server_check(const struct moat_conf_source *src, struct moat_err *err)
 {
     struct moat_snapshot *s = NULL;
-    /* Not quiet: warnings (a key readable by others, a name the certificate lacks) are what
-     * a check is for. */
-    MOAT_TRY(build(src, NULL, NULL, 0, &s, err));
+    /* Not quiet: warnings (a key readable by others, a name the certificate lacks, an issuer
+     * moat cannot find) are what a check is for. A dry run: a check writes nothing. */
+    MOAT_TRY(build(src, NULL, NULL, 0, 1, &s, err));
     moat_snapshot_unref(s);
     return MOAT_RC_OK;
 }
@@ -183,7 +197,7 @@ static void reload(struct moat_server *srv, const char *why)
 {
     struct moat_err err = {0};
     struct moat_snapshot *s = NULL;
-    moat_rc rc = build(&srv->src, srv->tickets, srv->state_dir, 0, &s, &err);
+    moat_rc rc = build(&srv->src, srv->tickets, srv->state_dir, 0, 0, &s, &err);
     if (!moat_ok(rc)) {
         char msg[1024];
         moat_log_e("%s refused, still serving the previous configuration: %s", why,
@@ -269,7 +283,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     }
     moat_conf_free(first);
     if (moat_ok(rc)) {
-        rc = build(src, srv.tickets, srv.state_dir, 0, &srv.snap, err);
+        rc = build(src, srv.tickets, srv.state_dir, 0, 0, &srv.snap, err);
     }
     if (moat_ok(rc)) {
         srv.workers = calloc(nworkers, sizeof(*srv.workers));

@@ -38,14 +38,19 @@ struct moat_server {
     unsigned nworkers;
 };
 
-/* Load the configuration (from the source) and build a snapshot, without serving: the
- * `--check` path and the first step of moat_server_run. */
+/* Load the configuration (from the source) and build a snapshot, without serving and without
+ * writing anything (the `--check` path): what serve would create (the state folder, the local
+ * CA, its certificates) is only said, at info level. */
 MOAT_MUST_USE moat_rc moat_server_check(const struct moat_conf_source *src, struct moat_err *err);
 /* Serve until SIGTERM/SIGINT; returns after every worker has drained. */
 MOAT_MUST_USE moat_rc moat_server_run(const struct moat_conf_source *src, int demo,
                                       struct moat_err *err);
-/* The state folder: $MOAT_STATE, else ~/.local/share/moat, unless the config names one. */
+/* The state folder: $MOAT_STATE, else ~/.local/share/moat, unless the config names one; created
+ * (0700, with parents) when missing. *out is malloc'ed. */
 MOAT_MUST_USE moat_rc moat_server_state_dir(const struct moat_conf *conf, char **out,
                                             struct moat_err *err);
+/* Same without creating anything (for --check). */
+MOAT_MUST_USE moat_rc moat_server_state_dir_path(const struct moat_conf *conf, char **out,
+                                                 struct moat_err *err);
 
 #endif

@@ -9,12 +9,14 @@
 #include "serve/crlpub.h"
 #include "serve/proxy.h"
 
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "core/log.h"
 #include "pki/ca.h"
 #include "pki/chain.h"
 #include "pki/key.h"
+#include "pki/names.h"
 #include "pki/verify.h"
 #include "tls/clientauth.h"
 #include "tls/ctx.h"
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static atomic_ullong generation_counter;
@@ -128,9 +131,18 @@ static time_t asn1_to_time(const ASN1_TIME *t)
     return timegm(&tm);
 }
 
-/* Check one certificate/key pair of a site the way a demanding operator would want. */
+/* A chain warning goes to the error log with the config position of its cert directive. */
+static void log_chain_warning(void *arg, enum moat_verify_kind kind, const char *msg)
+{
+    const struct moat_conf_cert *cc = arg;
+    moat_log_w("%s: %s [%s]", cc->where, msg, moat_verify_kind_name(kind));
+}
+
+/* Check one certificate/key pair of a site the way a demanding operator would want. `anchor`
+ * (may be NULL) holds the site's cert_ca certificates, named `anchor_name` in messages. */
 static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_conf_cert *cc,
-                          X509_STORE *trust, int quiet, struct moat_err *err)
+                          X509_STORE *trust, X509_STORE *anchor, const char *anchor_name, int quiet,
+                          struct moat_err *err)
 {
     struct moat_chain *chain = NULL;
     EVP_PKEY *key = NULL;
@@ -141,7 +153,16 @@ static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_con
     if (moat_ok(rc)) {
         enum moat_verify_kind kind = MOAT_V_OK;
         struct moat_err werr = {0};
-        rc = moat_chain_check_kind(chain, key, trust, time(NULL), &kind, &werr);
+        struct moat_chain_check_opts o = {
+            .key = key,
+            .trust = trust,
+            .anchor = anchor,
+            .anchor_name = anchor_name,
+            .now = time(NULL),
+            .warn = quiet ? NULL : log_chain_warning,
+            .warn_arg = (void *)cc,
+        };
+        rc = moat_chain_check_with(chain, &o, &kind, &werr);
         int lone_self_signed = sk_X509_num(chain->extra) == 0 &&
                                X509_check_issued(chain->leaf, chain->leaf) == X509_V_OK;
         if (kind == MOAT_V_NOT_CA && lone_self_signed) {
@@ -151,16 +172,6 @@ static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_con
                 char msg[700];
                 moat_log_w("%s (served anyway: a self-signed certificate; `moat serve` without "
                            "cert issues a better one from the local CA)",
-                           moat_err_str(&werr, msg, sizeof(msg)));
-            }
-            rc = MOAT_RC_OK;
-        } else if (kind == MOAT_V_UNKNOWN_ISSUER) {
-            /* The file ends with a CA certificate whose root this machine does not know:
-             * normal for a private CA, whose clients trust its root themselves. Every other
-             * check passed before this one. */
-            if (!quiet) {
-                char msg[700];
-                moat_log_w("%s (served anyway: clients must trust that root)",
                            moat_err_str(&werr, msg, sizeof(msg)));
             }
             rc = MOAT_RC_OK;
@@ -192,16 +203,215 @@ static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_con
     return rc;
 }
 
-/* A site without a certificate gets one from the local CA (zero-config HTTPS). */
-static moat_rc local_cert(const struct moat_conf_site *cs, const struct moat_snapshot_env *env,
-                          struct moat_ca **ca, char **cert_path, char **key_path, time_t *renew_at,
-                          struct moat_err *err)
+/* The local CA as the sites of one snapshot share it. */
+struct local_ca {
+    struct moat_ca *ca; /* owned; opened (or, for a check, read) on first use */
+    int looked;         /* a check looked at the CA folder already */
+};
+
+/* The names a local certificate is for (the site's, else localhost and its addresses) and the
+ * file name it is kept under in <state>/certs. */
+static void local_names_for(const struct moat_conf_site *cs, const char *names[64], size_t *n,
+                            char label[128])
+{
+    *n = 0;
+    for (size_t i = 0; i < cs->nnames && *n < 64; i++) {
+        if (strcmp(cs->names[i], "*") != 0) {
+            names[(*n)++] = cs->names[i];
+        }
+    }
+    if (*n == 0) {
+        for (size_t i = 0; i < 3; i++) {
+            names[(*n)++] = local_names[i];
+        }
+    }
+    size_t j = 0;
+    for (const char *p = names[0]; *p && j < 127; p++) {
+        label[j++] = (*p == '*' ? '_' : (*p == ':' ? '-' : *p));
+    }
+    label[j] = '\0';
+}
+
+/* One certificate of the local CA folder for a check: the first certificate of the file. */
+static moat_rc peek_cert(const char *path, X509 **out, struct moat_err *err)
+{
+    struct moat_chain *c = NULL;
+    MOAT_TRY(moat_chain_load(path, &c, err));
+    *out = c->leaf;
+    c->leaf = NULL;
+    moat_chain_free(c);
+    return MOAT_RC_OK;
+}
+
+/*
+ * For `moat serve --check`: read the local CA in `dir` without writing anything (no folder,
+ * no lock file), with the checks that make `serve` refuse one: *out stays NULL when the folder
+ * holds no CA file (serve would create the CA); refused when only some files are there, a file
+ * does not load, the files do not belong together or the root or intermediate has expired.
+ */
+static moat_rc local_ca_peek(const char *dir, struct moat_ca **out, struct moat_err *err)
+{
+    static const char *const files[] = {"root.pem", "intermediate.pem", "intermediate.key"};
+    char paths[3][PATH_MAX + 32];
+    char missing[80] = "";
+    int have = 0;
+    *out = NULL;
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        snprintf(paths[i], sizeof(paths[i]), "%s/%s", dir, files[i]);
+        if (lstat(paths[i], &st) == 0) {
+            have++;
+        } else if (errno == ENOENT) {
+            size_t used = strlen(missing);
+            snprintf(missing + used, sizeof(missing) - used, "%s%s", used ? ", " : "", files[i]);
+        } else {
+            moat_err_where(err, "%s", paths[i]);
+            MOAT_FAIL_SYS(err, MOAT_E_IO, "cannot look at %s", paths[i]);
+        }
+    }
+    if (have == 0) {
+        return MOAT_RC_OK;
+    }
+    if (have < 3) {
+        moat_err_where(err, "%s", dir);
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "the local CA in %s is incomplete (missing %s): restore the missing files, or "
+                  "move the folder away so moat makes a new CA",
+                  dir, missing);
+    }
+    struct moat_ca *ca = calloc(1, sizeof(*ca));
+    if (ca == NULL || (ca->dir = strdup(dir)) == NULL) {
+        free(ca);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    moat_rc rc = peek_cert(paths[0], &ca->root, err);
+    if (moat_ok(rc)) {
+        rc = peek_cert(paths[1], &ca->cert, err);
+    }
+    if (moat_ok(rc)) {
+        rc = moat_key_load(paths[2], &ca->key, err);
+    }
+    const char *fix = "the files do not belong together; move the folder away so moat makes a "
+                      "new local CA";
+    if (moat_ok(rc) && EVP_PKEY_eq(X509_get0_pubkey(ca->cert), ca->key) != 1) {
+        moat_err_where(err, "%s", paths[2]);
+        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__, "%s does not match %s: %s",
+                          paths[2], paths[1], fix);
+    }
+    if (moat_ok(rc) &&
+        (X509_check_ca(ca->cert) == 0 || X509_check_issued(ca->root, ca->cert) != X509_V_OK ||
+         X509_verify(ca->cert, X509_get0_pubkey(ca->root)) != 1)) {
+        moat_err_where(err, "%s", paths[1]);
+        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                          "%s is not a CA certificate signed by %s: %s", paths[1], paths[0], fix);
+    }
+    time_t now = time(NULL);
+    for (int i = 0; i < 2 && moat_ok(rc); i++) {
+        X509 *x = i == 0 ? ca->root : ca->cert;
+        if (X509_cmp_time(X509_get0_notAfter(x), &now) > 0) {
+            continue;
+        }
+        moat_err_where(err, "%s", paths[i]);
+        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                          i == 0 ? "%s has expired: move the folder %s away so moat makes a new "
+                                   "local CA (clients will then need to trust the new root)"
+                                 : "%s has expired: make a new one with `moat ca intermediate "
+                                   "--ca %s` (needs root.key), or move the folder away so moat "
+                                   "makes a new local CA",
+                          paths[i], dir);
+    }
+    ERR_clear_error();
+    if (!moat_ok(rc)) {
+        moat_ca_free(ca);
+        moat_err_ctx(err, "while looking at moat's local CA");
+        return rc;
+    }
+    *out = ca;
+    return MOAT_RC_OK;
+}
+
+/* For `moat serve --check`: say what serve would create for a site without cert, and write
+ * nothing. *cert_path and *key_path are set (malloc'ed) only when serve would use the existing
+ * files as they are, so the check can load them like serve does. */
+static moat_rc local_cert_plan(const struct moat_conf_site *cs, const struct moat_snapshot_env *env,
+                               struct local_ca *lca, char **cert_path, char **key_path,
+                               struct moat_err *err)
 {
     char dir[PATH_MAX];
-    if (*ca == NULL) {
+    snprintf(dir, sizeof(dir), "%s/ca", env->state_dir);
+    int first = !lca->looked;
+    if (!lca->looked) {
+        MOAT_TRY(local_ca_peek(dir, &lca->ca, err));
+        lca->looked = 1;
+    }
+    const char *names[64];
+    size_t n = 0;
+    char label[128];
+    local_names_for(cs, names, &n, label);
+    MOAT_TRY_CTX(moat_names_check(names, n, 0, err), err,
+                 "while planning a local certificate for %s", names[0]);
+    if (strlen(label) > 64) {
+        /* What moat_ca_ensure_leaf refuses for its file name; serve would stop here. */
+        moat_err_ctx(err, "while planning a local certificate for %s", names[0]);
+        MOAT_FAIL(err, MOAT_E_USAGE,
+                  "certificate label \"%.64s...\" must be 1-64 letters, digits, '.', '_' or '-' "
+                  "and not start with '.'",
+                  label);
+    }
+    char list[512] = "";
+    for (size_t i = 0; i < n; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", names[i]);
+    }
+    char cp[PATH_MAX + 8], kp[PATH_MAX + 8];
+    snprintf(cp, sizeof(cp), "%s/certs/%s.pem", env->state_dir, label);
+    snprintf(kp, sizeof(kp), "%s/certs/%s.key", env->state_dir, label);
+    if (lca->ca == NULL && !env->quiet && first) {
+        moat_log_i("check: serve would create a local CA in %s (root and intermediate, ECDSA "
+                   "P-256) and issue a certificate for %s into %s (nothing written now)",
+                   dir, list, cp);
+    } else if (lca->ca == NULL && !env->quiet) {
+        moat_log_i("check: serve would issue a certificate for %s from that new local CA into "
+                   "%s (nothing written now)",
+                   list, cp);
+    }
+    if (lca->ca == NULL) {
+        return MOAT_RC_OK;
+    }
+    if (moat_ca_leaf_reusable(lca->ca, cp, kp, names, n, time(NULL))) {
+        *cert_path = strdup(cp);
+        *key_path = strdup(kp);
+        if (*cert_path == NULL || *key_path == NULL) {
+            free(*cert_path);
+            free(*key_path);
+            *cert_path = *key_path = NULL;
+            MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+        }
+        return MOAT_RC_OK;
+    }
+    struct stat st;
+    int exists = lstat(cp, &st) == 0;
+    if (!env->quiet) {
+        moat_log_i("check: serve would %s a certificate for %s from the local CA in %s into %s "
+                   "(nothing written now)",
+                   exists ? "renew (it is due, or no longer fits)" : "issue", list, dir, cp);
+    }
+    return MOAT_RC_OK;
+}
+
+/* A site without a certificate gets one from the local CA (zero-config HTTPS). */
+static moat_rc local_cert(const struct moat_conf_site *cs, const struct moat_snapshot_env *env,
+                          struct local_ca *lca, char **cert_path, char **key_path, time_t *renew_at,
+                          struct moat_err *err)
+{
+    if (env->dry_run) {
+        return local_cert_plan(cs, env, lca, cert_path, key_path, err);
+    }
+    char dir[PATH_MAX];
+    if (lca->ca == NULL) {
         snprintf(dir, sizeof(dir), "%s/ca", env->state_dir);
         int created = 0;
-        MOAT_TRY_CTX(moat_ca_open_or_create(dir, NULL, ca, &created, err), err,
+        MOAT_TRY_CTX(moat_ca_open_or_create(dir, NULL, &lca->ca, &created, err), err,
                      "while opening moat's local CA");
         if (created && !env->quiet) {
             moat_log_i("created a local CA in %s (trust it: moat trust install, or "
@@ -211,26 +421,13 @@ static moat_rc local_cert(const struct moat_conf_site *cs, const struct moat_sna
     }
     const char *names[64];
     size_t n = 0;
-    for (size_t i = 0; i < cs->nnames && n < 64; i++) {
-        if (strcmp(cs->names[i], "*") != 0) {
-            names[n++] = cs->names[i];
-        }
-    }
-    if (n == 0) {
-        for (size_t i = 0; i < 3; i++) {
-            names[n++] = local_names[i];
-        }
-    }
     char label[128];
-    size_t j = 0;
-    for (const char *p = names[0]; *p && j < sizeof(label) - 1; p++) {
-        label[j++] = (*p == '*' ? '_' : (*p == ':' ? '-' : *p));
-    }
-    label[j] = '\0';
+    local_names_for(cs, names, &n, label);
     snprintf(dir, sizeof(dir), "%s/certs", env->state_dir);
     int issued = 0;
-    MOAT_TRY_CTX(moat_ca_ensure_leaf(*ca, dir, label, names, n, cert_path, key_path, &issued, err),
-                 err, "while issuing a local certificate for %s", names[0]);
+    MOAT_TRY_CTX(
+        moat_ca_ensure_leaf(lca->ca, dir, label, names, n, cert_path, key_path, &issued, err), err,
+        "while issuing a local certificate for %s", names[0]);
     if (issued && !env->quiet) {
         moat_log_i("issued a certificate for %s from the local CA: %s", names[0], *cert_path);
     }
@@ -247,8 +444,58 @@ static moat_rc local_cert(const struct moat_conf_site *cs, const struct moat_sna
     return MOAT_RC_OK;
 }
 
+/* The site's cert_ca files as one store (NULL when there are none), and their names for
+ * messages. */
+static moat_rc site_anchor(const struct moat_conf_site *cs, X509_STORE **out, char *name, size_t n,
+                           struct moat_err *err)
+{
+    *out = NULL;
+    name[0] = '\0';
+    if (cs->ncert_ca == 0) {
+        return MOAT_RC_OK;
+    }
+    moat_rc rc = moat_trust_store_new((const char *const *)cs->cert_ca, cs->ncert_ca, 0, out, err);
+    if (!moat_ok(rc)) {
+        moat_err_ctx(err, "in the cert_ca of site %s (%s)", cs->names[0], cs->where);
+        return rc;
+    }
+    /* A server certificate given as cert_ca (an easy slip: leaf.pem for root.pem) would only
+     * make every chain "the wrong CA"; say what is wrong with the file itself. */
+    for (size_t i = 0; i < cs->ncert_ca; i++) {
+        struct moat_chain *c = NULL;
+        int has_ca = 0;
+        char nm[200] = "";
+        if (moat_ok(moat_chain_load(cs->cert_ca[i], &c, NULL))) {
+            has_ca = X509_check_ca(c->leaf) != 0;
+            for (int k = 0; !has_ca && k < sk_X509_num(c->extra); k++) {
+                has_ca = X509_check_ca(sk_X509_value(c->extra, k)) != 0;
+            }
+            X509_NAME_oneline(X509_get_subject_name(c->leaf), nm, sizeof(nm));
+        }
+        moat_chain_free(c);
+        ERR_clear_error();
+        if (!has_ca) {
+            X509_STORE_free(*out);
+            *out = NULL;
+            moat_err_where(err, "%s", cs->where);
+            MOAT_FAIL(
+                err, MOAT_E_CONFIG,
+                "the cert_ca (--ca) file %s holds no CA certificate (%s is not a CA): name the "
+                "certificate of the CA that issued the site's certificate (its root.pem "
+                "or ca.crt)",
+                cs->cert_ca[i], nm[0] ? nm : "its certificate");
+        }
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < cs->ncert_ca && used + 1 < n; i++) {
+        int w = snprintf(name + used, n - used, "%s%s", i ? ", " : "", cs->cert_ca[i]);
+        used = w < 0 ? n : used + (size_t)w;
+    }
+    return MOAT_RC_OK;
+}
+
 static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_snapshot_env *env,
-                          X509_STORE *trust, struct moat_ca **ca, struct moat_err *err)
+                          X509_STORE *trust, struct local_ca *lca, struct moat_err *err)
 {
     const struct moat_conf_site *cs = &s->conf->sites[i];
     struct moat_site *site = &s->sites[i];
@@ -261,19 +508,27 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
     size_t nfiles = 0;
     char *local_cert_path = NULL, *local_key_path = NULL;
     if (cs->ncerts == 0) {
-        moat_rc rc = local_cert(cs, env, ca, &local_cert_path, &local_key_path, &s->renew_at, err);
+        moat_rc rc = local_cert(cs, env, lca, &local_cert_path, &local_key_path, &s->renew_at, err);
         if (!moat_ok(rc)) {
             moat_err_where(err, "%s", cs->where);
             return rc;
         }
-        files[nfiles++] = (struct moat_tls_cert_files){local_cert_path, local_key_path};
+        if (local_cert_path != NULL) {
+            files[nfiles++] = (struct moat_tls_cert_files){local_cert_path, local_key_path};
+        }
         site->local_cert = 1;
     } else {
-        for (size_t k = 0; k < cs->ncerts && nfiles < 8; k++) {
-            MOAT_TRY(check_pair(cs, &cs->certs[k], trust, env->quiet, err));
+        X509_STORE *anchor = NULL;
+        char anchor_name[600];
+        MOAT_TRY(site_anchor(cs, &anchor, anchor_name, sizeof(anchor_name), err));
+        moat_rc rc = MOAT_RC_OK;
+        for (size_t k = 0; k < cs->ncerts && nfiles < 8 && moat_ok(rc); k++) {
+            rc = check_pair(cs, &cs->certs[k], trust, anchor, anchor_name, env->quiet, err);
             files[nfiles++] =
                 (struct moat_tls_cert_files){cs->certs[k].cert_path, cs->certs[k].key_path};
         }
+        X509_STORE_free(anchor);
+        MOAT_TRY(rc);
     }
     if (cs->client_auth != MOAT_CLIENT_AUTH_OFF) {
         moat_rc rc = moat_tls_client_auth_new(
@@ -301,7 +556,14 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
         .session_timeout_s = (long)(s->conf->ticket_rotate_s * 2),
         .client_auth = site->client_auth,
     };
-    moat_rc rc = moat_tls_ctx_new(&o, &site->ctx, err);
+    moat_rc rc = MOAT_RC_OK;
+    if (nfiles > 0) {
+        rc = moat_tls_ctx_new(&o, &site->ctx, err);
+    } else if ((site->ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+        /* A check for a site whose certificate serve would issue: a bare context stands in,
+         * so the rest of the site (SNI names, root, proxy, client CAs) is still checked. */
+        rc = moat_err_ssl(err, MOAT_E_NOMEM, __FILE__, __LINE__, "cannot create a TLS context");
+    }
     free(local_cert_path);
     free(local_key_path);
     if (!moat_ok(rc)) {
@@ -369,7 +631,7 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
 
     moat_rc rc = MOAT_RC_OK;
     X509_STORE *trust = NULL;
-    struct moat_ca *ca = NULL;
+    struct local_ca lca = {0};
     s->sites = calloc(conf->nsites ? conf->nsites : 1, sizeof(*s->sites));
     s->sni = moat_tls_sni_new();
     if (s->sites == NULL || s->sni == NULL) {
@@ -403,7 +665,7 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
         goto out;
     }
     for (size_t i = 0; i < conf->nsites; i++) {
-        rc = build_site(s, i, env, trust, &ca, err);
+        rc = build_site(s, i, env, trust, &lca, err);
         if (!moat_ok(rc)) {
             goto out;
         }
@@ -415,7 +677,7 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     }
 out:
     X509_STORE_free(trust);
-    moat_ca_free(ca);
+    moat_ca_free(lca.ca);
     if (!moat_ok(rc)) {
         snapshot_free(s);
         return rc;

@@ -68,6 +68,7 @@ struct moat_snapshot_env {
     struct moat_tls_tickets *tickets; /* borrowed, process-wide; NULL = no tickets */
     const char *state_dir;            /* for the local CA */
     int quiet;                        /* no notes about the local CA (reloads) */
+    int dry_run; /* `serve --check`: write nothing; say what the local CA would create */
 };
 
 /* Build and validate a snapshot from conf (ownership of conf passes to the snapshot, also on

@@ -90,31 +90,70 @@ TEST_CASE(new_rsa4096)
 
 TEST_CASE(parse_type_names)
 {
+    /* Every spelling people type (issue 10, item 12), in the cases they type them. */
     static const struct {
         const char *s;
         enum moat_key_type t;
     } ok[] = {
-        {"p256", MOAT_KEY_EC_P256},       {"ECDSA", MOAT_KEY_EC_P256},
-        {"ecdsa-p256", MOAT_KEY_EC_P256}, {"P-384", MOAT_KEY_EC_P384},
-        {"p384", MOAT_KEY_EC_P384},       {"rsa", MOAT_KEY_RSA2048},
-        {"rsa2048", MOAT_KEY_RSA2048},    {"RSA3072", MOAT_KEY_RSA3072},
-        {"rsa4096", MOAT_KEY_RSA4096},    {"ed25519", MOAT_KEY_ED25519},
+        {"p256", MOAT_KEY_EC_P256},       {"P256", MOAT_KEY_EC_P256},
+        {"p-256", MOAT_KEY_EC_P256},      {"P-256", MOAT_KEY_EC_P256},
+        {"ECDSA", MOAT_KEY_EC_P256},      {"ecdsa", MOAT_KEY_EC_P256},
+        {"ec", MOAT_KEY_EC_P256},         {"EC", MOAT_KEY_EC_P256},
+        {"ecdsa-p256", MOAT_KEY_EC_P256}, {"ECDSA-P256", MOAT_KEY_EC_P256},
+        {"ecdsa_p256", MOAT_KEY_EC_P256}, {"ec-p256", MOAT_KEY_EC_P256},
+        {"EC-P256", MOAT_KEY_EC_P256},    {"ecdsa256", MOAT_KEY_EC_P256},
+        {"prime256v1", MOAT_KEY_EC_P256}, {"PRIME256V1", MOAT_KEY_EC_P256},
+        {"secp256r1", MOAT_KEY_EC_P256},  {"SECP256R1", MOAT_KEY_EC_P256},
+        {"nistp256", MOAT_KEY_EC_P256},   {"p384", MOAT_KEY_EC_P384},
+        {"P-384", MOAT_KEY_EC_P384},      {"p-384", MOAT_KEY_EC_P384},
+        {"ecdsa-p384", MOAT_KEY_EC_P384}, {"ECDSA-P384", MOAT_KEY_EC_P384},
+        {"ec-p384", MOAT_KEY_EC_P384},    {"ecdsa384", MOAT_KEY_EC_P384},
+        {"secp384r1", MOAT_KEY_EC_P384},  {"SecP384R1", MOAT_KEY_EC_P384},
+        {"nistp384", MOAT_KEY_EC_P384},   {"rsa", MOAT_KEY_RSA2048},
+        {"RSA", MOAT_KEY_RSA2048},        {"rsa2048", MOAT_KEY_RSA2048},
+        {"RSA2048", MOAT_KEY_RSA2048},    {"rsa-2048", MOAT_KEY_RSA2048},
+        {"rsa:2048", MOAT_KEY_RSA2048},   {"RSA:2048", MOAT_KEY_RSA2048},
+        {"rsa_2048", MOAT_KEY_RSA2048},   {"RSA3072", MOAT_KEY_RSA3072},
+        {"rsa-3072", MOAT_KEY_RSA3072},   {"rsa:3072", MOAT_KEY_RSA3072},
+        {"rsa4096", MOAT_KEY_RSA4096},    {"rsa-4096", MOAT_KEY_RSA4096},
+        {"rsa:4096", MOAT_KEY_RSA4096},   {"RSA4096", MOAT_KEY_RSA4096},
+        {"ed25519", MOAT_KEY_ED25519},    {"Ed25519", MOAT_KEY_ED25519},
+        {"ED25519", MOAT_KEY_ED25519},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         enum moat_key_type t = MOAT_KEY_TYPE_COUNT;
-        EXPECT_INT(moat_key_parse_type(ok[i].s, &t, NULL).kind, MOAT_OK);
+        struct moat_err err = {0};
+        EXPECT_INT(moat_key_parse_type(ok[i].s, &t, &err).kind, MOAT_OK);
+        if (t != ok[i].t) {
+            fprintf(stderr, "  spelling \"%s\"\n", ok[i].s);
+        }
         EXPECT_INT(t, ok[i].t);
     }
-    static const char *bad[] = {"", "rsa1024", "p521x", "dsa", "ed448", " p256", "p256 "};
+    static const char *bad[] = {"",      "rsa1024",  "rsa:1024",  "p521x",    "dsa",
+                                "ed448", " p256",    "p256 ",     "p 256",    "-",
+                                "rsa:",  "p256.",    "secp521",   "rsa2049",  "x25519",
+                                "ecdh",  "rsa/2048", "rsa--2048", ":rsa2048", "ec:prime256v1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         enum moat_key_type t = MOAT_KEY_TYPE_COUNT;
         struct moat_err err = {0};
         EXPECT_INT(moat_key_parse_type(bad[i], &t, &err).kind, MOAT_E_USAGE);
+        /* The error lists what is accepted, with the other spellings. */
+        EXPECT(ph_contains(err.msg, "unknown key type"));
+        EXPECT(ph_contains(err.msg, "p256"));
+        EXPECT(ph_contains(err.msg, "rsa:2048"));
+        EXPECT(ph_contains(err.msg, "secp384r1"));
         EXPECT(ph_contains(err.msg, "ed25519"));
         EXPECT_INT(t, MOAT_KEY_TYPE_COUNT);
     }
-    enum moat_key_type t;
+    /* A name longer than any key type is refused, not cut to one that matches. */
+    enum moat_key_type t = MOAT_KEY_TYPE_COUNT;
+    char longname[300];
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    memcpy(longname + sizeof(longname) - 8, "rsa2048", 7);
+    EXPECT_INT(moat_key_parse_type(longname, &t, NULL).kind, MOAT_E_USAGE);
     EXPECT_INT(moat_key_parse_type(NULL, &t, NULL).kind, MOAT_E_USAGE);
+    EXPECT_INT(t, MOAT_KEY_TYPE_COUNT);
 }
 
 TEST_CASE(save_then_load_every_type)
