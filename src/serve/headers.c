@@ -153,7 +153,9 @@ static char *render(const struct work *w, size_t *len)
     }
     size_t at = 0;
     for (size_t i = 0; i < w->n; i++) {
-        at += (size_t)sprintf(out + at, "%s: %s\r\n", w->lines[i].name, w->lines[i].value);
+        int n =
+            snprintf(out + at, total + 1 - at, "%s: %s\r\n", w->lines[i].name, w->lines[i].value);
+        at += n > 0 ? (size_t)n : 0;
     }
     out[at] = '\0';
     *len = at;

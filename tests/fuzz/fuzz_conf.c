@@ -1,4 +1,4 @@
-// fuzz-sources: src/serve/conf.c src/core/cfg.c src/core/path.c src/core/err.c
+// fuzz-sources: src/serve/conf.c src/core/cfg.c src/core/path.c src/core/err.c src/serve/headers.c
 /*
  * fuzz_conf.c: the config reader and moat's directives on arbitrary bytes. Beyond "no crash, no
  * leak", it checks what the rest of moat relies on: every word is NUL-terminated with
