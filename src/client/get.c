@@ -13,6 +13,7 @@
 #include "client/conn.h"
 #include "client/http.h"
 #include "client/internal.h"
+#include "client/issuer.h"
 #include "client/tls.h"
 #include "client/verify.h"
 
@@ -551,9 +552,23 @@ out:
         moat_trace_finish(&h->trace, h->version);
     }
     moat_io_close(&io);
+    h->total_ms = moat_trace_elapsed(&h->trace);
+    if (h->verify_code != 0 && !h->resumed) {
+        /* After the connection, so its own timings stay its own; within its deadline. */
+        double limit = moat_trace_now_ms() + MOAT_CLIENT_AIA_TIME_MS;
+        moat_client_issuer_diagnose(&v, trust, o, limit < deadline ? limit : deadline, h);
+        if (h->cause == MOAT_CC_CERT) {
+            rc = moat_err_set(err, MOAT_E_CERT, __FILE__, __LINE__, "%s", h->detail);
+        }
+    }
+    if (h->cause == MOAT_CC_CERT && h->alert_gloss[0] == '\0') {
+        moat_client__fmt(h->alert_gloss, sizeof(h->alert_gloss),
+                         "the client refuses the server's certificate: %s",
+                         moat_client_hop_message(h));
+        h->alert_gloss_dir = MOAT_TRACE_OUT;
+    }
     moat_client_vrec_clear(&v);
     ERR_clear_error();
-    h->total_ms = moat_trace_elapsed(&h->trace);
     return rc;
 }
 
@@ -670,9 +685,7 @@ void moat_client_result_clear(struct moat_client_result *r)
 
 const char *moat_client_hop_cause_line(const struct moat_client_hop *h, char *out, size_t outlen)
 {
-    const char *words = h->detail[0]               ? h->detail
-                        : h->cause == MOAT_CC_CERT ? moat_verify_kind_message(h->vkind)
-                                                   : moat_client_cause_message(h->cause);
+    const char *words = h->detail[0] ? h->detail : moat_client_hop_message(h);
     if (h->cause == MOAT_CC_CERT) {
         moat_client__fmt(out, outlen, "certificate %s: %s", moat_verify_kind_name(h->vkind), words);
     } else {
@@ -684,7 +697,31 @@ const char *moat_client_hop_cause_line(const struct moat_client_hop *h, char *ou
 const char *moat_client_hop_fix(const struct moat_client_hop *h)
 {
     if (h->cause == MOAT_CC_CERT) {
-        return moat_verify_kind_fix(h->vkind);
+        return h->cert_fix[0] ? h->cert_fix : moat_verify_kind_fix(h->vkind);
     }
     return moat_client_cause_fix(h->cause);
+}
+
+const char *moat_client_hop_message(const struct moat_client_hop *h)
+{
+    if (h->cause == MOAT_CC_CERT) {
+        return h->cert_message[0] ? h->cert_message : moat_verify_kind_message(h->vkind);
+    }
+    return moat_client_cause_message(h->cause);
+}
+
+const char *moat_client_issuer_diag_name(enum moat_client_issuer_diag d)
+{
+    switch (d) {
+    case MOAT_ISSUER_NONE:
+        return "none";
+    case MOAT_ISSUER_MISSING_INTERMEDIATE:
+        return "missing_intermediate";
+    case MOAT_ISSUER_UNTRUSTED:
+        return "untrusted_ca";
+    case MOAT_ISSUER_UNDETERMINED:
+        return "undetermined";
+    default:
+        return "none";
+    }
 }
