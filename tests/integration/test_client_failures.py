@@ -295,10 +295,17 @@ def test_client_certificate_rejected(case, cpki, servers, state, tmp_path, moat_
                         "        ssl_client_certificate %s;\n" % cpki.other_root)
         words = ["answered 400"]
     servers.append(s)
-    _, j, _ = expect(moat_bin, state, url(s.port) + ["--cafile", cpki.root, "--cert",
+    _, j, t = expect(moat_bin, state, url(s.port) + ["--cafile", cpki.root, "--cert",
                                                       cpki.client.chain, "--key", cpki.client.key],
                      "client_cert_rejected", words=words)
     assert j.json["hops"][0]["tls"]["client_certificate_sent"] is True
+    if case.startswith("s_server"):
+        # The note under the server's alert says what it meant here: about our certificate.
+        want = "the server refuses the client certificate: it does not trust the CA that issued"
+        notes = [m["note"] for m in j.json["hops"][0]["tls"]["messages"]
+                 if m["record"] == "alert" and m["direction"] == "server->client"]
+        assert notes and want in notes[0], notes
+        assert want in " ".join(t.text.replace("|", " ").split()), t
 
 
 @pytest.mark.parametrize("case", ["s_server", "nginx"])
