@@ -13,6 +13,7 @@
 #include "client/conn.h"
 #include "client/http.h"
 #include "client/internal.h"
+#include "client/issuer.h"
 #include "client/tls.h"
 #include "client/verify.h"
 
@@ -122,6 +123,38 @@ static const char *version_words(int v)
     }
 }
 
+/* A certificate alert from the server is about the client's certificate: what it means then
+ * (the generic words of trace.c cover both directions). */
+static const char *client_cert_alert_words(int desc)
+{
+    switch (desc) {
+    case SSL3_AD_BAD_CERTIFICATE:
+        return "it could not use or verify the client certificate";
+    case SSL3_AD_UNSUPPORTED_CERTIFICATE:
+        return "it does not accept this type of client certificate";
+    case SSL3_AD_CERTIFICATE_REVOKED:
+        return "it says the client certificate is revoked";
+    case SSL3_AD_CERTIFICATE_EXPIRED:
+        return "it finds the client certificate expired or not yet valid";
+    case TLS1_AD_UNKNOWN_CA:
+        return "it does not trust the CA that issued the client certificate";
+    case TLS1_AD_ACCESS_DENIED:
+        return "it accepts the client certificate but denies access";
+    case TLS1_AD_DECRYPT_ERROR:
+        return "the client's proof of its key (CertificateVerify) did not verify";
+    case SSL3_AD_CERTIFICATE_UNKNOWN:
+    default:
+        return "it refuses the client certificate for a reason of its own";
+    }
+}
+
+/* The server's alert ended it: what that alert means here, for the trace's note. */
+static void gloss_in(struct moat_client_hop *h, const char *prefix, const char *words)
+{
+    moat_client__fmt(h->alert_gloss, sizeof(h->alert_gloss), "%s%s", prefix, words);
+    h->alert_gloss_dir = MOAT_TRACE_IN;
+}
+
 /*
  * A fatal alert from the server, seen during the handshake or right after it (TLS 1.3 servers
  * check client certificates after the client's Finished, RFC 8446 §4.4.2.4). Returns 1 when it
@@ -149,6 +182,7 @@ static int classify_alert(struct moat_client_hop *h, const struct moat_client_op
             set_cause(h, MOAT_CC_CLIENT_CERT_REQUIRED,
                       "the server asked for a client certificate (CertificateRequest), none was "
                       "sent, and it ended the handshake with alert handshake_failure");
+            gloss_in(h, "", "the server requires a client certificate and none was sent");
             return 1;
         }
         if (!server_hello) {
@@ -181,6 +215,7 @@ static int classify_alert(struct moat_client_hop *h, const struct moat_client_op
                   "the server asked for a client certificate (CertificateRequest), none was "
                   "sent, and it closed with alert certificate_required%s",
                   a->post_handshake ? late : "");
+        gloss_in(h, "", "the server requires a client certificate and none was sent");
         return 1;
     case SSL3_AD_BAD_CERTIFICATE:
     case SSL3_AD_UNSUPPORTED_CERTIFICATE:
@@ -191,10 +226,12 @@ static int classify_alert(struct moat_client_hop *h, const struct moat_client_op
     case TLS1_AD_ACCESS_DENIED:
     case TLS1_AD_DECRYPT_ERROR:
         if (h->client_cert_sent) {
+            const char *cw = client_cert_alert_words(a->alert_desc);
             set_cause(h, MOAT_CC_CLIENT_CERT_REJECTED,
-                      "the server refused the client certificate%s%s with alert %s (%s)%s",
-                      o->cert ? " from " : "", o->cert ? o->cert : "", name,
-                      words ? words : "no details", a->post_handshake ? late : "");
+                      "the server refused the client certificate%s%s with alert %s: %s%s",
+                      o->cert ? " from " : "", o->cert ? o->cert : "", name, cw,
+                      a->post_handshake ? late : "");
+            gloss_in(h, "the server refuses the client certificate: ", cw);
             return 1;
         }
         if (h->cert_requested) {
@@ -202,6 +239,7 @@ static int classify_alert(struct moat_client_hop *h, const struct moat_client_op
                       "the server asked for a client certificate, none was sent, and it closed "
                       "with alert %s",
                       name);
+            gloss_in(h, "", "the server requires a client certificate and none was sent");
             return 1;
         }
         break;
@@ -551,9 +589,23 @@ out:
         moat_trace_finish(&h->trace, h->version);
     }
     moat_io_close(&io);
+    h->total_ms = moat_trace_elapsed(&h->trace);
+    if (h->verify_code != 0 && !h->resumed) {
+        /* After the connection, so its own timings stay its own; within its deadline. */
+        double limit = moat_trace_now_ms() + MOAT_CLIENT_AIA_TIME_MS;
+        moat_client_issuer_diagnose(&v, trust, o, limit < deadline ? limit : deadline, h);
+        if (h->cause == MOAT_CC_CERT) {
+            rc = moat_err_set(err, MOAT_E_CERT, __FILE__, __LINE__, "%s", h->detail);
+        }
+    }
+    if (h->cause == MOAT_CC_CERT && h->alert_gloss[0] == '\0') {
+        moat_client__fmt(h->alert_gloss, sizeof(h->alert_gloss),
+                         "the client refuses the server's certificate: %s",
+                         moat_client_hop_message(h));
+        h->alert_gloss_dir = MOAT_TRACE_OUT;
+    }
     moat_client_vrec_clear(&v);
     ERR_clear_error();
-    h->total_ms = moat_trace_elapsed(&h->trace);
     return rc;
 }
 
@@ -670,9 +722,7 @@ void moat_client_result_clear(struct moat_client_result *r)
 
 const char *moat_client_hop_cause_line(const struct moat_client_hop *h, char *out, size_t outlen)
 {
-    const char *words = h->detail[0]               ? h->detail
-                        : h->cause == MOAT_CC_CERT ? moat_verify_kind_message(h->vkind)
-                                                   : moat_client_cause_message(h->cause);
+    const char *words = h->detail[0] ? h->detail : moat_client_hop_message(h);
     if (h->cause == MOAT_CC_CERT) {
         moat_client__fmt(out, outlen, "certificate %s: %s", moat_verify_kind_name(h->vkind), words);
     } else {
@@ -684,7 +734,31 @@ const char *moat_client_hop_cause_line(const struct moat_client_hop *h, char *ou
 const char *moat_client_hop_fix(const struct moat_client_hop *h)
 {
     if (h->cause == MOAT_CC_CERT) {
-        return moat_verify_kind_fix(h->vkind);
+        return h->cert_fix[0] ? h->cert_fix : moat_verify_kind_fix(h->vkind);
     }
     return moat_client_cause_fix(h->cause);
+}
+
+const char *moat_client_hop_message(const struct moat_client_hop *h)
+{
+    if (h->cause == MOAT_CC_CERT) {
+        return h->cert_message[0] ? h->cert_message : moat_verify_kind_message(h->vkind);
+    }
+    return moat_client_cause_message(h->cause);
+}
+
+const char *moat_client_issuer_diag_name(enum moat_client_issuer_diag d)
+{
+    switch (d) {
+    case MOAT_ISSUER_NONE:
+        return "none";
+    case MOAT_ISSUER_MISSING_INTERMEDIATE:
+        return "missing_intermediate";
+    case MOAT_ISSUER_UNTRUSTED:
+        return "untrusted_ca";
+    case MOAT_ISSUER_UNDETERMINED:
+        return "undetermined";
+    default:
+        return "none";
+    }
 }

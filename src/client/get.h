@@ -82,6 +82,31 @@ struct moat_client_cert {
     char sha256[96]; /* fingerprint, hex with colons (first 16 bytes) */
 };
 
+#define MOAT_CLIENT_MAX_AIA 3 /* issuer fetches per connection (one per missing link) */
+
+/* One fetch of a missing issuer from an AIA caIssuers URL (RFC 5280 §4.2.2.1). */
+struct moat_client_aia_fetch {
+    char url[512];                /* as the certificate gives it */
+    char final_url[512];          /* after redirects; "" when there was none */
+    char for_cert[256];           /* the subject whose issuer was looked for */
+    int status;                   /* the last HTTP status; 0 when none came */
+    size_t bytes;                 /* body bytes of the last answer */
+    double ms;                    /* how long the fetch took */
+    int ok;                       /* the issuer of for_cert came */
+    const char *form;             /* static: "DER", "PKCS#7", "PEM"...; "" when nothing was read */
+    struct moat_client_cert cert; /* the issuer that came (ok only) */
+    char error[400];              /* why not, for people; "" when ok */
+};
+
+/* What the issuer lookup concluded when a certificate's issuer was neither sent nor trusted. */
+enum moat_client_issuer_diag {
+    MOAT_ISSUER_NONE = 0,             /* not looked at */
+    MOAT_ISSUER_MISSING_INTERMEDIATE, /* the fetched issuer chains to a trusted root */
+    MOAT_ISSUER_UNTRUSTED,            /* the chain (sent or fetched) ends at an untrusted root */
+    MOAT_ISSUER_UNDETERMINED,         /* no usable AIA URL, or the fetch failed: either cause */
+    MOAT_ISSUER_DIAG_COUNT            /* keep last */
+};
+
 enum moat_client_stage {
     MOAT_STAGE_DNS = 0,
     MOAT_STAGE_TCP,
@@ -128,6 +153,19 @@ struct moat_client_hop {
     int cert_requested;   /* the server sent CertificateRequest */
     int client_cert_sent; /* we sent a non-empty Certificate */
     char ssl_reason[256]; /* OpenSSL's words for a failed handshake or read */
+
+    /* The issuer lookup (issuer.c), when the chain stopped at an issuer nobody here has. */
+    enum moat_client_issuer_diag issuer_diag;
+    struct moat_client_aia_fetch aia[MOAT_CLIENT_MAX_AIA];
+    size_t naia;
+    char aia_note[300];         /* why nothing (more) was fetched; "" when nothing to say */
+    char issuer_root[256];      /* the root the lookup ended at (trusted or not); "" if none */
+    char issuer_root_from[300]; /* where that root came from, when trusted */
+    char cert_message[300];     /* replaces the kind's message when set */
+    char cert_fix[700];         /* replaces the kind's fix when set */
+    char issuer_summary[600];   /* the lookup's conclusion in one line, for the trace */
+    char alert_gloss[300];      /* what the fatal alert that ended it means here (trace notes) */
+    int alert_gloss_dir;        /* enum moat_trace_dir: whose alert alert_gloss is about */
     /* HTTP */
     char *req_head;  /* owned: the request head as sent */
     char *resp_head; /* owned: the response head as received (last one, after 1xx) */
@@ -175,6 +213,11 @@ void moat_client_result_clear(struct moat_client_result *r);
 const char *moat_client_hop_cause_line(const struct moat_client_hop *h, char *out, size_t outlen);
 /* The fix line for a failed hop; never NULL. */
 const char *moat_client_hop_fix(const struct moat_client_hop *h);
+/* The cause of a failed hop in general words (the kind's or the cause's message, unless the
+ * issuer lookup found better ones); never NULL. */
+const char *moat_client_hop_message(const struct moat_client_hop *h);
+/* Stable name of a diagnosis ("missing_intermediate", "untrusted_ca", "undetermined", "none"). */
+const char *moat_client_issuer_diag_name(enum moat_client_issuer_diag d);
 
 const char *moat_client_stage_name(enum moat_client_stage s);
 

@@ -97,7 +97,7 @@ static json_t *msg_json(const struct moat_client_hop *h, const struct moat_trace
     set(o, "post_handshake", json_boolean(m->post_handshake));
     /* OpenSSL reports a received ChangeCipherSpec only through its record header. */
     set(o, "from_record_header", json_boolean(m->from_header));
-    const char *note = moat_client_render_note(m, h->version);
+    const char *note = moat_client_render_hop_note(h, m);
     set(o, "note", str_or_null(note));
     return o;
 }
@@ -135,6 +135,37 @@ static json_t *first_line(const char *head)
     return head ? json_stringn(head, strcspn(head, "\r\n")) : json_null();
 }
 
+static json_t *issuer_json(const struct moat_client_hop *h)
+{
+    if (h->issuer_diag == MOAT_ISSUER_NONE) {
+        return json_null();
+    }
+    json_t *o = json_object();
+    set(o, "diagnosis", json_string(moat_client_issuer_diag_name(h->issuer_diag)));
+    set(o, "summary", str_or_null(h->issuer_summary));
+    set(o, "root", str_or_null(h->issuer_root));
+    set(o, "root_source", str_or_null(h->issuer_root_from));
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < h->naia; i++) {
+        const struct moat_client_aia_fetch *f = &h->aia[i];
+        json_t *x = json_object();
+        set(x, "url", json_string(f->url));
+        set(x, "final_url", str_or_null(f->final_url));
+        set(x, "for", json_string(f->for_cert));
+        set(x, "ok", json_boolean(f->ok));
+        set(x, "status", f->status ? json_integer(f->status) : json_null());
+        set(x, "bytes", json_integer((json_int_t)f->bytes));
+        set(x, "ms", json_real(f->ms));
+        set(x, "form", str_or_null(f->form));
+        set(x, "certificate", f->ok ? cert_json(&f->cert) : json_null());
+        set(x, "error", str_or_null(f->error));
+        json_array_append_new(a, x);
+    }
+    set(o, "fetches", a);
+    set(o, "note", str_or_null(h->aia_note));
+    return o;
+}
+
 static json_t *tls_json(const struct moat_client_hop *h)
 {
     if (!h->url.https || h->tls_start_ms <= 0) {
@@ -168,6 +199,7 @@ static json_t *tls_json(const struct moat_client_hop *h)
     set(v, "openssl_code", json_integer(h->verify_code));
     set(v, "depth", json_integer(h->verify_depth));
     set(o, "verify", v);
+    set(o, "issuer_check", issuer_json(h));
     set(o, "certificate_requested", json_boolean(h->cert_requested));
     set(o, "client_certificate_sent", json_boolean(h->client_cert_sent));
     set(o, "openssl_reason", str_or_null(h->ssl_reason));
@@ -255,9 +287,7 @@ static json_t *result_json(const struct moat_client_result *r)
         set(o, "certificate_kind",
             cert ? json_string(moat_verify_kind_name(h->vkind)) : json_null());
         if (h->cause != MOAT_CC_OK) {
-            set(o, "message",
-                json_string(cert ? moat_verify_kind_message(h->vkind)
-                                 : moat_client_cause_message(h->cause)));
+            set(o, "message", json_string(moat_client_hop_message(h)));
             set(o, "detail", str_or_null(h->detail));
             set(o, "fix", json_string(moat_client_hop_fix(h)));
         }

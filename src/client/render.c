@@ -195,6 +195,18 @@ const char *moat_client_render_note(const struct moat_trace_msg *m, int version)
     }
 }
 
+const char *moat_client_render_hop_note(const struct moat_client_hop *h,
+                                        const struct moat_trace_msg *m)
+{
+    /* An alert's generic words list every cause it can have; the one that ended this
+     * connection is glossed with what it meant here. */
+    if (m->content_type == SSL3_RT_ALERT && m->alert_level == 2 && h->alert_gloss[0] != '\0' &&
+        (int)m->dir == h->alert_gloss_dir) {
+        return h->alert_gloss;
+    }
+    return moat_client_render_note(m, h->version);
+}
+
 /* One row of the timeline: a TLS message or a step of our own. */
 enum row_kind {
     ROW_TCP = 0,
@@ -268,7 +280,7 @@ static void tls_row(FILE *f, const struct moat_client_hop *h, const struct moat_
         return;
     }
     *slot |= bit;
-    const char *note = moat_client_render_note(m, h->version);
+    const char *note = moat_client_render_hop_note(h, m);
     if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type == SSL3_MT_SERVER_HELLO && !m->hrr &&
         h->resumed) {
         note = h->version == TLS1_3_VERSION
@@ -547,6 +559,39 @@ static int sent_has(const struct moat_client_hop *h, const struct moat_client_ce
     return 0;
 }
 
+/* What the issuer lookup fetched and concluded (issuer.c): a third party, not the server, so
+ * it is a section of its own rather than arrows in the diagram. */
+static void issuer_lookup(FILE *f, const struct moat_client_hop *h)
+{
+    if (h->naia == 0 && h->aia_note[0] == '\0') {
+        return;
+    }
+    fprintf(f, "\nIssuer lookup (the certificate's AIA caIssuers URL, RFC 5280 4.2.2.1)\n");
+    for (size_t i = 0; i < h->naia; i++) {
+        const struct moat_client_aia_fetch *a = &h->aia[i];
+        char t[1400];
+        moat_client__fmt(t, sizeof(t), "the issuer of %s was fetched from %s%s%s", a->for_cert,
+                         a->url, a->final_url[0] ? ", redirected to " : "", a->final_url);
+        kv(f, "fetched", t);
+        if (a->ok) {
+            moat_client__fmt(t, sizeof(t),
+                             "got it: HTTP %d, %zu bytes, %s: %s (issued by %s%s) "
+                             "in %.1f ms",
+                             a->status, a->bytes, a->form, a->cert.subject, a->cert.issuer,
+                             a->cert.self_signed ? ", self-signed" : "", a->ms);
+        } else {
+            moat_client__fmt(t, sizeof(t), "failed after %.1f ms: %s", a->ms, a->error);
+        }
+        kv(f, "", t);
+    }
+    if (h->aia_note[0] != '\0') {
+        kv(f, h->naia ? "then" : "nothing", h->aia_note);
+    }
+    if (h->issuer_summary[0] != '\0') {
+        kv(f, "result", h->issuer_summary);
+    }
+}
+
 static void certificates(FILE *f, const struct moat_client_hop *h, const char *trust)
 {
     if (!h->url.https || (h->nsent == 0 && h->npath == 0)) {
@@ -673,9 +718,7 @@ static void outcome(FILE *f, const struct moat_client_result *r, const struct mo
         }
         fprintf(f, "FAILED at %s: %s (exit code %d)\n", moat_client_stage_name(h->stage), what,
                 moat_client_cause_exit(h->cause));
-        wrap(f, "  cause  ", 9,
-             h->cause == MOAT_CC_CERT ? moat_verify_kind_message(h->vkind)
-                                      : moat_client_cause_message(h->cause));
+        wrap(f, "  cause  ", 9, moat_client_hop_message(h));
         if (h->detail[0] != '\0') {
             wrap(f, "  detail ", 9, h->detail);
         }
@@ -736,6 +779,7 @@ void moat_client_render_text(const struct moat_client_result *r, FILE *f)
         } else {
             certificates(f, h, r->trust_desc);
         }
+        issuer_lookup(f, h);
         http_part(f, h);
         timings(f, h);
         if (i + 1 == r->nhops) {

@@ -35,5 +35,9 @@ void moat_client_render_text(const struct moat_client_result *r, FILE *f);
 
 /* The note printed under a TLS message (where 1.2 and 1.3 differ, what it does), or NULL. */
 const char *moat_client_render_note(const struct moat_trace_msg *m, int version);
+/* The same for a message of hop h: the fatal alert that ended the connection gets what it
+ * meant here (h->alert_gloss) instead of its generic words. Borrowed from h or static. */
+const char *moat_client_render_hop_note(const struct moat_client_hop *h,
+                                        const struct moat_trace_msg *m);
 
 #endif

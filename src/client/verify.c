@@ -378,6 +378,19 @@ static int in_stack(STACK_OF(X509) * sk, X509 *x)
     return 0;
 }
 
+void moat_client_trust_source(const struct moat_client_trust *t, X509 *root, int trusted, char *out,
+                              size_t outlen)
+{
+    out[0] = '\0';
+    if (in_stack(t->cafile_roots, root)) {
+        moat_client__fmt(out, outlen, "--cafile %s", t->cafile);
+    } else if (in_stack(t->local_roots, root)) {
+        moat_client__fmt(out, outlen, "moat's local CA (%s)", t->local_path);
+    } else if (trusted) {
+        moat_client__fmt(out, outlen, "the system store");
+    }
+}
+
 static void eku_line(X509 *x, char *out, size_t outlen)
 {
     out[0] = '\0';
@@ -527,15 +540,8 @@ int moat_client_verify_collect(SSL *ssl, const struct moat_client_vrec *v,
     h->path_complete = v->err == 0 && n > 0 && h->nsent > 0;
     h->root_source[0] = '\0';
     if (n > 0) {
-        X509 *root = sk_X509_value(path, n - 1);
-        if (in_stack(t->cafile_roots, root)) {
-            moat_client__fmt(h->root_source, sizeof(h->root_source), "--cafile %s", t->cafile);
-        } else if (in_stack(t->local_roots, root)) {
-            moat_client__fmt(h->root_source, sizeof(h->root_source), "moat's local CA (%s)",
-                             t->local_path);
-        } else if (h->path_complete) {
-            moat_client__fmt(h->root_source, sizeof(h->root_source), "the system store");
-        }
+        moat_client_trust_source(t, sk_X509_value(path, n - 1), h->path_complete, h->root_source,
+                                 sizeof(h->root_source));
     }
     if (v->err == 0) {
         h->vkind = MOAT_V_OK;

@@ -73,6 +73,12 @@ int moat_client_verify_collect(SSL *ssl, const struct moat_client_vrec *v,
                                const struct moat_client_trust *t, time_t now,
                                struct moat_client_hop *h);
 
+/* Where the root `root` of a path came from, for people ("--cafile FILE", "moat's local CA
+ * (PATH)", or "the system store" when `trusted` says it was trusted and it is neither); ""
+ * when it is none of these. */
+void moat_client_trust_source(const struct moat_client_trust *t, X509 *root, int trusted, char *out,
+                              size_t outlen);
+
 /* Describe one certificate for people (subject, issuer, dates, names, key). */
 void moat_client_cert_describe(X509 *x, time_t now, struct moat_client_cert *out);
 

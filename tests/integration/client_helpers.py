@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -119,6 +119,166 @@ class ClientPki(Pki):
         c = C()
         c.key, c.leaf, c.chain = key, leaf, chain
         return c
+
+
+_AIA_CNF = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = placeholder
+[v3_root]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+"""
+
+
+class AiaPki:
+    """A CA whose certificates say where their issuer can be downloaded (AIA caIssuers, RFC 5280
+    4.2.2.1), as public CAs' do: root -> intermediate (naming the root's URL) -> leaves (each
+    naming the URLs it is given). Made with the openssl CLI; the files a CA's web server would
+    serve are in `served` (path -> bytes): /inter.der, /inter.pem, /inter.p7c (PKCS#7 with the
+    intermediate and the root), /root.der."""
+
+    def __init__(self, base, url_of):
+        self.dir = Path(base)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cnf = self.dir / "aia.cnf"
+        self.cnf.write_text(_AIA_CNF)
+        self.root_key = self._key("aia-root")
+        self.root = self.dir / "aia-root.pem"
+        run([OPENSSL, "req", "-config", self.cnf, "-x509", "-new", "-key", self.root_key,
+             "-subj", "/CN=aia test root", "-days", "30", "-extensions", "v3_root",
+             "-out", self.root])
+        self.inter_key = self._key("aia-inter")
+        self.inter = self._sign("aia-inter", "/CN=aia test intermediate", self.inter_key,
+                                self.root, self.root_key,
+                                "basicConstraints = critical,CA:TRUE,pathlen:0\n"
+                                "keyUsage = critical,keyCertSign,cRLSign\n"
+                                "subjectKeyIdentifier = hash\n"
+                                "authorityKeyIdentifier = keyid:always\n"
+                                "authorityInfoAccess = caIssuers;URI:%s\n" % url_of("/root.der"))
+        self.served = {
+            "/inter.der": self._der(self.inter),
+            "/inter.pem": self.inter.read_bytes(),
+            "/root.der": self._der(self.root),
+        }
+        p7 = self.dir / "aia-inter.p7c"
+        run([OPENSSL, "crl2pkcs7", "-nocrl", "-certfile", self.inter, "-certfile", self.root,
+             "-outform", "DER", "-out", p7])
+        self.served["/inter.p7c"] = p7.read_bytes()
+        # What a server that also sends its root has after the leaf.
+        self.inter_and_root = self.dir / "aia-inter-root.pem"
+        self.inter_and_root.write_text(self.inter.read_text() + self.root.read_text())
+
+    def _key(self, stem):
+        path = self.dir / (stem + ".key")
+        run([OPENSSL, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-out", path])
+        os.chmod(path, 0o600)
+        return path
+
+    def _der(self, pem):
+        out = pem.with_suffix(".der")
+        run([OPENSSL, "x509", "-in", pem, "-outform", "DER", "-out", out])
+        return out.read_bytes()
+
+    def _sign(self, stem, subj, key, ca, ca_key, ext_text):
+        csr = self.dir / (stem + ".csr")
+        run([OPENSSL, "req", "-config", self.cnf, "-new", "-key", key, "-subj", subj,
+             "-out", csr])
+        ext = self.dir / (stem + ".ext")
+        ext.write_text(ext_text)
+        out = self.dir / (stem + ".pem")
+        run([OPENSSL, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+             "-set_serial", "0x" + os.urandom(8).hex(), "-days", "30", "-extfile", ext,
+             "-out", out])
+        return out
+
+    def leaf(self, stem, aia_urls=(), name="example.test"):
+        """A leaf for `name` issued by the intermediate, naming `aia_urls` as caIssuers (none:
+        no AIA extension). Returns (certificate, key)."""
+        key = self._key(stem)
+        ext = ("basicConstraints = critical,CA:FALSE\n"
+               "keyUsage = critical,digitalSignature\n"
+               "extendedKeyUsage = serverAuth\n"
+               "subjectAltName = DNS:%s\n"
+               "subjectKeyIdentifier = hash\n"
+               "authorityKeyIdentifier = keyid:always\n" % name)
+        if aia_urls:
+            ext += "authorityInfoAccess = %s\n" % ",".join("caIssuers;URI:" + u
+                                                            for u in aia_urls)
+        return self._sign(stem, "/CN=" + name, key, self.inter, self.inter_key, ext), key
+
+
+class _AiaHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        srv = self.server.owner
+        srv.asked.append(self.path)
+        if self.path == "/hang":
+            # Took the request, never answers (until the test ends; bounded all the same).
+            srv.release.wait(30)
+            return
+        if self.path == "/huge":
+            chunk = b"\x30" * 65536
+            self.send_response(200)
+            self.send_header("Content-Type", "application/pkix-cert")
+            self.send_header("Content-Length", str(160 * len(chunk)))  # 10 MiB
+            self.end_headers()
+            try:
+                for _ in range(160):
+                    self.wfile.write(chunk)
+            except OSError:
+                pass  # the client stopped reading at its limit and closed
+            return
+        if self.path in srv.redirects:
+            self.send_response(302)
+            self.send_header("Location", srv.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = srv.files.get(self.path)
+        if body is None:
+            body = b"not here\n"
+            self.send_response(404)
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "application/pkix-cert")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+class AiaServer:
+    """A CA's plain-HTTP web server for AIA URLs, in threads of this process, on 127.0.0.1:
+    `files` (path -> bytes), `redirects` (path -> Location), /hang (reads the request, never
+    answers), /huge (10 MiB). `asked` lists the paths requested."""
+
+    def __init__(self):
+        self.files = {}
+        self.redirects = {}
+        self.asked = []
+        self.release = threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _AiaHandler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def stop(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 # ----------------------------------------------------------------------------------------------

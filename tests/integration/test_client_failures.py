@@ -156,17 +156,25 @@ def test_self_signed_trusted_explicitly_works(cpki, servers, state, tmp_path, mo
 
 
 @pytest.mark.parametrize("kind", ["s_server", "nginx"])
-def test_missing_intermediate(kind, cpki, servers, state, tmp_path, moat_bin, www):
-    # The server sends the leaf alone, although the intermediate issued it.
+def test_leaf_alone_without_aia_names_both_causes(kind, cpki, servers, state, tmp_path, moat_bin,
+                                                  www):
+    # The server sends the leaf alone, although the intermediate issued it. The leaf names no
+    # AIA URL to fetch its issuer from, so moat cannot tell a missing intermediate from an
+    # untrusted CA and names both (test_client_issuer.py has the cases it can tell apart).
     if kind == "s_server":
         s = s_server(tmp_path, cpki.good.leaf, cpki.good.key)
     else:
         s = nginx(tmp_path, www, cert=cpki.good.leaf, key=cpki.good.key)
     servers.append(s)
-    _, j, _ = expect(moat_bin, state, url(s.port) + ["--cafile", cpki.root], "certificate",
-                     "missing_intermediate",
-                     words=["sent only its own certificate", '"CN=moat test intermediate"'])
-    assert len(j.json["hops"][0]["tls"]["certificates_sent"]) == 1
+    g, j, _ = expect(moat_bin, state, url(s.port) + ["--cafile", cpki.root], "certificate",
+                     "unknown_issuer",
+                     words=['the issuer "CN=moat test intermediate" is not trusted or an '
+                            "intermediate is missing", "sent only its own certificate",
+                            "names no caIssuers URL"])
+    assert "full chain" in g.stderr and "--cafile FILE" in g.stderr, g
+    tls = j.json["hops"][0]["tls"]
+    assert len(tls["certificates_sent"]) == 1
+    assert tls["issuer_check"]["diagnosis"] == "undetermined"
 
 
 def test_wrong_key_usage(cpki, servers, state, tmp_path, moat_bin):
@@ -287,10 +295,17 @@ def test_client_certificate_rejected(case, cpki, servers, state, tmp_path, moat_
                         "        ssl_client_certificate %s;\n" % cpki.other_root)
         words = ["answered 400"]
     servers.append(s)
-    _, j, _ = expect(moat_bin, state, url(s.port) + ["--cafile", cpki.root, "--cert",
+    _, j, t = expect(moat_bin, state, url(s.port) + ["--cafile", cpki.root, "--cert",
                                                       cpki.client.chain, "--key", cpki.client.key],
                      "client_cert_rejected", words=words)
     assert j.json["hops"][0]["tls"]["client_certificate_sent"] is True
+    if case.startswith("s_server"):
+        # The note under the server's alert says what it meant here: about our certificate.
+        want = "the server refuses the client certificate: it does not trust the CA that issued"
+        notes = [m["note"] for m in j.json["hops"][0]["tls"]["messages"]
+                 if m["record"] == "alert" and m["direction"] == "server->client"]
+        assert notes and want in notes[0], notes
+        assert want in " ".join(t.text.replace("|", " ").split()), t
 
 
 @pytest.mark.parametrize("case", ["s_server", "nginx"])

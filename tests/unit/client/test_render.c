@@ -213,11 +213,99 @@ TEST_CASE(whole_trace_failure)
     free(r);
 }
 
+/* The fatal alert that ended a connection is glossed with what it meant there; other alerts,
+ * the other direction and warnings keep their generic words. */
+TEST_CASE(alert_gloss_says_what_it_meant_here)
+{
+    struct moat_client_hop *h = calloc(1, sizeof(*h));
+    h->version = TLS1_3_VERSION;
+    struct moat_trace_msg m = {0};
+    m.content_type = SSL3_RT_ALERT;
+    m.dir = MOAT_TRACE_OUT;
+    m.alert_level = 2;
+    m.alert_desc = 48; /* unknown_ca: generic words name an untrusted CA */
+    const char *generic = moat_client_render_note(&m, h->version);
+    EXPECT(generic != NULL && strstr(generic, "not trusted") != NULL);
+    EXPECT_STR(moat_client_render_hop_note(h, &m), generic);
+    snprintf(h->alert_gloss, sizeof(h->alert_gloss),
+             "the client refuses the certificate: the "
+             "server did not send the intermediate X");
+    h->alert_gloss_dir = MOAT_TRACE_OUT;
+    EXPECT_STR(moat_client_render_hop_note(h, &m), h->alert_gloss);
+    m.dir = MOAT_TRACE_IN;
+    EXPECT_STR(moat_client_render_hop_note(h, &m), generic);
+    m.dir = MOAT_TRACE_OUT;
+    m.alert_level = 1;
+    EXPECT_STR(moat_client_render_hop_note(h, &m), generic);
+    m.content_type = SSL3_RT_HANDSHAKE;
+    m.alert_level = 0;
+    m.hs_type = SSL3_MT_CLIENT_HELLO;
+    EXPECT(strstr(moat_client_render_hop_note(h, &m), "offers versions") != NULL);
+    free(h);
+}
+
+/* A trace whose issuer was looked up shows the fetch, the conclusion, the gloss under the
+ * client's alert instead of the generic words, and the lookup's message and fix. */
+TEST_CASE(whole_trace_issuer_lookup)
+{
+    struct moat_client_result *r = calloc(1, sizeof(*r));
+    struct moat_client_hop *h = &r->hops[0];
+    r->nhops = 1;
+    struct moat_err err = {0};
+    EXPECT_INT(moat_client_url_parse("https://leaf.test/", &h->url, &err).kind, MOAT_OK);
+    snprintf(h->peer, sizeof(h->peer), "192.0.2.1:443");
+    h->tcp_ok = 1;
+    h->stage = MOAT_STAGE_TLS;
+    h->version = TLS1_3_VERSION;
+    add(h, 1.0, MOAT_TRACE_OUT, 22, 1, 200);
+    add(h, 2.0, MOAT_TRACE_IN, 22, 2, 80);
+    add(h, 2.2, MOAT_TRACE_OUT, 21, -1, 2);
+    h->trace.msgs[2].alert_desc = 48;
+    moat_trace_finish(&h->trace, TLS1_3_VERSION);
+    h->cause = MOAT_CC_CERT;
+    h->vkind = MOAT_V_UNKNOWN_ISSUER;
+    h->verify_code = 20;
+    h->issuer_diag = MOAT_ISSUER_UNDETERMINED;
+    h->naia = 1;
+    snprintf(h->aia[0].url, sizeof(h->aia[0].url), "http://ca.test/i.der");
+    snprintf(h->aia[0].for_cert, sizeof(h->aia[0].for_cert), "CN=leaf.test");
+    snprintf(h->aia[0].error, sizeof(h->aia[0].error), "the server answered 404 Not Found");
+    h->aia[0].form = "";
+    h->aia[0].ms = 3.25;
+    snprintf(h->issuer_summary, sizeof(h->issuer_summary), "undetermined: SUMMARY");
+    snprintf(h->cert_message, sizeof(h->cert_message), "MESSAGE OVERRIDE");
+    snprintf(h->cert_fix, sizeof(h->cert_fix), "FIX OVERRIDE");
+    snprintf(h->detail, sizeof(h->detail), "DETAIL");
+    snprintf(h->alert_gloss, sizeof(h->alert_gloss), "GLOSS FOR THIS CASE");
+    h->alert_gloss_dir = MOAT_TRACE_OUT;
+    h->total_ms = 2.3;
+    char *text = render(r);
+    EXPECT(strstr(text, "|== ALERT unknown_ca (fatal)") != NULL);
+    EXPECT(strstr(text, "|    GLOSS FOR THIS CASE\n") != NULL);
+    EXPECT(strstr(text, moat_trace_alert_words(48)) == NULL);
+    EXPECT(strstr(text, "Issuer lookup (the certificate's AIA caIssuers URL") != NULL);
+    EXPECT(strstr(text, "fetched from http://ca.test/i.der") != NULL);
+    EXPECT(strstr(text, "failed after 3.2 ms: the server answered 404 Not Found") != NULL ||
+           strstr(text, "failed after 3.3 ms: the server answered 404 Not Found") != NULL);
+    EXPECT(strstr(text, "  result      undetermined: SUMMARY\n") != NULL);
+    EXPECT(strstr(text, "  cause  MESSAGE OVERRIDE\n") != NULL);
+    EXPECT(strstr(text, "  fix    FIX OVERRIDE\n") != NULL);
+    char line[256];
+    EXPECT_STR(moat_client_hop_cause_line(h, line, sizeof(line)),
+               "certificate unknown_issuer: DETAIL");
+    EXPECT_STR(moat_client_hop_fix(h), "FIX OVERRIDE");
+    free(text);
+    moat_client_result_clear(r);
+    free(r);
+}
+
 int main(void)
 {
     RUN(arrows);
     RUN(notes_mark_the_differences);
     RUN(whole_trace_success);
     RUN(whole_trace_failure);
+    RUN(alert_gloss_says_what_it_meant_here);
+    RUN(whole_trace_issuer_lookup);
     TEST_MAIN_END();
 }
