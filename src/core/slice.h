@@ -43,4 +43,17 @@ static inline int moat_slice_eq_lit_nocase(moat_slice a, const char *lit)
     return moat_slice_eq_nocase(a, moat_slice_cstr(lit));
 }
 
+/* Without the optional whitespace (SP, HTAB) around a field value (RFC 9110 §5.6.3). */
+static inline moat_slice moat_slice_trim_ows(moat_slice v)
+{
+    while (v.len > 0 && (v.p[0] == ' ' || v.p[0] == '\t')) {
+        v.p++;
+        v.len--;
+    }
+    while (v.len > 0 && (v.p[v.len - 1] == ' ' || v.p[v.len - 1] == '\t')) {
+        v.len--;
+    }
+    return v;
+}
+
 #endif

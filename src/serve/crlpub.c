@@ -8,6 +8,7 @@
  */
 #include "serve/crlpub.h"
 
+#include "core/etag.h"
 #include "core/fmt.h"
 #include "core/log.h"
 #include "core/path.h"
@@ -421,54 +422,6 @@ const struct moat_crlpub *moat_crlpub_find(const struct moat_crlpub_set *set,
     return plain ? any : NULL;
 }
 
-static moat_slice trim_ows(moat_slice v)
-{
-    while (v.len > 0 && (v.p[0] == ' ' || v.p[0] == '\t')) {
-        v.p++;
-        v.len--;
-    }
-    while (v.len > 0 && (v.p[v.len - 1] == ' ' || v.p[v.len - 1] == '\t')) {
-        v.len--;
-    }
-    return v;
-}
-
-/*
- * Does the If-None-Match list name our ETag? RFC 9110 §13.1.2 (weak comparison: "W/" is
- * ignored) and §13.1.2's "*" (we have a current representation). A malformed list matches
- * nothing, which only costs the client the full answer.
- */
-static int etag_matches(moat_slice v, const char *etag, size_t elen)
-{
-    size_t i = 0;
-    for (;;) {
-        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ',')) {
-            i++;
-        }
-        if (i >= v.len) {
-            return 0;
-        }
-        if (v.p[i] == '*') {
-            return 1;
-        }
-        if (v.len - i >= 2 && v.p[i] == 'W' && v.p[i + 1] == '/') {
-            i += 2;
-        }
-        if (i >= v.len || v.p[i] != '"') {
-            return 0;
-        }
-        const char *q = memchr(v.p + i + 1, '"', v.len - i - 1);
-        if (q == NULL) {
-            return 0;
-        }
-        size_t tl = (size_t)(q - (v.p + i)) + 1;
-        if (tl == elen && memcmp(v.p + i, etag, elen) == 0) {
-            return 1;
-        }
-        i += tl;
-    }
-}
-
 #define PUT(b, lit) moat_buf_append((b), (lit), sizeof(lit) - 1)
 
 static moat_rc put_header(struct moat_buf *b, const char *name, const char *v, size_t vlen)
@@ -532,10 +485,11 @@ moat_rc moat_crlpub_respond(const struct moat_crlpub *p, int method_id, moat_sli
     }
     /* RFC 9110 §13.1.3: If-Modified-Since counts only without If-None-Match. */
     int not_modified = 0;
-    moat_slice inm = trim_ows(if_none_match), ims = trim_ows(if_modified_since);
+    moat_slice inm = moat_slice_trim_ows(if_none_match),
+               ims = moat_slice_trim_ows(if_modified_since);
     time_t t = 0;
     if (inm.len > 0) {
-        not_modified = etag_matches(inm, p->etag, p->etag_len);
+        not_modified = moat_etag_list_match(inm, p->etag, p->etag_len, 1);
     } else if (ims.len > 0 && moat_ok(moat_httpdate_parse(ims.p, ims.len, &t))) {
         not_modified = p->this_update <= t;
     }

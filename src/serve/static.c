@@ -11,6 +11,7 @@
  */
 #include "serve/static.h"
 
+#include "core/etag.h"
 #include "core/fmt.h"
 
 #include "core/httpdate.h"
@@ -351,18 +352,6 @@ static int is_hidden(const char *p, size_t n)
 
 /* ---- validators, conditionals, ranges ---- */
 
-static moat_slice trim_ows(moat_slice s)
-{
-    while (s.len > 0 && (s.p[0] == ' ' || s.p[0] == '\t')) {
-        s.p++;
-        s.len--;
-    }
-    while (s.len > 0 && (s.p[s.len - 1] == ' ' || s.p[s.len - 1] == '\t')) {
-        s.len--;
-    }
-    return s;
-}
-
 /* Strong ETag "<inode>-<size>-<mtime ns>" in hex, quoted. Changes when the file
  * is replaced (inode), truncated or appended to (size), or rewritten in place
  * (mtime, nanoseconds). */
@@ -382,51 +371,6 @@ static size_t make_etag(char *out, const struct stat *st)
 }
 
 /*
- * Does the If-None-Match list hold our ETag? RFC 9110 §13.1.2: weak comparison,
- * so "W/" is ignored; "*" matches any current representation. A malformed list
- * matches nothing (the condition then just fails to short-cut, which is always
- * safe: the full answer goes out).
- */
-static int etag_list_match(moat_slice v, const char *etag, size_t elen, int weak)
-{
-    size_t i = 0;
-    for (;;) {
-        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ',')) {
-            i++;
-        }
-        if (i >= v.len) {
-            return 0;
-        }
-        if (v.p[i] == '*') {
-            return 1;
-        }
-        int is_weak = 0;
-        if (v.len - i >= 2 && v.p[i] == 'W' && v.p[i + 1] == '/') {
-            is_weak = 1;
-            i += 2;
-        }
-        if (i >= v.len || v.p[i] != '"') {
-            return 0;
-        }
-        const char *close_q = memchr(v.p + i + 1, '"', v.len - i - 1);
-        if (close_q == NULL) {
-            return 0;
-        }
-        size_t tl = (size_t)(close_q - (v.p + i)) + 1;
-        if ((weak || !is_weak) && tl == elen && memcmp(v.p + i, etag, elen) == 0) {
-            return 1;
-        }
-        i += tl;
-        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t')) {
-            i++;
-        }
-        if (i < v.len && v.p[i] != ',') {
-            return 0;
-        }
-    }
-}
-
-/*
  * RFC 9110 §13.1.5: a Range is honoured only if If-Range (when present) still
  * matches: an entity-tag by strong comparison, or a date equal to
  * Last-Modified, which itself must be strong, i.e. at least a second older than
@@ -436,7 +380,7 @@ static int etag_list_match(moat_slice v, const char *etag, size_t elen, int weak
 static int if_range_holds(moat_slice raw, const char *etag, size_t elen, time_t lm, int lm_ok,
                           time_t now)
 {
-    moat_slice v = trim_ows(raw);
+    moat_slice v = moat_slice_trim_ows(raw);
     if (v.len == 0) {
         return 1;
     }
@@ -479,7 +423,7 @@ enum range_result {
  * amplification vector. */
 static enum range_result parse_range(moat_slice raw, uint64_t size, uint64_t *first, uint64_t *last)
 {
-    moat_slice v = trim_ows(raw);
+    moat_slice v = moat_slice_trim_ows(raw);
     static const char unit[] = "bytes=";
     size_t un = sizeof(unit) - 1;
     /* §14.1: range units are case-insensitive. */
@@ -586,9 +530,9 @@ static moat_rc serve_file(const struct moat_static_req *req, struct moat_static_
      * when it is not a valid date. */
     int not_modified = 0;
     if (req->if_none_match.len > 0) {
-        not_modified = etag_list_match(req->if_none_match, etag, elen, 1);
+        not_modified = moat_etag_list_match(req->if_none_match, etag, elen, 1);
     } else if (req->if_modified_since.len > 0 && lm_ok) {
-        moat_slice ims = trim_ows(req->if_modified_since);
+        moat_slice ims = moat_slice_trim_ows(req->if_modified_since);
         time_t t;
         if (moat_ok(moat_httpdate_parse(ims.p, ims.len, &t))) {
             not_modified = lm <= t;

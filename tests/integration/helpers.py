@@ -57,6 +57,12 @@ def wait_for(pred, timeout, interval=0.05):
         time.sleep(interval)
 
 
+def log_after(m, mark, pattern, timeout=5.0):
+    """The first match of `pattern` in a server's stderr written after offset `mark` (a length
+    of m.stderr() taken before the action), waiting up to `timeout` for it."""
+    return wait_for(lambda: re.search(pattern, m.stderr()[mark:]), timeout)
+
+
 def clean_env(extra=None):
     """The environment for clients: no proxies (curl must talk to loopback directly)."""
     env = {

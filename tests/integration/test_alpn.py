@@ -5,11 +5,7 @@ what it offered. Checked with curl and openssl s_client.
 
 import re
 
-from helpers import curl, s_client, s_client_text, wait_for
-
-
-def log_after(m, mark, pattern, timeout=5.0):
-    return wait_for(lambda: re.search(pattern, m.stderr()[mark:]), timeout)
+from helpers import curl, log_after, s_client, s_client_text, wait_for
 
 
 def alpn_of(text):

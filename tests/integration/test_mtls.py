@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import Conn, Moat, curl, make_www, run, wait_for
+from helpers import Conn, Moat, curl, log_after, make_www, run, wait_for
 from mtls_helpers import (ClientCa, alert_in, curl_args, http_status, s_client_mtls,
                           tls_context)
 
@@ -125,11 +125,6 @@ def get(m, pki, sni, cert=None, path="/", host=None, maxv=None):
     """One request over Python's ssl with an optional client certificate."""
     with Conn(m.port, sni=sni, context=tls_context(pki.root, cert, maxv)) as c:
         return c.request(path, host=host or sni)
-
-
-def log_after(m, mark, pattern, timeout=5.0):
-    """The first match of `pattern` in the server's stderr written after offset `mark`."""
-    return wait_for(lambda: re.search(pattern, m.stderr()[mark:]), timeout)
 
 
 def refused_at_handshake(text):

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import Closed, Conn, Moat, curl, free_port, make_www, wait_for
+from helpers import Closed, Conn, Moat, curl, free_port, log_after, make_www, wait_for
 from mtls_helpers import ClientCa, curl_args, tls_context
 from origin import Origin, body_bytes, server_context
 
@@ -179,10 +179,6 @@ def fields(e, name):
 
 def names(e):
     return [k.lower() for k, _ in e["headers"]]
-
-
-def log_after(m, mark, pattern, timeout=5.0):
-    return wait_for(lambda: re.search(pattern, m.stderr()[mark:]), timeout)
 
 
 def curl_front(front, pki, tmp_path, site, path, *args, cert=None):

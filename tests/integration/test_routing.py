@@ -11,11 +11,7 @@ import re
 import pytest
 
 from conftest import _finish
-from helpers import Conn, Moat, curl, wait_for
-
-
-def log_after(m, mark, pattern, timeout=5.0):
-    return wait_for(lambda: re.search(pattern, m.stderr()[mark:]), timeout)
+from helpers import Conn, Moat, curl, log_after, wait_for
 
 
 @pytest.fixture(scope="module")

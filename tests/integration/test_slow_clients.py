@@ -11,14 +11,10 @@ import time
 import pytest
 
 from conftest import _finish
-from helpers import Conn, Moat, build_request, wait_for
+from helpers import Conn, Moat, build_request, log_after, wait_for
 from origin import Origin
 
 H = b"Host: example.test\r\n"
-
-
-def log_after(m, mark, pattern, timeout=5.0):
-    return wait_for(lambda: re.search(pattern, m.stderr()[mark:]), timeout)
 
 
 @pytest.fixture(scope="module")
