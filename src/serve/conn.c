@@ -7,12 +7,12 @@
  */
 #include "serve/conn.h"
 
-#include "core/fmt.h"
-#include "core/httpdate.h"
 #include "core/log.h"
 #include "core/path.h"
 #include "core/sock.h"
+#include "http/status.h"
 #include "http1/parse.h"
+#include "http1/write.h"
 #include "serve/accesslog.h"
 #include "serve/crlpub.h"
 #include "serve/internal.h"
@@ -42,8 +42,6 @@
 #define OUT_LIMIT (4 * 1024 * 1024)
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1024 * 1024)
-
-static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 static void conn_run(struct moat_conn *c);
 static void on_event(struct moat_watch *w, uint32_t events);
@@ -114,86 +112,6 @@ static void begin_write(struct moat_conn *c)
     c->state = MOAT_CONN_WRITE;
     phase_start(c);
     arm(c, conf_of(c)->write_timeout_ms);
-}
-
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 204:
-        return "No Content";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 304:
-        return "Not Modified";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 416:
-        return "Range Not Satisfiable";
-    case 417:
-        return "Expectation Failed";
-    case 421:
-        return "Misdirected Request";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 504:
-        return "Gateway Timeout";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 307:
-        return "Temporary Redirect";
-    case 401:
-        return "Unauthorized";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 412:
-        return "Precondition Failed";
-    case 415:
-        return "Unsupported Media Type";
-    case 422:
-        return "Unprocessable Content";
-    case 429:
-        return "Too Many Requests";
-    case 501:
-        return "Not Implemented";
-    case 503:
-        return "Service Unavailable";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Unknown";
-    }
 }
 
 /* ---- buffers ---------------------------------------------------------------------------- */
@@ -296,11 +214,6 @@ static void start_linger(struct moat_conn *c)
 
 /* ---- responses -------------------------------------------------------------------------- */
 
-static int is_bodyless(int status)
-{
-    return status == 204 || status == 304 || (status >= 100 && status < 200);
-}
-
 static const struct moat_hdr_set *hdr_set_of(const struct moat_conn *c)
 {
     if (c->hdrs != NULL) {
@@ -309,14 +222,10 @@ static const struct moat_hdr_set *hdr_set_of(const struct moat_conn *c)
     return c->site != NULL && c->site->hdrs.nsets > 0 ? &c->site->hdrs.sets[0] : NULL;
 }
 
-/* Server and the handler's lines, less the fields the `header` rules replace or remove. */
+/* The handler's lines, less the fields the `header` rules replace or remove. */
 static moat_rc append_kept(struct moat_buf *o, const struct moat_hdr_set *hs,
                            const struct moat_buf *extra)
 {
-    MOAT_TRY(moat_buf_append(o, "\r\n", 2));
-    if (!moat_hdr_set_drops(hs, MOAT_SLICE_LIT("server"))) {
-        MOAT_TRY(moat_buf_append(o, "Server: moat\r\n", 14));
-    }
     const char *p = extra ? moat_buf_rdptr(extra) : NULL,
                *end = p + (extra ? moat_buf_len(extra) : 0);
     while (p != NULL && p < end) {
@@ -341,48 +250,29 @@ static moat_rc build_response(struct moat_conn *c, int status, const struct moat
     if (!buf_acquire(c, o)) {
         return moat_rc_of(MOAT_E_NOMEM);
     }
-    /* Assembled with copies, not printf: formatting the head with vsnprintf was 18% of the
-     * instructions of a keep-alive request (callgrind, bench/README.md). */
-    char line[64];
-    size_t n = 0;
-    memcpy(line, "HTTP/1.1 ", 9);
-    n = 9 + moat_fmt_dec(line + 9, (uint64_t)(status < 100 || status > 999 ? 500 : status));
-    line[n++] = ' ';
-    MOAT_TRY(moat_buf_append(o, line, n));
-    const char *reason = reason_of(status);
-    MOAT_TRY(moat_buf_append(o, reason, strlen(reason)));
-    MOAT_TRY(moat_buf_append(o, "\r\nDate: ", 8));
-    MOAT_TRY(moat_buf_append(o, moat_httpdate_now(time(NULL)), MOAT_HTTPDATE_LEN));
     const struct moat_hdr_set *hs = hdr_set_of(c);
-    if (hs == NULL || hs->ndrop == 0) {
-        MOAT_TRY(moat_buf_append(o, "\r\nServer: moat\r\n", 16));
-        if (extra != NULL) {
-            MOAT_TRY(moat_buf_append(o, moat_buf_rdptr(extra), moat_buf_len(extra)));
-        }
-    } else {
+    int server = hs == NULL || !moat_hdr_set_drops(hs, MOAT_SLICE_LIT("server"));
+    MOAT_TRY(moat_h1_head_begin(o, status, time(NULL), server));
+    if (extra != NULL && (hs == NULL || hs->ndrop == 0)) {
+        MOAT_TRY(moat_buf_append(o, moat_buf_rdptr(extra), moat_buf_len(extra)));
+    } else if (extra != NULL) {
         MOAT_TRY(append_kept(o, hs, extra));
     }
     if (hs != NULL) {
         MOAT_TRY(moat_buf_append(o, hs->own, hs->own_len));
     }
-    if (!is_bodyless(status)) {
-        memcpy(line, "Content-Length: ", 16);
-        n = 16 + moat_fmt_dec(line + 16, content_length);
-        line[n++] = '\r';
-        line[n++] = '\n';
-        MOAT_TRY(moat_buf_append(o, line, n));
-    }
     if (!c->plain && c->site != NULL && c->site->hsts_len > 0) {
         MOAT_TRY(moat_buf_append(o, c->site->hsts, c->site->hsts_len));
     }
-    if (!c->keep_alive) {
-        MOAT_TRY(moat_buf_append(o, "Connection: close\r\n", 19));
-    } else if (minor == 0) {
-        MOAT_TRY(moat_buf_append(o, "Connection: keep-alive\r\n", 24));
-    }
-    MOAT_TRY(moat_buf_append(o, "\r\n", 2));
+    MOAT_TRY(moat_h1_head_end(
+        o, moat_http_status_bodyless(status) ? MOAT_H1_FRAME_NONE : MOAT_H1_FRAME_LENGTH,
+        content_length,
+        !c->keep_alive ? MOAT_H1_CONN_CLOSE
+        : minor == 0   ? MOAT_H1_CONN_KEEP_ALIVE
+                       : MOAT_H1_CONN_DEFAULT));
     c->status = status;
-    if (!head_only && body != NULL && moat_buf_len(body) > 0 && !is_bodyless(status)) {
+    if (!head_only && body != NULL && moat_buf_len(body) > 0 &&
+        !moat_http_status_bodyless(status)) {
         MOAT_TRY(moat_buf_append(o, moat_buf_rdptr(body), moat_buf_len(body)));
         c->bytes_sent = moat_buf_len(body);
     }
@@ -405,7 +295,7 @@ static void respond_error(struct moat_conn *c, int status, int minor)
     c->out.rd = c->out.wr = 0;
     char page[256];
     int n = snprintf(page, sizeof(page), "<!doctype html>\n<title>%d %s</title>\n<h1>%d %s</h1>\n",
-                     status, reason_of(status), status, reason_of(status));
+                     status, moat_http_reason(status), status, moat_http_reason(status));
     struct moat_buf body = {
         .base = page, .cap = sizeof(page), .rd = 0, .wr = (size_t)n, .limit = sizeof(page)};
     static const char ctype[] = "Content-Type: text/html; charset=utf-8\r\n";
@@ -665,7 +555,10 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         const char *why = client_path_refusal(c, r->path);
         if (why != NULL) {
             if (has_body) {
-                c->keep_alive = 0; /* the unread body must not be taken for the next request */
+                /* The unread body must not be taken for the next request; the lingering
+                 * close drops what of it still comes. */
+                c->keep_alive = 0;
+                c->error_close = 1;
             }
             moat_buf_consume(&c->in, r->head_len);
             respond_forbidden(c, why, r->minor);
@@ -713,7 +606,7 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         status = res.status;
         content_length = res.length;
         if (moat_ok(rc) && res.fd >= 0) {
-            if (r->method_id == MOAT_H1_M_HEAD || is_bodyless(status)) {
+            if (r->method_id == MOAT_H1_M_HEAD || moat_http_status_bodyless(status)) {
                 close(res.fd);
             } else {
                 c->file_fd = res.fd;
@@ -1001,11 +894,11 @@ static int step_read_body(struct moat_conn *c)
 {
     if (c->send_continue) {
         size_t n;
-        moat_rc rc = moat_io_write(&c->io, CONTINUE_100, sizeof(CONTINUE_100) - 1, &n);
+        moat_rc rc = moat_io_write(&c->io, MOAT_H1_CONTINUE, MOAT_H1_CONTINUE_LEN, &n);
         if (rc.kind == MOAT_E_AGAIN) {
             return 0;
         }
-        if (!moat_ok(rc) || n != sizeof(CONTINUE_100) - 1) {
+        if (!moat_ok(rc) || n != MOAT_H1_CONTINUE_LEN) {
             moat_conn_close(c);
             return 0;
         }
@@ -1321,9 +1214,4 @@ void moat_serve__response_done(struct moat_conn *c)
 const struct moat_hdr_set *moat_serve__headers(const struct moat_conn *c)
 {
     return hdr_set_of(c);
-}
-
-const char *moat_serve__reason(int status)
-{
-    return reason_of(status);
 }

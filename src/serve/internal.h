@@ -32,7 +32,5 @@ void moat_serve__respond_error(struct moat_conn *c, int status, int minor);
 void moat_serve__response_done(struct moat_conn *c);
 /* The `header` rules that apply to the current answer (NULL: none at all). */
 const struct moat_hdr_set *moat_serve__headers(const struct moat_conn *c);
-/* "OK", "Not Found"... */
-const char *moat_serve__reason(int status);
 
 #endif

@@ -9,10 +9,10 @@
  */
 #include "serve/proxy.h"
 
-#include "core/httpdate.h"
 #include "core/log.h"
 #include "core/sock.h"
 #include "http1/chunked.h"
+#include "http1/write.h"
 #include "serve/conf.h"
 #include "serve/conn.h"
 #include "serve/headers.h"
@@ -282,14 +282,11 @@ static moat_rc build_request(struct moat_conn *c, struct moat_proxy *px,
     moat_slice target = r->target;
     if (r->target_form == MOAT_H1_T_ABSOLUTE) {
         /* The origin gets origin-form (RFC 9112 §3.2.1). */
-        MOAT_TRY(moat_buf_printf(b, "%.*s %.*s%s%.*s HTTP/1.1\r\n", MOAT_SLICE_FMT(r->method),
-                                 MOAT_SLICE_FMT(r->path), r->query.len ? "?" : "",
-                                 MOAT_SLICE_FMT(r->query)));
+        MOAT_TRY(moat_h1_head_request(b, r->method, r->path, r->query));
     } else {
-        MOAT_TRY(moat_buf_printf(b, "%.*s %.*s HTTP/1.1\r\n", MOAT_SLICE_FMT(r->method),
-                                 MOAT_SLICE_FMT(target)));
+        MOAT_TRY(moat_h1_head_request(b, r->method, target, MOAT_SLICE_NULL));
     }
-    MOAT_TRY(moat_buf_printf(b, "Host: %.*s\r\n", MOAT_SLICE_FMT(r->host)));
+    MOAT_TRY(moat_h1_head_field(b, MOAT_SLICE_LIT("Host"), r->host));
     moat_slice tokens[16];
     size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
     for (size_t i = 0; i < r->nfields; i++) {
@@ -297,8 +294,7 @@ static moat_rc build_request(struct moat_conn *c, struct moat_proxy *px,
         if (dropped_field(f->name, px->t->prefix, tokens, ntokens)) {
             continue;
         }
-        MOAT_TRY(moat_buf_printf(b, "%.*s: %.*s\r\n", MOAT_SLICE_FMT(f->name),
-                                 MOAT_SLICE_FMT(f->value)));
+        MOAT_TRY(moat_h1_head_field(b, f->name, f->value));
     }
     /* moat is the edge: what the client claims about earlier hops is not forwarded. */
     MOAT_TRY(moat_buf_printf(b,
@@ -308,13 +304,10 @@ static moat_rc build_request(struct moat_conn *c, struct moat_proxy *px,
     if (!c->plain && c->site->conf->client_auth != 0) {
         MOAT_TRY(identity_fields(c, b, px->t->prefix));
     }
-    if (r->body == MOAT_H1_BODY_CHUNKED) {
-        MOAT_TRY(moat_buf_printf(b, "Transfer-Encoding: chunked\r\n"));
-    } else if (r->body == MOAT_H1_BODY_LENGTH) {
-        MOAT_TRY(
-            moat_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)r->content_length));
-    }
-    return moat_buf_printf(b, "Connection: close\r\n\r\n");
+    enum moat_h1_frame frame = r->body == MOAT_H1_BODY_CHUNKED  ? MOAT_H1_FRAME_CHUNKED
+                               : r->body == MOAT_H1_BODY_LENGTH ? MOAT_H1_FRAME_LENGTH
+                                                                : MOAT_H1_FRAME_NONE;
+    return moat_h1_head_end(b, frame, r->content_length, MOAT_H1_CONN_CLOSE);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
@@ -501,13 +494,7 @@ static int take_body(struct moat_conn *c, struct moat_proxy *px)
         moat_h1_chunked_decode(&px->bdec, moat_buf_rdptr(&c->in), len, &consumed, &produced);
     moat_rc rc = MOAT_RC_OK;
     if (produced > 0) {
-        rc = moat_buf_printf(&px->req, "%zx\r\n", produced);
-        if (moat_ok(rc)) {
-            rc = moat_buf_append(&px->req, moat_buf_rdptr(&c->in), produced);
-        }
-        if (moat_ok(rc)) {
-            rc = moat_buf_append(&px->req, "\r\n", 2);
-        }
+        rc = moat_h1_chunk(&px->req, moat_buf_rdptr(&c->in), produced);
     }
     moat_buf_consume(&c->in, consumed);
     c->phase_bytes += consumed;
@@ -516,7 +503,7 @@ static int take_body(struct moat_conn *c, struct moat_proxy *px)
     }
     if (st == MOAT_H1_DONE) {
         px->body_done = 1;
-        if (!moat_ok(moat_buf_append(&px->req, "0\r\n\r\n", 5))) {
+        if (!moat_ok(moat_h1_chunk_last(&px->req))) {
             return fail(c, 500, "out of memory");
         }
     } else if (st != MOAT_H1_AGAIN) {
@@ -531,13 +518,12 @@ static int take_body(struct moat_conn *c, struct moat_proxy *px)
 static int step_body(struct moat_conn *c, struct moat_proxy *px)
 {
     if (px->send_continue) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         size_t n;
-        moat_rc rc = moat_io_write(&c->io, cont, sizeof(cont) - 1, &n);
+        moat_rc rc = moat_io_write(&c->io, MOAT_H1_CONTINUE, MOAT_H1_CONTINUE_LEN, &n);
         if (rc.kind == MOAT_E_AGAIN) {
             return 0;
         }
-        if (!moat_ok(rc) || n != sizeof(cont) - 1) {
+        if (!moat_ok(rc) || n != MOAT_H1_CONTINUE_LEN) {
             moat_proxy_free(c);
             moat_conn_close(c);
             return 0;
@@ -658,10 +644,8 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
         c->keep_alive = 0; /* an HTTP/1.0 client learns the end by the close */
     }
     const struct moat_hdr_set *hs = moat_serve__headers(c);
-    moat_rc rc =
-        moat_buf_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n%s", status, moat_serve__reason(status),
-                        moat_httpdate_now(time(NULL)),
-                        moat_hdr_set_drops(hs, MOAT_SLICE_LIT("server")) ? "" : "Server: moat\r\n");
+    moat_rc rc = moat_h1_head_begin(o, status, time(NULL),
+                                    !moat_hdr_set_drops(hs, MOAT_SLICE_LIT("server")));
     moat_slice tokens[16];
     size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
     for (size_t i = 0; moat_ok(rc) && i < r->nfields; i++) {
@@ -676,21 +660,15 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
         if (moat_hdr_set_drops(hs, f->name)) {
             continue; /* a `header` rule sets or removes it */
         }
-        rc =
-            moat_buf_printf(o, "%.*s: %.*s\r\n", MOAT_SLICE_FMT(f->name), MOAT_SLICE_FMT(f->value));
+        rc = moat_h1_head_field(o, f->name, f->value);
     }
-    if (moat_ok(rc) && px->framing == MOAT_H1_BODY_LENGTH) {
-        rc = moat_buf_printf(o, "Content-Length: %llu\r\n", (unsigned long long)r->content_length);
-    } else if (moat_ok(rc) && bodyless && px->head_req) {
+    if (moat_ok(rc) && bodyless && px->head_req) {
         /* HEAD: the origin's length describes the GET answer; pass it on. */
         const struct moat_h1_field *cl =
             moat_h1_field_find(r->fields, r->nfields, "content-length");
         if (cl != NULL) {
-            rc = moat_buf_printf(o, "Content-Length: %.*s\r\n", MOAT_SLICE_FMT(cl->value));
+            rc = moat_h1_head_field(o, MOAT_SLICE_LIT("Content-Length"), cl->value);
         }
-    }
-    if (moat_ok(rc) && px->chunk_out) {
-        rc = moat_buf_printf(o, "Transfer-Encoding: chunked\r\n");
     }
     if (moat_ok(rc) && !c->plain && c->site->hsts_len > 0 &&
         moat_h1_field_find(r->fields, r->nfields, "strict-transport-security") == NULL) {
@@ -699,11 +677,12 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
     if (moat_ok(rc) && hs != NULL) {
         rc = moat_buf_append(o, hs->proxied, hs->proxied_len);
     }
-    if (moat_ok(rc) && !c->keep_alive) {
-        rc = moat_buf_printf(o, "Connection: close\r\n");
-    }
     if (moat_ok(rc)) {
-        rc = moat_buf_append(o, "\r\n", 2);
+        enum moat_h1_frame frame = px->framing == MOAT_H1_BODY_LENGTH ? MOAT_H1_FRAME_LENGTH
+                                   : px->chunk_out                    ? MOAT_H1_FRAME_CHUNKED
+                                                                      : MOAT_H1_FRAME_NONE;
+        rc = moat_h1_head_end(o, frame, r->content_length,
+                              c->keep_alive ? MOAT_H1_CONN_DEFAULT : MOAT_H1_CONN_CLOSE);
     }
     if (!moat_ok(rc)) {
         c->out.rd = c->out.wr = 0;
@@ -772,14 +751,12 @@ static moat_rc emit(struct moat_conn *c, struct moat_proxy *px, const char *p, s
     if (!px->chunk_out) {
         return moat_buf_append(&c->out, p, n);
     }
-    MOAT_TRY(moat_buf_printf(&c->out, "%zx\r\n", n));
-    MOAT_TRY(moat_buf_append(&c->out, p, n));
-    return moat_buf_append(&c->out, "\r\n", 2);
+    return moat_h1_chunk(&c->out, p, n);
 }
 
 static int finish(struct moat_conn *c, struct moat_proxy *px)
 {
-    if (px->chunk_out && !moat_ok(moat_buf_append(&c->out, "0\r\n\r\n", 5))) {
+    if (px->chunk_out && !moat_ok(moat_h1_chunk_last(&c->out))) {
         moat_proxy_free(c);
         moat_conn_close(c);
         return 0;

@@ -11,6 +11,8 @@
  */
 #include "serve/static.h"
 
+#include "http/status.h"
+
 #include "core/etag.h"
 #include "core/fmt.h"
 
@@ -148,28 +150,6 @@ static moat_rc put_html(struct moat_buf *b, const char *s, size_t n)
 
 /* ---- answers without a file ---- */
 
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 301:
-        return "Moved Permanently";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 416:
-        return "Range Not Satisfiable";
-    case 500:
-        return "Internal Server Error";
-    default:
-        return "Error";
-    }
-}
-
 /* A small fixed page: status and reason only, never the path (it may be an
  * attacker's string, and the file system layout is nobody's business). */
 static moat_rc error_page(struct moat_static_res *res, struct moat_buf *hdrs, struct moat_buf *body,
@@ -182,7 +162,7 @@ static moat_rc error_page(struct moat_static_res *res, struct moat_buf *hdrs, st
     size_t before = moat_buf_len(body);
     char code[4];
     size_t cn = moat_fmt_dec(code, (uint64_t)status);
-    const char *reason = reason_of(status);
+    const char *reason = moat_http_reason(status);
     MOAT_TRY(PUT_LIT(body, "<!DOCTYPE html>\n<html><head><title>"));
     MOAT_TRY(moat_buf_append(body, code, cn));
     MOAT_TRY(PUT_LIT(body, " "));
