@@ -615,39 +615,6 @@ static size_t line_end(const struct head *h, size_t p)
     return (size_t)(nl - h->buf) - 1;
 }
 
-static enum moat_h1_method method_id(moat_slice m)
-{
-#define M(lit, id)                                                                                 \
-    if (m.len == sizeof(lit) - 1 && memcmp(m.p, lit, sizeof(lit) - 1) == 0) {                      \
-        return id;                                                                                 \
-    }
-    switch (m.len) {
-    case 3:
-        M("GET", MOAT_H1_M_GET);
-        M("PUT", MOAT_H1_M_PUT);
-        break;
-    case 4:
-        M("HEAD", MOAT_H1_M_HEAD);
-        M("POST", MOAT_H1_M_POST);
-        break;
-    case 5:
-        M("TRACE", MOAT_H1_M_TRACE);
-        M("PATCH", MOAT_H1_M_PATCH);
-        break;
-    case 6:
-        M("DELETE", MOAT_H1_M_DELETE);
-        break;
-    case 7:
-        M("OPTIONS", MOAT_H1_M_OPTIONS);
-        M("CONNECT", MOAT_H1_M_CONNECT);
-        break;
-    default:
-        break;
-    }
-#undef M
-    return MOAT_H1_M_OTHER;
-}
-
 /* Split "path?query" (already checked to be visible ASCII without '#'). */
 static void split_query(moat_slice t, moat_slice *path, moat_slice *query)
 {
@@ -668,7 +635,7 @@ static void split_query(moat_slice t, moat_slice *path, moat_slice *query)
 static enum moat_h1_status parse_target(struct head *h, struct moat_h1_req *r, size_t pos)
 {
     moat_slice t = r->target;
-    if (r->method_id == MOAT_H1_M_CONNECT) {
+    if (r->method_id == MOAT_HTTP_M_CONNECT) {
         /* §3.2.3: CONNECT takes authority-form only, with a port */
         if (!host_valid(t.p, t.len, 1)) {
             return fail(h, MOAT_H1_E_BAD, pos, "CONNECT needs host:port as target");
@@ -686,7 +653,7 @@ static enum moat_h1_status parse_target(struct head *h, struct moat_h1_req *r, s
     }
     if (t.len == 1 && t.p[0] == '*') {
         /* §3.2.4: asterisk-form is only for a server-wide OPTIONS */
-        if (r->method_id != MOAT_H1_M_OPTIONS) {
+        if (r->method_id != MOAT_HTTP_M_OPTIONS) {
             return fail(h, MOAT_H1_E_BAD, pos, "'*' target is only for OPTIONS");
         }
         r->target_form = MOAT_H1_T_ASTERISK;
@@ -737,7 +704,7 @@ static enum moat_h1_status parse_request_line(struct head *h, struct moat_h1_req
         return fail(h, MOAT_H1_E_BAD, i, "invalid method");
     }
     r->method = moat_slice_of(b + h->start, i - h->start);
-    r->method_id = method_id(r->method);
+    r->method_id = moat_http_method_of(r->method);
     size_t t0 = ++i;
     i = skip_target(b, i, e);
     while (i < e && IS(b[i], C_TARGET)) {
@@ -835,7 +802,7 @@ static size_t skip_empty_lines(const char *buf, size_t len)
 void moat_h1_req_init(struct moat_h1_req *r)
 {
     r->method = MOAT_SLICE_NULL;
-    r->method_id = MOAT_H1_M_OTHER;
+    r->method_id = MOAT_HTTP_M_OTHER;
     r->target = MOAT_SLICE_NULL;
     r->target_form = MOAT_H1_T_ORIGIN;
     r->path = MOAT_SLICE_NULL;

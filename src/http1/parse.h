@@ -16,6 +16,7 @@
 #define MOAT_HTTP1_PARSE_H
 
 #include "core/slice.h"
+#include "http/method.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -40,21 +41,6 @@ enum moat_h1_status {
 int moat_h1_status_code(enum moat_h1_status s);
 /* A static English name for logs and tests ("bad request", "again"...). */
 const char *moat_h1_status_name(enum moat_h1_status s);
-
-/* Methods are case-sensitive (RFC 9110 §9.1): "get" is a valid token method, but not GET. */
-enum moat_h1_method {
-    MOAT_H1_M_OTHER = 0, /* any other valid token: parsed fine, the router decides (405/501) */
-    MOAT_H1_M_GET,
-    MOAT_H1_M_HEAD,
-    MOAT_H1_M_POST,
-    MOAT_H1_M_PUT,
-    MOAT_H1_M_DELETE,
-    MOAT_H1_M_OPTIONS,
-    MOAT_H1_M_CONNECT,
-    MOAT_H1_M_TRACE,
-    MOAT_H1_M_PATCH,
-    MOAT_H1_M_COUNT /* keep last */
-};
 
 /* How the message body is framed (RFC 9112 §6.3). */
 enum moat_h1_body {
@@ -100,7 +86,7 @@ void moat_h1_limits_default(struct moat_h1_limits *l);
  */
 struct moat_h1_req {
     moat_slice method; /* a token, as sent */
-    enum moat_h1_method method_id;
+    enum moat_http_method method_id;
     moat_slice target;                    /* as sent */
     enum moat_h1_target_form target_form; /* added: which of the four forms */
     /* origin-form: target up to '?'; absolute-form: the URI's path ("/" from a static string

@@ -587,7 +587,7 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
     } else if (c->plain) {
         status = 308;
         rc = redirect_to_https(c, r, extra);
-    } else if (r->method_id == MOAT_H1_M_OPTIONS && r->target.len == 1 && r->target.p[0] == '*') {
+    } else if (r->method_id == MOAT_HTTP_M_OPTIONS && r->target.len == 1 && r->target.p[0] == '*') {
         status = 204;
         rc = moat_buf_printf(extra, "Allow: GET, HEAD, OPTIONS\r\n");
     } else {
@@ -606,7 +606,7 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         status = res.status;
         content_length = res.length;
         if (moat_ok(rc) && res.fd >= 0) {
-            if (r->method_id == MOAT_H1_M_HEAD || moat_http_status_bodyless(status)) {
+            if (r->method_id == MOAT_HTTP_M_HEAD || moat_http_status_bodyless(status)) {
                 close(res.fd);
             } else {
                 c->file_fd = res.fd;
@@ -658,7 +658,7 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         }
     }
 
-    rc = build_response(c, status, extra, body, content_length, r->method_id == MOAT_H1_M_HEAD,
+    rc = build_response(c, status, extra, body, content_length, r->method_id == MOAT_HTTP_M_HEAD,
                         r->minor);
     int minor = r->minor;
     if (body->cap > 16384) {

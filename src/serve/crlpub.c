@@ -12,7 +12,7 @@
 #include "core/fmt.h"
 #include "core/log.h"
 #include "core/path.h"
-#include "http1/parse.h"
+#include "http/method.h"
 #include "pki/ca.h"
 #include "pki/chain.h"
 #include "pki/crl.h"
@@ -465,12 +465,12 @@ moat_rc moat_crlpub_respond(const struct moat_crlpub *p, int method_id, moat_sli
 {
     *status = 500;
     *length = 0;
-    int head = method_id == MOAT_H1_M_HEAD;
+    int head = method_id == MOAT_HTTP_M_HEAD;
     switch (method_id) {
-    case MOAT_H1_M_GET:
-    case MOAT_H1_M_HEAD:
+    case MOAT_HTTP_M_GET:
+    case MOAT_HTTP_M_HEAD:
         break;
-    case MOAT_H1_M_OPTIONS:
+    case MOAT_HTTP_M_OPTIONS:
         *status = 204;
         return PUT(hdrs, "Allow: GET, HEAD, OPTIONS\r\n");
     default:

@@ -370,7 +370,7 @@ void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r)
     px->t = t;
     px->up.fd = -1;
     px->client_minor = r->minor;
-    px->head_req = r->method_id == MOAT_H1_M_HEAD;
+    px->head_req = r->method_id == MOAT_HTTP_M_HEAD;
     moat_buf_init(&px->req, REQ_LIMIT);
     moat_buf_init(&px->rbuf, RESP_HEAD_LIMIT);
     px->body_chunked = r->body == MOAT_H1_BODY_CHUNKED;

@@ -18,7 +18,7 @@
 
 #include "core/httpdate.h"
 #include "core/path.h"
-#include "http1/parse.h"
+#include "http/method.h"
 #include "serve/mime.h"
 
 #include <dirent.h>
@@ -530,7 +530,7 @@ static moat_rc serve_file(const struct moat_static_req *req, struct moat_static_
     uint64_t first = 0, last = 0;
     enum range_result rr = RANGE_IGNORE;
     /* §14.2: GET is the only method range handling is defined for. */
-    if (req->method_id == MOAT_H1_M_GET && req->range.len > 0 &&
+    if (req->method_id == MOAT_HTTP_M_GET && req->range.len > 0 &&
         if_range_holds(req->if_range, etag, elen, lm, lm_ok, req->now)) {
         rr = parse_range(req->range, size, &first, &last);
     }
@@ -581,7 +581,7 @@ static moat_rc serve_file(const struct moat_static_req *req, struct moat_static_
     }
     res->has_generated_body = 0;
     /* HEAD: the caller needs the length, not the file. */
-    if (req->method_id == MOAT_H1_M_HEAD) {
+    if (req->method_id == MOAT_HTTP_M_HEAD) {
         close(fd);
         fd = -1;
     }
@@ -824,10 +824,10 @@ moat_rc moat_static_handle(const struct moat_static_site *site, const struct moa
     *res = (struct moat_static_res){.status = 500, .fd = -1};
 
     switch (req->method_id) {
-    case MOAT_H1_M_GET:
-    case MOAT_H1_M_HEAD:
+    case MOAT_HTTP_M_GET:
+    case MOAT_HTTP_M_HEAD:
         break;
-    case MOAT_H1_M_OPTIONS:
+    case MOAT_HTTP_M_OPTIONS:
         res->status = 204;
         return PUT_LIT(hdrs, ALLOW_LINE);
     default:

@@ -26,7 +26,7 @@ struct moat_static_site {
 
 /* A request, as slices into the connection's buffer (valid for the duration of the call). */
 struct moat_static_req {
-    int method_id;   /* enum moat_h1_method from http1/parse.h */
+    int method_id;   /* enum moat_http_method (http/method.h) */
     moat_slice path; /* raw path of the request target, before '?', not decoded */
     moat_slice if_none_match, if_modified_since, range, if_range; /* empty when absent */
     moat_slice query; /* raw query after '?' (without it), kept in a 301's Location; may be empty */

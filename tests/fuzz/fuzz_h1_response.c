@@ -1,4 +1,4 @@
-// fuzz-sources: src/http1/parse.c
+// fuzz-sources: src/http1/parse.c src/http/method.c
 /*
  * fuzz_h1_response.c: libFuzzer target for the response head parser.
  *

@@ -147,7 +147,7 @@ TEST_CASE(respond)
     time_t now = 1000000100;
     struct answer a = {0};
 
-    ask(&p, MOAT_H1_M_GET, NULL, NULL, now, &a);
+    ask(&p, MOAT_HTTP_M_GET, NULL, NULL, now, &a);
     EXPECT_INT(a.status, 200);
     EXPECT_INT(a.length, sizeof(der));
     EXPECT(moat_buf_len(&a.body) == sizeof(der) &&
@@ -158,52 +158,52 @@ TEST_CASE(respond)
     EXPECT(has_line(&a.hdrs, "Expires: Sun, 16 Sep 2001 01:46:40 GMT"));
     EXPECT(has_line(&a.hdrs, "Cache-Control: public, max-age=604700"));
 
-    ask(&p, MOAT_H1_M_HEAD, NULL, NULL, now, &a);
+    ask(&p, MOAT_HTTP_M_HEAD, NULL, NULL, now, &a);
     EXPECT_INT(a.status, 200);
     EXPECT_INT(a.length, sizeof(der));
     EXPECT_INT(moat_buf_len(&a.body), 0);
 
-    ask(&p, MOAT_H1_M_GET, "\"0123abcd\"", NULL, now, &a);
+    ask(&p, MOAT_HTTP_M_GET, "\"0123abcd\"", NULL, now, &a);
     EXPECT_INT(a.status, 304);
     EXPECT_INT(moat_buf_len(&a.body), 0);
     EXPECT(has_line(&a.hdrs, "ETag: \"0123abcd\""));
     EXPECT(!has_line(&a.hdrs, "Content-Type: application/pkix-crl"));
-    ask(&p, MOAT_H1_M_GET, " \"x\", W/\"0123abcd\" ", NULL, now, &a);
+    ask(&p, MOAT_HTTP_M_GET, " \"x\", W/\"0123abcd\" ", NULL, now, &a);
     EXPECT_INT(a.status, 304);
-    ask(&p, MOAT_H1_M_GET, "*", NULL, now, &a);
+    ask(&p, MOAT_HTTP_M_GET, "*", NULL, now, &a);
     EXPECT_INT(a.status, 304);
-    ask(&p, MOAT_H1_M_GET, "\"0123abcc\"", NULL, now, &a);
+    ask(&p, MOAT_HTTP_M_GET, "\"0123abcc\"", NULL, now, &a);
     EXPECT_INT(a.status, 200);
-    ask(&p, MOAT_H1_M_GET, "\"0123abcd", NULL, now, &a); /* unterminated: no match */
+    ask(&p, MOAT_HTTP_M_GET, "\"0123abcd", NULL, now, &a); /* unterminated: no match */
     EXPECT_INT(a.status, 200);
 
-    ask(&p, MOAT_H1_M_GET, NULL, "Sun, 09 Sep 2001 01:46:40 GMT", now, &a);
+    ask(&p, MOAT_HTTP_M_GET, NULL, "Sun, 09 Sep 2001 01:46:40 GMT", now, &a);
     EXPECT_INT(a.status, 304);
-    ask(&p, MOAT_H1_M_GET, NULL, "Sun, 09 Sep 2001 01:46:39 GMT", now, &a);
+    ask(&p, MOAT_HTTP_M_GET, NULL, "Sun, 09 Sep 2001 01:46:39 GMT", now, &a);
     EXPECT_INT(a.status, 200);
-    ask(&p, MOAT_H1_M_GET, NULL, "yesterday", now, &a);
+    ask(&p, MOAT_HTTP_M_GET, NULL, "yesterday", now, &a);
     EXPECT_INT(a.status, 200);
     /* If-None-Match wins over If-Modified-Since (RFC 9110 §13.1.3). */
-    ask(&p, MOAT_H1_M_GET, "\"other\"", "Sun, 09 Sep 2001 01:46:40 GMT", now, &a);
+    ask(&p, MOAT_HTTP_M_GET, "\"other\"", "Sun, 09 Sep 2001 01:46:40 GMT", now, &a);
     EXPECT_INT(a.status, 200);
 
-    ask(&p, MOAT_H1_M_GET, NULL, NULL, p.next_update + 1, &a);
+    ask(&p, MOAT_HTTP_M_GET, NULL, NULL, p.next_update + 1, &a);
     EXPECT_INT(a.status, 200);
     EXPECT(has_line(&a.hdrs, "Cache-Control: no-cache"));
 
-    ask(&p, MOAT_H1_M_POST, NULL, NULL, now, &a);
+    ask(&p, MOAT_HTTP_M_POST, NULL, NULL, now, &a);
     EXPECT_INT(a.status, 405);
     EXPECT(has_line(&a.hdrs, "Allow: GET, HEAD, OPTIONS"));
     EXPECT_INT(a.length, moat_buf_len(&a.body));
-    ask(&p, MOAT_H1_M_OPTIONS, NULL, NULL, now, &a);
+    ask(&p, MOAT_HTTP_M_OPTIONS, NULL, NULL, now, &a);
     EXPECT_INT(a.status, 204);
     EXPECT(has_line(&a.hdrs, "Allow: GET, HEAD, OPTIONS"));
 
     struct moat_crlpub none = {0};
-    ask(&none, MOAT_H1_M_GET, NULL, NULL, now, &a);
+    ask(&none, MOAT_HTTP_M_GET, NULL, NULL, now, &a);
     EXPECT_INT(a.status, 404);
     EXPECT(a.length > 0 && a.length == moat_buf_len(&a.body));
-    ask(&none, MOAT_H1_M_HEAD, NULL, NULL, now, &a);
+    ask(&none, MOAT_HTTP_M_HEAD, NULL, NULL, now, &a);
     EXPECT_INT(a.status, 404);
     EXPECT_INT(moat_buf_len(&a.body), 0);
     moat_buf_clear(&a.hdrs);

@@ -212,7 +212,7 @@ static struct answer *ask_site(const struct moat_static_site *site, struct q q)
 {
     memset(&a, 0, sizeof(a));
     struct moat_static_req req = {
-        .method_id = q.method ? q.method : MOAT_H1_M_GET,
+        .method_id = q.method ? q.method : MOAT_HTTP_M_GET,
         .path = sl(q.path),
         .if_none_match = sl(q.inm),
         .if_modified_since = sl(q.ims),
@@ -313,7 +313,7 @@ TEST_CASE(test_plain_file)
     size_t hl = strlen(a.hdrs);
     EXPECT(hl > 2 && a.hdrs[hl - 2] == '\r' && a.hdrs[hl - 1] == '\n');
 
-    r = ask((struct q){.method = MOAT_H1_M_HEAD, .path = "/hello.txt"});
+    r = ask((struct q){.method = MOAT_HTTP_M_HEAD, .path = "/hello.txt"});
     EXPECT_INT(r->res.status, 200);
     EXPECT_INT(r->res.length, strlen(HELLO));
     EXPECT_INT(r->res.fd, -1); /* HEAD never holds the file open */
@@ -449,7 +449,7 @@ TEST_CASE(test_hidden)
 
 TEST_CASE(test_methods)
 {
-    static const int refused[] = {MOAT_H1_M_POST, MOAT_H1_M_PUT, MOAT_H1_M_DELETE, 9999, -1};
+    static const int refused[] = {MOAT_HTTP_M_POST, MOAT_HTTP_M_PUT, MOAT_HTTP_M_DELETE, 9999, -1};
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         struct answer *r = ask((struct q){.method = refused[i], .path = "/hello.txt"});
         EXPECT(moat_ok(r->rc));
@@ -457,7 +457,7 @@ TEST_CASE(test_methods)
         EXPECT(has_hdr("Allow: GET, HEAD, OPTIONS\r\n"));
         EXPECT(r->res.fd == -1);
     }
-    struct answer *r = ask((struct q){.method = MOAT_H1_M_OPTIONS, .path = "/hello.txt"});
+    struct answer *r = ask((struct q){.method = MOAT_HTTP_M_OPTIONS, .path = "/hello.txt"});
     EXPECT_INT(r->res.status, 204);
     EXPECT(has_hdr("Allow: GET, HEAD, OPTIONS\r\n"));
     EXPECT_INT(r->res.length, 0);
@@ -475,7 +475,7 @@ TEST_CASE(test_directories)
     EXPECT(has_hdr("Location: /sub/\r\n"));
     EXPECT_STATUS("/sub/deeper", 301);
     EXPECT(has_hdr("Location: /sub/deeper/\r\n"));
-    struct moat_static_req qreq = {.method_id = MOAT_H1_M_GET,
+    struct moat_static_req qreq = {.method_id = MOAT_HTTP_M_GET,
                                    .path = MOAT_SLICE_LIT("//sub"),
                                    .query = MOAT_SLICE_LIT("x=1&y=%41\r\nSet-Cookie: a\x80"),
                                    .now = t_now};
@@ -553,7 +553,7 @@ TEST_CASE(test_listing)
 
     /* HEAD: same status and length. */
     uint64_t len = r->res.length;
-    r = ask((struct q){.method = MOAT_H1_M_HEAD, .path = "/sub/"});
+    r = ask((struct q){.method = MOAT_HTTP_M_HEAD, .path = "/sub/"});
     EXPECT_INT(r->res.status, 200);
     EXPECT_INT(r->res.length, len);
 
@@ -587,7 +587,7 @@ TEST_CASE(test_conditionals)
     EXPECT_INT(ask((struct q){.path = "/hello.txt", .inm = list})->res.status, 304);
     EXPECT_INT(ask((struct q){.path = "/hello.txt", .inm = "*"})->res.status, 304);
     EXPECT_INT(
-        ask((struct q){.method = MOAT_H1_M_HEAD, .path = "/hello.txt", .inm = etag})->res.status,
+        ask((struct q){.method = MOAT_HTTP_M_HEAD, .path = "/hello.txt", .inm = etag})->res.status,
         304);
     EXPECT_INT(ask((struct q){.path = "/hello.txt", .inm = "\"other\""})->res.status, 200);
     EXPECT_INT(ask((struct q){.path = "/hello.txt", .inm = "garbage"})->res.status, 200);
@@ -689,7 +689,7 @@ TEST_CASE(test_ranges)
     }
     /* HEAD ignores Range (RFC 9110 §14.2: defined for GET only). */
     struct answer *r =
-        ask((struct q){.method = MOAT_H1_M_HEAD, .path = "/hello.txt", .range = "bytes=0-1"});
+        ask((struct q){.method = MOAT_HTTP_M_HEAD, .path = "/hello.txt", .range = "bytes=0-1"});
     EXPECT_INT(r->res.status, 200);
     EXPECT_INT(r->res.length, 12);
     /* An empty file has no satisfiable range. */
@@ -743,7 +743,7 @@ TEST_CASE(test_small_buffers)
     const char *paths[] = {"/hello.txt", "/sub/", "/nope", "/sub"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         struct moat_static_req req = {
-            .method_id = MOAT_H1_M_GET, .path = moat_slice_cstr(paths[i]), .now = t_now};
+            .method_id = MOAT_HTTP_M_GET, .path = moat_slice_cstr(paths[i]), .now = t_now};
         struct moat_buf hdrs, body;
         moat_buf_init(&hdrs, 20);
         moat_buf_init(&body, 16000);
@@ -766,7 +766,7 @@ TEST_CASE(test_small_buffers)
         moat_buf_clear(&hdrs);
         moat_buf_clear(&body);
     }
-    struct moat_static_req req = {.method_id = MOAT_H1_M_GET, .path = MOAT_SLICE_LIT("/")};
+    struct moat_static_req req = {.method_id = MOAT_HTTP_M_GET, .path = MOAT_SLICE_LIT("/")};
     struct moat_static_res res;
     struct moat_buf b;
     moat_buf_init(&b, 100);
