@@ -8,7 +8,6 @@
 #include "serve/conn.h"
 
 #include "core/log.h"
-#include "core/path.h"
 #include "core/sock.h"
 #include "http/status.h"
 #include "http1/parse.h"
@@ -17,6 +16,7 @@
 #include "serve/crlpub.h"
 #include "serve/internal.h"
 #include "serve/proxy.h"
+#include "serve/route.h"
 #include "serve/server.h"
 #include "serve/snapshot.h"
 #include "serve/static.h"
@@ -311,52 +311,6 @@ static void respond_error(struct moat_conn *c, int status, int minor)
     begin_write(c);
 }
 
-/* ---- client certificates on paths -------------------------------------------------------- */
-
-/* Whether `path` (normalised) falls under `prefix` at a segment boundary. */
-static int under_prefix(const char *path, size_t len, const char *prefix)
-{
-    size_t pl = strlen(prefix);
-    if (pl == 1 && prefix[0] == '/') {
-        return 1;
-    }
-    return len >= pl && memcmp(path, prefix, pl) == 0 && (len == pl || path[pl] == '/');
-}
-
-/* NULL when the request may go on; else the reason for a 403 (in the worker's scratch). */
-static const char *client_path_refusal(struct moat_conn *c, moat_slice raw)
-{
-    static _Thread_local char why[600];
-    char norm[8192];
-    size_t nlen = 0;
-    if (!moat_ok(moat_path_normalize(raw.p, raw.len, norm, sizeof(norm), &nlen))) {
-        return NULL; /* the static handler answers 400 for a path that does not normalise */
-    }
-    const struct moat_conf_site *cs = c->site->conf;
-    for (size_t i = 0; i < cs->nclient_paths; i++) {
-        const struct moat_conf_client_path *cp = &cs->client_paths[i];
-        if (!under_prefix(norm, nlen, cp->prefix)) {
-            continue;
-        }
-        struct moat_tls_identity id;
-        moat_tls_identity_of(c->io.ssl, &id);
-        int allowed =
-            id.verified &&
-            moat_tls_identity_allowed(c->io.ssl, (const char *const *)cs->client_allow,
-                                      cs->nclient_allow) &&
-            moat_tls_identity_allowed(c->io.ssl, (const char *const *)cp->allow, cp->nallow);
-        if (allowed) {
-            return NULL;
-        }
-        char reason[500];
-        moat_tls_identity_refusal(&id, allowed, reason, sizeof(reason));
-        snprintf(why, sizeof(why), "%s needs a client certificate: %s", cp->prefix, reason);
-        moat_log(MOAT_LVL_INFO, c->id, "client refused: %s (peer %s)", why, c->peer_text);
-        return why;
-    }
-    return NULL;
-}
-
 /* 403 with the reason in words (HTML-escaped); the connection stays usable. */
 static void respond_forbidden(struct moat_conn *c, const char *why, int minor)
 {
@@ -427,19 +381,6 @@ static void meta_capture(struct moat_conn *c, const struct moat_h1_req *r)
     }
 }
 
-static moat_slice host_without_port(moat_slice host)
-{
-    if (host.len > 0 && host.p[0] == '[') {
-        const char *close = memchr(host.p, ']', host.len);
-        if (close != NULL) {
-            return moat_slice_of(host.p, (size_t)(close - host.p) + 1);
-        }
-        return host;
-    }
-    const char *colon = memchr(host.p, ':', host.len);
-    return colon ? moat_slice_of(host.p, (size_t)(colon - host.p)) : host;
-}
-
 static moat_slice field_value(const struct moat_h1_req *r, const char *name)
 {
     const struct moat_h1_field *f = moat_h1_field_find(r->fields, r->nfields, name);
@@ -450,7 +391,7 @@ static moat_slice field_value(const struct moat_h1_req *r, const char *name)
 static moat_rc redirect_to_https(struct moat_conn *c, const struct moat_h1_req *r,
                                  struct moat_buf *extra)
 {
-    moat_slice host = host_without_port(r->host);
+    moat_slice host = moat_route_host(r->host);
     int port = c->wk->srv->https_port;
     if (port == 443) {
         MOAT_TRY(moat_buf_printf(extra, "Location: https://%.*s%.*s\r\n", MOAT_SLICE_FMT(host),
@@ -460,62 +401,6 @@ static moat_rc redirect_to_https(struct moat_conn *c, const struct moat_h1_req *
                                  port, MOAT_SLICE_FMT(r->target)));
     }
     return MOAT_RC_OK;
-}
-
-/*
- * Which site answers: the request's authority (Host, or the absolute-form target, which the
- * parser puts in r->host as RFC 9112 §3.2.2 asks). Over HTTPS that site must be one this
- * connection may speak for (RFC 9110 §7.4, §15.5.20): the site whose certificate the handshake
- * chose, a site whose name that certificate covers, or the "*" site; else 0 (421, logged), so a
- * request for a host moat does not serve is never answered with another site's content.
- */
-static int route(struct moat_conn *c, const struct moat_h1_req *r)
-{
-    moat_slice host = host_without_port(r->host);
-    struct moat_site *site = host.len ? moat_snapshot_route(c->snap, host.p, host.len) : NULL;
-    if (c->plain) {
-        c->site = site != NULL ? site : &c->snap->sites[0]; /* it only redirects */
-        return 1;
-    }
-    if (host.len == 0) {
-        c->site = c->sni_site; /* HTTP/1.0 without Host: the handshake's site */
-        return 1;
-    }
-    const char *why = NULL;
-    if (site == NULL) {
-        why = "is not a name of any site (add it to a site, or add a `site *` to answer any name)";
-    } else if (site != c->sni_site &&
-               (site->conf->client_auth != 0 || c->sni_site->conf->client_auth != 0)) {
-        /* A client must not reach a stricter site's content through a laxer site's handshake
-         * (nor the reverse with a borrowed identity). */
-        why = "is not the site of the TLS handshake, and the two differ in client "
-              "authentication";
-    } else if (site != c->sni_site && site != c->snap->catch_all &&
-               !moat_tls_sni_covers(c->io.ssl, host.p, host.len)) {
-        why = "is not covered by the certificate of this connection, which was chosen for "
-              "another site (the client must connect again with that name as SNI)";
-    }
-    if (why != NULL) {
-        moat_log(MOAT_LVL_INFO, c->id, "421: Host \"%.*s\" %s (peer %s)",
-                 (int)(host.len > 200 ? 200 : host.len), host.p, why, c->peer_text);
-        c->site = c->sni_site;
-        return 0;
-    }
-    c->site = site;
-    return 1;
-}
-
-/* The `header` rules for this request's path, when the site has rules for some prefixes. */
-static void pick_headers(struct moat_conn *c, const struct moat_h1_req *r)
-{
-    if (!moat_hdr_table_has_prefixes(&c->site->hdrs)) {
-        return;
-    }
-    char norm[8192];
-    size_t nlen = 0;
-    if (moat_ok(moat_path_normalize(r->path.p, r->path.len, norm, sizeof(norm), &nlen))) {
-        c->hdrs = moat_hdr_table_for(&c->site->hdrs, norm, nlen);
-    }
 }
 
 static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
@@ -541,29 +426,30 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
         return;
     }
 
-    if (!route(c, r)) {
-        moat_buf_consume(&c->in, r->head_len);
-        respond_error(c, 421, r->minor);
-        return;
-    }
-    pick_headers(c, r);
-    /* crl_publish (serve/crlpub.h): answered on the plain listener too, and before the proxy
-     * and client_path: a CRL is public and signed, and clients fetch it over plain HTTP. */
-    const struct moat_crlpub *crl =
-        moat_crlpub_find(c->snap->crlpub, c->site->conf, r->path, c->plain);
-    if (crl == NULL && !c->plain && c->site->conf->nclient_paths > 0) {
-        const char *why = client_path_refusal(c, r->path);
-        if (why != NULL) {
-            if (has_body) {
-                /* The unread body must not be taken for the next request; the lingering
-                 * close drops what of it still comes. */
-                c->keep_alive = 0;
-                c->error_close = 1;
-            }
-            moat_buf_consume(&c->in, r->head_len);
-            respond_forbidden(c, why, r->minor);
-            return;
+    struct moat_route_conn who = {.snap = c->snap,
+                                  .sni_site = c->sni_site,
+                                  .ssl = c->plain ? NULL : c->io.ssl,
+                                  .id = c->id,
+                                  .peer_text = c->peer_text};
+    struct moat_route rt;
+    enum moat_route_verdict verdict = moat_route_pick(&who, r->host, r->path, &rt);
+    c->site = rt.site;
+    c->hdrs = rt.hdrs;
+    const struct moat_crlpub *crl = rt.crl;
+    if (verdict != MOAT_ROUTE_SERVE) {
+        if (has_body) {
+            /* The unread body must not be taken for the next request; the lingering close
+             * drops what of it still comes. */
+            c->keep_alive = 0;
+            c->error_close = 1;
         }
+        moat_buf_consume(&c->in, r->head_len);
+        if (verdict == MOAT_ROUTE_FORBIDDEN) {
+            respond_forbidden(c, rt.why, r->minor);
+        } else {
+            respond_error(c, verdict == MOAT_ROUTE_MISDIRECTED ? 421 : 400, r->minor);
+        }
+        return;
     }
 
     if (crl == NULL && c->site->proxy != NULL && !c->plain) { /* plain: redirects only */

@@ -180,3 +180,34 @@ def test_quick_mode_answers_any_name_unless_named(moat, roots, certs):
              "--name", "a.test", "--cert", certs["a"].chain, "--key", certs["a"].key])
     assert ask(n, "a.test", "a.test").body == b"SITE-A\n"
     assert ask(n, "a.test", "evil.example").status == 421
+
+
+def test_client_path_cannot_be_dodged_through_the_proxy(moat, pki, roots, certs):
+    # A path that does not normalise ("/../admin") must not reach the origin unchecked: the
+    # origin could resolve it to the protected prefix.
+    from origin import Origin
+
+    with Origin() as o:
+        m = moat("guarded-proxy")
+        m.write_config(f"""\
+listen 127.0.0.1:{m.port}
+workers 1
+state {m.state}
+trust {pki.root}
+site a.test {{
+    cert {certs['a'].chain} {certs['a'].key}
+    proxy {o.url}
+    client_auth optional
+    client_ca {pki.root}
+    client_path /admin
+}}
+""")
+        m.start()
+        for target, status in [("/../admin/x?t=dodge1", 400), ("/%2e%2e/admin/x?t=dodge2", 400),
+                               ("/x/../admin/y?t=dodge3", 403), ("/admin?t=dodge4", 403)]:
+            r = ask(m, "a.test", "a.test", target=target)
+            assert r.status == status, (target, r)
+        assert o.find("t=dodge", timeout=0.5) == []
+        r = ask(m, "a.test", "a.test", target="/open?t=fine")
+        assert r.status == 200
+        assert o.one("t=fine").method == "GET"
