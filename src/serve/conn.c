@@ -13,6 +13,7 @@
 #include "http1/parse.h"
 #include "http1/write.h"
 #include "serve/accesslog.h"
+#include "serve/builtin.h"
 #include "serve/crlpub.h"
 #include "serve/internal.h"
 #include "serve/proxy.h"
@@ -293,18 +294,12 @@ static void respond_error(struct moat_conn *c, int status, int minor)
     c->body_chunked = 0;
     c->send_continue = 0;
     c->out.rd = c->out.wr = 0;
-    char page[256];
-    int n = snprintf(page, sizeof(page), "<!doctype html>\n<title>%d %s</title>\n<h1>%d %s</h1>\n",
-                     status, moat_http_reason(status), status, moat_http_reason(status));
-    struct moat_buf body = {
-        .base = page, .cap = sizeof(page), .rd = 0, .wr = (size_t)n, .limit = sizeof(page)};
-    static const char ctype[] = "Content-Type: text/html; charset=utf-8\r\n";
-    struct moat_buf extra = {.base = (char *)ctype,
-                             .cap = sizeof(ctype) - 1,
-                             .rd = 0,
-                             .wr = sizeof(ctype) - 1,
-                             .limit = sizeof(ctype) - 1};
-    if (!moat_ok(build_response(c, status, &extra, &body, (uint64_t)n, 0, minor))) {
+    /* The worker's scratch buffers: whatever a handler left there is of no use any more. */
+    struct moat_buf *extra = &c->wk->scratch_hdrs, *body = &c->wk->scratch_body;
+    extra->rd = extra->wr = body->rd = body->wr = 0;
+    struct moat_res res;
+    if (!moat_ok(moat_res_error_page(&res, status, extra, body)) ||
+        !moat_ok(build_response(c, status, extra, body, res.length, 0, minor))) {
         moat_conn_close(c);
         return;
     }
@@ -381,26 +376,25 @@ static void meta_capture(struct moat_conn *c, const struct moat_h1_req *r)
     }
 }
 
-static moat_slice field_value(const struct moat_h1_req *r, const char *name)
+static moat_slice h1_field(const void *proto, const char *lc_name)
 {
-    const struct moat_h1_field *f = moat_h1_field_find(r->fields, r->nfields, name);
+    const struct moat_h1_req *r = proto;
+    const struct moat_h1_field *f = moat_h1_field_find(r->fields, r->nfields, lc_name);
     return f ? f->value : MOAT_SLICE_NULL;
 }
 
-/* The plain listener: everything moves to https://host/target (308 keeps the method). */
-static moat_rc redirect_to_https(struct moat_conn *c, const struct moat_h1_req *r,
-                                 struct moat_buf *extra)
+/* The request as handlers see it (http/exchange.h): slices into the parsed HTTP/1 request. */
+static struct moat_req exchange_of(const struct moat_h1_req *r)
 {
-    moat_slice host = moat_route_host(r->host);
-    int port = c->wk->srv->https_port;
-    if (port == 443) {
-        MOAT_TRY(moat_buf_printf(extra, "Location: https://%.*s%.*s\r\n", MOAT_SLICE_FMT(host),
-                                 MOAT_SLICE_FMT(r->target)));
-    } else {
-        MOAT_TRY(moat_buf_printf(extra, "Location: https://%.*s:%d%.*s\r\n", MOAT_SLICE_FMT(host),
-                                 port, MOAT_SLICE_FMT(r->target)));
-    }
-    return MOAT_RC_OK;
+    return (struct moat_req){.method_id = r->method_id,
+                             .method = r->method,
+                             .target = r->target,
+                             .path = r->path,
+                             .query = r->query,
+                             .authority = r->host,
+                             .now = time(NULL),
+                             ._field = h1_field,
+                             ._proto = r};
 }
 
 static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
@@ -462,43 +456,34 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
     struct moat_buf *extra = &wk->scratch_hdrs, *body = &wk->scratch_body;
     extra->rd = extra->wr = 0;
     body->rd = body->wr = 0;
-    int status;
-    uint64_t content_length = 0;
-    moat_rc rc = MOAT_RC_OK;
-
+    /* One handler answers; none of them sees the connection or HTTP/1. */
+    moat_handler_fn handle;
+    const void *ctx;
     if (crl != NULL) {
-        rc = moat_crlpub_respond(crl, (int)r->method_id, field_value(r, "if-none-match"),
-                                 field_value(r, "if-modified-since"), time(NULL), &status,
-                                 &content_length, extra, body);
+        handle = moat_crlpub_handle;
+        ctx = crl;
     } else if (c->plain) {
-        status = 308;
-        rc = redirect_to_https(c, r, extra);
+        handle = moat_builtin_redirect;
+        ctx = &wk->srv->https_port;
     } else if (r->method_id == MOAT_HTTP_M_OPTIONS && r->target.len == 1 && r->target.p[0] == '*') {
-        status = 204;
-        rc = moat_buf_printf(extra, "Allow: GET, HEAD, OPTIONS\r\n");
+        handle = moat_builtin_options;
+        ctx = NULL;
     } else {
-        struct moat_static_req sr = {
-            .method_id = (int)r->method_id,
-            .path = r->path,
-            .if_none_match = field_value(r, "if-none-match"),
-            .if_modified_since = field_value(r, "if-modified-since"),
-            .range = field_value(r, "range"),
-            .if_range = field_value(r, "if-range"),
-            .query = r->query,
-            .now = time(NULL),
-        };
-        struct moat_static_res res = {.status = 500, .fd = -1};
-        rc = moat_static_handle(&c->site->st, &sr, &res, extra, body);
-        status = res.status;
-        content_length = res.length;
-        if (moat_ok(rc) && res.fd >= 0) {
-            if (r->method_id == MOAT_HTTP_M_HEAD || moat_http_status_bodyless(status)) {
-                close(res.fd);
-            } else {
-                c->file_fd = res.fd;
-                c->file_off = res.offset;
-                c->file_left = res.length;
-            }
+        handle = moat_static_handler;
+        ctx = &c->site->st;
+    }
+    struct moat_req req = exchange_of(r);
+    struct moat_res res = {.status = 500, .fd = -1};
+    moat_rc rc = handle(ctx, &req, &res, extra, body);
+    int status = res.status;
+    uint64_t content_length = res.length;
+    if (moat_ok(rc) && res.fd >= 0) {
+        if (r->method_id == MOAT_HTTP_M_HEAD || moat_http_status_bodyless(status)) {
+            close(res.fd);
+        } else {
+            c->file_fd = res.fd;
+            c->file_off = res.offset;
+            c->file_left = res.length;
         }
     }
     if (status == 308 || status == 204) {

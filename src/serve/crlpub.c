@@ -503,3 +503,15 @@ moat_rc moat_crlpub_respond(const struct moat_crlpub *p, int method_id, moat_sli
     MOAT_TRY(PUT(hdrs, "Content-Type: application/pkix-crl\r\n"));
     return head ? MOAT_RC_OK : moat_buf_append(body, p->der, p->der_len);
 }
+
+moat_rc moat_crlpub_handle(const void *ctx, const struct moat_req *req, struct moat_res *res,
+                           struct moat_buf *fields, struct moat_buf *body)
+{
+    *res = (struct moat_res){.status = 500, .fd = -1};
+    size_t before = moat_buf_len(body);
+    MOAT_TRY(moat_crlpub_respond(ctx, (int)req->method_id, moat_req_field(req, "if-none-match"),
+                                 moat_req_field(req, "if-modified-since"), req->now, &res->status,
+                                 &res->length, fields, body));
+    res->has_generated_body = moat_buf_len(body) > before;
+    return MOAT_RC_OK;
+}

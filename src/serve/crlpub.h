@@ -25,6 +25,7 @@
 #include "core/err.h"
 #include "core/httpdate.h"
 #include "core/slice.h"
+#include "http/exchange.h"
 #include "serve/conf.h"
 
 #include <stddef.h>
@@ -90,6 +91,11 @@ const struct moat_crlpub *moat_crlpub_find(const struct moat_crlpub_set *set,
  * other methods 405, both with Allow. Header lines are appended to `hdrs`, the caller writes
  * the status line and the framing. Fails only when a buffer is full (MOAT_E_LIMIT/NOMEM).
  */
+/* The same as a handler of http/exchange.h (ctx: the const struct moat_crlpub *). */
+MOAT_MUST_USE moat_rc moat_crlpub_handle(const void *ctx, const struct moat_req *req,
+                                         struct moat_res *res, struct moat_buf *fields,
+                                         struct moat_buf *body);
+
 MOAT_MUST_USE moat_rc moat_crlpub_respond(const struct moat_crlpub *p, int method_id,
                                           moat_slice if_none_match, moat_slice if_modified_since,
                                           time_t now, int *status, uint64_t *length,

@@ -11,6 +11,7 @@
  */
 #include "serve/static.h"
 
+#include "http/exchange.h"
 #include "http/status.h"
 
 #include "core/etag.h"
@@ -152,33 +153,14 @@ static moat_rc put_html(struct moat_buf *b, const char *s, size_t n)
 
 /* A small fixed page: status and reason only, never the path (it may be an
  * attacker's string, and the file system layout is nobody's business). */
-static moat_rc error_page(struct moat_static_res *res, struct moat_buf *hdrs, struct moat_buf *body,
+static moat_rc error_page(struct moat_res *res, struct moat_buf *hdrs, struct moat_buf *body,
                           int status)
 {
-    res->status = status;
-    res->fd = -1;
-    res->offset = 0;
-    MOAT_TRY(PUT_LIT(hdrs, HTML_TYPE_LINE));
-    size_t before = moat_buf_len(body);
-    char code[4];
-    size_t cn = moat_fmt_dec(code, (uint64_t)status);
-    const char *reason = moat_http_reason(status);
-    MOAT_TRY(PUT_LIT(body, "<!DOCTYPE html>\n<html><head><title>"));
-    MOAT_TRY(moat_buf_append(body, code, cn));
-    MOAT_TRY(PUT_LIT(body, " "));
-    MOAT_TRY(put_str(body, reason));
-    MOAT_TRY(PUT_LIT(body, "</title></head>\n<body><h1>"));
-    MOAT_TRY(moat_buf_append(body, code, cn));
-    MOAT_TRY(PUT_LIT(body, " "));
-    MOAT_TRY(put_str(body, reason));
-    MOAT_TRY(PUT_LIT(body, "</h1></body></html>\n"));
-    res->has_generated_body = 1;
-    res->length = moat_buf_len(body) - before;
-    return MOAT_RC_OK;
+    return moat_res_error_page(res, status, hdrs, body);
 }
 
 /* Close what we opened, then answer with a page. */
-static moat_rc close_and_page(int fd, struct moat_static_res *res, struct moat_buf *hdrs,
+static moat_rc close_and_page(int fd, struct moat_res *res, struct moat_buf *hdrs,
                               struct moat_buf *body, int status)
 {
     close(fd);
@@ -489,9 +471,9 @@ static moat_rc put_validators(struct moat_buf *hdrs, const char *etag, size_t el
 
 /* Serve the regular file `fd` (consumed: handed to the caller or closed) named
  * `name`. */
-static moat_rc serve_file(const struct moat_static_req *req, struct moat_static_res *res,
-                          struct moat_buf *hdrs, struct moat_buf *body, int fd,
-                          const struct stat *st, const char *name, size_t nlen)
+static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, struct moat_buf *hdrs,
+                          struct moat_buf *body, int fd, const struct stat *st, const char *name,
+                          size_t nlen)
 {
     char etag[64];
     size_t elen = make_etag(etag, st);
@@ -509,10 +491,12 @@ static moat_rc serve_file(const struct moat_static_req *req, struct moat_static_
      * If-Modified-Since is ignored when If-None-Match is present (§13.1.3) or
      * when it is not a valid date. */
     int not_modified = 0;
-    if (req->if_none_match.len > 0) {
-        not_modified = moat_etag_list_match(req->if_none_match, etag, elen, 1);
-    } else if (req->if_modified_since.len > 0 && lm_ok) {
-        moat_slice ims = moat_slice_trim_ows(req->if_modified_since);
+    moat_slice inm = moat_req_field(req, "if-none-match");
+    moat_slice ims_raw = moat_req_field(req, "if-modified-since");
+    if (inm.len > 0) {
+        not_modified = moat_etag_list_match(inm, etag, elen, 1);
+    } else if (ims_raw.len > 0 && lm_ok) {
+        moat_slice ims = moat_slice_trim_ows(ims_raw);
         time_t t;
         if (moat_ok(moat_httpdate_parse(ims.p, ims.len, &t))) {
             not_modified = lm <= t;
@@ -530,9 +514,10 @@ static moat_rc serve_file(const struct moat_static_req *req, struct moat_static_
     uint64_t first = 0, last = 0;
     enum range_result rr = RANGE_IGNORE;
     /* §14.2: GET is the only method range handling is defined for. */
-    if (req->method_id == MOAT_HTTP_M_GET && req->range.len > 0 &&
-        if_range_holds(req->if_range, etag, elen, lm, lm_ok, req->now)) {
-        rr = parse_range(req->range, size, &first, &last);
+    moat_slice range = moat_req_field(req, "range");
+    if (req->method_id == MOAT_HTTP_M_GET && range.len > 0 &&
+        if_range_holds(moat_req_field(req, "if-range"), etag, elen, lm, lm_ok, req->now)) {
+        rr = parse_range(range, size, &first, &last);
     }
     if (rr == RANGE_UNSATISFIABLE) {
         MOAT_TRY(PUT_LIT(hdrs, "Accept-Ranges: bytes\r\nContent-Range: bytes */"));
@@ -746,8 +731,8 @@ static moat_rc write_listing(struct moat_buf *b, const char *dir, size_t dlen,
     return PUT_LIT(b, "</table>\n</body></html>\n");
 }
 
-static moat_rc serve_listing(struct moat_static_res *res, struct moat_buf *hdrs,
-                             struct moat_buf *body, int dfd, const char *dir, size_t dlen)
+static moat_rc serve_listing(struct moat_res *res, struct moat_buf *hdrs, struct moat_buf *body,
+                             int dfd, const char *dir, size_t dlen)
 {
     struct entry *v;
     size_t n;
@@ -768,8 +753,8 @@ static moat_rc serve_listing(struct moat_static_res *res, struct moat_buf *hdrs,
 }
 
 /* `dfd` is the directory named by norm (consumed). */
-static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_static_req *req,
-                         struct moat_static_res *res, struct moat_buf *hdrs, struct moat_buf *body,
+static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_req *req,
+                         struct moat_res *res, struct moat_buf *hdrs, struct moat_buf *body,
                          int dfd, const char *norm, size_t nlen)
 {
     if (norm[nlen - 1] != '/') {
@@ -815,13 +800,12 @@ static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_
     return serve_listing(res, hdrs, body, dfd, norm, nlen);
 }
 
-moat_rc moat_static_handle(const struct moat_static_site *site, const struct moat_static_req *req,
-                           struct moat_static_res *res, struct moat_buf *hdrs,
-                           struct moat_buf *body)
+moat_rc moat_static_handle(const struct moat_static_site *site, const struct moat_req *req,
+                           struct moat_res *res, struct moat_buf *hdrs, struct moat_buf *body)
 {
     MOAT_ENSURE(site != NULL && req != NULL && res != NULL && hdrs != NULL && body != NULL,
                 MOAT_E_INTERNAL);
-    *res = (struct moat_static_res){.status = 500, .fd = -1};
+    *res = (struct moat_res){.status = 500, .fd = -1};
 
     switch (req->method_id) {
     case MOAT_HTTP_M_GET:
@@ -865,4 +849,10 @@ moat_rc moat_static_handle(const struct moat_static_site *site, const struct moa
         return close_and_page(fd, res, hdrs, body, 403);
     }
     return serve_file(req, res, hdrs, body, fd, &st, norm, nlen);
+}
+
+moat_rc moat_static_handler(const void *ctx, const struct moat_req *req, struct moat_res *res,
+                            struct moat_buf *fields, struct moat_buf *body)
+{
+    return moat_static_handle(ctx, req, res, fields, body);
 }

@@ -13,6 +13,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/slice.h"
+#include "http/exchange.h"
 
 #include <stdint.h>
 #include <time.h>
@@ -24,34 +25,12 @@ struct moat_static_site {
     int listing;       /* non-zero: list a directory that has no index file */
 };
 
-/* A request, as slices into the connection's buffer (valid for the duration of the call). */
-struct moat_static_req {
-    int method_id;   /* enum moat_http_method (http/method.h) */
-    moat_slice path; /* raw path of the request target, before '?', not decoded */
-    moat_slice if_none_match, if_modified_since, range, if_range; /* empty when absent */
-    moat_slice query; /* raw query after '?' (without it), kept in a 301's Location; may be empty */
-    time_t now;       /* the worker's clock, seconds */
-};
-
 /*
- * What to send. `status` is one of 200, 204, 206, 301, 304, 400, 403, 404, 405, 416, 500.
- * `length` is always the Content-Length the answer has (0 for 204 and 304, which send none).
- * The body is either [offset, offset + length) of `fd` (fd != -1: the caller owns fd, sends
- * the region and closes it; it may have O_NONBLOCK set, which means nothing for a regular
- * file), or the `length` bytes this call appended to `body` (has_generated_body), or nothing.
- * HEAD gets the same status, headers and length as GET, but never an fd (the file is closed
- * here); a generated body is still written so its length is known, and the caller skips it.
- */
-struct moat_static_res {
-    int status;
-    int fd;                 /* owned by the caller after return; -1 when none */
-    uint64_t offset;        /* bytes into fd */
-    uint64_t length;        /* Content-Length */
-    int has_generated_body; /* body is in `body` (listing, error page) instead of fd */
-};
-
-/*
- * Answer `req` for `site`. Appends extra header lines ("Name: value\r\n": Content-Type, ETag,
+ * Answer `req` (GET, HEAD; others get 405) for `site`, as a handler of http/exchange.h: `status`
+ * is one of 200, 204, 206, 301, 304, 400, 403, 404, 405, 416, 500, and the body a region of an
+ * open file or a generated listing or error page. Reads the request's If-None-Match,
+ * If-Modified-Since, Range and If-Range fields; a 301 keeps the query in its Location.
+ * Appends extra header lines ("Name: value\r\n": Content-Type, ETag,
  * Last-Modified, Accept-Ranges, Content-Range, Location, Allow) to `hdrs` and any generated
  * body to `body`; the caller writes the status line, Date, Server, Content-Length, Connection
  * and site-wide headers (HSTS...). Error bodies never name a path.
@@ -62,9 +41,13 @@ struct moat_static_res {
  * answers 500 on its own. hdrs and body may hold partial output in that case.
  */
 MOAT_MUST_USE moat_rc moat_static_handle(const struct moat_static_site *site,
-                                         const struct moat_static_req *req,
-                                         struct moat_static_res *res, struct moat_buf *hdrs,
-                                         struct moat_buf *body);
+                                         const struct moat_req *req, struct moat_res *res,
+                                         struct moat_buf *hdrs, struct moat_buf *body);
+
+/* The same as a handler of http/exchange.h (ctx: the const struct moat_static_site *). */
+MOAT_MUST_USE moat_rc moat_static_handler(const void *ctx, const struct moat_req *req,
+                                          struct moat_res *res, struct moat_buf *fields,
+                                          struct moat_buf *body);
 
 /* For tests: non-zero makes every open take the fallback path used when the kernel lacks
  * openat2 (component by component, refusing every symbolic link). Not thread-safe. */

@@ -194,7 +194,7 @@ struct q {
 
 struct answer {
     moat_rc rc;
-    struct moat_static_res res;
+    struct moat_res res;
     char hdrs[4096];
     char body[16384]; /* the generated body, or the file region read back */
 };
@@ -208,17 +208,27 @@ static moat_slice sl(const char *s)
     return s ? moat_slice_cstr(s) : MOAT_SLICE_NULL;
 }
 
+/* The request's fields, as a protocol session would look them up. */
+static moat_slice q_field(const void *proto, const char *lc_name)
+{
+    const struct q *q = proto;
+    const char *v = strcmp(lc_name, "if-none-match") == 0       ? q->inm
+                    : strcmp(lc_name, "if-modified-since") == 0 ? q->ims
+                    : strcmp(lc_name, "range") == 0             ? q->range
+                    : strcmp(lc_name, "if-range") == 0          ? q->if_range
+                                                                : NULL;
+    return sl(v);
+}
+
 static struct answer *ask_site(const struct moat_static_site *site, struct q q)
 {
     memset(&a, 0, sizeof(a));
-    struct moat_static_req req = {
+    struct moat_req req = {
         .method_id = q.method ? q.method : MOAT_HTTP_M_GET,
         .path = sl(q.path),
-        .if_none_match = sl(q.inm),
-        .if_modified_since = sl(q.ims),
-        .range = sl(q.range),
-        .if_range = sl(q.if_range),
         .now = t_now,
+        ._field = q_field,
+        ._proto = &q,
     };
     struct moat_buf hdrs, body;
     moat_buf_init(&hdrs, 4000);
@@ -475,12 +485,12 @@ TEST_CASE(test_directories)
     EXPECT(has_hdr("Location: /sub/\r\n"));
     EXPECT_STATUS("/sub/deeper", 301);
     EXPECT(has_hdr("Location: /sub/deeper/\r\n"));
-    struct moat_static_req qreq = {.method_id = MOAT_HTTP_M_GET,
-                                   .path = MOAT_SLICE_LIT("//sub"),
-                                   .query = MOAT_SLICE_LIT("x=1&y=%41\r\nSet-Cookie: a\x80"),
-                                   .now = t_now};
+    struct moat_req qreq = {.method_id = MOAT_HTTP_M_GET,
+                            .path = MOAT_SLICE_LIT("//sub"),
+                            .query = MOAT_SLICE_LIT("x=1&y=%41\r\nSet-Cookie: a\x80"),
+                            .now = t_now};
     struct moat_static_site qsite = {.root_fd = root_fd, .index = "index.html"};
-    struct moat_static_res qres;
+    struct moat_res qres;
     struct moat_buf qh, qb;
     moat_buf_init(&qh, 4000);
     moat_buf_init(&qb, 4000);
@@ -742,12 +752,12 @@ TEST_CASE(test_small_buffers)
     struct moat_static_site site = {.root_fd = root_fd, .index = "index.html", .listing = 1};
     const char *paths[] = {"/hello.txt", "/sub/", "/nope", "/sub"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        struct moat_static_req req = {
+        struct moat_req req = {
             .method_id = MOAT_HTTP_M_GET, .path = moat_slice_cstr(paths[i]), .now = t_now};
         struct moat_buf hdrs, body;
         moat_buf_init(&hdrs, 20);
         moat_buf_init(&body, 16000);
-        struct moat_static_res res;
+        struct moat_res res;
         moat_rc rc = moat_static_handle(&site, &req, &res, &hdrs, &body);
         EXPECT_INT(rc.kind, MOAT_E_LIMIT);
         EXPECT_INT(res.fd, -1);
@@ -766,8 +776,8 @@ TEST_CASE(test_small_buffers)
         moat_buf_clear(&hdrs);
         moat_buf_clear(&body);
     }
-    struct moat_static_req req = {.method_id = MOAT_HTTP_M_GET, .path = MOAT_SLICE_LIT("/")};
-    struct moat_static_res res;
+    struct moat_req req = {.method_id = MOAT_HTTP_M_GET, .path = MOAT_SLICE_LIT("/")};
+    struct moat_res res;
     struct moat_buf b;
     moat_buf_init(&b, 100);
     EXPECT_INT(moat_static_handle(NULL, &req, &res, &b, &b).kind, MOAT_E_INTERNAL);
