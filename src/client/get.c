@@ -190,7 +190,7 @@ static int classify_alert(struct moat_client_hop *h, const struct moat_client_op
                       "the server answered the ClientHello with alert handshake_failure: it "
                       "accepts none of the offered cipher suites (TLS 1.3: AES-GCM, "
                       "ChaCha20-Poly1305; TLS 1.2: %s) or groups (%s)",
-                      moat_client_tls_ciphers12, moat_client_tls_groups);
+                      moat_tls_client_ciphers12, moat_tls_client_groups);
             return 1;
         }
         break;
@@ -198,7 +198,7 @@ static int classify_alert(struct moat_client_hop *h, const struct moat_client_op
         set_cause(h, MOAT_CC_NO_COMMON_CIPHER,
                   "the server answered with alert insufficient_security: it wants stronger "
                   "parameters than the ones offered (TLS 1.2: %s; groups %s)",
-                  moat_client_tls_ciphers12, moat_client_tls_groups);
+                  moat_tls_client_ciphers12, moat_tls_client_groups);
         return 1;
     case TLS1_AD_PROTOCOL_VERSION: {
         const char *lo = version_words(o->tls_min ? o->tls_min : TLS1_2_VERSION);
@@ -333,13 +333,10 @@ static int probe_tls(const struct moat_client_hop *h, const struct moat_client_o
     if (!moat_ok(moat_client_conn_open(p, o, deadline, &fd, NULL))) {
         goto out;
     }
-    ctx = SSL_CTX_new(TLS_client_method());
-    ssl = ctx ? SSL_new(ctx) : NULL;
-    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+    if (!moat_ok(moat_client_tls_probe_ctx_new(&ctx, NULL)) ||
+        !moat_ok(moat_tls_client_ssl_new(ctx, h->url.host, &ssl, NULL)) ||
+        SSL_set_fd(ssl, fd) != 1) {
         goto out;
-    }
-    if (!h->url.host_ip) {
-        SSL_set_tlsext_host_name(ssl, h->url.host);
     }
     moat_trace_attach(&p->trace, ssl);
     unsigned long e = 0;
@@ -483,20 +480,23 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
     struct moat_client_vrec v = {.insecure = o->insecure};
     if (h->url.https) {
         h->stage = MOAT_STAGE_TLS;
-        SSL *ssl = SSL_new(ctx);
-        if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+        SSL *ssl = NULL;
+        rc = moat_tls_client_ssl_new(ctx, h->url.host, &ssl, err);
+        if (!moat_ok(rc)) {
+            h->cause = MOAT_CC_LOCAL;
+            goto out;
+        }
+        if (SSL_set_fd(ssl, fd) != 1) {
             SSL_free(ssl);
             rc = moat_err_ssl(err, MOAT_E_NOMEM, __FILE__, __LINE__, "cannot start TLS");
             h->cause = MOAT_CC_LOCAL;
             goto out;
         }
         io.ssl = ssl;
-        /* RFC 6066 §3: SNI carries host names only, never address literals. */
-        if (!h->url.host_ip) {
-            SSL_set_tlsext_host_name(ssl, h->url.host);
+        if (!h->url.host_ip) { /* moat_tls_client_ssl_new sent SNI */
             moat_client__fmt(h->sni, sizeof(h->sni), "%s", h->url.host);
         }
-        rc = moat_client_verify_ssl(ssl, &h->url, &v, err);
+        rc = moat_client_verify_ssl(ssl, &v, err);
         if (!moat_ok(rc)) {
             h->cause = MOAT_CC_LOCAL;
             goto out;

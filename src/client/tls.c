@@ -1,5 +1,6 @@
 /*
- * tls.c: the client's SSL_CTX and its poll-driven handshake, and reading back what was
+ * tls.c: the client's SSL_CTX (tls/client.c's policy with get/trace's trust and options), its
+ * poll-driven handshake, and reading back what was
  * negotiated in the names people look up (IANA's, as in RFC 8446 §4.2.3 and §4.2.7).
  */
 #include "client/tls.h"
@@ -12,92 +13,35 @@
 #include <string.h>
 
 #include <openssl/err.h>
-#include <openssl/pem.h>
 
-const char moat_client_tls_ciphers12[] = "ECDHE+AESGCM:ECDHE+CHACHA20";
-const char moat_client_tls_groups[] = "X25519:P-256:P-384:P-521";
-
-static const unsigned char alpn_http11[] = "\x08http/1.1";
-
-static int no_password(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return 0;
-}
+static const char *const alpn_http11[] = {"http/1.1"};
 
 moat_rc moat_client_tls_ctx_new(const struct moat_client_opts *o, struct moat_client_trust *t,
                                 SSL_CTX **out, struct moat_err *err)
 {
     *out = NULL;
-    int min = o->tls_min ? o->tls_min : TLS1_2_VERSION;
-    int max = o->tls_max ? o->tls_max : TLS1_3_VERSION;
-    if (min > max) {
+    if (o->tls_min && o->tls_max && o->tls_min > o->tls_max) {
         MOAT_FAIL(err, MOAT_E_USAGE, "--tls-min is above --tls-max");
     }
-    ERR_clear_error();
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL) {
-        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot create a TLS context");
-    }
-    moat_rc rc = MOAT_RC_OK;
-    if (SSL_CTX_set_min_proto_version(ctx, min) != 1 ||
-        SSL_CTX_set_max_proto_version(ctx, max) != 1 ||
-        SSL_CTX_set_cipher_list(ctx, moat_client_tls_ciphers12) != 1 ||
-        SSL_CTX_set1_groups_list(ctx, moat_client_tls_groups) != 1 ||
-        SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof(alpn_http11) - 1) != 0) {
-        rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__, "cannot set the TLS policy");
-        goto out;
-    }
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
-    if (o->cert != NULL) {
-        const char *key = o->key ? o->key : o->cert;
-        if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
-            moat_err_where(err, "%s", o->cert);
-            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
-                              "cannot load the client certificate %s", o->cert);
-            goto out;
-        }
-        EVP_PKEY *pk = NULL;
-        BIO *b = BIO_new_file(key, "r");
-        if (b != NULL) {
-            /* No passphrase callback: an encrypted key fails here instead of prompting. */
-            pk = PEM_read_bio_PrivateKey(b, NULL, no_password, NULL);
-            BIO_free(b);
-        }
-        if (pk == NULL) {
-            moat_err_where(err, "%s", key);
-            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
-                              "cannot load the client key %s (it must be an unencrypted PEM key)",
-                              key);
-            goto out;
-        }
-        if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), pk) != 1) {
-            EVP_PKEY_free(pk);
-            ERR_clear_error();
-            moat_err_where(err, "%s", key);
-            rc = moat_err_set(err, MOAT_E_CERT, __FILE__, __LINE__,
-                              "the key %s does not belong to the certificate %s", key, o->cert);
-            goto out;
-        }
-        int used = SSL_CTX_use_PrivateKey(ctx, pk);
-        EVP_PKEY_free(pk);
-        if (used != 1) {
-            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__, "cannot use the key %s", key);
-            goto out;
-        }
-    }
-    rc = moat_client_verify_ctx(ctx, t, err);
-out:
-    if (!moat_ok(rc)) {
-        SSL_CTX_free(ctx);
-        return rc;
-    }
-    *out = ctx;
-    return MOAT_RC_OK;
+    struct moat_tls_client_opts to = {
+        .cert_path = o->cert,
+        .key_path = o->key,
+        .alpn = alpn_http11,
+        .nalpn = 1,
+        .min_version = o->tls_min,
+        .max_version = o->tls_max,
+        /* The HTTP reader frames every body itself (length, chunks, or to the end where
+         * close-delimited bodies are shown as such), and servers often skip close_notify. */
+        .allow_unexpected_eof = 1,
+    };
+    MOAT_TRY(moat_client_verify_opts(t, &to, err));
+    return moat_tls_client_ctx_new(&to, out, err);
+}
+
+moat_rc moat_client_tls_probe_ctx_new(SSL_CTX **out, struct moat_err *err)
+{
+    struct moat_tls_client_opts to = {.no_verify = 1, .allow_unexpected_eof = 1};
+    return moat_tls_client_ctx_new(&to, out, err);
 }
 
 moat_rc moat_client_tls_handshake(SSL *ssl, int fd, double deadline_ms, unsigned long *ssl_err,

@@ -1,10 +1,7 @@
 /*
  * tls.h: the client's TLS: one SSL_CTX per run with moat's client policy, and a handshake driven
- * by poll under the run's deadline.
- *
- * Policy: TLS 1.2 and 1.3 only (RFC 8996 deprecates older versions), for TLS 1.2 only ECDHE with
- * AEAD ciphers (the same set moat serve offers), groups X25519, P-256, P-384, P-521, ALPN
- * http/1.1, no compression, no renegotiation; verification as in verify.h.
+ * by poll under the run's deadline. The policy is tls/client.h's; here it meets get/trace's trust
+ * (verify.h), client certificate, --tls-min/--tls-max and ALPN http/1.1.
  */
 #ifndef MOAT_CLIENT_TLS_H
 #define MOAT_CLIENT_TLS_H
@@ -12,12 +9,9 @@
 #include "client/get.h"
 #include "client/verify.h"
 #include "core/err.h"
+#include "tls/client.h"
 
 #include <openssl/ssl.h>
-
-/* The cipher suites and groups the client offers, for messages ("moat offered ..."). */
-extern const char moat_client_tls_ciphers12[];
-extern const char moat_client_tls_groups[];
 
 /*
  * A client context for `o` (versions, client certificate) verifying with `t`. Refuses a client
@@ -27,6 +21,10 @@ extern const char moat_client_tls_groups[];
 MOAT_MUST_USE moat_rc moat_client_tls_ctx_new(const struct moat_client_opts *o,
                                               struct moat_client_trust *t, SSL_CTX **out,
                                               struct moat_err *err);
+
+/* A context for a probe that only asks whether a port answers TLS: the same policy, no ALPN,
+ * no verification. *out is owned by the caller. */
+MOAT_MUST_USE moat_rc moat_client_tls_probe_ctx_new(SSL_CTX **out, struct moat_err *err);
 
 /*
  * Run the client handshake on a connected non-blocking socket until done, failed or past

@@ -197,33 +197,20 @@ static int verify_cb(int ok, X509_STORE_CTX *sctx)
     return v->insecure ? 1 : ok;
 }
 
-moat_rc moat_client_verify_ctx(SSL_CTX *ctx, struct moat_client_trust *t, struct moat_err *err)
+moat_rc moat_client_verify_opts(struct moat_client_trust *t, struct moat_tls_client_opts *o,
+                                struct moat_err *err)
 {
     pthread_once(&vrec_once, vrec_idx_init);
     if (vrec_idx < 0) {
         MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot register the verify record");
     }
-    if (X509_STORE_up_ref(t->store) != 1) {
-        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot share the trust store");
-    }
-    SSL_CTX_set_cert_store(ctx, t->store);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+    o->store = t->store;
+    o->verify_cb = verify_cb;
     return MOAT_RC_OK;
 }
 
-moat_rc moat_client_verify_ssl(SSL *ssl, const struct moat_client_url *u,
-                               struct moat_client_vrec *v, struct moat_err *err)
+moat_rc moat_client_verify_ssl(SSL *ssl, struct moat_client_vrec *v, struct moat_err *err)
 {
-    X509_VERIFY_PARAM *p = SSL_get0_param(ssl);
-    /* RFC 6125 §6.4.4: the CN is not a name to check once there are SANs; browsers never look at
-     * it, and neither does moat (a certificate without SANs fails here as it would there). */
-    X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
-                                           X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
-    int ok = u->host_ip ? X509_VERIFY_PARAM_set1_ip_asc(p, u->host)
-                        : X509_VERIFY_PARAM_set1_host(p, u->host, 0);
-    if (ok != 1) {
-        MOAT_FAIL_SSL(err, MOAT_E_USAGE, "cannot check the certificate against \"%s\"", u->host);
-    }
     if (SSL_set_ex_data(ssl, vrec_idx, v) != 1) {
         MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot attach the verify record");
     }

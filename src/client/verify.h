@@ -13,6 +13,7 @@
 
 #include "client/get.h"
 #include "core/err.h"
+#include "tls/client.h"
 
 #include <time.h>
 
@@ -54,13 +55,15 @@ MOAT_MUST_USE moat_rc moat_client_trust_load(const struct moat_client_opts *o,
                                              struct moat_client_trust *t, struct moat_err *err);
 void moat_client_trust_clear(struct moat_client_trust *t);
 
-/* Make `ctx` verify servers with `t` (the store gets a reference) and the recording callback. */
-MOAT_MUST_USE moat_rc moat_client_verify_ctx(SSL_CTX *ctx, struct moat_client_trust *t,
+/* Make client contexts built from `o` (tls/client.h) verify servers with `t` and the recording
+ * callback: fills o->store (borrowed from t; the context takes its own reference) and
+ * o->verify_cb. */
+MOAT_MUST_USE moat_rc moat_client_verify_opts(struct moat_client_trust *t,
+                                              struct moat_tls_client_opts *o, struct moat_err *err);
+/* Per connection (made by moat_tls_client_ssl_new, which sets the name or address to check):
+ * record into `v`, which must outlive the SSL's handshake. */
+MOAT_MUST_USE moat_rc moat_client_verify_ssl(SSL *ssl, struct moat_client_vrec *v,
                                              struct moat_err *err);
-/* Per connection: check h->url's host (DNS name or IP address) and record into `v`, which must
- * outlive the SSL's handshake. */
-MOAT_MUST_USE moat_rc moat_client_verify_ssl(SSL *ssl, const struct moat_client_url *u,
-                                             struct moat_client_vrec *v, struct moat_err *err);
 void moat_client_vrec_clear(struct moat_client_vrec *v);
 
 /*

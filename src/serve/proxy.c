@@ -19,6 +19,7 @@
 #include "serve/internal.h"
 #include "serve/snapshot.h"
 #include "serve/worker.h"
+#include "tls/client.h"
 #include "tls/clientauth.h"
 
 #include <errno.h>
@@ -85,49 +86,22 @@ void moat_proxy_target_free(struct moat_proxy_target *t)
     free(t);
 }
 
+/* The origin's context: moat's client policy (tls/client.h) with proxy_ca alone when set, else
+ * the system store plus moat's local CA root when it exists; proxy_cert when set. */
 static moat_rc client_ctx(const struct moat_conf_site *cs, const char *extra_ca, SSL_CTX **out,
                           struct moat_err *err)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL) {
-        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot create a TLS client context");
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    moat_rc rc = MOAT_RC_OK;
-    if (cs->proxy_ca != NULL) {
-        if (SSL_CTX_load_verify_locations(ctx, cs->proxy_ca, NULL) != 1) {
-            moat_err_where(err, "%s", cs->proxy_ca);
-            rc = moat_err_ssl(err, MOAT_E_CONFIG, __FILE__, __LINE__,
-                              "cannot load the proxy_ca file");
-        }
-    } else {
-        SSL_CTX_set_default_verify_paths(ctx);
-        if (extra_ca != NULL && access(extra_ca, R_OK) == 0) {
-            SSL_CTX_load_verify_locations(ctx, extra_ca, NULL);
-        }
-        ERR_clear_error();
-    }
-    if (moat_ok(rc) && cs->proxy_cert != NULL) {
-        if (SSL_CTX_use_certificate_chain_file(ctx, cs->proxy_cert) != 1) {
-            moat_err_where(err, "%s", cs->proxy_cert);
-            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
-                              "cannot load the proxy_cert certificate");
-        } else if (SSL_CTX_use_PrivateKey_file(ctx, cs->proxy_key, SSL_FILETYPE_PEM) != 1 ||
-                   SSL_CTX_check_private_key(ctx) != 1) {
-            moat_err_where(err, "%s", cs->proxy_key);
-            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
-                              "proxy_cert key cannot be used with %s", cs->proxy_cert);
-        }
-    }
-    if (!moat_ok(rc)) {
-        SSL_CTX_free(ctx);
-        return rc;
-    }
-    static const unsigned char alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn));
-    *out = ctx;
-    return MOAT_RC_OK;
+    static const char *const alpn[] = {"http/1.1"};
+    struct moat_tls_client_opts o = {
+        .system_trust = cs->proxy_ca == NULL,
+        .ca_file = cs->proxy_ca,
+        .ca_file_if_readable = cs->proxy_ca == NULL ? extra_ca : NULL,
+        .cert_path = cs->proxy_cert,
+        .key_path = cs->proxy_key,
+        .alpn = alpn,
+        .nalpn = 1,
+    };
+    return moat_tls_client_ctx_new(&o, out, err);
 }
 
 moat_rc moat_proxy_target_new(const struct moat_conf_site *cs, const char *extra_ca,
@@ -402,24 +376,11 @@ void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r)
         return;
     }
     if (t->ctx != NULL) {
-        px->up.ssl = SSL_new(t->ctx);
-        if (px->up.ssl == NULL || SSL_set_fd(px->up.ssl, fd) != 1) {
+        /* SNI for a name, none for an address; the certificate must name the origin. */
+        if (!moat_ok(moat_tls_client_ssl_new(t->ctx, t->host, &px->up.ssl, NULL)) ||
+            SSL_set_fd(px->up.ssl, fd) != 1) {
             fail(c, 503, "cannot start TLS to the origin");
             return;
-        }
-        SSL_set_connect_state(px->up.ssl);
-        struct in6_addr a6;
-        struct in_addr a4;
-        int is_ip = inet_pton(AF_INET, t->host, &a4) == 1 || inet_pton(AF_INET6, t->host, &a6) == 1;
-        if (!is_ip) {
-            SSL_set_tlsext_host_name(px->up.ssl, t->host);
-        }
-        /* The origin's certificate must name it: host name or IP SAN. */
-        X509_VERIFY_PARAM *vp = SSL_get0_param(px->up.ssl);
-        if (is_ip) {
-            X509_VERIFY_PARAM_set1_ip_asc(vp, t->host);
-        } else {
-            X509_VERIFY_PARAM_set1_host(vp, t->host, 0);
         }
     }
     px->w = (struct moat_watch){.fd = fd, .cb = on_origin, .data = px};
