@@ -1,0 +1,265 @@
+/*
+ * conf_global.c: the global directives, at the top level of the file: where moat listens
+ * (listen, redirect_http), how it runs (workers, state), where it logs (access_log, error_log)
+ * and which extra CAs its start-up checks trust (trust); also the rows that open the
+ * timeouts { }, limits { } and tls { } blocks, whose settings are in conf_limits.c. The loader
+ * (conf.c) checks the argument counts and repeats before these handlers run.
+ * Users' reference: docs/config.md, "Global directives".
+ */
+#include "serve/conf_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static moat_rc check_listen_word(struct moat_conf__loader *L, const struct moat_cfg_word *w,
+                                 char *host, size_t hostcap, uint16_t *port)
+{
+    const char *why = moat_conf__listen_parse(w->s, host, hostcap, port);
+    if (why != NULL) {
+        return moat_conf__fail_at_word(L, w, "bad listen address \"%.100s\": %s", w->s, why);
+    }
+    return MOAT_RC_OK;
+}
+
+/*
+ * `listen ADDRESS...` (may repeat; the addresses add up): where the HTTPS server accepts
+ * connections, as host:port, [v6]:port or :port (all addresses). Default 127.0.0.1:8443,
+ * replaced as soon as one listen is given. An address given twice is refused.
+ * See docs/config.md#listen-address.
+ */
+static moat_rc h_listen(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                        const struct moat_conf__spec *sp)
+{
+    if (!L->listen_set) {
+        moat_conf__free_strs(L->c->listen, L->c->nlisten);
+        L->c->listen = NULL;
+        L->c->nlisten = 0;
+        L->listen_set = 1;
+    }
+    for (size_t i = 1; i < n->nwords; i++) {
+        const struct moat_cfg_word *w = &n->words[i];
+        char host[256];
+        uint16_t port;
+        MOAT_TRY(check_listen_word(L, w, host, sizeof(host), &port));
+        for (size_t j = 0; j < L->c->nlisten; j++) {
+            if (strcmp(L->c->listen[j], w->s) == 0) {
+                return moat_conf__fail_at_word(
+                    L, w,
+                    "listen address \"%.100s\" is already given at line %d "
+                    "(remove one)",
+                    w->s, L->listen_pos[j].line);
+            }
+        }
+        char *s = strdup(w->s);
+        if (s == NULL || !moat_conf__push_pos(&L->listen_pos, L->c->nlisten,
+                                              (struct moat_conf__pos){w->line, w->col})) {
+            free(s);
+            return moat_conf__nomem(L);
+        }
+        if (!moat_conf__push_str(&L->c->listen, &L->c->nlisten, s)) {
+            free(s);
+            return moat_conf__nomem(L);
+        }
+    }
+    return MOAT_RC_OK;
+}
+
+/*
+ * `redirect_http ADDRESS|off`: a plain-HTTP listener that answers 308 to the https URL (and
+ * serves crl_publish paths). Default off. Its port must not be a listen port on an overlapping
+ * address, checked once the whole file is read (moat_conf__global_check_conf).
+ * See docs/config.md#redirect_http-addressoff.
+ */
+static moat_rc h_redirect(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                          const struct moat_conf__spec *sp)
+{
+    const struct moat_cfg_word *w = &n->words[1];
+    if (strcmp(w->s, "off") == 0) {
+        free(L->c->redirect_listen);
+        L->c->redirect_listen = NULL;
+        return MOAT_RC_OK;
+    }
+    char host[256];
+    uint16_t port;
+    MOAT_TRY(check_listen_word(L, w, host, sizeof(host), &port));
+    char *s = strdup(w->s);
+    if (s == NULL) {
+        return moat_conf__nomem(L);
+    }
+    free(L->c->redirect_listen);
+    L->c->redirect_listen = s;
+    L->redirect_pos = (struct moat_conf__pos){w->line, w->col};
+    return MOAT_RC_OK;
+}
+
+/* `workers N|auto`: worker threads, 1 to 1024; auto (or 0, stored as 0) is one per core.
+ * Default auto. See docs/config.md#workers-nauto. */
+static moat_rc h_workers(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                         const struct moat_conf__spec *sp)
+{
+    const struct moat_cfg_word *w = &n->words[1];
+    uint64_t v;
+    if (strcmp(w->s, "auto") == 0) {
+        L->c->workers = 0;
+        return MOAT_RC_OK;
+    }
+    if (!moat_conf__parse_count(w->s, &v) || v > 1024) {
+        return moat_conf__fail_at_word(
+            L, w, "bad worker count \"%.64s\" (use auto, or a number from 1 to 1024)", w->s);
+    }
+    L->c->workers = (unsigned)v;
+    return MOAT_RC_OK;
+}
+
+/* `state FOLDER`: where moat keeps the local CA, issued certificates and ticket keys. Default:
+ * $MOAT_STATE, else ~/.local/share/moat (decided by the server, so unset here).
+ * See docs/config.md#state-folder. */
+static moat_rc h_state(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                       const struct moat_conf__spec *sp)
+{
+    return moat_conf__take_path(L, &n->words[1], "state", &L->c->state_dir);
+}
+
+/* `access_log stdout|off|PATH [combined|json]`: one line per response. Default off, format
+ * combined; off takes no format. See docs/config.md#access_log-stdoutoffpath-combinedjson. */
+static moat_rc h_access_log(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                            const struct moat_conf__spec *sp)
+{
+    const struct moat_cfg_word *t = &n->words[1];
+    if (strcmp(t->s, "off") == 0) {
+        if (n->nwords > 2) {
+            return moat_conf__fail_at_word(L, &n->words[2],
+                                           "\"access_log off\" takes no format (remove \"%.64s\")",
+                                           n->words[2].s);
+        }
+    }
+    if (n->nwords > 2) {
+        const struct moat_cfg_word *f = &n->words[2];
+        if (strcmp(f->s, "combined") == 0) {
+            L->c->access_format = MOAT_LOG_COMBINED;
+        } else if (strcmp(f->s, "json") == 0) {
+            L->c->access_format = MOAT_LOG_JSON;
+        } else {
+            return moat_conf__fail_at_word(
+                L, f, "bad access log format \"%.64s\" (use combined or json)", f->s);
+        }
+    }
+    if (strcmp(t->s, "off") == 0 || strcmp(t->s, "stdout") == 0) {
+        char *s = strdup(t->s);
+        if (s == NULL) {
+            return moat_conf__nomem(L);
+        }
+        free(L->c->access_log);
+        L->c->access_log = s;
+        return MOAT_RC_OK;
+    }
+    return moat_conf__take_path(L, t, "access log", &L->c->access_log);
+}
+
+/* `error_log stderr|PATH [error|warn|info|debug]`: where server messages go and the lowest
+ * level shown. Default stderr info. See docs/config.md#error_log-stderrpath-errorwarninfodebug. */
+static moat_rc h_error_log(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                           const struct moat_conf__spec *sp)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    if (n->nwords > 2) {
+        const struct moat_cfg_word *lv = &n->words[2];
+        size_t i = 0;
+        while (i < 4 && strcmp(lv->s, levels[i]) != 0) {
+            i++;
+        }
+        if (i == 4) {
+            return moat_conf__fail_at_word(
+                L, lv, "bad log level \"%.64s\" (use error, warn, info or debug)", lv->s);
+        }
+        L->c->log_level = (enum moat_log_level)i;
+    }
+    const struct moat_cfg_word *t = &n->words[1];
+    if (strcmp(t->s, "stderr") == 0) {
+        char *s = strdup(t->s);
+        if (s == NULL) {
+            return moat_conf__nomem(L);
+        }
+        free(L->c->error_log);
+        L->c->error_log = s;
+        return MOAT_RC_OK;
+    }
+    return moat_conf__take_path(L, t, "error log", &L->c->error_log);
+}
+
+/* `trust CA.pem...` (may repeat; the files add up): extra CAs for the start-up checks of every
+ * site's chain, never for client authentication. Default none. See docs/config.md#trust-capem. */
+static moat_rc h_trust(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                       const struct moat_conf__spec *sp)
+{
+    for (size_t i = 1; i < n->nwords; i++) {
+        char *p = NULL;
+        MOAT_TRY(moat_conf__take_path(L, &n->words[i], "trust", &p));
+        if (!moat_conf__push_str(&L->c->trust, &L->c->ntrust, p)) {
+            free(p);
+            return moat_conf__nomem(L);
+        }
+    }
+    return MOAT_RC_OK;
+}
+
+/*
+ * The rows. The block rows stay here, between error_log and trust, because this order is the
+ * order of "known at the top level: ..." (their settings: conf_limits.c).
+ * `timeouts { ... }`, `limits { ... }`, `tls { ... }`: see docs/config.md#timeouts---,
+ * docs/config.md#limits--- and docs/config.md#tls---.
+ */
+const struct moat_conf__spec moat_conf__global_specs[] = {
+    MOAT_CONF__CUSTOM("listen", MOAT_CONF__TOP, 1, -1, 1, h_listen, "listen ADDRESS..."),
+    MOAT_CONF__CUSTOM("redirect_http", MOAT_CONF__TOP, 1, 1, 0, h_redirect,
+                      "redirect_http ADDRESS|off"),
+    MOAT_CONF__CUSTOM("workers", MOAT_CONF__TOP, 1, 1, 0, h_workers, "workers N|auto"),
+    MOAT_CONF__CUSTOM("state", MOAT_CONF__TOP, 1, 1, 0, h_state, "state FOLDER"),
+    MOAT_CONF__CUSTOM("access_log", MOAT_CONF__TOP, 1, 2, 0, h_access_log,
+                      "access_log stdout|off|PATH [combined|json]"),
+    MOAT_CONF__CUSTOM("error_log", MOAT_CONF__TOP, 1, 2, 0, h_error_log,
+                      "error_log stderr|PATH [error|warn|info|debug]"),
+    MOAT_CONF__BLOCK("timeouts", 0, 0, MOAT_CONF__TIMEOUTS, NULL,
+                     "timeouts { head 10s; idle 60s; ... }"),
+    MOAT_CONF__BLOCK("limits", 0, 0, MOAT_CONF__LIMITS, NULL,
+                     "limits { request_line 8k; header_bytes 32k; ... }"),
+    MOAT_CONF__BLOCK("tls", 0, 0, MOAT_CONF__TLS, NULL,
+                     "tls { tickets on; ticket_rotate 1h; session_cache 20480 }"),
+    MOAT_CONF__CUSTOM("trust", MOAT_CONF__TOP, 1, -1, 1, h_trust, "trust CA.pem..."),
+};
+
+const size_t moat_conf__global_nspecs =
+    sizeof(moat_conf__global_specs) / sizeof(moat_conf__global_specs[0]);
+
+/* redirect_http must not take the port of a listen address it overlaps: the second bind would
+ * fail at start-up with a less helpful message. Reported at the redirect_http word. */
+moat_rc moat_conf__global_check_conf(struct moat_conf__loader *L)
+{
+    struct moat_conf *c = L->c;
+    if (c->redirect_listen == NULL) {
+        return MOAT_RC_OK;
+    }
+    char rh[256], lh[256];
+    uint16_t rp, lp;
+    if (!moat_ok(moat_conf_listen_split(c->redirect_listen, rh, sizeof(rh), &rp))) {
+        return moat_rc_of(MOAT_E_INTERNAL);
+    }
+    for (size_t i = 0; i < c->nlisten; i++) {
+        if (!moat_ok(moat_conf_listen_split(c->listen[i], lh, sizeof(lh), &lp))) {
+            return moat_rc_of(MOAT_E_INTERNAL);
+        }
+        if (rp == lp && (rh[0] == '\0' || lh[0] == '\0' || strcasecmp(rh, lh) == 0)) {
+            char at[32] = " (the default)";
+            if (L->listen_set) {
+                snprintf(at, sizeof(at), " at line %d", L->listen_pos[i].line);
+            }
+            return moat_cfg_fail(L->err, L->doc, L->redirect_pos.line, L->redirect_pos.col,
+                                 "redirect_http uses the port of listen \"%s\"%s (give it "
+                                 "another port, e.g. :8080)",
+                                 c->listen[i], at);
+        }
+    }
+    return MOAT_RC_OK;
+}
