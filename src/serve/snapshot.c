@@ -1,8 +1,11 @@
 /*
  * snapshot.c: turning a struct moat_conf into a running configuration (see snapshot.h).
  *
- * Every certificate and key goes through pki's start-up checks before OpenSSL loads it, so a
- * mistake is refused with the file named and the fix, at start and on reload alike.
+ * Each site's certificates come from a certificate source (cert/source.h): its `cert` files,
+ * parsed once and put through pki's start-up checks, so a mistake is refused with the file
+ * named and the fix, at start and on reload alike; or moat's local CA. The TLS contexts are
+ * built from those in-memory sets, and moat_snapshot_swap_certs replaces one site's context at
+ * run time through the SNI table.
  */
 #include "serve/snapshot.h"
 
@@ -12,12 +15,10 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "cert/certset.h"
+#include "cert/source.h"
 #include "core/log.h"
-#include "pki/ca.h"
 #include "pki/chain.h"
-#include "pki/key.h"
-#include "pki/names.h"
-#include "pki/verify.h"
 #include "tls/clientauth.h"
 #include "tls/ctx.h"
 #include "tls/sni.h"
@@ -34,17 +35,11 @@
 
 static atomic_ullong generation_counter;
 
-static const char *const local_names[] = {"localhost", "127.0.0.1", "::1"};
-
 static void site_clear(struct moat_site *s)
 {
     if (s->st.root_fd >= 0) {
         close(s->st.root_fd);
         s->st.root_fd = -1;
-    }
-    if (s->ctx != NULL) {
-        SSL_CTX_free(s->ctx);
-        s->ctx = NULL;
     }
     moat_tls_client_auth_free(s->client_auth);
     s->client_auth = NULL;
@@ -122,328 +117,6 @@ struct moat_site *moat_snapshot_route(const struct moat_snapshot *s, const char 
     return NULL;
 }
 
-static time_t asn1_to_time(const ASN1_TIME *t)
-{
-    struct tm tm;
-    if (ASN1_TIME_to_tm(t, &tm) != 1) {
-        return 0;
-    }
-    return timegm(&tm);
-}
-
-/* A chain warning goes to the error log with the config position of its cert directive. */
-static void log_chain_warning(void *arg, enum moat_verify_kind kind, const char *msg)
-{
-    const struct moat_conf_cert *cc = arg;
-    moat_log_w("%s: %s [%s]", cc->where, msg, moat_verify_kind_name(kind));
-}
-
-/* Check one certificate/key pair of a site the way a demanding operator would want. `anchor`
- * (may be NULL) holds the site's cert_ca certificates, named `anchor_name` in messages. */
-static moat_rc check_pair(const struct moat_conf_site *cs, const struct moat_conf_cert *cc,
-                          X509_STORE *trust, X509_STORE *anchor, const char *anchor_name, int quiet,
-                          struct moat_err *err)
-{
-    struct moat_chain *chain = NULL;
-    EVP_PKEY *key = NULL;
-    moat_rc rc = moat_chain_load(cc->cert_path, &chain, err);
-    if (moat_ok(rc)) {
-        rc = moat_key_load(cc->key_path, &key, err);
-    }
-    if (moat_ok(rc)) {
-        enum moat_verify_kind kind = MOAT_V_OK;
-        struct moat_err werr = {0};
-        struct moat_chain_check_opts o = {
-            .key = key,
-            .trust = trust,
-            .anchor = anchor,
-            .anchor_name = anchor_name,
-            .now = time(NULL),
-            .warn = quiet ? NULL : log_chain_warning,
-            .warn_arg = (void *)cc,
-        };
-        rc = moat_chain_check_with(chain, &o, &kind, &werr);
-        int lone_self_signed = sk_X509_num(chain->extra) == 0 &&
-                               X509_check_issued(chain->leaf, chain->leaf) == X509_V_OK;
-        if (kind == MOAT_V_NOT_CA && lone_self_signed) {
-            /* `openssl req -x509` makes CA:TRUE certificates; curl and most clients take one
-             * that is trusted directly, browsers do not. Worth a warning, not a refusal. */
-            if (!quiet) {
-                char msg[700];
-                moat_log_w("%s (served anyway: a self-signed certificate; `moat serve` without "
-                           "cert issues a better one from the local CA)",
-                           moat_err_str(&werr, msg, sizeof(msg)));
-            }
-            rc = MOAT_RC_OK;
-        } else if (!moat_ok(rc) && err != NULL) {
-            *err = werr;
-            if (kind == MOAT_V_KEY_MISMATCH) {
-                moat_err_ctx(err, "key file %s", cc->key_path);
-            }
-        }
-    }
-    if (moat_ok(rc) && !quiet) {
-        if (moat_key_file_too_open(cc->key_path)) {
-            moat_log_w("%s: private key is readable by group or others: chmod 600 %s", cc->key_path,
-                       cc->key_path);
-        }
-        for (size_t i = 0; i < cs->nnames; i++) {
-            if (strcmp(cs->names[i], "*") != 0 && !moat_chain_covers_name(chain, cs->names[i])) {
-                moat_log_w("%s: certificate does not cover the site name \"%s\" (%s): clients "
-                           "asking for it will see a name mismatch",
-                           cc->cert_path, cs->names[i], cs->where);
-            }
-        }
-    }
-    if (!moat_ok(rc) && err != NULL && err->where[0] == '\0') {
-        moat_err_where(err, "%s", cc->where);
-    }
-    moat_chain_free(chain);
-    EVP_PKEY_free(key);
-    return rc;
-}
-
-/* The local CA as the sites of one snapshot share it. */
-struct local_ca {
-    struct moat_ca *ca; /* owned; opened (or, for a check, read) on first use */
-    int looked;         /* a check looked at the CA folder already */
-};
-
-/* The names a local certificate is for (the site's, else localhost and its addresses) and the
- * file name it is kept under in <state>/certs. */
-static void local_names_for(const struct moat_conf_site *cs, const char *names[64], size_t *n,
-                            char label[128])
-{
-    *n = 0;
-    for (size_t i = 0; i < cs->nnames && *n < 64; i++) {
-        if (strcmp(cs->names[i], "*") != 0) {
-            names[(*n)++] = cs->names[i];
-        }
-    }
-    if (*n == 0) {
-        for (size_t i = 0; i < 3; i++) {
-            names[(*n)++] = local_names[i];
-        }
-    }
-    size_t j = 0;
-    for (const char *p = names[0]; *p && j < 127; p++) {
-        label[j++] = (*p == '*' ? '_' : (*p == ':' ? '-' : *p));
-    }
-    label[j] = '\0';
-}
-
-/* One certificate of the local CA folder for a check: the first certificate of the file. */
-static moat_rc peek_cert(const char *path, X509 **out, struct moat_err *err)
-{
-    struct moat_chain *c = NULL;
-    MOAT_TRY(moat_chain_load(path, &c, err));
-    *out = c->leaf;
-    c->leaf = NULL;
-    moat_chain_free(c);
-    return MOAT_RC_OK;
-}
-
-/*
- * For `moat serve --check`: read the local CA in `dir` without writing anything (no folder,
- * no lock file), with the checks that make `serve` refuse one: *out stays NULL when the folder
- * holds no CA file (serve would create the CA); refused when only some files are there, a file
- * does not load, the files do not belong together or the root or intermediate has expired.
- */
-static moat_rc local_ca_peek(const char *dir, struct moat_ca **out, struct moat_err *err)
-{
-    static const char *const files[] = {"root.pem", "intermediate.pem", "intermediate.key"};
-    char paths[3][PATH_MAX + 32];
-    char missing[80] = "";
-    int have = 0;
-    *out = NULL;
-    for (int i = 0; i < 3; i++) {
-        struct stat st;
-        snprintf(paths[i], sizeof(paths[i]), "%s/%s", dir, files[i]);
-        if (lstat(paths[i], &st) == 0) {
-            have++;
-        } else if (errno == ENOENT) {
-            size_t used = strlen(missing);
-            snprintf(missing + used, sizeof(missing) - used, "%s%s", used ? ", " : "", files[i]);
-        } else {
-            moat_err_where(err, "%s", paths[i]);
-            MOAT_FAIL_SYS(err, MOAT_E_IO, "cannot look at %s", paths[i]);
-        }
-    }
-    if (have == 0) {
-        return MOAT_RC_OK;
-    }
-    if (have < 3) {
-        moat_err_where(err, "%s", dir);
-        MOAT_FAIL(err, MOAT_E_CONFIG,
-                  "the local CA in %s is incomplete (missing %s): restore the missing files, or "
-                  "move the folder away so moat makes a new CA",
-                  dir, missing);
-    }
-    struct moat_ca *ca = calloc(1, sizeof(*ca));
-    if (ca == NULL || (ca->dir = strdup(dir)) == NULL) {
-        free(ca);
-        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
-    }
-    moat_rc rc = peek_cert(paths[0], &ca->root, err);
-    if (moat_ok(rc)) {
-        rc = peek_cert(paths[1], &ca->cert, err);
-    }
-    if (moat_ok(rc)) {
-        rc = moat_key_load(paths[2], &ca->key, err);
-    }
-    const char *fix = "the files do not belong together; move the folder away so moat makes a "
-                      "new local CA";
-    if (moat_ok(rc) && EVP_PKEY_eq(X509_get0_pubkey(ca->cert), ca->key) != 1) {
-        moat_err_where(err, "%s", paths[2]);
-        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__, "%s does not match %s: %s",
-                          paths[2], paths[1], fix);
-    }
-    if (moat_ok(rc) &&
-        (X509_check_ca(ca->cert) == 0 || X509_check_issued(ca->root, ca->cert) != X509_V_OK ||
-         X509_verify(ca->cert, X509_get0_pubkey(ca->root)) != 1)) {
-        moat_err_where(err, "%s", paths[1]);
-        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
-                          "%s is not a CA certificate signed by %s: %s", paths[1], paths[0], fix);
-    }
-    time_t now = time(NULL);
-    for (int i = 0; i < 2 && moat_ok(rc); i++) {
-        X509 *x = i == 0 ? ca->root : ca->cert;
-        if (X509_cmp_time(X509_get0_notAfter(x), &now) > 0) {
-            continue;
-        }
-        moat_err_where(err, "%s", paths[i]);
-        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
-                          i == 0 ? "%s has expired: move the folder %s away so moat makes a new "
-                                   "local CA (clients will then need to trust the new root)"
-                                 : "%s has expired: make a new one with `moat ca intermediate "
-                                   "--ca %s` (needs root.key), or move the folder away so moat "
-                                   "makes a new local CA",
-                          paths[i], dir);
-    }
-    ERR_clear_error();
-    if (!moat_ok(rc)) {
-        moat_ca_free(ca);
-        moat_err_ctx(err, "while looking at moat's local CA");
-        return rc;
-    }
-    *out = ca;
-    return MOAT_RC_OK;
-}
-
-/* For `moat serve --check`: say what serve would create for a site without cert, and write
- * nothing. *cert_path and *key_path are set (malloc'ed) only when serve would use the existing
- * files as they are, so the check can load them like serve does. */
-static moat_rc local_cert_plan(const struct moat_conf_site *cs, const struct moat_snapshot_env *env,
-                               struct local_ca *lca, char **cert_path, char **key_path,
-                               struct moat_err *err)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/ca", env->state_dir);
-    int first = !lca->looked;
-    if (!lca->looked) {
-        MOAT_TRY(local_ca_peek(dir, &lca->ca, err));
-        lca->looked = 1;
-    }
-    const char *names[64];
-    size_t n = 0;
-    char label[128];
-    local_names_for(cs, names, &n, label);
-    MOAT_TRY_CTX(moat_names_check(names, n, 0, err), err,
-                 "while planning a local certificate for %s", names[0]);
-    if (strlen(label) > 64) {
-        /* What moat_ca_ensure_leaf refuses for its file name; serve would stop here. */
-        moat_err_ctx(err, "while planning a local certificate for %s", names[0]);
-        MOAT_FAIL(err, MOAT_E_USAGE,
-                  "certificate label \"%.64s...\" must be 1-64 letters, digits, '.', '_' or '-' "
-                  "and not start with '.'",
-                  label);
-    }
-    char list[512] = "";
-    for (size_t i = 0; i < n; i++) {
-        size_t used = strlen(list);
-        snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", names[i]);
-    }
-    char cp[PATH_MAX + 8], kp[PATH_MAX + 8];
-    snprintf(cp, sizeof(cp), "%s/certs/%s.pem", env->state_dir, label);
-    snprintf(kp, sizeof(kp), "%s/certs/%s.key", env->state_dir, label);
-    if (lca->ca == NULL && !env->quiet && first) {
-        moat_log_i("check: serve would create a local CA in %s (root and intermediate, ECDSA "
-                   "P-256) and issue a certificate for %s into %s (nothing written now)",
-                   dir, list, cp);
-    } else if (lca->ca == NULL && !env->quiet) {
-        moat_log_i("check: serve would issue a certificate for %s from that new local CA into "
-                   "%s (nothing written now)",
-                   list, cp);
-    }
-    if (lca->ca == NULL) {
-        return MOAT_RC_OK;
-    }
-    if (moat_ca_leaf_reusable(lca->ca, cp, kp, names, n, time(NULL))) {
-        *cert_path = strdup(cp);
-        *key_path = strdup(kp);
-        if (*cert_path == NULL || *key_path == NULL) {
-            free(*cert_path);
-            free(*key_path);
-            *cert_path = *key_path = NULL;
-            MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
-        }
-        return MOAT_RC_OK;
-    }
-    struct stat st;
-    int exists = lstat(cp, &st) == 0;
-    if (!env->quiet) {
-        moat_log_i("check: serve would %s a certificate for %s from the local CA in %s into %s "
-                   "(nothing written now)",
-                   exists ? "renew (it is due, or no longer fits)" : "issue", list, dir, cp);
-    }
-    return MOAT_RC_OK;
-}
-
-/* A site without a certificate gets one from the local CA (zero-config HTTPS). */
-static moat_rc local_cert(const struct moat_conf_site *cs, const struct moat_snapshot_env *env,
-                          struct local_ca *lca, char **cert_path, char **key_path, time_t *renew_at,
-                          struct moat_err *err)
-{
-    if (env->dry_run) {
-        return local_cert_plan(cs, env, lca, cert_path, key_path, err);
-    }
-    char dir[PATH_MAX];
-    if (lca->ca == NULL) {
-        snprintf(dir, sizeof(dir), "%s/ca", env->state_dir);
-        int created = 0;
-        MOAT_TRY_CTX(moat_ca_open_or_create(dir, NULL, &lca->ca, &created, err), err,
-                     "while opening moat's local CA");
-        if (created && !env->quiet) {
-            moat_log_i("created a local CA in %s (trust it: moat trust install, or "
-                       "curl --cacert %s/root.pem)",
-                       dir, dir);
-        }
-    }
-    const char *names[64];
-    size_t n = 0;
-    char label[128];
-    local_names_for(cs, names, &n, label);
-    snprintf(dir, sizeof(dir), "%s/certs", env->state_dir);
-    int issued = 0;
-    MOAT_TRY_CTX(
-        moat_ca_ensure_leaf(lca->ca, dir, label, names, n, cert_path, key_path, &issued, err), err,
-        "while issuing a local certificate for %s", names[0]);
-    if (issued && !env->quiet) {
-        moat_log_i("issued a certificate for %s from the local CA: %s", names[0], *cert_path);
-    }
-    struct moat_chain *chain = NULL;
-    if (moat_ok(moat_chain_load(*cert_path, &chain, NULL))) {
-        time_t nb = asn1_to_time(X509_get0_notBefore(chain->leaf));
-        time_t na = asn1_to_time(X509_get0_notAfter(chain->leaf));
-        time_t at = nb + (na - nb) * 2 / 3;
-        if (*renew_at == 0 || at < *renew_at) {
-            *renew_at = at;
-        }
-    }
-    moat_chain_free(chain);
-    return MOAT_RC_OK;
-}
-
 /* The site's cert_ca files as one store (NULL when there are none), and their names for
  * messages. */
 static moat_rc site_anchor(const struct moat_conf_site *cs, X509_STORE **out, char *name, size_t n,
@@ -494,8 +167,105 @@ static moat_rc site_anchor(const struct moat_conf_site *cs, X509_STORE **out, ch
     return MOAT_RC_OK;
 }
 
+/* The TLS context of a site from its certificate sets, with the site's policy (ALPN, tickets,
+ * session cache, client certificates). Used at build and by a certificate swap. */
+static moat_rc site_ctx_new(const struct moat_snapshot *s, const struct moat_site *site,
+                            struct moat_cert_set *const *sets, size_t nsets, SSL_CTX **out,
+                            struct moat_err *err)
+{
+    /* http/1.0 too: curl -0 and other HTTP/1.0 clients offer only that (RFC 7301 registry);
+     * http/1.1 first, as the server's preference. */
+    static const char *const alpn[] = {"http/1.1", "http/1.0"};
+    struct moat_tls_opts o = {
+        .sets = sets,
+        .nsets = nsets,
+        .alpn = alpn,
+        .nalpn = sizeof(alpn) / sizeof(alpn[0]),
+        .tickets = s->conf->tickets ? s->tickets : NULL,
+        .session_cache_size = (unsigned long)s->conf->session_cache,
+        .session_timeout_s = (long)(s->conf->ticket_rotate_s * 2),
+        .client_auth = site->client_auth,
+    };
+    return moat_tls_ctx_new(&o, out, err);
+}
+
+/*
+ * The site's certificate sets from its sources, each parsed and checked once: the `cert` files
+ * (pki/ start-up checks, warnings unless quiet), else the local CA. A check (dry run) asks the
+ * sources to describe instead of load, so nothing is written; *nsets may then be 0 (serve would
+ * issue the certificate). The sets in `sets` are the caller's references.
+ */
+static moat_rc site_sets(struct moat_snapshot *s, const struct moat_conf_site *cs,
+                         const struct moat_snapshot_env *env, X509_STORE *trust,
+                         struct moat_cert_local_ca *lca, struct moat_cert_set *sets[8],
+                         size_t *nsets, struct moat_err *err)
+{
+    *nsets = 0;
+    if (cs->ncerts == 0) {
+        struct moat_cert_source *src = NULL;
+        moat_rc rc =
+            moat_cert_source_local_new(lca, (const char *const *)cs->names, cs->nnames, &src, err);
+        if (moat_ok(rc)) {
+            rc = env->dry_run ? moat_cert_source_describe(src, &sets[0], err)
+                              : moat_cert_source_load(src, &sets[0], err);
+        }
+        moat_cert_source_free(src);
+        if (!moat_ok(rc)) {
+            moat_err_where(err, "%s", cs->where);
+            return rc;
+        }
+        if (sets[0] != NULL) {
+            *nsets = 1;
+            time_t at = sets[0]->renew_at;
+            if (!env->dry_run && at != 0 && (s->renew_at == 0 || at < s->renew_at)) {
+                s->renew_at = at;
+            }
+        }
+        return MOAT_RC_OK;
+    }
+    X509_STORE *anchor = NULL;
+    char anchor_name[600];
+    MOAT_TRY(site_anchor(cs, &anchor, anchor_name, sizeof(anchor_name), err));
+    moat_rc rc = MOAT_RC_OK;
+    for (size_t k = 0; k < cs->ncerts && *nsets < 8 && moat_ok(rc); k++) {
+        const struct moat_conf_cert *cc = &cs->certs[k];
+        struct moat_cert_files_opts fo = {
+            .cert_path = cc->cert_path,
+            .key_path = cc->key_path,
+            .where = cc->where,
+            .site_where = cs->where,
+            .site_names = (const char *const *)cs->names,
+            .nsite_names = cs->nnames,
+            .trust = trust,
+            .anchor = anchor,
+            .anchor_name = anchor_name,
+            .quiet = env->quiet,
+        };
+        struct moat_cert_source *src = NULL;
+        rc = moat_cert_source_files_new(&fo, &src, err);
+        if (moat_ok(rc)) {
+            rc = moat_cert_source_load(src, &sets[*nsets], err);
+        }
+        moat_cert_source_free(src);
+        if (moat_ok(rc)) {
+            (*nsets)++;
+        }
+    }
+    X509_STORE_free(anchor);
+    return rc;
+}
+
+static void sets_unref(struct moat_cert_set *sets[8], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        moat_cert_set_unref(sets[i]);
+        sets[i] = NULL;
+    }
+}
+
 static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_snapshot_env *env,
-                          X509_STORE *trust, struct local_ca *lca, struct moat_err *err)
+                          X509_STORE *trust, struct moat_cert_local_ca *lca, SSL_CTX **ctx,
+                          struct moat_err *err)
 {
     const struct moat_conf_site *cs = &s->conf->sites[i];
     struct moat_site *site = &s->sites[i];
@@ -503,33 +273,11 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
     site->st.root_fd = -1;
     site->st.index = cs->index;
     site->st.listing = cs->listing;
+    site->local_cert = cs->ncerts == 0;
 
-    struct moat_tls_cert_files files[8];
-    size_t nfiles = 0;
-    char *local_cert_path = NULL, *local_key_path = NULL;
-    if (cs->ncerts == 0) {
-        moat_rc rc = local_cert(cs, env, lca, &local_cert_path, &local_key_path, &s->renew_at, err);
-        if (!moat_ok(rc)) {
-            moat_err_where(err, "%s", cs->where);
-            return rc;
-        }
-        if (local_cert_path != NULL) {
-            files[nfiles++] = (struct moat_tls_cert_files){local_cert_path, local_key_path};
-        }
-        site->local_cert = 1;
-    } else {
-        X509_STORE *anchor = NULL;
-        char anchor_name[600];
-        MOAT_TRY(site_anchor(cs, &anchor, anchor_name, sizeof(anchor_name), err));
-        moat_rc rc = MOAT_RC_OK;
-        for (size_t k = 0; k < cs->ncerts && nfiles < 8 && moat_ok(rc); k++) {
-            rc = check_pair(cs, &cs->certs[k], trust, anchor, anchor_name, env->quiet, err);
-            files[nfiles++] =
-                (struct moat_tls_cert_files){cs->certs[k].cert_path, cs->certs[k].key_path};
-        }
-        X509_STORE_free(anchor);
-        MOAT_TRY(rc);
-    }
+    struct moat_cert_set *sets[8] = {NULL};
+    size_t nsets = 0;
+    MOAT_TRY(site_sets(s, cs, env, trust, lca, sets, &nsets, err));
     if (cs->client_auth != MOAT_CLIENT_AUTH_OFF) {
         moat_rc rc = moat_tls_client_auth_new(
             (enum moat_client_auth_mode)cs->client_auth, (const char *const *)cs->client_ca,
@@ -537,35 +285,22 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
             (int)cs->client_depth, (const char *const *)cs->client_allow, cs->nclient_allow,
             &site->client_auth, err);
         if (!moat_ok(rc)) {
-            free(local_cert_path);
-            free(local_key_path);
+            sets_unref(sets, nsets);
             moat_err_ctx(err, "in site %s (%s)", cs->names[0], cs->where);
             return rc;
         }
     }
-    /* http/1.0 too: curl -0 and other HTTP/1.0 clients offer only that (RFC 7301 registry);
-     * http/1.1 first, as the server's preference. */
-    static const char *const alpn[] = {"http/1.1", "http/1.0"};
-    struct moat_tls_opts o = {
-        .certs = files,
-        .ncerts = nfiles,
-        .alpn = alpn,
-        .nalpn = sizeof(alpn) / sizeof(alpn[0]),
-        .tickets = s->conf->tickets ? env->tickets : NULL,
-        .session_cache_size = (unsigned long)s->conf->session_cache,
-        .session_timeout_s = (long)(s->conf->ticket_rotate_s * 2),
-        .client_auth = site->client_auth,
-    };
     moat_rc rc = MOAT_RC_OK;
-    if (nfiles > 0) {
-        rc = moat_tls_ctx_new(&o, &site->ctx, err);
-    } else if ((site->ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+    if (nsets > 0) {
+        rc = site_ctx_new(s, site, sets, nsets, ctx, err);
+    } else if ((*ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
         /* A check for a site whose certificate serve would issue: a bare context stands in,
          * so the rest of the site (SNI names, root, proxy, client CAs) is still checked. */
         rc = moat_err_ssl(err, MOAT_E_NOMEM, __FILE__, __LINE__, "cannot create a TLS context");
     }
-    free(local_cert_path);
-    free(local_key_path);
+    /* The context holds its own references on certificates and keys: the sets go now, and
+     * with them moat's copy of the private keys. */
+    sets_unref(sets, nsets);
     if (!moat_ok(rc)) {
         if (err != NULL && err->where[0] == '\0') {
             moat_err_where(err, "%s", cs->where);
@@ -607,7 +342,7 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
         if (strcmp(cs->names[k], "*") == 0) {
             s->catch_all = site;
         }
-        MOAT_TRY(moat_tls_sni_add(s->sni, cs->names[k], site->ctx, site, err));
+        MOAT_TRY(moat_tls_sni_add(s->sni, cs->names[k], *ctx, site, err));
     }
     return MOAT_RC_OK;
 }
@@ -631,10 +366,11 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
 
     moat_rc rc = MOAT_RC_OK;
     X509_STORE *trust = NULL;
-    struct local_ca lca = {0};
+    struct moat_cert_local_ca *lca = moat_cert_local_ca_new(env->state_dir, env->quiet);
     s->sites = calloc(conf->nsites ? conf->nsites : 1, sizeof(*s->sites));
     s->sni = moat_tls_sni_new();
-    if (s->sites == NULL || s->sni == NULL) {
+    s->tickets = env->tickets;
+    if (s->sites == NULL || s->sni == NULL || lca == NULL) {
         rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
         goto out;
     }
@@ -665,7 +401,10 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
         goto out;
     }
     for (size_t i = 0; i < conf->nsites; i++) {
-        rc = build_site(s, i, env, trust, &lca, err);
+        /* The site's context: the SNI table takes its references, ours goes either way. */
+        SSL_CTX *ctx = NULL;
+        rc = build_site(s, i, env, trust, lca, &ctx, err);
+        SSL_CTX_free(ctx);
         if (!moat_ok(rc)) {
             goto out;
         }
@@ -677,11 +416,31 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     }
 out:
     X509_STORE_free(trust);
-    moat_ca_free(lca.ca);
+    moat_cert_local_ca_free(lca);
     if (!moat_ok(rc)) {
         snapshot_free(s);
         return rc;
     }
     *out = s;
     return MOAT_RC_OK;
+}
+
+moat_rc moat_snapshot_swap_certs(struct moat_snapshot *s, struct moat_site *site,
+                                 struct moat_cert_set *const *sets, size_t nsets,
+                                 struct moat_err *err)
+{
+    MOAT_ENSURE_REF(s);
+    MOAT_ENSURE_REF(site);
+    MOAT_ENSURE(site >= s->sites && site < s->sites + s->nsites, MOAT_E_USAGE);
+    SSL_CTX *ctx = NULL;
+    moat_rc rc = site_ctx_new(s, site, sets, nsets, &ctx, err);
+    if (moat_ok(rc)) {
+        rc = moat_tls_sni_swap_ctx(s->sni, site, ctx, err);
+    }
+    /* The SNI table holds the references now (or, on failure, nobody needs it). */
+    SSL_CTX_free(ctx);
+    if (!moat_ok(rc) && err != NULL && err->where[0] == '\0') {
+        moat_err_where(err, "%s", site->conf->where);
+    }
+    return rc;
 }

@@ -6,6 +6,10 @@
  * roots) before anything changes; a bad configuration never replaces a good one. A connection
  * holds a reference to the snapshot it was accepted under until it closes, so in-flight
  * requests never see half of an old and half of a new configuration.
+ *
+ * The one exception to "immutable": a site's certificates can be replaced without a reload
+ * (moat_snapshot_swap_certs). A site's TLS context lives in the SNI table (there is no other
+ * copy to go stale), which hands the new one to handshakes that start afterwards.
  */
 #ifndef MOAT_SERVE_SNAPSHOT_H
 #define MOAT_SERVE_SNAPSHOT_H
@@ -25,12 +29,12 @@ struct moat_tls_sni;
 struct moat_tls_client_auth;
 struct moat_proxy_target;
 struct moat_crlpub_set;
+struct moat_cert_set;
 
 struct moat_site {
     const struct moat_conf_site *conf;        /* borrowed from the snapshot's conf */
     struct moat_static_site st;               /* st.root_fd owned; -1 for a proxy site */
     struct moat_proxy_target *proxy;          /* owned; NULL for a static site */
-    SSL_CTX *ctx;                             /* owned (one reference) */
     struct moat_tls_client_auth *client_auth; /* owned; NULL when client_auth is off; freed
                                                  after ctx, which borrows it */
     struct moat_hdr_table hdrs;               /* owned: `header` rules compiled */
@@ -61,7 +65,8 @@ struct moat_snapshot {
     struct moat_h1_limits limits;
     time_t renew_at; /* when a locally issued certificate (or the local CA's published CRL)
                         should be made again; 0 = never */
-    struct moat_crlpub_set *crlpub; /* owned; NULL when no site has crl_publish */
+    struct moat_crlpub_set *crlpub;   /* owned; NULL when no site has crl_publish */
+    struct moat_tls_tickets *tickets; /* borrowed from the env (process-wide), for swaps */
 };
 
 struct moat_snapshot_env {
@@ -82,6 +87,18 @@ static inline struct moat_snapshot *moat_snapshot_ref(struct moat_snapshot *s)
     return s;
 }
 void moat_snapshot_unref(struct moat_snapshot *s);
+
+/*
+ * Replace the certificates of `site` (one of s->sites) with `sets` (borrowed; at most one per
+ * key type): a new TLS context is built with the site's policy (ALPN, tickets, session cache,
+ * client certificates) and published through the SNI table, so new handshakes get the new
+ * certificates, running connections keep theirs, and sessions of the old certificates do not
+ * resume under the new ones. The main thread only, one swap at a time. Refuses what
+ * moat_tls_ctx_new refuses; on failure the site keeps serving what it served.
+ */
+MOAT_MUST_USE moat_rc moat_snapshot_swap_certs(struct moat_snapshot *s, struct moat_site *site,
+                                               struct moat_cert_set *const *sets, size_t nsets,
+                                               struct moat_err *err);
 
 /*
  * The site a request's authority names (port stripped by the caller, "[v6]" in brackets or

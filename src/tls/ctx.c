@@ -14,6 +14,8 @@
 
 #include "tls/clientauth.h"
 
+#include "cert/certset.h"
+
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -201,6 +203,7 @@ static const char *slot_name(int base_id)
     }
 }
 
+/* What the path form reads before it becomes a certificate set. */
 struct loaded {
     X509 *leaf;
     STACK_OF(X509) * chain;
@@ -295,101 +298,132 @@ static moat_rc read_key(const char *path, struct loaded *l, struct moat_err *err
     return MOAT_RC_OK;
 }
 
-static moat_rc load_pair(const struct moat_tls_cert_files *f, struct loaded *l,
+/* The path form (tests and tools): read a pair with plain OpenSSL calls into a set. The server
+ * never comes here: its sets come from cert/ sources, parsed and checked once by pki/. */
+static moat_rc read_pair(const struct moat_tls_cert_files *f, struct moat_cert_set **out,
                          struct moat_err *err)
 {
     if (f->cert_path == NULL || f->key_path == NULL) {
         MOAT_FAIL(err, MOAT_E_CONFIG, "a certificate needs both a certificate and a key file");
     }
-    MOAT_TRY(read_certs(f->cert_path, l, err));
-    MOAT_TRY(read_key(f->key_path, l, err));
-    if (slot_name(EVP_PKEY_get_base_id(l->key)) == NULL) {
-        moat_err_where(err, "%s", f->key_path);
+    struct loaded l = {0};
+    moat_rc rc = read_certs(f->cert_path, &l, err);
+    if (moat_ok(rc)) {
+        rc = read_key(f->key_path, &l, err);
+    }
+    if (!moat_ok(rc)) {
+        loaded_clear(&l);
+        return rc;
+    }
+    /* moat_cert_set_new takes the three objects over, also on failure. */
+    return moat_cert_set_new(l.leaf, l.chain, l.key, f->cert_path, f->key_path, 0, out, err);
+}
+
+/* What load_certs remembers of the sets already in a context. */
+struct seen {
+    int type[8];
+    const char *label[8];
+    size_t n;
+};
+
+/* Put one set into `ctx`: refused a key type TLS cannot use here, a key that does not match,
+ * a second set of a key type already there; its leaf's digest goes into `md`. */
+static moat_rc use_set(SSL_CTX *ctx, const struct moat_cert_set *cs, struct seen *seen,
+                       EVP_MD_CTX *md, struct moat_err *err)
+{
+    if (slot_name(cs->key_type) == NULL) {
+        moat_err_where(err, "%s", cs->key_label);
         MOAT_FAIL(err, MOAT_E_CERT,
                   "key \"%s\" is of type %s, which TLS cannot use here (use ECDSA or RSA)",
-                  f->key_path, EVP_PKEY_get0_type_name(l->key));
+                  cs->key_label, EVP_PKEY_get0_type_name(cs->key));
     }
-    if (X509_check_private_key(l->leaf, l->key) != 1) {
+    if (X509_check_private_key(cs->leaf, cs->key) != 1) {
         ERR_clear_error();
-        moat_err_where(err, "%s", f->cert_path);
+        moat_err_where(err, "%s", cs->label);
         MOAT_FAIL(err, MOAT_E_CERT,
                   "certificate \"%s\" does not match key \"%s\" (use the key the CSR was made "
                   "from)",
-                  f->cert_path, f->key_path);
+                  cs->label, cs->key_label);
+    }
+    for (size_t k = 0; k < seen->n; k++) {
+        if (seen->type[k] == cs->key_type) {
+            moat_err_where(err, "%s", cs->label);
+            MOAT_FAIL(err, MOAT_E_CONFIG,
+                      "certificates \"%s\" and \"%s\" both have %s keys (give at most one per key "
+                      "type, e.g. one ECDSA and one RSA)",
+                      seen->label[k], cs->label, slot_name(cs->key_type));
+        }
+    }
+    if (seen->n == sizeof(seen->type) / sizeof(seen->type[0])) {
+        MOAT_FAIL(err, MOAT_E_CONFIG, "too many certificates");
+    }
+    seen->type[seen->n] = cs->key_type;
+    seen->label[seen->n] = cs->label;
+    seen->n++;
+    /* override=1: each key type has its own slot, and we refused duplicates above. OpenSSL
+     * takes its own references on the leaf, key and chain, so the set may go before ctx. */
+    if (SSL_CTX_use_cert_and_key(ctx, cs->leaf, cs->key, cs->chain, 1) != 1) {
+        moat_err_where(err, "%s", cs->label);
+        MOAT_FAIL_SSL(err, MOAT_E_CERT, "OpenSSL refused certificate \"%s\" with key \"%s\"",
+                      cs->label, cs->key_label);
+    }
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if (!X509_digest(cs->leaf, EVP_sha256(), d, &dlen) || !EVP_DigestUpdate(md, d, dlen)) {
+        MOAT_FAIL_SSL(err, MOAT_E_INTERNAL, "cannot hash \"%s\"", cs->label);
     }
     return MOAT_RC_OK;
 }
 
 /*
- * Load every certificate with its chain and key into `ctx`, refusing two of the same key type,
- * and compute the session ID context from the leaves: sessions then resume only under the same
- * certificates, so a ticket issued for one site is not accepted after SNI moves a connection to
- * another site's context (RFC 6066 §3 forbids resuming under a different name; same certificate
- * is the closest the server can check), while sites sharing a context share sessions.
+ * Put every certificate set (or, in the path form, every file pair read into one) into `ctx`,
+ * refusing two of the same key type, and compute the session ID context from the leaves:
+ * sessions then resume only under the same certificates, so a ticket issued for one site is
+ * not accepted after SNI moves a connection to another site's context (RFC 6066 §3 forbids
+ * resuming under a different name; same certificate is the closest the server can check),
+ * while sites sharing a context share sessions. A context built after a certificate swap has
+ * new leaves, so sessions of the old certificate do not resume under the new one.
  */
 static moat_rc load_certs(SSL_CTX *ctx, const struct moat_tls_opts *o, unsigned char sid[SID_LEN],
                           struct moat_err *err)
 {
-    if (o->certs == NULL || o->ncerts == 0) {
+    size_t n = o->nsets > 0 ? o->nsets : o->ncerts;
+    if (n == 0 || (o->nsets > 0 ? o->sets == NULL : o->certs == NULL)) {
         MOAT_FAIL(err, MOAT_E_CONFIG, "no certificate given (a TLS site needs at least one)");
     }
-    int seen_type[8];
-    const char *seen_file[8];
-    size_t nseen = 0;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (md == NULL || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
         EVP_MD_CTX_free(md);
         MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot start SHA-256");
     }
     moat_rc rc = MOAT_RC_OK;
-    struct loaded l = {0};
-    for (size_t i = 0; i < o->ncerts; i++) {
-        const struct moat_tls_cert_files *f = &o->certs[i];
-        rc = load_pair(f, &l, err);
-        if (!moat_ok(rc)) {
-            goto out;
-        }
-        int type = EVP_PKEY_get_base_id(l.key);
-        for (size_t k = 0; k < nseen; k++) {
-            if (seen_type[k] == type) {
-                moat_err_where(err, "%s", f->cert_path);
+    struct seen seen = {.n = 0};
+    for (size_t i = 0; i < n && moat_ok(rc); i++) {
+        struct moat_cert_set *cs = NULL;
+        if (o->nsets > 0) {
+            cs = moat_cert_set_ref(o->sets[i]);
+            if (cs == NULL) {
                 rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
-                                  "certificates \"%s\" and \"%s\" both have %s keys (give at most "
-                                  "one per key type, e.g. one ECDSA and one RSA)",
-                                  seen_file[k], f->cert_path, slot_name(type));
-                goto out;
+                                  "certificate set #%zu is missing", i + 1);
+                break;
             }
+        } else {
+            rc = read_pair(&o->certs[i], &cs, err);
         }
-        if (nseen == sizeof(seen_type) / sizeof(seen_type[0])) {
-            rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__, "too many certificates");
-            goto out;
+        if (moat_ok(rc)) {
+            rc = use_set(ctx, cs, &seen, md, err);
         }
-        seen_type[nseen] = type;
-        seen_file[nseen] = f->cert_path;
-        nseen++;
-        /* override=1: each key type has its own slot, and we refused duplicates above. */
-        if (SSL_CTX_use_cert_and_key(ctx, l.leaf, l.key, l.chain, 1) != 1) {
-            moat_err_where(err, "%s", f->cert_path);
-            rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
-                              "OpenSSL refused certificate \"%s\" with key \"%s\"", f->cert_path,
-                              f->key_path);
-            goto out;
+        /* seen.label must outlive the set read from files: point it at the caller's path
+         * (the same text). The caller's sets outlive the call anyway. */
+        if (o->nsets == 0 && moat_ok(rc)) {
+            seen.label[seen.n - 1] = o->certs[i].cert_path;
         }
-        unsigned char d[EVP_MAX_MD_SIZE];
-        unsigned int dlen = 0;
-        if (!X509_digest(l.leaf, EVP_sha256(), d, &dlen) || !EVP_DigestUpdate(md, d, dlen)) {
-            rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__, "cannot hash \"%s\"",
-                              f->cert_path);
-            goto out;
-        }
-        loaded_clear(&l);
+        moat_cert_set_unref(cs);
     }
-    unsigned int n = 0;
-    if (!EVP_DigestFinal_ex(md, sid, &n) || n != SID_LEN) {
+    unsigned int dn = 0;
+    if (moat_ok(rc) && (!EVP_DigestFinal_ex(md, sid, &dn) || dn != SID_LEN)) {
         rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__, "cannot finish SHA-256");
     }
-out:
-    loaded_clear(&l);
     EVP_MD_CTX_free(md);
     return rc;
 }

@@ -9,6 +9,14 @@
  * The switch happens in a ClientHello callback rather than the servername callback: OpenSSL runs
  * it before it chooses the protocol version, cipher and certificate, so everything is decided by
  * the site's context (the servername callback runs after some of that is already fixed).
+ *
+ * The one thing that changes after finish is which context an entry hands out: a certificate
+ * swap stores a new context into the site's entries with one atomic store each, and handshakes
+ * load it atomically. A worker may have loaded the old pointer and not yet taken its own
+ * reference (SSL_new, SSL_set_SSL_CTX), so the table keeps the old context's reference until
+ * it is freed itself (after the last connection of the snapshot): retired contexts cost their
+ * memory until the next reload, which is one per site per renewal, and nothing is ever freed
+ * under a handshake.
  */
 #include "tls/sni.h"
 
@@ -18,6 +26,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,8 +56,11 @@ struct moat_tls_sni {
     size_t nexact, nwild;
     const struct moat_tls_sni_entry *star; /* the "*" entry, or NULL */
     const struct moat_tls_sni_entry *dflt; /* star, else the first site added */
-    struct moat_tls_sni_entry fallback;    /* the first site added, matched = 0 */
+    struct moat_tls_sni_entry fallback;    /* the first site added, matched = 0; its ctx is
+                                              the first item's (no reference of its own) */
     int finished;
+    SSL_CTX **retired; /* owned: one reference each, contexts swapped out (see the top) */
+    size_t nretired, retired_cap;
 };
 
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
@@ -240,20 +252,22 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
     }
-    if (SSL_get_SSL_CTX(ssl) != e->ctx) {
-        if (SSL_set_SSL_CTX(ssl, e->ctx) != e->ctx) {
+    /* acquire: pairs with the release of a swap, so the new context is seen whole. */
+    SSL_CTX *ctx = atomic_load_explicit(&e->ctx, memory_order_acquire);
+    if (SSL_get_SSL_CTX(ssl) != ctx) {
+        if (SSL_set_SSL_CTX(ssl, ctx) != ctx) {
             *al = SSL_AD_INTERNAL_ERROR;
             return SSL_CLIENT_HELLO_ERROR;
         }
         /* SSL_set_SSL_CTX swaps certificates and the session ID context but not what SSL_new
          * copied from the first context: options (SSL_OP_NO_TICKET differs between sites with
          * and without tickets), the TLS 1.3 ticket count and client verification. */
-        uint64_t opts = SSL_CTX_get_options(e->ctx);
+        uint64_t opts = SSL_CTX_get_options(ctx);
         SSL_clear_options(ssl, SSL_get_options(ssl) & ~opts);
         SSL_set_options(ssl, opts);
-        SSL_set_num_tickets(ssl, SSL_CTX_get_num_tickets(e->ctx));
-        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(e->ctx), SSL_CTX_get_verify_callback(e->ctx));
-        SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(e->ctx));
+        SSL_set_num_tickets(ssl, SSL_CTX_get_num_tickets(ctx));
+        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+        SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
     }
     if (!SSL_set_ex_data(ssl, entry_idx, (void *)e)) {
         *al = SSL_AD_INTERNAL_ERROR;
@@ -324,24 +338,88 @@ moat_rc moat_tls_sni_finish(struct moat_tls_sni *s, struct moat_err *err)
     return MOAT_RC_OK;
 }
 
+/* Drop the table's reference on a context, taking our callback off first: the context may
+ * outlive the table (someone else holds a reference) and the callback's argument would dangle. */
+static void ctx_release(const struct moat_tls_sni *s, SSL_CTX *ctx)
+{
+    if (owner_idx >= 0 && SSL_CTX_get_ex_data(ctx, owner_idx) == s) {
+        SSL_CTX_set_client_hello_cb(ctx, NULL, NULL);
+        SSL_CTX_set_ex_data(ctx, owner_idx, NULL);
+    }
+    SSL_CTX_free(ctx);
+}
+
 void moat_tls_sni_free(struct moat_tls_sni *s)
 {
     if (s == NULL) {
         return;
     }
     for (size_t i = 0; i < s->n; i++) {
-        SSL_CTX *ctx = s->items[i].e.ctx;
-        /* Take our callback off contexts that may outlive the table (someone else holds a
-         * reference): their argument would dangle. */
-        if (owner_idx >= 0 && SSL_CTX_get_ex_data(ctx, owner_idx) == s) {
-            SSL_CTX_set_client_hello_cb(ctx, NULL, NULL);
-            SSL_CTX_set_ex_data(ctx, owner_idx, NULL);
-        }
-        SSL_CTX_free(ctx);
+        ctx_release(s, atomic_load_explicit(&s->items[i].e.ctx, memory_order_acquire));
         free((char *)s->items[i].e.name);
     }
+    for (size_t i = 0; i < s->nretired; i++) {
+        ctx_release(s, s->retired[i]);
+    }
+    free(s->retired);
     free(s->items);
     free(s);
+}
+
+moat_rc moat_tls_sni_swap_ctx(struct moat_tls_sni *s, const void *site, SSL_CTX *ctx,
+                              struct moat_err *err)
+{
+    if (s == NULL || !s->finished || ctx == NULL) {
+        MOAT_FAIL(err, MOAT_E_USAGE, "swap needs a finished SNI table and a TLS context");
+    }
+    if (!idx_ready()) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "cannot register SNI connection data");
+    }
+    const void *owner = SSL_CTX_get_ex_data(ctx, owner_idx);
+    if (owner != NULL && owner != s) {
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "the new TLS context already serves another SNI table (build one per swap)");
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        count += s->items[i].e.site == site;
+    }
+    if (count == 0) {
+        MOAT_FAIL(err, MOAT_E_NOTFOUND, "no site of the SNI table matches the swap");
+    }
+    /* Everything that can fail comes before the first store: a failed swap changes nothing. */
+    if (s->nretired + count > s->retired_cap) {
+        size_t cap = (s->nretired + count) * 2;
+        SSL_CTX **r = realloc(s->retired, cap * sizeof(*r));
+        if (r == NULL) {
+            MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory swapping a TLS context");
+        }
+        s->retired = r;
+        s->retired_cap = cap;
+    }
+    if (owner == NULL && !SSL_CTX_set_ex_data(ctx, owner_idx, s)) {
+        MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot attach the SNI table to a TLS context");
+    }
+    SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, s);
+    for (size_t i = 0; i < s->n; i++) {
+        struct moat_tls_sni_entry *e = &s->items[i].e;
+        if (e->site != site) {
+            continue;
+        }
+        /* One reference per entry, as moat_tls_sni_add takes; cannot fail for a live ctx. */
+        SSL_CTX_up_ref(ctx);
+        /* release: a handshake that loads the new pointer sees the context fully built. */
+        s->retired[s->nretired++] = atomic_exchange_explicit(&e->ctx, ctx, memory_order_acq_rel);
+    }
+    if (s->fallback.site == site) {
+        atomic_store_explicit(&s->fallback.ctx, ctx, memory_order_release);
+    }
+    return MOAT_RC_OK;
+}
+
+SSL_CTX *moat_tls_sni_entry_ctx(const struct moat_tls_sni_entry *e)
+{
+    return e != NULL ? atomic_load_explicit(&e->ctx, memory_order_acquire) : NULL;
 }
 
 const struct moat_tls_sni_entry *moat_tls_sni_lookup(const struct moat_tls_sni *s, const char *name,
@@ -375,7 +453,7 @@ const struct moat_tls_sni_entry *moat_tls_sni_lookup(const struct moat_tls_sni *
 
 SSL_CTX *moat_tls_sni_default_ctx(const struct moat_tls_sni *s)
 {
-    return s && s->finished ? s->dflt->ctx : NULL;
+    return s && s->finished ? atomic_load_explicit(&s->dflt->ctx, memory_order_acquire) : NULL;
 }
 
 void *moat_tls_sni_site_of(SSL *ssl)

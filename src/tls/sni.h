@@ -15,21 +15,23 @@
 #define MOAT_TLS_SNI_H
 
 #include <openssl/ssl.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "core/err.h"
 
 struct moat_tls_sni;
 
-/* One site of the table. Lives as long as the table; read-only after moat_tls_sni_finish. */
+/* One site of the table. Lives as long as the table; read-only after moat_tls_sni_finish except
+ * ctx, which moat_tls_sni_swap_ctx replaces atomically (read it with moat_tls_sni_entry_ctx). */
 struct moat_tls_sni_entry {
-    const char *name; /* as configured, lowercase, no trailing dot: "a.example", "*.example" or
-                         "*"; owned by the table */
-    SSL_CTX *ctx;     /* one reference held by the table */
-    void *site;       /* borrowed from the caller; never touched by tls/ */
-    int matched;      /* 1 for every configured entry; 0 only on the table's fallback entry (the
-                         first site, returned for names that matched nothing when there is no
-                         "*" site) */
+    const char *name;       /* as configured, lowercase, no trailing dot: "a.example",
+                               "*.example" or "*"; owned by the table */
+    _Atomic(SSL_CTX *) ctx; /* one reference held by the table */
+    void *site;             /* borrowed from the caller; never touched by tls/ */
+    /* 1 for every configured entry; 0 only on the table's fallback entry (the first site,
+     * returned for names that matched nothing when there is no "*" site) */
+    int matched;
 };
 
 /* An empty table, or NULL when out of memory. */
@@ -68,8 +70,25 @@ void moat_tls_sni_free(struct moat_tls_sni *s);
 const struct moat_tls_sni_entry *moat_tls_sni_lookup(const struct moat_tls_sni *s, const char *name,
                                                      size_t len);
 
-/* The context to create connections with (SSL_new): the default site's. NULL before finish. */
+/* The context to create connections with (SSL_new): the default site's (after a swap of that
+ * site, the new one). NULL before finish. */
 SSL_CTX *moat_tls_sni_default_ctx(const struct moat_tls_sni *s);
+
+/* The context `e` hands out now (after a swap, the new one). NULL for NULL. */
+SSL_CTX *moat_tls_sni_entry_ctx(const struct moat_tls_sni_entry *e);
+
+/*
+ * Replace the context of every entry of `site` (the pointer given to moat_tls_sni_add) with
+ * `ctx`, atomically per entry: handshakes that read their ClientHello from now on get `ctx`
+ * (its certificates, policy and session ID context); connections already switched or created
+ * keep the context they hold a reference to. The table takes its own references on `ctx` and
+ * keeps the old contexts' until moat_tls_sni_free, because a handshake on another thread may be
+ * about to take one. Call from one thread at a time (the main thread), on a finished table.
+ * Refuses (MOAT_E_USAGE) an unfinished table, (MOAT_E_NOTFOUND) a site with no entry,
+ * (MOAT_E_CONFIG) a context serving another table; on failure nothing changed.
+ */
+MOAT_MUST_USE moat_rc moat_tls_sni_swap_ctx(struct moat_tls_sni *s, const void *site, SSL_CTX *ctx,
+                                            struct moat_err *err);
 
 /* The site chosen for `ssl` during its ClientHello: the SNI match, or the default site when the
  * client sent no usable name. NULL before the ClientHello was read. Valid while the table is. */
