@@ -4,7 +4,7 @@
  */
 #include "cert/source.h"
 
-moat_rc moat_cert_source_load(struct moat_cert_source *src, struct moat_cert_set **out,
+moat_rc moat_cert_source_load(struct moat_cert_source *src, struct moat_tls_certset **out,
                               struct moat_err *err)
 {
     *out = NULL;
@@ -12,7 +12,7 @@ moat_rc moat_cert_source_load(struct moat_cert_source *src, struct moat_cert_set
     return src->ops->load(src, out, err);
 }
 
-moat_rc moat_cert_source_describe(struct moat_cert_source *src, struct moat_cert_set **out,
+moat_rc moat_cert_source_describe(struct moat_cert_source *src, struct moat_tls_certset **out,
                                   struct moat_err *err)
 {
     *out = NULL;

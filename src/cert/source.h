@@ -11,7 +11,7 @@
 #ifndef MOAT_CERT_SOURCE_H
 #define MOAT_CERT_SOURCE_H
 
-#include "cert/certset.h"
+#include "tls/certset.h"
 #include "core/err.h"
 
 #include <stddef.h>
@@ -25,14 +25,15 @@ struct moat_cert_source_ops {
     const char *name; /* "files", "local CA": for messages */
     /* A new set (one reference for the caller), with its renew_at filled in. May write (the
      * local CA issues a certificate that is due). On failure *out is NULL and err says why. */
-    moat_rc (*load)(struct moat_cert_source *src, struct moat_cert_set **out, struct moat_err *err);
+    moat_rc (*load)(struct moat_cert_source *src, struct moat_tls_certset **out,
+                    struct moat_err *err);
     /* When a set this source made from a leaf valid [not_before, not_after] should be replaced;
      * 0 = never (the operator replaces the files). */
     time_t (*renew_at)(const struct moat_cert_source *src, time_t not_before, time_t not_after);
     /* For --check: the refusals load would give, and an info line for what load would create,
      * writing nothing at all. *out is the set load would serve when that is known without
      * writing (the files as they are), else NULL. */
-    moat_rc (*describe)(struct moat_cert_source *src, struct moat_cert_set **out,
+    moat_rc (*describe)(struct moat_cert_source *src, struct moat_tls_certset **out,
                         struct moat_err *err);
     void (*free)(struct moat_cert_source *src);
 };
@@ -44,9 +45,10 @@ struct moat_cert_source {
 
 /* The ops, through the base (so callers never reach into ops). */
 MOAT_MUST_USE moat_rc moat_cert_source_load(struct moat_cert_source *src,
-                                            struct moat_cert_set **out, struct moat_err *err);
+                                            struct moat_tls_certset **out, struct moat_err *err);
 MOAT_MUST_USE moat_rc moat_cert_source_describe(struct moat_cert_source *src,
-                                                struct moat_cert_set **out, struct moat_err *err);
+                                                struct moat_tls_certset **out,
+                                                struct moat_err *err);
 time_t moat_cert_source_renew_at(const struct moat_cert_source *src, time_t not_before,
                                  time_t not_after);
 /* NULL does nothing. */

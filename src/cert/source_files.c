@@ -32,7 +32,7 @@ static void log_chain_warning(void *arg, enum moat_verify_kind kind, const char 
 
 /* Check one certificate/key pair of a site the way a demanding operator would want, and keep
  * what was parsed. */
-static moat_rc files_load(struct moat_cert_source *src, struct moat_cert_set **out,
+static moat_rc files_load(struct moat_cert_source *src, struct moat_tls_certset **out,
                           struct moat_err *err)
 {
     const struct files_source *f = (const struct files_source *)src;
@@ -95,7 +95,7 @@ static moat_rc files_load(struct moat_cert_source *src, struct moat_cert_set **o
         STACK_OF(X509) *extra = chain->extra;
         chain->leaf = NULL;
         chain->extra = NULL;
-        rc = moat_cert_set_new(leaf, extra, key, o->cert_path, o->key_path, 0, out, err);
+        rc = moat_tls_certset_new(leaf, extra, key, o->cert_path, o->key_path, 0, out, err);
         key = NULL;
     }
     if (!moat_ok(rc) && err != NULL && err->where[0] == '\0') {

@@ -144,7 +144,7 @@ static moat_rc local_ca_peek(const char *dir, struct moat_ca **out, struct moat_
 /* Parse the issued files once into a set that asks to be renewed at two thirds of its life
  * (what moat_ca_ensure_leaf reuses up to). Nothing is written. */
 static moat_rc load_files(const struct local_source *ls, const char *cert_path,
-                          const char *key_path, struct moat_cert_set **out, struct moat_err *err)
+                          const char *key_path, struct moat_tls_certset **out, struct moat_err *err)
 {
     struct moat_chain *chain = NULL;
     EVP_PKEY *key = NULL;
@@ -157,8 +157,8 @@ static moat_rc load_files(const struct local_source *ls, const char *cert_path,
         STACK_OF(X509) *extra = chain->extra;
         chain->leaf = NULL;
         chain->extra = NULL;
-        rc = moat_cert_set_new(leaf, extra, key, cert_path, key_path,
-                               ls->base.ops->renew_at(&ls->base, nb, na), out, err);
+        rc = moat_tls_certset_new(leaf, extra, key, cert_path, key_path,
+                                  ls->base.ops->renew_at(&ls->base, nb, na), out, err);
     }
     moat_chain_free(chain);
     return rc;
@@ -175,7 +175,7 @@ static void names_view(const struct local_source *ls, const char *names[LOCAL_NA
 /* For `moat serve --check`: say what serve would create for a site without cert, and write
  * nothing. *out is set only when serve would use the existing files as they are, so the check
  * loads them like serve does. */
-static moat_rc local_describe(struct moat_cert_source *src, struct moat_cert_set **out,
+static moat_rc local_describe(struct moat_cert_source *src, struct moat_tls_certset **out,
                               struct moat_err *err)
 {
     struct local_source *ls = (struct local_source *)src;
@@ -235,7 +235,7 @@ static moat_rc local_describe(struct moat_cert_source *src, struct moat_cert_set
 }
 
 /* Open (or make) the CA, issue the leaf when it is missing or due, load it. */
-static moat_rc local_load(struct moat_cert_source *src, struct moat_cert_set **out,
+static moat_rc local_load(struct moat_cert_source *src, struct moat_tls_certset **out,
                           struct moat_err *err)
 {
     struct local_source *ls = (struct local_source *)src;

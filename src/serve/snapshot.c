@@ -15,7 +15,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "cert/certset.h"
+#include "tls/certset.h"
 #include "cert/source.h"
 #include "core/log.h"
 #include "pki/chain.h"
@@ -170,7 +170,7 @@ static moat_rc site_anchor(const struct moat_conf_site *cs, X509_STORE **out, ch
 /* The TLS context of a site from its certificate sets, with the site's policy (ALPN, tickets,
  * session cache, client certificates). Used at build and by a certificate swap. */
 static moat_rc site_ctx_new(const struct moat_snapshot *s, const struct moat_site *site,
-                            struct moat_cert_set *const *sets, size_t nsets, SSL_CTX **out,
+                            struct moat_tls_certset *const *sets, size_t nsets, SSL_CTX **out,
                             struct moat_err *err)
 {
     /* http/1.0 too: curl -0 and other HTTP/1.0 clients offer only that (RFC 7301 registry);
@@ -197,7 +197,7 @@ static moat_rc site_ctx_new(const struct moat_snapshot *s, const struct moat_sit
  */
 static moat_rc site_sets(struct moat_snapshot *s, const struct moat_conf_site *cs,
                          const struct moat_snapshot_env *env, X509_STORE *trust,
-                         struct moat_cert_local_ca *lca, struct moat_cert_set *sets[8],
+                         struct moat_cert_local_ca *lca, struct moat_tls_certset *sets[8],
                          size_t *nsets, struct moat_err *err)
 {
     *nsets = 0;
@@ -255,10 +255,10 @@ static moat_rc site_sets(struct moat_snapshot *s, const struct moat_conf_site *c
     return rc;
 }
 
-static void sets_unref(struct moat_cert_set *sets[8], size_t n)
+static void sets_unref(struct moat_tls_certset *sets[8], size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        moat_cert_set_unref(sets[i]);
+        moat_tls_certset_unref(sets[i]);
         sets[i] = NULL;
     }
 }
@@ -275,7 +275,7 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
     site->st.listing = cs->listing;
     site->local_cert = cs->ncerts == 0;
 
-    struct moat_cert_set *sets[8] = {NULL};
+    struct moat_tls_certset *sets[8] = {NULL};
     size_t nsets = 0;
     MOAT_TRY(site_sets(s, cs, env, trust, lca, sets, &nsets, err));
     if (cs->client_auth != MOAT_CLIENT_AUTH_OFF) {
@@ -426,7 +426,7 @@ out:
 }
 
 moat_rc moat_snapshot_swap_certs(struct moat_snapshot *s, struct moat_site *site,
-                                 struct moat_cert_set *const *sets, size_t nsets,
+                                 struct moat_tls_certset *const *sets, size_t nsets,
                                  struct moat_err *err)
 {
     MOAT_ENSURE_REF(s);

@@ -29,7 +29,7 @@ struct moat_tls_sni;
 struct moat_tls_client_auth;
 struct moat_proxy_target;
 struct moat_crlpub_set;
-struct moat_cert_set;
+struct moat_tls_certset;
 
 struct moat_site {
     const struct moat_conf_site *conf;        /* borrowed from the snapshot's conf */
@@ -97,7 +97,7 @@ void moat_snapshot_unref(struct moat_snapshot *s);
  * moat_tls_ctx_new refuses; on failure the site keeps serving what it served.
  */
 MOAT_MUST_USE moat_rc moat_snapshot_swap_certs(struct moat_snapshot *s, struct moat_site *site,
-                                               struct moat_cert_set *const *sets, size_t nsets,
+                                               struct moat_tls_certset *const *sets, size_t nsets,
                                                struct moat_err *err);
 
 /*

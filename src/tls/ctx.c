@@ -14,7 +14,7 @@
 
 #include "tls/clientauth.h"
 
-#include "cert/certset.h"
+#include "tls/certset.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -300,7 +300,7 @@ static moat_rc read_key(const char *path, struct loaded *l, struct moat_err *err
 
 /* The path form (tests and tools): read a pair with plain OpenSSL calls into a set. The server
  * never comes here: its sets come from cert/ sources, parsed and checked once by pki/. */
-static moat_rc read_pair(const struct moat_tls_cert_files *f, struct moat_cert_set **out,
+static moat_rc read_pair(const struct moat_tls_cert_files *f, struct moat_tls_certset **out,
                          struct moat_err *err)
 {
     if (f->cert_path == NULL || f->key_path == NULL) {
@@ -315,8 +315,8 @@ static moat_rc read_pair(const struct moat_tls_cert_files *f, struct moat_cert_s
         loaded_clear(&l);
         return rc;
     }
-    /* moat_cert_set_new takes the three objects over, also on failure. */
-    return moat_cert_set_new(l.leaf, l.chain, l.key, f->cert_path, f->key_path, 0, out, err);
+    /* moat_tls_certset_new takes the three objects over, also on failure. */
+    return moat_tls_certset_new(l.leaf, l.chain, l.key, f->cert_path, f->key_path, 0, out, err);
 }
 
 /* What load_certs remembers of the sets already in a context. */
@@ -328,7 +328,7 @@ struct seen {
 
 /* Put one set into `ctx`: refused a key type TLS cannot use here, a key that does not match,
  * a second set of a key type already there; its leaf's digest goes into `md`. */
-static moat_rc use_set(SSL_CTX *ctx, const struct moat_cert_set *cs, struct seen *seen,
+static moat_rc use_set(SSL_CTX *ctx, const struct moat_tls_certset *cs, struct seen *seen,
                        EVP_MD_CTX *md, struct moat_err *err)
 {
     if (slot_name(cs->key_type) == NULL) {
@@ -399,9 +399,9 @@ static moat_rc load_certs(SSL_CTX *ctx, const struct moat_tls_opts *o, unsigned 
     moat_rc rc = MOAT_RC_OK;
     struct seen seen = {.n = 0};
     for (size_t i = 0; i < n && moat_ok(rc); i++) {
-        struct moat_cert_set *cs = NULL;
+        struct moat_tls_certset *cs = NULL;
         if (o->nsets > 0) {
-            cs = moat_cert_set_ref(o->sets[i]);
+            cs = moat_tls_certset_ref(o->sets[i]);
             if (cs == NULL) {
                 rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
                                   "certificate set #%zu is missing", i + 1);
@@ -418,7 +418,7 @@ static moat_rc load_certs(SSL_CTX *ctx, const struct moat_tls_opts *o, unsigned 
         if (o->nsets == 0 && moat_ok(rc)) {
             seen.label[seen.n - 1] = o->certs[i].cert_path;
         }
-        moat_cert_set_unref(cs);
+        moat_tls_certset_unref(cs);
     }
     unsigned int dn = 0;
     if (moat_ok(rc) && (!EVP_DigestFinal_ex(md, sid, &dn) || dn != SID_LEN)) {

@@ -21,7 +21,7 @@
 
 struct moat_tls_tickets;
 struct moat_tls_client_auth;
-struct moat_cert_set;
+struct moat_tls_certset;
 
 /* PEM files: cert_path holds the leaf followed by its chain (no root needed); key_path holds the
  * unencrypted private key (it may be the same file). */
@@ -31,7 +31,7 @@ struct moat_tls_cert_files {
 };
 
 struct moat_tls_opts {
-    struct moat_cert_set *const *sets; /* borrowed for the call (the context takes its own
+    struct moat_tls_certset *const *sets; /* borrowed for the call (the context takes its own
                                           references on the certificates and keys); at least
                                           one, at most one per key type */
     size_t nsets;

@@ -4,7 +4,7 @@
  * key type) leaves the site serving what it served, and a good swap makes the next handshake
  * present the new certificate.
  */
-#include "cert/certset.h"
+#include "tls/certset.h"
 #include "serve/conf.h"
 #include "serve/snapshot.h"
 #include "test.h"
@@ -14,12 +14,12 @@
 
 #include <sys/stat.h>
 
-static struct moat_cert_set *mem_set(const char *cn)
+static struct moat_tls_certset *mem_set(const char *cn)
 {
     EVP_PKEY *key = th_key("ec");
     X509 *leaf = th_x509(key, cn, NULL, NULL, 0);
-    struct moat_cert_set *s = NULL;
-    EXPECT_INT(moat_cert_set_new(leaf, NULL, key, cn, NULL, 0, &s, NULL).kind, MOAT_OK);
+    struct moat_tls_certset *s = NULL;
+    EXPECT_INT(moat_tls_certset_new(leaf, NULL, key, cn, NULL, 0, &s, NULL).kind, MOAT_OK);
     return s;
 }
 
@@ -58,16 +58,16 @@ TEST_CASE(snapshot_site_swap)
     char cn[64];
     EXPECT_STR(cn_of(snap, cli, cn, sizeof(cn)), "s.test");
 
-    struct moat_cert_set *a = mem_set("a.s.test"), *b = mem_set("b.s.test");
-    struct moat_cert_set *two[] = {a, b};
+    struct moat_tls_certset *a = mem_set("a.s.test"), *b = mem_set("b.s.test");
+    struct moat_tls_certset *two[] = {a, b};
     EXPECT_INT(moat_snapshot_swap_certs(snap, &snap->sites[0], two, 2, &err).kind, MOAT_E_CONFIG);
     EXPECT(strstr(err.msg, "both have ECDSA keys") != NULL);
     EXPECT_STR(cn_of(snap, cli, cn, sizeof(cn)), "s.test");
 
     EXPECT_INT(moat_snapshot_swap_certs(snap, &snap->sites[0], &b, 1, &err).kind, MOAT_OK);
     EXPECT_STR(cn_of(snap, cli, cn, sizeof(cn)), "b.s.test");
-    moat_cert_set_unref(a);
-    moat_cert_set_unref(b);
+    moat_tls_certset_unref(a);
+    moat_tls_certset_unref(b);
     SSL_CTX_free(cli);
     moat_snapshot_unref(snap);
 }

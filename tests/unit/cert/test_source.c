@@ -25,7 +25,7 @@ TEST_CASE(files_source_loads_what_it_checked)
 {
     struct moat_tls_cert_files f = th_files("ec");
     struct moat_cert_source *src = files_src(f.cert_path, f.key_path);
-    struct moat_cert_set *s = NULL;
+    struct moat_tls_certset *s = NULL;
     struct moat_err err = {0};
     EXPECT_INT(moat_cert_source_load(src, &s, &err).kind, MOAT_OK);
     if (s != NULL) {
@@ -33,15 +33,15 @@ TEST_CASE(files_source_loads_what_it_checked)
         EXPECT_STR(s->key_label, f.key_path);
         EXPECT_INT(s->key_type, EVP_PKEY_EC);
         EXPECT_INT(sk_X509_num(s->chain), 1); /* the test CA follows the leaf in the file */
-        EXPECT_INT(moat_cert_set_has_name(s, "ec.example"), 1);
+        EXPECT_INT(moat_tls_certset_has_name(s, "ec.example"), 1);
         EXPECT_INT(s->renew_at, 0);
         EXPECT_INT(X509_check_private_key(s->leaf, s->key), 1);
     }
-    moat_cert_set_unref(s);
+    moat_tls_certset_unref(s);
     /* describe is load for files: it writes nothing anyway. */
     EXPECT_INT(moat_cert_source_describe(src, &s, &err).kind, MOAT_OK);
     EXPECT(s != NULL);
-    moat_cert_set_unref(s);
+    moat_tls_certset_unref(s);
     EXPECT_INT(moat_cert_source_renew_at(src, 100, 400), 0);
     moat_cert_source_free(src);
     moat_cert_source_free(NULL);
@@ -50,7 +50,7 @@ TEST_CASE(files_source_loads_what_it_checked)
 TEST_CASE(files_source_refusals)
 {
     struct moat_err err = {0};
-    struct moat_cert_set *s = (struct moat_cert_set *)1;
+    struct moat_tls_certset *s = (struct moat_tls_certset *)1;
 
     /* A key of another certificate: the start-up check's KEY_MISMATCH, naming the key file. */
     struct moat_cert_source *src = files_src(th_files("ec").cert_path, th_files("rsa").key_path);
@@ -103,7 +103,7 @@ TEST_CASE(local_source_describe_writes_nothing_then_load_issues)
     struct moat_cert_source *src = NULL;
     struct moat_err err = {0};
     EXPECT_INT(moat_cert_source_local_new(lca, names, 3, &src, &err).kind, MOAT_OK);
-    struct moat_cert_set *s = (struct moat_cert_set *)1;
+    struct moat_tls_certset *s = (struct moat_tls_certset *)1;
     EXPECT_INT(moat_cert_source_describe(src, &s, &err).kind, MOAT_OK);
     EXPECT(s == NULL);
     EXPECT_INT(dir_entries(state), 0);
@@ -113,7 +113,7 @@ TEST_CASE(local_source_describe_writes_nothing_then_load_issues)
     /* serve: the CA and the leaf are made, and the set is the leaf on disk. */
     lca = moat_cert_local_ca_new(state, 1);
     EXPECT_INT(moat_cert_source_local_new(lca, names, 3, &src, &err).kind, MOAT_OK);
-    struct moat_cert_set *loaded = NULL;
+    struct moat_tls_certset *loaded = NULL;
     moat_rc rc = moat_cert_source_load(src, &loaded, &err);
     if (!moat_ok(rc)) {
         fprintf(stderr, "local load: %s\n", err.msg);
@@ -121,9 +121,9 @@ TEST_CASE(local_source_describe_writes_nothing_then_load_issues)
     EXPECT_INT(rc.kind, MOAT_OK);
     if (loaded != NULL) {
         EXPECT(strstr(loaded->label, "certs/local.example.pem") != NULL);
-        EXPECT_INT(moat_cert_set_has_name(loaded, "local.example"), 1);
-        EXPECT_INT(moat_cert_set_has_name(loaded, "127.0.0.1"), 1);
-        EXPECT_INT(moat_cert_set_has_name(loaded, "*"), 0);
+        EXPECT_INT(moat_tls_certset_has_name(loaded, "local.example"), 1);
+        EXPECT_INT(moat_tls_certset_has_name(loaded, "127.0.0.1"), 1);
+        EXPECT_INT(moat_tls_certset_has_name(loaded, "*"), 0);
         EXPECT_INT(sk_X509_num(loaded->chain), 1); /* the intermediate follows the leaf */
         EXPECT_INT(loaded->renew_at,
                    loaded->not_before + (loaded->not_after - loaded->not_before) * 2 / 3);
@@ -145,8 +145,8 @@ TEST_CASE(local_source_describe_writes_nothing_then_load_issues)
         EXPECT_INT(X509_cmp(s->leaf, loaded->leaf), 0);
     }
     EXPECT_INT(dir_entries(certs), before);
-    moat_cert_set_unref(s);
-    moat_cert_set_unref(loaded);
+    moat_tls_certset_unref(s);
+    moat_tls_certset_unref(loaded);
     moat_cert_source_free(src);
     moat_cert_local_ca_free(lca);
 }
@@ -160,14 +160,14 @@ TEST_CASE(local_source_defaults_to_localhost)
     struct moat_cert_local_ca *lca = moat_cert_local_ca_new(state, 1);
     struct moat_cert_source *src = NULL;
     EXPECT_INT(moat_cert_source_local_new(lca, names, 1, &src, NULL).kind, MOAT_OK);
-    struct moat_cert_set *s = NULL;
+    struct moat_tls_certset *s = NULL;
     EXPECT_INT(moat_cert_source_load(src, &s, NULL).kind, MOAT_OK);
     if (s != NULL) {
-        EXPECT_INT(moat_cert_set_has_name(s, "localhost"), 1);
-        EXPECT_INT(moat_cert_set_has_name(s, "::1"), 1);
+        EXPECT_INT(moat_tls_certset_has_name(s, "localhost"), 1);
+        EXPECT_INT(moat_tls_certset_has_name(s, "::1"), 1);
         EXPECT(strstr(s->label, "certs/localhost.pem") != NULL);
     }
-    moat_cert_set_unref(s);
+    moat_tls_certset_unref(s);
     moat_cert_source_free(src);
     moat_cert_local_ca_free(lca);
 }

@@ -4,7 +4,7 @@
  * SNI when the site is the default, gets the new certificate; a connection made before keeps
  * its certificate and keeps working; another site is untouched; a refused swap changes nothing.
  */
-#include "cert/certset.h"
+#include "tls/certset.h"
 #include "test.h"
 #include "tls/ctx.h"
 #include "tls/sni.h"
@@ -17,18 +17,18 @@ static int site_main, site_other;
 static SSL_CTX *cli;
 
 /* A set for `cn` made in memory (no file at all), self-signed. */
-static struct moat_cert_set *mem_set(const char *cn)
+static struct moat_tls_certset *mem_set(const char *cn)
 {
     EVP_PKEY *key = th_key("ec");
     X509 *leaf = th_x509(key, cn, NULL, NULL, 0);
-    struct moat_cert_set *s = NULL;
-    EXPECT_INT(moat_cert_set_new(leaf, NULL, key, cn, NULL, 0, &s, NULL).kind, MOAT_OK);
+    struct moat_tls_certset *s = NULL;
+    EXPECT_INT(moat_tls_certset_new(leaf, NULL, key, cn, NULL, 0, &s, NULL).kind, MOAT_OK);
     return s;
 }
 
-static SSL_CTX *ctx_of(struct moat_cert_set *s)
+static SSL_CTX *ctx_of(struct moat_tls_certset *s)
 {
-    struct moat_cert_set *sets[] = {s};
+    struct moat_tls_certset *sets[] = {s};
     struct moat_tls_opts o = {.sets = sets, .nsets = 1};
     SSL_CTX *c = NULL;
     struct moat_err err = {0};
@@ -116,13 +116,13 @@ static int conn_echo(struct conn *k)
 
 TEST_CASE(handshake_after_swap_gets_new_certificate)
 {
-    struct moat_cert_set *old_set = mem_set("old.example");
-    struct moat_cert_set *new_set = mem_set("new.example");
-    struct moat_cert_set *other_set = mem_set("other.example");
+    struct moat_tls_certset *old_set = mem_set("old.example");
+    struct moat_tls_certset *new_set = mem_set("new.example");
+    struct moat_tls_certset *other_set = mem_set("other.example");
     SSL_CTX *old_ctx = ctx_of(old_set), *other_ctx = ctx_of(other_set);
     /* The contexts hold their own references: the sets may go at once. */
-    moat_cert_set_unref(old_set);
-    moat_cert_set_unref(other_set);
+    moat_tls_certset_unref(old_set);
+    moat_tls_certset_unref(other_set);
 
     struct moat_tls_sni *t = moat_tls_sni_new();
     EXPECT_INT(moat_tls_sni_add(t, "site.example", old_ctx, &site_main, NULL).kind, MOAT_OK);
@@ -143,7 +143,7 @@ TEST_CASE(handshake_after_swap_gets_new_certificate)
     conn_open(&pending, moat_tls_sni_default_ctx(t), "a.site.example");
 
     SSL_CTX *new_ctx = ctx_of(new_set);
-    moat_cert_set_unref(new_set);
+    moat_tls_certset_unref(new_set);
     struct moat_err err = {0};
     EXPECT_INT(moat_tls_sni_swap_ctx(t, &site_main, new_ctx, &err).kind, MOAT_OK);
     SSL_CTX_free(new_ctx);
@@ -168,9 +168,9 @@ TEST_CASE(handshake_after_swap_gets_new_certificate)
     conn_close(&before);
 
     /* Refused swaps change nothing. */
-    struct moat_cert_set *stray_set = mem_set("stray.example");
+    struct moat_tls_certset *stray_set = mem_set("stray.example");
     SSL_CTX *stray = ctx_of(stray_set);
-    moat_cert_set_unref(stray_set);
+    moat_tls_certset_unref(stray_set);
     EXPECT_INT(moat_tls_sni_swap_ctx(t, &err, stray, &err).kind, MOAT_E_NOTFOUND);
     EXPECT_INT(moat_tls_sni_swap_ctx(t, &site_main, NULL, &err).kind, MOAT_E_USAGE);
     EXPECT_STR(cn_for(t, "site.example", cn, sizeof(cn)), "new.example");

@@ -4,7 +4,7 @@
  * What a set says about itself (key type, dates, names) is read once here, so nothing later
  * (SNI, messages, renewal timers) parses the certificate again.
  */
-#include "cert/certset.h"
+#include "tls/certset.h"
 
 #include "pki/names.h"
 
@@ -24,7 +24,7 @@ static moat_rc asn1_time(const ASN1_TIME *t, time_t *out)
     return MOAT_RC_OK;
 }
 
-static void set_free(struct moat_cert_set *s)
+static void set_free(struct moat_tls_certset *s)
 {
     X509_free(s->leaf);
     sk_X509_pop_free(s->chain, X509_free);
@@ -36,12 +36,12 @@ static void set_free(struct moat_cert_set *s)
     free(s);
 }
 
-moat_rc moat_cert_set_new(X509 *leaf, STACK_OF(X509) * chain, EVP_PKEY *key, const char *label,
-                          const char *key_label, time_t renew_at, struct moat_cert_set **out,
-                          struct moat_err *err)
+moat_rc moat_tls_certset_new(X509 *leaf, STACK_OF(X509) * chain, EVP_PKEY *key, const char *label,
+                             const char *key_label, time_t renew_at, struct moat_tls_certset **out,
+                             struct moat_err *err)
 {
     *out = NULL;
-    struct moat_cert_set *s = calloc(1, sizeof(*s));
+    struct moat_tls_certset *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         X509_free(leaf);
         sk_X509_pop_free(chain, X509_free);
@@ -93,7 +93,7 @@ out:
     return MOAT_RC_OK;
 }
 
-struct moat_cert_set *moat_cert_set_ref(struct moat_cert_set *s)
+struct moat_tls_certset *moat_tls_certset_ref(struct moat_tls_certset *s)
 {
     if (s != NULL) {
         atomic_fetch_add_explicit(&s->_refs, 1, memory_order_relaxed);
@@ -101,7 +101,7 @@ struct moat_cert_set *moat_cert_set_ref(struct moat_cert_set *s)
     return s;
 }
 
-void moat_cert_set_unref(struct moat_cert_set *s)
+void moat_tls_certset_unref(struct moat_tls_certset *s)
 {
     /* acq_rel: the thread that frees must see every other thread's last use of the set. */
     if (s != NULL && atomic_fetch_sub_explicit(&s->_refs, 1, memory_order_acq_rel) == 1) {
@@ -109,7 +109,7 @@ void moat_cert_set_unref(struct moat_cert_set *s)
     }
 }
 
-int moat_cert_set_has_name(const struct moat_cert_set *s, const char *name)
+int moat_tls_certset_has_name(const struct moat_tls_certset *s, const char *name)
 {
     for (size_t i = 0; s != NULL && name != NULL && i < s->nnames; i++) {
         if (strcasecmp(s->names[i], name) == 0) {
