@@ -69,10 +69,10 @@ def test_unknown_folder_must_be_placed(tmp_path):
 
 
 def test_include_of_unknown_folder_fails(tmp_path):
-    root = tree(tmp_path, {"src/serve/conn.c": '#include "http2/session.h"\n'})
+    root = tree(tmp_path, {"src/serve/conn.c": '#include "quic/session.h"\n'})
     rc, out = run(root)
     assert rc == 1
-    assert "http2/ is not a folder of the layer table" in out
+    assert "quic/ is not a folder of the layer table" in out
 
 
 def test_cycle_in_one_folder_is_a_warning(tmp_path):
