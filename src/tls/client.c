@@ -6,6 +6,8 @@
  */
 #include "tls/client.h"
 
+#include "tls/policy.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -21,8 +23,6 @@
 const char moat_tls_client_ciphers12[] = "ECDHE+AESGCM:ECDHE+CHACHA20";
 const char moat_tls_client_groups[] = "X25519:P-256:P-384:P-521";
 
-#define POLICY_MIN_VERSION TLS1_2_VERSION /* RFC 8996 */
-#define POLICY_MAX_VERSION TLS1_3_VERSION
 #define ALPN_WIRE_MAX 512
 
 /* No passphrase prompt: an encrypted key fails at once instead of waiting on a terminal. */
@@ -37,8 +37,8 @@ static int no_password(char *buf, int size, int rwflag, void *u)
 
 static moat_rc set_policy(SSL_CTX *ctx, const struct moat_tls_client_opts *o, struct moat_err *err)
 {
-    int min = o->min_version ? o->min_version : POLICY_MIN_VERSION;
-    int max = o->max_version ? o->max_version : POLICY_MAX_VERSION;
+    int min = o->min_version ? o->min_version : MOAT_TLS_MIN_VERSION;
+    int max = o->max_version ? o->max_version : MOAT_TLS_MAX_VERSION;
     if (min > max) {
         MOAT_FAIL(err, MOAT_E_USAGE, "the lowest TLS version asked for is above the highest");
     }
@@ -51,7 +51,7 @@ static moat_rc set_policy(SSL_CTX *ctx, const struct moat_tls_client_opts *o, st
         SSL_CTX_set1_groups_list(ctx, o->groups ? o->groups : moat_tls_client_groups) != 1) {
         MOAT_FAIL_SSL(err, MOAT_E_USAGE, "cannot set the TLS policy");
     }
-    uint64_t opts = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
+    uint64_t opts = MOAT_TLS_COMMON_OPTIONS;
     if (o->allow_unexpected_eof) {
         opts |= SSL_OP_IGNORE_UNEXPECTED_EOF;
     }

@@ -13,6 +13,7 @@
 #include "tls/ctx.h"
 
 #include "tls/clientauth.h"
+#include "tls/policy.h"
 
 #include "tls/certset.h"
 
@@ -433,8 +434,8 @@ static moat_rc apply_policy(SSL_CTX *ctx, struct moat_err *err)
     /* Security level 2 (112-bit: RSA >= 2048, no SHA-1 signatures) whatever the system's
      * openssl.cnf says, so the policy is the same on every host. */
     SSL_CTX_set_security_level(ctx, 2);
-    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
-        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
+    if (!SSL_CTX_set_min_proto_version(ctx, MOAT_TLS_MIN_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, MOAT_TLS_MAX_VERSION)) {
         MOAT_FAIL_SSL(err, MOAT_E_TLS, "cannot limit TLS versions to 1.2 and 1.3");
     }
     if (!SSL_CTX_set_cipher_list(ctx, policy_tls12_ciphers) ||
@@ -447,8 +448,7 @@ static moat_rc apply_policy(SSL_CTX *ctx, struct moat_err *err)
     /* Server preference: our list is ordered by strength and speed, clients' lists are not
      * always. No compression (CRIME), no renegotiation (RFC 5746 aside, it is a DoS lever and
      * TLS 1.3 removed it). SSL_OP_NO_TICKET stays off: we issue tickets when configured. */
-    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
-                                 SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | MOAT_TLS_COMMON_OPTIONS);
     SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
     /* SSL_OP_ENABLE_KTLS is left off for now: it needs socket BIOs, a kernel with the tls
      * module and an OpenSSL built with kTLS; io.c can turn it on once SSL_sendfile is used. */
