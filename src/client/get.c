@@ -1,6 +1,7 @@
 /*
  * get.c: one client run, hop by hop (a hop is one connection and one request; redirects add
- * hops), and the classification of a failure into one cause with words.
+ * hops), and the classification of a failure into one cause with words. A hop's connection is
+ * a transport: plain, or TLS from tls/transport.c over the one client policy's SSL.
  *
  * Classification looks at everything recorded, not only at OpenSSL's last error: the alerts
  * each side sent and when (a TLS 1.3 server refuses a client certificate only after the
@@ -16,6 +17,7 @@
 #include "client/issuer.h"
 #include "client/tls.h"
 #include "client/verify.h"
+#include "tls/transport.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -476,23 +478,18 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
         h->total_ms = moat_trace_elapsed(&h->trace);
         return rc;
     }
-    struct moat_io io = {.fd = fd, .ssl = NULL, .eof = 0};
+    struct moat_transport io;
+    moat_transport_plain_init(&io, fd);
+    SSL *ssl = NULL; /* borrowed from io when the URL is https */
     struct moat_client_vrec v = {.insecure = o->insecure};
     if (h->url.https) {
         h->stage = MOAT_STAGE_TLS;
-        SSL *ssl = NULL;
-        rc = moat_tls_client_ssl_new(ctx, h->url.host, &ssl, err);
+        rc = moat_tls_transport_client(&io, fd, ctx, h->url.host, err);
         if (!moat_ok(rc)) {
             h->cause = MOAT_CC_LOCAL;
             goto out;
         }
-        if (SSL_set_fd(ssl, fd) != 1) {
-            SSL_free(ssl);
-            rc = moat_err_ssl(err, MOAT_E_NOMEM, __FILE__, __LINE__, "cannot start TLS");
-            h->cause = MOAT_CC_LOCAL;
-            goto out;
-        }
-        io.ssl = ssl;
+        ssl = moat_tls_transport_ssl(&io);
         if (!h->url.host_ip) { /* moat_tls_client_ssl_new sent SNI */
             moat_client__fmt(h->sni, sizeof(h->sni), "%s", h->url.host);
         }
@@ -554,7 +551,7 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
     }
     rc = moat_client_http_exchange(&io, deadline, &head, &rq, cb, arg, h, err);
     moat_buf_clear(&head);
-    if (io.ssl != NULL) {
+    if (ssl != NULL) {
         h->cert_requested |=
             moat_trace_find_hs(&h->trace, MOAT_TRACE_IN, SSL3_MT_CERTIFICATE_REQUEST) != NULL;
         moat_trace_finish(&h->trace, h->version);
@@ -571,9 +568,9 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
         classify_http(h, o, 0);
     }
 out:
-    if (io.ssl != NULL && h->tls_done) {
+    if (ssl != NULL && h->tls_done) {
         /* TLS 1.3 tickets arrive after the handshake: the session is taken after the answer. */
-        SSL_SESSION *s = SSL_get1_session(io.ssl);
+        SSL_SESSION *s = SSL_get1_session(ssl);
         if (s != NULL && SSL_SESSION_is_resumable(s)) {
             SSL_SESSION_free(slot->sess);
             slot->sess = s;
@@ -583,12 +580,12 @@ out:
             SSL_SESSION_free(s);
         }
     }
-    if (io.ssl != NULL) {
-        moat_io_shutdown(&io);
+    if (ssl != NULL) {
+        moat_transport_shutdown(&io);
         /* Again, so the close_notify just sent is marked like the rest. */
         moat_trace_finish(&h->trace, h->version);
     }
-    moat_io_close(&io);
+    moat_transport_close(&io);
     h->total_ms = moat_trace_elapsed(&h->trace);
     if (h->verify_code != 0 && !h->resumed) {
         /* After the connection, so its own timings stay its own; within its deadline. */

@@ -1,7 +1,9 @@
 /*
  * http.c: the client's HTTP/1.1 exchange: build the request head, write it with the body, read
  * the response head with the shared parser and stream the body out, with every wait bounded by
- * the run's deadline.
+ * the run's deadline. The bytes go through a transport (core/transport.h), plain or TLS alike;
+ * only the trace of a plain connection is noted here (TLS records are traced by OpenSSL's
+ * message callback).
  *
  * One request per connection with `Connection: close`: a diagnostic client gains nothing from
  * keep-alive, and the close delimits a body the server did not frame (RFC 9112 §6.3 rule 8).
@@ -160,12 +162,12 @@ static moat_rc hfail(struct moat_client_hop *h, enum moat_client_cause c, struct
     return moat_err_set(err, k, __FILE__, __LINE__, "%s", h->detail);
 }
 
-static moat_rc write_all(struct moat_io *io, double deadline_ms, const char *p, size_t n,
+static moat_rc write_all(struct moat_transport *io, double deadline_ms, const char *p, size_t n,
                          struct moat_client_hop *h, struct moat_err *err)
 {
     while (n > 0) {
         size_t w = 0;
-        moat_rc rc = moat_io_write(io, p, n, &w);
+        moat_rc rc = moat_transport_write(io, p, n, &w);
         if (rc.kind == MOAT_E_AGAIN) {
             if (moat_client_conn_wait(io->fd, 1, deadline_ms).kind == MOAT_E_LIMIT) {
                 return hfail(h, MOAT_CC_TIMEOUT, err,
@@ -182,7 +184,7 @@ static moat_rc write_all(struct moat_io *io, double deadline_ms, const char *p, 
         if (!moat_ok(rc)) {
             return hfail(h, MOAT_CC_TLS_OTHER, err, "sending the request failed");
         }
-        if (io->ssl == NULL) {
+        if (moat_transport_is_plain(io)) {
             moat_trace_note_plain_out(&h->trace, w);
         }
         p += w;
@@ -193,14 +195,14 @@ static moat_rc write_all(struct moat_io *io, double deadline_ms, const char *p, 
 
 /* Read more bytes into b. MOAT_OK with *n > 0, MOAT_E_CLOSED at the end, or a failure that is
  * already in h (timeout, TLS). */
-static moat_rc read_some(struct moat_io *io, double deadline_ms, struct moat_buf *b, size_t *n,
-                         struct moat_client_hop *h, struct moat_err *err)
+static moat_rc read_some(struct moat_transport *io, double deadline_ms, struct moat_buf *b,
+                         size_t *n, struct moat_client_hop *h, struct moat_err *err)
 {
     MOAT_TRY(moat_buf_reserve(b, 16384));
     for (;;) {
-        moat_rc rc = moat_io_read(io, moat_buf_wrptr(b), moat_buf_room(b), n);
+        moat_rc rc = moat_transport_read(io, moat_buf_wrptr(b), moat_buf_room(b), n);
         if (moat_ok(rc)) {
-            if (io->ssl == NULL) {
+            if (moat_transport_is_plain(io)) {
                 moat_trace_note_plain_in(&h->trace, moat_buf_wrptr(b), *n);
             }
             if (h->first_byte_ms == 0) {
@@ -211,7 +213,7 @@ static moat_rc read_some(struct moat_io *io, double deadline_ms, struct moat_buf
         }
         if (rc.kind == MOAT_E_AGAIN) {
             /* TLS: also when OpenSSL only read a post-handshake message (a ticket). */
-            if (moat_io_pending(io)) {
+            if (moat_transport_pending(io)) {
                 continue;
             }
             if (moat_client_conn_wait(io->fd, 0, deadline_ms).kind == MOAT_E_LIMIT) {
@@ -256,7 +258,7 @@ static char *dup_bytes(const char *p, size_t n)
     return s;
 }
 
-static moat_rc read_body(struct moat_io *io, double deadline_ms, struct moat_buf *b,
+static moat_rc read_body(struct moat_transport *io, double deadline_ms, struct moat_buf *b,
                          const struct moat_h1_resp *resp, moat_client_body_cb cb, void *arg,
                          struct moat_client_hop *h, struct moat_err *err)
 {
@@ -322,7 +324,7 @@ static moat_rc read_body(struct moat_io *io, double deadline_ms, struct moat_buf
     return MOAT_RC_OK;
 }
 
-moat_rc moat_client_http_exchange(struct moat_io *io, double deadline_ms,
+moat_rc moat_client_http_exchange(struct moat_transport *io, double deadline_ms,
                                   const struct moat_buf *head, const struct moat_client_req *rq,
                                   moat_client_body_cb cb, void *cb_arg, struct moat_client_hop *h,
                                   struct moat_err *err)

@@ -1,5 +1,6 @@
 /*
- * http.h: one HTTP/1.1 request and its response over the transport of tls/io.h, for the client.
+ * http.h: one HTTP/1.1 request and its response over a transport (core/transport.h), for the
+ * client.
  *
  * The request head is built here (Host, User-Agent, Accept, Content-Length, Connection: close,
  * and the user's -H fields, which replace a default of the same name or, empty, remove it); the
@@ -13,7 +14,7 @@
 #include "client/get.h"
 #include "core/buf.h"
 #include "core/err.h"
-#include "tls/io.h"
+#include "core/transport.h"
 
 #define MOAT_CLIENT_HEAD_MAX (64 * 1024) /* response head bytes moat reads at most */
 
@@ -43,7 +44,7 @@ MOAT_MUST_USE moat_rc moat_client_http_build(const struct moat_client_req *rq, s
  * CLOSED, HTTP_PROTOCOL, LOCAL when cb refused, TLS_OTHER for a TLS error: the caller refines
  * it from the trace's alerts) and the same words are in err.
  */
-MOAT_MUST_USE moat_rc moat_client_http_exchange(struct moat_io *io, double deadline_ms,
+MOAT_MUST_USE moat_rc moat_client_http_exchange(struct moat_transport *io, double deadline_ms,
                                                 const struct moat_buf *head,
                                                 const struct moat_client_req *rq,
                                                 moat_client_body_cb cb, void *cb_arg,

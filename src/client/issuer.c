@@ -2,13 +2,14 @@
  * issuer.c: tell a missing intermediate from an untrusted CA, and word each for people.
  *
  * The lookup walks up from the certificate whose issuer is missing: its AIA caIssuers URL is
- * fetched with the client's own plain HTTP/1.1 code (conn.c, http.c), the answer is read by
- * aia.c, and the chain is built again, offline, with the fetched certificates as untrusted
- * helpers. If it now reaches a trusted root, the server left out an intermediate; if it ends
- * at a self-signed root nobody here trusts, the CA is untrusted; if the walk cannot go on (no
- * AIA URL, only ldap://, a fetch that fails, an answer that is not the issuer) both causes
- * are named. Every step is bounded: MOAT_CLIENT_MAX_AIA fetches, MOAT_CLIENT_AIA_BODY_MAX
- * bytes and MOAT_CLIENT_AIA_REDIRECTS redirects each, and one deadline for them all.
+ * fetched with the client's own HTTP/1.1 code over a plain transport (conn.c, http.c), the
+ * answer is read by aia.c, and the chain is built again, offline, with the fetched
+ * certificates as untrusted helpers. If it now reaches a trusted root, the server left out an
+ * intermediate; if it ends at a self-signed root nobody here trusts, the CA is untrusted; if
+ * the walk cannot go on (no AIA URL, only ldap://, a fetch that fails, an answer that is not
+ * the issuer) both causes are named. Every step is bounded: MOAT_CLIENT_MAX_AIA fetches,
+ * MOAT_CLIENT_AIA_BODY_MAX bytes and MOAT_CLIENT_AIA_REDIRECTS redirects each, and one
+ * deadline for them all.
  */
 #include "client/issuer.h"
 
@@ -98,7 +99,8 @@ static int get_body(const char *url, const struct moat_client_opts *o, double de
                                  : sh->detail);
             goto out;
         }
-        struct moat_io io = {.fd = fd, .ssl = NULL, .eof = 0};
+        struct moat_transport io;
+        moat_transport_plain_init(&io, fd); /* issuers are published over http:// */
         struct moat_buf head;
         moat_buf_init(&head, 16 * 1024);
         struct moat_client_req rq = {.method = "GET", .url = &sh->url};
@@ -107,7 +109,7 @@ static int get_body(const char *url, const struct moat_client_opts *o, double de
             rc = moat_client_http_exchange(&io, deadline_ms, &head, &rq, sink_write, s, sh, NULL);
         }
         moat_buf_clear(&head);
-        moat_io_close(&io);
+        moat_transport_close(&io);
         rec->status = sh->status;
         rec->bytes = s->n;
         if (s->over) {

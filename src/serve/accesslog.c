@@ -1,7 +1,8 @@
 /*
  * accesslog.c: formatting of access-log lines (see accesslog.h). Request details come from
  * the connection's `meta` copies (method, target, host, referer, user agent, NUL-separated),
- * because the request's own bytes are gone by the time the response is finished.
+ * because the request's own bytes are gone by the time the response is finished. The client
+ * certificate's identity is asked of the connection's transport (moat_tls_transport_ssl).
  */
 #include "serve/accesslog.h"
 
@@ -10,6 +11,7 @@
 #include "serve/server.h"
 #include "serve/worker.h"
 #include "tls/clientauth.h"
+#include "tls/transport.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -66,8 +68,9 @@ void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
     double ms = (double)(wk->loop.now_ms - c->req_started_ms);
     /* The client's certificate identity, when it sent one (mutual TLS sites only). */
     struct moat_tls_identity id = {0};
-    if (c->io.ssl != NULL && SSL_get0_peer_certificate(c->io.ssl) != NULL) {
-        moat_tls_identity_of(c->io.ssl, &id);
+    SSL *ssl = moat_tls_transport_ssl(&c->tr);
+    if (ssl != NULL && SSL_get0_peer_certificate(ssl) != NULL) {
+        moat_tls_identity_of(ssl, &id);
     }
     moat_rc rc;
     if (wk->srv->alog_format == MOAT_LOG_JSON) {

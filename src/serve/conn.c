@@ -3,7 +3,9 @@
  *
  * The hot path in the steady state: one read into a pooled block, one parse, one static
  * lookup, the head assembled into the connection's out buffer together with the first chunk of
- * the file, one SSL_write. No allocation per request once the connection's buffers exist.
+ * the file, one write through the transport (c->tr: plain TCP or TLS, core/transport.h; one
+ * SSL_write for TLS). No allocation per request once the connection's buffers exist. TLS facts
+ * (identity, SNI site, ALPN refusal) come from moat_tls_transport_ssl, NULL on the plain port.
  */
 #include "serve/conn.h"
 
@@ -25,6 +27,7 @@
 #include "tls/clientauth.h"
 #include "tls/ctx.h"
 #include "tls/sni.h"
+#include "tls/transport.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -74,7 +77,7 @@ static uint64_t phase_moved(const struct moat_conn *c, int writing)
      * send buffer at once, which would buy a reader that never reads an hour of grace. What
      * the peer has not acknowledged yet does not count. Asked only when the socket blocked. */
     int queued = 0;
-    if (writing && ioctl(c->io.fd, SIOCOUTQ, &queued) == 0 && queued > 0 &&
+    if (writing && ioctl(c->tr.fd, SIOCOUTQ, &queued) == 0 && queued > 0 &&
         (uint64_t)queued < c->phase_bytes) {
         return c->phase_bytes - (uint64_t)queued;
     }
@@ -167,7 +170,7 @@ static moat_rc fill_in(struct moat_conn *c)
         MOAT_TRY(moat_buf_reserve(&c->in, want));
     }
     size_t n;
-    MOAT_TRY(moat_io_read(&c->io, moat_buf_wrptr(&c->in), moat_buf_room(&c->in), &n));
+    MOAT_TRY(moat_transport_read(&c->tr, moat_buf_wrptr(&c->in), moat_buf_room(&c->in), &n));
     c->in.wr += n;
     return MOAT_RC_OK;
 }
@@ -187,7 +190,7 @@ void moat_conn_close(struct moat_conn *c)
         close(c->file_fd);
         c->file_fd = -1;
     }
-    moat_io_close(&c->io);
+    moat_transport_close(&c->tr);
     in_release(c);
     buf_release(c, &c->out);
     buf_release(c, &c->meta);
@@ -207,7 +210,7 @@ static void start_linger(struct moat_conn *c)
     /* Closing with unread input makes the kernel send RST, which can destroy the response
      * before the client read it. Shut our side, then read and drop what the client still sends
      * for a moment (what nginx calls lingering close). */
-    moat_io_shutdown(&c->io);
+    moat_transport_shutdown(&c->tr);
     in_release(c);
     c->state = MOAT_CONN_LINGER;
     arm(c, LINGER_MS);
@@ -422,7 +425,7 @@ static void dispatch(struct moat_conn *c, struct moat_h1_req *r)
 
     struct moat_route_conn who = {.snap = c->snap,
                                   .sni_site = c->sni_site,
-                                  .ssl = c->plain ? NULL : c->io.ssl,
+                                  .ssl = moat_tls_transport_ssl(&c->tr),
                                   .id = c->id,
                                   .peer_text = c->peer_text};
     struct moat_route rt;
@@ -583,7 +586,7 @@ static void response_done(struct moat_conn *c)
     if (!c->keep_alive) {
         /* A complete exchange with nothing more from the client closes at once (FIN, no
          * reset); only an error, or bytes still arriving, needs the lingering close. */
-        if (!c->error_close && moat_buf_len(&c->in) == 0 && !moat_io_finish(&c->io)) {
+        if (!c->error_close && moat_buf_len(&c->in) == 0 && !moat_transport_finish(&c->tr)) {
             moat_conn_close(c);
         } else {
             start_linger(c);
@@ -609,7 +612,7 @@ static int step_handshake(struct moat_conn *c)
 {
     struct moat_err e = {0};
     int want_words = moat_log_level_now >= MOAT_LVL_INFO;
-    moat_rc rc = moat_io_handshake(&c->io, want_words ? &e : NULL);
+    moat_rc rc = moat_transport_handshake(&c->tr, want_words ? &e : NULL);
     if (rc.kind == MOAT_E_AGAIN) {
         return 0;
     }
@@ -618,8 +621,9 @@ static int step_handshake(struct moat_conn *c)
         if (want_words) {
             char msg[600];
             struct moat_tls_identity id;
-            moat_tls_identity_of(c->io.ssl, &id);
-            if (moat_tls_alpn_refused(c->io.ssl, msg, sizeof(msg))) {
+            SSL *ssl = moat_tls_transport_ssl(&c->tr);
+            moat_tls_identity_of(ssl, &id);
+            if (moat_tls_alpn_refused(ssl, msg, sizeof(msg))) {
                 moat_log(MOAT_LVL_INFO, c->id,
                          "tls handshake refused: no common application protocol: the client "
                          "offered %s; moat speaks http/1.1 and http/1.0 (peer %s)",
@@ -629,7 +633,7 @@ static int step_handshake(struct moat_conn *c)
                          "client refused at handshake: no client certificate was presented "
                          "(peer %s)",
                          c->peer_text);
-            } else if (moat_tls_client_refusal(c->io.ssl, msg, sizeof(msg))) {
+            } else if (moat_tls_client_refusal(ssl, msg, sizeof(msg))) {
                 moat_log(MOAT_LVL_INFO, c->id, "client refused at handshake: %s (peer %s)", msg,
                          c->peer_text);
             } else if (id.present && !id.verified) {
@@ -647,7 +651,7 @@ static int step_handshake(struct moat_conn *c)
     }
     /* Until a request names its host, answers (errors included) carry the SNI site's
      * headers, HSTS among them. */
-    c->site = moat_tls_sni_site_of(c->io.ssl);
+    c->site = moat_tls_sni_site_of(moat_tls_transport_ssl(&c->tr));
     c->sni_site = c->site;
     /* The first request gets the head timeout, not the idle one: a client that completes a
      * handshake and then says nothing is not a keep-alive client. */
@@ -664,7 +668,7 @@ static int step_idle(struct moat_conn *c)
     moat_rc rc = fill_in(c);
     if (rc.kind == MOAT_E_AGAIN) {
         in_release(c); /* an idle connection holds no read buffer, ours or OpenSSL's */
-        moat_io_idle(&c->io);
+        moat_transport_idle(&c->tr);
         return 0;
     }
     if (!moat_ok(rc)) {
@@ -765,7 +769,7 @@ static int step_read_body(struct moat_conn *c)
 {
     if (c->send_continue) {
         size_t n;
-        moat_rc rc = moat_io_write(&c->io, MOAT_H1_CONTINUE, MOAT_H1_CONTINUE_LEN, &n);
+        moat_rc rc = moat_transport_write(&c->tr, MOAT_H1_CONTINUE, MOAT_H1_CONTINUE_LEN, &n);
         if (rc.kind == MOAT_E_AGAIN) {
             return 0;
         }
@@ -841,7 +845,7 @@ static int step_write(struct moat_conn *c)
             return c->state != MOAT_CONN_CLOSED;
         }
         size_t n;
-        moat_rc rc = moat_io_write(&c->io, moat_buf_rdptr(&c->out), len, &n);
+        moat_rc rc = moat_transport_write(&c->tr, moat_buf_rdptr(&c->out), len, &n);
         if (rc.kind == MOAT_E_AGAIN) {
             arm(c, rate_delay(c, conf_of(c)->write_timeout_ms, 1));
             return 0;
@@ -860,7 +864,7 @@ static int step_linger(struct moat_conn *c)
     char scratch[4096];
     size_t total = 0;
     for (;;) {
-        ssize_t n = recv(c->io.fd, scratch, sizeof(scratch), 0);
+        ssize_t n = recv(c->tr.fd, scratch, sizeof(scratch), 0);
         if (n > 0) {
             total += (size_t)n;
             if (total > LINGER_MAX_BYTES) {
@@ -959,7 +963,7 @@ static void on_timer(struct moat_timer *t)
             MOAT_LVL_INFO, c->id, "client %s taking the answer after %llu bytes; closing (peer %s)",
             rate_exceeded(c, tmo, 1) ? "slower than limits.min_rate" : "stalled (timeouts.write)",
             (unsigned long long)c->phase_bytes, c->peer_text);
-        moat_sock_reset_on_close(c->io.fd);
+        moat_sock_reset_on_close(c->tr.fd);
         moat_conn_close(c);
         return;
     }
@@ -971,7 +975,7 @@ static void on_timer(struct moat_timer *t)
         moat_conn_close(c);
         return;
     case MOAT_CONN_IDLE:
-        moat_io_shutdown(&c->io);
+        moat_transport_shutdown(&c->tr);
         moat_conn_close(c);
         return;
     default:
@@ -983,7 +987,7 @@ static void on_timer(struct moat_timer *t)
 void moat_conn_drain(struct moat_conn *c)
 {
     if (c->state == MOAT_CONN_IDLE || c->state == MOAT_CONN_HANDSHAKE) {
-        moat_io_shutdown(&c->io);
+        moat_transport_shutdown(&c->tr);
         moat_conn_close(c);
         return;
     }
@@ -1000,7 +1004,7 @@ void moat_conn_accept(struct moat_worker *wk, int fd, const struct sockaddr_stor
     }
     c->wk = wk;
     c->id = ++wk->next_conn_id * 64 + wk->id; /* unique across workers, ordered within one */
-    c->io.fd = fd;
+    moat_transport_plain_init(&c->tr, fd);
     c->file_fd = -1;
     c->plain = plain;
     moat_sock_peer_text(peer, c->peer_text, sizeof(c->peer_text));
@@ -1012,13 +1016,13 @@ void moat_conn_accept(struct moat_worker *wk, int fd, const struct sockaddr_stor
     c->w.cb = on_event;
     c->w.data = c;
     if (!plain) {
-        c->io.ssl = SSL_new(moat_tls_sni_default_ctx(c->snap->sni));
-        if (c->io.ssl == NULL || SSL_set_fd(c->io.ssl, fd) != 1) {
-            moat_io_close(&c->io); /* not yet linked anywhere */
+        /* The default context until SNI picks the site's (tls/sni.c swaps it). */
+        if (!moat_ok(moat_tls_transport_server(&c->tr, fd, moat_tls_sni_default_ctx(c->snap->sni),
+                                               NULL))) {
+            moat_transport_close(&c->tr); /* not yet linked anywhere */
             moat_conn_free(c);
             return;
         }
-        SSL_set_accept_state(c->io.ssl);
     }
     /* link */
     c->next = wk->conns;

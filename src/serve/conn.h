@@ -16,7 +16,7 @@
 #include "core/timer.h"
 #include "http1/chunked.h"
 #include "http1/parse.h"
-#include "tls/io.h"
+#include "core/transport.h"
 
 #include <sys/socket.h>
 
@@ -39,8 +39,8 @@ enum moat_conn_state {
 };
 
 struct moat_conn {
-    struct moat_watch w;             /* w.fd is io.fd */
-    struct moat_io io;               /* owned */
+    struct moat_watch w;             /* w.fd is tr.fd */
+    struct moat_transport tr;        /* owned: plain or TLS (tls/transport.h) */
     struct moat_worker *wk;          /* borrowed */
     struct moat_snapshot *snap;      /* one reference */
     struct moat_site *site;          /* borrowed from snap: site of the current request */

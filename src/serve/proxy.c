@@ -5,7 +5,9 @@
  *
  * Flow control is by construction: the origin is read only when the client's output buffer is
  * empty, and the client's body only when the origin has taken what was read before, so a slow
- * side never makes moat buffer more than one piece of the other.
+ * side never makes moat buffer more than one piece of the other. The origin connection is a
+ * transport (core/transport.h): plain for http:// origins, TLS (tls/transport.c, over the SSL
+ * of tls/client.c's policy) for https:// ones; only the handshake step asks for TLS facts.
  */
 #include "serve/proxy.h"
 
@@ -21,6 +23,7 @@
 #include "serve/worker.h"
 #include "tls/client.h"
 #include "tls/clientauth.h"
+#include "tls/transport.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -50,9 +53,9 @@ enum px_state {
 };
 
 struct moat_proxy {
-    struct moat_watch w; /* the origin socket; w.fd == up.fd, w.data == this */
-    struct moat_conn *c; /* the client connection; NULL once freed (deferred) */
-    struct moat_io up;   /* owned */
+    struct moat_watch w;      /* the origin socket; w.fd == up.fd, w.data == this */
+    struct moat_conn *c;      /* the client connection; NULL once freed (deferred) */
+    struct moat_transport up; /* owned: plain or TLS to the origin */
     enum px_state st;
     uint32_t events;                   /* readiness seen on the origin socket */
     const struct moat_proxy_target *t; /* borrowed from the snapshot */
@@ -228,7 +231,7 @@ static moat_rc put_value(struct moat_buf *b, const char *name_prefix, const char
 static moat_rc identity_fields(struct moat_conn *c, struct moat_buf *b, const char *prefix)
 {
     struct moat_tls_identity id;
-    moat_tls_identity_of(c->io.ssl, &id);
+    moat_tls_identity_of(moat_tls_transport_ssl(&c->tr), &id);
     if (!id.present) {
         return put_value(b, prefix, "Verify", "NONE");
     }
@@ -295,7 +298,7 @@ void moat_proxy_free(struct moat_conn *c)
     if (px->up.fd >= 0) {
         moat_loop_del(&c->wk->loop, &px->w);
     }
-    moat_io_close(&px->up);
+    moat_transport_close(&px->up);
     moat_buf_clear(&px->req);
     moat_buf_clear(&px->rbuf);
     px->c = NULL;
@@ -342,7 +345,7 @@ void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r)
     c->px = px;
     px->c = c;
     px->t = t;
-    px->up.fd = -1;
+    moat_transport_plain_init(&px->up, -1); /* no socket yet */
     px->client_minor = r->minor;
     px->head_req = r->method_id == MOAT_HTTP_M_HEAD;
     moat_buf_init(&px->req, REQ_LIMIT);
@@ -368,7 +371,7 @@ void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    px->up.fd = fd;
+    moat_transport_plain_init(&px->up, fd); /* owns fd from here */
     if (connect(fd, (const struct sockaddr *)&t->addr, t->addrlen) < 0 && errno != EINPROGRESS) {
         char why[200];
         snprintf(why, sizeof(why), "cannot connect: %s", strerror(errno));
@@ -377,8 +380,7 @@ void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r)
     }
     if (t->ctx != NULL) {
         /* SNI for a name, none for an address; the certificate must name the origin. */
-        if (!moat_ok(moat_tls_client_ssl_new(t->ctx, t->host, &px->up.ssl, NULL)) ||
-            SSL_set_fd(px->up.ssl, fd) != 1) {
+        if (!moat_ok(moat_tls_transport_client(&px->up, fd, t->ctx, t->host, NULL))) {
             fail(c, 503, "cannot start TLS to the origin");
             return;
         }
@@ -401,7 +403,7 @@ void moat_proxy_timeout(struct moat_conn *c)
                  ? "the client's body was slower than limits.min_rate"
                  : "the client's body stalled (timeouts.body)");
     } else if (c->px != NULL && c->px->st == PX_RELAY && moat_buf_len(&c->out) > 0) {
-        moat_sock_reset_on_close(c->io.fd); /* what the kernel still holds for it goes too */
+        moat_sock_reset_on_close(c->tr.fd); /* what the kernel still holds for it goes too */
         fail(c, 504,
              moat_serve__rate_exceeded(c, conf->write_timeout_ms, 1)
                  ? "the client took the answer slower than limits.min_rate"
@@ -418,7 +420,8 @@ static int step_send(struct moat_conn *c, struct moat_proxy *px)
 {
     while (moat_buf_len(&px->req) > 0) {
         size_t n;
-        moat_rc rc = moat_io_write(&px->up, moat_buf_rdptr(&px->req), moat_buf_len(&px->req), &n);
+        moat_rc rc =
+            moat_transport_write(&px->up, moat_buf_rdptr(&px->req), moat_buf_len(&px->req), &n);
         if (rc.kind == MOAT_E_AGAIN) {
             moat_serve__arm(c, px->t->timeout_ms);
             return 0;
@@ -480,7 +483,7 @@ static int step_body(struct moat_conn *c, struct moat_proxy *px)
 {
     if (px->send_continue) {
         size_t n;
-        moat_rc rc = moat_io_write(&c->io, MOAT_H1_CONTINUE, MOAT_H1_CONTINUE_LEN, &n);
+        moat_rc rc = moat_transport_write(&c->tr, MOAT_H1_CONTINUE, MOAT_H1_CONTINUE_LEN, &n);
         if (rc.kind == MOAT_E_AGAIN) {
             return 0;
         }
@@ -532,7 +535,8 @@ static int read_origin(struct moat_conn *c, struct moat_proxy *px)
         }
     }
     size_t n;
-    moat_rc rc = moat_io_read(&px->up, moat_buf_wrptr(&px->rbuf), moat_buf_room(&px->rbuf), &n);
+    moat_rc rc =
+        moat_transport_read(&px->up, moat_buf_wrptr(&px->rbuf), moat_buf_room(&px->rbuf), &n);
     if (rc.kind == MOAT_E_AGAIN) {
         moat_serve__arm(c, px->t->timeout_ms);
         return 0;
@@ -734,7 +738,8 @@ static int step_relay(struct moat_conn *c, struct moat_proxy *px)
     for (;;) {
         while (moat_buf_len(&c->out) > 0) {
             size_t n;
-            moat_rc rc = moat_io_write(&c->io, moat_buf_rdptr(&c->out), moat_buf_len(&c->out), &n);
+            moat_rc rc =
+                moat_transport_write(&c->tr, moat_buf_rdptr(&c->out), moat_buf_len(&c->out), &n);
             if (rc.kind == MOAT_E_AGAIN) {
                 moat_serve__arm_rate(c, c->snap->conf->write_timeout_ms, 1);
                 return 0;
@@ -828,18 +833,18 @@ int moat_proxy_step(struct moat_conn *c)
             snprintf(why, sizeof(why), "cannot connect: %s", strerror(soerr ? soerr : errno));
             return fail(c, 502, why);
         }
-        px->st = px->up.ssl != NULL ? PX_HANDSHAKE : PX_SEND;
+        px->st = moat_transport_is_plain(&px->up) ? PX_SEND : PX_HANDSHAKE;
         return 1;
     }
     case PX_HANDSHAKE: {
         struct moat_err e = {0};
-        moat_rc rc = moat_io_handshake(&px->up, &e);
+        moat_rc rc = moat_transport_handshake(&px->up, &e);
         if (rc.kind == MOAT_E_AGAIN) {
             return 0;
         }
         if (!moat_ok(rc)) {
             char why[700];
-            long vr = SSL_get_verify_result(px->up.ssl);
+            long vr = SSL_get_verify_result(moat_tls_transport_ssl(&px->up));
             if (vr != X509_V_OK) {
                 snprintf(why, sizeof(why), "origin certificate refused: %s",
                          X509_verify_cert_error_string(vr));

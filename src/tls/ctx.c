@@ -451,7 +451,8 @@ static moat_rc apply_policy(SSL_CTX *ctx, struct moat_err *err)
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | MOAT_TLS_COMMON_OPTIONS);
     SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
     /* SSL_OP_ENABLE_KTLS is left off for now: it needs socket BIOs, a kernel with the tls
-     * module and an OpenSSL built with kTLS; io.c can turn it on once SSL_sendfile is used. */
+     * module and an OpenSSL built with kTLS; tls/transport.c can turn it on once SSL_sendfile
+     * is used. */
     /* RELEASE_BUFFERS: an idle keep-alive connection gives its 34 KiB of record buffers back.
      * PARTIAL_WRITE and ACCEPT_MOVING_WRITE_BUFFER: the non-blocking writer retries from a
      * buffer that may have been compacted or moved in between. */
