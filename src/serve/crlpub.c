@@ -301,7 +301,7 @@ static moat_rc entry_fill(struct moat_crlpub *p, const struct source *src, X509_
     return MOAT_RC_OK;
 }
 
-static moat_rc entry_build(struct moat_crlpub *p, const struct source *src, int quiet,
+static moat_rc entry_build(struct moat_crlpub *p, const struct source *src, int quiet, int dry_run,
                            time_t *refresh_at, struct moat_err *err)
 {
     X509 *issuer = NULL;
@@ -317,7 +317,12 @@ static moat_rc entry_build(struct moat_crlpub *p, const struct source *src, int 
     if (moat_ok(rc)) {
         problem = problem_of(src, issuer, crl, foreign, now, src->owner, why, sizeof(why));
     }
-    if (moat_ok(rc) && problem != NULL && src->owner) {
+    if (moat_ok(rc) && problem != NULL && src->owner && dry_run) {
+        moat_log_i("check: crl_publish %s (%s): serve would write a new CRL %s, as the previous "
+                   "one %s (nothing written now)",
+                   src->cp->path, src->cp->where, src->crl_path, problem);
+        problem = NULL;
+    } else if (moat_ok(rc) && problem != NULL && src->owner) {
         int done = 0;
         rc = remake(src, &crl, &issuer, &done, err);
         if (moat_ok(rc) && done) {
@@ -350,8 +355,26 @@ static moat_rc entry_build(struct moat_crlpub *p, const struct source *src, int 
     return rc;
 }
 
+/* The local CA is missing, and a site without `cert` makes serve create it. */
+static int would_create_local_ca(const struct moat_conf *conf, const char *state_dir)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    snprintf(dir, sizeof(dir), "%s/ca", state_dir);
+    if (stat(dir, &st) == 0 || errno != ENOENT) {
+        return 0;
+    }
+    for (size_t i = 0; i < conf->nsites; i++) {
+        if (conf->sites[i].ncerts == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 moat_rc moat_crlpub_build(const struct moat_conf *conf, const char *state_dir, int quiet,
-                          struct moat_crlpub_set **out, time_t *refresh_at, struct moat_err *err)
+                          int dry_run, struct moat_crlpub_set **out, time_t *refresh_at,
+                          struct moat_err *err)
 {
     *out = NULL;
     size_t total = 0;
@@ -373,10 +396,17 @@ moat_rc moat_crlpub_build(const struct moat_conf *conf, const char *state_dir, i
             struct moat_crlpub *p = &set->v[set->n++];
             p->site = cs;
             p->conf = &cs->crl_publish[k];
+            if (dry_run && p->conf->ca_dir == NULL && would_create_local_ca(conf, state_dir)) {
+                /* `serve --check` does not create the local CA, so there is no CRL yet. */
+                moat_log_i("check: crl_publish %s (%s): serve would publish the CRL of the local "
+                           "CA it creates in %s/ca (nothing written now)",
+                           p->conf->path, p->conf->where, state_dir);
+                continue;
+            }
             struct source src;
             rc = source_init(&src, p->conf, state_dir, err);
             if (moat_ok(rc)) {
-                rc = entry_build(p, &src, quiet, refresh_at, err);
+                rc = entry_build(p, &src, quiet, dry_run, refresh_at, err);
             }
             if (!moat_ok(rc)) {
                 src.cp = p->conf;

@@ -63,11 +63,13 @@ struct moat_crlpub_set {
  * A bad CA folder (missing, not a CA, no readable intermediate.pem/root.pem) or a damaged or
  * oversized CRL file is MOAT_E_CONFIG with err->where the directive's "file:line:col" and the
  * fix. Warnings (a missing, expired or stale CRL) always go to the error log, the note that
- * the server wrote a new CRL only when not `quiet`. *out is freed with moat_crlpub_free.
+ * the server wrote a new CRL only when not `quiet`. With `dry_run` (`serve --check`) nothing is
+ * written: where the server would sign a new CRL for the local CA, it says so instead.
+ * *out is freed with moat_crlpub_free.
  */
 MOAT_MUST_USE moat_rc moat_crlpub_build(const struct moat_conf *conf, const char *state_dir,
-                                        int quiet, struct moat_crlpub_set **out, time_t *refresh_at,
-                                        struct moat_err *err);
+                                        int quiet, int dry_run, struct moat_crlpub_set **out,
+                                        time_t *refresh_at, struct moat_err *err);
 /* NULL does nothing. */
 void moat_crlpub_free(struct moat_crlpub_set *s);
 

@@ -412,7 +412,8 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     rc = moat_tls_sni_finish(s->sni, err);
     if (moat_ok(rc)) {
         /* After the sites: a site without `cert` has made the local CA by now. */
-        rc = moat_crlpub_build(conf, env->state_dir, env->quiet, &s->crlpub, &s->renew_at, err);
+        rc = moat_crlpub_build(conf, env->state_dir, env->quiet, env->dry_run, &s->crlpub,
+                               &s->renew_at, err);
     }
 out:
     X509_STORE_free(trust);

@@ -168,3 +168,29 @@ def test_check_with_demo_is_refused_and_writes_nothing(moat_bin, tmp_path):
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "--demo has none to check" in p.stderr
     assert tree(state) == {}
+
+
+def test_check_with_crl_publish_of_the_local_ca_writes_nothing(moat_bin, www, tmp_path):
+    # crl_publish `local` makes the server sign the local CA's CRL; a check must not, neither
+    # before the CA exists nor when its CRL is missing.
+    state = tmp_path / "state"
+    state.mkdir()
+    conf = tmp_path / "moat.conf"
+    conf.write_text("listen 127.0.0.1:1\nstate %s\nsite localhost {\n    root %s\n"
+                    "    crl_publish /crl/ca.crl local\n}\n" % (state, www))
+    p = check(moat_bin, tmp_path, state, "--config", conf)
+    assert p.returncode == 0, p.stderr
+    assert tree(state) == {}, tree(state)
+    assert "serve would publish the CRL of the local CA it creates" in p.stderr, p.stderr
+    # Once the CA exists (a real start made it), a check still writes no CRL.
+    env = clean_env({"MOAT_STATE": str(state)})
+    made = subprocess.run([str(moat_bin), "ca", "init", "--dir", str(state / "ca")],
+                          capture_output=True, text=True, timeout=60, env=env,
+                          stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    (state / "ca" / "crl.pem").unlink(missing_ok=True)
+    before = tree(state)
+    p = check(moat_bin, tmp_path, state, "--config", conf)
+    assert p.returncode == 0, p.stderr
+    assert tree(state) == before
+    assert "serve would write a new CRL" in p.stderr, p.stderr

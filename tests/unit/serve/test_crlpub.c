@@ -232,7 +232,7 @@ static moat_rc build(const char *conf_text, const char *state, struct moat_crlpu
     if (*conf == NULL) {
         return moat_rc_of(err->kind);
     }
-    return moat_crlpub_build(*conf, state, 1, set, refresh, err);
+    return moat_crlpub_build(*conf, state, 1, 0, set, refresh, err);
 }
 
 TEST_CASE(build_from_folder)
@@ -335,7 +335,7 @@ TEST_CASE(bad_folders)
     struct moat_conf *conf = parse("site a.test { root /srv }\n", NULL);
     struct moat_crlpub_set *set = (struct moat_crlpub_set *)1;
     time_t refresh = 0;
-    EXPECT_INT(moat_crlpub_build(conf, "/nonexistent", 1, &set, &refresh, NULL).kind, MOAT_OK);
+    EXPECT_INT(moat_crlpub_build(conf, "/nonexistent", 1, 0, &set, &refresh, NULL).kind, MOAT_OK);
     EXPECT(set == NULL);
     moat_conf_free(conf);
 }
