@@ -402,7 +402,7 @@ moat_rc moat_client_http_exchange(struct moat_transport *io, double deadline_ms,
     h->body_framing = (int)resp->body;
     moat_client__fmt(h->reason, sizeof(h->reason), "%.*s", MOAT_SLICE_FMT(resp->reason));
     h->resp_head = dup_bytes(moat_buf_rdptr(&b), resp->head_len);
-    const struct moat_h1_field *loc = moat_h1_field_find(resp->fields, resp->nfields, "location");
+    const struct moat_field *loc = moat_field_find(resp->fields, resp->nfields, "location");
     if (loc != NULL) {
         h->location = dup_bytes(loc->value.p, loc->value.len);
     }

@@ -133,7 +133,7 @@ struct head {
     size_t scanned, line, nlines;
     size_t head_len;
     size_t line_max, head_max, max_fields;
-    struct moat_h1_field *fields;
+    struct moat_field *fields;
     size_t nfields;
     struct sem sem;
     size_t err_pos;
@@ -343,7 +343,7 @@ static int host_valid(const char *p, size_t n, int port_required)
 }
 
 /* Content-Length = 1*DIGIT (RFC 9110 §8.6); a list is accepted only if all members agree. */
-static enum moat_h1_status sem_content_length(struct head *h, const struct moat_h1_field *f,
+static enum moat_h1_status sem_content_length(struct head *h, const struct moat_field *f,
                                               size_t pos)
 {
     struct sem *s = &h->sem;
@@ -371,7 +371,7 @@ static enum moat_h1_status sem_content_length(struct head *h, const struct moat_
 }
 
 /* Transfer-Encoding (RFC 9112 §6.1): members of all TE fields form one list, in order. */
-static enum moat_h1_status sem_transfer_encoding(struct head *h, const struct moat_h1_field *f,
+static enum moat_h1_status sem_transfer_encoding(struct head *h, const struct moat_field *f,
                                                  size_t pos)
 {
     struct sem *s = &h->sem;
@@ -422,7 +422,7 @@ static enum moat_h1_status sem_transfer_encoding(struct head *h, const struct mo
 }
 
 /* Connection options (RFC 9110 §7.6.1): a list of tokens; we act on three of them. */
-static enum moat_h1_status sem_connection(struct head *h, const struct moat_h1_field *f, size_t pos)
+static enum moat_h1_status sem_connection(struct head *h, const struct moat_field *f, size_t pos)
 {
     struct sem *s = &h->sem;
     const char *p = f->value.p, *e = f->value.p + f->value.len;
@@ -446,7 +446,7 @@ static enum moat_h1_status sem_connection(struct head *h, const struct moat_h1_f
 }
 
 /* Expect (RFC 9110 §10.1.1): only 100-continue is defined; anything else earns a 417. */
-static void sem_expect(struct head *h, const struct moat_h1_field *f, size_t pos)
+static void sem_expect(struct head *h, const struct moat_field *f, size_t pos)
 {
     struct sem *s = &h->sem;
     const char *p = f->value.p, *e = f->value.p + f->value.len;
@@ -465,7 +465,7 @@ static void sem_expect(struct head *h, const struct moat_h1_field *f, size_t pos
 }
 
 /* Record what a field means for framing, Host and the connection. `pos`: its line's offset. */
-static enum moat_h1_status sem_field(struct head *h, const struct moat_h1_field *f, size_t pos)
+static enum moat_h1_status sem_field(struct head *h, const struct moat_field *f, size_t pos)
 {
     moat_slice n = f->name;
     switch (n.len) {
@@ -585,7 +585,7 @@ static enum moat_h1_status parse_field_line(struct head *h, size_t p, size_t e)
     if (h->nfields >= h->max_fields) {
         return fail(h, MOAT_H1_E_TOO_MANY_FIELDS, p, "too many field lines");
     }
-    struct moat_h1_field *f = &h->fields[h->nfields++];
+    struct moat_field *f = &h->fields[h->nfields++];
     f->name = moat_slice_of(b + p, name_end - p);
     f->value = moat_slice_of(b + v0, ve - v0);
     return sem_field(h, f, p);
@@ -986,16 +986,4 @@ enum moat_h1_status moat_h1_parse_response(struct moat_h1_resp *r, const char *b
         r->err_what = h.err_what;
     }
     return st;
-}
-
-const struct moat_h1_field *moat_h1_field_find(const struct moat_h1_field *f, size_t n,
-                                               const char *name_lower)
-{
-    size_t len = strlen(name_lower);
-    for (size_t i = 0; i < n; i++) {
-        if (lc_eq(f[i].name.p, f[i].name.len, name_lower, len)) {
-            return &f[i];
-        }
-    }
-    return NULL;
 }

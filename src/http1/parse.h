@@ -16,6 +16,7 @@
 #define MOAT_HTTP1_PARSE_H
 
 #include "core/slice.h"
+#include "http/field.h"
 #include "http/method.h"
 
 #include <stddef.h>
@@ -58,10 +59,6 @@ enum moat_h1_target_form {
     MOAT_H1_T_ASTERISK    /* "*" (OPTIONS only) */
 };
 
-struct moat_h1_field {
-    moat_slice name;  /* a token, case as sent */
-    moat_slice value; /* leading and trailing SP/HTAB trimmed; may be empty */
-};
 
 struct moat_h1_limits {
     size_t max_line_bytes; /* request line without CRLF; default 8192 (414 above) */
@@ -95,7 +92,7 @@ struct moat_h1_req {
     moat_slice path;
     moat_slice query; /* after the first '?', without it; empty when there is none */
     int minor;        /* 0 or 1 (HTTP/1.0, HTTP/1.1) */
-    struct moat_h1_field fields[MOAT_H1_FIELDS_CAP]; /* [0, nfields) are valid */
+    struct moat_field fields[MOAT_H1_FIELDS_CAP]; /* [0, nfields) are valid */
     size_t nfields;
     /* the Host field value, or the authority of absolute-/authority-form; syntax checked
        (uri-host [":" port]); empty only in HTTP/1.0 */
@@ -121,7 +118,7 @@ struct moat_h1_resp {
     int minor;         /* 0 or 1 */
     int status;        /* 100..599 */
     moat_slice reason; /* may be empty (also when no SP follows the code) */
-    struct moat_h1_field fields[MOAT_H1_FIELDS_CAP];
+    struct moat_field fields[MOAT_H1_FIELDS_CAP];
     size_t nfields;
     enum moat_h1_body body;
     uint64_t content_length; /* valid when body == MOAT_H1_BODY_LENGTH */
@@ -193,10 +190,6 @@ void moat_h1_resp_init(struct moat_h1_resp *r);
 enum moat_h1_status moat_h1_parse_response(struct moat_h1_resp *r, const char *buf, size_t len,
                                            const struct moat_h1_limits *lim, int request_was_head);
 
-/* The first field named `name_lower` (ASCII lower case, NUL-terminated), compared without case;
- * NULL if there is none. */
-const struct moat_h1_field *moat_h1_field_find(const struct moat_h1_field *f, size_t n,
-                                               const char *name_lower);
 
 /* Module-internal (shared with chunked.c): byte classes of RFC 9110 §5.6 and RFC 3986. */
 enum {

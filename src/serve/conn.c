@@ -366,8 +366,8 @@ static void meta_capture(struct moat_conn *c, const struct moat_h1_req *r)
     if (!buf_acquire(c, m)) {
         return; /* the log line loses its details, the request does not fail */
     }
-    const struct moat_h1_field *ref = moat_h1_field_find(r->fields, r->nfields, "referer");
-    const struct moat_h1_field *ua = moat_h1_field_find(r->fields, r->nfields, "user-agent");
+    const struct moat_field *ref = moat_field_find(r->fields, r->nfields, "referer");
+    const struct moat_field *ua = moat_field_find(r->fields, r->nfields, "user-agent");
     moat_slice parts[5] = {r->method, r->target, r->host, ref ? ref->value : MOAT_SLICE_NULL,
                            ua ? ua->value : MOAT_SLICE_NULL};
     for (size_t i = 0; i < 5; i++) {
@@ -382,7 +382,7 @@ static void meta_capture(struct moat_conn *c, const struct moat_h1_req *r)
 static moat_slice h1_field(const void *proto, const char *lc_name)
 {
     const struct moat_h1_req *r = proto;
-    const struct moat_h1_field *f = moat_h1_field_find(r->fields, r->nfields, lc_name);
+    const struct moat_field *f = moat_field_find(r->fields, r->nfields, lc_name);
     return f ? f->value : MOAT_SLICE_NULL;
 }
 

@@ -191,7 +191,7 @@ static int dropped_field(moat_slice n, const char *prefix, const moat_slice *con
 }
 
 /* Tokens of the Connection fields (names of more hop-by-hop fields). */
-static size_t connection_tokens(const struct moat_h1_field *fields, size_t nfields, moat_slice *out,
+static size_t connection_tokens(const struct moat_field *fields, size_t nfields, moat_slice *out,
                                 size_t max)
 {
     size_t n = 0;
@@ -267,7 +267,7 @@ static moat_rc build_request(struct moat_conn *c, struct moat_proxy *px,
     moat_slice tokens[16];
     size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
     for (size_t i = 0; i < r->nfields; i++) {
-        const struct moat_h1_field *f = &r->fields[i];
+        const struct moat_field *f = &r->fields[i];
         if (dropped_field(f->name, px->t->prefix, tokens, ntokens)) {
             continue;
         }
@@ -614,7 +614,7 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
     moat_slice tokens[16];
     size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
     for (size_t i = 0; moat_ok(rc) && i < r->nfields; i++) {
-        const struct moat_h1_field *f = &r->fields[i];
+        const struct moat_field *f = &r->fields[i];
         int named = 0;
         for (size_t k = 0; k < ntokens; k++) {
             named |= moat_slice_eq_nocase(f->name, tokens[k]);
@@ -629,14 +629,14 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
     }
     if (moat_ok(rc) && bodyless && px->head_req) {
         /* HEAD: the origin's length describes the GET answer; pass it on. */
-        const struct moat_h1_field *cl =
-            moat_h1_field_find(r->fields, r->nfields, "content-length");
+        const struct moat_field *cl =
+            moat_field_find(r->fields, r->nfields, "content-length");
         if (cl != NULL) {
             rc = moat_h1_head_field(o, MOAT_SLICE_LIT("Content-Length"), cl->value);
         }
     }
     if (moat_ok(rc) && !c->plain && c->site->hsts_len > 0 &&
-        moat_h1_field_find(r->fields, r->nfields, "strict-transport-security") == NULL) {
+        moat_field_find(r->fields, r->nfields, "strict-transport-security") == NULL) {
         rc = moat_buf_append(o, c->site->hsts, c->site->hsts_len);
     }
     if (moat_ok(rc) && hs != NULL) {

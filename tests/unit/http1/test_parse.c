@@ -214,13 +214,13 @@ TEST_CASE(fields_are_extracted)
     EXPECT_SLICE(r.fields[1].value, "v1, v2");
     EXPECT_SLICE(r.fields[2].name, "x-empty");
     EXPECT_SLICE(r.fields[2].value, "");
-    const struct moat_h1_field *f = moat_h1_field_find(r.fields, r.nfields, "x-two");
+    const struct moat_field *f = moat_field_find(r.fields, r.nfields, "x-two");
     EXPECT(f == &r.fields[1]);
-    f = moat_h1_field_find(r.fields, r.nfields, "cookie");
+    f = moat_field_find(r.fields, r.nfields, "cookie");
     EXPECT(f != NULL && moat_slice_eq(f->value, MOAT_SLICE_LIT("a=b")));
-    EXPECT(moat_h1_field_find(r.fields, r.nfields, "x-tw") == NULL);
-    EXPECT(moat_h1_field_find(r.fields, r.nfields, "missing") == NULL);
-    EXPECT(moat_h1_field_find(r.fields, 0, "host") == NULL);
+    EXPECT(moat_field_find(r.fields, r.nfields, "x-tw") == NULL);
+    EXPECT(moat_field_find(r.fields, r.nfields, "missing") == NULL);
+    EXPECT(moat_field_find(r.fields, 0, "host") == NULL);
     free(buf);
 }
 

@@ -1,0 +1,23 @@
+/*
+ * field.h: one header or trailer field as every protocol session hands it to handlers: name and
+ * value as slices into the session's buffer (HTTP/1: the parsed head; HTTP/2: the decoded
+ * header block), valid while the request's head is.
+ */
+#ifndef MOAT_HTTP_FIELD_H
+#define MOAT_HTTP_FIELD_H
+
+#include "core/slice.h"
+
+#include <stddef.h>
+
+struct moat_field {
+    moat_slice name;  /* a token, case as sent (HTTP/2: lower case) */
+    moat_slice value; /* leading and trailing SP/HTAB trimmed; may be empty */
+};
+
+/* The first field named `name_lower` (ASCII lower case, NUL-terminated), compared without case;
+ * NULL when there is none. */
+const struct moat_field *moat_field_find(const struct moat_field *f, size_t n,
+                                         const char *name_lower);
+
+#endif
