@@ -9,6 +9,10 @@
  *     write answers MOAT_E_AGAIN (SIZE_MAX: never blocks), so back-pressure is one assignment;
  *   - shutdown, finish and close are recorded for the test to check.
  *
+ * A session that holds a pointer to its transport takes &f.t; one that embeds its transport
+ * takes a copy (`c.tr = f.t`, or fake_attach): the ops find the fake through t->impl, so
+ * either way reads and writes reach f (and eof, fd are set on the session's own copy).
+ *
  * Header-only (static functions) because each unit test is one translation unit.
  */
 #ifndef MOAT_TEST_FAKE_TRANSPORT_H
@@ -21,7 +25,7 @@
 #include <string.h>
 
 struct fake_transport {
-    struct moat_transport t; /* first: the session holds a pointer to it */
+    struct moat_transport t; /* the session holds a pointer to it, or a copy; t.impl == f */
     char *in;                /* the peer's bytes still to be read */
     size_t in_len, in_off;
     int in_eof;      /* after in: the peer closed */
@@ -35,7 +39,7 @@ struct fake_transport {
 
 static struct fake_transport *fake_of(struct moat_transport *t)
 {
-    return (struct fake_transport *)t;
+    return (struct fake_transport *)t->impl;
 }
 
 static moat_rc fake_handshake(struct moat_transport *t, struct moat_err *err)
@@ -138,7 +142,14 @@ static void fake_init(struct fake_transport *f)
     memset(f, 0, sizeof(*f));
     f->t.ops = &fake_ops;
     f->t.fd = -1;
+    f->t.impl = f; /* the ops' way back to f, from f->t or from a copy of it */
     f->write_room = SIZE_MAX;
+}
+
+/* Make *t (a transport embedded in a session) a copy of f's: its reads and writes go to f. */
+static inline void fake_attach(struct fake_transport *f, struct moat_transport *t)
+{
+    *t = f->t;
 }
 
 /* Queue bytes for the session to read. */
