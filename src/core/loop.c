@@ -5,7 +5,10 @@
  */
 #include "core/loop.h"
 
+#include "core/log.h"
+
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -22,7 +25,33 @@ moat_rc moat_loop_init(struct moat_loop *l, struct moat_err *err)
     l->stop = 0;
     l->after = NULL;
     l->after_data = NULL;
+    l->graveyard = NULL;
+    l->ngraveyard = l->capgraveyard = 0;
     return MOAT_RC_OK;
+}
+
+static void bury(struct moat_loop *l)
+{
+    for (size_t i = 0; i < l->ngraveyard; i++) {
+        free(l->graveyard[i]);
+    }
+    l->ngraveyard = 0;
+}
+
+void moat_loop_defer_free(struct moat_loop *l, void *p)
+{
+    if (l->ngraveyard == l->capgraveyard) {
+        size_t cap = l->capgraveyard ? l->capgraveyard * 2 : 16;
+        void **g = realloc(l->graveyard, cap * sizeof(*g));
+        if (g == NULL) {
+            /* Leaking one object beats freeing it under a pending event. */
+            moat_log_w("out of memory: an object is leaked rather than freed too early");
+            return;
+        }
+        l->graveyard = g;
+        l->capgraveyard = cap;
+    }
+    l->graveyard[l->ngraveyard++] = p;
 }
 
 void moat_loop_clear(struct moat_loop *l)
@@ -32,6 +61,10 @@ void moat_loop_clear(struct moat_loop *l)
         l->epfd = -1;
     }
     moat_timers_clear(&l->timers);
+    bury(l);
+    free(l->graveyard);
+    l->graveyard = NULL;
+    l->capgraveyard = 0;
 }
 
 static moat_rc ctl(struct moat_loop *l, int op, struct moat_watch *w, uint32_t events)
@@ -71,6 +104,7 @@ void moat_loop_run(struct moat_loop *l)
             w->cb(w, evs[i].events);
         }
         moat_timers_run(&l->timers, l->now_ms);
+        bury(l);
         if (l->after != NULL) {
             l->after(l, l->after_data);
         }

@@ -29,6 +29,8 @@ struct moat_loop {
     int stop;        /* set to leave moat_loop_run after this iteration */
     void (*after)(struct moat_loop *l, void *data); /* run at the end of each iteration */
     void *after_data;
+    void **graveyard; /* owned: objects to free at the end of this iteration */
+    size_t ngraveyard, capgraveyard;
 };
 
 MOAT_MUST_USE moat_rc moat_loop_init(struct moat_loop *l, struct moat_err *err);
@@ -37,6 +39,10 @@ void moat_loop_clear(struct moat_loop *l);
 MOAT_MUST_USE moat_rc moat_loop_add(struct moat_loop *l, struct moat_watch *w, uint32_t events);
 MOAT_MUST_USE moat_rc moat_loop_mod(struct moat_loop *l, struct moat_watch *w, uint32_t events);
 void moat_loop_del(struct moat_loop *l, struct moat_watch *w);
+/* Free `p` at the end of this loop iteration, when no event of the batch being run can name it
+ * any more (an object with a watch, closed by another object's callback). */
+void moat_loop_defer_free(struct moat_loop *l, void *p);
+
 /* Run until l->stop is set. */
 void moat_loop_run(struct moat_loop *l);
 

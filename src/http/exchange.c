@@ -4,6 +4,7 @@
 #include "http/exchange.h"
 
 #include "core/fmt.h"
+#include "core/path.h"
 #include "http/status.h"
 
 #include <string.h>
@@ -32,4 +33,11 @@ moat_rc moat_res_error_page(struct moat_res *res, int status, struct moat_buf *f
     res->has_generated_body = 1;
     res->length = moat_buf_len(body) - before;
     return MOAT_RC_OK;
+}
+
+void moat_req_normalize(struct moat_req *req, char *buf)
+{
+    size_t n = 0;
+    req->npath_rc = moat_path_normalize(req->path.p, req->path.len, buf, MOAT_REQ_PATH_CAP + 1, &n);
+    req->npath = moat_ok(req->npath_rc) ? moat_slice_of(buf, n) : MOAT_SLICE_NULL;
 }

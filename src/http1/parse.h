@@ -59,7 +59,6 @@ enum moat_h1_target_form {
     MOAT_H1_T_ASTERISK    /* "*" (OPTIONS only) */
 };
 
-
 struct moat_h1_limits {
     size_t max_line_bytes; /* request line without CRLF; default 8192 (414 above) */
     size_t max_head_bytes; /* whole head, leading empty lines and final CRLF included;
@@ -189,7 +188,6 @@ void moat_h1_resp_init(struct moat_h1_resp *r);
  */
 enum moat_h1_status moat_h1_parse_response(struct moat_h1_resp *r, const char *buf, size_t len,
                                            const struct moat_h1_limits *lim, int request_was_head);
-
 
 /* Module-internal (shared with chunked.c): byte classes of RFC 9110 §5.6 and RFC 3986. */
 enum {

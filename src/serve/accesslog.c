@@ -1,7 +1,7 @@
 /*
  * accesslog.c: formatting of access-log lines (see accesslog.h). Request details come from
- * the connection's `meta` copies (method, target, host, referer, user agent, NUL-separated),
- * because the request's own bytes are gone by the time the response is finished. The client
+ * the session's copies (moat_h1s_meta: method, target, host, referer, user agent), because
+ * the request's own bytes are gone by the time the answer is finished. The client
  * certificate's identity is asked of the connection's transport (moat_tls_transport_ssl).
  */
 #include "serve/accesslog.h"
@@ -18,21 +18,6 @@
 #include <time.h>
 
 #define FLUSH_AT 32768
-
-/* Split the meta buffer into its five parts; absent parts are "". */
-static void meta_parts(const struct moat_conn *c, const char *parts[5])
-{
-    const char *p = c->meta.base ? moat_buf_rdptr(&c->meta) : NULL;
-    const char *end = p ? p + moat_buf_len(&c->meta) : NULL;
-    for (int i = 0; i < 5; i++) {
-        if (p != NULL && p < end) {
-            parts[i] = p;
-            p += strlen(p) + 1;
-        } else {
-            parts[i] = "";
-        }
-    }
-}
 
 /* Escape for the combined format: quotes, backslashes and control bytes as \xHH, so a client
  * cannot forge log lines. */
@@ -58,14 +43,14 @@ static void put_escaped(struct moat_buf *b, const char *s, int json)
 void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
 {
     const char *parts[5];
-    meta_parts(c, parts);
+    moat_h1s_meta(&c->h1, parts);
     struct moat_buf *b = &wk->alog;
     size_t mark = b->wr;
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     char when[40];
-    double ms = (double)(wk->loop.now_ms - c->req_started_ms);
+    double ms = (double)(wk->loop.now_ms - c->h1.req_started_ms);
     /* The client's certificate identity, when it sent one (mutual TLS sites only). */
     struct moat_tls_identity id = {0};
     SSL *ssl = moat_tls_transport_ssl(&c->tr);
@@ -85,7 +70,7 @@ void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
         rc = moat_buf_printf(b,
                              "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.0f,\"tls\":%s,"
                              "\"referer\":\"",
-                             c->status, (unsigned long long)c->bytes_sent, ms,
+                             c->h1.status, (unsigned long long)c->h1.bytes_sent, ms,
                              c->plain ? "false" : "true");
         put_escaped(b, parts[3], 1);
         rc = moat_buf_printf(b, "\",\"user_agent\":\"");
@@ -116,7 +101,8 @@ void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
         } else {
             rc = moat_buf_append(b, "-", 1);
         }
-        rc = moat_buf_printf(b, "\" %d %llu \"", c->status, (unsigned long long)c->bytes_sent);
+        rc =
+            moat_buf_printf(b, "\" %d %llu \"", c->h1.status, (unsigned long long)c->h1.bytes_sent);
         put_escaped(b, parts[3][0] ? parts[3] : "-", 0);
         rc = moat_buf_append(b, "\" \"", 3);
         put_escaped(b, parts[4][0] ? parts[4] : "-", 0);

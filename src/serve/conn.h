@@ -1,41 +1,30 @@
 /*
- * conn.h: one client connection and its state machine.
+ * conn.h: one client connection: accept, TLS handshake, the protocol session the ALPN choice
+ * calls for (HTTP/1.1 today: http1/server.h), drain and close. The session asks the connection
+ * to route each request (serve/route.h: Host to site, 421, client_path rules) and to add the
+ * site's fields to each answer; the connection knows nothing of the protocol's states.
  *
- *   HANDSHAKE -> READ_HEAD -> [READ_BODY] -> WRITE -> (keep-alive) IDLE -> READ_HEAD ...
- *                                                 \-> (close) LINGER -> closed
- *
- * Each state has one timer: handshake, head (from the request's first byte, never extended by
- * a trickle), body and write (inactivity), idle (keep-alive), linger. One function,
- * conn_run(), moves between states until the socket would block.
+ *   HANDSHAKE -> SESSION -> CLOSED
  */
 #ifndef MOAT_SERVE_CONN_H
 #define MOAT_SERVE_CONN_H
 
-#include "core/buf.h"
 #include "core/loop.h"
 #include "core/timer.h"
-#include "http1/chunked.h"
-#include "http1/parse.h"
 #include "core/transport.h"
+#include "http1/server.h"
 
 #include <sys/socket.h>
 
 struct moat_worker;
 struct moat_snapshot;
 struct moat_site;
-struct moat_proxy;
 struct moat_hdr_set;
 
 enum moat_conn_state {
     MOAT_CONN_HANDSHAKE = 0,
-    MOAT_CONN_IDLE, /* keep-alive, no request bytes yet; no read buffer held */
-    MOAT_CONN_READ_HEAD,
-    MOAT_CONN_READ_BODY, /* reading the request body to discard it */
-    MOAT_CONN_WRITE,
-    MOAT_CONN_LINGER, /* response sent, write side shut, draining input before close */
-    MOAT_CONN_PROXY,  /* forwarding to an origin (serve/proxy.c drives) */
+    MOAT_CONN_SESSION, /* the protocol session runs */
     MOAT_CONN_CLOSED,
-    MOAT_CONN_STATE_COUNT /* keep last */
 };
 
 struct moat_conn {
@@ -51,37 +40,9 @@ struct moat_conn {
     struct moat_conn *next_closing;
     unsigned long long id;
     enum moat_conn_state state;
-    struct moat_timer timer;
-    uint64_t head_started_ms;
-    struct moat_h1_progress head_progress; /* where the head scan stopped */
-
-    struct moat_buf in;  /* request bytes; a pool block while reading */
-    struct moat_buf out; /* response head, generated body, then file chunks */
-    int file_fd;         /* owned; -1 when no file is being sent */
-    uint64_t file_off, file_left;
-
-    /* The phase a trickle could stretch (request body, answer): when it began and the bytes it
-     * moved so far, for the limits.min_rate deadline. */
-    uint64_t phase_started_ms, phase_bytes;
-
-    uint64_t body_left; /* Content-Length body still to discard */
-    int body_chunked;
-    struct moat_h1_chunked chunked;
-    int send_continue; /* "100 Continue" still to be written */
-
-    int keep_alive;  /* after this response */
-    int plain;       /* accepted on the redirect listener */
-    int error_close; /* closing after an error: the client may still be sending */
-    unsigned requests;
-
-    /* access log of the current request */
-    int status;
-    uint64_t bytes_sent; /* body bytes */
-    uint64_t req_started_ms;
-    struct moat_buf meta; /* copies of method, target, host, referer, user agent */
-
-    struct moat_proxy *px; /* owned; the origin side while proxying, else NULL */
-
+    struct moat_timer timer; /* the handshake's */
+    int plain;               /* accepted on the redirect listener */
+    struct moat_h1s h1;      /* the HTTP/1 session */
     char peer_text[48];
 };
 

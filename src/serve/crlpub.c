@@ -11,7 +11,6 @@
 #include "core/etag.h"
 #include "core/fmt.h"
 #include "core/log.h"
-#include "core/path.h"
 #include "http/method.h"
 #include "pki/ca.h"
 #include "pki/chain.h"
@@ -27,8 +26,6 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
-
-#define PATH_CAP 1024 /* crl_publish paths are shorter (conf.c) */
 
 void moat_crlpub_free(struct moat_crlpub_set *s)
 {
@@ -425,21 +422,16 @@ moat_rc moat_crlpub_build(const struct moat_conf *conf, const char *state_dir, i
 /* ---- answering ---- */
 
 const struct moat_crlpub *moat_crlpub_find(const struct moat_crlpub_set *set,
-                                           const struct moat_conf_site *site, moat_slice raw_path,
+                                           const struct moat_conf_site *site, moat_slice npath,
                                            int plain)
 {
-    if (set == NULL) {
-        return NULL;
-    }
-    char norm[PATH_CAP];
-    size_t nlen = 0;
-    if (!moat_ok(moat_path_normalize(raw_path.p, raw_path.len, norm, sizeof(norm), &nlen))) {
-        return NULL; /* longer than any published path, or not a path the site could serve */
+    if (set == NULL || npath.p == NULL) {
+        return NULL; /* not a path the site could serve */
     }
     const struct moat_crlpub *any = NULL;
     for (size_t i = 0; i < set->n; i++) {
         const struct moat_crlpub *p = &set->v[i];
-        if (strcmp(p->conf->path, norm) != 0) {
+        if (!moat_slice_eq(npath, moat_slice_cstr(p->conf->path))) {
             continue;
         }
         if (p->site == site) {

@@ -74,14 +74,14 @@ MOAT_MUST_USE moat_rc moat_crlpub_build(const struct moat_conf *conf, const char
 void moat_crlpub_free(struct moat_crlpub_set *s);
 
 /*
- * The entry that answers `raw_path` (the request's path before '?', not decoded; valid for the
- * call) for a request routed to `site`: the site's own entry for that path (after decoding
- * and normalising, as crl_publish paths are), else, on the plain listener (`plain`), the first
+ * The entry that answers `npath` (the request's path decoded and normalised, as crl_publish
+ * paths are: moat_req.npath; .p NULL when it did not normalise) for a request routed to
+ * `site`: the site's own entry for that path, else, on the plain listener (`plain`), the first
  * entry of any site with that path, because a CRL's URL often names a host that is no site's
  * name. NULL when none (or `set` is NULL).
  */
 const struct moat_crlpub *moat_crlpub_find(const struct moat_crlpub_set *set,
-                                           const struct moat_conf_site *site, moat_slice raw_path,
+                                           const struct moat_conf_site *site, moat_slice npath,
                                            int plain);
 
 /*

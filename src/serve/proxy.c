@@ -1,26 +1,22 @@
 /*
  * proxy.c: the reverse proxy handler (see proxy.h).
  *
- *   CONNECT -> [HANDSHAKE] -> SEND <-> BODY -> RECV_HEAD -> RELAY -> (the connection's WRITE)
+ *   CONNECT -> SEND (head, then the client's body piece by piece) -> RECV_HEAD -> RELAY
  *
- * Flow control is by construction: the origin is read only when the client's output buffer is
- * empty, and the client's body only when the origin has taken what was read before, so a slow
- * side never makes moat buffer more than one piece of the other. The origin connection is a
- * transport (core/transport.h): plain for http:// origins, TLS (tls/transport.c, over the SSL
- * of tls/client.c's policy) for https:// ones; only the handshake step asks for TLS facts.
+ * Flow control is by construction: the origin is read only when the exchange has room for the
+ * answer (moat_exch_room), and the client's body only when the origin has taken what was read
+ * before, so a slow side never makes moat buffer more than a piece of the other. The origin
+ * side is an HTTP/1.1 client session (http1/client.h) over a transport: plain for http://
+ * origins, TLS (tls/transport.c over tls/client.c's policy) for https:// ones; only the
+ * connect step asks for TLS facts. The client side is the exchange (http/exchange.h): the
+ * handler never sees the client's connection or its protocol.
  */
 #include "serve/proxy.h"
 
 #include "core/log.h"
-#include "core/sock.h"
-#include "http1/chunked.h"
+#include "http1/client.h"
 #include "http1/write.h"
 #include "serve/conf.h"
-#include "serve/conn.h"
-#include "serve/headers.h"
-#include "serve/internal.h"
-#include "serve/snapshot.h"
-#include "serve/worker.h"
 #include "tls/client.h"
 #include "tls/clientauth.h"
 #include "tls/transport.h"
@@ -29,7 +25,6 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -40,42 +35,29 @@
 #include <unistd.h>
 
 #define PIECE 16384 /* one TLS record of body at a time, either way */
-#define REQ_LIMIT (64 * 1024 + PIECE)
 #define RESP_HEAD_LIMIT (64 * 1024)
 
 enum px_state {
     PX_CONNECT = 0,
-    PX_HANDSHAKE,
     PX_SEND,
-    PX_BODY,
     PX_RECV_HEAD,
     PX_RELAY,
 };
 
-struct moat_proxy {
-    struct moat_watch w;      /* the origin socket; w.fd == up.fd, w.data == this */
-    struct moat_conn *c;      /* the client connection; NULL once freed (deferred) */
-    struct moat_transport up; /* owned: plain or TLS to the origin */
-    enum px_state st;
-    uint32_t events;                   /* readiness seen on the origin socket */
+struct px {
+    struct moat_watch w;     /* the origin socket; w.fd == up.tr.fd, w.data == this */
+    struct moat_timer timer; /* the origin's: connect, taking the request, each answer read */
+    struct moat_loop *loop;  /* borrowed: the worker's */
+    struct moat_exch *ex;    /* the client's side; NULL once let go */
     const struct moat_proxy_target *t; /* borrowed from the snapshot */
-    struct moat_buf req;               /* bytes for the origin */
-    struct moat_buf rbuf;              /* bytes from the origin */
-    int client_minor;
-    int head_req;
-    /* the client's body, forwarded */
-    uint64_t body_left;
-    int body_chunked;
-    int body_done;
-    int send_continue;
-    struct moat_h1_chunked bdec;
-    /* the origin's body, relayed */
-    struct moat_h1_resp resp;
-    enum moat_h1_body framing;
-    uint64_t resp_left;
-    struct moat_h1_chunked rdec;
-    int chunk_out; /* we chunk-encode towards the client */
-    int resp_done;
+    struct moat_h1c up;                /* owned: the HTTP/1.1 session to the origin */
+    struct moat_buf lines;             /* the answer's fields, for the client */
+    unsigned long long conn_id;        /* for log lines */
+    enum px_state st;
+    uint32_t events;  /* readiness seen on the origin socket */
+    int body_pending; /* the client's body is still to be forwarded */
+    int head_req;     /* the request is HEAD */
+    int dead;         /* freed at the end of this loop iteration */
 };
 
 /* ---- targets ---------------------------------------------------------------------------- */
@@ -228,10 +210,24 @@ static moat_rc put_value(struct moat_buf *b, const char *name_prefix, const char
     return moat_buf_append(b, "\r\n", 2);
 }
 
-static moat_rc identity_fields(struct moat_conn *c, struct moat_buf *b, const char *prefix)
+static int hop_by_hop_response(moat_slice n)
+{
+    static const char *const drop[] = {
+        "connection", "keep-alive",        "proxy-connection", "te",
+        "trailer",    "transfer-encoding", "upgrade",          "date",
+        "server",     "content-length"};
+    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++) {
+        if (name_is(n, drop[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static moat_rc identity_fields(void *tls, struct moat_buf *b, const char *prefix)
 {
     struct moat_tls_identity id;
-    moat_tls_identity_of(moat_tls_transport_ssl(&c->tr), &id);
+    moat_tls_identity_of(tls, &id);
     if (!id.present) {
         return put_value(b, prefix, "Verify", "NONE");
     }
@@ -252,18 +248,17 @@ static moat_rc identity_fields(struct moat_conn *c, struct moat_buf *b, const ch
     return MOAT_RC_OK;
 }
 
-static moat_rc build_request(struct moat_conn *c, struct moat_proxy *px,
-                             const struct moat_h1_req *r)
+static moat_rc build_request(struct px *px, const struct moat_proxy_call *call,
+                             const struct moat_req *r)
 {
-    struct moat_buf *b = &px->req;
-    moat_slice target = r->target;
-    if (r->target_form == MOAT_H1_T_ABSOLUTE) {
+    struct moat_buf *b = moat_h1c_begin(&px->up, r->method_id == MOAT_HTTP_M_HEAD);
+    if (r->target.len > 0 && r->target.p[0] == '/') {
+        MOAT_TRY(moat_h1_head_request(b, r->method, r->target, MOAT_SLICE_NULL));
+    } else {
         /* The origin gets origin-form (RFC 9112 §3.2.1). */
         MOAT_TRY(moat_h1_head_request(b, r->method, r->path, r->query));
-    } else {
-        MOAT_TRY(moat_h1_head_request(b, r->method, target, MOAT_SLICE_NULL));
     }
-    MOAT_TRY(moat_h1_head_field(b, MOAT_SLICE_LIT("Host"), r->host));
+    MOAT_TRY(moat_h1_head_field(b, MOAT_SLICE_LIT("Host"), r->authority));
     moat_slice tokens[16];
     size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
     for (size_t i = 0; i < r->nfields; i++) {
@@ -277,343 +272,68 @@ static moat_rc build_request(struct moat_conn *c, struct moat_proxy *px,
     MOAT_TRY(moat_buf_printf(b,
                              "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
                              "X-Forwarded-Host: %.*s\r\n",
-                             c->peer_text, c->plain ? "http" : "https", MOAT_SLICE_FMT(r->host)));
-    if (!c->plain && c->site->conf->client_auth != 0) {
-        MOAT_TRY(identity_fields(c, b, px->t->prefix));
+                             r->peer, r->secure ? "https" : "http", MOAT_SLICE_FMT(r->authority)));
+    if (r->secure && call->identity) {
+        MOAT_TRY(identity_fields(r->tls, b, px->t->prefix));
     }
-    enum moat_h1_frame frame = r->body == MOAT_H1_BODY_CHUNKED  ? MOAT_H1_FRAME_CHUNKED
-                               : r->body == MOAT_H1_BODY_LENGTH ? MOAT_H1_FRAME_LENGTH
-                                                                : MOAT_H1_FRAME_NONE;
-    return moat_h1_head_end(b, frame, r->content_length, MOAT_H1_CONN_CLOSE);
+    enum moat_h1_frame frame = !r->has_body         ? MOAT_H1_FRAME_NONE
+                               : r->body_length < 0 ? MOAT_H1_FRAME_CHUNKED
+                                                    : MOAT_H1_FRAME_LENGTH;
+    /* One origin connection per request for now; the client session could carry more. */
+    return moat_h1c_head_end(&px->up, frame, r->body_length < 0 ? 0 : (uint64_t)r->body_length, 0);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
-void moat_proxy_free(struct moat_conn *c)
+static const struct moat_stream_ops px_ops;
+
+static void px_free(struct px *px)
 {
-    struct moat_proxy *px = c->px;
-    if (px == NULL) {
+    if (px->dead) {
         return;
     }
-    if (px->up.fd >= 0) {
-        moat_loop_del(&c->wk->loop, &px->w);
+    px->dead = 1;
+    px->ex = NULL;
+    if (px->up.tr.fd >= 0) {
+        moat_loop_del(px->loop, &px->w);
     }
-    moat_transport_close(&px->up);
-    moat_buf_clear(&px->req);
-    moat_buf_clear(&px->rbuf);
-    px->c = NULL;
-    c->px = NULL;
+    moat_timer_disarm(&px->loop->timers, &px->timer);
+    moat_h1c_close(&px->up);
+    moat_buf_clear(&px->lines);
     /* An event for the origin socket may still wait in this epoll batch: free later. */
-    moat_worker__defer_free(c->wk, px);
+    moat_loop_defer_free(px->loop, px);
 }
 
-static void on_origin(struct moat_watch *w, uint32_t events)
+static void log_origin(const struct px *px, const char *what)
 {
-    struct moat_proxy *px = w->data;
-    if (px->c == NULL) {
-        return; /* finished earlier in this iteration */
-    }
-    px->events |= events;
-    moat_serve__run(px->c);
+    moat_log(MOAT_LVL_INFO, px->conn_id, "proxy to %s: %s", px->t->authority, what);
 }
 
-/* Fail before the client saw anything of the answer: an error page. After: close. */
-static int fail(struct moat_conn *c, int status, const char *what)
+/* Give up: before the client saw anything of the answer an error page, after it the close. */
+static void px_fail(struct px *px, int status, const char *what)
 {
-    moat_log(MOAT_LVL_INFO, c->id, "proxy to %s: %s", c->px ? c->px->t->authority : "?", what);
-    int minor = c->px ? c->px->client_minor : 1;
-    int started = c->px != NULL && c->px->st == PX_RELAY;
-    moat_proxy_free(c);
-    if (started) {
-        moat_conn_close(c);
-        return 0;
-    }
-    moat_serve__respond_error(c, status, minor);
-    return 1;
+    log_origin(px, what);
+    struct moat_exch *ex = px->ex;
+    px_free(px);
+    moat_exch_fail(ex, status);
 }
 
-void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r)
+static void arm_origin(struct px *px)
 {
-    const struct moat_proxy_target *t = c->site->proxy;
-    struct moat_proxy *px = calloc(1, sizeof(*px));
-    int minor = r->minor;
-    if (px == NULL) {
-        moat_buf_consume(&c->in, r->head_len);
-        moat_serve__respond_error(c, 503, minor);
-        return;
-    }
-    c->px = px;
-    px->c = c;
-    px->t = t;
-    moat_transport_plain_init(&px->up, -1); /* no socket yet */
-    px->client_minor = r->minor;
-    px->head_req = r->method_id == MOAT_HTTP_M_HEAD;
-    moat_buf_init(&px->req, REQ_LIMIT);
-    moat_buf_init(&px->rbuf, RESP_HEAD_LIMIT);
-    px->body_chunked = r->body == MOAT_H1_BODY_CHUNKED;
-    px->body_left = r->body == MOAT_H1_BODY_LENGTH ? r->content_length : 0;
-    px->body_done = !px->body_chunked && px->body_left == 0;
-    px->send_continue = r->expect_continue && !px->body_done;
-    moat_serve__phase_start(c); /* the body's clock, for limits.min_rate */
-    if (px->body_chunked) {
-        moat_h1_chunked_init(&px->bdec, c->snap->conf->max_body_bytes, 8192);
-    }
-    moat_rc rc = build_request(c, px, r);
-    moat_buf_consume(&c->in, r->head_len); /* the request's slices die here */
-    if (!moat_ok(rc)) {
-        fail(c, 500, "request head too large for the origin");
-        return;
-    }
-    int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        fail(c, 503, "no socket for the origin (file descriptors exhausted?)");
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    moat_transport_plain_init(&px->up, fd); /* owns fd from here */
-    if (connect(fd, (const struct sockaddr *)&t->addr, t->addrlen) < 0 && errno != EINPROGRESS) {
-        char why[200];
-        snprintf(why, sizeof(why), "cannot connect: %s", strerror(errno));
-        fail(c, 502, why);
-        return;
-    }
-    if (t->ctx != NULL) {
-        /* SNI for a name, none for an address; the certificate must name the origin. */
-        if (!moat_ok(moat_tls_transport_client(&px->up, fd, t->ctx, t->host, NULL))) {
-            fail(c, 503, "cannot start TLS to the origin");
-            return;
-        }
-    }
-    px->w = (struct moat_watch){.fd = fd, .cb = on_origin, .data = px};
-    if (!moat_ok(moat_loop_add(&c->wk->loop, &px->w, EPOLLIN | EPOLLOUT | EPOLLRDHUP))) {
-        fail(c, 503, "cannot watch the origin socket");
-        return;
-    }
-    c->state = MOAT_CONN_PROXY;
-    moat_serve__arm(c, t->timeout_ms);
-}
-
-void moat_proxy_timeout(struct moat_conn *c)
-{
-    const struct moat_conf *conf = c->snap->conf;
-    if (c->px != NULL && c->px->st == PX_BODY) {
-        fail(c, 408,
-             moat_serve__rate_exceeded(c, conf->body_timeout_ms, 0)
-                 ? "the client's body was slower than limits.min_rate"
-                 : "the client's body stalled (timeouts.body)");
-    } else if (c->px != NULL && c->px->st == PX_RELAY && moat_buf_len(&c->out) > 0) {
-        moat_sock_reset_on_close(c->tr.fd); /* what the kernel still holds for it goes too */
-        fail(c, 504,
-             moat_serve__rate_exceeded(c, conf->write_timeout_ms, 1)
-                 ? "the client took the answer slower than limits.min_rate"
-                 : "the client did not take the answer in time (timeouts.write)");
-    } else {
-        fail(c, 504, "the origin did not answer in time");
-    }
-    moat_serve__run(c);
-}
-
-/* ---- steps ------------------------------------------------------------------------------ */
-
-static int step_send(struct moat_conn *c, struct moat_proxy *px)
-{
-    while (moat_buf_len(&px->req) > 0) {
-        size_t n;
-        moat_rc rc =
-            moat_transport_write(&px->up, moat_buf_rdptr(&px->req), moat_buf_len(&px->req), &n);
-        if (rc.kind == MOAT_E_AGAIN) {
-            moat_serve__arm(c, px->t->timeout_ms);
-            return 0;
-        }
-        if (!moat_ok(rc)) {
-            return fail(c, 502, "the origin closed while taking the request");
-        }
-        moat_buf_consume(&px->req, n);
-    }
-    px->st = px->body_done ? PX_RECV_HEAD : PX_BODY;
-    return 1;
-}
-
-/* Move what the client sent of its body into px->req (re-chunked when chunked). */
-static int take_body(struct moat_conn *c, struct moat_proxy *px)
-{
-    size_t len = moat_buf_len(&c->in);
-    if (len == 0) {
-        return 1;
-    }
-    if (!px->body_chunked) {
-        size_t n = len < px->body_left ? len : (size_t)px->body_left;
-        if (!moat_ok(moat_buf_append(&px->req, moat_buf_rdptr(&c->in), n))) {
-            return fail(c, 500, "out of memory");
-        }
-        moat_buf_consume(&c->in, n);
-        c->phase_bytes += n;
-        px->body_left -= n;
-        px->body_done = px->body_left == 0;
-        return 1;
-    }
-    size_t consumed = 0, produced = 0;
-    enum moat_h1_status st =
-        moat_h1_chunked_decode(&px->bdec, moat_buf_rdptr(&c->in), len, &consumed, &produced);
-    moat_rc rc = MOAT_RC_OK;
-    if (produced > 0) {
-        rc = moat_h1_chunk(&px->req, moat_buf_rdptr(&c->in), produced);
-    }
-    moat_buf_consume(&c->in, consumed);
-    c->phase_bytes += consumed;
-    if (!moat_ok(rc)) {
-        return fail(c, 500, "out of memory");
-    }
-    if (st == MOAT_H1_DONE) {
-        px->body_done = 1;
-        if (!moat_ok(moat_h1_chunk_last(&px->req))) {
-            return fail(c, 500, "out of memory");
-        }
-    } else if (st != MOAT_H1_AGAIN) {
-        int status = moat_h1_status_code(st);
-        return fail(c, status ? status : 400,
-                    status == 413 ? "the client's body is over limits.body"
-                                  : "malformed chunked body from the client");
-    }
-    return 1;
-}
-
-static int step_body(struct moat_conn *c, struct moat_proxy *px)
-{
-    if (px->send_continue) {
-        size_t n;
-        moat_rc rc = moat_transport_write(&c->tr, MOAT_H1_CONTINUE, MOAT_H1_CONTINUE_LEN, &n);
-        if (rc.kind == MOAT_E_AGAIN) {
-            return 0;
-        }
-        if (!moat_ok(rc) || n != MOAT_H1_CONTINUE_LEN) {
-            moat_proxy_free(c);
-            moat_conn_close(c);
-            return 0;
-        }
-        px->send_continue = 0;
-    }
-    for (;;) {
-        if (!take_body(c, px)) {
-            return 0;
-        }
-        if (c->px == NULL) {
-            return 1; /* failed: an error page is on its way */
-        }
-        if (moat_buf_len(&px->req) >= PIECE || px->body_done) {
-            px->st = PX_SEND;
-            return 1;
-        }
-        if (moat_buf_len(&c->in) > 0) {
-            continue;
-        }
-        if (moat_buf_len(&px->req) > 0) {
-            px->st = PX_SEND; /* forward what we have before waiting for more */
-            return 1;
-        }
-        moat_rc rc = moat_serve__fill_in(c);
-        if (rc.kind == MOAT_E_AGAIN) {
-            moat_serve__arm_rate(c, c->snap->conf->body_timeout_ms, 0);
-            return 0;
-        }
-        if (!moat_ok(rc)) {
-            moat_proxy_free(c);
-            moat_conn_close(c);
-            return 0;
-        }
+    if (!moat_ok(
+            moat_timer_arm(&px->loop->timers, &px->timer, px->loop->now_ms + px->t->timeout_ms))) {
+        px_fail(px, 503, "cannot arm the origin's timer");
     }
 }
 
-/* Read from the origin into rbuf. 1: bytes came; 0: wait; -1: the origin closed. */
-static int read_origin(struct moat_conn *c, struct moat_proxy *px)
+/* The answer's head for the client: the origin's fields less its hop's. */
+static moat_rc relay_lines(struct px *px, const struct moat_h1_resp *r, int head_req)
 {
-    if (moat_buf_room(&px->rbuf) < 1024 && !moat_ok(moat_buf_reserve(&px->rbuf, 4096))) {
-        moat_buf_compact(&px->rbuf);
-        if (moat_buf_room(&px->rbuf) == 0) {
-            return -2; /* head too large */
-        }
-    }
-    size_t n;
-    moat_rc rc =
-        moat_transport_read(&px->up, moat_buf_wrptr(&px->rbuf), moat_buf_room(&px->rbuf), &n);
-    if (rc.kind == MOAT_E_AGAIN) {
-        moat_serve__arm(c, px->t->timeout_ms);
-        return 0;
-    }
-    if (!moat_ok(rc)) {
-        return rc.kind == MOAT_E_TLS ? -3 : -1;
-    }
-    px->rbuf.wr += n;
-    return 1;
-}
-
-/* Words for a TLS failure on the origin side, with the hint the usual cause calls for. */
-static const char *origin_tls_words(const struct moat_proxy *px, char *out, size_t outlen)
-{
-    const char *r = px->up.fail_reason ? px->up.fail_reason : "unknown TLS error";
-    const char *hint = strstr(r, "certificate required") != NULL || strstr(r, "handshake") != NULL
-                           ? " (does the origin require a client certificate? see proxy_cert)"
-                           : "";
-    snprintf(out, outlen, "TLS failure from the origin: %s%s", r, hint);
-    return out;
-}
-
-/* Words for bytes that never became an answer head: how many, and the first of them (printable
- * ASCII only), so "SSH-2.0-..." or a TLS alert on a plain port is recognisable in the log. */
-static const char *not_http_words(const struct moat_buf *b, char *out, size_t outlen)
-{
-    char shown[41];
-    size_t n = moat_buf_len(b) < sizeof(shown) - 1 ? moat_buf_len(b) : sizeof(shown) - 1;
-    const unsigned char *p = (const unsigned char *)moat_buf_rdptr(b);
-    for (size_t i = 0; i < n; i++) {
-        shown[i] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '.';
-    }
-    shown[n] = '\0';
-    snprintf(out, outlen,
-             "the origin sent %zu bytes that are not an HTTP/1.1 answer head (\"%s\"%s), then "
-             "closed%s",
-             moat_buf_len(b), shown, moat_buf_len(b) > n ? "..." : "",
-             p[0] == 0x15 || p[0] == 0x16 ? " (a TLS origin? use proxy https://)" : "");
-    return out;
-}
-
-static int hop_by_hop_response(moat_slice n)
-{
-    static const char *const drop[] = {
-        "connection", "keep-alive",        "proxy-connection", "te",
-        "trailer",    "transfer-encoding", "upgrade",          "date",
-        "server",     "content-length"};
-    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++) {
-        if (name_is(n, drop[i])) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int queue_head(struct moat_conn *c, struct moat_proxy *px)
-{
-    const struct moat_h1_resp *r = &px->resp;
-    struct moat_buf *o = &c->out;
-    int status = r->status;
-    c->status = status;
-    px->framing = r->body;
-    px->resp_left = r->content_length;
-    if (px->framing == MOAT_H1_BODY_CHUNKED) {
-        moat_h1_chunked_init(&px->rdec, 0, 8192);
-    }
-    int bodyless = px->framing == MOAT_H1_BODY_NONE;
-    px->chunk_out = !bodyless && px->framing != MOAT_H1_BODY_LENGTH && px->client_minor == 1;
-    if (!bodyless && px->framing != MOAT_H1_BODY_LENGTH && px->client_minor == 0) {
-        c->keep_alive = 0; /* an HTTP/1.0 client learns the end by the close */
-    }
-    const struct moat_hdr_set *hs = moat_serve__headers(c);
-    moat_rc rc = moat_h1_head_begin(o, status, time(NULL),
-                                    !moat_hdr_set_drops(hs, MOAT_SLICE_LIT("server")));
+    struct moat_buf *o = &px->lines;
+    o->rd = o->wr = 0;
     moat_slice tokens[16];
     size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
-    for (size_t i = 0; moat_ok(rc) && i < r->nfields; i++) {
+    for (size_t i = 0; i < r->nfields; i++) {
         const struct moat_field *f = &r->fields[i];
         int named = 0;
         for (size_t k = 0; k < ntokens; k++) {
@@ -622,249 +342,265 @@ static int queue_head(struct moat_conn *c, struct moat_proxy *px)
         if (named || hop_by_hop_response(f->name)) {
             continue; /* RFC 9110 §7.6.1: fields the origin's Connection names are its hop's */
         }
-        if (moat_hdr_set_drops(hs, f->name)) {
-            continue; /* a `header` rule sets or removes it */
-        }
-        rc = moat_h1_head_field(o, f->name, f->value);
+        MOAT_TRY(moat_h1_head_field(o, f->name, f->value));
     }
-    if (moat_ok(rc) && bodyless && px->head_req) {
+    if (head_req) {
         /* HEAD: the origin's length describes the GET answer; pass it on. */
-        const struct moat_field *cl =
-            moat_field_find(r->fields, r->nfields, "content-length");
+        const struct moat_field *cl = moat_field_find(r->fields, r->nfields, "content-length");
         if (cl != NULL) {
-            rc = moat_h1_head_field(o, MOAT_SLICE_LIT("Content-Length"), cl->value);
+            MOAT_TRY(moat_h1_head_field(o, MOAT_SLICE_LIT("Content-Length"), cl->value));
         }
     }
-    if (moat_ok(rc) && !c->plain && c->site->hsts_len > 0 &&
-        moat_field_find(r->fields, r->nfields, "strict-transport-security") == NULL) {
-        rc = moat_buf_append(o, c->site->hsts, c->site->hsts_len);
+    return MOAT_RC_OK;
+}
+
+/* Words for a refused TLS handshake with the origin. */
+static const char *handshake_words(struct px *px, const struct moat_err *e, char *out,
+                                   size_t outlen)
+{
+    SSL *ssl = moat_tls_transport_ssl(&px->up.tr);
+    long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (vr != X509_V_OK) {
+        snprintf(out, outlen, "origin certificate refused: %s", X509_verify_cert_error_string(vr));
+    } else {
+        moat_err_str(e, out, outlen);
     }
-    if (moat_ok(rc) && hs != NULL) {
-        rc = moat_buf_append(o, hs->proxied, hs->proxied_len);
+    return out;
+}
+
+/* SEND: the head, then the client's body as it comes. 1: go on; 0: wait (or over). */
+static int step_send(struct px *px)
+{
+    struct moat_err e = {0};
+    char why[300];
+    for (;;) {
+        moat_rc rc = moat_h1c_flush(&px->up, &e);
+        if (rc.kind == MOAT_E_AGAIN) {
+            arm_origin(px);
+            return 0;
+        }
+        if (!moat_ok(rc)) {
+            px_fail(px, 502, moat_err_str(&e, why, sizeof(why)));
+            return 0;
+        }
+        if (!px->body_pending) {
+            px->st = PX_RECV_HEAD;
+            arm_origin(px);
+            return 1;
+        }
+        char piece[PIECE];
+        size_t n = 0, room = moat_h1c_body_room(&px->up);
+        rc = moat_exch_read_body(px->ex, piece, room < sizeof(piece) ? room : sizeof(piece), &n);
+        if (rc.kind == MOAT_E_AGAIN) {
+            /* The origin is not to blame while the client is slow: the session times it. */
+            moat_timer_disarm(&px->loop->timers, &px->timer);
+            return 0;
+        }
+        if (!moat_ok(rc)) {
+            px->ex = NULL; /* the session answered (400, 413) or the client left */
+            px_free(px);
+            return 0;
+        }
+        rc = n > 0 ? moat_h1c_body(&px->up, piece, n) : moat_h1c_body_end(&px->up);
+        if (n == 0) {
+            px->body_pending = 0;
+        }
+        if (!moat_ok(rc)) {
+            px_fail(px, 500, "out of memory");
+            return 0;
+        }
     }
-    if (moat_ok(rc)) {
-        enum moat_h1_frame frame = px->framing == MOAT_H1_BODY_LENGTH ? MOAT_H1_FRAME_LENGTH
-                                   : px->chunk_out                    ? MOAT_H1_FRAME_CHUNKED
-                                                                      : MOAT_H1_FRAME_NONE;
-        rc = moat_h1_head_end(o, frame, r->content_length,
-                              c->keep_alive ? MOAT_H1_CONN_DEFAULT : MOAT_H1_CONN_CLOSE);
+}
+
+static int step_recv_head(struct px *px)
+{
+    struct moat_err e = {0};
+    char why[400];
+    const struct moat_h1_resp *r = NULL;
+    moat_rc rc = moat_h1c_read_head(&px->up, &r, &e);
+    if (rc.kind == MOAT_E_AGAIN) {
+        return 0;
     }
     if (!moat_ok(rc)) {
-        c->out.rd = c->out.wr = 0;
-        return fail(c, 502, "the origin's answer head is too large");
+        px_fail(px, 502, moat_err_str(&e, why, sizeof(why)));
+        return 0;
     }
-    moat_buf_consume(&px->rbuf, r->head_len);
-    px->resp_done = bodyless || (px->framing == MOAT_H1_BODY_LENGTH && r->content_length == 0);
+    int head_req = px->head_req;
+    int64_t length = r->body == MOAT_H1_BODY_LENGTH ? (int64_t)r->content_length : -1;
+    if (!moat_ok(relay_lines(px, r, head_req))) {
+        px_fail(px, 502, "the origin's answer head is too large");
+        return 0;
+    }
+    rc = moat_exch_start(px->ex, r->status, &px->lines, length, MOAT_RES_RELAYED);
+    if (!moat_ok(rc)) {
+        log_origin(px, "the origin's answer head is too large");
+        px->ex = NULL;
+        px_free(px);
+        return 0;
+    }
     px->st = PX_RELAY;
     return 1;
 }
 
-static int step_recv_head(struct moat_conn *c, struct moat_proxy *px)
+static int step_relay(struct px *px)
 {
+    struct moat_err e = {0};
+    char why[300];
     for (;;) {
-        if (moat_buf_len(&px->rbuf) > 0) {
-            struct moat_h1_limits lim;
-            moat_h1_limits_default(&lim);
-            lim.max_head_bytes = RESP_HEAD_LIMIT;
-            moat_h1_resp_init(&px->resp);
-            enum moat_h1_status st = moat_h1_parse_response(
-                &px->resp, moat_buf_rdptr(&px->rbuf), moat_buf_len(&px->rbuf), &lim, px->head_req);
-            if (st == MOAT_H1_DONE && px->resp.status < 200) {
-                /* Interim answers (100, 103) are the origin's business with us. */
-                moat_buf_consume(&px->rbuf, px->resp.head_len);
-                continue;
-            }
-            if (st == MOAT_H1_DONE) {
-                return queue_head(c, px);
-            }
-            if (st == MOAT_H1_E_HEAD_TOO_LARGE || st == MOAT_H1_E_TOO_MANY_FIELDS) {
-                return fail(c, 502,
-                            st == MOAT_H1_E_HEAD_TOO_LARGE
-                                ? "the origin's answer head is too large (over 64 KiB)"
-                                : "the origin's answer head is too large (too many fields)");
-            }
-            if (st != MOAT_H1_AGAIN) {
-                char words[300];
-                snprintf(words, sizeof(words),
-                         "the origin's answer is not valid HTTP/1.1: %s at byte %zu",
-                         px->resp.err_what ? px->resp.err_what : "malformed", px->resp.err_pos);
-                return fail(c, 502, words);
-            }
-        }
-        int got = read_origin(c, px);
-        if (got == 0) {
+        if (moat_exch_room(px->ex) == 0) {
+            /* The client is slow: its time, not the origin's (the session times it). */
+            moat_timer_disarm(&px->loop->timers, &px->timer);
             return 0;
         }
-        if (got < 0) {
-            char words[300];
-            return fail(c, 502,
-                        got == -2   ? "the origin's answer head is too large (over 64 KiB)"
-                        : got == -3 ? origin_tls_words(px, words, sizeof(words))
-                        : moat_buf_len(&px->rbuf) > 0
-                            ? not_http_words(&px->rbuf, words, sizeof(words))
-                            : "the origin closed without answering");
+        moat_slice piece;
+        moat_rc rc = moat_h1c_read_body(&px->up, &piece, &e);
+        if (rc.kind == MOAT_E_AGAIN) {
+            arm_origin(px);
+            return 0;
+        }
+        if (rc.kind == MOAT_E_CLOSED) {
+            struct moat_exch *ex = px->ex;
+            px_free(px);
+            moat_exch_finish(ex);
+            return 0;
+        }
+        if (!moat_ok(rc)) {
+            px_fail(px, 502, moat_err_str(&e, why, sizeof(why)));
+            return 0;
+        }
+        if (!moat_ok(moat_exch_send(px->ex, piece.p, piece.len))) {
+            px->ex = NULL; /* the client left */
+            px_free(px);
+            return 0;
         }
     }
 }
 
-static moat_rc emit(struct moat_conn *c, struct moat_proxy *px, const char *p, size_t n)
+static void px_run(struct px *px)
 {
-    if (n == 0) {
-        return MOAT_RC_OK; /* a zero-size chunk would be the last-chunk: never send one early */
-    }
-    c->bytes_sent += n;
-    if (!px->chunk_out) {
-        return moat_buf_append(&c->out, p, n);
-    }
-    return moat_h1_chunk(&c->out, p, n);
-}
-
-static int finish(struct moat_conn *c, struct moat_proxy *px)
-{
-    if (px->chunk_out && !moat_ok(moat_h1_chunk_last(&c->out))) {
-        moat_proxy_free(c);
-        moat_conn_close(c);
-        return 0;
-    }
-    moat_proxy_free(c);
-    c->state = MOAT_CONN_WRITE; /* flush what is left, then keep-alive or close */
-    moat_serve__phase_start(c);
-    moat_serve__arm(c, c->snap->conf->write_timeout_ms);
-    return 1;
-}
-
-static int step_relay(struct moat_conn *c, struct moat_proxy *px)
-{
-    for (;;) {
-        while (moat_buf_len(&c->out) > 0) {
-            size_t n;
-            moat_rc rc =
-                moat_transport_write(&c->tr, moat_buf_rdptr(&c->out), moat_buf_len(&c->out), &n);
+    int go = 1;
+    while (go && !px->dead) {
+        switch (px->st) {
+        case PX_CONNECT: {
+            if (!(px->events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+                return;
+            }
+            struct moat_err e = {0};
+            moat_rc rc = moat_h1c_ready(&px->up, &e);
             if (rc.kind == MOAT_E_AGAIN) {
-                moat_serve__arm_rate(c, c->snap->conf->write_timeout_ms, 1);
-                return 0;
+                return;
             }
             if (!moat_ok(rc)) {
-                moat_proxy_free(c);
-                moat_conn_close(c);
-                return 0;
+                char why[700];
+                px_fail(px, 502,
+                        moat_transport_is_plain(&px->up.tr)
+                            ? moat_err_str(&e, why, sizeof(why))
+                            : handshake_words(px, &e, why, sizeof(why)));
+                return;
             }
-            moat_buf_consume(&c->out, n);
-            c->phase_bytes += n;
+            px->st = PX_SEND;
+            break;
         }
-        /* Each burst of the answer (at most a piece or so) gets its own clock: time spent
-         * waiting for a slow origin is the origin's, not the client's. */
-        moat_serve__phase_start(c);
-        if (px->resp_done) {
-            return finish(c, px);
-        }
-        if (moat_buf_len(&px->rbuf) == 0) {
-            int got = read_origin(c, px);
-            if (got == 0) {
-                return 0;
-            }
-            if (got < 0) {
-                if (px->framing == MOAT_H1_BODY_CLOSE) {
-                    px->resp_done = 1;
-                    continue;
-                }
-                /* The length was promised: a cut answer can only be a cut connection. */
-                moat_log(MOAT_LVL_INFO, c->id, "proxy to %s: the origin cut its answer short",
-                         px->t->authority);
-                moat_proxy_free(c);
-                moat_conn_close(c);
-                return 0;
-            }
-        }
-        size_t len = moat_buf_len(&px->rbuf);
-        if (len > PIECE) {
-            len = PIECE;
-        }
-        moat_rc rc = MOAT_RC_OK;
-        if (px->framing == MOAT_H1_BODY_CHUNKED) {
-            size_t consumed = 0, produced = 0;
-            enum moat_h1_status st = moat_h1_chunked_decode(&px->rdec, moat_buf_rdptr(&px->rbuf),
-                                                            len, &consumed, &produced);
-            rc = emit(c, px, moat_buf_rdptr(&px->rbuf), produced);
-            moat_buf_consume(&px->rbuf, consumed);
-            if (st == MOAT_H1_DONE) {
-                px->resp_done = 1;
-            } else if (st != MOAT_H1_AGAIN) {
-                moat_log(MOAT_LVL_INFO, c->id, "proxy to %s: malformed chunked answer",
-                         px->t->authority);
-                moat_proxy_free(c);
-                moat_conn_close(c);
-                return 0;
-            }
-        } else {
-            if (px->framing == MOAT_H1_BODY_LENGTH && len > px->resp_left) {
-                len = (size_t)px->resp_left; /* bytes past the length are not ours to send */
-            }
-            rc = emit(c, px, moat_buf_rdptr(&px->rbuf), len);
-            moat_buf_consume(&px->rbuf, len);
-            if (px->framing == MOAT_H1_BODY_LENGTH) {
-                px->resp_left -= len;
-                px->resp_done = px->resp_left == 0;
-            }
-        }
-        if (!moat_ok(rc)) {
-            moat_proxy_free(c);
-            moat_conn_close(c);
-            return 0;
+        case PX_SEND:
+            go = step_send(px);
+            break;
+        case PX_RECV_HEAD:
+            go = step_recv_head(px);
+            break;
+        case PX_RELAY:
+            go = step_relay(px);
+            break;
         }
     }
 }
 
-int moat_proxy_step(struct moat_conn *c)
+static void on_origin(struct moat_watch *w, uint32_t events)
 {
-    struct moat_proxy *px = c->px;
+    struct px *px = w->data;
+    if (px->dead) {
+        return; /* finished earlier in this iteration */
+    }
+    px->events |= events;
+    px_run(px);
+}
+
+static void on_origin_timer(struct moat_timer *t)
+{
+    struct px *px = t->data;
+    if (px->dead) {
+        return;
+    }
+    px_fail(px, 504, "the origin did not answer in time");
+}
+
+static void px_ready(void *h)
+{
+    px_run(h);
+}
+
+static void px_abort(void *h)
+{
+    struct px *px = h;
+    px->ex = NULL;
+    px_free(px);
+}
+
+static const struct moat_stream_ops px_ops = {.ready = px_ready, .abort = px_abort};
+
+/* An answer of the handler's own, before the exchange became a stream. */
+static moat_rc refuse(struct px *px, int status, const char *what, struct moat_res *res,
+                      struct moat_buf *lines, struct moat_buf *body)
+{
+    log_origin(px, what);
+    px_free(px);
+    return moat_res_error_page(res, status, lines, body);
+}
+
+moat_rc moat_proxy_handler(const void *ctx, const struct moat_req *req, struct moat_res *res,
+                           struct moat_buf *lines, struct moat_buf *body)
+{
+    const struct moat_proxy_call *call = ctx;
+    const struct moat_proxy_target *t = call->target;
+    *res = (struct moat_res){.status = 500, .fd = -1};
+    struct px *px = calloc(1, sizeof(*px));
     if (px == NULL) {
-        return 0;
+        return moat_res_error_page(res, 503, lines, body);
     }
-    switch (px->st) {
-    case PX_CONNECT: {
-        if (!(px->events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-            return 0;
-        }
-        int soerr = 0;
-        socklen_t sl = sizeof(soerr);
-        if (getsockopt(px->up.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr != 0) {
-            char why[200];
-            snprintf(why, sizeof(why), "cannot connect: %s", strerror(soerr ? soerr : errno));
-            return fail(c, 502, why);
-        }
-        px->st = moat_transport_is_plain(&px->up) ? PX_SEND : PX_HANDSHAKE;
-        return 1;
+    px->loop = call->loop;
+    px->t = t;
+    px->ex = req->exch;
+    px->conn_id = req->conn_id;
+    px->body_pending = req->has_body;
+    px->head_req = req->method_id == MOAT_HTTP_M_HEAD;
+    moat_timer_init(&px->timer, on_origin_timer, px);
+    moat_buf_init(&px->lines, RESP_HEAD_LIMIT);
+    struct moat_h1c_limits lim = {.max_head_bytes = RESP_HEAD_LIMIT};
+    moat_h1c_init(&px->up, &lim);
+    if (!moat_ok(build_request(px, call, req))) {
+        return refuse(px, 500, "request head too large for the origin", res, lines, body);
     }
-    case PX_HANDSHAKE: {
-        struct moat_err e = {0};
-        moat_rc rc = moat_transport_handshake(&px->up, &e);
-        if (rc.kind == MOAT_E_AGAIN) {
-            return 0;
-        }
-        if (!moat_ok(rc)) {
-            char why[700];
-            long vr = SSL_get_verify_result(moat_tls_transport_ssl(&px->up));
-            if (vr != X509_V_OK) {
-                snprintf(why, sizeof(why), "origin certificate refused: %s",
-                         X509_verify_cert_error_string(vr));
-            } else {
-                moat_err_str(&e, why, sizeof(why));
-            }
-            return fail(c, 502, why);
-        }
-        px->st = PX_SEND;
-        return 1;
+    struct moat_err e = {0};
+    char why[300];
+    moat_rc rc = moat_h1c_connect(&px->up, (const struct sockaddr *)&t->addr, t->addrlen, &e);
+    if (!moat_ok(rc)) {
+        return refuse(px, rc.kind == MOAT_E_IO ? 502 : 503, moat_err_str(&e, why, sizeof(why)), res,
+                      lines, body);
     }
-    case PX_SEND:
-        return step_send(c, px);
-    case PX_BODY:
-        return step_body(c, px);
-    case PX_RECV_HEAD:
-        return step_recv_head(c, px);
-    case PX_RELAY:
-        return step_relay(c, px);
-    default:
-        return fail(c, 500, "internal proxy state");
+    int fd = px->up.tr.fd;
+    if (t->ctx != NULL) {
+        /* SNI for a name, none for an address; the certificate must name the origin. */
+        if (!moat_ok(moat_tls_transport_client(&px->up.tr, fd, t->ctx, t->host, NULL))) {
+            return refuse(px, 503, "cannot start TLS to the origin", res, lines, body);
+        }
     }
+    px->w = (struct moat_watch){.fd = fd, .cb = on_origin, .data = px};
+    if (!moat_ok(moat_loop_add(px->loop, &px->w, EPOLLIN | EPOLLOUT | EPOLLRDHUP))) {
+        return refuse(px, 503, "cannot watch the origin socket", res, lines, body);
+    }
+    if (!moat_ok(moat_timer_arm(&px->loop->timers, &px->timer, px->loop->now_ms + t->timeout_ms))) {
+        return refuse(px, 503, "cannot arm the origin's timer", res, lines, body);
+    }
+    res->stream = &px_ops;
+    res->stream_h = px;
+    return MOAT_RC_OK;
 }

@@ -8,19 +8,19 @@
  * taken from the client), and for mutual-TLS sites the client's verified identity in
  * <prefix>Subject/-Issuer/-Serial/-Fingerprint/-SAN/-Verify; any field starting with the prefix
  * that the client sent is dropped first, so an identity can never be forged. One origin
- * connection per request (`Connection: close`): simple and correct; pooling comes with the
- * benchmarks that need it.
+ * connection per request (`Connection: close`) for now; the HTTP/1 client session it runs on
+ * outlives a request, so the pools of the full proxy drop in without touching this.
  */
 #ifndef MOAT_SERVE_PROXY_H
 #define MOAT_SERVE_PROXY_H
 
 #include "core/err.h"
-#include "http1/parse.h"
+#include "core/loop.h"
+#include "http/exchange.h"
 
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
-struct moat_conn;
 struct moat_conf_site;
 
 /* A site's origin, resolved and prepared at configuration load. */
@@ -41,15 +41,18 @@ MOAT_MUST_USE moat_rc moat_proxy_target_new(const struct moat_conf_site *cs, con
                                             struct moat_proxy_target **out, struct moat_err *err);
 void moat_proxy_target_free(struct moat_proxy_target *t);
 
-/* Start forwarding the request `r` (whose head is still in c->in) for c->site. On return the
- * request head has been consumed from c->in and the connection is in MOAT_CONN_PROXY (or
- * answering an error). */
-void moat_proxy_start(struct moat_conn *c, const struct moat_h1_req *r);
-/* The PROXY state's step: 1 to keep running the state machine, 0 to wait. */
-int moat_proxy_step(struct moat_conn *c);
-/* The connection's timer fired in the PROXY state. */
-void moat_proxy_timeout(struct moat_conn *c);
-/* Free the proxy state of a closing connection. */
-void moat_proxy_free(struct moat_conn *c);
+/* What the connection hands the handler for one request. */
+struct moat_proxy_call {
+    const struct moat_proxy_target *target; /* the site's origin */
+    struct moat_loop *loop;                 /* the worker's: the origin's socket and timer */
+    int identity;                           /* send the client certificate's identity */
+};
+
+/* The handler (http/exchange.h; ctx: a struct moat_proxy_call): connects to the origin, sends
+ * the request head, then takes the exchange as a stream (the body both ways, with
+ * back-pressure). What fails before that (no socket, head too large) is an error page. */
+MOAT_MUST_USE moat_rc moat_proxy_handler(const void *ctx, const struct moat_req *req,
+                                         struct moat_res *res, struct moat_buf *lines,
+                                         struct moat_buf *body);
 
 #endif

@@ -4,7 +4,6 @@
 #include "serve/route.h"
 
 #include "core/log.h"
-#include "core/path.h"
 #include "serve/crlpub.h"
 #include "serve/headers.h"
 #include "serve/snapshot.h"
@@ -13,8 +12,6 @@
 
 #include <stdio.h>
 #include <string.h>
-
-#define PATH_CAP 8192 /* longest path a rule can match; longer ones match no prefix rule */
 
 moat_slice moat_route_host(moat_slice host)
 {
@@ -99,7 +96,7 @@ static const char *client_path_refusal(const struct moat_route_conn *rc,
 }
 
 enum moat_route_verdict moat_route_pick(const struct moat_route_conn *rc, moat_slice authority,
-                                        moat_slice raw_path, struct moat_route *out)
+                                        moat_slice npath, struct moat_route *out)
 {
     *out = (struct moat_route){0};
     moat_slice host = moat_route_host(authority);
@@ -112,19 +109,17 @@ enum moat_route_verdict moat_route_pick(const struct moat_route_conn *rc, moat_s
         return MOAT_ROUTE_MISDIRECTED;
     }
     out->site = site;
-    /* One normalised path for the rules that match on it (a path that does not normalise
+    /* The normalised path for the rules that match on it (a path that does not normalise
      * matches none; the static handler answers it with 400). */
-    int rules = site->conf->nclient_paths > 0 || moat_hdr_table_has_prefixes(&site->hdrs);
-    char norm[PATH_CAP];
-    size_t nlen = 0;
-    int have_norm =
-        rules && moat_ok(moat_path_normalize(raw_path.p, raw_path.len, norm, sizeof(norm), &nlen));
+    int have_norm = npath.p != NULL;
+    const char *norm = npath.p;
+    size_t nlen = npath.len;
     if (have_norm && moat_hdr_table_has_prefixes(&site->hdrs)) {
         out->hdrs = moat_hdr_table_for(&site->hdrs, norm, nlen);
     }
     /* A CRL is public and signed, and clients fetch it over plain HTTP: it is answered before
      * client_path (and the proxy), on the plain listener too. */
-    out->crl = moat_crlpub_find(rc->snap->crlpub, site->conf, raw_path, rc->ssl == NULL);
+    out->crl = moat_crlpub_find(rc->snap->crlpub, site->conf, npath, rc->ssl == NULL);
     if (out->crl == NULL && rc->ssl != NULL && site->conf->nclient_paths > 0) {
         if (!have_norm) {
             /* Never let a path that escapes normalisation pass a rule unchecked: an origin

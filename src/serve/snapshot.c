@@ -359,10 +359,17 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     atomic_init(&s->refs, 1);
     s->conf = conf;
     s->generation = atomic_fetch_add(&generation_counter, 1) + 1;
-    moat_h1_limits_default(&s->limits);
-    s->limits.max_line_bytes = (size_t)conf->max_line_bytes;
-    s->limits.max_head_bytes = (size_t)conf->max_head_bytes;
-    s->limits.max_fields = (size_t)conf->max_fields;
+    moat_h1_limits_default(&s->h1.head);
+    s->h1.head.max_line_bytes = (size_t)conf->max_line_bytes;
+    s->h1.head.max_head_bytes = (size_t)conf->max_head_bytes;
+    s->h1.head.max_fields = (size_t)conf->max_fields;
+    s->h1.max_body_bytes = conf->max_body_bytes;
+    s->h1.max_requests = conf->max_requests;
+    s->h1.min_rate = conf->min_rate;
+    s->h1.head_timeout_ms = conf->head_timeout_ms;
+    s->h1.idle_timeout_ms = conf->idle_timeout_ms;
+    s->h1.body_timeout_ms = conf->body_timeout_ms;
+    s->h1.write_timeout_ms = conf->write_timeout_ms;
 
     moat_rc rc = MOAT_RC_OK;
     X509_STORE *trust = NULL;

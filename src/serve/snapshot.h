@@ -15,7 +15,7 @@
 #define MOAT_SERVE_SNAPSHOT_H
 
 #include "core/err.h"
-#include "http1/parse.h"
+#include "http1/server.h"
 #include "serve/conf.h"
 #include "serve/headers.h"
 #include "serve/static.h"
@@ -62,7 +62,7 @@ struct moat_snapshot {
     struct moat_site_ip ips[MOAT_SNAPSHOT_MAX_IPS];
     size_t nips;
     struct moat_site *catch_all; /* the "*" site, or NULL */
-    struct moat_h1_limits limits;
+    struct moat_h1s_conf h1;     /* what the HTTP/1 sessions enforce (conf's limits, timeouts) */
     time_t renew_at; /* when a locally issued certificate (or the local CA's published CRL)
                         should be made again; 0 = never */
     struct moat_crlpub_set *crlpub;   /* owned; NULL when no site has crl_publish */

@@ -820,15 +820,14 @@ moat_rc moat_static_handle(const struct moat_static_site *site, const struct moa
         return error_page(res, hdrs, body, 405);
     }
 
-    char norm[PATH_CAP];
-    size_t nlen;
-    moat_rc rc = moat_path_normalize(req->path.p, req->path.len, norm, sizeof(norm), &nlen);
-    if (rc.kind == MOAT_E_LIMIT) {
+    if (req->npath_rc.kind == MOAT_E_LIMIT || req->npath.len >= PATH_CAP) {
         return error_page(res, hdrs, body, 404); /* longer than any name the kernel takes */
     }
-    if (!moat_ok(rc)) {
+    if (req->npath.p == NULL) {
         return error_page(res, hdrs, body, 400);
     }
+    const char *norm = req->npath.p; /* NUL-terminated */
+    size_t nlen = req->npath.len;
     if (is_hidden(norm, nlen)) {
         return error_page(res, hdrs, body, 404);
     }

@@ -24,28 +24,6 @@
 #define TRIM_BUSY_TICKS 40 /* under steady churn, trim every 10 s at most */
 #define POOL_KEEP 16       /* blocks a sweep leaves in the pool */
 
-char *moat_worker__pool_get(struct moat_worker *wk)
-{
-    if (wk->npool > 0) {
-        char *b = wk->pool[--wk->npool];
-        if (wk->npool < wk->pool_low) {
-            wk->pool_low = wk->npool;
-        }
-        return b;
-    }
-    wk->pool_low = 0;
-    return malloc(MOAT_POOL_BLOCK);
-}
-
-void moat_worker__pool_put(struct moat_worker *wk, char *block)
-{
-    if (wk->npool < POOL_MAX) {
-        wk->pool[wk->npool++] = block;
-    } else {
-        free(block);
-    }
-}
-
 void moat_worker__alog_flush(struct moat_worker *wk)
 {
     size_t len = moat_buf_len(&wk->alog);
@@ -70,19 +48,6 @@ void moat_worker__alog_flush(struct moat_worker *wk)
     wk->alog.rd = wk->alog.wr = 0;
 }
 
-/* Blocks that stayed in the pool for a whole sweep were not needed by the traffic of that time:
- * give them back, keeping a few for the next connections. Returns how many were freed. */
-static size_t pool_sweep(struct moat_worker *wk)
-{
-    size_t spare = wk->pool_low > POOL_KEEP ? wk->pool_low - POOL_KEEP : 0;
-    for (size_t i = 0; i < spare; i++) {
-        free(wk->pool[--wk->npool]);
-        wk->pool[wk->npool] = NULL;
-    }
-    wk->pool_low = wk->npool;
-    return spare;
-}
-
 /*
  * Housekeeping, four times a second: write the access log, and give memory back to the system.
  * A TLS handshake takes tens of KiB for a moment and a closed connection leaves its SSL object,
@@ -100,7 +65,7 @@ static void housekeeping(struct moat_timer *t)
         moat_worker__alog_flush(wk);
     }
     wk->ticks++;
-    size_t freed = wk->ticks % SWEEP_TICKS == 0 ? pool_sweep(wk) : 0;
+    size_t freed = wk->ticks % SWEEP_TICKS == 0 ? moat_pool_sweep(&wk->pool, POOL_KEEP) : 0;
     unsigned long long churn = wk->stats.accepted + wk->closed;
     int quiet = churn == wk->churn_at_last_tick;
     int due = churn - wk->churn_at_last_trim >= 64 || freed >= 64;
@@ -182,29 +147,9 @@ void moat_worker__conn_closed(struct moat_worker *wk, struct moat_conn *c)
     }
 }
 
-void moat_worker__defer_free(struct moat_worker *wk, void *p)
-{
-    if (wk->ngraveyard == wk->capgraveyard) {
-        size_t cap = wk->capgraveyard ? wk->capgraveyard * 2 : 16;
-        void **g = realloc(wk->graveyard, cap * sizeof(*g));
-        if (g == NULL) {
-            /* Leaking one object beats freeing it under a pending event. */
-            moat_log_w("out of memory: an object is leaked rather than freed too early");
-            return;
-        }
-        wk->graveyard = g;
-        wk->capgraveyard = cap;
-    }
-    wk->graveyard[wk->ngraveyard++] = p;
-}
-
 static void after_iteration(struct moat_loop *l, void *data)
 {
     struct moat_worker *wk = data;
-    for (size_t i = 0; i < wk->ngraveyard; i++) {
-        free(wk->graveyard[i]);
-    }
-    wk->ngraveyard = 0;
     while (wk->closing != NULL) {
         struct moat_conn *c = wk->closing;
         wk->closing = c->next_closing;
@@ -285,13 +230,12 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, const struct moat_
     if (!moat_ok(moat_loop_add(&wk->loop, &wk->evw, EPOLLIN))) {
         MOAT_FAIL_SYS(err, MOAT_E_IO, "epoll_ctl");
     }
-    wk->pool = calloc(POOL_MAX, sizeof(char *));
-    if (wk->pool == NULL) {
+    if (!moat_ok(moat_pool_init(&wk->pool, POOL_MAX))) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     }
     moat_buf_init(&wk->alog, 1 << 20);
-    moat_buf_init(&wk->scratch_hdrs, 16384);
-    moat_buf_init(&wk->scratch_body, 4 * 1024 * 1024 - 64 * 1024); /* fits in out */
+    moat_buf_init(&wk->h1scratch.fields, 16384);
+    moat_buf_init(&wk->h1scratch.body, 4 * 1024 * 1024 - 64 * 1024); /* fits in out */
     moat_timer_init(&wk->house_timer, housekeeping, wk);
     moat_timer_init(&wk->drain_timer, drain_deadline, wk);
     atomic_init(&wk->pending, NULL);
@@ -386,16 +330,10 @@ void moat_worker_clear(struct moat_worker *wk)
         moat_snapshot_unref(wk->snap);
         wk->snap = NULL;
     }
-    for (size_t i = 0; i < wk->npool; i++) {
-        free(wk->pool[i]);
-    }
-    free(wk->graveyard);
-    wk->graveyard = NULL;
-    free(wk->pool);
-    wk->pool = NULL;
+    moat_pool_clear(&wk->pool);
     moat_buf_clear(&wk->alog);
-    moat_buf_clear(&wk->scratch_hdrs);
-    moat_buf_clear(&wk->scratch_body);
+    moat_buf_clear(&wk->h1scratch.fields);
+    moat_buf_clear(&wk->h1scratch.body);
     if (wk->evfd >= 0) {
         close(wk->evfd);
     }

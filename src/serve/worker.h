@@ -9,7 +9,8 @@
 
 #include "core/buf.h"
 #include "core/loop.h"
-#include "http1/parse.h"
+#include "core/pool.h"
+#include "http1/server.h"
 #include "serve/snapshot.h"
 
 #include <pthread.h>
@@ -27,7 +28,8 @@ struct moat_listener {
 };
 
 struct moat_worker_stats {
-    unsigned long long accepted, requests, handshake_failures, bad_requests, timeouts;
+    unsigned long long accepted, handshake_failures, handshake_timeouts;
+    struct moat_h1s_stats h1; /* requests, bad requests, timeouts of the sessions */
 };
 
 struct moat_worker {
@@ -52,13 +54,9 @@ struct moat_worker {
     struct moat_conn *conns; /* all live connections (doubly linked) */
     size_t nconns;
     struct moat_conn *closing; /* freed at the end of the loop iteration */
-    void **graveyard;          /* other objects an event of this iteration may still name */
-    size_t ngraveyard, capgraveyard;
     unsigned long long next_conn_id;
 
-    char **pool; /* free read-buffer blocks */
-    size_t npool;
-    size_t pool_low; /* fewest blocks in the pool since the last sweep: the unused ones */
+    struct moat_pool pool; /* connection buffers */
 
     struct moat_buf alog;          /* access-log lines waiting to be written */
     struct moat_timer house_timer; /* housekeeping: access log, memory trim */
@@ -67,9 +65,7 @@ struct moat_worker {
     unsigned long long closed, churn_at_last_tick, churn_at_last_trim;
     unsigned long long ticks, ticks_at_last_trim;
 
-    struct moat_h1_req req;       /* scratch: the request being dispatched */
-    struct moat_buf scratch_hdrs; /* scratch: a handler's header lines */
-    struct moat_buf scratch_body; /* scratch: a handler's generated body */
+    struct moat_h1s_scratch h1scratch; /* the request being dispatched, a handler's output */
     struct moat_worker_stats stats;
 };
 
@@ -88,13 +84,7 @@ void moat_worker_join(struct moat_worker *wk);
 void moat_worker_clear(struct moat_worker *wk);
 
 /* Used by conn.c */
-char *moat_worker__pool_get(struct moat_worker *wk);
-void moat_worker__pool_put(struct moat_worker *wk, char *block);
 void moat_worker__conn_closed(struct moat_worker *wk, struct moat_conn *c);
 void moat_worker__alog_flush(struct moat_worker *wk);
-/* Free `p` at the end of this loop iteration, when no pending event can name it any more. */
-void moat_worker__defer_free(struct moat_worker *wk, void *p);
-
-#define MOAT_POOL_BLOCK 4096
 
 #endif

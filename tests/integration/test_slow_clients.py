@@ -86,7 +86,7 @@ def test_trickled_body_is_cut(slow):
         r = c.read_response()
         assert r.status == 408
         assert c.is_closed(timeout=5.0)
-    assert log_after(slow, mark, r"request body slower than limits\.min_rate")
+    assert log_after(slow, mark, r"the client.s body was slower than limits\.min_rate")
 
 
 def test_steady_body_within_the_rate_is_taken(slow):

@@ -13,7 +13,8 @@
  * takes a copy (`c.tr = f.t`, or fake_attach): the ops find the fake through t->impl, so
  * either way reads and writes reach f (and eof, fd are set on the session's own copy).
  *
- * Header-only (static functions) because each unit test is one translation unit.
+ * Header-only (static inline functions: unused ones cost no warning) because each unit test is one
+ * translation unit.
  */
 #ifndef MOAT_TEST_FAKE_TRANSPORT_H
 #define MOAT_TEST_FAKE_TRANSPORT_H
@@ -37,19 +38,19 @@ struct fake_transport {
     int fail_writes; /* writes answer MOAT_E_CLOSED (a peer that reset) */
 };
 
-static struct fake_transport *fake_of(struct moat_transport *t)
+static inline struct fake_transport *fake_of(struct moat_transport *t)
 {
     return (struct fake_transport *)t->impl;
 }
 
-static moat_rc fake_handshake(struct moat_transport *t, struct moat_err *err)
+static inline moat_rc fake_handshake(struct moat_transport *t, struct moat_err *err)
 {
     (void)t;
     (void)err;
     return MOAT_RC_OK;
 }
 
-static moat_rc fake_read(struct moat_transport *t, void *buf, size_t len, size_t *n)
+static inline moat_rc fake_read(struct moat_transport *t, void *buf, size_t len, size_t *n)
 {
     struct fake_transport *f = fake_of(t);
     *n = 0;
@@ -71,7 +72,7 @@ static moat_rc fake_read(struct moat_transport *t, void *buf, size_t len, size_t
     return MOAT_RC_OK;
 }
 
-static moat_rc fake_write(struct moat_transport *t, const void *buf, size_t len, size_t *n)
+static inline moat_rc fake_write(struct moat_transport *t, const void *buf, size_t len, size_t *n)
 {
     struct fake_transport *f = fake_of(t);
     *n = 0;
@@ -97,30 +98,30 @@ static moat_rc fake_write(struct moat_transport *t, const void *buf, size_t len,
     return MOAT_RC_OK;
 }
 
-static void fake_idle(struct moat_transport *t)
+static inline void fake_idle(struct moat_transport *t)
 {
     (void)t;
 }
 
-static void fake_shutdown(struct moat_transport *t)
+static inline void fake_shutdown(struct moat_transport *t)
 {
     fake_of(t)->shut = 1;
 }
 
-static int fake_finish(struct moat_transport *t)
+static inline int fake_finish(struct moat_transport *t)
 {
     struct fake_transport *f = fake_of(t);
     f->finished = 1;
     return f->in_off < f->in_len;
 }
 
-static void fake_close(struct moat_transport *t)
+static inline void fake_close(struct moat_transport *t)
 {
     fake_of(t)->closed++;
     t->fd = -1;
 }
 
-static int fake_pending(const struct moat_transport *t)
+static inline int fake_pending(const struct moat_transport *t)
 {
     (void)t;
     return 0;
@@ -137,7 +138,7 @@ static const struct moat_transport_ops fake_ops = {
     .pending = fake_pending,
 };
 
-static void fake_init(struct fake_transport *f)
+static inline void fake_init(struct fake_transport *f)
 {
     memset(f, 0, sizeof(*f));
     f->t.ops = &fake_ops;
@@ -153,7 +154,7 @@ static inline void fake_attach(struct fake_transport *f, struct moat_transport *
 }
 
 /* Queue bytes for the session to read. */
-static void fake_feed(struct fake_transport *f, const void *p, size_t n)
+static inline void fake_feed(struct fake_transport *f, const void *p, size_t n)
 {
     char *grown = realloc(f->in, f->in_len + n);
     if (grown == NULL) {
@@ -164,18 +165,18 @@ static void fake_feed(struct fake_transport *f, const void *p, size_t n)
     f->in_len += n;
 }
 
-static void fake_feed_str(struct fake_transport *f, const char *s)
+static inline void fake_feed_str(struct fake_transport *f, const char *s)
 {
     fake_feed(f, s, strlen(s));
 }
 
-static void fake_eof(struct fake_transport *f)
+static inline void fake_eof(struct fake_transport *f)
 {
     f->in_eof = 1;
 }
 
 /* Forget what was written so far (the next answer starts at sent[0]). */
-static void fake_sent_reset(struct fake_transport *f)
+static inline void fake_sent_reset(struct fake_transport *f)
 {
     f->sent_len = 0;
     if (f->sent != NULL) {
@@ -183,7 +184,7 @@ static void fake_sent_reset(struct fake_transport *f)
     }
 }
 
-static void fake_free(struct fake_transport *f)
+static inline void fake_free(struct fake_transport *f)
 {
     free(f->in);
     free(f->sent);

@@ -82,6 +82,16 @@ TEST_CASE(directive)
     moat_conf_free(c);
 }
 
+/* The path as the session hands it over: decoded and normalised (moat_req_normalize). */
+static moat_slice np(const char *raw)
+{
+    static char bufs[8][MOAT_REQ_PATH_CAP + 1];
+    static int next;
+    struct moat_req req = {.path = moat_slice_cstr(raw)};
+    moat_req_normalize(&req, bufs[next++ % 8]);
+    return req.npath;
+}
+
 TEST_CASE(find)
 {
     struct moat_conf_site sa = {0}, sb = {0};
@@ -90,17 +100,17 @@ TEST_CASE(find)
     struct moat_crlpub v[3] = {
         {.site = &sa, .conf = &ca}, {.site = &sb, .conf = &cb}, {.site = &sb, .conf = &cb2}};
     struct moat_crlpub_set set = {.v = v, .n = 3};
-    EXPECT(moat_crlpub_find(NULL, &sa, MOAT_SLICE_LIT("/crl/a.crl"), 1) == NULL);
-    EXPECT(moat_crlpub_find(&set, &sa, MOAT_SLICE_LIT("/crl/a.crl"), 0) == &v[0]);
-    EXPECT(moat_crlpub_find(&set, &sb, MOAT_SLICE_LIT("/crl/a.crl"), 0) == &v[2]);
-    EXPECT(moat_crlpub_find(&set, &sa, MOAT_SLICE_LIT("/crl/%62.crl"), 0) == NULL);
+    EXPECT(moat_crlpub_find(NULL, &sa, np("/crl/a.crl"), 1) == NULL);
+    EXPECT(moat_crlpub_find(&set, &sa, np("/crl/a.crl"), 0) == &v[0]);
+    EXPECT(moat_crlpub_find(&set, &sb, np("/crl/a.crl"), 0) == &v[2]);
+    EXPECT(moat_crlpub_find(&set, &sa, np("/crl/%62.crl"), 0) == NULL);
     /* Over HTTPS a site answers only its own paths; the plain listener finds any site's. */
-    EXPECT(moat_crlpub_find(&set, &sa, MOAT_SLICE_LIT("/crl/b.crl"), 0) == NULL);
-    EXPECT(moat_crlpub_find(&set, &sa, MOAT_SLICE_LIT("/crl/%62.crl"), 1) == &v[1]);
-    EXPECT(moat_crlpub_find(&set, &sa, MOAT_SLICE_LIT("/crl//./x/../b.crl"), 1) == &v[1]);
-    EXPECT(moat_crlpub_find(&set, &sa, MOAT_SLICE_LIT("/crl/b.crl/"), 1) == NULL);
-    EXPECT(moat_crlpub_find(&set, &sa, MOAT_SLICE_LIT("/crl/c.crl"), 1) == NULL);
-    EXPECT(moat_crlpub_find(&set, &sa, MOAT_SLICE_LIT("/../crl/a.crl"), 1) == NULL);
+    EXPECT(moat_crlpub_find(&set, &sa, np("/crl/b.crl"), 0) == NULL);
+    EXPECT(moat_crlpub_find(&set, &sa, np("/crl/%62.crl"), 1) == &v[1]);
+    EXPECT(moat_crlpub_find(&set, &sa, np("/crl//./x/../b.crl"), 1) == &v[1]);
+    EXPECT(moat_crlpub_find(&set, &sa, np("/crl/b.crl/"), 1) == NULL);
+    EXPECT(moat_crlpub_find(&set, &sa, np("/crl/c.crl"), 1) == NULL);
+    EXPECT(moat_crlpub_find(&set, &sa, np("/../crl/a.crl"), 1) == NULL);
     char longpath[3000];
     memset(longpath, 'a', sizeof(longpath));
     longpath[0] = '/';

@@ -37,8 +37,11 @@ static enum moat_route_verdict route(const char *sni, const char *host, const ch
     } else {
         rc.sni_site = &snap->sites[0];
     }
-    enum moat_route_verdict v =
-        moat_route_pick(&rc, moat_slice_cstr(host), moat_slice_cstr(path), rt);
+    /* The session normalises the path once (moat_req_normalize); so does the test. */
+    struct moat_req req = {.path = moat_slice_cstr(path)};
+    static char npath[MOAT_REQ_PATH_CAP + 1];
+    moat_req_normalize(&req, npath);
+    enum moat_route_verdict v = moat_route_pick(&rc, moat_slice_cstr(host), req.npath, rt);
     SSL_free(ssl);
     return v;
 }

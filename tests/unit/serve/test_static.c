@@ -208,28 +208,33 @@ static moat_slice sl(const char *s)
     return s ? moat_slice_cstr(s) : MOAT_SLICE_NULL;
 }
 
-/* The request's fields, as a protocol session would look them up. */
-static moat_slice q_field(const void *proto, const char *lc_name)
+/* The request's fields, as a protocol session hands them over (those the test set). */
+static size_t q_fields(const struct q *q, struct moat_field *f)
 {
-    const struct q *q = proto;
-    const char *v = strcmp(lc_name, "if-none-match") == 0       ? q->inm
-                    : strcmp(lc_name, "if-modified-since") == 0 ? q->ims
-                    : strcmp(lc_name, "range") == 0             ? q->range
-                    : strcmp(lc_name, "if-range") == 0          ? q->if_range
-                                                                : NULL;
-    return sl(v);
+    const char *names[4] = {"If-None-Match", "If-Modified-Since", "Range", "If-Range"};
+    const char *values[4] = {q->inm, q->ims, q->range, q->if_range};
+    size_t n = 0;
+    for (size_t i = 0; i < 4; i++) {
+        if (values[i] != NULL) {
+            f[n++] = (struct moat_field){moat_slice_cstr(names[i]), moat_slice_cstr(values[i])};
+        }
+    }
+    return n;
 }
 
 static struct answer *ask_site(const struct moat_static_site *site, struct q q)
 {
     memset(&a, 0, sizeof(a));
+    struct moat_field fields[4];
     struct moat_req req = {
         .method_id = q.method ? q.method : MOAT_HTTP_M_GET,
         .path = sl(q.path),
+        .fields = fields,
+        .nfields = q_fields(&q, fields),
         .now = t_now,
-        ._field = q_field,
-        ._proto = &q,
     };
+    static char npath[MOAT_REQ_PATH_CAP + 1];
+    moat_req_normalize(&req, npath); /* as the session does, once per request */
     struct moat_buf hdrs, body;
     moat_buf_init(&hdrs, 4000);
     moat_buf_init(&body, 16000);
@@ -489,6 +494,8 @@ TEST_CASE(test_directories)
                             .path = MOAT_SLICE_LIT("//sub"),
                             .query = MOAT_SLICE_LIT("x=1&y=%41\r\nSet-Cookie: a\x80"),
                             .now = t_now};
+    static char qnpath[MOAT_REQ_PATH_CAP + 1];
+    moat_req_normalize(&qreq, qnpath);
     struct moat_static_site qsite = {.root_fd = root_fd, .index = "index.html"};
     struct moat_res qres;
     struct moat_buf qh, qb;
@@ -754,6 +761,8 @@ TEST_CASE(test_small_buffers)
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         struct moat_req req = {
             .method_id = MOAT_HTTP_M_GET, .path = moat_slice_cstr(paths[i]), .now = t_now};
+        static char npath[MOAT_REQ_PATH_CAP + 1];
+        moat_req_normalize(&req, npath);
         struct moat_buf hdrs, body;
         moat_buf_init(&hdrs, 20);
         moat_buf_init(&body, 16000);

@@ -1,0 +1,440 @@
+/*
+ * test_proxy.c: the reverse proxy handler (serve/proxy.c) as the HTTP/1 session drives it,
+ * with the client side on the in-memory transport and the origin a real loopback socket this
+ * test plays by hand: what the origin is sent (origin-form, Host, X-Forwarded-*, hop-by-hop
+ * fields dropped, the body re-chunked), how its answer reaches the client (fields less its
+ * hop's, the framing redone), and the failures: a refused connect, bytes that are no answer,
+ * an answer cut short, an origin that does not answer in time, a client that goes away.
+ */
+#include "serve/proxy.h"
+
+#include "core/log.h"
+#include "fake_transport.h"
+#include "http1/server.h"
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct moat_loop L;
+static struct moat_pool P;
+static struct moat_h1s_scratch SCR;
+static struct moat_h1s_stats ST;
+static struct moat_h1s_conf H1CONF;
+static struct moat_proxy_target T;
+static struct fake_transport F;
+static struct moat_h1s S;
+static int listen_fd = -1, origin_fd = -1;
+static int ended, done_count;
+
+/* ---- the host: every request goes to the proxy ------------------------------------------ */
+
+static moat_rc dispatch(void *host, const struct moat_req *req, struct moat_res *res,
+                        struct moat_buf *fields, struct moat_buf *body)
+{
+    struct moat_proxy_call call = {.target = &T, .loop = &L, .identity = 0};
+    return moat_proxy_handler(&call, req, res, fields, body);
+}
+
+static moat_rc decorate(void *host, struct moat_buf *out, const struct moat_buf *lines,
+                        unsigned flags)
+{
+    if (lines != NULL) {
+        MOAT_TRY(moat_buf_append(out, moat_buf_rdptr(lines), moat_buf_len(lines)));
+    }
+    return (flags & MOAT_RES_RELAYED) ? MOAT_RC_OK : moat_buf_append(out, "X-Own: 1\r\n", 10);
+}
+
+static int server_field(void *host)
+{
+    return 1;
+}
+
+static void done(void *host)
+{
+    done_count++;
+}
+
+static void on_ended(void *host)
+{
+    ended++;
+}
+
+static const struct moat_h1s_host host_ops = {.dispatch = dispatch,
+                                              .decorate = decorate,
+                                              .server_field = server_field,
+                                              .done = done,
+                                              .ended = on_ended};
+
+/* ---- the loop, one iteration at a time -------------------------------------------------- */
+
+static struct moat_timer tick;
+
+static void on_tick(struct moat_timer *t)
+{
+}
+
+static void stop_after(struct moat_loop *l, void *data)
+{
+    l->stop = 1;
+}
+
+/* Run loop iterations (each waits at most ~10 ms) for about `ms`, or until `until` holds. */
+static void spin(int ms, int (*until)(void))
+{
+    for (int i = 0; i < ms / 5 + 1; i++) {
+        if (until != NULL && until()) {
+            return;
+        }
+        L.stop = 0;
+        /* A tick, so an iteration never waits longer than 5 ms for nothing. */
+        if (!moat_ok(moat_timer_arm(&L.timers, &tick, moat_now_ms() + 5))) {
+            abort();
+        }
+        moat_loop_run(&L);
+        moat_h1s_on_event(&S, 0); /* the client side, as the connection would */
+    }
+}
+
+static int answered(void)
+{
+    return F.sent != NULL && strstr(F.sent, "\r\n\r\n") != NULL;
+}
+
+static int session_ended(void)
+{
+    return ended > 0;
+}
+
+/* ---- the origin, played by the test ----------------------------------------------------- */
+
+static void start_origin(void)
+{
+    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int one = 1;
+    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(listen_fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(listen_fd, 8) != 0) {
+        abort();
+    }
+    socklen_t al = sizeof(a);
+    getsockname(listen_fd, (struct sockaddr *)&a, &al);
+    memset(&T, 0, sizeof(T));
+    memcpy(&T.addr, &a, sizeof(a));
+    T.addrlen = sizeof(a);
+    snprintf(T.host, sizeof(T.host), "127.0.0.1");
+    snprintf(T.authority, sizeof(T.authority), "127.0.0.1:%u", ntohs(a.sin_port));
+    snprintf(T.prefix, sizeof(T.prefix), "X-Client-");
+    T.timeout_ms = 2000;
+}
+
+/* Accept the proxy's connection (it is queued once the handler connected). */
+static int origin_accept(void)
+{
+    struct pollfd p = {.fd = listen_fd, .events = POLLIN};
+    for (int i = 0; i < 200 && poll(&p, 1, 0) == 0; i++) {
+        spin(10, NULL);
+    }
+    origin_fd = accept(listen_fd, NULL, NULL);
+    return origin_fd >= 0;
+}
+
+/* What the origin received up to the end of the head plus `body` more bytes. */
+static void origin_read(char *buf, size_t cap, size_t body)
+{
+    size_t n = 0;
+    char *end = NULL;
+    for (int i = 0; i < 400 && n + 1 < cap; i++) {
+        struct pollfd p = {.fd = origin_fd, .events = POLLIN};
+        if (poll(&p, 1, 0) == 1) {
+            ssize_t r = recv(origin_fd, buf + n, cap - 1 - n, 0);
+            if (r <= 0) {
+                break;
+            }
+            n += (size_t)r;
+            buf[n] = '\0';
+            end = strstr(buf, "\r\n\r\n");
+            if (end != NULL && (size_t)(buf + n - (end + 4)) >= body) {
+                break;
+            }
+        } else {
+            spin(5, NULL);
+        }
+    }
+    buf[n] = '\0';
+}
+
+static void origin_send(const char *s)
+{
+    if (send(origin_fd, s, strlen(s), MSG_NOSIGNAL) != (ssize_t)strlen(s)) {
+        TEST__FAIL("origin send failed: %s", strerror(errno));
+    }
+}
+
+static void origin_close(void)
+{
+    if (origin_fd >= 0) {
+        close(origin_fd);
+        origin_fd = -1;
+    }
+}
+
+/* Whether the proxy closed its side towards the origin. */
+static int origin_sees_close(void)
+{
+    for (int i = 0; i < 200; i++) {
+        struct pollfd p = {.fd = origin_fd, .events = POLLIN};
+        if (poll(&p, 1, 0) == 1) {
+            char b[256];
+            ssize_t r = recv(origin_fd, b, sizeof(b), 0);
+            if (r <= 0) {
+                return 1;
+            }
+        }
+        spin(5, NULL);
+    }
+    return 0;
+}
+
+/* ---- set-up ----------------------------------------------------------------------------- */
+
+static void setup(void)
+{
+    ended = done_count = 0;
+    fake_init(&F);
+    moat_h1_limits_default(&H1CONF.head);
+    H1CONF.max_body_bytes = 1 << 20;
+    H1CONF.max_requests = 100;
+    H1CONF.head_timeout_ms = 5000;
+    H1CONF.idle_timeout_ms = 5000;
+    H1CONF.body_timeout_ms = 5000;
+    H1CONF.write_timeout_ms = 5000;
+    struct moat_h1s_env env = {.loop = &L,
+                               .pool = &P,
+                               .scratch = &SCR,
+                               .stats = &ST,
+                               .host = &host_ops,
+                               .conn_id = 1,
+                               .peer = "192.0.2.7:4444",
+                               .secure = 1};
+    moat_h1s_init(&S, &F.t, &H1CONF, &env);
+    moat_h1s_start(&S);
+}
+
+static void teardown(void)
+{
+    moat_h1s_clear(&S);
+    spin(5, NULL); /* the deferred frees */
+    origin_close();
+    fake_free(&F);
+}
+
+static const char *sent(void)
+{
+    return F.sent ? F.sent : "";
+}
+
+/* A new session whose GET / the proxy forwarded and the origin has read. */
+static int forward_a_get(void)
+{
+    setup();
+    fake_feed_str(&F, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    moat_h1s_on_event(&S, 0);
+    if (!origin_accept()) {
+        return 0;
+    }
+    char req[4096];
+    origin_read(req, sizeof(req), 0);
+    return strncmp(req, "GET / HTTP/1.1\r\n", 16) == 0;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+TEST_CASE(a_get_is_forwarded_and_its_answer_relayed)
+{
+    setup();
+    fake_feed_str(&F, "GET http://app.test/p?q=1 HTTP/1.1\r\nHost: app.test\r\n"
+                      "Connection: keep-alive, X-Hop\r\nX-Hop: drop me\r\nKeep-Alive: 5\r\n"
+                      "X-Forwarded-For: 6.6.6.6\r\nX-Client-Verify: SUCCESS\r\n"
+                      "Accept: */*\r\n\r\n");
+    moat_h1s_on_event(&S, 0);
+    EXPECT_INT(S.state, MOAT_H1S_STREAM);
+    EXPECT(origin_accept());
+    char req[4096];
+    origin_read(req, sizeof(req), 0);
+    EXPECT(strncmp(req, "GET /p?q=1 HTTP/1.1\r\nHost: app.test\r\n", 37) == 0);
+    EXPECT(strstr(req, "Accept: */*\r\n") != NULL);
+    EXPECT(strstr(req, "X-Hop") == NULL);
+    EXPECT(strstr(req, "Keep-Alive") == NULL);
+    EXPECT(strstr(req, "6.6.6.6") == NULL);
+    EXPECT(strstr(req, "X-Client-Verify") == NULL); /* a forged identity never passes */
+    EXPECT(strstr(req, "X-Forwarded-For: 192.0.2.7:4444\r\n") != NULL);
+    EXPECT(strstr(req, "X-Forwarded-Proto: https\r\n") != NULL);
+    EXPECT(strstr(req, "Connection: close\r\n") != NULL);
+    origin_send("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close, X-Origin-Hop\r\n"
+                "X-Origin-Hop: 1\r\nServer: origin\r\nX-App: yes\r\n\r\nhello");
+    spin(2000, answered);
+    spin(50, NULL);
+    EXPECT(strncmp(sent(), "HTTP/1.1 200 OK\r\n", 17) == 0);
+    EXPECT(strstr(sent(), "X-App: yes\r\n") != NULL);
+    EXPECT(strstr(sent(), "X-Origin-Hop") == NULL);
+    EXPECT(strstr(sent(), "Server: origin") == NULL); /* moat's own Server field */
+    EXPECT(strstr(sent(), "X-Own") == NULL);          /* a relayed answer */
+    EXPECT(strstr(sent(), "Content-Length: 5\r\n\r\nhello") != NULL);
+    EXPECT(strstr(sent(), "Connection: close") == NULL); /* the client's connection stays */
+    EXPECT_INT(S.state, MOAT_H1S_IDLE);
+    EXPECT_INT(done_count, 1);
+    teardown();
+}
+
+TEST_CASE(a_chunked_body_goes_up_and_a_chunked_answer_comes_down)
+{
+    setup();
+    fake_feed_str(&F, "POST /up HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n"
+                      "Expect: 100-continue\r\n\r\n");
+    moat_h1s_on_event(&S, 0);
+    EXPECT(origin_accept());
+    spin(50, NULL);
+    EXPECT_STR(sent(), "HTTP/1.1 100 Continue\r\n\r\n");
+    fake_sent_reset(&F);
+    fake_feed_str(&F, "3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n");
+    char req[4096];
+    origin_read(req, sizeof(req), 15);
+    EXPECT(strstr(req, "Transfer-Encoding: chunked\r\n") != NULL);
+    EXPECT(strstr(req, "Expect") == NULL);
+    /* decoded and chunked again: what arrived together goes as one chunk */
+    EXPECT(strstr(req, "\r\n\r\n5\r\nabcde\r\n0\r\n\r\n") != NULL);
+    origin_send("HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n0\r\n\r\n");
+    spin(2000, answered);
+    spin(50, NULL);
+    EXPECT(strncmp(sent(), "HTTP/1.1 201 Created\r\n", 22) == 0);
+    EXPECT(strstr(sent(), "Transfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n0\r\n\r\n") != NULL);
+    EXPECT_INT(S.state, MOAT_H1S_IDLE);
+    teardown();
+}
+
+TEST_CASE(a_refused_connect_is_a_502_page)
+{
+    setup();
+    close(listen_fd); /* nobody listens there now */
+    listen_fd = -1;
+    fake_feed_str(&F, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    moat_h1s_on_event(&S, 0);
+    spin(2000, answered);
+    EXPECT(strncmp(sent(), "HTTP/1.1 502 Bad Gateway\r\n", 26) == 0);
+    teardown();
+}
+
+TEST_CASE(bytes_that_are_no_answer_are_a_502)
+{
+    EXPECT(forward_a_get());
+    origin_send("SSH-2.0-OpenSSH_9.2\r\n");
+    origin_close();
+    spin(2000, answered);
+    EXPECT(strncmp(sent(), "HTTP/1.1 502 Bad Gateway\r\n", 26) == 0);
+    teardown();
+}
+
+TEST_CASE(an_answer_cut_short_cuts_the_client)
+{
+    EXPECT(forward_a_get());
+    origin_send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this");
+    origin_close();
+    spin(2000, session_ended);
+    EXPECT_INT(ended, 1); /* the promised length cannot be kept: only the close says so */
+    EXPECT(strstr(sent(), "Content-Length: 100\r\n\r\nonly this") != NULL);
+    teardown();
+}
+
+TEST_CASE(an_origin_that_does_not_answer_in_time_is_a_504)
+{
+    setup();
+    T.timeout_ms = 100;
+    fake_feed_str(&F, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    moat_h1s_on_event(&S, 0);
+    EXPECT(origin_accept());
+    spin(2000, answered);
+    EXPECT(strncmp(sent(), "HTTP/1.1 504 Gateway Timeout\r\n", 30) == 0);
+    T.timeout_ms = 2000;
+    teardown();
+}
+
+TEST_CASE(a_client_that_goes_away_closes_the_origin_side)
+{
+    EXPECT(forward_a_get());
+    moat_h1s_clear(&S); /* the connection closes: the handler gets its abort */
+    EXPECT(origin_sees_close());
+    teardown();
+}
+
+TEST_CASE(a_slow_client_holds_the_origin_back)
+{
+    EXPECT(forward_a_get());
+    F.write_room = 100; /* the client takes almost nothing */
+    static char big[300000];
+    memset(big, 'z', sizeof(big));
+    char head[128];
+    snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", sizeof(big));
+    origin_send(head);
+    int fl = 1;
+    setsockopt(origin_fd, SOL_SOCKET, SO_SNDBUF, &fl, sizeof(fl));
+    /* The origin can write what the kernel buffers and no more, because moat stops reading. */
+    size_t off = 0;
+    for (int i = 0; i < 100; i++) {
+        ssize_t r = send(origin_fd, big + off, sizeof(big) - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r > 0) {
+            off += (size_t)r;
+        }
+        spin(5, NULL);
+    }
+    EXPECT(off < sizeof(big)); /* back-pressure reached the origin */
+    EXPECT(S.out.cap <= 64 * 1024);
+    F.write_room = SIZE_MAX;
+    for (int i = 0; i < 2000 && off < sizeof(big); i++) {
+        ssize_t r = send(origin_fd, big + off, sizeof(big) - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r > 0) {
+            off += (size_t)r;
+        }
+        spin(5, NULL);
+    }
+    spin(200, NULL);
+    EXPECT_INT(off, sizeof(big));
+    EXPECT_INT(S.state, MOAT_H1S_IDLE);
+    EXPECT_INT(S.bytes_sent, sizeof(big));
+    EXPECT(F.sent_len > sizeof(big));
+    teardown();
+}
+
+int main(void)
+{
+    moat_log_set_level(getenv("DEBUG") ? MOAT_LVL_DEBUG : MOAT_LVL_ERROR);
+    struct moat_err e = {0};
+    if (!moat_ok(moat_loop_init(&L, &e)) || !moat_ok(moat_pool_init(&P, 64))) {
+        return 2;
+    }
+    L.after = stop_after;
+    moat_timer_init(&tick, on_tick, NULL);
+    moat_buf_init(&SCR.fields, 16384);
+    moat_buf_init(&SCR.body, 65536);
+    start_origin();
+    RUN(a_get_is_forwarded_and_its_answer_relayed);
+    RUN(a_chunked_body_goes_up_and_a_chunked_answer_comes_down);
+    RUN(bytes_that_are_no_answer_are_a_502);
+    RUN(an_answer_cut_short_cuts_the_client);
+    RUN(an_origin_that_does_not_answer_in_time_is_a_504);
+    RUN(a_client_that_goes_away_closes_the_origin_side);
+    RUN(a_slow_client_holds_the_origin_back);
+    RUN(a_refused_connect_is_a_502_page);
+    moat_buf_clear(&SCR.fields);
+    moat_buf_clear(&SCR.body);
+    moat_pool_clear(&P);
+    moat_loop_clear(&L);
+    TEST_MAIN_END();
+}
