@@ -1,21 +1,18 @@
 /*
- * accesslog.c: formatting of access-log lines (see accesslog.h). Request details come from
- * the session's copies (moat_h1s_meta: method, target, host, referer, user agent), because
- * the request's own bytes are gone by the time the answer is finished. The client
- * certificate's identity is asked of the connection's transport (moat_tls_transport_ssl).
+ * accesslog.c: formatting of access-log lines (see accesslog.h). The request's details are
+ * the session's copies (moat_h1s_meta), because the request's own bytes are gone by the time
+ * the answer is finished; the client certificate's identity is asked of the TLS session.
  */
 #include "serve/accesslog.h"
 
 #include "core/log.h"
-#include "serve/conn.h"
-#include "serve/server.h"
-#include "serve/worker.h"
 #include "tls/clientauth.h"
-#include "tls/transport.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FLUSH_AT 32768
 
@@ -40,38 +37,60 @@ static void put_escaped(struct moat_buf *b, const char *s, int json)
     }
 }
 
-void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
+void moat_accesslog_flush(struct moat_alog *sink, struct moat_buf *lines)
 {
-    const char *parts[5];
-    moat_h1s_meta(&c->h1, parts);
-    struct moat_buf *b = &wk->alog;
+    size_t len = moat_buf_len(lines);
+    if (len == 0) {
+        return;
+    }
+    pthread_mutex_lock(&sink->mu);
+    const char *p = moat_buf_rdptr(lines);
+    while (len > 0) {
+        ssize_t n = write(sink->fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break; /* a full disk loses log lines, never requests */
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    pthread_mutex_unlock(&sink->mu);
+    lines->rd = lines->wr = 0;
+}
+
+void moat_accesslog_add(struct moat_alog *sink, struct moat_buf *lines,
+                        const struct moat_alog_entry *e)
+{
+    const char *const *parts = e->parts;
+    struct moat_buf *b = lines;
     size_t mark = b->wr;
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     char when[40];
-    double ms = (double)(wk->loop.now_ms - c->h1.req_started_ms);
+    double ms = e->ms;
     /* The client's certificate identity, when it sent one (mutual TLS sites only). */
     struct moat_tls_identity id = {0};
-    SSL *ssl = moat_tls_transport_ssl(&c->tr);
+    SSL *ssl = e->ssl;
     if (ssl != NULL && SSL_get0_peer_certificate(ssl) != NULL) {
         moat_tls_identity_of(ssl, &id);
     }
     moat_rc rc;
-    if (wk->srv->alog_format == MOAT_LOG_JSON) {
+    if (sink->format == MOAT_LOG_JSON) {
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        rc = moat_buf_printf(b, "{\"time\":\"%s\",\"remote\":\"%s\",\"host\":\"", when,
-                             c->peer_text);
+        rc = moat_buf_printf(b, "{\"time\":\"%s\",\"remote\":\"%s\",\"host\":\"", when, e->peer);
         put_escaped(b, parts[2], 1);
         rc = moat_buf_printf(b, "\",\"method\":\"");
         put_escaped(b, parts[0], 1);
         rc = moat_buf_printf(b, "\",\"path\":\"");
         put_escaped(b, parts[1], 1);
-        rc = moat_buf_printf(b,
-                             "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.0f,\"tls\":%s,"
-                             "\"referer\":\"",
-                             c->h1.status, (unsigned long long)c->h1.bytes_sent, ms,
-                             c->plain ? "false" : "true");
+        rc =
+            moat_buf_printf(b,
+                            "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.0f,\"tls\":%s,"
+                            "\"referer\":\"",
+                            e->status, (unsigned long long)e->bytes, ms, e->tls ? "true" : "false");
         put_escaped(b, parts[3], 1);
         rc = moat_buf_printf(b, "\",\"user_agent\":\"");
         put_escaped(b, parts[4], 1);
@@ -86,7 +105,7 @@ void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
         }
     } else {
         strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
-        rc = moat_buf_printf(b, "%s - ", c->peer_text);
+        rc = moat_buf_printf(b, "%s - ", e->peer);
         if (id.present && id.verified && id.cn[0] != '\0') {
             put_escaped(b, id.cn, 0); /* %u: the authenticated user */
         } else {
@@ -101,8 +120,7 @@ void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
         } else {
             rc = moat_buf_append(b, "-", 1);
         }
-        rc =
-            moat_buf_printf(b, "\" %d %llu \"", c->h1.status, (unsigned long long)c->h1.bytes_sent);
+        rc = moat_buf_printf(b, "\" %d %llu \"", e->status, (unsigned long long)e->bytes);
         put_escaped(b, parts[3][0] ? parts[3] : "-", 0);
         rc = moat_buf_append(b, "\" \"", 3);
         put_escaped(b, parts[4][0] ? parts[4] : "-", 0);
@@ -112,6 +130,6 @@ void moat_accesslog_add(struct moat_worker *wk, const struct moat_conn *c)
         b->wr = mark; /* never half a line */
     }
     if (moat_buf_len(b) >= FLUSH_AT) {
-        moat_worker__alog_flush(wk);
+        moat_accesslog_flush(sink, lines);
     }
 }

@@ -16,10 +16,8 @@
 #include "serve/headers.h"
 #include "serve/proxy.h"
 #include "serve/route.h"
-#include "serve/server.h"
 #include "serve/snapshot.h"
 #include "serve/static.h"
-#include "serve/worker.h"
 #include "tls/clientauth.h"
 #include "tls/ctx.h"
 #include "tls/sni.h"
@@ -42,18 +40,44 @@ void moat_conn_close(struct moat_conn *c)
     }
     c->state = MOAT_CONN_CLOSED;
     moat_h1s_clear(&c->h1); /* a streaming handler (the proxy) lets go of its origin here */
-    moat_timer_disarm(&c->wk->loop.timers, &c->timer);
-    moat_loop_del(&c->wk->loop, &c->w);
+    struct moat_conn_home *h = c->home;
+    moat_timer_disarm(&h->loop->timers, &c->timer);
+    moat_loop_del(h->loop, &c->w);
     moat_transport_close(&c->tr);
-    moat_worker__conn_closed(c->wk, c);
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        h->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = NULL;
+    h->nconns--;
+    h->closed++;
+    /* An event for it may still wait in this epoll batch: freed at the end of the iteration. */
+    c->next_closing = h->closing;
+    h->closing = c;
+    if (h->on_closed != NULL) {
+        h->on_closed(h->owner);
+    }
 }
 
-void moat_conn_free(struct moat_conn *c)
+static void conn_free(struct moat_conn *c)
 {
     if (c->snap != NULL) {
         moat_snapshot_unref(c->snap);
     }
     free(c);
+}
+
+void moat_conn_free_closed(struct moat_conn_home *home)
+{
+    while (home->closing != NULL) {
+        struct moat_conn *c = home->closing;
+        home->closing = c->next_closing;
+        conn_free(c);
+    }
 }
 
 /* ---- what the session asks of the connection -------------------------------------------- */
@@ -136,8 +160,16 @@ static int server_field(void *host)
 static void answer_done(void *host)
 {
     struct moat_conn *c = host;
-    if (c->wk->srv->alog_fd >= 0) {
-        moat_accesslog_add(c->wk, c);
+    struct moat_conn_home *h = c->home;
+    if (h->alog != NULL) {
+        struct moat_alog_entry e = {.peer = c->peer_text,
+                                    .status = c->h1.status,
+                                    .bytes = c->h1.bytes_sent,
+                                    .ms = (double)(h->loop->now_ms - c->h1.req_started_ms),
+                                    .tls = !c->plain,
+                                    .ssl = moat_tls_transport_ssl(&c->tr)};
+        moat_h1s_meta(&c->h1, e.parts);
+        moat_accesslog_add(h->alog, h->alog_lines, &e);
     }
     c->hdrs = NULL;
 }
@@ -211,14 +243,14 @@ static moat_rc dispatch(void *host, const struct moat_req *req, struct moat_res 
         return moat_crlpub_handle(rt.crl, req, res, lines, body);
     }
     if (c->plain) { /* the plain listener redirects, whatever the site does over TLS */
-        return moat_builtin_redirect(&c->wk->srv->https_port, req, res, lines, body);
+        return moat_builtin_redirect(&c->home->https_port, req, res, lines, body);
     }
     if (req->method_id == MOAT_HTTP_M_OPTIONS && req->target.len == 1 && req->target.p[0] == '*') {
         return moat_builtin_options(NULL, req, res, lines, body);
     }
     if (c->site->proxy != NULL) {
         struct moat_proxy_call call = {.target = c->site->proxy,
-                                       .loop = &c->wk->loop,
+                                       .loop = c->home->loop,
                                        .identity = c->site->conf->client_auth != 0};
         return moat_proxy_handler(&call, req, res, lines, body);
     }
@@ -235,7 +267,7 @@ static const struct moat_h1s_host h1_host = {
 
 static void start_session(struct moat_conn *c)
 {
-    moat_timer_disarm(&c->wk->loop.timers, &c->timer);
+    moat_timer_disarm(&c->home->loop->timers, &c->timer);
     c->state = MOAT_CONN_SESSION;
     moat_h1s_start(&c->h1);
 }
@@ -252,7 +284,7 @@ static int step_handshake(struct moat_conn *c)
         return 0;
     }
     if (!moat_ok(rc)) {
-        c->wk->stats.handshake_failures++;
+        c->home->stats.handshake_failures++;
         if (want_words) {
             char msg[600];
             struct moat_tls_identity id;
@@ -312,7 +344,7 @@ static void on_event(struct moat_watch *w, uint32_t events)
 static void on_timer(struct moat_timer *t)
 {
     struct moat_conn *c = t->data;
-    c->wk->stats.handshake_timeouts++;
+    c->home->stats.handshake_timeouts++;
     moat_log(MOAT_LVL_DEBUG, c->id, "tls handshake timed out (peer %s)", c->peer_text);
     moat_conn_close(c);
 }
@@ -326,7 +358,7 @@ void moat_conn_drain(struct moat_conn *c)
     }
 }
 
-void moat_conn_accept(struct moat_worker *wk, int fd, const struct sockaddr_storage *peer,
+void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_storage *peer,
                       int plain)
 {
     struct moat_conn *c = calloc(1, sizeof(*c));
@@ -334,12 +366,12 @@ void moat_conn_accept(struct moat_worker *wk, int fd, const struct sockaddr_stor
         close(fd);
         return;
     }
-    c->wk = wk;
-    c->id = ++wk->next_conn_id * 64 + wk->id; /* unique across workers, ordered within one */
+    c->home = h;
+    c->id = ++h->next_id * 64 + h->worker_id; /* unique across workers, ordered within one */
     moat_transport_plain_init(&c->tr, fd);
     c->plain = plain;
     moat_sock_peer_text(peer, c->peer_text, sizeof(c->peer_text));
-    c->snap = moat_snapshot_ref(wk->snap);
+    c->snap = moat_snapshot_ref(h->snap);
     moat_timer_init(&c->timer, on_timer, c);
     c->w.fd = fd;
     c->w.cb = on_event;
@@ -349,31 +381,31 @@ void moat_conn_accept(struct moat_worker *wk, int fd, const struct sockaddr_stor
         if (!moat_ok(moat_tls_transport_server(&c->tr, fd, moat_tls_sni_default_ctx(c->snap->sni),
                                                NULL))) {
             moat_transport_close(&c->tr); /* not yet linked anywhere */
-            moat_conn_free(c);
+            conn_free(c);
             return;
         }
     }
-    struct moat_h1s_env env = {.loop = &wk->loop,
-                               .pool = &wk->pool,
-                               .scratch = &wk->h1scratch,
-                               .stats = &wk->stats.h1,
+    struct moat_h1s_env env = {.loop = h->loop,
+                               .pool = h->pool,
+                               .scratch = h->scratch,
+                               .stats = &h->stats.h1,
                                .host = &h1_host,
                                .host_data = c,
                                .conn_id = c->id,
                                .peer = c->peer_text,
                                .secure = !plain,
                                .tls = moat_tls_transport_ssl(&c->tr),
-                               .keep_meta = wk->srv->alog_fd >= 0};
+                               .keep_meta = h->alog != NULL};
     moat_h1s_init(&c->h1, &c->tr, &c->snap->h1, &env);
     /* link */
-    c->next = wk->conns;
-    if (wk->conns) {
-        wk->conns->prev = c;
+    c->next = h->conns;
+    if (h->conns) {
+        h->conns->prev = c;
     }
-    wk->conns = c;
-    wk->nconns++;
-    wk->stats.accepted++;
-    if (!moat_ok(moat_loop_add(&wk->loop, &c->w, EPOLLIN | EPOLLOUT | EPOLLRDHUP))) {
+    h->conns = c;
+    h->nconns++;
+    h->stats.accepted++;
+    if (!moat_ok(moat_loop_add(h->loop, &c->w, EPOLLIN | EPOLLOUT | EPOLLRDHUP))) {
         moat_conn_close(c);
         return;
     }
@@ -381,8 +413,8 @@ void moat_conn_accept(struct moat_worker *wk, int fd, const struct sockaddr_stor
         start_session(c);
     } else {
         c->state = MOAT_CONN_HANDSHAKE;
-        if (!moat_ok(moat_timer_arm(&wk->loop.timers, &c->timer,
-                                    wk->loop.now_ms + c->snap->conf->handshake_timeout_ms))) {
+        if (!moat_ok(moat_timer_arm(&h->loop->timers, &c->timer,
+                                    h->loop->now_ms + c->snap->conf->handshake_timeout_ms))) {
             moat_conn_close(c);
         }
     }

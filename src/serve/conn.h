@@ -16,10 +16,41 @@
 
 #include <sys/socket.h>
 
-struct moat_worker;
 struct moat_snapshot;
 struct moat_site;
 struct moat_hdr_set;
+struct moat_alog;
+struct moat_conn;
+
+struct moat_conn_stats {
+    unsigned long long accepted, handshake_failures, handshake_timeouts;
+    struct moat_h1s_stats h1; /* requests, bad requests, timeouts of the sessions */
+};
+
+/*
+ * What a connection lives on: its worker's loop, buffers and access log, the configuration new
+ * connections take, and the list of connections. The worker owns it and its connections; a
+ * connection borrows it, so this file knows nothing of threads, listeners or reloads.
+ */
+struct moat_conn_home {
+    struct moat_loop *loop;
+    struct moat_pool *pool;
+    struct moat_h1s_scratch *scratch;
+    struct moat_snapshot *snap; /* one reference: the configuration new connections take */
+    struct moat_alog *alog;     /* NULL: no access log */
+    struct moat_buf *alog_lines;
+    int https_port; /* for redirects from the plain listener */
+    unsigned worker_id;
+    unsigned long long next_id;
+    struct moat_conn *conns; /* all live connections (doubly linked) */
+    size_t nconns;
+    struct moat_conn *closing; /* closed ones, freed at the end of the loop iteration */
+    unsigned long long closed;
+    struct moat_conn_stats stats;
+    /* A connection closed (the worker may accept again). */
+    void (*on_closed)(void *owner);
+    void *owner;
+};
 
 enum moat_conn_state {
     MOAT_CONN_HANDSHAKE = 0,
@@ -30,7 +61,7 @@ enum moat_conn_state {
 struct moat_conn {
     struct moat_watch w;             /* w.fd is tr.fd */
     struct moat_transport tr;        /* owned: plain or TLS (tls/transport.h) */
-    struct moat_worker *wk;          /* borrowed */
+    struct moat_conn_home *home;     /* borrowed */
     struct moat_snapshot *snap;      /* one reference */
     struct moat_site *site;          /* borrowed from snap: site of the current request */
     struct moat_site *sni_site;      /* borrowed from snap: the site whose handshake this was */
@@ -47,13 +78,13 @@ struct moat_conn {
 };
 
 /* Accept a new connection on fd (ownership passes, also on failure). */
-void moat_conn_accept(struct moat_worker *wk, int fd, const struct sockaddr_storage *peer,
+void moat_conn_accept(struct moat_conn_home *home, int fd, const struct sockaddr_storage *peer,
                       int plain);
 /* Called by the worker: drain started (close if idle, no keep-alive after this response). */
 void moat_conn_drain(struct moat_conn *c);
 /* Close now (drain deadline, shutdown). */
 void moat_conn_close(struct moat_conn *c);
-/* Free a closed connection (end of loop iteration). */
-void moat_conn_free(struct moat_conn *c);
+/* Free the connections closed in this loop iteration (at its end). */
+void moat_conn_free_closed(struct moat_conn_home *home);
 
 #endif

@@ -16,7 +16,7 @@
  *  - moat's local CA (`local`, or a path to the same folder), whose keys the server already
  *    holds to issue zero-config certificates: the server writes a new CRL itself (as `moat ca
  *    crl` would) when the file is missing, damaged, foreign-signed, stale or past two thirds of
- *    its validity, and asks to be rebuilt before it runs out (the snapshot's renew_at).
+ *    its validity, and asks to be rebuilt before it runs out (the snapshot's crl_refresh_at).
  */
 #ifndef MOAT_SERVE_CRLPUB_H
 #define MOAT_SERVE_CRLPUB_H

@@ -115,21 +115,21 @@ moat_rc moat_server_check(const struct moat_conf_source *src, struct moat_err *e
 static moat_rc open_access_log(struct moat_server *srv, const struct moat_conf *conf,
                                struct moat_err *err)
 {
-    srv->alog_fd = -1;
-    srv->alog_format = conf->access_format;
+    srv->alog.fd = -1;
+    srv->alog.format = conf->access_format;
     if (conf->access_log == NULL || strcmp(conf->access_log, "off") == 0) {
         return MOAT_RC_OK;
     }
     if (strcmp(conf->access_log, "stdout") == 0) {
-        srv->alog_fd = 1;
+        srv->alog.fd = 1;
         return MOAT_RC_OK;
     }
-    srv->alog_fd = open(conf->access_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (srv->alog_fd < 0) {
+    srv->alog.fd = open(conf->access_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (srv->alog.fd < 0) {
         moat_err_where(err, "%s", conf->access_log);
         MOAT_FAIL_SYS(err, MOAT_E_CONFIG, "cannot open the access log");
     }
-    srv->alog_owned = 1;
+    srv->alog.owned = 1;
     return MOAT_RC_OK;
 }
 
@@ -161,6 +161,9 @@ static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, s
             srv->https_port = addrs[a].port;
             break;
         }
+    }
+    for (unsigned w = 0; w < srv->nworkers; w++) {
+        srv->workers[w].home.https_port = srv->https_port; /* before the threads start */
     }
     for (size_t a = 0; a < naddrs; a++) {
         for (unsigned w = 0; w < srv->nworkers; w++) {
@@ -247,8 +250,8 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     struct moat_server srv;
     memset(&srv, 0, sizeof(srv));
     srv.src = *src;
-    srv.alog_fd = -1;
-    pthread_mutex_init(&srv.alog_mu, NULL);
+    srv.alog.fd = -1;
+    pthread_mutex_init(&srv.alog.mu, NULL);
     moat_rc rc;
 
     /* Block the signals we handle before any thread exists, so every thread inherits it. */
@@ -292,7 +295,8 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     }
     unsigned inited = 0;
     for (unsigned w = 0; moat_ok(rc) && w < nworkers; w++) {
-        rc = moat_worker_init(&srv.workers[w], w + 1, &srv, srv.snap, err);
+        rc = moat_worker_init(&srv.workers[w], w + 1, srv.alog.fd >= 0 ? &srv.alog : NULL,
+                              srv.https_port, srv.snap, err);
         inited = w + 1;
     }
     srv.nworkers = inited;
@@ -306,7 +310,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     }
     if (moat_ok(rc)) {
         print_banner(&srv, srv.snap, demo);
-        time_t renew_check = 0;
+        time_t renew_check = 0, crl_check = 0;
         for (;;) {
             struct timespec tick = {1, 0};
             siginfo_t si;
@@ -322,9 +326,23 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
                            sig == SIGTERM ? "SIGTERM" : "SIGINT",
                            (unsigned long long)srv.snap->conf->drain_timeout_ms);
                 break;
-            } else if (srv.snap->renew_at != 0 && now >= srv.snap->renew_at && now >= renew_check) {
-                renew_check = now + 60; /* retry each minute if renewal fails */
-                reload(&srv, "renewing local certificates");
+            } else if (srv.snap->crl_refresh_at != 0 && now >= srv.snap->crl_refresh_at &&
+                       now >= crl_check) {
+                crl_check = now + 60; /* retry each minute if it fails */
+                reload(&srv, "refreshing the local CA's published CRL");
+            } else {
+                time_t due = moat_snapshot_next_renewal(srv.snap);
+                if (due != 0 && now >= due && now >= renew_check) {
+                    /* In place: new handshakes get the new certificate, nothing reloads. */
+                    struct moat_err e = {0};
+                    if (!moat_ok(moat_snapshot_renew_certs(srv.snap, srv.state_dir, now, &e))) {
+                        char msg[700];
+                        moat_log_w("renewing a local certificate failed (trying again in a "
+                                   "minute): %s",
+                                   moat_err_str(&e, msg, sizeof(msg)));
+                        renew_check = now + 60;
+                    }
+                }
             }
         }
     }
@@ -340,10 +358,10 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     free(srv.workers);
     moat_snapshot_unref(srv.snap);
     moat_tls_tickets_free(srv.tickets);
-    if (srv.alog_owned) {
-        close(srv.alog_fd);
+    if (srv.alog.owned) {
+        close(srv.alog.fd);
     }
     free(srv.state_dir);
-    pthread_mutex_destroy(&srv.alog_mu);
+    pthread_mutex_destroy(&srv.alog.mu);
     return rc;
 }

@@ -1,13 +1,15 @@
 /*
  * server.h: the main thread of `moat serve`: builds the first snapshot, binds the listeners,
  * starts the workers, then waits for signals: SIGHUP reloads (new snapshot, validated before it
- * is published), SIGTERM/SIGINT drain and exit, and a once-a-second tick rotates ticket keys and
- * renews locally issued certificates.
+ * is published), SIGTERM/SIGINT drain and exit, and a once-a-second tick rotates ticket keys,
+ * renews locally issued certificates in place (moat_snapshot_renew_certs: no reload) and
+ * reloads when a CRL the local CA publishes is due.
  */
 #ifndef MOAT_SERVE_SERVER_H
 #define MOAT_SERVE_SERVER_H
 
 #include "core/err.h"
+#include "serve/accesslog.h"
 #include "serve/conf.h"
 
 #include <pthread.h>
@@ -26,11 +28,8 @@ struct moat_conf_source {
 
 struct moat_server {
     struct moat_conf_source src;
-    char *state_dir; /* owned, resolved */
-    int alog_fd;     /* -1 = off */
-    int alog_owned;
-    enum moat_log_format alog_format;
-    pthread_mutex_t alog_mu;          /* one write per flush per worker */
+    char *state_dir;                  /* owned, resolved */
+    struct moat_alog alog;            /* the access log (alog.fd -1: off) */
     int https_port;                   /* for redirects from the plain listener */
     struct moat_tls_tickets *tickets; /* owned, process-wide (survives reloads) */
     struct moat_snapshot *snap;       /* the main thread's reference to the current snapshot */

@@ -195,7 +195,7 @@ static moat_rc site_ctx_new(const struct moat_snapshot *s, const struct moat_sit
  * sources to describe instead of load, so nothing is written; *nsets may then be 0 (serve would
  * issue the certificate). The sets in `sets` are the caller's references.
  */
-static moat_rc site_sets(struct moat_snapshot *s, const struct moat_conf_site *cs,
+static moat_rc site_sets(struct moat_site *site, const struct moat_conf_site *cs,
                          const struct moat_snapshot_env *env, X509_STORE *trust,
                          struct moat_cert_local_ca *lca, struct moat_tls_certset *sets[8],
                          size_t *nsets, struct moat_err *err)
@@ -216,10 +216,7 @@ static moat_rc site_sets(struct moat_snapshot *s, const struct moat_conf_site *c
         }
         if (sets[0] != NULL) {
             *nsets = 1;
-            time_t at = sets[0]->renew_at;
-            if (!env->dry_run && at != 0 && (s->renew_at == 0 || at < s->renew_at)) {
-                s->renew_at = at;
-            }
+            site->cert_renew_at = env->dry_run ? 0 : sets[0]->renew_at;
         }
         return MOAT_RC_OK;
     }
@@ -277,7 +274,7 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
 
     struct moat_tls_certset *sets[8] = {NULL};
     size_t nsets = 0;
-    MOAT_TRY(site_sets(s, cs, env, trust, lca, sets, &nsets, err));
+    MOAT_TRY(site_sets(site, cs, env, trust, lca, sets, &nsets, err));
     if (cs->client_auth != MOAT_CLIENT_AUTH_OFF) {
         moat_rc rc = moat_tls_client_auth_new(
             (enum moat_client_auth_mode)cs->client_auth, (const char *const *)cs->client_ca,
@@ -420,7 +417,7 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     if (moat_ok(rc)) {
         /* After the sites: a site without `cert` has made the local CA by now. */
         rc = moat_crlpub_build(conf, env->state_dir, env->quiet, env->dry_run, &s->crlpub,
-                               &s->renew_at, err);
+                               &s->crl_refresh_at, err);
     }
 out:
     X509_STORE_free(trust);
@@ -451,4 +448,74 @@ moat_rc moat_snapshot_swap_certs(struct moat_snapshot *s, struct moat_site *site
         moat_err_where(err, "%s", site->conf->where);
     }
     return rc;
+}
+
+time_t moat_snapshot_next_renewal(const struct moat_snapshot *s)
+{
+    time_t next = 0;
+    for (size_t i = 0; i < s->nsites; i++) {
+        time_t at = s->sites[i].cert_renew_at;
+        if (at != 0 && (next == 0 || at < next)) {
+            next = at;
+        }
+    }
+    return next;
+}
+
+/* A new certificate for one site from its source, swapped in. */
+static moat_rc renew_site(struct moat_snapshot *s, struct moat_site *site,
+                          struct moat_cert_local_ca *lca, struct moat_err *err)
+{
+    const struct moat_conf_site *cs = site->conf;
+    struct moat_cert_source *src = NULL;
+    struct moat_tls_certset *set = NULL;
+    moat_rc rc =
+        moat_cert_source_local_new(lca, (const char *const *)cs->names, cs->nnames, &src, err);
+    if (moat_ok(rc)) {
+        rc = moat_cert_source_load(src, &set, err);
+    }
+    moat_cert_source_free(src);
+    if (moat_ok(rc)) {
+        rc = moat_snapshot_swap_certs(s, site, &set, 1, err);
+    }
+    if (moat_ok(rc)) {
+        site->cert_renew_at = set->renew_at;
+        char when[32] = "never";
+        struct tm tm;
+        if (set->renew_at != 0 && gmtime_r(&set->renew_at, &tm) != NULL) {
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
+        }
+        moat_log_i("site %s: renewed its local certificate without a reload (next renewal %s)",
+                   cs->names[0], when);
+    }
+    moat_tls_certset_unref(set);
+    if (!moat_ok(rc) && err != NULL && err->where[0] == '\0') {
+        moat_err_where(err, "%s", cs->where);
+    }
+    return rc;
+}
+
+moat_rc moat_snapshot_renew_certs(struct moat_snapshot *s, const char *state_dir, time_t now,
+                                  struct moat_err *err)
+{
+    MOAT_ENSURE_REF(s);
+    struct moat_cert_local_ca *lca = NULL;
+    moat_rc first = MOAT_RC_OK;
+    for (size_t i = 0; i < s->nsites; i++) {
+        struct moat_site *site = &s->sites[i];
+        if (!site->local_cert || site->cert_renew_at == 0 || now < site->cert_renew_at) {
+            continue;
+        }
+        if (lca == NULL && (lca = moat_cert_local_ca_new(state_dir, 1)) == NULL) {
+            first = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+            break;
+        }
+        /* Only the first failure is reported; the others are tried all the same. */
+        moat_rc rc = renew_site(s, site, lca, moat_ok(first) ? err : NULL);
+        if (!moat_ok(rc) && moat_ok(first)) {
+            first = rc;
+        }
+    }
+    moat_cert_local_ca_free(lca);
+    return first;
 }

@@ -40,7 +40,9 @@ struct moat_site {
     struct moat_hdr_table hdrs;               /* owned: `header` rules compiled */
     char hsts[160];                           /* whole header line with CRLF, or "" */
     size_t hsts_len;
-    int local_cert; /* certificate issued by moat's local CA */
+    int local_cert;       /* certificate issued by moat's local CA */
+    time_t cert_renew_at; /* when its certificate source wants a new one; 0 = never. The main
+                             thread's (moat_snapshot_renew_certs); workers never read it */
 };
 
 /* A site name that is an IP address (routing by Host only; SNI never carries one). */
@@ -63,8 +65,8 @@ struct moat_snapshot {
     size_t nips;
     struct moat_site *catch_all; /* the "*" site, or NULL */
     struct moat_h1s_conf h1;     /* what the HTTP/1 sessions enforce (conf's limits, timeouts) */
-    time_t renew_at; /* when a locally issued certificate (or the local CA's published CRL)
-                        should be made again; 0 = never */
+    time_t crl_refresh_at;       /* when a CRL the local CA publishes must be made again (a reload
+                                    does it); 0 = never */
     struct moat_crlpub_set *crlpub;   /* owned; NULL when no site has crl_publish */
     struct moat_tls_tickets *tickets; /* borrowed from the env (process-wide), for swaps */
 };
@@ -99,6 +101,19 @@ void moat_snapshot_unref(struct moat_snapshot *s);
 MOAT_MUST_USE moat_rc moat_snapshot_swap_certs(struct moat_snapshot *s, struct moat_site *site,
                                                struct moat_tls_certset *const *sets, size_t nsets,
                                                struct moat_err *err);
+
+/* The soonest cert_renew_at of the sites; 0 when none wants renewing. */
+time_t moat_snapshot_next_renewal(const struct moat_snapshot *s);
+
+/*
+ * Renew the certificates that are due at `now` through their sources (the local CA issues and
+ * writes new ones) and swap them in with moat_snapshot_swap_certs: no reload, running
+ * connections untouched. `state_dir` is the local CA's. The main thread only. A site that
+ * fails keeps its certificate and is tried again at the next call; the first failure is
+ * returned after all sites were tried, with the site in err.
+ */
+MOAT_MUST_USE moat_rc moat_snapshot_renew_certs(struct moat_snapshot *s, const char *state_dir,
+                                                time_t now, struct moat_err *err);
 
 /*
  * The site a request's authority names (port stripped by the caller, "[v6]" in brackets or

@@ -6,7 +6,7 @@
 
 #include "core/log.h"
 #include "serve/conn.h"
-#include "serve/server.h"
+#include "serve/accesslog.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -24,30 +24,6 @@
 #define TRIM_BUSY_TICKS 40 /* under steady churn, trim every 10 s at most */
 #define POOL_KEEP 16       /* blocks a sweep leaves in the pool */
 
-void moat_worker__alog_flush(struct moat_worker *wk)
-{
-    size_t len = moat_buf_len(&wk->alog);
-    if (len == 0) {
-        return;
-    }
-    struct moat_server *srv = (struct moat_server *)wk->srv;
-    pthread_mutex_lock(&srv->alog_mu);
-    const char *p = moat_buf_rdptr(&wk->alog);
-    while (len > 0) {
-        ssize_t n = write(srv->alog_fd, p, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break; /* a full disk loses log lines, never requests */
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    pthread_mutex_unlock(&srv->alog_mu);
-    wk->alog.rd = wk->alog.wr = 0;
-}
-
 /*
  * Housekeeping, four times a second: write the access log, and give memory back to the system.
  * A TLS handshake takes tens of KiB for a moment and a closed connection leaves its SSL object,
@@ -61,12 +37,12 @@ void moat_worker__alog_flush(struct moat_worker *wk)
 static void housekeeping(struct moat_timer *t)
 {
     struct moat_worker *wk = t->data;
-    if (wk->srv->alog_fd >= 0) {
-        moat_worker__alog_flush(wk);
+    if (wk->alog != NULL) {
+        moat_accesslog_flush(wk->alog, &wk->alog_lines);
     }
     wk->ticks++;
     size_t freed = wk->ticks % SWEEP_TICKS == 0 ? moat_pool_sweep(&wk->pool, POOL_KEEP) : 0;
-    unsigned long long churn = wk->stats.accepted + wk->closed;
+    unsigned long long churn = wk->home.stats.accepted + wk->home.closed;
     int quiet = churn == wk->churn_at_last_tick;
     int due = churn - wk->churn_at_last_trim >= 64 || freed >= 64;
     if (due && (quiet || wk->ticks - wk->ticks_at_last_trim >= TRIM_BUSY_TICKS)) {
@@ -77,7 +53,9 @@ static void housekeeping(struct moat_timer *t)
     wk->churn_at_last_tick = churn;
     if (!moat_ok(moat_timer_arm(&wk->loop.timers, &wk->house_timer,
                                 wk->loop.now_ms + HOUSEKEEPING_MS))) {
-        moat_worker__alog_flush(wk);
+        if (wk->alog != NULL) {
+            moat_accesslog_flush(wk->alog, &wk->alog_lines);
+        }
     }
 }
 
@@ -102,9 +80,9 @@ static void on_accept(struct moat_watch *w, uint32_t events)
 {
     struct moat_listener *l = w->data;
     struct moat_worker *wk = l->wk;
-    uint64_t max = wk->snap->conf->max_conns;
+    uint64_t max = wk->home.snap->conf->max_conns;
     for (;;) {
-        if (max > 0 && wk->nconns >= max) {
+        if (max > 0 && wk->home.nconns >= max) {
             /* Leave the rest in the backlog (other workers may take them) until a
              * connection of ours closes. */
             set_accepting(wk, 0);
@@ -123,25 +101,14 @@ static void on_accept(struct moat_watch *w, uint32_t events)
             }
             return;
         }
-        moat_conn_accept(wk, fd, &ss, !l->tls);
+        moat_conn_accept(&wk->home, fd, &ss, !l->tls);
     }
 }
 
-void moat_worker__conn_closed(struct moat_worker *wk, struct moat_conn *c)
+/* A connection closed: room for another one. */
+static void conn_closed(void *owner)
 {
-    if (c->prev) {
-        c->prev->next = c->next;
-    } else {
-        wk->conns = c->next;
-    }
-    if (c->next) {
-        c->next->prev = c->prev;
-    }
-    c->prev = c->next = NULL;
-    wk->nconns--;
-    wk->closed++;
-    c->next_closing = wk->closing;
-    wk->closing = c;
+    struct moat_worker *wk = owner;
     if (!wk->draining && !wk->accepting) {
         set_accepting(wk, 1);
     }
@@ -150,12 +117,8 @@ void moat_worker__conn_closed(struct moat_worker *wk, struct moat_conn *c)
 static void after_iteration(struct moat_loop *l, void *data)
 {
     struct moat_worker *wk = data;
-    while (wk->closing != NULL) {
-        struct moat_conn *c = wk->closing;
-        wk->closing = c->next_closing;
-        moat_conn_free(c);
-    }
-    if (wk->draining && wk->nconns == 0) {
+    moat_conn_free_closed(&wk->home);
+    if (wk->draining && wk->home.nconns == 0) {
         l->stop = 1;
     }
 }
@@ -163,11 +126,11 @@ static void after_iteration(struct moat_loop *l, void *data)
 static void drain_deadline(struct moat_timer *t)
 {
     struct moat_worker *wk = t->data;
-    if (wk->nconns > 0) {
-        moat_log_w("drain time over: closing %zu connection(s) still busy", wk->nconns);
+    if (wk->home.nconns > 0) {
+        moat_log_w("drain time over: closing %zu connection(s) still busy", wk->home.nconns);
     }
-    while (wk->conns != NULL) {
-        moat_conn_close(wk->conns);
+    while (wk->home.conns != NULL) {
+        moat_conn_close(wk->home.conns);
     }
 }
 
@@ -183,14 +146,14 @@ static void start_drain(struct moat_worker *wk)
     }
     wk->nlisteners = 0;
     wk->draining = 1;
-    struct moat_conn *c = wk->conns;
+    struct moat_conn *c = wk->home.conns;
     while (c != NULL) {
         struct moat_conn *next = c->next;
         moat_conn_drain(c);
         c = next;
     }
     if (!moat_ok(moat_timer_arm(&wk->loop.timers, &wk->drain_timer,
-                                wk->loop.now_ms + wk->snap->conf->drain_timeout_ms))) {
+                                wk->loop.now_ms + wk->home.snap->conf->drain_timeout_ms))) {
         drain_deadline(&wk->drain_timer);
     }
 }
@@ -203,8 +166,8 @@ static void on_wakeup(struct moat_watch *w, uint32_t events)
     }
     struct moat_snapshot *s = atomic_exchange(&wk->pending, NULL);
     if (s != NULL) {
-        struct moat_snapshot *old = wk->snap;
-        wk->snap = s;
+        struct moat_snapshot *old = wk->home.snap;
+        wk->home.snap = s;
         moat_snapshot_unref(old); /* connections keep theirs until they close */
     }
     if (atomic_load(&wk->stop)) {
@@ -212,12 +175,21 @@ static void on_wakeup(struct moat_watch *w, uint32_t events)
     }
 }
 
-moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, const struct moat_server *srv,
-                         struct moat_snapshot *snap, struct moat_err *err)
+moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *alog,
+                         int https_port, struct moat_snapshot *snap, struct moat_err *err)
 {
     memset(wk, 0, sizeof(*wk));
     wk->id = id;
-    wk->srv = srv;
+    wk->alog = alog;
+    wk->home = (struct moat_conn_home){.loop = &wk->loop,
+                                       .pool = &wk->pool,
+                                       .scratch = &wk->h1scratch,
+                                       .alog = alog,
+                                       .alog_lines = &wk->alog_lines,
+                                       .https_port = https_port,
+                                       .worker_id = id,
+                                       .on_closed = conn_closed,
+                                       .owner = wk};
     wk->evfd = -1;
     MOAT_TRY(moat_loop_init(&wk->loop, err));
     wk->loop.after = after_iteration;
@@ -233,14 +205,14 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, const struct moat_
     if (!moat_ok(moat_pool_init(&wk->pool, POOL_MAX))) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     }
-    moat_buf_init(&wk->alog, 1 << 20);
+    moat_buf_init(&wk->alog_lines, 1 << 20);
     moat_buf_init(&wk->h1scratch.fields, 16384);
     moat_buf_init(&wk->h1scratch.body, 4 * 1024 * 1024 - 64 * 1024); /* fits in out */
     moat_timer_init(&wk->house_timer, housekeeping, wk);
     moat_timer_init(&wk->drain_timer, drain_deadline, wk);
     atomic_init(&wk->pending, NULL);
     atomic_init(&wk->stop, 0);
-    wk->snap = moat_snapshot_ref(snap);
+    wk->home.snap = moat_snapshot_ref(snap);
     return MOAT_RC_OK;
 }
 
@@ -269,7 +241,9 @@ static void *worker_main(void *arg)
                    "collect");
     }
     moat_loop_run(&wk->loop);
-    moat_worker__alog_flush(wk);
+    if (wk->alog != NULL) {
+        moat_accesslog_flush(wk->alog, &wk->alog_lines);
+    }
     return NULL;
 }
 
@@ -312,8 +286,8 @@ void moat_worker_join(struct moat_worker *wk)
 
 void moat_worker_clear(struct moat_worker *wk)
 {
-    while (wk->conns != NULL) {
-        moat_conn_close(wk->conns);
+    while (wk->home.conns != NULL) {
+        moat_conn_close(wk->home.conns);
     }
     after_iteration(&wk->loop, wk);
     for (size_t i = 0; i < wk->nlisteners; i++) {
@@ -326,12 +300,12 @@ void moat_worker_clear(struct moat_worker *wk)
     if (p != NULL) {
         moat_snapshot_unref(p);
     }
-    if (wk->snap != NULL) {
-        moat_snapshot_unref(wk->snap);
-        wk->snap = NULL;
+    if (wk->home.snap != NULL) {
+        moat_snapshot_unref(wk->home.snap);
+        wk->home.snap = NULL;
     }
     moat_pool_clear(&wk->pool);
-    moat_buf_clear(&wk->alog);
+    moat_buf_clear(&wk->alog_lines);
     moat_buf_clear(&wk->h1scratch.fields);
     moat_buf_clear(&wk->h1scratch.body);
     if (wk->evfd >= 0) {

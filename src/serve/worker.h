@@ -10,7 +10,7 @@
 #include "core/buf.h"
 #include "core/loop.h"
 #include "core/pool.h"
-#include "http1/server.h"
+#include "serve/conn.h"
 #include "serve/snapshot.h"
 
 #include <pthread.h>
@@ -18,8 +18,7 @@
 
 #define MOAT_WORKER_MAX_LISTENERS 16
 
-struct moat_server;
-struct moat_conn;
+struct moat_alog;
 
 struct moat_listener {
     struct moat_watch w; /* w.fd owned */
@@ -27,21 +26,15 @@ struct moat_listener {
     int tls; /* 0: the plain listener that redirects to HTTPS */
 };
 
-struct moat_worker_stats {
-    unsigned long long accepted, handshake_failures, handshake_timeouts;
-    struct moat_h1s_stats h1; /* requests, bad requests, timeouts of the sessions */
-};
-
 struct moat_worker {
     unsigned id; /* 1-based */
     pthread_t thread;
     struct moat_loop loop;
-    const struct moat_server *srv; /* borrowed */
+    struct moat_alog *alog; /* borrowed: the server's; NULL when off */
     struct moat_listener listeners[MOAT_WORKER_MAX_LISTENERS];
     size_t nlisteners;
     int accepting; /* listeners are in the epoll set */
 
-    struct moat_snapshot *snap;              /* one reference */
     _Atomic(struct moat_snapshot *) pending; /* a reference handed over by the main thread */
     atomic_int stop;                         /* drain requested */
     int evfd;                                /* owned eventfd the main thread writes */
@@ -51,26 +44,24 @@ struct moat_worker {
     uint64_t drain_deadline_ms;
     struct moat_timer drain_timer;
 
-    struct moat_conn *conns; /* all live connections (doubly linked) */
-    size_t nconns;
-    struct moat_conn *closing; /* freed at the end of the loop iteration */
-    unsigned long long next_conn_id;
+    struct moat_conn_home home; /* its connections, and what they live on (home.snap: the
+                                   configuration new connections take, one reference) */
 
     struct moat_pool pool; /* connection buffers */
 
-    struct moat_buf alog;          /* access-log lines waiting to be written */
+    struct moat_buf alog_lines;    /* access-log lines waiting to be written */
     struct moat_timer house_timer; /* housekeeping: access log, memory trim */
     /* Memory trim: connections opened + closed (churn) at the last tick and at the last trim,
      * and the tick count then. */
-    unsigned long long closed, churn_at_last_tick, churn_at_last_trim;
+    unsigned long long churn_at_last_tick, churn_at_last_trim;
     unsigned long long ticks, ticks_at_last_trim;
 
     struct moat_h1s_scratch h1scratch; /* the request being dispatched, a handler's output */
-    struct moat_worker_stats stats;
 };
 
-MOAT_MUST_USE moat_rc moat_worker_init(struct moat_worker *wk, unsigned id,
-                                       const struct moat_server *srv, struct moat_snapshot *snap,
+/* `alog` (NULL: off) and `https_port` are the server's, for the connections. */
+MOAT_MUST_USE moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *alog,
+                                       int https_port, struct moat_snapshot *snap,
                                        struct moat_err *err);
 /* Take ownership of a listening socket. */
 MOAT_MUST_USE moat_rc moat_worker_add_listener(struct moat_worker *wk, int fd, int tls,
@@ -82,9 +73,5 @@ void moat_worker_publish(struct moat_worker *wk, struct moat_snapshot *snap);
 void moat_worker_request_stop(struct moat_worker *wk);
 void moat_worker_join(struct moat_worker *wk);
 void moat_worker_clear(struct moat_worker *wk);
-
-/* Used by conn.c */
-void moat_worker__conn_closed(struct moat_worker *wk, struct moat_conn *c);
-void moat_worker__alog_flush(struct moat_worker *wk);
 
 #endif

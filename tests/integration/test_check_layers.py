@@ -75,7 +75,7 @@ def test_include_of_unknown_folder_fails(tmp_path):
     assert "quic/ is not a folder of the layer table" in out
 
 
-def test_cycle_in_one_folder_is_a_warning(tmp_path):
+def test_cycle_in_serve_fails(tmp_path):
     root = tree(tmp_path, {
         "src/serve/conn.h": "",
         "src/serve/conn.c": '#include "serve/conn.h"\n#include "serve/proxy.h"\n',
@@ -84,9 +84,32 @@ def test_cycle_in_one_folder_is_a_warning(tmp_path):
         "src/serve/static.c": '#include "serve/conn.h"\n',
     })
     rc, out = run(root)
-    assert rc == 0, out
-    assert "warning: include cycle between files of serve/: serve/conn -> serve/proxy" in out
+    assert rc == 1, out
+    assert "include cycle between files of serve/: serve/conn -> serve/proxy" in out
+    assert "warning" not in out
     assert "static" not in out
+
+
+def test_internal_header_belongs_to_its_module(tmp_path):
+    root = tree(tmp_path, {
+        "src/serve/conf.h": "",
+        "src/serve/conf_internal.h": '#include "serve/conf.h"\n',
+        "src/serve/conf.c": '#include "serve/conf.h"\n#include "serve/conf_internal.h"\n',
+        "src/serve/conf_site.c": '#include "serve/conf_internal.h"\n',
+    })
+    rc, out = run(root)
+    assert rc == 0, out
+    assert "cycle" not in out
+
+
+def test_cycle_in_client_is_still_a_warning(tmp_path):
+    root = tree(tmp_path, {
+        "src/client/a.c": '#include "client/b.h"\n',
+        "src/client/b.c": '#include "client/a.h"\n',
+    })
+    rc, out = run(root)
+    assert rc == 0, out
+    assert "warning: include cycle between files of client/: client/a -> client/b" in out
 
 
 def test_bad_usage():
