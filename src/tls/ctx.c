@@ -17,10 +17,8 @@
 
 #include "tls/certset.h"
 
-#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -178,12 +176,6 @@ static moat_rc build_extra(const struct moat_tls_opts *o, struct ctx_extra **out
     return MOAT_RC_OK;
 }
 
-/* OpenSSL would prompt on the terminal for an encrypted key; a server must not. */
-static int refuse_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    return -1;
-}
-
 /* The key-type slots OpenSSL keeps side by side in one context (SSL_PKEY_* in ssl_local.h): a
  * second certificate with a key of the same type would silently replace the first. */
 static const char *slot_name(int base_id)
@@ -202,122 +194,6 @@ static const char *slot_name(int base_id)
     default:
         return NULL;
     }
-}
-
-/* What the path form reads before it becomes a certificate set. */
-struct loaded {
-    X509 *leaf;
-    STACK_OF(X509) * chain;
-    EVP_PKEY *key;
-};
-
-static void loaded_clear(struct loaded *l)
-{
-    X509_free(l->leaf);
-    sk_X509_pop_free(l->chain, X509_free);
-    EVP_PKEY_free(l->key);
-    memset(l, 0, sizeof(*l));
-}
-
-static moat_rc open_pem(const char *path, BIO **out, struct moat_err *err)
-{
-    errno = 0;
-    *out = BIO_new_file(path, "r");
-    if (*out == NULL) {
-        int e = errno;
-        ERR_clear_error();
-        moat_err_where(err, "%s", path);
-        return moat_err_sys(err, MOAT_E_CERT, e ? e : EIO, __FILE__, __LINE__, "cannot open \"%s\"",
-                            path);
-    }
-    return MOAT_RC_OK;
-}
-
-static moat_rc read_certs(const char *path, struct loaded *l, struct moat_err *err)
-{
-    BIO *bio;
-    MOAT_TRY(open_pem(path, &bio, err));
-    moat_rc rc = MOAT_RC_OK;
-    l->leaf = PEM_read_bio_X509(bio, NULL, refuse_passphrase, NULL);
-    if (l->leaf == NULL) {
-        moat_err_where(err, "%s", path);
-        rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
-                          "no PEM certificate in \"%s\" (expected the leaf, then its chain)", path);
-        goto out;
-    }
-    l->chain = sk_X509_new_null();
-    if (l->chain == NULL) {
-        rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
-        goto out;
-    }
-    for (;;) {
-        X509 *c = PEM_read_bio_X509(bio, NULL, refuse_passphrase, NULL);
-        if (c == NULL) {
-            break;
-        }
-        if (!sk_X509_push(l->chain, c)) {
-            X509_free(c);
-            rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
-            goto out;
-        }
-    }
-    /* The loop ends on "no start line" at the end of the file; anything else is a broken
-     * certificate in the chain, which must not be served half-way. */
-    unsigned long e = ERR_peek_last_error();
-    if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
-        moat_err_where(err, "%s", path);
-        rc = moat_err_ssl(err, MOAT_E_CERT, __FILE__, __LINE__,
-                          "certificate #%d in \"%s\" cannot be read", sk_X509_num(l->chain) + 2,
-                          path);
-        goto out;
-    }
-    ERR_clear_error();
-out:
-    BIO_free(bio);
-    return rc;
-}
-
-static moat_rc read_key(const char *path, struct loaded *l, struct moat_err *err)
-{
-    BIO *bio;
-    MOAT_TRY(open_pem(path, &bio, err));
-    l->key = PEM_read_bio_PrivateKey(bio, NULL, refuse_passphrase, NULL);
-    BIO_free(bio);
-    if (l->key == NULL) {
-        moat_err_where(err, "%s", path);
-        unsigned long e = ERR_peek_last_error();
-        if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_BAD_PASSWORD_READ) {
-            ERR_clear_error();
-            MOAT_FAIL(err, MOAT_E_CERT,
-                      "key \"%s\" is encrypted; moat needs an unencrypted key (decrypt it with "
-                      "`openssl pkey -in %s -out <new file>` and keep that file private)",
-                      path, path);
-        }
-        MOAT_FAIL_SSL(err, MOAT_E_CERT,
-                      "no usable private key in \"%s\" (moat needs an unencrypted PEM key)", path);
-    }
-    return MOAT_RC_OK;
-}
-
-/* The path form (tests and tools): read a pair with plain OpenSSL calls into a set. The server
- * never comes here: its sets come from cert/ sources, parsed and checked once by pki/. */
-static moat_rc read_pair(const struct moat_tls_cert_files *f, struct moat_tls_certset **out,
-                         struct moat_err *err)
-{
-    if (f->cert_path == NULL || f->key_path == NULL) {
-        MOAT_FAIL(err, MOAT_E_CONFIG, "a certificate needs both a certificate and a key file");
-    }
-    struct loaded l = {0};
-    moat_rc rc = read_certs(f->cert_path, &l, err);
-    if (moat_ok(rc)) {
-        rc = read_key(f->key_path, &l, err);
-    }
-    if (!moat_ok(rc)) {
-        loaded_clear(&l);
-        return rc;
-    }
-    /* moat_tls_certset_new takes the three objects over, also on failure. */
-    return moat_tls_certset_new(l.leaf, l.chain, l.key, f->cert_path, f->key_path, 0, out, err);
 }
 
 /* What load_certs remembers of the sets already in a context. */
@@ -377,19 +253,18 @@ static moat_rc use_set(SSL_CTX *ctx, const struct moat_tls_certset *cs, struct s
 }
 
 /*
- * Put every certificate set (or, in the path form, every file pair read into one) into `ctx`,
- * refusing two of the same key type, and compute the session ID context from the leaves:
- * sessions then resume only under the same certificates, so a ticket issued for one site is
- * not accepted after SNI moves a connection to another site's context (RFC 6066 §3 forbids
- * resuming under a different name; same certificate is the closest the server can check),
- * while sites sharing a context share sessions. A context built after a certificate swap has
- * new leaves, so sessions of the old certificate do not resume under the new one.
+ * Put every certificate set into `ctx`, refusing two of the same key type, and compute the
+ * session ID context from the leaves: sessions then resume only under the same certificates, so
+ * a ticket issued for one site is not accepted after SNI moves a connection to another site's
+ * context (RFC 6066 §3 forbids resuming under a different name; same certificate is the closest
+ * the server can check), while sites sharing a context share sessions. A context built after a
+ * certificate swap has new leaves, so sessions of the old certificate do not resume under the
+ * new one.
  */
 static moat_rc load_certs(SSL_CTX *ctx, const struct moat_tls_opts *o, unsigned char sid[SID_LEN],
                           struct moat_err *err)
 {
-    size_t n = o->nsets > 0 ? o->nsets : o->ncerts;
-    if (n == 0 || (o->nsets > 0 ? o->sets == NULL : o->certs == NULL)) {
+    if (o->nsets == 0 || o->sets == NULL) {
         MOAT_FAIL(err, MOAT_E_CONFIG, "no certificate given (a TLS site needs at least one)");
     }
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -399,27 +274,14 @@ static moat_rc load_certs(SSL_CTX *ctx, const struct moat_tls_opts *o, unsigned 
     }
     moat_rc rc = MOAT_RC_OK;
     struct seen seen = {.n = 0};
-    for (size_t i = 0; i < n && moat_ok(rc); i++) {
-        struct moat_tls_certset *cs = NULL;
-        if (o->nsets > 0) {
-            cs = moat_tls_certset_ref(o->sets[i]);
-            if (cs == NULL) {
-                rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
-                                  "certificate set #%zu is missing", i + 1);
-                break;
-            }
-        } else {
-            rc = read_pair(&o->certs[i], &cs, err);
+    for (size_t i = 0; i < o->nsets && moat_ok(rc); i++) {
+        /* The caller's sets outlive the call, so seen.label may point into them. */
+        if (o->sets[i] == NULL) {
+            rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                              "certificate set #%zu is missing", i + 1);
+            break;
         }
-        if (moat_ok(rc)) {
-            rc = use_set(ctx, cs, &seen, md, err);
-        }
-        /* seen.label must outlive the set read from files: point it at the caller's path
-         * (the same text). The caller's sets outlive the call anyway. */
-        if (o->nsets == 0 && moat_ok(rc)) {
-            seen.label[seen.n - 1] = o->certs[i].cert_path;
-        }
-        moat_tls_certset_unref(cs);
+        rc = use_set(ctx, o->sets[i], &seen, md, err);
     }
     unsigned int dn = 0;
     if (moat_ok(rc) && (!EVP_DigestFinal_ex(md, sid, &dn) || dn != SID_LEN)) {

@@ -5,11 +5,10 @@
  * fixed and secure by default: TLS 1.2 and 1.3 only, ECDHE + AEAD ciphers only, X25519/P-256/
  * P-384, no compression, no renegotiation, no 0-RTT, strict ALPN. Certificates of different key
  * types (an ECDSA and an RSA one) live side by side in one context and OpenSSL serves the one the
- * client can verify. Contexts are built from certificate sets (cert/certset.h), parsed and
- * checked once by a certificate source; nothing here reads a file in the server. A site's
- * certificates are replaced at run time by building a new context from new sets and publishing
- * it through the SNI table (moat_tls_sni_swap_ctx). The path form (moat_tls_cert_files) remains
- * for tests and tools: it reads the files with plain OpenSSL calls into sets first.
+ * client can verify. Contexts are built from certificate sets (tls/certset.h), parsed and
+ * checked once by a certificate source (cert/source.h); nothing here reads a certificate or a
+ * key file. A site's certificates are replaced at run time by building a new context from new
+ * sets and publishing it through the SNI table (moat_tls_sni_swap_ctx).
  */
 #ifndef MOAT_TLS_CTX_H
 #define MOAT_TLS_CTX_H
@@ -23,20 +22,11 @@ struct moat_tls_tickets;
 struct moat_tls_client_auth;
 struct moat_tls_certset;
 
-/* PEM files: cert_path holds the leaf followed by its chain (no root needed); key_path holds the
- * unencrypted private key (it may be the same file). */
-struct moat_tls_cert_files {
-    const char *cert_path;
-    const char *key_path;
-};
-
 struct moat_tls_opts {
     struct moat_tls_certset *const *sets; /* borrowed for the call (the context takes its own
                                           references on the certificates and keys); at least
                                           one, at most one per key type */
     size_t nsets;
-    const struct moat_tls_cert_files *certs; /* instead of sets (nsets 0): PEM files, read here */
-    size_t ncerts;
     const char *const *alpn; /* server preference order, e.g. {"h2", "http/1.1"}; NULL/0 means
                                 {"http/1.1", "http/1.0"}; each 1..255 bytes */
     size_t nalpn;
@@ -49,15 +39,14 @@ struct moat_tls_opts {
 };
 
 /*
- * Build a server context with the policy above, the certificate sets of `o->sets` (or the files
- * of `o->certs`), the ALPN list and, when `o->tickets` is set, the shared session ticket keys.
+ * Build a server context with the policy above, the certificate sets of `o->sets`, the ALPN
+ * list and, when `o->tickets` is set, the shared session ticket keys.
  *
- * Refuses (MOAT_E_CONFIG) no certificate, two certificates whose keys are of the same type (the
- * message names both files, the sets' labels), a bad ALPN list or a negative timeout; refuses
- * (MOAT_E_CERT) a key that does not match its certificate or a key type TLS cannot use with
- * this policy, and in the path form a file that cannot be read, holds no certificate or holds
- * an encrypted key. On success *out holds a new
- * context with one reference owned by the caller (SSL_CTX_free it); on failure *out is NULL.
+ * Refuses (MOAT_E_CONFIG) no certificate (nsets 0, or a NULL set), two certificates whose keys
+ * are of the same type (the message names both, by the sets' labels: their files), a bad ALPN
+ * list or a negative timeout; refuses (MOAT_E_CERT) a key that does not match its certificate
+ * or a key type TLS cannot use with this policy. On success *out holds a new context with one
+ * reference owned by the caller (SSL_CTX_free it); on failure *out is NULL.
  */
 MOAT_MUST_USE moat_rc moat_tls_ctx_new(const struct moat_tls_opts *o, SSL_CTX **out,
                                        struct moat_err *err);

@@ -1,13 +1,13 @@
 /*
  * test_source.c: the certificate sources. `files`: a good pair becomes a set holding exactly
- * what was parsed, and each refusal of the start-up checks comes through with its kind and
- * file. `local CA`: describe writes nothing on an empty state folder and loads nothing, load
- * makes the CA and the leaf and stamps renew_at at two thirds of its life, and afterwards
- * describe reads the same leaf back without writing.
+ * what was parsed, and each refusal of reading the files (missing, swapped, damaged, encrypted,
+ * half a pair) and of the start-up checks comes through with its kind and file. `local CA`:
+ * describe writes nothing on an empty state folder and loads nothing, load makes the CA and the
+ * leaf and stamps renew_at at two thirds of its life, and afterwards describe reads the same leaf
+ * back without writing.
  */
 #include "cert/source.h"
 #include "test.h"
-#include "tls/ctx.h"
 #include "tls/tls_helpers.h"
 
 #include <dirent.h>
@@ -23,7 +23,7 @@ static struct moat_cert_source *files_src(const char *cert, const char *key)
 
 TEST_CASE(files_source_loads_what_it_checked)
 {
-    struct moat_tls_cert_files f = th_files("ec");
+    struct th_pair_files f = th_files("ec");
     struct moat_cert_source *src = files_src(f.cert_path, f.key_path);
     struct moat_tls_certset *s = NULL;
     struct moat_err err = {0};
@@ -47,32 +47,116 @@ TEST_CASE(files_source_loads_what_it_checked)
     moat_cert_source_free(NULL);
 }
 
-TEST_CASE(files_source_refusals)
+/* Load through a files source; the set must be NULL whenever the load fails. */
+static moat_rc refused(const char *cert, const char *key, struct moat_err *err)
+{
+    struct moat_tls_certset *s = (struct moat_tls_certset *)1;
+    moat_rc rc = th_set_load(cert, key, &s, err);
+    if (moat_ok(rc)) {
+        moat_tls_certset_unref(s);
+    } else {
+        EXPECT(s == NULL);
+    }
+    return rc;
+}
+
+/* What the start-up checks refuse: a key that is not the certificate's. */
+TEST_CASE(files_source_refuses_a_mismatching_key)
 {
     struct moat_err err = {0};
-    struct moat_tls_certset *s = (struct moat_tls_certset *)1;
+    struct th_pair_files ec = th_files("ec");
 
-    /* A key of another certificate: the start-up check's KEY_MISMATCH, naming the key file. */
-    struct moat_cert_source *src = files_src(th_files("ec").cert_path, th_files("rsa").key_path);
-    EXPECT_INT(moat_cert_source_load(src, &s, &err).kind, MOAT_E_CERT);
-    EXPECT(s == NULL);
+    /* A key of another type: the start-up check's KEY_MISMATCH, naming both files. */
+    EXPECT_INT(refused(ec.cert_path, th_files("rsa").key_path, &err).kind, MOAT_E_CERT);
+    EXPECT(strstr(err.msg, "does not match") != NULL);
+    EXPECT(strstr(err.msg, ec.cert_path) != NULL);
     EXPECT(strstr(err.ctx[0], "rsa.key") != NULL);
-    moat_cert_source_free(src);
 
-    /* A missing certificate file. */
-    src = files_src(th_path("nope.pem"), th_files("ec").key_path);
-    EXPECT_INT(moat_cert_source_load(src, &s, &err).kind, MOAT_E_NOTFOUND);
+    /* A key of the same type but another certificate's. */
+    const char *other = th_files("ec384").key_path;
+    EXPECT_INT(refused(ec.cert_path, other, &err).kind, MOAT_E_CERT);
+    EXPECT(strstr(err.msg, "does not match") != NULL);
+    EXPECT(strstr(err.ctx[0], other) != NULL);
+    EXPECT_INT(ERR_peek_error(), 0);
+}
+
+/* What reading the files refuses, each with its kind and the file named. */
+TEST_CASE(files_source_refuses_unreadable_files)
+{
+    struct moat_err err = {0};
+    struct th_pair_files ec = th_files("ec");
+
+    /* A missing certificate file, and a missing key file. */
+    EXPECT_INT(refused(th_path("nope.pem"), ec.key_path, &err).kind, MOAT_E_NOTFOUND);
     EXPECT(strstr(err.where, "nope.pem") != NULL);
-    moat_cert_source_free(src);
+    EXPECT(strstr(err.msg, "nope.pem does not exist") != NULL);
+    EXPECT_INT(refused(ec.cert_path, th_path("nope.key"), &err).kind, MOAT_E_NOTFOUND);
+    EXPECT(strstr(err.where, "nope.key") != NULL);
+    EXPECT(strstr(err.msg, "nope.key does not exist") != NULL);
 
-    /* The key file where the certificate should be. */
-    src = files_src(th_files("ec").key_path, th_files("ec").key_path);
-    EXPECT_INT(moat_cert_source_load(src, &s, &err).kind, MOAT_E_CERT);
-    moat_cert_source_free(src);
+    /* The key file where the certificate should be: no certificate in it. */
+    EXPECT_INT(refused(ec.key_path, ec.key_path, &err).kind, MOAT_E_CERT);
+    EXPECT(strstr(err.where, ec.key_path) != NULL);
+    EXPECT(strstr(err.msg, "holds a private key but no certificate") != NULL);
+    EXPECT(strstr(err.msg, ec.key_path) != NULL);
 
-    /* A pair needs both files. */
-    struct moat_cert_files_opts half = {.cert_path = th_files("ec").cert_path};
-    EXPECT_INT(moat_cert_source_files_new(&half, &src, &err).kind, MOAT_E_CONFIG);
+    /* The certificate file where the key should be: no key in it. */
+    EXPECT_INT(refused(ec.cert_path, ec.cert_path, &err).kind, MOAT_E_CERT);
+    EXPECT(strstr(err.where, ec.cert_path) != NULL);
+    EXPECT(strstr(err.msg, "holds a certificate, not a private key") != NULL);
+    EXPECT(strstr(err.msg, ec.cert_path) != NULL);
+
+    /* A broken certificate after the leaf: refused, not served half-way. */
+    FILE *fp = fopen(th_path("broken.crt"), "w");
+    FILE *in = fopen(ec.cert_path, "r");
+    char line[128];
+    int begins = 0, corrupt_next = 0;
+    while (fgets(line, sizeof(line), in)) {
+        /* Corrupt the first base64 line of the second (CA) block. */
+        fputs(corrupt_next ? "MIIB!!!!not*base64\n" : line, fp);
+        corrupt_next = strncmp(line, "-----BEGIN", 10) == 0 && ++begins == 2;
+    }
+    fclose(in);
+    fclose(fp);
+    char broken[128];
+    snprintf(broken, sizeof(broken), "%s", th_path("broken.crt"));
+    EXPECT_INT(refused(broken, ec.key_path, &err).kind, MOAT_E_CERT);
+    EXPECT(strstr(err.where, "broken.crt") != NULL);
+    EXPECT(strstr(err.msg, "not valid PEM after certificate #1") != NULL);
+    EXPECT(strstr(err.msg, broken) != NULL);
+    EXPECT_INT(ERR_peek_error(), 0);
+}
+
+/* A key encrypted with a passphrase is refused without prompting, with the way out. */
+TEST_CASE(files_source_refuses_an_encrypted_key)
+{
+    EVP_PKEY *k = th_key("ec");
+    char enc[128];
+    snprintf(enc, sizeof(enc), "%s", th_path("enc.key"));
+    FILE *fp = fopen(enc, "w");
+    PEM_write_PrivateKey(fp, k, EVP_aes_256_cbc(), (unsigned char *)"secret", 6, NULL, NULL);
+    fclose(fp);
+    EVP_PKEY_free(k);
+    struct moat_err err = {0};
+    EXPECT_INT(refused(th_files("ec").cert_path, enc, &err).kind, MOAT_E_CERT);
+    EXPECT(strstr(err.where, "enc.key") != NULL);
+    EXPECT(strstr(err.msg, "unencrypted") != NULL);
+    EXPECT(strstr(err.msg, enc) != NULL);
+    EXPECT_INT(ERR_peek_error(), 0);
+}
+
+/* A pair needs both files. */
+TEST_CASE(files_source_refuses_half_a_pair)
+{
+    struct moat_err err = {0};
+    struct moat_cert_source *src = (struct moat_cert_source *)1;
+    struct moat_cert_files_opts cert_only = {.cert_path = th_files("ec").cert_path};
+    EXPECT_INT(moat_cert_source_files_new(&cert_only, &src, &err).kind, MOAT_E_CONFIG);
+    EXPECT(src == NULL);
+    EXPECT(strstr(err.msg, "both a certificate and a key file") != NULL);
+    src = (struct moat_cert_source *)1;
+    struct moat_cert_files_opts key_only = {.key_path = th_files("ec").key_path};
+    EXPECT_INT(moat_cert_source_files_new(&key_only, &src, &err).kind, MOAT_E_CONFIG);
     EXPECT(src == NULL);
     EXPECT_INT(ERR_peek_error(), 0);
 }
@@ -175,10 +259,15 @@ TEST_CASE(local_source_defaults_to_localhost)
 int main(void)
 {
     th_dir_make();
-    int ok = th_cert_files("ec", "ec", "ec.example") && th_cert_files("rsa", "rsa", "rsa.example");
+    int ok = th_cert_files("ec", "ec", "ec.example") &&
+             th_cert_files("rsa", "rsa", "rsa.example") &&
+             th_cert_files("ec384", "p384", "ec384.example");
     EXPECT(ok);
     RUN(files_source_loads_what_it_checked);
-    RUN(files_source_refusals);
+    RUN(files_source_refuses_a_mismatching_key);
+    RUN(files_source_refuses_unreadable_files);
+    RUN(files_source_refuses_an_encrypted_key);
+    RUN(files_source_refuses_half_a_pair);
     RUN(local_source_describe_writes_nothing_then_load_issues);
     RUN(local_source_defaults_to_localhost);
     th_free_ca();

@@ -255,11 +255,10 @@ static SSL_CTX *ctx_first, *ctx_a, *ctx_wild, *cli;
 
 static SSL_CTX *site_ctx(const char *name, const char *const *alpn, size_t nalpn)
 {
-    struct moat_tls_cert_files f[] = {th_files(name)};
-    struct moat_tls_opts o = {.certs = f, .ncerts = 1, .alpn = alpn, .nalpn = nalpn};
+    struct moat_tls_opts o = {.alpn = alpn, .nalpn = nalpn};
     SSL_CTX *c = NULL;
     struct moat_err err = {0};
-    if (!moat_ok(moat_tls_ctx_new(&o, &c, &err))) {
+    if (!moat_ok(th_ctx_new(&o, &name, 1, &c, &err))) {
         fprintf(stderr, "site_ctx %s: %s\n", name, err.msg);
     }
     return c;

@@ -16,11 +16,10 @@ static SSL_CTX *cli12, *cli13;
 
 static SSL_CTX *server(const char *name, struct moat_tls_tickets *t, unsigned long cache)
 {
-    struct moat_tls_cert_files f[] = {th_files(name)};
-    struct moat_tls_opts o = {.certs = f, .ncerts = 1, .tickets = t, .session_cache_size = cache};
+    struct moat_tls_opts o = {.tickets = t, .session_cache_size = cache};
     SSL_CTX *c = NULL;
     struct moat_err err = {0};
-    if (!moat_ok(moat_tls_ctx_new(&o, &c, &err))) {
+    if (!moat_ok(th_ctx_new(&o, &name, 1, &c, &err))) {
         fprintf(stderr, "server %s: %s\n", name, err.msg);
     }
     return c;

@@ -1,10 +1,15 @@
 /*
  * tls_helpers.h: shared by the tls/ unit tests. Makes throw-away certificates with the OpenSSL
- * API in a temporary folder, and drives a client SSL and a server SSL against each other through
- * a BIO pair, so handshakes run in-process with no network.
+ * API in a temporary folder, loads them into certificate sets the way the server does (the
+ * files source), builds server contexts from those sets, and drives a client SSL and a server
+ * SSL against each other through a BIO pair, so handshakes run in-process with no network.
  */
 #ifndef MOAT_TEST_TLS_HELPERS_H
 #define MOAT_TEST_TLS_HELPERS_H
+
+#include "cert/source.h"
+#include "tls/certset.h"
+#include "tls/ctx.h"
 
 #include <ftw.h>
 #include <openssl/err.h>
@@ -132,14 +137,71 @@ static inline void th_free_ca(void)
     th_ca_key = NULL;
 }
 
-static inline struct moat_tls_cert_files th_files(const char *name)
+/* The two files th_cert_files wrote for <name>. */
+struct th_pair_files {
+    const char *cert_path;
+    const char *key_path;
+};
+
+static inline struct th_pair_files th_files(const char *name)
 {
     static char ring[8][2][128];
     static int at;
     char(*slot)[128] = ring[at++ % 8];
     snprintf(slot[0], 128, "%s/%s.crt", th_dir, name);
     snprintf(slot[1], 128, "%s/%s.key", th_dir, name);
-    return (struct moat_tls_cert_files){slot[0], slot[1]};
+    return (struct th_pair_files){slot[0], slot[1]};
+}
+
+/* Load `cert_path` and `key_path` into a set the way the server loads a site's `cert`: through
+ * the files source (parsed once by pki/, then its start-up checks), quietly. *out is the set
+ * (one reference for the caller) or NULL on failure, err says why. */
+static inline moat_rc th_set_load(const char *cert_path, const char *key_path,
+                                  struct moat_tls_certset **out, struct moat_err *err)
+{
+    struct moat_cert_files_opts o = {.cert_path = cert_path, .key_path = key_path, .quiet = 1};
+    struct moat_cert_source *src = NULL;
+    moat_rc rc = moat_cert_source_files_new(&o, &src, err);
+    if (!moat_ok(rc)) {
+        *out = NULL;
+        return rc;
+    }
+    rc = moat_cert_source_load(src, out, err);
+    moat_cert_source_free(src);
+    return rc;
+}
+
+/* The set of the files th_cert_files wrote for <name>; NULL (said on stderr) on failure. */
+static inline struct moat_tls_certset *th_set(const char *name)
+{
+    struct th_pair_files f = th_files(name);
+    struct moat_tls_certset *s = NULL;
+    struct moat_err err = {0};
+    if (!moat_ok(th_set_load(f.cert_path, f.key_path, &s, &err))) {
+        fprintf(stderr, "th_set %s: %s: %s\n", name, err.where, err.msg);
+    }
+    return s;
+}
+
+/* moat_tls_ctx_new with the options of `o` and, instead of its sets, the sets of the `n` (at
+ * most 8) names given to th_cert_files. A set that cannot be loaded is passed as NULL, which
+ * moat_tls_ctx_new refuses. */
+static inline moat_rc th_ctx_new(const struct moat_tls_opts *o, const char *const *names, size_t n,
+                                 SSL_CTX **out, struct moat_err *err)
+{
+    struct moat_tls_certset *sets[8] = {NULL};
+    struct moat_tls_opts with = *o;
+    n = n < 8 ? n : 8;
+    for (size_t i = 0; i < n; i++) {
+        sets[i] = th_set(names[i]);
+    }
+    with.sets = sets;
+    with.nsets = n;
+    moat_rc rc = moat_tls_ctx_new(&with, out, err);
+    for (size_t i = 0; i < n; i++) {
+        moat_tls_certset_unref(sets[i]);
+    }
+    return rc;
 }
 
 /* A client context that verifies nothing (these tests are about the server's choices). */
