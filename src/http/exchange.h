@@ -109,7 +109,8 @@ struct moat_exch_ops {
                      unsigned flags);
     moat_rc (*send)(struct moat_exch *ex, const void *p, size_t n);
     size_t (*room)(struct moat_exch *ex);
-    void (*finish)(struct moat_exch *ex);
+    const struct moat_buf *(*trailers)(struct moat_exch *ex);
+    void (*finish)(struct moat_exch *ex, const struct moat_buf *trailers);
     void (*fail)(struct moat_exch *ex, int status);
 };
 
@@ -150,10 +151,27 @@ static inline size_t moat_exch_room(struct moat_exch *ex)
     return ex->ops->room(ex);
 }
 
+/* The request's trailer fields ("Name: value\r\n" lines, checked, as sent), once
+ * moat_exch_read_body said the body is complete; NULL when there were none (or the protocol
+ * could not carry them). Valid until finish or fail. */
+static inline const struct moat_buf *moat_exch_trailers(struct moat_exch *ex)
+{
+    return ex->ops->trailers(ex);
+}
+
 /* The body is complete; the exchange is the session's again. The handler's last call. */
 static inline void moat_exch_finish(struct moat_exch *ex)
 {
-    ex->ops->finish(ex);
+    ex->ops->finish(ex, NULL);
+}
+
+/* The same, with trailer fields after the body ("Name: value\r\n" lines; the handler has
+ * dropped what may not be a trailer). They go where the protocol can carry them (HTTP/1.1:
+ * a chunked answer) and are dropped elsewhere (a length was given, HTTP/1.0, HEAD), which
+ * RFC 9110 §6.5.1 allows. */
+static inline void moat_exch_finish_trailers(struct moat_exch *ex, const struct moat_buf *trailers)
+{
+    ex->ops->finish(ex, trailers);
 }
 
 /* The handler could not answer: before the head went out the client gets an error page with

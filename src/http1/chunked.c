@@ -46,6 +46,7 @@ enum state {
 void moat_h1_chunked_init(struct moat_h1_chunked *c, uint64_t max_body, size_t max_trailer_bytes)
 {
     c->total = 0;
+    c->keep_trailers = NULL;
     c->_size = 0;
     c->_max_body = max_body;
     c->_max_trailer = max_trailer_bytes ? max_trailer_bytes : MOAT_H1_CHUNK_TRAILER_DEFAULT;
@@ -121,6 +122,14 @@ enum moat_h1_status moat_h1_chunked_decode(struct moat_h1_chunked *c, char *buf,
         if (c->_state >= S_TRAILER_START && c->_state <= S_END_LF &&
             ++c->_trailer_bytes > c->_max_trailer) {
             st = fail(c, MOAT_H1_E_HEAD_TOO_LARGE, i, "trailers too large");
+            break;
+        }
+        /* Every byte of a field line, its CRLF included; not the final empty line. */
+        int trailer_line = c->_state >= S_TRAILER_START && c->_state <= S_TRAILER_LF &&
+                           !(c->_state == S_TRAILER_START && ch == '\r');
+        if (trailer_line && c->keep_trailers != NULL &&
+            !moat_ok(moat_buf_append(c->keep_trailers, &ch, 1))) {
+            st = fail(c, MOAT_H1_E_HEAD_TOO_LARGE, i, "trailers too large to keep");
             break;
         }
         switch (c->_state) {

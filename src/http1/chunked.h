@@ -9,6 +9,7 @@
 #ifndef MOAT_HTTP1_CHUNKED_H
 #define MOAT_HTTP1_CHUNKED_H
 
+#include "core/buf.h"
 #include "http1/parse.h"
 
 #include <stddef.h>
@@ -20,6 +21,9 @@
 
 struct moat_h1_chunked {
     uint64_t total; /* data bytes produced so far */
+    /* Set after init to keep the trailer section: its field lines, checked, as they came
+     * ("Name: value\r\n" each); NULL drops them. Bounded by max_trailer_bytes. */
+    struct moat_buf *keep_trailers;
     /* private */
     uint64_t _size;        /* chunk size being read, then data bytes left in the chunk */
     uint64_t _max_body;    /* 0: unlimited */
@@ -46,8 +50,9 @@ void moat_h1_chunked_init(struct moat_h1_chunked *c, uint64_t max_body, size_t m
  *                   after taking the *out_len data bytes (or keeping them and passing the next
  *                   read from buf + *out_len).
  *   MOAT_H1_DONE    the last chunk and the trailers ended: buf + *consumed is the first byte
- *                   after the body (a pipelined request). Trailer fields are checked and dropped
- *                   (RFC 9110 §6.5.1 allows it). Further calls return DONE, 0, 0.
+ *                   after the body (a pipelined request). Trailer fields are checked, then kept
+ *                   in keep_trailers or dropped (RFC 9110 §6.5.1 allows it). Further calls
+ *                   return DONE, 0, 0.
  *   MOAT_H1_E_BAD   malformed size, extension, chunk end or trailer (err_pos, err_what).
  *   MOAT_H1_E_BODY_TOO_LARGE  a chunk size would take the data over max_body (413).
  *   MOAT_H1_E_HEAD_TOO_LARGE  trailers over max_trailer_bytes (431).

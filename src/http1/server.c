@@ -188,6 +188,7 @@ static void release_all(struct moat_h1s *s)
     release(s, &s->in);
     release(s, &s->out);
     release(s, &s->meta);
+    moat_buf_clear(&s->trailers);
 }
 
 void moat_h1s_clear(struct moat_h1s *s)
@@ -442,6 +443,10 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
         s->sops = res.stream;
         s->sh = res.stream_h;
         s->st_started = s->st_finished = s->st_waiting = 0;
+        s->trailers.rd = s->trailers.wr = 0;
+        if (s->body_chunked) {
+            s->chunked.keep_trailers = &s->trailers; /* storage only when some come */
+        }
         s->send_continue = r->expect_continue && has_body;
         s->state = MOAT_H1S_STREAM;
         phase_start(s);
@@ -545,6 +550,7 @@ static void answer_done(struct moat_h1s *s)
         close(s->file_fd);
         s->file_fd = -1;
     }
+    moat_buf_clear(&s->trailers); /* rare: held only for the exchange they came with */
     s->status = 0;
     if (!s->keep_alive) {
         /* A complete exchange with nothing more from the client closes at once (FIN, no
@@ -929,6 +935,7 @@ void moat_h1s_init(struct moat_h1s *s, struct moat_transport *tr, const struct m
     s->state = MOAT_H1S_IDLE;
     moat_buf_init(&s->in, conf->head.max_head_bytes + 4096);
     moat_buf_init(&s->out, OUT_LIMIT);
+    moat_buf_init(&s->trailers, MOAT_H1_CHUNK_TRAILER_DEFAULT);
     moat_timer_init(&s->timer, on_timer, s);
 }
 
@@ -1114,7 +1121,13 @@ static size_t ex_room(struct moat_exch *ex)
     return 0;
 }
 
-static void ex_finish(struct moat_exch *ex)
+static const struct moat_buf *ex_trailers(struct moat_exch *ex)
+{
+    struct moat_h1s *s = of_exch(ex);
+    return s->body_done && moat_buf_len(&s->trailers) > 0 ? &s->trailers : NULL;
+}
+
+static void ex_finish(struct moat_exch *ex, const struct moat_buf *trailers)
 {
     struct moat_h1s *s = of_exch(ex);
     if (s->sops == NULL) {
@@ -1126,7 +1139,8 @@ static void ex_finish(struct moat_exch *ex)
         kick(s);
         return;
     }
-    if (s->st_chunked && !s->head_only && !moat_ok(moat_h1_chunk_last(&s->out))) {
+    if (s->st_chunked && !s->head_only &&
+        !moat_ok(moat_h1_chunk_last_trailers(&s->out, trailers))) {
         end(s);
         return;
     }
@@ -1164,6 +1178,7 @@ static const struct moat_exch_ops exch_ops = {
     .start = ex_start,
     .send = ex_send,
     .room = ex_room,
+    .trailers = ex_trailers,
     .finish = ex_finish,
     .fail = ex_fail,
 };

@@ -133,10 +133,11 @@ struct moat_h1s {
     /* A streaming handler's exchange. */
     const struct moat_stream_ops *sops; /* NULL when none */
     void *sh;
-    int st_started;  /* its head is queued */
-    int st_chunked;  /* its body goes out chunk-encoded */
-    int st_waiting;  /* it waits for the client: body bytes (1) or room for answer (2) */
-    int st_finished; /* it called finish: flush, then done */
+    int st_started;           /* its head is queued */
+    int st_chunked;           /* its body goes out chunk-encoded */
+    int st_waiting;           /* it waits for the client: body bytes (1) or room for answer (2) */
+    int st_finished;          /* it called finish: flush, then done */
+    struct moat_buf trailers; /* the request's trailer fields, kept for a streaming handler */
 
     /* For the access log. */
     int status;

@@ -102,3 +102,13 @@ moat_rc moat_h1_chunk_last(struct moat_buf *b)
 {
     return PUT(b, "0\r\n\r\n");
 }
+
+moat_rc moat_h1_chunk_last_trailers(struct moat_buf *b, const struct moat_buf *lines)
+{
+    if (lines == NULL || moat_buf_len(lines) == 0) {
+        return moat_h1_chunk_last(b);
+    }
+    MOAT_TRY(PUT(b, "0\r\n"));
+    MOAT_TRY(moat_buf_append(b, moat_buf_rdptr(lines), moat_buf_len(lines)));
+    return PUT(b, "\r\n");
+}

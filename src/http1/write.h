@@ -58,4 +58,8 @@ MOAT_MUST_USE moat_rc moat_h1_chunk(struct moat_buf *b, const void *p, size_t n)
 /* The last chunk and an empty trailer section: "0\r\n\r\n". */
 MOAT_MUST_USE moat_rc moat_h1_chunk_last(struct moat_buf *b);
 
+/* The last-chunk with a trailer section: `lines` ("Name: value\r\n" each, the caller's checked
+ * fields; NULL or empty: none), then the final CRLF. */
+MOAT_MUST_USE moat_rc moat_h1_chunk_last_trailers(struct moat_buf *b, const struct moat_buf *lines);
+
 #endif

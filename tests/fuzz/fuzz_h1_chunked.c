@@ -1,10 +1,12 @@
-// fuzz-sources: src/http1/chunked.c src/http1/parse.c src/http/method.c
+// fuzz-sources: src/http1/chunked.c src/http1/parse.c src/http/method.c src/core/buf.c
 /*
  * fuzz_h1_chunked.c: libFuzzer target for the in-place chunked decoder.
  *
  * Decodes the input whole, then in pieces (three cuts, and byte by byte for short inputs), each
- * piece an exact-size copy. Checks: produced <= consumed <= len; AGAIN uses all input; all ways
- * agree on status, end offset and decoded bytes; total counts the decoded bytes; max_body holds.
+ * piece an exact-size copy, keeping the trailers. Checks: produced <= consumed <= len; AGAIN uses
+ * all input; all ways agree on status, end offset, decoded bytes and kept trailers; total counts
+ * the decoded bytes; max_body holds; kept trailers stay within their bound and, once the body is
+ * done, are whole lines.
  */
 #include "http1/chunked.h"
 
@@ -26,6 +28,8 @@ struct run {
     char *data; /* decoded bytes (at most size) */
     size_t data_len;
     size_t end;
+    char kept[64]; /* the trailer lines kept (max_trailer_bytes is 64) */
+    size_t kept_len;
 };
 
 static void decode(const uint8_t *in, size_t n, const size_t *cuts, size_t ncuts, uint64_t max_body,
@@ -33,6 +37,9 @@ static void decode(const uint8_t *in, size_t n, const size_t *cuts, size_t ncuts
 {
     struct moat_h1_chunked c;
     moat_h1_chunked_init(&c, max_body, 64);
+    struct moat_buf kept;
+    moat_buf_init(&kept, 64);
+    c.keep_trailers = &kept;
     out->st = MOAT_H1_AGAIN;
     out->data_len = 0;
     out->end = 0;
@@ -55,6 +62,14 @@ static void decode(const uint8_t *in, size_t n, const size_t *cuts, size_t ncuts
         from = to;
     }
     CHECK(c.total == out->data_len);
+    CHECK(moat_buf_len(&kept) <= 64);
+    out->kept_len = moat_buf_len(&kept);
+    memcpy(out->kept, moat_buf_rdptr(&kept), out->kept_len);
+    if (out->st == MOAT_H1_DONE && out->kept_len > 0) {
+        CHECK(out->kept_len >= 2 && out->kept[out->kept_len - 2] == '\r' &&
+              out->kept[out->kept_len - 1] == '\n');
+    }
+    moat_buf_clear(&kept);
     CHECK(max_body == 0 || c.total <= max_body);
     if (out->st != MOAT_H1_AGAIN && out->st != MOAT_H1_DONE) {
         CHECK(c.err_what != NULL);
@@ -64,7 +79,8 @@ static void decode(const uint8_t *in, size_t n, const size_t *cuts, size_t ncuts
 static int same(const struct run *a, const struct run *b)
 {
     return a->st == b->st && a->end == b->end && a->data_len == b->data_len &&
-           memcmp(a->data, b->data, a->data_len) == 0;
+           memcmp(a->data, b->data, a->data_len) == 0 && a->kept_len == b->kept_len &&
+           memcmp(a->kept, b->kept, a->kept_len) == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

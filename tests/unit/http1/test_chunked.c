@@ -343,6 +343,54 @@ TEST_CASE(trailer_limit)
     EXPECT_INT(whole.end, 3 + MOAT_H1_CHUNK_TRAILER_DEFAULT);
 }
 
+/* Kept trailers: the field lines exactly as sent, wherever the input is split; none kept when
+ * there are none, and nothing of the body or the final empty line. */
+TEST_CASE(trailers_kept)
+{
+    const char raw[] = "3\r\nabc\r\n0\r\nX-Sum: 42\r\nX-Empty:\r\nX-Sp:  a b \r\n\r\nNEXT";
+    size_t len = sizeof(raw) - 1;
+    for (size_t cut = 0; cut <= len; cut++) {
+        char buf[sizeof(raw)];
+        memcpy(buf, raw, len);
+        struct moat_h1_chunked c;
+        moat_h1_chunked_init(&c, 0, 0);
+        struct moat_buf kept;
+        moat_buf_init(&kept, 1024);
+        c.keep_trailers = &kept;
+        size_t used1 = 0, out1 = 0, used2 = 0, out2 = 0;
+        enum moat_h1_status st = moat_h1_chunked_decode(&c, buf, cut, &used1, &out1);
+        if (st == MOAT_H1_AGAIN) {
+            st = moat_h1_chunked_decode(&c, buf + used1, len - used1, &used2, &out2);
+        }
+        EXPECT_INT(st, MOAT_H1_DONE);
+        EXPECT_INT(used1 + used2, len - 4); /* "NEXT" is the next message's */
+        static const char want[] = "X-Sum: 42\r\nX-Empty:\r\nX-Sp:  a b \r\n";
+        EXPECT_INT(moat_buf_len(&kept), sizeof(want) - 1);
+        if (moat_buf_len(&kept) == sizeof(want) - 1) {
+            EXPECT(memcmp(moat_buf_rdptr(&kept), want, sizeof(want) - 1) == 0);
+        }
+        moat_buf_clear(&kept);
+    }
+    char none[] = "0\r\n\r\n";
+    struct moat_h1_chunked c;
+    moat_h1_chunked_init(&c, 0, 0);
+    struct moat_buf kept;
+    moat_buf_init(&kept, 64);
+    c.keep_trailers = &kept;
+    size_t used = 0, out = 0;
+    EXPECT_INT(moat_h1_chunked_decode(&c, none, 5, &used, &out), MOAT_H1_DONE);
+    EXPECT_INT(moat_buf_len(&kept), 0);
+    /* a keeping buffer smaller than the trailers is a refusal, never a silent cut */
+    char big[] = "0\r\nX-Long: 0123456789012345678901234567890123456789\r\n\r\n";
+    moat_h1_chunked_init(&c, 0, 0);
+    moat_buf_clear(&kept);
+    moat_buf_init(&kept, 16);
+    c.keep_trailers = &kept;
+    EXPECT_INT(moat_h1_chunked_decode(&c, big, sizeof(big) - 1, &used, &out),
+               MOAT_H1_E_HEAD_TOO_LARGE);
+    moat_buf_clear(&kept);
+}
+
 /* A chunked request then a pipelined one, as a server would read them, split everywhere. */
 TEST_CASE(chunked_request_pipelined)
 {
@@ -417,6 +465,7 @@ int main(void)
     RUN(extension_too_long);
     RUN(body_limit);
     RUN(trailer_limit);
+    RUN(trailers_kept);
     RUN(chunked_request_pipelined);
     TEST_MAIN_END();
 }

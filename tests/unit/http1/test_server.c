@@ -447,9 +447,13 @@ TEST_CASE(a_stream_reads_the_body_and_answers_chunked)
     EXPECT(moat_ok(moat_exch_read_body(H.ex, buf, sizeof(buf), &n)));
     EXPECT_INT(n, 4);
     EXPECT(memcmp(buf, "wxyz", 4) == 0);
-    fake_feed_str(&F, "0\r\n\r\n");
+    EXPECT(moat_exch_trailers(H.ex) == NULL); /* not before the body is complete */
+    fake_feed_str(&F, "0\r\nX-Sum: 9\r\n\r\n");
     EXPECT(moat_ok(moat_exch_read_body(H.ex, buf, sizeof(buf), &n)));
     EXPECT_INT(n, 0); /* complete */
+    const struct moat_buf *tr = moat_exch_trailers(H.ex);
+    EXPECT(tr != NULL && moat_buf_len(tr) == 10 &&
+           memcmp(moat_buf_rdptr(tr), "X-Sum: 9\r\n", 10) == 0);
 
     struct moat_buf lines;
     moat_buf_init(&lines, 1024);
@@ -461,10 +465,16 @@ TEST_CASE(a_stream_reads_the_body_and_answers_chunked)
     EXPECT(moat_ok(moat_exch_send(H.ex, "", 0))); /* never an early last-chunk */
     struct moat_exch *ex = H.ex;
     H.ex = NULL;
-    moat_exch_finish(ex);
+    struct moat_buf trailers;
+    moat_buf_init(&trailers, 256);
+    EXPECT(moat_ok(moat_buf_append(&trailers, "X-Done: yes\r\n", 13)));
+    moat_exch_finish_trailers(ex, &trailers);
+    moat_buf_clear(&trailers);
     EXPECT(strncmp(sent(), "HTTP/1.1 201 Created\r\n", 22) == 0);
     EXPECT(strstr(sent(), "X-Origin: 1\r\nX-Relayed: 1\r\n") != NULL);
-    EXPECT(strstr(sent(), "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n") != NULL);
+    EXPECT(
+        strstr(sent(), "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Done: yes\r\n\r\n") !=
+        NULL);
     EXPECT_INT(H.done, 1);
     EXPECT_INT(S.state, MOAT_H1S_IDLE);
     EXPECT_INT(H.aborted, 0);
@@ -480,7 +490,12 @@ TEST_CASE(a_stream_with_a_length_to_an_http10_client)
     EXPECT(moat_ok(moat_exch_start(H.ex, 200, NULL, -1, 0)));
     EXPECT(moat_ok(moat_exch_send(H.ex, "data", 4)));
     struct moat_exch *ex = H.ex;
-    moat_exch_finish(ex);
+    struct moat_buf trailers;
+    moat_buf_init(&trailers, 256);
+    EXPECT(moat_ok(moat_buf_append(&trailers, "X-Done: yes\r\n", 13)));
+    moat_exch_finish_trailers(ex, &trailers); /* HTTP/1.0 cannot carry them: dropped */
+    moat_buf_clear(&trailers);
+    EXPECT(strstr(sent(), "X-Done") == NULL);
     /* unknown length, HTTP/1.0: no chunking, the close ends the body */
     EXPECT(strstr(sent(), "Transfer-Encoding") == NULL);
     EXPECT(strstr(sent(), "Connection: close\r\n\r\ndata") != NULL);
