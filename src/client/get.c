@@ -1,7 +1,8 @@
 /*
  * get.c: one client run, hop by hop (a hop is one connection and one request; redirects add
  * hops), and the classification of a failure into one cause with words. A hop's connection is
- * a transport: plain, or TLS from tls/transport.c over the one client policy's SSL.
+ * an HTTP/1.1 client session (http1/client.h) over a transport: plain, or TLS from
+ * tls/transport.c over the one client policy's SSL.
  *
  * Classification looks at everything recorded, not only at OpenSSL's last error: the alerts
  * each side sent and when (a TLS 1.3 server refuses a client certificate only after the
@@ -478,18 +479,18 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
         h->total_ms = moat_trace_elapsed(&h->trace);
         return rc;
     }
-    struct moat_transport io;
-    moat_transport_plain_init(&io, fd);
-    SSL *ssl = NULL; /* borrowed from io when the URL is https */
+    struct moat_h1c conn; /* the connection: owns fd, and its transport */
+    moat_client_http_open(&conn, fd);
+    SSL *ssl = NULL; /* borrowed from conn's transport when the URL is https */
     struct moat_client_vrec v = {.insecure = o->insecure};
     if (h->url.https) {
         h->stage = MOAT_STAGE_TLS;
-        rc = moat_tls_transport_client(&io, fd, ctx, h->url.host, err);
+        rc = moat_tls_transport_client(&conn.tr, fd, ctx, h->url.host, err);
         if (!moat_ok(rc)) {
             h->cause = MOAT_CC_LOCAL;
             goto out;
         }
-        ssl = moat_tls_transport_ssl(&io);
+        ssl = moat_tls_transport_ssl(&conn.tr);
         if (!h->url.host_ip) { /* moat_tls_client_ssl_new sent SNI */
             moat_client__fmt(h->sni, sizeof(h->sni), "%s", h->url.host);
         }
@@ -549,7 +550,7 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
         moat_buf_clear(&head);
         goto out;
     }
-    rc = moat_client_http_exchange(&io, deadline, &head, &rq, cb, arg, h, err);
+    rc = moat_client_http_exchange(&conn, deadline, &head, &rq, cb, arg, h, err);
     moat_buf_clear(&head);
     if (ssl != NULL) {
         h->cert_requested |=
@@ -581,11 +582,11 @@ out:
         }
     }
     if (ssl != NULL) {
-        moat_transport_shutdown(&io);
+        moat_transport_shutdown(&conn.tr);
         /* Again, so the close_notify just sent is marked like the rest. */
         moat_trace_finish(&h->trace, h->version);
     }
-    moat_transport_close(&io);
+    moat_h1c_close(&conn);
     h->total_ms = moat_trace_elapsed(&h->trace);
     if (h->verify_code != 0 && !h->resumed) {
         /* After the connection, so its own timings stay its own; within its deadline. */

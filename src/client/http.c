@@ -1,9 +1,9 @@
 /*
- * http.c: the client's HTTP/1.1 exchange: build the request head, write it with the body, read
- * the response head with the shared parser and stream the body out, with every wait bounded by
- * the run's deadline. The bytes go through a transport (core/transport.h), plain or TLS alike;
- * only the trace of a plain connection is noted here (TLS records are traced by OpenSSL's
- * message callback).
+ * http.c: the client's HTTP/1.1 exchange: build the request head, then run it on the HTTP/1.1
+ * client session (http1/client.h), which frames the answer, while this file waits for the
+ * socket with every wait bounded by the run's deadline and words each failure for people.
+ * The bytes go through a transport (core/transport.h), plain or TLS alike; a plain one is
+ * traced by hooking it (client/trace.h), as TLS is through OpenSSL's callbacks.
  *
  * One request per connection with `Connection: close`: a diagnostic client gains nothing from
  * keep-alive, and the close delimits a body the server did not frame (RFC 9112 §6.3 rule 8).
@@ -12,7 +12,6 @@
 
 #include "client/conn.h"
 #include "client/internal.h"
-#include "http1/chunked.h"
 #include "http1/parse.h"
 
 #include <stdarg.h>
@@ -20,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <openssl/ssl.h>
 
 static int is_tchar(unsigned char c)
 {
@@ -162,76 +159,6 @@ static moat_rc hfail(struct moat_client_hop *h, enum moat_client_cause c, struct
     return moat_err_set(err, k, __FILE__, __LINE__, "%s", h->detail);
 }
 
-static moat_rc write_all(struct moat_transport *io, double deadline_ms, const char *p, size_t n,
-                         struct moat_client_hop *h, struct moat_err *err)
-{
-    while (n > 0) {
-        size_t w = 0;
-        moat_rc rc = moat_transport_write(io, p, n, &w);
-        if (rc.kind == MOAT_E_AGAIN) {
-            if (moat_client_conn_wait(io->fd, 1, deadline_ms).kind == MOAT_E_LIMIT) {
-                return hfail(h, MOAT_CC_TIMEOUT, err,
-                             "the server did not take the request "
-                             "within the timeout");
-            }
-            continue;
-        }
-        if (rc.kind == MOAT_E_CLOSED) {
-            return hfail(h, MOAT_CC_CLOSED, err,
-                         "the server closed the connection while the "
-                         "request was being sent");
-        }
-        if (!moat_ok(rc)) {
-            return hfail(h, MOAT_CC_TLS_OTHER, err, "sending the request failed");
-        }
-        if (moat_transport_is_plain(io)) {
-            moat_trace_note_plain_out(&h->trace, w);
-        }
-        p += w;
-        n -= w;
-    }
-    return MOAT_RC_OK;
-}
-
-/* Read more bytes into b. MOAT_OK with *n > 0, MOAT_E_CLOSED at the end, or a failure that is
- * already in h (timeout, TLS). */
-static moat_rc read_some(struct moat_transport *io, double deadline_ms, struct moat_buf *b,
-                         size_t *n, struct moat_client_hop *h, struct moat_err *err)
-{
-    MOAT_TRY(moat_buf_reserve(b, 16384));
-    for (;;) {
-        moat_rc rc = moat_transport_read(io, moat_buf_wrptr(b), moat_buf_room(b), n);
-        if (moat_ok(rc)) {
-            if (moat_transport_is_plain(io)) {
-                moat_trace_note_plain_in(&h->trace, moat_buf_wrptr(b), *n);
-            }
-            if (h->first_byte_ms == 0) {
-                h->first_byte_ms = moat_trace_elapsed(&h->trace);
-            }
-            b->wr += *n;
-            return MOAT_RC_OK;
-        }
-        if (rc.kind == MOAT_E_AGAIN) {
-            /* TLS: also when OpenSSL only read a post-handshake message (a ticket). */
-            if (moat_transport_pending(io)) {
-                continue;
-            }
-            if (moat_client_conn_wait(io->fd, 0, deadline_ms).kind == MOAT_E_LIMIT) {
-                return hfail(h, MOAT_CC_TIMEOUT, err,
-                             h->resp_head ? "the response body did not arrive within the timeout"
-                                          : "the server accepted the request but sent no answer "
-                                            "within the timeout");
-            }
-            continue;
-        }
-        if (rc.kind == MOAT_E_CLOSED) {
-            return rc;
-        }
-        return hfail(h, MOAT_CC_TLS_OTHER, err, "reading the response failed (%s)",
-                     rc.kind == MOAT_E_TLS ? "TLS error" : "connection error");
-    }
-}
-
 static moat_rc deliver(struct moat_client_hop *h, moat_client_body_cb cb, void *arg, const char *p,
                        size_t n, struct moat_err *err)
 {
@@ -258,73 +185,190 @@ static char *dup_bytes(const char *p, size_t n)
     return s;
 }
 
-static moat_rc read_body(struct moat_transport *io, double deadline_ms, struct moat_buf *b,
-                         const struct moat_h1_resp *resp, moat_client_body_cb cb, void *arg,
-                         struct moat_client_hop *h, struct moat_err *err)
+/* Wait until the socket is ready (writable when `out`), or fail the step that timed out. */
+static moat_rc wait_for(struct moat_h1c *c, int out, double deadline_ms, struct moat_client_hop *h,
+                        struct moat_err *err)
 {
-    size_t n = 0;
-    if (resp->body == MOAT_H1_BODY_LENGTH) {
-        uint64_t left = resp->content_length;
-        for (;;) {
-            size_t take = moat_buf_len(b) < left ? moat_buf_len(b) : (size_t)left;
-            MOAT_TRY(deliver(h, cb, arg, moat_buf_rdptr(b), take, err));
-            moat_buf_consume(b, take);
-            left -= take;
-            if (left == 0) {
-                return MOAT_RC_OK;
-            }
-            moat_rc rc = read_some(io, deadline_ms, b, &n, h, err);
-            if (rc.kind == MOAT_E_CLOSED) {
-                return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                             "the body was cut short: %llu of the %llu bytes of Content-Length "
-                             "arrived",
-                             (unsigned long long)(resp->content_length - left),
-                             (unsigned long long)resp->content_length);
-            }
-            MOAT_TRY(rc);
-        }
+    /* TLS: OpenSSL may hold bytes already (it last read only a post-handshake message). */
+    if (!out && moat_transport_pending(&c->tr)) {
+        return MOAT_RC_OK;
     }
-    if (resp->body == MOAT_H1_BODY_CHUNKED) {
-        struct moat_h1_chunked ch;
-        moat_h1_chunked_init(&ch, 0, 0);
-        for (;;) {
-            size_t used = 0, out = 0;
-            enum moat_h1_status st =
-                moat_h1_chunked_decode(&ch, moat_buf_rdptr(b), moat_buf_len(b), &used, &out);
-            if (st != MOAT_H1_DONE && st != MOAT_H1_AGAIN) {
-                return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the chunked body is malformed: %s",
-                             ch.err_what ? ch.err_what : moat_h1_status_name(st));
-            }
-            MOAT_TRY(deliver(h, cb, arg, moat_buf_rdptr(b), out, err));
-            moat_buf_consume(b, used);
-            if (st == MOAT_H1_DONE) {
-                return MOAT_RC_OK;
-            }
-            moat_rc rc = read_some(io, deadline_ms, b, &n, h, err);
-            if (rc.kind == MOAT_E_CLOSED) {
-                return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                             "the chunked body was cut short "
-                             "after %llu bytes (no last chunk)",
-                             (unsigned long long)ch.total);
-            }
-            MOAT_TRY(rc);
-        }
+    if (moat_client_conn_wait(c->tr.fd, out, deadline_ms).kind != MOAT_E_LIMIT) {
+        return MOAT_RC_OK;
     }
-    if (resp->body == MOAT_H1_BODY_CLOSE) {
-        for (;;) {
-            MOAT_TRY(deliver(h, cb, arg, moat_buf_rdptr(b), moat_buf_len(b), err));
-            moat_buf_consume(b, moat_buf_len(b));
-            moat_rc rc = read_some(io, deadline_ms, b, &n, h, err);
-            if (rc.kind == MOAT_E_CLOSED) {
-                return MOAT_RC_OK;
-            }
-            MOAT_TRY(rc);
-        }
+    if (out) {
+        return hfail(h, MOAT_CC_TIMEOUT, err,
+                     "the server did not take the request within the timeout");
     }
-    return MOAT_RC_OK;
+    return hfail(h, MOAT_CC_TIMEOUT, err,
+                 h->resp_head ? "the response body did not arrive within the timeout"
+                              : "the server accepted the request but sent no answer within the "
+                                "timeout");
 }
 
-moat_rc moat_client_http_exchange(struct moat_transport *io, double deadline_ms,
+/* Queue the head (as built, byte for byte) and the body on c, and write them all. */
+static moat_rc send_request(struct moat_h1c *c, double deadline_ms, const struct moat_buf *head,
+                            const struct moat_client_req *rq, struct moat_client_hop *h,
+                            struct moat_err *err)
+{
+    struct moat_buf *out = moat_h1c_begin(c, strcmp(rq->method, "HEAD") == 0);
+    MOAT_ENSURE(out != NULL, MOAT_E_INTERNAL);
+    moat_rc rc = moat_buf_append(out, moat_buf_rdptr(head), moat_buf_len(head));
+    if (rc.kind == MOAT_E_LIMIT) {
+        return hfail(h, MOAT_CC_LOCAL, err, "the request head is larger than %d KiB",
+                     (MOAT_CLIENT_HEAD_MAX + MOAT_H1C_PIECE) / 1024);
+    }
+    if (!moat_ok(rc)) {
+        MOAT_FAIL(err, rc.kind, "out of memory");
+    }
+    /* moat_client_http_build wrote Content-Length for a body and Connection: close (or the
+     * user's own field): one request per connection. */
+    MOAT_TRY(moat_h1c_head_written(c, rq->body != NULL ? MOAT_H1_FRAME_LENGTH : MOAT_H1_FRAME_NONE,
+                                   rq->body_len, 0));
+    size_t sent = 0;
+    for (;;) {
+        size_t room = 0;
+        while (sent < rq->body_len && (room = moat_h1c_body_room(c)) > 0) {
+            size_t n = rq->body_len - sent < room ? rq->body_len - sent : room;
+            MOAT_TRY(moat_h1c_body(c, rq->body + sent, n));
+            sent += n;
+        }
+        rc = moat_h1c_flush(c, NULL);
+        if (moat_ok(rc) && sent == rq->body_len) {
+            return moat_h1c_body_end(c);
+        }
+        if (moat_ok(rc)) {
+            continue;
+        }
+        if (rc.kind == MOAT_E_AGAIN) {
+            MOAT_TRY(wait_for(c, 1, deadline_ms, h, err));
+            continue;
+        }
+        if (rc.kind == MOAT_E_CLOSED) {
+            return hfail(h, MOAT_CC_CLOSED, err,
+                         "the server closed the connection while the request was being sent");
+        }
+        return hfail(h, MOAT_CC_TLS_OTHER, err, "sending the request failed");
+    }
+}
+
+/* The first answer byte's time, once the session has read one. */
+static void note_first_byte(const struct moat_h1c *c, struct moat_client_hop *h)
+{
+    if (h->first_byte_ms == 0 && moat_h1c_received(c) > 0) {
+        h->first_byte_ms = moat_trace_elapsed(&h->trace);
+    }
+}
+
+/* The connection failed (not closed) under the answer. */
+static moat_rc read_failed(enum moat_errkind io, struct moat_client_hop *h, struct moat_err *err)
+{
+    return hfail(h, MOAT_CC_TLS_OTHER, err, "reading the response failed (%s)",
+                 io == MOAT_E_TLS ? "TLS error" : "connection error");
+}
+
+/* The session's verdict on the head, in the client's words. */
+static moat_rc head_failed(const struct moat_h1c *c, const struct moat_err *herr,
+                           struct moat_client_hop *h, struct moat_err *err)
+{
+    const struct moat_h1c_fault *f = moat_h1c_fault(c);
+    switch (f->why) {
+    case MOAT_H1C_WHY_NO_ANSWER:
+    case MOAT_H1C_WHY_HEAD_CUT:
+        if (f->io != MOAT_E_CLOSED) {
+            return read_failed(f->io, h, err);
+        }
+        if (f->why == MOAT_H1C_WHY_NO_ANSWER) {
+            return hfail(h, MOAT_CC_CLOSED, err,
+                         "the server closed the connection without answering the request");
+        }
+        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                     "the server closed the connection in the middle of the response head "
+                     "(%zu bytes)",
+                     f->head_bytes);
+    case MOAT_H1C_WHY_HEAD_REFUSED:
+        return hfail(
+            h, MOAT_CC_HTTP_PROTOCOL, err, "the response head is malformed: %s (byte %zu: %s)",
+            moat_h1_status_name(f->parse), f->parse_pos, f->parse_what ? f->parse_what : "?");
+    case MOAT_H1C_WHY_HEAD_TOO_LARGE:
+        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the response head is larger than %d KiB",
+                     MOAT_CLIENT_HEAD_MAX / 1024);
+    case MOAT_H1C_WHY_TOO_MANY_INTERIM:
+        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                     "the server sent more than %d interim (1xx) answers", MOAT_H1C_MAX_INTERIM);
+    case MOAT_H1C_WHY_NOMEM:
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    default:
+        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "%s", herr->msg);
+    }
+}
+
+/* The session's verdict on the body, in the client's words; `got` bytes had come. */
+static moat_rc body_failed(const struct moat_h1c *c, const struct moat_err *herr,
+                           enum moat_h1_body framing, uint64_t length, uint64_t got,
+                           struct moat_client_hop *h, struct moat_err *err)
+{
+    const struct moat_h1c_fault *f = moat_h1c_fault(c);
+    switch (f->why) {
+    case MOAT_H1C_WHY_BODY_CUT:
+        if (f->io != MOAT_E_CLOSED) {
+            return read_failed(f->io, h, err);
+        }
+        if (framing == MOAT_H1_BODY_LENGTH) {
+            return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                         "the body was cut short: %llu of the %llu bytes of Content-Length "
+                         "arrived",
+                         (unsigned long long)got, (unsigned long long)length);
+        }
+        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                     "the chunked body was cut short after %llu bytes (no last chunk)",
+                     (unsigned long long)got);
+    case MOAT_H1C_WHY_CHUNKED_REFUSED:
+        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the chunked body is malformed: %s",
+                     f->parse_what ? f->parse_what : moat_h1_status_name(f->parse));
+    case MOAT_H1C_WHY_NOMEM:
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    default:
+        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "%s", herr->msg);
+    }
+}
+
+/* Stream the body to cb until the session says it is complete (its length, its last chunk or,
+ * close-delimited, the server's clean close). */
+static moat_rc read_body(struct moat_h1c *c, double deadline_ms, enum moat_h1_body framing,
+                         uint64_t length, moat_client_body_cb cb, void *arg,
+                         struct moat_client_hop *h, struct moat_err *err)
+{
+    uint64_t got = 0;
+    struct moat_err herr = {0};
+    for (;;) {
+        moat_slice piece;
+        moat_rc rc = moat_h1c_read_body(c, &piece, &herr);
+        if (moat_ok(rc)) {
+            got += piece.len;
+            MOAT_TRY(deliver(h, cb, arg, piece.p, piece.len, err));
+            continue;
+        }
+        if (rc.kind == MOAT_E_CLOSED) {
+            return MOAT_RC_OK;
+        }
+        if (rc.kind != MOAT_E_AGAIN) {
+            return body_failed(c, &herr, framing, length, got, h, err);
+        }
+        MOAT_TRY(wait_for(c, 0, deadline_ms, h, err));
+    }
+}
+
+void moat_client_http_open(struct moat_h1c *c, int fd)
+{
+    /* Every field a server sends is shown, up to the parser's cap. */
+    struct moat_h1c_limits lim = {.max_head_bytes = MOAT_CLIENT_HEAD_MAX,
+                                  .max_fields = MOAT_H1_FIELDS_CAP};
+    moat_h1c_init(c, &lim);
+    moat_transport_plain_init(&c->tr, fd);
+}
+
+moat_rc moat_client_http_exchange(struct moat_h1c *c, double deadline_ms,
                                   const struct moat_buf *head, const struct moat_client_req *rq,
                                   moat_client_body_cb cb, void *cb_arg, struct moat_client_hop *h,
                                   struct moat_err *err)
@@ -334,93 +378,46 @@ moat_rc moat_client_http_exchange(struct moat_transport *io, double deadline_ms,
     if (h->req_head == NULL) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     }
+    moat_trace_attach_plain(&h->trace, &c->tr); /* TLS is traced through its BIOs already */
     h->req_ms = moat_trace_elapsed(&h->trace);
-    /* Head and body in one write when they fit a buffer: one TLS record, one segment. */
-    MOAT_TRY(write_all(io, deadline_ms, moat_buf_rdptr(head), moat_buf_len(head), h, err));
-    if (rq->body != NULL && rq->body_len > 0) {
-        MOAT_TRY(write_all(io, deadline_ms, rq->body, rq->body_len, h, err));
-    }
-    struct moat_buf b;
-    moat_buf_init(&b, MOAT_CLIENT_HEAD_MAX + 16384);
-    struct moat_h1_resp *resp = malloc(sizeof(*resp));
-    if (resp == NULL) {
-        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
-    }
-    struct moat_h1_limits lim;
-    moat_h1_limits_default(&lim);
-    lim.max_head_bytes = MOAT_CLIENT_HEAD_MAX;
-    lim.max_fields = MOAT_H1_FIELDS_CAP;
-    moat_h1_resp_init(resp);
-    int is_head = strcmp(rq->method, "HEAD") == 0;
-    moat_rc rc = MOAT_RC_OK;
+    MOAT_TRY(send_request(c, deadline_ms, head, rq, h, err));
+    const struct moat_h1_resp *resp = NULL;
+    struct moat_err herr = {0};
     for (;;) {
-        enum moat_h1_status st = MOAT_H1_AGAIN;
-        if (moat_buf_len(&b) > 0) {
-            st = moat_h1_parse_response(resp, moat_buf_rdptr(&b), moat_buf_len(&b), &lim, is_head);
-        }
-        if (st == MOAT_H1_DONE && resp->status >= 100 && resp->status < 200 &&
-            resp->status != 101) {
-            /* RFC 9110 §15.2: interim answers (100 Continue, 103 Early Hints) come first. */
-            moat_buf_consume(&b, resp->head_len);
-            moat_h1_resp_init(resp);
-            continue;
-        }
-        if (st == MOAT_H1_DONE) {
+        moat_rc rc = moat_h1c_read_head(c, &resp, &herr);
+        note_first_byte(c, h);
+        if (moat_ok(rc)) {
             break;
         }
-        if (st != MOAT_H1_AGAIN) {
-            rc = hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                       "the response head is malformed: %s "
-                       "(byte %zu: %s)",
-                       moat_h1_status_name(st), resp->err_pos,
-                       resp->err_what ? resp->err_what : "?");
-            goto out;
+        if (rc.kind != MOAT_E_AGAIN) {
+            return head_failed(c, &herr, h, err);
         }
-        size_t n = 0;
-        rc = read_some(io, deadline_ms, &b, &n, h, err);
-        if (rc.kind == MOAT_E_CLOSED) {
-            rc = moat_buf_len(&b) == 0 ? hfail(h, MOAT_CC_CLOSED, err,
-                                               "the server closed the connection without "
-                                               "answering the request")
-                                       : hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                                               "the server closed the connection in "
-                                               "the middle of the response head (%zu bytes)",
-                                               moat_buf_len(&b));
-            goto out;
-        }
-        if (rc.kind == MOAT_E_LIMIT && moat_buf_len(&b) >= MOAT_CLIENT_HEAD_MAX) {
-            rc = hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the response head is larger than %d KiB",
-                       MOAT_CLIENT_HEAD_MAX / 1024);
-            goto out;
-        }
-        if (!moat_ok(rc)) {
-            goto out;
-        }
+        MOAT_TRY(wait_for(c, 0, deadline_ms, h, err));
     }
     h->head_ms = moat_trace_elapsed(&h->trace);
     h->status = resp->status;
     h->body_framing = (int)resp->body;
     moat_client__fmt(h->reason, sizeof(h->reason), "%.*s", MOAT_SLICE_FMT(resp->reason));
-    h->resp_head = dup_bytes(moat_buf_rdptr(&b), resp->head_len);
+    moat_slice raw = moat_h1c_head_bytes(c);
+    h->resp_head = dup_bytes(raw.p, raw.len);
     const struct moat_field *loc = moat_field_find(resp->fields, resp->nfields, "location");
     if (loc != NULL) {
         h->location = dup_bytes(loc->value.p, loc->value.len);
     }
     if (h->resp_head == NULL || (loc != NULL && h->location == NULL)) {
-        rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
-        goto out;
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     }
-    moat_buf_consume(&b, resp->head_len);
     /* With -L the answer is the last response's body: a redirect's page is only counted. */
     int redirect = resp->status == 301 || resp->status == 302 || resp->status == 303 ||
                    resp->status == 307 || resp->status == 308;
     if (rq->follow && redirect && h->location != NULL) {
         cb = NULL;
     }
-    rc = read_body(io, deadline_ms, &b, resp, cb, cb_arg, h, err);
+    moat_rc rc = MOAT_RC_OK;
+    /* After a 101 the bytes are another protocol's: moat stops at the head (no body to read). */
+    if (resp->status != 101) {
+        rc = read_body(c, deadline_ms, resp->body, resp->content_length, cb, cb_arg, h, err);
+    }
     h->done_ms = moat_trace_elapsed(&h->trace);
-out:
-    free(resp);
-    moat_buf_clear(&b);
     return rc;
 }

@@ -1,12 +1,12 @@
 /*
- * http.h: one HTTP/1.1 request and its response over a transport (core/transport.h), for the
- * client.
+ * http.h: one HTTP/1.1 request and its response, for the client.
  *
  * The request head is built here (Host, User-Agent, Accept, Content-Length, Connection: close,
  * and the user's -H fields, which replace a default of the same name or, empty, remove it); the
- * response is read with the shared strict parser of http1/parse.h and the chunked decoder of
- * http1/chunked.h, so the client refuses exactly what the server refuses. Each step is timed
- * into the hop.
+ * exchange runs on the HTTP/1.1 client session (http1/client.h), the one place that frames
+ * answers (interim 1xx skipped, RFC 9112 §6.3 body framing, chunked decoding) for the proxy
+ * and the client alike, so the client refuses exactly what the server refuses. Each step is
+ * timed into the hop.
  */
 #ifndef MOAT_CLIENT_HTTP_H
 #define MOAT_CLIENT_HTTP_H
@@ -14,7 +14,7 @@
 #include "client/get.h"
 #include "core/buf.h"
 #include "core/err.h"
-#include "core/transport.h"
+#include "http1/client.h"
 
 #define MOAT_CLIENT_HEAD_MAX (64 * 1024) /* response head bytes moat reads at most */
 
@@ -38,13 +38,20 @@ MOAT_MUST_USE moat_rc moat_client_http_build(const struct moat_client_req *rq, s
                                              struct moat_err *err);
 
 /*
- * Send `head` and the body, then read the response (skipping 1xx interim answers) and pass its
- * body to `cb` (may be NULL). Fills h's HTTP facts (req_head, resp_head, status, reason,
- * body_bytes, location, timings). On failure h->cause and h->detail say why (TIMEOUT,
- * CLOSED, HTTP_PROTOCOL, LOCAL when cb refused, TLS_OTHER for a TLS error: the caller refines
- * it from the trace's alerts) and the same words are in err.
+ * Make c the session of a connected socket, with the client's limits: plain, owning fd (layer
+ * TLS over c->tr now for https://); moat_h1c_close closes it. Cannot fail.
  */
-MOAT_MUST_USE moat_rc moat_client_http_exchange(struct moat_transport *io, double deadline_ms,
+void moat_client_http_open(struct moat_h1c *c, int fd);
+
+/*
+ * On c (fresh from moat_client_http_open): send `head` and the body, then read the response
+ * (skipping 1xx interim answers) and pass its body to `cb` (may be NULL), every wait bounded by
+ * deadline_ms. A plain transport is traced into h->trace. Fills h's HTTP facts (req_head,
+ * resp_head, status, reason, body_bytes, location, timings). On failure h->cause and h->detail
+ * say why (TIMEOUT, CLOSED, HTTP_PROTOCOL, LOCAL when cb refused, TLS_OTHER for a TLS error:
+ * the caller refines it from the trace's alerts) and the same words are in err.
+ */
+MOAT_MUST_USE moat_rc moat_client_http_exchange(struct moat_h1c *c, double deadline_ms,
                                                 const struct moat_buf *head,
                                                 const struct moat_client_req *rq,
                                                 moat_client_body_cb cb, void *cb_arg,

@@ -99,17 +99,17 @@ static int get_body(const char *url, const struct moat_client_opts *o, double de
                                  : sh->detail);
             goto out;
         }
-        struct moat_transport io;
-        moat_transport_plain_init(&io, fd); /* issuers are published over http:// */
+        struct moat_h1c conn;
+        moat_client_http_open(&conn, fd); /* issuers are published over http:// */
         struct moat_buf head;
         moat_buf_init(&head, 16 * 1024);
         struct moat_client_req rq = {.method = "GET", .url = &sh->url};
         moat_rc rc = moat_client_http_build(&rq, &head, NULL);
         if (moat_ok(rc)) {
-            rc = moat_client_http_exchange(&io, deadline_ms, &head, &rq, sink_write, s, sh, NULL);
+            rc = moat_client_http_exchange(&conn, deadline_ms, &head, &rq, sink_write, s, sh, NULL);
         }
         moat_buf_clear(&head);
-        moat_transport_close(&io);
+        moat_h1c_close(&conn);
         rec->status = sh->status;
         rec->bytes = s->n;
         if (s->over) {

@@ -6,6 +6,8 @@
  */
 #include "client/trace.h"
 
+#include "core/transport.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +151,79 @@ void moat_trace_note_plain_in(struct moat_trace *t, const void *p, size_t n)
 void moat_trace_note_plain_out(struct moat_trace *t, size_t n)
 {
     t->bytes_out += n;
+}
+
+/*
+ * A plain connection has no BIO to hook: the recorder sits in the transport instead, a plain
+ * TCP transport whose reads and writes are noted on the way through (impl: the recorder,
+ * borrowed). Whoever reads the connection, the client's HTTP session included, is then traced
+ * without knowing it, as TLS is through its BIOs.
+ */
+static moat_rc traced_handshake(struct moat_transport *io, struct moat_err *err)
+{
+    return moat_transport_plain_ops.handshake(io, err);
+}
+
+static moat_rc traced_read(struct moat_transport *io, void *buf, size_t len, size_t *n)
+{
+    moat_rc rc = moat_transport_plain_ops.read(io, buf, len, n);
+    if (moat_ok(rc)) {
+        moat_trace_note_plain_in(io->impl, buf, *n);
+    }
+    return rc;
+}
+
+static moat_rc traced_write(struct moat_transport *io, const void *buf, size_t len, size_t *n)
+{
+    moat_rc rc = moat_transport_plain_ops.write(io, buf, len, n);
+    if (moat_ok(rc)) {
+        moat_trace_note_plain_out(io->impl, *n);
+    }
+    return rc;
+}
+
+static void traced_idle(struct moat_transport *io)
+{
+    moat_transport_plain_ops.idle(io);
+}
+
+static void traced_shutdown(struct moat_transport *io)
+{
+    moat_transport_plain_ops.shutdown(io);
+}
+
+static int traced_finish(struct moat_transport *io)
+{
+    return moat_transport_plain_ops.finish(io);
+}
+
+static void traced_close(struct moat_transport *io)
+{
+    moat_transport_plain_ops.close(io);
+}
+
+static int traced_pending(const struct moat_transport *io)
+{
+    return moat_transport_plain_ops.pending(io);
+}
+
+static const struct moat_transport_ops traced_plain_ops = {
+    .handshake = traced_handshake,
+    .read = traced_read,
+    .write = traced_write,
+    .idle = traced_idle,
+    .shutdown = traced_shutdown,
+    .finish = traced_finish,
+    .close = traced_close,
+    .pending = traced_pending,
+};
+
+void moat_trace_attach_plain(struct moat_trace *t, struct moat_transport *io)
+{
+    if (moat_transport_is_plain(io)) {
+        io->ops = &traced_plain_ops;
+        io->impl = t;
+    }
 }
 
 void moat_trace_attach(struct moat_trace *t, SSL *ssl)

@@ -12,6 +12,7 @@
 #define MOAT_CLIENT_TRACE_H
 
 #include "core/err.h"
+#include "core/transport.h"
 
 #include <openssl/ssl.h>
 #include <stddef.h>
@@ -63,6 +64,9 @@ double moat_trace_elapsed(const struct moat_trace *t);
 /* Attach the recorder to `ssl`: the message callback and a callback on its read and write BIOs
  * (set the BIOs first). `t` must outlive the SSL's use. */
 void moat_trace_attach(struct moat_trace *t, SSL *ssl);
+/* Attach the recorder to a plain transport (http://): its reads and writes are noted as they
+ * pass (a TLS transport is left alone: attach its SSL instead). `t` must outlive io's use. */
+void moat_trace_attach_plain(struct moat_trace *t, struct moat_transport *io);
 /* Count and keep the first bytes of data received without TLS (plain http://). */
 void moat_trace_note_plain_in(struct moat_trace *t, const void *p, size_t n);
 void moat_trace_note_plain_out(struct moat_trace *t, size_t n);

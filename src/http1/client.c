@@ -36,6 +36,8 @@ static void forget(struct moat_h1c *c)
     c->_resp_left = 0;
     c->_resp_total = 0;
     c->_interim = 0;
+    c->_received = 0;
+    c->_fault = (struct moat_h1c_fault){0};
     c->_head_held = 0;
 }
 
@@ -131,6 +133,13 @@ moat_rc moat_h1c_head_end(struct moat_h1c *c, enum moat_h1_frame frame, uint64_t
     MOAT_ENSURE(c->_req == MOAT_H1C_REQ_HEAD, MOAT_E_INTERNAL);
     MOAT_TRY(moat_h1_head_end(&c->_out, frame, length,
                               keep_alive ? MOAT_H1_CONN_DEFAULT : MOAT_H1_CONN_CLOSE));
+    return moat_h1c_head_written(c, frame, length, keep_alive);
+}
+
+moat_rc moat_h1c_head_written(struct moat_h1c *c, enum moat_h1_frame frame, uint64_t length,
+                              int keep_alive)
+{
+    MOAT_ENSURE(c->_req == MOAT_H1C_REQ_HEAD, MOAT_E_INTERNAL);
     c->_req_keep_alive = keep_alive != 0;
     c->_req_chunked = frame == MOAT_H1_FRAME_CHUNKED;
     c->_req_left = frame == MOAT_H1_FRAME_LENGTH ? length : 0;
@@ -218,12 +227,21 @@ moat_rc moat_h1c_flush(struct moat_h1c *c, struct moat_err *err)
 
 /* ---- the answer ------------------------------------------------------------------------- */
 
-/* The session is done: every later read says the same. */
-static moat_rc failed(struct moat_h1c *c, moat_rc rc)
+/* The session is done: every later read says the same; _fault.why says where it stopped. */
+static moat_rc failed(struct moat_h1c *c, enum moat_h1c_why why, moat_rc rc)
 {
     c->_resp_st = MOAT_H1C_RESP_FAILED;
     c->_fail = rc.kind;
+    c->_fault.why = why;
     return rc;
+}
+
+/* The parser or the chunked decoder refused what came: keep its verdict for the caller. */
+static void note_refusal(struct moat_h1c *c, enum moat_h1_status st, size_t pos, const char *what)
+{
+    c->_fault.parse = st;
+    c->_fault.parse_pos = pos;
+    c->_fault.parse_what = what;
 }
 
 /* Read what the origin sent into _in, at most `most` bytes: first, when less than `low` bytes
@@ -247,20 +265,23 @@ static moat_rc fill_in(struct moat_h1c *c, size_t low, size_t want, size_t most)
     size_t n = 0;
     MOAT_TRY(moat_transport_read(&c->tr, moat_buf_wrptr(b), len, &n));
     b->wr += n;
+    c->_received += n;
     return MOAT_RC_OK;
 }
 
 /* "(over 64 KiB)" for the usual limits, bytes for odd ones. */
-static moat_rc too_large(struct moat_h1c *c, struct moat_err *err)
+static moat_rc too_large(struct moat_h1c *c, enum moat_h1c_why why, struct moat_err *err)
 {
     size_t max = c->_plim.max_head_bytes;
     if (max % 1024 == 0) {
-        return failed(c, moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
-                                      "the origin's answer head is too large (over %zu KiB)",
-                                      max / 1024));
+        return failed(c, why,
+                      moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
+                                   "the origin's answer head is too large (over %zu KiB)",
+                                   max / 1024));
     }
-    return failed(c, moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
-                                  "the origin's answer head is too large (over %zu bytes)", max));
+    return failed(c, why,
+                  moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
+                               "the origin's answer head is too large (over %zu bytes)", max));
 }
 
 /* Words for a TLS failure on the origin side, with the hint the usual cause calls for. */
@@ -270,8 +291,9 @@ static moat_rc tls_failure(struct moat_h1c *c, struct moat_err *err)
     const char *hint = strstr(r, "certificate required") != NULL || strstr(r, "handshake") != NULL
                            ? " (does the origin require a client certificate? see proxy_cert)"
                            : "";
-    return failed(c, moat_err_set(err, MOAT_E_TLS, __FILE__, __LINE__,
-                                  "TLS failure from the origin: %s%s", r, hint));
+    return failed(c, moat_buf_len(&c->_in) > 0 ? MOAT_H1C_WHY_HEAD_CUT : MOAT_H1C_WHY_NO_ANSWER,
+                  moat_err_set(err, MOAT_E_TLS, __FILE__, __LINE__,
+                               "TLS failure from the origin: %s%s", r, hint));
 }
 
 /* Words for bytes that never became an answer head: how many, and the first of them (printable
@@ -287,11 +309,12 @@ static moat_rc not_http(struct moat_h1c *c, struct moat_err *err)
     }
     shown[n] = '\0';
     return failed(
-        c, moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
-                        "the origin sent %zu bytes that are not an HTTP/1.1 answer head "
-                        "(\"%s\"%s), then closed%s",
-                        moat_buf_len(b), shown, moat_buf_len(b) > n ? "..." : "",
-                        p[0] == 0x15 || p[0] == 0x16 ? " (a TLS origin? use proxy https://)" : ""));
+        c, MOAT_H1C_WHY_HEAD_CUT,
+        moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
+                     "the origin sent %zu bytes that are not an HTTP/1.1 answer head "
+                     "(\"%s\"%s), then closed%s",
+                     moat_buf_len(b), shown, moat_buf_len(b) > n ? "..." : "",
+                     p[0] == 0x15 || p[0] == 0x16 ? " (a TLS origin? use proxy https://)" : ""));
 }
 
 /* The final head is parsed: set up reading its body (RFC 9112 §6.3, decided by the parser). */
@@ -302,9 +325,10 @@ static moat_rc got_head(struct moat_h1c *c, struct moat_err *err)
     if (r->status == 101) {
         /* RFC 9110 §15.2.2: the new protocol starts right after this head, both ways. */
         if (c->_req != MOAT_H1C_REQ_DONE) {
-            return failed(c, moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
-                                          "the origin switched protocols before the request "
-                                          "was complete"));
+            return failed(c, MOAT_H1C_WHY_EARLY_SWITCH,
+                          moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
+                                       "the origin switched protocols before the request "
+                                       "was complete"));
         }
         c->_req = MOAT_H1C_REQ_TUNNEL;
         c->_resp_st = MOAT_H1C_RESP_TUNNEL;
@@ -316,9 +340,10 @@ static moat_rc got_head(struct moat_h1c *c, struct moat_err *err)
         return MOAT_RC_OK;
     case MOAT_H1_BODY_LENGTH:
         if (c->_max_body != 0 && r->content_length > c->_max_body) {
-            return failed(c, moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
-                                          "the origin's answer is larger than %llu bytes",
-                                          (unsigned long long)c->_max_body));
+            return failed(c, MOAT_H1C_WHY_BODY_TOO_LARGE,
+                          moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
+                                       "the origin's answer is larger than %llu bytes",
+                                       (unsigned long long)c->_max_body));
         }
         c->_resp_left = r->content_length;
         c->_resp_st = c->_resp_left > 0 ? MOAT_H1C_RESP_BODY : MOAT_H1C_RESP_DONE;
@@ -331,7 +356,7 @@ static moat_rc got_head(struct moat_h1c *c, struct moat_err *err)
         c->_resp_st = MOAT_H1C_RESP_BODY;
         return MOAT_RC_OK;
     default:
-        return failed(c, moat_rc_of(MOAT_E_INTERNAL));
+        return failed(c, MOAT_H1C_WHY_NONE, moat_rc_of(MOAT_E_INTERNAL));
     }
 }
 
@@ -344,13 +369,17 @@ static moat_rc parse_head(struct moat_h1c *c, struct moat_err *err)
         if (st == MOAT_H1_DONE && c->_resp.status < 200 && c->_resp.status != 101) {
             /* Interim answers (100, 103) are the origin's business with us, not an answer. */
             if (++c->_interim > MOAT_H1C_MAX_INTERIM) {
-                return failed(c, moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
-                                              "the origin sent more than %d interim (1xx) answers",
-                                              MOAT_H1C_MAX_INTERIM));
+                return failed(c, MOAT_H1C_WHY_TOO_MANY_INTERIM,
+                              moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
+                                           "the origin sent more than %d interim (1xx) answers",
+                                           MOAT_H1C_MAX_INTERIM));
             }
             moat_buf_consume(&c->_in, c->_resp.head_len);
             moat_h1_resp_init(&c->_resp);
             continue;
+        }
+        if (st != MOAT_H1_DONE && st != MOAT_H1_AGAIN) {
+            note_refusal(c, st, c->_resp.err_pos, c->_resp.err_what);
         }
         switch (st) {
         case MOAT_H1_DONE:
@@ -358,17 +387,19 @@ static moat_rc parse_head(struct moat_h1c *c, struct moat_err *err)
         case MOAT_H1_AGAIN:
             return moat_rc_of(MOAT_E_AGAIN);
         case MOAT_H1_E_HEAD_TOO_LARGE:
-            return too_large(c, err);
+            return too_large(c, MOAT_H1C_WHY_HEAD_REFUSED, err);
         case MOAT_H1_E_TOO_MANY_FIELDS:
-            return failed(c, moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
-                                          "the origin's answer head is too large (too many "
-                                          "fields)"));
+            return failed(c, MOAT_H1C_WHY_HEAD_REFUSED,
+                          moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
+                                       "the origin's answer head is too large (too many "
+                                       "fields)"));
         default:
-            return failed(c, moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
-                                          "the origin's answer is not valid HTTP/1.1: %s at byte "
-                                          "%zu",
-                                          c->_resp.err_what ? c->_resp.err_what : "malformed",
-                                          c->_resp.err_pos));
+            return failed(c, MOAT_H1C_WHY_HEAD_REFUSED,
+                          moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
+                                       "the origin's answer is not valid HTTP/1.1: %s at byte "
+                                       "%zu",
+                                       c->_resp.err_what ? c->_resp.err_what : "malformed",
+                                       c->_resp.err_pos));
         }
     }
     return moat_rc_of(MOAT_E_AGAIN);
@@ -395,22 +426,28 @@ moat_rc moat_h1c_read_head(struct moat_h1c *c, const struct moat_h1_resp **resp,
         if (moat_ok(rc)) {
             continue;
         }
+        if (rc.kind != MOAT_E_AGAIN && rc.kind != MOAT_E_LIMIT && rc.kind != MOAT_E_NOMEM) {
+            c->_fault.io = rc.kind; /* the transport ended it */
+            c->_fault.head_bytes = moat_buf_len(&c->_in);
+        }
         switch (rc.kind) {
         case MOAT_E_AGAIN:
             return rc;
         case MOAT_E_LIMIT:
-            return too_large(c, err);
+            return too_large(c, MOAT_H1C_WHY_HEAD_TOO_LARGE, err);
         case MOAT_E_NOMEM:
-            return failed(c, moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__,
-                                          "out of memory reading the origin's answer"));
+            return failed(c, MOAT_H1C_WHY_NOMEM,
+                          moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__,
+                                       "out of memory reading the origin's answer"));
         case MOAT_E_TLS:
             return tls_failure(c, err);
         default:
             if (moat_buf_len(&c->_in) > 0) {
                 return not_http(c, err);
             }
-            return failed(c, moat_err_set(err, rc.kind, __FILE__, __LINE__,
-                                          "the origin closed without answering"));
+            return failed(c, MOAT_H1C_WHY_NO_ANSWER,
+                          moat_err_set(err, rc.kind, __FILE__, __LINE__,
+                                       "the origin closed without answering"));
         }
     }
 }
@@ -419,8 +456,9 @@ moat_rc moat_h1c_read_head(struct moat_h1c *c, const struct moat_h1_resp **resp,
 static moat_rc body_ended(struct moat_h1c *c, moat_rc rc, struct moat_err *err)
 {
     if (rc.kind == MOAT_E_NOMEM) {
-        return failed(c, moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__,
-                                      "out of memory reading the origin's answer"));
+        return failed(c, MOAT_H1C_WHY_NOMEM,
+                      moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__,
+                                   "out of memory reading the origin's answer"));
     }
     int to_close = c->_resp_st == MOAT_H1C_RESP_TUNNEL || c->_resp.body == MOAT_H1_BODY_CLOSE;
     if (to_close && rc.kind == MOAT_E_CLOSED) {
@@ -429,13 +467,15 @@ static moat_rc body_ended(struct moat_h1c *c, moat_rc rc, struct moat_err *err)
     }
     /* A length or a last chunk was promised, or a close-delimited body ended by a failure
      * rather than a close: what came is not all there is (RFC 9112 §8). */
+    c->_fault.io = rc.kind;
     if (rc.kind == MOAT_E_TLS && c->tr.fail_reason != NULL) {
-        return failed(c,
+        return failed(c, MOAT_H1C_WHY_BODY_CUT,
                       moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
                                    "the origin cut its answer short (TLS: %s)", c->tr.fail_reason));
     }
     return failed(
-        c, moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__, "the origin cut its answer short"));
+        c, MOAT_H1C_WHY_BODY_CUT,
+        moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__, "the origin cut its answer short"));
 }
 
 moat_rc moat_h1c_read_body(struct moat_h1c *c, moat_slice *piece, struct moat_err *err)
@@ -495,9 +535,10 @@ moat_rc moat_h1c_read_body(struct moat_h1c *c, moat_slice *piece, struct moat_er
             return MOAT_RC_OK;
         case MOAT_H1_BODY_CLOSE:
             if (c->_max_body != 0 && n > c->_max_body - c->_resp_total) {
-                return failed(c, moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
-                                              "the origin's answer is larger than %llu bytes",
-                                              (unsigned long long)c->_max_body));
+                return failed(c, MOAT_H1C_WHY_BODY_TOO_LARGE,
+                              moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
+                                           "the origin's answer is larger than %llu bytes",
+                                           (unsigned long long)c->_max_body));
             }
             moat_buf_consume(b, n);
             c->_resp_total += n;
@@ -508,13 +549,16 @@ moat_rc moat_h1c_read_body(struct moat_h1c *c, moat_slice *piece, struct moat_er
             enum moat_h1_status st = moat_h1_chunked_decode(&c->_rdec, p, n, &consumed, &produced);
             if (st != MOAT_H1_DONE && st != MOAT_H1_AGAIN) {
                 if (st == MOAT_H1_E_BODY_TOO_LARGE) {
-                    return failed(c, moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
-                                                  "the origin's answer is larger than %llu bytes",
-                                                  (unsigned long long)c->_max_body));
+                    return failed(c, MOAT_H1C_WHY_BODY_TOO_LARGE,
+                                  moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
+                                               "the origin's answer is larger than %llu bytes",
+                                               (unsigned long long)c->_max_body));
                 }
-                return failed(c, moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
-                                              "malformed chunked answer: %s",
-                                              c->_rdec.err_what ? c->_rdec.err_what : "bad"));
+                note_refusal(c, st, c->_rdec.err_pos, c->_rdec.err_what);
+                return failed(c, MOAT_H1C_WHY_CHUNKED_REFUSED,
+                              moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
+                                           "malformed chunked answer: %s",
+                                           c->_rdec.err_what ? c->_rdec.err_what : "bad"));
             }
             /* The data was moved to p[0, produced); consuming leaves it in place. */
             moat_buf_consume(b, consumed);
@@ -533,9 +577,17 @@ moat_rc moat_h1c_read_body(struct moat_h1c *c, moat_slice *piece, struct moat_er
         }
         case MOAT_H1_BODY_NONE:
         default:
-            return failed(c, moat_rc_of(MOAT_E_INTERNAL));
+            return failed(c, MOAT_H1C_WHY_NONE, moat_rc_of(MOAT_E_INTERNAL));
         }
     }
+}
+
+moat_slice moat_h1c_head_bytes(const struct moat_h1c *c)
+{
+    if (!c->_head_held) {
+        return MOAT_SLICE_NULL;
+    }
+    return moat_slice_of(moat_buf_rdptr(&c->_in), c->_resp.head_len);
 }
 
 /* ---- between requests ------------------------------------------------------------------- */

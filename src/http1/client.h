@@ -1,8 +1,8 @@
 /*
  * client.h: the HTTP/1.1 client session: one connection to an origin, carrying one exchange at
- * a time and, when both sides keep it alive, the next one after it. The reverse proxy, the
- * ACME client and the health checks all reach servers through it, so the rules a client must
- * keep (RFC 9112 §6.3 framing of answers, no body after HEAD/204/304, interim 1xx skipped,
+ * a time and, when both sides keep it alive, the next one after it. The reverse proxy, moat get and
+ * trace, the ACME client and the health checks all reach servers through it, so the rules a client
+ * must keep (RFC 9112 §6.3 framing of answers, no body after HEAD/204/304, interim 1xx skipped,
  * nothing past Content-Length taken as body, a connection reused only when that is safe) live
  * in one place instead of in each caller.
  *
@@ -18,7 +18,8 @@
  *
  * Use, in order:
  *   moat_h1c_init; moat_h1c_connect (or put a transport in c->tr); moat_h1c_ready until OK;
- *   b = moat_h1c_begin, moat_h1_head_request/_field into b, moat_h1c_head_end;
+ *   b = moat_h1c_begin, moat_h1_head_request/_field into b, moat_h1c_head_end (or a whole
+ *   head of the caller's into b, then moat_h1c_head_written);
  *   moat_h1c_body ... moat_h1c_body_end (when the head declared a body), moat_h1c_flush
  *   between them as moat_h1c_body_room asks;
  *   moat_h1c_read_head until OK; moat_h1c_read_body until MOAT_E_CLOSED;
@@ -72,6 +73,35 @@ enum moat_h1c_resp_state {
     MOAT_H1C_RESP_FAILED,   /* the answer failed: only moat_h1c_close remains */
 };
 
+/* Why an answer failed, for a caller that words failures itself (moat get prints its own
+ * sentences; the proxy logs err's words): where it stopped, told apart without parsing words. */
+enum moat_h1c_why {
+    MOAT_H1C_WHY_NONE = 0,         /* no failure */
+    MOAT_H1C_WHY_NO_ANSWER,        /* the connection ended before any byte of the answer */
+    MOAT_H1C_WHY_HEAD_CUT,         /* it ended inside a head (fault.head_bytes had come) */
+    MOAT_H1C_WHY_HEAD_REFUSED,     /* the parser refused the head: fault.parse says why */
+    MOAT_H1C_WHY_HEAD_TOO_LARGE,   /* the head filled the input buffer */
+    MOAT_H1C_WHY_TOO_MANY_INTERIM, /* more than MOAT_H1C_MAX_INTERIM 1xx answers */
+    MOAT_H1C_WHY_EARLY_SWITCH,     /* a 101 before the request was complete */
+    MOAT_H1C_WHY_BODY_TOO_LARGE,   /* over max_body_bytes */
+    MOAT_H1C_WHY_BODY_CUT,         /* it ended before the length or the last chunk, or a
+                                      close-delimited body ended by a failure (fault.io) */
+    MOAT_H1C_WHY_CHUNKED_REFUSED,  /* the chunked framing is malformed: fault.parse */
+    MOAT_H1C_WHY_NOMEM,
+    MOAT_H1C_WHY_COUNT /* keep last */
+};
+
+/* The facts behind a failed answer (see moat_h1c_fault). */
+struct moat_h1c_fault {
+    enum moat_h1c_why why;
+    enum moat_errkind io;      /* how the transport ended it (NO_ANSWER, HEAD_CUT, BODY_CUT):
+                                  MOAT_E_CLOSED a clean or reset end, MOAT_E_IO, MOAT_E_TLS */
+    size_t head_bytes;         /* HEAD_CUT: bytes of the head held (interim answers not counted) */
+    enum moat_h1_status parse; /* HEAD_REFUSED, CHUNKED_REFUSED: the parser's or decoder's */
+    size_t parse_pos;          /* HEAD_REFUSED: the offending byte's offset in the head */
+    const char *parse_what;    /* the parser's or decoder's words (static), or NULL */
+};
+
 /*
  * One connection to an origin. Invariants: _out holds only bytes of the current request not
  * yet written; _in holds the answer from its first unread byte (the head while _head_held,
@@ -97,6 +127,8 @@ struct moat_h1c {
     uint64_t _resp_left;          /* Content-Length body bytes still to come */
     uint64_t _resp_total;         /* decoded body bytes handed out */
     unsigned _interim;            /* 1xx answers skipped for this request */
+    uint64_t _received;           /* answer bytes read from the transport for this request */
+    struct moat_h1c_fault _fault; /* after MOAT_H1C_RESP_FAILED: what failed */
     int _head_held;               /* _resp's head is still at the front of _in */
     int _connected;               /* SO_ERROR checked: the TCP connect is done */
 };
@@ -142,6 +174,15 @@ struct moat_buf *moat_h1c_begin(struct moat_h1c *c, int head_request);
 MOAT_MUST_USE moat_rc moat_h1c_head_end(struct moat_h1c *c, enum moat_h1_frame frame,
                                         uint64_t length, int keep_alive);
 
+/*
+ * End a head the caller wrote whole, framing fields, connection field and blank line included
+ * (moat get sends and prints its own head byte for byte); `frame`, `length` and `keep_alive`
+ * say what those fields declare, and the session holds the request to them as after
+ * moat_h1c_head_end. MOAT_E_INTERNAL outside begin .. head_end.
+ */
+MOAT_MUST_USE moat_rc moat_h1c_head_written(struct moat_h1c *c, enum moat_h1_frame frame,
+                                            uint64_t length, int keep_alive);
+
 /* Body bytes moat_h1c_body takes now: 0 when the queue must be flushed first (or no body is
  * expected), never more than the declared length still open. This is the back-pressure. */
 size_t moat_h1c_body_room(const struct moat_h1c *c);
@@ -176,7 +217,8 @@ MOAT_MUST_USE moat_rc moat_h1c_flush(struct moat_h1c *c, struct moat_err *err);
  * returned: the connection then carries another protocol and read_body / body move its raw
  * bytes. MOAT_OK with *resp set (borrowed; its slices point into the session's input and stay
  * valid until the first moat_h1c_read_body, moat_h1c_reset or moat_h1c_close); MOAT_E_AGAIN;
- * on failure the session is done (close it) and err says, in the words the proxy logs:
+ * on failure the session is done (close it), moat_h1c_fault says what failed, and err says,
+ * in the words the proxy logs:
  *   MOAT_E_LIMIT  "the origin's answer head is too large (over N KiB)" / "(too many fields)",
  *                 "the origin sent more than 16 interim (1xx) answers", "the origin's answer
  *                 is larger than N bytes" (a Content-Length over max_body_bytes)
@@ -207,6 +249,24 @@ MOAT_MUST_USE moat_rc moat_h1c_read_head(struct moat_h1c *c, const struct moat_h
  */
 MOAT_MUST_USE moat_rc moat_h1c_read_body(struct moat_h1c *c, moat_slice *piece,
                                          struct moat_err *err);
+
+/* The answer head's bytes as they came (the status line to the blank line), valid like
+ * moat_h1c_read_head's *resp; MOAT_SLICE_NULL before the head or after the first body read. */
+moat_slice moat_h1c_head_bytes(const struct moat_h1c *c);
+
+/* Answer bytes read from the transport for this request so far (interim answers and framing
+ * included): more than 0 once the origin's first byte came. */
+static inline uint64_t moat_h1c_received(const struct moat_h1c *c)
+{
+    return c->_received;
+}
+
+/* After moat_h1c_read_head or moat_h1c_read_body failed: what failed, for a caller that words
+ * it itself. Borrowed; valid until moat_h1c_reset or moat_h1c_close. why is NONE otherwise. */
+static inline const struct moat_h1c_fault *moat_h1c_fault(const struct moat_h1c *c)
+{
+    return &c->_fault;
+}
 
 /* 1 when the answer's body is complete (moat_h1c_read_body would say MOAT_E_CLOSED). */
 static inline int moat_h1c_done(const struct moat_h1c *c)

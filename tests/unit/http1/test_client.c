@@ -114,11 +114,18 @@ TEST_CASE(get_with_length_a_byte_at_a_time)
     const struct moat_field *xa = moat_field_find(r->fields, r->nfields, "x-a");
     EXPECT(xa != NULL && moat_slice_eq(xa->value, MOAT_SLICE_LIT("b")));
     EXPECT_INT(moat_h1c_done(&c), 0);
+    /* The head's bytes as they came, and no byte read past them yet. */
+    const char *raw = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n";
+    EXPECT_SLICE(moat_h1c_head_bytes(&c), raw);
+    EXPECT_INT(moat_h1c_received(&c), strlen(raw));
     char body[64];
     size_t len, pieces;
     EXPECT_INT(body_into(body, sizeof(body), &len, &pieces, NULL).kind, MOAT_E_CLOSED);
     EXPECT_STR(body, "hello");
-    EXPECT_INT(pieces, 5); /* one byte a read, handed out as it came */
+    EXPECT_INT(pieces, 5);                     /* one byte a read, handed out as it came */
+    EXPECT(moat_h1c_head_bytes(&c).p == NULL); /* gone with the first body read */
+    EXPECT_INT(moat_h1c_received(&c), strlen(raw) + 5);
+    EXPECT_INT(moat_h1c_fault(&c)->why, MOAT_H1C_WHY_NONE);
     EXPECT_INT(moat_h1c_done(&c), 1);
     EXPECT_INT(moat_h1c_reusable(&c), 1);
     moat_slice p;
@@ -643,6 +650,58 @@ TEST_CASE(failures_and_their_words)
     EXPECT(strncmp(w, "malformed chunked answer", 24) == 0);
 }
 
+/* What a caller that words failures itself is told for `ans` (then the peer's close when
+ * `eof`); every byte fed must have been read. */
+static struct moat_h1c_fault fault_of(const char *ans, size_t ans_len, int eof)
+{
+    setup(NULL);
+    ask("GET", "/", 1);
+    fake_feed(&f, ans, ans_len);
+    if (eof) {
+        fake_eof(&f);
+    }
+    const struct moat_h1_resp *r = NULL;
+    if (moat_ok(moat_h1c_read_head(&c, &r, NULL))) {
+        char body[64];
+        size_t len, pieces;
+        (void)body_into(body, sizeof(body), &len, &pieces, NULL);
+    }
+    EXPECT_INT(moat_h1c_received(&c), ans_len);
+    struct moat_h1c_fault out = *moat_h1c_fault(&c);
+    teardown();
+    return out;
+}
+
+#define FAULT(lit, eof) fault_of((lit), sizeof(lit) - 1, (eof))
+
+TEST_CASE(faults_told_apart)
+{
+    struct moat_h1c_fault x = FAULT("", 1);
+    EXPECT_INT(x.why, MOAT_H1C_WHY_NO_ANSWER);
+    EXPECT_INT(x.io, MOAT_E_CLOSED);
+    x = FAULT("HTTP/1.1 200 OK\r\nContent-", 1);
+    EXPECT_INT(x.why, MOAT_H1C_WHY_HEAD_CUT);
+    EXPECT_INT(x.io, MOAT_E_CLOSED);
+    EXPECT_INT(x.head_bytes, 25);
+    /* An interim answer before the cut is not part of the head that was cut. */
+    x = FAULT("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nCont", 1);
+    EXPECT_INT(x.why, MOAT_H1C_WHY_HEAD_CUT);
+    EXPECT_INT(x.head_bytes, 21);
+    x = FAULT("HTTP/1.1 200 OK\r\nBad Field: x\r\n\r\n", 0);
+    EXPECT_INT(x.why, MOAT_H1C_WHY_HEAD_REFUSED);
+    EXPECT(x.parse != MOAT_H1_DONE && x.parse != MOAT_H1_AGAIN);
+    EXPECT_INT(x.parse_pos, 20);
+    EXPECT_STR(x.parse_what ? x.parse_what : "", "whitespace before colon");
+    x = FAULT("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", 1);
+    EXPECT_INT(x.why, MOAT_H1C_WHY_BODY_CUT);
+    EXPECT_INT(x.io, MOAT_E_CLOSED);
+    x = FAULT("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0);
+    EXPECT_INT(x.why, MOAT_H1C_WHY_CHUNKED_REFUSED);
+    EXPECT(x.parse_what != NULL);
+    x = FAULT("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it", 1);
+    EXPECT_INT(x.why, MOAT_H1C_WHY_NONE); /* a close-delimited body ended by the close */
+}
+
 TEST_CASE(heads_too_large)
 {
     /* 40 fields of 2 KiB: 80 KiB of head, over the 64 KiB default. */
@@ -776,6 +835,8 @@ TEST_CASE(tls_failure_words)
     EXPECT_INT(moat_h1c_read_head(&c, &r, &e).kind, MOAT_E_TLS);
     EXPECT_STR(e.msg, "TLS failure from the origin: tlsv13 alert certificate required (does the "
                       "origin require a client certificate? see proxy_cert)");
+    EXPECT_INT(moat_h1c_fault(&c)->why, MOAT_H1C_WHY_NO_ANSWER);
+    EXPECT_INT(moat_h1c_fault(&c)->io, MOAT_E_TLS);
     teardown();
 }
 
@@ -790,6 +851,27 @@ TEST_CASE(write_failure_words)
     struct moat_err e = {0};
     EXPECT_INT(moat_h1c_flush(&c, &e).kind, MOAT_E_CLOSED);
     EXPECT_STR(e.msg, "the origin closed while taking the request");
+    teardown();
+}
+
+TEST_CASE(head_written_by_the_caller)
+{
+    /* The caller's own framing and blank line go out as written; the body is held to them. */
+    setup(NULL);
+    struct moat_buf *b = moat_h1c_begin(&c, 0);
+    EXPECT(b != NULL);
+    const char *head = "POST /f HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\nX: y\r\n\r\n";
+    EXPECT(moat_ok(moat_buf_append(b, head, strlen(head))));
+    EXPECT(moat_ok(moat_h1c_head_written(&c, MOAT_H1_FRAME_LENGTH, 3, 0)));
+    EXPECT_INT(moat_h1c_body_room(&c), 3);
+    EXPECT(moat_ok(moat_h1c_body(&c, "abc", 3)));
+    EXPECT_INT(moat_h1c_body(&c, "d", 1).kind, MOAT_E_INTERNAL); /* past the length */
+    EXPECT(moat_ok(moat_h1c_body_end(&c)));
+    EXPECT(moat_ok(moat_h1c_flush(&c, NULL)));
+    EXPECT_STR(sent(),
+               "POST /f HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\nX: y\r\n\r\nabc");
+    EXPECT_INT(moat_h1c_head_written(&c, MOAT_H1_FRAME_NONE, 0, 0).kind,
+               MOAT_E_INTERNAL); /* twice */
     teardown();
 }
 
@@ -922,11 +1004,13 @@ int main(void)
     RUN(two_requests_on_one_connection);
     RUN(when_a_connection_is_not_reusable);
     RUN(failures_and_their_words);
+    RUN(faults_told_apart);
     RUN(heads_too_large);
     RUN(body_limit);
     RUN(big_body_comes_in_pieces);
     RUN(tls_failure_words);
     RUN(write_failure_words);
+    RUN(head_written_by_the_caller);
     RUN(request_head_bounded);
     RUN(connect_over_loopback);
     RUN(connect_refused);
