@@ -39,6 +39,7 @@ static void forget(struct moat_h1c *c)
     c->_received = 0;
     c->_fault = (struct moat_h1c_fault){0};
     c->_head_held = 0;
+    moat_buf_clear(&c->_trailers); /* rare: held only for the answer they came with */
 }
 
 void moat_h1c_init(struct moat_h1c *c, const struct moat_h1c_limits *lim)
@@ -54,6 +55,7 @@ void moat_h1c_init(struct moat_h1c *c, const struct moat_h1c_limits *lim)
     }
     c->_max_body = lim != NULL ? lim->max_body_bytes : 0;
     c->_connected = 0;
+    moat_buf_init(&c->_trailers, MOAT_H1_CHUNK_TRAILER_DEFAULT);
     forget(c);
 }
 
@@ -192,13 +194,18 @@ moat_rc moat_h1c_body(struct moat_h1c *c, const void *p, size_t n)
 
 moat_rc moat_h1c_body_end(struct moat_h1c *c)
 {
+    return moat_h1c_body_end_trailers(c, NULL);
+}
+
+moat_rc moat_h1c_body_end_trailers(struct moat_h1c *c, const struct moat_buf *trailers)
+{
     switch (c->_req) {
     case MOAT_H1C_REQ_DONE:
     case MOAT_H1C_REQ_TUNNEL:
         return MOAT_RC_OK; /* no body, a length already reached, or a tunnel's raw bytes */
     case MOAT_H1C_REQ_BODY:
         MOAT_ENSURE(c->_req_chunked, MOAT_E_INTERNAL); /* a length not reached */
-        MOAT_TRY(moat_h1_chunk_last(&c->_out));
+        MOAT_TRY(moat_h1_chunk_last_trailers(&c->_out, trailers));
         c->_req = MOAT_H1C_REQ_DONE;
         return MOAT_RC_OK;
     case MOAT_H1C_REQ_IDLE:
@@ -350,6 +357,7 @@ static moat_rc got_head(struct moat_h1c *c, struct moat_err *err)
         return MOAT_RC_OK;
     case MOAT_H1_BODY_CHUNKED:
         moat_h1_chunked_init(&c->_rdec, c->_max_body, 0);
+        c->_rdec.keep_trailers = &c->_trailers; /* storage only when some come */
         c->_resp_st = MOAT_H1C_RESP_BODY;
         return MOAT_RC_OK;
     case MOAT_H1_BODY_CLOSE:
@@ -600,6 +608,12 @@ int moat_h1c_reusable(const struct moat_h1c *c)
            c->_resp_st == MOAT_H1C_RESP_DONE && c->_req_keep_alive && r->keep_alive &&
            r->body != MOAT_H1_BODY_CLOSE && moat_buf_len(&c->_in) == held && !c->tr.eof &&
            !moat_transport_pending(&c->tr);
+}
+
+const struct moat_buf *moat_h1c_trailers(const struct moat_h1c *c)
+{
+    return c->_resp_st == MOAT_H1C_RESP_DONE && moat_buf_len(&c->_trailers) > 0 ? &c->_trailers
+                                                                                : NULL;
 }
 
 void moat_h1c_reset(struct moat_h1c *c)

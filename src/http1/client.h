@@ -124,6 +124,7 @@ struct moat_h1c {
     uint64_t _req_left;           /* body bytes the request's Content-Length still promises */
     struct moat_h1_resp _resp;    /* the parsed head; slices into _in (see read_head) */
     struct moat_h1_chunked _rdec; /* when _resp.body is chunked */
+    struct moat_buf _trailers;    /* owned: its trailer fields, when it had some */
     uint64_t _resp_left;          /* Content-Length body bytes still to come */
     uint64_t _resp_total;         /* decoded body bytes handed out */
     unsigned _interim;            /* 1xx answers skipped for this request */
@@ -198,6 +199,10 @@ MOAT_MUST_USE moat_rc moat_h1c_body(struct moat_h1c *c, const void *p, size_t n)
 /* The body is complete: the last-chunk for a chunked body. MOAT_E_INTERNAL when a declared
  * length is not reached (close the connection instead: the origin would wait for the rest). */
 MOAT_MUST_USE moat_rc moat_h1c_body_end(struct moat_h1c *c);
+/* The same with trailer fields ("Name: value\r\n" lines, checked by the caller) after the
+ * last-chunk; a Content-Length body cannot carry them and they are dropped. */
+MOAT_MUST_USE moat_rc moat_h1c_body_end_trailers(struct moat_h1c *c,
+                                                 const struct moat_buf *trailers);
 
 /* Request bytes queued and not yet written. */
 static inline size_t moat_h1c_queued(const struct moat_h1c *c)
@@ -267,6 +272,11 @@ static inline const struct moat_h1c_fault *moat_h1c_fault(const struct moat_h1c 
 {
     return &c->_fault;
 }
+
+/* The answer's trailer fields ("Name: value\r\n" lines as the origin sent them, checked by the
+ * decoder) once its chunked body is complete; NULL when there were none. Valid until reset or
+ * close. */
+const struct moat_buf *moat_h1c_trailers(const struct moat_h1c *c);
 
 /* 1 when the answer's body is complete (moat_h1c_read_body would say MOAT_E_CLOSED). */
 static inline int moat_h1c_done(const struct moat_h1c *c)

@@ -283,6 +283,38 @@ static moat_rc build_request(struct px *px, const struct moat_proxy_call *call,
     return moat_h1c_head_end(&px->up, frame, r->body_length < 0 ? 0 : (uint64_t)r->body_length, 0);
 }
 
+/*
+ * Trailer fields worth forwarding, as lines into `out`: RFC 9110 §6.5.1 lets a proxy pass them
+ * on, but not the ones that are this hop's (connection, framing) or that a trailer may not
+ * carry (Host, Content-Length, authentication, routing); from the client (`prefix` set) also
+ * not the forwarding and identity fields moat sets itself, which would be forgeries.
+ */
+static moat_rc pass_trailers(const struct moat_buf *in, struct moat_buf *out, const char *prefix)
+{
+    static const char *const never[] = {"content-encoding", "content-range",   "content-type",
+                                        "authorization",    "set-cookie",      "cookie",
+                                        "cache-control",    "expires",         "max-forwards",
+                                        "location",         "www-authenticate"};
+    const char *p = in != NULL ? moat_buf_rdptr(in) : NULL;
+    const char *end = p + (in != NULL ? moat_buf_len(in) : 0);
+    while (p != NULL && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *next = eol != NULL ? eol + 1 : end;
+        const char *colon = memchr(p, ':', (size_t)(next - p));
+        moat_slice name = moat_slice_of(p, colon != NULL ? (size_t)(colon - p) : 0);
+        int drop = colon == NULL || hop_by_hop_response(name) ||
+                   (prefix != NULL && dropped_field(name, prefix, NULL, 0));
+        for (size_t i = 0; !drop && i < sizeof(never) / sizeof(never[0]); i++) {
+            drop = name_is(name, never[i]);
+        }
+        if (!drop) {
+            MOAT_TRY(moat_buf_append(out, p, (size_t)(next - p)));
+        }
+        p = next;
+    }
+    return MOAT_RC_OK;
+}
+
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
 static const struct moat_stream_ops px_ops;
@@ -401,8 +433,15 @@ static int step_send(struct px *px)
             px_free(px);
             return 0;
         }
-        rc = n > 0 ? moat_h1c_body(&px->up, piece, n) : moat_h1c_body_end(&px->up);
-        if (n == 0) {
+        if (n > 0) {
+            rc = moat_h1c_body(&px->up, piece, n);
+        } else {
+            /* The end: the client's trailers go on, less what may not be forwarded. */
+            px->lines.rd = px->lines.wr = 0;
+            rc = pass_trailers(moat_exch_trailers(px->ex), &px->lines, px->t->prefix);
+            if (moat_ok(rc)) {
+                rc = moat_h1c_body_end_trailers(&px->up, &px->lines);
+            }
             px->body_pending = 0;
         }
         if (!moat_ok(rc)) {
@@ -459,9 +498,14 @@ static int step_relay(struct px *px)
             return 0;
         }
         if (rc.kind == MOAT_E_CLOSED) {
+            /* The origin's trailers outlive px for the one call that copies them out. */
+            struct moat_buf trailers;
+            moat_buf_init(&trailers, MOAT_H1_CHUNK_TRAILER_DEFAULT);
+            int pass = moat_ok(pass_trailers(moat_h1c_trailers(&px->up), &trailers, NULL));
             struct moat_exch *ex = px->ex;
             px_free(px);
-            moat_exch_finish(ex);
+            moat_exch_finish_trailers(ex, pass ? &trailers : NULL);
+            moat_buf_clear(&trailers);
             return 0;
         }
         if (!moat_ok(rc)) {

@@ -683,6 +683,7 @@ class Conn:
                 raise AssertionError("bad header line %r" % line)
             headers.append((name.decode("latin-1").lower(), value.strip().decode("latin-1")))
         resp = Response(version, status, reason, headers, b"", head)
+        resp.trailers = []
         if method == "HEAD" or status < 200 or status in (204, 304):
             return resp
         te = resp.header("transfer-encoding")
@@ -693,7 +694,15 @@ class Conn:
                 size_line = self._read_until(b"\r\n")
                 size = int(size_line.split(b";")[0].strip(), 16)
                 if size == 0:
-                    self._read_until(b"\r\n")  # no trailers expected
+                    trailers = []
+                    while True:  # trailer fields, then the empty line
+                        line = self._read_until(b"\r\n")
+                        if line == b"\r\n":
+                            break
+                        name, _, value = line[:-2].partition(b":")
+                        trailers.append((name.decode("latin-1").lower(),
+                                         value.strip().decode("latin-1")))
+                    resp.trailers = trailers
                     break
                 body += self._read_exact(size)
                 self._read_exact(2)

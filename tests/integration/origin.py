@@ -33,7 +33,8 @@ find their request among the recorded ones):
                        Upgrade, Proxy-Connection, TE, Trailer) next to an end-to-end X-Kept
     anything else      the echo: 200, Content-Type: application/json, Content-Length, body
                        {"method", "target", "version", "headers": [[name, value]...],
-                        "body_len", "body_sha256", "body_chunked", "peer_subject"}
+                        "body_len", "body_sha256", "body_chunked", "trailers",
+                        "peer_subject"}
 """
 
 import hashlib
@@ -74,6 +75,7 @@ class Request:
         self.raw_head = raw_head
         self.body = b""
         self.chunked = False
+        self.trailers = []  # [(name, value)] after a chunked body
         self.peer_subject = None
 
     @property
@@ -100,6 +102,7 @@ class Request:
             "body_len": len(self.body),
             "body_sha256": hashlib.sha256(self.body).hexdigest(),
             "body_chunked": self.chunked,
+            "trailers": [[k, v] for k, v in self.trailers],
             "peer_subject": self.peer_subject,
         }
 
@@ -173,8 +176,12 @@ def _read_request(rd):
                 raise BadRequest("closed inside a chunked body")
             size = int(line.split(b";")[0].strip(), 16)
             if size == 0:
-                while rd.until(b"\r\n") not in (b"\r\n", None):
-                    pass  # trailer fields
+                while True:
+                    line = rd.until(b"\r\n")
+                    if line in (b"\r\n", None):
+                        break
+                    name, _, value = line.decode("latin-1").rstrip("\r\n").partition(":")
+                    req.trailers.append((name, value.strip()))
                 break
             parts.append(rd.exact(size))
             if rd.exact(2) != b"\r\n":

@@ -254,7 +254,35 @@ def test_post_chunked_body_split_across_writes(front, pki, origin):
         assert (e["body_len"], e["body_sha256"]) == (11, sha(b"hello world"))
         assert fields(e, "transfer-encoding") == ["chunked"]
         assert fields(e, "content-length") == [] and fields(e, "x-trailer") == []
+        # the trailer went on as a trailer (RFC 9110 §6.5.1), not into the head
+        assert e["trailers"] == [["X-Trailer", "dropped"]]
         assert_usable(c, "post-chunked-after")
+
+
+def test_trailers_are_forwarded_both_ways_but_never_forgeries(front, pki, origin):
+    with open_conn(front, pki) as c:
+        c.send(b"POST /echo?t=trailers HTTP/1.1\r\nHost: proxy.test\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+               b"X-Checksum: 1234\r\nX-Client-Verify: SUCCESS\r\nX-Forwarded-For: 6.6.6.6\r\n"
+               b"Content-Length: 99\r\nHost: evil.test\r\n\r\n")
+        e = echo(c.read_response())
+        assert e["body_len"] == 3
+        assert e["trailers"] == [["X-Checksum", "1234"]]
+        assert "6.6.6.6" not in json.dumps(e) and "evil.test" not in json.dumps(e)
+    # The origin's trailer reaches the client after the last chunk (read the raw bytes).
+    with open_conn(front, pki) as c:
+        c.send(b"GET /chunked-trailer/100?t=trailer-down HTTP/1.1\r\nHost: proxy.test\r\n"
+               b"Connection: close\r\n\r\n")
+        raw = b""
+        deadline = time.monotonic() + 5
+        while not raw.endswith(b"\r\n\r\n0\r\n\r\n") and b"0\r\nX-Trailer: t\r\n\r\n" not in raw \
+                and time.monotonic() < deadline:
+            chunk = c.sock.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+        assert raw.startswith(b"HTTP/1.1 200 ")
+        assert raw.endswith(b"\r\n0\r\nX-Trailer: t\r\n\r\n"), raw[-80:]
 
 
 def test_post_5mib_content_length_with_curl(front, pki, origin, tmp_path):
@@ -367,6 +395,7 @@ def test_answer_reframed_for_http11(front, pki, origin, kind, n):
             # chunked in, chunked out; close-delimited in, chunked out (the connection stays)
             assert r.header("transfer-encoding") == "chunked" and not r.has("content-length")
         assert r.header("connection") is None
+        assert r.trailers == ([("x-trailer", "t")] if kind == "chunked-trailer" else [])
         assert_usable(c, "r11-after-%s-%d" % (kind, n))
 
 

@@ -404,6 +404,36 @@ TEST_CASE(post_rechunked)
     teardown();
 }
 
+TEST_CASE(trailers_both_ways)
+{
+    setup(NULL);
+    post(MOAT_H1_FRAME_CHUNKED, 0);
+    EXPECT(moat_ok(moat_h1c_body(&c, "hi", 2)));
+    struct moat_buf t;
+    moat_buf_init(&t, 256);
+    EXPECT(moat_ok(moat_buf_append(&t, "X-Sum: 7\r\n", 10)));
+    EXPECT(moat_ok(moat_h1c_body_end_trailers(&c, &t)));
+    moat_buf_clear(&t);
+    EXPECT(moat_ok(moat_h1c_flush(&c, NULL)));
+    EXPECT(strstr(sent(), "\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 7\r\n\r\n") != NULL);
+    fake_feed_str(&f, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "1\r\nz\r\n0\r\nX-Digest: d\r\nX-Two: 2\r\n\r\n");
+    head_of();
+    EXPECT(moat_h1c_trailers(&c) == NULL); /* not before the body is complete */
+    char body[16];
+    size_t len, pieces;
+    EXPECT_INT(body_into(body, sizeof(body), &len, &pieces, NULL).kind, MOAT_E_CLOSED);
+    EXPECT_STR(body, "z");
+    static const char want[] = "X-Digest: d\r\nX-Two: 2\r\n";
+    const struct moat_buf *tr = moat_h1c_trailers(&c);
+    EXPECT(tr != NULL && moat_buf_len(tr) == sizeof(want) - 1 &&
+           memcmp(moat_buf_rdptr(tr), want, sizeof(want) - 1) == 0);
+    EXPECT(moat_h1c_reusable(&c));
+    moat_h1c_reset(&c);
+    EXPECT(moat_h1c_trailers(&c) == NULL); /* the next answer starts without them */
+    teardown();
+}
+
 TEST_CASE(back_pressure)
 {
     setup(NULL);
@@ -1000,6 +1030,7 @@ int main(void)
     RUN(switching_protocols_is_returned_then_raw);
     RUN(post_with_length);
     RUN(post_rechunked);
+    RUN(trailers_both_ways);
     RUN(back_pressure);
     RUN(two_requests_on_one_connection);
     RUN(when_a_connection_is_not_reusable);

@@ -320,6 +320,31 @@ TEST_CASE(a_chunked_body_goes_up_and_a_chunked_answer_comes_down)
     teardown();
 }
 
+TEST_CASE(trailers_pass_both_ways_less_what_may_not)
+{
+    setup();
+    fake_feed_str(&F, "POST /t HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "2\r\nhi\r\n0\r\nX-Sum: 1\r\nX-Client-Verify: SUCCESS\r\n"
+                      "Content-Length: 5\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n");
+    moat_h1s_on_event(&S, 0);
+    EXPECT(origin_accept());
+    char req[4096];
+    origin_read(req, sizeof(req), 22);
+    /* the client's trailer goes on; a forged identity, a length, a forwarding claim do not */
+    EXPECT(strstr(req, "\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 1\r\n\r\n") != NULL);
+    EXPECT(strstr(req, "X-Client-Verify") == NULL);
+    EXPECT(strstr(req, "6.6.6.6") == NULL);
+    origin_send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Digest\r\n\r\n"
+                "3\r\nabc\r\n0\r\nX-Digest: sha-256=x\r\nSet-Cookie: a=b\r\n"
+                "Connection: close\r\n\r\n");
+    spin(2000, answered);
+    spin(50, NULL);
+    EXPECT(strstr(sent(), "3\r\nabc\r\n0\r\nX-Digest: sha-256=x\r\n\r\n") != NULL);
+    EXPECT(strstr(sent(), "Set-Cookie") == NULL);
+    EXPECT_INT(S.state, MOAT_H1S_IDLE);
+    teardown();
+}
+
 TEST_CASE(a_refused_connect_is_a_502_page)
 {
     setup();
@@ -431,6 +456,7 @@ int main(void)
     RUN(an_origin_that_does_not_answer_in_time_is_a_504);
     RUN(a_client_that_goes_away_closes_the_origin_side);
     RUN(a_slow_client_holds_the_origin_back);
+    RUN(trailers_pass_both_ways_less_what_may_not);
     RUN(a_refused_connect_is_a_502_page);
     moat_buf_clear(&SCR.fields);
     moat_buf_clear(&SCR.body);
