@@ -64,7 +64,9 @@ static void decode(const uint8_t *in, size_t n, const size_t *cuts, size_t ncuts
     CHECK(c.total == out->data_len);
     CHECK(moat_buf_len(&kept) <= 64);
     out->kept_len = moat_buf_len(&kept);
-    memcpy(out->kept, moat_buf_rdptr(&kept), out->kept_len);
+    if (out->kept_len > 0) {
+        memcpy(out->kept, moat_buf_rdptr(&kept), out->kept_len);
+    }
     if (out->st == MOAT_H1_DONE && out->kept_len > 0) {
         CHECK(out->kept_len >= 2 && out->kept[out->kept_len - 2] == '\r' &&
               out->kept[out->kept_len - 1] == '\n');
