@@ -6,6 +6,7 @@
 #ifndef MOAT_HTTP_FIELD_H
 #define MOAT_HTTP_FIELD_H
 
+#include "core/buf.h"
 #include "core/slice.h"
 
 #include <stddef.h>
@@ -19,5 +20,11 @@ struct moat_field {
  * NULL when there is none. */
 const struct moat_field *moat_field_find(const struct moat_field *f, size_t n,
                                          const char *name_lower);
+
+/* Walk header lines ("Name: value\r\n" each, as handlers write them and trailers are kept) in
+ * `lines` (NULL: none). Start with *at = 0; each call gives the next whole line, its CRLF
+ * included, and its name (the part before ':', empty when there is no ':'); 0 at the end. */
+int moat_field_lines_next(const struct moat_buf *lines, size_t *at, moat_slice *line,
+                          moat_slice *name);
 
 #endif

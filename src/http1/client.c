@@ -70,7 +70,8 @@ moat_rc moat_h1c_connect(struct moat_h1c *c, const struct sockaddr *addr, sockle
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         int e = errno;
-        moat_rc rc = moat_err_set(err, MOAT_E_IO, __FILE__, __LINE__,
+        /* A limit (descriptors), not the origin's fault: the proxy answers 503, not 502. */
+        moat_rc rc = moat_err_set(err, MOAT_E_LIMIT, __FILE__, __LINE__,
                                   "no socket for the origin (file descriptors exhausted?)");
         if (err != NULL) {
             err->sys_errno = e;

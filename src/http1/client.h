@@ -142,8 +142,8 @@ void moat_h1c_init(struct moat_h1c *c, const struct moat_h1c_limits *lim);
  * Start a non-blocking TCP connect to addr (SOCK_NONBLOCK | SOCK_CLOEXEC, TCP_NODELAY): the
  * socket goes into c->tr, plain, which owns it from then on; wait for it to become writable,
  * then call moat_h1c_ready. To speak TLS, layer it over c->tr.fd now. c->tr must have no socket
- * (MOAT_E_INTERNAL otherwise). Fails with MOAT_E_IO and words: "no socket for the origin (file
- * descriptors exhausted?)", "cannot connect: <strerror>"; c->tr then has no socket.
+ * (MOAT_E_INTERNAL otherwise). Fails with MOAT_E_LIMIT "no socket for the origin (file
+ * descriptors exhausted?)" or MOAT_E_IO "cannot connect: <strerror>"; c->tr then has no socket.
  */
 MOAT_MUST_USE moat_rc moat_h1c_connect(struct moat_h1c *c, const struct sockaddr *addr,
                                        socklen_t len, struct moat_err *err);

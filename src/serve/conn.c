@@ -100,15 +100,12 @@ static moat_rc append_kept(struct moat_buf *o, const struct moat_hdr_set *hs,
     if (hs == NULL || hs->ndrop == 0) {
         return moat_buf_append(o, moat_buf_rdptr(lines), moat_buf_len(lines));
     }
-    const char *p = moat_buf_rdptr(lines), *end = p + moat_buf_len(lines);
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *next = eol ? eol + 1 : end;
-        const char *colon = memchr(p, ':', (size_t)(next - p));
-        if (colon == NULL || !moat_hdr_set_drops(hs, moat_slice_of(p, (size_t)(colon - p)))) {
-            MOAT_TRY(moat_buf_append(o, p, (size_t)(next - p)));
+    size_t at = 0;
+    moat_slice line, name;
+    while (moat_field_lines_next(lines, &at, &line, &name)) {
+        if (name.len == 0 || !moat_hdr_set_drops(hs, name)) {
+            MOAT_TRY(moat_buf_append(o, line.p, line.len));
         }
-        p = next;
     }
     return MOAT_RC_OK;
 }
@@ -116,15 +113,12 @@ static moat_rc append_kept(struct moat_buf *o, const struct moat_hdr_set *hs,
 /* Whether header lines hold a field called `lc_name`. */
 static int lines_have(const struct moat_buf *lines, const char *lc_name)
 {
-    size_t n = strlen(lc_name);
-    const char *p = lines ? moat_buf_rdptr(lines) : NULL,
-               *end = p + (lines ? moat_buf_len(lines) : 0);
-    while (p != NULL && p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if ((size_t)(end - p) > n && p[n] == ':' && strncasecmp(p, lc_name, n) == 0) {
+    size_t at = 0;
+    moat_slice line, name;
+    while (moat_field_lines_next(lines, &at, &line, &name)) {
+        if (moat_slice_eq_lit_nocase(name, lc_name)) {
             return 1;
         }
-        p = eol ? eol + 1 : end;
     }
     return 0;
 }

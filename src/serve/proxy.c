@@ -295,22 +295,17 @@ static moat_rc pass_trailers(const struct moat_buf *in, struct moat_buf *out, co
                                         "authorization",    "set-cookie",      "cookie",
                                         "cache-control",    "expires",         "max-forwards",
                                         "location",         "www-authenticate"};
-    const char *p = in != NULL ? moat_buf_rdptr(in) : NULL;
-    const char *end = p + (in != NULL ? moat_buf_len(in) : 0);
-    while (p != NULL && p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *next = eol != NULL ? eol + 1 : end;
-        const char *colon = memchr(p, ':', (size_t)(next - p));
-        moat_slice name = moat_slice_of(p, colon != NULL ? (size_t)(colon - p) : 0);
-        int drop = colon == NULL || hop_by_hop_response(name) ||
+    size_t at = 0;
+    moat_slice line, name;
+    while (moat_field_lines_next(in, &at, &line, &name)) {
+        int drop = name.len == 0 || hop_by_hop_response(name) ||
                    (prefix != NULL && dropped_field(name, prefix, NULL, 0));
         for (size_t i = 0; !drop && i < sizeof(never) / sizeof(never[0]); i++) {
             drop = name_is(name, never[i]);
         }
         if (!drop) {
-            MOAT_TRY(moat_buf_append(out, p, (size_t)(next - p)));
+            MOAT_TRY(moat_buf_append(out, line.p, line.len));
         }
-        p = next;
     }
     return MOAT_RC_OK;
 }
