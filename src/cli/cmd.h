@@ -16,5 +16,7 @@ int moat_cmd_ca(int argc, char **argv);
 int moat_cmd_cert(int argc, char **argv);
 int moat_cmd_verify(int argc, char **argv);
 int moat_cmd_trust(int argc, char **argv);
+/* ACME: certificates from Let's Encrypt or any RFC 8555 CA (docs/acme.md). */
+int moat_cmd_acme(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const char usage[] =
     "  key       make and show private keys (moat key --help)\n"
     "  verify    check a certificate, say why it fails (moat verify --help)\n"
     "  trust     trust a CA in the system and browsers (moat trust --help)\n"
+    "  acme      certificates from Let's Encrypt or any ACME CA (moat acme --help)\n"
     "\n"
     "  moat --version   print the version\n"
     "  moat --help      this text\n";
@@ -63,6 +64,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "trust") == 0) {
         return moat_cmd_trust(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "acme") == 0) {
+        return moat_cmd_acme(argc - 1, argv + 1);
     }
     fprintf(stderr, "moat: unknown command \"%s\" (see moat --help)\n", argv[1]);
     return 2;

@@ -55,6 +55,7 @@ struct moat_client_opts {
     int insecure;          /* --insecure: record verification but do not enforce it */
     unsigned timeout_ms;   /* for each connection, DNS to last byte; default 30000 */
     int no_default_trust;  /* --no-default-trust: only --cafile is trusted */
+    int no_local_ca;       /* the system store (and --cafile) only: ACME's view of the web */
     const char *state_dir; /* where moat's local CA lives; NULL: $MOAT_STATE or ~/.local/... */
     int json;              /* trace: --json */
     int discard_body;      /* trace: count the body, do not write it */

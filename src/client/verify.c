@@ -98,6 +98,9 @@ static moat_rc load_crls(X509_STORE *st, const char *path, struct moat_err *err)
 static void local_ca_path(const struct moat_client_opts *o, char *out, size_t outlen)
 {
     out[0] = '\0';
+    if (o->no_local_ca) {
+        return;
+    }
     const char *dir = o->state_dir;
     if (dir == NULL || dir[0] == '\0') {
         dir = getenv("MOAT_STATE");

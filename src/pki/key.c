@@ -130,6 +130,23 @@ moat_rc moat_key_save(const char *path, EVP_PKEY *k, int force, struct moat_err 
                   "(--force), because an overwritten key cannot be recovered",
                   path);
     }
+    char *pem = NULL;
+    size_t n = 0;
+    moat_rc rc = moat_key_pem(k, &pem, &n, err);
+    if (!moat_ok(rc)) {
+        moat_err_where(err, "%s", path);
+        return rc;
+    }
+    rc = force ? moat_fs_write_atomic(path, pem, n, 0600, err)
+               : moat_fs_write_new(path, pem, n, 0600, err);
+    OPENSSL_clear_free(pem, n);
+    return rc;
+}
+
+moat_rc moat_key_pem(EVP_PKEY *k, char **out, size_t *len, struct moat_err *err)
+{
+    *out = NULL;
+    *len = 0;
     /* secmem: the PEM text lives in the secure heap when the program set one up. */
     BIO *bio = BIO_new(BIO_s_secmem());
     if (bio == NULL) {
@@ -137,16 +154,22 @@ moat_rc moat_key_save(const char *path, EVP_PKEY *k, int force, struct moat_err 
     }
     if (PEM_write_bio_PKCS8PrivateKey(bio, k, NULL, NULL, 0, NULL, NULL) != 1) {
         BIO_free(bio);
-        moat_err_where(err, "%s", path);
-        MOAT_FAIL_SSL(err, MOAT_E_CERT, "cannot encode the private key for %s", path);
+        MOAT_FAIL_SSL(err, MOAT_E_CERT, "cannot encode the private key");
     }
     char *pem = NULL;
     long n = BIO_get_mem_data(bio, &pem);
-    moat_rc rc = force ? moat_fs_write_atomic(path, pem, (size_t)n, 0600, err)
-                       : moat_fs_write_new(path, pem, (size_t)n, 0600, err);
+    *out = OPENSSL_malloc((size_t)n + 1);
+    if (*out != NULL) {
+        memcpy(*out, pem, (size_t)n);
+        (*out)[n] = '\0';
+        *len = (size_t)n;
+    }
     OPENSSL_cleanse(pem, (size_t)n);
     BIO_free(bio);
-    return rc;
+    if (*out == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    return MOAT_RC_OK;
 }
 
 /* ---- loading ---- */

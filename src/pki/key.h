@@ -53,6 +53,10 @@ MOAT_MUST_USE moat_rc moat_key_parse_type(const char *s, enum moat_key_type *out
  */
 MOAT_MUST_USE moat_rc moat_key_save(const char *path, EVP_PKEY *k, int force, struct moat_err *err);
 
+/* k as unencrypted PKCS#8 PEM text in memory (NUL-terminated; *len excludes the NUL), for a
+ * store that writes it itself. The caller frees *out with OPENSSL_clear_free(*out, *len). */
+MOAT_MUST_USE moat_rc moat_key_pem(EVP_PKEY *k, char **out, size_t *len, struct moat_err *err);
+
 /*
  * Load a private key from a PEM (PKCS#8 or traditional "RSA/EC PRIVATE KEY") or DER file. A PEM
  * file may also hold certificates (a combined file): the first private key is taken. Each

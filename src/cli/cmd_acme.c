@@ -1,0 +1,492 @@
+/*
+ * cmd_acme.c: `moat acme issue|revoke|status`: argument parsing and printing only; the
+ * protocol is acme/client.c and acme/order.c, the store's layout acme/lineage.c.
+ */
+#include "cli/cmd.h"
+
+#include "acme/account.h"
+#include "acme/challenges.h"
+#include "acme/lineage.h"
+#include "acme/standalone.h"
+#include "cli/pkiargs.h"
+#include "pki/fsutil.h"
+#include "pki/key.h"
+#include "state/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/pem.h>
+
+#define MAX_NAMES 100
+#define MAX_EMAILS 8
+
+static const char acme_usage[] =
+    "usage: moat acme issue NAME... [--server URL] [--email ADDR] [--agree-tos]\n"
+    "                              [--http [ADDR:]PORT | --webroot DIR] [options]\n"
+    "       moat acme revoke CERT [--reason REASON] [--server URL]\n"
+    "       moat acme status [--json]\n"
+    "\n"
+    "Certificates from an ACME CA (Let's Encrypt or any other, RFC 8555), kept in moat's state\n"
+    "folder: the account key and every certificate key are written 0600, atomically.\n"
+    "\n"
+    "  issue NAME...          order one certificate for these names (the first names it)\n"
+    "    --server URL         the CA's directory URL, or `production` (Let's Encrypt, the\n"
+    "                         default) or `staging` (Let's Encrypt's test CA)\n"
+    "    --ca-bundle FILE     trust only these roots for the CA's own HTTPS (a private CA)\n"
+    "    --email ADDR         contact for the account (expiry notices); may be repeated\n"
+    "    --agree-tos          you agree to the CA's terms of service (needed once per CA)\n"
+    "    --eab-kid ID         External Account Binding key id, for CAs that require one\n"
+    "    --eab-hmac KEY       its MAC key (base64url, as the CA shows it)\n"
+    "    --http [ADDR:]PORT   answer HTTP-01 with moat's own listener (default :80)\n"
+    "    --webroot DIR        answer HTTP-01 with files under DIR/.well-known/acme-challenge/\n"
+    "                         (for a site another web server serves from DIR)\n"
+    "    --key-type TYPE      ecdsa (P-256, the default) or rsa (RSA 2048)\n"
+    "    --preferred-chain CN among the CA's chains, take the one through this issuer name\n"
+    "    --profile NAME       the CA's certificate profile (e.g. shortlived, tlsserver)\n"
+    "    --cert-out FILE      also write the chain (leaf first) to FILE\n"
+    "    --key-out FILE       also write the key to FILE (0600, atomically)\n"
+    "    --timeout SECONDS    give up the order after this long (default 600)\n"
+    "    --state DIR          moat's state folder (default $MOAT_STATE, else\n"
+    "                         ~/.local/share/moat)\n"
+    "  revoke CERT            revoke the certificate in CERT (PEM or DER) with the account key\n"
+    "    --reason REASON      unspecified (default), keyCompromise, superseded or\n"
+    "                         cessationOfOperation\n"
+    "  status                 each certificate in the state folder: names, issuer, expiry,\n"
+    "                         next renewal, last error. Exit 1 when a renewal is overdue or\n"
+    "                         failing, 3 when a certificate has expired\n"
+    "    --json               one JSON document instead of text\n"
+    "\n"
+    "Examples:\n"
+    "  moat acme issue example.com www.example.com --email me@example.com --agree-tos\n"
+    "  moat acme issue example.com --webroot /var/www/html --server staging --agree-tos\n"
+    "  moat acme status\n";
+
+static void say(void *arg, int level, const char *line)
+{
+    (void)arg;
+    fprintf(stderr, "moat acme: %s%s\n", level ? "warning: " : "", line);
+}
+
+static char *state_dir(const char *given)
+{
+    if (given != NULL) {
+        return strdup(given);
+    }
+    const char *env = getenv("MOAT_STATE");
+    if (env != NULL && env[0] != '\0') {
+        return strdup(env);
+    }
+    const char *home = getenv("HOME");
+    if (home == NULL || home[0] == '\0') {
+        return NULL;
+    }
+    size_t n = strlen(home) + 32;
+    char *p = malloc(n);
+    if (p != NULL) {
+        snprintf(p, n, "%s/.local/share/moat", home);
+    }
+    return p;
+}
+
+static moat_rc open_store(const char *given, struct moat_store **st, struct moat_err *err)
+{
+    char *dir = state_dir(given);
+    if (dir == NULL) {
+        MOAT_FAIL(err, MOAT_E_USAGE, "no state folder: set MOAT_STATE or HOME, or give --state");
+    }
+    moat_rc rc = moat_store_folder_new(dir, st, err);
+    free(dir);
+    return rc;
+}
+
+/* The options every command that talks to the CA shares. */
+struct ca_args {
+    const char *server, *ca_bundle, *eab_kid, *eab_hmac, *state;
+    const char *emails[MAX_EMAILS];
+    size_t nemails;
+    int agree_tos;
+};
+
+#define CA_OPTS(c)                                                                                 \
+    {.name = "--server", .kind = MOAT_CLI_VALUE, .value = &(c).server},                            \
+        {.name = "--directory", .kind = MOAT_CLI_VALUE, .value = &(c).server},                     \
+        {.name = "--ca-bundle", .kind = MOAT_CLI_VALUE, .value = &(c).ca_bundle},                  \
+        {.name = "--email",                                                                        \
+         .kind = MOAT_CLI_LIST,                                                                    \
+         .list = (c).emails,                                                                       \
+         .n = &(c).nemails,                                                                        \
+         .max = MAX_EMAILS},                                                                       \
+        {.name = "--agree-tos", .kind = MOAT_CLI_FLAG, .flag = &(c).agree_tos},                    \
+        {.name = "--eab-kid", .kind = MOAT_CLI_VALUE, .value = &(c).eab_kid},                      \
+        {.name = "--eab-hmac", .kind = MOAT_CLI_VALUE, .value = &(c).eab_hmac},                    \
+    {                                                                                              \
+        .name = "--state", .kind = MOAT_CLI_VALUE, .value = &(c).state                             \
+    }
+
+static moat_rc login(const struct ca_args *c, struct moat_store *st, struct moat_acme **a,
+                     struct moat_err *err)
+{
+    struct moat_acme_opts o = {
+        .directory = c->server,
+        .cafile = c->ca_bundle,
+        .say = say,
+    };
+    struct moat_acme_account_req q = {
+        .contacts = c->emails,
+        .ncontacts = c->nemails,
+        .agree_tos = c->agree_tos,
+        .eab_kid = c->eab_kid,
+        .eab_hmac = c->eab_hmac,
+    };
+    if ((c->eab_kid == NULL) != (c->eab_hmac == NULL)) {
+        MOAT_FAIL(err, MOAT_E_USAGE, "give --eab-kid and --eab-hmac together");
+    }
+    MOAT_TRY(moat_acme_login(st, &o, &q, a, err));
+    char line[MOAT_ACME_URL_MAX + 64];
+    snprintf(line, sizeof(line), "account %s at %s", (*a)->kid, (*a)->directory_url);
+    say(NULL, 0, line);
+    return MOAT_RC_OK;
+}
+
+static moat_rc write_outputs(struct moat_store *st, const char *name, enum moat_acme_kind kind,
+                             const char *cert_out, const char *key_out, struct moat_err *err)
+{
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    MOAT_TRY(moat_acme_installed(st, name, kind, &chain, &key, err));
+    moat_rc rc = MOAT_RC_OK;
+    if (cert_out != NULL) {
+        BIO *b = BIO_new(BIO_s_mem());
+        for (int i = 0; b != NULL && i < sk_X509_num(chain); i++) {
+            PEM_write_bio_X509(b, sk_X509_value(chain, i));
+        }
+        char *p = NULL;
+        long n = b ? BIO_get_mem_data(b, &p) : 0;
+        rc = n > 0 ? moat_fs_write_atomic(cert_out, p, (size_t)n, 0644, err)
+                   : moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+        BIO_free(b);
+        if (moat_ok(rc)) {
+            printf("wrote the certificate chain to %s\n", cert_out);
+        }
+    }
+    if (moat_ok(rc) && key_out != NULL) {
+        rc = moat_key_save(key_out, key, 1, err);
+        if (moat_ok(rc)) {
+            printf("wrote the private key to %s (mode 0600)\n", key_out);
+        }
+    }
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+static int acme_issue(int argc, char **argv)
+{
+    struct ca_args c = {0};
+    const char *http = NULL, *webroot = NULL, *key_type = NULL, *preferred = NULL, *profile = NULL,
+               *cert_out = NULL, *key_out = NULL, *timeout = NULL;
+    const char *names[MAX_NAMES];
+    size_t nnames = 0;
+    const struct moat_cli_opt opts[] = {
+        CA_OPTS(c),
+        {.name = "--http", .kind = MOAT_CLI_VALUE, .value = &http},
+        {.name = "--webroot", .kind = MOAT_CLI_VALUE, .value = &webroot},
+        {.name = "--key-type", .kind = MOAT_CLI_VALUE, .value = &key_type},
+        {.name = "--preferred-chain", .kind = MOAT_CLI_VALUE, .value = &preferred},
+        {.name = "--profile", .kind = MOAT_CLI_VALUE, .value = &profile},
+        {.name = "--cert-out", .kind = MOAT_CLI_VALUE, .value = &cert_out},
+        {.name = "--key-out", .kind = MOAT_CLI_VALUE, .value = &key_out},
+        {.name = "--timeout", .kind = MOAT_CLI_VALUE, .value = &timeout},
+    };
+    int r = moat_cli_args_parse("acme issue", acme_usage, argc, argv, opts,
+                                sizeof(opts) / sizeof(opts[0]), names, MAX_NAMES, &nnames);
+    if (r != 0) {
+        return r < 0 ? 0 : r;
+    }
+    if (nnames == 0) {
+        fprintf(stderr, "moat acme issue: name the certificate's names (moat acme issue "
+                        "example.com www.example.com)\n");
+        return 2;
+    }
+    if (http != NULL && webroot != NULL) {
+        fprintf(stderr, "moat acme issue: give --http or --webroot, not both\n");
+        return 2;
+    }
+    int kind = key_type ? moat_acme_kind_parse(key_type) : MOAT_ACME_ECDSA;
+    if (kind < 0) {
+        fprintf(stderr, "moat acme issue: --key-type is ecdsa or rsa, not \"%s\"\n", key_type);
+        return 2;
+    }
+    unsigned deadline = 600;
+    if (timeout != NULL) {
+        char *end = NULL;
+        unsigned long t = strtoul(timeout, &end, 10);
+        if (end == timeout || *end != '\0' || t == 0 || t > 86400) {
+            fprintf(stderr, "moat acme issue: --timeout is seconds, 1 to 86400\n");
+            return 2;
+        }
+        deadline = (unsigned)t;
+    }
+    struct moat_err err = {0};
+    struct moat_store *st = NULL;
+    struct moat_acme *a = NULL;
+    struct moat_acme_challenges *tab = NULL;
+    struct moat_acme_standalone *listener = NULL;
+    struct moat_acme_solver *solver = NULL;
+    moat_rc rc = open_store(c.state, &st, &err);
+    if (moat_ok(rc) && webroot != NULL) {
+        rc = moat_acme_webroot_solver_new(webroot, &solver, &err);
+    } else if (moat_ok(rc)) {
+        rc = moat_acme_challenges_new(&tab, &err);
+        if (moat_ok(rc)) {
+            rc = moat_acme_table_solver_new(tab, "http-01", &solver, &err);
+        }
+        if (moat_ok(rc)) {
+            rc = moat_acme_standalone_start(http ? http : ":80", tab, &listener, &err);
+        }
+        if (moat_ok(rc)) {
+            char line[160];
+            snprintf(line, sizeof(line), "answering HTTP-01 on %s", http ? http : ":80");
+            say(NULL, 0, line);
+        }
+    }
+    if (moat_ok(rc)) {
+        rc = login(&c, st, &a, &err);
+    }
+    if (moat_ok(rc)) {
+        struct moat_acme_solver *const solvers[] = {solver};
+        struct moat_acme_cert_req q = {
+            .names = names,
+            .nnames = nnames,
+            .kind = (enum moat_acme_kind)kind,
+            .solvers = solvers,
+            .nsolvers = 1,
+            .preferred_chain = preferred,
+            .profile = profile,
+            .deadline_s = deadline,
+        };
+        rc = moat_acme_obtain(st, a, &q, &err);
+    }
+    if (moat_ok(rc)) {
+        char prefix[MOAT_STORE_KEY_MAX];
+        printf("issued a certificate for %s%s; it is in the state folder (%s)\n", names[0],
+               nnames > 1 ? " and the other names" : "",
+               moat_acme_lineage_prefix(names[0], prefix, sizeof(prefix)));
+        rc = write_outputs(st, names[0], (enum moat_acme_kind)kind, cert_out, key_out, &err);
+    }
+    moat_acme_standalone_stop(listener);
+    moat_acme_solver_free(solver);
+    moat_acme_challenges_free(tab);
+    moat_acme_free(a);
+    moat_store_free(st);
+    return moat_cli_fail("acme issue", rc, &err);
+}
+
+static int parse_reason(const char *s)
+{
+    static const struct {
+        const char *name;
+        int code;
+    } reasons[] = {
+        {"unspecified", 0}, {"keyCompromise", 1}, {"superseded", 4}, {"cessationOfOperation", 5}};
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        if (strcasecmp(s, reasons[i].name) == 0) {
+            return reasons[i].code;
+        }
+    }
+    return -1;
+}
+
+static int acme_revoke(int argc, char **argv)
+{
+    struct ca_args c = {0};
+    const char *reason = NULL, *pos[1];
+    size_t npos = 0;
+    const struct moat_cli_opt opts[] = {
+        CA_OPTS(c),
+        {.name = "--reason", .kind = MOAT_CLI_VALUE, .value = &reason},
+    };
+    int r = moat_cli_args_parse("acme revoke", acme_usage, argc, argv, opts,
+                                sizeof(opts) / sizeof(opts[0]), pos, 1, &npos);
+    if (r != 0) {
+        return r < 0 ? 0 : r;
+    }
+    if (npos != 1) {
+        fprintf(stderr, "moat acme revoke: name the certificate file (moat acme revoke "
+                        "cert.pem)\n");
+        return 2;
+    }
+    int code = reason ? parse_reason(reason) : 0;
+    if (code < 0) {
+        fprintf(stderr, "moat acme revoke: --reason is unspecified, keyCompromise, superseded "
+                        "or cessationOfOperation\n");
+        return 2;
+    }
+    struct moat_err err = {0};
+    unsigned char *cert = NULL;
+    size_t len = 0;
+    struct moat_store *st = NULL;
+    struct moat_acme *a = NULL;
+    moat_rc rc = moat_fs_read_file(pos[0], 1024 * 1024, &cert, &len, &err);
+    if (moat_ok(rc)) {
+        rc = open_store(c.state, &st, &err);
+    }
+    if (moat_ok(rc)) {
+        /* Revoking with the account that ordered it: find it, never make one. */
+        struct moat_acme_opts o = {.directory = c.server, .cafile = c.ca_bundle, .say = say};
+        struct moat_acme_account_req q = {.only_existing = 1};
+        rc = moat_acme_login(st, &o, &q, &a, &err);
+    }
+    if (moat_ok(rc)) {
+        rc = moat_acme_revoke(a, cert, len, code, &err);
+    }
+    if (moat_ok(rc)) {
+        printf("revoked %s (reason: %s)\n", pos[0], reason ? reason : "unspecified");
+    }
+    free(cert);
+    moat_acme_free(a);
+    moat_store_free(st);
+    return moat_cli_fail("acme revoke", rc, &err);
+}
+
+static void fmt_time(time_t t, char *out, size_t n)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%d %H:%M UTC", &tm);
+}
+
+static int acme_status(int argc, char **argv)
+{
+    const char *state = NULL;
+    int json = 0;
+    const struct moat_cli_opt opts[] = {
+        {.name = "--state", .kind = MOAT_CLI_VALUE, .value = &state},
+        {.name = "--json", .kind = MOAT_CLI_FLAG, .flag = &json},
+    };
+    size_t npos = 0;
+    int r = moat_cli_args_parse("acme status", acme_usage, argc, argv, opts, 2, NULL, 0, &npos);
+    if (r != 0) {
+        return r < 0 ? 0 : r;
+    }
+    struct moat_err err = {0};
+    struct moat_store *st = NULL;
+    moat_rc rc = open_store(state, &st, &err);
+    char **dirs = NULL;
+    size_t ndirs = 0;
+    if (moat_ok(rc)) {
+        rc = moat_store_list(st, "acme/certs/", &dirs, &ndirs, &err);
+    }
+    if (!moat_ok(rc)) {
+        moat_store_free(st);
+        return moat_cli_fail("acme status", rc, &err);
+    }
+    json_t *all = json_array();
+    int worst = 0;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < ndirs; i++) {
+        for (int k = 0; k < MOAT_ACME_KIND_COUNT; k++) {
+            /* The status names the lineage by its first name; the folder is that name made
+             * safe, so read the status through the folder. */
+            char key[MOAT_STORE_KEY_MAX];
+            snprintf(key, sizeof(key), "acme/certs/%.*s/%s.status.json", (int)strlen(dirs[i]) - 1,
+                     dirs[i], moat_acme_kind_name(k));
+            unsigned char *text = NULL;
+            size_t len = 0;
+            if (!moat_ok(moat_store_get(st, key, 256 * 1024, &text, &len, NULL))) {
+                continue;
+            }
+            json_t *s = json_loadb((const char *)text, len, 0, NULL);
+            free(text);
+            if (!json_is_object(s)) {
+                json_decref(s);
+                continue;
+            }
+            time_t na = (time_t)json_integer_value(json_object_get(s, "not_after"));
+            time_t ra = (time_t)json_integer_value(json_object_get(s, "renew_at"));
+            json_int_t failures = json_integer_value(json_object_get(s, "failures"));
+            const char *state_word = "ok";
+            int level = 0;
+            if (na == 0) {
+                state_word = failures ? "never issued (failing)" : "never issued";
+                level = failures ? 1 : 0;
+            } else if (na <= now) {
+                state_word = "EXPIRED";
+                level = 3;
+            } else if (failures > 0 || (ra != 0 && now > ra + 3600)) {
+                state_word = failures > 0 ? "RENEWAL FAILING" : "renewal overdue";
+                level = 1;
+            }
+            if (level > worst) {
+                worst = level;
+            }
+            json_object_set_new(s, "state", json_string(state_word));
+            if (!json) {
+                const json_t *names = json_object_get(s, "names");
+                printf("%s (%s)\n", json_string_value(json_array_get(names, 0)),
+                       moat_acme_kind_name(k));
+                printf("  names:     ");
+                size_t ni;
+                json_t *nv;
+                json_array_foreach(names, ni, nv)
+                {
+                    printf("%s%s", ni ? ", " : "", json_string_value(nv));
+                }
+                printf("\n  CA:        %s\n", moat_acme_json_str(s, "directory"));
+                if (na != 0) {
+                    char t1[40], t2[40];
+                    fmt_time(na, t1, sizeof(t1));
+                    fmt_time(ra, t2, sizeof(t2));
+                    printf("  issuer:    %s\n", moat_acme_json_str(s, "issuer"));
+                    printf("  expires:   %s (%ld days left)\n", t1, (long)((na - now) / 86400));
+                    printf("  renews:    %s\n", t2);
+                }
+                printf("  state:     %s\n", state_word);
+                const char *le = moat_acme_json_str(s, "last_error");
+                if (le != NULL) {
+                    printf("  last error (%lld in a row): %s\n", (long long)failures, le);
+                }
+            }
+            json_array_append_new(all, s);
+        }
+    }
+    if (json) {
+        json_t *doc = json_pack("{s:o, s:i}", "certificates", all, "exit", worst);
+        char *text = json_dumps(doc, JSON_INDENT(2));
+        puts(text ? text : "{}");
+        free(text);
+        json_decref(doc);
+    } else {
+        if (json_array_size(all) == 0) {
+            printf("no ACME certificates in the state folder yet (moat acme issue NAME)\n");
+        }
+        json_decref(all);
+    }
+    moat_store_list_free(dirs, ndirs);
+    moat_store_free(st);
+    return worst;
+}
+
+int moat_cmd_acme(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(acme_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "issue") == 0) {
+        return acme_issue(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "revoke") == 0) {
+        return acme_revoke(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "status") == 0) {
+        return acme_status(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "moat acme: unknown command \"%s\" (issue, revoke or status)\n", argv[1]);
+    return 2;
+}
