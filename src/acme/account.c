@@ -56,6 +56,9 @@ moat_rc moat_acme_key_get(struct moat_store *st, const char *k, enum moat_key_ty
     } else if (rc.kind != MOAT_E_NOTFOUND) {
         return rc;
     }
+    if (err != NULL) {
+        moat_err_clear(err); /* "not found" was the expected answer, not this call's error */
+    }
     MOAT_TRY(moat_key_new(type, key, err));
     char *text = NULL;
     rc = moat_key_pem(*key, &text, &len, err);

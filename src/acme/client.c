@@ -19,7 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define BAD_NONCE_TRIES 5
+#define BAD_NONCE_TRIES 8
 
 void moat_acme_resp_clear(struct moat_acme_resp *r)
 {

@@ -99,7 +99,7 @@ void moat_acme_use_key(struct moat_acme *a, EVP_PKEY *key, const char *kid);
 /*
  * A signed POST of `payload` (a JSON text; NULL: POST-as-GET) to url, with Accept `accept`
  * (NULL: application/json). A nonce the CA rejects (badNonce) is retried with the fresh one it
- * sent, up to 5 times. Any answer that is not 2xx fails: a problem document's type, detail and
+ * sent, up to 8 times. Any answer that is not 2xx fails: a problem document's type, detail and
  * subproblems in plain words in err (MOAT_E_LIMIT for rateLimited, MOAT_E_PEER otherwise) and
  * in a->problem / a->retry_after_s. *r holds the answer on success and on a CA's refusal.
  */

@@ -1,5 +1,5 @@
 /*
- * builtin.c: redirects and OPTIONS * (see builtin.h).
+ * builtin.c: redirects, OPTIONS * and ACME HTTP-01 answers (see builtin.h).
  */
 #include "serve/builtin.h"
 
@@ -40,4 +40,14 @@ moat_rc moat_builtin_options(const void *ctx, const struct moat_req *req, struct
 {
     *res = (struct moat_res){.status = 204, .fd = -1};
     return PUT(fields, "Allow: GET, HEAD, OPTIONS\r\n");
+}
+
+moat_rc moat_builtin_acme_http01(const void *ctx, const struct moat_req *req, struct moat_res *res,
+                                 struct moat_buf *fields, struct moat_buf *body)
+{
+    const char *ka = ctx;
+    size_t n = strlen(ka);
+    *res = (struct moat_res){.status = 200, .fd = -1, .length = n, .has_generated_body = 1};
+    MOAT_TRY(PUT(fields, "Content-Type: text/plain\r\nCache-Control: no-store\r\n"));
+    return moat_buf_append(body, ka, n);
 }

@@ -1,6 +1,7 @@
 /*
  * builtin.h: the small answers moat gives by itself, as handlers of http/exchange.h: the plain
- * listener's redirect to HTTPS, and OPTIONS * for the server as a whole.
+ * listener's redirect to HTTPS, OPTIONS * for the server as a whole, and the answers to ACME
+ * HTTP-01 challenges.
  */
 #ifndef MOAT_SERVE_BUILTIN_H
 #define MOAT_SERVE_BUILTIN_H
@@ -19,5 +20,11 @@ MOAT_MUST_USE moat_rc moat_builtin_redirect(const void *ctx, const struct moat_r
 MOAT_MUST_USE moat_rc moat_builtin_options(const void *ctx, const struct moat_req *req,
                                            struct moat_res *res, struct moat_buf *fields,
                                            struct moat_buf *body);
+
+/* 200 with the key authorization `(const char *)ctx` as its body: the answer to an ACME
+ * HTTP-01 challenge (RFC 8555 §8.3), never cached. */
+MOAT_MUST_USE moat_rc moat_builtin_acme_http01(const void *ctx, const struct moat_req *req,
+                                               struct moat_res *res, struct moat_buf *fields,
+                                               struct moat_buf *body);
 
 #endif

@@ -46,6 +46,7 @@ static const struct family families[] = {
     {moat_conf__proxy_specs, &moat_conf__proxy_nspecs},
     {moat_conf__headers_specs, &moat_conf__headers_nspecs},
     {moat_conf__crl_specs, &moat_conf__crl_nspecs},
+    {moat_conf__acme_specs, &moat_conf__acme_nspecs},
 };
 
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
@@ -60,6 +61,7 @@ static const site_check_fn site_checks[] = {
     moat_conf__content_check_site, /* root or proxy (conf_site.c) */
     moat_conf__proxy_check_site,   /* proxy_* needs proxy; proxy_timeout default */
     moat_conf__cert_check_site,    /* cert_ca needs cert (conf_site.c) */
+    moat_conf__acme_check_site,    /* tls acme: no cert, names a CA can issue (conf_acme.c) */
 };
 
 /* Run after the whole file was read, in this order. */
@@ -68,11 +70,12 @@ static const conf_check_fn conf_checks[] = {
     moat_conf__limits_check_conf, /* request_line <= header_bytes */
     moat_conf__mtls_check_conf,   /* each site's client_* directives add up */
     moat_conf__global_check_conf, /* redirect_http's port is not a listen port */
+    moat_conf__acme_check_conf,   /* a challenge that can work for the ACME sites */
 };
 
 static const char *const ctx_where[MOAT_CONF__CTX_COUNT] = {
     "at the top level",  "inside a site block", "inside timeouts { }",
-    "inside limits { }", "inside tls { }",
+    "inside limits { }", "inside tls { }",      "inside acme { }",
 };
 
 static const char *const ctx_belongs[MOAT_CONF__CTX_COUNT] = {
@@ -81,6 +84,7 @@ static const char *const ctx_belongs[MOAT_CONF__CTX_COUNT] = {
     "inside a timeouts { } block",
     "inside a limits { } block",
     "inside a tls { } block",
+    "inside an acme { } block",
 };
 
 /* ---- small helpers ---- */
@@ -531,6 +535,7 @@ void moat_conf_free(struct moat_conf *c)
     free(c->access_log);
     free(c->error_log);
     moat_conf__free_strs(c->trust, c->ntrust);
+    moat_conf__acme_clear(&c->acme);
     for (size_t i = 0; i < c->nsites; i++) {
         site_clear(&c->sites[i]);
     }
@@ -771,9 +776,6 @@ static moat_rc check_shape(struct moat_conf__loader *L, const struct moat_cfg_no
                                    nargs, sp->usage);
 }
 
-static moat_rc walk_block(struct moat_conf__loader *L, const struct moat_cfg_node *block,
-                          enum moat_conf__ctx ctx);
-
 static moat_rc apply_value(struct moat_conf__loader *L, const struct moat_cfg_node *n,
                            const struct moat_conf__spec *sp)
 {
@@ -784,7 +786,7 @@ static moat_rc apply_value(struct moat_conf__loader *L, const struct moat_cfg_no
     case MOAT_CONF__V_CUSTOM:
         return sp->fn(L, n, sp);
     case MOAT_CONF__V_BLOCK:
-        return sp->fn != NULL ? sp->fn(L, n, sp) : walk_block(L, n, sp->inner);
+        return sp->fn != NULL ? sp->fn(L, n, sp) : moat_conf__walk_block(L, n, sp->inner);
     case MOAT_CONF__V_BOOL: {
         int b;
         if (!moat_ok(moat_cfg_bool(v->s, &b))) {
@@ -838,8 +840,8 @@ static moat_rc apply_value(struct moat_conf__loader *L, const struct moat_cfg_no
     return MOAT_RC_OK;
 }
 
-static moat_rc walk_block(struct moat_conf__loader *L, const struct moat_cfg_node *block,
-                          enum moat_conf__ctx ctx)
+moat_rc moat_conf__walk_block(struct moat_conf__loader *L, const struct moat_cfg_node *block,
+                              enum moat_conf__ctx ctx)
 {
     for (size_t i = 0; i < block->nchildren; i++) {
         const struct moat_cfg_node *n = &block->children[i];
@@ -871,7 +873,7 @@ moat_rc moat_conf__site_walk(struct moat_conf__loader *L, const struct moat_cfg_
         L->site_seen[k] = (struct moat_conf__pos){0, 0};
     }
     L->site = s;
-    moat_rc rc = walk_block(L, n, MOAT_CONF__SITE);
+    moat_rc rc = moat_conf__walk_block(L, n, MOAT_CONF__SITE);
     L->site = NULL;
     MOAT_TRY(rc);
     for (size_t i = 0; i < sizeof(site_checks) / sizeof(site_checks[0]); i++) {
@@ -906,7 +908,7 @@ static moat_rc conf_from_doc(const struct moat_cfg_doc *doc, const char *base_di
     if (L.c == NULL || L.seen == NULL || L.site_seen == NULL) {
         rc = moat_conf__nomem(&L);
     } else {
-        rc = walk_block(&L, &doc->root, MOAT_CONF__TOP);
+        rc = moat_conf__walk_block(&L, &doc->root, MOAT_CONF__TOP);
     }
     for (size_t i = 0; moat_ok(rc) && i < sizeof(conf_checks) / sizeof(conf_checks[0]); i++) {
         rc = conf_checks[i](&L);

@@ -64,6 +64,29 @@ struct moat_conf_crl_publish {
     char where[MOAT_CONF_WHERE_MAX]; /* "file:line:col" of its CA_DIR word, for messages */
 };
 
+/* The `acme { }` block: how sites with `tls acme` get their certificates. */
+enum moat_conf_acme_key {
+    MOAT_CONF_ACME_ECDSA = 1, /* bits: which kinds each ACME site gets */
+    MOAT_CONF_ACME_RSA = 2,
+};
+
+struct moat_conf_acme {
+    char **cas; /* directory URLs ("production", "staging" or https://); the first is used,
+                   the others in order when it keeps failing; default {"production"} */
+    size_t ncas;
+    char *ca_bundle; /* roots for the CAs' own HTTPS; NULL: the system store */
+    char **emails;   /* account contacts */
+    size_t nemails;
+    int agree_tos;            /* the operator agreed to the CA's terms */
+    char *eab_kid, *eab_hmac; /* External Account Binding; NULL: none */
+    int key_types;            /* enum moat_conf_acme_key bits; default ECDSA */
+    char **challenges;        /* in order of preference; none: what can work */
+    size_t nchallenges;
+    char *preferred_chain;           /* issuer name; NULL: the CA's default chain */
+    char *profile;                   /* the CA's profile; NULL: none */
+    char where[MOAT_CONF_WHERE_MAX]; /* of the block, for messages; "" when there is none */
+};
+
 struct moat_conf_site {
     /* Lower-cased, distinct across all sites: "example.com", "*.example.com" (wildcard covers
      * exactly one label), "127.0.0.1", "::1" (IPv6 in RFC 5952 form, no brackets), or "*"
@@ -111,6 +134,9 @@ struct moat_conf_site {
     size_t nheaders;
     struct moat_conf_crl_publish *crl_publish; /* CRLs this site publishes; distinct paths */
     size_t ncrl_publish;
+
+    int acme;            /* `tls acme`: certificates from the ACME CA of the acme { } block */
+    unsigned acme_kinds; /* with acme: the acme { } block's key_type bits (1 << kind) */
 };
 
 struct moat_conf {
@@ -141,6 +167,7 @@ struct moat_conf {
     char **trust;             /* CA files this machine knows, for every site's start-up chain
                                  check (never for clients); see also a site's cert_ca */
     size_t ntrust;
+    struct moat_conf_acme acme;
     struct moat_conf_site *sites;
     size_t nsites;
 };

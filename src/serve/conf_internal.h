@@ -6,7 +6,7 @@
  * values, reports unknown, misplaced, wrong-arity and repeated directives, and runs the checks
  * that look at a whole site or the whole file. Each directive family has one file with its rows
  * and their handlers (conf_global.c, conf_limits.c, conf_site.c, conf_headers.c, conf_proxy.c,
- * conf_mtls.c, conf_crl.c), and the directives are documented over their rows there.
+ * conf_mtls.c, conf_crl.c, conf_acme.c), and the directives are documented over their rows there.
  *
  * A new family: a conf_<family>.c with its `moat_conf__<family>_specs[]` and count, declared
  * below, one line in `families[]` in conf.c (the order there is the order of names in the
@@ -31,6 +31,7 @@ enum moat_conf__ctx {
     MOAT_CONF__TIMEOUTS,
     MOAT_CONF__LIMITS,
     MOAT_CONF__TLS,
+    MOAT_CONF__ACME,
     MOAT_CONF__CTX_COUNT /* keep last */
 };
 
@@ -123,6 +124,8 @@ extern const struct moat_conf__spec moat_conf__headers_specs[];
 extern const size_t moat_conf__headers_nspecs;
 extern const struct moat_conf__spec moat_conf__crl_specs[];
 extern const size_t moat_conf__crl_nspecs;
+extern const struct moat_conf__spec moat_conf__acme_specs[];
+extern const size_t moat_conf__acme_nspecs;
 
 /* ---- the families' checks, run by conf.c in the order of its lists ---- */
 
@@ -137,11 +140,17 @@ MOAT_MUST_USE moat_rc moat_conf__proxy_check_site(struct moat_conf__loader *L,
 MOAT_MUST_USE moat_rc moat_conf__cert_check_site(struct moat_conf__loader *L,
                                                  const struct moat_cfg_node *n,
                                                  struct moat_conf_site *s);
+MOAT_MUST_USE moat_rc moat_conf__acme_check_site(struct moat_conf__loader *L,
+                                                 const struct moat_cfg_node *n,
+                                                 struct moat_conf_site *s);
 /* After the whole file was read. */
 MOAT_MUST_USE moat_rc moat_conf__site_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__limits_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__mtls_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__global_check_conf(struct moat_conf__loader *L);
+MOAT_MUST_USE moat_rc moat_conf__acme_check_conf(struct moat_conf__loader *L);
+/* Free what the acme { } block holds (conf_acme.c). */
+void moat_conf__acme_clear(struct moat_conf_acme *a);
 
 /* ---- the loader (conf.c), for the families ---- */
 
@@ -157,6 +166,10 @@ const struct moat_conf__spec *moat_conf__spec_find(enum moat_conf__ctx ctx, cons
 MOAT_MUST_USE moat_rc moat_conf__site_walk(struct moat_conf__loader *L,
                                            const struct moat_cfg_node *n, struct moat_conf_site *s);
 
+/* Walk the directives of node n's block in context ctx (what a BLOCK row without a handler
+ * does; a handler that records something first calls it). */
+MOAT_MUST_USE moat_rc moat_conf__walk_block(struct moat_conf__loader *L,
+                                            const struct moat_cfg_node *n, enum moat_conf__ctx ctx);
 /* A new site with the directive defaults, appended to c->sites; NULL when out of memory. */
 struct moat_conf_site *moat_conf__site_push(struct moat_conf *c);
 /* Index of the site already holding `name` (in stored form), or -1. */

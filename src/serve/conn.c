@@ -7,6 +7,7 @@
  */
 #include "serve/conn.h"
 
+#include "acme/challenges.h"
 #include "core/log.h"
 #include "core/sock.h"
 #include "http/status.h"
@@ -215,6 +216,16 @@ static moat_rc dispatch(void *host, const struct moat_req *req, struct moat_res 
 {
     struct moat_conn *c = host;
     c->hdrs = NULL;
+    char ka[512];
+    /* An ACME CA checking a challenge: answered for any host and on either listener, before
+     * redirects, proxies and path rules (RFC 8555 §8.3: the CA follows redirects, but an
+     * origin behind the proxy knows nothing of moat's challenges). */
+    if (c->snap->acme != NULL &&
+        (req->method_id == MOAT_HTTP_M_GET || req->method_id == MOAT_HTTP_M_HEAD) &&
+        moat_acme_challenges_http01(c->snap->acme, req->path.p, req->path.len, ka, sizeof(ka))) {
+        c->site = c->sni_site;
+        return moat_builtin_acme_http01(ka, req, res, lines, body);
+    }
     struct moat_route_conn who = {.snap = c->snap,
                                   .sni_site = c->sni_site,
                                   .ssl = moat_tls_transport_ssl(&c->tr),
@@ -307,6 +318,13 @@ static int step_handshake(struct moat_conn *c)
                          c->peer_text);
             }
         }
+        moat_conn_close(c);
+        return 0;
+    }
+    if (moat_tls_sni_is_acme(moat_tls_transport_ssl(&c->tr))) {
+        /* A TLS-ALPN-01 validation: the handshake was the answer (RFC 8737 §3). */
+        moat_log(MOAT_LVL_INFO, c->id, "acme: answered a TLS-ALPN-01 validation (peer %s)",
+                 c->peer_text);
         moat_conn_close(c);
         return 0;
     }

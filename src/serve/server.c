@@ -6,11 +6,14 @@
  */
 #include "serve/server.h"
 
+#include "acme/challenges.h"
+#include "acme/manager.h"
 #include "core/log.h"
 #include "core/sock.h"
 #include "pki/fsutil.h"
 #include "serve/snapshot.h"
 #include "serve/worker.h"
+#include "state/store.h"
 #include "tls/ticket.h"
 
 #include <errno.h>
@@ -76,9 +79,19 @@ static moat_rc load_conf(const struct moat_conf_source *src, struct moat_conf **
 
 /* Load + build, the way both --check and reload do it. A dry run (--check) writes nothing: the
  * state folder is not created and the local CA only says what it would make. */
+static int conf_has_acme(const struct moat_conf *c)
+{
+    for (size_t i = 0; i < c->nsites; i++) {
+        if (c->sites[i].acme) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets *tickets,
-                     const char *state_dir_in, int quiet, int dry_run, struct moat_snapshot **out,
-                     struct moat_err *err)
+                     const char *state_dir_in, int quiet, int dry_run, struct moat_server *srv,
+                     struct moat_snapshot **out, struct moat_err *err)
 {
     struct moat_conf *conf = NULL;
     MOAT_TRY(load_conf(src, &conf, err));
@@ -96,6 +109,8 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
         .state_dir = state_dir_in ? state_dir_in : state_dir,
         .quiet = quiet,
         .dry_run = dry_run,
+        .store = srv != NULL ? srv->store : NULL,
+        .acme = srv != NULL && conf_has_acme(conf) ? srv->acme : NULL,
     };
     moat_rc rc = moat_snapshot_build(conf, &env, out, err);
     free(state_dir);
@@ -107,7 +122,7 @@ moat_rc moat_server_check(const struct moat_conf_source *src, struct moat_err *e
     struct moat_snapshot *s = NULL;
     /* Not quiet: warnings (a key readable by others, a name the certificate lacks, an issuer
      * moat cannot find) are what a check is for. A dry run: a check writes nothing. */
-    MOAT_TRY(build(src, NULL, NULL, 0, 1, &s, err));
+    MOAT_TRY(build(src, NULL, NULL, 0, 1, NULL, &s, err));
     moat_snapshot_unref(s);
     return MOAT_RC_OK;
 }
@@ -187,6 +202,56 @@ static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, s
     return MOAT_RC_OK;
 }
 
+/* Start the ACME thread for conf's `tls acme` sites, or give it the new configuration. */
+static moat_rc acme_follow(struct moat_server *srv, const struct moat_conf *conf,
+                           struct moat_err *err)
+{
+    if (!conf_has_acme(conf) && srv->acme_mgr == NULL) {
+        return MOAT_RC_OK;
+    }
+    const struct moat_conf_acme *a = &conf->acme;
+    struct moat_acme_job *jobs = calloc(conf->nsites ? conf->nsites : 1, sizeof(*jobs));
+    if (jobs == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    size_t njobs = 0;
+    for (size_t i = 0; i < conf->nsites; i++) {
+        const struct moat_conf_site *cs = &conf->sites[i];
+        if (cs->acme) {
+            jobs[njobs++] = (struct moat_acme_job){.names = (const char *const *)cs->names,
+                                                   .nnames = cs->nnames,
+                                                   .kinds = cs->acme_kinds};
+        }
+    }
+    const char *dflt[] = {"production"};
+    struct moat_acme_mgr_conf mc = {
+        .cas = a->ncas ? (const char *const *)a->cas : dflt,
+        .ncas = a->ncas ? a->ncas : 1,
+        .ca_bundle = a->ca_bundle,
+        .emails = (const char *const *)a->emails,
+        .nemails = a->nemails,
+        .agree_tos = a->agree_tos,
+        .eab_kid = a->eab_kid,
+        .eab_hmac = a->eab_hmac,
+        .challenges = (const char *const *)a->challenges,
+        .nchallenges = a->nchallenges,
+        .preferred_chain = a->preferred_chain,
+        .profile = a->profile,
+        .jobs = jobs,
+        .njobs = njobs,
+    };
+    /* Tests shorten the retry pause; production keeps the defaults. */
+    const char *rb = getenv("MOAT_ACME_RETRY_BASE_S");
+    if (rb != NULL) {
+        mc.retry_base_s = (unsigned)strtoul(rb, NULL, 10);
+    }
+    moat_rc rc = srv->acme_mgr != NULL
+                     ? moat_acme_mgr_update(srv->acme_mgr, &mc, err)
+                     : moat_acme_mgr_start(srv->store, srv->acme, &mc, &srv->acme_mgr, err);
+    free(jobs);
+    return rc;
+}
+
 static void publish(struct moat_server *srv, struct moat_snapshot *s)
 {
     for (unsigned w = 0; w < srv->nworkers; w++) {
@@ -200,11 +265,15 @@ static void reload(struct moat_server *srv, const char *why)
 {
     struct moat_err err = {0};
     struct moat_snapshot *s = NULL;
-    moat_rc rc = build(&srv->src, srv->tickets, srv->state_dir, 0, 0, &s, &err);
+    moat_rc rc = build(&srv->src, srv->tickets, srv->state_dir, 0, 0, srv, &s, &err);
+    if (moat_ok(rc)) {
+        rc = acme_follow(srv, s->conf, &err);
+    }
     if (!moat_ok(rc)) {
         char msg[1024];
         moat_log_e("%s refused, still serving the previous configuration: %s", why,
                    moat_err_str(&err, msg, sizeof(msg)));
+        moat_snapshot_unref(s);
         return;
     }
     if (s->conf->nlisten != srv->snap->conf->nlisten) {
@@ -286,7 +355,13 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     }
     moat_conf_free(first);
     if (moat_ok(rc)) {
-        rc = build(src, srv.tickets, srv.state_dir, 0, 0, &srv.snap, err);
+        rc = moat_store_folder_new(srv.state_dir, &srv.store, err);
+    }
+    if (moat_ok(rc)) {
+        rc = moat_acme_challenges_new(&srv.acme, err);
+    }
+    if (moat_ok(rc)) {
+        rc = build(src, srv.tickets, srv.state_dir, 0, 0, &srv, &srv.snap, err);
     }
     if (moat_ok(rc)) {
         srv.workers = calloc(nworkers, sizeof(*srv.workers));
@@ -309,6 +384,10 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
         started += moat_ok(rc);
     }
     if (moat_ok(rc)) {
+        /* After the listeners: the first challenge may come as soon as the order exists. */
+        rc = acme_follow(&srv, srv.snap->conf, err);
+    }
+    if (moat_ok(rc)) {
         print_banner(&srv, srv.snap, demo);
         time_t renew_check = 0, crl_check = 0;
         for (;;) {
@@ -318,6 +397,17 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
             time_t now = time(NULL);
             if (srv.tickets != NULL) {
                 moat_tls_tickets_tick(srv.tickets, now);
+            }
+            unsigned long gen = moat_acme_mgr_generation(srv.acme_mgr);
+            if (gen != srv.acme_gen) {
+                /* The ACME thread installed a certificate: swap it in, no reload. */
+                srv.acme_gen = gen;
+                struct moat_err e = {0};
+                if (!moat_ok(moat_snapshot_acme_refresh(srv.snap, &e))) {
+                    char msg[700];
+                    moat_log_w("installing an ACME certificate failed: %s",
+                               moat_err_str(&e, msg, sizeof(msg)));
+                }
             }
             if (sig == SIGHUP) {
                 reload(&srv, "reload (SIGHUP)");
@@ -346,6 +436,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
             }
         }
     }
+    moat_acme_mgr_stop(srv.acme_mgr);
     for (unsigned w = 0; w < started; w++) {
         moat_worker_request_stop(&srv.workers[w]);
     }
@@ -357,6 +448,8 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     }
     free(srv.workers);
     moat_snapshot_unref(srv.snap);
+    moat_acme_challenges_free(srv.acme);
+    moat_store_free(srv.store);
     moat_tls_tickets_free(srv.tickets);
     if (srv.alog.owned) {
         close(srv.alog.fd);

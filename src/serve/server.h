@@ -26,6 +26,10 @@ struct moat_conf_source {
     void *arg;
 };
 
+struct moat_store;
+struct moat_acme_challenges;
+struct moat_acme_mgr;
+
 struct moat_server {
     struct moat_conf_source src;
     char *state_dir;                  /* owned, resolved */
@@ -35,6 +39,10 @@ struct moat_server {
     struct moat_snapshot *snap;       /* the main thread's reference to the current snapshot */
     struct moat_worker *workers;      /* owned array */
     unsigned nworkers;
+    struct moat_store *store;          /* owned: the state folder as a store (ACME) */
+    struct moat_acme_challenges *acme; /* owned: challenge answers the listeners give */
+    struct moat_acme_mgr *acme_mgr;    /* owned: the ACME thread; NULL until a site needs it */
+    unsigned long acme_gen;            /* the manager's generation last swapped in */
 };
 
 /* Load the configuration (from the source) and build a snapshot, without serving and without

@@ -10,6 +10,9 @@
 #include "serve/snapshot.h"
 
 #include "serve/crlpub.h"
+
+#include "acme/challenges.h"
+#include "acme/source.h"
 #include "serve/proxy.h"
 
 #include <openssl/err.h>
@@ -189,6 +192,36 @@ static moat_rc site_ctx_new(const struct moat_snapshot *s, const struct moat_sit
     return moat_tls_ctx_new(&o, out, err);
 }
 
+/* The ACME certificates installed for a `tls acme` site, one per configured key kind. */
+static moat_rc acme_sets(const struct moat_conf_site *cs, struct moat_store *st,
+                         struct moat_tls_certset *sets[8], size_t *nsets, struct moat_err *err)
+{
+    for (int k = 0; k < MOAT_ACME_KIND_COUNT; k++) {
+        if (!(cs->acme_kinds & (1 << k))) {
+            continue;
+        }
+        struct moat_cert_source *src = NULL;
+        moat_rc rc = moat_acme_source_new(st, cs->names[0], (enum moat_acme_kind)k, &src, err);
+        if (moat_ok(rc)) {
+            rc = moat_cert_source_load(src, &sets[*nsets], err);
+        }
+        moat_cert_source_free(src);
+        if (moat_ok(rc)) {
+            (*nsets)++;
+        } else if (rc.kind != MOAT_E_NOTFOUND) {
+            /* A damaged store entry: log it and serve what can be served (the manager
+             * orders a new certificate). */
+            char msg[MOAT_ERR_MSG_MAX + 300];
+            moat_log_w("site %s: the stored ACME certificate cannot be used: %s", cs->names[0],
+                       moat_err_str(err, msg, sizeof(msg)));
+        }
+        if (err != NULL && !moat_ok(rc)) {
+            moat_err_clear(err);
+        }
+    }
+    return MOAT_RC_OK;
+}
+
 /*
  * The site's certificate sets from its sources, each parsed and checked once: the `cert` files
  * (pki/ start-up checks, warnings unless quiet), else the local CA. A check (dry run) asks the
@@ -201,6 +234,21 @@ static moat_rc site_sets(struct moat_site *site, const struct moat_conf_site *cs
                          size_t *nsets, struct moat_err *err)
 {
     *nsets = 0;
+    site->acme_waiting = 0;
+    if (cs->acme && env->store != NULL) {
+        moat_rc rc = acme_sets(cs, env->store, sets, nsets, err);
+        if (!moat_ok(rc) || *nsets > 0) {
+            return rc;
+        }
+        /* Nothing from the CA yet: the local CA's certificate serves until it comes (the
+         * ACME manager orders it off the serving path). */
+        site->acme_waiting = 1;
+        if (!env->quiet) {
+            moat_log_i("site %s: no ACME certificate yet; serving one from moat's local CA "
+                       "until the CA's arrives",
+                       cs->names[0]);
+        }
+    }
     if (cs->ncerts == 0) {
         struct moat_cert_source *src = NULL;
         moat_rc rc =
@@ -260,6 +308,75 @@ static void sets_unref(struct moat_tls_certset *sets[8], size_t n)
     }
 }
 
+/* Any `tls acme` site, with TLS-ALPN-01 among the challenges? */
+static int acme_alpn_wanted(const struct moat_conf *conf)
+{
+    int any = 0;
+    for (size_t i = 0; i < conf->nsites; i++) {
+        any |= conf->sites[i].acme;
+    }
+    for (size_t i = 0; any && i < conf->acme.nchallenges; i++) {
+        if (strcmp(conf->acme.challenges[i], "tls-alpn-01") == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int alpn_answer(void *arg, const char *name, X509 **cert, EVP_PKEY **key)
+{
+    return moat_acme_challenges_alpn(arg, name, cert, key);
+}
+
+/* The context TLS-ALPN-01 validations are answered on: moat's policy, ALPN acme-tls/1 only, a
+ * stand-in certificate that each validation replaces with its challenge certificate. */
+static moat_rc acme_alpn_install(struct moat_snapshot *s, struct moat_err *err)
+{
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    MOAT_TRY(moat_acme_alpn_cert_new("acme.invalid", "-", &cert, &key, err));
+    struct moat_tls_certset *set = NULL;
+    MOAT_TRY(moat_tls_certset_new(cert, NULL, key, "TLS-ALPN-01 stand-in", NULL, 0, &set, err));
+    static const char *const alpn[] = {MOAT_ACME_TLS_ALPN};
+    struct moat_tls_opts o = {.sets = &set, .nsets = 1, .alpn = alpn, .nalpn = 1};
+    SSL_CTX *ctx = NULL;
+    moat_rc rc = moat_tls_ctx_new(&o, &ctx, err);
+    moat_tls_certset_unref(set);
+    if (moat_ok(rc)) {
+        rc = moat_tls_sni_set_acme(s->sni, ctx, alpn_answer, s->acme, err);
+    }
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
+moat_rc moat_snapshot_acme_refresh(struct moat_snapshot *s, struct moat_err *err)
+{
+    MOAT_ENSURE_REF(s);
+    moat_rc first = MOAT_RC_OK;
+    for (size_t i = 0; s->store != NULL && i < s->nsites; i++) {
+        struct moat_site *site = &s->sites[i];
+        if (!site->conf->acme) {
+            continue;
+        }
+        struct moat_tls_certset *sets[8] = {NULL};
+        size_t nsets = 0;
+        moat_rc rc = acme_sets(site->conf, s->store, sets, &nsets, NULL);
+        if (moat_ok(rc) && nsets > 0) {
+            rc = moat_snapshot_swap_certs(s, site, sets, nsets, moat_ok(first) ? err : NULL);
+            if (moat_ok(rc)) {
+                site->acme_waiting = 0;
+                moat_log_i("site %s: serving its ACME certificate (%s), no reload",
+                           site->conf->names[0], sets[0]->label);
+            }
+        }
+        sets_unref(sets, nsets);
+        if (!moat_ok(rc) && moat_ok(first)) {
+            first = rc;
+        }
+    }
+    return first;
+}
+
 static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_snapshot_env *env,
                           X509_STORE *trust, struct moat_cert_local_ca *lca, SSL_CTX **ctx,
                           struct moat_err *err)
@@ -270,7 +387,7 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
     site->st.root_fd = -1;
     site->st.index = cs->index;
     site->st.listing = cs->listing;
-    site->local_cert = cs->ncerts == 0;
+    site->local_cert = cs->ncerts == 0 && !cs->acme;
 
     struct moat_tls_certset *sets[8] = {NULL};
     size_t nsets = 0;
@@ -374,6 +491,8 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     s->sites = calloc(conf->nsites ? conf->nsites : 1, sizeof(*s->sites));
     s->sni = moat_tls_sni_new();
     s->tickets = env->tickets;
+    s->store = env->store;
+    s->acme = env->acme;
     if (s->sites == NULL || s->sni == NULL || lca == NULL) {
         rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
         goto out;
@@ -409,6 +528,12 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
         SSL_CTX *ctx = NULL;
         rc = build_site(s, i, env, trust, lca, &ctx, err);
         SSL_CTX_free(ctx);
+        if (!moat_ok(rc)) {
+            goto out;
+        }
+    }
+    if (env->acme != NULL && acme_alpn_wanted(conf)) {
+        rc = acme_alpn_install(s, err);
         if (!moat_ok(rc)) {
             goto out;
         }

@@ -30,6 +30,8 @@ struct moat_tls_client_auth;
 struct moat_proxy_target;
 struct moat_crlpub_set;
 struct moat_tls_certset;
+struct moat_store;
+struct moat_acme_challenges;
 
 struct moat_site {
     const struct moat_conf_site *conf;        /* borrowed from the snapshot's conf */
@@ -41,6 +43,7 @@ struct moat_site {
     char hsts[160];                           /* whole header line with CRLF, or "" */
     size_t hsts_len;
     int local_cert;       /* certificate issued by moat's local CA */
+    int acme_waiting;     /* `tls acme` with no ACME certificate yet: the local CA's serves */
     time_t cert_renew_at; /* when its certificate source wants a new one; 0 = never. The main
                              thread's (moat_snapshot_renew_certs); workers never read it */
 };
@@ -67,8 +70,11 @@ struct moat_snapshot {
     struct moat_h1s_conf h1;     /* what the HTTP/1 sessions enforce (conf's limits, timeouts) */
     time_t crl_refresh_at;       /* when a CRL the local CA publishes must be made again (a reload
                                     does it); 0 = never */
-    struct moat_crlpub_set *crlpub;   /* owned; NULL when no site has crl_publish */
-    struct moat_tls_tickets *tickets; /* borrowed from the env (process-wide), for swaps */
+    struct moat_crlpub_set *crlpub;    /* owned; NULL when no site has crl_publish */
+    struct moat_tls_tickets *tickets;  /* borrowed from the env (process-wide), for swaps */
+    struct moat_store *store;          /* borrowed from the env: ACME certificates */
+    struct moat_acme_challenges *acme; /* borrowed from the env: challenge answers; NULL when
+                                          no site has tls acme */
 };
 
 struct moat_snapshot_env {
@@ -76,6 +82,9 @@ struct moat_snapshot_env {
     const char *state_dir;            /* for the local CA */
     int quiet;                        /* no notes about the local CA (reloads) */
     int dry_run; /* `serve --check`: write nothing; say what the local CA would create */
+    struct moat_store *store;          /* process-wide, borrowed: where ACME certificates are */
+    struct moat_acme_challenges *acme; /* process-wide, borrowed: HTTP-01 and TLS-ALPN-01
+                                          answers; NULL when no site has tls acme */
 };
 
 /* Build and validate a snapshot from conf (ownership of conf passes to the snapshot, also on
@@ -101,6 +110,13 @@ void moat_snapshot_unref(struct moat_snapshot *s);
 MOAT_MUST_USE moat_rc moat_snapshot_swap_certs(struct moat_snapshot *s, struct moat_site *site,
                                                struct moat_tls_certset *const *sets, size_t nsets,
                                                struct moat_err *err);
+
+/*
+ * Load every `tls acme` site's certificates from the store again and swap them in (the ACME
+ * manager installed new ones): no reload, running connections keep theirs. A site still
+ * without one keeps its local-CA certificate. The main thread only.
+ */
+MOAT_MUST_USE moat_rc moat_snapshot_acme_refresh(struct moat_snapshot *s, struct moat_err *err);
 
 /* The soonest cert_renew_at of the sites; 0 when none wants renewing. */
 time_t moat_snapshot_next_renewal(const struct moat_snapshot *s);

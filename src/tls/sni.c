@@ -61,21 +61,28 @@ struct moat_tls_sni {
     int finished;
     SSL_CTX **retired; /* owned: one reference each, contexts swapped out (see the top) */
     size_t nretired, retired_cap;
+    /* TLS-ALPN-01 (moat_tls_sni_set_acme): NULL fn when off */
+    moat_tls_acme_fn acme_fn;
+    void *acme_arg;
+    SSL_CTX *acme_ctx; /* one reference */
 };
 
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
 static int entry_idx = -1; /* SSL ex_data: the const struct moat_tls_sni_entry * chosen */
 static int owner_idx = -1; /* SSL_CTX ex_data: the table whose callback the context carries */
+static int acme_idx = -1;  /* SSL ex_data: non-NULL on a TLS-ALPN-01 validation handshake */
 
 static void idx_init(void)
 {
     entry_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     owner_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    acme_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 static int idx_ready(void)
 {
-    return pthread_once(&idx_once, idx_init) == 0 && entry_idx >= 0 && owner_idx >= 0;
+    return pthread_once(&idx_once, idx_init) == 0 && entry_idx >= 0 && owner_idx >= 0 &&
+           acme_idx >= 0;
 }
 
 /*
@@ -237,6 +244,55 @@ moat_rc moat_tls_sni_add(struct moat_tls_sni *s, const char *name, SSL_CTX *ctx,
  * §3 leaves the choice to the server; failing with unrecognized_name would only tell scanners
  * which names exist).
  */
+/* Does the ClientHello offer exactly one protocol, acme-tls/1 (RFC 8737 §3: the CA offers only
+ * it)? A list with more is an ordinary client, answered as ever. */
+static int offers_only_acme(SSL *ssl)
+{
+    static const unsigned char want[] = "\x0a"
+                                        "acme-tls/1";
+    const unsigned char *ext = NULL;
+    size_t len = 0;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
+                                  &len) != 1 ||
+        len < 2) {
+        return 0;
+    }
+    size_t list = ((size_t)ext[0] << 8) | ext[1];
+    return list == len - 2 && list == sizeof(want) - 1 && memcmp(ext + 2, want, list) == 0;
+}
+
+/* Answer a TLS-ALPN-01 validation for `name` with its challenge certificate: 1 when done. */
+static int acme_answer(const struct moat_tls_sni *s, SSL *ssl, const unsigned char *name,
+                       size_t len, const struct moat_tls_sni_entry *e)
+{
+    char host[HOST_MAX + 1];
+    if (name == NULL || len == 0 || len > HOST_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        host[i] = (char)tolower(name[i]);
+    }
+    host[len] = '\0';
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    if (!s->acme_fn(s->acme_arg, host, &cert, &key)) {
+        return 0;
+    }
+    int ok = SSL_set_SSL_CTX(ssl, s->acme_ctx) == s->acme_ctx;
+    if (ok) {
+        /* What SSL_new copied from the first context: a validation asks for no client
+         * certificate and gets no ticket. */
+        SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+        SSL_set_options(ssl, SSL_OP_NO_TICKET);
+        SSL_set_num_tickets(ssl, 0);
+    }
+    ok = ok && SSL_use_cert_and_key(ssl, cert, key, NULL, 1) == 1 &&
+         SSL_set_ex_data(ssl, entry_idx, (void *)e) && SSL_set_ex_data(ssl, acme_idx, ssl);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return ok;
+}
+
 static int client_hello_cb(SSL *ssl, int *al, void *arg)
 {
     const struct moat_tls_sni *s = arg;
@@ -251,6 +307,13 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
     if (e == NULL) {
         *al = SSL_AD_INTERNAL_ERROR;
         return SSL_CLIENT_HELLO_ERROR;
+    }
+    if (s->acme_fn != NULL && offers_only_acme(ssl)) {
+        if (acme_answer(s, ssl, name, len, e)) {
+            return SSL_CLIENT_HELLO_SUCCESS;
+        }
+        /* No challenge for that name: the ordinary context, whose ALPN refuses acme-tls/1. */
+        ERR_clear_error();
     }
     /* acquire: pairs with the release of a swap, so the new context is seen whole. */
     SSL_CTX *ctx = atomic_load_explicit(&e->ctx, memory_order_acquire);
@@ -361,6 +424,7 @@ void moat_tls_sni_free(struct moat_tls_sni *s)
     for (size_t i = 0; i < s->nretired; i++) {
         ctx_release(s, s->retired[i]);
     }
+    SSL_CTX_free(s->acme_ctx);
     free(s->retired);
     free(s->items);
     free(s);
@@ -528,4 +592,24 @@ int moat_tls_sni_covers(SSL *ssl, const char *host, size_t len)
                                    NULL) == 1;
     ERR_clear_error();
     return ok;
+}
+
+moat_rc moat_tls_sni_set_acme(struct moat_tls_sni *s, SSL_CTX *ctx, moat_tls_acme_fn fn, void *arg,
+                              struct moat_err *err)
+{
+    if (s == NULL || s->finished || ctx == NULL || fn == NULL || s->acme_ctx != NULL) {
+        MOAT_FAIL(err, MOAT_E_USAGE, "TLS-ALPN-01 hook set after finish, twice or empty");
+    }
+    if (!SSL_CTX_up_ref(ctx)) {
+        MOAT_FAIL_SSL(err, MOAT_E_INTERNAL, "SSL_CTX_up_ref failed");
+    }
+    s->acme_ctx = ctx;
+    s->acme_fn = fn;
+    s->acme_arg = arg;
+    return MOAT_RC_OK;
+}
+
+int moat_tls_sni_is_acme(SSL *ssl)
+{
+    return ssl != NULL && idx_ready() && SSL_get_ex_data(ssl, acme_idx) != NULL;
 }

@@ -56,6 +56,20 @@ MOAT_MUST_USE moat_rc moat_tls_sni_add(struct moat_tls_sni *s, const char *name,
  */
 MOAT_MUST_USE moat_rc moat_tls_sni_finish(struct moat_tls_sni *s, struct moat_err *err);
 
+/*
+ * TLS-ALPN-01 (RFC 8737): fn(arg, name, &cert, &key) gives the challenge certificate and key
+ * (references for the caller) for a name being validated, 1 when there is one. A ClientHello
+ * that offers exactly acme-tls/1 for such a name is answered on `ctx` (whose ALPN list is
+ * acme-tls/1; a reference is taken) with that certificate, and the connection is marked
+ * (moat_tls_sni_is_acme): it carries no HTTP. Every other handshake is untouched. Before
+ * moat_tls_sni_finish; fn is called from the workers' threads.
+ */
+typedef int (*moat_tls_acme_fn)(void *arg, const char *name, X509 **cert, EVP_PKEY **key);
+MOAT_MUST_USE moat_rc moat_tls_sni_set_acme(struct moat_tls_sni *s, SSL_CTX *ctx,
+                                            moat_tls_acme_fn fn, void *arg, struct moat_err *err);
+/* 1 on a connection answered as a TLS-ALPN-01 validation. */
+int moat_tls_sni_is_acme(SSL *ssl);
+
 /* Drop the table's context references and names. Call it only when no connection can still be
  * handshaking on its contexts (the configuration snapshot's last reference). NULL does nothing. */
 void moat_tls_sni_free(struct moat_tls_sni *s);

@@ -1,0 +1,465 @@
+/*
+ * manager.c: the ACME thread of `moat serve` (see manager.h).
+ *
+ * The thread sleeps on a condition variable until the soonest thing due (a renewal, a retry)
+ * or a minute at most: once a minute it looks at the store again, so a certificate another moat
+ * installed in a shared state folder is picked up. Everything it owns (a copy of the
+ * configuration, the per-certificate retry state) lives on this thread; the mutex guards only
+ * the hand-over of a new configuration, the stop flag and the generation.
+ */
+#include "acme/manager.h"
+
+#include "acme/account.h"
+#include "core/log.h"
+#include "pki/ca.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define RESCAN_S 60
+#define CA_SWITCH_AFTER 3 /* failures in a row on one CA before the next one is tried */
+
+/* The configuration, copied. */
+struct mconf {
+    char **cas;
+    size_t ncas;
+    char *ca_bundle;
+    char **emails;
+    size_t nemails;
+    int agree_tos;
+    char *eab_kid, *eab_hmac;
+    char **challenges;
+    size_t nchallenges;
+    char *preferred_chain, *profile;
+    struct {
+        char **names;
+        size_t nnames;
+        unsigned kinds;
+    } * jobs;
+    size_t njobs;
+    unsigned retry_base_s, retry_max_s;
+};
+
+/* One certificate being kept: a job's names in one key kind. */
+struct lineage {
+    size_t job;
+    enum moat_acme_kind kind;
+    time_t not_after;  /* of the installed certificate; 0: none */
+    time_t renew_at;   /* when it is due */
+    time_t next_try;   /* after a failure: not before */
+    unsigned failures; /* in a row */
+    size_t ca;         /* index of the CA in use */
+    time_t warned_at;  /* last loud expiry warning */
+};
+
+struct moat_acme_mgr {
+    struct moat_store *st;
+    struct moat_acme_challenges *tab;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+    atomic_int cancel;     /* read by order waits */
+    struct mconf *pending; /* a new configuration to take */
+    atomic_ulong generation;
+    /* thread-owned */
+    struct mconf *conf;
+    struct lineage *lin;
+    size_t nlin;
+};
+
+static void strs_free(char **a, size_t n)
+{
+    for (size_t i = 0; a != NULL && i < n; i++) {
+        free(a[i]);
+    }
+    free(a);
+}
+
+static void mconf_free(struct mconf *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    strs_free(c->cas, c->ncas);
+    free(c->ca_bundle);
+    strs_free(c->emails, c->nemails);
+    free(c->eab_kid);
+    free(c->eab_hmac);
+    strs_free(c->challenges, c->nchallenges);
+    free(c->preferred_chain);
+    free(c->profile);
+    for (size_t i = 0; c->jobs != NULL && i < c->njobs; i++) {
+        strs_free(c->jobs[i].names, c->jobs[i].nnames);
+    }
+    free(c->jobs);
+    free(c);
+}
+
+/* Copy n strings; 0 when out of memory. */
+static int strs_copy(char ***out, const char *const *in, size_t n)
+{
+    *out = n ? calloc(n, sizeof(char *)) : NULL;
+    if (n && *out == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (((*out)[i] = strdup(in[i])) == NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int str_copy(char **out, const char *in)
+{
+    *out = in ? strdup(in) : NULL;
+    return in == NULL || *out != NULL;
+}
+
+static struct mconf *mconf_copy(const struct moat_acme_mgr_conf *in)
+{
+    struct mconf *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    int ok = strs_copy(&c->cas, in->cas, in->ncas) && str_copy(&c->ca_bundle, in->ca_bundle) &&
+             strs_copy(&c->emails, in->emails, in->nemails) && str_copy(&c->eab_kid, in->eab_kid) &&
+             str_copy(&c->eab_hmac, in->eab_hmac) &&
+             strs_copy(&c->challenges, in->challenges, in->nchallenges) &&
+             str_copy(&c->preferred_chain, in->preferred_chain) &&
+             str_copy(&c->profile, in->profile);
+    c->ncas = in->ncas;
+    c->nemails = in->nemails;
+    c->nchallenges = in->nchallenges;
+    c->agree_tos = in->agree_tos;
+    c->retry_base_s = in->retry_base_s ? in->retry_base_s : 60;
+    c->retry_max_s = in->retry_max_s ? in->retry_max_s : 6 * 3600;
+    if (ok && in->njobs > 0) {
+        c->jobs = calloc(in->njobs, sizeof(*c->jobs));
+        ok = c->jobs != NULL;
+    }
+    for (size_t i = 0; ok && i < in->njobs; i++) {
+        ok = strs_copy(&c->jobs[i].names, in->jobs[i].names, in->jobs[i].nnames);
+        c->jobs[i].nnames = in->jobs[i].nnames;
+        c->jobs[i].kinds = in->jobs[i].kinds;
+        c->njobs = i + 1;
+    }
+    if (!ok) {
+        mconf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void say(void *arg, int level, const char *line)
+{
+    (void)arg;
+    if (level) {
+        moat_log_w("acme: %s", line);
+    } else {
+        moat_log_i("acme: %s", line);
+    }
+}
+
+/* Rebuild the lineage list for a new configuration, keeping the state of names kept. */
+static int adopt(struct moat_acme_mgr *m, struct mconf *c)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < c->njobs; j++) {
+        for (int k = 0; k < MOAT_ACME_KIND_COUNT; k++) {
+            n += (c->jobs[j].kinds >> k) & 1;
+        }
+    }
+    struct lineage *lin = n ? calloc(n, sizeof(*lin)) : NULL;
+    if (n && lin == NULL) {
+        return 0;
+    }
+    size_t at = 0;
+    for (size_t j = 0; j < c->njobs; j++) {
+        for (int k = 0; k < MOAT_ACME_KIND_COUNT; k++) {
+            if (!((c->jobs[j].kinds >> k) & 1)) {
+                continue;
+            }
+            struct lineage *l = &lin[at++];
+            l->job = j;
+            l->kind = (enum moat_acme_kind)k;
+            for (size_t o = 0; m->conf != NULL && o < m->nlin; o++) {
+                const struct lineage *ol = &m->lin[o];
+                if (ol->kind == l->kind &&
+                    strcmp(m->conf->jobs[ol->job].names[0], c->jobs[j].names[0]) == 0) {
+                    *l = *ol;
+                    l->job = j;
+                    l->ca = l->ca < c->ncas ? l->ca : 0;
+                }
+            }
+        }
+    }
+    free(m->lin);
+    mconf_free(m->conf);
+    m->lin = lin;
+    m->nlin = n;
+    m->conf = c;
+    return 1;
+}
+
+/* Look at what the store holds for l; 1 when it is newer than what was seen. */
+static int refresh(struct moat_acme_mgr *m, struct lineage *l)
+{
+    const char *name = m->conf->jobs[l->job].names[0];
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    if (!moat_ok(moat_acme_installed(m->st, name, l->kind, &chain, &key, NULL))) {
+        return 0;
+    }
+    X509 *leaf = sk_X509_value(chain, 0);
+    time_t nb = moat_ca_asn1_time(X509_get0_notBefore(leaf));
+    time_t na = moat_ca_asn1_time(X509_get0_notAfter(leaf));
+    /* The names must still be the job's: a site that gained a name needs a new order. */
+    const char *const *want = (const char *const *)m->conf->jobs[l->job].names;
+    int same = 1;
+    for (size_t i = 0; same && i < m->conf->jobs[l->job].nnames; i++) {
+        same = X509_check_host(leaf, want[i], 0, 0, NULL) == 1 ||
+               X509_check_ip_asc(leaf, want[i], 0) == 1;
+    }
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+    int newer = na != l->not_after;
+    l->not_after = na;
+    l->renew_at = same ? moat_acme_renew_at(nb, na) : 0;
+    return newer;
+}
+
+static unsigned jitter_pct(void)
+{
+    unsigned char b = 0;
+    if (getrandom(&b, 1, GRND_NONBLOCK) != 1) {
+        b = (unsigned char)time(NULL);
+    }
+    return 80 + b % 41; /* 80..120 % */
+}
+
+static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
+{
+    struct mconf *c = m->conf;
+    const char *ca = c->cas[l->ca];
+    struct moat_acme_opts o = {
+        .directory = ca,
+        .cafile = c->ca_bundle,
+        .say = say,
+    };
+    struct moat_acme_account_req q = {
+        .contacts = (const char *const *)c->emails,
+        .ncontacts = c->nemails,
+        .agree_tos = c->agree_tos,
+        .eab_kid = c->eab_kid,
+        .eab_hmac = c->eab_hmac,
+    };
+    struct moat_acme_solver *solvers[4] = {0};
+    size_t nsolvers = 0;
+    struct moat_err err = {0};
+    moat_rc rc = MOAT_RC_OK;
+    for (size_t i = 0; moat_ok(rc) && i < c->nchallenges && nsolvers < 4; i++) {
+        rc = moat_acme_table_solver_new(m->tab, c->challenges[i], &solvers[nsolvers], &err);
+        nsolvers += moat_ok(rc);
+    }
+    struct moat_acme *a = NULL;
+    const char *name = c->jobs[l->job].names[0];
+    moat_log_i("acme: %s (%s): %s a certificate from %s", name, moat_acme_kind_name(l->kind),
+               l->not_after ? "renewing" : "ordering", moat_acme_directory_url(ca));
+    if (moat_ok(rc)) {
+        rc = moat_acme_login(m->st, &o, &q, &a, &err);
+    }
+    if (moat_ok(rc)) {
+        struct moat_acme_cert_req cq = {
+            .names = (const char *const *)c->jobs[l->job].names,
+            .nnames = c->jobs[l->job].nnames,
+            .kind = l->kind,
+            .solvers = solvers,
+            .nsolvers = nsolvers,
+            .preferred_chain = c->preferred_chain,
+            .profile = c->profile,
+            .cancel = &m->cancel,
+        };
+        rc = moat_acme_obtain(m->st, a, &cq, &err);
+    }
+    long retry_after = a != NULL ? a->retry_after_s : -1;
+    moat_acme_free(a);
+    for (size_t i = 0; i < nsolvers; i++) {
+        moat_acme_solver_free(solvers[i]);
+    }
+    if (moat_ok(rc)) {
+        l->failures = 0;
+        l->next_try = 0;
+        refresh(m, l);
+        atomic_fetch_add(&m->generation, 1);
+        char when[40] = "";
+        struct tm tm;
+        gmtime_r(&l->renew_at, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+        moat_log_i("acme: %s (%s): certificate installed; next renewal %s", name,
+                   moat_acme_kind_name(l->kind), when);
+        return;
+    }
+    if (rc.kind == MOAT_E_CLOSED) {
+        return; /* shutting down */
+    }
+    char msg[MOAT_ERR_MSG_MAX + 300];
+    moat_err_str(&err, msg, sizeof(msg));
+    if (rc.kind == MOAT_E_AGAIN) {
+        /* another moat on this state folder is ordering it: look again soon */
+        moat_log_i("acme: %s: %s", name, msg);
+        l->next_try = now + 30;
+        return;
+    }
+    l->failures++;
+    unsigned long pause = c->retry_base_s;
+    for (unsigned i = 1; i < l->failures && pause < c->retry_max_s; i++) {
+        pause *= 2;
+    }
+    pause = pause > c->retry_max_s ? c->retry_max_s : pause;
+    pause = pause * jitter_pct() / 100;
+    if (rc.kind == MOAT_E_LIMIT && retry_after > (long)pause) {
+        pause = (unsigned long)retry_after; /* the CA's rate limit says when */
+    }
+    l->next_try = now + (time_t)pause;
+    moat_log_w("acme: %s (%s): attempt %u failed, next in %lu s: %s", name,
+               moat_acme_kind_name(l->kind), l->failures, pause, msg);
+    if (l->failures % CA_SWITCH_AFTER == 0 && c->ncas > 1) {
+        l->ca = (l->ca + 1) % c->ncas;
+        moat_log_w("acme: %s: %u failures in a row; trying the next CA, %s", name, l->failures,
+                   moat_acme_directory_url(c->cas[l->ca]));
+    }
+    if (l->not_after != 0 && l->not_after - now < (l->not_after - l->renew_at) / 2 &&
+        now - l->warned_at >= 3600) {
+        l->warned_at = now;
+        moat_log_e("acme: %s: the certificate EXPIRES %s in %ld hours and cannot be renewed "
+                   "(see the errors above; moat acme status)",
+                   name, l->not_after <= now ? "(already expired)" : "",
+                   (long)((l->not_after - now) / 3600));
+    }
+}
+
+static void *run(void *arg)
+{
+    struct moat_acme_mgr *m = arg;
+    moat_log_set_worker(0);
+    pthread_mutex_lock(&m->mu);
+    for (;;) {
+        if (m->stop) {
+            break;
+        }
+        if (m->pending != NULL) {
+            struct mconf *c = m->pending;
+            m->pending = NULL;
+            if (!adopt(m, c)) {
+                mconf_free(c);
+                moat_log_e("acme: out of memory taking the new configuration");
+            }
+        }
+        pthread_mutex_unlock(&m->mu);
+        time_t now = time(NULL);
+        time_t wake = now + RESCAN_S;
+        for (size_t i = 0; i < m->nlin; i++) {
+            struct lineage *l = &m->lin[i];
+            if (refresh(m, l)) {
+                atomic_fetch_add(&m->generation, 1);
+            }
+            int due = l->not_after == 0 || now >= l->renew_at;
+            if (due && now >= l->next_try) {
+                run_one(m, l, now);
+                now = time(NULL);
+            }
+            time_t next = l->next_try > now ? l->next_try : l->renew_at;
+            if (next > now && next < wake) {
+                wake = next;
+            }
+            if (atomic_load(&m->cancel)) {
+                break;
+            }
+        }
+        pthread_mutex_lock(&m->mu);
+        if (m->stop || m->pending != NULL) {
+            continue;
+        }
+        struct timespec ts = {.tv_sec = wake, .tv_nsec = 0};
+        pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+moat_rc moat_acme_mgr_start(struct moat_store *st, struct moat_acme_challenges *tab,
+                            const struct moat_acme_mgr_conf *c, struct moat_acme_mgr **out,
+                            struct moat_err *err)
+{
+    *out = NULL;
+    struct moat_acme_mgr *m = calloc(1, sizeof(*m));
+    struct mconf *mc = mconf_copy(c);
+    if (m == NULL || mc == NULL || c->ncas == 0) {
+        free(m);
+        mconf_free(mc);
+        MOAT_FAIL(err, c->ncas == 0 ? MOAT_E_CONFIG : MOAT_E_NOMEM,
+                  c->ncas == 0 ? "no ACME CA configured" : "out of memory");
+    }
+    m->st = st;
+    m->tab = tab;
+    m->pending = mc;
+    pthread_mutex_init(&m->mu, NULL);
+    /* The waits are against time(NULL), i.e. the realtime clock. */
+    pthread_cond_init(&m->cv, NULL);
+    int e = pthread_create(&m->thread, NULL, run, m);
+    if (e != 0) {
+        mconf_free(mc);
+        pthread_mutex_destroy(&m->mu);
+        pthread_cond_destroy(&m->cv);
+        free(m);
+        return moat_err_sys(err, MOAT_E_IO, e, __FILE__, __LINE__, "cannot start the ACME thread");
+    }
+    *out = m;
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_acme_mgr_update(struct moat_acme_mgr *m, const struct moat_acme_mgr_conf *c,
+                             struct moat_err *err)
+{
+    struct mconf *mc = c->ncas ? mconf_copy(c) : NULL;
+    if (mc == NULL) {
+        MOAT_FAIL(err, c->ncas == 0 ? MOAT_E_CONFIG : MOAT_E_NOMEM,
+                  c->ncas == 0 ? "no ACME CA configured" : "out of memory");
+    }
+    pthread_mutex_lock(&m->mu);
+    mconf_free(m->pending);
+    m->pending = mc;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    return MOAT_RC_OK;
+}
+
+unsigned long moat_acme_mgr_generation(struct moat_acme_mgr *m)
+{
+    return m ? atomic_load(&m->generation) : 0;
+}
+
+void moat_acme_mgr_stop(struct moat_acme_mgr *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
+    m->stop = 1;
+    atomic_store(&m->cancel, 1);
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->thread, NULL);
+    mconf_free(m->pending);
+    mconf_free(m->conf);
+    free(m->lin);
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->cv);
+    free(m);
+}

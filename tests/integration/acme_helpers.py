@@ -1,0 +1,137 @@
+"""Pebble (Let's Encrypt's test ACME server, Debian's `pebble`) and pebble-challtestsrv (its
+DNS) for the ACME tests, started on loopback with a config the test writes.
+
+Pebble serves its ACME directory over HTTPS with a certificate the test issues from a CA of
+its own (made with `moat ca`), so moat trusts exactly that CA for the directory (--ca-bundle)
+and verifies issued certificates against the root Pebble hands out on its management port.
+Pebble's validator resolves every name through challtestsrv, which answers A queries with
+127.0.0.1, and connects to the HTTP-01 and TLS-ALPN-01 ports the config names.
+"""
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from helpers import free_port, run, wait_for
+
+
+def have_pebble():
+    return shutil.which("pebble") is not None and shutil.which("pebble-challtestsrv") is not None
+
+
+def _port_open(port):
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Pebble:
+    """One pebble + challtestsrv pair. http_port / tls_port: where Pebble's validator connects
+    for HTTP-01 and TLS-ALPN-01 (moat listens there)."""
+
+    def __init__(self, moat_bin, workdir, env=None, eab=None, dns_server=None):
+        self.moat_bin = str(moat_bin)
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.mgmt_port = free_port()
+        self.http_port = free_port()
+        self.tls_port = free_port()
+        self.dns_port = free_port()
+        self.cts_mgmt_port = free_port()
+        self.env = dict(env or {})
+        self.eab = eab
+        self.dns_server = dns_server  # "127.0.0.1:PORT" of a real DNS server instead of cts
+        self.procs = []
+        self.ca_bundle = self.dir / "ca" / "root.pem"
+
+    @property
+    def directory(self):
+        return "https://127.0.0.1:%d/dir" % self.port
+
+    def start(self):
+        ca = self.dir / "ca"
+        run([self.moat_bin, "ca", "init", "--dir", ca, "--name", "pebble front CA"])
+        run([self.moat_bin, "cert", "issue", "localhost", "127.0.0.1", "--ca", ca,
+             "--out", self.dir / "front"])
+        conf = {
+            "pebble": {
+                "listenAddress": "127.0.0.1:%d" % self.port,
+                "managementListenAddress": "127.0.0.1:%d" % self.mgmt_port,
+                "certificate": str(self.dir / "front.fullchain.pem"),
+                "privateKey": str(self.dir / "front.key"),
+                "httpPort": self.http_port,
+                "tlsPort": self.tls_port,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": bool(self.eab),
+            }
+        }
+        if self.eab:
+            conf["pebble"]["externalAccountMACKeys"] = self.eab
+        (self.dir / "pebble.json").write_text(json.dumps(conf))
+        env = dict(os.environ)
+        env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"})
+        env.update(self.env)
+        dns = self.dns_server
+        if dns is None:
+            cts_log = open(self.dir / "challtestsrv.log", "ab")
+            self.procs.append(subprocess.Popen(
+                ["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+                 "-dns01", "127.0.0.1:%d" % self.dns_port, "-http01", "", "-https01", "",
+                 "-tlsalpn01", "", "-management", "127.0.0.1:%d" % self.cts_mgmt_port],
+                stdin=subprocess.DEVNULL, stdout=cts_log, stderr=cts_log))
+            cts_log.close()
+            dns = "127.0.0.1:%d" % self.dns_port
+            assert wait_for(lambda: _port_open(self.cts_mgmt_port), 10), "challtestsrv did not start"
+        log = open(self.dir / "pebble.log", "ab")
+        self.procs.append(subprocess.Popen(
+            ["pebble", "-config", str(self.dir / "pebble.json"), "-dnsserver", dns],
+            cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log))
+        log.close()
+        assert wait_for(lambda: _port_open(self.port) and _port_open(self.mgmt_port), 15), \
+            "pebble did not start:\n" + self.log()
+        return self
+
+    def stop(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.procs = []
+
+    def log(self):
+        try:
+            return (self.dir / "pebble.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _mgmt(self, path):
+        ctx = ssl.create_default_context(cafile=str(self.ca_bundle))
+        with urllib.request.urlopen("https://127.0.0.1:%d%s" % (self.mgmt_port, path),
+                                    context=ctx, timeout=10) as r:
+            return r.read().decode()
+
+    def root(self, n=0):
+        """The PEM of Pebble's issuing root number n (alternate chains have more)."""
+        return self._mgmt("/roots/%d" % n)
+
+    def write_root(self, path, n=0):
+        Path(path).write_text(self.root(n))
+        return path
+
+    def cert_status(self, serial_hex):
+        """Pebble's record of a certificate by serial: {"Status": "Valid"|"Revoked", ...}."""
+        return json.loads(self._mgmt("/cert-status-by-serial/%s" % serial_hex))

@@ -1,0 +1,306 @@
+"""moat acme issue / revoke / status against a real ACME CA: Debian's Pebble on loopback.
+
+Each test starts its own Pebble (and challtestsrv for DNS) with the config it needs; moat
+answers HTTP-01 on the port Pebble's validator connects to (standalone listener, or files
+under a webroot served by a real web server), and the certificates it gets are verified with
+`openssl verify` against the root Pebble hands out.
+"""
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from acme_helpers import Pebble, have_pebble
+from helpers import free_port, run, wait_for
+
+pytestmark = pytest.mark.skipif(not have_pebble(), reason="pebble not installed")
+
+
+@pytest.fixture
+def pebble_factory(moat_bin, tmp_path):
+    made = []
+
+    def new(name="pebble", **kw):
+        p = Pebble(moat_bin, tmp_path / name, **kw).start()
+        made.append(p)
+        return p
+
+    yield new
+    for p in made:
+        p.stop()
+
+
+def acme(moat_bin, state, *args, timeout=120, env=None):
+    e = dict(os.environ)
+    e.pop("MOAT_STATE", None)
+    e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
+    if env:
+        e.update(env)
+    return subprocess.run([str(moat_bin), "acme"] + [str(a) for a in args] + ["--state", str(state)],
+                          capture_output=True, text=True, timeout=timeout, env=e,
+                          stdin=subprocess.DEVNULL)
+
+
+def ca_args(p):
+    return ["--server", p.directory, "--ca-bundle", p.ca_bundle]
+
+
+def issue(moat_bin, state, p, *names_and_args, **kw):
+    return acme(moat_bin, state, "issue", *names_and_args, *ca_args(p), **kw)
+
+
+def verify_chain(p, chain_path, tmp_path, root_n=0):
+    root = p.write_root(tmp_path / ("pebble-root-%d.pem" % root_n), root_n)
+    r = run(["openssl", "verify", "-CAfile", root, "-untrusted", chain_path, chain_path],
+            check=False)
+    return r.returncode == 0, r.stdout + r.stderr
+
+
+def sans(cert_path):
+    r = run(["openssl", "x509", "-in", cert_path, "-noout", "-ext", "subjectAltName"])
+    return sorted(re.findall(r"(?:DNS|IP Address):([^,\s]+)", r.stdout))
+
+
+def serial(cert_path):
+    r = run(["openssl", "x509", "-in", cert_path, "-noout", "-serial"])
+    return r.stdout.strip().split("=", 1)[1]
+
+
+def no_sanitizer(r):
+    assert "ERROR: AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
+    assert "LeakSanitizer" not in r.stderr, r.stderr
+
+
+def test_issue_by_http01_standalone(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory()
+    state = tmp_path / "state"
+    crt, key = tmp_path / "site.crt", tmp_path / "site.key"
+    r = issue(moat_bin, state, p, "example.test", "www.example.test", "--agree-tos",
+              "--email", "ops@example.test", "--http", "127.0.0.1:%d" % p.http_port,
+              "--cert-out", crt, "--key-out", key)
+    no_sanitizer(r)
+    assert r.returncode == 0, r.stderr + p.log()
+    # progress, step by step
+    for step in ("answering HTTP-01 on", "account https://", "order https://",
+                 "example.test: http-01 accepted by the CA",
+                 "www.example.test: http-01 accepted by the CA", "finalizing the order",
+                 "downloading the certificate"):
+        assert step in r.stderr, (step, r.stderr)
+    ok, out = verify_chain(p, crt, tmp_path)
+    assert ok, out
+    assert sans(crt) == ["example.test", "www.example.test"]
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    # the key written is the certificate's key
+    pub1 = run(["openssl", "pkey", "-in", key, "-pubout"]).stdout
+    pub2 = run(["openssl", "x509", "-in", crt, "-noout", "-pubkey"]).stdout
+    assert pub1 == pub2
+    assert "NIST CURVE: P-256" in run(["openssl", "pkey", "-in", key, "-noout", "-text"]).stdout
+    # the state folder: secrets 0600, nothing of them readable by others
+    secrets = [f for f in state.rglob("*") if f.is_file() and f.name.endswith((".pem", ".key"))]
+    assert any(f.name == "key.pem" for f in secrets)  # the account key
+    assert any(f.name == "ecdsa.pem" for f in secrets)  # the installed chain + key
+    for f in secrets:
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+    assert not list(state.rglob("*.next.key")) and not list(state.rglob("*.order.json"))
+    st = acme(moat_bin, state, "status")
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "example.test (ecdsa)" in st.stdout and "www.example.test" in st.stdout
+    assert "state:     ok" in st.stdout and "Pebble Intermediate CA" in st.stdout
+    js = json.loads(acme(moat_bin, state, "status", "--json").stdout)
+    assert js["exit"] == 0
+    (c,) = js["certificates"]
+    assert c["names"] == ["example.test", "www.example.test"] and c["state"] == "ok"
+    # Pebble's certificates live 5 years: renewal is due with a third of that left
+    assert c["not_after"] - c["renew_at"] >= (c["not_after"] - c["not_before"]) // 3 - 1
+
+
+def test_second_order_reuses_the_account_and_replaces_the_certificate(moat_bin, pebble_factory,
+                                                                       tmp_path):
+    p = pebble_factory()
+    state = tmp_path / "state"
+    args = ["--agree-tos", "--http", "127.0.0.1:%d" % p.http_port]
+    r1 = issue(moat_bin, state, p, "a.example.test", *args, "--cert-out", tmp_path / "1.crt")
+    assert r1.returncode == 0, r1.stderr
+    acct1 = re.search(r"account (https://\S+)", r1.stderr).group(1)
+    r2 = issue(moat_bin, state, p, "a.example.test", *args, "--cert-out", tmp_path / "2.crt",
+               "--key-type", "rsa", "--key-out", tmp_path / "2.key")
+    assert r2.returncode == 0, r2.stderr
+    assert re.search(r"account (https://\S+)", r2.stderr).group(1) == acct1
+    text = run(["openssl", "pkey", "-in", tmp_path / "2.key", "-noout", "-text"]).stdout
+    assert "2048 bit" in text
+    assert serial(tmp_path / "1.crt") != serial(tmp_path / "2.crt")
+    js = json.loads(acme(moat_bin, state, "status", "--json").stdout)
+    assert sorted(c["kind"] for c in js["certificates"]) == ["ecdsa", "rsa"]
+
+
+def test_issue_by_webroot_served_by_another_server(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory()
+    root = tmp_path / "webroot"
+    root.mkdir()
+    web = subprocess.Popen([sys.executable, "-m", "http.server", str(p.http_port), "--bind",
+                            "127.0.0.1", "--directory", str(root)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import socket
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", p.http_port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        assert wait_for(up, 10)
+        state = tmp_path / "state"
+        r = issue(moat_bin, state, p, "web.example.test", "--agree-tos", "--webroot", root,
+                  "--cert-out", tmp_path / "w.crt")
+        no_sanitizer(r)
+        assert r.returncode == 0, r.stderr + p.log()
+        ok, out = verify_chain(p, tmp_path / "w.crt", tmp_path)
+        assert ok, out
+        # the answer file is gone again, the folder stays
+        chal = root / ".well-known" / "acme-challenge"
+        assert chal.is_dir() and list(chal.iterdir()) == []
+    finally:
+        web.terminate()
+        web.wait(timeout=5)
+
+
+def test_rejected_nonces_are_retried(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory(env={"PEBBLE_WFE_NONCEREJECT": "30"})
+    r = issue(moat_bin, tmp_path / "state", p, "nonce.example.test", "--agree-tos",
+              "--http", "127.0.0.1:%d" % p.http_port, "--cert-out", tmp_path / "n.crt")
+    assert r.returncode == 0, r.stderr
+    assert "badNonce" in r.stderr
+    assert verify_chain(p, tmp_path / "n.crt", tmp_path)[0]
+
+
+def test_failed_validation_is_reported_with_the_cas_words(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory()
+    root = tmp_path / "webroot-nobody-serves"
+    root.mkdir()
+    state = tmp_path / "state"
+    r = issue(moat_bin, state, p, "down.example.test", "--agree-tos", "--webroot", root)
+    no_sanitizer(r)
+    assert r.returncode == 1, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "did not validate down.example.test by http-01" in line, line
+    assert "connect" in line.lower(), line  # Pebble's detail: the connection was refused
+    assert "port 80" in line  # the fix
+    st = acme(moat_bin, state, "status")
+    assert st.returncode == 1, st.stdout
+    assert "never issued (failing)" in st.stdout and "did not validate" in st.stdout
+    js = json.loads(acme(moat_bin, state, "status", "--json").stdout)
+    assert js["exit"] == 1 and js["certificates"][0]["failures"] == 1
+    # a second failure counts up
+    issue(moat_bin, state, p, "down.example.test", "--agree-tos", "--webroot", root)
+    js = json.loads(acme(moat_bin, state, "status", "--json").stdout)
+    assert js["certificates"][0]["failures"] == 2
+
+
+def test_terms_of_service_must_be_agreed(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory()
+    r = issue(moat_bin, tmp_path / "state", p, "tos.example.test",
+              "--http", "127.0.0.1:%d" % p.http_port)
+    assert r.returncode == 2, r.stderr
+    assert "terms of service" in r.stderr and "--agree-tos" in r.stderr
+
+
+EAB_KEYS = {"kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"}
+
+
+def test_external_account_binding(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory(eab=EAB_KEYS)
+    args = ["--agree-tos", "--http", "127.0.0.1:%d" % p.http_port]
+    r = issue(moat_bin, tmp_path / "s1", p, "eab.example.test", *args)
+    assert r.returncode == 2, r.stderr
+    assert "External Account Binding" in r.stderr and "--eab-kid" in r.stderr
+    r = issue(moat_bin, tmp_path / "s2", p, "eab.example.test", *args, "--eab-kid", "kid-1",
+              "--eab-hmac", "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH")
+    assert r.returncode != 0, r.stderr  # the wrong MAC key: the CA refuses
+    r = issue(moat_bin, tmp_path / "s3", p, "eab.example.test", *args, "--eab-kid", "kid-1",
+              "--eab-hmac", EAB_KEYS["kid-1"], "--cert-out", tmp_path / "e.crt")
+    no_sanitizer(r)
+    assert r.returncode == 0, r.stderr + p.log()
+    assert verify_chain(p, tmp_path / "e.crt", tmp_path)[0]
+
+
+def root_cn(pem):
+    r = subprocess.run(["openssl", "x509", "-noout", "-subject", "-nameopt", "multiline"],
+                       input=pem, capture_output=True, text=True)
+    return re.search(r"commonName\s*=\s*(.+)", r.stdout).group(1).strip()
+
+
+def issuer_cn_of_last(chain_path):
+    text = open(chain_path).read()
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
+    r = subprocess.run(["openssl", "x509", "-noout", "-issuer", "-nameopt", "multiline"],
+                       input=blocks[-1], capture_output=True, text=True)
+    return re.search(r"commonName\s*=\s*(.+)", r.stdout).group(1).strip()
+
+
+def test_preferred_chain_picks_the_alternate_by_issuer(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory(env={"PEBBLE_ALTERNATE_ROOTS": "1"})
+    alt_cn = root_cn(p.root(1))
+    default_cn = root_cn(p.root(0))
+    assert alt_cn != default_cn
+    args = ["--agree-tos", "--http", "127.0.0.1:%d" % p.http_port]
+    r = issue(moat_bin, tmp_path / "s", p, "chain.example.test", *args,
+              "--cert-out", tmp_path / "d.crt")
+    assert r.returncode == 0, r.stderr
+    assert issuer_cn_of_last(tmp_path / "d.crt") == default_cn
+    r = issue(moat_bin, tmp_path / "s", p, "chain.example.test", *args,
+              "--preferred-chain", alt_cn, "--cert-out", tmp_path / "a.crt")
+    no_sanitizer(r)
+    assert r.returncode == 0, r.stderr
+    assert "alternate chain" in r.stderr
+    assert issuer_cn_of_last(tmp_path / "a.crt") == alt_cn
+    assert verify_chain(p, tmp_path / "a.crt", tmp_path, root_n=1)[0]
+    # a name no chain has: the default chain, and a warning
+    r = issue(moat_bin, tmp_path / "s", p, "chain.example.test", *args,
+              "--preferred-chain", "No Such Root", "--cert-out", tmp_path / "n.crt")
+    assert r.returncode == 0 and "No Such Root" in r.stderr, r.stderr
+    assert issuer_cn_of_last(tmp_path / "n.crt") == default_cn
+
+
+def test_revoke_is_seen_by_the_ca(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory()
+    state = tmp_path / "state"
+    r = issue(moat_bin, state, p, "rev.example.test", "--agree-tos",
+              "--http", "127.0.0.1:%d" % p.http_port, "--cert-out", tmp_path / "r.crt")
+    assert r.returncode == 0, r.stderr
+    sn = serial(tmp_path / "r.crt")
+    assert p.cert_status(sn)["Status"] == "Valid"
+    r = acme(moat_bin, state, "revoke", tmp_path / "r.crt", "--reason", "superseded", *ca_args(p))
+    no_sanitizer(r)
+    assert r.returncode == 0, r.stderr
+    assert p.cert_status(sn)["Status"] == "Revoked"
+    r = acme(moat_bin, state, "revoke", tmp_path / "r.crt", *ca_args(p))
+    assert r.returncode == 1 and "already revoked" in r.stderr, r.stderr
+
+
+def test_unreachable_or_wrong_directory_is_explained(moat_bin, pebble_factory, tmp_path):
+    port = free_port()
+    r = acme(moat_bin, tmp_path / "s", "issue", "x.example.test", "--agree-tos", "--server",
+             "https://127.0.0.1:%d/dir" % port, "--http", "127.0.0.1:%d" % free_port())
+    assert r.returncode == 1, r.stderr
+    assert "cannot reach the ACME CA at https://127.0.0.1:%d/dir" % port in r.stderr
+    p = pebble_factory()
+    # Pebble's HTTPS without its CA: verification fails, and says so
+    r = acme(moat_bin, tmp_path / "s", "issue", "x.example.test", "--agree-tos", "--server",
+             p.directory, "--http", "127.0.0.1:%d" % free_port())
+    assert r.returncode == 1 and "certificate" in r.stderr, r.stderr
+    # not a directory: Pebble's management root answers 404 JSON-less
+    r = acme(moat_bin, tmp_path / "s", "issue", "x.example.test", "--agree-tos", "--server",
+             "https://127.0.0.1:%d/nothing" % p.port, "--ca-bundle", p.ca_bundle,
+             "--http", "127.0.0.1:%d" % free_port())
+    assert r.returncode == 1 and "check the URL" in r.stderr, r.stderr
+    # plain http is refused before any connection
+    r = acme(moat_bin, tmp_path / "s", "issue", "x.example.test", "--agree-tos", "--server",
+             "http://127.0.0.1:%d/dir" % p.port, "--http", "127.0.0.1:%d" % free_port())
+    assert r.returncode != 0 and "https" in r.stderr, r.stderr
