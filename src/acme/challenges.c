@@ -169,14 +169,17 @@ moat_rc moat_acme_alpn_cert_new(const char *name, const char *key_authz, X509 **
     sk_GENERAL_NAME_push(gens, gn);
     gn = NULL;
     X509_NAME *subj = X509_get_subject_name(x);
+    /* A CN holds 64 characters at most (RFC 5280 ub-common-name) and a DNS name up to 253:
+     * a longer name is in the SAN only, and with an empty subject the SAN is critical. */
+    int cn = strlen(name) <= 64;
     if (RAND_bytes(serial, sizeof(serial)) != 1 ||
         (serial[0] &= 0x7f, bn = BN_bin2bn(serial, sizeof(serial), NULL)) == NULL ||
         !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) || !X509_set_version(x, 2) ||
-        !X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8, (const unsigned char *)name, -1, -1,
-                                    0) ||
+        (cn && !X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8, (const unsigned char *)name,
+                                           -1, -1, 0)) ||
         !X509_set_issuer_name(x, subj) || !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
         !X509_gmtime_adj(X509_getm_notAfter(x), 7 * 86400) || !X509_set_pubkey(x, k) ||
-        !X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) ||
+        !X509_add1_ext_i2d(x, NID_subject_alt_name, gens, !cn, X509V3_ADD_DEFAULT) ||
         !X509_add_ext(x, ext, -1) || !X509_sign(x, k, EVP_sha256())) {
         rc = moat_err_ssl(err, MOAT_E_INTERNAL, __FILE__, __LINE__,
                           "making the TLS-ALPN-01 certificate failed");

@@ -87,8 +87,8 @@ moat_rc moat_b64url_decode(const char *s, unsigned char **out, size_t *len, stru
         free(bin);
         MOAT_FAIL(err, MOAT_E_USAGE, "\"%.40s\" is not base64url", s);
     }
-    /* EVP_DecodeBlock counts the padding as zero bytes. */
-    *len = (size_t)w - (padded - n) * 3 / 4;
+    /* EVP_DecodeBlock counts the padding as zero bytes: one per '=' added. */
+    *len = (size_t)w - (padded - n);
     *out = bin;
     return MOAT_RC_OK;
 }
