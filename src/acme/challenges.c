@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/asn1.h>
@@ -332,7 +333,18 @@ static moat_rc webroot_present(struct moat_acme_solver *base, const char *ident,
     char path[PATH_MAX];
     /* The token is base64url (order.c checked), so it cannot leave the folder. */
     snprintf(path, sizeof(path), "%s/%s", w->dir, token);
+    /* The web server serving the webroot may run as another user: the folders moat makes
+     * must be readable by it whatever moat's umask (folders already there are left alone). */
+    char wk[PATH_MAX];
+    snprintf(wk, sizeof(wk), "%.*s", (int)(strrchr(w->dir, '/') - w->dir), w->dir);
+    int had_wk = access(wk, F_OK) == 0, had_dir = access(w->dir, F_OK) == 0;
     MOAT_TRY(moat_fs_mkdir_p(w->dir, 0755, err));
+    if (!had_wk) {
+        (void)chmod(wk, 0755);
+    }
+    if (!had_dir) {
+        (void)chmod(w->dir, 0755);
+    }
     return moat_fs_write_atomic(path, key_authz, strlen(key_authz), 0644, err);
 }
 

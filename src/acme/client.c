@@ -66,40 +66,61 @@ int moat_acme_resp_field(const struct moat_acme_resp *r, const char *name, size_
     return 0;
 }
 
-/* Does one link-value's parameters (after "<url>") say rel="want"? rel may list several. */
-static int link_has_rel(const char *params, const char *want)
+/* Does one link-value's parameters (what follows "<url>" up to the next link-value) hold
+ * rel="want" (RFC 8288 §3: parameters are ";"-separated name=value, rel may list several
+ * relation types)? Only a parameter named rel counts, not "rel" inside another's value. */
+static int link_has_rel(const char *p, const char *end, const char *want)
 {
-    const char *p = params;
-    while ((p = strcasestr(p, "rel")) != NULL) {
-        const char *q = p + 3;
-        while (*q == ' ') {
-            q++;
+    size_t wl = strlen(want);
+    while (p < end) {
+        while (p < end && (*p == ';' || *p == ' ' || *p == '\t')) {
+            p++;
         }
-        if (*q != '=' || (p > params && isalnum((unsigned char)p[-1]))) {
-            p = q;
+        const char *name = p;
+        while (p < end && *p != '=' && *p != ';' && *p != ' ') {
+            p++;
+        }
+        size_t nl = (size_t)(p - name);
+        while (p < end && *p == ' ') {
+            p++;
+        }
+        const char *v = p, *ve = p;
+        if (p < end && *p == '=') {
+            p++;
+            while (p < end && *p == ' ') {
+                p++;
+            }
+            if (p < end && *p == '"') {
+                v = ++p;
+                while (p < end && *p != '"') {
+                    p++;
+                }
+                ve = p;
+                p += p < end;
+            } else {
+                v = p;
+                while (p < end && *p != ';' && *p != ' ') {
+                    p++;
+                }
+                ve = p;
+            }
+        }
+        while (p < end && *p != ';') {
+            p++; /* anything else up to the next parameter */
+        }
+        if (nl != 3 || strncasecmp(name, "rel", 3) != 0) {
             continue;
         }
-        q++;
-        while (*q == ' ') {
-            q++;
-        }
-        int quoted = *q == '"';
-        q += quoted;
-        size_t wl = strlen(want);
-        for (;;) {
-            const char *end = q;
-            while (*end && *end != ' ' && *end != ';' && *end != ',' && *end != '"') {
-                end++;
+        for (const char *t = v; t < ve;) {
+            const char *te = t;
+            while (te < ve && *te != ' ') {
+                te++;
             }
-            if ((size_t)(end - q) == wl && strncasecmp(q, want, wl) == 0) {
+            if ((size_t)(te - t) == wl && strncasecmp(t, want, wl) == 0) {
                 return 1;
             }
-            if (!quoted || *end != ' ') {
-                break;
-            }
-            q = end + 1;
+            t = te + (te < ve);
         }
-        p = q;
     }
     return 0;
 }
@@ -109,24 +130,21 @@ int moat_acme_resp_link(const struct moat_acme_resp *r, const char *rel, size_t 
 {
     char v[4096];
     for (size_t f = 0; moat_acme_resp_field(r, "Link", f, v, sizeof(v)); f++) {
-        /* One field may hold several link-values: <a>;rel="x", <b>;rel="y". */
-        char *p = v;
+        /* One field may hold several link-values: <a>;rel="x", <b>;rel="y". A ',' inside a
+         * quoted value does not end one, so the end is found outside quotes. */
+        const char *p = v;
         while ((p = strchr(p, '<')) != NULL) {
-            char *gt = strchr(p, '>');
+            const char *gt = strchr(p, '>');
             if (gt == NULL) {
                 break;
             }
-            char *next = strchr(gt, '<');
-            char save = 0;
-            if (next != NULL) {
-                save = *next;
-                *next = '\0';
+            const char *e = gt + 1;
+            int quoted = 0;
+            while (*e && (quoted || *e != ',')) {
+                quoted ^= *e == '"';
+                e++;
             }
-            int match = link_has_rel(gt + 1, rel);
-            if (next != NULL) {
-                *next = save;
-            }
-            if (match && idx-- == 0) {
+            if (link_has_rel(gt + 1, e, rel) && idx-- == 0) {
                 size_t n = (size_t)(gt - p - 1);
                 if (n >= outlen) {
                     return 0;
@@ -135,7 +153,7 @@ int moat_acme_resp_link(const struct moat_acme_resp *r, const char *rel, size_t 
                 out[n] = '\0';
                 return 1;
             }
-            p = gt;
+            p = e;
         }
     }
     return 0;
@@ -382,6 +400,9 @@ static const struct {
 
 const char *moat_acme_problem_words(const char *type)
 {
+    if (type == NULL) {
+        return "the CA refused the request";
+    }
     for (size_t i = 0; i < sizeof(PROBLEMS) / sizeof(PROBLEMS[0]); i++) {
         if (strcmp(PROBLEMS[i].type, type) == 0) {
             return PROBLEMS[i].words;

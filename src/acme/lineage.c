@@ -31,6 +31,9 @@ const char *moat_acme_kind_name(enum moat_acme_kind k)
 
 int moat_acme_kind_parse(const char *s)
 {
+    if (s == NULL) {
+        return -1;
+    }
     if (strcmp(s, "ecdsa") == 0 || strcmp(s, "p256") == 0 || strcmp(s, "ec") == 0 ||
         strcmp(s, "ecdsa-p256") == 0) {
         return MOAT_ACME_ECDSA;
@@ -201,6 +204,12 @@ static char *resume_url(struct moat_store *st, const struct moat_acme_cert_req *
     char *r = same ? strdup(url) : NULL;
     json_decref(o);
     return r;
+}
+
+void moat_acme_status_failed(struct moat_store *st, const struct moat_acme_cert_req *q,
+                             const char *directory, const char *error)
+{
+    status_put(st, q, moat_acme_directory_url(directory), NULL, error);
 }
 
 moat_rc moat_acme_obtain(struct moat_store *st, struct moat_acme *a,

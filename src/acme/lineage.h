@@ -57,6 +57,11 @@ struct moat_acme_cert_req {
 MOAT_MUST_USE moat_rc moat_acme_obtain(struct moat_store *st, struct moat_acme *a,
                                        const struct moat_acme_cert_req *q, struct moat_err *err);
 
+/* Record a failed attempt that never reached moat_acme_obtain (the CA or the account could not
+ * be reached), so `moat acme status` shows it like any other failure. */
+void moat_acme_status_failed(struct moat_store *st, const struct moat_acme_cert_req *q,
+                             const char *directory, const char *error);
+
 /* The installed certificate of a lineage: chain (leaf first) and key (the caller frees:
  * sk_X509_pop_free(chain, X509_free) and EVP_PKEY_free). MOAT_E_NOTFOUND when there is none. */
 MOAT_MUST_USE moat_rc moat_acme_installed(struct moat_store *st, const char *name,

@@ -271,20 +271,24 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
     const char *name = c->jobs[l->job].names[0];
     moat_log_i("acme: %s (%s): %s a certificate from %s", name, moat_acme_kind_name(l->kind),
                l->not_after ? "renewing" : "ordering", moat_acme_directory_url(ca));
+    struct moat_acme_cert_req cq = {
+        .names = (const char *const *)c->jobs[l->job].names,
+        .nnames = c->jobs[l->job].nnames,
+        .kind = l->kind,
+        .solvers = solvers,
+        .nsolvers = nsolvers,
+        .preferred_chain = c->preferred_chain,
+        .profile = c->profile,
+        .cancel = &m->cancel,
+    };
     if (moat_ok(rc)) {
         rc = moat_acme_login(m->st, &o, &q, &a, &err);
+        if (!moat_ok(rc) && rc.kind != MOAT_E_CLOSED) {
+            char msg[MOAT_ERR_MSG_MAX + 300];
+            moat_acme_status_failed(m->st, &cq, ca, moat_err_str(&err, msg, sizeof(msg)));
+        }
     }
     if (moat_ok(rc)) {
-        struct moat_acme_cert_req cq = {
-            .names = (const char *const *)c->jobs[l->job].names,
-            .nnames = c->jobs[l->job].nnames,
-            .kind = l->kind,
-            .solvers = solvers,
-            .nsolvers = nsolvers,
-            .preferred_chain = c->preferred_chain,
-            .profile = c->profile,
-            .cancel = &m->cancel,
-        };
         rc = moat_acme_obtain(m->st, a, &cq, &err);
     }
     long retry_after = a != NULL ? a->retry_after_s : -1;
@@ -323,6 +327,9 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
     }
     pause = pause > c->retry_max_s ? c->retry_max_s : pause;
     pause = pause * jitter_pct() / 100;
+    if (pause < 1) {
+        pause = 1;
+    }
     if (rc.kind == MOAT_E_LIMIT && retry_after > (long)pause) {
         pause = (unsigned long)retry_after; /* the CA's rate limit says when */
     }
@@ -374,8 +381,14 @@ static void *run(void *arg)
                 run_one(m, l, now);
                 now = time(NULL);
             }
-            time_t next = l->next_try > now ? l->next_try : l->renew_at;
-            if (next > now && next < wake) {
+            /* When it is next worth a look: due (a third of its life left, or none yet), and
+             * past a failure's pause. */
+            time_t due_at = l->not_after == 0 ? 0 : l->renew_at;
+            time_t next = due_at > l->next_try ? due_at : l->next_try;
+            if (next <= now) {
+                next = now + 1;
+            }
+            if (next < wake) {
                 wake = next;
             }
             if (atomic_load(&m->cancel)) {

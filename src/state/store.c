@@ -26,6 +26,9 @@ moat_rc moat_store_key_check(const char *key, int prefix, struct moat_err *err)
     }
     if (prefix && n > 0 && key[n - 1] == '/') {
         n--; /* "acme/": the folder-like prefix "acme" */
+        if (n == 0) {
+            MOAT_FAIL(err, MOAT_E_USAGE, "the store prefix \"/\" is not a prefix (use \"\")");
+        }
     }
     size_t start = 0;
     for (size_t i = 0; i <= n; i++) {
@@ -41,10 +44,11 @@ moat_rc moat_store_key_check(const char *key, int prefix, struct moat_err *err)
         if (n == 0) {
             break; /* the "" prefix */
         }
-        if (len == 0 || (len == 1 && key[start] == '.') ||
-            (len == 2 && key[start] == '.' && key[start + 1] == '.')) {
+        /* A leading '.' also covers "." and "..", and keeps keys off the store's own dot
+         * files (locks, temporaries of atomic writes). */
+        if (len == 0 || key[start] == '.') {
             MOAT_FAIL(err, MOAT_E_USAGE,
-                      "the store key \"%.200s\" has an empty, \".\" or \"..\" part", key);
+                      "the store key \"%.200s\" has an empty part or one starting with '.'", key);
         }
         start = i + 1;
     }
@@ -62,9 +66,6 @@ char *moat_store_key_part(const char *part, char *out, size_t outlen)
             *p == '-' || *p == '_' || (*p == '.' && p != (const unsigned char *)part)) {
             tmp[0] = (char)*p;
             w = 1;
-        } else if (*p == '*') {
-            memcpy(tmp, "_wildcard_", 10);
-            w = 10;
         } else {
             tmp[0] = '=';
             tmp[1] = hex[*p >> 4];

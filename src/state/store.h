@@ -4,7 +4,7 @@
  * (Redis, for a cluster) can implement later without its users changing.
  *
  * Keys are relative, '/'-separated names ("acme/<ca>/account.json"): each part is made of
- * letters, digits and "-._@+=" and is neither "." nor ".."; anything else is refused
+ * letters, digits and "-._@+=" and does not start with '.'; anything else is refused
  * (MOAT_E_USAGE), so no caller can reach outside the store. A put replaces the whole value
  * atomically: a reader, or a process that crashed mid-write, sees the old value or the new one,
  * never a mix. Values marked secret (private keys) are readable by the owner only.
@@ -75,8 +75,9 @@ MOAT_MUST_USE moat_rc moat_store_key_check(const char *key, int prefix, struct m
 
 /*
  * Make `part` (a name, e.g. "*.example.com" or a directory URL) into one safe key part in
- * out: letters, digits and "-._" kept, '*' written "_wildcard_", anything else as "=XX" (hex).
- * Distinct inputs give distinct parts. Returns out, or NULL when outlen is too small.
+ * out: letters, digits and "-_" kept, '.' kept but not first, anything else as "=XX" (hex:
+ * "*.example.com" is "=2a.example.com"). Distinct inputs give distinct parts, none starting
+ * with '.'. Returns out, or NULL when outlen is too small.
  */
 char *moat_store_key_part(const char *part, char *out, size_t outlen);
 

@@ -38,14 +38,16 @@ class Pebble:
     """One pebble + challtestsrv pair. http_port / tls_port: where Pebble's validator connects
     for HTTP-01 and TLS-ALPN-01 (moat listens there)."""
 
-    def __init__(self, moat_bin, workdir, env=None, eab=None, dns_server=None):
+    def __init__(self, moat_bin, workdir, env=None, eab=None, dns_server=None, validity_s=None,
+                 http_port=None, tls_port=None):
         self.moat_bin = str(moat_bin)
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.mgmt_port = free_port()
-        self.http_port = free_port()
-        self.tls_port = free_port()
+        self.http_port = http_port or free_port()
+        self.tls_port = tls_port or free_port()
+        self.validity_s = validity_s
         self.dns_port = free_port()
         self.cts_mgmt_port = free_port()
         self.env = dict(env or {})
@@ -77,6 +79,8 @@ class Pebble:
         }
         if self.eab:
             conf["pebble"]["externalAccountMACKeys"] = self.eab
+        if self.validity_s:
+            conf["pebble"]["certificateValidityPeriod"] = self.validity_s
         (self.dir / "pebble.json").write_text(json.dumps(conf))
         env = dict(os.environ)
         env.update({"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"})

@@ -104,6 +104,15 @@ TEST_CASE(resp_link)
     EXPECT_INT(moat_acme_resp_link(&r, "alternate", 1, v, sizeof(v)), 0);
     moat_acme_resp_clear(&r);
 
+    /* "rel" inside another parameter's value is not a rel; a quoted ',' ends nothing. */
+    r = resp_of("HTTP/1.1 200 OK\r\n"
+                "Link: <https://a/t>; title=\"rel=up\", <https://a/u>; title=\"a, b\"; rel=up\r\n"
+                "\r\n");
+    EXPECT_INT(moat_acme_resp_link(&r, "up", 0, v, sizeof(v)), 1);
+    EXPECT_STR(v, "https://a/u");
+    EXPECT_INT(moat_acme_resp_link(&r, "up", 1, v, sizeof(v)), 0);
+    moat_acme_resp_clear(&r);
+
     /* No Link at all, and a broken one. */
     r = resp_of("HTTP/1.1 200 OK\r\nLink: <https://a/broken;rel=up\r\n\r\n");
     EXPECT_INT(moat_acme_resp_link(&r, "up", 0, v, sizeof(v)), 0);
@@ -230,7 +239,7 @@ TEST_CASE(lineage_prefix)
 {
     char out[64];
     EXPECT_STR(moat_acme_lineage_prefix("*.example.com", out, sizeof(out)),
-               "acme/certs/_wildcard_.example.com");
+               "acme/certs/=2a.example.com");
     EXPECT_STR(moat_acme_lineage_prefix("example.com", out, sizeof(out)), "acme/certs/example.com");
     EXPECT_INT(moat_store_key_check(out, 0, NULL).kind, MOAT_OK);
     EXPECT(moat_acme_lineage_prefix("example.com", out, 22) == NULL); /* needs 23 */

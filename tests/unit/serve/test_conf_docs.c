@@ -28,7 +28,7 @@ static const struct section sections[] = {
 };
 
 static const char *const ctx_names[MOAT_CONF__CTX_COUNT] = {
-    "top level", "site block", "timeouts { }", "limits { }", "tls { }",
+    "top level", "site block", "timeouts { }", "limits { }", "tls { }", "acme { }",
 };
 
 /* The name at the start of s (after a backtick): up to a space or a backtick. */
@@ -114,7 +114,7 @@ static int read_doc(const char *file, char *documented)
                 key[len] = '\0';
                 const struct moat_conf__spec *sp =
                     moat_conf__spec_find((enum moat_conf__ctx)ctx, key, NULL);
-                if (sp != NULL && sp->kind == MOAT_CONF__V_BLOCK && sp->fn == NULL) {
+                if (sp != NULL && sp->kind == MOAT_CONF__V_BLOCK && sp->inner != MOAT_CONF__SITE) {
                     table_ctx = (int)sp->inner;
                 }
             }
