@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "pki/ca.h"
 
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -35,6 +36,9 @@ struct mconf {
     char **challenges;
     size_t nchallenges;
     char *preferred_chain, *profile;
+    char *dns_server, *dns_zone, *tsig_name, *tsig_alg, *tsig_secret, *dns_hook;
+    char **dns_check;
+    size_t ndns_check;
     struct {
         char **names;
         size_t nnames;
@@ -93,6 +97,16 @@ static void mconf_free(struct mconf *c)
     strs_free(c->challenges, c->nchallenges);
     free(c->preferred_chain);
     free(c->profile);
+    free(c->dns_server);
+    free(c->dns_zone);
+    free(c->tsig_name);
+    free(c->tsig_alg);
+    if (c->tsig_secret != NULL) {
+        OPENSSL_cleanse(c->tsig_secret, strlen(c->tsig_secret));
+    }
+    free(c->tsig_secret);
+    free(c->dns_hook);
+    strs_free(c->dns_check, c->ndns_check);
     for (size_t i = 0; c->jobs != NULL && i < c->njobs; i++) {
         strs_free(c->jobs[i].names, c->jobs[i].nnames);
     }
@@ -127,12 +141,17 @@ static struct mconf *mconf_copy(const struct moat_acme_mgr_conf *in)
     if (c == NULL) {
         return NULL;
     }
-    int ok = strs_copy(&c->cas, in->cas, in->ncas) && str_copy(&c->ca_bundle, in->ca_bundle) &&
-             strs_copy(&c->emails, in->emails, in->nemails) && str_copy(&c->eab_kid, in->eab_kid) &&
-             str_copy(&c->eab_hmac, in->eab_hmac) &&
-             strs_copy(&c->challenges, in->challenges, in->nchallenges) &&
-             str_copy(&c->preferred_chain, in->preferred_chain) &&
-             str_copy(&c->profile, in->profile);
+    int ok =
+        strs_copy(&c->cas, in->cas, in->ncas) && str_copy(&c->ca_bundle, in->ca_bundle) &&
+        strs_copy(&c->emails, in->emails, in->nemails) && str_copy(&c->eab_kid, in->eab_kid) &&
+        str_copy(&c->eab_hmac, in->eab_hmac) &&
+        strs_copy(&c->challenges, in->challenges, in->nchallenges) &&
+        str_copy(&c->preferred_chain, in->preferred_chain) && str_copy(&c->profile, in->profile) &&
+        str_copy(&c->dns_server, in->dns.server) && str_copy(&c->dns_zone, in->dns.zone) &&
+        str_copy(&c->tsig_name, in->dns.tsig_name) && str_copy(&c->tsig_alg, in->dns.tsig_alg) &&
+        str_copy(&c->tsig_secret, in->dns.tsig_secret) && str_copy(&c->dns_hook, in->dns.hook) &&
+        strs_copy(&c->dns_check, in->dns.check, in->dns.ncheck);
+    c->ndns_check = in->dns.ncheck;
     c->ncas = in->ncas;
     c->nemails = in->nemails;
     c->nchallenges = in->nchallenges;
@@ -264,7 +283,21 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
     struct moat_err err = {0};
     moat_rc rc = MOAT_RC_OK;
     for (size_t i = 0; moat_ok(rc) && i < c->nchallenges && nsolvers < 4; i++) {
-        rc = moat_acme_table_solver_new(m->tab, c->challenges[i], &solvers[nsolvers], &err);
+        if (strcmp(c->challenges[i], "dns-01") == 0) {
+            struct moat_acme_dns_opts d = {
+                .server = c->dns_server,
+                .zone = c->dns_zone,
+                .tsig_name = c->tsig_name,
+                .tsig_alg = c->tsig_alg,
+                .tsig_secret = c->tsig_secret,
+                .hook = c->dns_hook,
+                .check = (const char *const *)c->dns_check,
+                .ncheck = c->ndns_check,
+            };
+            rc = moat_acme_dns_solver_new(&d, &solvers[nsolvers], &err);
+        } else {
+            rc = moat_acme_table_solver_new(m->tab, c->challenges[i], &solvers[nsolvers], &err);
+        }
         nsolvers += moat_ok(rc);
     }
     struct moat_acme *a = NULL;

@@ -15,6 +15,7 @@
 #define MOAT_ACME_MANAGER_H
 
 #include "acme/challenges.h"
+#include "acme/dns.h"
 #include "acme/lineage.h"
 #include "state/store.h"
 
@@ -40,6 +41,7 @@ struct moat_acme_mgr_conf {
     size_t nchallenges;
     const char *preferred_chain;
     const char *profile;
+    struct moat_acme_dns_opts dns; /* for dns-01 (server or hook set) */
     const struct moat_acme_job *jobs;
     size_t njobs;
     unsigned retry_base_s; /* first pause after a failure; 0: 60 s */

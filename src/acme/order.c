@@ -152,9 +152,9 @@ static const json_t *pick_challenge(const json_t *authz, int wildcard,
 
 /* Answer one authorization with one challenge and wait for the CA's verdict. */
 static moat_rc run_challenge(struct moat_acme *a, const struct moat_acme_order_req *q,
-                             const char *ident, const json_t *ch, struct moat_acme_solver *solver,
-                             const char *authz_url, time_t deadline, int *published,
-                             struct moat_err *err)
+                             const char *ident, const char *shown, const json_t *ch,
+                             struct moat_acme_solver *solver, const char *authz_url,
+                             time_t deadline, int *published, struct moat_err *err)
 {
     const char *type = solver->ops->type;
     const char *url = moat_acme_json_str(ch, "url");
@@ -170,11 +170,11 @@ static moat_rc run_challenge(struct moat_acme *a, const struct moat_acme_order_r
     moat_rc rc = solver->ops->present(solver, ident, token, ka, err);
     free(ka);
     if (!moat_ok(rc)) {
-        moat_err_ctx(err, "publishing the %s answer for %s", type, ident);
+        moat_err_ctx(err, "publishing the %s answer for %s", type, shown);
         return rc;
     }
     *published = 1;
-    moat_acme_say(a, 0, "%s: answering %s", ident, type);
+    moat_acme_say(a, 0, "%s: answering %s", shown, type);
     struct moat_acme_resp r = {0};
     rc = moat_acme_post(a, url, "{}", NULL, &r, err);
     long backoff = POLL_MIN_S;
@@ -186,7 +186,7 @@ static moat_rc run_challenge(struct moat_acme *a, const struct moat_acme_order_r
         }
         const char *st = moat_acme_json_str(r.json, "status");
         if (st != NULL && strcmp(st, "valid") == 0) {
-            moat_acme_say(a, 0, "%s: %s accepted by the CA", ident, type);
+            moat_acme_say(a, 0, "%s: %s accepted by the CA", shown, type);
             break;
         }
         if (st == NULL || strcmp(st, "pending") != 0) {
@@ -207,7 +207,7 @@ static moat_rc run_challenge(struct moat_acme *a, const struct moat_acme_order_r
             }
             rc = moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
                               "the CA did not validate %s by %s (authorization %s): %s; fix: %s",
-                              ident, type, st ? st : "with no status",
+                              shown, type, st ? st : "with no status",
                               why[0] ? why : "it gave no reason", challenge_fix(type, problem));
             break;
         }
@@ -239,6 +239,8 @@ static moat_rc run_authz(struct moat_acme *a, const struct moat_acme_order_req *
     } else {
         char ident[300];
         snprintf(ident, sizeof(ident), "%s", value);
+        char shown[310];
+        snprintf(shown, sizeof(shown), "%s%s", wildcard ? "*." : "", value);
         /* Within one authorization a challenge the CA tried is final (RFC 8555 §7.1.6: a
          * failed one turns the authorization invalid), so only a solver that could not even
          * publish its answer passes to the next; falling back after a failed validation takes
@@ -249,12 +251,12 @@ static moat_rc run_authz(struct moat_acme *a, const struct moat_acme_order_req *
         while ((ch = pick_challenge(r.json, wildcard, q, from, &at)) != NULL) {
             int published = 0;
             tried = 1;
-            rc = run_challenge(a, q, ident, ch, q->solvers[at], authz_url, deadline, &published,
-                               err);
+            rc = run_challenge(a, q, ident, shown, ch, q->solvers[at], authz_url, deadline,
+                               &published, err);
             if (moat_ok(rc) || published) {
                 break;
             }
-            moat_acme_say(a, 1, "%s: %s; trying the next way", ident, err ? err->msg : "");
+            moat_acme_say(a, 1, "%s: %s; trying the next way", shown, err ? err->msg : "");
             from = at + 1;
         }
         if (!tried) {

@@ -6,6 +6,7 @@
 
 #include "acme/account.h"
 #include "acme/challenges.h"
+#include "acme/dns.h"
 #include "acme/lineage.h"
 #include "acme/standalone.h"
 #include "cli/pkiargs.h"
@@ -45,6 +46,13 @@ static const char acme_usage[] =
     "    --http [ADDR:]PORT   answer HTTP-01 with moat's own listener (default :80)\n"
     "    --webroot DIR        answer HTTP-01 with files under DIR/.well-known/acme-challenge/\n"
     "                         (for a site another web server serves from DIR)\n"
+    "    --dns-server ADDR    answer DNS-01 (needed for *.names) by RFC 2136 updates to the\n"
+    "                         zone's primary at ADDR[:PORT], signed with --tsig-key\n"
+    "    --dns-zone ZONE      the zone to update (default: found by asking the server)\n"
+    "    --tsig-key NAME:ALG:SECRET  the TSIG key (alg e.g. hmac-sha256, secret base64)\n"
+    "    --dns-hook CMD       or answer DNS-01 by running CMD set|clear FQDN VALUE\n"
+    "    --dns-check ADDR     check the record at ADDR[:PORT] before telling the CA (default:\n"
+    "                         the zone's NS servers); may be repeated\n"
     "    --key-type TYPE      ecdsa (P-256, the default) or rsa (RSA 2048)\n"
     "    --preferred-chain CN among the CA's chains, take the one through this issuer name\n"
     "    --profile NAME       the CA's certificate profile (e.g. shortlived, tlsserver)\n"
@@ -192,8 +200,20 @@ static int acme_issue(int argc, char **argv)
                *cert_out = NULL, *key_out = NULL, *timeout = NULL;
     const char *names[MAX_NAMES];
     size_t nnames = 0;
+    const char *dns_server = NULL, *dns_zone = NULL, *tsig = NULL, *dns_hook = NULL;
+    const char *dns_check[8];
+    size_t ndns_check = 0;
     const struct moat_cli_opt opts[] = {
         CA_OPTS(c),
+        {.name = "--dns-server", .kind = MOAT_CLI_VALUE, .value = &dns_server},
+        {.name = "--dns-zone", .kind = MOAT_CLI_VALUE, .value = &dns_zone},
+        {.name = "--tsig-key", .kind = MOAT_CLI_VALUE, .value = &tsig},
+        {.name = "--dns-hook", .kind = MOAT_CLI_VALUE, .value = &dns_hook},
+        {.name = "--dns-check",
+         .kind = MOAT_CLI_LIST,
+         .list = dns_check,
+         .n = &ndns_check,
+         .max = 8},
         {.name = "--http", .kind = MOAT_CLI_VALUE, .value = &http},
         {.name = "--webroot", .kind = MOAT_CLI_VALUE, .value = &webroot},
         {.name = "--key-type", .kind = MOAT_CLI_VALUE, .value = &key_type},
@@ -213,9 +233,35 @@ static int acme_issue(int argc, char **argv)
                         "example.com www.example.com)\n");
         return 2;
     }
-    if (http != NULL && webroot != NULL) {
-        fprintf(stderr, "moat acme issue: give --http or --webroot, not both\n");
+    int dns = dns_server != NULL || dns_hook != NULL;
+    if ((http != NULL) + (webroot != NULL) + dns > 1) {
+        fprintf(stderr, "moat acme issue: give one of --http, --webroot and --dns-server or "
+                        "--dns-hook\n");
         return 2;
+    }
+    for (size_t i = 0; i < nnames && !dns; i++) {
+        if (names[i][0] == '*') {
+            fprintf(stderr,
+                    "moat acme issue: %s is a wildcard: it needs DNS-01 (--dns-server "
+                    "with --tsig-key, or --dns-hook)\n",
+                    names[i]);
+            return 2;
+        }
+    }
+    /* "NAME:ALG:SECRET": the secret is base64 and holds no ':'. */
+    char tsig_name[256] = "", tsig_alg[64] = "";
+    const char *tsig_secret = NULL;
+    if (tsig != NULL) {
+        const char *c1 = strchr(tsig, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (c1 == NULL || c2 == NULL || c1 == tsig || c2 == c1 + 1 || c2[1] == '\0' ||
+            (size_t)(c1 - tsig) >= sizeof(tsig_name) || (size_t)(c2 - c1 - 1) >= sizeof(tsig_alg)) {
+            fprintf(stderr, "moat acme issue: --tsig-key is NAME:ALGORITHM:SECRET (e.g. "
+                            "acme-key:hmac-sha256:BASE64)\n");
+            return 2;
+        }
+        memcpy(tsig_name, tsig, (size_t)(c1 - tsig));
+        memcpy(tsig_alg, c1 + 1, (size_t)(c2 - c1 - 1));
+        tsig_secret = c2 + 1;
     }
     int kind = key_type ? moat_acme_kind_parse(key_type) : MOAT_ACME_ECDSA;
     if (kind < 0) {
@@ -239,7 +285,19 @@ static int acme_issue(int argc, char **argv)
     struct moat_acme_standalone *listener = NULL;
     struct moat_acme_solver *solver = NULL;
     moat_rc rc = open_store(c.state, &st, &err);
-    if (moat_ok(rc) && webroot != NULL) {
+    if (moat_ok(rc) && dns) {
+        struct moat_acme_dns_opts d = {
+            .server = dns_server,
+            .zone = dns_zone,
+            .tsig_name = tsig ? tsig_name : NULL,
+            .tsig_alg = tsig ? tsig_alg : NULL,
+            .tsig_secret = tsig_secret,
+            .hook = dns_hook,
+            .check = dns_check,
+            .ncheck = ndns_check,
+        };
+        rc = moat_acme_dns_solver_new(&d, &solver, &err);
+    } else if (moat_ok(rc) && webroot != NULL) {
         rc = moat_acme_webroot_solver_new(webroot, &solver, &err);
     } else if (moat_ok(rc)) {
         rc = moat_acme_challenges_new(&tab, &err);

@@ -82,6 +82,12 @@ struct moat_conf_acme {
     int key_types;            /* enum moat_conf_acme_key bits; default ECDSA */
     char **challenges;        /* in order of preference; none: what can work */
     size_t nchallenges;
+    char *dns_server; /* DNS-01 by RFC 2136 updates to this ADDR[:PORT] */
+    char *dns_zone;   /* the zone to update; NULL: found */
+    char *dns_key_name, *dns_key_alg, *dns_key_secret; /* TSIG; NULL: unsigned */
+    char *dns_hook;   /* or DNS-01 by this command (set|clear FQDN VALUE) */
+    char **dns_check; /* servers to check before telling the CA; none: NS */
+    size_t ndns_check;
     char *preferred_chain;           /* issuer name; NULL: the CA's default chain */
     char *profile;                   /* the CA's profile; NULL: none */
     char where[MOAT_CONF_WHERE_MAX]; /* of the block, for messages; "" when there is none */

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const CHALLENGES[] = {"http-01", "tls-alpn-01"};
+static const char *const CHALLENGES[] = {"http-01", "tls-alpn-01", "dns-01"};
 
 void moat_conf__acme_clear(struct moat_conf_acme *a)
 {
@@ -21,6 +21,16 @@ void moat_conf__acme_clear(struct moat_conf_acme *a)
     moat_conf__free_strs(a->challenges, a->nchallenges);
     free(a->preferred_chain);
     free(a->profile);
+    free(a->dns_server);
+    free(a->dns_zone);
+    free(a->dns_key_name);
+    free(a->dns_key_alg);
+    if (a->dns_key_secret != NULL) {
+        memset(a->dns_key_secret, 0, strlen(a->dns_key_secret));
+    }
+    free(a->dns_key_secret);
+    free(a->dns_hook);
+    moat_conf__free_strs(a->dns_check, a->ndns_check);
     memset(a, 0, sizeof(*a));
 }
 
@@ -146,8 +156,8 @@ static moat_rc h_challenge(struct moat_conf__loader *L, const struct moat_cfg_no
         }
         if (!known) {
             return moat_conf__fail_at_word(L, w,
-                                           "unknown challenge \"%.64s\" (use http-01 and/or "
-                                           "tls-alpn-01)",
+                                           "unknown challenge \"%.64s\" (use http-01, "
+                                           "tls-alpn-01 and/or dns-01)",
                                            w->s);
         }
         for (size_t k = 0; k < a->nchallenges; k++) {
@@ -174,6 +184,61 @@ static moat_rc h_profile(struct moat_conf__loader *L, const struct moat_cfg_node
                          const struct moat_conf__spec *sp)
 {
     return take_word(L, &n->words[1], &L->c->acme.profile);
+}
+
+static moat_rc h_dns_server(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                            const struct moat_conf__spec *sp)
+{
+    return take_word(L, &n->words[1], &L->c->acme.dns_server);
+}
+
+static moat_rc h_dns_zone(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                          const struct moat_conf__spec *sp)
+{
+    return take_word(L, &n->words[1], &L->c->acme.dns_zone);
+}
+
+/* `dns_key NAME ALGORITHM SECRET`: the TSIG key, as the DNS server's config holds it. */
+static moat_rc h_dns_key(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                         const struct moat_conf__spec *sp)
+{
+    static const char *const algs[] = {"hmac-sha256", "hmac-sha384", "hmac-sha512",
+                                       "hmac-sha224", "hmac-sha1",   "hmac-md5"};
+    const struct moat_cfg_word *alg = &n->words[2];
+    int known = 0;
+    for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+        known |= strcasecmp(alg->s, algs[i]) == 0;
+    }
+    if (!known) {
+        return moat_conf__fail_at_word(L, alg,
+                                       "unknown TSIG algorithm \"%.64s\" (use hmac-sha256, "
+                                       "hmac-sha384 or hmac-sha512)",
+                                       alg->s);
+    }
+    struct moat_conf_acme *a = &L->c->acme;
+    MOAT_TRY(take_word(L, &n->words[1], &a->dns_key_name));
+    MOAT_TRY(take_word(L, alg, &a->dns_key_alg));
+    return take_word(L, &n->words[3], &a->dns_key_secret);
+}
+
+static moat_rc h_dns_hook(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                          const struct moat_conf__spec *sp)
+{
+    return moat_conf__take_path(L, &n->words[1], "dns_hook", &L->c->acme.dns_hook);
+}
+
+static moat_rc h_dns_check(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                           const struct moat_conf__spec *sp)
+{
+    struct moat_conf_acme *a = &L->c->acme;
+    for (size_t i = 1; i < n->nwords; i++) {
+        char *s = strdup(n->words[i].s);
+        if (s == NULL || !moat_conf__push_str(&a->dns_check, &a->ndns_check, s)) {
+            free(s);
+            return moat_conf__nomem(L);
+        }
+    }
+    return MOAT_RC_OK;
 }
 
 /* A site's `tls acme`. */
@@ -214,6 +279,14 @@ const struct moat_conf__spec moat_conf__acme_specs[] = {
     MOAT_CONF__CUSTOM("preferred_chain", MOAT_CONF__ACME, 1, 1, 0, h_preferred_chain,
                       "preferred_chain ISSUER_NAME"),
     MOAT_CONF__CUSTOM("profile", MOAT_CONF__ACME, 1, 1, 0, h_profile, "profile NAME"),
+    MOAT_CONF__CUSTOM("dns_server", MOAT_CONF__ACME, 1, 1, 0, h_dns_server,
+                      "dns_server ADDR[:PORT]"),
+    MOAT_CONF__CUSTOM("dns_zone", MOAT_CONF__ACME, 1, 1, 0, h_dns_zone, "dns_zone ZONE"),
+    MOAT_CONF__CUSTOM("dns_key", MOAT_CONF__ACME, 3, 3, 0, h_dns_key,
+                      "dns_key NAME ALGORITHM SECRET"),
+    MOAT_CONF__CUSTOM("dns_hook", MOAT_CONF__ACME, 1, 1, 0, h_dns_hook, "dns_hook COMMAND"),
+    MOAT_CONF__CUSTOM("dns_check", MOAT_CONF__ACME, 1, -1, 0, h_dns_check,
+                      "dns_check ADDR[:PORT]..."),
     MOAT_CONF__CUSTOM("tls", MOAT_CONF__SITE, 1, 1, 0, h_tls, "tls acme"),
 };
 
@@ -239,13 +312,6 @@ moat_rc moat_conf__acme_check_site(struct moat_conf__loader *L, const struct moa
             return moat_conf__fail_at_word(L, &n->words[0],
                                            "site \"*\" cannot have tls acme: a CA certifies "
                                            "names, so list them (site example.com { ... })");
-        }
-        if (nm[0] == '*') {
-            return moat_conf__fail_at_word(L, &n->words[0],
-                                           "site \"%s\": a wildcard needs the dns-01 challenge, "
-                                           "which this moat does not do yet (list the names, or "
-                                           "use cert files for the wildcard)",
-                                           nm);
         }
         if (strcmp(nm, "localhost") == 0 ||
             (strlen(nm) > 10 && strcmp(nm + strlen(nm) - 10, ".localhost") == 0)) {
@@ -283,6 +349,34 @@ moat_rc moat_conf__acme_check_conf(struct moat_conf__loader *L)
             return moat_conf__nomem(L);
         }
     }
+    int dns = a->dns_server != NULL || a->dns_hook != NULL;
+    if (a->dns_server != NULL && a->dns_hook != NULL) {
+        moat_err_where(L->err, "%s", a->where[0] ? a->where : L->doc->name);
+        MOAT_FAIL(L->err, MOAT_E_CONFIG,
+                  "dns_server and dns_hook both publish DNS-01 records: keep one");
+    }
+    int dns_listed = 0;
+    for (size_t i = 0; i < a->nchallenges; i++) {
+        dns_listed |= strcmp(a->challenges[i], "dns-01") == 0;
+    }
+    if (dns_listed && !dns) {
+        moat_err_where(L->err, "%s", a->where[0] ? a->where : L->doc->name);
+        MOAT_FAIL(L->err, MOAT_E_CONFIG,
+                  "challenge dns-01 needs a way to publish the TXT record: dns_server (RFC 2136 "
+                  "updates, with dns_key) or dns_hook");
+    }
+    for (size_t i = 0; i < c->nsites; i++) {
+        const struct moat_conf_site *s = &c->sites[i];
+        for (size_t k = 0; s->acme && k < s->nnames; k++) {
+            if (s->names[k][0] == '*' && (!dns || (a->nchallenges > 0 && !dns_listed))) {
+                moat_err_where(L->err, "%s", s->where);
+                MOAT_FAIL(L->err, MOAT_E_CONFIG,
+                          "site \"%s\": a wildcard can only be proved by dns-01 (set dns_server "
+                          "and dns_key, or dns_hook, in acme { })",
+                          s->names[k]);
+            }
+        }
+    }
     int http_only = a->nchallenges == 1 && strcmp(a->challenges[0], "http-01") == 0;
     if (http_only && c->redirect_listen == NULL) {
         moat_err_where(L->err, "%s", a->where[0] ? a->where : L->doc->name);
@@ -292,12 +386,15 @@ moat_rc moat_conf__acme_check_conf(struct moat_conf__loader *L)
     }
     if (a->nchallenges == 0) {
         /* What can work: HTTP-01 when port 80 is moat's, TLS-ALPN-01 always (port 443). */
-        const char *d[2];
+        const char *d[3];
         size_t nd = 0;
         if (c->redirect_listen != NULL) {
             d[nd++] = "http-01";
         }
         d[nd++] = "tls-alpn-01";
+        if (dns) {
+            d[nd++] = "dns-01"; /* last: the slowest, and the only one for wildcards */
+        }
         for (size_t i = 0; i < nd; i++) {
             char *p = strdup(d[i]);
             if (p == NULL || !moat_conf__push_str(&a->challenges, &a->nchallenges, p)) {

@@ -139,3 +139,73 @@ class Pebble:
     def cert_status(self, serial_hex):
         """Pebble's record of a certificate by serial: {"Status": "Valid"|"Revoked", ...}."""
         return json.loads(self._mgmt("/cert-status-by-serial/%s" % serial_hex))
+
+
+def have_knot():
+    return shutil.which("knotd") is not None and shutil.which("knsupdate") is not None
+
+
+class Knot:
+    """Knot DNS, authoritative for one zone on loopback, taking RFC 2136 updates signed with a
+    TSIG key the test makes. Every name in the zone resolves to 127.0.0.1."""
+
+    def __init__(self, workdir, zone="example.test"):
+        import base64
+
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.zone = zone
+        self.port = free_port()
+        self.key_name = "moat-key"
+        self.key_alg = "hmac-sha256"
+        self.secret = base64.b64encode(os.urandom(32)).decode()
+        self.proc = None
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self):
+        d = self.dir
+        (d / ("%s.zone" % self.zone)).write_text(
+            "$ORIGIN %s.\n$TTL 60\n"
+            "@ SOA ns.%s. hostmaster.%s. 1 3600 600 86400 60\n"
+            "@ NS ns.%s.\nns A 127.0.0.1\n@ A 127.0.0.1\n* A 127.0.0.1\n"
+            % (self.zone, self.zone, self.zone, self.zone))
+        (d / "knot.conf").write_text(
+            "server:\n    listen: 127.0.0.1@%d\n    rundir: %s\n"
+            "database:\n    storage: %s\n"
+            "key:\n  - id: %s\n    algorithm: %s\n    secret: %s\n"
+            "acl:\n  - id: update\n    key: %s\n    action: update\n"
+            "zone:\n  - domain: %s\n    file: %s/%s.zone\n    acl: update\n"
+            "    zonefile-sync: -1\n"
+            "log:\n  - target: stderr\n    any: info\n"
+            % (self.port, d, d, self.key_name, self.key_alg, self.secret, self.key_name,
+               self.zone, d, self.zone))
+        log = open(d / "knot.log", "ab")
+        self.proc = subprocess.Popen(["knotd", "-c", str(d / "knot.conf")], stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=log)
+        log.close()
+        assert wait_for(lambda: _port_open(self.port), 10), "knotd did not start:\n" + self.log()
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self):
+        try:
+            return (self.dir / "knot.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def txt(self, name):
+        """The TXT values the server holds for name (asked directly, no recursion)."""
+        r = subprocess.run(["kdig", "@127.0.0.1", "-p", str(self.port), "+short", "+norecurse",
+                            name, "TXT"], capture_output=True, text=True, timeout=10)
+        return [l.strip().strip('"') for l in r.stdout.splitlines() if l.strip()]
