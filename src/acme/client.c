@@ -701,6 +701,8 @@ moat_rc moat_acme_account(struct moat_acme *a, const struct moat_acme_account_re
         }
         if (a->dir.terms_of_service != NULL && q->agree_tos) {
             json_object_set_new(req, "termsOfServiceAgreed", json_true());
+            moat_acme_say(a, 0, "agreeing to the CA's terms of service: %s",
+                          a->dir.terms_of_service);
         }
         if (q->eab_kid != NULL && q->eab_hmac != NULL) {
             json_t *eab = NULL;

@@ -29,6 +29,7 @@ struct serve_flags {
     size_t ncert_ca;
     int client_auth; /* --client-auth: 0 not given, 1 optional, 2 require */
     const char *root, *cert, *key, *state, *access_log, *log_level, *redirect_http, *name;
+    const char *acme, *acme_ca, *acme_ca_bundle; /* quick mode with an ACME certificate */
     unsigned workers;
     int check, demo;
     char demo_root[PATH_MAX];
@@ -54,6 +55,12 @@ static const char serve_usage[] =
     "                       checks the chain against it and refuses a certificate that does\n"
     "                       not lead there (repeatable; `cert_ca` in a config file)\n"
     "  --name NAME          site name in quick mode (default: any name)\n"
+    "  --acme EMAIL         quick mode with a certificate from Let's Encrypt for --name:\n"
+    "                       listens on :443 and :80 unless told otherwise; EMAIL is the\n"
+    "                       account's contact, and you agree to the CA's terms of service\n"
+    "                       (the log names them); see docs/acme.md\n"
+    "  --acme-ca URL        another ACME CA for --acme: staging, or a directory URL\n"
+    "  --acme-ca-bundle FILE  the roots that verify that CA's own HTTPS\n"
     "  --redirect-http ADDR also listen for plain HTTP on ADDR and redirect it to HTTPS\n"
     "  --workers N          worker threads (default: one per core)\n"
     "  --state DIR          state folder for the local CA (default $MOAT_STATE, else\n"
@@ -120,6 +127,46 @@ static moat_rc site_client_auth(struct moat_conf_site *s, const struct serve_fla
     return MOAT_RC_OK;
 }
 
+/* --acme EMAIL: the quick-mode site gets its certificate from the ACME CA, answering HTTP-01 on
+ * :80 and TLS-ALPN-01 on :443 unless --listen / --redirect-http say otherwise. */
+static moat_rc quick_acme(struct moat_conf *c, const struct serve_flags *f, struct moat_err *err)
+{
+    struct moat_conf_acme *a = &c->acme;
+    char *email = strdup(f->acme);
+    char *ca = strdup(f->acme_ca ? f->acme_ca : "production");
+    if (email == NULL || ca == NULL) {
+        free(email);
+        free(ca);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    a->emails = calloc(1, sizeof(char *));
+    a->cas = calloc(1, sizeof(char *));
+    if (a->emails == NULL || a->cas == NULL) {
+        free(email);
+        free(ca);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    a->emails[a->nemails++] = email;
+    a->cas[a->ncas++] = ca;
+    a->agree_tos = 1;
+    if (f->acme_ca_bundle != NULL && (a->ca_bundle = strdup(f->acme_ca_bundle)) == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    snprintf(a->where, sizeof(a->where), "--acme");
+    c->sites[c->nsites - 1].acme = 1;
+    if (f->nlisten == 0) {
+        const char *https[] = {":443"};
+        MOAT_TRY(moat_conf_set_listen(c, https, 1, err));
+    }
+    if (f->redirect_http == NULL && (c->redirect_listen = strdup(":80")) == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    if (!moat_ok(moat_conf_acme_defaults(c))) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    return MOAT_RC_OK;
+}
+
 static moat_rc conf_from_flags(void *arg, struct moat_conf **out, struct moat_err *err)
 {
     struct serve_flags *f = arg;
@@ -142,6 +189,9 @@ static moat_rc conf_from_flags(void *arg, struct moat_conf **out, struct moat_er
         /* A locally issued certificate never faces the public: no HSTS pinning on names
          * like localhost that every developer reuses. */
         c->sites[c->nsites - 1].hsts = 0;
+    }
+    if (moat_ok(rc) && f->acme != NULL) {
+        rc = quick_acme(c, f, err);
     }
     if (moat_ok(rc) && f->nclient_ca > 0) {
         rc = site_client_auth(&c->sites[c->nsites - 1], f, err);
@@ -250,9 +300,10 @@ int moat_cmd_serve(int argc, char **argv)
             continue;
         }
         static const char *const valued[] = {
-            "--config", "--listen",     "--root",        "--cert",    "--key",
-            "--state",  "--access-log", "--log-level",   "--workers", "--redirect-http",
-            "--name",   "--client-ca",  "--client-auth", "--ca"};
+            "--config",  "--listen",        "--root",        "--cert",    "--key",
+            "--state",   "--access-log",    "--log-level",   "--workers", "--redirect-http",
+            "--name",    "--client-ca",     "--client-auth", "--ca",      "--acme",
+            "--acme-ca", "--acme-ca-bundle"};
         int known = 0;
         for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
             known |= strcmp(a, valued[k]) == 0;
@@ -292,6 +343,12 @@ int moat_cmd_serve(int argc, char **argv)
             f.redirect_http = v;
         } else if (strcmp(a, "--name") == 0) {
             f.name = v;
+        } else if (strcmp(a, "--acme") == 0) {
+            f.acme = v;
+        } else if (strcmp(a, "--acme-ca") == 0) {
+            f.acme_ca = v;
+        } else if (strcmp(a, "--acme-ca-bundle") == 0) {
+            f.acme_ca_bundle = v;
         } else if (strcmp(a, "--client-ca") == 0) {
             if (f.nclient_ca == MAX_CLIENT_CA || v[0] == '\0') {
                 fprintf(stderr, "moat serve: --client-ca takes a CA file, at most %d times\n",
@@ -323,6 +380,25 @@ int moat_cmd_serve(int argc, char **argv)
         fprintf(stderr, "moat serve: --config cannot be mixed with --root/--listen/--cert/--key/"
                         "--ca/--demo/--name/--client-ca/--client-auth: put those in the file\n");
         return 2;
+    }
+    if ((f.acme_ca != NULL || f.acme_ca_bundle != NULL) && f.acme == NULL) {
+        fprintf(stderr, "moat serve: --acme-ca and --acme-ca-bundle go with --acme EMAIL\n");
+        return 2;
+    }
+    if (f.acme != NULL) {
+        const char *at = strchr(f.acme, '@');
+        if (at == NULL || at == f.acme || at[1] == '\0' || strchr(f.acme, ' ') != NULL) {
+            fprintf(stderr,
+                    "moat serve: --acme takes your e-mail address (the ACME account's "
+                    "contact), not \"%s\"\n",
+                    f.acme);
+            return 2;
+        }
+        if (f.name == NULL || strcmp(f.name, "*") == 0 || f.cert != NULL || f.config != NULL) {
+            fprintf(stderr, "moat serve: --acme needs --name NAME (the public name to certify) "
+                            "and no --cert or --config (in a config file: tls acme)\n");
+            return 2;
+        }
     }
     if (f.ncert_ca > 0 && f.cert == NULL) {
         fprintf(stderr, "moat serve: --ca names the CA of --cert, and there is no --cert "

@@ -225,6 +225,11 @@ MOAT_MUST_USE moat_rc moat_conf_add_site(struct moat_conf *c, const char *name, 
  * ":8443" gives "" (all addresses). MOAT_E_CONFIG without words when `addr` is not a valid
  * address or the host does not fit in `hostcap` bytes.
  */
+/* Fill what the acme { } block leaves to defaults (CA, key kinds per site, challenges that can
+ * work with this listener set): the loader calls it after its checks, and a configuration
+ * built in code (moat serve --acme) calls it before use. MOAT_E_NOMEM only. */
+MOAT_MUST_USE moat_rc moat_conf_acme_defaults(struct moat_conf *c);
+
 MOAT_MUST_USE moat_rc moat_conf_listen_split(const char *addr, char *host, size_t hostcap,
                                              uint16_t *port);
 

@@ -339,16 +339,6 @@ moat_rc moat_conf__acme_check_conf(struct moat_conf__loader *L)
     if (nacme == 0) {
         return MOAT_RC_OK;
     }
-    for (size_t i = 0; i < c->nsites; i++) {
-        c->sites[i].acme_kinds = c->sites[i].acme ? (unsigned)a->key_types : 0;
-    }
-    if (a->ncas == 0) {
-        char *p = strdup("production");
-        if (p == NULL || !moat_conf__push_str(&a->cas, &a->ncas, p)) {
-            free(p);
-            return moat_conf__nomem(L);
-        }
-    }
     int dns = a->dns_server != NULL || a->dns_hook != NULL;
     if (a->dns_server != NULL && a->dns_hook != NULL) {
         moat_err_where(L->err, "%s", a->where[0] ? a->where : L->doc->name);
@@ -384,22 +374,46 @@ moat_rc moat_conf__acme_check_conf(struct moat_conf__loader *L)
                   "challenge http-01 needs moat's plain HTTP listener on port 80 (add "
                   "redirect_http :80, or allow tls-alpn-01)");
     }
+    if (!moat_ok(moat_conf_acme_defaults(c))) {
+        return moat_conf__nomem(L);
+    }
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_conf_acme_defaults(struct moat_conf *c)
+{
+    struct moat_conf_acme *a = &c->acme;
+    if (a->key_types == 0) {
+        a->key_types = MOAT_CONF_ACME_ECDSA;
+    }
+    for (size_t i = 0; i < c->nsites; i++) {
+        c->sites[i].acme_kinds = c->sites[i].acme ? (unsigned)a->key_types : 0;
+    }
+    if (a->ncas == 0) {
+        char *p = strdup("production");
+        if (p == NULL || !moat_conf__push_str(&a->cas, &a->ncas, p)) {
+            free(p);
+            return moat_rc_of(MOAT_E_NOMEM);
+        }
+    }
     if (a->nchallenges == 0) {
-        /* What can work: HTTP-01 when port 80 is moat's, TLS-ALPN-01 always (port 443). */
+        /* What can work: HTTP-01 when port 80 is moat's, TLS-ALPN-01 always (port 443),
+         * DNS-01 when there is a way to publish records (last: the slowest, and the only one
+         * for wildcards). */
         const char *d[3];
         size_t nd = 0;
         if (c->redirect_listen != NULL) {
             d[nd++] = "http-01";
         }
         d[nd++] = "tls-alpn-01";
-        if (dns) {
-            d[nd++] = "dns-01"; /* last: the slowest, and the only one for wildcards */
+        if (a->dns_server != NULL || a->dns_hook != NULL) {
+            d[nd++] = "dns-01";
         }
         for (size_t i = 0; i < nd; i++) {
             char *p = strdup(d[i]);
             if (p == NULL || !moat_conf__push_str(&a->challenges, &a->nchallenges, p)) {
                 free(p);
-                return moat_conf__nomem(L);
+                return moat_rc_of(MOAT_E_NOMEM);
             }
         }
     }

@@ -157,3 +157,42 @@ site *.example.test { tls acme; root %s }
                 t.sendall(("GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
                            % name).encode())
                 assert t.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_order_interrupted_by_a_crash_is_resumed(moat_bin, knot, pebble, tmp_path):
+    """moat dies (SIGKILL) while publishing a challenge answer; the next run finds the order
+    in the state folder and finishes it instead of making a new one."""
+    state = tmp_path / "state"
+    marker = tmp_path / "hook.pid"
+    hook = tmp_path / "stuck.sh"
+    hook.write_text("#!/bin/sh\necho $$ > %s\nexec sleep 300\n" % marker)
+    hook.chmod(0o755)
+    e = dict(os.environ)
+    e.pop("MOAT_STATE", None)
+    first = subprocess.Popen([str(moat_bin), "acme", "issue", "*.crash.example.test",
+                              "--server", pebble.directory, "--ca-bundle", str(pebble.ca_bundle),
+                              "--agree-tos", "--dns-hook", str(hook), "--state", str(state)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    try:
+        assert wait_for(marker.exists, 60), first.stderr.read() if first.poll() else "no hook"
+        orders = list(state.rglob("*.order.json"))
+        assert len(orders) == 1, list(state.rglob("*"))
+        url = json.loads(orders[0].read_text())["url"]
+        assert list(state.rglob("*.next.key")), "the key must be stored before the order"
+    finally:
+        first.kill()
+        first.wait(timeout=10)
+        if marker.exists():
+            try:
+                os.kill(int(marker.read_text().strip()), 9)
+            except (ProcessLookupError, ValueError):
+                pass
+    r = acme(moat_bin, state, "issue", "*.crash.example.test", "--server", pebble.directory,
+             "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--dns-server", knot.addr,
+             "--tsig-key", "%s:%s:%s" % (knot.key_name, knot.key_alg, knot.secret),
+             "--cert-out", tmp_path / "c.crt")
+    assert r.returncode == 0, r.stderr
+    assert "resuming the order %s" % url in r.stderr, r.stderr
+    assert "created for" not in r.stderr  # no second order
+    assert sans(tmp_path / "c.crt") == ["*.crash.example.test"]
+    assert not list(state.rglob("*.order.json")) and not list(state.rglob("*.next.key"))

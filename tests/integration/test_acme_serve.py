@@ -330,3 +330,25 @@ def test_config_refuses_what_acme_cannot_do(moat_bin, tmp_path):
     assert r.returncode == 2 and "tls acme" in r.stderr
     r = check("acme { }\nacme { }\nsite a.example { tls acme; root /tmp }\n")
     assert r.returncode == 2
+
+
+def test_quick_mode_acme(moat, www, pebble_factory, tmp_path):
+    """moat serve --acme EMAIL --name NAME --root DIR: one command, a CA's certificate."""
+    p = pebble_factory()
+    m = moat()
+    m.port = p.tls_port
+    m.start(args=["serve", "--acme", "ops@example.test", "--name", "quick.example.test",
+                  "--root", www, "--listen", "127.0.0.1:%d" % p.tls_port,
+                  "--redirect-http", "127.0.0.1:%d" % p.http_port, "--acme-ca", p.directory,
+                  "--acme-ca-bundle", p.ca_bundle], ports=[p.tls_port])
+    wait_log(m, r"serving its ACME certificate")
+    assert "agreeing to the CA's terms of service" in m.stderr()
+    root = p.write_root(tmp_path / "root.pem")
+    _, issuer, _ = peer_cert(p.tls_port, "quick.example.test", root=root)
+    assert issuer.startswith("Pebble")
+    bad = subprocess.run([str(m.bin), "serve", "--acme", "ops@example.test", "--root", str(www)],
+                         capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "--name" in bad.stderr
+    bad = subprocess.run([str(m.bin), "serve", "--acme", "nobody", "--name", "x.example",
+                          "--root", str(www)], capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "e-mail" in bad.stderr

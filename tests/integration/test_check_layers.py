@@ -62,10 +62,10 @@ def test_core_may_use_nothing(tmp_path):
 
 
 def test_unknown_folder_must_be_placed(tmp_path):
-    root = tree(tmp_path, {"src/acme/order.c": '#include "core/err.h"\n'})
+    root = tree(tmp_path, {"src/quic/session.c": '#include "core/err.h"\n'})
     rc, out = run(root)
     assert rc == 1
-    assert "src/acme/order.c:1: src/acme/ is not in the layer table" in out
+    assert "src/quic/session.c:1: src/quic/ is not in the layer table" in out
 
 
 def test_include_of_unknown_folder_fails(tmp_path):
