@@ -6,6 +6,7 @@
  */
 #include "acme/dns.h"
 
+#include "acme/internal.h"
 #include "acme/jws.h"
 #include "core/log.h"
 
@@ -55,75 +56,6 @@ moat_rc moat_acme_dns01_value(const char *key_authz, char *out, size_t outlen, s
     }
     memcpy(out, b, strlen(b) + 1);
     free(b);
-    return MOAT_RC_OK;
-}
-
-/* "host", "host:port", "[v6]:port" -> address text and port. */
-static int split_server(const char *spec, char *addr, size_t alen, uint16_t *port)
-{
-    *port = 53;
-    const char *p = spec, *end;
-    if (*p == '[') {
-        end = strchr(p, ']');
-        if (end == NULL) {
-            return 0;
-        }
-        p++;
-        if (end[1] == ':') {
-            *port = (uint16_t)strtoul(end + 2, NULL, 10);
-        }
-    } else {
-        end = strrchr(p, ':');
-        if (end != NULL && strchr(p, ':') != end) {
-            end = NULL; /* a bare IPv6 address */
-        }
-        if (end != NULL) {
-            *port = (uint16_t)strtoul(end + 1, NULL, 10);
-        } else {
-            end = p + strlen(p);
-        }
-    }
-    size_t n = (size_t)(end - p);
-    if (n == 0 || n >= alen || *port == 0) {
-        return 0;
-    }
-    memcpy(addr, p, n);
-    addr[n] = '\0';
-    return 1;
-}
-
-static moat_rc resolver_for(const char *spec, ldns_resolver **out, struct moat_err *err)
-{
-    *out = NULL;
-    char addr[80];
-    uint16_t port;
-    if (!split_server(spec, addr, sizeof(addr), &port)) {
-        MOAT_FAIL(err, MOAT_E_CONFIG,
-                  "bad DNS server \"%.100s\" (write an address: 10.0.0.53, 127.0.0.1:5353 or "
-                  "[::1]:53)",
-                  spec);
-    }
-    ldns_rdf *a =
-        ldns_rdf_new_frm_str(strchr(addr, ':') ? LDNS_RDF_TYPE_AAAA : LDNS_RDF_TYPE_A, addr);
-    if (a == NULL) {
-        MOAT_FAIL(err, MOAT_E_CONFIG,
-                  "bad DNS server \"%.100s\": not an IP address (moat sends updates to an "
-                  "address, not a name)",
-                  spec);
-    }
-    ldns_resolver *r = ldns_resolver_new();
-    if (r == NULL || ldns_resolver_push_nameserver(r, a) != LDNS_STATUS_OK) {
-        ldns_rdf_deep_free(a);
-        ldns_resolver_deep_free(r);
-        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
-    }
-    ldns_rdf_deep_free(a);
-    ldns_resolver_set_port(r, port);
-    ldns_resolver_set_recursive(r, false);
-    ldns_resolver_set_timeout(r, (struct timeval){.tv_sec = 5});
-    ldns_resolver_set_retry(r, 2);
-    ldns_resolver_set_random(r, false);
-    *out = r;
     return MOAT_RC_OK;
 }
 
@@ -185,7 +117,7 @@ static moat_rc rfc2136(struct dns_solver *d, const char *fqdn, const char *value
                        struct moat_err *err)
 {
     ldns_resolver *r = NULL;
-    MOAT_TRY(resolver_for(d->server, &r, err));
+    MOAT_TRY(moat_acme__resolver(d->server, &r, err));
     char zone[300];
     moat_rc rc = MOAT_RC_OK;
     if (d->zone != NULL) {
@@ -194,22 +126,27 @@ static moat_rc rfc2136(struct dns_solver *d, const char *fqdn, const char *value
         rc = find_zone(r, fqdn, zone, sizeof(zone), err);
     }
     char text[700];
-    snprintf(text, sizeof(text), "%s. %u IN TXT \"%s\"", fqdn, d->ttl, value);
+    snprintf(text, sizeof(text), "%s. %u IN TXT \"%s\"", fqdn, d->ttl, value ? value : "");
     ldns_rr *rr = NULL;
     ldns_rdf *zrdf = NULL;
-    if (moat_ok(rc) && (ldns_rr_new_frm_str(&rr, text, 0, NULL, NULL) != LDNS_STATUS_OK ||
-                        ldns_str2rdf_dname(&zrdf, zone) != LDNS_STATUS_OK)) {
+    /* value NULL: an update with no change at all, which a server answers only when the zone
+     * and the key are right (the pre-flight check). */
+    if (moat_ok(rc) &&
+        ((value != NULL && ldns_rr_new_frm_str(&rr, text, 0, NULL, NULL) != LDNS_STATUS_OK) ||
+         ldns_str2rdf_dname(&zrdf, zone) != LDNS_STATUS_OK)) {
         rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
                           "the record %.300s or the zone %.100s is not valid DNS", text, zone);
     }
     ldns_pkt *p = NULL, *ans = NULL;
     if (moat_ok(rc)) {
-        if (del) {
+        if (del && rr != NULL) {
             ldns_rr_set_class(rr, LDNS_RR_CLASS_NONE); /* RFC 2136 §2.5.4: delete this RR */
             ldns_rr_set_ttl(rr, 0);
         }
         ldns_rr_list *up = ldns_rr_list_new();
-        ldns_rr_list_push_rr(up, rr);
+        if (rr != NULL) {
+            ldns_rr_list_push_rr(up, rr);
+        }
         rr = NULL;
         p = ldns_update_pkt_new(zrdf, LDNS_RR_CLASS_IN, NULL, up, NULL);
         zrdf = NULL;
@@ -290,7 +227,7 @@ static moat_rc run_hook(struct dns_solver *d, const char *verb, const char *fqdn
 static int server_sees(const char *spec, const char *fqdn, const char *value)
 {
     ldns_resolver *r = NULL;
-    if (!moat_ok(resolver_for(spec, &r, NULL))) {
+    if (!moat_ok(moat_acme__resolver(spec, &r, NULL))) {
         return 0;
     }
     ldns_rdf *name = NULL;
@@ -434,6 +371,17 @@ static void dns_cleanup(struct moat_acme_solver *base, const char *ident, const 
     }
 }
 
+static moat_rc dns_preflight(struct moat_acme_solver *base, const char *ident, struct moat_err *err)
+{
+    struct dns_solver *d = (struct dns_solver *)base;
+    if (d->server == NULL) {
+        return MOAT_RC_OK; /* a hook: only running it can tell */
+    }
+    char fqdn[300];
+    snprintf(fqdn, sizeof(fqdn), "_acme-challenge.%s", ident);
+    return rfc2136(d, fqdn, NULL, 0, err);
+}
+
 static void dns_free(struct moat_acme_solver *base)
 {
     struct dns_solver *d = (struct dns_solver *)base;
@@ -457,6 +405,7 @@ static const struct moat_acme_solver_ops dns_ops = {
     .present = dns_present,
     .cleanup = dns_cleanup,
     .free = dns_free,
+    .preflight = dns_preflight,
 };
 
 static int dup_or_null(char **out, const char *in)
@@ -501,7 +450,7 @@ moat_rc moat_acme_dns_solver_new(const struct moat_acme_dns_opts *o, struct moat
     }
     if (d->server != NULL) {
         ldns_resolver *r = NULL;
-        moat_rc rc = resolver_for(d->server, &r, err);
+        moat_rc rc = moat_acme__resolver(d->server, &r, err);
         ldns_resolver_deep_free(r);
         if (!moat_ok(rc)) {
             dns_free(&d->base);

@@ -256,6 +256,7 @@ moat_rc moat_acme_obtain(struct moat_store *st, struct moat_acme *a,
             .order_made_arg = &oc,
             .deadline_s = q->deadline_s,
             .cancel = q->cancel,
+            .preflight = q->preflight,
         };
         rc = moat_acme_order(a, &oq, &chain, err);
         if (!moat_ok(rc) && resume != NULL && rc.kind == MOAT_E_PEER) {

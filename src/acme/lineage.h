@@ -47,6 +47,7 @@ struct moat_acme_cert_req {
     const char *profile;
     unsigned deadline_s;
     const atomic_int *cancel;
+    const struct moat_acme_preflight *preflight; /* NULL: no checks before a new order */
 };
 
 /*

@@ -39,6 +39,8 @@ struct mconf {
     char *dns_server, *dns_zone, *tsig_name, *tsig_alg, *tsig_secret, *dns_hook;
     char **dns_check;
     size_t ndns_check;
+    char *resolver;
+    int no_preflight;
     struct {
         char **names;
         size_t nnames;
@@ -107,6 +109,7 @@ static void mconf_free(struct mconf *c)
     free(c->tsig_secret);
     free(c->dns_hook);
     strs_free(c->dns_check, c->ndns_check);
+    free(c->resolver);
     for (size_t i = 0; c->jobs != NULL && i < c->njobs; i++) {
         strs_free(c->jobs[i].names, c->jobs[i].nnames);
     }
@@ -304,6 +307,7 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
     const char *name = c->jobs[l->job].names[0];
     moat_log_i("acme: %s (%s): %s a certificate from %s", name, moat_acme_kind_name(l->kind),
                l->not_after ? "renewing" : "ordering", moat_acme_directory_url(ca));
+    struct moat_acme_preflight pf = {.resolver = c->resolver};
     struct moat_acme_cert_req cq = {
         .names = (const char *const *)c->jobs[l->job].names,
         .nnames = c->jobs[l->job].nnames,
@@ -313,6 +317,7 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
         .preferred_chain = c->preferred_chain,
         .profile = c->profile,
         .cancel = &m->cancel,
+        .preflight = c->no_preflight ? NULL : &pf,
     };
     if (moat_ok(rc)) {
         rc = moat_acme_login(m->st, &o, &q, &a, &err);

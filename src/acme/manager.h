@@ -42,6 +42,8 @@ struct moat_acme_mgr_conf {
     const char *preferred_chain;
     const char *profile;
     struct moat_acme_dns_opts dns; /* for dns-01 (server or hook set) */
+    const char *resolver;          /* for the pre-flight checks; NULL: the system's */
+    int no_preflight;              /* skip them */
     const struct moat_acme_job *jobs;
     size_t njobs;
     unsigned retry_base_s; /* first pause after a failure; 0: 60 s */

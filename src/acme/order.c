@@ -477,6 +477,37 @@ static moat_rc finalize(struct moat_acme *a, const struct moat_acme_order_req *q
     return rc;
 }
 
+/* The checks before a new order: DNS for the names, then each solver's own. */
+static moat_rc preflight(struct moat_acme *a, const struct moat_acme_order_req *q,
+                         struct moat_err *err)
+{
+    struct moat_acme_preflight p = *q->preflight;
+    p.need_address = 0;
+    int creds = 0;
+    for (size_t s = 0; s < q->nsolvers; s++) {
+        p.need_address |= strcmp(q->solvers[s]->ops->type, "dns-01") != 0;
+    }
+    MOAT_TRY(moat_acme_preflight_names(a, &p, q->names, q->nnames, err));
+    for (size_t s = 0; s < q->nsolvers; s++) {
+        if (q->solvers[s]->ops->preflight == NULL) {
+            continue;
+        }
+        creds = 1;
+        for (size_t i = 0; i < q->nnames; i++) {
+            const char *base = strncmp(q->names[i], "*.", 2) == 0 ? q->names[i] + 2 : q->names[i];
+            moat_rc rc = q->solvers[s]->ops->preflight(q->solvers[s], base, err);
+            if (!moat_ok(rc)) {
+                moat_err_ctx(err, "pre-flight check of %s for %s", q->solvers[s]->ops->type,
+                             q->names[i]);
+                return rc;
+            }
+        }
+    }
+    moat_acme_say(a, 0, "pre-flight checks passed (names, CAA%s)",
+                  creds ? ", DNS-01 credentials" : "");
+    return MOAT_RC_OK;
+}
+
 moat_rc moat_acme_order(struct moat_acme *a, const struct moat_acme_order_req *q, char **chain_pem,
                         struct moat_err *err)
 {
@@ -505,6 +536,9 @@ moat_rc moat_acme_order(struct moat_acme *a, const struct moat_acme_order_req *q
             moat_acme_resp_clear(&r);
         }
         rc = MOAT_RC_OK;
+    }
+    if (order_url[0] == '\0' && q->preflight != NULL) {
+        MOAT_TRY(preflight(a, q, err));
     }
     if (order_url[0] == '\0') {
         MOAT_TRY(new_order(a, q, &r, err));

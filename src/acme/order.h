@@ -11,6 +11,7 @@
 #define MOAT_ACME_ORDER_H
 
 #include "acme/client.h"
+#include "acme/preflight.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -27,6 +28,9 @@ struct moat_acme_solver_ops {
     /* Take it away again; failures are only logged. */
     void (*cleanup)(struct moat_acme_solver *s, const char *ident, const char *token);
     void (*free)(struct moat_acme_solver *s);
+    /* Before an order (may be NULL): check that answers for `ident` can be published at all
+     * (DNS-01: the zone is found and the TSIG key is accepted). */
+    moat_rc (*preflight)(struct moat_acme_solver *s, const char *ident, struct moat_err *err);
 };
 
 struct moat_acme_solver {
@@ -46,7 +50,8 @@ struct moat_acme_order_req {
     /* Called with the order's URL as soon as the CA made it (to store it for a resume). */
     void (*order_made)(void *arg, const char *url);
     void *order_made_arg;
-    unsigned deadline_s;      /* for the whole order; 0: 10 minutes */
+    unsigned deadline_s;                         /* for the whole order; 0: 10 minutes */
+    const struct moat_acme_preflight *preflight; /* checks before a new order; NULL: none */
     const atomic_int *cancel; /* set: stop at the next wait (shutdown); may be NULL */
 };
 

@@ -59,6 +59,8 @@ static const char acme_usage[] =
     "    --cert-out FILE      also write the chain (leaf first) to FILE\n"
     "    --key-out FILE       also write the key to FILE (0600, atomically)\n"
     "    --timeout SECONDS    give up the order after this long (default 600)\n"
+    "    --resolver ADDR      the DNS resolver for the pre-flight checks (default: the\n"
+    "                         system's); --no-preflight skips them\n"
     "    --state DIR          moat's state folder (default $MOAT_STATE, else\n"
     "                         ~/.local/share/moat)\n"
     "  revoke CERT            revoke the certificate in CERT (PEM or DER) with the account key\n"
@@ -197,7 +199,8 @@ static int acme_issue(int argc, char **argv)
 {
     struct ca_args c = {0};
     const char *http = NULL, *webroot = NULL, *key_type = NULL, *preferred = NULL, *profile = NULL,
-               *cert_out = NULL, *key_out = NULL, *timeout = NULL;
+               *cert_out = NULL, *key_out = NULL, *timeout = NULL, *resolver = NULL;
+    int no_preflight = 0;
     const char *names[MAX_NAMES];
     size_t nnames = 0;
     const char *dns_server = NULL, *dns_zone = NULL, *tsig = NULL, *dns_hook = NULL;
@@ -222,6 +225,8 @@ static int acme_issue(int argc, char **argv)
         {.name = "--cert-out", .kind = MOAT_CLI_VALUE, .value = &cert_out},
         {.name = "--key-out", .kind = MOAT_CLI_VALUE, .value = &key_out},
         {.name = "--timeout", .kind = MOAT_CLI_VALUE, .value = &timeout},
+        {.name = "--resolver", .kind = MOAT_CLI_VALUE, .value = &resolver},
+        {.name = "--no-preflight", .kind = MOAT_CLI_FLAG, .flag = &no_preflight},
     };
     int r = moat_cli_args_parse("acme issue", acme_usage, argc, argv, opts,
                                 sizeof(opts) / sizeof(opts[0]), names, MAX_NAMES, &nnames);
@@ -318,6 +323,7 @@ static int acme_issue(int argc, char **argv)
     }
     if (moat_ok(rc)) {
         struct moat_acme_solver *const solvers[] = {solver};
+        struct moat_acme_preflight pf = {.resolver = resolver};
         struct moat_acme_cert_req q = {
             .names = names,
             .nnames = nnames,
@@ -327,6 +333,7 @@ static int acme_issue(int argc, char **argv)
             .preferred_chain = preferred,
             .profile = profile,
             .deadline_s = deadline,
+            .preflight = no_preflight ? NULL : &pf,
         };
         rc = moat_acme_obtain(st, a, &q, &err);
     }

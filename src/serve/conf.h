@@ -88,6 +88,8 @@ struct moat_conf_acme {
     char *dns_hook;   /* or DNS-01 by this command (set|clear FQDN VALUE) */
     char **dns_check; /* servers to check before telling the CA; none: NS */
     size_t ndns_check;
+    char *resolver;                  /* for the pre-flight checks; NULL: the system's */
+    int preflight;                   /* checks before each order; default 1 */
     char *preferred_chain;           /* issuer name; NULL: the CA's default chain */
     char *profile;                   /* the CA's profile; NULL: none */
     char where[MOAT_CONF_WHERE_MAX]; /* of the block, for messages; "" when there is none */

@@ -30,6 +30,7 @@ void moat_conf__acme_clear(struct moat_conf_acme *a)
     }
     free(a->dns_key_secret);
     free(a->dns_hook);
+    free(a->resolver);
     moat_conf__free_strs(a->dns_check, a->ndns_check);
     memset(a, 0, sizeof(*a));
 }
@@ -221,6 +222,28 @@ static moat_rc h_dns_key(struct moat_conf__loader *L, const struct moat_cfg_node
     return take_word(L, &n->words[3], &a->dns_key_secret);
 }
 
+static moat_rc h_resolver(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                          const struct moat_conf__spec *sp)
+{
+    return take_word(L, &n->words[1], &L->c->acme.resolver);
+}
+
+/* `preflight on|off` (default on): a custom handler so that the default can be on. */
+static moat_rc h_preflight(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                           const struct moat_conf__spec *sp)
+{
+    const struct moat_cfg_word *w = &n->words[1];
+    if (strcmp(w->s, "on") == 0) {
+        L->c->acme.preflight = 1;
+    } else if (strcmp(w->s, "off") == 0) {
+        L->c->acme.preflight = -1;
+    } else {
+        return moat_conf__fail_at_word(
+            L, w, "bad value \"%.64s\" for \"preflight\" (use on or off)", w->s);
+    }
+    return MOAT_RC_OK;
+}
+
 static moat_rc h_dns_hook(struct moat_conf__loader *L, const struct moat_cfg_node *n,
                           const struct moat_conf__spec *sp)
 {
@@ -287,6 +310,8 @@ const struct moat_conf__spec moat_conf__acme_specs[] = {
     MOAT_CONF__CUSTOM("dns_hook", MOAT_CONF__ACME, 1, 1, 0, h_dns_hook, "dns_hook COMMAND"),
     MOAT_CONF__CUSTOM("dns_check", MOAT_CONF__ACME, 1, -1, 0, h_dns_check,
                       "dns_check ADDR[:PORT]..."),
+    MOAT_CONF__CUSTOM("resolver", MOAT_CONF__ACME, 1, 1, 0, h_resolver, "resolver ADDR[:PORT]"),
+    MOAT_CONF__CUSTOM("preflight", MOAT_CONF__ACME, 1, 1, 0, h_preflight, "preflight on|off"),
     MOAT_CONF__CUSTOM("tls", MOAT_CONF__SITE, 1, 1, 0, h_tls, "tls acme"),
 };
 

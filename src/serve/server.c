@@ -245,6 +245,8 @@ static moat_rc acme_follow(struct moat_server *srv, const struct moat_conf *conf
                 .hook = a->dns_hook,
                 .check = (const char *const *)a->dns_check,
                 .ncheck = a->ndns_check},
+        .resolver = a->resolver,
+        .no_preflight = a->preflight < 0,
         .jobs = jobs,
         .njobs = njobs,
     };

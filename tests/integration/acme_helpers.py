@@ -57,6 +57,11 @@ class Pebble:
         self.ca_bundle = self.dir / "ca" / "root.pem"
 
     @property
+    def dns_addr(self):
+        """The DNS server Pebble resolves names with: moat's pre-flight checks ask it too."""
+        return self.dns_server or "127.0.0.1:%d" % self.dns_port
+
+    @property
     def directory(self):
         return "https://127.0.0.1:%d/dir" % self.port
 
@@ -149,9 +154,10 @@ class Knot:
     """Knot DNS, authoritative for one zone on loopback, taking RFC 2136 updates signed with a
     TSIG key the test makes. Every name in the zone resolves to 127.0.0.1."""
 
-    def __init__(self, workdir, zone="example.test"):
+    def __init__(self, workdir, zone="example.test", records=""):
         import base64
 
+        self.records = records
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.zone = zone
@@ -170,8 +176,8 @@ class Knot:
         (d / ("%s.zone" % self.zone)).write_text(
             "$ORIGIN %s.\n$TTL 60\n"
             "@ SOA ns.%s. hostmaster.%s. 1 3600 600 86400 60\n"
-            "@ NS ns.%s.\nns A 127.0.0.1\n@ A 127.0.0.1\n* A 127.0.0.1\n"
-            % (self.zone, self.zone, self.zone, self.zone))
+            "@ NS ns.%s.\nns A 127.0.0.1\n@ A 127.0.0.1\n* A 127.0.0.1\n%s\n"
+            % (self.zone, self.zone, self.zone, self.zone, self.records))
         (d / "knot.conf").write_text(
             "server:\n    listen: 127.0.0.1@%d\n    rundir: %s\n"
             "database:\n    storage: %s\n"

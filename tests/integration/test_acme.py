@@ -51,7 +51,8 @@ def ca_args(p):
 
 
 def issue(moat_bin, state, p, *names_and_args, **kw):
-    return acme(moat_bin, state, "issue", *names_and_args, *ca_args(p), **kw)
+    return acme(moat_bin, state, "issue", *names_and_args, *ca_args(p), "--resolver", p.dns_addr,
+                **kw)
 
 
 def verify_chain(p, chain_path, tmp_path, root_n=0):

@@ -21,9 +21,17 @@ pytestmark = pytest.mark.skipif(not (have_pebble() and have_knot()),
                                 reason="pebble or knot not installed")
 
 
+# Records for the pre-flight tests: CAA that forbids every CA, CAA with a critical property no
+# CA knows, and a name that exists without an address.
+RECORDS = """closed.example.test. CAA 0 issue ";"
+crit.example.test. CAA 128 futuretag "x"
+noaddr.example.test. TXT "no address here"
+"""
+
+
 @pytest.fixture
 def knot(tmp_path):
-    k = Knot(tmp_path / "knot").start()
+    k = Knot(tmp_path / "knot", records=RECORDS).start()
     yield k
     k.stop()
 
@@ -58,6 +66,7 @@ def verify(p, chain, tmp_path):
 def test_wildcard_by_rfc2136_with_tsig(moat_bin, knot, pebble, tmp_path):
     r = acme(moat_bin, tmp_path / "state", "issue", "*.example.test", "example.test",
              "--server", pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos",
+             "--resolver", knot.addr,
              "--dns-server", knot.addr,
              "--tsig-key", "%s:%s:%s" % (knot.key_name, knot.key_alg, knot.secret),
              "--cert-out", tmp_path / "w.crt", "--key-out", tmp_path / "w.key")
@@ -76,12 +85,14 @@ def test_wildcard_by_rfc2136_with_tsig(moat_bin, knot, pebble, tmp_path):
 def test_wrong_tsig_key_is_refused_with_words(moat_bin, knot, pebble, tmp_path):
     bad = "%s:%s:%s" % (knot.key_name, knot.key_alg, "AAAA" + knot.secret[4:])
     r = acme(moat_bin, tmp_path / "state", "issue", "*.example.test", "--server",
-             pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos",
+             pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--resolver", knot.addr,
              "--dns-server", knot.addr, "--tsig-key", bad)
     assert r.returncode != 0
     line = r.stderr.strip().splitlines()[-1]
-    assert "refused the update" in line or "TSIG" in line, line
-    assert "publishing the dns-01 answer for *.example.test" in line, line
+    assert "TSIG" in line, line
+    # found before any order was made: no failed validation counts against the account
+    assert "pre-flight check of dns-01 for *.example.test" in line, line
+    assert "order https://" not in r.stderr
 
 
 def test_wildcard_needs_dns01(moat_bin, tmp_path):
@@ -109,7 +120,7 @@ EOF
 """ % (calls, key, knot.port))
     hook.chmod(0o755)
     r = acme(moat_bin, tmp_path / "state", "issue", "*.example.test", "--server",
-             pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos",
+             pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--resolver", knot.addr,
              "--dns-hook", hook, "--dns-check", knot.addr, "--cert-out", tmp_path / "h.crt")
     assert r.returncode == 0, r.stderr + knot.log()[-2000:]
     assert sans(tmp_path / "h.crt") == ["*.example.test"]
@@ -124,7 +135,7 @@ def test_failing_hook_is_reported(moat_bin, knot, pebble, tmp_path):
     hook.write_text("#!/bin/sh\nexit 3\n")
     hook.chmod(0o755)
     r = acme(moat_bin, tmp_path / "state", "issue", "*.example.test", "--server",
-             pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos",
+             pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--resolver", knot.addr,
              "--dns-hook", hook)
     assert r.returncode != 0
     assert "exit status 3" in r.stderr, r.stderr
@@ -139,10 +150,11 @@ acme {
     agree_tos on
     dns_server %s
     dns_key %s %s %s
+    resolver %s
 }
 site *.example.test { tls acme; root %s }
 """ % (pebble.tls_port, pebble.directory, pebble.ca_bundle, knot.addr, knot.key_name,
-       knot.key_alg, knot.secret, www))
+       knot.key_alg, knot.secret, knot.addr, www))
     m.port = pebble.tls_port
     m.start(ports=[pebble.tls_port])
     found = wait_for(lambda: "serving its ACME certificate" in m.stderr(), 90, 0.2)
@@ -171,7 +183,7 @@ def test_order_interrupted_by_a_crash_is_resumed(moat_bin, knot, pebble, tmp_pat
     e.pop("MOAT_STATE", None)
     first = subprocess.Popen([str(moat_bin), "acme", "issue", "*.crash.example.test",
                               "--server", pebble.directory, "--ca-bundle", str(pebble.ca_bundle),
-                              "--agree-tos", "--dns-hook", str(hook), "--state", str(state)],
+                              "--agree-tos", "--resolver", knot.addr, "--dns-hook", str(hook), "--state", str(state)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
     try:
         assert wait_for(marker.exists, 60), first.stderr.read() if first.poll() else "no hook"
@@ -188,7 +200,7 @@ def test_order_interrupted_by_a_crash_is_resumed(moat_bin, knot, pebble, tmp_pat
             except (ProcessLookupError, ValueError):
                 pass
     r = acme(moat_bin, state, "issue", "*.crash.example.test", "--server", pebble.directory,
-             "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--dns-server", knot.addr,
+             "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--resolver", knot.addr, "--dns-server", knot.addr,
              "--tsig-key", "%s:%s:%s" % (knot.key_name, knot.key_alg, knot.secret),
              "--cert-out", tmp_path / "c.crt")
     assert r.returncode == 0, r.stderr
@@ -196,3 +208,36 @@ def test_order_interrupted_by_a_crash_is_resumed(moat_bin, knot, pebble, tmp_pat
     assert "created for" not in r.stderr  # no second order
     assert sans(tmp_path / "c.crt") == ["*.crash.example.test"]
     assert not list(state.rglob("*.order.json")) and not list(state.rglob("*.next.key"))
+
+
+@pytest.mark.parametrize("name,words", [
+    ("closed.example.test", "CAA records forbid every CA"),
+    ("sub.closed.example.test", "CAA records forbid every CA"),  # found at the parent
+    ("crit.example.test", 'critical CAA property "futuretag"'),
+])
+def test_preflight_refuses_what_caa_forbids(moat_bin, knot, pebble, tmp_path, name, words):
+    r = acme(moat_bin, tmp_path / "state", "issue", name, "--server", pebble.directory,
+             "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--resolver", knot.addr,
+             "--dns-server", knot.addr,
+             "--tsig-key", "%s:%s:%s" % (knot.key_name, knot.key_alg, knot.secret))
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "pre-flight: %s may not be issued by this CA" % name in line, line
+    assert words in line and "CAA 0 issue" in line, line
+    assert "order https://" not in r.stderr
+
+
+def test_preflight_refuses_a_name_without_address(moat_bin, knot, pebble, tmp_path):
+    r = acme(moat_bin, tmp_path / "state", "issue", "noaddr.example.test", "--server",
+             pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos",
+             "--resolver", knot.addr, "--http", "127.0.0.1:%d" % pebble.http_port)
+    assert r.returncode == 2, r.stderr
+    assert "noaddr.example.test has no A or AAAA record" in r.stderr, r.stderr
+    assert "order https://" not in r.stderr
+    # DNS-01 does not need the name to reach this server
+    r = acme(moat_bin, tmp_path / "state", "issue", "noaddr.example.test", "--server",
+             pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos",
+             "--resolver", knot.addr, "--dns-server", knot.addr,
+             "--tsig-key", "%s:%s:%s" % (knot.key_name, knot.key_alg, knot.secret))
+    assert r.returncode == 0, r.stderr
+    assert "pre-flight checks passed" in r.stderr

@@ -48,6 +48,7 @@ def acme_conf(p, sites, challenge=None, extra="", redirect=True):
     lines.append("    ca_bundle %s" % p.ca_bundle)
     lines.append("    email ops@example.test")
     lines.append("    agree_tos on")
+    lines.append("    resolver %s" % p.dns_addr)
     if challenge:
         lines.append("    challenge %s" % challenge)
     if extra:

@@ -1,0 +1,280 @@
+/*
+ * preflight.c: the checks before an ACME order (see preflight.h).
+ */
+#include "acme/preflight.h"
+
+#include "acme/internal.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CAA_MAX 32
+
+static int is_ip(const char *s)
+{
+    unsigned char b[16];
+    return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
+}
+
+/* The issuer domain of a CAA issue value ("ca.example; accounturi=..."), trimmed; "" for ";". */
+static void caa_domain(const char *v, char *out, size_t outlen)
+{
+    while (*v == ' ' || *v == '\t') {
+        v++;
+    }
+    size_t n = strcspn(v, "; \t");
+    if (n >= outlen) {
+        n = outlen - 1;
+    }
+    memcpy(out, v, n);
+    out[n] = '\0';
+}
+
+/* The value of parameter `key` in a CAA issue value into out; 0 when absent. */
+static int caa_param(const char *v, const char *key, char *out, size_t outlen)
+{
+    size_t kl = strlen(key);
+    for (const char *p = strchr(v, ';'); p != NULL; p = strchr(p + 1, ';')) {
+        const char *q = p + 1;
+        while (*q == ' ' || *q == '\t') {
+            q++;
+        }
+        if (strncasecmp(q, key, kl) == 0 && q[kl] == '=') {
+            q += kl + 1;
+            size_t n = strcspn(q, "; \t");
+            if (n >= outlen) {
+                n = outlen - 1;
+            }
+            memcpy(out, q, n);
+            out[n] = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int moat_acme_caa_allows(const struct moat_acme_caa *rrs, size_t n, int wildcard,
+                         const char *const *ids, size_t nids, const char *account_uri, char *why,
+                         size_t whylen)
+{
+    static const char *const known[] = {"issue",    "issuewild",    "iodef",       "issuemail",
+                                        "issuevmc", "contactemail", "contactphone"};
+    int has_wild = 0;
+    for (size_t i = 0; i < n; i++) {
+        int k = 0;
+        for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++) {
+            k |= strcasecmp(rrs[i].tag, known[j]) == 0;
+        }
+        if ((rrs[i].flags & 128) && !k) {
+            /* RFC 8659 §4.1: a critical property the CA does not understand forbids issuance */
+            snprintf(why, whylen, "a critical CAA property \"%s\" that no CA may ignore",
+                     rrs[i].tag);
+            return 0;
+        }
+        has_wild |= strcasecmp(rrs[i].tag, "issuewild") == 0;
+    }
+    /* §4.3: for a wildcard, issuewild replaces issue when there is one. */
+    const char *tag = wildcard && has_wild ? "issuewild" : "issue";
+    char allowed[400] = "";
+    int relevant = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(rrs[i].tag, tag) != 0) {
+            continue;
+        }
+        relevant = 1;
+        char dom[256];
+        caa_domain(rrs[i].value, dom, sizeof(dom));
+        if (dom[0] != '\0') {
+            size_t l = strlen(allowed);
+            snprintf(allowed + l, sizeof(allowed) - l, "%s%s", l ? ", " : "", dom);
+        }
+        if (dom[0] == '\0') {
+            continue;
+        }
+        int ours = nids == 0; /* a CA that does not say its identity: assume the best */
+        for (size_t j = 0; j < nids; j++) {
+            ours |= strcasecmp(dom, ids[j]) == 0;
+        }
+        if (!ours) {
+            continue;
+        }
+        char acct[512];
+        if (account_uri != NULL && caa_param(rrs[i].value, "accounturi", acct, sizeof(acct)) &&
+            strcmp(acct, account_uri) != 0) {
+            snprintf(why, whylen,
+                     "the CAA record for %s allows only the account %s, not this one (%s)", dom,
+                     acct, account_uri);
+            continue;
+        }
+        return 1;
+    }
+    if (!relevant) {
+        return 1; /* only iodef and the like: anyone may issue */
+    }
+    if (allowed[0] == '\0') {
+        snprintf(why, whylen, "CAA records forbid every CA (%s \";\")", tag);
+    } else if (why[0] == '\0') {
+        snprintf(why, whylen, "CAA records allow only %s (%s), and this CA is %s", allowed, tag,
+                 nids ? ids[0] : "not among them");
+    }
+    return 0;
+}
+
+/* The relevant CAA RRset of name (RFC 8659 §3: the name, then each parent). 1 when a set was
+ * found, 0 when none (anyone may issue), -1 when the lookup failed. */
+static int caa_lookup(ldns_resolver *r, const char *name, struct moat_acme_caa *out, size_t *n,
+                      char *owner, size_t ownerlen)
+{
+    *n = 0;
+    for (const char *p = name; p != NULL && *p; p = strchr(p, '.') ? strchr(p, '.') + 1 : NULL) {
+        if (strchr(p, '.') == NULL) {
+            break; /* not the TLD itself */
+        }
+        ldns_rdf *dn = NULL;
+        if (ldns_str2rdf_dname(&dn, p) != LDNS_STATUS_OK) {
+            return -1;
+        }
+        ldns_pkt *ans = ldns_resolver_query(r, dn, LDNS_RR_TYPE_CAA, LDNS_RR_CLASS_IN, LDNS_RD);
+        ldns_rdf_deep_free(dn);
+        if (ans == NULL) {
+            return -1;
+        }
+        ldns_pkt_rcode rc = ldns_pkt_get_rcode(ans);
+        if (rc != LDNS_RCODE_NOERROR && rc != LDNS_RCODE_NXDOMAIN) {
+            ldns_pkt_free(ans);
+            return -1;
+        }
+        ldns_rr_list *caa = ldns_pkt_rr_list_by_type(ans, LDNS_RR_TYPE_CAA, LDNS_SECTION_ANSWER);
+        for (size_t i = 0; caa != NULL && i < ldns_rr_list_rr_count(caa) && *n < CAA_MAX; i++) {
+            ldns_rr *rr = ldns_rr_list_rr(caa, i);
+            if (ldns_rr_rd_count(rr) < 3) {
+                continue;
+            }
+            struct moat_acme_caa *c = &out[*n];
+            c->flags = ldns_rdf2native_int8(ldns_rr_rdf(rr, 0));
+            char *tag = ldns_rdf2str(ldns_rr_rdf(rr, 1));
+            char *val = ldns_rdf2str(ldns_rr_rdf(rr, 2));
+            if (tag != NULL && val != NULL) {
+                snprintf(c->tag, sizeof(c->tag), "%s", tag);
+                /* ldns writes the value quoted */
+                size_t vl = strlen(val);
+                if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+                    val[vl - 1] = '\0';
+                    snprintf(c->value, sizeof(c->value), "%s", val + 1);
+                } else {
+                    snprintf(c->value, sizeof(c->value), "%s", val);
+                }
+                (*n)++;
+            }
+            free(tag);
+            free(val);
+        }
+        ldns_rr_list_deep_free(caa);
+        ldns_pkt_free(ans);
+        if (*n > 0) {
+            snprintf(owner, ownerlen, "%s", p);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 when name has an address (A or AAAA, CNAMEs followed by the resolver), 0 when it has none
+ * (with the rcode's words), -1 when the lookup failed. */
+static int has_address(ldns_resolver *r, const char *name, char *why, size_t whylen)
+{
+    ldns_rdf *dn = NULL;
+    if (ldns_str2rdf_dname(&dn, name) != LDNS_STATUS_OK) {
+        return -1;
+    }
+    int found = 0, failed = 0, nx = 0;
+    ldns_rr_type types[] = {LDNS_RR_TYPE_A, LDNS_RR_TYPE_AAAA};
+    for (size_t i = 0; i < 2 && !found; i++) {
+        ldns_pkt *ans = ldns_resolver_query(r, dn, types[i], LDNS_RR_CLASS_IN, LDNS_RD);
+        if (ans == NULL) {
+            failed = 1;
+            continue;
+        }
+        ldns_pkt_rcode rc = ldns_pkt_get_rcode(ans);
+        nx |= rc == LDNS_RCODE_NXDOMAIN;
+        failed |= rc != LDNS_RCODE_NOERROR && rc != LDNS_RCODE_NXDOMAIN;
+        ldns_rr_list *l = ldns_pkt_rr_list_by_type(ans, types[i], LDNS_SECTION_ANSWER);
+        found = l != NULL && ldns_rr_list_rr_count(l) > 0;
+        ldns_rr_list_deep_free(l);
+        ldns_pkt_free(ans);
+    }
+    ldns_rdf_deep_free(dn);
+    if (found) {
+        return 1;
+    }
+    if (nx) {
+        snprintf(why, whylen, "%s does not exist in DNS (NXDOMAIN)", name);
+        return 0;
+    }
+    if (failed) {
+        return -1;
+    }
+    snprintf(why, whylen, "%s has no A or AAAA record", name);
+    return 0;
+}
+
+moat_rc moat_acme_preflight_names(struct moat_acme *a, const struct moat_acme_preflight *p,
+                                  const char *const *names, size_t n, struct moat_err *err)
+{
+    ldns_resolver *r = NULL;
+    if (p->resolver != NULL) {
+        MOAT_TRY(moat_acme__resolver(p->resolver, &r, err));
+        ldns_resolver_set_recursive(r, true);
+    } else if (ldns_resolver_new_frm_file(&r, NULL) != LDNS_STATUS_OK) {
+        moat_acme_say(a, 1, "pre-flight: no DNS resolver (/etc/resolv.conf); checks skipped");
+        return MOAT_RC_OK;
+    }
+    moat_rc rc = MOAT_RC_OK;
+    for (size_t i = 0; moat_ok(rc) && i < n; i++) {
+        const char *name = names[i];
+        int wildcard = strncmp(name, "*.", 2) == 0;
+        const char *base = wildcard ? name + 2 : name;
+        if (is_ip(base)) {
+            continue; /* RFC 8738: no CAA for addresses */
+        }
+        char why[600] = "";
+        if (p->need_address && !wildcard) {
+            int h = has_address(r, base, why, sizeof(why));
+            if (h == 0) {
+                rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                                  "pre-flight: %s, so the CA cannot reach this server for it: "
+                                  "add an A (or AAAA) record for %s pointing here, or use "
+                                  "dns-01",
+                                  why, base);
+                break;
+            }
+            if (h < 0) {
+                moat_acme_say(a, 1, "pre-flight: cannot look up %s; the CA will check", base);
+            }
+        }
+        struct moat_acme_caa caa[CAA_MAX];
+        size_t ncaa = 0;
+        char owner[300] = "";
+        int c = caa_lookup(r, base, caa, &ncaa, owner, sizeof(owner));
+        if (c < 0) {
+            moat_acme_say(a, 1, "pre-flight: the CAA lookup for %s failed; the CA will check",
+                          base);
+            continue;
+        }
+        why[0] = '\0';
+        if (c == 1 &&
+            !moat_acme_caa_allows(caa, ncaa, wildcard, (const char *const *)a->dir.caa_identities,
+                                  a->dir.ncaa_identities, a->kid, why, sizeof(why))) {
+            rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                              "pre-flight: %s may not be issued by this CA: %s (at %s); add a "
+                              "CAA record for it, e.g. %s. CAA 0 %s \"%s\"",
+                              name, why, owner, owner, wildcard ? "issuewild" : "issue",
+                              a->dir.ncaa_identities ? a->dir.caa_identities[0] : "the-ca.example");
+        }
+    }
+    ldns_resolver_deep_free(r);
+    return rc;
+}
