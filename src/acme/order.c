@@ -426,14 +426,32 @@ static moat_rc new_order(struct moat_acme *a, const struct moat_acme_order_req *
     if (moat_ok(rc)) {
         json_object_set_new(req, "identifiers", ids);
         ids = NULL;
-        if (q->profile != NULL) {
-            json_object_set_new(req, "profile", json_string(q->profile));
+        if (q->profile != NULL && a->dir.nprofiles == 0) {
+            moat_acme_say(a, 1, "the CA offers no certificate profiles; ordering without "
+                                "profile \"%s\"",
+                          q->profile);
+        } else if (q->profile != NULL) {
+            int offered = 0;
+            char list[300] = "";
+            for (size_t i = 0; i < a->dir.nprofiles; i++) {
+                offered |= strcmp(a->dir.profiles[i], q->profile) == 0;
+                size_t l = strlen(list);
+                snprintf(list + l, sizeof(list) - l, "%s%s", i ? ", " : "", a->dir.profiles[i]);
+            }
+            if (!offered) {
+                rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                                  "the CA has no certificate profile \"%s\" (it offers %s): "
+                                  "fix `profile` (--profile)",
+                                  q->profile, list);
+            } else {
+                json_object_set_new(req, "profile", json_string(q->profile));
+            }
         }
         if (q->replaces != NULL && a->dir.renewal_info != NULL) {
             json_object_set_new(req, "replaces", json_string(q->replaces));
         }
-        payload = json_dumps(req, JSON_COMPACT);
-        if (payload == NULL) {
+        payload = moat_ok(rc) ? json_dumps(req, JSON_COMPACT) : NULL;
+        if (moat_ok(rc) && payload == NULL) {
             rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
         }
     }

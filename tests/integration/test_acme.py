@@ -305,3 +305,54 @@ def test_unreachable_or_wrong_directory_is_explained(moat_bin, pebble_factory, t
     r = acme(moat_bin, tmp_path / "s", "issue", "x.example.test", "--agree-tos", "--server",
              "http://127.0.0.1:%d/dir" % p.port, "--http", "127.0.0.1:%d" % free_port())
     assert r.returncode != 0 and "https" in r.stderr, r.stderr
+
+
+def test_ip_address_identifier(moat_bin, pebble_factory, tmp_path):
+    """RFC 8738: an IP address is ordered as an "ip" identifier and validated at that address."""
+    p = pebble_factory()
+    r = issue(moat_bin, tmp_path / "state", p, "127.0.0.1", "--agree-tos",
+              "--http", "127.0.0.1:%d" % p.http_port, "--cert-out", tmp_path / "ip.crt")
+    assert r.returncode == 0, r.stderr + p.log()[-2000:]
+    assert sans(tmp_path / "ip.crt") == ["127.0.0.1"]
+    assert verify_chain(p, tmp_path / "ip.crt", tmp_path)[0]
+
+
+def test_two_processes_never_order_the_same_name_twice(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory()
+    state = tmp_path / "state"
+    marker = tmp_path / "hook.pid"
+    hook = tmp_path / "stuck.sh"
+    hook.write_text("#!/bin/sh\necho $$ > %s\nexec sleep 300\n" % marker)
+    hook.chmod(0o755)
+    e = dict(os.environ)
+    e.pop("MOAT_STATE", None)
+    first = subprocess.Popen([str(moat_bin), "acme", "issue", "both.example.test", *map(str, ca_args(p)),
+                              "--resolver", p.dns_addr, "--agree-tos", "--dns-hook", str(hook),
+                              "--state", str(state)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e)
+    try:
+        assert wait_for(marker.exists, 60)
+        r = issue(moat_bin, state, p, "both.example.test", "--agree-tos",
+                  "--http", "127.0.0.1:%d" % p.http_port)
+        assert r.returncode == 1, r.stderr
+        assert "another moat is ordering the certificate for both.example.test" in r.stderr
+        assert "order https://" not in r.stderr
+    finally:
+        first.kill()
+        first.wait(timeout=10)
+        try:
+            os.kill(int(marker.read_text().strip()), 9)
+        except (OSError, ValueError):
+            pass
+    # the lock went with the process that held it
+    r = issue(moat_bin, state, p, "both.example.test", "--agree-tos",
+              "--http", "127.0.0.1:%d" % p.http_port)
+    assert r.returncode == 0, r.stderr
+
+
+def test_profile_the_ca_does_not_offer(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory()
+    r = issue(moat_bin, tmp_path / "state", p, "prof.example.test", "--agree-tos",
+              "--http", "127.0.0.1:%d" % p.http_port, "--profile", "shortlived")
+    assert r.returncode == 0, r.stderr
+    assert 'offers no certificate profiles; ordering without profile "shortlived"' in r.stderr
