@@ -98,7 +98,26 @@ moat_rc moat_acme_login(struct moat_store *st, const struct moat_acme_opts *o,
     }
     if (moat_ok(rc)) {
         moat_acme_use_key(a, key, NULL);
-        rc = moat_acme_account(a, q, &acct, err);
+        /* An account this store made before: found again without asking for what creating
+         * it took (terms of service, EAB); a CA that lost it gets a new one. */
+        char k[MOAT_STORE_KEY_MAX];
+        snprintf(k, sizeof(k), "%s/account.json", prefix);
+        unsigned char *known = NULL;
+        size_t klen = 0;
+        int have = moat_ok(moat_store_get(st, k, 64 * 1024, &known, &klen, NULL));
+        free(known);
+        if (have) {
+            struct moat_acme_account_req find = {.only_existing = 1};
+            struct moat_err e2 = {0};
+            rc = moat_acme_account(a, &find, &acct, &e2);
+            if (!moat_ok(rc) && strcmp(a->problem, "accountDoesNotExist") == 0) {
+                rc = moat_acme_account(a, q, &acct, err);
+            } else if (!moat_ok(rc) && err != NULL) {
+                *err = e2;
+            }
+        } else {
+            rc = moat_acme_account(a, q, &acct, err);
+        }
     }
     if (moat_ok(rc)) {
         char k[MOAT_STORE_KEY_MAX];

@@ -427,8 +427,9 @@ static moat_rc new_order(struct moat_acme *a, const struct moat_acme_order_req *
         json_object_set_new(req, "identifiers", ids);
         ids = NULL;
         if (q->profile != NULL && a->dir.nprofiles == 0) {
-            moat_acme_say(a, 1, "the CA offers no certificate profiles; ordering without "
-                                "profile \"%s\"",
+            moat_acme_say(a, 1,
+                          "the CA offers no certificate profiles; ordering without "
+                          "profile \"%s\"",
                           q->profile);
         } else if (q->profile != NULL) {
             int offered = 0;

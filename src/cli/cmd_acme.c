@@ -29,6 +29,7 @@
 static const char acme_usage[] =
     "usage: moat acme issue NAME... [--server URL] [--email ADDR] [--agree-tos]\n"
     "                              [--http [ADDR:]PORT | --webroot DIR] [options]\n"
+    "       moat acme renew [NAME...] [--force] [--http [ADDR:]PORT | --webroot DIR | ...]\n"
     "       moat acme revoke CERT [--reason REASON] [--server URL]\n"
     "       moat acme status [--json]\n"
     "\n"
@@ -63,6 +64,9 @@ static const char acme_usage[] =
     "                         system's); --no-preflight skips them\n"
     "    --state DIR          moat's state folder (default $MOAT_STATE, else\n"
     "                         ~/.local/share/moat)\n"
+    "  renew [NAME...]        order again each certificate of the state folder that is due (a\n"
+    "                         third of its life left; all with --force), or only those named,\n"
+    "                         at the CA that issued it, with the challenge options of issue\n"
     "  revoke CERT            revoke the certificate in CERT (PEM or DER) with the account key\n"
     "    --reason REASON      unspecified (default), keyCompromise, superseded or\n"
     "                         cessationOfOperation\n"
@@ -195,8 +199,116 @@ static moat_rc write_outputs(struct moat_store *st, const char *name, enum moat_
     return rc;
 }
 
-static int acme_issue(int argc, char **argv)
+/* What an order takes besides the names, parsed once for issue and renew. */
+struct order_args {
+    struct moat_acme_solver *solver;
+    const char *preferred, *profile;
+    unsigned deadline;
+    const struct moat_acme_preflight *preflight;
+};
+
+/* Log in at `server` (the lineage's own CA on renew) and order names into the store. */
+static moat_rc order_names(const struct ca_args *c, const char *server, struct moat_store *st,
+                           const struct order_args *o, const char *const *names, size_t n,
+                           enum moat_acme_kind kind, struct moat_err *err)
 {
+    struct ca_args cc = *c;
+    cc.server = server;
+    struct moat_acme *a = NULL;
+    MOAT_TRY(login(&cc, st, &a, err));
+    struct moat_acme_solver *const solvers[] = {o->solver};
+    struct moat_acme_cert_req q = {
+        .names = names,
+        .nnames = n,
+        .kind = kind,
+        .solvers = solvers,
+        .nsolvers = 1,
+        .preferred_chain = o->preferred,
+        .profile = o->profile,
+        .deadline_s = o->deadline,
+        .preflight = o->preflight,
+    };
+    moat_rc rc = moat_acme_obtain(st, a, &q, err);
+    moat_acme_free(a);
+    return rc;
+}
+
+/* moat acme renew: each lineage of the store that is due (or all, --force), at its own CA. */
+static moat_rc renew_all(const struct ca_args *c, struct moat_store *st, const struct order_args *o,
+                         const char *const *only, size_t nonly, int force, int *renewed,
+                         struct moat_err *err)
+{
+    char **dirs = NULL;
+    size_t ndirs = 0;
+    MOAT_TRY(moat_store_list(st, "acme/certs/", &dirs, &ndirs, err));
+    moat_rc first = MOAT_RC_OK;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < ndirs; i++) {
+        for (int k = 0; k < MOAT_ACME_KIND_COUNT; k++) {
+            char key[MOAT_STORE_KEY_MAX];
+            snprintf(key, sizeof(key), "acme/certs/%.*s/%s.status.json", (int)strlen(dirs[i]) - 1,
+                     dirs[i], moat_acme_kind_name(k));
+            unsigned char *text = NULL;
+            size_t len = 0;
+            if (!moat_ok(moat_store_get(st, key, 256 * 1024, &text, &len, NULL))) {
+                continue;
+            }
+            json_t *s = json_loadb((const char *)text, len, 0, NULL);
+            free(text);
+            const json_t *jn = json_object_get(s, "names");
+            size_t nn = json_array_size(jn);
+            const char *names[MAX_NAMES];
+            for (size_t j = 0; j < nn && j < MAX_NAMES; j++) {
+                names[j] = json_string_value(json_array_get(jn, j));
+            }
+            int wanted = nonly == 0;
+            for (size_t j = 0; nn > 0 && j < nonly; j++) {
+                wanted |= names[0] != NULL && strcmp(names[0], only[j]) == 0;
+            }
+            time_t ra = (time_t)json_integer_value(json_object_get(s, "renew_at"));
+            time_t na = (time_t)json_integer_value(json_object_get(s, "not_after"));
+            const char *dir = moat_acme_json_str(s, "directory");
+            if (!wanted || nn == 0 || nn > MAX_NAMES || names[0] == NULL) {
+                json_decref(s);
+                continue;
+            }
+            if (!force && na != 0 && now < ra) {
+                char t[40];
+                struct tm tm;
+                gmtime_r(&ra, &tm);
+                strftime(t, sizeof(t), "%Y-%m-%d %H:%M UTC", &tm);
+                printf("%s (%s): not due yet (renews %s)\n", names[0], moat_acme_kind_name(k), t);
+                json_decref(s);
+                continue;
+            }
+            struct moat_err e = {0};
+            moat_rc rc = order_names(c, c->server ? c->server : dir, st, o, names, nn,
+                                     (enum moat_acme_kind)k, &e);
+            if (moat_ok(rc)) {
+                printf("%s (%s): renewed\n", names[0], moat_acme_kind_name(k));
+                (*renewed)++;
+            } else {
+                char msg[MOAT_ERR_MSG_MAX + 300];
+                fprintf(stderr, "moat acme renew: %s (%s): %s\n", names[0], moat_acme_kind_name(k),
+                        moat_err_str(&e, msg, sizeof(msg)));
+                if (moat_ok(first)) {
+                    first = rc;
+                    if (err != NULL) {
+                        *err = e;
+                    }
+                }
+            }
+            json_decref(s);
+        }
+    }
+    moat_store_list_free(dirs, ndirs);
+    return first;
+}
+
+static int acme_issue(int argc, char **argv, int renew)
+{
+    const char *cmd = renew ? "acme renew" : "acme issue";
+    int force = 0;
     struct ca_args c = {0};
     const char *http = NULL, *webroot = NULL, *key_type = NULL, *preferred = NULL, *profile = NULL,
                *cert_out = NULL, *key_out = NULL, *timeout = NULL, *resolver = NULL;
@@ -227,13 +339,23 @@ static int acme_issue(int argc, char **argv)
         {.name = "--timeout", .kind = MOAT_CLI_VALUE, .value = &timeout},
         {.name = "--resolver", .kind = MOAT_CLI_VALUE, .value = &resolver},
         {.name = "--no-preflight", .kind = MOAT_CLI_FLAG, .flag = &no_preflight},
+        {.name = "--force", .kind = MOAT_CLI_FLAG, .flag = &force},
     };
-    int r = moat_cli_args_parse("acme issue", acme_usage, argc, argv, opts,
-                                sizeof(opts) / sizeof(opts[0]), names, MAX_NAMES, &nnames);
+    int r = moat_cli_args_parse(cmd, acme_usage, argc, argv, opts, sizeof(opts) / sizeof(opts[0]),
+                                names, MAX_NAMES, &nnames);
     if (r != 0) {
         return r < 0 ? 0 : r;
     }
-    if (nnames == 0) {
+    if (force && !renew) {
+        fprintf(stderr, "moat acme issue: --force is for renew (issue always orders)\n");
+        return 2;
+    }
+    if (renew && (cert_out != NULL || key_out != NULL || key_type != NULL)) {
+        fprintf(stderr, "moat acme renew: --cert-out, --key-out and --key-type are for issue; "
+                        "renew keeps each certificate's kind in the state folder\n");
+        return 2;
+    }
+    if (nnames == 0 && !renew) {
         fprintf(stderr, "moat acme issue: name the certificate's names (moat acme issue "
                         "example.com www.example.com)\n");
         return 2;
@@ -244,7 +366,7 @@ static int acme_issue(int argc, char **argv)
                         "--dns-hook\n");
         return 2;
     }
-    for (size_t i = 0; i < nnames && !dns; i++) {
+    for (size_t i = 0; i < nnames && !dns && !renew; i++) {
         if (names[i][0] == '*') {
             fprintf(stderr,
                     "moat acme issue: %s is a wildcard: it needs DNS-01 (--dns-server "
@@ -285,7 +407,6 @@ static int acme_issue(int argc, char **argv)
     }
     struct moat_err err = {0};
     struct moat_store *st = NULL;
-    struct moat_acme *a = NULL;
     struct moat_acme_challenges *tab = NULL;
     struct moat_acme_standalone *listener = NULL;
     struct moat_acme_solver *solver = NULL;
@@ -318,38 +439,35 @@ static int acme_issue(int argc, char **argv)
             say(NULL, 0, line);
         }
     }
-    if (moat_ok(rc)) {
-        rc = login(&c, st, &a, &err);
-    }
-    if (moat_ok(rc)) {
-        struct moat_acme_solver *const solvers[] = {solver};
-        struct moat_acme_preflight pf = {.resolver = resolver};
-        struct moat_acme_cert_req q = {
-            .names = names,
-            .nnames = nnames,
-            .kind = (enum moat_acme_kind)kind,
-            .solvers = solvers,
-            .nsolvers = 1,
-            .preferred_chain = preferred,
-            .profile = profile,
-            .deadline_s = deadline,
-            .preflight = no_preflight ? NULL : &pf,
-        };
-        rc = moat_acme_obtain(st, a, &q, &err);
-    }
-    if (moat_ok(rc)) {
-        char prefix[MOAT_STORE_KEY_MAX];
-        printf("issued a certificate for %s%s; it is in the state folder (%s)\n", names[0],
-               nnames > 1 ? " and the other names" : "",
-               moat_acme_lineage_prefix(names[0], prefix, sizeof(prefix)));
-        rc = write_outputs(st, names[0], (enum moat_acme_kind)kind, cert_out, key_out, &err);
+    struct moat_acme_preflight pf = {.resolver = resolver};
+    struct order_args oa = {
+        .solver = solver,
+        .preferred = preferred,
+        .profile = profile,
+        .deadline = deadline,
+        .preflight = no_preflight ? NULL : &pf,
+    };
+    if (moat_ok(rc) && renew) {
+        int renewed = 0;
+        rc = renew_all(&c, st, &oa, names, nnames, force, &renewed, &err);
+        if (moat_ok(rc) && renewed == 0) {
+            printf("nothing to renew\n");
+        }
+    } else if (moat_ok(rc)) {
+        rc = order_names(&c, c.server, st, &oa, names, nnames, (enum moat_acme_kind)kind, &err);
+        if (moat_ok(rc)) {
+            char prefix[MOAT_STORE_KEY_MAX];
+            printf("issued a certificate for %s%s; it is in the state folder (%s)\n", names[0],
+                   nnames > 1 ? " and the other names" : "",
+                   moat_acme_lineage_prefix(names[0], prefix, sizeof(prefix)));
+            rc = write_outputs(st, names[0], (enum moat_acme_kind)kind, cert_out, key_out, &err);
+        }
     }
     moat_acme_standalone_stop(listener);
     moat_acme_solver_free(solver);
     moat_acme_challenges_free(tab);
-    moat_acme_free(a);
     moat_store_free(st);
-    return moat_cli_fail("acme issue", rc, &err);
+    return moat_cli_fail(cmd, rc, &err);
 }
 
 static int parse_reason(const char *s)
@@ -544,7 +662,10 @@ int moat_cmd_acme(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "issue") == 0) {
-        return acme_issue(argc - 1, argv + 1);
+        return acme_issue(argc - 1, argv + 1, 0);
+    }
+    if (strcmp(argv[1], "renew") == 0) {
+        return acme_issue(argc - 1, argv + 1, 1);
     }
     if (strcmp(argv[1], "revoke") == 0) {
         return acme_revoke(argc - 1, argv + 1);
@@ -552,6 +673,7 @@ int moat_cmd_acme(int argc, char **argv)
     if (strcmp(argv[1], "status") == 0) {
         return acme_status(argc - 1, argv + 1);
     }
-    fprintf(stderr, "moat acme: unknown command \"%s\" (issue, revoke or status)\n", argv[1]);
+    fprintf(stderr, "moat acme: unknown command \"%s\" (issue, renew, revoke or status)\n",
+            argv[1]);
     return 2;
 }

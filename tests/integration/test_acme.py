@@ -356,3 +356,29 @@ def test_profile_the_ca_does_not_offer(moat_bin, pebble_factory, tmp_path):
               "--http", "127.0.0.1:%d" % p.http_port, "--profile", "shortlived")
     assert r.returncode == 0, r.stderr
     assert 'offers no certificate profiles; ordering without profile "shortlived"' in r.stderr
+
+
+def test_renew_orders_what_is_due_at_its_own_ca(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory()
+    state = tmp_path / "state"
+    http = ["--http", "127.0.0.1:%d" % p.http_port]
+    r = issue(moat_bin, state, p, "ren.example.test", "--agree-tos", *http,
+              "--cert-out", tmp_path / "1.crt")
+    assert r.returncode == 0, r.stderr
+    # Pebble's certificates live five years: nothing is due
+    r = acme(moat_bin, state, "renew", "--ca-bundle", p.ca_bundle, "--resolver", p.dns_addr, *http)
+    assert r.returncode == 0, r.stderr
+    assert "ren.example.test (ecdsa): not due yet" in r.stdout and "nothing to renew" in r.stdout
+    # --force: ordered again, at the CA the status names (no --server given)
+    r = acme(moat_bin, state, "renew", "--force", "--ca-bundle", p.ca_bundle, "--resolver",
+             p.dns_addr, *http)
+    assert r.returncode == 0, r.stderr
+    assert "ren.example.test (ecdsa): renewed" in r.stdout
+    assert p.directory in r.stderr
+    pem = (state / "acme" / "certs" / "ren.example.test" / "ecdsa.pem").read_text()
+    (tmp_path / "2.crt").write_text(pem.split("-----BEGIN PRIVATE KEY-----")[0])
+    assert serial(tmp_path / "1.crt") != serial(tmp_path / "2.crt")
+    # a name that is not in the state folder: nothing done
+    r = acme(moat_bin, state, "renew", "other.example.test", "--force", "--ca-bundle",
+             p.ca_bundle, *http)
+    assert r.returncode == 0 and "nothing to renew" in r.stdout, r.stdout + r.stderr
