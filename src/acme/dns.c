@@ -2,7 +2,8 @@
  * dns.c: the DNS-01 solver (see dns.h).
  *
  * ldns ownership, which its headers leave to its sources: ldns_update_pkt_new takes the zone
- * name and the RRs of the lists it is given (the packet frees them), not the list structures.
+ * name (it becomes the question's owner) but copies the record lists it is given, so the
+ * caller frees those, records and all.
  */
 #include "acme/dns.h"
 
@@ -150,7 +151,7 @@ static moat_rc rfc2136(struct dns_solver *d, const char *fqdn, const char *value
         rr = NULL;
         p = ldns_update_pkt_new(zrdf, LDNS_RR_CLASS_IN, NULL, up, NULL);
         zrdf = NULL;
-        ldns_rr_list_free(up);
+        ldns_rr_list_deep_free(up); /* ldns_update_pkt_new cloned the records */
         if (p == NULL) {
             rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
         }

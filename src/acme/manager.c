@@ -153,7 +153,9 @@ static struct mconf *mconf_copy(const struct moat_acme_mgr_conf *in)
         str_copy(&c->dns_server, in->dns.server) && str_copy(&c->dns_zone, in->dns.zone) &&
         str_copy(&c->tsig_name, in->dns.tsig_name) && str_copy(&c->tsig_alg, in->dns.tsig_alg) &&
         str_copy(&c->tsig_secret, in->dns.tsig_secret) && str_copy(&c->dns_hook, in->dns.hook) &&
-        strs_copy(&c->dns_check, in->dns.check, in->dns.ncheck);
+        strs_copy(&c->dns_check, in->dns.check, in->dns.ncheck) &&
+        str_copy(&c->resolver, in->resolver);
+    c->no_preflight = in->no_preflight;
     c->ndns_check = in->dns.ncheck;
     c->ncas = in->ncas;
     c->nemails = in->nemails;

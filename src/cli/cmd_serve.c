@@ -29,7 +29,7 @@ struct serve_flags {
     size_t ncert_ca;
     int client_auth; /* --client-auth: 0 not given, 1 optional, 2 require */
     const char *root, *cert, *key, *state, *access_log, *log_level, *redirect_http, *name;
-    const char *acme, *acme_ca, *acme_ca_bundle; /* quick mode with an ACME certificate */
+    const char *acme, *acme_ca, *acme_ca_bundle, *acme_resolver; /* quick mode with ACME */
     unsigned workers;
     int check, demo;
     char demo_root[PATH_MAX];
@@ -61,6 +61,8 @@ static const char serve_usage[] =
     "                       (the log names them); see docs/acme.md\n"
     "  --acme-ca URL        another ACME CA for --acme: staging, or a directory URL\n"
     "  --acme-ca-bundle FILE  the roots that verify that CA's own HTTPS\n"
+    "  --acme-resolver ADDR the DNS resolver for the pre-flight checks (default: the\n"
+    "                       system's; for names only a private DNS knows)\n"
     "  --redirect-http ADDR also listen for plain HTTP on ADDR and redirect it to HTTPS\n"
     "  --workers N          worker threads (default: one per core)\n"
     "  --state DIR          state folder for the local CA (default $MOAT_STATE, else\n"
@@ -149,7 +151,8 @@ static moat_rc quick_acme(struct moat_conf *c, const struct serve_flags *f, stru
     a->emails[a->nemails++] = email;
     a->cas[a->ncas++] = ca;
     a->agree_tos = 1;
-    if (f->acme_ca_bundle != NULL && (a->ca_bundle = strdup(f->acme_ca_bundle)) == NULL) {
+    if ((f->acme_ca_bundle != NULL && (a->ca_bundle = strdup(f->acme_ca_bundle)) == NULL) ||
+        (f->acme_resolver != NULL && (a->resolver = strdup(f->acme_resolver)) == NULL)) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     }
     snprintf(a->where, sizeof(a->where), "--acme");
@@ -300,10 +303,10 @@ int moat_cmd_serve(int argc, char **argv)
             continue;
         }
         static const char *const valued[] = {
-            "--config",  "--listen",        "--root",        "--cert",    "--key",
-            "--state",   "--access-log",    "--log-level",   "--workers", "--redirect-http",
-            "--name",    "--client-ca",     "--client-auth", "--ca",      "--acme",
-            "--acme-ca", "--acme-ca-bundle"};
+            "--config",  "--listen",         "--root",         "--cert",    "--key",
+            "--state",   "--access-log",     "--log-level",    "--workers", "--redirect-http",
+            "--name",    "--client-ca",      "--client-auth",  "--ca",      "--acme",
+            "--acme-ca", "--acme-ca-bundle", "--acme-resolver"};
         int known = 0;
         for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
             known |= strcmp(a, valued[k]) == 0;
@@ -349,6 +352,8 @@ int moat_cmd_serve(int argc, char **argv)
             f.acme_ca = v;
         } else if (strcmp(a, "--acme-ca-bundle") == 0) {
             f.acme_ca_bundle = v;
+        } else if (strcmp(a, "--acme-resolver") == 0) {
+            f.acme_resolver = v;
         } else if (strcmp(a, "--client-ca") == 0) {
             if (f.nclient_ca == MAX_CLIENT_CA || v[0] == '\0') {
                 fprintf(stderr, "moat serve: --client-ca takes a CA file, at most %d times\n",
@@ -381,8 +386,10 @@ int moat_cmd_serve(int argc, char **argv)
                         "--ca/--demo/--name/--client-ca/--client-auth: put those in the file\n");
         return 2;
     }
-    if ((f.acme_ca != NULL || f.acme_ca_bundle != NULL) && f.acme == NULL) {
-        fprintf(stderr, "moat serve: --acme-ca and --acme-ca-bundle go with --acme EMAIL\n");
+    if ((f.acme_ca != NULL || f.acme_ca_bundle != NULL || f.acme_resolver != NULL) &&
+        f.acme == NULL) {
+        fprintf(stderr, "moat serve: --acme-ca, --acme-ca-bundle and --acme-resolver go with "
+                        "--acme EMAIL\n");
         return 2;
     }
     if (f.acme != NULL) {

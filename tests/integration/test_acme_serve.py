@@ -341,7 +341,8 @@ def test_quick_mode_acme(moat, www, pebble_factory, tmp_path):
     m.start(args=["serve", "--acme", "ops@example.test", "--name", "quick.example.test",
                   "--root", www, "--listen", "127.0.0.1:%d" % p.tls_port,
                   "--redirect-http", "127.0.0.1:%d" % p.http_port, "--acme-ca", p.directory,
-                  "--acme-ca-bundle", p.ca_bundle], ports=[p.tls_port])
+                  "--acme-ca-bundle", p.ca_bundle, "--acme-resolver", p.dns_addr],
+            ports=[p.tls_port])
     wait_log(m, r"serving its ACME certificate")
     assert "agreeing to the CA's terms of service" in m.stderr()
     root = p.write_root(tmp_path / "root.pem")
