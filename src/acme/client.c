@@ -738,8 +738,10 @@ moat_rc moat_acme_account(struct moat_acme *a, const struct moat_acme_account_re
         const char *st = moat_acme_json_str(r.json, "status");
         if (st != NULL && strcmp(st, "valid") != 0) {
             rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
-                              "the ACME account %s is %s: it cannot order certificates (make a "
-                              "new account key: moat acme account --new-key)",
+                              "the ACME account %s is %s: it cannot order certificates, and a "
+                              "CA never makes it valid again (for a new account, remove its "
+                              "folder under acme/accounts/ in the state folder, or use a new "
+                              "state folder)",
                               r.location, st);
         }
     }

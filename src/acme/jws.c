@@ -366,6 +366,27 @@ moat_rc moat_jws_sign(EVP_PKEY *k, const char *kid, const char *nonce, const cha
     return rc;
 }
 
+moat_rc moat_jws_key_change(EVP_PKEY *old_key, EVP_PKEY *new_key, const char *kid, const char *url,
+                            char **out, struct moat_err *err)
+{
+    *out = NULL;
+    if (kid == NULL || url == NULL) {
+        MOAT_FAIL(err, MOAT_E_INTERNAL, "key change without the account URL or keyChange URL");
+    }
+    json_t *old_jwk = NULL;
+    MOAT_TRY(moat_jwk_new(old_key, &old_jwk, err));
+    json_t *body = json_pack("{s:s, s:o}", "account", kid, "oldKey", old_jwk);
+    char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (payload == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory (key change)");
+    }
+    /* kid NULL: the new key's JWK; nonce NULL: the inner JWS has none (§7.3.5). */
+    moat_rc rc = moat_jws_sign(new_key, NULL, NULL, url, payload, out, err);
+    free(payload);
+    return rc;
+}
+
 moat_rc moat_jws_eab(const char *eab_kid, const char *eab_hmac_b64url, EVP_PKEY *account_key,
                      const char *url, json_t **out, struct moat_err *err)
 {

@@ -43,6 +43,15 @@ MOAT_MUST_USE moat_rc moat_jws_sign(EVP_PKEY *k, const char *kid, const char *no
                                     struct moat_err *err);
 
 /*
+ * The inner JWS of an account key change (RFC 8555 §7.3.5): the payload {"account": kid,
+ * "oldKey": the public JWK of old_key}, signed by new_key with {"alg", "jwk" (new_key's),
+ * "url"} and no nonce. It goes as the payload of a POST to the same url (the CA's keyChange),
+ * signed as usual by the old key as account kid. *out is a new JSON text (free()).
+ */
+MOAT_MUST_USE moat_rc moat_jws_key_change(EVP_PKEY *old_key, EVP_PKEY *new_key, const char *kid,
+                                          const char *url, char **out, struct moat_err *err);
+
+/*
  * The externalAccountBinding object of a newAccount request (RFC 8555 §7.3.4): an HS256 JWS
  * of the account's public JWK under the CA's MAC key (base64url, as CAs hand it out), with
  * the CA's key id and the newAccount URL. *out is owned by the caller (json_decref).

@@ -1,12 +1,14 @@
 /*
- * cmd_acme.c: `moat acme issue|revoke|status`: argument parsing and printing only; the
- * protocol is acme/client.c and acme/order.c, the store's layout acme/lineage.c.
+ * cmd_acme.c: `moat acme issue|revoke|status|account`: argument parsing and printing only; the
+ * protocol is acme/client.c, acme/order.c and acme/account.c, the store's layout
+ * acme/lineage.c and acme/account.c.
  */
 #include "cli/cmd.h"
 
 #include "acme/account.h"
 #include "acme/challenges.h"
 #include "acme/dns.h"
+#include "acme/jws.h"
 #include "acme/lineage.h"
 #include "acme/standalone.h"
 #include "cli/pkiargs.h"
@@ -32,6 +34,7 @@ static const char acme_usage[] =
     "       moat acme renew [NAME...] [--force] [--http [ADDR:]PORT | --webroot DIR | ...]\n"
     "       moat acme revoke CERT [--reason REASON] [--server URL]\n"
     "       moat acme status [--json]\n"
+    "       moat acme account [--show | --rollover | --deactivate --yes] [--server URL]\n"
     "\n"
     "Certificates from an ACME CA (Let's Encrypt or any other, RFC 8555), kept in moat's state\n"
     "folder: the account key and every certificate key are written 0600, atomically.\n"
@@ -74,11 +77,19 @@ static const char acme_usage[] =
     "                         next renewal, last error. Exit 1 when a renewal is overdue or\n"
     "                         failing, 3 when a certificate has expired\n"
     "    --json               one JSON document instead of text\n"
+    "  account                the account at the CA (--server, --ca-bundle, --state as for\n"
+    "                         issue); it is found, never created\n"
+    "    --show               its URL, status, contacts, key thumbprint, orders (the default)\n"
+    "    --rollover           replace the account key with a new one (RFC 8555 7.3.5): same\n"
+    "                         account, same URL, same certificates\n"
+    "    --deactivate --yes   deactivate the account for good (RFC 8555 7.3.6): the CA refuses\n"
+    "                         it from then on. It cannot be undone, so it needs --yes\n"
     "\n"
     "Examples:\n"
     "  moat acme issue example.com www.example.com --email me@example.com --agree-tos\n"
     "  moat acme issue example.com --webroot /var/www/html --server staging --agree-tos\n"
-    "  moat acme status\n";
+    "  moat acme status\n"
+    "  moat acme account --rollover\n";
 
 static void say(void *arg, int level, const char *line)
 {
@@ -655,6 +666,111 @@ static int acme_status(int argc, char **argv)
     return worst;
 }
 
+static void print_account(const struct moat_acme_account_info *i)
+{
+    printf("account %s\n", i->url);
+    printf("  CA:        %s\n", i->directory);
+    printf("  status:    %s%s\n", i->status,
+           i->from_store ? " (as recorded in the state folder; the CA is not asked about a "
+                           "deactivated account)"
+                         : "");
+    printf("  contact:   ");
+    for (size_t n = 0; n < i->ncontacts; n++) {
+        printf("%s%s", n ? ", " : "", i->contacts[n]);
+    }
+    printf("%s\n", i->ncontacts ? "" : "none");
+    if (i->thumbprint[0] != '\0') {
+        printf("  key:       %s, thumbprint %s\n", i->key_type, i->thumbprint);
+    }
+    if (i->created_at != NULL) {
+        printf("  created:   %s\n", i->created_at);
+    }
+    if (i->orders != NULL) {
+        printf("  orders:    %s\n", i->orders);
+    }
+}
+
+static int acme_account(int argc, char **argv)
+{
+    struct ca_args c = {0};
+    int show = 0, rollover = 0, deactivate = 0, yes = 0;
+    const struct moat_cli_opt opts[] = {
+        CA_OPTS(c),
+        {.name = "--show", .kind = MOAT_CLI_FLAG, .flag = &show},
+        {.name = "--rollover", .kind = MOAT_CLI_FLAG, .flag = &rollover},
+        {.name = "--deactivate", .kind = MOAT_CLI_FLAG, .flag = &deactivate},
+        {.name = "--yes", .kind = MOAT_CLI_FLAG, .flag = &yes},
+    };
+    size_t npos = 0;
+    int r = moat_cli_args_parse("acme account", acme_usage, argc, argv, opts,
+                                sizeof(opts) / sizeof(opts[0]), NULL, 0, &npos);
+    if (r != 0) {
+        return r < 0 ? 0 : r;
+    }
+    if (show + rollover + deactivate > 1) {
+        fprintf(stderr, "moat acme account: give one of --show, --rollover and --deactivate\n");
+        return 2;
+    }
+    if (yes && !deactivate) {
+        fprintf(stderr, "moat acme account: --yes confirms --deactivate and goes only with it\n");
+        return 2;
+    }
+    if (deactivate && !yes) {
+        fprintf(stderr,
+                "moat acme account: --deactivate cannot be undone: the CA refuses the account "
+                "from then on, and ordering from this CA again takes a new account. Add --yes "
+                "to go ahead\n");
+        return 2;
+    }
+    struct moat_acme_opts o = {.directory = c.server, .cafile = c.ca_bundle, .say = say};
+    struct moat_err err = {0};
+    struct moat_store *st = NULL;
+    struct moat_acme *a = NULL;
+    moat_rc rc = open_store(c.state, &st, &err);
+    if (moat_ok(rc) && !rollover && !deactivate) {
+        struct moat_acme_account_info info;
+        rc = moat_acme_account_show(st, &o, &info, &err);
+        if (moat_ok(rc)) {
+            print_account(&info);
+            moat_acme_account_info_clear(&info);
+        }
+    } else if (moat_ok(rc)) {
+        /* The account must exist already: these change it, they never make one. */
+        struct moat_acme_account_req q = {.only_existing = 1};
+        rc = moat_acme_login(st, &o, &q, &a, &err);
+    }
+    char before[64] = "", after[64] = "";
+    if (moat_ok(rc) && rollover) {
+        rc = moat_jwk_thumbprint(a->key, before, sizeof(before), &err);
+        if (moat_ok(rc)) {
+            rc = moat_acme_account_rollover(st, a, &err);
+        }
+        if (moat_ok(rc)) {
+            rc = moat_jwk_thumbprint(a->key, after, sizeof(after), &err);
+        }
+        if (moat_ok(rc)) {
+            printf("replaced the key of the account %s at %s\n", a->kid, a->directory_url);
+            printf("  old key:   thumbprint %s (the CA no longer accepts it)\n", before);
+            printf("  new key:   thumbprint %s (in the state folder, mode 0600)\n", after);
+        }
+    }
+    if (moat_ok(rc) && deactivate) {
+        rc = moat_acme_account_deactivate(st, a, &err);
+        char prefix[MOAT_STORE_KEY_MAX];
+        if (moat_ok(rc)) {
+            printf("deactivated the account %s at %s: the CA refuses its requests from now on\n",
+                   a->kid, a->directory_url);
+            const char *p = moat_acme_account_prefix(a->directory_url, prefix, sizeof(prefix));
+            printf("to order from this CA again, remove %s/ from the state folder (moat then "
+                   "makes a new account) or use a new state folder\n",
+                   p ? p : "acme/accounts/<CA>");
+        }
+    }
+    moat_acme_free(a);
+    moat_store_free(st);
+    return moat_cli_fail("acme account", rc, &err);
+}
+
 int moat_cmd_acme(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -673,7 +789,10 @@ int moat_cmd_acme(int argc, char **argv)
     if (strcmp(argv[1], "status") == 0) {
         return acme_status(argc - 1, argv + 1);
     }
-    fprintf(stderr, "moat acme: unknown command \"%s\" (issue, renew, revoke or status)\n",
+    if (strcmp(argv[1], "account") == 0) {
+        return acme_account(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "moat acme: unknown command \"%s\" (issue, renew, revoke, status or account)\n",
             argv[1]);
     return 2;
 }

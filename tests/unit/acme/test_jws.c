@@ -2,7 +2,7 @@
  * test_jws.c: base64url against RFC 4648's vectors, the JWK and its thumbprint against RFC
  * 7638's example, and JWS signatures checked the way a CA checks them: the protected header
  * decoded and read, the signature verified with OpenSSL over "protected.payload" (ES256,
- * ES384, RS256) and the EAB's HMAC recomputed here.
+ * ES384, RS256) and the EAB's HMAC recomputed here; the inner JWS of a key change.
  */
 #include "acme/jws.h"
 
@@ -566,6 +566,65 @@ TEST_CASE(key_authz)
     EVP_PKEY_free(k);
 }
 
+/* The inner JWS of a key change as a CA reads it (RFC 8555 §7.3.5): signed by the new key,
+ * which it carries as "jwk", with the keyChange URL and no nonce; the payload names the account
+ * and the old key. */
+TEST_CASE(key_change_inner_jws)
+{
+    EVP_PKEY *old_key = key_new(MOAT_KEY_EC_P256), *new_key = key_new(MOAT_KEY_EC_P256);
+    json_t *old_jwk = NULL, *new_jwk = NULL;
+    EXPECT_INT(moat_jwk_new(old_key, &old_jwk, NULL).kind, MOAT_OK);
+    EXPECT_INT(moat_jwk_new(new_key, &new_jwk, NULL).kind, MOAT_OK);
+    char *out = NULL;
+    struct moat_err err = {0};
+    EXPECT_INT(moat_jws_key_change(old_key, new_key, "https://ca/acct/7", "https://ca/key-change",
+                                   &out, &err)
+                   .kind,
+               MOAT_OK);
+    struct jws j = {0};
+    if (out != NULL && jws_parse(out, &j)) {
+        EXPECT_INT(json_object_size(j.prot), 3);
+        EXPECT_STR(json_string_value(json_object_get(j.prot, "alg")), "ES256");
+        EXPECT_STR(json_string_value(json_object_get(j.prot, "url")), "https://ca/key-change");
+        EXPECT(json_equal(json_object_get(j.prot, "jwk"), new_jwk));
+        EXPECT(json_object_get(j.prot, "nonce") == NULL);
+        EXPECT(json_object_get(j.prot, "kid") == NULL);
+        json_t *pl = dec_json(j.pl64);
+        EXPECT(json_is_object(pl));
+        EXPECT_INT(json_object_size(pl), 2);
+        EXPECT_STR(json_string_value(json_object_get(pl, "account")), "https://ca/acct/7");
+        EXPECT(json_equal(json_object_get(pl, "oldKey"), old_jwk));
+        EXPECT(!json_equal(json_object_get(pl, "oldKey"), new_jwk));
+        json_decref(pl);
+        /* Signed by the new key, and not by the old one. */
+        EXPECT(verify(new_key, &j, 32, EVP_sha256(), NULL));
+        EXPECT(!verify(old_key, &j, 32, EVP_sha256(), NULL));
+    }
+    jws_clear(&j);
+    free(out);
+
+    /* Refusals: no account URL, no keyChange URL, an old key that cannot be a JWK. */
+    out = (char *)1;
+    EXPECT_INT(moat_jws_key_change(old_key, new_key, NULL, "https://ca/kc", &out, NULL).kind,
+               MOAT_E_INTERNAL);
+    EXPECT(out == NULL);
+    EXPECT_INT(moat_jws_key_change(old_key, new_key, "https://ca/acct/7", NULL, &out, NULL).kind,
+               MOAT_E_INTERNAL);
+    EVP_PKEY *ed = key_new(MOAT_KEY_ED25519);
+    EXPECT_INT(
+        moat_jws_key_change(ed, new_key, "https://ca/acct/7", "https://ca/kc", &out, NULL).kind,
+        MOAT_E_CERT);
+    EXPECT_INT(
+        moat_jws_key_change(old_key, ed, "https://ca/acct/7", "https://ca/kc", &out, NULL).kind,
+        MOAT_E_CERT);
+    EXPECT(out == NULL);
+    EVP_PKEY_free(ed);
+    json_decref(old_jwk);
+    json_decref(new_jwk);
+    EVP_PKEY_free(old_key);
+    EVP_PKEY_free(new_key);
+}
+
 int main(void)
 {
     RUN(b64url_rfc4648_vectors);
@@ -581,5 +640,6 @@ int main(void)
     RUN(eab_hs256);
     RUN(eab_bad_hmac_keys);
     RUN(key_authz);
+    RUN(key_change_inner_jws);
     TEST_MAIN_END();
 }
