@@ -41,6 +41,7 @@ struct mconf {
     size_t ndns_check;
     char *resolver;
     int no_preflight;
+    unsigned http_port;
     struct {
         char **names;
         size_t nnames;
@@ -156,6 +157,7 @@ static struct mconf *mconf_copy(const struct moat_acme_mgr_conf *in)
         strs_copy(&c->dns_check, in->dns.check, in->dns.ncheck) &&
         str_copy(&c->resolver, in->resolver);
     c->no_preflight = in->no_preflight;
+    c->http_port = in->http_port;
     c->ndns_check = in->dns.ncheck;
     c->ncas = in->ncas;
     c->nemails = in->nemails;
@@ -267,6 +269,60 @@ static unsigned jitter_pct(void)
     return 80 + b % 41; /* 80..120 % */
 }
 
+/*
+ * The HTTP-01 pre-flight: each name, resolved as the CA would, must reach this moat's plain
+ * listener with a probe answer published for the occasion. A name that does not takes HTTP-01
+ * out of this attempt when another challenge is left (with a warning), else fails it.
+ */
+static moat_rc probe_http01(struct moat_acme_mgr *m, const struct mconf *c,
+                            const struct moat_acme_cert_req *cq, struct moat_acme_solver **solvers,
+                            size_t *nsolvers, struct moat_err *err)
+{
+    size_t at = *nsolvers;
+    for (size_t i = 0; i < *nsolvers; i++) {
+        if (strcmp(solvers[i]->ops->type, "http-01") == 0) {
+            at = i;
+        }
+    }
+    if (at == *nsolvers) {
+        return MOAT_RC_OK;
+    }
+    unsigned char rnd[18];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        return MOAT_RC_OK; /* no probe without an unguessable token */
+    }
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char token[sizeof(rnd) + 8] = "probe";
+    for (size_t i = 0; i < sizeof(rnd); i++) {
+        token[5 + i] = b64[rnd[i] & 63];
+    }
+    token[5 + sizeof(rnd)] = '\0';
+    char answer[64], path[128];
+    snprintf(answer, sizeof(answer), "moat-preflight.%s", token);
+    snprintf(path, sizeof(path), MOAT_ACME_HTTP01_PREFIX "%s", token);
+    struct moat_acme_preflight pf = {.resolver = c->resolver};
+    moat_rc rc = solvers[at]->ops->present(solvers[at], "preflight", token, answer, err);
+    for (size_t i = 0; moat_ok(rc) && i < cq->nnames; i++) {
+        if (cq->names[i][0] == '*') {
+            continue; /* wildcards go by DNS-01 */
+        }
+        rc = moat_acme_preflight_http01(&pf, cq->names[i], c->http_port, path, answer, err);
+    }
+    solvers[at]->ops->cleanup(solvers[at], "preflight", token);
+    if (moat_ok(rc) || *nsolvers == 1) {
+        return rc;
+    }
+    char msg[MOAT_ERR_MSG_MAX + 100];
+    moat_log_w("acme: %s; trying without http-01", moat_err_str(err, msg, sizeof(msg)));
+    moat_err_clear(err);
+    moat_acme_solver_free(solvers[at]);
+    for (size_t i = at + 1; i < *nsolvers; i++) {
+        solvers[i - 1] = solvers[i];
+    }
+    (*nsolvers)--;
+    return MOAT_RC_OK;
+}
+
 static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
 {
     struct mconf *c = m->conf;
@@ -324,6 +380,14 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
     if (moat_ok(rc)) {
         rc = moat_acme_login(m->st, &o, &q, &a, &err);
         if (!moat_ok(rc) && rc.kind != MOAT_E_CLOSED) {
+            char msg[MOAT_ERR_MSG_MAX + 300];
+            moat_acme_status_failed(m->st, &cq, ca, moat_err_str(&err, msg, sizeof(msg)));
+        }
+    }
+    if (moat_ok(rc) && !c->no_preflight && c->http_port != 0) {
+        rc = probe_http01(m, c, &cq, solvers, &nsolvers, &err);
+        cq.nsolvers = nsolvers;
+        if (!moat_ok(rc)) {
             char msg[MOAT_ERR_MSG_MAX + 300];
             moat_acme_status_failed(m->st, &cq, ca, moat_err_str(&err, msg, sizeof(msg)));
         }

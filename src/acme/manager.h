@@ -44,6 +44,8 @@ struct moat_acme_mgr_conf {
     struct moat_acme_dns_opts dns; /* for dns-01 (server or hook set) */
     const char *resolver;          /* for the pre-flight checks; NULL: the system's */
     int no_preflight;              /* skip them */
+    unsigned http_port;            /* moat's plain listener: the HTTP-01 pre-flight probes the
+                                      names there; 0: no probe */
     const struct moat_acme_job *jobs;
     size_t njobs;
     unsigned retry_base_s; /* first pause after a failure; 0: 60 s */

@@ -4,6 +4,7 @@
 #include "acme/preflight.h"
 
 #include "acme/internal.h"
+#include "client/get.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -276,5 +277,105 @@ moat_rc moat_acme_preflight_names(struct moat_acme *a, const struct moat_acme_pr
         }
     }
     ldns_resolver_deep_free(r);
+    return rc;
+}
+
+struct probe_body {
+    char buf[512];
+    size_t n;
+};
+
+static int probe_cb(void *arg, const void *p, size_t n)
+{
+    struct probe_body *b = arg;
+    size_t room = sizeof(b->buf) - 1 - b->n;
+    size_t take = n < room ? n : room;
+    memcpy(b->buf + b->n, p, take);
+    b->n += take;
+    b->buf[b->n] = '\0';
+    return 0;
+}
+
+/* The first address of name (A, else AAAA) through resolver r into out; 0 when none. */
+static int first_address(ldns_resolver *r, const char *name, char *out, size_t outlen)
+{
+    ldns_rdf *dn = NULL;
+    if (ldns_str2rdf_dname(&dn, name) != LDNS_STATUS_OK) {
+        return 0;
+    }
+    int found = 0;
+    ldns_rr_type types[] = {LDNS_RR_TYPE_A, LDNS_RR_TYPE_AAAA};
+    for (size_t i = 0; i < 2 && !found; i++) {
+        ldns_pkt *ans = ldns_resolver_query(r, dn, types[i], LDNS_RR_CLASS_IN, LDNS_RD);
+        ldns_rr_list *l = ans ? ldns_pkt_rr_list_by_type(ans, types[i], LDNS_SECTION_ANSWER) : NULL;
+        if (l != NULL && ldns_rr_list_rr_count(l) > 0) {
+            char *s = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(l, 0), 0));
+            if (s != NULL) {
+                snprintf(out, outlen, "%s", s);
+                found = 1;
+            }
+            free(s);
+        }
+        ldns_rr_list_deep_free(l);
+        ldns_pkt_free(ans);
+    }
+    ldns_rdf_deep_free(dn);
+    return found;
+}
+
+moat_rc moat_acme_preflight_http01(const struct moat_acme_preflight *p, const char *name,
+                                   unsigned port, const char *path, const char *expect,
+                                   struct moat_err *err)
+{
+    struct moat_client_opts o;
+    moat_client_opts_init(&o);
+    char url[600];
+    snprintf(url, sizeof(url), "http://%s:%u%s", name, port, path);
+    o.url = url;
+    o.timeout_ms = 10000;
+    o.headers[o.nheaders++] = "User-Agent: moat/" MOAT_VERSION " (ACME pre-flight)";
+    if (p->resolver != NULL) {
+        /* Resolve as the pre-flight does, not as this machine's own resolver would. */
+        ldns_resolver *r = NULL;
+        MOAT_TRY(moat_acme__resolver(p->resolver, &r, err));
+        ldns_resolver_set_recursive(r, true);
+        char addr[64];
+        int ok = first_address(r, name, addr, sizeof(addr));
+        ldns_resolver_deep_free(r);
+        if (ok && strlen(name) < sizeof(o.resolve[0].host)) {
+            snprintf(o.resolve[0].host, sizeof(o.resolve[0].host), "%s", name);
+            o.resolve[0].port = port;
+            snprintf(o.resolve[0].addr, sizeof(o.resolve[0].addr), "%s", addr);
+            o.nresolve = 1;
+        }
+    }
+    struct moat_client_result *res = calloc(1, sizeof(*res));
+    if (res == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    struct probe_body b = {.n = 0};
+    struct moat_err e = {0};
+    moat_rc rc = moat_client_get_run(&o, probe_cb, &b, res, &e);
+    const struct moat_client_hop *h = res->nhops ? &res->hops[res->nhops - 1] : NULL;
+    if (!moat_ok(rc) || h == NULL) {
+        char line[800] = "";
+        if (h != NULL) {
+            moat_client_hop_cause_line(h, line, sizeof(line));
+        }
+        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                          "pre-flight: http://%s:%u/ does not reach this server (%s), so HTTP-01 "
+                          "would fail at the CA: open port %u to this moat, or use tls-alpn-01 "
+                          "or dns-01 (`preflight off` if a port forward makes this check wrong)",
+                          name, port, line[0] ? line : e.msg, port);
+    } else if (h->status != 200 || strcmp(b.buf, expect) != 0) {
+        rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                          "pre-flight: http://%s:%u%s answered HTTP %d%s%.80s, not this moat's "
+                          "challenge answer: another server has port %u of %s (or a redirect "
+                          "leads elsewhere); HTTP-01 would fail at the CA",
+                          name, port, path, h->status, b.n ? ": " : "", b.buf, port, name);
+    }
+    moat_client_result_clear(res);
+    free(res);
+    moat_client_opts_clear(&o);
     return rc;
 }

@@ -31,6 +31,16 @@ MOAT_MUST_USE moat_rc moat_acme_preflight_names(struct moat_acme *a,
                                                 struct moat_err *err);
 
 /*
+ * The CA's view of HTTP-01, from here: GET http://NAME:PORT/PATH (NAME resolved as in
+ * moat_acme_preflight_names) must answer `expect` (a probe answer the caller published in its
+ * challenge table). MOAT_E_CONFIG with what came instead (nothing listens, another server
+ * answers, a redirect elsewhere) and the fix.
+ */
+MOAT_MUST_USE moat_rc moat_acme_preflight_http01(const struct moat_acme_preflight *p,
+                                                 const char *name, unsigned port, const char *path,
+                                                 const char *expect, struct moat_err *err);
+
+/*
  * RFC 8659 §4 on one relevant CAA RRset (given as "flags tag value" triples): 1 when a CA with
  * one of `ids` (none: unknown) may issue for a name (wildcard: issuewild rules), with the
  * account and method checks of RFC 8657 when the records have them; 0 with why filled.

@@ -224,6 +224,14 @@ static moat_rc acme_follow(struct moat_server *srv, const struct moat_conf *conf
         }
     }
     const char *dflt[] = {"production"};
+    unsigned http_port = 0;
+    if (conf->redirect_listen != NULL) {
+        char host[128];
+        uint16_t port = 0;
+        if (moat_ok(moat_conf_listen_split(conf->redirect_listen, host, sizeof(host), &port))) {
+            http_port = port;
+        }
+    }
     struct moat_acme_mgr_conf mc = {
         .cas = a->ncas ? (const char *const *)a->cas : dflt,
         .ncas = a->ncas ? a->ncas : 1,
@@ -247,6 +255,7 @@ static moat_rc acme_follow(struct moat_server *srv, const struct moat_conf *conf
                 .ncheck = a->ndns_check},
         .resolver = a->resolver,
         .no_preflight = a->preflight < 0,
+        .http_port = http_port,
         .jobs = jobs,
         .njobs = njobs,
     };

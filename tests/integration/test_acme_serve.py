@@ -354,3 +354,25 @@ def test_quick_mode_acme(moat, www, pebble_factory, tmp_path):
     bad = subprocess.run([str(m.bin), "serve", "--acme", "nobody", "--name", "x.example",
                           "--root", str(www)], capture_output=True, text=True, timeout=10)
     assert bad.returncode == 2 and "e-mail" in bad.stderr
+
+
+def test_preflight_probe_finds_a_name_that_does_not_reach_moat(moat, www, pebble_factory,
+                                                                tmp_path):
+    """The name resolves to an address moat does not listen on: the HTTP-01 probe says so
+    before an order is made, and `moat acme status` shows why."""
+    import urllib.request
+
+    p = pebble_factory()
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/add-a" % p.cts_mgmt_port, method="POST",
+        data=json.dumps({"host": "away.example.test", "addresses": ["127.0.0.2"]}).encode())
+    urllib.request.urlopen(req, timeout=10).read()
+    m = start_moat(moat, p, acme_conf(p, ["site away.example.test { tls acme; root %s }" % www],
+                                      challenge="http-01"))
+    found = wait_log(m, r"attempt 1 failed.*pre-flight: http://away\.example\.test:\d+/ does "
+                        r"not reach this server")
+    assert found
+    assert "order https://" not in m.stderr()
+    st = subprocess.run([str(m.bin), "acme", "status", "--state", str(m.state)],
+                        capture_output=True, text=True)
+    assert st.returncode == 1 and "does not reach this server" in st.stdout, st.stdout
