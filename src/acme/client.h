@@ -79,6 +79,9 @@ struct moat_acme {
     /* Why the last request failed, machine-readable: the problem type's last part
      * ("badNonce", "rateLimited", ...), "" when it was not a problem document. */
     char problem[64];
+    /* The challenge type the CA last refused (a validation that failed), "" when none: the
+     * next attempt tries the other types first. */
+    char failed_challenge[16];
     long retry_after_s; /* of the last failed request; -1 none */
 };
 

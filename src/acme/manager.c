@@ -61,6 +61,7 @@ struct lineage {
     unsigned failures; /* in a row */
     size_t ca;         /* index of the CA in use */
     time_t warned_at;  /* last loud expiry warning */
+    char avoid[16];    /* the challenge type the CA refused last time: tried last */
 };
 
 struct moat_acme_mgr {
@@ -361,6 +362,18 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
         }
         nsolvers += moat_ok(rc);
     }
+    /* Falling back: the type the CA refused last time goes last, so the next attempt tries
+     * the others first (a failed HTTP-01 behind a broken port 80 becomes a TLS-ALPN-01). */
+    for (size_t i = 0; moat_ok(rc) && l->avoid[0] && i + 1 < nsolvers; i++) {
+        if (strcmp(solvers[i]->ops->type, l->avoid) == 0) {
+            struct moat_acme_solver *t = solvers[i];
+            memmove(&solvers[i], &solvers[i + 1], (nsolvers - i - 1) * sizeof(solvers[0]));
+            solvers[nsolvers - 1] = t;
+            moat_log_i("acme: %s: the CA refused %s last time; trying %s first",
+                       c->jobs[l->job].names[0], l->avoid, solvers[0]->ops->type);
+            break;
+        }
+    }
     struct moat_acme *a = NULL;
     const char *name = c->jobs[l->job].names[0];
     moat_log_i("acme: %s (%s): %s a certificate from %s", name, moat_acme_kind_name(l->kind),
@@ -396,6 +409,9 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
         rc = moat_acme_obtain(m->st, a, &cq, &err);
     }
     long retry_after = a != NULL ? a->retry_after_s : -1;
+    if (a != NULL) {
+        snprintf(l->avoid, sizeof(l->avoid), "%s", moat_ok(rc) ? "" : a->failed_challenge);
+    }
     moat_acme_free(a);
     for (size_t i = 0; i < nsolvers; i++) {
         moat_acme_solver_free(solvers[i]);

@@ -205,6 +205,7 @@ static moat_rc run_challenge(struct moat_acme *a, const struct moat_acme_order_r
                     break;
                 }
             }
+            snprintf(a->failed_challenge, sizeof(a->failed_challenge), "%s", type);
             rc = moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
                               "the CA did not validate %s by %s (authorization %s): %s; fix: %s",
                               shown, type, st ? st : "with no status",

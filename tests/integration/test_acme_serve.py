@@ -376,3 +376,18 @@ def test_preflight_probe_finds_a_name_that_does_not_reach_moat(moat, www, pebble
     st = subprocess.run([str(m.bin), "acme", "status", "--state", str(m.state)],
                         capture_output=True, text=True)
     assert st.returncode == 1 and "does not reach this server" in st.stdout, st.stdout
+
+
+def test_a_challenge_the_ca_refused_goes_last_next_time(moat, www, pebble_factory, tmp_path):
+    """HTTP-01 fails at the CA (moat's port 80 is not the one the CA reaches; pre-flight off so
+    the CA itself finds out): the next attempt tries TLS-ALPN-01 first and succeeds."""
+    p = pebble_factory()
+    text = acme_conf(p, ["site turn.example.test { tls acme; root %s }" % www],
+                     challenge="http-01 tls-alpn-01", extra="    preflight off")
+    text = text.replace("redirect_http 127.0.0.1:%d" % p.http_port,
+                        "redirect_http 127.0.0.1:%d" % free_port())
+    m = start_moat(moat, p, text, env={"MOAT_ACME_RETRY_BASE_S": "1"})
+    wait_log(m, r"did not validate turn\.example\.test by http-01")
+    wait_log(m, r"the CA refused http-01 last time; trying tls-alpn-01 first")
+    wait_log(m, r"serving its ACME certificate")
+    assert "tls-alpn-01 accepted by the CA" in m.stderr()
