@@ -8,6 +8,10 @@
 
 #include "core/sock.h"
 #include "http1/parse.h"
+#include "tls/certset.h"
+#include "tls/ctx.h"
+#include "tls/sni.h"
+#include "tls/transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +33,10 @@
 struct moat_acme_standalone {
     struct moat_acme_challenges *t;
     int fds[MAX_LISTENERS];
+    int tls[MAX_LISTENERS]; /* fds[i] takes TLS-ALPN-01 handshakes */
     size_t nfds;
+    SSL_CTX *ctx;             /* the stand-in context the SNI table starts handshakes on */
+    struct moat_tls_sni *sni; /* one "*" entry and the TLS-ALPN-01 hook */
     int stop_fd;
     pthread_t thread;
     int started;
@@ -137,6 +144,65 @@ static void serve_one(struct moat_acme_standalone *s, int fd)
     }
 }
 
+static int alpn_answer(void *arg, const char *name, X509 **cert, EVP_PKEY **key)
+{
+    return moat_acme_challenges_alpn(arg, name, cert, key);
+}
+
+/* A TLS-ALPN-01 validation: the handshake is the whole answer (RFC 8737 §3). */
+static void serve_tls(struct moat_acme_standalone *s, int fd)
+{
+    struct moat_transport tr;
+    if (!moat_ok(moat_tls_transport_server(&tr, fd, s->ctx, NULL))) {
+        close(fd);
+        return;
+    }
+    long deadline = now_ms() + CONN_TIMEOUT_MS;
+    for (;;) {
+        moat_rc rc = moat_transport_handshake(&tr, NULL);
+        if (rc.kind != MOAT_E_AGAIN) {
+            if (moat_ok(rc)) {
+                moat_transport_shutdown(&tr);
+            }
+            break;
+        }
+        /* The server's flight fits the socket buffer: waiting to read is all it needs. */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        long left = deadline - now_ms();
+        if (left <= 0 || poll(&p, 1, left > 100 ? 100 : (int)left) < 0) {
+            break;
+        }
+    }
+    moat_transport_close(&tr);
+}
+
+/* The context and SNI table TLS-ALPN-01 handshakes are answered with. */
+static moat_rc tls_setup(struct moat_acme_standalone *s, struct moat_err *err)
+{
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    MOAT_TRY(moat_acme_alpn_cert_new("acme.invalid", "-", &cert, &key, err));
+    struct moat_tls_certset *set = NULL;
+    MOAT_TRY(moat_tls_certset_new(cert, NULL, key, "TLS-ALPN-01 stand-in", NULL, 0, &set, err));
+    static const char *const alpn[] = {MOAT_ACME_TLS_ALPN};
+    struct moat_tls_opts o = {.sets = &set, .nsets = 1, .alpn = alpn, .nalpn = 1};
+    moat_rc rc = moat_tls_ctx_new(&o, &s->ctx, err);
+    moat_tls_certset_unref(set);
+    if (moat_ok(rc) && (s->sni = moat_tls_sni_new()) == NULL) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+    }
+    if (moat_ok(rc)) {
+        rc = moat_tls_sni_add(s->sni, "*", s->ctx, s, err);
+    }
+    if (moat_ok(rc)) {
+        rc = moat_tls_sni_set_acme(s->sni, s->ctx, alpn_answer, s->t, err);
+    }
+    if (moat_ok(rc)) {
+        rc = moat_tls_sni_finish(s->sni, err);
+    }
+    return rc;
+}
+
 static void *run(void *arg)
 {
     struct moat_acme_standalone *s = arg;
@@ -158,7 +224,9 @@ static void *run(void *arg)
                 continue;
             }
             int c = accept4(s->fds[i], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (c >= 0) {
+            if (c >= 0 && s->tls[i]) {
+                serve_tls(s, c); /* the transport owns and closes c */
+            } else if (c >= 0) {
                 serve_one(s, c);
                 close(c);
             }
@@ -166,12 +234,11 @@ static void *run(void *arg)
     }
 }
 
-moat_rc moat_acme_standalone_start(const char *spec, struct moat_acme_challenges *t,
-                                   struct moat_acme_standalone **out, struct moat_err *err)
+/* Listen on spec ("80" meaning ":80"), marking the listeners tls or not. */
+static moat_rc listen_on(struct moat_acme_standalone *s, const char *spec, int tls,
+                         struct moat_err *err)
 {
-    *out = NULL;
     char full[80];
-    /* "80" alone means every address, as ":80" does. */
     if (strchr(spec, ':') == NULL) {
         snprintf(full, sizeof(full), ":%.70s", spec);
         spec = full;
@@ -179,6 +246,27 @@ moat_rc moat_acme_standalone_start(const char *spec, struct moat_acme_challenges
     struct moat_addr addrs[MAX_LISTENERS];
     size_t n = 0;
     MOAT_TRY(moat_addr_resolve(spec, addrs, MAX_LISTENERS, &n, err));
+    for (size_t i = 0; i < n; i++) {
+        if (s->nfds == MAX_LISTENERS) {
+            MOAT_FAIL(err, MOAT_E_LIMIT, "too many challenge listeners");
+        }
+        moat_rc rc = moat_sock_listen(&addrs[i], 64, &s->fds[s->nfds], err);
+        if (!moat_ok(rc)) {
+            moat_err_ctx(err, "opening the %s listener on %s (is another server on that port? %s)",
+                         tls ? "TLS-ALPN-01" : "HTTP-01", addrs[i].text,
+                         tls ? "use --http or DNS-01 instead" : "use --webroot with it instead");
+            return rc;
+        }
+        s->tls[s->nfds++] = tls;
+    }
+    return MOAT_RC_OK;
+}
+
+moat_rc moat_acme_standalone_start(const char *http_spec, const char *tls_spec,
+                                   struct moat_acme_challenges *t,
+                                   struct moat_acme_standalone **out, struct moat_err *err)
+{
+    *out = NULL;
     struct moat_acme_standalone *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
@@ -188,22 +276,20 @@ moat_rc moat_acme_standalone_start(const char *spec, struct moat_acme_challenges
     moat_rc rc = s->stop_fd >= 0
                      ? MOAT_RC_OK
                      : moat_err_sys(err, MOAT_E_IO, errno, __FILE__, __LINE__, "eventfd failed");
-    for (size_t i = 0; moat_ok(rc) && i < n; i++) {
-        rc = moat_sock_listen(&addrs[i], 64, &s->fds[s->nfds], err);
+    if (moat_ok(rc) && http_spec != NULL) {
+        rc = listen_on(s, http_spec, 0, err);
+    }
+    if (moat_ok(rc) && tls_spec != NULL) {
+        rc = tls_setup(s, err);
         if (moat_ok(rc)) {
-            s->nfds++;
-        } else {
-            moat_err_ctx(err,
-                         "opening the HTTP-01 listener on %s (is another server on that "
-                         "port? use --webroot with it instead)",
-                         addrs[i].text);
+            rc = listen_on(s, tls_spec, 1, err);
         }
     }
     if (moat_ok(rc)) {
         int e = pthread_create(&s->thread, NULL, run, s);
         if (e != 0) {
             rc = moat_err_sys(err, MOAT_E_IO, e, __FILE__, __LINE__,
-                              "cannot start the HTTP-01 listener thread");
+                              "cannot start the challenge listener thread");
         } else {
             s->started = 1;
         }
@@ -234,5 +320,7 @@ void moat_acme_standalone_stop(struct moat_acme_standalone *s)
     if (s->stop_fd >= 0) {
         close(s->stop_fd);
     }
+    moat_tls_sni_free(s->sni);
+    SSL_CTX_free(s->ctx);
     free(s);
 }

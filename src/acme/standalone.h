@@ -1,10 +1,13 @@
 /*
- * standalone.h: the HTTP-01 listener of `moat acme issue --http` (certbot's --standalone), for
- * a machine where nothing else listens on port 80 while the certificate is ordered.
+ * standalone.h: the challenge listeners of `moat acme issue --http` and `--tls-alpn`
+ * (certbot's --standalone), for a machine where nothing else listens on port 80 or 443 while
+ * the certificate is ordered.
  *
- * It answers GET/HEAD /.well-known/acme-challenge/TOKEN from a challenge table and 404 to
- * anything else, on its own thread, one short connection at a time with every read and write
- * bounded in time: it lives for the minutes an order takes and serves only the CA.
+ * HTTP: GET/HEAD /.well-known/acme-challenge/TOKEN answered from a challenge table, 404 to
+ * anything else. TLS: a handshake offering only acme-tls/1 answered with the name's
+ * TLS-ALPN-01 certificate from the table (RFC 8737), every other handshake refused. One
+ * thread, one short connection at a time, every step bounded in time: it lives for the
+ * minutes an order takes and serves only the CA.
  */
 #ifndef MOAT_ACME_STANDALONE_H
 #define MOAT_ACME_STANDALONE_H
@@ -14,9 +17,11 @@
 
 struct moat_acme_standalone;
 
-/* Listen on `spec` ("80", ":80", "127.0.0.1:5002", "[::1]:80") and start answering from t
- * (borrowed; it must outlive the listener). */
-MOAT_MUST_USE moat_rc moat_acme_standalone_start(const char *spec, struct moat_acme_challenges *t,
+/* Listen for HTTP on http_spec and/or TLS on tls_spec ("80", ":443", "127.0.0.1:5002",
+ * "[::1]:80"; NULL: none) and start answering from t (borrowed; it must outlive the
+ * listener). */
+MOAT_MUST_USE moat_rc moat_acme_standalone_start(const char *http_spec, const char *tls_spec,
+                                                 struct moat_acme_challenges *t,
                                                  struct moat_acme_standalone **out,
                                                  struct moat_err *err);
 /* Stop the thread, close the listeners. NULL does nothing. */

@@ -48,6 +48,8 @@ static const char acme_usage[] =
     "    --eab-kid ID         External Account Binding key id, for CAs that require one\n"
     "    --eab-hmac KEY       its MAC key (base64url, as the CA shows it)\n"
     "    --http [ADDR:]PORT   answer HTTP-01 with moat's own listener (default :80)\n"
+    "    --tls-alpn [ADDR:]PORT  answer TLS-ALPN-01 (RFC 8737) with moat's own TLS listener\n"
+    "                         (for :443; with --http too, the CA may use either)\n"
     "    --webroot DIR        answer HTTP-01 with files under DIR/.well-known/acme-challenge/\n"
     "                         (for a site another web server serves from DIR)\n"
     "    --dns-server ADDR    answer DNS-01 (needed for *.names) by RFC 2136 updates to the\n"
@@ -212,7 +214,8 @@ static moat_rc write_outputs(struct moat_store *st, const char *name, enum moat_
 
 /* What an order takes besides the names, parsed once for issue and renew. */
 struct order_args {
-    struct moat_acme_solver *solver;
+    struct moat_acme_solver *solvers[2]; /* in order of preference */
+    size_t nsolvers;
     const char *preferred, *profile;
     unsigned deadline;
     const struct moat_acme_preflight *preflight;
@@ -227,13 +230,12 @@ static moat_rc order_names(const struct ca_args *c, const char *server, struct m
     cc.server = server;
     struct moat_acme *a = NULL;
     MOAT_TRY(login(&cc, st, &a, err));
-    struct moat_acme_solver *const solvers[] = {o->solver};
     struct moat_acme_cert_req q = {
         .names = names,
         .nnames = n,
         .kind = kind,
-        .solvers = solvers,
-        .nsolvers = 1,
+        .solvers = o->solvers,
+        .nsolvers = o->nsolvers,
         .preferred_chain = o->preferred,
         .profile = o->profile,
         .deadline_s = o->deadline,
@@ -326,6 +328,7 @@ static int acme_issue(int argc, char **argv, int renew)
     int no_preflight = 0;
     const char *names[MAX_NAMES];
     size_t nnames = 0;
+    const char *tls_alpn = NULL;
     const char *dns_server = NULL, *dns_zone = NULL, *tsig = NULL, *dns_hook = NULL;
     const char *dns_check[8];
     size_t ndns_check = 0;
@@ -341,6 +344,7 @@ static int acme_issue(int argc, char **argv, int renew)
          .n = &ndns_check,
          .max = 8},
         {.name = "--http", .kind = MOAT_CLI_VALUE, .value = &http},
+        {.name = "--tls-alpn", .kind = MOAT_CLI_VALUE, .value = &tls_alpn},
         {.name = "--webroot", .kind = MOAT_CLI_VALUE, .value = &webroot},
         {.name = "--key-type", .kind = MOAT_CLI_VALUE, .value = &key_type},
         {.name = "--preferred-chain", .kind = MOAT_CLI_VALUE, .value = &preferred},
@@ -372,9 +376,9 @@ static int acme_issue(int argc, char **argv, int renew)
         return 2;
     }
     int dns = dns_server != NULL || dns_hook != NULL;
-    if ((http != NULL) + (webroot != NULL) + dns > 1) {
-        fprintf(stderr, "moat acme issue: give one of --http, --webroot and --dns-server or "
-                        "--dns-hook\n");
+    if ((http != NULL || tls_alpn != NULL) + (webroot != NULL) + dns > 1) {
+        fprintf(stderr, "moat acme issue: give one of --http/--tls-alpn, --webroot and "
+                        "--dns-server or --dns-hook\n");
         return 2;
     }
     for (size_t i = 0; i < nnames && !dns && !renew; i++) {
@@ -420,7 +424,7 @@ static int acme_issue(int argc, char **argv, int renew)
     struct moat_store *st = NULL;
     struct moat_acme_challenges *tab = NULL;
     struct moat_acme_standalone *listener = NULL;
-    struct moat_acme_solver *solver = NULL;
+    struct moat_acme_solver *solver = NULL, *alpn_solver = NULL;
     moat_rc rc = open_store(c.state, &st, &err);
     if (moat_ok(rc) && dns) {
         struct moat_acme_dns_opts d = {
@@ -437,22 +441,30 @@ static int acme_issue(int argc, char **argv, int renew)
     } else if (moat_ok(rc) && webroot != NULL) {
         rc = moat_acme_webroot_solver_new(webroot, &solver, &err);
     } else if (moat_ok(rc)) {
+        /* Standalone: HTTP-01 on :80 unless only --tls-alpn was asked for. */
+        const char *hspec = http ? http : (tls_alpn ? NULL : ":80");
         rc = moat_acme_challenges_new(&tab, &err);
-        if (moat_ok(rc)) {
+        if (moat_ok(rc) && hspec != NULL) {
             rc = moat_acme_table_solver_new(tab, "http-01", &solver, &err);
         }
-        if (moat_ok(rc)) {
-            rc = moat_acme_standalone_start(http ? http : ":80", tab, &listener, &err);
+        if (moat_ok(rc) && tls_alpn != NULL) {
+            rc = moat_acme_table_solver_new(tab, "tls-alpn-01", &alpn_solver, &err);
         }
         if (moat_ok(rc)) {
-            char line[160];
-            snprintf(line, sizeof(line), "answering HTTP-01 on %s", http ? http : ":80");
+            rc = moat_acme_standalone_start(hspec, tls_alpn, tab, &listener, &err);
+        }
+        if (moat_ok(rc)) {
+            char line[200];
+            snprintf(line, sizeof(line), "answering %s%s%s%s%s", hspec ? "HTTP-01 on " : "",
+                     hspec ? hspec : "", hspec && tls_alpn ? " and " : "",
+                     tls_alpn ? "TLS-ALPN-01 on " : "", tls_alpn ? tls_alpn : "");
             say(NULL, 0, line);
         }
     }
     struct moat_acme_preflight pf = {.resolver = resolver};
     struct order_args oa = {
-        .solver = solver,
+        .solvers = {solver ? solver : alpn_solver, solver ? alpn_solver : NULL},
+        .nsolvers = (solver != NULL) + (alpn_solver != NULL),
         .preferred = preferred,
         .profile = profile,
         .deadline = deadline,
@@ -476,6 +488,7 @@ static int acme_issue(int argc, char **argv, int renew)
     }
     moat_acme_standalone_stop(listener);
     moat_acme_solver_free(solver);
+    moat_acme_solver_free(alpn_solver);
     moat_acme_challenges_free(tab);
     moat_store_free(st);
     return moat_cli_fail(cmd, rc, &err);

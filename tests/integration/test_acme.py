@@ -382,3 +382,15 @@ def test_renew_orders_what_is_due_at_its_own_ca(moat_bin, pebble_factory, tmp_pa
     r = acme(moat_bin, state, "renew", "other.example.test", "--force", "--ca-bundle",
              p.ca_bundle, *http)
     assert r.returncode == 0 and "nothing to renew" in r.stdout, r.stdout + r.stderr
+
+
+def test_issue_by_tls_alpn01_standalone(moat_bin, pebble_factory, tmp_path):
+    p = pebble_factory()
+    r = issue(moat_bin, tmp_path / "state", p, "alpn.example.test", "--agree-tos",
+              "--tls-alpn", "127.0.0.1:%d" % p.tls_port, "--cert-out", tmp_path / "a.crt")
+    no_sanitizer(r)
+    assert r.returncode == 0, r.stderr + p.log()[-2000:]
+    assert "answering TLS-ALPN-01 on 127.0.0.1:%d" % p.tls_port in r.stderr
+    assert "alpn.example.test: tls-alpn-01 accepted by the CA" in r.stderr
+    assert sans(tmp_path / "a.crt") == ["alpn.example.test"]
+    assert verify_chain(p, tmp_path / "a.crt", tmp_path)[0]
