@@ -9,6 +9,8 @@
 #include "acme/challenges.h"
 
 #include "pki/fsutil.h"
+#include "tls/certset.h"
+#include "tls/ctx.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -395,4 +397,19 @@ void moat_acme_solver_free(struct moat_acme_solver *s)
     if (s != NULL) {
         s->ops->free(s);
     }
+}
+
+moat_rc moat_acme_alpn_ctx_new(SSL_CTX **out, struct moat_err *err)
+{
+    *out = NULL;
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    MOAT_TRY(moat_acme_alpn_cert_new("acme.invalid", "-", &cert, &key, err));
+    struct moat_tls_certset *set = NULL;
+    MOAT_TRY(moat_tls_certset_new(cert, NULL, key, "TLS-ALPN-01 stand-in", NULL, 0, &set, err));
+    static const char *const alpn[] = {MOAT_ACME_TLS_ALPN};
+    struct moat_tls_opts o = {.sets = &set, .nsets = 1, .alpn = alpn, .nalpn = 1};
+    moat_rc rc = moat_tls_ctx_new(&o, out, err);
+    moat_tls_certset_unref(set);
+    return rc;
 }

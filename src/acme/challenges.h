@@ -67,4 +67,11 @@ void moat_acme_solver_free(struct moat_acme_solver *s);
 MOAT_MUST_USE moat_rc moat_acme_alpn_cert_new(const char *name, const char *key_authz, X509 **cert,
                                               EVP_PKEY **key, struct moat_err *err);
 
+/*
+ * The context TLS-ALPN-01 validations are answered on: moat's TLS policy, ALPN acme-tls/1
+ * only, and a stand-in certificate that each validation replaces with its challenge
+ * certificate (moat_tls_sni_set_acme). *out is the caller's (SSL_CTX_free).
+ */
+MOAT_MUST_USE moat_rc moat_acme_alpn_ctx_new(SSL_CTX **out, struct moat_err *err);
+
 #endif

@@ -110,6 +110,36 @@ json_t *moat_acme_status_get(struct moat_store *st, const char *name, enum moat_
     return store_json(st, k);
 }
 
+moat_rc moat_acme_statuses(struct moat_store *st, json_t **out, struct moat_err *err)
+{
+    *out = NULL;
+    char **dirs = NULL;
+    size_t ndirs = 0;
+    MOAT_TRY(moat_store_list(st, "acme/certs/", &dirs, &ndirs, err));
+    json_t *all = json_array();
+    for (size_t i = 0; all != NULL && i < ndirs; i++) {
+        for (int k = 0; k < MOAT_ACME_KIND_COUNT; k++) {
+            /* Read through the folder: it is the first name made safe, not the name. */
+            char key[MOAT_STORE_KEY_MAX];
+            snprintf(key, sizeof(key), "acme/certs/%.*s/%s.status.json", (int)strlen(dirs[i]) - 1,
+                     dirs[i], moat_acme_kind_name((enum moat_acme_kind)k));
+            json_t *s = store_json(st, key);
+            if (s != NULL && json_is_array(json_object_get(s, "names")) &&
+                json_array_size(json_object_get(s, "names")) > 0) {
+                json_object_set_new(s, "kind", json_string(moat_acme_kind_name(k)));
+                json_array_append(all, s);
+            }
+            json_decref(s);
+        }
+    }
+    moat_store_list_free(dirs, ndirs);
+    if (all == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    *out = all;
+    return MOAT_RC_OK;
+}
+
 static void status_put(struct moat_store *st, const struct moat_acme_cert_req *q,
                        const char *directory, X509 *leaf, const char *error)
 {

@@ -73,6 +73,10 @@ MOAT_MUST_USE moat_rc moat_acme_installed(struct moat_store *st, const char *nam
  * left, rounded down to the hour for long lives (hour granularity; under 3 hours, a third). */
 time_t moat_acme_renew_at(time_t not_before, time_t not_after);
 
+/* Every lineage's status in the store, as a JSON array of the status objects (each with its
+ * "names" and "kind"), in store order. *out is the caller's (json_decref). */
+MOAT_MUST_USE moat_rc moat_acme_statuses(struct moat_store *st, json_t **out, struct moat_err *err);
+
 /* The status of a lineage as stored (json_decref), or NULL when there is none. */
 json_t *moat_acme_status_get(struct moat_store *st, const char *name, enum moat_acme_kind kind);
 

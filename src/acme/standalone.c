@@ -8,8 +8,6 @@
 
 #include "core/sock.h"
 #include "http1/parse.h"
-#include "tls/certset.h"
-#include "tls/ctx.h"
 #include "tls/sni.h"
 #include "tls/transport.h"
 
@@ -179,15 +177,7 @@ static void serve_tls(struct moat_acme_standalone *s, int fd)
 /* The context and SNI table TLS-ALPN-01 handshakes are answered with. */
 static moat_rc tls_setup(struct moat_acme_standalone *s, struct moat_err *err)
 {
-    X509 *cert = NULL;
-    EVP_PKEY *key = NULL;
-    MOAT_TRY(moat_acme_alpn_cert_new("acme.invalid", "-", &cert, &key, err));
-    struct moat_tls_certset *set = NULL;
-    MOAT_TRY(moat_tls_certset_new(cert, NULL, key, "TLS-ALPN-01 stand-in", NULL, 0, &set, err));
-    static const char *const alpn[] = {MOAT_ACME_TLS_ALPN};
-    struct moat_tls_opts o = {.sets = &set, .nsets = 1, .alpn = alpn, .nalpn = 1};
-    moat_rc rc = moat_tls_ctx_new(&o, &s->ctx, err);
-    moat_tls_certset_unref(set);
+    moat_rc rc = moat_acme_alpn_ctx_new(&s->ctx, err);
     if (moat_ok(rc) && (s->sni = moat_tls_sni_new()) == NULL) {
         rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
     }

@@ -251,70 +251,61 @@ static moat_rc renew_all(const struct ca_args *c, struct moat_store *st, const s
                          const char *const *only, size_t nonly, int force, int *renewed,
                          struct moat_err *err)
 {
-    char **dirs = NULL;
-    size_t ndirs = 0;
-    MOAT_TRY(moat_store_list(st, "acme/certs/", &dirs, &ndirs, err));
+    json_t *all = NULL;
+    MOAT_TRY(moat_acme_statuses(st, &all, err));
     moat_rc first = MOAT_RC_OK;
     time_t now = time(NULL);
-    for (size_t i = 0; i < ndirs; i++) {
-        for (int k = 0; k < MOAT_ACME_KIND_COUNT; k++) {
-            char key[MOAT_STORE_KEY_MAX];
-            snprintf(key, sizeof(key), "acme/certs/%.*s/%s.status.json", (int)strlen(dirs[i]) - 1,
-                     dirs[i], moat_acme_kind_name(k));
-            unsigned char *text = NULL;
-            size_t len = 0;
-            if (!moat_ok(moat_store_get(st, key, 256 * 1024, &text, &len, NULL))) {
-                continue;
+    size_t idx;
+    json_t *s;
+    json_array_foreach(all, idx, s)
+    {
+        int k = moat_acme_kind_parse(moat_acme_json_str(s, "kind"));
+        const json_t *jn = json_object_get(s, "names");
+        size_t nn = json_array_size(jn);
+        const char *names[MAX_NAMES];
+        for (size_t j = 0; j < nn && j < MAX_NAMES; j++) {
+            names[j] = json_string_value(json_array_get(jn, j));
+        }
+        if (k < 0 || nn > MAX_NAMES || names[0] == NULL) {
+            continue;
+        }
+        int wanted = nonly == 0;
+        for (size_t j = 0; j < nonly; j++) {
+            wanted |= strcmp(names[0], only[j]) == 0;
+        }
+        if (!wanted) {
+            continue;
+        }
+        time_t ra = (time_t)json_integer_value(json_object_get(s, "renew_at"));
+        time_t na = (time_t)json_integer_value(json_object_get(s, "not_after"));
+        if (!force && na != 0 && now < ra) {
+            char t[40];
+            struct tm tm;
+            gmtime_r(&ra, &tm);
+            strftime(t, sizeof(t), "%Y-%m-%d %H:%M UTC", &tm);
+            printf("%s (%s): not due yet (renews %s)\n", names[0], moat_acme_kind_name(k), t);
+            continue;
+        }
+        struct moat_err e = {0};
+        const char *dir = moat_acme_json_str(s, "directory");
+        moat_rc rc = order_names(c, c->server ? c->server : dir, st, o, names, nn,
+                                 (enum moat_acme_kind)k, &e);
+        if (moat_ok(rc)) {
+            printf("%s (%s): renewed\n", names[0], moat_acme_kind_name(k));
+            (*renewed)++;
+            continue;
+        }
+        char msg[MOAT_ERR_MSG_MAX + 300];
+        fprintf(stderr, "moat acme renew: %s (%s): %s\n", names[0], moat_acme_kind_name(k),
+                moat_err_str(&e, msg, sizeof(msg)));
+        if (moat_ok(first)) {
+            first = rc;
+            if (err != NULL) {
+                *err = e;
             }
-            json_t *s = json_loadb((const char *)text, len, 0, NULL);
-            free(text);
-            const json_t *jn = json_object_get(s, "names");
-            size_t nn = json_array_size(jn);
-            const char *names[MAX_NAMES];
-            for (size_t j = 0; j < nn && j < MAX_NAMES; j++) {
-                names[j] = json_string_value(json_array_get(jn, j));
-            }
-            int wanted = nonly == 0;
-            for (size_t j = 0; nn > 0 && j < nonly; j++) {
-                wanted |= names[0] != NULL && strcmp(names[0], only[j]) == 0;
-            }
-            time_t ra = (time_t)json_integer_value(json_object_get(s, "renew_at"));
-            time_t na = (time_t)json_integer_value(json_object_get(s, "not_after"));
-            const char *dir = moat_acme_json_str(s, "directory");
-            if (!wanted || nn == 0 || nn > MAX_NAMES || names[0] == NULL) {
-                json_decref(s);
-                continue;
-            }
-            if (!force && na != 0 && now < ra) {
-                char t[40];
-                struct tm tm;
-                gmtime_r(&ra, &tm);
-                strftime(t, sizeof(t), "%Y-%m-%d %H:%M UTC", &tm);
-                printf("%s (%s): not due yet (renews %s)\n", names[0], moat_acme_kind_name(k), t);
-                json_decref(s);
-                continue;
-            }
-            struct moat_err e = {0};
-            moat_rc rc = order_names(c, c->server ? c->server : dir, st, o, names, nn,
-                                     (enum moat_acme_kind)k, &e);
-            if (moat_ok(rc)) {
-                printf("%s (%s): renewed\n", names[0], moat_acme_kind_name(k));
-                (*renewed)++;
-            } else {
-                char msg[MOAT_ERR_MSG_MAX + 300];
-                fprintf(stderr, "moat acme renew: %s (%s): %s\n", names[0], moat_acme_kind_name(k),
-                        moat_err_str(&e, msg, sizeof(msg)));
-                if (moat_ok(first)) {
-                    first = rc;
-                    if (err != NULL) {
-                        *err = e;
-                    }
-                }
-            }
-            json_decref(s);
         }
     }
-    moat_store_list_free(dirs, ndirs);
+    json_decref(all);
     return first;
 }
 
@@ -584,82 +575,64 @@ static int acme_status(int argc, char **argv)
     struct moat_err err = {0};
     struct moat_store *st = NULL;
     moat_rc rc = open_store(state, &st, &err);
-    char **dirs = NULL;
-    size_t ndirs = 0;
+    json_t *all = NULL;
     if (moat_ok(rc)) {
-        rc = moat_store_list(st, "acme/certs/", &dirs, &ndirs, &err);
+        rc = moat_acme_statuses(st, &all, &err);
     }
     if (!moat_ok(rc)) {
         moat_store_free(st);
         return moat_cli_fail("acme status", rc, &err);
     }
-    json_t *all = json_array();
     int worst = 0;
     time_t now = time(NULL);
-    for (size_t i = 0; i < ndirs; i++) {
-        for (int k = 0; k < MOAT_ACME_KIND_COUNT; k++) {
-            /* The status names the lineage by its first name; the folder is that name made
-             * safe, so read the status through the folder. */
-            char key[MOAT_STORE_KEY_MAX];
-            snprintf(key, sizeof(key), "acme/certs/%.*s/%s.status.json", (int)strlen(dirs[i]) - 1,
-                     dirs[i], moat_acme_kind_name(k));
-            unsigned char *text = NULL;
-            size_t len = 0;
-            if (!moat_ok(moat_store_get(st, key, 256 * 1024, &text, &len, NULL))) {
-                continue;
+    size_t idx;
+    json_t *s;
+    json_array_foreach(all, idx, s)
+    {
+        const char *kind = moat_acme_json_str(s, "kind");
+        time_t na = (time_t)json_integer_value(json_object_get(s, "not_after"));
+        time_t ra = (time_t)json_integer_value(json_object_get(s, "renew_at"));
+        json_int_t failures = json_integer_value(json_object_get(s, "failures"));
+        const char *state_word = "ok";
+        int level = 0;
+        if (na == 0) {
+            state_word = failures ? "never issued (failing)" : "never issued";
+            level = failures ? 1 : 0;
+        } else if (na <= now) {
+            state_word = "EXPIRED";
+            level = 3;
+        } else if (failures > 0 || (ra != 0 && now > ra + 3600)) {
+            state_word = failures > 0 ? "RENEWAL FAILING" : "renewal overdue";
+            level = 1;
+        }
+        if (level > worst) {
+            worst = level;
+        }
+        json_object_set_new(s, "state", json_string(state_word));
+        if (!json) {
+            const json_t *names = json_object_get(s, "names");
+            printf("%s (%s)\n", json_string_value(json_array_get(names, 0)), kind);
+            printf("  names:     ");
+            size_t ni;
+            json_t *nv;
+            json_array_foreach(names, ni, nv)
+            {
+                printf("%s%s", ni ? ", " : "", json_string_value(nv));
             }
-            json_t *s = json_loadb((const char *)text, len, 0, NULL);
-            free(text);
-            if (!json_is_object(s)) {
-                json_decref(s);
-                continue;
+            printf("\n  CA:        %s\n", moat_acme_json_str(s, "directory"));
+            if (na != 0) {
+                char t1[40], t2[40];
+                fmt_time(na, t1, sizeof(t1));
+                fmt_time(ra, t2, sizeof(t2));
+                printf("  issuer:    %s\n", moat_acme_json_str(s, "issuer"));
+                printf("  expires:   %s (%ld days left)\n", t1, (long)((na - now) / 86400));
+                printf("  renews:    %s\n", t2);
             }
-            time_t na = (time_t)json_integer_value(json_object_get(s, "not_after"));
-            time_t ra = (time_t)json_integer_value(json_object_get(s, "renew_at"));
-            json_int_t failures = json_integer_value(json_object_get(s, "failures"));
-            const char *state_word = "ok";
-            int level = 0;
-            if (na == 0) {
-                state_word = failures ? "never issued (failing)" : "never issued";
-                level = failures ? 1 : 0;
-            } else if (na <= now) {
-                state_word = "EXPIRED";
-                level = 3;
-            } else if (failures > 0 || (ra != 0 && now > ra + 3600)) {
-                state_word = failures > 0 ? "RENEWAL FAILING" : "renewal overdue";
-                level = 1;
+            printf("  state:     %s\n", state_word);
+            const char *le = moat_acme_json_str(s, "last_error");
+            if (le != NULL) {
+                printf("  last error (%lld in a row): %s\n", (long long)failures, le);
             }
-            if (level > worst) {
-                worst = level;
-            }
-            json_object_set_new(s, "state", json_string(state_word));
-            if (!json) {
-                const json_t *names = json_object_get(s, "names");
-                printf("%s (%s)\n", json_string_value(json_array_get(names, 0)),
-                       moat_acme_kind_name(k));
-                printf("  names:     ");
-                size_t ni;
-                json_t *nv;
-                json_array_foreach(names, ni, nv)
-                {
-                    printf("%s%s", ni ? ", " : "", json_string_value(nv));
-                }
-                printf("\n  CA:        %s\n", moat_acme_json_str(s, "directory"));
-                if (na != 0) {
-                    char t1[40], t2[40];
-                    fmt_time(na, t1, sizeof(t1));
-                    fmt_time(ra, t2, sizeof(t2));
-                    printf("  issuer:    %s\n", moat_acme_json_str(s, "issuer"));
-                    printf("  expires:   %s (%ld days left)\n", t1, (long)((na - now) / 86400));
-                    printf("  renews:    %s\n", t2);
-                }
-                printf("  state:     %s\n", state_word);
-                const char *le = moat_acme_json_str(s, "last_error");
-                if (le != NULL) {
-                    printf("  last error (%lld in a row): %s\n", (long long)failures, le);
-                }
-            }
-            json_array_append_new(all, s);
         }
     }
     if (json) {
@@ -674,7 +647,6 @@ static int acme_status(int argc, char **argv)
         }
         json_decref(all);
     }
-    moat_store_list_free(dirs, ndirs);
     moat_store_free(st);
     return worst;
 }

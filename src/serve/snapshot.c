@@ -328,23 +328,12 @@ static int alpn_answer(void *arg, const char *name, X509 **cert, EVP_PKEY **key)
     return moat_acme_challenges_alpn(arg, name, cert, key);
 }
 
-/* The context TLS-ALPN-01 validations are answered on: moat's policy, ALPN acme-tls/1 only, a
- * stand-in certificate that each validation replaces with its challenge certificate. */
+/* TLS-ALPN-01 validations are answered on their own context (acme/challenges.h). */
 static moat_rc acme_alpn_install(struct moat_snapshot *s, struct moat_err *err)
 {
-    X509 *cert = NULL;
-    EVP_PKEY *key = NULL;
-    MOAT_TRY(moat_acme_alpn_cert_new("acme.invalid", "-", &cert, &key, err));
-    struct moat_tls_certset *set = NULL;
-    MOAT_TRY(moat_tls_certset_new(cert, NULL, key, "TLS-ALPN-01 stand-in", NULL, 0, &set, err));
-    static const char *const alpn[] = {MOAT_ACME_TLS_ALPN};
-    struct moat_tls_opts o = {.sets = &set, .nsets = 1, .alpn = alpn, .nalpn = 1};
     SSL_CTX *ctx = NULL;
-    moat_rc rc = moat_tls_ctx_new(&o, &ctx, err);
-    moat_tls_certset_unref(set);
-    if (moat_ok(rc)) {
-        rc = moat_tls_sni_set_acme(s->sni, ctx, alpn_answer, s->acme, err);
-    }
+    MOAT_TRY(moat_acme_alpn_ctx_new(&ctx, err));
+    moat_rc rc = moat_tls_sni_set_acme(s->sni, ctx, alpn_answer, s->acme, err);
     SSL_CTX_free(ctx);
     return rc;
 }

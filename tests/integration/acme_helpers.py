@@ -17,6 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from helpers import free_port, run, wait_for
 
 
@@ -32,6 +34,22 @@ def _port_open(port):
             return True
     except OSError:
         return False
+
+
+@pytest.fixture
+def pebble_factory(moat_bin, tmp_path):
+    """Factory: pebble_factory(name, **Pebble options) -> a started Pebble, stopped at the end
+    of the test. Import it into a test module to use it."""
+    made = []
+
+    def new(name="pebble", **kw):
+        p = Pebble(moat_bin, tmp_path / name, **kw).start()
+        made.append(p)
+        return p
+
+    yield new
+    for p in made:
+        p.stop()
 
 
 class Pebble:

@@ -15,24 +15,10 @@ import sys
 
 import pytest
 
-from acme_helpers import Pebble, have_pebble
+from acme_helpers import Pebble, have_pebble, pebble_factory  # noqa: F401 (a fixture)
 from helpers import free_port, run, wait_for
 
 pytestmark = pytest.mark.skipif(not have_pebble(), reason="pebble not installed")
-
-
-@pytest.fixture
-def pebble_factory(moat_bin, tmp_path):
-    made = []
-
-    def new(name="pebble", **kw):
-        p = Pebble(moat_bin, tmp_path / name, **kw).start()
-        made.append(p)
-        return p
-
-    yield new
-    for p in made:
-        p.stop()
 
 
 def acme(moat_bin, state, *args, timeout=120, env=None):
