@@ -519,6 +519,12 @@ moat_rc moat_acme_post(struct moat_acme *a, const char *url, const char *payload
     }
 }
 
+moat_rc moat_acme_get(struct moat_acme *a, const char *url, const char *accept,
+                      struct moat_acme_resp *r, struct moat_err *err)
+{
+    return http(a, "GET", url, NULL, accept, r, err);
+}
+
 static char *dup_member(const json_t *o, const char *key)
 {
     const char *s = moat_acme_json_str(o, key);

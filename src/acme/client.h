@@ -110,6 +110,15 @@ MOAT_MUST_USE moat_rc moat_acme_post(struct moat_acme *a, const char *url, const
                                      const char *accept, struct moat_acme_resp *r,
                                      struct moat_err *err);
 
+/*
+ * An unauthenticated GET of url (RFC 9773 §4.2: the renewalInfo resource is read with a plain
+ * GET, not POST-as-GET), with Accept `accept` (NULL: application/json). Only a failure to get
+ * an answer fails (MOAT_E_PEER, in words); *r holds the answer whatever its status, for the
+ * caller to judge (its JSON parsed, its Retry-After read).
+ */
+MOAT_MUST_USE moat_rc moat_acme_get(struct moat_acme *a, const char *url, const char *accept,
+                                    struct moat_acme_resp *r, struct moat_err *err);
+
 /* What an account should be. */
 struct moat_acme_account_req {
     const char *const *contacts; /* e-mail addresses (without "mailto:") */
