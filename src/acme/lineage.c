@@ -10,6 +10,7 @@
 #include "acme/lineage.h"
 
 #include "acme/account.h"
+#include "acme/ari.h"
 
 #include "pki/ca.h"
 #include "pki/key.h"
@@ -242,6 +243,29 @@ void moat_acme_status_failed(struct moat_store *st, const struct moat_acme_cert_
     status_put(st, q, moat_acme_directory_url(directory), NULL, error);
 }
 
+/* The ARI identifier of the lineage's installed certificate into out, for the order that
+ * replaces it (RFC 9773 §5); 0 when the CA has no ARI or there is nothing it could name. */
+static int replaces_id(struct moat_store *st, struct moat_acme *a,
+                       const struct moat_acme_cert_req *q, char *out, size_t outlen)
+{
+    if (a->dir.renewal_info == NULL) {
+        return 0;
+    }
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    if (!moat_ok(moat_acme_installed(st, q->names[0], q->kind, &chain, &key, NULL))) {
+        return 0; /* a first order, or a damaged one that is replaced anyway */
+    }
+    struct moat_err e = {0};
+    int ok = moat_ok(moat_acme_ari_cert_id(sk_X509_value(chain, 0), out, outlen, &e));
+    if (!ok) {
+        moat_acme_say(a, 1, "the order does not name the certificate it replaces: %s", e.msg);
+    }
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+    return ok;
+}
+
 moat_rc moat_acme_obtain(struct moat_store *st, struct moat_acme *a,
                          const struct moat_acme_cert_req *q, struct moat_err *err)
 {
@@ -272,6 +296,8 @@ moat_rc moat_acme_obtain(struct moat_store *st, struct moat_acme *a,
     }
     if (moat_ok(rc)) {
         resume = resume_url(st, q, a->directory_url);
+        char replaces[MOAT_ACME_ARI_ID_MAX];
+        int has_replaces = replaces_id(st, a, q, replaces, sizeof(replaces));
         struct order_ctx oc = {.st = st, .q = q, .directory = a->directory_url};
         struct moat_acme_order_req oq = {
             .names = q->names,
@@ -281,6 +307,7 @@ moat_rc moat_acme_obtain(struct moat_store *st, struct moat_acme *a,
             .nsolvers = q->nsolvers,
             .preferred_chain = q->preferred_chain,
             .profile = q->profile,
+            .replaces = has_replaces ? replaces : NULL,
             .resume_url = resume,
             .order_made = order_made,
             .order_made_arg = &oc,

@@ -53,7 +53,8 @@ struct moat_acme_cert_req {
 /*
  * Order (or resume) the lineage's certificate at a's CA and install it in the store. The
  * lineage is locked for the whole order: MOAT_E_AGAIN when another moat is ordering it. The
- * outcome, success or the error, is recorded in its status.
+ * outcome, success or the error, is recorded in its status. When the lineage has a certificate
+ * installed and the CA has ARI (RFC 9773), the order names it as the one it replaces.
  */
 MOAT_MUST_USE moat_rc moat_acme_obtain(struct moat_store *st, struct moat_acme *a,
                                        const struct moat_acme_cert_req *q, struct moat_err *err);

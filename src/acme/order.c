@@ -412,62 +412,100 @@ static moat_rc download(struct moat_acme *a, const struct moat_acme_order_req *q
     return rc;
 }
 
-static moat_rc new_order(struct moat_acme *a, const struct moat_acme_order_req *q,
-                         struct moat_acme_resp *r, struct moat_err *err)
+/* The newOrder payload (RFC 8555 §7.4), with the profile when not NULL and `replaces`
+ * (RFC 9773 §5) when asked; NULL when out of memory. */
+static char *order_payload(const struct moat_acme_order_req *q, const char *profile,
+                           int with_replaces)
 {
     json_t *ids = json_array(), *req = json_object();
-    moat_rc rc = ids && req ? MOAT_RC_OK
-                            : moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
-    for (size_t i = 0; moat_ok(rc) && i < q->nnames; i++) {
+    for (size_t i = 0; ids != NULL && i < q->nnames; i++) {
         json_array_append_new(ids,
                               json_pack("{s:s, s:s}", "type", is_ip(q->names[i]) ? "ip" : "dns",
                                         "value", q->names[i]));
     }
     char *payload = NULL;
-    if (moat_ok(rc)) {
+    if (ids != NULL && req != NULL) {
         json_object_set_new(req, "identifiers", ids);
         ids = NULL;
-        if (q->profile != NULL && a->dir.nprofiles == 0) {
-            moat_acme_say(a, 1,
-                          "the CA offers no certificate profiles; ordering without "
-                          "profile \"%s\"",
-                          q->profile);
-        } else if (q->profile != NULL) {
-            int offered = 0;
-            char list[300] = "";
-            for (size_t i = 0; i < a->dir.nprofiles; i++) {
-                offered |= strcmp(a->dir.profiles[i], q->profile) == 0;
-                size_t l = strlen(list);
-                snprintf(list + l, sizeof(list) - l, "%s%s", i ? ", " : "", a->dir.profiles[i]);
-            }
-            if (!offered) {
-                rc = moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
-                                  "the CA has no certificate profile \"%s\" (it offers %s): "
-                                  "fix `profile` (--profile)",
-                                  q->profile, list);
-            } else {
-                json_object_set_new(req, "profile", json_string(q->profile));
-            }
+        if (profile != NULL) {
+            json_object_set_new(req, "profile", json_string(profile));
         }
-        if (q->replaces != NULL && a->dir.renewal_info != NULL) {
+        if (with_replaces) {
             json_object_set_new(req, "replaces", json_string(q->replaces));
         }
-        payload = moat_ok(rc) ? json_dumps(req, JSON_COMPACT) : NULL;
-        if (moat_ok(rc) && payload == NULL) {
-            rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
-        }
+        payload = json_dumps(req, JSON_COMPACT);
     }
     json_decref(ids);
     json_decref(req);
-    if (moat_ok(rc)) {
-        rc = moat_acme_post(a, a->dir.new_order, payload, NULL, r, err);
+    return payload;
+}
+
+/* The profile to order with: q->profile when the CA offers it; NULL (with a warning) when the
+ * CA offers none; MOAT_E_CONFIG when it offers others. */
+static moat_rc order_profile(struct moat_acme *a, const struct moat_acme_order_req *q,
+                             const char **profile, struct moat_err *err)
+{
+    *profile = NULL;
+    if (q->profile == NULL) {
+        return MOAT_RC_OK;
     }
-    free(payload);
-    if (moat_ok(rc) && (r->location[0] == '\0' || !json_is_object(r->json))) {
-        rc = moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
-                          "the ACME CA answered newOrder without the order (Location and body)");
+    if (a->dir.nprofiles == 0) {
+        moat_acme_say(a, 1,
+                      "the CA offers no certificate profiles; ordering without profile \"%s\"",
+                      q->profile);
+        return MOAT_RC_OK;
     }
-    return rc;
+    int offered = 0;
+    char list[300] = "";
+    for (size_t i = 0; i < a->dir.nprofiles; i++) {
+        offered |= strcmp(a->dir.profiles[i], q->profile) == 0;
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof(list) - l, "%s%s", i ? ", " : "", a->dir.profiles[i]);
+    }
+    if (!offered) {
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "the CA has no certificate profile \"%s\" (it offers %s): fix `profile` "
+                  "(--profile)",
+                  q->profile, list);
+    }
+    *profile = q->profile;
+    return MOAT_RC_OK;
+}
+
+static moat_rc new_order(struct moat_acme *a, const struct moat_acme_order_req *q,
+                         struct moat_acme_resp *r, struct moat_err *err)
+{
+    const char *profile = NULL;
+    MOAT_TRY(order_profile(a, q, &profile, err));
+    /* `replaces` only to a CA that has ARI: to another it means nothing. */
+    int with_replaces = q->replaces != NULL && a->dir.renewal_info != NULL;
+    for (;;) {
+        char *payload = order_payload(q, profile, with_replaces);
+        if (payload == NULL) {
+            MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+        }
+        moat_rc rc = moat_acme_post(a, a->dir.new_order, payload, NULL, r, err);
+        free(payload);
+        /* RFC 9773 §5: a CA may refuse an order as the replacement of a certificate that
+         * another order replaced already (alreadyReplaced), or that it cannot match (malformed).
+         * The certificate is needed all the same: order it as a new one. */
+        if (!moat_ok(rc) && with_replaces &&
+            (strcmp(a->problem, "alreadyReplaced") == 0 || strcmp(a->problem, "malformed") == 0)) {
+            moat_acme_say(a, 1,
+                          "the CA refused the order as the replacement of %s (%s); ordering "
+                          "without 'replaces'",
+                          q->replaces, a->problem);
+            with_replaces = 0;
+            continue;
+        }
+        MOAT_TRY(rc);
+        break;
+    }
+    if (r->location[0] == '\0' || !json_is_object(r->json)) {
+        MOAT_FAIL(err, MOAT_E_PEER,
+                  "the ACME CA answered newOrder without the order (Location and body)");
+    }
+    return MOAT_RC_OK;
 }
 
 static moat_rc finalize(struct moat_acme *a, const struct moat_acme_order_req *q, const char *url,

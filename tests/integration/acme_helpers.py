@@ -233,3 +233,164 @@ class Knot:
         r = subprocess.run(["kdig", "@127.0.0.1", "-p", str(self.port), "+short", "+norecurse",
                             name, "TXT"], capture_output=True, text=True, timeout=10)
         return [l.strip().strip('"') for l in r.stdout.splitlines() if l.strip()]
+
+
+def _b64url_decode(s):
+    import base64
+
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def b64url(b):
+    import base64
+
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def ari_cert_id(pem):
+    """RFC 9773 §4.1's certificate identifier of a PEM certificate, worked out here with
+    python3-cryptography: base64url(AKI keyIdentifier) "." base64url(DER content octets of the
+    serial), the leading 0x00 of a serial with its high bit set included."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    n = cert.serial_number
+    serial = n.to_bytes(n.bit_length() // 8 + 1, "big")  # DER: one more byte at a high bit
+    return b64url(aki.key_identifier) + "." + b64url(serial)
+
+
+class AcmeFront:
+    """An HTTPS front for one Pebble that moat talks to instead of Pebble itself: it passes
+    every request through (with the front's Host, so Pebble's URLs point at the front and its
+    JWS url checks hold), records each signed request's URL and decoded payload, and can play
+    the ARI part that Debian's Pebble 2.4 lacks: with `ari` set, the directory gains a
+    renewalInfo URL served here, answered by ari(cert_id) -> (status, body dict, Retry-After).
+    refuse_replaces: answer a newOrder that carries `replaces` with alreadyReplaced (409)."""
+
+    def __init__(self, pebble, ari=None, refuse_replaces=False):
+        self.pebble = pebble
+        self.ari = ari
+        self.refuse_replaces = refuse_replaces
+        self.port = free_port()
+        self.posts = []  # (path, payload dict or None for POST-as-GET)
+        self.ari_gets = []  # (method, path, body length)
+        self.server = None
+
+    @property
+    def directory(self):
+        return "https://127.0.0.1:%d/dir" % self.port
+
+    def new_orders(self):
+        return [p for path, p in self.posts if path == "/order-plz"]
+
+    def start(self):
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        front = self
+        host = "127.0.0.1:%d" % self.port
+        up_ctx = ssl.create_default_context(cafile=str(self.pebble.ca_bundle))
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def passthrough(self, body):
+                c = http.client.HTTPSConnection("127.0.0.1", front.pebble.port, context=up_ctx,
+                                                timeout=30)
+                hdrs = {k: v for k, v in self.headers.items()
+                        if k.lower() not in ("host", "connection", "content-length")}
+                hdrs["Host"] = host
+                c.request(self.command, self.path, body=body, headers=hdrs)
+                r = c.getresponse()
+                data = r.read()
+                keep = [(k, v) for k, v in r.getheaders()
+                        if k.lower() not in ("content-length", "connection", "transfer-encoding")]
+                c.close()
+                return r.status, data, keep
+
+            def do_HEAD(self):
+                status, data, keep = self.passthrough(None)
+                self.reply(status, b"", keep)
+
+            def do_GET(self):
+                if self.path.startswith("/renewal-info/"):
+                    n = int(self.headers.get("Content-Length") or 0)
+                    front.ari_gets.append((self.command, self.path, n))
+                    status, doc, retry = front.ari(self.path[len("/renewal-info/"):])
+                    hdrs = [("Content-Type", "application/json")]
+                    if retry is not None:
+                        hdrs.append(("Retry-After", str(retry)))
+                    self.reply(status, json.dumps(doc).encode(), hdrs)
+                    return
+                status, data, keep = self.passthrough(None)
+                if self.path == "/dir" and front.ari is not None and status == 200:
+                    d = json.loads(data)
+                    d["renewalInfo"] = "https://%s/renewal-info" % host
+                    data = json.dumps(d).encode()
+                self.reply(status, data, keep)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                payload = None
+                try:
+                    jws = json.loads(body)
+                    if jws.get("payload"):
+                        payload = json.loads(_b64url_decode(jws["payload"]))
+                except ValueError:
+                    pass
+                front.posts.append((self.path, payload))
+                if (front.refuse_replaces and self.path == "/order-plz"
+                        and isinstance(payload, dict) and "replaces" in payload):
+                    prob = {"type": "urn:ietf:params:acme:error:alreadyReplaced",
+                            "detail": "the certificate was already replaced", "status": 409}
+                    self.reply(409, json.dumps(prob).encode(),
+                               [("Content-Type", "application/problem+json")])
+                    return
+                status, data, keep = self.passthrough(body)
+                self.reply(status, data, keep)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(self.pebble.dir / "front.fullchain.pem"),
+                            str(self.pebble.dir / "front.key"))
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+@pytest.fixture
+def front_factory():
+    """Factory: front_factory(pebble, **AcmeFront options) -> a started AcmeFront before that
+    Pebble, stopped at the end of the test. Import it into a test module to use it."""
+    made = []
+
+    def new(p, **kw):
+        f = AcmeFront(p, **kw).start()
+        made.append(f)
+        return f
+
+    yield new
+    for f in made:
+        f.stop()

@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from acme_helpers import Pebble, have_pebble, pebble_factory  # noqa: F401 (a fixture)
+from acme_helpers import (  # noqa: F401 (fixtures)
+    Pebble, ari_cert_id, front_factory, have_pebble, pebble_factory)
 from helpers import free_port, run, wait_for
 
 pytestmark = pytest.mark.skipif(not have_pebble(), reason="pebble not installed")
@@ -380,3 +381,76 @@ def test_issue_by_tls_alpn01_standalone(moat_bin, pebble_factory, tmp_path):
     assert "alpn.example.test: tls-alpn-01 accepted by the CA" in r.stderr
     assert sans(tmp_path / "a.crt") == ["alpn.example.test"]
     assert verify_chain(p, tmp_path / "a.crt", tmp_path)[0]
+
+
+def front_issue(moat_bin, state, f, p, name, out):
+    return acme(moat_bin, state, "issue", name, "--agree-tos", "--http",
+                "127.0.0.1:%d" % p.http_port, "--server", f.directory, "--ca-bundle", p.ca_bundle,
+                "--resolver", p.dns_addr, "--cert-out", out)
+
+
+def test_without_renewal_info_orders_carry_no_replaces(moat_bin, pebble_factory, front_factory,
+                                                       tmp_path):
+    # Debian's Pebble 2.4 has no renewalInfo: a renewal is ordered exactly as a first order.
+    # Pebble does not log request bodies, so a recording front shows what moat sent.
+    p = pebble_factory()
+    f = front_factory(p)
+    state = tmp_path / "state"
+    for out in ("1.crt", "2.crt"):
+        r = front_issue(moat_bin, state, f, p, "plain.example.test", tmp_path / out)
+        no_sanitizer(r)
+        assert r.returncode == 0, r.stderr + p.log()
+    orders = f.new_orders()
+    assert len(orders) == 2, f.posts
+    for o in orders:
+        assert o == {"identifiers": [{"type": "dns", "value": "plain.example.test"}]}, o
+    assert f.ari_gets == []
+    assert "replac" not in r.stderr and "ARI" not in r.stderr, r.stderr
+    js = json.loads(acme(moat_bin, state, "status", "--json").stdout)
+    (c,) = js["certificates"]
+    assert "ari_window_end" not in c
+    st = acme(moat_bin, state, "status")
+    assert "ARI" not in st.stdout, st.stdout
+
+
+def test_renewal_order_names_the_certificate_it_replaces(moat_bin, pebble_factory, front_factory,
+                                                         tmp_path):
+    # With renewalInfo in the directory (played by the front: Pebble 2.4 has none), the second
+    # order for a lineage says which certificate it replaces, by RFC 9773's identifier as
+    # worked out here from the first certificate; Pebble ignores the member and issues.
+    p = pebble_factory()
+    f = front_factory(p, ari=lambda cid: (404, {}, None))
+    state = tmp_path / "state"
+    r1 = front_issue(moat_bin, state, f, p, "ari.example.test", tmp_path / "1.crt")
+    no_sanitizer(r1)
+    assert r1.returncode == 0, r1.stderr + p.log()
+    r2 = front_issue(moat_bin, state, f, p, "ari.example.test", tmp_path / "2.crt")
+    no_sanitizer(r2)
+    assert r2.returncode == 0, r2.stderr + p.log()
+    first, second = f.new_orders()
+    assert "replaces" not in first, first  # nothing installed yet: nothing replaced
+    assert second["replaces"] == ari_cert_id((tmp_path / "1.crt").read_text()), second
+    assert second["identifiers"] == first["identifiers"]
+    assert serial(tmp_path / "1.crt") != serial(tmp_path / "2.crt")
+    ok, out = verify_chain(p, tmp_path / "2.crt", tmp_path)
+    assert ok, out
+
+
+def test_replacement_refused_by_the_ca_is_ordered_as_new(moat_bin, pebble_factory, front_factory,
+                                                         tmp_path):
+    # RFC 9773 §5: a CA may refuse `replaces` (alreadyReplaced); the certificate is still due,
+    # so moat says so and orders it without the member.
+    p = pebble_factory()
+    f = front_factory(p, ari=lambda cid: (404, {}, None), refuse_replaces=True)
+    state = tmp_path / "state"
+    r1 = front_issue(moat_bin, state, f, p, "again.example.test", tmp_path / "1.crt")
+    assert r1.returncode == 0, r1.stderr
+    r2 = front_issue(moat_bin, state, f, p, "again.example.test", tmp_path / "2.crt")
+    no_sanitizer(r2)
+    assert r2.returncode == 0, r2.stderr + p.log()
+    orders = f.new_orders()
+    assert len(orders) == 3, orders
+    assert "replaces" not in orders[0] and "replaces" in orders[1] and "replaces" not in orders[2]
+    assert "refused the order as the replacement of %s (alreadyReplaced)" % orders[1]["replaces"] \
+        in r2.stderr, r2.stderr
+    assert serial(tmp_path / "1.crt") != serial(tmp_path / "2.crt")
