@@ -167,7 +167,8 @@ static void status_put(struct moat_store *st, const struct moat_acme_cert_req *q
         json_object_set_new(s, "failures", json_integer(0));
     } else {
         /* Keep what is known of the certificate that still serves. */
-        const char *keep[] = {"not_before", "not_after", "renew_at", "issuer", "issued_at"};
+        const char *keep[] = {"not_before", "not_after",        "renew_at",      "issuer",
+                              "issued_at",  "ari_window_start", "ari_window_end"};
         for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
             json_t *v = json_object_get(old, keep[i]);
             if (v != NULL) {
@@ -188,6 +189,27 @@ static void status_put(struct moat_store *st, const struct moat_acme_cert_req *q
     free(text);
     json_decref(s);
     json_decref(old);
+}
+
+void moat_acme_status_ari(struct moat_store *st, const char *name, enum moat_acme_kind kind,
+                          time_t not_after, time_t start, time_t end, time_t renew_at)
+{
+    json_t *s = moat_acme_status_get(st, name, kind);
+    char k[MOAT_STORE_KEY_MAX];
+    if (s == NULL || json_integer_value(json_object_get(s, "not_after")) != (json_int_t)not_after ||
+        !moat_ok(key_of(name, kind, ".status.json", k, sizeof(k), NULL))) {
+        json_decref(s); /* the status is of another certificate (or none): leave it */
+        return;
+    }
+    json_object_set_new(s, "ari_window_start", json_integer(start));
+    json_object_set_new(s, "ari_window_end", json_integer(end));
+    json_object_set_new(s, "renew_at", json_integer(renew_at));
+    char *text = json_dumps(s, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (text != NULL) {
+        (void)moat_ok(moat_store_put(st, k, text, strlen(text), 0, NULL));
+    }
+    free(text);
+    json_decref(s);
 }
 
 struct order_ctx {

@@ -9,8 +9,9 @@
  *                      order, so a crash after finalize still has the key the CA signed
  *   <kind>.order.json  the order in flight ({"url", "directory", "names"}): resumed, not
  *                      repeated, after a crash
- *   <kind>.status.json what `moat acme status` shows: names, CA, validity, next renewal,
- *                      the last error and how many attempts in a row failed
+ *   <kind>.status.json what `moat acme status` shows: names, CA, validity, next renewal
+ *                      (and the CA's ARI window when it has one), the last error and how
+ *                      many attempts in a row failed
  * <kind> is "ecdsa" (P-256) or "rsa" (RSA 2048).
  */
 #ifndef MOAT_ACME_LINEAGE_H
@@ -77,6 +78,12 @@ time_t moat_acme_renew_at(time_t not_before, time_t not_after);
 /* Every lineage's status in the store, as a JSON array of the status objects (each with its
  * "names" and "kind"), in store order. *out is the caller's (json_decref). */
 MOAT_MUST_USE moat_rc moat_acme_statuses(struct moat_store *st, json_t **out, struct moat_err *err);
+
+/* Record in the status the CA's ARI window [start, end] for the installed certificate (the one
+ * valid until not_after) and the renewal time picked in it, for `moat acme status`; a status
+ * that is of another certificate is left as it is. Best effort: failures are not reported. */
+void moat_acme_status_ari(struct moat_store *st, const char *name, enum moat_acme_kind kind,
+                          time_t not_after, time_t start, time_t end, time_t renew_at);
 
 /* The status of a lineage as stored (json_decref), or NULL when there is none. */
 json_t *moat_acme_status_get(struct moat_store *st, const char *name, enum moat_acme_kind kind);

@@ -3,13 +3,15 @@
  *
  * The thread sleeps on a condition variable until the soonest thing due (a renewal, a retry)
  * or a minute at most: once a minute it looks at the store again, so a certificate another moat
- * installed in a shared state folder is picked up. Everything it owns (a copy of the
+ * installed in a shared state folder is picked up, and the CA's ARI window of each certificate
+ * is asked for again when its Retry-After has passed. Everything it owns (a copy of the
  * configuration, the per-certificate retry state) lives on this thread; the mutex guards only
  * the hand-over of a new configuration, the stop flag and the generation.
  */
 #include "acme/manager.h"
 
 #include "acme/account.h"
+#include "acme/ari.h"
 #include "core/log.h"
 #include "pki/ca.h"
 
@@ -22,7 +24,8 @@
 #include <time.h>
 
 #define RESCAN_S 60
-#define CA_SWITCH_AFTER 3 /* failures in a row on one CA before the next one is tried */
+#define CA_SWITCH_AFTER 3    /* failures in a row on one CA before the next one is tried */
+#define ARI_TIMEOUT_MS 10000 /* for each ARI exchange: the rescan waits on it */
 
 /* The configuration, copied. */
 struct mconf {
@@ -62,6 +65,11 @@ struct lineage {
     size_t ca;         /* index of the CA in use */
     time_t warned_at;  /* last loud expiry warning */
     char avoid[16];    /* the challenge type the CA refused last time: tried last */
+    /* ARI (RFC 9773) for the installed certificate; all 0 for a new certificate. */
+    time_t ari_next;           /* when to ask the CA again (its Retry-After); 0: at once */
+    time_t ari_start, ari_end; /* the CA's last window; 0: none (no ARI, or never answered) */
+    time_t ari_at;             /* the moment picked in it: the renewal time */
+    unsigned ari_failures;     /* asking failed this many times in a row (backoff) */
 };
 
 struct moat_acme_mgr {
@@ -222,6 +230,9 @@ static int adopt(struct moat_acme_mgr *m, struct mconf *c)
                     *l = *ol;
                     l->job = j;
                     l->ca = l->ca < c->ncas ? l->ca : 0;
+                    if (strcmp(m->conf->cas[ol->ca], c->cas[l->ca]) != 0) {
+                        l->ari_next = 0; /* another CA: ask it for its window */
+                    }
                 }
             }
         }
@@ -234,7 +245,99 @@ static int adopt(struct moat_acme_mgr *m, struct mconf *c)
     return 1;
 }
 
-/* Look at what the store holds for l; 1 when it is newer than what was seen. */
+static void fmt_utc(time_t t, char *out, size_t n)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%d %H:%M UTC", &tm);
+}
+
+/*
+ * Ask the lineage's CA for its renewal window (RFC 9773 §4.2) and pick the renewal moment in
+ * it. The GET needs no account, so this is a directory and one GET: cheap enough for the
+ * rescan, which calls it at most once per Retry-After (§4.3). A CA without ARI is asked again
+ * after a day (it may gain it); a failure keeps the last window, if any, and backs off.
+ */
+static void ari_ask(struct moat_acme_mgr *m, struct lineage *l, X509 *leaf, time_t third,
+                    time_t now)
+{
+    struct mconf *c = m->conf;
+    const char *name = c->jobs[l->job].names[0];
+    const char *kind = moat_acme_kind_name(l->kind);
+    struct moat_acme_opts o = {
+        .directory = c->cas[l->ca],
+        .cafile = c->ca_bundle,
+        .timeout_ms = ARI_TIMEOUT_MS,
+        .say = say,
+    };
+    struct moat_acme *a = NULL;
+    struct moat_err err = {0};
+    time_t ws = 0, we = 0;
+    long retry = MOAT_ACME_ARI_RETRY_DEFAULT_S;
+    moat_rc rc = moat_acme_new(&o, &a, &err);
+    if (moat_ok(rc)) {
+        rc = moat_acme_ari_fetch(a, leaf, &ws, &we, &retry, &err);
+    }
+    moat_acme_free(a);
+    if (rc.kind == MOAT_E_NOTFOUND || rc.kind == MOAT_E_CERT) {
+        /* nothing to ask (no renewalInfo), or nothing ARI can name: the one-third rule */
+        if (rc.kind == MOAT_E_CERT && l->ari_next == 0) {
+            moat_log_i("acme: %s (%s): %s", name, kind, err.msg);
+        }
+        l->ari_start = l->ari_end = l->ari_at = 0;
+        l->ari_failures = 0;
+        l->ari_next = now + MOAT_ACME_ARI_RETRY_MAX_S;
+        return;
+    }
+    if (!moat_ok(rc)) {
+        /* RFC 9773 §4.3.3: back off (1 h, 2 h, 4 h, then 6 h) and keep what was known. */
+        l->ari_failures++;
+        long pause = MOAT_ACME_ARI_RETRY_MIN_S;
+        for (unsigned i = 1; i < l->ari_failures && pause < MOAT_ACME_ARI_RETRY_DEFAULT_S; i++) {
+            pause *= 2;
+        }
+        pause = pause > MOAT_ACME_ARI_RETRY_DEFAULT_S ? MOAT_ACME_ARI_RETRY_DEFAULT_S : pause;
+        l->ari_next = now + pause;
+        char msg[MOAT_ERR_MSG_MAX + 300];
+        moat_log_i("acme: %s (%s): no renewal window from the CA (ARI) this time, asking again "
+                   "in %ld s; %s: %s",
+                   name, kind, pause,
+                   l->ari_end ? "its last window stands" : "renewal follows the one-third rule",
+                   moat_err_str(&err, msg, sizeof(msg)));
+        return;
+    }
+    l->ari_failures = 0;
+    l->ari_next = now + retry;
+    if (ws == l->ari_start && we == l->ari_end) {
+        return; /* the same window: the moment picked in it stands */
+    }
+    l->ari_start = ws;
+    l->ari_end = we;
+    l->ari_at = moat_acme_ari_pick(ws, we, now);
+    char t_at[40], t_end[40], t_third[40], t_start[40];
+    fmt_utc(l->ari_at, t_at, sizeof(t_at));
+    fmt_utc(we, t_end, sizeof(t_end));
+    fmt_utc(third, t_third, sizeof(t_third));
+    fmt_utc(ws, t_start, sizeof(t_start));
+    if (l->ari_at >= l->not_after) {
+        moat_log_w("acme: %s (%s): the CA's renewal window (ARI) %s .. %s reaches past the "
+                   "certificate's expiry; renewal follows the one-third rule (%s)",
+                   name, kind, t_start, t_end, t_third);
+        return;
+    }
+    if (l->ari_at < third) {
+        moat_log_i("acme: %s (%s): the CA asks for renewal by %s (its ARI window opens %s): "
+                   "renewing at %s, earlier than the one-third rule (%s)",
+                   name, kind, t_end, t_start, t_at, t_third);
+    } else {
+        moat_log_i("acme: %s (%s): renewal at %s, in the CA's window (ARI) %s .. %s", name, kind,
+                   t_at, t_start, t_end);
+    }
+    moat_acme_status_ari(m->st, name, l->kind, l->not_after, ws, we, l->ari_at);
+}
+
+/* Look at what the store holds for l; 1 when it is newer than what was seen. The renewal time
+ * is the CA's (ARI) when it has a window for the certificate, else the one-third rule. */
 static int refresh(struct moat_acme_mgr *m, struct lineage *l)
 {
     const char *name = m->conf->jobs[l->job].names[0];
@@ -253,11 +356,24 @@ static int refresh(struct moat_acme_mgr *m, struct lineage *l)
         same = X509_check_host(leaf, want[i], 0, 0, NULL) == 1 ||
                X509_check_ip_asc(leaf, want[i], 0) == 1;
     }
-    sk_X509_pop_free(chain, X509_free);
-    EVP_PKEY_free(key);
     int newer = na != l->not_after;
     l->not_after = na;
-    l->renew_at = same ? moat_acme_renew_at(nb, na) : 0;
+    if (newer) {
+        /* a new certificate: its window is its own, asked for at once (RFC 9773 §4.3) */
+        l->ari_next = l->ari_start = l->ari_end = l->ari_at = 0;
+        l->ari_failures = 0;
+    }
+    time_t third = moat_acme_renew_at(nb, na);
+    l->renew_at = same ? third : 0;
+    time_t now = time(NULL);
+    if (same && na > now && now >= l->ari_next && !atomic_load(&m->cancel)) {
+        ari_ask(m, l, leaf, third, now);
+    }
+    if (same && l->ari_end != 0 && l->ari_at < na) {
+        l->renew_at = l->ari_at;
+    }
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
     return newer;
 }
 
@@ -422,9 +538,7 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
         refresh(m, l);
         atomic_fetch_add(&m->generation, 1);
         char when[40] = "";
-        struct tm tm;
-        gmtime_r(&l->renew_at, &tm);
-        strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+        fmt_utc(l->renew_at, when, sizeof(when));
         moat_log_i("acme: %s (%s): certificate installed; next renewal %s", name,
                    moat_acme_kind_name(l->kind), when);
         return;
@@ -501,8 +615,8 @@ static void *run(void *arg)
                 run_one(m, l, now);
                 now = time(NULL);
             }
-            /* When it is next worth a look: due (a third of its life left, or none yet), and
-             * past a failure's pause. */
+            /* When it is next worth a look: due (the CA's ARI moment or a third of its life
+             * left, or none yet), and past a failure's pause. */
             time_t due_at = l->not_after == 0 ? 0 : l->renew_at;
             time_t next = due_at > l->next_try ? due_at : l->next_try;
             if (next <= now) {

@@ -1,9 +1,9 @@
 /*
  * manager.h: the server's ACME side. One thread that keeps every `tls acme` site's certificate
- * obtained and renewed, off the serving path: it orders when a site has none or is due (a third
- * of the lifetime left), retries failures with capped exponential backoff and jitter, moves to
- * the next CA after repeated failures, logs each failure and, loudly, a certificate close to
- * expiry that it cannot renew.
+ * obtained and renewed, off the serving path: it orders when a site has none or is due (in the
+ * CA's renewal window when the CA has ARI, RFC 9773; else a third of the lifetime left), retries
+ * failures with capped exponential backoff and jitter, moves to the next CA after repeated
+ * failures, logs each failure and, loudly, a certificate close to expiry that it cannot renew.
  *
  * It answers challenges through a table that the server's listeners read (challenges.h), and
  * it never touches a TLS context: it installs certificates in the store and bumps a

@@ -626,7 +626,16 @@ static int acme_status(int argc, char **argv)
                 fmt_time(ra, t2, sizeof(t2));
                 printf("  issuer:    %s\n", moat_acme_json_str(s, "issuer"));
                 printf("  expires:   %s (%ld days left)\n", t1, (long)((na - now) / 86400));
-                printf("  renews:    %s\n", t2);
+                time_t ws = (time_t)json_integer_value(json_object_get(s, "ari_window_start"));
+                time_t we = (time_t)json_integer_value(json_object_get(s, "ari_window_end"));
+                if (we != 0) {
+                    char t3[40], t4[40];
+                    fmt_time(ws, t3, sizeof(t3));
+                    fmt_time(we, t4, sizeof(t4));
+                    printf("  renews:    %s (in the CA's ARI window %s .. %s)\n", t2, t3, t4);
+                } else {
+                    printf("  renews:    %s\n", t2);
+                }
             }
             printf("  state:     %s\n", state_word);
             const char *le = moat_acme_json_str(s, "last_error");

@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from acme_helpers import Pebble, have_pebble, pebble_factory  # noqa: F401 (a fixture)
+from acme_helpers import (  # noqa: F401 (a fixture)
+    AcmeFront, Pebble, ari_cert_id, have_pebble, pebble_factory)
 from helpers import free_port, run, wait_for
 
 pytestmark = pytest.mark.skipif(not have_pebble(), reason="pebble not installed")
@@ -377,3 +378,71 @@ def test_a_challenge_the_ca_refused_goes_last_next_time(moat, www, pebble_factor
     wait_log(m, r"the CA refused http-01 last time; trying tls-alpn-01 first")
     wait_log(m, r"serving its ACME certificate")
     assert "tls-alpn-01 accepted by the CA" in m.stderr()
+
+
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def test_ari_window_in_the_past_renews_at_once(moat, www, pebble_factory, tmp_path):
+    """The CA's ARI (played by a front before Pebble 2.4, which has none) asks for the first
+    certificate to be renewed now (a window in the past, as for a revocation); moat renews at
+    once, names the old certificate in `replaces`, and for the new one takes the CA's future
+    window as its renewal time."""
+    import types
+
+    p = pebble_factory()
+    now = int(time.time())
+    past = {"start": rfc3339(now - 2 * 86400), "end": rfc3339(now - 86400)}
+    # Pebble's certificates live 5 years: a window after 4 years is later than the one-third
+    # rule (3 1/3 years), which moat follows too: the CA knows best when it wants them back
+    later = (now + 4 * 365 * 86400, now + 4 * 365 * 86400 + 86400)
+    future = {"start": rfc3339(later[0]), "end": rfc3339(later[1])}
+    seen = []
+
+    def ari(cid):
+        if cid not in seen:
+            seen.append(cid)
+        window = past if cid == seen[0] else future
+        return 200, {"suggestedWindow": window, "explanationURL": "https://ca.example/why"}, 7200
+
+    f = AcmeFront(p, ari=ari).start()
+    try:
+        ca = types.SimpleNamespace(tls_port=p.tls_port, http_port=p.http_port,
+                                   directory=f.directory, ca_bundle=p.ca_bundle,
+                                   dns_addr=p.dns_addr)
+        m = start_moat(moat, p, acme_conf(ca, ["site ari.example.test { tls acme; root %s }"
+                                               % www]))
+        wait_log(m, r"the CA asks for renewal by \S+ \S+ UTC .*earlier than the one-third rule")
+        wait_log(m, r"renewal at [^\n]*in the CA's window \(ARI\)", timeout=90)
+        # the renewed certificate is swapped in
+        assert wait_for(lambda: m.stderr().count("serving its ACME certificate") == 2, 30, 0.1)
+        log = m.stderr()
+        assert log.count("certificate installed") == 2, log[-4000:]
+        assert "the CA explains its renewal window for this certificate at https://ca.example/why" \
+            in log
+        first, second = f.new_orders()
+        assert "replaces" not in first
+        assert second["replaces"] == seen[0], (second, seen)
+        # ARI is read with plain GETs of <renewalInfo>/<certID>, never signed POSTs
+        assert [(meth, path, n) for meth, path, n in f.ari_gets[:2]] == \
+            [("GET", "/renewal-info/" + seen[0], 0), ("GET", "/renewal-info/" + seen[1], 0)]
+        assert not any(path.startswith("/renewal-info") for path, _ in f.posts)
+        # the certificate served now is the second one, and seen[1] is its identifier
+        root = p.write_root(tmp_path / "root.pem")
+        der, issuer, _ = peer_cert(p.tls_port, "ari.example.test", root=root)
+        pem = ssl.DER_cert_to_PEM_cert(der)
+        assert ari_cert_id(pem) == seen[1] and seen[1] != seen[0]
+        # asked once per certificate so far: Retry-After (2 h) has not passed
+        time.sleep(2)
+        assert len(f.ari_gets) == 2, f.ari_gets
+        st = subprocess.run([str(m.bin), "acme", "status", "--state", str(m.state), "--json"],
+                            capture_output=True, text=True)
+        (c,) = json.loads(st.stdout)["certificates"]
+        assert (c["ari_window_start"], c["ari_window_end"]) == later, c
+        assert later[0] <= c["renew_at"] <= later[1], c
+        text = subprocess.run([str(m.bin), "acme", "status", "--state", str(m.state)],
+                              capture_output=True, text=True).stdout
+        assert "(in the CA's ARI window" in text, text
+    finally:
+        f.stop()
