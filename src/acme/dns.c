@@ -32,7 +32,7 @@ extern char **environ;
 
 struct dns_solver {
     struct moat_acme_solver base;
-    char *server, *zone, *tsig_name, *tsig_alg, *tsig_secret, *hook;
+    char *server, *zone, *tsig_name, *tsig_alg, *tsig_secret, *hook, *resolver;
     char *check[MAX_CHECK];
     size_t ncheck;
     unsigned timeout_s, ttl;
@@ -254,10 +254,15 @@ static int server_sees(const char *spec, const char *fqdn, const char *value)
 }
 
 /* The zone's authoritative servers, as "ADDR" (port 53), from the system's resolver. */
-static size_t zone_servers(const char *fqdn, char out[][80], size_t max)
+static size_t zone_servers(const char *resolver, const char *fqdn, char out[][80], size_t max)
 {
     ldns_resolver *r = NULL;
-    if (ldns_resolver_new_frm_file(&r, NULL) != LDNS_STATUS_OK) {
+    if (resolver != NULL) {
+        if (!moat_ok(moat_acme__resolver(resolver, &r, NULL))) {
+            return 0;
+        }
+        ldns_resolver_set_recursive(r, true);
+    } else if (ldns_resolver_new_frm_file(&r, NULL) != LDNS_STATUS_OK) {
         return 0;
     }
     size_t n = 0;
@@ -300,7 +305,7 @@ static moat_rc wait_propagated(struct dns_solver *d, const char *fqdn, const cha
         snprintf(found[n], sizeof(found[n]), "%s", d->check[n]);
     }
     if (n == 0) {
-        n = zone_servers(fqdn, found, MAX_CHECK);
+        n = zone_servers(d->resolver, fqdn, found, MAX_CHECK);
     }
     if (n == 0 && d->server != NULL) {
         snprintf(found[0], sizeof(found[0]), "%s", d->server);
@@ -395,6 +400,7 @@ static void dns_free(struct moat_acme_solver *base)
     }
     free(d->tsig_secret);
     free(d->hook);
+    free(d->resolver);
     for (size_t i = 0; i < d->ncheck; i++) {
         free(d->check[i]);
     }
@@ -438,7 +444,8 @@ moat_rc moat_acme_dns_solver_new(const struct moat_acme_dns_opts *o, struct moat
     int ok = dup_or_null(&d->server, o->server) && dup_or_null(&d->zone, o->zone) &&
              dup_or_null(&d->tsig_name, o->tsig_name) &&
              dup_or_null(&d->tsig_alg, o->tsig_alg ? o->tsig_alg : "hmac-sha256") &&
-             dup_or_null(&d->tsig_secret, o->tsig_secret) && dup_or_null(&d->hook, o->hook);
+             dup_or_null(&d->tsig_secret, o->tsig_secret) && dup_or_null(&d->hook, o->hook) &&
+             dup_or_null(&d->resolver, o->resolver);
     for (size_t i = 0; ok && i < o->ncheck; i++) {
         ok = dup_or_null(&d->check[i], o->check[i]);
         d->ncheck = i + 1;

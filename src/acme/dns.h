@@ -28,6 +28,7 @@ struct moat_acme_dns_opts {
     /* where to look before telling the CA: "ADDR[:PORT]"...; none: the zone's NS, port 53 */
     const char *const *check;
     size_t ncheck;
+    const char *resolver; /* recursive resolver to find the zone's NS with; NULL: the system's */
     unsigned propagation_timeout_s; /* 0: 120 */
     unsigned ttl;                   /* of the TXT record; 0: 60 */
 };

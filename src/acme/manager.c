@@ -471,6 +471,7 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
                 .hook = c->dns_hook,
                 .check = (const char *const *)c->dns_check,
                 .ncheck = c->ndns_check,
+                .resolver = c->resolver,
             };
             rc = moat_acme_dns_solver_new(&d, &solvers[nsolvers], &err);
         } else {

@@ -427,6 +427,7 @@ static int acme_issue(int argc, char **argv, int renew)
             .hook = dns_hook,
             .check = dns_check,
             .ncheck = ndns_check,
+            .resolver = resolver,
         };
         rc = moat_acme_dns_solver_new(&d, &solver, &err);
     } else if (moat_ok(rc) && webroot != NULL) {

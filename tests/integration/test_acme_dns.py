@@ -67,7 +67,7 @@ def test_wildcard_by_rfc2136_with_tsig(moat_bin, knot, pebble, tmp_path):
     r = acme(moat_bin, tmp_path / "state", "issue", "*.example.test", "example.test",
              "--server", pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos",
              "--resolver", knot.addr,
-             "--dns-server", knot.addr,
+             "--dns-server", knot.addr, "--dns-check", knot.addr,
              "--tsig-key", "%s:%s:%s" % (knot.key_name, knot.key_alg, knot.secret),
              "--cert-out", tmp_path / "w.crt", "--key-out", tmp_path / "w.key")
     assert r.returncode == 0, r.stderr + knot.log()[-2000:]
@@ -86,7 +86,7 @@ def test_wrong_tsig_key_is_refused_with_words(moat_bin, knot, pebble, tmp_path):
     bad = "%s:%s:%s" % (knot.key_name, knot.key_alg, "AAAA" + knot.secret[4:])
     r = acme(moat_bin, tmp_path / "state", "issue", "*.example.test", "--server",
              pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--resolver", knot.addr,
-             "--dns-server", knot.addr, "--tsig-key", bad)
+             "--dns-server", knot.addr, "--dns-check", knot.addr, "--tsig-key", bad)
     assert r.returncode != 0
     line = r.stderr.strip().splitlines()[-1]
     assert "TSIG" in line, line
@@ -151,10 +151,11 @@ acme {
     dns_server %s
     dns_key %s %s %s
     resolver %s
+    dns_check %s
 }
 site *.example.test { tls acme; root %s }
 """ % (pebble.tls_port, pebble.directory, pebble.ca_bundle, knot.addr, knot.key_name,
-       knot.key_alg, knot.secret, knot.addr, www))
+       knot.key_alg, knot.secret, knot.addr, knot.addr, www))
     m.port = pebble.tls_port
     m.start(ports=[pebble.tls_port])
     found = wait_for(lambda: "serving its ACME certificate" in m.stderr(), 90, 0.2)
@@ -200,7 +201,7 @@ def test_order_interrupted_by_a_crash_is_resumed(moat_bin, knot, pebble, tmp_pat
             except (ProcessLookupError, ValueError):
                 pass
     r = acme(moat_bin, state, "issue", "*.crash.example.test", "--server", pebble.directory,
-             "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--resolver", knot.addr, "--dns-server", knot.addr,
+             "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--resolver", knot.addr, "--dns-server", knot.addr, "--dns-check", knot.addr,
              "--tsig-key", "%s:%s:%s" % (knot.key_name, knot.key_alg, knot.secret),
              "--cert-out", tmp_path / "c.crt")
     assert r.returncode == 0, r.stderr
@@ -218,7 +219,7 @@ def test_order_interrupted_by_a_crash_is_resumed(moat_bin, knot, pebble, tmp_pat
 def test_preflight_refuses_what_caa_forbids(moat_bin, knot, pebble, tmp_path, name, words):
     r = acme(moat_bin, tmp_path / "state", "issue", name, "--server", pebble.directory,
              "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--resolver", knot.addr,
-             "--dns-server", knot.addr,
+             "--dns-server", knot.addr, "--dns-check", knot.addr,
              "--tsig-key", "%s:%s:%s" % (knot.key_name, knot.key_alg, knot.secret))
     assert r.returncode == 2, r.stderr
     line = r.stderr.strip().splitlines()[-1]
@@ -237,7 +238,7 @@ def test_preflight_refuses_a_name_without_address(moat_bin, knot, pebble, tmp_pa
     # DNS-01 does not need the name to reach this server
     r = acme(moat_bin, tmp_path / "state", "issue", "noaddr.example.test", "--server",
              pebble.directory, "--ca-bundle", pebble.ca_bundle, "--agree-tos",
-             "--resolver", knot.addr, "--dns-server", knot.addr,
+             "--resolver", knot.addr, "--dns-server", knot.addr, "--dns-check", knot.addr,
              "--tsig-key", "%s:%s:%s" % (knot.key_name, knot.key_alg, knot.secret))
     assert r.returncode == 0, r.stderr
     assert "pre-flight checks passed" in r.stderr
