@@ -61,7 +61,7 @@ build/san/tests/%: tests/unit/%.c tests/unit/test.h build/san/libmoat.a
 # target's `// fuzz-sources: a.c b.c` lines at its top).
 build/fuzz/%: tests/fuzz/%.c $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DMOAT_DEBUG $(INC) $(PKG_CFLAGS) \
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(DEFS) -DMOAT_DEBUG $(INC) $(PKG_CFLAGS) \
 	  -o $@ $< $$(sed -n 's,^// fuzz-sources: *,,p' $<) $(LIBS)
 
 fuzz: $(FUZZ_BINS)

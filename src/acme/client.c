@@ -138,6 +138,11 @@ int moat_acme_resp_link(const struct moat_acme_resp *r, const char *rel, size_t 
             if (gt == NULL) {
                 break;
             }
+            const char *inner = memchr(p + 1, '<', (size_t)(gt - p - 1));
+            if (inner != NULL) {
+                p = inner; /* "<junk<url>": a URI holds no '<' (RFC 3986), so restart there */
+                continue;
+            }
             const char *e = gt + 1;
             int quoted = 0;
             while (*e && (quoted || *e != ',')) {
