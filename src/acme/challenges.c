@@ -112,7 +112,9 @@ int moat_acme_challenges_alpn(struct moat_acme_challenges *t, const char *name, 
                               EVP_PKEY **key)
 {
     int found = 0;
-    if (t == NULL || name == NULL) {
+    /* Most ClientHellos offering only acme-tls/1 come while nothing is being validated
+     * (scanners): the counter answers them without the lock. */
+    if (t == NULL || name == NULL || atomic_load(&t->nalpn) == 0) {
         return 0;
     }
     pthread_mutex_lock(&t->mu);
