@@ -9,6 +9,7 @@
 #include "acme/ari.h"
 
 #include "acme/jws.h"
+#include "core/httpdate.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -90,25 +91,6 @@ static int at_is(const char *s, size_t len, size_t at, char c)
     return at < len && s[at] == c;
 }
 
-static int days_in_month(int y, int m)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant's
- * days_from_civil): no timegm, so no time zone and no locale are involved. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 moat_rc moat_acme_ari_parse_time(const char *s, size_t len, time_t *out)
 {
     *out = 0;
@@ -146,11 +128,11 @@ moat_rc moat_acme_ari_parse_time(const char *s, size_t len, time_t *out)
     } else {
         return moat_rc_of(MOAT_E_PEER);
     }
-    if (p != len || M < 1 || M > 12 || D < 1 || D > days_in_month(Y, M) || h > 23 || m > 59 ||
+    if (p != len || M < 1 || M > 12 || D < 1 || D > moat_days_in_month(Y, M) || h > 23 || m > 59 ||
         sec > 60) {
         return moat_rc_of(MOAT_E_PEER);
     }
-    int64_t t = days_from_civil(Y, M, D) * 86400 + (int64_t)h * 3600 + (int64_t)m * 60 +
+    int64_t t = moat_days_from_civil(Y, M, D) * 86400 + (int64_t)h * 3600 + (int64_t)m * 60 +
                 (sec == 60 ? 59 : sec) - off;
     if (sec == 60) {
         /* §5.7: a leap second is the last second of a UTC day; elsewhere it is no time. */

@@ -9,6 +9,7 @@
 #include "acme/order.h"
 
 #include "acme/jws.h"
+#include "tls/client.h"
 #include "pki/csr.h"
 
 #include <arpa/inet.h>
@@ -25,12 +26,6 @@
 #define POLL_MIN_S 1
 #define POLL_MAX_S 30
 #define MAX_AUTHZ 100 /* Let's Encrypt's limit of names per certificate */
-
-static int is_ip(const char *s)
-{
-    unsigned char b[16];
-    return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
-}
 
 /* Wait s seconds (clamped to the deadline) in short slices, so a cancel is seen quickly. */
 static moat_rc wait_s(const struct moat_acme_order_req *q, long s, time_t deadline,
@@ -419,9 +414,9 @@ static char *order_payload(const struct moat_acme_order_req *q, const char *prof
 {
     json_t *ids = json_array(), *req = json_object();
     for (size_t i = 0; ids != NULL && i < q->nnames; i++) {
-        json_array_append_new(ids,
-                              json_pack("{s:s, s:s}", "type", is_ip(q->names[i]) ? "ip" : "dns",
-                                        "value", q->names[i]));
+        json_array_append_new(ids, json_pack("{s:s, s:s}", "type",
+                                             moat_tls_client_host_ip(q->names[i]) ? "ip" : "dns",
+                                             "value", q->names[i]));
     }
     char *payload = NULL;
     if (ids != NULL && req != NULL) {

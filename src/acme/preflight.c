@@ -5,20 +5,14 @@
 
 #include "acme/internal.h"
 #include "client/get.h"
+#include "tls/client.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define CAA_MAX 32
-
-static int is_ip(const char *s)
-{
-    unsigned char b[16];
-    return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
-}
 
 /* The issuer domain of a CAA issue value ("ca.example; accounturi=..."), trimmed; "" for ";". */
 static void caa_domain(const char *v, char *out, size_t outlen)
@@ -238,7 +232,7 @@ moat_rc moat_acme_preflight_names(struct moat_acme *a, const struct moat_acme_pr
         const char *name = names[i];
         int wildcard = strncmp(name, "*.", 2) == 0;
         const char *base = wildcard ? name + 2 : name;
-        if (is_ip(base)) {
+        if (moat_tls_client_host_ip(base)) {
             continue; /* RFC 8738: no CAA for addresses */
         }
         char why[600] = "";

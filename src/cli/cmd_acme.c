@@ -1,7 +1,7 @@
 /*
- * cmd_acme.c: `moat acme issue|revoke|status|account`: argument parsing and printing only; the
- * protocol is acme/client.c, acme/order.c and acme/account.c, the store's layout
- * acme/lineage.c and acme/account.c.
+ * cmd_acme.c: `moat acme issue|renew|revoke|status|account`: argument parsing and printing only;
+ * the protocol is acme/client.c, acme/order.c and acme/account.c, the store's layout acme/lineage.c
+ * and acme/account.c.
  */
 #include "cli/cmd.h"
 

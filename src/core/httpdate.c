@@ -16,8 +16,7 @@ static const char *const day_long[7] = {"Sunday",   "Monday", "Tuesday", "Wednes
 static const char month_short[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
-/* Days since 1970-01-01 of year y, month m (1..12), day d (1..31). */
-static int64_t days_from_civil(int64_t y, int m, int d)
+int64_t moat_days_from_civil(int64_t y, int m, int d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -40,7 +39,7 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-static int days_in_month(int64_t y, int m)
+int moat_days_in_month(int64_t y, int m)
 {
     static const int len[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) {
@@ -209,13 +208,13 @@ moat_rc moat_httpdate_parse(const char *s, size_t len, time_t *out)
         }
     }
     MOAT_ENSURE(ok && r.i == len, MOAT_E_PEER);
-    MOAT_ENSURE(d >= 1 && d <= days_in_month(y, m), MOAT_E_PEER);
+    MOAT_ENSURE(d >= 1 && d <= moat_days_in_month(y, m), MOAT_E_PEER);
     /* RFC 9110 §5.6.7 allows second 60 (a leap second); time_t has no slot for it. */
     MOAT_ENSURE(hh <= 23 && mm <= 59 && ss <= 60, MOAT_E_PEER);
     if (ss == 60) {
         ss = 59;
     }
-    int64_t t = days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss;
+    int64_t t = moat_days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss;
     /* A 32-bit time_t cannot hold every four-digit year. */
     MOAT_ENSURE((int64_t)(time_t)t == t, MOAT_E_PEER);
     *out = (time_t)t;

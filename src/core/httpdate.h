@@ -11,6 +11,7 @@
 #include "core/err.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 /* Characters in an IMF-fixdate, and the buffer size that holds one with its NUL. */
@@ -22,6 +23,12 @@
  * Refuses with MOAT_E_LIMIT when outcap < MOAT_HTTPDATE_SIZE and with MOAT_E_INTERNAL when the
  * year is outside 0..9999 (the format has exactly four digits). No allocation, no locale.
  */
+/* The calendar arithmetic every date parser of moat uses (proleptic Gregorian, no time zone,
+ * no libc): days since 1970-01-01 of year y, month m (1..12), day d (1..31), and the days of a
+ * month. */
+int64_t moat_days_from_civil(int64_t y, int m, int d);
+int moat_days_in_month(int64_t y, int m);
+
 MOAT_MUST_USE moat_rc moat_httpdate_format(time_t t, char *out, size_t outcap);
 
 /*

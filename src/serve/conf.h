@@ -90,6 +90,8 @@ struct moat_conf_acme {
     size_t ndns_check;
     char *resolver;                  /* for the pre-flight checks; NULL: the system's */
     int preflight;                   /* checks before each order; default 1 */
+    uint64_t retry_s, retry_max_s;   /* the first pause after a failure and its cap; 0:
+                                        the manager's defaults (1m, 6h) */
     char *preferred_chain;           /* issuer name; NULL: the CA's default chain */
     char *profile;                   /* the CA's profile; NULL: none */
     char where[MOAT_CONF_WHERE_MAX]; /* of the block, for messages; "" when there is none */

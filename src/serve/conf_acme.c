@@ -244,6 +244,30 @@ static moat_rc h_preflight(struct moat_conf__loader *L, const struct moat_cfg_no
     return MOAT_RC_OK;
 }
 
+/* `retry FIRST [MAX]`: the pause after a failed attempt, doubling up to MAX (default 1m 6h). */
+static moat_rc h_retry(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                       const struct moat_conf__spec *sp)
+{
+    uint64_t v[2] = {60000, 6 * 3600 * 1000ULL};
+    for (size_t i = 1; i < n->nwords; i++) {
+        const struct moat_cfg_word *w = &n->words[i];
+        if (!moat_ok(moat_cfg_duration_ms(w->s, &v[i - 1])) || v[i - 1] < 1000 ||
+            v[i - 1] > 7 * 86400 * 1000ULL) {
+            return moat_conf__fail_at_word(L, w,
+                                           "bad retry pause \"%.64s\" (a duration from 1s to 7d, "
+                                           "e.g. 1m)",
+                                           w->s);
+        }
+    }
+    if (v[1] < v[0]) {
+        return moat_conf__fail_at_word(L, &n->words[n->nwords - 1],
+                                       "the retry cap is shorter than the first pause");
+    }
+    L->c->acme.retry_s = v[0] / 1000;
+    L->c->acme.retry_max_s = v[1] / 1000;
+    return MOAT_RC_OK;
+}
+
 static moat_rc h_dns_hook(struct moat_conf__loader *L, const struct moat_cfg_node *n,
                           const struct moat_conf__spec *sp)
 {
@@ -312,6 +336,7 @@ const struct moat_conf__spec moat_conf__acme_specs[] = {
                       "dns_check ADDR[:PORT]..."),
     MOAT_CONF__CUSTOM("resolver", MOAT_CONF__ACME, 1, 1, 0, h_resolver, "resolver ADDR[:PORT]"),
     MOAT_CONF__CUSTOM("preflight", MOAT_CONF__ACME, 1, 1, 0, h_preflight, "preflight on|off"),
+    MOAT_CONF__CUSTOM("retry", MOAT_CONF__ACME, 1, 2, 0, h_retry, "retry FIRST [MAX]"),
     MOAT_CONF__CUSTOM("tls", MOAT_CONF__SITE, 1, 1, 0, h_tls, "tls acme"),
 };
 

@@ -104,6 +104,16 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
             return rc;
         }
     }
+    /* The challenge table exists from the first configuration with a `tls acme` site on (a
+     * reload may bring one), and then lives as long as the server. */
+    if (srv != NULL && srv->acme == NULL && conf_has_acme(conf)) {
+        moat_rc rc = moat_acme_challenges_new(&srv->acme, err);
+        if (!moat_ok(rc)) {
+            moat_conf_free(conf);
+            free(state_dir);
+            return rc;
+        }
+    }
     struct moat_snapshot_env env = {
         .tickets = tickets,
         .state_dir = state_dir_in ? state_dir_in : state_dir,
@@ -256,14 +266,11 @@ static moat_rc acme_follow(struct moat_server *srv, const struct moat_conf *conf
         .resolver = a->resolver,
         .no_preflight = a->preflight < 0,
         .http_port = http_port,
+        .retry_base_s = (unsigned)a->retry_s,
+        .retry_max_s = (unsigned)a->retry_max_s,
         .jobs = jobs,
         .njobs = njobs,
     };
-    /* Tests shorten the retry pause; production keeps the defaults. */
-    const char *rb = getenv("MOAT_ACME_RETRY_BASE_S");
-    if (rb != NULL) {
-        mc.retry_base_s = (unsigned)strtoul(rb, NULL, 10);
-    }
     moat_rc rc = srv->acme_mgr != NULL
                      ? moat_acme_mgr_update(srv->acme_mgr, &mc, err)
                      : moat_acme_mgr_start(srv->store, srv->acme, &mc, &srv->acme_mgr, err);
@@ -375,9 +382,6 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     moat_conf_free(first);
     if (moat_ok(rc)) {
         rc = moat_store_folder_new(srv.state_dir, &srv.store, err);
-    }
-    if (moat_ok(rc)) {
-        rc = moat_acme_challenges_new(&srv.acme, err);
     }
     if (moat_ok(rc)) {
         rc = build(src, srv.tickets, srv.state_dir, 0, 0, &srv, &srv.snap, err);

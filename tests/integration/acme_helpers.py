@@ -164,6 +164,24 @@ class Pebble:
         return json.loads(self._mgmt("/cert-status-by-serial/%s" % serial_hex))
 
 
+def stuck_hook(tmp_path):
+    """A DNS hook that never returns (it records its PID and sleeps): moat stays inside the
+    order, holding its lock, with the order and key already in the state folder. Returns the
+    hook's path and the PID file; kill_hook(pid_file) ends it."""
+    marker = tmp_path / "hook.pid"
+    hook = tmp_path / "stuck.sh"
+    hook.write_text("#!/bin/sh\necho $$ > %s\nexec sleep 300\n" % marker)
+    hook.chmod(0o755)
+    return hook, marker
+
+
+def kill_hook(marker):
+    try:
+        os.kill(int(marker.read_text().strip()), 9)
+    except (OSError, ValueError):
+        pass
+
+
 def have_knot():
     return shutil.which("knotd") is not None and shutil.which("knsupdate") is not None
 

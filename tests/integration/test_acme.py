@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from acme_helpers import (  # noqa: F401 (fixtures)
-    Pebble, ari_cert_id, front_factory, have_pebble, pebble_factory)
+    Pebble, ari_cert_id, front_factory, have_pebble, kill_hook, pebble_factory, stuck_hook)
 from helpers import free_port, run, wait_for
 
 pytestmark = pytest.mark.skipif(not have_pebble(), reason="pebble not installed")
@@ -316,10 +316,7 @@ def test_ip_address_identifier(moat_bin, pebble_factory, tmp_path):
 def test_two_processes_never_order_the_same_name_twice(moat_bin, pebble_factory, tmp_path):
     p = pebble_factory()
     state = tmp_path / "state"
-    marker = tmp_path / "hook.pid"
-    hook = tmp_path / "stuck.sh"
-    hook.write_text("#!/bin/sh\necho $$ > %s\nexec sleep 300\n" % marker)
-    hook.chmod(0o755)
+    hook, marker = stuck_hook(tmp_path)
     e = dict(os.environ)
     e.pop("MOAT_STATE", None)
     first = subprocess.Popen([str(moat_bin), "acme", "issue", "both.example.test", *map(str, ca_args(p)),
@@ -336,10 +333,7 @@ def test_two_processes_never_order_the_same_name_twice(moat_bin, pebble_factory,
     finally:
         first.kill()
         first.wait(timeout=10)
-        try:
-            os.kill(int(marker.read_text().strip()), 9)
-        except (OSError, ValueError):
-            pass
+        kill_hook(marker)
     # the lock went with the process that held it
     r = issue(moat_bin, state, p, "both.example.test", "--agree-tos",
               "--http", "127.0.0.1:%d" % p.http_port)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from acme_helpers import Knot, Pebble, have_knot, have_pebble
+from acme_helpers import Knot, Pebble, have_knot, have_pebble, kill_hook, stuck_hook
 from helpers import run, wait_for
 
 pytestmark = pytest.mark.skipif(not (have_pebble() and have_knot()),
@@ -176,10 +176,7 @@ def test_order_interrupted_by_a_crash_is_resumed(moat_bin, knot, pebble, tmp_pat
     """moat dies (SIGKILL) while publishing a challenge answer; the next run finds the order
     in the state folder and finishes it instead of making a new one."""
     state = tmp_path / "state"
-    marker = tmp_path / "hook.pid"
-    hook = tmp_path / "stuck.sh"
-    hook.write_text("#!/bin/sh\necho $$ > %s\nexec sleep 300\n" % marker)
-    hook.chmod(0o755)
+    hook, marker = stuck_hook(tmp_path)
     e = dict(os.environ)
     e.pop("MOAT_STATE", None)
     first = subprocess.Popen([str(moat_bin), "acme", "issue", "*.crash.example.test",
@@ -195,11 +192,7 @@ def test_order_interrupted_by_a_crash_is_resumed(moat_bin, knot, pebble, tmp_pat
     finally:
         first.kill()
         first.wait(timeout=10)
-        if marker.exists():
-            try:
-                os.kill(int(marker.read_text().strip()), 9)
-            except (ProcessLookupError, ValueError):
-                pass
+        kill_hook(marker)
     r = acme(moat_bin, state, "issue", "*.crash.example.test", "--server", pebble.directory,
              "--ca-bundle", pebble.ca_bundle, "--agree-tos", "--resolver", knot.addr, "--dns-server", knot.addr, "--dns-check", knot.addr,
              "--tsig-key", "%s:%s:%s" % (knot.key_name, knot.key_alg, knot.secret),
