@@ -294,7 +294,20 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *fr, int lib
 
 static int on_error(nghttp2_session *s, int lib_code, const char *msg, size_t len, void *ud)
 {
-    note_lib(ud, "%.*s", (int)len, msg);
+    /* nghttp2's sentences end with a period and sometimes hold two spaces: one clause of ours. */
+    char words[sizeof(((struct h2x *)0)->lib)];
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < sizeof(words); i++) {
+        if (msg[i] == ' ' && o > 0 && words[o - 1] == ' ') {
+            continue;
+        }
+        words[o++] = msg[i];
+    }
+    while (o > 0 && (words[o - 1] == '.' || words[o - 1] == ' ')) {
+        o--;
+    }
+    words[o] = '\0';
+    note_lib(ud, "%s", words);
     return 0;
 }
 
@@ -572,6 +585,9 @@ static enum h2_end pump(struct h2x *x, double deadline_ms)
             }
             return rc.kind == MOAT_E_CLOSED ? END_EOF : END_IO;
         }
+        if (x->closed && !x->bye) {
+            continue; /* the stream closed while frames were made (our RST_STREAM): say bye */
+        }
         int want_read = nghttp2_session_want_read(x->s);
         int pending_out = moat_buf_len(&x->out) > 0;
         if (!want_read && !pending_out) {
@@ -667,9 +683,9 @@ static moat_rc conclude(struct h2x *x, enum h2_end end, struct moat_err *err)
     }
     if (x->rst_in) {
         return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                     "the server reset the stream: %s (0x%x), %s (%s)",
+                     "the server reset the stream: %s (0x%x) %s (%s)",
                      moat_h2_error_name(x->rst_in_code, eb, sizeof(eb)), x->rst_in_code,
-                     moat_h2_error_words(x->rst_in_code), progress(x, pb, sizeof(pb)));
+                     progress(x, pb, sizeof(pb)), moat_h2_error_words(x->rst_in_code));
     }
     if (x->goaway_in && (x->goaway_in_code != NGHTTP2_NO_ERROR || x->goaway_last < x->stream)) {
         char debug[MOAT_H2_DEBUG_MAX + 24] = "";
@@ -677,12 +693,12 @@ static moat_rc conclude(struct h2x *x, enum h2_end end, struct moat_err *err)
             moat_client__fmt(debug, sizeof(debug), "; debug data \"%s\"", x->goaway_debug);
         }
         return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                     "the server ended the connection with GOAWAY: %s (0x%x), %s; last stream "
-                     "%d%s (%s)%s",
+                     "the server ended the connection with GOAWAY: %s (0x%x) %s (%s); last "
+                     "stream %d%s%s",
                      moat_h2_error_name(x->goaway_in_code, eb, sizeof(eb)), x->goaway_in_code,
-                     moat_h2_error_words(x->goaway_in_code), (int)x->goaway_last,
-                     x->goaway_last < x->stream ? ", so the request was not processed" : "",
-                     progress(x, pb, sizeof(pb)), debug);
+                     progress(x, pb, sizeof(pb)), moat_h2_error_words(x->goaway_in_code),
+                     (int)x->goaway_last,
+                     x->goaway_last < x->stream ? ", so the request was not processed" : "", debug);
     }
     if (x->goaway_out || x->rst_out || (end == END_LIB && x->lib[0] != '\0')) {
         char what[80] = "";
@@ -693,9 +709,9 @@ static moat_rc conclude(struct h2x *x, enum h2_end end, struct moat_err *err)
             moat_client__fmt(what, sizeof(what), "; moat reset the stream with %s",
                              moat_h2_error_name(x->rst_out_code, eb, sizeof(eb)));
         }
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the server's HTTP/2 is malformed: %s%s (%s)",
-                     x->lib[0] ? x->lib : "nghttp2 refused what it sent", what,
-                     progress(x, pb, sizeof(pb)));
+        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the server's HTTP/2 is malformed %s: %s%s",
+                     progress(x, pb, sizeof(pb)),
+                     x->lib[0] ? x->lib : "nghttp2 refused what it sent", what);
     }
     switch (end) {
     case END_TIMEOUT:

@@ -160,7 +160,7 @@ const char *moat_h2_error_words(uint32_t code)
     case 0x6:
         return "a frame had a size that is not allowed";
     case 0x7:
-        return "the server did not process the request (it is safe to retry)";
+        return "the server did not process the request; it is safe to retry";
     case 0x8:
         return "the stream is no longer wanted";
     case 0x9:
