@@ -5,8 +5,10 @@
  * nghttp2 is driven in memory (nghttp2_session_mem_send / mem_recv): what it makes is copied
  * into a buffer of ours and written through the transport, what the transport reads is handed
  * to it, and one poll waits for either direction under the run's deadline. So the session never
- * blocks on a socket, the transport's "retry with the same bytes" rule holds (our buffer only
- * grows at its end), and a server that stops reading cannot wedge a server that is writing.
+ * blocks on a socket, the transport's "retry with the same bytes" rule holds (nothing is added
+ * to our buffer while a write waits), and the client keeps reading while its writes wait, so
+ * a server that writes before it reads (an answer while the request body is still coming)
+ * cannot deadlock with it.
  * Flow control is nghttp2's: it sends WINDOW_UPDATE as the body is taken (automatic window
  * update), after an opening 1 MiB window so a large body does not crawl at 64 KiB per round
  * trip. The frame callbacks record every frame for the trace (h2trace.h); the failure words
@@ -551,13 +553,17 @@ static int wait_io(int fd, int in, int out, double deadline_ms)
 /* Move bytes both ways until the session is over, the server closes, or the deadline. */
 static enum h2_end pump(struct h2x *x, double deadline_ms)
 {
+    /* OpenSSL wants a write it refused retried with the same bytes at the same address
+     * (client contexts do not accept moving buffers): nothing is added to `out`, which could
+     * move it, until that write went through. */
+    int blocked = 0;
     for (;;) {
         if (x->closed && !x->bye) {
             /* RFC 9113 §6.8: say goodbye, so the server need not wait for more streams. */
             (void)nghttp2_session_terminate_session(x->s, NGHTTP2_NO_ERROR);
             x->bye = 1;
         }
-        while (moat_buf_len(&x->out) < OUT_HIGH && nghttp2_session_want_write(x->s)) {
+        while (!blocked && moat_buf_len(&x->out) < OUT_HIGH && nghttp2_session_want_write(x->s)) {
             const uint8_t *data = NULL;
             ssize_t n = nghttp2_session_mem_send(x->s, &data);
             if (n < 0) {
@@ -578,9 +584,11 @@ static enum h2_end pump(struct h2x *x, double deadline_ms)
                 moat_transport_write(x->t, moat_buf_rdptr(&x->out), moat_buf_len(&x->out), &w);
             if (moat_ok(rc)) {
                 moat_buf_consume(&x->out, w);
+                blocked = 0;
                 continue;
             }
             if (rc.kind == MOAT_E_AGAIN) {
+                blocked = 1;
                 break;
             }
             return rc.kind == MOAT_E_CLOSED ? END_EOF : END_IO;
@@ -728,6 +736,13 @@ static moat_rc conclude(struct h2x *x, enum h2_end end, struct moat_err *err)
         return hfail(h, MOAT_CC_TLS_OTHER, err, "reading the response failed (%s)",
                      x->t->fail_reason ? x->t->fail_reason : "TLS or connection error");
     case END_EOF:
+        if (x->goaway_in) {
+            /* A graceful GOAWAY that covered our stream, then the close before the answer. */
+            return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                         "the server sent GOAWAY NO_ERROR (last stream %d) and closed the "
+                         "connection %s",
+                         (int)x->goaway_last, progress(x, pb, sizeof(pb)));
+        }
         if (x->received == 0) {
             return hfail(h, MOAT_CC_CLOSED, err,
                          "the server closed the connection without answering the request");
