@@ -156,8 +156,10 @@ def test_nginx_http2(moat_bin, state, cpki, tmp_path, docroot):
 
 def test_http11_only_servers_fall_back(moat_bin, state, cpki, tmp_path, moat, docroot):
     m = moat("serve")
-    m.start(["serve", "--root", docroot, "--listen", "127.0.0.1:%d" % m.port, "--cert",
-             cpki.good.chain, "--key", cpki.good.key])
+    conf = tmp_path / "h1only.conf"
+    conf.write_text("listen 127.0.0.1:%d\nhttp2 off\nsite * {\n  root %s\n"
+                    "  cert %s %s\n}\n" % (m.port, docroot, cpki.good.chain, cpki.good.key))
+    m.start(["serve", "--config", conf])
     n = nginx(tmp_path, docroot, cert=cpki.good.chain, key=cpki.good.key)
     try:
         g = h2get(moat_bin, state, cpki, m.port, "/small.txt")
@@ -480,3 +482,19 @@ def test_request_fields_and_body_over_h2(moat_bin, state, cpki, misbehaving, tmp
     assert f["content-length"] == str(len(body))
     assert doc["body_bytes"] == len(body)
     assert doc["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_moat_serve_speaks_h2_to_moat_get(moat_bin, state, cpki, moat, docroot):
+    # The server's HTTP/2 (on by default) against the client's.
+    m = moat("serve-h2")
+    m.start(["serve", "--root", docroot, "--listen", "127.0.0.1:%d" % m.port, "--cert",
+             cpki.good.chain, "--key", cpki.good.key])
+    g = h2get(moat_bin, state, cpki, m.port, "/small.txt")
+    assert g.rc == 0, g
+    assert g.stdout == (docroot / "small.txt").read_bytes()
+    j = h2get(moat_bin, state, cpki, m.port, "/small.txt", "--json", cmd="trace")
+    assert j.rc == 0, j
+    assert j.json["hops"][0]["tls"]["alpn"] == "h2"
+    assert j.json["hops"][0]["http"]["protocol"] == "HTTP/2"
+    kinds = [f.get("type") for f in j.json["hops"][0]["http"]["http2"]["frames"]]
+    assert "SETTINGS" in kinds and "HEADERS" in kinds and "DATA" in kinds, kinds
