@@ -17,6 +17,7 @@
  */
 #include "client/h2.h"
 
+#include "client/http.h"
 #include "client/internal.h"
 #include "core/buf.h"
 #include "http/status.h"
@@ -635,25 +636,6 @@ static enum h2_end pump(struct h2x *x, double deadline_ms)
     }
 }
 
-static moat_rc hfail(struct moat_client_hop *h, enum moat_client_cause c, struct moat_err *err,
-                     const char *fmt, ...) MOAT_PRINTF(4, 5);
-
-static moat_rc hfail(struct moat_client_hop *h, enum moat_client_cause c, struct moat_err *err,
-                     const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(h->detail, sizeof(h->detail), fmt, ap);
-    va_end(ap);
-    h->cause = c;
-    enum moat_errkind k = c == MOAT_CC_TIMEOUT     ? MOAT_E_LIMIT
-                          : c == MOAT_CC_CLOSED    ? MOAT_E_CLOSED
-                          : c == MOAT_CC_TLS_OTHER ? MOAT_E_TLS
-                          : c == MOAT_CC_LOCAL     ? MOAT_E_IO
-                                                   : MOAT_E_PEER;
-    return moat_err_set(err, k, __FILE__, __LINE__, "%s", h->detail);
-}
-
 /* How far the answer got, for the end of a sentence. */
 static const char *progress(const struct h2x *x, char *out, size_t outlen)
 {
@@ -675,38 +657,41 @@ static moat_rc conclude(struct h2x *x, enum h2_end end, struct moat_err *err)
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     }
     if (x->cb_failed) {
-        return hfail(h, MOAT_CC_LOCAL, err, "cannot write the response body");
+        return moat_client_hop_fail(h, MOAT_CC_LOCAL, err, "cannot write the response body");
     }
     if (x->head_too_big) {
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the response head is larger than %d KiB",
-                     MOAT_CLIENT_HEAD_MAX / 1024);
+        return moat_client_hop_fail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                                    "the response head is larger than %d KiB",
+                                    MOAT_CLIENT_HEAD_MAX / 1024);
     }
     if (x->too_many_interim) {
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                     "the server sent more than %d interim (1xx) answers", MOAT_H1C_MAX_INTERIM);
+        return moat_client_hop_fail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                                    "the server sent more than %d interim (1xx) answers",
+                                    MOAT_H1C_MAX_INTERIM);
     }
     /* RFC 9113 §8.1: a server may reset with NO_ERROR once its answer is complete. */
     if (x->got_head && x->got_end) {
         return MOAT_RC_OK;
     }
     if (x->rst_in) {
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                     "the server reset the stream: %s (0x%x) %s (%s)",
-                     moat_h2_error_name(x->rst_in_code, eb, sizeof(eb)), x->rst_in_code,
-                     progress(x, pb, sizeof(pb)), moat_h2_error_words(x->rst_in_code));
+        return moat_client_hop_fail(
+            h, MOAT_CC_HTTP_PROTOCOL, err, "the server reset the stream: %s (0x%x) %s (%s)",
+            moat_h2_error_name(x->rst_in_code, eb, sizeof(eb)), x->rst_in_code,
+            progress(x, pb, sizeof(pb)), moat_h2_error_words(x->rst_in_code));
     }
     if (x->goaway_in && (x->goaway_in_code != NGHTTP2_NO_ERROR || x->goaway_last < x->stream)) {
         char debug[MOAT_H2_DEBUG_MAX + 24] = "";
         if (x->goaway_debug[0] != '\0') {
             moat_client__fmt(debug, sizeof(debug), "; debug data \"%s\"", x->goaway_debug);
         }
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                     "the server ended the connection with GOAWAY: %s (0x%x) %s (%s); last "
-                     "stream %d%s%s",
-                     moat_h2_error_name(x->goaway_in_code, eb, sizeof(eb)), x->goaway_in_code,
-                     progress(x, pb, sizeof(pb)), moat_h2_error_words(x->goaway_in_code),
-                     (int)x->goaway_last,
-                     x->goaway_last < x->stream ? ", so the request was not processed" : "", debug);
+        return moat_client_hop_fail(
+            h, MOAT_CC_HTTP_PROTOCOL, err,
+            "the server ended the connection with GOAWAY: %s (0x%x) %s (%s); last "
+            "stream %d%s%s",
+            moat_h2_error_name(x->goaway_in_code, eb, sizeof(eb)), x->goaway_in_code,
+            progress(x, pb, sizeof(pb)), moat_h2_error_words(x->goaway_in_code),
+            (int)x->goaway_last,
+            x->goaway_last < x->stream ? ", so the request was not processed" : "", debug);
     }
     if (x->goaway_out || x->rst_out || (end == END_LIB && x->lib[0] != '\0')) {
         char what[80] = "";
@@ -717,54 +702,60 @@ static moat_rc conclude(struct h2x *x, enum h2_end end, struct moat_err *err)
             moat_client__fmt(what, sizeof(what), "; moat reset the stream with %s",
                              moat_h2_error_name(x->rst_out_code, eb, sizeof(eb)));
         }
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the server's HTTP/2 is malformed %s: %s%s",
-                     progress(x, pb, sizeof(pb)),
-                     x->lib[0] ? x->lib : "nghttp2 refused what it sent", what);
+        return moat_client_hop_fail(
+            h, MOAT_CC_HTTP_PROTOCOL, err, "the server's HTTP/2 is malformed %s: %s%s",
+            progress(x, pb, sizeof(pb)), x->lib[0] ? x->lib : "nghttp2 refused what it sent", what);
     }
     switch (end) {
     case END_TIMEOUT:
         if (x->got_head) {
-            return hfail(h, MOAT_CC_TIMEOUT, err,
-                         "the response body did not arrive within the timeout");
+            return moat_client_hop_fail(h, MOAT_CC_TIMEOUT, err,
+                                        "the response body did not arrive within the timeout");
         }
-        return hfail(h, MOAT_CC_TIMEOUT, err,
-                     x->received == 0 ? "the server accepted the connection but sent no HTTP/2 "
-                                        "frame within the timeout"
-                                      : "the server accepted the request but sent no answer "
-                                        "within the timeout");
+        return moat_client_hop_fail(h, MOAT_CC_TIMEOUT, err,
+                                    x->received == 0
+                                        ? "the server accepted the connection but sent no HTTP/2 "
+                                          "frame within the timeout"
+                                        : "the server accepted the request but sent no answer "
+                                          "within the timeout");
     case END_IO:
-        return hfail(h, MOAT_CC_TLS_OTHER, err, "reading the response failed (%s)",
-                     x->t->fail_reason ? x->t->fail_reason : "TLS or connection error");
+        return moat_client_hop_fail(h, MOAT_CC_TLS_OTHER, err, "reading the response failed (%s)",
+                                    x->t->fail_reason ? x->t->fail_reason
+                                                      : "TLS or connection error");
     case END_EOF:
         if (x->goaway_in) {
             /* A graceful GOAWAY that covered our stream, then the close before the answer. */
-            return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                         "the server sent GOAWAY NO_ERROR (last stream %d) and closed the "
-                         "connection %s",
-                         (int)x->goaway_last, progress(x, pb, sizeof(pb)));
+            return moat_client_hop_fail(
+                h, MOAT_CC_HTTP_PROTOCOL, err,
+                "the server sent GOAWAY NO_ERROR (last stream %d) and closed the "
+                "connection %s",
+                (int)x->goaway_last, progress(x, pb, sizeof(pb)));
         }
         if (x->received == 0) {
-            return hfail(h, MOAT_CC_CLOSED, err,
-                         "the server closed the connection without answering the request");
+            return moat_client_hop_fail(
+                h, MOAT_CC_CLOSED, err,
+                "the server closed the connection without answering the request");
         }
         if (x->got_head) {
-            return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                         "the body was cut short: %llu bytes arrived, then the server closed "
-                         "the connection without END_STREAM",
-                         (unsigned long long)h->body_bytes);
+            return moat_client_hop_fail(
+                h, MOAT_CC_HTTP_PROTOCOL, err,
+                "the body was cut short: %llu bytes arrived, then the server closed "
+                "the connection without END_STREAM",
+                (unsigned long long)h->body_bytes);
         }
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                     "the server closed the connection before the response head");
+        return moat_client_hop_fail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                                    "the server closed the connection before the response head");
     case END_DONE:
     case END_LIB:
     default:
         if (x->closed) {
-            return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the stream closed with %s (0x%x) %s",
-                         moat_h2_error_name(x->close_code, eb, sizeof(eb)), x->close_code,
-                         progress(x, pb, sizeof(pb)));
+            return moat_client_hop_fail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                                        "the stream closed with %s (0x%x) %s",
+                                        moat_h2_error_name(x->close_code, eb, sizeof(eb)),
+                                        x->close_code, progress(x, pb, sizeof(pb)));
         }
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the HTTP/2 session ended %s",
-                     progress(x, pb, sizeof(pb)));
+        return moat_client_hop_fail(h, MOAT_CC_HTTP_PROTOCOL, err, "the HTTP/2 session ended %s",
+                                    progress(x, pb, sizeof(pb)));
     }
 }
 

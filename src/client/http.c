@@ -146,11 +146,8 @@ moat_rc moat_client_http_build(const struct moat_client_req *rq, struct moat_buf
     return moat_buf_append(out, "\r\n", 2);
 }
 
-static moat_rc hfail(struct moat_client_hop *h, enum moat_client_cause c, struct moat_err *err,
-                     const char *fmt, ...) MOAT_PRINTF(4, 5);
-
-static moat_rc hfail(struct moat_client_hop *h, enum moat_client_cause c, struct moat_err *err,
-                     const char *fmt, ...)
+moat_rc moat_client_hop_fail(struct moat_client_hop *h, enum moat_client_cause c,
+                             struct moat_err *err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -176,7 +173,7 @@ static moat_rc deliver(struct moat_client_hop *h, moat_client_body_cb cb, void *
     memcpy(h->body_start + h->nbody_start, p, keep);
     h->nbody_start += keep;
     if (cb != NULL && n > 0 && cb(arg, p, n) != 0) {
-        return hfail(h, MOAT_CC_LOCAL, err, "cannot write the response body");
+        return moat_client_hop_fail(h, MOAT_CC_LOCAL, err, "cannot write the response body");
     }
     return MOAT_RC_OK;
 }
@@ -203,13 +200,14 @@ static moat_rc wait_for(struct moat_h1c *c, int out, double deadline_ms, struct 
         return MOAT_RC_OK;
     }
     if (out) {
-        return hfail(h, MOAT_CC_TIMEOUT, err,
-                     "the server did not take the request within the timeout");
+        return moat_client_hop_fail(h, MOAT_CC_TIMEOUT, err,
+                                    "the server did not take the request within the timeout");
     }
-    return hfail(h, MOAT_CC_TIMEOUT, err,
-                 h->resp_head ? "the response body did not arrive within the timeout"
-                              : "the server accepted the request but sent no answer within the "
-                                "timeout");
+    return moat_client_hop_fail(
+        h, MOAT_CC_TIMEOUT, err,
+        h->resp_head ? "the response body did not arrive within the timeout"
+                     : "the server accepted the request but sent no answer within the "
+                       "timeout");
 }
 
 /* Queue the head (as built, byte for byte) and the body on c, and write them all. */
@@ -221,8 +219,8 @@ static moat_rc send_request(struct moat_h1c *c, double deadline_ms, const struct
     MOAT_ENSURE(out != NULL, MOAT_E_INTERNAL);
     moat_rc rc = moat_buf_append(out, moat_buf_rdptr(head), moat_buf_len(head));
     if (rc.kind == MOAT_E_LIMIT) {
-        return hfail(h, MOAT_CC_LOCAL, err, "the request head is larger than %d KiB",
-                     (MOAT_CLIENT_HEAD_MAX + MOAT_H1C_PIECE) / 1024);
+        return moat_client_hop_fail(h, MOAT_CC_LOCAL, err, "the request head is larger than %d KiB",
+                                    (MOAT_CLIENT_HEAD_MAX + MOAT_H1C_PIECE) / 1024);
     }
     if (!moat_ok(rc)) {
         MOAT_FAIL(err, rc.kind, "out of memory");
@@ -251,10 +249,11 @@ static moat_rc send_request(struct moat_h1c *c, double deadline_ms, const struct
             continue;
         }
         if (rc.kind == MOAT_E_CLOSED) {
-            return hfail(h, MOAT_CC_CLOSED, err,
-                         "the server closed the connection while the request was being sent");
+            return moat_client_hop_fail(
+                h, MOAT_CC_CLOSED, err,
+                "the server closed the connection while the request was being sent");
         }
-        return hfail(h, MOAT_CC_TLS_OTHER, err, "sending the request failed");
+        return moat_client_hop_fail(h, MOAT_CC_TLS_OTHER, err, "sending the request failed");
     }
 }
 
@@ -269,8 +268,8 @@ static void note_first_byte(const struct moat_h1c *c, struct moat_client_hop *h)
 /* The connection failed (not closed) under the answer. */
 static moat_rc read_failed(enum moat_errkind io, struct moat_client_hop *h, struct moat_err *err)
 {
-    return hfail(h, MOAT_CC_TLS_OTHER, err, "reading the response failed (%s)",
-                 io == MOAT_E_TLS ? "TLS error" : "connection error");
+    return moat_client_hop_fail(h, MOAT_CC_TLS_OTHER, err, "reading the response failed (%s)",
+                                io == MOAT_E_TLS ? "TLS error" : "connection error");
 }
 
 /* The session's verdict on the head, in the client's words. */
@@ -285,27 +284,31 @@ static moat_rc head_failed(const struct moat_h1c *c, const struct moat_err *herr
             return read_failed(f->io, h, err);
         }
         if (f->why == MOAT_H1C_WHY_NO_ANSWER) {
-            return hfail(h, MOAT_CC_CLOSED, err,
-                         "the server closed the connection without answering the request");
+            return moat_client_hop_fail(
+                h, MOAT_CC_CLOSED, err,
+                "the server closed the connection without answering the request");
         }
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                     "the server closed the connection in the middle of the response head "
-                     "(%zu bytes)",
-                     f->head_bytes);
+        return moat_client_hop_fail(
+            h, MOAT_CC_HTTP_PROTOCOL, err,
+            "the server closed the connection in the middle of the response head "
+            "(%zu bytes)",
+            f->head_bytes);
     case MOAT_H1C_WHY_HEAD_REFUSED:
-        return hfail(
+        return moat_client_hop_fail(
             h, MOAT_CC_HTTP_PROTOCOL, err, "the response head is malformed: %s (byte %zu: %s)",
             moat_h1_status_name(f->parse), f->parse_pos, f->parse_what ? f->parse_what : "?");
     case MOAT_H1C_WHY_HEAD_TOO_LARGE:
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the response head is larger than %d KiB",
-                     MOAT_CLIENT_HEAD_MAX / 1024);
+        return moat_client_hop_fail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                                    "the response head is larger than %d KiB",
+                                    MOAT_CLIENT_HEAD_MAX / 1024);
     case MOAT_H1C_WHY_TOO_MANY_INTERIM:
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                     "the server sent more than %d interim (1xx) answers", MOAT_H1C_MAX_INTERIM);
+        return moat_client_hop_fail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                                    "the server sent more than %d interim (1xx) answers",
+                                    MOAT_H1C_MAX_INTERIM);
     case MOAT_H1C_WHY_NOMEM:
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     default:
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "%s", herr->msg);
+        return moat_client_hop_fail(h, MOAT_CC_HTTP_PROTOCOL, err, "%s", herr->msg);
     }
 }
 
@@ -321,21 +324,24 @@ static moat_rc body_failed(const struct moat_h1c *c, const struct moat_err *herr
             return read_failed(f->io, h, err);
         }
         if (framing == MOAT_H1_BODY_LENGTH) {
-            return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                         "the body was cut short: %llu of the %llu bytes of Content-Length "
-                         "arrived",
-                         (unsigned long long)got, (unsigned long long)length);
+            return moat_client_hop_fail(
+                h, MOAT_CC_HTTP_PROTOCOL, err,
+                "the body was cut short: %llu of the %llu bytes of Content-Length "
+                "arrived",
+                (unsigned long long)got, (unsigned long long)length);
         }
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err,
-                     "the chunked body was cut short after %llu bytes (no last chunk)",
-                     (unsigned long long)got);
+        return moat_client_hop_fail(
+            h, MOAT_CC_HTTP_PROTOCOL, err,
+            "the chunked body was cut short after %llu bytes (no last chunk)",
+            (unsigned long long)got);
     case MOAT_H1C_WHY_CHUNKED_REFUSED:
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "the chunked body is malformed: %s",
-                     f->parse_what ? f->parse_what : moat_h1_status_name(f->parse));
+        return moat_client_hop_fail(h, MOAT_CC_HTTP_PROTOCOL, err,
+                                    "the chunked body is malformed: %s",
+                                    f->parse_what ? f->parse_what : moat_h1_status_name(f->parse));
     case MOAT_H1C_WHY_NOMEM:
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     default:
-        return hfail(h, MOAT_CC_HTTP_PROTOCOL, err, "%s", herr->msg);
+        return moat_client_hop_fail(h, MOAT_CC_HTTP_PROTOCOL, err, "%s", herr->msg);
     }
 }
 

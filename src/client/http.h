@@ -40,6 +40,10 @@ MOAT_MUST_USE moat_rc moat_client_http_build(const struct moat_client_req *rq, s
 /* The user's -H line for `name` (any case), or NULL; *value is its value without surrounding
  * blanks, a slice into that line. The first line for a name is the one that counts; an empty
  * value removes moat's default field of that name. */
+/* The hop failed for cause `c`: the words go to h->detail and err (kind from the cause). Both
+ * protocols' exchanges report through it. */
+moat_rc moat_client_hop_fail(struct moat_client_hop *h, enum moat_client_cause c,
+                             struct moat_err *err, const char *fmt, ...) MOAT_PRINTF(4, 5);
 const char *moat_client_http_user_field(const struct moat_client_req *rq, const char *name,
                                         moat_slice *value);
 

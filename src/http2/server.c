@@ -343,6 +343,22 @@ static int cb_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
     return 0;
 }
 
+/* A header line ("Name: value\r\n", in a buffer of ours) as HTTP/2 carries it: the name lower
+ * cased in place (RFC 9113 §8.2.1), the value without its surrounding whitespace. */
+static nghttp2_nv nv_of_line(moat_slice line, moat_slice name)
+{
+    char *nm = (char *)name.p;
+    for (size_t i = 0; i < name.len; i++) {
+        nm[i] = (char)(nm[i] >= 'A' && nm[i] <= 'Z' ? nm[i] + 32 : nm[i]);
+    }
+    moat_slice v = moat_slice_of(name.p + name.len + 1, line.len - name.len - 1);
+    while (v.len > 0 && (v.p[v.len - 1] == '\n' || v.p[v.len - 1] == '\r')) {
+        v.len--;
+    }
+    v = moat_slice_trim_ows(v);
+    return (nghttp2_nv){(uint8_t *)nm, (uint8_t *)v.p, name.len, v.len, NGHTTP2_NV_FLAG_NONE};
+}
+
 static ssize_t cb_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *source, void *u)
 {
@@ -374,19 +390,7 @@ static ssize_t cb_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
                 if (name.len == 0) {
                     continue;
                 }
-                char *nm = (char *)name.p;
-                for (size_t i = 0; i < name.len; i++) {
-                    nm[i] = (char)(nm[i] >= 'A' && nm[i] <= 'Z' ? nm[i] + 32 : nm[i]);
-                }
-                const char *v = name.p + name.len + 1, *e = line.p + line.len;
-                while (e > v && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) {
-                    e--;
-                }
-                while (v < e && (*v == ' ' || *v == '\t')) {
-                    v++;
-                }
-                nv[nnv++] = (nghttp2_nv){(uint8_t *)nm, (uint8_t *)v, name.len, (size_t)(e - v),
-                                         NGHTTP2_NV_FLAG_NONE};
+                nv[nnv++] = nv_of_line(line, name);
             }
             if (nnv > 0 && nghttp2_submit_trailer(ng_of(s), id, nv, nnv) == 0) {
                 *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
@@ -446,19 +450,7 @@ static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int stat
             moat_slice_eq_lit_nocase(name, "content-length")) {
             continue; /* HTTP/2 frames the body itself; content-length is ours below */
         }
-        char *nm = (char *)name.p;
-        for (size_t i = 0; i < name.len; i++) {
-            nm[i] = (char)(nm[i] >= 'A' && nm[i] <= 'Z' ? nm[i] + 32 : nm[i]);
-        }
-        const char *v = name.p + name.len + 1, *e = line.p + line.len;
-        while (e > v && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) {
-            e--;
-        }
-        while (v < e && (*v == ' ' || *v == '\t')) {
-            v++;
-        }
-        nv[n++] = (nghttp2_nv){(uint8_t *)nm, (uint8_t *)v, name.len, (size_t)(e - v),
-                               NGHTTP2_NV_FLAG_NONE};
+        nv[n++] = nv_of_line(line, name);
     }
     if (length >= 0 && status >= 200 && status != 204 && status != 304) {
         size_t cl = moat_fmt_dec(clen, (uint64_t)length);
