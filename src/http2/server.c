@@ -1494,6 +1494,9 @@ moat_rc moat_h2s_init(struct moat_h2s *s, struct moat_transport *tr,
     nghttp2_option_set_stream_reset_rate_limit(opt, (uint64_t)conf->resets_per_s * 2 + 16,
                                                (uint64_t)conf->resets_per_s * 2 + 16);
     nghttp2_option_set_max_settings(opt, 32);
+    /* RFC 9218 §7.1: PRIORITY_UPDATE re-prioritises a stream (nghttp2 ignores it unless asked),
+     * and taking it also puts it under the control-frame budget. */
+    nghttp2_option_set_builtin_recv_extension_type(opt, NGHTTP2_PRIORITY_UPDATE);
     int rv = nghttp2_session_server_new2((nghttp2_session **)&s->ng, cbs, s, opt);
     nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);

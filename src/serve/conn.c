@@ -437,6 +437,15 @@ void moat_conn_drain(struct moat_conn *c)
     }
 }
 
+void moat_conn_retire(struct moat_conn *c)
+{
+    if (c->state == MOAT_CONN_SESSION && c->h2 && c->snap != c->home->snap &&
+        moat_h2s_drain(&c->h2s)) {
+        moat_transport_shutdown(&c->tr);
+        moat_conn_close(c);
+    }
+}
+
 void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_storage *peer,
                       int plain, int h2_ok)
 {

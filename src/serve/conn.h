@@ -85,6 +85,10 @@ void moat_conn_accept(struct moat_conn_home *home, int fd, const struct sockaddr
                       int plain, int h2_ok);
 /* Called by the worker: drain started (close if idle, no keep-alive after this response). */
 void moat_conn_drain(struct moat_conn *c);
+/* Called by the worker: a new configuration was published. An HTTP/2 connection, which could
+ * otherwise live on the old one for hours, says GOAWAY: its streams finish and its client opens
+ * a new connection. An HTTP/1 one carries on until its keep-alive ends. */
+void moat_conn_retire(struct moat_conn *c);
 /* Close now (drain deadline, shutdown). */
 void moat_conn_close(struct moat_conn *c);
 /* Free the connections closed in this loop iteration (at its end). */

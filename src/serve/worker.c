@@ -173,6 +173,12 @@ static void on_wakeup(struct moat_watch *w, uint32_t events)
         struct moat_snapshot *old = wk->home.snap;
         wk->home.snap = s;
         moat_snapshot_unref(old); /* connections keep theirs until they close */
+        struct moat_conn *c = wk->home.conns;
+        while (c != NULL) {
+            struct moat_conn *next = c->next;
+            moat_conn_retire(c);
+            c = next;
+        }
     }
     if (atomic_load(&wk->stop)) {
         start_drain(wk);
