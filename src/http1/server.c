@@ -205,7 +205,7 @@ static void end(struct moat_h1s *s)
     }
     release_all(s);
     s->state = MOAT_H1S_ENDED;
-    const struct moat_h1s_host *host = s->env.host;
+    const struct moat_session_host *host = s->env.host;
     s->env.host = NULL; /* ended once */
     if (host != NULL) {
         host->ended(s->env.host_data);
@@ -236,8 +236,8 @@ static moat_rc build_head(struct moat_h1s *s, int status, const struct moat_buf 
         return moat_rc_of(MOAT_E_NOMEM);
     }
     void *hd = s->env.host_data;
-    MOAT_TRY(moat_h1_head_begin(o, status, time(NULL), s->env.host->server_field(hd)));
-    MOAT_TRY(s->env.host->decorate(hd, o, lines, flags));
+    MOAT_TRY(moat_h1_head_begin(o, status, time(NULL), s->env.host->server_field(hd, &s->ref)));
+    MOAT_TRY(s->env.host->decorate(hd, &s->ref, o, lines, flags));
     enum moat_h1_frame frame = MOAT_H1_FRAME_LENGTH;
     s->st_chunked = 0;
     if (moat_http_status_bodyless(status) || (length < 0 && s->head_only)) {
@@ -322,7 +322,7 @@ static void meta_capture(struct moat_h1s *s, const struct moat_h1_req *r)
     }
 }
 
-void moat_h1s_meta(const struct moat_h1s *s, const char *out[5])
+static void meta_parts(const struct moat_h1s *s, const char *out[5])
 {
     const char *p = s->meta.base ? moat_buf_rdptr(&s->meta) : NULL;
     const char *end_ = p ? p + moat_buf_len(&s->meta) : NULL;
@@ -435,7 +435,7 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
                            .exch = &s->ex};
     moat_req_normalize(&req, s->env.scratch->npath);
     struct moat_res res = {.status = 500, .fd = -1};
-    moat_rc rc = s->env.host->dispatch(s->env.host_data, &req, &res, lines, body);
+    moat_rc rc = s->env.host->dispatch(s->env.host_data, &s->ref, &req, &res, lines, body);
     if (moat_ok(rc) && res.stream != NULL) {
         /* The handler answers over time; the head's slices die here (it copied what it
          * needs). 100 Continue waits for its first read of the body. */
@@ -545,7 +545,13 @@ static void begin_head(struct moat_h1s *s)
 
 static void answer_done(struct moat_h1s *s)
 {
-    s->env.host->done(s->env.host_data);
+    struct moat_answer_log a = {.status = s->status,
+                                .bytes = s->bytes_sent,
+                                .started_ms = s->req_started_ms,
+                                .proto = s->minor == 0 ? "HTTP/1.0" : "HTTP/1.1"};
+    meta_parts(s, a.parts);
+    s->env.host->done(s->env.host_data, &s->ref, &a);
+    s->ref = (struct moat_route_ref){0};
     if (s->file_fd >= 0) {
         close(s->file_fd);
         s->file_fd = -1;

@@ -28,6 +28,7 @@
 #include "core/timer.h"
 #include "core/transport.h"
 #include "http/exchange.h"
+#include "http/session.h"
 #include "http1/chunked.h"
 #include "http1/parse.h"
 
@@ -50,35 +51,13 @@ struct moat_h1s_scratch {
     char npath[MOAT_REQ_PATH_CAP + 1]; /* the request's normalised path */
 };
 
-struct moat_h1s_stats {
-    unsigned long long requests, bad_requests, timeouts;
-};
-
-/* The connection's side, called by the session. */
-struct moat_h1s_host {
-    /* Route `req` and let a handler answer it (moat_handler_fn's contract). */
-    moat_rc (*dispatch)(void *host, const struct moat_req *req, struct moat_res *res,
-                        struct moat_buf *fields, struct moat_buf *body);
-    /* Append to `out` the answer's fields: the handler's `lines`, less those the site's rules
-     * replace, and the site's own (HSTS, `header` rules). `flags`: MOAT_RES_* of the answer. */
-    moat_rc (*decorate)(void *host, struct moat_buf *out, const struct moat_buf *lines,
-                        unsigned flags);
-    /* Whether answers carry a Server field. */
-    int (*server_field)(void *host);
-    /* An answer went out entirely (or was cut): for the access log. */
-    void (*done)(void *host);
-    /* The session ended (the peer left, a timeout, the last answer went): close the
-     * connection. Called once, at most; the session is not used again except _clear. */
-    void (*ended)(void *host);
-};
-
 /* What a session runs on; everything borrowed, living longer than the session. */
 struct moat_h1s_env {
     struct moat_loop *loop;
     struct moat_pool *pool;
     struct moat_h1s_scratch *scratch;
-    struct moat_h1s_stats *stats;
-    const struct moat_h1s_host *host;
+    struct moat_session_stats *stats;
+    const struct moat_session_host *host;
     void *host_data;
     unsigned long long conn_id; /* for log lines */
     const char *peer;           /* "address:port", for log lines and handlers */
@@ -139,6 +118,8 @@ struct moat_h1s {
     int st_finished;          /* it called finish: flush, then done */
     struct moat_buf trailers; /* the request's trailer fields, kept for a streaming handler */
 
+    struct moat_route_ref ref; /* the current request's route */
+
     /* For the access log. */
     int status;
     uint64_t bytes_sent; /* body bytes */
@@ -160,9 +141,5 @@ int moat_h1s_drain(struct moat_h1s *s);
 /* Release everything (the connection closes): a streaming handler gets its abort. Safe after
  * the session ended and twice. */
 void moat_h1s_clear(struct moat_h1s *s);
-
-/* What the access log reads after `done`: method, target, host, referer, user agent in that
- * order ("" each when not kept). */
-void moat_h1s_meta(const struct moat_h1s *s, const char *out[5]);
 
 #endif

@@ -78,6 +78,7 @@ void moat_accesslog_add(struct moat_alog *sink, struct moat_buf *lines,
         moat_tls_identity_of(ssl, &id);
     }
     moat_rc rc;
+    const char *proto = e->proto != NULL ? e->proto : "HTTP/1.1";
     if (sink->format == MOAT_LOG_JSON) {
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
         rc = moat_buf_printf(b, "{\"time\":\"%s\",\"remote\":\"%s\",\"host\":\"", when, e->peer);
@@ -86,6 +87,7 @@ void moat_accesslog_add(struct moat_alog *sink, struct moat_buf *lines,
         put_escaped(b, parts[0], 1);
         rc = moat_buf_printf(b, "\",\"path\":\"");
         put_escaped(b, parts[1], 1);
+        rc = moat_buf_printf(b, "\",\"proto\":\"%s", proto);
         rc =
             moat_buf_printf(b,
                             "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.0f,\"tls\":%s,"
@@ -116,7 +118,7 @@ void moat_accesslog_add(struct moat_alog *sink, struct moat_buf *lines,
             put_escaped(b, parts[0], 0);
             rc = moat_buf_append(b, " ", 1);
             put_escaped(b, parts[1], 0);
-            rc = moat_buf_append(b, " HTTP/1.1", 9);
+            rc = moat_buf_printf(b, " %s", proto);
         } else {
             rc = moat_buf_append(b, "-", 1);
         }

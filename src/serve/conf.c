@@ -47,6 +47,7 @@ static const struct family families[] = {
     {moat_conf__headers_specs, &moat_conf__headers_nspecs},
     {moat_conf__crl_specs, &moat_conf__crl_nspecs},
     {moat_conf__acme_specs, &moat_conf__acme_nspecs},
+    {moat_conf__http2_specs, &moat_conf__http2_nspecs},
 };
 
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
@@ -70,6 +71,7 @@ static const conf_check_fn conf_checks[] = {
     moat_conf__limits_check_conf, /* request_line <= header_bytes */
     moat_conf__mtls_check_conf,   /* each site's client_* directives add up */
     moat_conf__global_check_conf, /* redirect_http's port is not a listen port */
+    moat_conf__http2_check_conf,  /* `http2 off ADDRESS` names listen addresses */
     moat_conf__acme_check_conf,   /* a challenge that can work for the ACME sites */
 };
 
@@ -535,6 +537,7 @@ void moat_conf_free(struct moat_conf *c)
     free(c->access_log);
     free(c->error_log);
     moat_conf__free_strs(c->trust, c->ntrust);
+    moat_conf__free_strs(c->http2_off_listen, c->nhttp2_off_listen);
     moat_conf__acme_clear(&c->acme);
     for (size_t i = 0; i < c->nsites; i++) {
         site_clear(&c->sites[i]);
@@ -577,6 +580,12 @@ struct moat_conf *moat_conf_new(void)
     c->max_conns = 10000;
     c->max_requests = 10000;
     c->min_rate = 1024;
+    c->http2 = 1;
+    c->h2_streams = 100;
+    c->h2_hpack = 4096;
+    c->h2_window = 256 * 1024;
+    c->h2_frames = 1000;
+    c->h2_resets = 100;
     c->tickets = 1;
     c->ticket_rotate_s = 3600;
     c->session_cache = 20480;
@@ -597,6 +606,7 @@ struct moat_conf_site *moat_conf__site_push(struct moat_conf *c)
         return NULL;
     }
     s->hsts = -1;
+    s->http2 = -1;
     s->hsts_max_age_s = 365ULL * 86400;
     c->nsites++;
     return s;
@@ -916,6 +926,7 @@ static moat_rc conf_from_doc(const struct moat_cfg_doc *doc, const char *base_di
     free(L.seen);
     free(L.site_seen);
     free(L.listen_pos);
+    free(L.http2_pos);
     free(L.site_pos);
     if (!moat_ok(rc)) {
         moat_conf_free(L.c);

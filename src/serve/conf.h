@@ -145,6 +145,7 @@ struct moat_conf_site {
     struct moat_conf_crl_publish *crl_publish; /* CRLs this site publishes; distinct paths */
     size_t ncrl_publish;
 
+    int http2;           /* `http2 on|off`: -1 as the top level says (default), 0 off, 1 on */
     int acme;            /* `tls acme`: certificates from the ACME CA of the acme { } block */
     unsigned acme_kinds; /* with acme: the acme { } block's key_type bits (1 << kind) */
 };
@@ -171,6 +172,15 @@ struct moat_conf {
     /* Bytes per second a request body or a response must average, counted from its start after
      * a grace of the body (write) timeout: a trickle cannot hold a connection. 0 = off; 1k. */
     uint64_t min_rate;
+    /* HTTP/2 (docs/config.md#http2-onoff-address): on for every TLS listener by default. */
+    int http2;               /* default 1 */
+    char **http2_off_listen; /* listen addresses that offer only HTTP/1 */
+    size_t nhttp2_off_listen;
+    uint64_t h2_streams;      /* SETTINGS_MAX_CONCURRENT_STREAMS; default 100 */
+    uint64_t h2_hpack;        /* SETTINGS_HEADER_TABLE_SIZE; default 4096 */
+    uint64_t h2_window;       /* a stream's receive window; default 256 KiB */
+    uint64_t h2_frames;       /* control frames per second; default 1000 */
+    uint64_t h2_resets;       /* stream cancellations per second; default 100 */
     int tickets;              /* TLS session tickets; default 1 */
     uint64_t ticket_rotate_s; /* ticket key lifetime; default 3600 */
     uint64_t session_cache;   /* server-side session cache entries; default 20480; 0 = off */

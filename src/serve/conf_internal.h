@@ -85,6 +85,7 @@ struct moat_conf__loader {
     struct moat_conf__pos *site_pos;   /* position of each c->sites entry */
     int listen_set;                    /* the default listen address was replaced */
     struct moat_conf__pos redirect_pos;
+    struct moat_conf__pos *http2_pos; /* of each c->http2_off_listen entry */
 };
 
 #define MOAT_CONF__DAY_MS (86400ULL * 1000)
@@ -126,6 +127,8 @@ extern const struct moat_conf__spec moat_conf__crl_specs[];
 extern const size_t moat_conf__crl_nspecs;
 extern const struct moat_conf__spec moat_conf__acme_specs[];
 extern const size_t moat_conf__acme_nspecs;
+extern const struct moat_conf__spec moat_conf__http2_specs[];
+extern const size_t moat_conf__http2_nspecs;
 
 /* ---- the families' checks, run by conf.c in the order of its lists ---- */
 
@@ -148,6 +151,7 @@ MOAT_MUST_USE moat_rc moat_conf__site_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__limits_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__mtls_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__global_check_conf(struct moat_conf__loader *L);
+MOAT_MUST_USE moat_rc moat_conf__http2_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__acme_check_conf(struct moat_conf__loader *L);
 /* Free what the acme { } block holds (conf_acme.c). */
 void moat_conf__acme_clear(struct moat_conf_acme *a);

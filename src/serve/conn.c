@@ -40,7 +40,12 @@ void moat_conn_close(struct moat_conn *c)
         return;
     }
     c->state = MOAT_CONN_CLOSED;
-    moat_h1s_clear(&c->h1); /* a streaming handler (the proxy) lets go of its origin here */
+    /* A streaming handler (the proxy) lets go of its origin here. */
+    if (c->h2) {
+        moat_h2s_clear(&c->h2s);
+    } else {
+        moat_h1s_clear(&c->h1);
+    }
     struct moat_conn_home *h = c->home;
     moat_timer_disarm(&h->loop->timers, &c->timer);
     moat_loop_del(h->loop, &c->w);
@@ -83,12 +88,21 @@ void moat_conn_free_closed(struct moat_conn_home *home)
 
 /* ---- what the session asks of the connection -------------------------------------------- */
 
-static const struct moat_hdr_set *hdr_set_of(const struct moat_conn *c)
+/* The request's site; the handshake's until a request named its host. */
+static const struct moat_site *site_of(const struct moat_conn *c, const struct moat_route_ref *ref)
 {
-    if (c->hdrs != NULL) {
-        return c->hdrs;
+    return ref != NULL && ref->site != NULL ? ref->site : c->sni_site;
+}
+
+/* The `header` rules of the request's path, else the site-wide ones. */
+static const struct moat_hdr_set *hdr_set_of(const struct moat_conn *c,
+                                             const struct moat_route_ref *ref)
+{
+    if (ref != NULL && ref->rules != NULL) {
+        return ref->rules;
     }
-    return c->site != NULL && c->site->hdrs.nsets > 0 ? &c->site->hdrs.sets[0] : NULL;
+    const struct moat_site *site = site_of(c, ref);
+    return site != NULL && site->hdrs.nsets > 0 ? &site->hdrs.sets[0] : NULL;
 }
 
 /* The handler's lines, less the fields the `header` rules replace or remove. */
@@ -126,19 +140,20 @@ static int lines_have(const struct moat_buf *lines, const char *lc_name)
 
 /* The site's part of every answer: HSTS over TLS, the `header` rules; for a relayed answer
  * (the proxy's) the origin's own HSTS wins and the rules for relayed answers apply. */
-static moat_rc decorate(void *host, struct moat_buf *out, const struct moat_buf *lines,
-                        unsigned flags)
+static moat_rc decorate(void *host, const struct moat_route_ref *ref, struct moat_buf *out,
+                        const struct moat_buf *lines, unsigned flags)
 {
     struct moat_conn *c = host;
-    const struct moat_hdr_set *hs = hdr_set_of(c);
+    const struct moat_hdr_set *hs = hdr_set_of(c, ref);
+    const struct moat_site *site = site_of(c, ref);
     int relayed = (flags & MOAT_RES_RELAYED) != 0;
     MOAT_TRY(append_kept(out, hs, lines));
     if (hs != NULL && !relayed) {
         MOAT_TRY(moat_buf_append(out, hs->own, hs->own_len));
     }
-    if (!c->plain && c->site != NULL && c->site->hsts_len > 0 &&
+    if (!c->plain && site != NULL && site->hsts_len > 0 &&
         (!relayed || !lines_have(lines, "strict-transport-security"))) {
-        MOAT_TRY(moat_buf_append(out, c->site->hsts, c->site->hsts_len));
+        MOAT_TRY(moat_buf_append(out, site->hsts, site->hsts_len));
     }
     if (hs != NULL && relayed) {
         MOAT_TRY(moat_buf_append(out, hs->proxied, hs->proxied_len));
@@ -146,27 +161,28 @@ static moat_rc decorate(void *host, struct moat_buf *out, const struct moat_buf 
     return MOAT_RC_OK;
 }
 
-static int server_field(void *host)
+static int server_field(void *host, const struct moat_route_ref *ref)
 {
-    const struct moat_hdr_set *hs = hdr_set_of(host);
+    const struct moat_hdr_set *hs = hdr_set_of(host, ref);
     return hs == NULL || !moat_hdr_set_drops(hs, MOAT_SLICE_LIT("server"));
 }
 
-static void answer_done(void *host)
+static void answer_done(void *host, const struct moat_route_ref *ref,
+                        const struct moat_answer_log *a)
 {
     struct moat_conn *c = host;
     struct moat_conn_home *h = c->home;
     if (h->alog != NULL) {
         struct moat_alog_entry e = {.peer = c->peer_text,
-                                    .status = c->h1.status,
-                                    .bytes = c->h1.bytes_sent,
-                                    .ms = (double)(h->loop->now_ms - c->h1.req_started_ms),
+                                    .proto = a->proto,
+                                    .status = a->status,
+                                    .bytes = a->bytes,
+                                    .ms = (double)(h->loop->now_ms - a->started_ms),
                                     .tls = !c->plain,
                                     .ssl = moat_tls_transport_ssl(&c->tr)};
-        moat_h1s_meta(&c->h1, e.parts);
+        memcpy(e.parts, a->parts, sizeof(e.parts));
         moat_accesslog_add(h->alog, h->alog_lines, &e);
     }
-    c->hdrs = NULL;
 }
 
 static void session_ended(void *host)
@@ -211,11 +227,11 @@ static moat_rc forbidden_page(struct moat_res *res, const char *why, struct moat
 
 /* Route the request to its site, then to the one handler that answers it; none of them sees
  * the connection or HTTP/1. */
-static moat_rc dispatch(void *host, const struct moat_req *req, struct moat_res *res,
-                        struct moat_buf *lines, struct moat_buf *body)
+static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moat_req *req,
+                        struct moat_res *res, struct moat_buf *lines, struct moat_buf *body)
 {
     struct moat_conn *c = host;
-    c->hdrs = NULL;
+    *ref = (struct moat_route_ref){0};
     char ka[512];
     /* An ACME CA checking a challenge: answered for any host and on either listener, before
      * redirects, proxies and path rules (RFC 8555 §8.3: the CA follows redirects, but an
@@ -223,7 +239,6 @@ static moat_rc dispatch(void *host, const struct moat_req *req, struct moat_res 
     if (c->snap->acme != NULL &&
         (req->method_id == MOAT_HTTP_M_GET || req->method_id == MOAT_HTTP_M_HEAD) &&
         moat_acme_challenges_http01(c->snap->acme, req->path.p, req->path.len, ka, sizeof(ka))) {
-        c->site = c->sni_site;
         return moat_builtin_acme_http01(ka, req, res, lines, body);
     }
     struct moat_route_conn who = {.snap = c->snap,
@@ -233,8 +248,18 @@ static moat_rc dispatch(void *host, const struct moat_req *req, struct moat_res 
                                   .peer_text = c->peer_text};
     struct moat_route rt;
     enum moat_route_verdict verdict = moat_route_pick(&who, req->authority, req->npath, &rt);
-    c->site = rt.site;
-    c->hdrs = rt.hdrs;
+    ref->site = rt.site;
+    ref->rules = rt.hdrs;
+    struct moat_site *site = rt.site;
+    if (verdict == MOAT_ROUTE_SERVE && c->h2 && !moat_snapshot_site_http2(c->snap, site)) {
+        /* A connection reused for a site that is not served over HTTP/2 (RFC 9113 §9.1.1:
+         * the client retries on a connection of its own, which will speak HTTP/1). */
+        moat_log(MOAT_LVL_INFO, c->id,
+                 "421: Host \"%.*s\" is a site with http2 off, asked over HTTP/2 (peer %s)",
+                 (int)(req->authority.len > 200 ? 200 : req->authority.len), req->authority.p,
+                 c->peer_text);
+        verdict = MOAT_ROUTE_MISDIRECTED;
+    }
     if (verdict != MOAT_ROUTE_SERVE) {
         /* The unread body must not be taken for the next request; the lingering close drops
          * what of it still comes. */
@@ -253,16 +278,15 @@ static moat_rc dispatch(void *host, const struct moat_req *req, struct moat_res 
     if (req->method_id == MOAT_HTTP_M_OPTIONS && req->target.len == 1 && req->target.p[0] == '*') {
         return moat_builtin_options(NULL, req, res, lines, body);
     }
-    if (c->site->proxy != NULL) {
-        struct moat_proxy_call call = {.target = c->site->proxy,
-                                       .loop = c->home->loop,
-                                       .identity = c->site->conf->client_auth != 0};
+    if (site->proxy != NULL) {
+        struct moat_proxy_call call = {
+            .target = site->proxy, .loop = c->home->loop, .identity = site->conf->client_auth != 0};
         return moat_proxy_handler(&call, req, res, lines, body);
     }
-    return moat_static_handler(&c->site->st, req, res, lines, body);
+    return moat_static_handler(&site->st, req, res, lines, body);
 }
 
-static const struct moat_h1s_host h1_host = {
+static const struct moat_session_host session_host = {
     .dispatch = dispatch,
     .decorate = decorate,
     .server_field = server_field,
@@ -275,6 +299,40 @@ static void start_session(struct moat_conn *c)
     moat_timer_disarm(&c->home->loop->timers, &c->timer);
     c->state = MOAT_CONN_SESSION;
     moat_h1s_start(&c->h1);
+}
+
+/* ALPN chose "h2": the HTTP/1 session (never started, holding nothing) makes way. */
+static void start_h2(struct moat_conn *c)
+{
+    struct moat_conn_home *h = c->home;
+    moat_timer_disarm(&h->loop->timers, &c->timer);
+    struct moat_h2s_env env = {.loop = h->loop,
+                               .pool = h->pool,
+                               .scratch = h->h2scratch,
+                               .stats = &h->stats.sessions,
+                               .host = &session_host,
+                               .host_data = c,
+                               .conn_id = c->id,
+                               .peer = c->peer_text,
+                               .tls = moat_tls_transport_ssl(&c->tr),
+                               .keep_meta = h->alog != NULL};
+    c->h2 = 1;
+    c->state = MOAT_CONN_SESSION;
+    if (!moat_ok(moat_h2s_init(&c->h2s, &c->tr, &c->snap->h2, &env))) {
+        moat_log(MOAT_LVL_ERROR, c->id, "http2: cannot start a session (out of memory)");
+        moat_conn_close(c);
+        return;
+    }
+    moat_h2s_start(&c->h2s);
+}
+
+/* Whether the handshake agreed on HTTP/2. */
+static int alpn_is_h2(SSL *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(ssl, &p, &len);
+    return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
 /* ---- the handshake ---------------------------------------------------------------------- */
@@ -298,7 +356,8 @@ static int step_handshake(struct moat_conn *c)
             if (moat_tls_alpn_refused(ssl, msg, sizeof(msg))) {
                 moat_log(MOAT_LVL_INFO, c->id,
                          "tls handshake refused: no common application protocol: the client "
-                         "offered %s; moat speaks http/1.1 and http/1.0 (peer %s)",
+                         "offered %s; moat speaks h2 (where it is on), http/1.1 and http/1.0 "
+                         "(peer %s)",
                          msg, c->peer_text);
             } else if (!id.present && strstr(e.msg, "did not return a certificate") != NULL) {
                 moat_log(MOAT_LVL_INFO, c->id,
@@ -330,9 +389,12 @@ static int step_handshake(struct moat_conn *c)
     }
     /* Until a request names its host, answers (errors included) carry the SNI site's
      * headers, HSTS among them. */
-    c->site = moat_tls_sni_site_of(moat_tls_transport_ssl(&c->tr));
-    c->sni_site = c->site;
-    start_session(c);
+    c->sni_site = moat_tls_sni_site_of(moat_tls_transport_ssl(&c->tr));
+    if (alpn_is_h2(moat_tls_transport_ssl(&c->tr))) {
+        start_h2(c);
+    } else {
+        start_session(c);
+    }
     return 0;
 }
 
@@ -340,7 +402,11 @@ static void on_event(struct moat_watch *w, uint32_t events)
 {
     struct moat_conn *c = w->data;
     if (c->state == MOAT_CONN_SESSION) {
-        moat_h1s_on_event(&c->h1, events);
+        if (c->h2) {
+            moat_h2s_on_event(&c->h2s, events);
+        } else {
+            moat_h1s_on_event(&c->h1, events);
+        }
         return;
     }
     if (c->state != MOAT_CONN_HANDSHAKE) {
@@ -364,14 +430,15 @@ static void on_timer(struct moat_timer *t)
 void moat_conn_drain(struct moat_conn *c)
 {
     if (c->state == MOAT_CONN_HANDSHAKE ||
-        (c->state == MOAT_CONN_SESSION && moat_h1s_drain(&c->h1))) {
+        (c->state == MOAT_CONN_SESSION &&
+         (c->h2 ? moat_h2s_drain(&c->h2s) : moat_h1s_drain(&c->h1)))) {
         moat_transport_shutdown(&c->tr);
         moat_conn_close(c);
     }
 }
 
 void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_storage *peer,
-                      int plain)
+                      int plain, int h2_ok)
 {
     struct moat_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -396,12 +463,15 @@ void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_st
             conn_free(c);
             return;
         }
+        if (!h2_ok) {
+            moat_tls_alpn_no_h2(moat_tls_transport_ssl(&c->tr));
+        }
     }
     struct moat_h1s_env env = {.loop = h->loop,
                                .pool = h->pool,
                                .scratch = h->scratch,
-                               .stats = &h->stats.h1,
-                               .host = &h1_host,
+                               .stats = &h->stats.sessions,
+                               .host = &session_host,
                                .host_data = c,
                                .conn_id = c->id,
                                .peer = c->peer_text,

@@ -1,8 +1,8 @@
 /*
  * conn.h: one client connection: accept, TLS handshake, the protocol session the ALPN choice
- * calls for (HTTP/1.1 today: http1/server.h), drain and close. The session asks the connection
- * to route each request (serve/route.h: Host to site, 421, client_path rules) and to add the
- * site's fields to each answer; the connection knows nothing of the protocol's states.
+ * calls for (http1/server.h, or http2/server.h for "h2"), drain and close. The session asks the
+ * connection to route each request (serve/route.h: Host to site, 421, client_path rules) and to add
+ * the site's fields to each answer; the connection knows nothing of the protocol's states.
  *
  *   HANDSHAKE -> SESSION -> CLOSED
  */
@@ -13,6 +13,7 @@
 #include "core/timer.h"
 #include "core/transport.h"
 #include "http1/server.h"
+#include "http2/server.h"
 
 #include <sys/socket.h>
 
@@ -24,7 +25,7 @@ struct moat_conn;
 
 struct moat_conn_stats {
     unsigned long long accepted, handshake_failures, handshake_timeouts;
-    struct moat_h1s_stats h1; /* requests, bad requests, timeouts of the sessions */
+    struct moat_session_stats sessions; /* requests, bad requests, timeouts, both protocols */
 };
 
 /*
@@ -36,6 +37,7 @@ struct moat_conn_home {
     struct moat_loop *loop;
     struct moat_pool *pool;
     struct moat_h1s_scratch *scratch;
+    struct moat_h2s_scratch *h2scratch;
     struct moat_snapshot *snap; /* one reference: the configuration new connections take */
     struct moat_alog *alog;     /* NULL: no access log */
     struct moat_buf *alog_lines;
@@ -59,27 +61,28 @@ enum moat_conn_state {
 };
 
 struct moat_conn {
-    struct moat_watch w;             /* w.fd is tr.fd */
-    struct moat_transport tr;        /* owned: plain or TLS (tls/transport.h) */
-    struct moat_conn_home *home;     /* borrowed */
-    struct moat_snapshot *snap;      /* one reference */
-    struct moat_site *site;          /* borrowed from snap: site of the current request */
-    struct moat_site *sni_site;      /* borrowed from snap: the site whose handshake this was */
-    const struct moat_hdr_set *hdrs; /* borrowed from site: `header` rules of this request;
-                                        NULL = the site-wide ones */
-    struct moat_conn *prev, *next;   /* the worker's list of connections */
+    struct moat_watch w;           /* w.fd is tr.fd */
+    struct moat_transport tr;      /* owned: plain or TLS (tls/transport.h) */
+    struct moat_conn_home *home;   /* borrowed */
+    struct moat_snapshot *snap;    /* one reference */
+    struct moat_site *sni_site;    /* borrowed from snap: the site whose handshake this was */
+    struct moat_conn *prev, *next; /* the worker's list of connections */
     struct moat_conn *next_closing;
     unsigned long long id;
     enum moat_conn_state state;
     struct moat_timer timer; /* the handshake's */
     int plain;               /* accepted on the redirect listener */
-    struct moat_h1s h1;      /* the HTTP/1 session */
+    int h2;                  /* the session is HTTP/2 */
+    union {
+        struct moat_h1s h1;  /* the HTTP/1 session (from accept: the plain listener has one) */
+        struct moat_h2s h2s; /* or the HTTP/2 one, once ALPN chose "h2" */
+    };
     char peer_text[48];
 };
 
 /* Accept a new connection on fd (ownership passes, also on failure). */
 void moat_conn_accept(struct moat_conn_home *home, int fd, const struct sockaddr_storage *peer,
-                      int plain);
+                      int plain, int h2_ok);
 /* Called by the worker: drain started (close if idle, no keep-alive after this response). */
 void moat_conn_drain(struct moat_conn *c);
 /* Close now (drain deadline, shutdown). */

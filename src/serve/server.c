@@ -165,6 +165,7 @@ static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, s
     struct moat_addr addrs[MAX_ADDRS];
     size_t naddrs = 0;
     int tls_flags[MAX_ADDRS];
+    const char *specs[MAX_ADDRS];
     for (size_t i = 0; i <= conf->nlisten; i++) {
         const char *spec = i < conf->nlisten ? conf->listen[i] : conf->redirect_listen;
         if (spec == NULL) {
@@ -177,6 +178,7 @@ static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, s
         MOAT_TRY(moat_addr_resolve(spec, addrs + naddrs, MAX_ADDRS - naddrs, &n, err));
         for (size_t k = 0; k < n; k++) {
             tls_flags[naddrs + k] = i < conf->nlisten;
+            specs[naddrs + k] = spec;
         }
         naddrs += n;
     }
@@ -204,7 +206,7 @@ static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, s
                 }
                 return rc;
             }
-            MOAT_TRY(moat_worker_add_listener(&srv->workers[w], fd, tls_flags[a], err));
+            MOAT_TRY(moat_worker_add_listener(&srv->workers[w], fd, tls_flags[a], specs[a], err));
         }
         moat_log_i("listening on %s (%s)", addrs[a].text,
                    tls_flags[a] ? "https" : "http, redirecting to https");

@@ -97,6 +97,21 @@ static int ip_parse(const char *p, size_t len, struct moat_site_ip *out)
     return 0;
 }
 
+int moat_snapshot_site_http2(const struct moat_snapshot *s, const struct moat_site *site)
+{
+    return site->conf->http2 >= 0 ? site->conf->http2 : s->conf->http2;
+}
+
+int moat_snapshot_listener_http2(const struct moat_snapshot *s, const char *spec)
+{
+    for (size_t i = 0; i < s->conf->nhttp2_off_listen; i++) {
+        if (strcmp(s->conf->http2_off_listen[i], spec) == 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 struct moat_site *moat_snapshot_route(const struct moat_snapshot *s, const char *host, size_t len)
 {
     struct moat_site_ip ip;
@@ -176,14 +191,15 @@ static moat_rc site_ctx_new(const struct moat_snapshot *s, const struct moat_sit
                             struct moat_tls_certset *const *sets, size_t nsets, SSL_CTX **out,
                             struct moat_err *err)
 {
-    /* http/1.0 too: curl -0 and other HTTP/1.0 clients offer only that (RFC 7301 registry);
-     * http/1.1 first, as the server's preference. */
-    static const char *const alpn[] = {"http/1.1", "http/1.0"};
+    /* h2 first where it is on, as the server's preference (RFC 7301 §3.2); http/1.0 too: curl
+     * -0 and other HTTP/1.0 clients offer only that (RFC 7301 registry). */
+    static const char *const alpn[] = {"h2", "http/1.1", "http/1.0"};
+    int h2 = moat_snapshot_site_http2(s, site);
     struct moat_tls_opts o = {
         .sets = sets,
         .nsets = nsets,
-        .alpn = alpn,
-        .nalpn = sizeof(alpn) / sizeof(alpn[0]),
+        .alpn = h2 ? alpn : alpn + 1,
+        .nalpn = h2 ? 3 : 2,
         .tickets = s->conf->tickets ? s->tickets : NULL,
         .session_cache_size = (unsigned long)s->conf->session_cache,
         .session_timeout_s = (long)(s->conf->ticket_rotate_s * 2),
@@ -473,6 +489,25 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     s->h1.idle_timeout_ms = conf->idle_timeout_ms;
     s->h1.body_timeout_ms = conf->body_timeout_ms;
     s->h1.write_timeout_ms = conf->write_timeout_ms;
+    s->h2 = (struct moat_h2s_conf){
+        .max_streams = (uint32_t)conf->h2_streams,
+        .hpack_table = (uint32_t)conf->h2_hpack,
+        .stream_window = (uint32_t)(conf->h2_window > 0x7fffffff ? 0x7fffffff : conf->h2_window),
+        /* Several streams upload at once: the connection takes at least 16 of them, or one. */
+        .conn_window =
+            (uint32_t)(conf->h2_window * 16 > 0x7fffffff ? 0x7fffffff : conf->h2_window * 16),
+        .frames_per_s = (uint32_t)conf->h2_frames,
+        .resets_per_s = (uint32_t)conf->h2_resets,
+        .max_line_bytes = conf->max_line_bytes,
+        .max_head_bytes = conf->max_head_bytes,
+        .max_fields = (uint32_t)conf->max_fields,
+        .max_body_bytes = conf->max_body_bytes,
+        .max_requests = conf->max_requests,
+        .head_timeout_ms = conf->head_timeout_ms,
+        .idle_timeout_ms = conf->idle_timeout_ms,
+        .body_timeout_ms = conf->body_timeout_ms,
+        .write_timeout_ms = conf->write_timeout_ms,
+    };
 
     moat_rc rc = MOAT_RC_OK;
     X509_STORE *trust = NULL;

@@ -16,6 +16,7 @@
 
 #include "core/err.h"
 #include "http1/server.h"
+#include "http2/server.h"
 #include "serve/conf.h"
 #include "serve/headers.h"
 #include "serve/static.h"
@@ -68,6 +69,7 @@ struct moat_snapshot {
     size_t nips;
     struct moat_site *catch_all; /* the "*" site, or NULL */
     struct moat_h1s_conf h1;     /* what the HTTP/1 sessions enforce (conf's limits, timeouts) */
+    struct moat_h2s_conf h2;     /* and the HTTP/2 ones */
     time_t crl_refresh_at;       /* when a CRL the local CA publishes must be made again (a reload
                                     does it); 0 = never */
     struct moat_crlpub_set *crlpub;    /* owned; NULL when no site has crl_publish */
@@ -137,5 +139,9 @@ MOAT_MUST_USE moat_rc moat_snapshot_renew_certs(struct moat_snapshot *s, const c
  * NULL when no site serves that host: over HTTPS the caller answers 421 (RFC 9110 §15.5.20).
  */
 struct moat_site *moat_snapshot_route(const struct moat_snapshot *s, const char *host, size_t len);
+/* Whether `site` is served over HTTP/2 (its `http2`, else the top level's). */
+int moat_snapshot_site_http2(const struct moat_snapshot *s, const struct moat_site *site);
+/* Whether connections accepted on the listen address `spec` may speak HTTP/2. */
+int moat_snapshot_listener_http2(const struct moat_snapshot *s, const char *spec);
 
 #endif

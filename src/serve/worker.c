@@ -7,10 +7,13 @@
 #include "core/log.h"
 #include "serve/conn.h"
 #include "serve/accesslog.h"
+#include "serve/conf.h"
+#include "serve/snapshot.h"
 
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -101,7 +104,8 @@ static void on_accept(struct moat_watch *w, uint32_t events)
             }
             return;
         }
-        moat_conn_accept(&wk->home, fd, &ss, !l->tls);
+        moat_conn_accept(&wk->home, fd, &ss, !l->tls,
+                         l->tls && moat_snapshot_listener_http2(wk->home.snap, l->spec));
     }
 }
 
@@ -184,6 +188,7 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *
     wk->home = (struct moat_conn_home){.loop = &wk->loop,
                                        .pool = &wk->pool,
                                        .scratch = &wk->h1scratch,
+                                       .h2scratch = &wk->h2scratch,
                                        .alog = alog,
                                        .alog_lines = &wk->alog_lines,
                                        .https_port = https_port,
@@ -208,6 +213,12 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *
     moat_buf_init(&wk->alog_lines, 1 << 20);
     moat_buf_init(&wk->h1scratch.fields, 16384);
     moat_buf_init(&wk->h1scratch.body, 4 * 1024 * 1024 - 64 * 1024); /* fits in out */
+    if (!moat_ok(moat_h2s_scratch_init(&wk->h2scratch, MOAT_CONF_MAX_FIELDS))) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    wk->h2scratch.lines = &wk->h1scratch.fields;
+    wk->h2scratch.body = &wk->h1scratch.body;
+    wk->h2scratch.npath = wk->h1scratch.npath;
     moat_timer_init(&wk->house_timer, housekeeping, wk);
     moat_timer_init(&wk->drain_timer, drain_deadline, wk);
     atomic_init(&wk->pending, NULL);
@@ -216,7 +227,8 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *
     return MOAT_RC_OK;
 }
 
-moat_rc moat_worker_add_listener(struct moat_worker *wk, int fd, int tls, struct moat_err *err)
+moat_rc moat_worker_add_listener(struct moat_worker *wk, int fd, int tls, const char *spec,
+                                 struct moat_err *err)
 {
     if (wk->nlisteners == MOAT_WORKER_MAX_LISTENERS) {
         close(fd);
@@ -227,6 +239,7 @@ moat_rc moat_worker_add_listener(struct moat_worker *wk, int fd, int tls, struct
     l->w = (struct moat_watch){.fd = fd, .cb = on_accept, .data = l};
     l->wk = wk;
     l->tls = tls;
+    snprintf(l->spec, sizeof(l->spec), "%s", spec);
     return MOAT_RC_OK;
 }
 
@@ -308,6 +321,7 @@ void moat_worker_clear(struct moat_worker *wk)
     moat_buf_clear(&wk->alog_lines);
     moat_buf_clear(&wk->h1scratch.fields);
     moat_buf_clear(&wk->h1scratch.body);
+    moat_h2s_scratch_clear(&wk->h2scratch);
     if (wk->evfd >= 0) {
         close(wk->evfd);
     }

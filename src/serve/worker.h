@@ -23,7 +23,8 @@ struct moat_alog;
 struct moat_listener {
     struct moat_watch w; /* w.fd owned */
     struct moat_worker *wk;
-    int tls; /* 0: the plain listener that redirects to HTTPS */
+    int tls;       /* 0: the plain listener that redirects to HTTPS */
+    char spec[80]; /* its listen address as configured, for `http2 off ADDRESS` */
 };
 
 struct moat_worker {
@@ -57,6 +58,7 @@ struct moat_worker {
     unsigned long long ticks, ticks_at_last_trim;
 
     struct moat_h1s_scratch h1scratch; /* the request being dispatched, a handler's output */
+    struct moat_h2s_scratch h2scratch; /* HTTP/2's (it shares h1scratch's output buffers) */
 };
 
 /* `alog` (NULL: off) and `https_port` are the server's, for the connections. */
@@ -65,7 +67,7 @@ MOAT_MUST_USE moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, stru
                                        struct moat_err *err);
 /* Take ownership of a listening socket. */
 MOAT_MUST_USE moat_rc moat_worker_add_listener(struct moat_worker *wk, int fd, int tls,
-                                               struct moat_err *err);
+                                               const char *spec, struct moat_err *err);
 MOAT_MUST_USE moat_rc moat_worker_start(struct moat_worker *wk, struct moat_err *err);
 /* From the main thread: hand over a new snapshot (the reference passes to the worker). */
 void moat_worker_publish(struct moat_worker *wk, struct moat_snapshot *snap);

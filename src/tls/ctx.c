@@ -51,6 +51,7 @@ struct ctx_extra {
 static pthread_once_t extra_once = PTHREAD_ONCE_INIT;
 static int extra_idx = -1;
 static int refused_idx = -1; /* SSL ex_data: what a client offered when ALPN failed (char *) */
+static int no_h2_idx = -1;   /* SSL ex_data: non-NULL when this connection must not pick h2 */
 
 static void extra_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
@@ -61,6 +62,13 @@ static void extra_index_init(void)
 {
     extra_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, extra_free);
     refused_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, extra_free);
+    no_h2_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+int moat_tls_alpn_no_h2(SSL *ssl)
+{
+    pthread_once(&extra_once, extra_index_init);
+    return no_h2_idx >= 0 && SSL_set_ex_data(ssl, no_h2_idx, (void *)1) == 1;
 }
 
 /* Keep the client's list in words for the log (a failed handshake only: no cost otherwise).
@@ -118,9 +126,13 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
     const struct ctx_extra *x = arg;
+    int no_h2 = no_h2_idx >= 0 && SSL_get_ex_data(ssl, no_h2_idx) != NULL;
     for (size_t i = 0; i < x->alpn_len; i += 1 + (size_t)x->alpn[i]) {
         size_t want_len = x->alpn[i];
         const unsigned char *want = &x->alpn[i + 1];
+        if (no_h2 && want_len == 2 && memcmp(want, "h2", 2) == 0) {
+            continue; /* a listener with `http2 off` */
+        }
         /* OpenSSL has checked the client's list, but walk it defensively anyway. */
         for (unsigned int j = 0; j < inlen;) {
             unsigned int l = in[j];

@@ -56,5 +56,8 @@ MOAT_MUST_USE moat_rc moat_tls_ctx_new(const struct moat_tls_opts *o, SSL_CTX **
  * 1, with the client's list in words ("h2, spdy/3.1") in `out`. 0 for any other handshake.
  */
 int moat_tls_alpn_refused(SSL *ssl, char *out, size_t outlen);
+/* Never pick "h2" on this connection, whatever its context offers (a listener with `http2
+ * off`). 0 when it cannot be marked. */
+int moat_tls_alpn_no_h2(SSL *ssl);
 
 #endif

@@ -1,6 +1,6 @@
-"""ALPN (RFC 7301): moat speaks http/1.1 and http/1.0, picks http/1.1 when both are offered,
-and refuses a client that offers only other protocols with no_application_protocol, logging
-what it offered. Checked with curl and openssl s_client.
+"""ALPN (RFC 7301): moat speaks h2, http/1.1 and http/1.0, picks h2 over http/1.1 and http/1.1
+over http/1.0, and refuses a client that offers only other protocols with
+no_application_protocol, logging what it offered. Checked with curl and openssl s_client.
 """
 
 import re
@@ -37,11 +37,17 @@ def test_http11_preferred_when_both_offered(server):
     assert alpn_of(s_client_text(p)) == "http/1.1"
 
 
+def test_h2_preferred_when_offered(server):
+    p = s_client(server.port, "-alpn", "http/1.1,h2", send=b"")
+    assert alpn_of(s_client_text(p)) == "h2"
+
+
 def test_only_unknown_protocols_get_the_alert_and_a_log_line(server):
     mark = len(server.stderr())
-    p = s_client(server.port, "-alpn", "h2,spdy/3.1", send=b"")
+    p = s_client(server.port, "-alpn", "h2c,spdy/3.1", send=b"")
     text = s_client_text(p)
     assert re.search(r"alert no application protocol|SSL alert number 120", text), text[-2000:]
     assert "file A" not in text
-    assert log_after(server, mark, r"no common application protocol: the client offered h2, "
-                                   r"spdy/3\.1; moat speaks http/1\.1 and http/1\.0")
+    assert log_after(server, mark, r"no common application protocol: the client offered h2c, "
+                                   r"spdy/3\.1; moat speaks h2 \(where it is on\), "
+                                   r"http/1\.1 and http/1\.0")

@@ -149,21 +149,24 @@ def test_alpn_http11(server):
     assert "ALPN protocol: http/1.1" in text
 
 
-def test_alpn_prefers_http11_over_unsupported_h2(server):
-    p = s_client(server.port, "-alpn", "h2,http/1.1")
+def test_alpn_prefers_h2_over_http11(server):
+    p = s_client(server.port, "-alpn", "http/1.1,h2")
     text = s_client_text(p)
-    assert "ALPN protocol: http/1.1" in text, text
+    assert "ALPN protocol: h2" in text, text
 
 
-def test_alpn_h2_only_not_selected(server):
-    # moat speaks only http/1.1: it either selects nothing or refuses (no_application_protocol).
+def test_alpn_h2_only_selected(server):
     p = s_client(server.port, "-alpn", "h2")
     text = s_client_text(p)
-    assert "ALPN protocol: h2" not in text
+    assert s_client_handshake_ok(p), text
+    assert "ALPN protocol: h2" in text
 
 
 def test_alpn_with_python(server, pki):
     ctx = client_context(cafile=pki.root, alpn=["h2", "http/1.1"])
+    with Conn(server.port, context=ctx) as c:
+        assert c.sock.selected_alpn_protocol() == "h2"
+    ctx = client_context(cafile=pki.root, alpn=["http/1.1"])
     with Conn(server.port, context=ctx) as c:
         assert c.sock.selected_alpn_protocol() == "http/1.1"
 
@@ -171,6 +174,8 @@ def test_alpn_with_python(server, pki):
 def test_alpn_with_curl(server, pki, tmp_path):
     r = curl(tmp_path, url(server), port=server.port, cacert=pki.root)
     assert r.rc == 0, r.stderr
+    assert re.search(r"ALPN.*accepted.*h2", r.stderr), r.stderr
+    r = curl(tmp_path, url(server), "--http1.1", port=server.port, cacert=pki.root)
     assert re.search(r"ALPN.*accepted.*http/1\.1", r.stderr), r.stderr
     assert r.status == 200
 

@@ -37,7 +37,7 @@ static struct host H;
 static struct moat_loop L;
 static struct moat_pool P;
 static struct moat_h1s_scratch SCR;
-static struct moat_h1s_stats ST;
+static struct moat_session_stats ST;
 
 static void copy_slice(char *dst, size_t cap, moat_slice s)
 {
@@ -59,8 +59,8 @@ static void st_abort(void *h)
 
 static const struct moat_stream_ops st_ops = {.ready = st_ready, .abort = st_abort};
 
-static moat_rc dispatch(void *host, const struct moat_req *req, struct moat_res *res,
-                        struct moat_buf *fields, struct moat_buf *body)
+static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moat_req *req,
+                        struct moat_res *res, struct moat_buf *fields, struct moat_buf *body)
 {
     struct host *h = host;
     h->dispatched++;
@@ -89,8 +89,8 @@ static moat_rc dispatch(void *host, const struct moat_req *req, struct moat_res 
     }
 }
 
-static moat_rc decorate(void *host, struct moat_buf *out, const struct moat_buf *lines,
-                        unsigned flags)
+static moat_rc decorate(void *host, const struct moat_route_ref *ref, struct moat_buf *out,
+                        const struct moat_buf *lines, unsigned flags)
 {
     if (lines != NULL) {
         MOAT_TRY(moat_buf_append(out, moat_buf_rdptr(lines), moat_buf_len(lines)));
@@ -99,7 +99,7 @@ static moat_rc decorate(void *host, struct moat_buf *out, const struct moat_buf 
                                       : moat_buf_append(out, "X-Site: t\r\n", 11);
 }
 
-static int server_field(void *host)
+static int server_field(void *host, const struct moat_route_ref *ref)
 {
     return 1;
 }
@@ -107,14 +107,13 @@ static int server_field(void *host)
 static struct moat_h1s S;
 
 /* The access log's view: what the session kept of the request, read when the answer is done. */
-static void done(void *host)
+static void done(void *host, const struct moat_route_ref *ref, const struct moat_answer_log *a)
 {
     struct host *h = host;
     h->done++;
-    const char *meta[5];
-    moat_h1s_meta(&S, meta);
+    const char *const *meta = a->parts;
     snprintf(h->meta_line, sizeof(h->meta_line), "%s|%s|%s|%s|%s %d", meta[0], meta[1], meta[2],
-             meta[3], meta[4], S.status);
+             meta[3], meta[4], a->status);
 }
 
 static void ended(void *host)
@@ -122,7 +121,7 @@ static void ended(void *host)
     ((struct host *)host)->ended++;
 }
 
-static const struct moat_h1s_host host_ops = {
+static const struct moat_session_host host_ops = {
     .dispatch = dispatch,
     .decorate = decorate,
     .server_field = server_field,

@@ -281,7 +281,7 @@ static const struct bad_case bad[] = {
      "unknown directive \"heads\" (did you mean \"head\"?)"},
     {"frobnicate 1\nsite x { root r }", "m.conf:1:1",
      "unknown directive \"frobnicate\" (known at the top level: listen, redirect_http, workers, "
-     "state, access_log, error_log, timeouts, limits, tls, trust, site, acme)"},
+     "state, access_log, error_log, timeouts, limits, tls, trust, site, acme, http2)"},
     /* directive in the wrong place */
     {"root ./www\nsite x { root r }", "m.conf:1:1",
      "\"root\" is not allowed at the top level (it belongs inside a site NAME { } block)"},

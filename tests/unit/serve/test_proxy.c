@@ -26,7 +26,7 @@
 static struct moat_loop L;
 static struct moat_pool P;
 static struct moat_h1s_scratch SCR;
-static struct moat_h1s_stats ST;
+static struct moat_session_stats ST;
 static struct moat_h1s_conf H1CONF;
 static struct moat_proxy_target T;
 static struct fake_transport F;
@@ -36,15 +36,15 @@ static int ended, done_count;
 
 /* ---- the host: every request goes to the proxy ------------------------------------------ */
 
-static moat_rc dispatch(void *host, const struct moat_req *req, struct moat_res *res,
-                        struct moat_buf *fields, struct moat_buf *body)
+static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moat_req *req,
+                        struct moat_res *res, struct moat_buf *fields, struct moat_buf *body)
 {
     struct moat_proxy_call call = {.target = &T, .loop = &L, .identity = 0};
     return moat_proxy_handler(&call, req, res, fields, body);
 }
 
-static moat_rc decorate(void *host, struct moat_buf *out, const struct moat_buf *lines,
-                        unsigned flags)
+static moat_rc decorate(void *host, const struct moat_route_ref *ref, struct moat_buf *out,
+                        const struct moat_buf *lines, unsigned flags)
 {
     if (lines != NULL) {
         MOAT_TRY(moat_buf_append(out, moat_buf_rdptr(lines), moat_buf_len(lines)));
@@ -52,12 +52,12 @@ static moat_rc decorate(void *host, struct moat_buf *out, const struct moat_buf 
     return (flags & MOAT_RES_RELAYED) ? MOAT_RC_OK : moat_buf_append(out, "X-Own: 1\r\n", 10);
 }
 
-static int server_field(void *host)
+static int server_field(void *host, const struct moat_route_ref *ref)
 {
     return 1;
 }
 
-static void done(void *host)
+static void done(void *host, const struct moat_route_ref *ref, const struct moat_answer_log *a)
 {
     done_count++;
 }
@@ -67,11 +67,11 @@ static void on_ended(void *host)
     ended++;
 }
 
-static const struct moat_h1s_host host_ops = {.dispatch = dispatch,
-                                              .decorate = decorate,
-                                              .server_field = server_field,
-                                              .done = done,
-                                              .ended = on_ended};
+static const struct moat_session_host host_ops = {.dispatch = dispatch,
+                                                  .decorate = decorate,
+                                                  .server_field = server_field,
+                                                  .done = done,
+                                                  .ended = on_ended};
 
 /* ---- the loop, one iteration at a time -------------------------------------------------- */
 

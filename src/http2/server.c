@@ -1,0 +1,1778 @@
+/*
+ * server.c: the HTTP/2 server session (see server.h).
+ *
+ * nghttp2 does the protocol; this file moves bytes between it and the transport, turns its
+ * callbacks into requests for the connection's dispatch, feeds answers back as frames, and
+ * keeps the budgets and timers that make a hostile client cheap to refuse.
+ *
+ * Re-entrance: nghttp2 calls us back only from inside nghttp2_session_mem_recv and
+ * nghttp2_session_send, which only run() and push() call. Inside those callbacks nothing ends
+ * the session or frees what nghttp2 still holds: they set flags, and run() acts on them after
+ * nghttp2 returned. A streaming handler's ready() is called only from run(), after nghttp2
+ * returned; its moat_exch_* calls change stream state, and when they come from the handler's own
+ * events they push the frames out themselves (push), never waking another handler.
+ */
+#include "http2/server.h"
+
+#include "core/fmt.h"
+#include "core/httpdate.h"
+#include "core/log.h"
+#include "core/sock.h"
+#include "http/status.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OUT_HIGH (64 * 1024)        /* stop taking frames from nghttp2 beyond this much unsent */
+#define OUT_LIMIT (1024 * 1024)     /* never more than this: a header block plus OUT_HIGH */
+#define GEN_LIMIT (4 * 1024 * 1024) /* a generated body (a listing of 10,000 entries fits) */
+#define STREAM_PIECE 65536          /* a streaming handler may queue this much before it waits */
+#define CLOSE_LINGER_MS 1000        /* a GOAWAY with an error gets this long to leave */
+#define SPARE_MAX 8                 /* stream records kept for reuse */
+#define CONTINUATIONS_MAX 16        /* a header block of 32 KiB needs 2 or 3 */
+#define WAIT_BODY 1
+#define WAIT_ROOM 2
+
+/* One stream: a request and its answer. */
+struct moat_h2_stream {
+    struct moat_exch ex; /* what a streaming handler holds (req->exch) */
+    struct moat_h2s *s;
+    struct moat_h2_stream *prev, *next;
+    int32_t id;
+    struct moat_route_ref ref;
+    uint64_t started_ms, rx_ms;
+
+    /* The request. */
+    int head_only;
+    int expect_continue, continue_sent;
+    int body_done;  /* END_STREAM came (or there was no body) */
+    int discard;    /* its body is of no use: consume and drop what comes */
+    int too_big;    /* 414 or 431: the head broke a limit */
+    uint64_t hsize; /* the header list's size as RFC 9113 §6.5.2 counts it */
+    uint32_t nfields;
+    uint64_t body_bytes;
+    struct moat_buf rbody;       /* body bytes a streaming handler has yet to read */
+    struct moat_buf trailers_in; /* its trailer fields, "name: value\r\n" */
+
+    /* The answer. */
+    int answered;    /* HEADERS submitted */
+    int answer_sent; /* its END_STREAM went */
+    int status;
+    uint64_t bytes_sent;
+    int fd; /* owned; -1 when no file */
+    uint64_t file_off, file_left;
+    struct moat_buf data; /* a generated body, or a streaming handler's pieces */
+    int eof;              /* nothing comes after what `data` or the file hold */
+    int deferred;         /* nghttp2 waits for resume_data */
+    struct moat_buf trailers_out;
+
+    /* A streaming handler's exchange. */
+    const struct moat_stream_ops *sops; /* NULL when none */
+    void *sh;
+    int st_started;
+    int st_waiting;
+    int wake;
+
+    struct moat_buf meta; /* NUL-separated: method, target, host, referer, user agent */
+};
+
+struct fidx {
+    uint32_t noff, nlen, voff, vlen;
+};
+
+enum { PS_METHOD, PS_SCHEME, PS_AUTHORITY, PS_PATH, PS_PROTOCOL, PS_COUNT };
+
+static void run(struct moat_h2s *s);
+static moat_rc push(struct moat_h2s *s, struct moat_h2_stream *caller);
+static void arm_timer(struct moat_h2s *s);
+static void on_timer(struct moat_timer *t);
+static const struct moat_exch_ops exch_ops;
+
+static struct moat_h2_stream *of_exch(struct moat_exch *ex)
+{
+    return (struct moat_h2_stream *)((char *)ex - offsetof(struct moat_h2_stream, ex));
+}
+
+static nghttp2_session *ng_of(const struct moat_h2s *s)
+{
+    return s->ng;
+}
+
+static uint64_t now_ms(const struct moat_h2s *s)
+{
+    return s->env.loop->now_ms;
+}
+
+/* ---- the budgets ------------------------------------------------------------------------ */
+
+/* Spend one unit of a budget of `rate` per second with bursts of `rate`: 1 when it is gone. */
+static int spend(struct moat_h2s *s, struct moat_h2_bucket *b, uint32_t rate)
+{
+    if (rate == 0) {
+        return 0;
+    }
+    uint64_t now = now_ms(s), drained = (now - b->at_ms) * rate;
+    b->at_ms = now;
+    b->level_ms = b->level_ms > drained ? b->level_ms - drained : 0;
+    b->level_ms += 1000;
+    return b->level_ms > (uint64_t)rate * 1000;
+}
+
+/* End the connection for cause: GOAWAY `code`, flush it, close. */
+static void terminate(struct moat_h2s *s, uint32_t code)
+{
+    if (s->closing) {
+        return;
+    }
+    s->closing = 1;
+    s->closing_since_ms = now_ms(s);
+    nghttp2_session_terminate_session(ng_of(s), code);
+}
+
+/* ---- streams ---------------------------------------------------------------------------- */
+
+static struct moat_h2_stream *stream_new(struct moat_h2s *s, int32_t id)
+{
+    struct moat_h2_stream *st = s->spare;
+    if (st != NULL) {
+        s->spare = st->next;
+        s->nspare--;
+        struct moat_buf keep = st->data;
+        memset(st, 0, sizeof(*st));
+        st->data = keep; /* its storage, emptied */
+        st->data.rd = st->data.wr = 0;
+    } else {
+        st = calloc(1, sizeof(*st));
+        if (st == NULL) {
+            return NULL;
+        }
+        moat_buf_init(&st->data, GEN_LIMIT);
+    }
+    st->ex.ops = &exch_ops;
+    st->s = s;
+    st->id = id;
+    st->fd = -1;
+    st->started_ms = st->rx_ms = now_ms(s);
+    moat_buf_init(&st->rbody, s->conf->stream_window + 16384);
+    moat_buf_init(&st->trailers_in, s->conf->max_head_bytes);
+    moat_buf_init(&st->trailers_out, s->conf->max_head_bytes);
+    moat_buf_init(&st->meta, 8192);
+    st->next = s->streams;
+    if (s->streams != NULL) {
+        s->streams->prev = st;
+    }
+    s->streams = st;
+    s->nstreams++;
+    return st;
+}
+
+/* A streaming handler lets go (its own call) or is let go (abort). */
+static void detach(struct moat_h2_stream *st, int abort_it)
+{
+    const struct moat_stream_ops *ops = st->sops;
+    void *h = st->sh;
+    st->sops = NULL;
+    st->sh = NULL;
+    st->st_waiting = 0;
+    if (abort_it && ops != NULL) {
+        ops->abort(h);
+    }
+}
+
+static void meta_parts(const struct moat_h2_stream *st, const char *out[5])
+{
+    const char *p = st->meta.base ? moat_buf_rdptr(&st->meta) : NULL;
+    const char *end_ = p ? p + moat_buf_len(&st->meta) : NULL;
+    for (int i = 0; i < 5; i++) {
+        if (p != NULL && p < end_) {
+            out[i] = p;
+            p += strlen(p) + 1;
+        } else {
+            out[i] = "";
+        }
+    }
+}
+
+static void stream_free(struct moat_h2s *s, struct moat_h2_stream *st, int log_it)
+{
+    detach(st, 1);
+    if (log_it && st->answered && s->env.host != NULL) {
+        struct moat_answer_log a = {.status = st->status,
+                                    .bytes = st->bytes_sent,
+                                    .started_ms = st->started_ms,
+                                    .proto = "HTTP/2"};
+        meta_parts(st, a.parts);
+        s->env.host->done(s->env.host_data, &st->ref, &a);
+    }
+    if (st->fd >= 0) {
+        close(st->fd);
+        st->fd = -1;
+    }
+    if (st->prev != NULL) {
+        st->prev->next = st->next;
+    } else {
+        s->streams = st->next;
+    }
+    if (st->next != NULL) {
+        st->next->prev = st->prev;
+    }
+    s->nstreams--;
+    if (s->hstream == st) {
+        s->hstream = NULL;
+    }
+    moat_buf_clear(&st->rbody);
+    moat_buf_clear(&st->trailers_in);
+    moat_buf_clear(&st->trailers_out);
+    moat_buf_clear(&st->meta);
+    if (st->data.cap > 16384) {
+        moat_buf_clear(&st->data); /* a big body does not stay pinned */
+    }
+    if (s->nspare < SPARE_MAX && !s->ended) {
+        st->next = s->spare;
+        s->spare = st;
+        s->nspare++;
+    } else {
+        moat_buf_clear(&st->data);
+        free(st);
+    }
+}
+
+/* ---- output ----------------------------------------------------------------------------- */
+
+/* Write what `out` holds: 0 when it is empty, 1 when the client is not taking more, -1 when
+ * the connection failed. */
+static int write_out(struct moat_h2s *s)
+{
+    while (moat_buf_len(&s->out) > 0) {
+        size_t n;
+        moat_rc rc =
+            moat_transport_write(s->tr, moat_buf_rdptr(&s->out), moat_buf_len(&s->out), &n);
+        if (rc.kind == MOAT_E_AGAIN) {
+            if (s->blocked_since_ms == 0) {
+                s->blocked_since_ms = now_ms(s);
+            }
+            return 1;
+        }
+        if (!moat_ok(rc)) {
+            return -1;
+        }
+        moat_buf_consume(&s->out, n);
+        s->last_write_ms = now_ms(s);
+    }
+    s->blocked_since_ms = 0;
+    return 0;
+}
+
+static ssize_t cb_send(nghttp2_session *ng, const uint8_t *data, size_t len, int flags, void *u)
+{
+    struct moat_h2s *s = u;
+    if (moat_buf_len(&s->out) >= OUT_HIGH) {
+        return NGHTTP2_ERR_WOULDBLOCK;
+    }
+    if (!moat_ok(moat_pool_buf_acquire(s->env.pool, &s->out)) ||
+        !moat_ok(moat_buf_append(&s->out, data, len))) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    return (ssize_t)len;
+}
+
+/* DATA without a copy through nghttp2: the frame header, then the bytes straight from the file
+ * (pread into the output buffer) or from the stream's body buffer, then any padding. */
+static int cb_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
+                        size_t length, nghttp2_data_source *source, void *u)
+{
+    struct moat_h2s *s = u;
+    struct moat_h2_stream *st = source->ptr;
+    size_t padlen = frame->data.padlen;
+    size_t need = 9 + length + padlen;
+    if (moat_buf_len(&s->out) >= OUT_HIGH) {
+        return NGHTTP2_ERR_WOULDBLOCK;
+    }
+    if (!moat_ok(moat_pool_buf_acquire(s->env.pool, &s->out)) ||
+        !moat_ok(moat_buf_reserve(&s->out, need))) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    char *p = moat_buf_wrptr(&s->out);
+    size_t at = 9;
+    if (padlen > 0) {
+        p[at++] = (char)(padlen - 1);
+    }
+    if (st->fd >= 0) {
+        size_t got = 0;
+        while (got < length) {
+            ssize_t n = pread(st->fd, p + at + got, length - got, (off_t)(st->file_off + got));
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                /* The file shrank or failed: the length is promised, so the stream is reset
+                 * (INTERNAL_ERROR); the connection and its other streams go on. */
+                moat_log(MOAT_LVL_WARN, s->env.conn_id,
+                         "http2: file shrank or failed while sending stream %d; resetting it",
+                         (int)st->id);
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+            }
+            got += (size_t)n;
+        }
+        st->file_off += length;
+        st->file_left -= length;
+    } else {
+        memcpy(p + at, moat_buf_rdptr(&st->data), length);
+        moat_buf_consume(&st->data, length);
+        if ((st->st_waiting & WAIT_ROOM) && moat_buf_len(&st->data) < STREAM_PIECE) {
+            st->wake = 1;
+            s->wake = 1;
+        }
+    }
+    memcpy(p, framehd, 9);
+    if (padlen > 1) {
+        memset(p + at + length, 0, padlen - 1);
+    }
+    s->out.wr += need;
+    st->bytes_sent += length;
+    s->last_data_ms = now_ms(s);
+    return 0;
+}
+
+static ssize_t cb_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
+                            uint32_t *flags, nghttp2_data_source *source, void *u)
+{
+    struct moat_h2_stream *st = source->ptr;
+    uint64_t avail;
+    int more;
+    if (st->fd >= 0) {
+        avail = st->file_left;
+        more = 0;
+    } else {
+        avail = moat_buf_len(&st->data);
+        more = !st->eof;
+    }
+    if (avail == 0 && more) {
+        st->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = avail < length ? (size_t)avail : length;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (n == avail && !more) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (moat_buf_len(&st->trailers_out) > 0) {
+            /* The trailers end the stream instead (RFC 9113 §8.1). */
+            struct moat_h2s *s = u;
+            nghttp2_nv nv[64];
+            size_t nnv = 0, at = 0;
+            moat_slice line, name;
+            while (nnv < 64 && moat_field_lines_next(&st->trailers_out, &at, &line, &name)) {
+                if (name.len == 0) {
+                    continue;
+                }
+                char *nm = (char *)name.p;
+                for (size_t i = 0; i < name.len; i++) {
+                    nm[i] = (char)(nm[i] >= 'A' && nm[i] <= 'Z' ? nm[i] + 32 : nm[i]);
+                }
+                const char *v = name.p + name.len + 1, *e = line.p + line.len;
+                while (e > v && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) {
+                    e--;
+                }
+                while (v < e && (*v == ' ' || *v == '\t')) {
+                    v++;
+                }
+                nv[nnv++] = (nghttp2_nv){(uint8_t *)nm, (uint8_t *)v, name.len, (size_t)(e - v),
+                                         NGHTTP2_NV_FLAG_NONE};
+            }
+            if (nnv > 0 && nghttp2_submit_trailer(ng_of(s), id, nv, nnv) == 0) {
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            }
+        }
+    }
+    return (ssize_t)n;
+}
+
+/* The answer's HEADERS: :status, date, server, the connection's decoration of `lines` in lower
+ * case without the fields HTTP/2 forbids (RFC 9113 §8.2.2), content-length. */
+static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int status,
+                         const struct moat_buf *lines, int64_t length, unsigned flags,
+                         int with_body)
+{
+    struct moat_h2s_scratch *sc = s->env.scratch;
+    struct moat_buf *h = &sc->head;
+    h->rd = h->wr = 0;
+    void *hd = s->env.host_data;
+    char code[4], clen[24];
+    int st_code = status < 100 || status > 999 ? 500 : status;
+    moat_fmt_dec(code, (uint64_t)st_code);
+    int server = s->env.host->server_field(hd, &st->ref);
+    if (!moat_ok(s->env.host->decorate(hd, &st->ref, h, lines, flags))) {
+        return -1;
+    }
+    size_t maxnv = 4;
+    for (size_t i = h->rd; i < h->wr; i++) {
+        maxnv += h->base[i] == '\n';
+    }
+    struct moat_buf *nvb = &sc->nv;
+    nvb->rd = nvb->wr = 0;
+    if (!moat_ok(moat_buf_reserve(nvb, maxnv * sizeof(nghttp2_nv)))) {
+        return -1;
+    }
+    nghttp2_nv *nv = (nghttp2_nv *)(void *)nvb->base;
+    size_t n = 0;
+#define NV(nm, v, vl)                                                                              \
+    (nv[n++] = (nghttp2_nv){(uint8_t *)(nm), (uint8_t *)(v), sizeof(nm) - 1, (vl),                 \
+                            NGHTTP2_NV_FLAG_NO_COPY_NAME})
+    NV(":status", code, 3);
+    NV("date", moat_httpdate_now(time(NULL)), MOAT_HTTPDATE_LEN);
+    if (server) {
+        NV("server", "moat", 4);
+    }
+    size_t at = 0;
+    moat_slice line, name;
+    while (n + 1 < maxnv && moat_field_lines_next(h, &at, &line, &name)) {
+        if (name.len == 0) {
+            continue;
+        }
+        if (moat_slice_eq_lit_nocase(name, "connection") ||
+            moat_slice_eq_lit_nocase(name, "keep-alive") ||
+            moat_slice_eq_lit_nocase(name, "proxy-connection") ||
+            moat_slice_eq_lit_nocase(name, "transfer-encoding") ||
+            moat_slice_eq_lit_nocase(name, "upgrade") ||
+            moat_slice_eq_lit_nocase(name, "content-length")) {
+            continue; /* HTTP/2 frames the body itself; content-length is ours below */
+        }
+        char *nm = (char *)name.p;
+        for (size_t i = 0; i < name.len; i++) {
+            nm[i] = (char)(nm[i] >= 'A' && nm[i] <= 'Z' ? nm[i] + 32 : nm[i]);
+        }
+        const char *v = name.p + name.len + 1, *e = line.p + line.len;
+        while (e > v && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) {
+            e--;
+        }
+        while (v < e && (*v == ' ' || *v == '\t')) {
+            v++;
+        }
+        nv[n++] = (nghttp2_nv){(uint8_t *)nm, (uint8_t *)v, name.len, (size_t)(e - v),
+                               NGHTTP2_NV_FLAG_NONE};
+    }
+    if (length >= 0 && status >= 200 && status != 204 && status != 304) {
+        size_t cl = moat_fmt_dec(clen, (uint64_t)length);
+        NV("content-length", clen, cl);
+    }
+#undef NV
+    st->status = st_code;
+    st->answered = 1;
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = cb_data_read};
+    int rv = nghttp2_submit_response(ng_of(s), st->id, nv, n, with_body ? &prd : NULL);
+    return rv == 0 ? 0 : -1;
+}
+
+static void reset_stream(struct moat_h2s *s, struct moat_h2_stream *st, uint32_t code)
+{
+    nghttp2_submit_rst_stream(ng_of(s), NGHTTP2_FLAG_NONE, st->id, code);
+}
+
+/* An answer the session makes itself (400, 408, 413, 414, 431, 500): the small error page. */
+static void respond_error(struct moat_h2s *s, struct moat_h2_stream *st, int status)
+{
+    struct moat_h2s_scratch *sc = s->env.scratch;
+    struct moat_buf *lines = sc->lines, *body = sc->body;
+    lines->rd = lines->wr = body->rd = body->wr = 0;
+    if (st->fd >= 0) {
+        close(st->fd);
+        st->fd = -1;
+    }
+    st->data.rd = st->data.wr = 0;
+    st->discard = 1;
+    struct moat_res res;
+    if (!moat_ok(moat_res_error_page(&res, status, lines, body)) ||
+        (!st->head_only &&
+         !moat_ok(moat_buf_append(&st->data, moat_buf_rdptr(body), moat_buf_len(body))))) {
+        reset_stream(s, st, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    st->eof = 1;
+    if (submit_answer(s, st, status, lines, (int64_t)res.length, 0, !st->head_only) != 0) {
+        reset_stream(s, st, NGHTTP2_INTERNAL_ERROR);
+    }
+}
+
+/* ---- requests --------------------------------------------------------------------------- */
+
+static moat_slice hslice(const struct moat_h2s *s, uint32_t off, uint32_t len)
+{
+    return moat_slice_of(s->hbuf.base + off, len);
+}
+
+/* Where the block's pseudo-fields are in hbuf (offset + 1; 0: absent). */
+struct pseudo {
+    uint32_t off[PS_COUNT], len[PS_COUNT];
+};
+
+static struct pseudo *pseudo_of(struct moat_h2s *s)
+{
+    return (struct pseudo *)(void *)s->hidx.base;
+}
+
+static void meta_capture(struct moat_h2s *s, struct moat_h2_stream *st, const struct moat_req *r)
+{
+    struct moat_buf *m = &st->meta;
+    moat_slice ref = moat_req_field(r, "referer"), ua = moat_req_field(r, "user-agent");
+    moat_slice parts[5] = {r->method, r->target, r->authority, ref, ua};
+    for (size_t i = 0; i < 5; i++) {
+        size_t len = parts[i].len > 1500 ? 1500 : parts[i].len;
+        if (!moat_ok(moat_buf_append(m, parts[i].p ? parts[i].p : "", len)) ||
+            !moat_ok(moat_buf_append(m, "", 1))) {
+            m->rd = m->wr = 0;
+            return;
+        }
+    }
+}
+
+/* The request's head is complete: route it and let a handler answer. */
+static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int end_stream)
+{
+    const struct moat_h2s_conf *conf = s->conf;
+    struct moat_h2s_scratch *sc = s->env.scratch;
+    s->requests++;
+    s->env.stats->requests++;
+    st->body_done = end_stream;
+    if (s->requests >= conf->max_requests && !s->draining) {
+        /* keepalive_requests: this stream is the last one the connection takes. */
+        s->draining = 1;
+        nghttp2_submit_goaway(ng_of(s), NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR, NULL, 0);
+    }
+    if (s->hidx.base == NULL) {
+        reset_stream(s, st, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    struct pseudo *ps = pseudo_of(s);
+    moat_slice pv[PS_COUNT];
+    for (int i = 0; i < PS_COUNT; i++) {
+        pv[i] = ps->off[i] ? hslice(s, ps->off[i] - 1, ps->len[i]) : MOAT_SLICE_NULL;
+    }
+    st->head_only = moat_slice_eq(pv[PS_METHOD], MOAT_SLICE_LIT("HEAD"));
+    if (st->too_big) {
+        s->env.stats->bad_requests++;
+        moat_log(MOAT_LVL_DEBUG, s->env.conn_id,
+                 "http2: stream %d: the request head is over limits.%s (peer %s)", (int)st->id,
+                 st->too_big == 414 ? "request_line" : "header_bytes or header_fields",
+                 s->env.peer);
+        respond_error(s, st, st->too_big);
+        return;
+    }
+    /* The fields, with the cookie crumbs joined into one field as HTTP/1 would carry them
+     * (RFC 9113 §8.2.3): handlers and origins see one Cookie. */
+    const struct fidx *fx =
+        (const struct fidx *)(const void *)(s->hidx.base + sizeof(struct pseudo));
+    size_t nf = (moat_buf_len(&s->hidx) - sizeof(struct pseudo)) / sizeof(struct fidx);
+    size_t n = 0, cookies = 0;
+    moat_slice host = MOAT_SLICE_NULL;
+    for (size_t i = 0; i < nf && n < sc->nfields_cap; i++) {
+        moat_slice nm = hslice(s, fx[i].noff, fx[i].nlen), v = hslice(s, fx[i].voff, fx[i].vlen);
+        if (moat_slice_eq(nm, MOAT_SLICE_LIT("cookie"))) {
+            if (cookies++ > 0) {
+                continue;
+            }
+        }
+        if (moat_slice_eq(nm, MOAT_SLICE_LIT("host"))) {
+            host = v;
+        }
+        sc->fields[n++] = (struct moat_field){nm, v};
+    }
+    if (cookies > 1) {
+        size_t start = s->hbuf.wr, total = 0;
+        int ok = 1;
+        for (size_t i = 0; i < nf && ok; i++) {
+            if (fx[i].nlen == 6 && memcmp(s->hbuf.base + fx[i].noff, "cookie", 6) == 0) {
+                if (total > 0) {
+                    ok = moat_ok(moat_buf_append(&s->hbuf, "; ", 2));
+                    total += 2;
+                }
+                /* Appending may move hbuf: copy through a fresh pointer each time. */
+                ok = ok && moat_ok(moat_buf_reserve(&s->hbuf, fx[i].vlen));
+                if (ok) {
+                    memmove(moat_buf_wrptr(&s->hbuf), s->hbuf.base + fx[i].voff, fx[i].vlen);
+                    s->hbuf.wr += fx[i].vlen;
+                    total += fx[i].vlen;
+                }
+            }
+        }
+        if (!ok) {
+            respond_error(s, st, 431);
+            return;
+        }
+        /* hbuf may have moved: take every slice again. */
+        n = 0;
+        host = MOAT_SLICE_NULL;
+        int seen = 0;
+        for (size_t i = 0; i < nf && n < sc->nfields_cap; i++) {
+            moat_slice nm = hslice(s, fx[i].noff, fx[i].nlen);
+            moat_slice v = hslice(s, fx[i].voff, fx[i].vlen);
+            if (moat_slice_eq(nm, MOAT_SLICE_LIT("cookie"))) {
+                if (seen++ > 0) {
+                    continue;
+                }
+                v = moat_slice_of(s->hbuf.base + start, total);
+            }
+            if (moat_slice_eq(nm, MOAT_SLICE_LIT("host"))) {
+                host = v;
+            }
+            sc->fields[n++] = (struct moat_field){nm, v};
+        }
+        for (int i = 0; i < PS_COUNT; i++) {
+            pv[i] = ps->off[i] ? hslice(s, ps->off[i] - 1, ps->len[i]) : MOAT_SLICE_NULL;
+        }
+    }
+    moat_slice authority = pv[PS_AUTHORITY].p != NULL ? pv[PS_AUTHORITY] : host;
+    if (pv[PS_AUTHORITY].p != NULL && host.p != NULL &&
+        !(host.len == pv[PS_AUTHORITY].len &&
+          strncasecmp(host.p, pv[PS_AUTHORITY].p, host.len) == 0)) {
+        /* RFC 9113 §8.3.1: a Host naming another entity than :authority is malformed. */
+        s->env.stats->bad_requests++;
+        moat_log(MOAT_LVL_DEBUG, s->env.conn_id,
+                 "http2: stream %d: host and :authority differ; reset (peer %s)", (int)st->id,
+                 s->env.peer);
+        reset_stream(s, st, NGHTTP2_PROTOCOL_ERROR);
+        return;
+    }
+    int64_t clen = -1;
+    const struct moat_field *cl = moat_field_find(sc->fields, n, "content-length");
+    if (cl != NULL) {
+        uint64_t v = 0;
+        for (size_t i = 0; i < cl->value.len; i++) {
+            v = v * 10 + (uint64_t)(cl->value.p[i] - '0'); /* nghttp2 checked the digits */
+        }
+        clen = (int64_t)v;
+    }
+    int has_body = !end_stream && clen != 0;
+    if (has_body && conf->max_body_bytes > 0 && clen > 0 && (uint64_t)clen > conf->max_body_bytes) {
+        respond_error(s, st, 413);
+        return;
+    }
+    moat_slice target = pv[PS_PATH], path = pv[PS_PATH], query = MOAT_SLICE_NULL;
+    if (path.p == NULL) { /* CONNECT: authority-form (RFC 9113 §8.5) */
+        target = authority;
+        path = moat_slice_of("", 0);
+    } else {
+        const char *q = memchr(path.p, '?', path.len);
+        if (q != NULL) {
+            query = moat_slice_of(q + 1, path.len - (size_t)(q - path.p) - 1);
+            path = moat_slice_of(path.p, (size_t)(q - path.p));
+        }
+    }
+    if (query.p == NULL) {
+        query = moat_slice_of("", 0);
+    }
+    struct moat_buf *lines = sc->lines, *body = sc->body;
+    lines->rd = lines->wr = body->rd = body->wr = 0;
+    moat_slice expect = moat_field_find(sc->fields, n, "expect") != NULL
+                            ? moat_field_find(sc->fields, n, "expect")->value
+                            : MOAT_SLICE_NULL;
+    st->expect_continue = has_body && moat_slice_eq_lit_nocase(expect, "100-continue");
+    struct moat_req req = {.method_id = moat_http_method_of(pv[PS_METHOD]),
+                           .method = pv[PS_METHOD],
+                           .target = target,
+                           .path = path,
+                           .query = query,
+                           .authority = authority.p != NULL ? authority : moat_slice_of("", 0),
+                           .fields = sc->fields,
+                           .nfields = n,
+                           .has_body = has_body,
+                           .body_length = has_body ? clen : 0,
+                           .now = time(NULL),
+                           .conn_id = s->env.conn_id,
+                           .peer = s->env.peer,
+                           .secure = 1,
+                           .tls = s->env.tls,
+                           .exch = &st->ex};
+    moat_req_normalize(&req, sc->npath);
+    if (s->env.keep_meta) {
+        meta_capture(s, st, &req);
+    }
+    struct moat_res res = {.status = 500, .fd = -1};
+    moat_rc rc = s->env.host->dispatch(s->env.host_data, &st->ref, &req, &res, lines, body);
+    /* The head's slices die here. */
+    s->hbuf.rd = s->hbuf.wr = 0;
+    s->hidx.rd = s->hidx.wr = 0;
+    if (moat_ok(rc) && res.stream != NULL) {
+        st->sops = res.stream;
+        st->sh = res.stream_h;
+        st->discard = 0;
+        st->rx_ms = now_ms(s);
+        return;
+    }
+    if (!moat_ok(rc)) {
+        if (res.fd >= 0) {
+            close(res.fd);
+        }
+        respond_error(s, st, 500);
+        return;
+    }
+    st->discard = 1; /* the answer does not wait for a body: what comes is dropped */
+    int status = res.status;
+    uint64_t length = res.length;
+    if (status == 308 || status == 204) {
+        length = 0;
+    }
+    int bodyless = st->head_only || moat_http_status_bodyless(status);
+    if (res.fd >= 0) {
+        if (bodyless || length == 0) {
+            close(res.fd);
+        } else {
+            st->fd = res.fd;
+            st->file_off = res.offset;
+            st->file_left = length;
+        }
+    } else if (!bodyless && res.has_generated_body && length > 0) {
+        if (!moat_ok(moat_buf_append(&st->data, moat_buf_rdptr(body), moat_buf_len(body)))) {
+            respond_error(s, st, 500);
+            return;
+        }
+    }
+    if (body->cap > 16384) {
+        moat_buf_clear(body); /* a big listing does not stay pinned in the worker */
+    }
+    st->eof = 1;
+    int with_body = !bodyless && length > 0;
+    if (submit_answer(s, st, status, lines, (int64_t)length, 0, with_body) != 0) {
+        reset_stream(s, st, NGHTTP2_INTERNAL_ERROR);
+    }
+}
+
+/* ---- nghttp2's callbacks ---------------------------------------------------------------- */
+
+static int cb_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *u)
+{
+    struct moat_h2s *s = u;
+    if (s->closing) {
+        return 0;
+    }
+    const char *what = NULL;
+    switch (hd->type) {
+    case NGHTTP2_DATA:
+        if (hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM) &&
+            spend(s, &s->frames, s->conf->frames_per_s)) {
+            what = "a flood of empty DATA frames";
+        }
+        break;
+    case NGHTTP2_HEADERS:
+        s->continuations = 0;
+        s->hblock_started_ms = now_ms(s);
+        break;
+    case NGHTTP2_CONTINUATION:
+        if (++s->continuations > CONTINUATIONS_MAX) {
+            what = "a flood of CONTINUATION frames";
+        }
+        break;
+    case NGHTTP2_RST_STREAM:
+        if (spend(s, &s->resets, s->conf->resets_per_s)) {
+            what = "rapid reset (streams opened and cancelled faster than limits.h2_resets)";
+        }
+        break;
+    case NGHTTP2_WINDOW_UPDATE:
+    case NGHTTP2_GOAWAY:
+    case NGHTTP2_PUSH_PROMISE: /* nghttp2 answers it with PROTOCOL_ERROR */
+        break;
+    default: /* SETTINGS, PING, PRIORITY, PRIORITY_UPDATE and frames of unknown types */
+        if (spend(s, &s->frames, s->conf->frames_per_s)) {
+            what = hd->type == NGHTTP2_SETTINGS   ? "a SETTINGS flood"
+                   : hd->type == NGHTTP2_PING     ? "a PING flood"
+                   : hd->type == NGHTTP2_PRIORITY ? "a PRIORITY flood"
+                                                  : "a flood of control frames";
+        }
+        break;
+    }
+    if (what != NULL) {
+        moat_log(MOAT_LVL_INFO, s->env.conn_id,
+                 "http2: %s; GOAWAY ENHANCE_YOUR_CALM, closing (peer %s)", what, s->env.peer);
+        terminate(s, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
+    return 0;
+}
+
+static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *u)
+{
+    struct moat_h2s *s = u;
+    if (frame->hd.type != NGHTTP2_HEADERS) {
+        return 0;
+    }
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        struct moat_h2_stream *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+        if (st != NULL) { /* trailers: limits of their own */
+            st->hsize = 0;
+            st->nfields = 0;
+        }
+        s->hstream = st;
+        return 0;
+    }
+    if (s->closing) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    struct moat_h2_stream *st = stream_new(s, frame->hd.stream_id);
+    if (st == NULL) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM INTERNAL_ERROR */
+    }
+    nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, st);
+    s->hstream = st;
+    s->hbuf.rd = s->hbuf.wr = 0;
+    s->hidx.rd = s->hidx.wr = 0;
+    if (!moat_ok(moat_pool_buf_acquire(s->env.pool, &s->hbuf)) ||
+        !moat_ok(moat_pool_buf_acquire(s->env.pool, &s->hidx))) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    struct pseudo zero = {0};
+    if (!moat_ok(moat_buf_append(&s->hidx, &zero, sizeof(zero)))) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    return 0;
+}
+
+static int put_bytes(struct moat_h2s *s, const uint8_t *p, size_t n, uint32_t *off)
+{
+    *off = (uint32_t)s->hbuf.wr;
+    return moat_ok(moat_buf_append(&s->hbuf, p, n));
+}
+
+static int cb_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *u)
+{
+    struct moat_h2s *s = u;
+    struct moat_h2_stream *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    if (st == NULL || frame->hd.type != NGHTTP2_HEADERS) {
+        return 0;
+    }
+    const struct moat_h2s_conf *conf = s->conf;
+    st->hsize += nl + vl + 32;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* Trailers: kept as lines for a streaming handler, within the head's limits. */
+        struct moat_buf *t = &st->trailers_in;
+        if (st->hsize > conf->max_head_bytes || ++st->nfields > conf->max_fields ||
+            !moat_ok(moat_buf_append(t, name, nl)) || !moat_ok(moat_buf_append(t, ": ", 2)) ||
+            !moat_ok(moat_buf_append(t, value, vl)) || !moat_ok(moat_buf_append(t, "\r\n", 2))) {
+            moat_buf_clear(t);
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM */
+        }
+        return 0;
+    }
+    if (st->too_big) {
+        return 0;
+    }
+    if (st->hsize > conf->max_head_bytes) {
+        st->too_big = 431;
+        return 0;
+    }
+    if (nl > 0 && name[0] == ':') {
+        static const char *const names[PS_COUNT] = {":method", ":scheme", ":authority", ":path",
+                                                    ":protocol"};
+        for (int i = 0; i < PS_COUNT; i++) {
+            if (strlen(names[i]) == nl && memcmp(names[i], name, nl) == 0) {
+                if (vl > conf->max_line_bytes) {
+                    st->too_big = 414;
+                    return 0;
+                }
+                uint32_t off;
+                if (!put_bytes(s, value, vl, &off)) {
+                    st->too_big = 431;
+                    return 0;
+                }
+                struct pseudo *ps = pseudo_of(s);
+                ps->off[i] = off + 1;
+                ps->len[i] = (uint32_t)vl;
+            }
+        }
+        return 0;
+    }
+    if (++st->nfields > conf->max_fields) {
+        st->too_big = 431;
+        return 0;
+    }
+    struct fidx fx = {.nlen = (uint32_t)nl, .vlen = (uint32_t)vl};
+    if (!put_bytes(s, name, nl, &fx.noff) || !put_bytes(s, value, vl, &fx.voff) ||
+        !moat_ok(moat_buf_append(&s->hidx, &fx, sizeof(fx)))) {
+        st->too_big = 431;
+    }
+    return 0;
+}
+
+static void wake_for_body(struct moat_h2s *s, struct moat_h2_stream *st)
+{
+    if (st->st_waiting & WAIT_BODY) {
+        st->wake = 1;
+        s->wake = 1;
+    }
+}
+
+static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *u)
+{
+    struct moat_h2s *s = u;
+    struct moat_h2_stream *st =
+        frame->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id) : NULL;
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        if (st == NULL) {
+            break;
+        }
+        s->hstream = NULL;
+        if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            stream_dispatch(s, st, (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0);
+        } else {
+            st->body_done = 1;
+            wake_for_body(s, st);
+        }
+        break;
+    case NGHTTP2_DATA:
+        if (st != NULL && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            st->body_done = 1;
+            wake_for_body(s, st);
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int cb_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *u)
+{
+    struct moat_h2s *s = u;
+    struct moat_h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
+    if (st == NULL) {
+        nghttp2_session_consume_connection(ng, len);
+        return 0;
+    }
+    st->body_bytes += len;
+    st->rx_ms = now_ms(s);
+    uint64_t max = s->conf->max_body_bytes;
+    if (max > 0 && st->body_bytes > max && st->discard && st->answer_sent && !st->body_done) {
+        nghttp2_session_consume(ng, id, len);
+        st->body_done = 1;
+        reset_stream(s, st, NGHTTP2_NO_ERROR); /* enough dropped: stop sending it */
+        return 0;
+    }
+    if (max > 0 && st->body_bytes > max && !st->discard) {
+        moat_log(MOAT_LVL_INFO, s->env.conn_id,
+                 "http2: stream %d: the client's body is over limits.body (peer %s)", (int)id,
+                 s->env.peer);
+        s->env.stats->bad_requests++;
+        int started = st->st_started || st->answered;
+        detach(st, 1);
+        moat_buf_clear(&st->rbody);
+        if (started) {
+            reset_stream(s, st, NGHTTP2_CANCEL);
+        } else {
+            respond_error(s, st, 413);
+        }
+    }
+    if (st->discard || st->sops == NULL) {
+        nghttp2_session_consume(ng, id, len);
+        return 0;
+    }
+    if (!moat_ok(moat_pool_buf_acquire(s->env.pool, &st->rbody)) ||
+        !moat_ok(moat_buf_append(&st->rbody, data, len))) {
+        /* More than the window we gave: nghttp2 would have refused it; out of memory. */
+        nghttp2_session_consume(ng, id, len);
+        detach(st, 1);
+        reset_stream(s, st, NGHTTP2_INTERNAL_ERROR);
+        return 0;
+    }
+    wake_for_body(s, st);
+    return 0;
+}
+
+static int cb_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *u)
+{
+    struct moat_h2s *s = u;
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
+        !s->closing) {
+        /* nghttp2 found a protocol error of the client's (RFC 9113 §5.4.1). */
+        s->closing = 1;
+        s->closing_since_ms = now_ms(s);
+        s->env.stats->bad_requests++;
+        moat_log(MOAT_LVL_INFO, s->env.conn_id, "http2: GOAWAY %s: %.*s; closing (peer %s)",
+                 nghttp2_http2_strerror(frame->goaway.error_code),
+                 (int)(frame->goaway.opaque_data_len > 200 ? 200 : frame->goaway.opaque_data_len),
+                 frame->goaway.opaque_data ? (const char *)frame->goaway.opaque_data : "",
+                 s->env.peer);
+    }
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        moat_log(MOAT_LVL_DEBUG, s->env.conn_id, "http2: stream %d reset: %s (peer %s)",
+                 (int)frame->hd.stream_id, nghttp2_http2_strerror(frame->rst_stream.error_code),
+                 s->env.peer);
+    }
+    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        struct moat_h2_stream *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+        if (st != NULL) {
+            /* The answer is complete. A request body still coming is taken and dropped
+             * rather than cut with RST_STREAM NO_ERROR (RFC 9113 §8.1 allows that, but
+             * Debian's curl 7.88 then loses the answer); timeouts.body and limits.body bound
+             * what a client can make us drop. */
+            st->answer_sent = 1;
+            st->rx_ms = now_ms(s);
+        }
+    }
+    return 0;
+}
+
+static int cb_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *u)
+{
+    struct moat_h2s *s = u;
+    struct moat_h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
+    if (st == NULL) {
+        return 0;
+    }
+    nghttp2_session_set_stream_user_data(ng, id, NULL);
+    stream_free(s, st, 1);
+    if (s->nstreams == 0) {
+        s->idle_since_ms = now_ms(s);
+    }
+    return 0;
+}
+
+static int cb_error(nghttp2_session *ng, int lib_error_code, const char *msg, size_t len, void *u)
+{
+    struct moat_h2s *s = u;
+    moat_log(MOAT_LVL_DEBUG, s->env.conn_id, "http2: %.*s (peer %s)", (int)(len > 300 ? 300 : len),
+             msg, s->env.peer);
+    return 0;
+}
+
+/* ---- the session's life ----------------------------------------------------------------- */
+
+static void release_all(struct moat_h2s *s)
+{
+    s->ended = 1; /* stream records are freed, not kept */
+    while (s->streams != NULL) {
+        struct moat_h2_stream *st = s->streams;
+        if (s->ng != NULL) {
+            nghttp2_session_set_stream_user_data(s->ng, st->id, NULL);
+        }
+        stream_free(s, st, 1);
+    }
+    while (s->spare != NULL) {
+        struct moat_h2_stream *st = s->spare;
+        s->spare = st->next;
+        moat_buf_clear(&st->data);
+        free(st);
+    }
+    s->nspare = 0;
+    if (s->ng != NULL) {
+        nghttp2_session_del(s->ng);
+        s->ng = NULL;
+    }
+    moat_timer_disarm(&s->env.loop->timers, &s->timer);
+    moat_pool_buf_release(s->env.pool, &s->out);
+    moat_pool_buf_release(s->env.pool, &s->hbuf);
+    moat_pool_buf_release(s->env.pool, &s->hidx);
+}
+
+void moat_h2s_clear(struct moat_h2s *s)
+{
+    release_all(s);
+    s->env.host = NULL;
+}
+
+/* The session is over: the connection closes (the host frees it later). */
+static void end(struct moat_h2s *s)
+{
+    const struct moat_session_host *host = s->env.host;
+    if (host == NULL) {
+        return;
+    }
+    release_all(s);
+    s->env.host = NULL; /* ended once */
+    host->ended(s->env.host_data);
+}
+
+/* Wake the streaming handlers whose wait is over (after nghttp2 returned). */
+static void wake_handlers(struct moat_h2s *s)
+{
+    while (s->wake && s->env.host != NULL) {
+        s->wake = 0;
+        for (struct moat_h2_stream *st = s->streams; st != NULL; st = st->next) {
+            if (!st->wake || st->sops == NULL) {
+                st->wake = 0;
+                continue;
+            }
+            st->wake = 0;
+            st->st_waiting = 0;
+            /* The handler may finish, fail or be reset inside: the list may change under
+             * us, so start over after each call. */
+            st->sops->ready(st->sh);
+            s->wake = 1;
+            break;
+        }
+    }
+}
+
+/* Frames from nghttp2 into `out`, and `out` to the transport. 0: all went or waits for the
+ * socket; -1: the connection failed. */
+static int send_all(struct moat_h2s *s)
+{
+    for (;;) {
+        if (moat_buf_len(&s->out) < OUT_HIGH && s->ng != NULL &&
+            nghttp2_session_want_write(s->ng)) {
+            int rv = nghttp2_session_send(s->ng);
+            if (rv != 0) {
+                moat_log(MOAT_LVL_INFO, s->env.conn_id, "http2: cannot send: %s (peer %s)",
+                         nghttp2_strerror(rv), s->env.peer);
+                return -1;
+            }
+        }
+        int w = write_out(s);
+        if (w != 0) {
+            return w < 0 ? -1 : 0;
+        }
+        if (s->ng == NULL || !nghttp2_session_want_write(s->ng)) {
+            return 0;
+        }
+    }
+}
+
+/* Read what the transport has and hand it to nghttp2: 0 when it would block, 2 when reading
+ * stopped because the client is not taking our answers, -1 when the client left or broke the
+ * protocol beyond a GOAWAY. */
+static int read_in(struct moat_h2s *s)
+{
+    struct moat_h2s_scratch *sc = s->env.scratch;
+    while (!s->closing && s->ng != NULL && nghttp2_session_want_read(s->ng)) {
+        if (moat_buf_len(&s->out) >= OUT_HIGH) {
+            return 2; /* take no more requests until the answers move */
+        }
+        size_t n;
+        moat_rc rc = moat_transport_read(s->tr, sc->rbuf, sc->rbuf_len, &n);
+        if (rc.kind == MOAT_E_AGAIN) {
+            return 0;
+        }
+        if (!moat_ok(rc)) {
+            return -1;
+        }
+        s->last_read_ms = now_ms(s);
+        ssize_t rv = nghttp2_session_mem_recv(s->ng, (const uint8_t *)sc->rbuf, n);
+        if (rv < 0) {
+            s->env.stats->bad_requests++;
+            moat_log(MOAT_LVL_INFO, s->env.conn_id, "http2: %s; closing (peer %s)",
+                     rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC ? "the client's connection preface is "
+                                                          "not HTTP/2's"
+                                                        : nghttp2_strerror((int)rv),
+                     s->env.peer);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* After the last frame went: our side is shut; drop what the client still sends for a moment,
+ * so the close does not reset the connection before it read the GOAWAY. 1: done. */
+static int linger_read(struct moat_h2s *s)
+{
+    char scratch[4096];
+    for (;;) {
+        ssize_t n = s->tr->fd >= 0 ? recv(s->tr->fd, scratch, sizeof(scratch), 0) : 0;
+        if (n > 0) {
+            s->linger_bytes += (uint64_t)n;
+            if (s->linger_bytes > 1024 * 1024) {
+                return 1;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    }
+}
+
+static void start_linger(struct moat_h2s *s)
+{
+    moat_transport_shutdown(s->tr); /* close_notify */
+    if (s->tr->fd >= 0) {
+        shutdown(s->tr->fd, SHUT_WR);
+    }
+    s->lingering = 1;
+    s->closing = 1;
+    s->closing_since_ms = now_ms(s);
+    if (linger_read(s)) {
+        end(s);
+        return;
+    }
+    arm_timer(s);
+}
+
+static void run(struct moat_h2s *s)
+{
+    if (s->running || s->env.host == NULL) {
+        return;
+    }
+    if (s->lingering) {
+        if (linger_read(s)) {
+            end(s);
+        }
+        return;
+    }
+    s->running = 1;
+    s->kick = 0;
+    int can_read = 1;
+    for (int round = 0; round < 256; round++) {
+        if (can_read) {
+            int r = read_in(s);
+            if (r < 0) {
+                s->running = 0;
+                end(s);
+                return;
+            }
+            can_read = r == 2;
+        }
+        if (send_all(s) < 0) {
+            s->running = 0;
+            end(s);
+            return;
+        }
+        if (s->wake) {
+            wake_handlers(s);
+            if (s->env.host == NULL) {
+                return;
+            }
+            continue;
+        }
+        if (can_read && moat_buf_len(&s->out) < OUT_HIGH) {
+            continue; /* the answers moved: take requests again */
+        }
+        break;
+    }
+    s->running = 0;
+    nghttp2_session *ng = s->ng;
+    if (moat_buf_len(&s->out) == 0 &&
+        (s->closing || (s->draining && s->nstreams == 0) ||
+         (!nghttp2_session_want_read(ng) && !nghttp2_session_want_write(ng)))) {
+        start_linger(s); /* a GOAWAY went (ours or the client's), and no stream is left */
+        return;
+    }
+    if (moat_buf_len(&s->out) == 0 && s->nstreams == 0) {
+        moat_pool_buf_release(s->env.pool, &s->out);
+        moat_pool_buf_release(s->env.pool, &s->hbuf);
+        moat_pool_buf_release(s->env.pool, &s->hidx);
+        moat_transport_idle(s->tr);
+    }
+    arm_timer(s);
+}
+
+/* From a handler's own event: send what its call queued. Never reads, wakes a handler or ends
+ * the connection for anything but a failed write: the caller is inside its call, so whatever
+ * else must happen (waking others, closing after a last answer) is left to run() from a timer
+ * that fires at once. MOAT_E_CLOSED when the connection failed (the caller was let go). */
+static moat_rc push(struct moat_h2s *s, struct moat_h2_stream *caller)
+{
+    if (s->env.host == NULL) {
+        return moat_rc_of(MOAT_E_CLOSED);
+    }
+    if (s->running) {
+        return MOAT_RC_OK; /* run() goes on after the handler returns */
+    }
+    s->running = 1;
+    int rv = send_all(s);
+    s->running = 0;
+    if (rv < 0) {
+        if (caller != NULL) {
+            detach(caller, 0); /* it is inside its call: no abort for it */
+        }
+        end(s);
+        return moat_rc_of(MOAT_E_CLOSED);
+    }
+    s->kick = 1;
+    arm_timer(s);
+    return MOAT_RC_OK;
+}
+
+/* ---- timers ----------------------------------------------------------------------------- */
+
+/* Whether an answer waits for the client's flow-control window. */
+static int window_stalled(const struct moat_h2s *s)
+{
+    nghttp2_session *ng = s->ng;
+    int conn_closed = nghttp2_session_get_remote_window_size(ng) <= 0;
+    for (const struct moat_h2_stream *st = s->streams; st != NULL; st = st->next) {
+        int has_data =
+            st->answered && ((st->fd >= 0 && st->file_left > 0) || moat_buf_len(&st->data) > 0);
+        if (has_data &&
+            (conn_closed || nghttp2_session_get_stream_remote_window_size(ng, st->id) <= 0)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static uint64_t next_deadline(struct moat_h2s *s, const char **why)
+{
+    const struct moat_h2s_conf *c = s->conf;
+    uint64_t d = UINT64_MAX;
+    *why = NULL;
+#define TAKE(t, w)                                                                                 \
+    do {                                                                                           \
+        uint64_t t_ = (t);                                                                         \
+        if (t_ < d) {                                                                              \
+            d = t_;                                                                                \
+            *why = (w);                                                                            \
+        }                                                                                          \
+    } while (0)
+    if (s->closing) {
+        TAKE(s->closing_since_ms + CLOSE_LINGER_MS, "closing");
+        return d;
+    }
+    if (moat_buf_len(&s->out) > 0 && s->blocked_since_ms > 0) {
+        uint64_t from =
+            s->blocked_since_ms > s->last_write_ms ? s->blocked_since_ms : s->last_write_ms;
+        TAKE(from + c->write_timeout_ms, "socket");
+    } else if (window_stalled(s)) {
+        if (s->stalled_since_ms == 0) {
+            s->stalled_since_ms = now_ms(s);
+        }
+        uint64_t from =
+            s->stalled_since_ms > s->last_data_ms ? s->stalled_since_ms : s->last_data_ms;
+        TAKE(from + c->write_timeout_ms, "window");
+    } else {
+        s->stalled_since_ms = 0;
+    }
+    for (const struct moat_h2_stream *st = s->streams; st != NULL; st = st->next) {
+        if (!st->body_done && ((st->st_waiting & WAIT_BODY) || (st->discard && st->answer_sent))) {
+            TAKE(st->rx_ms + c->body_timeout_ms, "body");
+        }
+    }
+    if (s->hstream != NULL) {
+        TAKE(s->hblock_started_ms + c->head_timeout_ms, "head");
+    }
+    if (s->nstreams == 0) {
+        TAKE(s->idle_since_ms + (s->requests == 0 ? c->head_timeout_ms : c->idle_timeout_ms),
+             "idle");
+    }
+#undef TAKE
+    return d;
+}
+
+static void arm_timer(struct moat_h2s *s)
+{
+    if (s->env.host == NULL) {
+        return;
+    }
+    const char *why;
+    uint64_t d = s->kick ? s->env.loop->now_ms : next_deadline(s, &why);
+    struct moat_loop *l = s->env.loop;
+    if (d == UINT64_MAX) {
+        moat_timer_disarm(&l->timers, &s->timer);
+        return;
+    }
+    if (d <= l->now_ms) {
+        d = l->now_ms + 1;
+    }
+    if (!moat_ok(moat_timer_arm(&l->timers, &s->timer, d))) {
+        moat_log(MOAT_LVL_ERROR, s->env.conn_id, "cannot arm the connection's timer; closing");
+        terminate(s, NGHTTP2_INTERNAL_ERROR);
+    }
+}
+
+static void on_timer(struct moat_timer *t)
+{
+    struct moat_h2s *s = t->data;
+    const struct moat_h2s_conf *c = s->conf;
+    uint64_t now = now_ms(s);
+    const char *why;
+    if (s->kick) {
+        s->kick = 0; /* what a handler's call left to do */
+        run(s);
+        return;
+    }
+    uint64_t d = next_deadline(s, &why);
+    if (d > now || why == NULL) {
+        arm_timer(s); /* a deadline that moved */
+        return;
+    }
+    s->env.stats->timeouts++;
+    if (strcmp(why, "closing") == 0) {
+        end(s);
+        return;
+    }
+    if (strcmp(why, "socket") == 0) {
+        moat_log(MOAT_LVL_INFO, s->env.conn_id,
+                 "http2: the client took no answer bytes for %llu ms (timeouts.write); closing "
+                 "(peer %s)",
+                 (unsigned long long)c->write_timeout_ms, s->env.peer);
+        if (s->tr->fd >= 0) {
+            moat_sock_reset_on_close(s->tr->fd);
+        }
+        end(s);
+        return;
+    }
+    if (strcmp(why, "window") == 0) {
+        moat_log(MOAT_LVL_INFO, s->env.conn_id,
+                 "http2: the client held its flow-control window at zero for %llu ms "
+                 "(timeouts.write) while an answer waited; GOAWAY ENHANCE_YOUR_CALM, closing "
+                 "(peer %s)",
+                 (unsigned long long)c->write_timeout_ms, s->env.peer);
+        terminate(s, NGHTTP2_ENHANCE_YOUR_CALM);
+    } else if (strcmp(why, "head") == 0) {
+        moat_log(MOAT_LVL_INFO, s->env.conn_id,
+                 "http2: a header block not complete within %llu ms (timeouts.head); GOAWAY "
+                 "ENHANCE_YOUR_CALM, closing (peer %s)",
+                 (unsigned long long)c->head_timeout_ms, s->env.peer);
+        terminate(s, NGHTTP2_ENHANCE_YOUR_CALM);
+    } else if (strcmp(why, "idle") == 0) {
+        moat_log(MOAT_LVL_DEBUG, s->env.conn_id,
+                 "http2: %s within %llu ms; GOAWAY NO_ERROR, closing (peer %s)",
+                 s->requests == 0 ? "no request (timeouts.head)" : "no new stream (timeouts.idle)",
+                 (unsigned long long)(s->requests == 0 ? c->head_timeout_ms : c->idle_timeout_ms),
+                 s->env.peer);
+        terminate(s, NGHTTP2_NO_ERROR);
+    } else { /* body */
+        for (struct moat_h2_stream *st = s->streams; st != NULL; st = st->next) {
+            if (st->body_done || st->rx_ms + c->body_timeout_ms > now) {
+                continue;
+            }
+            if (st->discard && st->answer_sent) {
+                st->body_done = 1; /* a body nobody reads stopped coming: close the stream */
+                reset_stream(s, st, NGHTTP2_NO_ERROR);
+                continue;
+            }
+            if (!(st->st_waiting & WAIT_BODY)) {
+                continue;
+            }
+            moat_log(MOAT_LVL_INFO, s->env.conn_id,
+                     "http2: stream %d: the client's body stalled (timeouts.body) after %llu "
+                     "bytes (peer %s)",
+                     (int)st->id, (unsigned long long)st->body_bytes, s->env.peer);
+            int started = st->answered || st->st_started;
+            detach(st, 1);
+            st->body_done = 1; /* no more waiting for it */
+            if (started) {
+                reset_stream(s, st, NGHTTP2_CANCEL);
+            } else {
+                respond_error(s, st, 408);
+            }
+        }
+    }
+    run(s);
+}
+
+/* ---- start and stop --------------------------------------------------------------------- */
+
+moat_rc moat_h2s_init(struct moat_h2s *s, struct moat_transport *tr,
+                      const struct moat_h2s_conf *conf, const struct moat_h2s_env *env)
+{
+    memset(s, 0, sizeof(*s));
+    s->env = *env;
+    s->tr = tr;
+    s->conf = conf;
+    moat_buf_init(&s->out, OUT_LIMIT);
+    moat_buf_init(&s->hbuf, conf->max_head_bytes + 2 * MOAT_POOL_BLOCK);
+    moat_buf_init(&s->hidx, sizeof(struct pseudo) + (conf->max_fields + 1) * sizeof(struct fidx));
+    moat_timer_init(&s->timer, on_timer, s);
+    s->last_read_ms = s->last_write_ms = s->idle_since_ms = now_ms(s);
+    s->frames.at_ms = s->resets.at_ms = now_ms(s);
+
+    nghttp2_session_callbacks *cbs;
+    nghttp2_option *opt;
+    if (nghttp2_session_callbacks_new(&cbs) != 0) {
+        return moat_rc_of(MOAT_E_NOMEM);
+    }
+    if (nghttp2_option_new(&opt) != 0) {
+        nghttp2_session_callbacks_del(cbs);
+        return moat_rc_of(MOAT_E_NOMEM);
+    }
+    nghttp2_session_callbacks_set_send_callback(cbs, cb_send);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, cb_send_data);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, cb_begin_frame);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, cb_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cb_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cb_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, cb_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb_stream_close);
+    nghttp2_session_callbacks_set_error_callback2(cbs, cb_error);
+    /* Windows open as handlers take the body, so a slow origin slows its client down instead
+     * of filling memory. */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    /* Our own budgets speak first and log why; nghttp2's are the backstop. */
+    nghttp2_option_set_max_continuations(opt, CONTINUATIONS_MAX * 2);
+    nghttp2_option_set_stream_reset_rate_limit(opt, (uint64_t)conf->resets_per_s * 2 + 16,
+                                               (uint64_t)conf->resets_per_s * 2 + 16);
+    nghttp2_option_set_max_settings(opt, 32);
+    int rv = nghttp2_session_server_new2((nghttp2_session **)&s->ng, cbs, s, opt);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_option_del(opt);
+    if (rv != 0) {
+        s->ng = NULL;
+        return moat_rc_of(MOAT_E_NOMEM);
+    }
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, conf->max_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, conf->stream_window},
+        {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, conf->hpack_table},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)conf->max_head_bytes},
+        /* RFC 9218: urgency and incremental from the priority field and PRIORITY_UPDATE
+         * decide the order of DATA; RFC 7540's tree is gone. */
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+    };
+    rv = nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    if (rv == 0 && conf->conn_window > 65535) {
+        rv = nghttp2_session_set_local_window_size(s->ng, NGHTTP2_FLAG_NONE, 0,
+                                                   (int32_t)conf->conn_window);
+    }
+    if (rv != 0) {
+        nghttp2_session_del(s->ng);
+        s->ng = NULL;
+        return moat_rc_of(MOAT_E_NOMEM);
+    }
+    return MOAT_RC_OK;
+}
+
+void moat_h2s_start(struct moat_h2s *s)
+{
+    run(s);
+}
+
+void moat_h2s_on_event(struct moat_h2s *s, uint32_t events)
+{
+    if ((events & EPOLLERR) != 0) {
+        end(s);
+        return;
+    }
+    run(s);
+}
+
+int moat_h2s_drain(struct moat_h2s *s)
+{
+    if (s->env.host == NULL) {
+        return 1;
+    }
+    if (!s->draining && !s->closing) {
+        s->draining = 1;
+        /* The last stream we took: the client may retry anything above on a new connection
+         * (RFC 9113 §6.8). */
+        nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(s->ng), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+    }
+    s->running = 1;
+    int rv = send_all(s);
+    s->running = 0;
+    if (rv < 0) {
+        return 1;
+    }
+    if (s->nstreams == 0 && moat_buf_len(&s->out) == 0) {
+        return 1;
+    }
+    arm_timer(s);
+    return 0;
+}
+
+/* ---- the exchange, for streaming handlers (http/exchange.h) ----------------------------- */
+
+static moat_rc ex_read_body(struct moat_exch *ex, void *buf, size_t len, size_t *n)
+{
+    struct moat_h2_stream *st = of_exch(ex);
+    struct moat_h2s *s = st->s;
+    *n = 0;
+    if (st->sops == NULL) {
+        return moat_rc_of(MOAT_E_INTERNAL);
+    }
+    if (len == 0 && !(st->body_done && moat_buf_len(&st->rbody) == 0)) {
+        moat_log(MOAT_LVL_ERROR, s->env.conn_id, "a handler read the body into no room");
+        detach(st, 0);
+        reset_stream(s, st, NGHTTP2_INTERNAL_ERROR);
+        (void)push(s, NULL);
+        return moat_rc_of(MOAT_E_INTERNAL);
+    }
+    if (st->expect_continue && !st->continue_sent && !st->answered) {
+        st->continue_sent = 1;
+        nghttp2_nv nv = {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE};
+        nghttp2_submit_headers(s->ng, NGHTTP2_FLAG_NONE, st->id, NULL, &nv, 1, NULL);
+    }
+    size_t avail = moat_buf_len(&st->rbody);
+    if (avail > 0) {
+        size_t k = avail < len ? avail : len;
+        memcpy(buf, moat_buf_rdptr(&st->rbody), k);
+        moat_buf_consume(&st->rbody, k);
+        if (moat_buf_len(&st->rbody) == 0) {
+            moat_pool_buf_release(s->env.pool, &st->rbody);
+        }
+        nghttp2_session_consume(s->ng, st->id, k); /* the window opens as the handler reads */
+        *n = k;
+        st->rx_ms = now_ms(s);
+        moat_rc rc = push(s, st);
+        if (!moat_ok(rc)) {
+            *n = 0;
+        }
+        return rc;
+    }
+    if (st->body_done) {
+        return MOAT_RC_OK;
+    }
+    st->st_waiting |= WAIT_BODY;
+    st->rx_ms = now_ms(s);
+    moat_rc rc = push(s, st);
+    return moat_ok(rc) ? moat_rc_of(MOAT_E_AGAIN) : rc;
+}
+
+static moat_rc ex_start(struct moat_exch *ex, int status, const struct moat_buf *lines,
+                        int64_t length, unsigned flags)
+{
+    struct moat_h2_stream *st = of_exch(ex);
+    struct moat_h2s *s = st->s;
+    if (st->sops == NULL || st->st_started) {
+        return moat_rc_of(MOAT_E_INTERNAL);
+    }
+    st->st_started = 1;
+    st->eof = 0;
+    int bodyless = st->head_only || moat_http_status_bodyless(status) || length == 0;
+    if (bodyless) {
+        st->eof = 1;
+    }
+    if (submit_answer(s, st, status, lines, length, flags, !bodyless) != 0) {
+        detach(st, 0);
+        if (st->answered) {
+            reset_stream(s, st, NGHTTP2_INTERNAL_ERROR);
+        } else {
+            respond_error(s, st, 502);
+        }
+        (void)push(s, NULL);
+        return moat_rc_of(MOAT_E_NOMEM);
+    }
+    return push(s, st);
+}
+
+static moat_rc ex_send(struct moat_exch *ex, const void *p, size_t n)
+{
+    struct moat_h2_stream *st = of_exch(ex);
+    struct moat_h2s *s = st->s;
+    if (st->sops == NULL || !st->st_started) {
+        return moat_rc_of(MOAT_E_INTERNAL);
+    }
+    if (n == 0 || st->eof) {
+        return MOAT_RC_OK; /* HEAD, a bodyless status, or a length of 0 */
+    }
+    moat_rc rc = moat_buf_append(&st->data, p, n);
+    if (!moat_ok(rc)) {
+        detach(st, 0);
+        reset_stream(s, st, NGHTTP2_INTERNAL_ERROR);
+        (void)push(s, NULL);
+        return rc;
+    }
+    if (st->deferred) {
+        st->deferred = 0;
+        nghttp2_session_resume_data(s->ng, st->id);
+    }
+    return push(s, st);
+}
+
+static size_t ex_room(struct moat_exch *ex)
+{
+    struct moat_h2_stream *st = of_exch(ex);
+    size_t len = moat_buf_len(&st->data);
+    if (len < STREAM_PIECE) {
+        return STREAM_PIECE - len;
+    }
+    st->st_waiting |= WAIT_ROOM;
+    return 0;
+}
+
+static const struct moat_buf *ex_trailers(struct moat_exch *ex)
+{
+    struct moat_h2_stream *st = of_exch(ex);
+    return st->body_done && moat_buf_len(&st->trailers_in) > 0 ? &st->trailers_in : NULL;
+}
+
+static void ex_finish(struct moat_exch *ex, const struct moat_buf *trailers)
+{
+    struct moat_h2_stream *st = of_exch(ex);
+    struct moat_h2s *s = st->s;
+    if (st->sops == NULL) {
+        return;
+    }
+    detach(st, 0);
+    if (!st->st_started) {
+        respond_error(s, st, 500); /* a handler that finished without an answer: a bug */
+        (void)push(s, NULL);
+        return;
+    }
+    if (trailers != NULL && moat_buf_len(trailers) > 0 && !st->eof &&
+        !moat_ok(
+            moat_buf_append(&st->trailers_out, moat_buf_rdptr(trailers), moat_buf_len(trailers)))) {
+        st->trailers_out.rd = st->trailers_out.wr = 0; /* dropped, as RFC 9110 §6.5.1 allows */
+    }
+    st->eof = 1;
+    if (!st->body_done) {
+        /* The answer came before all of the body: drop the rest (RST_STREAM NO_ERROR follows
+         * the answer's END_STREAM). */
+        st->discard = 1;
+        size_t left = moat_buf_len(&st->rbody);
+        if (left > 0) {
+            nghttp2_session_consume(s->ng, st->id, left);
+        }
+        moat_buf_clear(&st->rbody);
+    }
+    if (st->deferred) {
+        st->deferred = 0;
+        nghttp2_session_resume_data(s->ng, st->id);
+    }
+    (void)push(s, NULL);
+}
+
+static void ex_fail(struct moat_exch *ex, int status)
+{
+    struct moat_h2_stream *st = of_exch(ex);
+    struct moat_h2s *s = st->s;
+    if (st->sops == NULL) {
+        return;
+    }
+    detach(st, 0);
+    if (st->st_started) {
+        reset_stream(s, st, NGHTTP2_INTERNAL_ERROR); /* a promised answer cannot be kept */
+    } else {
+        respond_error(s, st, status);
+    }
+    (void)push(s, NULL);
+}
+
+static const struct moat_exch_ops exch_ops = {
+    .read_body = ex_read_body,
+    .start = ex_start,
+    .send = ex_send,
+    .room = ex_room,
+    .trailers = ex_trailers,
+    .finish = ex_finish,
+    .fail = ex_fail,
+};
+
+/* ---- the worker's scratch --------------------------------------------------------------- */
+
+moat_rc moat_h2s_scratch_init(struct moat_h2s_scratch *sc, size_t max_fields)
+{
+    moat_buf_init(&sc->head, 4 * 1024 * 1024);
+    moat_buf_init(&sc->nv, 4 * 1024 * 1024);
+    sc->nfields_cap = max_fields + 1;
+    sc->fields = calloc(sc->nfields_cap, sizeof(*sc->fields));
+    sc->rbuf_len = 32 * 1024;
+    sc->rbuf = malloc(sc->rbuf_len);
+    if (sc->fields == NULL || sc->rbuf == NULL) {
+        moat_h2s_scratch_clear(sc);
+        return moat_rc_of(MOAT_E_NOMEM);
+    }
+    return MOAT_RC_OK;
+}
+
+void moat_h2s_scratch_clear(struct moat_h2s_scratch *sc)
+{
+    moat_buf_clear(&sc->head);
+    moat_buf_clear(&sc->nv);
+    free(sc->fields);
+    free(sc->rbuf);
+    sc->fields = NULL;
+    sc->rbuf = NULL;
+    sc->nfields_cap = 0;
+}
