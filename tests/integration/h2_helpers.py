@@ -366,6 +366,10 @@ class H2Conn:
                         self.stream_send_window[s] += delta
                 elif k == MAX_FRAME_SIZE:
                     self.peer_max_frame = v
+                elif k == HEADER_TABLE_SIZE:
+                    # RFC 7541 §4.2: our encoder's table may not be larger than the server's
+                    # decoder allows; hpack signals the change in the next header block.
+                    self.encoder.header_table_size = min(v, 4096)
             if self.auto_ack:
                 self.send(settings_frame(ack=True))
         elif f.type == PING:
@@ -482,11 +486,23 @@ class H2Conn:
         return fields + list(headers)
 
     def headers(self, sid, fields, end_stream=True, end_headers=True):
-        """Send a HEADERS frame with `fields` exactly as given (pseudo-fields included)."""
-        flags = (END_STREAM if end_stream else 0) | (END_HEADERS if end_headers else 0)
+        """Send a HEADERS frame with `fields` exactly as given (pseudo-fields included); a
+        block larger than the server's SETTINGS_MAX_FRAME_SIZE goes on in CONTINUATION
+        frames."""
         self.stream(sid)
         self.stream_send_window.setdefault(sid, self.peer_initial_window)
-        self.send(frame(HEADERS, flags, sid, self.encode(fields)))
+        block = self.encode(fields)
+        size = self.peer_max_frame
+        pieces = [block[i:i + size] for i in range(0, len(block), size)] or [b""]
+        out = b""
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            flags = END_HEADERS if (last and end_headers) else 0
+            if i == 0:
+                out += frame(HEADERS, flags | (END_STREAM if end_stream else 0), sid, piece)
+            else:
+                out += frame(CONTINUATION, flags, sid, piece)
+        self.send(out)
         if sid % 2 == 1 and sid >= self.next_sid:
             self.next_sid = sid + 2
 
