@@ -20,9 +20,9 @@ instead of moat: a check of the tests themselves against a reference implementat
 import base64
 import os
 import random
-import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import time
@@ -30,15 +30,13 @@ import time
 import pytest
 
 from conftest import _finish
-from h2_helpers import (CONTINUATION, DATA, ENABLE_PUSH, END_HEADERS, END_STREAM,
-                        ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, GOAWAY,
-                        HEADERS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, NO_ERROR, PING,
-                        PREFACE, PRIORITY, PROTOCOL_ERROR, PUSH_PROMISE, RST_STREAM,
-                        SETTINGS, WINDOW_UPDATE, COMPRESSION_ERROR, STREAM_CLOSED,
-                        H2Conn, expect_connection_error, expect_stream_error, frame, goaway,
-                        ping, priority, priority_update, rst_stream, settings_frame,
-                        window_update)
-from helpers import Conn, Moat, client_context, free_port, log_after, make_www, wait_for
+from h2_helpers import (COMPRESSION_ERROR, CONTINUATION, DATA, ENABLE_PUSH, END_HEADERS,
+                        END_STREAM, ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR,
+                        GOAWAY, HEADERS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, NO_ERROR, PING,
+                        PROTOCOL_ERROR, PUSH_PROMISE, SETTINGS, WINDOW_UPDATE, H2Conn,
+                        expect_connection_error, expect_stream_error, frame, ping, priority,
+                        priority_update, rst_stream, settings_frame, window_update)
+from helpers import Moat, free_port, log_after, make_www, wait_for
 from origin import Origin
 
 REFERENCE = os.environ.get("MOAT_H2_REFERENCE")
@@ -91,7 +89,6 @@ class Nghttpd:
         self.proc = subprocess.Popen(
             [exe, "--address=127.0.0.1", "--htdocs", str(www), str(self.port), str(pki.ec.key),
              str(pki.ec.chain)], stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
-        import socket
         def up():
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()

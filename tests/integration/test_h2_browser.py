@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from helpers import OPENSSL, free_port, run
+from helpers import OPENSSL, run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CERTUTIL = shutil.which("certutil")
