@@ -13,6 +13,7 @@
 #include "client/get.h"
 
 #include "client/conn.h"
+#include "client/h2.h"
 #include "client/http.h"
 #include "client/internal.h"
 #include "client/issuer.h"
@@ -550,7 +551,12 @@ static moat_rc run_hop(const struct moat_client_opts *o, struct moat_client_trus
         moat_buf_clear(&head);
         goto out;
     }
-    rc = moat_client_http_exchange(&conn, deadline, &head, &rq, cb, arg, h, err);
+    /* The head was built for its checks of -H; HTTP/2 sends the same fields as its own. */
+    if (strcmp(h->alpn, "h2") == 0) {
+        rc = moat_client_h2_exchange(&conn.tr, deadline, &rq, cb, arg, h, err);
+    } else {
+        rc = moat_client_http_exchange(&conn, deadline, &head, &rq, cb, arg, h, err);
+    }
     moat_buf_clear(&head);
     if (ssl != NULL) {
         h->cert_requested |=
@@ -698,6 +704,11 @@ moat_rc moat_client_get_run(const struct moat_client_opts *o, moat_client_body_c
         rc = run_hop(o, &trust, ctx, &hr, NULL, NULL, again, (int)r->nhops, &slot, err);
         r->cause = again->cause;
     }
+    if (o->http2 && !r->hops[0].url.https && r->note[0] == '\0') {
+        moat_client__fmt(r->note, sizeof(r->note),
+                         "--http2 needs https://: HTTP/2 is chosen in the TLS handshake (ALPN), "
+                         "so this plain http:// request used HTTP/1.1");
+    }
     SSL_SESSION_free(slot.sess);
     SSL_CTX_free(ctx);
     moat_client_trust_clear(&trust);
@@ -710,6 +721,7 @@ void moat_client_result_clear(struct moat_client_result *r)
     for (size_t i = 0; i < MOAT_CLIENT_MAX_HOPS; i++) {
         struct moat_client_hop *h = &r->hops[i];
         moat_trace_clear(&h->trace);
+        moat_h2rec_clear(&h->h2);
         free(h->req_head);
         free(h->resp_head);
         free(h->location);

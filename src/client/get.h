@@ -11,6 +11,7 @@
 #define MOAT_CLIENT_GET_H
 
 #include "client/cause.h"
+#include "client/h2trace.h"
 #include "client/trace.h"
 #include "client/url.h"
 #include "core/err.h"
@@ -24,6 +25,7 @@
 #define MOAT_CLIENT_MAX_ADDRS 8
 #define MOAT_CLIENT_MAX_CHAIN 10
 #define MOAT_CLIENT_MAX_HOPS 11 /* the first request and up to 10 redirects */
+#define MOAT_CLIENT_BODY_H2 4   /* body_framing: HTTP/2 DATA frames up to END_STREAM */
 
 /* --resolve HOST:PORT:ADDR, as curl spells it. */
 struct moat_client_resolve {
@@ -60,6 +62,7 @@ struct moat_client_opts {
     int json;              /* trace: --json */
     int discard_body;      /* trace: count the body, do not write it */
     int resume;            /* trace: connect again, offering the first connection's session */
+    int http2;             /* --http2: offer ALPN h2 before http/1.1 */
 };
 
 /* Fill the defaults (GET, 30 s, 10 redirects). */
@@ -175,9 +178,11 @@ struct moat_client_hop {
     uint64_t body_bytes;
     char body_start[512]; /* the first body bytes (not NUL-terminated), for explanations */
     size_t nbody_start;
-    int body_framing; /* enum moat_h1_body */
+    int body_framing; /* enum moat_h1_body, or MOAT_CLIENT_BODY_H2 */
     double req_ms, first_byte_ms, head_ms, done_ms;
-    char *location; /* owned: Location of a 3xx */
+    char *location;       /* owned: Location of a 3xx */
+    int http2;            /* the exchange ran over HTTP/2 (ALPN h2) */
+    struct moat_h2rec h2; /* owned: its frames; empty for HTTP/1 */
     /* outcome */
     enum moat_client_stage stage; /* how far it got (MOAT_STAGE_DONE on success) */
     enum moat_client_cause cause;

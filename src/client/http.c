@@ -63,6 +63,12 @@ static const char *user_field(const struct moat_client_req *rq, const char *name
     return NULL;
 }
 
+const char *moat_client_http_user_field(const struct moat_client_req *rq, const char *name,
+                                        moat_slice *value)
+{
+    return user_field(rq, name, value);
+}
+
 /* Write the default `name: value` unless the user gave the field (then theirs is written in
  * the user loop below, or dropped when empty). */
 static moat_rc default_field(const struct moat_client_req *rq, struct moat_buf *out,

@@ -37,6 +37,12 @@ struct moat_client_req {
 MOAT_MUST_USE moat_rc moat_client_http_build(const struct moat_client_req *rq, struct moat_buf *out,
                                              struct moat_err *err);
 
+/* The user's -H line for `name` (any case), or NULL; *value is its value without surrounding
+ * blanks, a slice into that line. The first line for a name is the one that counts; an empty
+ * value removes moat's default field of that name. */
+const char *moat_client_http_user_field(const struct moat_client_req *rq, const char *name,
+                                        moat_slice *value);
+
 /*
  * Make c the session of a connected socket, with the client's limits: plain, owning fd (layer
  * TLS over c->tr now for https://); moat_h1c_close closes it. Cannot fail.

@@ -114,7 +114,9 @@ static json_t *fields_json(const char *head)
         if (l == 0) {
             break;
         }
-        const char *colon = memchr(p, ':', l);
+        /* HTTP/2's pseudo-header fields (":method: GET") start with a colon of their own. */
+        size_t skip = p[0] == ':' ? 1 : 0;
+        const char *colon = memchr(p + skip, ':', l - skip);
         if (colon != NULL) {
             const char *v = colon + 1;
             while (v < p + l && (*v == ' ' || *v == '\t')) {
@@ -206,12 +208,102 @@ static json_t *tls_json(const struct moat_client_hop *h)
     return o;
 }
 
+static json_t *h2_fields_json(const char *text)
+{
+    json_t *a = json_array();
+    const char *p = text;
+    while (a != NULL && p != NULL && *p != '\0') {
+        size_t l = strcspn(p, "\n");
+        size_t skip = p[0] == ':' ? 1 : 0;
+        const char *colon = l > skip ? memchr(p + skip, ':', l - skip) : NULL;
+        if (colon != NULL) {
+            const char *v = colon + 1 < p + l && colon[1] == ' ' ? colon + 2 : colon + 1;
+            json_t *pair = json_array();
+            json_array_append_new(pair, json_stringn(p, (size_t)(colon - p)));
+            json_array_append_new(pair, json_stringn(v, (size_t)(p + l - v)));
+            json_array_append_new(a, pair);
+        }
+        p += l + (p[l] == '\n');
+    }
+    return a;
+}
+
+static json_t *h2_frame_json(const struct moat_h2_frame *f)
+{
+    char b[64], note[700];
+    json_t *o = json_object();
+    set(o, "ms", json_real(f->ms));
+    set(o, "direction",
+        json_string(f->dir == MOAT_TRACE_OUT ? "client->server" : "server->client"));
+    set(o, "type", json_string(moat_h2_type_name(f->type, b, sizeof(b))));
+    set(o, "stream", f->stream_id >= 0 ? json_integer(f->stream_id) : json_null());
+    set(o, "flags", json_string(moat_h2_flags_text(f->type, f->flags, b, sizeof(b))));
+    set(o, "length", json_integer((json_int_t)f->length));
+    set(o, "count", json_integer((json_int_t)f->count));
+    if (f->count > 1) {
+        set(o, "bytes", json_integer((json_int_t)f->bytes));
+        set(o, "last_ms", json_real(f->last_ms));
+    }
+    switch (f->type) {
+    case MOAT_H2_SETTINGS: {
+        json_t *st = json_object();
+        for (size_t i = 0; i < f->nsettings && i < MOAT_H2_MAX_SETTINGS; i++) {
+            set(st, moat_h2_setting_name(f->settings[i].id, b, sizeof(b)),
+                json_integer(f->settings[i].value));
+        }
+        set(o, "settings", st);
+        break;
+    }
+    case MOAT_H2_RST_STREAM:
+    case MOAT_H2_GOAWAY:
+        set(o, "error", json_string(moat_h2_error_name(f->error_code, b, sizeof(b))));
+        set(o, "error_code", json_integer(f->error_code));
+        if (f->type == MOAT_H2_GOAWAY) {
+            set(o, "last_stream", json_integer(f->last_stream_id));
+            set(o, "debug", str_or_null(f->debug));
+        }
+        break;
+    case MOAT_H2_WINDOW_UPDATE:
+        set(o, "increment", json_integer((json_int_t)f->increment));
+        break;
+    case MOAT_H2_HEADERS: {
+        static const char *const blocks[MOAT_H2_BLOCK_COUNT] = {"none", "request", "response",
+                                                                "interim", "trailers"};
+        set(o, "block", json_string(blocks[f->block < MOAT_H2_BLOCK_COUNT ? f->block : 0]));
+        set(o, "fields", h2_fields_json(f->fields));
+        set(o, "field_count", json_integer((json_int_t)f->nfields));
+        break;
+    }
+    default:
+        break;
+    }
+    set(o, "refused", json_boolean(f->refused));
+    set(o, "note", str_or_null(moat_h2_frame_note(f, note, sizeof(note))));
+    return o;
+}
+
+static json_t *h2_json(const struct moat_client_hop *h)
+{
+    if (!h->http2) {
+        return json_null();
+    }
+    json_t *o = json_object();
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < h->h2.n; i++) {
+        json_array_append_new(a, h2_frame_json(&h->h2.frames[i]));
+    }
+    set(o, "frames", a);
+    set(o, "frames_not_listed", json_integer((json_int_t)h->h2.not_recorded));
+    return o;
+}
+
 static json_t *http_json(const struct moat_client_hop *h)
 {
     if (h->req_head == NULL) {
         return json_null();
     }
     json_t *o = json_object();
+    set(o, "protocol", json_string(h->http2 ? "HTTP/2" : "HTTP/1.1"));
     set(o, "request_line", first_line(h->req_head));
     set(o, "request_headers", fields_json(h->req_head));
     if (h->resp_head != NULL) {
@@ -220,10 +312,12 @@ static json_t *http_json(const struct moat_client_hop *h)
         set(o, "status_line", first_line(h->resp_head));
         set(o, "response_headers", fields_json(h->resp_head));
         set(o, "body_bytes", json_integer((json_int_t)h->body_bytes));
-        static const char *const framing[] = {"none", "content-length", "chunked", "close"};
-        set(o, "framing", json_string(framing[h->body_framing & 3]));
+        static const char *const framing[] = {"none", "content-length", "chunked", "close",
+                                              "http2"};
+        set(o, "framing", json_string(framing[h->body_framing <= 4 ? h->body_framing : 0]));
         set(o, "location", str_or_null(h->location));
     }
+    set(o, "http2", h2_json(h));
     return o;
 }
 

@@ -18,8 +18,9 @@
 static const char get_usage[] =
     "usage: moat get [options] URL\n"
     "\n"
-    "Fetch URL over HTTPS (HTTP/1.1, TLS 1.2/1.3) with strict certificate checks, print the\n"
-    "body, and on failure say in one line what went wrong and how to fix it.\n"
+    "Fetch URL over HTTPS (HTTP/1.1, or HTTP/2 with --http2; TLS 1.2/1.3) with strict\n"
+    "certificate checks, print the body, and on failure say in one line what went wrong and\n"
+    "how to fix it.\n"
     "\n";
 
 static const char trace_usage[] =
@@ -28,7 +29,8 @@ static const char trace_usage[] =
     "Make one HTTPS request and show it step by step as a sequence diagram: DNS, TCP, every\n"
     "TLS handshake message with its size and time, what was negotiated, the certificates the\n"
     "server sent and the path verification built, the HTTP heads and timings; on failure, how\n"
-    "far it got, the cause and the fix.\n"
+    "far it got, the cause and the fix. With --http2, every HTTP/2 frame too (SETTINGS,\n"
+    "HEADERS with their fields, DATA, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY).\n"
     "\n"
     "  --json                 one JSON document with the same facts instead of the diagram\n"
     "  --resume               then connect again, offering the first connection's TLS session,\n"
@@ -47,6 +49,8 @@ static const char common_usage[] =
     "  -d, --data DATA        send DATA as a form body (POST); @FILE reads FILE\n"
     "  --data-binary DATA     send DATA as it is (POST); @FILE reads FILE\n"
     "  --tls-min V, --tls-max V  TLS versions to offer: 1.2 or 1.3 (default 1.2 to 1.3)\n"
+    "  --http2                offer HTTP/2 (ALPN h2, then http/1.1) and use it when the server\n"
+    "                         picks it; https:// only\n"
     "  -L, --location         follow redirects (off by default), at most --max-redirs N (10)\n"
     "  --timeout SECONDS      give up on a connection after this long (default 30)\n"
     "  --insecure, -k         do NOT verify the certificate (prints a warning every time)\n"
@@ -182,6 +186,7 @@ static const struct opt_row opt_rows[] = {
     {"--timeout", NULL, 1, 0},     {"--no-default-trust", NULL, 0, 0},
     {"--state", NULL, 1, 0},       {"--json", NULL, 0, 1},
     {"--help", "-h", 0, 0},        {"--resume", NULL, 0, 1},
+    {"--http2", NULL, 0, 0},
 };
 
 static const struct opt_row *find_opt(const char *a)
@@ -253,6 +258,8 @@ static moat_rc apply(struct moat_client_opts *o, const char *name, const char *v
         o->json = 1;
     } else if (strcmp(name, "--resume") == 0) {
         o->resume = 1;
+    } else if (strcmp(name, "--http2") == 0) {
+        o->http2 = 1;
     }
     return MOAT_RC_OK;
 }

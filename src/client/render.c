@@ -211,7 +211,9 @@ const char *moat_client_render_hop_note(const struct moat_client_hop *h,
 enum row_kind {
     ROW_TCP = 0,
     ROW_TLS,
-    ROW_RAW, /* bytes from the server that were not TLS */
+    ROW_H2,      /* an HTTP/2 frame (or a fold of several) */
+    ROW_H2_MORE, /* the frames past the record's bound */
+    ROW_RAW,     /* bytes from the server that were not TLS */
     ROW_REQ,
     ROW_RESP,
     ROW_DONE,
@@ -223,6 +225,7 @@ struct row {
     double ms;
     enum row_kind kind;
     const struct moat_trace_msg *m;
+    const struct moat_h2_frame *f; /* ROW_H2 */
 };
 
 static void time_col(FILE *f, double ms)
@@ -300,6 +303,91 @@ static void tls_row(FILE *f, const struct moat_client_hop *h, const struct moat_
     }
 }
 
+/* What a kind of HTTP/2 frame is for, said under the first one of each kind and direction. */
+static const char *h2_words(const struct moat_h2_frame *fr)
+{
+    int out = fr->dir == MOAT_TRACE_OUT;
+    switch (fr->type) {
+    case MOAT_H2_PREFACE:
+        return "every HTTP/2 connection starts with these 24 bytes, then the client's "
+               "SETTINGS (RFC 9113 3.4)";
+    case MOAT_H2_SETTINGS:
+        if (fr->flags & MOAT_H2_FLAG_ACK) {
+            return out ? "the server's SETTINGS are in force"
+                       : "the client's SETTINGS are in force";
+        }
+        return out ? "the client's settings for this connection"
+                   : "the server's settings, which the client must acknowledge";
+    case MOAT_H2_HEADERS:
+        switch (fr->block) {
+        case MOAT_H2_BLOCK_REQUEST:
+            return "the request head, HPACK-compressed; pseudo-header fields carry the method, "
+                   "scheme, authority and path";
+        case MOAT_H2_BLOCK_INTERIM:
+            return "an interim (1xx) answer; the final one follows";
+        case MOAT_H2_BLOCK_TRAILERS:
+            return "trailer fields, after the body";
+        default:
+            return "the response head, HPACK-compressed; no reason phrase in HTTP/2";
+        }
+    case MOAT_H2_DATA:
+        return out ? "the request body"
+                   : "the response body; each byte counts against the "
+                     "flow-control windows";
+    case MOAT_H2_WINDOW_UPDATE:
+        return "flow control: the receiver lets the sender send this many more bytes (stream 0: "
+               "the whole connection)";
+    case MOAT_H2_PING:
+        return "a liveness check; the other side answers with PING ACK";
+    case MOAT_H2_GOAWAY:
+        return out && fr->error_code == 0 ? "the client is done: it opens no more streams" : NULL;
+    default:
+        return NULL;
+    }
+}
+
+#define H2_FIELD_LINES 16 /* field lines shown under a HEADERS arrow */
+
+static void h2_row(FILE *f, const struct moat_h2_frame *fr, unsigned *seen)
+{
+    char label[160], arrow[MOAT_RENDER_LANE + 8], note[700];
+    moat_h2_frame_label(fr, label, sizeof(label));
+    time_col(f, fr->ms);
+    fprintf(
+        f, "%s\n",
+        moat_client_render_arrow(fr->dir == MOAT_TRACE_OUT ? MOAT_ARROW_OUT_ENC : MOAT_ARROW_IN_ENC,
+                                 label, arrow, sizeof(arrow)));
+    const char *p = fr->fields;
+    size_t shown = 0;
+    while (p != NULL && *p != '\0' && shown < H2_FIELD_LINES) {
+        size_t l = strcspn(p, "\n");
+        moat_client__fmt(note, sizeof(note), "%.*s", (int)(l > 100 ? 100 : l), p);
+        note_line(f, note);
+        shown++;
+        p += l + (p[l] == '\n');
+    }
+    if (fr->nfields > shown) {
+        moat_client__fmt(note, sizeof(note), "... %zu more field%s (see HTTP below)",
+                         fr->nfields - shown, fr->nfields - shown == 1 ? "" : "s");
+        note_line(f, note);
+    }
+    if (moat_h2_frame_note(fr, note, sizeof(note))[0] != '\0') {
+        note_line(f, note);
+    }
+    unsigned key = fr->type == MOAT_H2_PREFACE ? 10 : fr->type < 10 ? fr->type : 15;
+    if (fr->type == MOAT_H2_SETTINGS && (fr->flags & MOAT_H2_FLAG_ACK)) {
+        key = 11;
+    }
+    if (fr->type == MOAT_H2_HEADERS) {
+        key = 16 + (unsigned)fr->block;
+    }
+    const char *words = h2_words(fr);
+    if (words != NULL && (seen[fr->dir ? 1 : 0] & (1u << key)) == 0) {
+        seen[fr->dir ? 1 : 0] |= 1u << key;
+        note_line(f, words);
+    }
+}
+
 static int cmp_rows(const struct row *a, const struct row *b)
 {
     if (a->ms != b->ms) {
@@ -338,33 +426,40 @@ static void diagram(FILE *f, const struct moat_client_hop *h)
         fprintf(f, "   DNS     %s -> no address (%.2f ms)\n", h->url.host, h->dns_ms);
     }
     /* Gather the rows in time order. */
-    size_t cap = h->trace.n + 8;
+    size_t cap = h->trace.n + h->h2.n + 9;
     struct row *rows = calloc(cap, sizeof(*rows));
     if (rows == NULL) {
         return;
     }
     size_t n = 0;
     if (h->stage >= MOAT_STAGE_TCP && h->peer[0] != '\0') {
-        rows[n++] = (struct row){h->tcp_start_ms, ROW_TCP, NULL};
+        rows[n++] = (struct row){h->tcp_start_ms, ROW_TCP, NULL, NULL};
     }
     for (size_t i = 0; i < h->trace.n; i++) {
-        rows[n++] = (struct row){h->trace.msgs[i].ms, ROW_TLS, &h->trace.msgs[i]};
+        rows[n++] = (struct row){h->trace.msgs[i].ms, ROW_TLS, &h->trace.msgs[i], NULL};
+    }
+    for (size_t i = 0; i < h->h2.n; i++) {
+        rows[n++] = (struct row){h->h2.frames[i].ms, ROW_H2, NULL, &h->h2.frames[i]};
+    }
+    if (h->h2.not_recorded > 0) {
+        rows[n++] = (struct row){h->h2.not_recorded_last_ms, ROW_H2_MORE, NULL, NULL};
     }
     if (h->url.https && h->trace.nfirst_in > 0 &&
         (h->trace.first_in[0] < 20 || h->trace.first_in[0] > 24)) {
-        rows[n++] = (struct row){h->trace.first_in_ms, ROW_RAW, NULL};
+        rows[n++] = (struct row){h->trace.first_in_ms, ROW_RAW, NULL, NULL};
     }
-    if (h->req_head != NULL) {
-        rows[n++] = (struct row){h->req_ms, ROW_REQ, NULL};
+    /* HTTP/2's frames are the request and the response already. */
+    if (h->req_head != NULL && !h->http2) {
+        rows[n++] = (struct row){h->req_ms, ROW_REQ, NULL, NULL};
     }
-    if (h->resp_head != NULL) {
-        rows[n++] = (struct row){h->first_byte_ms, ROW_RESP, NULL};
+    if (h->resp_head != NULL && !h->http2) {
+        rows[n++] = (struct row){h->first_byte_ms, ROW_RESP, NULL, NULL};
         if (h->done_ms > 0) {
-            rows[n++] = (struct row){h->done_ms, ROW_DONE, NULL};
+            rows[n++] = (struct row){h->done_ms, ROW_DONE, NULL, NULL};
         }
     }
     if (h->cause != MOAT_CC_OK && h->cause != MOAT_CC_HTTP_STATUS) {
-        rows[n++] = (struct row){h->total_ms, ROW_FAIL, NULL};
+        rows[n++] = (struct row){h->total_ms, ROW_FAIL, NULL, NULL};
     }
     /* Insertion sort: the rows are nearly in order already, and stable. */
     for (size_t i = 1; i < n; i++) {
@@ -377,6 +472,7 @@ static void diagram(FILE *f, const struct moat_client_hop *h)
         rows[j] = r;
     }
     unsigned noted[6] = {0};
+    unsigned h2_seen[2] = {0};
     int enc_http = h->url.https;
     for (size_t i = 0; i < n; i++) {
         const struct row *r = &rows[i];
@@ -401,6 +497,17 @@ static void diagram(FILE *f, const struct moat_client_hop *h)
         case ROW_TLS:
             tls_row(f, h, r->m, noted);
             break;
+        case ROW_H2:
+            h2_row(f, r->f, h2_seen);
+            break;
+        case ROW_H2_MORE: {
+            char sz[32];
+            size_text((size_t)h->h2.not_recorded_bytes, sz, sizeof(sz));
+            time_col(f, r->ms);
+            fprintf(f, "|    ... %zu more frames (%s of payload), not listed\n", h->h2.not_recorded,
+                    sz);
+            break;
+        }
         case ROW_RAW: {
             char first[MOAT_TRACE_FIRST_BYTES + 1];
             size_t k = 0;
@@ -661,10 +768,11 @@ static void http_part(FILE *f, const struct moat_client_hop *h)
     head_lines(f, h->req_head, ">");
     if (h->resp_head != NULL) {
         head_lines(f, h->resp_head, "<");
-        const char *how = h->body_framing == 1   ? "Content-Length"
-                          : h->body_framing == 2 ? "chunked"
-                          : h->body_framing == 3 ? "read until the server closed"
-                                                 : "none";
+        const char *how = h->body_framing == 1                     ? "Content-Length"
+                          : h->body_framing == 2                   ? "chunked"
+                          : h->body_framing == 3                   ? "read until the server closed"
+                          : h->body_framing == MOAT_CLIENT_BODY_H2 ? "HTTP/2 DATA frames"
+                                                                   : "none";
         fprintf(f, "  body: %llu bytes (%s)\n", (unsigned long long)h->body_bytes, how);
     }
 }

@@ -15,6 +15,8 @@
 #include <openssl/err.h>
 
 static const char *const alpn_http11[] = {"http/1.1"};
+/* --http2: h2 first, so a server that has both picks it; http/1.1 for the others. */
+static const char *const alpn_h2[] = {"h2", "http/1.1"};
 
 moat_rc moat_client_tls_ctx_new(const struct moat_client_opts *o, struct moat_client_trust *t,
                                 SSL_CTX **out, struct moat_err *err)
@@ -26,8 +28,8 @@ moat_rc moat_client_tls_ctx_new(const struct moat_client_opts *o, struct moat_cl
     struct moat_tls_client_opts to = {
         .cert_path = o->cert,
         .key_path = o->key,
-        .alpn = alpn_http11,
-        .nalpn = 1,
+        .alpn = o->http2 ? alpn_h2 : alpn_http11,
+        .nalpn = o->http2 ? 2 : 1,
         .min_version = o->tls_min,
         .max_version = o->tls_max,
         /* The HTTP reader frames every body itself (length, chunks, or to the end where

@@ -374,9 +374,10 @@ http {{
 """
 
 
-def nginx(workdir, root, port=None, cert=None, key=None, extra=""):
+def nginx(workdir, root, port=None, cert=None, key=None, extra="", http2=False):
     """nginx in the foreground (`-g 'daemon off;'`) with its own prefix folder; TLS when cert
-    is given. `extra` goes into the server block (ssl_protocols, ssl_verify_client...)."""
+    is given, with HTTP/2 too (ALPN h2 and http/1.1) when http2. `extra` goes into the server
+    block (ssl_protocols, ssl_verify_client...)."""
     if not os.path.exists(NGINX):
         pytest.skip("nginx not installed")
     port = port or free_port()
@@ -387,7 +388,8 @@ def nginx(workdir, root, port=None, cert=None, key=None, extra=""):
         lines = "        ssl_certificate %s;\n        ssl_certificate_key %s;\n%s" % (
             cert, key, extra)
     conf = d / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=d, port=port, ssl=" ssl" if cert else "",
+    listen = (" ssl http2" if http2 else " ssl") if cert else ""
+    conf.write_text(NGINX_CONF.format(dir=d, port=port, ssl=listen,
                                       extra=lines, root=root))
     p = Proc([NGINX, "-c", conf, "-p", d, "-g", "daemon off;"], d, "nginx")
     return p.start(port)

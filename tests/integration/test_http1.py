@@ -393,7 +393,7 @@ def test_expect_100_continue_with_curl(server, pki, tmp_path):
     data = tmp_path / "data.bin"
     data.write_bytes(b"d" * 3000)
     r = curl(tmp_path, "https://example.test:%d/a.txt" % server.port, "-X", "GET",
-             "-H", "Expect: 100-continue", "--data-binary", "@%s" % data,
+             "-H", "Expect: 100-continue", "--data-binary", "@%s" % data, "--http1.1",
              port=server.port, cacert=pki.root)
     assert r.rc == 0, r.stderr
     assert "HTTP/1.1 100 Continue" in r.head

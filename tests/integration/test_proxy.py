@@ -320,17 +320,19 @@ def test_expect_100_continue_answered_by_moat(front, pki, origin):
     assert fields(e, "expect") == []  # moat has answered it; the origin must not again
 
 
-def test_expect_100_continue_with_curl(front, pki, origin, tmp_path):
+@pytest.mark.parametrize("proto,line", [("--http1.1", "HTTP/1.1 100 Continue"),
+                                        ("--http2", "HTTP/2 100")])
+def test_expect_100_continue_with_curl(front, pki, origin, tmp_path, proto, line):
     data = body_bytes(300000)
     f = tmp_path / "up.bin"
     f.write_bytes(data)
     t0 = time.monotonic()
     r = curl_front(front, pki, tmp_path, "proxy.test", "/echo?t=curl-expect", "--data-binary",
-                   "@%s" % f, "-H", "Expect: 100-continue", "--expect100-timeout", "20")
+                   "@%s" % f, "-H", "Expect: 100-continue", "--expect100-timeout", "20", proto)
     assert r.rc == 0 and r.status == 200, r.stderr[-2000:]
     # Without the 100, curl would wait its 20 s before sending the body.
     assert time.monotonic() - t0 < 10
-    assert "HTTP/1.1 100 Continue" in r.stderr
+    assert line in r.stderr
     e = json.loads(r.body)
     assert (e["body_len"], e["body_sha256"]) == (300000, sha(data))
 
@@ -698,12 +700,20 @@ def test_origin_cut_answer_closes_client(front, pki, origin, kind):
 
 
 def test_origin_cut_answer_curl_sees_error(front, pki, origin, tmp_path):
-    # curl exits 18 (partial file): the length was not reached, or the last chunk never came.
-    r = curl_front(front, pki, tmp_path, "proxy.test", "/cut/60000?t=curl-cut")
+    # HTTP/1.1: curl exits 18 (partial file): the length was not reached, or the last chunk
+    # never came.
+    r = curl_front(front, pki, tmp_path, "proxy.test", "/cut/60000?t=curl-cut", "--http1.1")
     assert (r.status, r.rc, len(r.body)) == (200, 18, 30000), r.stderr[-1000:]
-    r = curl_front(front, pki, tmp_path, "proxy.test", "/cut-chunked/60000?t=curl-cut-chunked")
+    r = curl_front(front, pki, tmp_path, "proxy.test", "/cut-chunked/60000?t=curl-cut-chunked",
+                   "--http1.1")
     assert (r.status, r.rc) == (200, 18), r.stderr[-1000:]
     assert r.body == body_bytes(60000)  # what came before the cut is intact
+    # HTTP/2: the stream is reset (INTERNAL_ERROR): curl exits 92; the connection lives on.
+    for path in ("/cut/60000?t=curl-cut-h2", "/cut-chunked/60000?t=curl-cut-chunked-h2"):
+        r = curl_front(front, pki, tmp_path, "proxy.test", path, "--http2")
+        assert (r.status, r.rc) == (200, 92), r.stderr[-1000:]
+        assert "INTERNAL_ERROR" in r.stderr
+    assert r.body == body_bytes(60000)[:len(r.body)]
 
 
 @pytest.mark.parametrize("path,words", [

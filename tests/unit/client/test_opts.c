@@ -79,13 +79,21 @@ TEST_CASE(defaults_and_help)
     EXPECT_INT(o.max_redirs, 10);
     EXPECT_INT(o.follow, 0);
     EXPECT_INT(o.insecure, 0);
+    EXPECT_INT(o.http2, 0); /* HTTP/1.1 unless asked */
     EXPECT(o.method == NULL && o.body == NULL);
+    EXPECT_INT(PARSE(&o, 0, &help, &err, "--http2", "https://x.test/").kind, MOAT_OK);
+    EXPECT_INT(o.http2, 1);
+    EXPECT_INT(PARSE(&o, 1, &help, &err, "https://x.test/", "--http2").kind, MOAT_OK);
+    EXPECT_INT(o.http2, 1);
+    EXPECT_INT(PARSE(&o, 0, &help, &err, "--http2=yes", "https://x.test/").kind, MOAT_E_USAGE);
     EXPECT_INT(PARSE(&o, 0, &help, &err, "--nope", "-h").kind, MOAT_E_USAGE);
     EXPECT_INT(PARSE(&o, 0, &help, &err, "-h", "--nope").kind, MOAT_OK);
     EXPECT_INT(help, 1);
     EXPECT(strstr(moat_client_usage(0), "usage: moat get") != NULL);
     EXPECT(strstr(moat_client_usage(1), "--json") != NULL);
     EXPECT(strstr(moat_client_usage(0), "--json") == NULL);
+    EXPECT(strstr(moat_client_usage(0), "--http2") != NULL);
+    EXPECT(strstr(moat_client_usage(1), "--http2") != NULL);
 }
 
 TEST_CASE(form_data_and_files)
