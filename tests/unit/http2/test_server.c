@@ -48,7 +48,9 @@ struct host {
     int body_done, started, finished;
     char req_trailers[256];
     size_t extra, out_sent;
-    int manual; /* the test drives the exchange itself: ready only counts */
+    int manual;    /* the test drives the exchange itself: ready only counts */
+    int in_call;   /* the handler is inside a moat_exch_* call of its own */
+    int reentered; /* the session called it back from inside such a call */
 };
 
 static struct host H;
@@ -164,6 +166,7 @@ static void h_step(void)
 
 static void st_ready(void *h)
 {
+    H.reentered += H.in_call;
     H.ready_calls++;
     if (!H.manual) {
         h_step();
@@ -172,6 +175,7 @@ static void st_ready(void *h)
 
 static void st_abort(void *h)
 {
+    H.reentered += H.in_call;
     H.aborted++;
     H.ex = NULL;
 }
@@ -229,7 +233,7 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
 static moat_rc decorate(void *host, const struct moat_route_ref *ref, struct moat_buf *out,
                         const struct moat_buf *lines, unsigned flags)
 {
-    if (lines != NULL) {
+    if (lines != NULL && moat_buf_len(lines) > 0) {
         MOAT_TRY(moat_buf_append(out, moat_buf_rdptr(lines), moat_buf_len(lines)));
     }
     return moat_buf_append(out, "X-Site: t\r\n", 11);
@@ -1075,6 +1079,193 @@ TEST_CASE(clearing_the_session_aborts_a_streaming_handler_once)
     EXPECT_INT(H.aborted, 1);
 }
 
+/* SERVER BUG (see the report): a bodyless answer (HEAD, 204, 304, a length of 0) of a streaming
+ * handler makes moat_exch_start send HEADERS with END_STREAM at once; when the request is
+ * complete that closes the stream inside the handler's own call, and the stream's record is
+ * freed (its abort called) while the handler still holds the exchange and must call finish. */
+TEST_CASE(a_streaming_handler_answering_head_is_not_aborted_inside_its_call)
+{
+    setup(STREAM);
+    H.manual = 1;
+    int32_t id = request("HEAD", "/p", NULL, 0, NULL);
+    pump();
+    EXPECT(H.ex != NULL);
+    struct moat_exch *ex = H.ex;
+    H.in_call = 1;
+    moat_rc rc = moat_exch_start(ex, 200, NULL, 42, 0);
+    H.in_call = 0;
+    EXPECT(moat_ok(rc));
+    EXPECT_INT(H.reentered, 0);
+    EXPECT_INT(H.aborted, 0);
+    if (H.ex != NULL) {
+        H.ex = NULL;
+        H.in_call = 1;
+        moat_exch_finish(ex);
+        H.in_call = 0;
+    }
+    pump();
+    struct cresp *r = resp(id);
+    EXPECT_INT(r->status, 200);
+    EXPECT(has_line(r->fields, "content-length: 42"));
+    EXPECT_INT(r->blen, 0);
+    EXPECT_INT(r->end_stream, 1);
+    EXPECT_INT(H.aborted, 0); /* it finished: nothing to abort */
+    EXPECT_INT(H.reentered, 0);
+    EXPECT_INT(H.done, 1);
+    teardown();
+
+    setup(STREAM); /* the same with a 204 to a GET */
+    H.manual = 1;
+    id = get("/nothing");
+    pump();
+    ex = H.ex;
+    H.in_call = 1;
+    rc = moat_exch_start(ex, 204, NULL, -1, 0);
+    H.in_call = 0;
+    EXPECT(moat_ok(rc));
+    EXPECT_INT(H.reentered, 0);
+    EXPECT_INT(H.aborted, 0);
+    if (H.ex != NULL) {
+        H.ex = NULL;
+        moat_exch_finish(ex);
+    }
+    pump();
+    EXPECT_INT(resp(id)->status, 204);
+    EXPECT_INT(resp(id)->end_stream, 1);
+    EXPECT_INT(H.aborted, 0);
+    teardown();
+}
+
+TEST_CASE(expect_100_continue_goes_out_on_the_first_read)
+{
+    setup(STREAM);
+    H.manual = 1;
+    nghttp2_data_provider prd = {.read_callback = up_read};
+    nghttp2_nv f[] = {NVS("expect", "100-continue"), NVS("content-length", "3")};
+    C.up_sid = request("POST", "/e", f, 2, &prd);
+    pump();
+    struct cresp *r = resp(C.up_sid);
+    EXPECT(H.ex != NULL);
+    EXPECT_INT(H.last_body_length, 3);
+    EXPECT_INT(r->informational, 0); /* not before the handler asks for the body */
+    char buf[8];
+    size_t n = 9;
+    EXPECT_INT(moat_exch_read_body(H.ex, buf, sizeof(buf), &n).kind, MOAT_E_AGAIN);
+    EXPECT_INT(n, 0);
+    pump();
+    EXPECT_INT(r->informational, 1);
+    EXPECT_INT(r->status, 100);
+    up_add("xyz", 1);
+    pump();
+    EXPECT_INT(H.ready_calls, 1);
+    EXPECT(moat_ok(moat_exch_read_body(H.ex, buf, sizeof(buf), &n)));
+    EXPECT(n == 3 && memcmp(buf, "xyz", 3) == 0);
+    EXPECT(moat_ok(moat_exch_read_body(H.ex, buf, sizeof(buf), &n)));
+    EXPECT_INT(n, 0);
+    EXPECT(moat_ok(moat_exch_start(H.ex, 201, NULL, 2, 0)));
+    EXPECT(moat_ok(moat_exch_send(H.ex, "ok", 2)));
+    struct moat_exch *ex = H.ex;
+    H.ex = NULL;
+    moat_exch_finish(ex);
+    pump();
+    EXPECT_INT(r->status, 201);
+    EXPECT(body_is_str(r, "ok"));
+    EXPECT_INT(r->end_stream, 1);
+    EXPECT_INT(H.aborted, 0);
+    teardown();
+}
+
+TEST_CASE(a_stream_that_fails_before_its_head_gets_an_error_page)
+{
+    setup(STREAM);
+    H.manual = 1;
+    int32_t id = get("/f");
+    pump();
+    struct moat_exch *ex = H.ex;
+    H.ex = NULL;
+    moat_exch_fail(ex, 502);
+    pump();
+    char page[512];
+    error_page(502, page, sizeof(page));
+    EXPECT_INT(resp(id)->status, 502);
+    EXPECT(body_is_str(resp(id), page));
+    EXPECT_INT(H.aborted, 0);
+
+    id = get("/g"); /* after its head: the stream is reset, the connection goes on */
+    pump();
+    ex = H.ex;
+    H.ex = NULL;
+    EXPECT(moat_ok(moat_exch_start(ex, 200, NULL, 100, 0)));
+    EXPECT(moat_ok(moat_exch_send(ex, "part", 4)));
+    moat_exch_fail(ex, 502);
+    pump();
+    EXPECT_INT(resp(id)->status, 200);
+    EXPECT_INT(resp(id)->rst, 1);
+    EXPECT_INT(resp(id)->rst_code, NGHTTP2_INTERNAL_ERROR);
+    EXPECT_INT(resp(id)->end_stream, 0);
+    EXPECT_INT(C.goaways, 0);
+    EXPECT_INT(H.aborted, 0);
+    teardown();
+}
+
+TEST_CASE(a_stalled_request_body_gets_408_and_an_abort)
+{
+    setup(STREAM);
+    H.manual = 1;
+    nghttp2_data_provider prd = {.read_callback = up_read};
+    C.up_sid = request("POST", "/slow", NULL, 0, &prd);
+    up_add("ab", 0);
+    pump();
+    char buf[8];
+    size_t n;
+    EXPECT(moat_ok(moat_exch_read_body(H.ex, buf, sizeof(buf), &n)));
+    EXPECT_INT(n, 2);
+    EXPECT_INT(moat_exch_read_body(H.ex, buf, sizeof(buf), &n).kind, MOAT_E_AGAIN);
+    pump();
+    advance(CONF.body_timeout_ms - 1);
+    pump();
+    EXPECT_INT(H.aborted, 0);
+    advance(2);
+    pump();
+    EXPECT_INT(H.aborted, 1);
+    EXPECT_INT(resp(C.up_sid)->status, 408);
+    EXPECT_INT(resp(C.up_sid)->end_stream, 1);
+    EXPECT_INT(C.goaways, 0);
+    teardown();
+}
+
+TEST_CASE(the_last_request_of_a_connection_gets_goaway)
+{
+    setup(GEN);
+    CONF.max_requests = 2;
+    int32_t a = get("/1"), b = get("/2");
+    pump();
+    EXPECT_INT(resp(a)->status, 200);
+    EXPECT_INT(resp(b)->status, 200);
+    EXPECT_INT(C.goaways, 1);
+    EXPECT_INT(C.goaway_code, NGHTTP2_NO_ERROR);
+    EXPECT_INT(C.goaway_last, 3);
+    EXPECT_INT(H.ended, 1);
+    teardown();
+}
+
+TEST_CASE(a_client_that_reads_nothing_is_cut_after_write_timeout)
+{
+    setup(FILE_REGION);
+    H.file_len = 100000;
+    F.write_room = 20000;
+    int32_t id = get("/big");
+    pump();
+    EXPECT(resp(id)->blen < 100000);
+    EXPECT_INT(H.ended, 0);
+    advance(CONF.write_timeout_ms - 1);
+    EXPECT_INT(H.ended, 0);
+    advance(2);
+    EXPECT_INT(H.ended, 1);
+    EXPECT_INT(ST.timeouts, 1);
+    teardown();
+}
+
 /* ---- timeouts and defences -------------------------------------------------------------- */
 
 TEST_CASE(an_idle_connection_gets_goaway_no_error)
@@ -1262,6 +1453,12 @@ int main(void)
     RUN(a_streaming_handler_reads_the_body_in_order_and_answers_with_trailers);
     RUN(a_client_reset_aborts_its_streaming_handler_once);
     RUN(clearing_the_session_aborts_a_streaming_handler_once);
+    RUN(a_streaming_handler_answering_head_is_not_aborted_inside_its_call);
+    RUN(expect_100_continue_goes_out_on_the_first_read);
+    RUN(a_stream_that_fails_before_its_head_gets_an_error_page);
+    RUN(a_stalled_request_body_gets_408_and_an_abort);
+    RUN(the_last_request_of_a_connection_gets_goaway);
+    RUN(a_client_that_reads_nothing_is_cut_after_write_timeout);
     RUN(an_idle_connection_gets_goaway_no_error);
     RUN(a_window_held_at_zero_gets_goaway_enhance_your_calm);
     RUN(a_ping_flood_gets_goaway_enhance_your_calm);
