@@ -63,7 +63,7 @@ static struct moat_h2s_scratch SCR;
 static struct moat_buf SCR_LINES, SCR_BODY;
 static char SCR_NPATH[MOAT_REQ_PATH_CAP + 1];
 static struct moat_session_stats ST;
-static char TMPFILE[64];
+static int FILE_FD = -1; /* a temporary file, unlinked at once; handlers answer with dups */
 static unsigned char FILEDATA[200000];
 
 static void copy_slice(char *dst, size_t cap, moat_slice s)
@@ -200,7 +200,7 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
     case ERROR_404:
         return moat_res_error_page(res, 404, fields, body);
     case FILE_REGION: {
-        int fd = open(TMPFILE, O_RDONLY | O_CLOEXEC);
+        int fd = dup(FILE_FD);
         if (fd < 0) {
             return moat_rc_of(MOAT_E_IO);
         }
@@ -1455,12 +1455,15 @@ int main(void)
     for (size_t i = 0; i < sizeof(FILEDATA); i++) {
         FILEDATA[i] = (unsigned char)(i * 31 + i / 251);
     }
-    snprintf(TMPFILE, sizeof(TMPFILE), "/tmp/moat-h2-test-XXXXXX");
-    int fd = mkstemp(TMPFILE);
-    if (fd < 0 || write(fd, FILEDATA, sizeof(FILEDATA)) != (ssize_t)sizeof(FILEDATA)) {
+    char tmp[] = "/tmp/moat-h2-test-XXXXXX";
+    FILE_FD = mkstemp(tmp);
+    if (FILE_FD < 0) {
         return 2;
     }
-    close(fd);
+    unlink(tmp);
+    if (write(FILE_FD, FILEDATA, sizeof(FILEDATA)) != (ssize_t)sizeof(FILEDATA)) {
+        return 2;
+    }
     RUN(a_get_is_answered_with_its_fields_and_body);
     RUN(head_gets_the_length_and_no_data);
     RUN(an_error_page_from_the_handler);
@@ -1487,7 +1490,7 @@ int main(void)
     RUN(drain_sends_goaway_and_streams_in_flight_finish);
     RUN(a_bad_preface_ends_the_session);
     RUN(a_streaming_answer_with_no_body_bytes); /* last: UBSan ends the run there (a bug) */
-    unlink(TMPFILE);
+    close(FILE_FD);
     moat_buf_clear(&SCR_LINES);
     moat_buf_clear(&SCR_BODY);
     moat_h2s_scratch_clear(&SCR);
