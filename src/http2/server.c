@@ -66,6 +66,7 @@ struct moat_h2_stream {
     /* The answer. */
     int answered;    /* HEADERS submitted */
     int answer_sent; /* its END_STREAM went */
+    int no_body;     /* a streaming answer without content (HEAD, 204, 304, length 0) */
     int status;
     uint64_t bytes_sent;
     int fd; /* owned; -1 when no file */
@@ -326,8 +327,10 @@ static int cb_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
         st->file_off += length;
         st->file_left -= length;
     } else {
-        memcpy(p + at, moat_buf_rdptr(&st->data), length);
-        moat_buf_consume(&st->data, length);
+        if (length > 0) { /* an empty last frame has no buffer to copy from */
+            memcpy(p + at, moat_buf_rdptr(&st->data), length);
+            moat_buf_consume(&st->data, length);
+        }
         if ((st->st_waiting & WAIT_ROOM) && moat_buf_len(&st->data) < STREAM_PIECE) {
             st->wake = 1;
             s->wake = 1;
@@ -1624,11 +1627,10 @@ static moat_rc ex_start(struct moat_exch *ex, int status, const struct moat_buf 
     }
     st->st_started = 1;
     st->eof = 0;
-    int bodyless = st->head_only || moat_http_status_bodyless(status) || length == 0;
-    if (bodyless) {
-        st->eof = 1;
-    }
-    if (submit_answer(s, st, status, lines, length, flags, !bodyless) != 0) {
+    /* Even without a body the stream ends only at finish (an empty DATA frame with END_STREAM):
+     * ending it here would close it, and abort the handler, inside this very call. */
+    st->no_body = st->head_only || moat_http_status_bodyless(status) || length == 0;
+    if (submit_answer(s, st, status, lines, length, flags, 1) != 0) {
         detach(st, 0);
         if (st->answered) {
             reset_stream(s, st, NGHTTP2_INTERNAL_ERROR);
@@ -1648,7 +1650,7 @@ static moat_rc ex_send(struct moat_exch *ex, const void *p, size_t n)
     if (st->sops == NULL || !st->st_started) {
         return moat_rc_of(MOAT_E_INTERNAL);
     }
-    if (n == 0 || st->eof) {
+    if (n == 0 || st->eof || st->no_body) {
         return MOAT_RC_OK; /* HEAD, a bodyless status, or a length of 0 */
     }
     moat_rc rc = moat_buf_append(&st->data, p, n);
@@ -1695,7 +1697,7 @@ static void ex_finish(struct moat_exch *ex, const struct moat_buf *trailers)
         (void)push(s, NULL);
         return;
     }
-    if (trailers != NULL && moat_buf_len(trailers) > 0 && !st->eof &&
+    if (trailers != NULL && moat_buf_len(trailers) > 0 && !st->eof && !st->no_body &&
         !moat_ok(
             moat_buf_append(&st->trailers_out, moat_buf_rdptr(trailers), moat_buf_len(trailers)))) {
         st->trailers_out.rd = st->trailers_out.wr = 0; /* dropped, as RFC 9110 §6.5.1 allows */

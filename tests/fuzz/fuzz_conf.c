@@ -1,6 +1,7 @@
 // fuzz-sources: src/serve/conf.c src/serve/conf_global.c src/serve/conf_limits.c
 // fuzz-sources: src/serve/conf_site.c src/serve/conf_headers.c src/serve/conf_proxy.c
 // fuzz-sources: src/serve/conf_mtls.c src/serve/conf_crl.c src/serve/conf_acme.c
+// fuzz-sources: src/serve/conf_http2.c
 // fuzz-sources: src/core/cfg.c src/core/path.c src/core/err.c src/serve/headers.c
 /*
  * fuzz_conf.c: the config reader and moat's directives on arbitrary bytes. Beyond "no crash, no
