@@ -29,6 +29,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@
 #define CLOSE_LINGER_MS 1000        /* a GOAWAY with an error gets this long to leave */
 #define SPARE_MAX 8                 /* stream records kept for reuse */
 #define CONTINUATIONS_MAX 16        /* a header block of 32 KiB needs 2 or 3 */
+#define TLS_RECORD 16384            /* the most plaintext one TLS record carries */
 #define WAIT_BODY 1
 #define WAIT_ROOM 2
 
@@ -93,6 +95,7 @@ struct fidx {
 enum { PS_METHOD, PS_SCHEME, PS_AUTHORITY, PS_PATH, PS_PROTOCOL, PS_COUNT };
 
 static void run(struct moat_h2s *s);
+static int fill_gaps(struct moat_h2s *s);
 static moat_rc push(struct moat_h2s *s, struct moat_h2_stream *caller);
 static void arm_timer(struct moat_h2s *s);
 static void on_timer(struct moat_timer *t);
@@ -215,6 +218,11 @@ static void stream_free(struct moat_h2s *s, struct moat_h2_stream *st, int log_i
         s->env.host->done(s->env.host_data, &st->ref, &a);
     }
     if (st->fd >= 0) {
+        /* Its last frames may still wait for their bytes (the stream closes as its END_STREAM
+         * is queued, before `out` is written). */
+        if (s->ngaps > 0 && !s->ended && fill_gaps(s) != 0) {
+            s->broken = 1;
+        }
         close(st->fd);
         st->fd = -1;
     }
@@ -249,11 +257,72 @@ static void stream_free(struct moat_h2s *s, struct moat_h2_stream *st, int log_i
 
 /* ---- output ----------------------------------------------------------------------------- */
 
-/* Write what `out` holds: 0 when it is empty, 1 when the client is not taking more, -1 when
- * the connection failed. */
-static int write_out(struct moat_h2s *s)
+/* Read the file bytes of the DATA frames queued since the last fill into their places in `out`,
+ * one preadv for each run of frames that continue each other in one file. A file that shrank or
+ * failed cannot be told apart from its frames any more: -1, and the connection is cut (as
+ * HTTP/1 cuts it when a promised length cannot be kept). */
+static int fill_gaps(struct moat_h2s *s)
 {
+    size_t i = 0;
+    while (i < s->ngaps) {
+        struct iovec iov[MOAT_H2_GAPS];
+        size_t k = 0, total = 0;
+        const struct moat_h2_gap *g = &s->gaps[i];
+        do {
+            iov[k].iov_base = moat_buf_rdptr(&s->out) + s->gaps[i + k].pos;
+            iov[k].iov_len = s->gaps[i + k].len;
+            total += s->gaps[i + k].len;
+            k++;
+        } while (i + k < s->ngaps && s->gaps[i + k].fd == g->fd &&
+                 s->gaps[i + k].off == g->off + total);
+        size_t got = 0;
+        while (got < total) {
+            /* Past a short read, the iovecs still to fill start inside one of them. */
+            struct iovec rest[MOAT_H2_GAPS];
+            size_t nrest = 0, skip = got;
+            for (size_t j = 0; j < k; j++) {
+                if (skip >= iov[j].iov_len) {
+                    skip -= iov[j].iov_len;
+                    continue;
+                }
+                rest[nrest].iov_base = (char *)iov[j].iov_base + skip;
+                rest[nrest].iov_len = iov[j].iov_len - skip;
+                nrest++;
+                skip = 0;
+            }
+            ssize_t n = preadv(g->fd, rest, (int)nrest, (off_t)(g->off + got));
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                moat_log(MOAT_LVL_WARN, s->env.conn_id,
+                         "http2: a file shrank or failed while it was sent; closing (peer %s)",
+                         s->env.peer);
+                s->ngaps = 0;
+                s->broken = 1;
+                return -1;
+            }
+            got += (size_t)n;
+        }
+        i += k;
+    }
+    s->ngaps = 0;
+    return 0;
+}
+
+/* Write what `out` holds: 0 when it is empty (or only a tail waits, see below), 1 when the
+ * client is not taking more, -1 when the connection failed. With `more` (nghttp2 has more
+ * frames), a tail shorter than a TLS record waits for them, so records go out full: 4 writes
+ * per 64 KiB instead of 5. */
+static int write_out(struct moat_h2s *s, int more)
+{
+    if (s->ngaps > 0 && fill_gaps(s) != 0) {
+        return -1;
+    }
     while (moat_buf_len(&s->out) > 0) {
+        if (more && moat_buf_len(&s->out) < TLS_RECORD && !s->write_retry) {
+            return 0;
+        }
         size_t n;
         moat_rc rc =
             moat_transport_write(s->tr, moat_buf_rdptr(&s->out), moat_buf_len(&s->out), &n);
@@ -261,11 +330,13 @@ static int write_out(struct moat_h2s *s)
             if (s->blocked_since_ms == 0) {
                 s->blocked_since_ms = now_ms(s);
             }
+            s->write_retry = 1; /* OpenSSL wants the same bytes again, whatever their size */
             return 1;
         }
         if (!moat_ok(rc)) {
             return -1;
         }
+        s->write_retry = 0;
         moat_buf_consume(&s->out, n);
         s->last_write_ms = now_ms(s);
     }
@@ -307,26 +378,18 @@ static int cb_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
     if (padlen > 0) {
         p[at++] = (char)(padlen - 1);
     }
-    if (st->fd >= 0) {
-        size_t got = 0;
-        while (got < length) {
-            ssize_t n = pread(st->fd, p + at + got, length - got, (off_t)(st->file_off + got));
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n <= 0) {
-                /* The file shrank or failed: the length is promised, so the stream is reset
-                 * (INTERNAL_ERROR); the connection and its other streams go on. */
-                moat_log(MOAT_LVL_WARN, s->env.conn_id,
-                         "http2: file shrank or failed while sending stream %d; resetting it",
-                         (int)st->id);
-                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-            }
-            got += (size_t)n;
+    if (st->fd >= 0 && length > 0) {
+        /* The frame's bytes are left as a gap, filled by one preadv for several frames just
+         * before `out` is written (fill_gaps): a pread per 16 KiB frame would be four system
+         * calls where HTTP/1 makes one. */
+        if (s->ngaps == MOAT_H2_GAPS && fill_gaps(s) != 0) {
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
         }
+        s->gaps[s->ngaps++] = (struct moat_h2_gap){
+            .fd = st->fd, .off = st->file_off, .pos = moat_buf_len(&s->out) + at, .len = length};
         st->file_off += length;
         st->file_left -= length;
-    } else {
+    } else if (st->fd < 0) {
         if (length > 0) { /* an empty last frame has no buffer to copy from */
             memcpy(p + at, moat_buf_rdptr(&st->data), length);
             moat_buf_consume(&st->data, length);
@@ -1044,6 +1107,7 @@ static int cb_error(nghttp2_session *ng, int lib_error_code, const char *msg, si
 static void release_all(struct moat_h2s *s)
 {
     s->ended = 1; /* stream records are freed, not kept */
+    s->ngaps = 0; /* nothing more is written */
     while (s->streams != NULL) {
         struct moat_h2_stream *st = s->streams;
         if (s->ng != NULL) {
@@ -1107,26 +1171,37 @@ static void wake_handlers(struct moat_h2s *s)
     }
 }
 
+static int send_tail(struct moat_h2s *s)
+{
+    int w = write_out(s, 0);
+    return w < 0 ? -1 : 0;
+}
+
 /* Frames from nghttp2 into `out`, and `out` to the transport. 0: all went or waits for the
  * socket; -1: the connection failed. */
 static int send_all(struct moat_h2s *s)
 {
     for (;;) {
-        if (moat_buf_len(&s->out) < OUT_HIGH && s->ng != NULL &&
-            nghttp2_session_want_write(s->ng)) {
+        size_t before = moat_buf_len(&s->out);
+        if (before < OUT_HIGH && s->ng != NULL && nghttp2_session_want_write(s->ng)) {
             int rv = nghttp2_session_send(s->ng);
-            if (rv != 0) {
-                moat_log(MOAT_LVL_INFO, s->env.conn_id, "http2: cannot send: %s (peer %s)",
-                         nghttp2_strerror(rv), s->env.peer);
+            if (rv != 0 || s->broken) {
+                if (!s->broken) {
+                    moat_log(MOAT_LVL_INFO, s->env.conn_id, "http2: cannot send: %s (peer %s)",
+                             nghttp2_strerror(rv), s->env.peer);
+                }
                 return -1;
             }
         }
-        int w = write_out(s);
+        /* More frames to come (and nghttp2 made progress): a short tail may wait for them. */
+        int more =
+            s->ng != NULL && nghttp2_session_want_write(s->ng) && moat_buf_len(&s->out) != before;
+        int w = write_out(s, more);
         if (w != 0) {
             return w < 0 ? -1 : 0;
         }
-        if (s->ng == NULL || !nghttp2_session_want_write(s->ng)) {
-            return 0;
+        if (!more) {
+            return moat_buf_len(&s->out) > 0 ? send_tail(s) : 0;
         }
     }
 }

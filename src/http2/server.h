@@ -8,9 +8,10 @@
  * Per stream: HEADERS -> dispatch (route + handler) -> the answer (a generated body, a region of
  * an open file, or a streaming handler's pieces) -> END_STREAM -> closed. Many at once.
  *
- * Data path: nghttp2 asks for DATA in the no-copy mode, so a file's bytes are pread straight
- * behind the 9-byte frame header in the connection's output buffer, which goes to the TLS
- * record in one write of up to 64 KiB; nothing of a body is copied twice or held whole.
+ * Data path: nghttp2 asks for DATA in the no-copy mode, so a file's bytes are read straight
+ * behind their 9-byte frame headers in the connection's output buffer (one preadv fills the
+ * frames of a 64 KiB burst), which goes out as full TLS records; nothing of a body is copied
+ * twice or held whole. A file that shrinks under a promised length cuts the connection.
  *
  * Defences beyond nghttp2's own checks (it enforces RFC 9113's framing, state and field rules,
  * and resets or ends the connection with the right error code): header list size and field
@@ -84,6 +85,15 @@ struct moat_h2s_env {
 
 struct moat_h2_stream;
 
+/* A DATA frame's place in the output buffer, still to be filled from its file. */
+#define MOAT_H2_GAPS 16
+struct moat_h2_gap {
+    int fd;
+    uint64_t off;
+    size_t pos; /* from the start of the output buffer's unsent bytes */
+    size_t len;
+};
+
 /* A rate budget: `level` units spent, draining at the budget's rate per second. */
 struct moat_h2_bucket {
     uint64_t level_ms; /* spent, in milliseconds of the rate */
@@ -120,6 +130,10 @@ struct moat_h2s {
     uint64_t closing_since_ms;
     int wake; /* streaming handlers to wake after this round */
     int kick; /* a handler's call left work for run(): the timer fires at once */
+    struct moat_h2_gap gaps[MOAT_H2_GAPS]; /* file bytes still to be read into `out` */
+    size_t ngaps;
+    int broken;      /* a file failed behind frames already queued: the connection is cut */
+    int write_retry; /* the transport wants the bytes it refused again */
 };
 
 /* Ready a session over `tr` (which must outlive it) and queue the server's SETTINGS.
