@@ -1182,6 +1182,9 @@ static int send_tail(struct moat_h2s *s)
 static int send_all(struct moat_h2s *s)
 {
     for (;;) {
+        if (s->broken) {
+            return -1; /* a file failed behind frames queued while reading */
+        }
         size_t before = moat_buf_len(&s->out);
         if (before < OUT_HIGH && s->ng != NULL && nghttp2_session_want_write(s->ng)) {
             int rv = nghttp2_session_send(s->ng);

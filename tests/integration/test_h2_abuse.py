@@ -628,3 +628,29 @@ def test_slow_but_moving_window_is_not_cut(srv):
                 c.send(window_update(0, got) + window_update(sid, got))
             assert not c.goaways, (c.goaway, len(st.body))
         assert len(st.body) > 65535 * 3, len(st.body)
+
+
+def test_file_shrinking_under_a_download_cuts_only_that_connection(srv, docroot):
+    # The length is promised in content-length and DATA frames are queued ahead of their bytes:
+    # a file cut short under a download cannot be finished honestly, so the connection ends (as
+    # HTTP/1 ends it), moat says why, and it goes on serving others.
+    _moat_only()
+    by = Bystander(srv)
+    mark = len(srv.stderr())
+    path = docroot / "shrinks.bin"
+    with open(path, "wb") as f:
+        f.truncate(4 * 1024 * 1024)
+    try:
+        with h2(srv, auto_window=False) as c:
+            sid = _open_stream(c, "/shrinks.bin", end_stream=True)
+            st = c.stream(sid)
+            c.pump_until(lambda: len(st.body) >= 65535 or c.eof, 5, what="the first window")
+            os.truncate(path, 100000)
+            c.send(window_update(0, 0x7FFF0000) + window_update(sid, 0x7FFF0000))
+            c.pump_until(lambda: c.eof or st.reset is not None, 10, what="the cut")
+            assert len(st.body) < 4 * 1024 * 1024
+            assert not st.ended, "a short body must not end as if it were complete"
+        assert log_after(srv, mark, r"http2: .*file shrank or failed", timeout=5)
+    finally:
+        path.unlink()
+    by.check()
