@@ -8,6 +8,7 @@
 #include "http/status.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #define PUT(b, lit) moat_buf_append((b), (lit), sizeof(lit) - 1)
 
@@ -33,6 +34,15 @@ moat_rc moat_res_error_page(struct moat_res *res, int status, struct moat_buf *f
     res->has_generated_body = 1;
     res->length = moat_buf_len(body) - before;
     return MOAT_RC_OK;
+}
+
+void moat_res_file_done(int fd, void (*release)(void *h), void *h)
+{
+    if (release != NULL) {
+        release(h);
+    } else if (fd >= 0) {
+        close(fd);
+    }
 }
 
 void moat_req_normalize(struct moat_req *req, char *buf)

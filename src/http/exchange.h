@@ -78,6 +78,10 @@ struct moat_res {
     uint64_t length;
     int has_generated_body;
     int close; /* the connection ends after this answer */
+    /* fd's owner when it is not the session (a cached file): the session calls
+     * fd_release(fd_h) where it would close fd. NULL: the session closes it. */
+    void (*fd_release)(void *h);
+    void *fd_h;
     /* A streaming answer instead: the handler keeps req->exch and answers through moat_exch_*;
      * the session calls these when the handler can go on, or when it must stop. */
     const struct moat_stream_ops *stream;
@@ -192,6 +196,9 @@ static inline void moat_exch_fail(struct moat_exch *ex, int status)
 typedef moat_rc (*moat_handler_fn)(const void *ctx, const struct moat_req *req,
                                    struct moat_res *res, struct moat_buf *fields,
                                    struct moat_buf *body);
+
+/* Done with an answer's file: close it, or give it back to its owner (moat_res.fd_release). */
+void moat_res_file_done(int fd, void (*release)(void *h), void *h);
 
 /* The small page moat answers errors with ("404 Not Found" and nothing else: never a path or
  * anything else of the request), with its Content-Type line; sets status, length and

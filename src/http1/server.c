@@ -177,13 +177,20 @@ static void detach(struct moat_h1s *s, int abort_it)
     }
 }
 
+static void file_done(struct moat_h1s *s)
+{
+    moat_res_file_done(s->file_fd, s->file_release, s->file_h);
+    s->file_fd = -1;
+    s->file_release = NULL;
+    s->file_h = NULL;
+}
+
 static void release_all(struct moat_h1s *s)
 {
     detach(s, 1);
     disarm(s);
     if (s->file_fd >= 0) {
-        close(s->file_fd);
-        s->file_fd = -1;
+        file_done(s);
     }
     release(s, &s->in);
     release(s, &s->out);
@@ -274,8 +281,7 @@ static void respond_error(struct moat_h1s *s, int status)
 {
     s->error_close = 1;
     if (s->file_fd >= 0) {
-        close(s->file_fd);
-        s->file_fd = -1;
+        file_done(s);
     }
     s->file_left = 0;
     s->keep_alive = 0;
@@ -457,9 +463,11 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
     uint64_t content_length = res.length;
     if (moat_ok(rc) && res.fd >= 0) {
         if (s->head_only || moat_http_status_bodyless(status)) {
-            close(res.fd);
+            moat_res_file_done(res.fd, res.fd_release, res.fd_h);
         } else {
             s->file_fd = res.fd;
+            s->file_release = res.fd_release;
+            s->file_h = res.fd_h;
             s->file_off = res.offset;
             s->file_left = res.length;
         }
@@ -553,8 +561,7 @@ static void answer_done(struct moat_h1s *s)
     s->env.host->done(s->env.host_data, &s->ref, &a);
     s->ref = (struct moat_route_ref){0};
     if (s->file_fd >= 0) {
-        close(s->file_fd);
-        s->file_fd = -1;
+        file_done(s);
     }
     moat_buf_clear(&s->trailers); /* rare: held only for the exchange they came with */
     s->status = 0;

@@ -89,7 +89,9 @@ struct moat_h1s {
 
     struct moat_buf in;  /* request bytes; a pool block while reading */
     struct moat_buf out; /* answer head, generated body, file pieces, streamed body */
-    int file_fd;         /* owned; -1 when no file is being sent */
+    int file_fd;         /* owned (or its owner's, see file_release); -1: no file is being sent */
+    void (*file_release)(void *h);
+    void *file_h;
     uint64_t file_off, file_left;
 
     /* The phase a trickle could stretch (request body, answer): when it began and the bytes it

@@ -71,7 +71,9 @@ struct moat_h2_stream {
     int no_body;     /* a streaming answer without content (HEAD, 204, 304, length 0) */
     int status;
     uint64_t bytes_sent;
-    int fd; /* owned; -1 when no file */
+    int fd; /* owned (or its owner's: fd_release); -1 when no file */
+    void (*fd_release)(void *h);
+    void *fd_h;
     uint64_t file_off, file_left;
     struct moat_buf data; /* a generated body, or a streaming handler's pieces */
     int eof;              /* nothing comes after what `data` or the file hold */
@@ -223,7 +225,7 @@ static void stream_free(struct moat_h2s *s, struct moat_h2_stream *st, int log_i
         if (s->ngaps > 0 && !s->ended && fill_gaps(s) != 0) {
             s->broken = 1;
         }
-        close(st->fd);
+        moat_res_file_done(st->fd, st->fd_release, st->fd_h);
         st->fd = -1;
     }
     if (st->prev != NULL) {
@@ -542,7 +544,7 @@ static void respond_error(struct moat_h2s *s, struct moat_h2_stream *st, int sta
     struct moat_buf *lines = sc->lines, *body = sc->body;
     lines->rd = lines->wr = body->rd = body->wr = 0;
     if (st->fd >= 0) {
-        close(st->fd);
+        moat_res_file_done(st->fd, st->fd_release, st->fd_h);
         st->fd = -1;
     }
     st->data.rd = st->data.wr = 0;
@@ -767,7 +769,7 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
     }
     if (!moat_ok(rc)) {
         if (res.fd >= 0) {
-            close(res.fd);
+            moat_res_file_done(res.fd, res.fd_release, res.fd_h);
         }
         respond_error(s, st, 500);
         return;
@@ -781,9 +783,11 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
     int bodyless = st->head_only || moat_http_status_bodyless(status);
     if (res.fd >= 0) {
         if (bodyless || length == 0) {
-            close(res.fd);
+            moat_res_file_done(res.fd, res.fd_release, res.fd_h);
         } else {
             st->fd = res.fd;
+            st->fd_release = res.fd_release;
+            st->fd_h = res.fd_h;
             st->file_off = res.offset;
             st->file_left = length;
         }

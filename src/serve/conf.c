@@ -580,6 +580,8 @@ struct moat_conf *moat_conf_new(void)
     c->max_conns = 10000;
     c->max_requests = 10000;
     c->min_rate = 1024;
+    c->file_cache = 1000;
+    c->file_cache_valid_ms = 1000;
     c->http2 = 1;
     c->h2_streams = 100;
     c->h2_hpack = 4096;

@@ -172,6 +172,8 @@ struct moat_conf {
     /* Bytes per second a request body or a response must average, counted from its start after
      * a grace of the body (write) timeout: a trickle cannot hold a connection. 0 = off; 1k. */
     uint64_t min_rate;
+    uint64_t file_cache;          /* open files kept per worker; default 1000; 0 = off */
+    uint64_t file_cache_valid_ms; /* how long a kept file is trusted unchecked; default 1s */
     /* HTTP/2 (docs/config.md#http2-onoff-address): on for every TLS listener by default. */
     int http2;               /* default 1 */
     char **http2_off_listen; /* listen addresses that offer only HTTP/1 */

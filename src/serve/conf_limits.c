@@ -29,6 +29,8 @@
  *   connections 10000        open connections per worker
  *   keepalive_requests 10000 requests one connection may carry
  *   min_rate 1k              bytes per second a body or an answer must average; 0 is off
+ *   file_cache 1000          open files each worker keeps for the static handler; 0 is off
+ *   file_cache_valid 1s      how long a kept file is trusted before it is checked again
  *
  * `tls { NAME VALUE; ... }`: see docs/config.md#tls---.
  *   tickets on               TLS session tickets
@@ -57,6 +59,11 @@ const struct moat_conf__spec moat_conf__limits_specs[] = {
                      1000000000, "between 1 and 1000000000", "keepalive_requests N"),
     MOAT_CONF__VALUE("min_rate", MOAT_CONF__LIMITS, MOAT_CONF__V_SIZE, min_rate, 0,
                      1024 * MOAT_CONF__MIB, "between 0 (off) and 1g", "min_rate SIZE"),
+    MOAT_CONF__VALUE("file_cache", MOAT_CONF__LIMITS, MOAT_CONF__V_COUNT, file_cache, 0, 100000,
+                     "between 0 (off) and 100000", "file_cache N"),
+    MOAT_CONF__VALUE("file_cache_valid", MOAT_CONF__LIMITS, MOAT_CONF__V_DURATION_MS,
+                     file_cache_valid_ms, 0, 60000, "between 0 (check every time) and 1m",
+                     "file_cache_valid DURATION"),
 
     MOAT_CONF__VALUE("tickets", MOAT_CONF__TLS, MOAT_CONF__V_BOOL, tickets, 0, 1, "on or off",
                      "tickets on|off"),

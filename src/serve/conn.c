@@ -283,7 +283,8 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
             .target = site->proxy, .loop = c->home->loop, .identity = site->conf->client_auth != 0};
         return moat_proxy_handler(&call, req, res, lines, body);
     }
-    return moat_static_handler(&site->st, req, res, lines, body);
+    return moat_static_handle_cached(&site->st, c->home->files, c->home->loop->now_ms, req, res,
+                                     lines, body);
 }
 
 static const struct moat_session_host session_host = {

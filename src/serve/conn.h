@@ -38,6 +38,7 @@ struct moat_conn_home {
     struct moat_pool *pool;
     struct moat_h1s_scratch *scratch;
     struct moat_h2s_scratch *h2scratch;
+    struct moat_fcache *files;  /* the static handler's open files; NULL: none kept */
     struct moat_snapshot *snap; /* one reference: the configuration new connections take */
     struct moat_alog *alog;     /* NULL: no access log */
     struct moat_buf *alog_lines;

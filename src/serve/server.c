@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define MAX_ADDRS 16
@@ -393,10 +394,25 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
         rc = srv.workers ? MOAT_RC_OK
                          : moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
     }
+    /* Descriptors: take the hard limit (a server's connections and cached files need more than
+     * the 1024 a shell gives), and let cached files have at most a quarter of them, so a wide
+     * tree of files never starves accept(). */
+    struct rlimit rl;
+    size_t files_cap = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+            struct rlimit up = {.rlim_cur = want, .rlim_max = rl.rlim_max};
+            if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+                rl.rlim_cur = want;
+            }
+        }
+        files_cap = (size_t)(rl.rlim_cur / 4 / (nworkers ? nworkers : 1));
+    }
     unsigned inited = 0;
     for (unsigned w = 0; moat_ok(rc) && w < nworkers; w++) {
         rc = moat_worker_init(&srv.workers[w], w + 1, srv.alog.fd >= 0 ? &srv.alog : NULL,
-                              srv.https_port, srv.snap, err);
+                              srv.https_port, files_cap, srv.snap, err);
         inited = w + 1;
     }
     srv.nworkers = inited;

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 static atomic_ullong generation_counter;
+static atomic_ullong site_key_counter; /* filecache keys: one per site of each snapshot */
 
 static void site_clear(struct moat_site *s)
 {
@@ -440,6 +441,9 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
         MOAT_FAIL_SYS(err, MOAT_E_CONFIG,
                       "root folder \"%s\" cannot be opened (create it, or fix the path)", cs->root);
     }
+    /* Unique per site and snapshot: a worker's cached files of an older configuration (another
+     * root, perhaps) are never found under this one. */
+    site->st.cache_key = atomic_fetch_add(&site_key_counter, 1) + 1;
 
     if (moat_conf_site_hsts(cs)) {
         int n = snprintf(

@@ -20,6 +20,7 @@
 #include "core/httpdate.h"
 #include "core/path.h"
 #include "http/method.h"
+#include "serve/filecache.h"
 #include "serve/mime.h"
 
 #include <dirent.h>
@@ -469,11 +470,11 @@ static moat_rc put_validators(struct moat_buf *hdrs, const char *etag, size_t el
     return MOAT_RC_OK;
 }
 
-/* Serve the regular file `fd` (consumed: handed to the caller or closed) named
- * `name`. */
+/* Serve the regular file `fd` named `name`; fd is consumed: handed to the answer or let go
+ * (closed, or given back to its cache by `release`). */
 static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, struct moat_buf *hdrs,
                           struct moat_buf *body, int fd, const struct stat *st, const char *name,
-                          size_t nlen)
+                          size_t nlen, void (*release)(void *h), void *h)
 {
     char etag[64];
     size_t elen = make_etag(etag, st);
@@ -503,7 +504,7 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
         }
     }
     if (not_modified) {
-        close(fd);
+        moat_res_file_done(fd, release, h);
         res->status = 304;
         res->fd = -1;
         res->offset = res->length = 0;
@@ -523,7 +524,8 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
         MOAT_TRY(PUT_LIT(hdrs, "Accept-Ranges: bytes\r\nContent-Range: bytes */"));
         MOAT_TRY(put_dec(hdrs, size));
         MOAT_TRY(PUT_LIT(hdrs, "\r\n"));
-        return close_and_page(fd, res, hdrs, body, 416);
+        moat_res_file_done(fd, release, h);
+        return error_page(res, hdrs, body, 416);
     }
 
     /* From here the fd belongs to the answer; on a buffer failure, close it
@@ -560,15 +562,18 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
         rc = moat_buf_append(hdrs, line, n);
     } while (0);
     if (!moat_ok(rc)) {
-        close(fd);
+        moat_res_file_done(fd, release, h);
         res->fd = -1;
         return rc;
     }
     res->has_generated_body = 0;
     /* HEAD: the caller needs the length, not the file. */
     if (req->method_id == MOAT_HTTP_M_HEAD) {
-        close(fd);
+        moat_res_file_done(fd, release, h);
         fd = -1;
+    } else {
+        res->fd_release = release;
+        res->fd_h = h;
     }
     res->fd = fd;
     if (rr == RANGE_PARTIAL) {
@@ -784,7 +789,7 @@ static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_
                 struct stat st;
                 if (fstat(ifd, &st) == 0 && S_ISREG(st.st_mode)) {
                     close(dfd);
-                    return serve_file(req, res, hdrs, body, ifd, &st, ipath, nlen + il);
+                    return serve_file(req, res, hdrs, body, ifd, &st, ipath, nlen + il, NULL, NULL);
                 }
                 close(ifd);
             } else if (ifd != -ENOENT) {
@@ -802,6 +807,13 @@ static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_
 
 moat_rc moat_static_handle(const struct moat_static_site *site, const struct moat_req *req,
                            struct moat_res *res, struct moat_buf *hdrs, struct moat_buf *body)
+{
+    return moat_static_handle_cached(site, NULL, 0, req, res, hdrs, body);
+}
+
+moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct moat_fcache *cache,
+                                  uint64_t now_ms, const struct moat_req *req, struct moat_res *res,
+                                  struct moat_buf *hdrs, struct moat_buf *body)
 {
     MOAT_ENSURE(site != NULL && req != NULL && res != NULL && hdrs != NULL && body != NULL,
                 MOAT_E_INTERNAL);
@@ -832,6 +844,15 @@ moat_rc moat_static_handle(const struct moat_static_site *site, const struct moa
         return error_page(res, hdrs, body, 404);
     }
 
+    /* A file asked for before: no open, no stat (filecache.h says how it stays fresh). The
+     * checks above (method, normalisation, hidden names) ran as for any request. */
+    struct moat_fcache_entry *e =
+        cache != NULL && nlen > 1
+            ? moat_fcache_get(cache, site->cache_key, site->root_fd, norm + 1, nlen - 1, now_ms)
+            : NULL;
+    if (e != NULL) {
+        return serve_file(req, res, hdrs, body, e->fd, &e->st, norm, nlen, moat_fcache_release, e);
+    }
     int fd = open_beneath(site->root_fd, nlen == 1 ? "." : norm + 1);
     if (fd < 0) {
         return error_page(res, hdrs, body, status_of_errno(-fd));
@@ -847,7 +868,12 @@ moat_rc moat_static_handle(const struct moat_static_site *site, const struct moa
     if (!S_ISREG(st.st_mode)) {
         return close_and_page(fd, res, hdrs, body, 403);
     }
-    return serve_file(req, res, hdrs, body, fd, &st, norm, nlen);
+    e = cache != NULL ? moat_fcache_put(cache, site->cache_key, norm + 1, nlen - 1, fd, &st, now_ms)
+                      : NULL;
+    if (e != NULL) {
+        return serve_file(req, res, hdrs, body, e->fd, &e->st, norm, nlen, moat_fcache_release, e);
+    }
+    return serve_file(req, res, hdrs, body, fd, &st, norm, nlen, NULL, NULL);
 }
 
 moat_rc moat_static_handler(const void *ctx, const struct moat_req *req, struct moat_res *res,

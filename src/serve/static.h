@@ -20,10 +20,13 @@
 
 /* One static site. Immutable after configuration load; shared by all workers. */
 struct moat_static_site {
-    int root_fd;       /* O_PATH|O_DIRECTORY descriptor of the root, owned by the caller */
-    const char *index; /* file served for a directory, "index.html"; NULL for none */
-    int listing;       /* non-zero: list a directory that has no index file */
+    int root_fd;        /* O_PATH|O_DIRECTORY descriptor of the root, owned by the caller */
+    const char *index;  /* file served for a directory, "index.html"; NULL for none */
+    int listing;        /* non-zero: list a directory that has no index file */
+    uint64_t cache_key; /* unique to this site of this snapshot: its files' key in a filecache */
 };
+
+struct moat_fcache;
 
 /*
  * Answer `req` (GET, HEAD; others get 405) for `site`, as a handler of http/exchange.h: `status`
@@ -43,6 +46,13 @@ struct moat_static_site {
 MOAT_MUST_USE moat_rc moat_static_handle(const struct moat_static_site *site,
                                          const struct moat_req *req, struct moat_res *res,
                                          struct moat_buf *hdrs, struct moat_buf *body);
+
+/* The same, keeping the files it opens in a worker's open-file cache (serve/filecache.h) and
+ * serving from it; `now_ms` is the worker's clock. cache NULL: moat_static_handle. */
+MOAT_MUST_USE moat_rc moat_static_handle_cached(const struct moat_static_site *site,
+                                                struct moat_fcache *cache, uint64_t now_ms,
+                                                const struct moat_req *req, struct moat_res *res,
+                                                struct moat_buf *hdrs, struct moat_buf *body);
 
 /* The same as a handler of http/exchange.h (ctx: the const struct moat_static_site *). */
 MOAT_MUST_USE moat_rc moat_static_handler(const void *ctx, const struct moat_req *req,

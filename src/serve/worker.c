@@ -162,6 +162,12 @@ static void start_drain(struct moat_worker *wk)
     }
 }
 
+/* The cache's size: the configuration's, within the descriptor limit's share. */
+static size_t files_max(const struct moat_worker *wk, const struct moat_conf *conf)
+{
+    return conf->file_cache < wk->files_cap ? (size_t)conf->file_cache : wk->files_cap;
+}
+
 static void on_wakeup(struct moat_watch *w, uint32_t events)
 {
     struct moat_worker *wk = w->data;
@@ -173,6 +179,7 @@ static void on_wakeup(struct moat_watch *w, uint32_t events)
         struct moat_snapshot *old = wk->home.snap;
         wk->home.snap = s;
         moat_snapshot_unref(old); /* connections keep theirs until they close */
+        moat_fcache_configure(&wk->files, files_max(wk, s->conf), s->conf->file_cache_valid_ms);
         struct moat_conn *c = wk->home.conns;
         while (c != NULL) {
             struct moat_conn *next = c->next;
@@ -186,15 +193,18 @@ static void on_wakeup(struct moat_watch *w, uint32_t events)
 }
 
 moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *alog,
-                         int https_port, struct moat_snapshot *snap, struct moat_err *err)
+                         int https_port, size_t files_cap, struct moat_snapshot *snap,
+                         struct moat_err *err)
 {
     memset(wk, 0, sizeof(*wk));
+    wk->files_cap = files_cap;
     wk->id = id;
     wk->alog = alog;
     wk->home = (struct moat_conn_home){.loop = &wk->loop,
                                        .pool = &wk->pool,
                                        .scratch = &wk->h1scratch,
                                        .h2scratch = &wk->h2scratch,
+                                       .files = &wk->files,
                                        .alog = alog,
                                        .alog_lines = &wk->alog_lines,
                                        .https_port = https_port,
@@ -225,6 +235,10 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *
     wk->h2scratch.lines = &wk->h1scratch.fields;
     wk->h2scratch.body = &wk->h1scratch.body;
     wk->h2scratch.npath = wk->h1scratch.npath;
+    if (!moat_ok(moat_fcache_init(&wk->files, files_max(wk, snap->conf),
+                                  snap->conf->file_cache_valid_ms))) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
     moat_timer_init(&wk->house_timer, housekeeping, wk);
     moat_timer_init(&wk->drain_timer, drain_deadline, wk);
     atomic_init(&wk->pending, NULL);
@@ -328,6 +342,7 @@ void moat_worker_clear(struct moat_worker *wk)
     moat_buf_clear(&wk->h1scratch.fields);
     moat_buf_clear(&wk->h1scratch.body);
     moat_h2s_scratch_clear(&wk->h2scratch);
+    moat_fcache_clear(&wk->files);
     if (wk->evfd >= 0) {
         close(wk->evfd);
     }

@@ -11,6 +11,7 @@
 #include "core/loop.h"
 #include "core/pool.h"
 #include "serve/conn.h"
+#include "serve/filecache.h"
 #include "serve/snapshot.h"
 
 #include <pthread.h>
@@ -59,11 +60,14 @@ struct moat_worker {
 
     struct moat_h1s_scratch h1scratch; /* the request being dispatched, a handler's output */
     struct moat_h2s_scratch h2scratch; /* HTTP/2's (it shares h1scratch's output buffers) */
+    struct moat_fcache files;          /* open files of the static handler */
+    size_t files_cap;                  /* their ceiling, from the descriptor limit */
 };
 
 /* `alog` (NULL: off) and `https_port` are the server's, for the connections. */
+/* `files_cap`: the most files its cache may keep open, whatever the configuration says. */
 MOAT_MUST_USE moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *alog,
-                                       int https_port, struct moat_snapshot *snap,
+                                       int https_port, size_t files_cap, struct moat_snapshot *snap,
                                        struct moat_err *err);
 /* Take ownership of a listening socket. */
 MOAT_MUST_USE moat_rc moat_worker_add_listener(struct moat_worker *wk, int fd, int tls,

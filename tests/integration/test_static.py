@@ -126,6 +126,7 @@ def test_etag_differs_per_file_and_changes(server, www):
     os.utime(f, (time.time() - 100, time.time() - 100))
     e1 = fetch(server, "/mutable.txt").header("etag")
     f.write_text("version two, longer\n")
+    time.sleep(1.2)  # limits.file_cache_valid (1s): a kept file is checked again after it
     e2_resp = fetch(server, "/mutable.txt")
     assert e2_resp.body == b"version two, longer\n"
     assert e2_resp.header("etag") != e1
@@ -355,3 +356,62 @@ def test_secret_never_in_any_response_pipelined(server):
         except (TimeoutError, OSError):
             pass
         assert SECRET_WORD not in c.buf
+
+
+# -- the open-file cache (limits { file_cache, file_cache_valid }) -----------------------------
+
+
+def _cache_server(moat, pki, www, limits):
+    from helpers import standard_config
+    m = moat("fcache")
+    m.write_config(standard_config(m, pki, www, workers=1, limits=limits))
+    m.start()
+    return m
+
+
+def test_a_changed_or_replaced_file_is_fresh_after_file_cache_valid(moat, pki, www):
+    m = _cache_server(moat, pki, www, "file_cache 100; file_cache_valid 300ms")
+    f = www / "cached.txt"
+    f.write_text("one\n")
+    assert fetch(m, "/cached.txt").body == b"one\n"
+    f.write_text("two, in place\n")
+    time.sleep(0.4)
+    r = fetch(m, "/cached.txt")
+    assert r.body == b"two, in place\n" and r.header("content-length") == "14", r
+    tmp = www / "cached.new"
+    tmp.write_text("three, renamed over\n")
+    os.rename(tmp, f)
+    time.sleep(0.4)
+    assert fetch(m, "/cached.txt").body == b"three, renamed over\n"
+    f.unlink()
+    time.sleep(0.4)
+    assert fetch(m, "/cached.txt").status == 404
+
+
+def test_a_kept_file_swapped_for_a_symlink_out_of_the_root_is_refused(moat, pki, www, secret):
+    # The cache must not become a way around the secure open: once the window passes, the
+    # path is checked again and a symbolic link in the file's place is opened (and refused)
+    # the normal way.
+    m = _cache_server(moat, pki, www, "file_cache 100; file_cache_valid 200ms")
+    f = www / "swapped.txt"
+    f.write_text("harmless\n")
+    try:
+        assert fetch(m, "/swapped.txt").body == b"harmless\n"
+        f.unlink()
+        os.symlink(secret, f)
+        time.sleep(0.3)
+        r = fetch(m, "/swapped.txt")
+        assert r.status in (403, 404), r
+        assert SECRET_WORD not in r.body
+    finally:
+        if f.is_symlink() or f.exists():
+            f.unlink()
+
+
+def test_file_cache_0_serves_every_change_at_once(moat, pki, www):
+    m = _cache_server(moat, pki, www, "file_cache 0")
+    f = www / "uncached.txt"
+    for i in range(3):
+        f.write_text("version %d\n" % i)
+        assert fetch(m, "/uncached.txt").body == b"version %d\n" % i
+    f.unlink()
