@@ -43,8 +43,32 @@ void moat_fcache_configure(struct moat_fcache *c, size_t max, uint64_t valid_ms)
 
 static void entry_free(struct moat_fcache_entry *e)
 {
+    if (e->bytes != NULL) {
+        e->cache->bytes_held -= (size_t)e->st.st_size;
+        free(e->bytes);
+    }
     close(e->fd);
     free(e);
+}
+
+/* A small file's content, read now: what a later answer sends without a read. Short (the file
+ * changed since its stat): not kept; the next check of the entry will find the change. */
+static void keep_bytes(struct moat_fcache *c, struct moat_fcache_entry *e)
+{
+    size_t size = (size_t)e->st.st_size;
+    if (size == 0 || size > MOAT_FCACHE_SMALL || c->bytes_held + size > MOAT_FCACHE_BYTES) {
+        return;
+    }
+    char *b = malloc(size);
+    if (b == NULL) {
+        return;
+    }
+    if (pread(e->fd, b, size, 0) != (ssize_t)size) {
+        free(b);
+        return;
+    }
+    e->bytes = b;
+    c->bytes_held += size;
 }
 
 /* Take `e` out of the hash and the LRU list; closed now when idle, else when released. */
@@ -168,6 +192,7 @@ struct moat_fcache_entry *moat_fcache_put(struct moat_fcache *c, uint64_t key, c
     e->plen = len;
     memcpy(e->path, rel, len);
     e->path[len] = '\0';
+    keep_bytes(c, e);
     struct moat_fcache_entry **b = &c->buckets[hash_of(key, rel, len) & (c->nbuckets - 1)];
     e->hnext = *b;
     *b = e;

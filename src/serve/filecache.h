@@ -23,6 +23,11 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+/* Files up to this size are kept in memory too (no pread per answer), up to MOAT_FCACHE_BYTES
+ * per worker in all. */
+#define MOAT_FCACHE_SMALL 8192
+#define MOAT_FCACHE_BYTES (8 * 1024 * 1024)
+
 struct moat_fcache_entry {
     int fd;         /* owned by the cache */
     struct stat st; /* when it was opened (and found unchanged since) */
@@ -33,6 +38,7 @@ struct moat_fcache_entry {
     struct moat_fcache_entry *lru_prev, *lru_next; /* findable ones, most recent first */
     struct moat_fcache_entry *hnext;               /* hash chain; retired: the retired list */
     struct moat_fcache *cache;
+    char *bytes; /* a small file's content, read when it was put; NULL: read from fd */
     size_t plen;
     char path[]; /* relative to the site's root, NUL-terminated */
 };
@@ -43,6 +49,7 @@ struct moat_fcache {
     struct moat_fcache_entry *lru_head, *lru_tail;
     struct moat_fcache_entry *retired;
     size_t n, max;
+    size_t bytes_held; /* small files' content, at most MOAT_FCACHE_BYTES */
     uint64_t valid_ms;
     unsigned long long hits, misses, stale;
 };

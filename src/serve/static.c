@@ -474,7 +474,7 @@ static moat_rc put_validators(struct moat_buf *hdrs, const char *etag, size_t el
  * (closed, or given back to its cache by `release`). */
 static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, struct moat_buf *hdrs,
                           struct moat_buf *body, int fd, const struct stat *st, const char *name,
-                          size_t nlen, void (*release)(void *h), void *h)
+                          size_t nlen, void (*release)(void *h), void *h, const char *bytes)
 {
     char etag[64];
     size_t elen = make_etag(etag, st);
@@ -567,15 +567,6 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
         return rc;
     }
     res->has_generated_body = 0;
-    /* HEAD: the caller needs the length, not the file. */
-    if (req->method_id == MOAT_HTTP_M_HEAD) {
-        moat_res_file_done(fd, release, h);
-        fd = -1;
-    } else {
-        res->fd_release = release;
-        res->fd_h = h;
-    }
-    res->fd = fd;
     if (rr == RANGE_PARTIAL) {
         res->status = 206;
         res->offset = first;
@@ -585,6 +576,21 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
         res->offset = 0;
         res->length = size;
     }
+    /* HEAD: the caller needs the length, not the file. A small cached file's bytes are in
+     * memory: they go as the generated body, and the file is let go at once. */
+    if (req->method_id == MOAT_HTTP_M_HEAD || bytes != NULL) {
+        if (req->method_id != MOAT_HTTP_M_HEAD) {
+            rc = moat_buf_append(body, bytes + res->offset, (size_t)res->length);
+            res->has_generated_body = 1;
+        }
+        moat_res_file_done(fd, release, h);
+        res->fd = -1;
+        res->offset = 0;
+        return rc;
+    }
+    res->fd_release = release;
+    res->fd_h = h;
+    res->fd = fd;
     return MOAT_RC_OK;
 }
 
@@ -789,7 +795,8 @@ static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_
                 struct stat st;
                 if (fstat(ifd, &st) == 0 && S_ISREG(st.st_mode)) {
                     close(dfd);
-                    return serve_file(req, res, hdrs, body, ifd, &st, ipath, nlen + il, NULL, NULL);
+                    return serve_file(req, res, hdrs, body, ifd, &st, ipath, nlen + il, NULL, NULL,
+                                      NULL);
                 }
                 close(ifd);
             } else if (ifd != -ENOENT) {
@@ -851,7 +858,8 @@ moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct mo
             ? moat_fcache_get(cache, site->cache_key, site->root_fd, norm + 1, nlen - 1, now_ms)
             : NULL;
     if (e != NULL) {
-        return serve_file(req, res, hdrs, body, e->fd, &e->st, norm, nlen, moat_fcache_release, e);
+        return serve_file(req, res, hdrs, body, e->fd, &e->st, norm, nlen, moat_fcache_release, e,
+                          e->bytes);
     }
     int fd = open_beneath(site->root_fd, nlen == 1 ? "." : norm + 1);
     if (fd < 0) {
@@ -871,9 +879,10 @@ moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct mo
     e = cache != NULL ? moat_fcache_put(cache, site->cache_key, norm + 1, nlen - 1, fd, &st, now_ms)
                       : NULL;
     if (e != NULL) {
-        return serve_file(req, res, hdrs, body, e->fd, &e->st, norm, nlen, moat_fcache_release, e);
+        return serve_file(req, res, hdrs, body, e->fd, &e->st, norm, nlen, moat_fcache_release, e,
+                          e->bytes);
     }
-    return serve_file(req, res, hdrs, body, fd, &st, norm, nlen, NULL, NULL);
+    return serve_file(req, res, hdrs, body, fd, &st, norm, nlen, NULL, NULL, NULL);
 }
 
 moat_rc moat_static_handler(const void *ctx, const struct moat_req *req, struct moat_res *res,

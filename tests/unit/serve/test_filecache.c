@@ -61,6 +61,8 @@ TEST_CASE(a_hit_keeps_the_descriptor_and_the_stat)
     EXPECT(h == e);
     EXPECT_INT(h->fd, fd);
     EXPECT_INT((int)h->st.st_size, 6);
+    EXPECT(h->bytes != NULL && memcmp(h->bytes, "hello\n", 6) == 0); /* small: kept in memory */
+    EXPECT_INT((int)c.bytes_held, 6);
     moat_fcache_release(h);
     EXPECT(get(&c, 2, "a.txt", 500) == NULL); /* another site's key */
     EXPECT_INT((int)c.hits, 1);
@@ -160,6 +162,22 @@ TEST_CASE(the_least_recently_used_idle_entry_makes_room)
     moat_fcache_clear(&c);
 }
 
+TEST_CASE(a_file_over_the_small_size_is_read_from_its_descriptor)
+{
+    struct moat_fcache c;
+    EXPECT(moat_ok(moat_fcache_init(&c, 10, 1000)));
+    char big[MOAT_FCACHE_SMALL + 2]; /* one byte over, and the NUL */
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    write_file("big", big);
+    struct moat_fcache_entry *e = open_put(&c, 1, "big", 0);
+    EXPECT(e != NULL && e->bytes == NULL);
+    moat_fcache_release(e);
+    EXPECT_INT((int)c.bytes_held, 0);
+    moat_fcache_clear(&c);
+    EXPECT(unlinkat(root_fd, "big", 0) == 0);
+}
+
 TEST_CASE(max_zero_keeps_nothing)
 {
     struct moat_fcache c;
@@ -183,6 +201,7 @@ int main(void)
     RUN(an_unchanged_file_is_kept_past_the_window);
     RUN(a_busy_entry_outlives_staleness_until_released);
     RUN(the_least_recently_used_idle_entry_makes_room);
+    RUN(a_file_over_the_small_size_is_read_from_its_descriptor);
     RUN(max_zero_keeps_nothing);
     const char *names[] = {"a.txt", "b.txt", "b.new", "c.txt", "target", "d.txt",
                            "e.txt", "f1",    "f2",    "f3",    "g"};
