@@ -51,26 +51,6 @@ static void entry_free(struct moat_fcache_entry *e)
     free(e);
 }
 
-/* A small file's content, read now: what a later answer sends without a read. Short (the file
- * changed since its stat): not kept; the next check of the entry will find the change. */
-static void keep_bytes(struct moat_fcache *c, struct moat_fcache_entry *e)
-{
-    size_t size = (size_t)e->st.st_size;
-    if (size == 0 || size > MOAT_FCACHE_SMALL || c->bytes_held + size > MOAT_FCACHE_BYTES) {
-        return;
-    }
-    char *b = malloc(size);
-    if (b == NULL) {
-        return;
-    }
-    if (pread(e->fd, b, size, 0) != (ssize_t)size) {
-        free(b);
-        return;
-    }
-    e->bytes = b;
-    c->bytes_held += size;
-}
-
 /* Take `e` out of the hash and the LRU list; closed now when idle, else when released. */
 static void retire(struct moat_fcache *c, struct moat_fcache_entry *e)
 {
@@ -128,6 +108,30 @@ static int same_file(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
            a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec &&
            S_ISREG(b->st_mode);
+}
+
+/* A small file's content, read now: what a later answer sends without a read. Short (the file
+ * changed since its stat): not kept; the next check of the entry will find the change. */
+static void keep_bytes(struct moat_fcache *c, struct moat_fcache_entry *e)
+{
+    size_t size = (size_t)e->st.st_size;
+    if (size == 0 || size > MOAT_FCACHE_SMALL || c->bytes_held + size > MOAT_FCACHE_BYTES) {
+        return;
+    }
+    char *b = malloc(size);
+    if (b == NULL) {
+        return;
+    }
+    /* Read, then make sure nothing wrote in between: bytes that disagree with the stat would
+     * go out under the stat's ETag. */
+    struct stat after;
+    if (pread(e->fd, b, size, 0) != (ssize_t)size || fstat(e->fd, &after) != 0 ||
+        !same_file(&e->st, &after)) {
+        free(b);
+        return;
+    }
+    e->bytes = b;
+    c->bytes_held += size;
 }
 
 struct moat_fcache_entry *moat_fcache_get(struct moat_fcache *c, uint64_t key, int root_fd,
@@ -228,11 +232,16 @@ void moat_fcache_release(void *entry)
     entry_free(e);
 }
 
-void moat_fcache_clear(struct moat_fcache *c)
+void moat_fcache_flush(struct moat_fcache *c)
 {
     while (c->lru_head != NULL) {
         retire(c, c->lru_head);
     }
+}
+
+void moat_fcache_clear(struct moat_fcache *c)
+{
+    moat_fcache_flush(c);
     /* Retired ones still referenced belong to answers of connections already gone: none when
      * the worker clears after closing them all. */
     while (c->retired != NULL) {

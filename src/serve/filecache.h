@@ -75,6 +75,9 @@ struct moat_fcache_entry *moat_fcache_get(struct moat_fcache *c, uint64_t key, i
 struct moat_fcache_entry *moat_fcache_put(struct moat_fcache *c, uint64_t key, const char *rel,
                                           size_t len, int fd, const struct stat *st,
                                           uint64_t now_ms);
+/* Forget every file (a new configuration: its sites have other keys); busy ones close when
+ * their answers let go. */
+void moat_fcache_flush(struct moat_fcache *c);
 /* An answer is done with the entry (the moat_res fd_release of a cached file). */
 void moat_fcache_release(void *entry);
 

@@ -178,7 +178,8 @@ static void on_wakeup(struct moat_watch *w, uint32_t events)
     if (s != NULL) {
         struct moat_snapshot *old = wk->home.snap;
         wk->home.snap = s;
-        moat_snapshot_unref(old); /* connections keep theirs until they close */
+        moat_snapshot_unref(old);      /* connections keep theirs until they close */
+        moat_fcache_flush(&wk->files); /* the old sites' files would only wait for eviction */
         moat_fcache_configure(&wk->files, files_max(wk, s->conf), s->conf->file_cache_valid_ms);
         struct moat_conn *c = wk->home.conns;
         while (c != NULL) {

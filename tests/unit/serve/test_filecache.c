@@ -178,6 +178,26 @@ TEST_CASE(a_file_over_the_small_size_is_read_from_its_descriptor)
     EXPECT(unlinkat(root_fd, "big", 0) == 0);
 }
 
+TEST_CASE(a_flush_forgets_all_and_spares_busy_ones_until_released)
+{
+    struct moat_fcache c;
+    EXPECT(moat_ok(moat_fcache_init(&c, 10, 1000)));
+    write_file("h1", "1");
+    write_file("h2", "2");
+    moat_fcache_release(open_put(&c, 1, "h1", 0));
+    struct moat_fcache_entry *busy = open_put(&c, 1, "h2", 0);
+    moat_fcache_flush(&c);
+    EXPECT_INT((int)c.n, 0);
+    EXPECT(get(&c, 1, "h1", 1) == NULL);
+    EXPECT(busy->retired && c.retired == busy);
+    char b;
+    EXPECT_INT((int)pread(busy->fd, &b, 1, 0), 1);
+    moat_fcache_release(busy);
+    EXPECT(c.retired == NULL);
+    moat_fcache_clear(&c);
+    EXPECT(unlinkat(root_fd, "h1", 0) == 0 && unlinkat(root_fd, "h2", 0) == 0);
+}
+
 TEST_CASE(max_zero_keeps_nothing)
 {
     struct moat_fcache c;
@@ -202,6 +222,7 @@ int main(void)
     RUN(a_busy_entry_outlives_staleness_until_released);
     RUN(the_least_recently_used_idle_entry_makes_room);
     RUN(a_file_over_the_small_size_is_read_from_its_descriptor);
+    RUN(a_flush_forgets_all_and_spares_busy_ones_until_released);
     RUN(max_zero_keeps_nothing);
     const char *names[] = {"a.txt", "b.txt", "b.new", "c.txt", "target", "d.txt",
                            "e.txt", "f1",    "f2",    "f3",    "g"};
