@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct cause_row {
@@ -123,6 +124,16 @@ enum moat_client_cause moat_client_cause_from_name(const char *name)
         }
     }
     return MOAT_CC_COUNT;
+}
+
+char *moat_client__dup(const char *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s != NULL) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
 }
 
 void moat_client__fmt(char *out, size_t outlen, const char *fmt, ...)

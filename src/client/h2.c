@@ -108,16 +108,6 @@ static void printable(const uint8_t *p, size_t n, char *out, size_t max)
     out[o] = '\0';
 }
 
-static char *dup_text(const char *p, size_t n)
-{
-    char *s = malloc(n + 1);
-    if (s != NULL) {
-        memcpy(s, p, n);
-        s[n] = '\0';
-    }
-    return s;
-}
-
 /* The field lines of a HEADERS frame we sent, for the trace (cut at MOAT_H2_FIELDS_MAX). */
 static char *sent_fields(const nghttp2_nv *nva, size_t n)
 {
@@ -161,7 +151,7 @@ static void record(struct h2x *x, const nghttp2_frame *fr, int dir, int lib_code
         if (fr->goaway.opaque_data_len > 0) {
             char d[MOAT_H2_DEBUG_MAX];
             printable(fr->goaway.opaque_data, fr->goaway.opaque_data_len, d, sizeof(d));
-            f.debug = dup_text(d, strlen(d));
+            f.debug = moat_client__dup(d, strlen(d));
         }
         break;
     }
@@ -179,7 +169,7 @@ static void record(struct h2x *x, const nghttp2_frame *fr, int dir, int lib_code
         } else {
             f.block = x->cur;
             f.nfields = x->nblock;
-            f.fields = dup_text(moat_buf_rdptr(&x->block), moat_buf_len(&x->block));
+            f.fields = moat_client__dup(moat_buf_rdptr(&x->block), moat_buf_len(&x->block));
         }
         break;
     default:
@@ -223,7 +213,7 @@ static void head_done(struct h2x *x)
         x->nomem = 1;
     } else {
         free(h->resp_head);
-        h->resp_head = dup_text(moat_buf_rdptr(&text), moat_buf_len(&text));
+        h->resp_head = moat_client__dup(moat_buf_rdptr(&text), moat_buf_len(&text));
         x->nomem |= h->resp_head == NULL;
     }
     moat_buf_clear(&text);
@@ -360,7 +350,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t 
     }
     if (x->status >= 200 && namelen == 8 && memcmp(name, "location", 8) == 0) {
         free(x->h->location);
-        x->h->location = dup_text((const char *)value, valuelen);
+        x->h->location = moat_client__dup((const char *)value, valuelen);
         if (x->h->location == NULL) {
             x->nomem = 1;
             return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -526,7 +516,7 @@ static char *request_text(const struct req_fields *q, const struct moat_client_r
     }
     char *s = NULL;
     if (moat_ok(rc) && moat_ok(moat_buf_append(&b, "\r\n", 2))) {
-        s = dup_text(moat_buf_rdptr(&b), moat_buf_len(&b));
+        s = moat_client__dup(moat_buf_rdptr(&b), moat_buf_len(&b));
     }
     moat_buf_clear(&b);
     return s;

@@ -178,16 +178,6 @@ static moat_rc deliver(struct moat_client_hop *h, moat_client_body_cb cb, void *
     return MOAT_RC_OK;
 }
 
-static char *dup_bytes(const char *p, size_t n)
-{
-    char *s = malloc(n + 1);
-    if (s != NULL) {
-        memcpy(s, p, n);
-        s[n] = '\0';
-    }
-    return s;
-}
-
 /* Wait until the socket is ready (writable when `out`), or fail the step that timed out. */
 static moat_rc wait_for(struct moat_h1c *c, int out, double deadline_ms, struct moat_client_hop *h,
                         struct moat_err *err)
@@ -386,7 +376,7 @@ moat_rc moat_client_http_exchange(struct moat_h1c *c, double deadline_ms,
                                   struct moat_err *err)
 {
     h->stage = MOAT_STAGE_HTTP;
-    h->req_head = dup_bytes(moat_buf_rdptr(head), moat_buf_len(head));
+    h->req_head = moat_client__dup(moat_buf_rdptr(head), moat_buf_len(head));
     if (h->req_head == NULL) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     }
@@ -411,10 +401,10 @@ moat_rc moat_client_http_exchange(struct moat_h1c *c, double deadline_ms,
     h->body_framing = (int)resp->body;
     moat_client__fmt(h->reason, sizeof(h->reason), "%.*s", MOAT_SLICE_FMT(resp->reason));
     moat_slice raw = moat_h1c_head_bytes(c);
-    h->resp_head = dup_bytes(raw.p, raw.len);
+    h->resp_head = moat_client__dup(raw.p, raw.len);
     const struct moat_field *loc = moat_field_find(resp->fields, resp->nfields, "location");
     if (loc != NULL) {
-        h->location = dup_bytes(loc->value.p, loc->value.len);
+        h->location = moat_client__dup(loc->value.p, loc->value.len);
     }
     if (h->resp_head == NULL || (loc != NULL && h->location == NULL)) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");

@@ -627,67 +627,52 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
         return;
     }
     /* The fields, with the cookie crumbs joined into one field as HTTP/1 would carry them
-     * (RFC 9113 §8.2.3): handlers and origins see one Cookie. */
+     * (RFC 9113 §8.2.3): handlers and origins see one Cookie. The joined value is appended to
+     * hbuf first (by offset: appending may move hbuf), then every slice is taken once. */
     const struct fidx *fx =
         (const struct fidx *)(const void *)(s->hidx.base + sizeof(struct pseudo));
     size_t nf = (moat_buf_len(&s->hidx) - sizeof(struct pseudo)) / sizeof(struct fidx);
-    size_t n = 0, cookies = 0;
+    size_t cookies = 0, joined_at = 0, joined_len = 0;
+    for (size_t i = 0; i < nf; i++) {
+        if (fx[i].nlen == 6 && memcmp(s->hbuf.base + fx[i].noff, "cookie", 6) == 0) {
+            cookies++;
+        }
+    }
+    if (cookies > 1) {
+        joined_at = s->hbuf.wr;
+        for (size_t i = 0; i < nf; i++) {
+            if (!(fx[i].nlen == 6 && memcmp(s->hbuf.base + fx[i].noff, "cookie", 6) == 0)) {
+                continue;
+            }
+            if ((joined_len > 0 && !moat_ok(moat_buf_append(&s->hbuf, "; ", 2))) ||
+                !moat_ok(moat_buf_reserve(&s->hbuf, fx[i].vlen))) {
+                respond_error(s, st, 431);
+                return;
+            }
+            joined_len += joined_len > 0 ? 2 : 0;
+            memcpy(moat_buf_wrptr(&s->hbuf), s->hbuf.base + fx[i].voff, fx[i].vlen);
+            s->hbuf.wr += fx[i].vlen;
+            joined_len += fx[i].vlen;
+        }
+    }
+    for (int i = 0; i < PS_COUNT; i++) {
+        pv[i] = ps->off[i] ? hslice(s, ps->off[i] - 1, ps->len[i]) : MOAT_SLICE_NULL;
+    }
+    size_t n = 0;
+    int cookie_seen = 0;
     moat_slice host = MOAT_SLICE_NULL;
     for (size_t i = 0; i < nf && n < sc->nfields_cap; i++) {
         moat_slice nm = hslice(s, fx[i].noff, fx[i].nlen), v = hslice(s, fx[i].voff, fx[i].vlen);
-        if (moat_slice_eq(nm, MOAT_SLICE_LIT("cookie"))) {
-            if (cookies++ > 0) {
+        if (cookies > 1 && moat_slice_eq(nm, MOAT_SLICE_LIT("cookie"))) {
+            if (cookie_seen++ > 0) {
                 continue;
             }
+            v = moat_slice_of(s->hbuf.base + joined_at, joined_len);
         }
         if (moat_slice_eq(nm, MOAT_SLICE_LIT("host"))) {
             host = v;
         }
         sc->fields[n++] = (struct moat_field){nm, v};
-    }
-    if (cookies > 1) {
-        size_t start = s->hbuf.wr, total = 0;
-        int ok = 1;
-        for (size_t i = 0; i < nf && ok; i++) {
-            if (fx[i].nlen == 6 && memcmp(s->hbuf.base + fx[i].noff, "cookie", 6) == 0) {
-                if (total > 0) {
-                    ok = moat_ok(moat_buf_append(&s->hbuf, "; ", 2));
-                    total += 2;
-                }
-                /* Appending may move hbuf: copy through a fresh pointer each time. */
-                ok = ok && moat_ok(moat_buf_reserve(&s->hbuf, fx[i].vlen));
-                if (ok) {
-                    memmove(moat_buf_wrptr(&s->hbuf), s->hbuf.base + fx[i].voff, fx[i].vlen);
-                    s->hbuf.wr += fx[i].vlen;
-                    total += fx[i].vlen;
-                }
-            }
-        }
-        if (!ok) {
-            respond_error(s, st, 431);
-            return;
-        }
-        /* hbuf may have moved: take every slice again. */
-        n = 0;
-        host = MOAT_SLICE_NULL;
-        int seen = 0;
-        for (size_t i = 0; i < nf && n < sc->nfields_cap; i++) {
-            moat_slice nm = hslice(s, fx[i].noff, fx[i].nlen);
-            moat_slice v = hslice(s, fx[i].voff, fx[i].vlen);
-            if (moat_slice_eq(nm, MOAT_SLICE_LIT("cookie"))) {
-                if (seen++ > 0) {
-                    continue;
-                }
-                v = moat_slice_of(s->hbuf.base + start, total);
-            }
-            if (moat_slice_eq(nm, MOAT_SLICE_LIT("host"))) {
-                host = v;
-            }
-            sc->fields[n++] = (struct moat_field){nm, v};
-        }
-        for (int i = 0; i < PS_COUNT; i++) {
-            pv[i] = ps->off[i] ? hslice(s, ps->off[i] - 1, ps->len[i]) : MOAT_SLICE_NULL;
-        }
     }
     moat_slice authority = pv[PS_AUTHORITY].p != NULL ? pv[PS_AUTHORITY] : host;
     if (pv[PS_AUTHORITY].p != NULL && host.p != NULL &&
@@ -1231,7 +1216,6 @@ static int read_in(struct moat_h2s *s)
         if (!moat_ok(rc)) {
             return -1;
         }
-        s->last_read_ms = now_ms(s);
         ssize_t rv = nghttp2_session_mem_recv(s->ng, (const uint8_t *)sc->rbuf, n);
         if (rv < 0) {
             s->env.stats->bad_requests++;
@@ -1549,7 +1533,7 @@ moat_rc moat_h2s_init(struct moat_h2s *s, struct moat_transport *tr,
     moat_buf_init(&s->hbuf, conf->max_head_bytes + 2 * MOAT_POOL_BLOCK);
     moat_buf_init(&s->hidx, sizeof(struct pseudo) + (conf->max_fields + 1) * sizeof(struct fidx));
     moat_timer_init(&s->timer, on_timer, s);
-    s->last_read_ms = s->last_write_ms = s->idle_since_ms = now_ms(s);
+    s->last_write_ms = s->idle_since_ms = now_ms(s);
     s->frames.at_ms = s->resets.at_ms = now_ms(s);
 
     nghttp2_session_callbacks *cbs;

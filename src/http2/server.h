@@ -117,7 +117,7 @@ struct moat_h2s {
     unsigned continuations;
     struct moat_h2_bucket frames, resets;
     uint64_t requests;
-    uint64_t last_read_ms, last_write_ms, idle_since_ms;
+    uint64_t last_write_ms, idle_since_ms;
     uint64_t last_data_ms;     /* a DATA frame went into `out` */
     uint64_t blocked_since_ms; /* the socket stopped taking `out`; 0: it takes it */
     uint64_t stalled_since_ms; /* an answer waits for the client's window; 0: none does */

@@ -884,9 +884,3 @@ moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct mo
     }
     return serve_file(req, res, hdrs, body, fd, &st, norm, nlen, NULL, NULL, NULL);
 }
-
-moat_rc moat_static_handler(const void *ctx, const struct moat_req *req, struct moat_res *res,
-                            struct moat_buf *fields, struct moat_buf *body)
-{
-    return moat_static_handle(ctx, req, res, fields, body);
-}

@@ -54,11 +54,6 @@ MOAT_MUST_USE moat_rc moat_static_handle_cached(const struct moat_static_site *s
                                                 const struct moat_req *req, struct moat_res *res,
                                                 struct moat_buf *hdrs, struct moat_buf *body);
 
-/* The same as a handler of http/exchange.h (ctx: the const struct moat_static_site *). */
-MOAT_MUST_USE moat_rc moat_static_handler(const void *ctx, const struct moat_req *req,
-                                          struct moat_res *res, struct moat_buf *fields,
-                                          struct moat_buf *body);
-
 /* For tests: non-zero makes every open take the fallback path used when the kernel lacks
  * openat2 (component by component, refusing every symbolic link). Not thread-safe. */
 void moat_static__force_fallback(int on);
