@@ -703,7 +703,7 @@ static int refill_from_file(struct moat_h1s *s)
 {
     /* Behind a head: one record's worth, so head and first bytes leave together. Alone: 64 KiB
      * per pread (four records per SSL_write), a quarter of the reads of 16 KiB pieces. */
-    size_t piece = moat_buf_len(&s->out) > 0 ? FILE_CHUNK : 4 * FILE_CHUNK;
+    size_t piece = moat_buf_len(&s->out) > 0 ? FILE_CHUNK : 8 * FILE_CHUNK;
     size_t want = s->file_left < piece ? (size_t)s->file_left : piece;
     if (!moat_ok(moat_buf_reserve(&s->out, want))) {
         return 0;

@@ -1522,6 +1522,27 @@ static void on_timer(struct moat_timer *t)
 
 /* ---- start and stop --------------------------------------------------------------------- */
 
+/* nghttp2's allocator: the worker's slab (nghttp2 copies this table into the session). */
+static void *ng_malloc(size_t size, void *u)
+{
+    return moat_slab_alloc(u, size);
+}
+
+static void ng_free(void *p, void *u)
+{
+    moat_slab_free(u, p);
+}
+
+static void *ng_calloc(size_t n, size_t size, void *u)
+{
+    return moat_slab_calloc(u, n, size);
+}
+
+static void *ng_realloc(void *p, size_t size, void *u)
+{
+    return moat_slab_realloc(u, p, size);
+}
+
 moat_rc moat_h2s_init(struct moat_h2s *s, struct moat_transport *tr,
                       const struct moat_h2s_conf *conf, const struct moat_h2s_env *env)
 {
@@ -1566,7 +1587,14 @@ moat_rc moat_h2s_init(struct moat_h2s *s, struct moat_transport *tr,
     /* RFC 9218 §7.1: PRIORITY_UPDATE re-prioritises a stream (nghttp2 ignores it unless asked),
      * and taking it also puts it under the control-frame budget. */
     nghttp2_option_set_builtin_recv_extension_type(opt, NGHTTP2_PRIORITY_UPDATE);
-    int rv = nghttp2_session_server_new2((nghttp2_session **)&s->ng, cbs, s, opt);
+    /* RFC 9218 scheduling keeps no tree of closed streams, so nghttp2 need not keep them. */
+    nghttp2_option_set_no_closed_streams(opt, 1);
+    nghttp2_mem mem = {.mem_user_data = &s->env.scratch->slab,
+                       .malloc = ng_malloc,
+                       .free = ng_free,
+                       .calloc = ng_calloc,
+                       .realloc = ng_realloc};
+    int rv = nghttp2_session_server_new3((nghttp2_session **)&s->ng, cbs, s, opt, &mem);
     nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);
     if (rv != 0) {
@@ -1818,6 +1846,7 @@ moat_rc moat_h2s_scratch_init(struct moat_h2s_scratch *sc, size_t max_fields)
 {
     moat_buf_init(&sc->head, 4 * 1024 * 1024);
     moat_buf_init(&sc->nv, 4 * 1024 * 1024);
+    moat_slab_init(&sc->slab, 1024);
     sc->nfields_cap = max_fields + 1;
     sc->fields = calloc(sc->nfields_cap, sizeof(*sc->fields));
     sc->rbuf_len = 32 * 1024;
@@ -1835,6 +1864,7 @@ void moat_h2s_scratch_clear(struct moat_h2s_scratch *sc)
     moat_buf_clear(&sc->nv);
     free(sc->fields);
     free(sc->rbuf);
+    moat_slab_clear(&sc->slab);
     sc->fields = NULL;
     sc->rbuf = NULL;
     sc->nfields_cap = 0;

@@ -1,6 +1,7 @@
 /*
- * transport.h: the TLS implementation of core/transport.h: OpenSSL over the connection's socket
- * (SSL_set_fd, so kernel TLS stays possible). This is the one place that turns
+ * transport.h: the TLS implementation of core/transport.h: OpenSSL over the connection's socket,
+ * through a BIO of ours that sends the records of one write with one system call (see
+ * transport.c). This is the one place that turns
  * SSL_ERROR_WANT_READ/WANT_WRITE into "would block" (MOAT_E_AGAIN), so the HTTP code above
  * never sees OpenSSL, and the one SSL_new for server connections (clients get theirs from
  * tls/client.c's moat_tls_client_ssl_new, the one client TLS policy).

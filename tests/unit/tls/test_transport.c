@@ -2,7 +2,8 @@
  * test_transport.c: tls/transport.c, the TLS transport, over a non-blocking socketpair: a server
  * and a client transport run a real handshake (moat_tls_client_ssl_new's policy on the client
  * side), a round trip, close_notify seen as MOAT_E_CLOSED, finish telling whether bytes wait,
- * and a failed handshake's words.
+ * a failed handshake's words, and big writes into a socket that takes little at a time (the
+ * records our BIO gathers and holds, reported only once they are on the socket).
  */
 #include "tls/transport.h"
 
@@ -77,7 +78,7 @@ TEST_CASE(handshake_round_trip_close_notify)
     SSL *cs = moat_tls_transport_ssl(&c), *ss = moat_tls_transport_ssl(&s);
     EXPECT(cs != NULL && ss != NULL);
     EXPECT(SSL_is_server(ss) && !SSL_is_server(cs));
-    EXPECT_INT(SSL_get_fd(cs), c.fd); /* SSL_set_fd: the socket itself, kTLS stays possible */
+    EXPECT_INT(SSL_get_fd(cs), c.fd); /* our BIO is a descriptor BIO over the socket itself */
     const char *sni = SSL_get_servername(ss, TLSEXT_NAMETYPE_host_name);
     EXPECT_STR(sni, "localhost"); /* the client policy's SNI */
 
@@ -115,6 +116,57 @@ TEST_CASE(handshake_round_trip_close_notify)
     EXPECT(c.impl == NULL && c.fd == -1);
     moat_transport_close(&s);      /* twice is harmless */
     EXPECT(ERR_peek_error() == 0); /* nothing left for the next connection */
+}
+
+/* The server writes 1 MiB through a socket with a small send buffer while the client reads
+ * little by little: every MOAT_E_AGAIN is retried with the same bytes, as the contract says,
+ * and the client gets exactly the bytes, in order. Also counts the writes that took several
+ * records at once, the point of gathering them. */
+TEST_CASE(big_writes_through_a_small_socket)
+{
+    struct moat_transport c, s;
+    EXPECT(connected(&c, &s));
+    int small = 4096;
+    EXPECT(setsockopt(s.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
+    EXPECT(setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
+    enum { TOTAL = 1 << 20 };
+    static unsigned char src[TOTAL], got[TOTAL];
+    for (size_t i = 0; i < TOTAL; i++) {
+        src[i] = (unsigned char)(i * 131 + (i >> 9));
+    }
+    size_t sent = 0, recvd = 0, agains = 0, multi = 0;
+    for (int round = 0; round < 200000 && recvd < TOTAL; round++) {
+        if (sent < TOTAL) {
+            size_t want = TOTAL - sent < 200000 ? TOTAL - sent : 200000;
+            size_t n = 0;
+            moat_rc rc = moat_transport_write(&s, src + sent, want, &n);
+            if (moat_ok(rc)) {
+                EXPECT(n > 0 && n <= want);
+                multi += n > 16384;
+                sent += n;
+            } else {
+                EXPECT_INT(rc.kind, MOAT_E_AGAIN);
+                EXPECT_INT(n, 0);
+                agains++;
+            }
+        }
+        size_t n = 0;
+        moat_rc rc = moat_transport_read(&c, got + recvd, 3000, &n);
+        if (moat_ok(rc)) {
+            recvd += n;
+        } else if (rc.kind != MOAT_E_AGAIN) {
+            EXPECT(0);
+            break;
+        }
+    }
+    EXPECT_INT(sent, TOTAL);
+    EXPECT_INT(recvd, TOTAL);
+    EXPECT(memcmp(src, got, TOTAL) == 0);
+    EXPECT(agains > 0); /* the small socket did push back */
+    EXPECT(multi > 0);  /* and some writes carried several records */
+    EXPECT(ERR_peek_error() == 0);
+    moat_transport_close(&c);
+    moat_transport_close(&s);
 }
 
 TEST_CASE(finish_with_nothing_waiting)
@@ -180,6 +232,7 @@ int main(void)
         return 1;
     }
     RUN(handshake_round_trip_close_notify);
+    RUN(big_writes_through_a_small_socket);
     RUN(finish_with_nothing_waiting);
     RUN(failed_handshake_has_words);
     RUN(refused_client_leaves_a_plain_transport_owning_the_fd);
