@@ -18,6 +18,7 @@
 #define MOAT_SERVE_FILECACHE_H
 
 #include "core/err.h"
+#include "core/httpdate.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -39,6 +40,16 @@ struct moat_fcache_entry {
     struct moat_fcache_entry *hnext;               /* hash chain; retired: the retired list */
     struct moat_fcache *cache;
     char *bytes; /* a small file's content, read when it was put; NULL: read from fd */
+    /* What the static handler derives from `st` (ETag, Last-Modified, media type), worked
+     * out at the first answer and kept with the entry, so a hit formats nothing. The entry
+     * is replaced, not changed, when its file changes: these never go stale. */
+    struct moat_fcache_meta {
+        int ready;
+        unsigned char etag_len;
+        char etag[56]; /* make_etag: at most 53 */
+        char last_modified[MOAT_HTTPDATE_SIZE];
+        const char *type; /* static (mime.c) */
+    } meta;
     size_t plen;
     char path[]; /* relative to the site's root, NUL-terminated */
 };

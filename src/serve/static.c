@@ -470,23 +470,45 @@ static moat_rc put_validators(struct moat_buf *hdrs, const char *etag, size_t el
     return MOAT_RC_OK;
 }
 
+/* A file's validators and type: from `st` and `name`, or kept from an earlier answer (an
+ * entry of the file cache). */
+static void file_meta(struct moat_fcache_meta *m, const struct stat *st, const char *name,
+                      size_t nlen, time_t now)
+{
+    m->etag_len = (unsigned char)make_etag(m->etag, st);
+    /* RFC 9110 §8.8.2.1: never claim a modification later than the response's Date. A file
+     * dated in the future is clamped to now, which moves: that one is not kept (ready 0). */
+    time_t lm = st->st_mtim.tv_sec;
+    int future = now > 0 && lm > now;
+    if (future) {
+        lm = now;
+    }
+    if (!moat_ok(moat_httpdate_format(lm, m->last_modified, sizeof(m->last_modified)))) {
+        m->last_modified[0] = '\0';
+    }
+    m->type = moat_mime_lookup(name, nlen);
+    m->ready = !future;
+}
+
 /* Serve the regular file `fd` named `name`; fd is consumed: handed to the answer or let go
- * (closed, or given back to its cache by `release`). */
+ * (closed, or given back to its cache by `release`). `m`: the file's metadata, filled here
+ * unless it is ready. */
 static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, struct moat_buf *hdrs,
                           struct moat_buf *body, int fd, const struct stat *st, const char *name,
-                          size_t nlen, void (*release)(void *h), void *h, const char *bytes)
+                          size_t nlen, void (*release)(void *h), void *h, const char *bytes,
+                          struct moat_fcache_meta *m)
 {
-    char etag[64];
-    size_t elen = make_etag(etag, st);
-    /* RFC 9110 §8.8.2.1: never claim a modification later than the response's
-     * Date. */
+    if (!m->ready) {
+        file_meta(m, st, name, nlen, req->now);
+    }
+    const char *etag = m->etag;
+    size_t elen = m->etag_len;
+    int lm_ok = m->last_modified[0] != '\0';
+    const char *lmstr = lm_ok ? m->last_modified : NULL;
     time_t lm = st->st_mtim.tv_sec;
     if (req->now > 0 && lm > req->now) {
         lm = req->now;
     }
-    char lmbuf[MOAT_HTTPDATE_SIZE];
-    int lm_ok = moat_ok(moat_httpdate_format(lm, lmbuf, sizeof(lmbuf)));
-    const char *lmstr = lm_ok ? lmbuf : NULL;
 
     /* RFC 9110 §13.2.2 steps 3 and 4; GET and HEAD only reach here.
      * If-Modified-Since is ignored when If-None-Match is present (§13.1.3) or
@@ -536,7 +558,7 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
         if (!moat_ok(rc)) {
             break;
         }
-        rc = put_str(hdrs, moat_mime_lookup(name, nlen));
+        rc = put_str(hdrs, m->type);
         if (!moat_ok(rc)) {
             break;
         }
@@ -795,8 +817,9 @@ static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_
                 struct stat st;
                 if (fstat(ifd, &st) == 0 && S_ISREG(st.st_mode)) {
                     close(dfd);
+                    struct moat_fcache_meta m = {0};
                     return serve_file(req, res, hdrs, body, ifd, &st, ipath, nlen + il, NULL, NULL,
-                                      NULL);
+                                      NULL, &m);
                 }
                 close(ifd);
             } else if (ifd != -ENOENT) {
@@ -859,7 +882,7 @@ moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct mo
             : NULL;
     if (e != NULL) {
         return serve_file(req, res, hdrs, body, e->fd, &e->st, norm, nlen, moat_fcache_release, e,
-                          e->bytes);
+                          e->bytes, &e->meta);
     }
     int fd = open_beneath(site->root_fd, nlen == 1 ? "." : norm + 1);
     if (fd < 0) {
@@ -880,7 +903,8 @@ moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct mo
                       : NULL;
     if (e != NULL) {
         return serve_file(req, res, hdrs, body, e->fd, &e->st, norm, nlen, moat_fcache_release, e,
-                          e->bytes);
+                          e->bytes, &e->meta);
     }
-    return serve_file(req, res, hdrs, body, fd, &st, norm, nlen, NULL, NULL, NULL);
+    struct moat_fcache_meta m = {0};
+    return serve_file(req, res, hdrs, body, fd, &st, norm, nlen, NULL, NULL, NULL, &m);
 }
