@@ -16,10 +16,14 @@ static moat_rc plain_handshake(struct moat_transport *t, struct moat_err *err)
 static moat_rc plain_read(struct moat_transport *t, void *buf, size_t len, size_t *n)
 {
     *n = 0;
+    if (t->drained) {
+        return moat_rc_of(MOAT_E_AGAIN);
+    }
     for (;;) {
         ssize_t r = recv(t->fd, buf, len, 0);
         if (r > 0) {
             *n = (size_t)r;
+            t->drained = t->track_reads && (size_t)r < len;
             return MOAT_RC_OK;
         }
         if (r == 0) {

@@ -49,6 +49,12 @@ struct moat_transport {
     int eof;                              /* the peer closed its side */
     const char *fail_reason;              /* words for the last failure (static strings), or NULL */
     void *impl; /* owned by the implementation (TLS: the SSL); NULL for plain */
+    /* For an owner on an edge-triggered loop that clears `drained` on every readable event
+     * (it opts in with track_reads): a socket read that came back short emptied the socket,
+     * so the next reads answer "would block" without a system call until the next event.
+     * That is the read that ends every request in EAGAIN, a third of a keep-alive request's
+     * system calls. Bytes that arrive later raise a new edge, which clears `drained`. */
+    unsigned char track_reads, drained;
 };
 
 /* The plain TCP implementation; exported so moat_transport_is_plain can compare. */
@@ -56,6 +62,12 @@ extern const struct moat_transport_ops moat_transport_plain_ops;
 
 /* Make t a plain TCP transport over fd (which it then owns; -1: nothing yet). Cannot fail. */
 void moat_transport_plain_init(struct moat_transport *t, int fd);
+
+/* The owner's loop saw the socket readable (or closed): reads go to the socket again. */
+static inline void moat_transport_readable(struct moat_transport *t)
+{
+    t->drained = 0;
+}
 
 static inline int moat_transport_is_plain(const struct moat_transport *t)
 {

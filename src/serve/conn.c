@@ -402,6 +402,9 @@ static int step_handshake(struct moat_conn *c)
 static void on_event(struct moat_watch *w, uint32_t events)
 {
     struct moat_conn *c = w->data;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        moat_transport_readable(&c->tr);
+    }
     if (c->state == MOAT_CONN_SESSION) {
         if (c->h2) {
             moat_h2s_on_event(&c->h2s, events);
@@ -477,6 +480,7 @@ void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_st
             moat_tls_alpn_no_h2(moat_tls_transport_ssl(&c->tr));
         }
     }
+    c->tr.track_reads = 1; /* on_event clears the hint on every readable edge */
     struct moat_h1s_env env = {.loop = h->loop,
                                .pool = h->pool,
                                .scratch = h->scratch,

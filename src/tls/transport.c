@@ -34,6 +34,7 @@
 
 /* One per connection, owned by its BIO (freed with the SSL). */
 struct tls_io {
+    struct moat_transport *t; /* the transport this BIO is under (its read hint) */
     int fd;
     int in_eof;          /* recv returned 0: what BIO_eof reports, as the socket BIO does */
     int out_errno;       /* a send failed for good: every later write fails with it */
@@ -218,10 +219,16 @@ static int io_read(BIO *b, char *buf, size_t len, size_t *readbytes)
     struct tls_io *io = BIO_get_data(b);
     *readbytes = 0;
     BIO_clear_retry_flags(b);
+    struct moat_transport *t = io->t;
+    if (t->drained) {
+        BIO_set_retry_read(b); /* see core/transport.h: no system call to hear EAGAIN */
+        return 0;
+    }
     for (;;) {
         ssize_t r = recv(io->fd, buf, len, 0);
         if (r > 0) {
             *readbytes = (size_t)r;
+            t->drained = t->track_reads && (size_t)r < len;
             return 1;
         }
         if (r == 0) {
@@ -496,6 +503,7 @@ static moat_rc attach(struct moat_transport *t, int fd, SSL *ssl, struct moat_er
         MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot start TLS");
     }
     io->fd = fd;
+    io->t = t;
     BIO_set_data(b, io); /* owned by the BIO from here on (io_destroy) */
     BIO_set_init(b, 1);
     SSL_set_bio(ssl, b, b); /* the SSL takes the one reference */

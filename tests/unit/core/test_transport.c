@@ -119,6 +119,42 @@ TEST_CASE(finish_says_whether_bytes_wait)
     moat_transport_close(&none);
 }
 
+/* With track_reads, a short read means the socket is empty: later reads say "would block"
+ * without asking the socket (bytes that came meanwhile stay there) until the owner says the
+ * socket was readable again. Without it, reads always go to the socket. */
+TEST_CASE(a_short_read_is_remembered_until_the_next_event)
+{
+    struct moat_transport a, b;
+    EXPECT(pair(&a, &b));
+    b.track_reads = 1;
+    size_t n = 0;
+    char buf[64];
+    EXPECT(moat_ok(moat_transport_write(&a, "one", 3, &n)));
+    EXPECT(moat_ok(moat_transport_read(&b, buf, sizeof(buf), &n)));
+    EXPECT_INT(n, 3);
+    EXPECT_INT(b.drained, 1);
+    EXPECT(moat_ok(moat_transport_write(&a, "two", 3, &n)));
+    EXPECT_INT(moat_transport_read(&b, buf, sizeof(buf), &n).kind, MOAT_E_AGAIN);
+    moat_transport_readable(&b); /* the loop's edge for "two" */
+    EXPECT(moat_ok(moat_transport_read(&b, buf, sizeof(buf), &n)));
+    EXPECT_INT(n, 3);
+    EXPECT(memcmp(buf, "two", 3) == 0);
+    /* A read that fills the buffer proves nothing: the next one asks the socket. */
+    EXPECT(moat_ok(moat_transport_write(&a, "0123456789", 10, &n)));
+    moat_transport_readable(&b);
+    EXPECT(moat_ok(moat_transport_read(&b, buf, 4, &n)));
+    EXPECT_INT(n, 4);
+    EXPECT_INT(b.drained, 0);
+    EXPECT(moat_ok(moat_transport_read(&b, buf, 4, &n)));
+    EXPECT(memcmp(buf, "4567", 4) == 0);
+    /* Untracked (the default): never remembered. */
+    EXPECT(moat_ok(moat_transport_write(&b, "x", 1, &n)));
+    EXPECT(moat_ok(moat_transport_read(&a, buf, sizeof(buf), &n)));
+    EXPECT_INT(a.drained, 0);
+    moat_transport_close(&a);
+    moat_transport_close(&b);
+}
+
 int main(void)
 {
     RUN(round_trip_and_would_block);
@@ -126,5 +162,6 @@ int main(void)
     RUN(eof_is_closed);
     RUN(shutdown_ends_the_write_side_only);
     RUN(finish_says_whether_bytes_wait);
+    RUN(a_short_read_is_remembered_until_the_next_event);
     TEST_MAIN_END();
 }
