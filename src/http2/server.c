@@ -486,8 +486,9 @@ static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int stat
         return -1;
     }
     size_t maxnv = 4;
-    for (size_t i = h->rd; i < h->wr; i++) {
-        maxnv += h->base[i] == '\n';
+    for (const char *p = h->base + h->rd, *end = h->base + h->wr;
+         (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
+        maxnv++;
     }
     struct moat_buf *nvb = &sc->nv;
     nvb->rd = nvb->wr = 0;
@@ -890,7 +891,12 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
                      size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *u)
 {
     struct moat_h2s *s = u;
-    struct moat_h2_stream *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    /* The block in progress is hstream's (RFC 9113 §6.10: nothing comes between a block's
+     * frames), which saves a lookup in nghttp2's stream map for every field. */
+    struct moat_h2_stream *st = s->hstream;
+    if (st == NULL || st->id != frame->hd.stream_id) {
+        st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    }
     if (st == NULL || frame->hd.type != NGHTTP2_HEADERS) {
         return 0;
     }
