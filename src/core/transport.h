@@ -18,6 +18,7 @@
 #include "core/err.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct moat_transport;
 
@@ -41,6 +42,11 @@ struct moat_transport_ops {
     void (*close)(struct moat_transport *t);
     /* 1 when bytes were already read from the socket and wait in the implementation. */
     int (*pending)(const struct moat_transport *t);
+    /* Send up to len bytes of file fd from off without reading them into user space
+     * (partial writes allowed, MOAT_E_AGAIN to wait); NULL, or can_sendfile 0, when this
+     * transport cannot (the caller then reads and writes). */
+    moat_rc (*sendfile)(struct moat_transport *t, int fd, uint64_t off, size_t len, size_t *n);
+    int (*can_sendfile)(const struct moat_transport *t);
 };
 
 struct moat_transport {
@@ -115,6 +121,17 @@ static inline void moat_transport_close(struct moat_transport *t)
 static inline int moat_transport_pending(const struct moat_transport *t)
 {
     return t->ops->pending(t);
+}
+
+static inline int moat_transport_can_sendfile(const struct moat_transport *t)
+{
+    return t->ops->can_sendfile != NULL && t->ops->can_sendfile(t);
+}
+
+MOAT_MUST_USE static inline moat_rc moat_transport_sendfile(struct moat_transport *t, int fd,
+                                                            uint64_t off, size_t len, size_t *n)
+{
+    return t->ops->sendfile(t, fd, off, len, n);
 }
 
 #endif

@@ -735,9 +735,44 @@ static moat_rc flush(struct moat_h1s *s)
     return MOAT_RC_OK;
 }
 
+/* Kernel TLS: the file goes from the page cache to the socket, encrypted by the kernel, once
+ * the head has gone. MOAT_OK when all of it went, MOAT_E_AGAIN to wait for the socket,
+ * MOAT_E_IO when the file shrank under its promised length, else the transport's failure. */
+static moat_rc send_file_direct(struct moat_h1s *s)
+{
+    while (s->file_left > 0) {
+        size_t want = s->file_left < (1u << 20) ? (size_t)s->file_left : (1u << 20);
+        size_t n = 0;
+        MOAT_TRY(moat_transport_sendfile(s->tr, s->file_fd, s->file_off, want, &n));
+        if (n == 0) {
+            return moat_rc_of(MOAT_E_IO); /* the file shrank under a promised length */
+        }
+        s->file_off += n;
+        s->file_left -= n;
+        s->bytes_sent += n;
+        s->phase_bytes += n;
+    }
+    return MOAT_RC_OK;
+}
+
 static int step_write(struct moat_h1s *s)
 {
     for (;;) {
+        if (s->file_left > 0 && moat_buf_len(&s->out) == 0 && moat_transport_can_sendfile(s->tr)) {
+            moat_rc rc = send_file_direct(s);
+            if (rc.kind == MOAT_E_AGAIN) {
+                return blocked(s, rc, s->conf->write_timeout_ms, 1);
+            }
+            if (!moat_ok(rc)) {
+                if (rc.kind == MOAT_E_IO) {
+                    moat_log(MOAT_LVL_WARN, s->env.conn_id,
+                             "file shrank or failed while sending; closing");
+                }
+                end(s);
+                return 0;
+            }
+            continue;
+        }
         /* Coalesce: the first file chunk rides in the same record as the head. */
         if (s->file_left > 0 && moat_buf_len(&s->out) < FILE_CHUNK / 2) {
             if (!refill_from_file(s)) {

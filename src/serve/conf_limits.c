@@ -67,6 +67,8 @@ const struct moat_conf__spec moat_conf__limits_specs[] = {
 
     MOAT_CONF__VALUE("tickets", MOAT_CONF__TLS, MOAT_CONF__V_BOOL, tickets, 0, 1, "on or off",
                      "tickets on|off"),
+    MOAT_CONF__VALUE("ktls", MOAT_CONF__TLS, MOAT_CONF__V_BOOL, ktls, 0, 1, "on or off",
+                     "ktls on|off"),
     MOAT_CONF__VALUE("ticket_rotate", MOAT_CONF__TLS, MOAT_CONF__V_DURATION_S, ticket_rotate_s, 60,
                      7 * 86400, "between 1m and 7d", "ticket_rotate DURATION"),
     MOAT_CONF__VALUE("session_cache", MOAT_CONF__TLS, MOAT_CONF__V_COUNT, session_cache, 0,

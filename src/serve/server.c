@@ -14,7 +14,9 @@
 #include "serve/snapshot.h"
 #include "serve/worker.h"
 #include "state/store.h"
+#include "tls/ktls.h"
 #include "tls/ticket.h"
+#include "tls/transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -373,6 +375,14 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     }
     if (moat_ok(rc)) {
         rc = moat_tls_tickets_new(first->ticket_rotate_s, &srv.tickets, err);
+    }
+    if (moat_ok(rc)) {
+        /* Before the workers start: their connections read the choice without a lock. */
+        char why[160];
+        int ktls = first->ktls && moat_ktls_available(why, sizeof(why));
+        moat_tls_transport_use_ktls(ktls);
+        moat_log(MOAT_LVL_INFO, 0, "kTLS: %s (%s)", ktls ? "on for sending" : "not used",
+                 first->ktls ? why : "tls { ktls off }");
     }
     if (moat_ok(rc)) {
         rc = open_access_log(&srv, first, err);

@@ -479,6 +479,66 @@ static int tls_pending(const struct moat_transport *t)
     return SSL_pending(ssl_of(t)) > 0;
 }
 
+/* ---- kernel TLS ----------------------------------------------------------------------------
+ * With kTLS the kernel makes the records, so there is nothing to gather: OpenSSL's own socket
+ * BIO (the kernel's TLS is set up through it), plain reads and writes, and SSL_sendfile for
+ * files. Used only when tls/ktls.h found the kernel's tls module and the configuration allows
+ * it (moat_tls_transport_use_ktls); a cipher the kernel does not take leaves OpenSSL making
+ * records as usual, and can_sendfile says no. */
+
+static int use_ktls;
+
+void moat_tls_transport_use_ktls(int on)
+{
+    use_ktls = on;
+}
+
+static moat_rc ktls_read(struct moat_transport *t, void *buf, size_t len, size_t *n)
+{
+    *n = 0;
+    clear_errors();
+    int r = SSL_read_ex(ssl_of(t), buf, len, n);
+    return r == 1 ? MOAT_RC_OK : ssl_fail(t, r, NULL, "tls read");
+}
+
+static moat_rc ktls_write(struct moat_transport *t, const void *buf, size_t len, size_t *n)
+{
+    *n = 0;
+    clear_errors();
+    int r = SSL_write_ex(ssl_of(t), buf, len, n);
+    return r == 1 ? MOAT_RC_OK : ssl_fail(t, r, NULL, "tls write");
+}
+
+static int ktls_can_sendfile(const struct moat_transport *t)
+{
+    return BIO_get_ktls_send(SSL_get_wbio(ssl_of(t)));
+}
+
+static moat_rc ktls_sendfile(struct moat_transport *t, int fd, uint64_t off, size_t len, size_t *n)
+{
+    *n = 0;
+    clear_errors();
+    ossl_ssize_t r = SSL_sendfile(ssl_of(t), fd, (off_t)off, len, 0);
+    if (r > 0) {
+        *n = (size_t)r;
+        return MOAT_RC_OK;
+    }
+    return ssl_fail(t, (int)r, NULL, "tls sendfile");
+}
+
+static const struct moat_transport_ops ktls_ops = {
+    .handshake = tls_handshake,
+    .read = ktls_read,
+    .write = ktls_write,
+    .idle = tls_idle,
+    .shutdown = tls_shutdown,
+    .finish = tls_finish,
+    .close = tls_close,
+    .pending = tls_pending,
+    .sendfile = ktls_sendfile,
+    .can_sendfile = ktls_can_sendfile,
+};
+
 static const struct moat_transport_ops tls_ops = {
     .handshake = tls_handshake,
     .read = tls_read,
@@ -521,6 +581,16 @@ moat_rc moat_tls_transport_server(struct moat_transport *t, int fd, SSL_CTX *ctx
         MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot start TLS");
     }
     SSL_set_accept_state(ssl);
+    if (use_ktls) {
+        SSL_set_options(ssl, SSL_OP_ENABLE_KTLS);
+        if (SSL_set_fd(ssl, fd) != 1) {
+            SSL_free(ssl);
+            MOAT_FAIL_SSL(err, MOAT_E_NOMEM, "cannot start TLS");
+        }
+        t->ops = &ktls_ops;
+        t->impl = ssl;
+        return MOAT_RC_OK;
+    }
     return attach(t, fd, ssl, err);
 }
 
@@ -535,5 +605,5 @@ moat_rc moat_tls_transport_client(struct moat_transport *t, int fd, SSL_CTX *ctx
 
 SSL *moat_tls_transport_ssl(const struct moat_transport *t)
 {
-    return t->ops == &tls_ops ? ssl_of(t) : NULL;
+    return t->ops == &tls_ops || t->ops == &ktls_ops ? ssl_of(t) : NULL;
 }

@@ -8,8 +8,8 @@ import ssl
 
 import pytest
 
-from helpers import (Conn, client_context, curl, peer_cert_der, s_client, s_client_handshake_ok,
-                     s_client_leaf_der, s_client_text)
+from helpers import (Conn, client_context, curl, log_after, peer_cert_der, s_client,
+                     s_client_handshake_ok, s_client_leaf_der, s_client_text, standard_config)
 
 HTTP_CLOSE = b"GET / HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"
 
@@ -273,3 +273,42 @@ def test_resumption_several_times(server, pki):
         with ctx.wrap_socket(raw, server_hostname="example.test", session=session) as s:
             reused += int(s.session_reused)
     assert reused == 6
+
+
+def _kernel_has_ktls():
+    """Asked as moat asks: TCP_ULP "tls" on an established loopback connection."""
+    with socket.socket() as lst:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(1)
+        with socket.create_connection(lst.getsockname()) as c:
+            a, _ = lst.accept()
+            with a:
+                try:
+                    c.setsockopt(socket.IPPROTO_TCP, 31, b"tls")  # TCP_ULP
+                    return True
+                except OSError:
+                    return False
+
+
+def test_ktls_choice_is_logged_and_files_still_go(moat, pki, www):
+    """The start-up line says whether kernel TLS is used and why, the same answer as the
+    kernel gives us; a file goes out whole either way (kTLS: SSL_sendfile; else our BIO)."""
+    m = moat()
+    m.write_config(standard_config(m, pki, www))
+    m.start()
+    line = log_after(m, 0, r"kTLS: (on for sending|not used) \(([^)]*)\)")
+    assert line, m.stderr()
+    assert (line.group(1) == "on for sending") == _kernel_has_ktls(), line.group(0)
+    big = (www / "a.txt").read_bytes()
+    with Conn(m.port, cafile=pki.root) as c:
+        r = c.request("/a.txt")
+    assert r.status == 200 and r.body == big
+
+
+def test_ktls_off_is_obeyed(moat, pki, www):
+    m = moat()
+    m.write_config(standard_config(m, pki, www).replace(
+        "tls { tickets on;", "tls { ktls off; tickets on;"))
+    m.start()
+    line = log_after(m, 0, r"kTLS: not used \(tls \{ ktls off \}\)")
+    assert line, m.stderr()
