@@ -42,7 +42,7 @@ void moat_conn_close(struct moat_conn *c)
     c->state = MOAT_CONN_CLOSED;
     /* A streaming handler (the proxy) lets go of its origin here. */
     if (c->h2) {
-        moat_h2s_clear(&c->h2s);
+        moat_h2s_clear(c->h2s);
     } else {
         moat_h1s_clear(&c->h1);
     }
@@ -74,6 +74,7 @@ static void conn_free(struct moat_conn *c)
     if (c->snap != NULL) {
         moat_snapshot_unref(c->snap);
     }
+    free(c->h2s);
     free(c);
 }
 
@@ -317,14 +318,20 @@ static void start_h2(struct moat_conn *c)
                                .peer = c->peer_text,
                                .tls = moat_tls_transport_ssl(&c->tr),
                                .keep_meta = h->alog != NULL};
+    c->h2s = malloc(sizeof(*c->h2s));
+    if (c->h2s == NULL) {
+        moat_log(MOAT_LVL_ERROR, c->id, "http2: cannot start a session (out of memory)");
+        moat_conn_close(c); /* still an HTTP/1 connection, holding nothing */
+        return;
+    }
     c->h2 = 1;
     c->state = MOAT_CONN_SESSION;
-    if (!moat_ok(moat_h2s_init(&c->h2s, &c->tr, &c->snap->h2, &env))) {
+    if (!moat_ok(moat_h2s_init(c->h2s, &c->tr, &c->snap->h2, &env))) {
         moat_log(MOAT_LVL_ERROR, c->id, "http2: cannot start a session (out of memory)");
         moat_conn_close(c);
         return;
     }
-    moat_h2s_start(&c->h2s);
+    moat_h2s_start(c->h2s);
 }
 
 /* Whether the handshake agreed on HTTP/2. */
@@ -407,7 +414,7 @@ static void on_event(struct moat_watch *w, uint32_t events)
     }
     if (c->state == MOAT_CONN_SESSION) {
         if (c->h2) {
-            moat_h2s_on_event(&c->h2s, events);
+            moat_h2s_on_event(c->h2s, events);
         } else {
             moat_h1s_on_event(&c->h1, events);
         }
@@ -435,7 +442,7 @@ void moat_conn_drain(struct moat_conn *c)
 {
     if (c->state == MOAT_CONN_HANDSHAKE ||
         (c->state == MOAT_CONN_SESSION &&
-         (c->h2 ? moat_h2s_drain(&c->h2s) : moat_h1s_drain(&c->h1)))) {
+         (c->h2 ? moat_h2s_drain(c->h2s) : moat_h1s_drain(&c->h1)))) {
         moat_transport_shutdown(&c->tr);
         moat_conn_close(c);
     }
@@ -444,7 +451,7 @@ void moat_conn_drain(struct moat_conn *c)
 void moat_conn_retire(struct moat_conn *c)
 {
     if (c->state == MOAT_CONN_SESSION && c->h2 && c->snap != c->home->snap &&
-        moat_h2s_drain(&c->h2s)) {
+        moat_h2s_drain(c->h2s)) {
         moat_transport_shutdown(&c->tr);
         moat_conn_close(c);
     }
