@@ -31,6 +31,10 @@
 #define RECORD_MAX (RECORD_PLAIN + 1024)
 #define SCRATCH_RECORDS 8
 #define SCRATCH_CAP (SCRATCH_RECORDS * RECORD_MAX)
+/* What may wait for a full socket: one burst, and a little that reads add behind it. A peer
+ * that makes us write (KeyUpdate requests) without reading meets "would block" beyond it, as
+ * with OpenSSL's own BIO, instead of growing our memory. */
+#define HELD_MAX (2 * SCRATCH_CAP)
 
 /* One per connection, owned by its BIO (freed with the SSL). */
 struct tls_io {
@@ -176,14 +180,21 @@ static int io_write(BIO *b, const char *data, size_t len, size_t *written)
         errno = io->out_errno;
         return 0;
     }
+    if (io->held_off < io->held_len && flush_held(io) < 0) {
+        errno = io->out_errno;
+        return 0;
+    }
     if (io->held_off < io->held_len) {
         /* Order: behind what the socket has not taken yet. Only a read (a KeyUpdate answer)
          * or a close_notify gets here: writes wait for `held` to drain first. */
+        if (io->held_len - io->held_off + len > HELD_MAX) {
+            BIO_set_retry_write(b);
+            return 0;
+        }
         if (!held_append(io, data, len)) {
             errno = ENOMEM;
             return 0;
         }
-        (void)flush_held(io);
         *written = len;
         return 1;
     }
