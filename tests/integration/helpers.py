@@ -8,6 +8,7 @@ hide. Every network operation has a timeout so a hung server fails a test instea
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -43,10 +44,33 @@ def run(cmd, timeout=30, check=True, **kw):
 _HANDED_OUT = set()
 
 
+def _ephemeral_low():
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago, and not handed out before in this
     process: the kernel may offer a just-closed port again, and two servers (or a server's
-    HTTPS and redirect ports) given the same number fail to start."""
+    HTTPS and redirect ports) given the same number fail to start. Taken below the kernel's
+    ephemeral range, so that no client connection of another test can take it as its source
+    port between now and the server's bind (seen: pebble's management port, "address already
+    in use")."""
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(10000, max(10001, low - 1))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
@@ -54,7 +78,7 @@ def free_port():
         if port not in _HANDED_OUT:
             _HANDED_OUT.add(port)
             return port
-    raise AssertionError("no fresh free port in 100 tries")
+    raise AssertionError("no fresh free port in 300 tries")
 
 
 def wait_for(pred, timeout, interval=0.05):

@@ -169,6 +169,46 @@ TEST_CASE(big_writes_through_a_small_socket)
     moat_transport_close(&s);
 }
 
+/* A client that asks for KeyUpdates (each one makes the server write one) and never reads,
+ * while an answer already waits for the socket: the server's reads go on for a while (their
+ * KeyUpdates wait behind the answer), then say "would block" instead of piling them up in
+ * memory without end. */
+TEST_CASE(key_updates_from_a_client_that_does_not_read)
+{
+    struct moat_transport c, s;
+    EXPECT(connected(&c, &s));
+    int small = 4096;
+    EXPECT(setsockopt(s.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
+    EXPECT(setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
+    SSL *cs = moat_tls_transport_ssl(&c);
+    char buf[256];
+    size_t n = 0;
+    /* First an answer the client does not read, until it waits for the socket: from here on,
+     * what the server's reads must send waits behind it. */
+    static char big[65536];
+    moat_rc wrc = MOAT_RC_OK;
+    for (int i = 0; i < 100 && moat_ok(wrc); i++) {
+        wrc = moat_transport_write(&s, big, sizeof(big), &n);
+    }
+    EXPECT_INT(wrc.kind, MOAT_E_AGAIN);
+    int sent = 0, blocked = 0;
+    for (int i = 0; i < 40000 && !blocked; i++) {
+        if (SSL_key_update(cs, SSL_KEY_UPDATE_REQUESTED) != 1 ||
+            !moat_ok(moat_transport_write(&c, "k", 1, &n))) {
+            break; /* the client's own socket is full: the server stopped reading */
+        }
+        sent++;
+        moat_rc rc = moat_transport_read(&s, buf, sizeof(buf), &n);
+        blocked = rc.kind == MOAT_E_AGAIN;
+        EXPECT(moat_ok(rc) || rc.kind == MOAT_E_AGAIN);
+    }
+    EXPECT(sent > 1000); /* the reads went on while the answer waited... */
+    EXPECT(blocked);     /* ...and then pushed back, instead of buffering without bound */
+    ERR_clear_error();
+    moat_transport_close(&c);
+    moat_transport_close(&s);
+}
+
 TEST_CASE(finish_with_nothing_waiting)
 {
     struct moat_transport c, s;
@@ -233,6 +273,7 @@ int main(void)
     }
     RUN(handshake_round_trip_close_notify);
     RUN(big_writes_through_a_small_socket);
+    RUN(key_updates_from_a_client_that_does_not_read);
     RUN(finish_with_nothing_waiting);
     RUN(failed_handshake_has_words);
     RUN(refused_client_leaves_a_plain_transport_owning_the_fd);
