@@ -184,7 +184,7 @@ struct moat_conf {
     uint64_t h2_frames;       /* control frames per second; default 1000 */
     uint64_t h2_resets;       /* stream cancellations per second; default 100 */
     int tickets;              /* TLS session tickets; default 1 */
-    int ktls;                 /* kernel TLS where the machine has it (read at start); default 1 */
+    int ktls;                 /* kernel TLS where the machine has it (read at start); default 0 */
     uint64_t ticket_rotate_s; /* ticket key lifetime; default 3600 */
     uint64_t session_cache;   /* server-side session cache entries; default 20480; 0 = off */
     char **trust;             /* CA files this machine knows, for every site's start-up chain

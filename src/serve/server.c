@@ -382,7 +382,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
         int ktls = first->ktls && moat_ktls_available(why, sizeof(why));
         moat_tls_transport_use_ktls(ktls);
         moat_log(MOAT_LVL_INFO, 0, "kTLS: %s (%s)", ktls ? "on for sending" : "not used",
-                 first->ktls ? why : "tls { ktls off }");
+                 first->ktls ? why : "tls { ktls on } would ask the kernel");
     }
     if (moat_ok(rc)) {
         rc = open_access_log(&srv, first, err);

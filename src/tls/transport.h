@@ -24,9 +24,9 @@ MOAT_MUST_USE moat_rc moat_tls_transport_server(struct moat_transport *t, int fd
 MOAT_MUST_USE moat_rc moat_tls_transport_client(struct moat_transport *t, int fd, SSL_CTX *ctx,
                                                 const char *host, struct moat_err *err);
 /* Server connections made from now on use kernel TLS (call it once, before the workers start,
- * and only when tls/ktls.h says the machine has it): OpenSSL's socket BIO with
- * SSL_OP_ENABLE_KTLS, so the kernel makes the records, and files go with SSL_sendfile
- * (moat_transport_sendfile) when the kernel took the negotiated cipher. */
+ * and only when tls/ktls.h says the machine has it and `tls { ktls on }` asks for it): OpenSSL's
+ * socket BIO with SSL_OP_ENABLE_KTLS, so the kernel makes the records, and files go with
+ * SSL_sendfile (moat_transport_sendfile) when the kernel took the negotiated cipher. */
 void moat_tls_transport_use_ktls(int on);
 
 /* The SSL under a TLS transport, for the callers that need TLS facts (identity, SNI site, ALPN
