@@ -473,21 +473,14 @@ static moat_rc put_validators(struct moat_buf *hdrs, const char *etag, size_t el
 /* A file's validators and type: from `st` and `name`, or kept from an earlier answer (an
  * entry of the file cache). */
 static void file_meta(struct moat_fcache_meta *m, const struct stat *st, const char *name,
-                      size_t nlen, time_t now)
+                      size_t nlen, time_t lm, int clamped)
 {
     m->etag_len = (unsigned char)make_etag(m->etag, st);
-    /* RFC 9110 §8.8.2.1: never claim a modification later than the response's Date. A file
-     * dated in the future is clamped to now, which moves: that one is not kept (ready 0). */
-    time_t lm = st->st_mtim.tv_sec;
-    int future = now > 0 && lm > now;
-    if (future) {
-        lm = now;
-    }
     if (!moat_ok(moat_httpdate_format(lm, m->last_modified, sizeof(m->last_modified)))) {
         m->last_modified[0] = '\0';
     }
     m->type = moat_mime_lookup(name, nlen);
-    m->ready = !future;
+    m->ready = !clamped; /* a clamped date moves with the clock: made again each time */
 }
 
 /* Serve the regular file `fd` named `name`; fd is consumed: handed to the answer or let go
@@ -498,17 +491,19 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
                           size_t nlen, void (*release)(void *h), void *h, const char *bytes,
                           struct moat_fcache_meta *m)
 {
+    /* RFC 9110 §8.8.2.1: never claim a modification later than the response's Date. */
+    time_t lm = st->st_mtim.tv_sec;
+    int clamped = req->now > 0 && lm > req->now;
+    if (clamped) {
+        lm = req->now;
+    }
     if (!m->ready) {
-        file_meta(m, st, name, nlen, req->now);
+        file_meta(m, st, name, nlen, lm, clamped);
     }
     const char *etag = m->etag;
     size_t elen = m->etag_len;
     int lm_ok = m->last_modified[0] != '\0';
     const char *lmstr = lm_ok ? m->last_modified : NULL;
-    time_t lm = st->st_mtim.tv_sec;
-    if (req->now > 0 && lm > req->now) {
-        lm = req->now;
-    }
 
     /* RFC 9110 §13.2.2 steps 3 and 4; GET and HEAD only reach here.
      * If-Modified-Since is ignored when If-None-Match is present (§13.1.3) or

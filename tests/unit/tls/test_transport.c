@@ -60,6 +60,15 @@ static int connected(struct moat_transport *c, struct moat_transport *s)
     return cdone && sdone;
 }
 
+/* The server's sends and the client's receives through small socket buffers, so a write
+ * meets a full socket soon. */
+static int small_socket(struct moat_transport *c, struct moat_transport *s)
+{
+    int small = 4096;
+    return setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0 &&
+           setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0;
+}
+
 /* Read into buf until bytes arrive (the client skips the server's tickets on the way). */
 static moat_rc read_some(struct moat_transport *t, char *buf, size_t len, size_t *n)
 {
@@ -126,9 +135,7 @@ TEST_CASE(big_writes_through_a_small_socket)
 {
     struct moat_transport c, s;
     EXPECT(connected(&c, &s));
-    int small = 4096;
-    EXPECT(setsockopt(s.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
-    EXPECT(setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
+    EXPECT(small_socket(&c, &s));
     enum { TOTAL = 1 << 20 };
     static unsigned char src[TOTAL], got[TOTAL];
     for (size_t i = 0; i < TOTAL; i++) {
@@ -177,9 +184,7 @@ TEST_CASE(key_updates_from_a_client_that_does_not_read)
 {
     struct moat_transport c, s;
     EXPECT(connected(&c, &s));
-    int small = 4096;
-    EXPECT(setsockopt(s.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
-    EXPECT(setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0);
+    EXPECT(small_socket(&c, &s));
     SSL *cs = moat_tls_transport_ssl(&c);
     char buf[256];
     size_t n = 0;
