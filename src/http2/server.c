@@ -359,6 +359,15 @@ static ssize_t cb_send(nghttp2_session *ng, const uint8_t *data, size_t len, int
     return (ssize_t)len;
 }
 
+/* The answer's END_STREAM went. A request body still coming is taken and dropped rather than
+ * cut with RST_STREAM NO_ERROR (RFC 9113 §8.1 allows that, but Debian's curl 7.88 then loses
+ * the answer); timeouts.body and limits.body bound what a client can make us drop. */
+static void answer_complete(struct moat_h2s *s, struct moat_h2_stream *st)
+{
+    st->answer_sent = 1;
+    st->rx_ms = now_ms(s);
+}
+
 /* DATA without a copy through nghttp2: the frame header, then the bytes straight from the file
  * (pread into the output buffer) or from the stream's body buffer, then any padding. */
 static int cb_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
@@ -408,22 +417,69 @@ static int cb_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
     s->out.wr += need;
     st->bytes_sent += length;
     s->last_data_ms = now_ms(s);
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        answer_complete(s, st); /* here, where the stream is at hand: see cb_frame_send */
+    }
     return 0;
 }
 
+/* The names most answers carry, in lower case and static, so nghttp2 may keep a pointer to
+ * them instead of copying and lower-casing each one per answer (NGHTTP2_NV_FLAG_NO_COPY_NAME:
+ * the line's own bytes are reused before the HEADERS frame is packed). */
+#define NAME(lit)                                                                                  \
+    {                                                                                              \
+        lit, sizeof(lit) - 1                                                                       \
+    }
+static const struct {
+    const char *name;
+    size_t len;
+} common_names[] = {
+    NAME("content-type"),
+    NAME("etag"),
+    NAME("last-modified"),
+    NAME("accept-ranges"),
+    NAME("x-content-type-options"),
+    NAME("cache-control"),
+    NAME("vary"),
+    NAME("content-range"),
+    NAME("location"),
+    NAME("strict-transport-security"),
+    NAME("set-cookie"),
+    NAME("content-encoding"),
+    NAME("expires"),
+    NAME("alt-svc"),
+};
+#undef NAME
+
+static const char *common_name(moat_slice name)
+{
+    for (size_t i = 0; i < sizeof common_names / sizeof common_names[0]; i++) {
+        if (common_names[i].len == name.len &&
+            moat_slice_eq_nocase(name, moat_slice_of(common_names[i].name, name.len))) {
+            return common_names[i].name;
+        }
+    }
+    return NULL;
+}
+
 /* A header line ("Name: value\r\n", in a buffer of ours) as HTTP/2 carries it: the name lower
- * cased in place (RFC 9113 §8.2.1), the value without its surrounding whitespace. */
+ * cased (RFC 9113 §8.2.1), the value without its surrounding whitespace. */
 static nghttp2_nv nv_of_line(moat_slice line, moat_slice name)
 {
-    char *nm = (char *)name.p;
-    for (size_t i = 0; i < name.len; i++) {
-        nm[i] = (char)(nm[i] >= 'A' && nm[i] <= 'Z' ? nm[i] + 32 : nm[i]);
-    }
     moat_slice v = moat_slice_of(name.p + name.len + 1, line.len - name.len - 1);
     while (v.len > 0 && (v.p[v.len - 1] == '\n' || v.p[v.len - 1] == '\r')) {
         v.len--;
     }
     v = moat_slice_trim_ows(v);
+    const char *c = common_name(name);
+    if (c != NULL) {
+        return (nghttp2_nv){(uint8_t *)c, (uint8_t *)v.p, name.len, v.len,
+                            NGHTTP2_NV_FLAG_NO_COPY_NAME};
+    }
+    char *nm = (char *)name.p;
+    for (size_t i = 0; i < name.len; i++) {
+        nm[i] = (char)(nm[i] >= 'A' && nm[i] <= 'Z' ? nm[i] + 32 : nm[i]);
+    }
     return (nghttp2_nv){(uint8_t *)nm, (uint8_t *)v.p, name.len, v.len, NGHTTP2_NV_FLAG_NONE};
 }
 
@@ -964,8 +1020,13 @@ static void wake_for_body(struct moat_h2s *s, struct moat_h2_stream *st)
 static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *u)
 {
     struct moat_h2s *s = u;
-    struct moat_h2_stream *st =
-        frame->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id) : NULL;
+    struct moat_h2_stream *st = NULL;
+    if (frame->hd.type == NGHTTP2_HEADERS && s->hstream != NULL &&
+        s->hstream->id == frame->hd.stream_id) {
+        st = s->hstream; /* the block just ended is its: no look-up in the stream map */
+    } else if (frame->hd.stream_id != 0) {
+        st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    }
     switch (frame->hd.type) {
     case NGHTTP2_HEADERS:
         if (st == NULL) {
@@ -1059,16 +1120,12 @@ static int cb_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
                  (int)frame->hd.stream_id, nghttp2_http2_strerror(frame->rst_stream.error_code),
                  s->env.peer);
     }
-    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
-        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    /* DATA frames all go through cb_send_data (cb_data_read always asks for NO_COPY), which
+     * marks the end itself without a look-up in nghttp2's stream map. */
+    if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         struct moat_h2_stream *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
         if (st != NULL) {
-            /* The answer is complete. A request body still coming is taken and dropped
-             * rather than cut with RST_STREAM NO_ERROR (RFC 9113 §8.1 allows that, but
-             * Debian's curl 7.88 then loses the answer); timeouts.body and limits.body bound
-             * what a client can make us drop. */
-            st->answer_sent = 1;
-            st->rx_ms = now_ms(s);
+            answer_complete(s, st);
         }
     }
     return 0;
