@@ -6,6 +6,7 @@
 #define MOAT_CLI_CMD_H
 
 int moat_cmd_serve(int argc, char **argv);
+int moat_cmd_proxy(int argc, char **argv);
 /* Exit codes of get and trace are the client's (client/cause.h). */
 int moat_cmd_get(int argc, char **argv);
 int moat_cmd_trace(int argc, char **argv);

@@ -18,6 +18,7 @@
 #define MAX_LISTEN 8
 #define MAX_CLIENT_CA 8
 #define MAX_CERT_CA 8
+#define MAX_TO 64
 
 struct serve_flags {
     const char *config;
@@ -30,6 +31,9 @@ struct serve_flags {
     int client_auth; /* --client-auth: 0 not given, 1 optional, 2 require */
     const char *root, *cert, *key, *state, *access_log, *log_level, *redirect_http, *name;
     const char *acme, *acme_ca, *acme_ca_bundle, *acme_resolver; /* quick mode with ACME */
+    const char *to[MAX_TO];                                      /* moat proxy --to, repeatable */
+    size_t nto;
+    int proxy; /* run as `moat proxy` */
     unsigned workers;
     int check, demo;
     char demo_root[PATH_MAX];
@@ -78,6 +82,22 @@ static const char serve_usage[] =
     "\n"
     "Signals: SIGHUP reloads the configuration and certificates without dropping connections;\n"
     "SIGTERM stops accepting, lets requests in flight finish, then exits.\n";
+
+static const char proxy_usage[] =
+    "usage: moat proxy --to HOST:PORT [--to HOST:PORT]... [--listen ADDR]... [options]\n"
+    "\n"
+    "Put an app behind HTTPS in one command: moat terminates TLS (a certificate from its local\n"
+    "CA for localhost, your --cert, or --acme) and forwards every request to the app, over\n"
+    "kept-alive connections. Several --to: requests are spread over them, and one that fails\n"
+    "is taken out and its idempotent requests tried on the others. For more (paths, several\n"
+    "sites, health checks, WebSockets...) use moat serve --config (docs/proxy.md).\n"
+    "\n"
+    "  --to ADDR            the app: HOST:PORT, http://HOST:PORT, https://HOST:PORT (verified)\n"
+    "                       or unix:/PATH (repeatable)\n"
+    "  --listen ADDR        address to listen on (repeatable; default 127.0.0.1:8443)\n"
+    "  --cert CERT --key KEY, --ca FILE, --name NAME, --acme EMAIL, --acme-ca URL,\n"
+    "  --redirect-http ADDR, --workers N, --state DIR, --access-log DEST, --log-level LEVEL,\n"
+    "  --client-ca FILE, --client-auth MODE, --check: as for moat serve (moat serve --help)\n";
 
 static const char demo_page[] =
     "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
@@ -185,7 +205,10 @@ static moat_rc conf_from_flags(void *arg, struct moat_conf **out, struct moat_er
         rc = moat_conf_set_listen(c, demo_listen, 1, err);
     }
     const char *root = f->demo ? f->demo_root : f->root;
-    if (moat_ok(rc)) {
+    if (moat_ok(rc) && f->proxy) {
+        rc = moat_conf_add_proxy_site(c, f->name ? f->name : "*", f->to, f->nto, f->cert, f->key,
+                                      err);
+    } else if (moat_ok(rc)) {
         rc = moat_conf_add_site(c, f->name ? f->name : "*", root, f->cert, f->key, err);
     }
     if (moat_ok(rc) && f->cert == NULL) {
@@ -275,10 +298,12 @@ static int parse_unsigned(const char *s, unsigned *out)
     return 1;
 }
 
-int moat_cmd_serve(int argc, char **argv)
+static int run(int argc, char **argv, int proxy)
 {
     struct serve_flags f;
     memset(&f, 0, sizeof(f));
+    f.proxy = proxy;
+    const char *cmd = proxy ? "moat proxy" : "moat serve";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
@@ -291,7 +316,7 @@ int moat_cmd_serve(int argc, char **argv)
             a = name;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(serve_usage, stdout);
+            fputs(proxy ? proxy_usage : serve_usage, stdout);
             return 0;
         }
         if (strcmp(a, "--check") == 0) {
@@ -303,30 +328,42 @@ int moat_cmd_serve(int argc, char **argv)
             continue;
         }
         static const char *const valued[] = {
-            "--config",  "--listen",         "--root",         "--cert",    "--key",
-            "--state",   "--access-log",     "--log-level",    "--workers", "--redirect-http",
-            "--name",    "--client-ca",      "--client-auth",  "--ca",      "--acme",
-            "--acme-ca", "--acme-ca-bundle", "--acme-resolver"};
+            "--config",  "--listen",         "--root",          "--cert",    "--key",
+            "--state",   "--access-log",     "--log-level",     "--workers", "--redirect-http",
+            "--name",    "--client-ca",      "--client-auth",   "--ca",      "--acme",
+            "--acme-ca", "--acme-ca-bundle", "--acme-resolver", "--to"};
         int known = 0;
         for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
             known |= strcmp(a, valued[k]) == 0;
         }
+        /* --to is moat proxy's; --root, --config and --demo are moat serve's */
+        if (proxy ? (strcmp(a, "--root") == 0 || strcmp(a, "--config") == 0 ||
+                     strcmp(a, "--demo") == 0)
+                  : strcmp(a, "--to") == 0) {
+            known = 0;
+        }
         if (!known) {
-            fprintf(stderr, "moat serve: unknown option \"%s\" (see moat serve --help)\n", argv[i]);
+            fprintf(stderr, "%s: unknown option \"%s\" (see %s --help)\n", cmd, argv[i], cmd);
             return 2;
         }
         if (v == NULL) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "moat serve: %s needs a value (see moat serve --help)\n", a);
+                fprintf(stderr, "%s: %s needs a value (see %s --help)\n", cmd, a, cmd);
                 return 2;
             }
             v = argv[++i];
         }
-        if (strcmp(a, "--config") == 0) {
+        if (strcmp(a, "--to") == 0) {
+            if (f.nto == MAX_TO || v[0] == '\0') {
+                fprintf(stderr, "moat proxy: --to takes HOST:PORT, at most %d times\n", MAX_TO);
+                return 2;
+            }
+            f.to[f.nto++] = v;
+        } else if (strcmp(a, "--config") == 0) {
             f.config = v;
         } else if (strcmp(a, "--listen") == 0) {
             if (f.nlisten == MAX_LISTEN) {
-                fprintf(stderr, "moat serve: at most %d --listen addresses\n", MAX_LISTEN);
+                fprintf(stderr, "%s: at most %d --listen addresses\n", cmd, MAX_LISTEN);
                 return 2;
             }
             f.listen[f.nlisten++] = v;
@@ -356,40 +393,43 @@ int moat_cmd_serve(int argc, char **argv)
             f.acme_resolver = v;
         } else if (strcmp(a, "--client-ca") == 0) {
             if (f.nclient_ca == MAX_CLIENT_CA || v[0] == '\0') {
-                fprintf(stderr, "moat serve: --client-ca takes a CA file, at most %d times\n",
+                fprintf(stderr, "%s: --client-ca takes a CA file, at most %d times\n", cmd,
                         MAX_CLIENT_CA);
                 return 2;
             }
             f.client_ca[f.nclient_ca++] = v;
         } else if (strcmp(a, "--ca") == 0) {
             if (f.ncert_ca == MAX_CERT_CA || v[0] == '\0') {
-                fprintf(stderr, "moat serve: --ca takes a CA file, at most %d times\n",
-                        MAX_CERT_CA);
+                fprintf(stderr, "%s: --ca takes a CA file, at most %d times\n", cmd, MAX_CERT_CA);
                 return 2;
             }
             f.cert_ca[f.ncert_ca++] = v;
         } else if (strcmp(a, "--client-auth") == 0) {
             f.client_auth = strcmp(v, "optional") == 0 ? 1 : strcmp(v, "require") == 0 ? 2 : -1;
             if (f.client_auth < 0) {
-                fprintf(stderr, "moat serve: --client-auth takes require or optional, not \"%s\"\n",
+                fprintf(stderr, "%s: --client-auth takes require or optional, not \"%s\"\n", cmd,
                         v);
                 return 2;
             }
         } else if (strcmp(a, "--workers") == 0 && !parse_unsigned(v, &f.workers)) {
-            fprintf(stderr, "moat serve: --workers must be a number from 1 to 1024\n");
+            fprintf(stderr, "%s: --workers must be a number from 1 to 1024\n", cmd);
             return 2;
         }
     }
     if (f.config != NULL && (f.root || f.cert || f.key || f.nlisten || f.demo || f.name ||
                              f.nclient_ca || f.client_auth || f.ncert_ca)) {
-        fprintf(stderr, "moat serve: --config cannot be mixed with --root/--listen/--cert/--key/"
-                        "--ca/--demo/--name/--client-ca/--client-auth: put those in the file\n");
+        fprintf(stderr,
+                "%s: --config cannot be mixed with --root/--listen/--cert/--key/"
+                "--ca/--demo/--name/--client-ca/--client-auth: put those in the file\n",
+                cmd);
         return 2;
     }
     if ((f.acme_ca != NULL || f.acme_ca_bundle != NULL || f.acme_resolver != NULL) &&
         f.acme == NULL) {
-        fprintf(stderr, "moat serve: --acme-ca, --acme-ca-bundle and --acme-resolver go with "
-                        "--acme EMAIL\n");
+        fprintf(stderr,
+                "%s: --acme-ca, --acme-ca-bundle and --acme-resolver go with "
+                "--acme EMAIL\n",
+                cmd);
         return 2;
     }
     if (f.acme != NULL) {
@@ -402,41 +442,58 @@ int moat_cmd_serve(int argc, char **argv)
             return 2;
         }
         if (f.name == NULL || strcmp(f.name, "*") == 0 || f.cert != NULL || f.config != NULL) {
-            fprintf(stderr, "moat serve: --acme needs --name NAME (the public name to certify) "
-                            "and no --cert or --config (in a config file: tls acme)\n");
+            fprintf(stderr,
+                    "%s: --acme needs --name NAME (the public name to certify) "
+                    "and no --cert or --config (in a config file: tls acme)\n",
+                    cmd);
             return 2;
         }
     }
     if (f.ncert_ca > 0 && f.cert == NULL) {
-        fprintf(stderr, "moat serve: --ca names the CA of --cert, and there is no --cert "
-                        "(without one, moat's local CA issues the certificate)\n");
+        fprintf(stderr,
+                "%s: --ca names the CA of --cert, and there is no --cert "
+                "(without one, moat's local CA issues the certificate)\n",
+                cmd);
         return 2;
     }
     if (f.demo && f.check) {
         /* The demo writes its page into the state folder; a check writes nothing. */
-        fprintf(stderr, "moat serve: --check checks a configuration (--config FILE, or "
-                        "--root DIR ...); --demo has none to check\n");
+        fprintf(stderr,
+                "%s: --check checks a configuration (--config FILE, or "
+                "--root DIR ...); --demo has none to check\n",
+                cmd);
         return 2;
     }
     if (f.client_auth != 0 && f.nclient_ca == 0) {
-        fprintf(stderr, "moat serve: --client-auth needs --client-ca FILE (the CA that issues "
-                        "the client certificates)\n");
+        fprintf(stderr,
+                "%s: --client-auth needs --client-ca FILE (the CA that issues "
+                "the client certificates)\n",
+                cmd);
         return 2;
     }
-    if (f.config == NULL && f.root == NULL && !f.demo) {
-        fprintf(stderr, "moat serve: say what to serve: --config FILE, --root DIR or --demo "
-                        "(see moat serve --help)\n");
+    if (proxy && f.nto == 0) {
+        fprintf(stderr, "moat proxy: say where the app listens: --to HOST:PORT (e.g. --to "
+                        "127.0.0.1:8000; see moat proxy --help)\n");
+        return 2;
+    }
+    if (!proxy && f.config == NULL && f.root == NULL && !f.demo) {
+        fprintf(stderr,
+                "%s: say what to serve: --config FILE, --root DIR or --demo "
+                "(see moat serve --help)\n",
+                cmd);
         return 2;
     }
     if ((f.cert == NULL) != (f.key == NULL)) {
-        fprintf(stderr, "moat serve: --cert and --key go together (the certificate and its "
-                        "private key)\n");
+        fprintf(stderr,
+                "%s: --cert and --key go together (the certificate and its "
+                "private key)\n",
+                cmd);
         return 2;
     }
     struct moat_err err = {0};
     char msg[2048];
     if (f.demo && !moat_ok(prepare_demo(&f, &err))) {
-        fprintf(stderr, "moat serve: %s\n", moat_err_str(&err, msg, sizeof(msg)));
+        fprintf(stderr, "%s: %s\n", cmd, moat_err_str(&err, msg, sizeof(msg)));
         return 1;
     }
     struct moat_conf_source src = {.path = f.config, .from_flags = conf_from_flags, .arg = &f};
@@ -451,8 +508,18 @@ int moat_cmd_serve(int argc, char **argv)
     }
     moat_rc rc = moat_server_run(&src, f.demo, &err);
     if (!moat_ok(rc)) {
-        fprintf(stderr, "moat serve: %s\n", moat_err_str(&err, msg, sizeof(msg)));
+        fprintf(stderr, "%s: %s\n", cmd, moat_err_str(&err, msg, sizeof(msg)));
         return rc.kind == MOAT_E_CONFIG || rc.kind == MOAT_E_USAGE ? 2 : 1;
     }
     return 0;
+}
+
+int moat_cmd_serve(int argc, char **argv)
+{
+    return run(argc, argv, 0);
+}
+
+int moat_cmd_proxy(int argc, char **argv)
+{
+    return run(argc, argv, 1);
 }

@@ -14,6 +14,7 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  serve     serve static files and proxy to origins over HTTPS (moat serve --help)\n"
+    "  proxy     put an app behind HTTPS in one command (moat proxy --help)\n"
     "  get       fetch a URL over HTTPS, strictly verified (moat get --help)\n"
     "  trace     show one HTTPS request step by step (moat trace --help)\n"
     "  cert      issue, self-sign and show certificates (moat cert --help)\n"
@@ -40,6 +41,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "serve") == 0) {
         return moat_cmd_serve(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "proxy") == 0) {
+        return moat_cmd_proxy(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "get") == 0) {
         return moat_cmd_get(argc - 1, argv + 1);

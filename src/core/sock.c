@@ -161,6 +161,32 @@ void moat_sock_peer_text(const struct sockaddr_storage *ss, char *out, size_t ou
     }
 }
 
+void moat_sock_endpoint(const struct sockaddr_storage *ss, char *text, size_t cap, uint16_t *port)
+{
+    moat_sock_peer_text(ss, text, cap);
+    *port = ss->ss_family == AF_INET    ? ntohs(((const struct sockaddr_in *)ss)->sin_port)
+            : ss->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+                                        : 0;
+}
+
+int moat_sock_addr_of(const char *text, uint16_t port, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, text, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        return 1;
+    }
+    if (inet_pton(AF_INET6, text, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        return 1;
+    }
+    return 0;
+}
+
 void moat_sock_reset_on_close(int fd)
 {
     struct linger lg = {.l_onoff = 1, .l_linger = 0};

@@ -8,6 +8,7 @@
 #include "core/err.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct moat_addr {
@@ -27,6 +28,10 @@ MOAT_MUST_USE moat_rc moat_sock_listen(const struct moat_addr *a, int backlog, i
                                        struct moat_err *err);
 /* "203.0.113.5" / "2001:db8::1" for logs (no port). */
 void moat_sock_peer_text(const struct sockaddr_storage *ss, char *out, size_t outlen);
+/* An address as text (moat_sock_peer_text) and its port (0 for other families). */
+void moat_sock_endpoint(const struct sockaddr_storage *ss, char *text, size_t cap, uint16_t *port);
+/* The reverse: a numeric IPv4/IPv6 address and a port; 0 when the text is no address. */
+int moat_sock_addr_of(const char *text, uint16_t port, struct sockaddr_storage *out);
 
 /* Make the next close() of `fd` abortive (RST, SO_LINGER 0): for a peer cut for being too slow,
  * so the kernel drops what it still holds for it instead of keeping megabytes of send buffer

@@ -25,6 +25,16 @@
 
 struct moat_exch;
 
+/* The two ends of the client's connection, as the proxy forwards them (PROXY protocol v2 to an
+ * upstream): the client and the address it connected to; a trusted L4 proxy's PROXY header
+ * replaces both. Text as "192.0.2.1" / "2001:db8::1", no port. */
+struct moat_endpoints {
+    char peer[48];
+    uint16_t peer_port;
+    char local[48];
+    uint16_t local_port;
+};
+
 struct moat_req {
     enum moat_http_method method_id;
     moat_slice method; /* the token as sent */
@@ -39,14 +49,19 @@ struct moat_req {
     moat_slice authority; /* host [":" port] the request is for; may be empty (HTTP/1.0) */
     const struct moat_field *fields; /* as sent, in order; [0, nfields) */
     size_t nfields;
+    /* The protocol the client asks to switch to: an HTTP/1.1 `Upgrade` with `Connection:
+     * upgrade`, or HTTP/2's extended CONNECT `:protocol` (RFC 8441); empty: none. A handler
+     * that accepts answers 101 with MOAT_RES_TUNNEL (see below). */
+    moat_slice upgrade;
     int has_body;        /* a body follows the head */
     int64_t body_length; /* its length; -1 when it is not known ahead (chunked) */
     time_t now;          /* the worker's clock, seconds */
     /* The connection, as far as a handler may know it. */
-    unsigned long long conn_id; /* for log lines */
-    const char *peer;           /* "address:port" */
-    int secure;                 /* it came over TLS */
-    void *tls;                  /* the SSL * then: ask tls/ about the client's certificate */
+    unsigned long long conn_id;        /* for log lines */
+    const char *peer;                  /* the client's address: "192.0.2.1", "2001:db8::1" */
+    const struct moat_endpoints *ends; /* the connection's ends; NULL when unknown */
+    int secure;                        /* it came over TLS */
+    void *tls;                         /* the SSL * then: ask tls/ about the client's certificate */
     /* For a streaming answer (see moat_exch below); lives until finish, fail or abort. */
     struct moat_exch *exch;
 };
@@ -106,6 +121,12 @@ struct moat_stream_ops {
 
 /* Flags of an answer's head (moat_exch_start, decorate). */
 #define MOAT_RES_RELAYED 1u /* fields from another server: the site's rules for relayed answers */
+/* With status 101 to a request with `upgrade`: the exchange becomes a tunnel. HTTP/1.1 sends
+ * the 101 (the lines carry Connection: upgrade and Upgrade), HTTP/2 a 200 (RFC 8441 §5: the
+ * fields that are HTTP/1.1's own are dropped). From then on moat_exch_read_body gives the
+ * client's raw bytes (*n == 0: it closed its side), moat_exch_send sends raw bytes, neither
+ * limits.body nor timeouts.body applies (the handler times the tunnel), and finish ends it. */
+#define MOAT_RES_TUNNEL 2u
 
 struct moat_exch_ops {
     moat_rc (*read_body)(struct moat_exch *ex, void *buf, size_t len, size_t *n);

@@ -91,7 +91,7 @@ static uint64_t phase_moved(const struct moat_h1s *s, int writing)
 static uint64_t rate_delay(const struct moat_h1s *s, uint64_t timeout_ms, int writing)
 {
     uint64_t rate = s->conf->min_rate, now = s->env.loop->now_ms;
-    if (rate == 0) {
+    if (rate == 0 || s->tunnel) { /* a tunnel's bytes come when its protocol has some */
         return timeout_ms;
     }
     uint64_t allowed = s->phase_started_ms + timeout_ms + phase_moved(s, writing) * 1000 / rate;
@@ -388,6 +388,13 @@ static enum moat_h1_status drop_body_now(struct moat_h1s *s)
     }
 }
 
+/* The protocols an Upgrade request names (RFC 9110 §7.8), for the handler to look at. */
+static moat_slice upgrade_value(const struct moat_h1_req *r)
+{
+    const struct moat_field *f = moat_field_find(r->fields, r->nfields, "upgrade");
+    return f != NULL ? moat_slice_trim_ows(f->value) : MOAT_SLICE_NULL;
+}
+
 static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
 {
     const struct moat_h1s_conf *conf = s->conf;
@@ -431,11 +438,13 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
                            .authority = r->host,
                            .fields = r->fields,
                            .nfields = r->nfields,
+                           .upgrade = r->upgrade ? upgrade_value(r) : MOAT_SLICE_NULL,
                            .has_body = has_body,
                            .body_length = s->body_chunked ? -1 : (int64_t)s->body_left,
                            .now = time(NULL),
                            .conn_id = s->env.conn_id,
                            .peer = s->env.peer,
+                           .ends = s->env.ends,
                            .secure = s->env.secure,
                            .tls = s->env.tls,
                            .exch = &s->ex};
@@ -449,6 +458,8 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
         s->sops = res.stream;
         s->sh = res.stream_h;
         s->st_started = s->st_finished = s->st_waiting = 0;
+        s->upgrade_asked = r->upgrade && !has_body;
+        s->tunnel = 0;
         s->trailers.rd = s->trailers.wr = 0;
         if (s->body_chunked) {
             s->chunked.keep_trailers = &s->trailers; /* storage only when some come */
@@ -1011,6 +1022,39 @@ static void kick(struct moat_h1s *s)
     }
 }
 
+/* A tunnel's bytes from the client, as they come: no framing, no limit, no body timeout (the
+ * handler times its tunnel). *n == 0: the client closed its side. */
+static moat_rc tunnel_read(struct moat_h1s *s, void *buf, size_t len, size_t *n)
+{
+    for (;;) {
+        size_t avail = moat_buf_len(&s->in);
+        if (avail > 0) {
+            size_t k = avail < len ? avail : len;
+            memcpy(buf, moat_buf_rdptr(&s->in), k);
+            moat_buf_consume(&s->in, k);
+            *n = k;
+            return MOAT_RC_OK;
+        }
+        if (s->body_done) {
+            return MOAT_RC_OK; /* the client's side is closed */
+        }
+        moat_rc rc = fill_in(s);
+        if (rc.kind == MOAT_E_AGAIN) {
+            s->st_waiting |= WAIT_BODY;
+            return rc;
+        }
+        if (rc.kind == MOAT_E_CLOSED && s->tr->eof) {
+            s->body_done = 1; /* a clean end of the client's bytes; the answer may go on */
+            return MOAT_RC_OK;
+        }
+        if (!moat_ok(rc)) {
+            detach(s, 0);
+            end(s);
+            return moat_rc_of(MOAT_E_CLOSED);
+        }
+    }
+}
+
 static moat_rc ex_read_body(struct moat_exch *ex, void *buf, size_t len, size_t *n)
 {
     struct moat_h1s *s = of_exch(ex);
@@ -1024,6 +1068,9 @@ static moat_rc ex_read_body(struct moat_exch *ex, void *buf, size_t len, size_t 
         detach(s, 0);
         end(s);
         return moat_rc_of(MOAT_E_INTERNAL);
+    }
+    if (s->tunnel) {
+        return tunnel_read(s, buf, len, n);
     }
     moat_rc rc = MOAT_RC_OK;
     if (!put_continue(s, &rc)) {
@@ -1125,7 +1172,27 @@ static moat_rc ex_start(struct moat_exch *ex, int status, const struct moat_buf 
     if (s->sops == NULL || s->st_started) {
         return moat_rc_of(MOAT_E_INTERNAL);
     }
+    int tunnel = status == 101 && (flags & MOAT_RES_TUNNEL);
+    if (tunnel && (!s->upgrade_asked || s->minor != 1)) {
+        /* A switch nobody asked for (RFC 9110 §15.2.2): the handler's mistake, not the wire's. */
+        detach(s, 0);
+        respond_error(s, 502);
+        kick(s);
+        return moat_rc_of(MOAT_E_INTERNAL);
+    }
+    if (tunnel) {
+        s->keep_alive = 1; /* no Connection: close on the 101: the lines say "upgrade" */
+    }
     moat_rc rc = build_head(s, status, lines, length, flags);
+    if (tunnel) {
+        /* After the 101 the connection is the new protocol's, to its end. */
+        s->keep_alive = 0;
+        s->tunnel = 1;
+        s->body_done = 0;
+        s->body_left = 0;
+        s->body_chunked = 0;
+        s->st_chunked = 0;
+    }
     if (!moat_ok(rc)) {
         detach(s, 0);
         respond_error(s, 502);
@@ -1146,7 +1213,7 @@ static moat_rc ex_send(struct moat_exch *ex, const void *p, size_t n)
     if (s->sops == NULL || !s->st_started) {
         return moat_rc_of(MOAT_E_INTERNAL);
     }
-    if (n == 0 || s->head_only || moat_http_status_bodyless(s->status)) {
+    if (n == 0 || (!s->tunnel && (s->head_only || moat_http_status_bodyless(s->status)))) {
         return MOAT_RC_OK; /* a zero-size chunk would be the last-chunk: never send one early */
     }
     moat_rc rc = s->st_chunked ? moat_h1_chunk(&s->out, p, n) : moat_buf_append(&s->out, p, n);
@@ -1192,7 +1259,11 @@ static void ex_finish(struct moat_exch *ex, const struct moat_buf *trailers)
         end(s);
         return;
     }
-    if (!s->body_done) {
+    if (s->tunnel) {
+        s->keep_alive = 0; /* the tunnel is over: what is queued goes, then the close */
+        s->error_close = 1;
+        s->body_done = 1;
+    } else if (!s->body_done) {
         /* The answer came before all of the body: drop what has arrived; the rest must not be
          * taken for the next request, so the connection closes after the answer. */
         enum moat_h1_status st = drop_body_now(s);

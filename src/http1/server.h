@@ -60,10 +60,11 @@ struct moat_h1s_env {
     const struct moat_session_host *host;
     void *host_data;
     unsigned long long conn_id; /* for log lines */
-    const char *peer;           /* "address:port", for log lines and handlers */
-    int secure;                 /* the connection is TLS */
-    void *tls;                  /* its SSL * for handlers that ask tls/ about the client */
-    int keep_meta;              /* copy what the access log needs of each request */
+    const char *peer; /* the client's address ("192.0.2.1", "::1"), for logs and handlers */
+    const struct moat_endpoints *ends; /* both ends with ports, for handlers; may be NULL */
+    int secure;                        /* the connection is TLS */
+    void *tls;                         /* its SSL * for handlers that ask tls/ about the client */
+    int keep_meta;                     /* copy what the access log needs of each request */
 };
 
 enum moat_h1s_state {
@@ -115,6 +116,8 @@ struct moat_h1s {
     const struct moat_stream_ops *sops; /* NULL when none */
     void *sh;
     int st_started;           /* its head is queued */
+    int upgrade_asked;        /* the request asked to switch protocols (Upgrade) */
+    int tunnel;               /* a 101 went out: raw bytes both ways until the end */
     int st_chunked;           /* its body goes out chunk-encoded */
     int st_waiting;           /* it waits for the client: body bytes (1) or room for answer (2) */
     int st_finished;          /* it called finish: flush, then done */

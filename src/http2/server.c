@@ -56,10 +56,12 @@ struct moat_h2_stream {
     /* The request. */
     int head_only;
     int expect_continue, continue_sent;
-    int body_done;  /* END_STREAM came (or there was no body) */
-    int discard;    /* its body is of no use: consume and drop what comes */
-    int too_big;    /* 414 or 431: the head broke a limit */
-    uint64_t hsize; /* the header list's size as RFC 9113 §6.5.2 counts it */
+    int body_done;        /* END_STREAM came (or there was no body) */
+    int discard;          /* its body is of no use: consume and drop what comes */
+    int connect_protocol; /* an extended CONNECT (RFC 8441): may become a tunnel */
+    int tunnel;           /* it did: DATA both ways, no body limit or timeout */
+    int too_big;          /* 414 or 431: the head broke a limit */
+    uint64_t hsize;       /* the header list's size as RFC 9113 §6.5.2 counts it */
     uint32_t nfields;
     uint64_t body_bytes;
     struct moat_buf rbody;       /* body bytes a streaming handler has yet to read */
@@ -569,8 +571,10 @@ static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int stat
             moat_slice_eq_lit_nocase(name, "proxy-connection") ||
             moat_slice_eq_lit_nocase(name, "transfer-encoding") ||
             moat_slice_eq_lit_nocase(name, "upgrade") ||
-            moat_slice_eq_lit_nocase(name, "content-length")) {
-            continue; /* HTTP/2 frames the body itself; content-length is ours below */
+            moat_slice_eq_lit_nocase(name, "content-length") ||
+            ((flags & MOAT_RES_TUNNEL) && moat_slice_eq_lit_nocase(name, "sec-websocket-accept"))) {
+            continue; /* HTTP/2 frames the body itself; content-length is ours below; a
+                         tunnel's 200 has none of HTTP/1.1's handshake (RFC 8441 §5) */
         }
         nv[n++] = nv_of_line(line, name);
     }
@@ -750,6 +754,7 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
         clen = (int64_t)v;
     }
     int has_body = !end_stream && clen != 0;
+    st->connect_protocol = pv[PS_PROTOCOL].p != NULL; /* nghttp2 checked it goes with CONNECT */
     if (has_body && conf->max_body_bytes > 0 && clen > 0 && (uint64_t)clen > conf->max_body_bytes) {
         respond_error(s, st, 413);
         return;
@@ -782,11 +787,13 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
                            .authority = authority.p != NULL ? authority : moat_slice_of("", 0),
                            .fields = sc->fields,
                            .nfields = n,
+                           .upgrade = st->connect_protocol ? pv[PS_PROTOCOL] : MOAT_SLICE_NULL,
                            .has_body = has_body,
                            .body_length = has_body ? clen : 0,
                            .now = time(NULL),
                            .conn_id = s->env.conn_id,
                            .peer = s->env.peer,
+                           .ends = s->env.ends,
                            .secure = 1,
                            .tls = s->env.tls,
                            .exch = &st->ex};
@@ -1063,7 +1070,7 @@ static int cb_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     }
     st->body_bytes += len;
     st->rx_ms = now_ms(s);
-    uint64_t max = s->conf->max_body_bytes;
+    uint64_t max = st->connect_protocol ? 0 : s->conf->max_body_bytes; /* a tunnel has no end */
     if (max > 0 && st->body_bytes > max && st->discard && st->answer_sent && !st->body_done) {
         nghttp2_session_consume(ng, id, len);
         st->body_done = 1;
@@ -1465,7 +1472,8 @@ static uint64_t next_deadline(struct moat_h2s *s, const char **why)
         s->stalled_since_ms = 0;
     }
     for (const struct moat_h2_stream *st = s->streams; st != NULL; st = st->next) {
-        if (!st->body_done && ((st->st_waiting & WAIT_BODY) || (st->discard && st->answer_sent))) {
+        if (!st->body_done && !st->tunnel &&
+            ((st->st_waiting & WAIT_BODY) || (st->discard && st->answer_sent))) {
             TAKE(st->rx_ms + c->body_timeout_ms, "body");
         }
     }
@@ -1555,7 +1563,7 @@ static void on_timer(struct moat_timer *t)
         terminate(s, NGHTTP2_NO_ERROR);
     } else { /* body */
         for (struct moat_h2_stream *st = s->streams; st != NULL; st = st->next) {
-            if (st->body_done || st->rx_ms + c->body_timeout_ms > now) {
+            if (st->body_done || st->tunnel || st->rx_ms + c->body_timeout_ms > now) {
                 continue;
             }
             if (st->discard && st->answer_sent) {
@@ -1672,6 +1680,8 @@ moat_rc moat_h2s_init(struct moat_h2s *s, struct moat_transport *tr,
         /* RFC 9218: urgency and incremental from the priority field and PRIORITY_UPDATE
          * decide the order of DATA; RFC 7540's tree is gone. */
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+        /* RFC 8441: WebSockets (and other protocols) over a stream, by extended CONNECT. */
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
     rv = nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     if (rv == 0 && conf->conn_window > 65535) {
@@ -1781,6 +1791,17 @@ static moat_rc ex_start(struct moat_exch *ex, int status, const struct moat_buf 
     struct moat_h2s *s = st->s;
     if (st->sops == NULL || st->st_started) {
         return moat_rc_of(MOAT_E_INTERNAL);
+    }
+    if (status == 101 && (flags & MOAT_RES_TUNNEL)) {
+        if (!st->connect_protocol) {
+            detach(st, 0);
+            respond_error(s, st, 502); /* a switch nobody asked for */
+            (void)push(s, NULL);
+            return moat_rc_of(MOAT_E_INTERNAL);
+        }
+        status = 200; /* RFC 8441 §5: the stream is the tunnel */
+        length = -1;
+        st->tunnel = 1;
     }
     st->st_started = 1;
     st->eof = 0;

@@ -83,7 +83,8 @@ struct moat_h2s_env {
     void *host_data;
     unsigned long long conn_id;
     const char *peer;
-    void *tls; /* the SSL * for handlers that ask tls/ about the client */
+    const struct moat_endpoints *ends; /* both ends with ports, for handlers; may be NULL */
+    void *tls;                         /* the SSL * for handlers that ask tls/ about the client */
     int keep_meta;
 };
 

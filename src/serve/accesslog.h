@@ -24,7 +24,7 @@ struct moat_alog {
 
 /* One answer, as the line shows it. */
 struct moat_alog_entry {
-    const char *peer;     /* "address:port" */
+    const char *peer;     /* the client's address, without the port */
     const char *proto;    /* "HTTP/1.1", "HTTP/2", ... */
     const char *parts[5]; /* method, target, host, referer, user agent ("" when unknown) */
     int status;

@@ -48,6 +48,7 @@ static const struct family families[] = {
     {moat_conf__crl_specs, &moat_conf__crl_nspecs},
     {moat_conf__acme_specs, &moat_conf__acme_nspecs},
     {moat_conf__http2_specs, &moat_conf__http2_nspecs},
+    {moat_conf__stream_specs, &moat_conf__stream_nspecs},
 };
 
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
@@ -73,11 +74,16 @@ static const conf_check_fn conf_checks[] = {
     moat_conf__global_check_conf, /* redirect_http's port is not a listen port */
     moat_conf__http2_check_conf,  /* `http2 off ADDRESS` names listen addresses */
     moat_conf__acme_check_conf,   /* a challenge that can work for the ACME sites */
+    moat_conf__proxy_check_conf,  /* proxy rules name upstreams that exist */
+    moat_conf__stream_check_conf, /* streams: targets exist, listen addresses are their own */
 };
 
 static const char *const ctx_where[MOAT_CONF__CTX_COUNT] = {
-    "at the top level",  "inside a site block", "inside timeouts { }",
-    "inside limits { }", "inside tls { }",      "inside acme { }",
+    "at the top level",         "inside a site block",
+    "inside timeouts { }",      "inside limits { }",
+    "inside tls { }",           "inside acme { }",
+    "inside an upstream block", "inside an upstream's timeouts { }",
+    "inside a stream block",    "inside a stream's timeouts { }",
 };
 
 static const char *const ctx_belongs[MOAT_CONF__CTX_COUNT] = {
@@ -87,6 +93,10 @@ static const char *const ctx_belongs[MOAT_CONF__CTX_COUNT] = {
     "inside a limits { } block",
     "inside a tls { } block",
     "inside an acme { } block",
+    "inside an upstream NAME { } block",
+    "inside an upstream's timeouts { } block",
+    "inside a stream NAME { } block",
+    "inside a stream's timeouts { } block",
 };
 
 /* ---- small helpers ---- */
@@ -476,7 +486,7 @@ int moat_conf_site_hsts(const struct moat_conf_site *s)
 
 /* ---- lifecycle ---- */
 
-static void site_clear(struct moat_conf_site *s)
+void moat_conf__site_clear(struct moat_conf_site *s)
 {
     for (size_t i = 0; i < s->nnames; i++) {
         free(s->names[i]);
@@ -498,7 +508,13 @@ static void site_clear(struct moat_conf_site *s)
         moat_conf__free_strs(s->client_paths[i].allow, s->client_paths[i].nallow);
     }
     free(s->client_paths);
-    free(s->proxy_host);
+    for (size_t i = 0; i < s->nproxies; i++) {
+        free(s->proxies[i].prefix);
+        free(s->proxies[i].upstream);
+        free(s->proxies[i].rewrite);
+    }
+    free(s->proxies);
+    free(s->proxy_host_value);
     free(s->proxy_ca);
     free(s->proxy_cert);
     free(s->proxy_key);
@@ -539,8 +555,18 @@ void moat_conf_free(struct moat_conf *c)
     moat_conf__free_strs(c->trust, c->ntrust);
     moat_conf__free_strs(c->http2_off_listen, c->nhttp2_off_listen);
     moat_conf__acme_clear(&c->acme);
+    for (size_t i = 0; i < c->nupstreams; i++) {
+        moat_conf__upstream_clear(&c->upstreams[i]);
+    }
+    free(c->upstreams);
+    for (size_t i = 0; i < c->nstreams; i++) {
+        moat_conf__stream_clear(&c->streams[i]);
+    }
+    free(c->streams);
+    moat_conf__free_strs(c->trusted_proxies, c->ntrusted_proxies);
+    moat_conf__free_strs(c->proxy_protocol_listen, c->nproxy_protocol_listen);
     for (size_t i = 0; i < c->nsites; i++) {
-        site_clear(&c->sites[i]);
+        moat_conf__site_clear(&c->sites[i]);
     }
     free(c->sites);
     free(c);
@@ -866,7 +892,11 @@ moat_rc moat_conf__walk_block(struct moat_conf__loader *L, const struct moat_cfg
         }
         MOAT_TRY(check_shape(L, n, sp));
         if (!sp->multi) {
-            struct moat_conf__pos *seen = &(ctx == MOAT_CONF__SITE ? L->site_seen : L->seen)[k];
+            /* Per block for sites and upstreams, per file for the rest. */
+            int per_block = ctx == MOAT_CONF__SITE || ctx == MOAT_CONF__UPSTREAM ||
+                            ctx == MOAT_CONF__UP_TIMEOUTS || ctx == MOAT_CONF__STREAM ||
+                            ctx == MOAT_CONF__STREAM_TIMEOUTS;
+            struct moat_conf__pos *seen = &(per_block ? L->site_seen : L->seen)[k];
             if (seen->line != 0) {
                 return moat_conf__fail_at_word(
                     L, w, "\"%s\" is already set at line %d (keep only one)", sp->name, seen->line);
@@ -1034,7 +1064,7 @@ static moat_rc add_site_check(const struct moat_conf *c, const char *name, const
     if (moat_conf__site_owning(c, norm) >= 0) {
         MOAT_FAIL(err, MOAT_E_USAGE, "site name \"%s\" is already used by another site", norm);
     }
-    if (root == NULL || root[0] == '\0') {
+    if (root != NULL && root[0] == '\0') {
         MOAT_FAIL(err, MOAT_E_USAGE, "the site needs a root folder (give --root DIR)");
     }
     if ((cert_path == NULL) != (key_path == NULL)) {
@@ -1047,6 +1077,27 @@ static moat_rc add_site_check(const struct moat_conf *c, const char *name, const
 
 moat_rc moat_conf_add_site(struct moat_conf *c, const char *name, const char *root,
                            const char *cert_path, const char *key_path, struct moat_err *err)
+{
+    if (root == NULL) {
+        MOAT_FAIL(err, MOAT_E_USAGE, "the site needs a root folder (give --root DIR)");
+    }
+    return moat_conf__add_site(c, name, root, cert_path, key_path, err);
+}
+
+moat_rc moat_conf_add_proxy_site(struct moat_conf *c, const char *name, const char *const *servers,
+                                 size_t n, const char *cert_path, const char *key_path,
+                                 struct moat_err *err)
+{
+    MOAT_TRY(moat_conf__add_site(c, name, NULL, cert_path, key_path, err));
+    moat_rc rc = moat_conf__proxy_add_upstream(c, &c->sites[c->nsites - 1], servers, n, err);
+    if (!moat_ok(rc)) {
+        moat_conf__site_clear(&c->sites[--c->nsites]);
+    }
+    return rc;
+}
+
+moat_rc moat_conf__add_site(struct moat_conf *c, const char *name, const char *root,
+                            const char *cert_path, const char *key_path, struct moat_err *err)
 {
     char norm[256];
     moat_rc rc = add_site_check(c, name, root, cert_path, key_path, norm, sizeof(norm), err);
@@ -1064,7 +1115,7 @@ moat_rc moat_conf_add_site(struct moat_conf *c, const char *name, const char *ro
     if (!ok) {
         free(n);
     }
-    ok = ok && (s->root = strdup(root)) != NULL;
+    ok = ok && (root == NULL || (s->root = strdup(root)) != NULL);
     if (ok && cert_path != NULL) {
         s->certs = calloc(1, sizeof(*s->certs));
         ok = s->certs != NULL && (s->certs[0].cert_path = strdup(cert_path)) != NULL &&
@@ -1075,7 +1126,7 @@ moat_rc moat_conf_add_site(struct moat_conf *c, const char *name, const char *ro
         }
     }
     if (!ok) {
-        site_clear(s);
+        moat_conf__site_clear(s);
         c->nsites--;
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
     }

@@ -97,6 +97,69 @@ struct moat_conf_acme {
     char where[MOAT_CONF_WHERE_MAX]; /* of the block, for messages; "" when there is none */
 };
 
+/* `upstream NAME { ... }` (docs/proxy.md#upstreams): servers and how requests are spread over
+ * them. A site's inline `proxy http://HOST:PORT` is an upstream without a name. */
+enum moat_conf_balance {
+    MOAT_CONF_BAL_ROUND_ROBIN = 0,
+    MOAT_CONF_BAL_LEAST_CONN,
+    MOAT_CONF_BAL_RANDOM_TWO,
+    MOAT_CONF_BAL_HASH_IP,
+    MOAT_CONF_BAL_HASH_HEADER,
+    MOAT_CONF_BAL_HASH_COOKIE,
+};
+
+struct moat_conf_upstream_server {
+    char *host;      /* name or address; NULL for a unix socket */
+    char *unix_path; /* `unix:/path`; NULL for TCP */
+    unsigned port;
+    int tls; /* https:// */
+    unsigned weight;
+    char where[MOAT_CONF_WHERE_MAX];
+};
+
+struct moat_conf_upstream {
+    char *name; /* NULL: a site's inline upstream */
+    struct moat_conf_upstream_server *servers;
+    size_t nservers;
+    enum moat_conf_balance balance;
+    char *hash_key;             /* the header or cookie name of hash header|cookie */
+    uint64_t keepalive;         /* idle connections kept per worker and server; default 32 */
+    uint64_t keepalive_ms;      /* how long one stays idle; default 60s */
+    uint64_t max_conns;         /* per server, all workers; 0 = no limit (default) */
+    uint64_t queue;             /* requests waiting for a connection, per worker; default 0 */
+    uint64_t queue_ms;          /* how long one may wait; default 10s */
+    uint64_t max_fails;         /* passive: failures in a row that take a server out; 1 */
+    uint64_t fail_timeout_ms;   /* out for this long; default 10s */
+    uint64_t slow_start_ms;     /* a server coming back takes a growing share; 0 = off */
+    uint64_t retries;           /* further tries of a request that failed before an answer; 2 */
+    uint64_t retry_timeout_ms;  /* all tries of one request end by then; 0 = no limit */
+    uint64_t connect_ms;        /* default 10s */
+    uint64_t first_byte_ms;     /* after the request was sent; default 60s */
+    uint64_t read_ms, write_ms; /* between reads / writes; default 60s */
+    uint64_t total_ms;          /* whole exchange; 0 = off */
+    uint64_t tunnel_ms;         /* a tunnel (WebSocket) idle both ways; default 1h */
+    char *check_path;           /* active health checks: GET this path; NULL = none */
+    uint64_t check_interval_ms, check_timeout_ms, check_rise, check_fall; /* 5s 2s 2 3 */
+    unsigned check_status_lo, check_status_hi; /* accepted statuses; default 200-399 */
+    char *check_host;                          /* Host of a check; NULL: the server's */
+    char *ca;                                  /* CA file for https servers; NULL: system + local */
+    char *cert, *key;                          /* client certificate for https servers */
+    char *sni;                                 /* name sent and checked; NULL: the server's host */
+    int proxy_protocol;                        /* 2: send a PROXY v2 header first */
+    int stream;                                /* a stream's inline target: TLS without ALPN */
+    char where[MOAT_CONF_WHERE_MAX];
+};
+
+/* `proxy [/PREFIX] UPSTREAM|URL [strip | rewrite /NEW]`: where a site's requests go. */
+struct moat_conf_proxy_rule {
+    char *prefix;   /* normalised path prefix without trailing '/', NULL: the whole site */
+    char *upstream; /* the name of an upstream block; NULL: `inline` */
+    size_t index;   /* resolved: c->upstreams[index] */
+    int strip;      /* remove the prefix from the path */
+    char *rewrite;  /* replace the prefix with this ("/v2"); NULL: keep */
+    char where[MOAT_CONF_WHERE_MAX];
+};
+
 struct moat_conf_site {
     /* Lower-cased, distinct across all sites: "example.com", "*.example.com" (wildcard covers
      * exactly one label), "127.0.0.1", "::1" (IPv6 in RFC 5952 form, no brackets), or "*"
@@ -131,14 +194,16 @@ struct moat_conf_site {
     struct moat_conf_client_path *client_paths; /* path prefixes that need a certificate */
     size_t nclient_paths;
 
-    /* Reverse proxy (instead of root): `proxy http[s]://HOST:PORT`. */
-    char *proxy_host; /* name or address of the origin; NULL = no proxy */
-    unsigned proxy_port;
-    int proxy_tls;                /* https:// */
+    /* Reverse proxy: `proxy` rules; these three apply to the site's inline upstreams. */
     char *proxy_ca;               /* CA file to verify an https origin (default: system + local) */
     char *proxy_cert, *proxy_key; /* client certificate presented to the origin */
-    uint64_t proxy_timeout_ms;    /* connect / first byte / between reads; default 60s */
+    uint64_t proxy_timeout_ms;    /* connect / first byte / between reads; 0: the defaults */
     char *client_header_prefix;   /* identity headers to the origin; default "X-Client-" */
+    struct moat_conf_proxy_rule *proxies; /* `proxy` rules in file order */
+    size_t nproxies;
+    int proxy_host_mode; /* Host sent upstream: 0 the client's (default), 1 the server's,
+                            2 proxy_host_value */
+    char *proxy_host_value;
 
     struct moat_conf_header *headers; /* `header` rules in file order */
     size_t nheaders;
@@ -148,6 +213,43 @@ struct moat_conf_site {
     int http2;           /* `http2 on|off`: -1 as the top level says (default), 0 off, 1 on */
     int acme;            /* `tls acme`: certificates from the ACME CA of the acme { } block */
     unsigned acme_kinds; /* with acme: the acme { } block's key_type bits (1 << kind) */
+};
+
+/* `stream NAME { ... }` (docs/proxy.md#streams): a TCP listener whose bytes go to a target,
+ * with TLS terminated, passed through or off. */
+enum moat_conf_stream_tls {
+    MOAT_CONF_STREAM_TERMINATE = 0,
+    MOAT_CONF_STREAM_PASSTHROUGH,
+    MOAT_CONF_STREAM_PLAIN,
+};
+
+enum moat_conf_starttls {
+    MOAT_CONF_STARTTLS_NONE = 0,
+    MOAT_CONF_STARTTLS_SMTP,     /* RFC 3207 */
+    MOAT_CONF_STARTTLS_POSTGRES, /* SSLRequest */
+};
+
+struct moat_conf_stream_route {
+    char *sni;      /* lower case; "*.example.com" for one label; NULL: the default (proxy) */
+    char *upstream; /* the name of an upstream block, or NULL for an inline target */
+    size_t index;   /* resolved: c->upstreams[index] */
+    char where[MOAT_CONF_WHERE_MAX];
+};
+
+struct moat_conf_stream {
+    char *name;
+    char **listen;
+    size_t nlisten;
+    enum moat_conf_stream_tls tls;
+    enum moat_conf_starttls starttls;
+    /* The TLS side as a site holds it: names (for the local CA and SNI), certs, client_auth,
+     * client_ca, client_crl, client_depth; nothing else of it is used. */
+    struct moat_conf_site id;
+    struct moat_conf_stream_route *routes;
+    size_t nroutes;
+    char *ca;                                   /* for tls:// targets; NULL: system + local CA */
+    uint64_t handshake_ms, connect_ms, idle_ms; /* 10s 10s 1h */
+    char where[MOAT_CONF_WHERE_MAX];
 };
 
 struct moat_conf {
@@ -191,6 +293,17 @@ struct moat_conf {
                                  check (never for clients); see also a site's cert_ca */
     size_t ntrust;
     struct moat_conf_acme acme;
+    struct moat_conf_upstream *upstreams; /* named blocks first come as written; inline ones
+                                             are added by the sites that have them */
+    size_t nupstreams;
+    /* `trusted_proxies CIDR...`: peers whose X-Forwarded-* / Forwarded fields are kept (and
+     * appended to), and who may send a PROXY protocol header */
+    char **trusted_proxies;
+    size_t ntrusted_proxies;
+    char **proxy_protocol_listen; /* listen addresses that expect a PROXY protocol header */
+    size_t nproxy_protocol_listen;
+    struct moat_conf_stream *streams;
+    size_t nstreams;
     struct moat_conf_site *sites;
     size_t nsites;
 };
@@ -236,6 +349,16 @@ MOAT_MUST_USE moat_rc moat_conf_set_listen(struct moat_conf *c, const char *cons
 MOAT_MUST_USE moat_rc moat_conf_add_site(struct moat_conf *c, const char *name, const char *root,
                                          const char *cert_path, const char *key_path,
                                          struct moat_err *err);
+
+/*
+ * For the CLI (`moat proxy --to HOST:PORT...`): a site answering `name` that forwards every
+ * request to an upstream of these servers (HOST:PORT, http://, https://, unix:/PATH; several:
+ * round robin with health), with a certificate as moat_conf_add_site. MOAT_E_USAGE with words.
+ */
+MOAT_MUST_USE moat_rc moat_conf_add_proxy_site(struct moat_conf *c, const char *name,
+                                               const char *const *servers, size_t n,
+                                               const char *cert_path, const char *key_path,
+                                               struct moat_err *err);
 
 /*
  * Split a checked listen address into host and port: "[::1]:8443" gives "::1" and 8443,

@@ -32,6 +32,10 @@ enum moat_conf__ctx {
     MOAT_CONF__LIMITS,
     MOAT_CONF__TLS,
     MOAT_CONF__ACME,
+    MOAT_CONF__UPSTREAM,
+    MOAT_CONF__UP_TIMEOUTS, /* timeouts { } inside an upstream block */
+    MOAT_CONF__STREAM,
+    MOAT_CONF__STREAM_TIMEOUTS,
     MOAT_CONF__CTX_COUNT /* keep last */
 };
 
@@ -78,6 +82,8 @@ struct moat_conf__loader {
     struct moat_conf *c;  /* being filled; handed to the caller on success */
     struct moat_err *err;
     struct moat_conf_site *site;       /* the site being read, inside a site block */
+    size_t upstream;                   /* 1 + index of the upstream block being read; 0 none */
+    size_t stream;                     /* 1 + index of the stream block being read; 0 none */
     struct moat_conf__pos *seen;       /* per row (moat_conf__spec_at index): where a
                                           single-valued directive was set (global) */
     struct moat_conf__pos *site_seen;  /* same, reset for each site */
@@ -129,6 +135,8 @@ extern const struct moat_conf__spec moat_conf__acme_specs[];
 extern const size_t moat_conf__acme_nspecs;
 extern const struct moat_conf__spec moat_conf__http2_specs[];
 extern const size_t moat_conf__http2_nspecs;
+extern const struct moat_conf__spec moat_conf__stream_specs[];
+extern const size_t moat_conf__stream_nspecs;
 
 /* ---- the families' checks, run by conf.c in the order of its lists ---- */
 
@@ -153,6 +161,27 @@ MOAT_MUST_USE moat_rc moat_conf__mtls_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__global_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__http2_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__acme_check_conf(struct moat_conf__loader *L);
+MOAT_MUST_USE moat_rc moat_conf__proxy_check_conf(struct moat_conf__loader *L);
+MOAT_MUST_USE moat_rc moat_conf__stream_check_conf(struct moat_conf__loader *L);
+/* Free what a stream holds (conf_stream.c). */
+void moat_conf__stream_clear(struct moat_conf_stream *s);
+/* Free what a site holds (conf.c), for a stream's embedded TLS identity. */
+void moat_conf__site_clear(struct moat_conf_site *s);
+/* An inline upstream of one server for a stream target (`HOST:PORT`, `tls://HOST:PORT`):
+ * its index in c->upstreams; conf_proxy.c. NULL when fine, else why. */
+const char *moat_conf__proxy_inline_target(struct moat_conf *c, const char *target, int tls,
+                                           size_t *index);
+/* moat_conf_add_site with root NULL allowed (a proxy site); conf.c. */
+MOAT_MUST_USE moat_rc moat_conf__add_site(struct moat_conf *c, const char *name, const char *root,
+                                          const char *cert_path, const char *key_path,
+                                          struct moat_err *err);
+/* An upstream of `servers` (as `server` takes them) and a whole-site proxy rule to it for site
+ * s (conf_proxy.c); MOAT_E_USAGE with words on a bad server. */
+MOAT_MUST_USE moat_rc moat_conf__proxy_add_upstream(struct moat_conf *c, struct moat_conf_site *s,
+                                                    const char *const *servers, size_t n,
+                                                    struct moat_err *err);
+/* Free what an upstream holds (conf_proxy.c). */
+void moat_conf__upstream_clear(struct moat_conf_upstream *u);
 /* Free what the acme { } block holds (conf_acme.c). */
 void moat_conf__acme_clear(struct moat_conf_acme *a);
 

@@ -232,20 +232,29 @@ const struct moat_conf__spec moat_conf__site_specs[] = {
 const size_t moat_conf__site_nspecs =
     sizeof(moat_conf__site_specs) / sizeof(moat_conf__site_specs[0]);
 
-/* A site serves files (root) or forwards to an origin (proxy): exactly one of them. */
+/* Every path of a site has an answer: files (root), a whole-site proxy, or files with some
+ * prefixes proxied; a whole-site proxy and root together would leave root unused. */
 moat_rc moat_conf__content_check_site(struct moat_conf__loader *L, const struct moat_cfg_node *n,
                                       struct moat_conf_site *s)
 {
-    if (s->root == NULL && s->proxy_host == NULL) {
-        return moat_conf__fail_at_word(L, &n->words[0],
-                                       "site \"%s\" has nothing to serve (add \"root FOLDER\" or "
-                                       "\"proxy http://HOST:PORT\" inside its block)",
-                                       s->names[0]);
+    int whole = 0;
+    for (size_t i = 0; i < s->nproxies; i++) {
+        whole |= s->proxies[i].prefix == NULL;
     }
-    if (s->root != NULL && s->proxy_host != NULL) {
+    if (s->root == NULL && !whole) {
+        return moat_conf__fail_at_word(
+            L, &n->words[0],
+            s->nproxies == 0 ? "site \"%s\" has nothing to serve (add \"root FOLDER\" "
+                               "or \"proxy http://HOST:PORT\" inside its block)"
+                             : "site \"%s\" proxies some path prefixes only: add "
+                               "\"root FOLDER\" for the other paths, or a proxy "
+                               "rule without a prefix",
+            s->names[0]);
+    }
+    if (s->root != NULL && whole) {
         return moat_conf__fail_at_word(L, &n->words[0],
-                                       "site \"%s\" has both root and proxy (keep one: a site "
-                                       "either serves files or forwards to an origin)",
+                                       "site \"%s\" has both root and a proxy for every path "
+                                       "(keep one, or proxy only a prefix: proxy /api/ UPSTREAM)",
                                        s->names[0]);
     }
     return MOAT_RC_OK;

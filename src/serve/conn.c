@@ -8,7 +8,9 @@
 #include "serve/conn.h"
 
 #include "acme/challenges.h"
+#include "core/cidr.h"
 #include "core/log.h"
+#include "core/proxyproto.h"
 #include "core/sock.h"
 #include "http/status.h"
 #include "serve/accesslog.h"
@@ -24,12 +26,16 @@
 #include "tls/sni.h"
 #include "tls/transport.h"
 
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void on_event(struct moat_watch *w, uint32_t events);
+static void step_proxy_header(struct moat_conn *c);
 static void on_timer(struct moat_timer *t);
 
 /* ---- closing ---------------------------------------------------------------------------- */
@@ -174,7 +180,7 @@ static void answer_done(void *host, const struct moat_route_ref *ref,
     struct moat_conn *c = host;
     struct moat_conn_home *h = c->home;
     if (h->alog != NULL) {
-        struct moat_alog_entry e = {.peer = c->peer_text,
+        struct moat_alog_entry e = {.peer = c->ends.peer,
                                     .proto = a->proto,
                                     .status = a->status,
                                     .bytes = a->bytes,
@@ -226,6 +232,28 @@ static moat_rc forbidden_page(struct moat_res *res, const char *why, struct moat
     return MOAT_RC_OK;
 }
 
+/* The site's proxy rule for the request: the longest prefix it is under (segment boundaries),
+ * else the whole-site rule; NULL for files. A path that does not normalise matches the
+ * first prefix rule so that the dispatcher refuses it rather than serving a file. */
+static const struct moat_proxy_route *proxy_route(const struct moat_site *site,
+                                                  const struct moat_req *req)
+{
+    for (size_t i = 0; i < site->nproxies; i++) {
+        const struct moat_proxy_route *r = &site->proxies[i];
+        if (r->plen == 0) {
+            return r;
+        }
+        if (req->npath.p == NULL) {
+            return r;
+        }
+        if (req->npath.len >= r->plen && memcmp(req->npath.p, r->prefix, r->plen) == 0 &&
+            (req->npath.len == r->plen || req->npath.p[r->plen] == '/')) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
 /* Route the request to its site, then to the one handler that answers it; none of them sees
  * the connection or HTTP/1. */
 static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moat_req *req,
@@ -246,7 +274,7 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
                                   .sni_site = c->sni_site,
                                   .ssl = moat_tls_transport_ssl(&c->tr),
                                   .id = c->id,
-                                  .peer_text = c->peer_text};
+                                  .peer_text = c->ends.peer};
     struct moat_route rt;
     enum moat_route_verdict verdict = moat_route_pick(&who, req->authority, req->npath, &rt);
     ref->site = rt.site;
@@ -258,7 +286,7 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
         moat_log(MOAT_LVL_INFO, c->id,
                  "421: Host \"%.*s\" is a site with http2 off, asked over HTTP/2 (peer %s)",
                  (int)(req->authority.len > 200 ? 200 : req->authority.len), req->authority.p,
-                 c->peer_text);
+                 c->ends.peer);
         verdict = MOAT_ROUTE_MISDIRECTED;
     }
     if (verdict != MOAT_ROUTE_SERVE) {
@@ -279,9 +307,19 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
     if (req->method_id == MOAT_HTTP_M_OPTIONS && req->target.len == 1 && req->target.p[0] == '*') {
         return moat_builtin_options(NULL, req, res, lines, body);
     }
-    if (site->proxy != NULL) {
-        struct moat_proxy_call call = {
-            .target = site->proxy, .loop = c->home->loop, .identity = site->conf->client_auth != 0};
+    const struct moat_proxy_route *pr = proxy_route(site, req);
+    if (pr != NULL) {
+        if ((pr->plen > 0 || pr->rewriting) && req->npath.p == NULL) {
+            /* Which rule covers a path that does not normalise cannot be told. */
+            res->close = req->has_body;
+            return moat_res_error_page(res, req->npath_rc.kind == MOAT_E_LIMIT ? 414 : 400, lines,
+                                       body);
+        }
+        struct moat_proxy_call call = {.route = pr,
+                                       .loop = c->home->loop,
+                                       .pool = c->home->upool,
+                                       .trusted = c->snap->trusted,
+                                       .ntrusted = c->snap->ntrusted};
         return moat_proxy_handler(&call, req, res, lines, body);
     }
     return moat_static_handle_cached(&site->st, c->home->files, c->home->loop->now_ms, req, res,
@@ -315,7 +353,8 @@ static void start_h2(struct moat_conn *c)
                                .host = &session_host,
                                .host_data = c,
                                .conn_id = c->id,
-                               .peer = c->peer_text,
+                               .peer = c->ends.peer,
+                               .ends = &c->ends,
                                .tls = moat_tls_transport_ssl(&c->tr),
                                .keep_meta = h->alog != NULL};
     c->h2s = malloc(sizeof(*c->h2s));
@@ -366,23 +405,23 @@ static int step_handshake(struct moat_conn *c)
                          "tls handshake refused: no common application protocol: the client "
                          "offered %s; moat speaks h2 (where it is on), http/1.1 and http/1.0 "
                          "(peer %s)",
-                         msg, c->peer_text);
+                         msg, c->ends.peer);
             } else if (!id.present && strstr(e.msg, "did not return a certificate") != NULL) {
                 moat_log(MOAT_LVL_INFO, c->id,
                          "client refused at handshake: no client certificate was presented "
                          "(peer %s)",
-                         c->peer_text);
+                         c->ends.peer);
             } else if (moat_tls_client_refusal(ssl, msg, sizeof(msg))) {
                 moat_log(MOAT_LVL_INFO, c->id, "client refused at handshake: %s (peer %s)", msg,
-                         c->peer_text);
+                         c->ends.peer);
             } else if (id.present && !id.verified) {
                 /* The words OpenSSL has ("certificate verify failed") say less than the
                  * verify result does: who was refused, and why. */
                 moat_log(MOAT_LVL_INFO, c->id, "client refused at handshake: %s (peer %s)",
-                         moat_tls_identity_refusal(&id, 1, msg, sizeof(msg)), c->peer_text);
+                         moat_tls_identity_refusal(&id, 1, msg, sizeof(msg)), c->ends.peer);
             } else {
                 moat_log(MOAT_LVL_INFO, c->id, "%s (peer %s)", moat_err_str(&e, msg, sizeof(msg)),
-                         c->peer_text);
+                         c->ends.peer);
             }
         }
         moat_conn_close(c);
@@ -391,7 +430,7 @@ static int step_handshake(struct moat_conn *c)
     if (moat_tls_sni_is_acme(moat_tls_transport_ssl(&c->tr))) {
         /* A TLS-ALPN-01 validation: the handshake was the answer (RFC 8737 §3). */
         moat_log(MOAT_LVL_INFO, c->id, "acme: answered a TLS-ALPN-01 validation (peer %s)",
-                 c->peer_text);
+                 c->ends.peer);
         moat_conn_close(c);
         return 0;
     }
@@ -420,6 +459,10 @@ static void on_event(struct moat_watch *w, uint32_t events)
         }
         return;
     }
+    if (c->state == MOAT_CONN_PROXY_HEADER) {
+        step_proxy_header(c);
+        return;
+    }
     if (c->state != MOAT_CONN_HANDSHAKE) {
         return;
     }
@@ -434,7 +477,7 @@ static void on_timer(struct moat_timer *t)
 {
     struct moat_conn *c = t->data;
     c->home->stats.handshake_timeouts++;
-    moat_log(MOAT_LVL_DEBUG, c->id, "tls handshake timed out (peer %s)", c->peer_text);
+    moat_log(MOAT_LVL_DEBUG, c->id, "tls handshake timed out (peer %s)", c->ends.peer);
     moat_conn_close(c);
 }
 
@@ -457,8 +500,50 @@ void moat_conn_retire(struct moat_conn *c)
     }
 }
 
+/* The session starts once the connection is what the listener promised: TLS or plain. */
+static void after_accept(struct moat_conn *c)
+{
+    if (c->plain) {
+        moat_timer_disarm(&c->home->loop->timers, &c->timer);
+        start_session(c);
+        return;
+    }
+    c->state = MOAT_CONN_HANDSHAKE;
+    step_handshake(c); /* bytes that came with the PROXY header get no edge of their own */
+}
+
+/*
+ * PROXY_HEADER: peek at what came, parse it, take exactly the header off the socket (the TLS
+ * handshake or the plain session reads the rest), and believe its addresses. Anything that is
+ * not a valid header closes the connection: the listener promised one, and a guess could let
+ * a client pose as any address (the spec's §2: a receiver must not try to guess).
+ */
+static void step_proxy_header(struct moat_conn *c)
+{
+    struct moat_pp_result r;
+    const char *why = NULL;
+    int got = moat_pp_take(c->tr.fd, &r, &why);
+    if (got == 0) {
+        return;
+    }
+    if (got < 0) {
+        moat_log(MOAT_LVL_INFO, c->id,
+                 "PROXY protocol: expected a header from %s on this listener, got %s: closed",
+                 c->ends.peer, why);
+        moat_conn_close(c);
+        return;
+    }
+    if (r.command == MOAT_PP_CMD_PROXY &&
+        (r.family == MOAT_PP_FAM_INET || r.family == MOAT_PP_FAM_INET6)) {
+        moat_sock_endpoint(&r.src, c->ends.peer, sizeof(c->ends.peer), &c->ends.peer_port);
+        moat_sock_endpoint(&r.dst, c->ends.local, sizeof(c->ends.local), &c->ends.local_port);
+    }
+    c->proxy_header = 0;
+    after_accept(c);
+}
+
 void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_storage *peer,
-                      int plain, int h2_ok)
+                      int plain, int h2_ok, int proxy_header)
 {
     struct moat_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -469,7 +554,16 @@ void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_st
     c->id = ++h->next_id * 64 + h->worker_id; /* unique across workers, ordered within one */
     moat_transport_plain_init(&c->tr, fd);
     c->plain = plain;
-    moat_sock_peer_text(peer, c->peer_text, sizeof(c->peer_text));
+    moat_sock_endpoint(peer, c->ends.peer, sizeof(c->ends.peer), &c->ends.peer_port);
+    if (h->snap->pp_out) {
+        /* Only when an upstream gets PROXY headers: one system call a connection. */
+        struct sockaddr_storage local;
+        socklen_t ll = sizeof(local);
+        if (getsockname(fd, (struct sockaddr *)&local, &ll) == 0) {
+            moat_sock_endpoint(&local, c->ends.local, sizeof(c->ends.local), &c->ends.local_port);
+        }
+    }
+    c->proxy_header = proxy_header;
     c->snap = moat_snapshot_ref(h->snap);
     moat_timer_init(&c->timer, on_timer, c);
     c->w.fd = fd;
@@ -495,7 +589,8 @@ void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_st
                                .host = &session_host,
                                .host_data = c,
                                .conn_id = c->id,
-                               .peer = c->peer_text,
+                               .peer = c->ends.peer,
+                               .ends = &c->ends,
                                .secure = !plain,
                                .tls = moat_tls_transport_ssl(&c->tr),
                                .keep_meta = h->alog != NULL};
@@ -512,13 +607,26 @@ void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_st
         moat_conn_close(c);
         return;
     }
-    if (plain) {
+    if (proxy_header) {
+        if (!moat_cidr_match_sa(c->snap->trusted, c->snap->ntrusted,
+                                (const struct sockaddr *)peer)) {
+            moat_log(MOAT_LVL_WARN, c->id,
+                     "PROXY protocol: %s is not in trusted_proxies, and only those may connect "
+                     "to this listener: closed",
+                     c->ends.peer);
+            moat_conn_close(c);
+            return;
+        }
+        c->state = MOAT_CONN_PROXY_HEADER;
+    } else if (plain) {
         start_session(c);
+        return;
     } else {
         c->state = MOAT_CONN_HANDSHAKE;
-        if (!moat_ok(moat_timer_arm(&h->loop->timers, &c->timer,
-                                    h->loop->now_ms + c->snap->conf->handshake_timeout_ms))) {
-            moat_conn_close(c);
-        }
+    }
+    /* The handshake's timer covers the PROXY header too. */
+    if (!moat_ok(moat_timer_arm(&h->loop->timers, &c->timer,
+                                h->loop->now_ms + c->snap->conf->handshake_timeout_ms))) {
+        moat_conn_close(c);
     }
 }

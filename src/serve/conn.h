@@ -21,6 +21,7 @@ struct moat_snapshot;
 struct moat_site;
 struct moat_hdr_set;
 struct moat_alog;
+struct moat_up_pool;
 struct moat_conn;
 
 struct moat_conn_stats {
@@ -39,6 +40,7 @@ struct moat_conn_home {
     struct moat_h1s_scratch *scratch;
     struct moat_h2s_scratch *h2scratch;
     struct moat_fcache *files;  /* the static handler's open files; NULL: none kept */
+    struct moat_up_pool *upool; /* the worker's connections to upstream servers */
     struct moat_snapshot *snap; /* one reference: the configuration new connections take */
     struct moat_alog *alog;     /* NULL: no access log */
     struct moat_buf *alog_lines;
@@ -57,7 +59,8 @@ struct moat_conn_home {
 
 enum moat_conn_state {
     MOAT_CONN_HANDSHAKE = 0,
-    MOAT_CONN_SESSION, /* the protocol session runs */
+    MOAT_CONN_PROXY_HEADER, /* waiting for the PROXY protocol header of a trusted L4 proxy */
+    MOAT_CONN_SESSION,      /* the protocol session runs */
     MOAT_CONN_CLOSED,
 };
 
@@ -79,12 +82,15 @@ struct moat_conn {
      * HTTP/1 connection does not carry its size: 0.35 KiB of every idle connection. Freed with
      * the connection, after the loop iteration that closed it. */
     struct moat_h2s *h2s;
-    char peer_text[48];
+    struct moat_endpoints ends; /* ends.peer: the client's address, for logs */
+    int proxy_header;           /* a PROXY protocol header is still to be read */
 };
 
 /* Accept a new connection on fd (ownership passes, also on failure). */
+/* `proxy_header`: the listener expects a PROXY protocol header (v1 or v2) first, from a peer
+ * in trusted_proxies; its addresses become the connection's ends. */
 void moat_conn_accept(struct moat_conn_home *home, int fd, const struct sockaddr_storage *peer,
-                      int plain, int h2_ok);
+                      int plain, int h2_ok, int proxy_header);
 /* Called by the worker: drain started (close if idle, no keep-alive after this response). */
 void moat_conn_drain(struct moat_conn *c);
 /* Called by the worker: a new configuration was published. An HTTP/2 connection, which could

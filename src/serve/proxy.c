@@ -1,135 +1,104 @@
 /*
  * proxy.c: the reverse proxy handler (see proxy.h).
  *
- *   CONNECT -> SEND (head, then the client's body piece by piece) -> RECV_HEAD -> RELAY
+ *   PICK -> CONNECT (or a pooled connection) -> SEND (head, then the client's body piece by
+ *   piece) -> RECV_HEAD -> RELAY -> the connection back to the pool, or closed
  *
- * Flow control is by construction: the origin is read only when the exchange has room for the
- * answer (moat_exch_room), and the client's body only when the origin has taken what was read
- * before, so a slow side never makes moat buffer more than a piece of the other. The origin
- * side is an HTTP/1.1 client session (http1/client.h) over a transport: plain for http://
- * origins, TLS (tls/transport.c over tls/client.c's policy) for https:// ones; only the
- * connect step asks for TLS facts. The client side is the exchange (http/exchange.h): the
- * handler never sees the client's connection or its protocol.
+ * with a failure before the answer's first byte going back to PICK when the request may be
+ * tried again (proxy.h). Flow control is by construction: the server is read only when the
+ * exchange has room for the answer (moat_exch_room), and the client's body only when the
+ * server has taken what was read before, so a slow side never makes moat buffer more than a
+ * piece of the other. The client side is the exchange (http/exchange.h): the handler never
+ * sees the client's connection or its protocol.
  */
 #include "serve/proxy.h"
 
 #include "core/log.h"
+#include "core/proxyproto.h"
+#include "core/sock.h"
 #include "http1/client.h"
 #include "http1/write.h"
-#include "serve/conf.h"
-#include "tls/client.h"
 #include "tls/clientauth.h"
 #include "tls/transport.h"
 
-#include <errno.h>
 #include <arpa/inet.h>
-#include <netdb.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define PIECE 16384 /* one TLS record of body at a time, either way */
 #define RESP_HEAD_LIMIT (64 * 1024)
+#define KEY_MAX 256 /* bytes of a hash key kept for retries (longer keys hash their prefix) */
 
 enum px_state {
     PX_CONNECT = 0,
     PX_SEND,
     PX_RECV_HEAD,
     PX_RELAY,
+    PX_TUNNEL, /* after a 101: bytes both ways until one side ends */
 };
 
 struct px {
-    struct moat_watch w;     /* the origin socket; w.fd == up.tr.fd, w.data == this */
-    struct moat_timer timer; /* the origin's: connect, taking the request, each answer read */
-    struct moat_loop *loop;  /* borrowed: the worker's */
-    struct moat_exch *ex;    /* the client's side; NULL once let go */
-    const struct moat_proxy_target *t; /* borrowed from the snapshot */
-    struct moat_h1c up;                /* owned: the HTTP/1.1 session to the origin */
-    struct moat_buf lines;             /* the answer's fields, for the client */
-    unsigned long long conn_id;        /* for log lines */
+    struct moat_timer timer;   /* the server's: connect, each write, first byte, each read */
+    struct moat_loop *loop;    /* borrowed: the worker's */
+    struct moat_up_pool *pool; /* borrowed: the worker's */
+    struct moat_exch *ex;      /* the client's side; NULL once let go */
+    const struct moat_proxy_route *route; /* borrowed from the snapshot */
+    struct moat_up_group *group;          /* one reference: outlives a reload mid-request */
+    struct moat_up_conn *uc;              /* the connection of this try; NULL between tries */
+    size_t server;                        /* of this try */
+    int picked;                           /* server counts this request in flight */
+    struct moat_buf head;                 /* owned: the request head for the server, without Host */
+    struct moat_buf lines;                /* owned: the answer's fields, for the client */
+    char host[300];                       /* the Host to send, when not the server's */
+    char key[KEY_MAX];                    /* what a hashing balance hashes */
+    size_t keylen;
+    char client_ip[64];
+    struct moat_endpoints ends; /* for a PROXY header to the server */
+    int have_ends;
+    char last_why[300]; /* the last try's failure, for the answer when no other try is left */
+    int last_status;
+    uint64_t tried[MOAT_UP_MAX_SERVERS / 64];
+    unsigned tries;
+    uint64_t started_ms;
+    unsigned long long conn_id; /* for log lines */
     enum px_state st;
-    uint32_t events;  /* readiness seen on the origin socket */
-    int body_pending; /* the client's body is still to be forwarded */
-    int head_req;     /* the request is HEAD */
-    int dead;         /* freed at the end of this loop iteration */
+    enum moat_h1_frame frame;
+    uint64_t length;      /* of a Content-Length body */
+    uint32_t events;      /* readiness seen on the server socket */
+    int body_pending;     /* the client's body is still to be forwarded */
+    int body_started;     /* some of it was read from the client: no other try can have it */
+    int head_req;         /* the request is HEAD */
+    int idempotent;       /* RFC 9110 §9.2.2 */
+    int upgrade;          /* a WebSocket handshake goes to the server */
+    int h2_connect;       /* ... made by moat from an extended CONNECT (RFC 8441) */
+    char ws_accept[32];   /* then the Sec-WebSocket-Accept the server must answer */
+    int up_eof, down_eof; /* the tunnel's server / client side ended */
+    int kick;             /* the timer is a nudge to start a pooled connection, not a timeout */
+    int waiting;          /* the timer is the next look for a free server (queue) */
+    int queued;           /* counted in pool->queued */
+    uint64_t queued_at;
+    int dead; /* freed at the end of this loop iteration */
 };
 
-/* ---- targets ---------------------------------------------------------------------------- */
-
-void moat_proxy_target_free(struct moat_proxy_target *t)
+void moat_proxy_route_clear(struct moat_proxy_route *r)
 {
-    if (t == NULL) {
-        return;
-    }
-    SSL_CTX_free(t->ctx);
-    free(t);
+    moat_up_group_unref(r->group);
+    r->group = NULL;
 }
 
-/* The origin's context: moat's client policy (tls/client.h) with proxy_ca alone when set, else
- * the system store plus moat's local CA root when it exists; proxy_cert when set. */
-static moat_rc client_ctx(const struct moat_conf_site *cs, const char *extra_ca, SSL_CTX **out,
-                          struct moat_err *err)
-{
-    static const char *const alpn[] = {"http/1.1"};
-    struct moat_tls_client_opts o = {
-        .system_trust = cs->proxy_ca == NULL,
-        .ca_file = cs->proxy_ca,
-        .ca_file_if_readable = cs->proxy_ca == NULL ? extra_ca : NULL,
-        .cert_path = cs->proxy_cert,
-        .key_path = cs->proxy_key,
-        .alpn = alpn,
-        .nalpn = 1,
-    };
-    return moat_tls_client_ctx_new(&o, out, err);
-}
-
-moat_rc moat_proxy_target_new(const struct moat_conf_site *cs, const char *extra_ca,
-                              struct moat_proxy_target **out, struct moat_err *err)
-{
-    *out = NULL;
-    struct moat_proxy_target *t = calloc(1, sizeof(*t));
-    if (t == NULL) {
-        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
-    }
-    snprintf(t->host, sizeof(t->host), "%s", cs->proxy_host);
-    int v6 = strchr(cs->proxy_host, ':') != NULL;
-    snprintf(t->authority, sizeof(t->authority), "%s%s%s:%u", v6 ? "[" : "", cs->proxy_host,
-             v6 ? "]" : "", cs->proxy_port);
-    t->timeout_ms = cs->proxy_timeout_ms ? cs->proxy_timeout_ms : 60000;
-    snprintf(t->prefix, sizeof(t->prefix), "%s",
-             cs->client_header_prefix ? cs->client_header_prefix : "X-Client-");
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
-    struct addrinfo *ai = NULL;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", cs->proxy_port);
-    int g = getaddrinfo(cs->proxy_host, port, &hints, &ai);
-    if (g != 0 || ai == NULL) {
-        free(t);
-        moat_err_where(err, "%s", cs->where);
-        MOAT_FAIL(err, MOAT_E_CONFIG, "proxy origin \"%s\" cannot be resolved: %s", cs->proxy_host,
-                  gai_strerror(g));
-    }
-    memcpy(&t->addr, ai->ai_addr, ai->ai_addrlen);
-    t->addrlen = ai->ai_addrlen;
-    freeaddrinfo(ai);
-    if (cs->proxy_tls) {
-        moat_rc rc = client_ctx(cs, extra_ca, &t->ctx, err);
-        if (!moat_ok(rc)) {
-            free(t);
-            return rc;
-        }
-    }
-    *out = t;
-    return MOAT_RC_OK;
-}
-
-/* ---- the request to the origin ---------------------------------------------------------- */
+/* ---- the request to the server --------------------------------------------------------- */
 
 static int name_is(moat_slice n, const char *lit)
 {
@@ -248,39 +217,246 @@ static moat_rc identity_fields(void *tls, struct moat_buf *b, const char *prefix
     return MOAT_RC_OK;
 }
 
-static moat_rc build_request(struct px *px, const struct moat_proxy_call *call,
-                             const struct moat_req *r)
+/* A path byte that may go as it is (RFC 3986 pchar and '/'); others are percent-encoded. */
+static int path_byte_ok(unsigned char ch)
 {
-    struct moat_buf *b = moat_h1c_begin(&px->up, r->method_id == MOAT_HTTP_M_HEAD);
-    if (r->target.len > 0 && r->target.p[0] == '/') {
-        MOAT_TRY(moat_h1_head_request(b, r->method, r->target, MOAT_SLICE_NULL));
-    } else {
-        /* The origin gets origin-form (RFC 9112 §3.2.1). */
-        MOAT_TRY(moat_h1_head_request(b, r->method, r->path, r->query));
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           strchr("-._~!$&'()*+,;=:@/", ch) != NULL;
+}
+
+static moat_rc put_path(struct moat_buf *b, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch != 0 && path_byte_ok(ch)) {
+            MOAT_TRY(moat_buf_append(b, p + i, 1));
+        } else {
+            char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            MOAT_TRY(moat_buf_append(b, e, 3));
+        }
     }
-    MOAT_TRY(moat_h1_head_field(b, MOAT_SLICE_LIT("Host"), r->authority));
+    return MOAT_RC_OK;
+}
+
+/* The request line: the target as sent, or the rule's rewritten normalised path. */
+static moat_rc request_line(struct moat_buf *b, const struct moat_proxy_route *rt,
+                            const struct moat_req *r, int h2_connect)
+{
+    if (h2_connect && !rt->rewriting) {
+        /* RFC 8441 §5: the extended CONNECT's :path is the WebSocket's request target. */
+        MOAT_TRY(moat_buf_append(b, "GET ", 4));
+        MOAT_TRY(moat_buf_append(b, r->path.p, r->path.len));
+        if (r->query.len > 0) {
+            MOAT_TRY(moat_buf_append(b, "?", 1));
+            MOAT_TRY(moat_buf_append(b, r->query.p, r->query.len));
+        }
+        return moat_buf_append(b, " HTTP/1.1\r\n", 11);
+    }
+    if (!rt->rewriting) {
+        if (r->target.len > 0 && r->target.p[0] == '/') {
+            return moat_h1_head_request(b, r->method, r->target, MOAT_SLICE_NULL);
+        }
+        return moat_h1_head_request(b, r->method, r->path, r->query); /* origin-form */
+    }
+    /* npath is under the prefix (the router checked): swap the prefix. */
+    moat_slice rest = moat_slice_of(r->npath.p + rt->plen, r->npath.len - rt->plen);
+    if (h2_connect) {
+        MOAT_TRY(moat_buf_append(b, "GET", 3));
+    } else {
+        MOAT_TRY(moat_buf_append(b, r->method.p, r->method.len));
+    }
+    MOAT_TRY(moat_buf_append(b, " ", 1));
+    size_t before = moat_buf_len(b);
+    MOAT_TRY(moat_buf_append(b, rt->rewrite, strlen(rt->rewrite)));
+    MOAT_TRY(put_path(b, rest.p, rest.len));
+    if (moat_buf_len(b) == before) {
+        MOAT_TRY(moat_buf_append(b, "/", 1));
+    }
+    if (r->query.len > 0) {
+        MOAT_TRY(moat_buf_append(b, "?", 1));
+        MOAT_TRY(moat_buf_append(b, r->query.p, r->query.len));
+    }
+    return moat_buf_append(b, " HTTP/1.1\r\n", 11);
+}
+
+/* The values of every field called `lc` joined by ", " (RFC 9110 §5.3), into b. */
+static moat_rc joined(struct moat_buf *b, const struct moat_req *r, const char *lc, int *any)
+{
+    *any = 0;
+    for (size_t i = 0; i < r->nfields; i++) {
+        if (!moat_slice_eq_lit_nocase(r->fields[i].name, lc)) {
+            continue;
+        }
+        if (*any) {
+            MOAT_TRY(moat_buf_append(b, ", ", 2));
+        }
+        MOAT_TRY(moat_buf_append(b, r->fields[i].value.p, r->fields[i].value.len));
+        *any = 1;
+    }
+    return MOAT_RC_OK;
+}
+
+/* A Forwarded parameter value: a token as it is, anything else quoted (RFC 7239 §4). */
+static moat_rc fwd_value(struct moat_buf *b, const char *p, size_t n, int force_quote)
+{
+    int token = !force_quote && n > 0;
+    for (size_t i = 0; token && i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        token = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+    }
+    if (token) {
+        return moat_buf_append(b, p, n);
+    }
+    MOAT_TRY(moat_buf_append(b, "\"", 1));
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '"' || p[i] == '\\') {
+            MOAT_TRY(moat_buf_append(b, "\\", 1));
+        }
+        MOAT_TRY(moat_buf_append(b, p + i, 1));
+    }
+    return moat_buf_append(b, "\"", 1);
+}
+
+/* X-Forwarded-For/-Proto/-Host and Forwarded: a trusted client's values are kept (and the
+ * hop appended to the lists), everyone else's were dropped with the other fields. */
+static moat_rc forwarded_fields(struct moat_buf *b, const struct moat_req *r, int trusted,
+                                const char *ip)
+{
+    int any = 0;
+    const char *proto = r->secure ? "https" : "http";
+    MOAT_TRY(moat_buf_append(b, "X-Forwarded-For: ", 17));
+    if (trusted) {
+        MOAT_TRY(joined(b, r, "x-forwarded-for", &any));
+    }
+    MOAT_TRY(moat_buf_printf(b, "%s%s\r\n", any ? ", " : "", ip));
+    moat_slice v = trusted ? moat_req_field(r, "x-forwarded-proto") : MOAT_SLICE_NULL;
+    if (v.p == NULL) {
+        v = moat_slice_cstr(proto);
+    }
+    MOAT_TRY(moat_buf_printf(b, "X-Forwarded-Proto: %.*s\r\n", MOAT_SLICE_FMT(v)));
+    v = trusted ? moat_req_field(r, "x-forwarded-host") : MOAT_SLICE_NULL;
+    MOAT_TRY(
+        moat_buf_printf(b, "X-Forwarded-Host: %.*s\r\n", MOAT_SLICE_FMT(v.p ? v : r->authority)));
+    MOAT_TRY(moat_buf_append(b, "Forwarded: ", 11));
+    if (trusted) {
+        MOAT_TRY(joined(b, r, "forwarded", &any));
+        if (any) {
+            MOAT_TRY(moat_buf_append(b, ", ", 2));
+        }
+    }
+    MOAT_TRY(moat_buf_append(b, "for=", 4));
+    if (strchr(ip, ':') != NULL) {
+        char v6[80];
+        int n = snprintf(v6, sizeof(v6), "[%s]", ip);
+        MOAT_TRY(fwd_value(b, v6, (size_t)n, 1));
+    } else {
+        MOAT_TRY(fwd_value(b, ip, strlen(ip), 0));
+    }
+    MOAT_TRY(moat_buf_printf(b, ";proto=%s", proto));
+    if (r->authority.len > 0) {
+        MOAT_TRY(moat_buf_append(b, ";host=", 6));
+        MOAT_TRY(fwd_value(b, r->authority.p, r->authority.len, 0));
+    }
+    return moat_buf_append(b, "\r\n", 2);
+}
+
+/*
+ * A WebSocket handshake made for an HTTP/2 client (which sends no key: RFC 8441 §5): a fresh
+ * Sec-WebSocket-Key, and the Sec-WebSocket-Accept the server must answer with (RFC 6455
+ * §4.2.2: base64 of SHA-1 of the key and the protocol's GUID).
+ */
+static moat_rc ws_key(struct px *px, struct moat_buf *b)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char raw[16], sum[SHA_DIGEST_LENGTH];
+    char key[32], both[32 + sizeof(guid)];
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        return moat_rc_of(MOAT_E_TLS);
+    }
+    int kl = EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
+    int bl = snprintf(both, sizeof(both), "%.*s%s", kl, key, guid);
+    if (kl <= 0 || bl <= 0 || !EVP_Digest(both, (size_t)bl, sum, NULL, EVP_sha1(), NULL)) {
+        return moat_rc_of(MOAT_E_TLS);
+    }
+    EVP_EncodeBlock((unsigned char *)px->ws_accept, sum, sizeof(sum));
+    return moat_buf_printf(b, "Sec-WebSocket-Key: %.*s\r\n", kl, key);
+}
+
+/* The request head for every try, without Host (it may name the server picked). */
+static moat_rc build_head(struct px *px, const struct moat_proxy_call *call,
+                          const struct moat_req *r)
+{
+    const struct moat_proxy_route *rt = call->route;
+    struct moat_buf *b = &px->head;
+    MOAT_TRY(request_line(b, rt, r, px->h2_connect));
     moat_slice tokens[16];
     size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
     for (size_t i = 0; i < r->nfields; i++) {
         const struct moat_field *f = &r->fields[i];
-        if (dropped_field(f->name, px->t->prefix, tokens, ntokens)) {
+        if (dropped_field(f->name, rt->id_prefix, tokens, ntokens)) {
             continue;
         }
         MOAT_TRY(moat_h1_head_field(b, f->name, f->value));
     }
-    /* moat is the edge: what the client claims about earlier hops is not forwarded. */
-    MOAT_TRY(moat_buf_printf(b,
-                             "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
-                             "X-Forwarded-Host: %.*s\r\n",
-                             r->peer, r->secure ? "https" : "http", MOAT_SLICE_FMT(r->authority)));
-    if (r->secure && call->identity) {
-        MOAT_TRY(identity_fields(r->tls, b, px->t->prefix));
+    if (px->upgrade) {
+        /* The handshake's own fields; the client's Sec-WebSocket-* went with the others. */
+        MOAT_TRY(moat_buf_append(b, "Connection: upgrade\r\nUpgrade: websocket\r\n", 41));
+        if (px->h2_connect) {
+            MOAT_TRY(ws_key(px, b));
+        }
     }
-    enum moat_h1_frame frame = !r->has_body         ? MOAT_H1_FRAME_NONE
-                               : r->body_length < 0 ? MOAT_H1_FRAME_CHUNKED
-                                                    : MOAT_H1_FRAME_LENGTH;
-    /* One origin connection per request for now; the client session could carry more. */
-    return moat_h1c_head_end(&px->up, frame, r->body_length < 0 ? 0 : (uint64_t)r->body_length, 0);
+    int trusted = moat_cidr_match_text(call->trusted, call->ntrusted, r->peer);
+    MOAT_TRY(forwarded_fields(b, r, trusted, px->client_ip));
+    if (r->secure && rt->identity) {
+        MOAT_TRY(identity_fields(r->tls, b, rt->id_prefix));
+    }
+    px->frame = !r->has_body || px->upgrade ? MOAT_H1_FRAME_NONE
+                : r->body_length < 0        ? MOAT_H1_FRAME_CHUNKED
+                                            : MOAT_H1_FRAME_LENGTH;
+    px->length = r->body_length < 0 ? 0 : (uint64_t)r->body_length;
+    return MOAT_RC_OK;
+}
+
+/* What a hashing balance looks at, copied: a retry picks after the request's slices died. */
+static void take_key(struct px *px, const struct moat_req *r)
+{
+    const struct moat_up_group *g = px->group;
+    moat_slice v = MOAT_SLICE_NULL;
+    if (g->p.balance == MOAT_UP_HASH_HEADER) {
+        for (size_t i = 0; i < r->nfields && v.p == NULL; i++) {
+            if (moat_slice_eq_lit_nocase(r->fields[i].name, g->p.hash_key)) {
+                v = r->fields[i].value;
+            }
+        }
+    } else if (g->p.balance == MOAT_UP_HASH_COOKIE) {
+        size_t kl = strlen(g->p.hash_key);
+        for (size_t i = 0; i < r->nfields && v.p == NULL; i++) {
+            if (!moat_slice_eq_lit_nocase(r->fields[i].name, "cookie")) {
+                continue;
+            }
+            /* cookie-string: name=value pairs split by "; " (RFC 6265 §4.2.1) */
+            const char *p = r->fields[i].value.p, *e = p + r->fields[i].value.len;
+            while (p < e && v.p == NULL) {
+                while (p < e && (*p == ' ' || *p == ';')) {
+                    p++;
+                }
+                const char *ne = p;
+                while (ne < e && *ne != ';') {
+                    ne++;
+                }
+                if ((size_t)(ne - p) > kl && memcmp(p, g->p.hash_key, kl) == 0 && p[kl] == '=') {
+                    v = moat_slice_of(p + kl + 1, (size_t)(ne - p) - kl - 1);
+                }
+                p = ne;
+            }
+        }
+    }
+    px->keylen = v.len < KEY_MAX ? v.len : KEY_MAX;
+    if (px->keylen > 0) {
+        memcpy(px->key, v.p, px->keylen);
+    }
 }
 
 /*
@@ -313,6 +489,35 @@ static moat_rc pass_trailers(const struct moat_buf *in, struct moat_buf *out, co
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
 static const struct moat_stream_ops px_ops;
+static void on_server(struct moat_watch *w, uint32_t events);
+
+/* The try is over: its connection back to the pool (reusable) or closed, its count given back. */
+static void end_try(struct px *px, int reusable)
+{
+    if (px->uc != NULL) {
+        if (reusable && !(px->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+            moat_up_conn_release(px->uc, 1);
+        } else {
+            moat_up_conn_close(px->uc);
+        }
+        px->uc = NULL;
+    }
+    if (px->picked) {
+        moat_up_done(px->group, px->server);
+        px->picked = 0;
+    }
+    moat_timer_disarm(&px->loop->timers, &px->timer);
+    px->kick = 0;
+}
+
+static void leave_queue(struct px *px)
+{
+    if (px->queued) {
+        px->queued = 0;
+        px->pool->queued--;
+    }
+    px->waiting = 0;
+}
 
 static void px_free(struct px *px)
 {
@@ -320,36 +525,122 @@ static void px_free(struct px *px)
         return;
     }
     px->dead = 1;
+    leave_queue(px);
     px->ex = NULL;
-    if (px->up.tr.fd >= 0) {
-        moat_loop_del(px->loop, &px->w);
-    }
-    moat_timer_disarm(&px->loop->timers, &px->timer);
-    moat_h1c_close(&px->up);
+    end_try(px, 0);
+    moat_buf_clear(&px->head);
     moat_buf_clear(&px->lines);
-    /* An event for the origin socket may still wait in this epoll batch: free later. */
+    moat_up_group_unref(px->group);
+    px->group = NULL;
+    /* A timer or socket event for it may still wait in this iteration: free later. */
     moat_loop_defer_free(px->loop, px);
 }
 
-static void log_origin(const struct px *px, const char *what)
+static const char *server_name(const struct px *px)
 {
-    moat_log(MOAT_LVL_INFO, px->conn_id, "proxy to %s: %s", px->t->authority, what);
+    return px->group->servers[px->server].name;
+}
+
+static void log_server(const struct px *px, const char *what)
+{
+    if (px->group->name[0] == '\0') {
+        moat_log(MOAT_LVL_INFO, px->conn_id, "proxy to %s: %s", server_name(px), what);
+    } else {
+        moat_log(MOAT_LVL_INFO, px->conn_id, "proxy to %s (upstream %s): %s", server_name(px),
+                 px->group->name, what);
+    }
+}
+
+/* An error answer of moat's own, with Retry-After when given: the exchange is still ours
+ * (nothing of an answer went to the client), so it is a whole answer, not a cut. */
+static void answer_error(struct px *px, int status, unsigned retry_after)
+{
+    struct moat_exch *ex = px->ex;
+    struct moat_res res;
+    struct moat_buf body;
+    moat_buf_init(&body, 4096);
+    px->lines.rd = px->lines.wr = 0;
+    int ok = moat_ok(moat_res_error_page(&res, status, &px->lines, &body)) &&
+             (retry_after == 0 ||
+              moat_ok(moat_buf_printf(&px->lines, "Retry-After: %u\r\n", retry_after)));
+    struct moat_buf lines = px->lines; /* outlives px for the calls below */
+    px->lines = (struct moat_buf){0};
+    px_free(px);
+    if (!ok || !moat_ok(moat_exch_start(ex, status, &lines, (int64_t)moat_buf_len(&body), 0)) ||
+        !moat_ok(moat_exch_send(ex, body.base + body.rd, moat_buf_len(&body)))) {
+        moat_buf_clear(&lines);
+        moat_buf_clear(&body);
+        return; /* start or send failing ended the exchange */
+    }
+    moat_exch_finish(ex);
+    moat_buf_clear(&lines);
+    moat_buf_clear(&body);
 }
 
 /* Give up: before the client saw anything of the answer an error page, after it the close. */
 static void px_fail(struct px *px, int status, const char *what)
 {
-    log_origin(px, what);
+    log_server(px, what);
     struct moat_exch *ex = px->ex;
     px_free(px);
     moat_exch_fail(ex, status);
 }
 
-static void arm_origin(struct px *px)
+static void px_try(struct px *px);
+
+/*
+ * This try failed before the answer's first byte. `sent_nothing`: the request never left
+ * (connect or TLS failed), so any method may go again. `blame`: the server's fault (counts
+ * toward taking it out), not a pooled connection the server had closed.
+ */
+/* A server that is in and that this request has not failed on yet. */
+static int another_server(const struct px *px)
 {
-    if (!moat_ok(
-            moat_timer_arm(&px->loop->timers, &px->timer, px->loop->now_ms + px->t->timeout_ms))) {
-        px_fail(px, 503, "cannot arm the origin's timer");
+    for (size_t i = 0; i < px->group->n; i++) {
+        if (!((px->tried[i / 64] >> (i % 64)) & 1) &&
+            moat_up_server_in(px->group, i, px->loop->now_ms)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void try_failed(struct px *px, int status, const char *why, int sent_nothing, int blame)
+{
+    const struct moat_up_group *g = px->group;
+    int reused = px->uc != NULL && px->uc->requests > 0;
+    snprintf(px->last_why, sizeof(px->last_why), "%s", why);
+    px->last_status = status;
+    if (blame && !reused) {
+        moat_up_report(px->group, px->server, 0, why, px->loop->now_ms, px->conn_id);
+        px->tried[px->server / 64] |= 1ULL << (px->server % 64);
+    }
+    uint64_t elapsed = px->loop->now_ms - px->started_ms;
+    int again = (px->idempotent || sent_nothing) && !px->body_started &&
+                px->tries <= g->p.retries &&
+                (g->p.retry_timeout_ms == 0 || elapsed < g->p.retry_timeout_ms) &&
+                (!blame || reused || another_server(px));
+    if (!again) {
+        px_fail(px, status, why);
+        return;
+    }
+    log_server(px, why);
+    moat_log(MOAT_LVL_INFO, px->conn_id, "proxy: trying the request again (try %u of %llu)",
+             px->tries + 1, (unsigned long long)g->p.retries + 1);
+    end_try(px, 0);
+    px->st = PX_CONNECT;
+    px_try(px);
+}
+
+static void arm(struct px *px, uint64_t ms)
+{
+    uint64_t due = px->loop->now_ms + ms;
+    const struct moat_up_group *g = px->group;
+    if (g->p.total_ms != 0 && px->started_ms + g->p.total_ms < due) {
+        due = px->started_ms + g->p.total_ms;
+    }
+    if (!moat_ok(moat_timer_arm(&px->loop->timers, &px->timer, due))) {
+        px_fail(px, 503, "cannot arm the upstream's timer");
     }
 }
 
@@ -381,11 +672,11 @@ static moat_rc relay_lines(struct px *px, const struct moat_h1_resp *r, int head
     return MOAT_RC_OK;
 }
 
-/* Words for a refused TLS handshake with the origin. */
+/* Words for a refused TLS handshake with the server. */
 static const char *handshake_words(struct px *px, const struct moat_err *e, char *out,
                                    size_t outlen)
 {
-    SSL *ssl = moat_tls_transport_ssl(&px->up.tr);
+    SSL *ssl = moat_tls_transport_ssl(&px->uc->h1c.tr);
     long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
     if (vr != X509_V_OK) {
         snprintf(out, outlen, "origin certificate refused: %s", X509_verify_cert_error_string(vr));
@@ -395,31 +686,54 @@ static const char *handshake_words(struct px *px, const struct moat_err *e, char
     return out;
 }
 
+/* The head for this try: Host, then what build_head made, then the framing. */
+static moat_rc queue_head(struct px *px)
+{
+    struct moat_h1c *c = &px->uc->h1c;
+    struct moat_buf *b = moat_h1c_begin(c, px->head_req);
+    if (b == NULL) {
+        return moat_rc_of(MOAT_E_INTERNAL);
+    }
+    const char *host =
+        px->route->host_mode == 1 ? px->group->servers[px->server].authority : px->host;
+    size_t line_end = 0;
+    const char *h = px->head.base + px->head.rd;
+    size_t hn = moat_buf_len(&px->head);
+    while (line_end < hn && h[line_end] != '\n') {
+        line_end++;
+    }
+    MOAT_TRY(moat_buf_append(b, h, line_end + 1)); /* the request line */
+    MOAT_TRY(moat_h1_head_field(b, MOAT_SLICE_LIT("Host"), moat_slice_cstr(host)));
+    MOAT_TRY(moat_buf_append(b, h + line_end + 1, hn - line_end - 1));
+    return moat_h1c_head_end(c, px->frame, px->length, 1);
+}
+
 /* SEND: the head, then the client's body as it comes. 1: go on; 0: wait (or over). */
 static int step_send(struct px *px)
 {
     struct moat_err e = {0};
     char why[300];
     for (;;) {
-        moat_rc rc = moat_h1c_flush(&px->up, &e);
+        moat_rc rc = moat_h1c_flush(&px->uc->h1c, &e);
         if (rc.kind == MOAT_E_AGAIN) {
-            arm_origin(px);
+            arm(px, px->group->p.write_ms);
             return 0;
         }
         if (!moat_ok(rc)) {
-            px_fail(px, 502, moat_err_str(&e, why, sizeof(why)));
+            /* The server went away while taking the request: nothing came back yet. */
+            try_failed(px, 502, moat_err_str(&e, why, sizeof(why)), 0, 1);
             return 0;
         }
         if (!px->body_pending) {
             px->st = PX_RECV_HEAD;
-            arm_origin(px);
+            arm(px, px->group->p.first_byte_ms);
             return 1;
         }
         char piece[PIECE];
-        size_t n = 0, room = moat_h1c_body_room(&px->up);
+        size_t n = 0, room = moat_h1c_body_room(&px->uc->h1c);
         rc = moat_exch_read_body(px->ex, piece, room < sizeof(piece) ? room : sizeof(piece), &n);
         if (rc.kind == MOAT_E_AGAIN) {
-            /* The origin is not to blame while the client is slow: the session times it. */
+            /* The server is not to blame while the client is slow: the session times it. */
             moat_timer_disarm(&px->loop->timers, &px->timer);
             return 0;
         }
@@ -428,14 +742,15 @@ static int step_send(struct px *px)
             px_free(px);
             return 0;
         }
+        px->body_started = 1;
         if (n > 0) {
-            rc = moat_h1c_body(&px->up, piece, n);
+            rc = moat_h1c_body(&px->uc->h1c, piece, n);
         } else {
             /* The end: the client's trailers go on, less what may not be forwarded. */
             px->lines.rd = px->lines.wr = 0;
-            rc = pass_trailers(moat_exch_trailers(px->ex), &px->lines, px->t->prefix);
+            rc = pass_trailers(moat_exch_trailers(px->ex), &px->lines, px->route->id_prefix);
             if (moat_ok(rc)) {
-                rc = moat_h1c_body_end_trailers(&px->up, &px->lines);
+                rc = moat_h1c_body_end_trailers(&px->uc->h1c, &px->lines);
             }
             px->body_pending = 0;
         }
@@ -446,58 +761,206 @@ static int step_send(struct px *px)
     }
 }
 
+static void start_tunnel(struct px *px, const struct moat_h1_resp *r);
+
 static int step_recv_head(struct px *px)
 {
     struct moat_err e = {0};
     char why[400];
     const struct moat_h1_resp *r = NULL;
-    moat_rc rc = moat_h1c_read_head(&px->up, &r, &e);
+    struct moat_h1c *c = &px->uc->h1c;
+    moat_rc rc = moat_h1c_read_head(c, &r, &e);
     if (rc.kind == MOAT_E_AGAIN) {
         return 0;
     }
     if (!moat_ok(rc)) {
-        px_fail(px, 502, moat_err_str(&e, why, sizeof(why)));
+        const struct moat_h1c_fault *f = moat_h1c_fault(c);
+        if (f->why == MOAT_H1C_WHY_NO_ANSWER) {
+            /* Closed without a byte: on a pooled connection, the server's idle close racing
+             * the request, no fault of the server's. */
+            try_failed(px, 502, moat_err_str(&e, why, sizeof(why)), 0, 1);
+        } else {
+            moat_up_report(px->group, px->server, 0, "a malformed answer", px->loop->now_ms,
+                           px->conn_id);
+            px_fail(px, 502, moat_err_str(&e, why, sizeof(why)));
+        }
         return 0;
     }
-    int head_req = px->head_req;
+    if (r->status == 101) {
+        start_tunnel(px, r);
+        return !px->dead;
+    }
+    int bad = r->status == 502 || r->status == 503 || r->status == 504;
+    moat_up_report(px->group, px->server, !bad, bad ? "answered 502, 503 or 504" : NULL,
+                   px->loop->now_ms, px->conn_id);
     int64_t length = r->body == MOAT_H1_BODY_LENGTH ? (int64_t)r->content_length : -1;
-    if (!moat_ok(relay_lines(px, r, head_req))) {
+    if (!moat_ok(relay_lines(px, r, px->head_req))) {
         px_fail(px, 502, "the origin's answer head is too large");
         return 0;
     }
     rc = moat_exch_start(px->ex, r->status, &px->lines, length, MOAT_RES_RELAYED);
     if (!moat_ok(rc)) {
-        log_origin(px, "the origin's answer head is too large");
+        log_server(px, "the origin's answer head is too large for the client");
         px->ex = NULL;
         px_free(px);
         return 0;
     }
     px->st = PX_RELAY;
+    arm(px, px->group->p.read_ms);
     return 1;
+}
+
+/* The server switched to WebSocket: check it is the switch asked for, answer the client
+ * (101, or 200 for HTTP/2), and tunnel. */
+static void start_tunnel(struct px *px, const struct moat_h1_resp *r)
+{
+    if (!px->upgrade) {
+        moat_up_report(px->group, px->server, 0, "a 101 nobody asked for", px->loop->now_ms,
+                       px->conn_id);
+        px_fail(px, 502, "the origin switched protocols unasked (101 to a plain request)");
+        return;
+    }
+    const struct moat_field *up = moat_field_find(r->fields, r->nfields, "upgrade");
+    if (up == NULL || !moat_slice_eq_lit_nocase(moat_slice_trim_ows(up->value), "websocket")) {
+        px_fail(px, 502, "the origin's 101 does not switch to websocket");
+        return;
+    }
+    if (px->h2_connect) {
+        const struct moat_field *acc =
+            moat_field_find(r->fields, r->nfields, "sec-websocket-accept");
+        if (acc == NULL ||
+            !moat_slice_eq(moat_slice_trim_ows(acc->value), moat_slice_cstr(px->ws_accept))) {
+            px_fail(px, 502, "the origin's Sec-WebSocket-Accept does not match moat's key");
+            return;
+        }
+    }
+    moat_up_report(px->group, px->server, 1, NULL, px->loop->now_ms, px->conn_id);
+    if (!moat_ok(relay_lines(px, r, 0)) ||
+        !moat_ok(
+            moat_buf_append(&px->lines, "Connection: upgrade\r\nUpgrade: websocket\r\n", 41))) {
+        px_fail(px, 502, "the origin's answer head is too large");
+        return;
+    }
+    if (!moat_ok(
+            moat_exch_start(px->ex, 101, &px->lines, -1, MOAT_RES_RELAYED | MOAT_RES_TUNNEL))) {
+        log_server(px, "the client's side could not switch to the tunnel");
+        px->ex = NULL;
+        px_free(px);
+        return;
+    }
+    px->st = PX_TUNNEL;
+    arm(px, px->group->p.tunnel_ms);
+}
+
+/*
+ * TUNNEL: bytes both ways, each direction as fast as the other side takes them. Ends when the
+ * server closes (the client's side then finishes: HTTP/1.1 closes after what is queued,
+ * HTTP/2 ends the stream); the client closing its side is passed on as a half-close to a
+ * plain server, after which the server's close ends it. Idle both ways for `tunnel`: cut.
+ */
+static int step_tunnel(struct px *px)
+{
+    struct moat_err e = {0};
+    char why[300];
+    struct moat_h1c *c = &px->uc->h1c;
+    int moved = 0;
+    for (int progress = 1; progress && !px->dead;) {
+        progress = 0;
+        while (!px->up_eof && moat_exch_room(px->ex) > 0) {
+            moat_slice piece;
+            moat_rc rc = moat_h1c_read_body(c, &piece, &e);
+            if (rc.kind == MOAT_E_AGAIN) {
+                break;
+            }
+            if (rc.kind == MOAT_E_CLOSED) {
+                px->up_eof = 1;
+                break;
+            }
+            if (!moat_ok(rc)) {
+                px_fail(px, 502, moat_err_str(&e, why, sizeof(why)));
+                return 0;
+            }
+            if (!moat_ok(moat_exch_send(px->ex, piece.p, piece.len))) {
+                px->ex = NULL; /* the client left */
+                px_free(px);
+                return 0;
+            }
+            progress = moved = 1;
+        }
+        if (px->up_eof) {
+            struct moat_exch *ex = px->ex;
+            px_free(px);
+            moat_exch_finish(ex);
+            return 0;
+        }
+        while (!px->down_eof) {
+            moat_rc rc = moat_h1c_flush(c, &e);
+            if (rc.kind == MOAT_E_AGAIN) {
+                break;
+            }
+            if (!moat_ok(rc)) {
+                px_fail(px, 502, moat_err_str(&e, why, sizeof(why)));
+                return 0;
+            }
+            size_t room = moat_h1c_body_room(c), n = 0;
+            char piece[PIECE];
+            if (room == 0) {
+                break;
+            }
+            rc =
+                moat_exch_read_body(px->ex, piece, room < sizeof(piece) ? room : sizeof(piece), &n);
+            if (rc.kind == MOAT_E_AGAIN) {
+                break;
+            }
+            if (!moat_ok(rc)) {
+                px->ex = NULL; /* the client left */
+                px_free(px);
+                return 0;
+            }
+            if (n == 0) {
+                px->down_eof = 1;
+                if (moat_transport_is_plain(&c->tr)) {
+                    (void)shutdown(c->tr.fd, SHUT_WR); /* the server sees the client's end */
+                }
+                break;
+            }
+            if (!moat_ok(moat_h1c_body(c, piece, n))) {
+                px_fail(px, 500, "out of memory");
+                return 0;
+            }
+            progress = moved = 1;
+        }
+    }
+    if (moved) {
+        arm(px, px->group->p.tunnel_ms);
+    }
+    return 0;
 }
 
 static int step_relay(struct px *px)
 {
     struct moat_err e = {0};
     char why[300];
+    struct moat_h1c *c = &px->uc->h1c;
     for (;;) {
         if (moat_exch_room(px->ex) == 0) {
-            /* The client is slow: its time, not the origin's (the session times it). */
+            /* The client is slow: its time, not the server's (the session times it). */
             moat_timer_disarm(&px->loop->timers, &px->timer);
             return 0;
         }
         moat_slice piece;
-        moat_rc rc = moat_h1c_read_body(&px->up, &piece, &e);
+        moat_rc rc = moat_h1c_read_body(c, &piece, &e);
         if (rc.kind == MOAT_E_AGAIN) {
-            arm_origin(px);
+            arm(px, px->group->p.read_ms);
             return 0;
         }
         if (rc.kind == MOAT_E_CLOSED) {
-            /* The origin's trailers outlive px for the one call that copies them out. */
+            /* The server's trailers outlive the try for the one call that copies them out. */
             struct moat_buf trailers;
             moat_buf_init(&trailers, MOAT_H1_CHUNK_TRAILER_DEFAULT);
-            int pass = moat_ok(pass_trailers(moat_h1c_trailers(&px->up), &trailers, NULL));
+            int pass = moat_ok(pass_trailers(moat_h1c_trailers(c), &trailers, NULL));
             struct moat_exch *ex = px->ex;
+            end_try(px, moat_h1c_reusable(c));
             px_free(px);
             moat_exch_finish_trailers(ex, pass ? &trailers : NULL);
             moat_buf_clear(&trailers);
@@ -521,20 +984,21 @@ static void px_run(struct px *px)
     while (go && !px->dead) {
         switch (px->st) {
         case PX_CONNECT: {
-            if (!(px->events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-                return;
-            }
             struct moat_err e = {0};
-            moat_rc rc = moat_h1c_ready(&px->up, &e);
+            moat_rc rc = moat_up_conn_ready(px->uc, &e);
             if (rc.kind == MOAT_E_AGAIN) {
                 return;
             }
             if (!moat_ok(rc)) {
                 char why[700];
-                px_fail(px, 502,
-                        moat_transport_is_plain(&px->up.tr)
-                            ? moat_err_str(&e, why, sizeof(why))
-                            : handshake_words(px, &e, why, sizeof(why)));
+                try_failed(px, 502,
+                           rc.kind != MOAT_E_TLS ? moat_err_str(&e, why, sizeof(why))
+                                                 : handshake_words(px, &e, why, sizeof(why)),
+                           1, 1);
+                return;
+            }
+            if (!moat_ok(queue_head(px))) {
+                px_fail(px, 500, "request head too large for the server");
                 return;
             }
             px->st = PX_SEND;
@@ -549,11 +1013,14 @@ static void px_run(struct px *px)
         case PX_RELAY:
             go = step_relay(px);
             break;
+        case PX_TUNNEL:
+            go = step_tunnel(px);
+            break;
         }
     }
 }
 
-static void on_origin(struct moat_watch *w, uint32_t events)
+static void on_server(struct moat_watch *w, uint32_t events)
 {
     struct px *px = w->data;
     if (px->dead) {
@@ -563,13 +1030,48 @@ static void on_origin(struct moat_watch *w, uint32_t events)
     px_run(px);
 }
 
-static void on_origin_timer(struct moat_timer *t)
+static void on_timer(struct moat_timer *t)
 {
     struct px *px = t->data;
     if (px->dead) {
         return;
     }
-    px_fail(px, 504, "the origin did not answer in time");
+    if (px->kick) {
+        px->kick = 0;
+        px_run(px);
+        return;
+    }
+    if (px->waiting) {
+        px->waiting = 0;
+        px_try(px);
+        return;
+    }
+    const struct moat_up_group *g = px->group;
+    int total = g->p.total_ms != 0 && px->loop->now_ms >= px->started_ms + g->p.total_ms;
+    switch (px->st) {
+    case PX_CONNECT:
+        try_failed(px, 504, total ? "the whole exchange took too long" : "connect timed out", 1, 1);
+        return;
+    case PX_SEND:
+        moat_up_report(px->group, px->server, 0, "timed out taking the request", px->loop->now_ms,
+                       px->conn_id);
+        px_fail(px, 504, "the server did not take the request in time");
+        return;
+    case PX_RECV_HEAD:
+        moat_up_report(px->group, px->server, 0, "no answer in time", px->loop->now_ms,
+                       px->conn_id);
+        px_fail(px, 504,
+                total ? "the whole exchange took too long" : "the origin did not answer in time");
+        return;
+    case PX_RELAY:
+        px_fail(px, 504,
+                total ? "the whole exchange took too long"
+                      : "the server stopped sending its answer (read timeout)");
+        return;
+    case PX_TUNNEL:
+        px_fail(px, 504, "the tunnel was idle both ways for its timeout (timeouts.tunnel)");
+        return;
+    }
 }
 
 static void px_ready(void *h)
@@ -586,58 +1088,224 @@ static void px_abort(void *h)
 
 static const struct moat_stream_ops px_ops = {.ready = px_ready, .abort = px_abort};
 
-/* An answer of the handler's own, before the exchange became a stream. */
-static moat_rc refuse(struct px *px, int status, const char *what, struct moat_res *res,
-                      struct moat_buf *lines, struct moat_buf *body)
+/* The PROXY v2 header that opens a connection made for this client: its address and the one
+ * it connected to, or LOCAL when they are unknown. */
+static size_t pp_header(const struct px *px, uint8_t *out, size_t cap)
 {
-    log_origin(px, what);
-    px_free(px);
-    return moat_res_error_page(res, status, lines, body);
+    struct sockaddr_storage src, dst;
+    int known = px->have_ends && moat_sock_addr_of(px->ends.peer, px->ends.peer_port, &src) &&
+                moat_sock_addr_of(px->ends.local, px->ends.local_port, &dst);
+    return moat_pp_v2_build(out, cap, known ? (struct sockaddr *)&src : NULL,
+                            known ? (struct sockaddr *)&dst : NULL, MOAT_SLICE_NULL,
+                            MOAT_SLICE_NULL, 0);
+}
+
+/*
+ * Start a try: pick a server, take a pooled connection (the timer nudges it on the next loop
+ * iteration, as its socket will report nothing new) or open one (its events start it).
+ * 1: under way; 2: waiting in the queue for a server below max_conns; 0: no try can start
+ * (*status, *what, *retry_after say why); -1: the connect failed at once (another server may
+ * do).
+ */
+static int start_try(struct px *px, int *status, unsigned *retry_after, const char **what)
+{
+    struct moat_up_group *g = px->group;
+    struct moat_up_key key = {.client_ip = moat_slice_cstr(px->client_ip),
+                              .value = moat_slice_of(px->key, px->keylen)};
+    enum moat_up_pick_rc pr = moat_up_pick(g, &key, px->tried, px->loop->now_ms, &px->server);
+    if (pr != MOAT_UP_PICKED) {
+        char down[1200];
+        if (pr == MOAT_UP_NONE_UP) {
+            moat_up_describe_down(g, px->loop->now_ms, down, sizeof(down));
+            moat_log(MOAT_LVL_WARN, px->conn_id, "upstream %s: no server is up (%s): 503",
+                     moat_up_group_name(g), down);
+            *retry_after = moat_up_retry_after(g, px->loop->now_ms);
+            *status = 503;
+            *what = NULL;
+        } else if (pr == MOAT_UP_ALL_BUSY && g->p.queue > 0 &&
+                   (px->queued || px->pool->queued < g->p.queue) &&
+                   (!px->queued || px->loop->now_ms < px->queued_at + g->p.queue_ms)) {
+            /* Wait for a free place: look again shortly (places free up on any worker). */
+            if (!px->queued) {
+                px->queued = 1;
+                px->queued_at = px->loop->now_ms;
+                px->pool->queued++;
+            }
+            px->waiting = 1;
+            if (!moat_ok(moat_timer_arm(&px->loop->timers, &px->timer, px->loop->now_ms + 5))) {
+                leave_queue(px);
+                *status = 503;
+                *what = "cannot arm the upstream's timer";
+                return 0;
+            }
+            return 2;
+        } else if (pr == MOAT_UP_ALL_BUSY) {
+            moat_log(MOAT_LVL_WARN, px->conn_id,
+                     "upstream %s: every server is at max_conns %llu%s: 503", moat_up_group_name(g),
+                     (unsigned long long)g->p.max_conns,
+                     px->queued ? " for all of queue's timeout" : "");
+            leave_queue(px);
+            *retry_after = 1;
+            *status = 503;
+            *what = NULL;
+        } else {
+            *status = px->last_status ? px->last_status : 502;
+            *what = px->last_why[0] ? px->last_why : "every server that is up failed this request";
+        }
+        return 0;
+    }
+    leave_queue(px);
+    px->picked = 1;
+    px->tries++;
+    struct moat_up_conn *uc = moat_up_pool_take(px->pool, g, px->server, !px->idempotent);
+    if (uc != NULL) {
+        moat_up_conn_own(uc, on_server, px);
+        px->uc = uc;
+        px->events = EPOLLOUT;
+        if (!moat_ok(queue_head(px))) {
+            *status = 500;
+            *what = "request head too large for the server";
+            return 0;
+        }
+        px->st = PX_SEND;
+        px->kick = 1;
+        if (!moat_ok(moat_timer_arm(&px->loop->timers, &px->timer, px->loop->now_ms))) {
+            *status = 503;
+            *what = "cannot arm the upstream's timer";
+            return 0;
+        }
+        return 1;
+    }
+    struct moat_h1c_limits lim = {.max_head_bytes = RESP_HEAD_LIMIT};
+    struct moat_err e = {0};
+    uint8_t preface[240];
+    size_t np = g->p.proxy_protocol == 2 ? pp_header(px, preface, sizeof(preface)) : 0;
+    moat_rc rc =
+        moat_up_conn_open(px->pool, g, px->server, &lim, preface, np, on_server, px, &px->uc, &e);
+    if (!moat_ok(rc)) {
+        static _Thread_local char why[300];
+        moat_err_str(&e, why, sizeof(why));
+        *status = rc.kind == MOAT_E_IO ? 502 : 503;
+        *what = why;
+        return -1; /* a connect that failed at once: another server may do */
+    }
+    px->st = PX_CONNECT;
+    px->events = 0;
+    arm(px, g->p.connect_ms);
+    return px->dead ? 0 : 1;
+}
+
+/* After the handler returned: a new try, answering the client itself when none can start. */
+static void px_try(struct px *px)
+{
+    for (;;) {
+        int status = 502;
+        unsigned retry_after = 0;
+        const char *what = NULL;
+        int r = start_try(px, &status, &retry_after, &what);
+        if (r >= 1 || px->dead) {
+            return;
+        }
+        if (r < 0) {
+            try_failed(px, status, what, 1, status == 502);
+            return;
+        }
+        if (retry_after == 0) {
+            px_fail(px, status, what != NULL ? what : "no server can take the request");
+            return;
+        }
+        answer_error(px, status, retry_after);
+        return;
+    }
 }
 
 moat_rc moat_proxy_handler(const void *ctx, const struct moat_req *req, struct moat_res *res,
                            struct moat_buf *lines, struct moat_buf *body)
 {
     const struct moat_proxy_call *call = ctx;
-    const struct moat_proxy_target *t = call->target;
+    const struct moat_proxy_route *rt = call->route;
     *res = (struct moat_res){.status = 500, .fd = -1};
     struct px *px = calloc(1, sizeof(*px));
     if (px == NULL) {
         return moat_res_error_page(res, 503, lines, body);
     }
     px->loop = call->loop;
-    px->t = t;
+    px->pool = call->pool;
+    px->route = rt;
+    px->group = moat_up_group_ref(rt->group);
     px->ex = req->exch;
     px->conn_id = req->conn_id;
     px->body_pending = req->has_body;
     px->head_req = req->method_id == MOAT_HTTP_M_HEAD;
-    moat_timer_init(&px->timer, on_origin_timer, px);
+    enum moat_http_method m = req->method_id;
+    px->idempotent = m == MOAT_HTTP_M_GET || m == MOAT_HTTP_M_HEAD || m == MOAT_HTTP_M_OPTIONS ||
+                     m == MOAT_HTTP_M_TRACE || m == MOAT_HTTP_M_PUT || m == MOAT_HTTP_M_DELETE;
+    px->started_ms = px->loop->now_ms;
+    /* Only WebSocket is carried: another protocol named in Upgrade (h2c...) is this hop's. */
+    px->upgrade = moat_slice_eq_lit_nocase(req->upgrade, "websocket");
+    px->h2_connect = px->upgrade && m == MOAT_HTTP_M_CONNECT;
+    if (px->h2_connect) {
+        px->body_pending = 0; /* the stream's DATA is the tunnel's, after the 200 */
+        px->idempotent = 1;   /* nothing of it goes before the switch */
+    }
+    moat_timer_init(&px->timer, on_timer, px);
+    moat_buf_init(&px->head, RESP_HEAD_LIMIT);
     moat_buf_init(&px->lines, RESP_HEAD_LIMIT);
-    struct moat_h1c_limits lim = {.max_head_bytes = RESP_HEAD_LIMIT};
-    moat_h1c_init(&px->up, &lim);
-    if (!moat_ok(build_request(px, call, req))) {
-        return refuse(px, 500, "request head too large for the origin", res, lines, body);
+    snprintf(px->client_ip, sizeof(px->client_ip), "%s", req->peer ? req->peer : "-");
+    if (req->ends != NULL) {
+        px->ends = *req->ends;
+        px->have_ends = 1;
     }
-    struct moat_err e = {0};
-    char why[300];
-    moat_rc rc = moat_h1c_connect(&px->up, (const struct sockaddr *)&t->addr, t->addrlen, &e);
-    if (!moat_ok(rc)) {
-        return refuse(px, rc.kind == MOAT_E_IO ? 502 : 503, moat_err_str(&e, why, sizeof(why)), res,
-                      lines, body);
+    if (rt->host_mode == 2) {
+        snprintf(px->host, sizeof(px->host), "%s", rt->host_value);
+    } else {
+        snprintf(px->host, sizeof(px->host), "%.*s",
+                 (int)(req->authority.len < sizeof(px->host) ? req->authority.len
+                                                             : sizeof(px->host) - 1),
+                 req->authority.p ? req->authority.p : "");
     }
-    int fd = px->up.tr.fd;
-    if (t->ctx != NULL) {
-        /* SNI for a name, none for an address; the certificate must name the origin. */
-        if (!moat_ok(moat_tls_transport_client(&px->up.tr, fd, t->ctx, t->host, NULL))) {
-            return refuse(px, 503, "cannot start TLS to the origin", res, lines, body);
+    take_key(px, req);
+    if (m == MOAT_HTTP_M_CONNECT && !px->upgrade) {
+        /* moat is a reverse proxy: no CONNECT tunnels to wherever a client names. */
+        px_free(px);
+        MOAT_TRY(moat_res_error_page(res, 405, lines, body));
+        return moat_buf_printf(lines, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n");
+    }
+    if (!moat_ok(build_head(px, call, req))) {
+        log_server(px, "request head too large for the server");
+        px_free(px);
+        return moat_res_error_page(res, 500, lines, body);
+    }
+    /* The first try starts here, so that what fails at once is an ordinary answer. */
+    for (;;) {
+        int status = 502;
+        unsigned retry_after = 0;
+        const char *what = NULL;
+        int r = start_try(px, &status, &retry_after, &what);
+        if (r >= 1) {
+            break; /* under way, or waiting in the queue */
         }
-    }
-    px->w = (struct moat_watch){.fd = fd, .cb = on_origin, .data = px};
-    if (!moat_ok(moat_loop_add(px->loop, &px->w, EPOLLIN | EPOLLOUT | EPOLLRDHUP))) {
-        return refuse(px, 503, "cannot watch the origin socket", res, lines, body);
-    }
-    if (!moat_ok(moat_timer_arm(&px->loop->timers, &px->timer, px->loop->now_ms + t->timeout_ms))) {
-        return refuse(px, 503, "cannot arm the origin's timer", res, lines, body);
+        if (r < 0) {
+            /* connect() refused at once (a local port with nothing on it) */
+            moat_up_report(px->group, px->server, 0, what, px->loop->now_ms, px->conn_id);
+            px->tried[px->server / 64] |= 1ULL << (px->server % 64);
+            snprintf(px->last_why, sizeof(px->last_why), "%s", what);
+            px->last_status = status;
+            if (px->tries <= px->group->p.retries && another_server(px)) {
+                log_server(px, what);
+                end_try(px, 0);
+                continue;
+            }
+        }
+        if (what != NULL) {
+            log_server(px, what);
+        }
+        px_free(px);
+        MOAT_TRY(moat_res_error_page(res, status, lines, body));
+        if (retry_after != 0) {
+            MOAT_TRY(moat_buf_printf(lines, "Retry-After: %u\r\n", retry_after));
+        }
+        return MOAT_RC_OK;
     }
     res->stream = &px_ops;
     res->stream_h = px;

@@ -1,56 +1,60 @@
 /*
- * proxy.h: the reverse proxy handler: a site with `proxy http[s]://HOST:PORT` forwards each
- * request to its origin over a second connection on the same worker and loop, and streams the
- * answer back (DESIGN.md: the same parser in response mode, the same buffers).
+ * proxy.h: the reverse proxy handler: a site's `proxy` rule forwards the requests it covers to
+ * an upstream (upstream/group.h: servers, balancing, health) over the worker's pooled
+ * connections (upstream/pool.h), and streams the answer back (DESIGN.md: the same parser in
+ * response mode, the same buffers).
  *
- * To the origin: the request line and fields minus hop-by-hop fields, the body re-framed
- * (Content-Length as is, chunked re-chunked), X-Forwarded-For/-Proto/-Host set by moat (never
- * taken from the client), and for mutual-TLS sites the client's verified identity in
- * <prefix>Subject/-Issuer/-Serial/-Fingerprint/-SAN/-Verify; any field starting with the prefix
- * that the client sent is dropped first, so an identity can never be forged. One origin
- * connection per request (`Connection: close`) for now; the HTTP/1 client session it runs on
- * outlives a request, so the pools of the full proxy drop in without touching this.
+ * To the server: the request line (the path rewritten when the rule strips or replaces its
+ * prefix) and fields minus hop-by-hop fields, Host as the site says (the client's by default),
+ * the body re-framed (Content-Length as is, chunked re-chunked), X-Forwarded-For/-Proto/-Host
+ * and Forwarded (RFC 7239): what the client sent of them is kept, and appended to, only when
+ * the client is one of trusted_proxies, and replaced otherwise; for mutual-TLS sites the
+ * client's verified identity in <prefix>Subject/-Issuer/-Serial/-Fingerprint/-SAN/-Verify,
+ * after dropping any field with that prefix the client sent, so an identity cannot be forged.
+ *
+ * A request that failed before any byte of an answer came (connect refused, the server closed
+ * or timed out without answering) is tried again on another server when that is safe: its
+ * method is idempotent (RFC 9110 §9.2.2) or nothing of it was sent, and none of its body was
+ * streamed yet; at most `retries` times and within retry_timeout.
  */
 #ifndef MOAT_SERVE_PROXY_H
 #define MOAT_SERVE_PROXY_H
 
+#include "core/cidr.h"
 #include "core/err.h"
 #include "core/loop.h"
 #include "http/exchange.h"
+#include "upstream/group.h"
+#include "upstream/pool.h"
 
-#include <openssl/ssl.h>
-#include <sys/socket.h>
-
-struct moat_conf_site;
-
-/* A site's origin, resolved and prepared at configuration load. */
-struct moat_proxy_target {
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    char host[256];      /* for SNI and certificate name checks */
-    char authority[300]; /* host[:port] */
-    SSL_CTX *ctx;        /* owned; client context for https origins, else NULL */
-    uint64_t timeout_ms;
-    char prefix[64]; /* identity header prefix, e.g. "X-Client-" */
+/* One proxy rule of a site, built with the snapshot. */
+struct moat_proxy_route {
+    struct moat_up_group *group; /* one reference */
+    char prefix[256];            /* normalised, without trailing '/'; "" for the whole site */
+    size_t plen;
+    int strip;         /* remove the prefix from the path */
+    char rewrite[256]; /* put this in its place; "" none */
+    int rewriting;     /* strip or rewrite: the path is moat's normalised one */
+    int host_mode;     /* 0 the client's Host, 1 the server's, 2 host_value */
+    char host_value[300];
+    char id_prefix[64]; /* identity fields' prefix, e.g. "X-Client-" */
+    int identity;       /* send the client certificate's identity (mutual-TLS sites) */
 };
 
-/* Resolve the origin (numeric, localhost or a DNS name, looked up once here) and build the
- * TLS client context for https (verification on: proxy_ca or the system store plus
- * `extra_ca`, the local CA's root; name checked; proxy_cert presented when given). */
-MOAT_MUST_USE moat_rc moat_proxy_target_new(const struct moat_conf_site *cs, const char *extra_ca,
-                                            struct moat_proxy_target **out, struct moat_err *err);
-void moat_proxy_target_free(struct moat_proxy_target *t);
+void moat_proxy_route_clear(struct moat_proxy_route *r);
 
 /* What the connection hands the handler for one request. */
 struct moat_proxy_call {
-    const struct moat_proxy_target *target; /* the site's origin */
-    struct moat_loop *loop;                 /* the worker's: the origin's socket and timer */
-    int identity;                           /* send the client certificate's identity */
+    const struct moat_proxy_route *route;
+    struct moat_loop *loop;          /* the worker's: the upstream sockets and timers */
+    struct moat_up_pool *pool;       /* the worker's connections to upstream servers */
+    const struct moat_cidr *trusted; /* trusted_proxies */
+    size_t ntrusted;
 };
 
-/* The handler (http/exchange.h; ctx: a struct moat_proxy_call): connects to the origin, sends
- * the request head, then takes the exchange as a stream (the body both ways, with
- * back-pressure). What fails before that (no socket, head too large) is an error page. */
+/* The handler (http/exchange.h; ctx: a struct moat_proxy_call): picks a server, takes or opens
+ * a connection, then takes the exchange as a stream (the body both ways, with back-pressure).
+ * What fails at once (no server is up, the head is too large) is an ordinary answer. */
 MOAT_MUST_USE moat_rc moat_proxy_handler(const void *ctx, const struct moat_req *req,
                                          struct moat_res *res, struct moat_buf *lines,
                                          struct moat_buf *body);

@@ -30,7 +30,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#define MAX_ADDRS 16
+#define MAX_ADDRS 32
 
 moat_rc moat_server_state_dir_path(const struct moat_conf *conf, char **out, struct moat_err *err)
 {
@@ -169,8 +169,22 @@ static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, s
     size_t naddrs = 0;
     int tls_flags[MAX_ADDRS];
     const char *specs[MAX_ADDRS];
-    for (size_t i = 0; i <= conf->nlisten; i++) {
+    size_t nstream = 0;
+    for (size_t i = 0; i < conf->nstreams; i++) {
+        nstream += conf->streams[i].nlisten;
+    }
+    for (size_t i = 0; i <= conf->nlisten + nstream; i++) {
         const char *spec = i < conf->nlisten ? conf->listen[i] : conf->redirect_listen;
+        int kind = i < conf->nlisten;
+        if (i > conf->nlisten) {
+            /* the streams' addresses, in order */
+            size_t k = i - conf->nlisten - 1, s = 0;
+            while (k >= conf->streams[s].nlisten) {
+                k -= conf->streams[s++].nlisten;
+            }
+            spec = conf->streams[s].listen[k];
+            kind = MOAT_LISTENER_STREAM;
+        }
         if (spec == NULL) {
             continue;
         }
@@ -180,14 +194,14 @@ static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, s
         }
         MOAT_TRY(moat_addr_resolve(spec, addrs + naddrs, MAX_ADDRS - naddrs, &n, err));
         for (size_t k = 0; k < n; k++) {
-            tls_flags[naddrs + k] = i < conf->nlisten;
+            tls_flags[naddrs + k] = kind;
             specs[naddrs + k] = spec;
         }
         naddrs += n;
     }
     srv->https_port = 443;
     for (size_t a = 0; a < naddrs; a++) {
-        if (tls_flags[a]) {
+        if (tls_flags[a] == 1) {
             srv->https_port = addrs[a].port;
             break;
         }
@@ -212,7 +226,9 @@ static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, s
             MOAT_TRY(moat_worker_add_listener(&srv->workers[w], fd, tls_flags[a], specs[a], err));
         }
         moat_log_i("listening on %s (%s)", addrs[a].text,
-                   tls_flags[a] ? "https" : "http, redirecting to https");
+                   tls_flags[a] == MOAT_LISTENER_STREAM ? "stream"
+                   : tls_flags[a]                       ? "https"
+                                                        : "http, redirecting to https");
     }
     return MOAT_RC_OK;
 }

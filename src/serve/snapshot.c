@@ -14,6 +14,7 @@
 #include "acme/challenges.h"
 #include "acme/source.h"
 #include "serve/proxy.h"
+#include "upstream/group.h"
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -24,6 +25,7 @@
 #include "pki/chain.h"
 #include "tls/clientauth.h"
 #include "tls/ctx.h"
+#include "tls/client.h"
 #include "tls/sni.h"
 
 #include <arpa/inet.h>
@@ -33,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,8 +50,12 @@ static void site_clear(struct moat_site *s)
     }
     moat_tls_client_auth_free(s->client_auth);
     s->client_auth = NULL;
-    moat_proxy_target_free(s->proxy);
-    s->proxy = NULL;
+    for (size_t i = 0; i < s->nproxies; i++) {
+        moat_proxy_route_clear(&s->proxies[i]);
+    }
+    free(s->proxies);
+    s->proxies = NULL;
+    s->nproxies = 0;
     moat_hdr_table_clear(&s->hdrs);
 }
 
@@ -61,6 +68,22 @@ static void snapshot_free(struct moat_snapshot *s)
         site_clear(&s->sites[i]);
     }
     free(s->sites);
+    for (size_t i = 0; i < s->ngroups; i++) {
+        moat_up_group_unref(s->groups[i]);
+    }
+    free(s->groups);
+    for (size_t i = 0; i < s->nstreams; i++) {
+        struct moat_stream_rt *st = &s->streams[i];
+        SSL_CTX_free(st->ctx);
+        moat_tls_sni_free(st->sni);
+        moat_tls_client_auth_free(st->client_auth);
+        for (size_t k = 0; k < st->nroutes; k++) {
+            moat_up_group_unref(st->routes[k].group);
+        }
+        free(st->routes);
+    }
+    free(s->streams);
+    free(s->trusted);
     moat_crlpub_free(s->crlpub);
     moat_tls_sni_free(s->sni);
     moat_conf_free(s->conf);
@@ -111,6 +134,48 @@ int moat_snapshot_listener_http2(const struct moat_snapshot *s, const char *spec
         }
     }
     return 1;
+}
+
+const struct moat_stream_rt *moat_snapshot_stream_for(const struct moat_snapshot *s,
+                                                      const char *spec)
+{
+    for (size_t i = 0; i < s->nstreams; i++) {
+        const struct moat_conf_stream *c = s->streams[i].conf;
+        for (size_t k = 0; k < c->nlisten; k++) {
+            if (strcmp(c->listen[k], spec) == 0) {
+                return &s->streams[i];
+            }
+        }
+    }
+    return NULL;
+}
+
+const struct moat_stream_route_rt *moat_snapshot_stream_route(const struct moat_stream_rt *st,
+                                                              const char *sni)
+{
+    const struct moat_stream_route_rt *wild = NULL, *dflt = NULL;
+    const char *dot = sni != NULL ? strchr(sni, '.') : NULL;
+    for (size_t i = 0; i < st->nroutes; i++) {
+        const struct moat_stream_route_rt *r = &st->routes[i];
+        if (r->sni[0] == '\0') {
+            dflt = r;
+        } else if (sni != NULL && strcasecmp(r->sni, sni) == 0) {
+            return r;
+        } else if (dot != NULL && r->sni[0] == '*' && strcasecmp(r->sni + 1, dot) == 0) {
+            wild = r;
+        }
+    }
+    return wild != NULL ? wild : dflt;
+}
+
+int moat_snapshot_listener_pp(const struct moat_snapshot *s, const char *spec)
+{
+    for (size_t i = 0; i < s->conf->nproxy_protocol_listen; i++) {
+        if (strcmp(s->conf->proxy_protocol_listen[i], spec) == 0) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 struct moat_site *moat_snapshot_route(const struct moat_snapshot *s, const char *host, size_t len)
@@ -383,6 +448,253 @@ moat_rc moat_snapshot_acme_refresh(struct moat_snapshot *s, struct moat_err *err
     return first;
 }
 
+/* The upstreams: one group each, shared by the sites' rules that name it. */
+static moat_rc build_groups(struct moat_snapshot *s, const struct moat_snapshot_env *env,
+                            struct moat_err *err)
+{
+    const struct moat_conf *c = s->conf;
+    static const char *const alpn[] = {"http/1.1"};
+    char local_root[PATH_MAX];
+    snprintf(local_root, sizeof(local_root), "%s/ca/root.pem", env->state_dir);
+    s->groups = calloc(c->nupstreams ? c->nupstreams : 1, sizeof(*s->groups));
+    s->trusted = calloc(c->ntrusted_proxies ? c->ntrusted_proxies : 1, sizeof(*s->trusted));
+    if (s->groups == NULL || s->trusted == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < c->ntrusted_proxies; i++) {
+        if (moat_cidr_parse(c->trusted_proxies[i], &s->trusted[i]) != NULL) {
+            MOAT_FAIL(err, MOAT_E_INTERNAL, "trusted_proxies changed after loading");
+        }
+    }
+    s->ntrusted = c->ntrusted_proxies;
+    for (size_t i = 0; i < c->nupstreams; i++) {
+        const struct moat_conf_upstream *u = &c->upstreams[i];
+        struct moat_up_server_spec sv[MOAT_UP_MAX_SERVERS];
+        for (size_t k = 0; k < u->nservers && k < MOAT_UP_MAX_SERVERS; k++) {
+            sv[k] = (struct moat_up_server_spec){.host = u->servers[k].host,
+                                                 .unix_path = u->servers[k].unix_path,
+                                                 .port = u->servers[k].port,
+                                                 .tls = u->servers[k].tls,
+                                                 .weight = u->servers[k].weight};
+        }
+        struct moat_up_params p = {
+            .name = u->name,
+            .servers = sv,
+            .nservers = u->nservers,
+            .balance = (enum moat_up_balance)u->balance,
+            .hash_key = u->hash_key,
+            .keepalive = u->keepalive,
+            .keepalive_ms = u->keepalive_ms,
+            .max_conns = u->max_conns,
+            .queue = u->queue,
+            .queue_ms = u->queue_ms,
+            .max_fails = u->max_fails,
+            .fail_timeout_ms = u->fail_timeout_ms,
+            .slow_start_ms = u->slow_start_ms,
+            .retries = u->retries,
+            .retry_timeout_ms = u->retry_timeout_ms,
+            .connect_ms = u->connect_ms,
+            .first_byte_ms = u->first_byte_ms,
+            .read_ms = u->read_ms,
+            .write_ms = u->write_ms,
+            .total_ms = u->total_ms,
+            .tunnel_ms = u->tunnel_ms,
+            .check_path = u->check_path,
+            .check_interval_ms = u->check_interval_ms,
+            .check_timeout_ms = u->check_timeout_ms,
+            .check_rise = u->check_rise,
+            .check_fall = u->check_fall,
+            .check_status_lo = u->check_status_lo,
+            .check_status_hi = u->check_status_hi,
+            .check_host = u->check_host,
+            .ca_file = u->ca,
+            .extra_ca = local_root,
+            .cert = u->cert,
+            .key = u->key,
+            .sni = u->sni,
+            .alpn = u->stream ? NULL : alpn, /* a stream's bytes are not HTTP */
+            .nalpn = u->stream ? 0 : 1,
+            .proxy_protocol = u->proxy_protocol,
+            .where = u->where,
+        };
+        MOAT_TRY(moat_up_group_new(&p, &s->groups[i], err));
+        s->ngroups = i + 1;
+        s->pp_out |= u->proxy_protocol == 2;
+    }
+    return MOAT_RC_OK;
+}
+
+/* Longer prefixes first, the whole-site rule last: the first match is the most specific. */
+static int route_cmp(const void *a, const void *b)
+{
+    const struct moat_proxy_route *x = a, *y = b;
+    return x->plen == y->plen ? 0 : x->plen > y->plen ? -1 : 1;
+}
+
+static moat_rc site_routes(struct moat_snapshot *s, struct moat_site *site,
+                           const struct moat_conf_site *cs, struct moat_err *err)
+{
+    if (cs->nproxies == 0) {
+        return MOAT_RC_OK;
+    }
+    site->proxies = calloc(cs->nproxies, sizeof(*site->proxies));
+    if (site->proxies == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < cs->nproxies; i++) {
+        const struct moat_conf_proxy_rule *r = &cs->proxies[i];
+        struct moat_proxy_route *rt = &site->proxies[i];
+        rt->group = moat_up_group_ref(s->groups[r->index]);
+        site->nproxies = i + 1;
+        snprintf(rt->prefix, sizeof(rt->prefix), "%s", r->prefix ? r->prefix : "");
+        rt->plen = strlen(rt->prefix);
+        if (rt->plen == 1) { /* "/" is every path */
+            rt->plen = 0;
+            rt->prefix[0] = '\0';
+        }
+        rt->strip = r->strip;
+        /* "rewrite /" is a strip: the rest of the path starts with its own "/" */
+        const char *rw = r->rewrite != NULL && strcmp(r->rewrite, "/") != 0 ? r->rewrite : "";
+        snprintf(rt->rewrite, sizeof(rt->rewrite), "%s", rw);
+        rt->rewriting = r->strip || r->rewrite != NULL;
+        rt->host_mode = cs->proxy_host_mode;
+        snprintf(rt->host_value, sizeof(rt->host_value), "%s",
+                 cs->proxy_host_value ? cs->proxy_host_value : "");
+        snprintf(rt->id_prefix, sizeof(rt->id_prefix), "%s",
+                 cs->client_header_prefix ? cs->client_header_prefix : "X-Client-");
+        rt->identity = cs->client_auth != 0;
+    }
+    qsort(site->proxies, site->nproxies, sizeof(*site->proxies), route_cmp);
+    return MOAT_RC_OK;
+}
+
+static int same_names(const struct moat_tls_certset *a, const struct moat_tls_certset *b)
+{
+    if (a->nnames != b->nnames) {
+        return 0;
+    }
+    for (size_t i = 0; i < a->nnames; i++) {
+        if (strcasecmp(a->names[i], b->names[i]) != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * A terminating stream's contexts: certificates for the same names share one (an ECDSA and an
+ * RSA one, as in a site); certificates for other names get their own, chosen by the client's
+ * SNI through a table of the stream's (tls/sni.h; the first certificate is the default).
+ */
+static moat_rc stream_contexts(const struct moat_snapshot *s, struct moat_stream_rt *st,
+                               struct moat_tls_certset **sets, size_t nsets, struct moat_err *err)
+{
+    int used[8] = {0};
+    const char *added[256];
+    size_t nadded = 0;
+    st->sni = moat_tls_sni_new();
+    if (st->sni == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < nsets; i++) {
+        if (used[i]) {
+            continue;
+        }
+        struct moat_tls_certset *group[8];
+        size_t ng = 0;
+        for (size_t k = i; k < nsets; k++) {
+            if (!used[k] && same_names(sets[i], sets[k])) {
+                group[ng++] = sets[k];
+                used[k] = 1;
+            }
+        }
+        struct moat_tls_opts o = {
+            .sets = group,
+            .nsets = ng,
+            .no_alpn = 1, /* a stream's protocol is not moat's to negotiate */
+            .tickets = s->conf->tickets ? s->tickets : NULL,
+            .session_cache_size = (unsigned long)s->conf->session_cache,
+            .session_timeout_s = (long)(s->conf->ticket_rotate_s * 2),
+            .client_auth = st->client_auth,
+        };
+        SSL_CTX *ctx = NULL;
+        MOAT_TRY(moat_tls_ctx_new(&o, &ctx, err));
+        moat_rc rc = MOAT_RC_OK;
+        for (size_t n = 0; n < sets[i]->nnames && moat_ok(rc); n++) {
+            const char *name = sets[i]->names[n];
+            int seen = moat_tls_client_host_ip(name) != 0 || nadded == 256;
+            for (size_t a = 0; a < nadded && !seen; a++) {
+                seen = strcasecmp(added[a], name) == 0;
+            }
+            if (seen) {
+                continue; /* SNI never carries an address; an earlier certificate has it */
+            }
+            added[nadded++] = name;
+            rc = moat_tls_sni_add(st->sni, name, ctx, st, err);
+        }
+        if (moat_ok(rc) && i == 0) {
+            rc = moat_tls_sni_add(st->sni, "*", ctx, st, err); /* the default */
+        }
+        SSL_CTX_free(ctx); /* the table holds its references */
+        MOAT_TRY(rc);
+    }
+    MOAT_TRY(moat_tls_sni_finish(st->sni, err));
+    st->ctx = moat_tls_sni_default_ctx(st->sni);
+    SSL_CTX_up_ref(st->ctx);
+    return MOAT_RC_OK;
+}
+
+/* A stream: its routes to groups, and for tls terminate its context (certificates as a site's,
+ * client certificates as a site's, no ALPN). */
+static moat_rc build_stream(struct moat_snapshot *s, size_t i, const struct moat_snapshot_env *env,
+                            X509_STORE *trust, struct moat_cert_local_ca *lca, struct moat_err *err)
+{
+    const struct moat_conf_stream *cs = &s->conf->streams[i];
+    struct moat_stream_rt *st = &s->streams[i];
+    st->conf = cs;
+    s->nstreams = i + 1;
+    st->routes = calloc(cs->nroutes ? cs->nroutes : 1, sizeof(*st->routes));
+    if (st->routes == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    for (size_t k = 0; k < cs->nroutes; k++) {
+        snprintf(st->routes[k].sni, sizeof(st->routes[k].sni), "%s",
+                 cs->routes[k].sni ? cs->routes[k].sni : "");
+        st->routes[k].group = moat_up_group_ref(s->groups[cs->routes[k].index]);
+        st->nroutes = k + 1;
+    }
+    if (cs->tls != MOAT_CONF_STREAM_TERMINATE) {
+        return MOAT_RC_OK;
+    }
+    const struct moat_conf_site *id = &cs->id;
+    if (id->client_auth != MOAT_CLIENT_AUTH_OFF) {
+        moat_rc rc = moat_tls_client_auth_new(
+            (enum moat_client_auth_mode)id->client_auth, (const char *const *)id->client_ca,
+            id->nclient_ca, (const char *const *)id->client_crl, id->nclient_crl,
+            (int)id->client_depth, NULL, 0, &st->client_auth, err);
+        if (!moat_ok(rc)) {
+            moat_err_ctx(err, "in stream %s (%s)", cs->name, cs->where);
+            return rc;
+        }
+    }
+    struct moat_site tmp = {.conf = id};
+    tmp.st.root_fd = -1;
+    struct moat_tls_certset *sets[8] = {NULL};
+    size_t nsets = 0;
+    MOAT_TRY(site_sets(&tmp, id, env, trust, lca, sets, &nsets, err));
+    moat_rc rc = MOAT_RC_OK;
+    if (nsets > 0) {
+        rc = stream_contexts(s, st, sets, nsets, err);
+    } else if ((st->ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+        rc = moat_err_ssl(err, MOAT_E_NOMEM, __FILE__, __LINE__, "cannot create a TLS context");
+    }
+    sets_unref(sets, nsets);
+    if (!moat_ok(rc) && err != NULL && err->where[0] == '\0') {
+        moat_err_where(err, "%s", cs->where);
+    }
+    return rc;
+}
+
 static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_snapshot_env *env,
                           X509_STORE *trust, struct moat_cert_local_ca *lca, SSL_CTX **ctx,
                           struct moat_err *err)
@@ -428,15 +740,9 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
         return rc;
     }
 
-    if (cs->proxy_host != NULL) {
-        char local_root[PATH_MAX];
-        snprintf(local_root, sizeof(local_root), "%s/ca/root.pem", env->state_dir);
-        moat_rc prc = moat_proxy_target_new(cs, local_root, &site->proxy, err);
-        if (!moat_ok(prc)) {
-            moat_err_ctx(err, "in site %s (%s)", cs->names[0], cs->where);
-            return prc;
-        }
-    } else if ((site->st.root_fd = open(cs->root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    MOAT_TRY(site_routes(s, site, cs, err));
+    if (cs->root != NULL &&
+        (site->st.root_fd = open(cs->root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
         moat_err_where(err, "%s", cs->where);
         MOAT_FAIL_SYS(err, MOAT_E_CONFIG,
                       "root folder \"%s\" cannot be opened (create it, or fix the path)", cs->root);
@@ -551,11 +857,26 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     if (!moat_ok(rc)) {
         goto out;
     }
+    rc = build_groups(s, env, err);
+    if (!moat_ok(rc)) {
+        goto out;
+    }
     for (size_t i = 0; i < conf->nsites; i++) {
         /* The site's context: the SNI table takes its references, ours goes either way. */
         SSL_CTX *ctx = NULL;
         rc = build_site(s, i, env, trust, lca, &ctx, err);
         SSL_CTX_free(ctx);
+        if (!moat_ok(rc)) {
+            goto out;
+        }
+    }
+    s->streams = calloc(conf->nstreams ? conf->nstreams : 1, sizeof(*s->streams));
+    if (s->streams == NULL) {
+        rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < conf->nstreams; i++) {
+        rc = build_stream(s, i, env, trust, lca, err);
         if (!moat_ok(rc)) {
             goto out;
         }

@@ -28,16 +28,19 @@
 struct moat_tls_tickets;
 struct moat_tls_sni;
 struct moat_tls_client_auth;
-struct moat_proxy_target;
+struct moat_proxy_route;
+struct moat_up_group;
+struct moat_cidr;
 struct moat_crlpub_set;
 struct moat_tls_certset;
 struct moat_store;
 struct moat_acme_challenges;
 
 struct moat_site {
-    const struct moat_conf_site *conf;        /* borrowed from the snapshot's conf */
-    struct moat_static_site st;               /* st.root_fd owned; -1 for a proxy site */
-    struct moat_proxy_target *proxy;          /* owned; NULL for a static site */
+    const struct moat_conf_site *conf; /* borrowed from the snapshot's conf */
+    struct moat_static_site st;        /* st.root_fd owned; -1 for a proxy site */
+    struct moat_proxy_route *proxies;  /* owned: `proxy` rules, longest prefix first */
+    size_t nproxies;
     struct moat_tls_client_auth *client_auth; /* owned; NULL when client_auth is off; freed
                                                  after ctx, which borrows it */
     struct moat_hdr_table hdrs;               /* owned: `header` rules compiled */
@@ -58,6 +61,21 @@ struct moat_site_ip {
 
 #define MOAT_SNAPSHOT_MAX_IPS 64
 
+/* A `stream` block as the workers use it. */
+struct moat_stream_route_rt {
+    char sni[256];               /* lower case, "*.x" for one label; "" for the default */
+    struct moat_up_group *group; /* one reference */
+};
+
+struct moat_stream_rt {
+    const struct moat_conf_stream *conf; /* borrowed from the snapshot's conf */
+    SSL_CTX *ctx;                        /* owned: tls terminate; NULL otherwise */
+    struct moat_tls_sni *sni; /* owned: the certificates by name (ctx is its default's) */
+    struct moat_tls_client_auth *client_auth; /* owned; freed after ctx, which borrows it */
+    struct moat_stream_route_rt *routes;      /* owned */
+    size_t nroutes;
+};
+
 struct moat_snapshot {
     atomic_int refs;
     unsigned long long generation;
@@ -72,7 +90,14 @@ struct moat_snapshot {
     struct moat_h2s_conf h2;     /* and the HTTP/2 ones */
     time_t crl_refresh_at;       /* when a CRL the local CA publishes must be made again (a reload
                                     does it); 0 = never */
-    struct moat_crlpub_set *crlpub;    /* owned; NULL when no site has crl_publish */
+    struct moat_crlpub_set *crlpub; /* owned; NULL when no site has crl_publish */
+    struct moat_up_group **groups;  /* owned references: conf->upstreams' groups */
+    size_t ngroups;
+    struct moat_cidr *trusted; /* owned: trusted_proxies */
+    size_t ntrusted;
+    int pp_out; /* an upstream wants PROXY headers: connections keep both ends */
+    struct moat_stream_rt *streams; /* owned: conf->streams */
+    size_t nstreams;
     struct moat_tls_tickets *tickets;  /* borrowed from the env (process-wide), for swaps */
     struct moat_store *store;          /* borrowed from the env: ACME certificates */
     struct moat_acme_challenges *acme; /* borrowed from the env: challenge answers; NULL when
@@ -143,5 +168,14 @@ struct moat_site *moat_snapshot_route(const struct moat_snapshot *s, const char 
 int moat_snapshot_site_http2(const struct moat_snapshot *s, const struct moat_site *site);
 /* Whether connections accepted on the listen address `spec` may speak HTTP/2. */
 int moat_snapshot_listener_http2(const struct moat_snapshot *s, const char *spec);
+/* The stream listening on `spec`, or NULL (a reload dropped it). */
+const struct moat_stream_rt *moat_snapshot_stream_for(const struct moat_snapshot *s,
+                                                      const char *spec);
+/* The route of `st` for a client that asked for `sni` (NULL: none): an exact name, else a
+ * one-label wildcard, else the default; NULL when there is none. */
+const struct moat_stream_route_rt *moat_snapshot_stream_route(const struct moat_stream_rt *st,
+                                                              const char *sni);
+/* Whether connections to the listener `spec` start with a PROXY protocol header. */
+int moat_snapshot_listener_pp(const struct moat_snapshot *s, const char *spec);
 
 #endif

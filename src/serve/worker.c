@@ -97,7 +97,7 @@ static void on_accept(struct moat_watch *w, uint32_t events)
     struct moat_worker *wk = l->wk;
     uint64_t max = wk->home.snap->conf->max_conns;
     for (;;) {
-        if (max > 0 && wk->home.nconns >= max) {
+        if (max > 0 && wk->home.nconns + wk->shome.nconns >= max) {
             /* Leave the rest in the backlog (other workers may take them) until a
              * connection of ours closes. */
             set_accepting(wk, 0);
@@ -116,8 +116,14 @@ static void on_accept(struct moat_watch *w, uint32_t events)
             }
             return;
         }
+        if (l->tls == MOAT_LISTENER_STREAM) {
+            moat_stream_accept(&wk->shome, wk->home.snap, l->spec, fd, &ss,
+                               moat_snapshot_listener_pp(wk->home.snap, l->spec));
+            continue;
+        }
         moat_conn_accept(&wk->home, fd, &ss, !l->tls,
-                         l->tls && moat_snapshot_listener_http2(wk->home.snap, l->spec));
+                         l->tls && moat_snapshot_listener_http2(wk->home.snap, l->spec),
+                         moat_snapshot_listener_pp(wk->home.snap, l->spec));
     }
 }
 
@@ -134,10 +140,12 @@ static void after_iteration(struct moat_loop *l, void *data)
 {
     struct moat_worker *wk = data;
     moat_conn_free_closed(&wk->home);
-    if (wk->draining && wk->home.nconns == 0) {
+    if (wk->draining && wk->home.nconns == 0 && wk->shome.nconns == 0) {
         l->stop = 1;
     }
 }
+
+static void stop_checks(struct moat_worker *wk);
 
 static void drain_deadline(struct moat_timer *t)
 {
@@ -148,6 +156,7 @@ static void drain_deadline(struct moat_timer *t)
     while (wk->home.conns != NULL) {
         moat_conn_close(wk->home.conns);
     }
+    moat_stream_close_all(&wk->shome);
 }
 
 static void start_drain(struct moat_worker *wk)
@@ -162,6 +171,7 @@ static void start_drain(struct moat_worker *wk)
     }
     wk->nlisteners = 0;
     wk->draining = 1;
+    stop_checks(wk);
     struct moat_conn *c = wk->home.conns;
     while (c != NULL) {
         struct moat_conn *next = c->next;
@@ -171,6 +181,43 @@ static void start_drain(struct moat_worker *wk)
     if (!moat_ok(moat_timer_arm(&wk->loop.timers, &wk->drain_timer,
                                 wk->loop.now_ms + wk->home.snap->conf->drain_timeout_ms))) {
         drain_deadline(&wk->drain_timer);
+    }
+}
+
+/* Active health checks run on the first worker only: one check per server, whatever the
+ * number of workers; the state they find is shared (upstream/group.h). */
+static void stop_checks(struct moat_worker *wk)
+{
+    for (size_t i = 0; i < wk->nchecks; i++) {
+        moat_up_health_stop(wk->checks[i]);
+    }
+    free(wk->checks);
+    wk->checks = NULL;
+    wk->nchecks = 0;
+}
+
+static void start_checks(struct moat_worker *wk)
+{
+    const struct moat_snapshot *s = wk->home.snap;
+    if (wk->id != 1 || wk->draining || s->ngroups == 0) {
+        return;
+    }
+    wk->checks = calloc(s->ngroups, sizeof(*wk->checks));
+    if (wk->checks == NULL) {
+        moat_log_e("out of memory: no active health checks");
+        return;
+    }
+    for (size_t i = 0; i < s->ngroups; i++) {
+        if (s->groups[i]->p.check_path == NULL) {
+            continue;
+        }
+        if (!moat_ok(moat_up_health_start(s->groups[i], &wk->loop, &wk->upool,
+                                          &wk->checks[wk->nchecks]))) {
+            moat_log_e("out of memory: no health checks for upstream %s",
+                       moat_up_group_name(s->groups[i]));
+            continue;
+        }
+        wk->nchecks++;
     }
 }
 
@@ -190,7 +237,9 @@ static void on_wakeup(struct moat_watch *w, uint32_t events)
     if (s != NULL) {
         struct moat_snapshot *old = wk->home.snap;
         wk->home.snap = s;
-        moat_snapshot_unref(old);      /* connections keep theirs until they close */
+        stop_checks(wk);          /* before the old snapshot's groups may go */
+        moat_snapshot_unref(old); /* connections keep theirs until they close */
+        start_checks(wk);
         moat_fcache_flush(&wk->files); /* the old sites' files would only wait for eviction */
         moat_fcache_configure(&wk->files, files_max(wk, s->conf), s->conf->file_cache_valid_ms);
         struct moat_conn *c = wk->home.conns;
@@ -218,6 +267,7 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *
                                        .scratch = &wk->h1scratch,
                                        .h2scratch = &wk->h2scratch,
                                        .files = &wk->files,
+                                       .upool = &wk->upool,
                                        .alog = alog,
                                        .alog_lines = &wk->alog_lines,
                                        .https_port = https_port,
@@ -226,6 +276,8 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *
                                        .owner = wk};
     wk->evfd = -1;
     MOAT_TRY(moat_loop_init(&wk->loop, err));
+    moat_up_pool_init(&wk->upool, &wk->loop);
+    wk->shome = (struct moat_stream_home){.loop = &wk->loop, .pool = &wk->upool, .worker_id = id};
     wk->loop.after = after_iteration;
     wk->loop.after_data = wk;
     wk->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -281,6 +333,7 @@ static void *worker_main(void *arg)
     struct moat_worker *wk = arg;
     moat_log_set_worker(wk->id);
     set_accepting(wk, 1);
+    start_checks(wk);
     if (!moat_ok(
             moat_timer_arm(&wk->loop.timers, &wk->house_timer, moat_now_ms() + HOUSEKEEPING_MS))) {
         moat_log_w("housekeeping timer unavailable; access-log lines are written when 32 KiB "
@@ -335,6 +388,9 @@ void moat_worker_clear(struct moat_worker *wk)
     while (wk->home.conns != NULL) {
         moat_conn_close(wk->home.conns);
     }
+    stop_checks(wk);
+    moat_stream_close_all(&wk->shome);
+    moat_up_pool_clear(&wk->upool);
     after_iteration(&wk->loop, wk);
     for (size_t i = 0; i < wk->nlisteners; i++) {
         if (wk->listeners[i].w.fd >= 0) {

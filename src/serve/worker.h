@@ -11,20 +11,26 @@
 #include "core/loop.h"
 #include "core/pool.h"
 #include "serve/conn.h"
+#include "serve/stream.h"
+#include "upstream/health.h"
+#include "upstream/pool.h"
 #include "serve/filecache.h"
 #include "serve/snapshot.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define MOAT_WORKER_MAX_LISTENERS 16
+#define MOAT_WORKER_MAX_LISTENERS 32
 
 struct moat_alog;
+
+#define MOAT_LISTENER_STREAM 2
 
 struct moat_listener {
     struct moat_watch w; /* w.fd owned */
     struct moat_worker *wk;
-    int tls;       /* 0: the plain listener that redirects to HTTPS */
+    int tls;       /* 0: the plain listener that redirects to HTTPS; 1: HTTPS;
+                      MOAT_LISTENER_STREAM: a `stream` block's (serve/stream.h) */
     char spec[80]; /* its listen address as configured, for `http2 off ADDRESS` */
 };
 
@@ -61,7 +67,11 @@ struct moat_worker {
     struct moat_h1s_scratch h1scratch; /* the request being dispatched, a handler's output */
     struct moat_h2s_scratch h2scratch; /* HTTP/2's (it shares h1scratch's output buffers) */
     struct moat_fcache files;          /* open files of the static handler */
-    size_t files_cap;                  /* their ceiling, from the descriptor limit */
+    struct moat_up_pool upool;         /* connections to upstream servers */
+    struct moat_stream_home shome;     /* its stream connections */
+    struct moat_up_health **checks;    /* the first worker's: health checkers of home.snap */
+    size_t nchecks;
+    size_t files_cap; /* their ceiling, from the descriptor limit */
 };
 
 /* `alog` (NULL: off) and `https_port` are the server's, for the connections. */

@@ -443,7 +443,9 @@ moat_rc moat_tls_ctx_new(const struct moat_tls_opts *o, SSL_CTX **out, struct mo
         SSL_CTX_free(ctx);
         return rc;
     }
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, x);
+    if (!o->no_alpn) {
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_select, x);
+    }
     *out = ctx;
     return MOAT_RC_OK;
 }

@@ -30,6 +30,7 @@ struct moat_tls_opts {
     const char *const *alpn; /* server preference order, e.g. {"h2", "http/1.1"}; NULL/0 means
                                 {"http/1.1", "http/1.0"}; each 1..255 bytes */
     size_t nalpn;
+    int no_alpn; /* take no part in ALPN (a TCP stream's protocol is not moat's to choose) */
     struct moat_tls_tickets *tickets; /* shared ticket keys (the context takes a reference), or
                                          NULL: no tickets at all (TLS 1.2 and 1.3) */
     unsigned long session_cache_size; /* server-side session cache entries; 0 = no cache */

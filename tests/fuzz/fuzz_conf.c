@@ -1,8 +1,9 @@
 // fuzz-sources: src/serve/conf.c src/serve/conf_global.c src/serve/conf_limits.c
 // fuzz-sources: src/serve/conf_site.c src/serve/conf_headers.c src/serve/conf_proxy.c
 // fuzz-sources: src/serve/conf_mtls.c src/serve/conf_crl.c src/serve/conf_acme.c
-// fuzz-sources: src/serve/conf_http2.c
+// fuzz-sources: src/serve/conf_http2.c src/serve/conf_stream.c
 // fuzz-sources: src/core/cfg.c src/core/path.c src/core/err.c src/serve/headers.c
+// fuzz-sources: src/core/cidr.c
 /*
  * fuzz_conf.c: the config reader and moat's directives on arbitrary bytes. Beyond "no crash, no
  * leak", it checks what the rest of moat relies on: every word is NUL-terminated with
@@ -59,7 +60,18 @@ static void check_conf(const struct moat_conf *c)
     }
     for (size_t i = 0; i < c->nsites; i++) {
         const struct moat_conf_site *s = &c->sites[i];
-        if (s->root == NULL || s->index == NULL || s->nnames == 0) {
+        int whole = 0;
+        for (size_t j = 0; j < s->nproxies; j++) {
+            const struct moat_conf_proxy_rule *r = &s->proxies[j];
+            whole |= r->prefix == NULL;
+            /* Every rule names an upstream that exists and has servers. */
+            if (r->index >= c->nupstreams || c->upstreams[r->index].nservers == 0 ||
+                (r->prefix != NULL && (r->prefix[0] != '/' || strlen(r->prefix) < 2))) {
+                __builtin_trap();
+            }
+        }
+        /* Every path has an answer: files, or a proxy for every path, not both. */
+        if ((s->root == NULL) != whole || s->index == NULL || s->nnames == 0) {
             __builtin_trap();
         }
         (void)moat_conf_site_hsts(s);

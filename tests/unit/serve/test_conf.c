@@ -281,13 +281,14 @@ static const struct bad_case bad[] = {
      "unknown directive \"heads\" (did you mean \"head\"?)"},
     {"frobnicate 1\nsite x { root r }", "m.conf:1:1",
      "unknown directive \"frobnicate\" (known at the top level: listen, redirect_http, workers, "
-     "state, access_log, error_log, timeouts, limits, tls, trust, site, acme, http2)"},
+     "state, access_log, error_log, timeouts, limits, tls, trust, site, upstream, trusted_proxies, "
+     "proxy_protocol, acme, http2, stream)"},
     /* directive in the wrong place */
     {"root ./www\nsite x { root r }", "m.conf:1:1",
      "\"root\" is not allowed at the top level (it belongs inside a site NAME { } block)"},
     {"site x {\n root r\n listen :1\n}", "m.conf:3:2",
      "\"listen\" is not allowed inside a site block (it belongs at the top level, outside any "
-     "block)"},
+     "block or inside a stream NAME { } block)"},
     {"site x { root r; site y { root r } }", "m.conf:1:18",
      "\"site\" is not allowed inside a site block (it belongs at the top level, outside any "
      "block)"},

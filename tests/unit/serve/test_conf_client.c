@@ -182,9 +182,11 @@ static const struct bad_case bad[] = {
     {"site x { root r; client_auth require { } }", "m.conf:1:18",
      "\"client_auth\" does not take a { } block (usage: client_auth off|optional|require)"},
     {"client_auth require\nsite x { root r }", "m.conf:1:1",
-     "\"client_auth\" is not allowed at the top level (it belongs inside a site NAME { } block)"},
+     "\"client_auth\" is not allowed at the top level (it belongs inside a site NAME { } block "
+     "or inside a stream NAME { } block)"},
     {"tls { client_ca a.pem }\nsite x { root r }", "m.conf:1:7",
-     "\"client_ca\" is not allowed inside tls { } (it belongs inside a site NAME { } block)"},
+     "\"client_ca\" is not allowed inside tls { } (it belongs inside a site NAME { } block or "
+     "inside a stream NAME { } block)"},
     {"site x { root r; client_auht require }", "m.conf:1:18",
      "unknown directive \"client_auht\" (did you mean \"client_auth\"?)"},
     /* the whole site: a mode without a CA, settings without a mode */

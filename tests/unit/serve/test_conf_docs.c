@@ -25,10 +25,14 @@ static const struct section sections[] = {
     {"docs/config.md", "Site directives", MOAT_CONF__SITE},
     {"docs/config.md", "Mutual TLS", MOAT_CONF__SITE},
     {"docs/proxy.md", "Directives", MOAT_CONF__SITE},
+    {"docs/proxy.md", "Top-level directives", MOAT_CONF__TOP},
+    {"docs/proxy.md", "Upstream directives", MOAT_CONF__UPSTREAM},
+    {"docs/proxy.md", "Stream directives", MOAT_CONF__STREAM},
 };
 
 static const char *const ctx_names[MOAT_CONF__CTX_COUNT] = {
-    "top level", "site block", "timeouts { }", "limits { }", "tls { }", "acme { }",
+    "top level", "site block",   "timeouts { }",          "limits { }", "tls { }",
+    "acme { }",  "upstream { }", "upstream timeouts { }", "stream { }", "stream timeouts { }",
 };
 
 /* The name at the start of s (after a backtick): up to a space or a backtick. */
