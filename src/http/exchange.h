@@ -127,6 +127,9 @@ struct moat_stream_ops {
  * client's raw bytes (*n == 0: it closed its side), moat_exch_send sends raw bytes, neither
  * limits.body nor timeouts.body applies (the handler times the tunnel), and finish ends it. */
 #define MOAT_RES_TUNNEL 2u
+/* The handler sends a piece of the body at once if it has one: the head may wait to go out
+ * with it, in one write (a moat_exch_send of 0 bytes sends what waits). */
+#define MOAT_RES_MORE 4u
 
 struct moat_exch_ops {
     moat_rc (*read_body)(struct moat_exch *ex, void *buf, size_t len, size_t *n);

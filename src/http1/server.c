@@ -1204,6 +1204,11 @@ static moat_rc ex_start(struct moat_exch *ex, int status, const struct moat_buf 
         s->st_chunked = 0;
     }
     phase_start(s);
+    if ((flags & MOAT_RES_MORE) && !s->tunnel && moat_buf_len(&s->out) < STREAM_PIECE) {
+        /* The head goes with the first piece (or a send of 0 bytes). A larger head goes now:
+         * ex_room would say 0 to a handler waiting to send, and nothing would write. */
+        return MOAT_RC_OK;
+    }
     return push(s);
 }
 
@@ -1213,8 +1218,11 @@ static moat_rc ex_send(struct moat_exch *ex, const void *p, size_t n)
     if (s->sops == NULL || !s->st_started) {
         return moat_rc_of(MOAT_E_INTERNAL);
     }
-    if (n == 0 || (!s->tunnel && (s->head_only || moat_http_status_bodyless(s->status)))) {
-        return MOAT_RC_OK; /* a zero-size chunk would be the last-chunk: never send one early */
+    if (n == 0) {
+        return push(s); /* nothing to add (a zero-size chunk would be the last-chunk): flush */
+    }
+    if (!s->tunnel && (s->head_only || moat_http_status_bodyless(s->status))) {
+        return MOAT_RC_OK;
     }
     moat_rc rc = s->st_chunked ? moat_h1_chunk(&s->out, p, n) : moat_buf_append(&s->out, p, n);
     if (!moat_ok(rc)) {

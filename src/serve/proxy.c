@@ -798,7 +798,8 @@ static int step_recv_head(struct px *px)
         px_fail(px, 502, "the origin's answer head is too large");
         return 0;
     }
-    rc = moat_exch_start(px->ex, r->status, &px->lines, length, MOAT_RES_RELAYED);
+    /* The body's first piece often came with the head: one write for both (MOAT_RES_MORE). */
+    rc = moat_exch_start(px->ex, r->status, &px->lines, length, MOAT_RES_RELAYED | MOAT_RES_MORE);
     if (!moat_ok(rc)) {
         log_server(px, "the origin's answer head is too large for the client");
         px->ex = NULL;
@@ -951,6 +952,11 @@ static int step_relay(struct px *px)
         moat_slice piece;
         moat_rc rc = moat_h1c_read_body(c, &piece, &e);
         if (rc.kind == MOAT_E_AGAIN) {
+            if (!moat_ok(moat_exch_send(px->ex, NULL, 0))) { /* what waits goes now */
+                px->ex = NULL;
+                px_free(px);
+                return 0;
+            }
             arm(px, px->group->p.read_ms);
             return 0;
         }
