@@ -53,6 +53,7 @@ struct moat_conf_header {
     int op;       /* enum moat_hdr_op */
     char *name;   /* as written */
     char *value;  /* NULL for remove */
+    int request;  /* `request_header`: the rule is for requests to upstream servers */
 };
 
 /* `crl_publish PATH CA_DIR [intermediate|root]`: a CA's CRL served at PATH, on the HTTPS

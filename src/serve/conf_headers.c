@@ -68,9 +68,21 @@ static moat_rc h_header(struct moat_conf__loader *L, const struct moat_cfg_node 
     }
     value[vlen] = '\0';
     int has_value = at + 2 < n->nwords;
+    int request = strcmp(sp->name, "request_header") == 0;
     char why[300];
     if (!moat_hdr_name_ok(nw->s, why, sizeof(why))) {
         return moat_conf__fail_at_word(L, nw, "%s", why);
+    }
+    static const char *const moat_sets[] = {
+        "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect"};
+    for (size_t i = 0; request && i < sizeof(moat_sets) / sizeof(moat_sets[0]); i++) {
+        if (strcasecmp(nw->s, moat_sets[i]) == 0) {
+            return moat_conf__fail_at_word(L, nw,
+                                           "request_header may not touch %s: moat sets it "
+                                           "(Host: proxy_host; forwarded fields: "
+                                           "trusted_proxies)",
+                                           nw->s);
+        }
     }
     if (!moat_hdr_value_ok((enum moat_hdr_op)op, nw->s, has_value ? value : NULL, why,
                            sizeof(why))) {
@@ -82,7 +94,7 @@ static moat_rc h_header(struct moat_conf__loader *L, const struct moat_cfg_node 
     }
     s->headers = a;
     struct moat_conf_header *h = &a[s->nheaders];
-    *h = (struct moat_conf_header){.op = op};
+    *h = (struct moat_conf_header){.op = op, .request = request};
     s->nheaders++;
     if (pw != NULL) {
         size_t len = pw->len;
@@ -102,6 +114,9 @@ static moat_rc h_header(struct moat_conf__loader *L, const struct moat_cfg_node 
 const struct moat_conf__spec moat_conf__headers_specs[] = {
     MOAT_CONF__CUSTOM("header", MOAT_CONF__SITE, 2, -1, 1, h_header,
                       "header [/PREFIX] set|add NAME VALUE | header [/PREFIX] remove NAME"),
+    MOAT_CONF__CUSTOM("request_header", MOAT_CONF__SITE, 2, -1, 1, h_header,
+                      "request_header [/PREFIX] set|add NAME VALUE | request_header [/PREFIX] "
+                      "remove NAME"),
 };
 
 const size_t moat_conf__headers_nspecs =

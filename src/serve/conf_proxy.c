@@ -821,6 +821,17 @@ moat_rc moat_conf__proxy_check_site(struct moat_conf__loader *L, const struct mo
                                        "write ca, cert and timeouts inside it)",
                                        s->names[0]);
     }
+    int request_rules = 0;
+    for (size_t i = 0; i < s->nheaders; i++) {
+        request_rules |= s->headers[i].request;
+    }
+    if (s->nproxies == 0 && request_rules) {
+        return moat_conf__fail_at_word(L, &n->words[0],
+                                       "site \"%s\" has request_header rules but no proxy: they "
+                                       "change requests going to upstream servers (add \"proxy "
+                                       "http://HOST:PORT\")",
+                                       s->names[0]);
+    }
     if (s->nproxies == 0 && (s->client_header_prefix || s->proxy_host_mode != 0)) {
         return moat_conf__fail_at_word(L, &n->words[0],
                                        "site \"%s\" has client_header_prefix or proxy_host but no "

@@ -315,7 +315,13 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
             return moat_res_error_page(res, req->npath_rc.kind == MOAT_E_LIMIT ? 414 : 400, lines,
                                        body);
         }
-        struct moat_proxy_call call = {.route = pr,
+        const struct moat_hdr_set *rq =
+            site->req_hdrs.nsets == 0 ? NULL
+            : req->npath.p != NULL
+                ? moat_hdr_table_for(&site->req_hdrs, req->npath.p, req->npath.len)
+                : &site->req_hdrs.sets[0];
+        struct moat_proxy_call call = {.req_rules = rq,
+                                       .route = pr,
                                        .loop = c->home->loop,
                                        .pool = c->home->upool,
                                        .trusted = c->snap->trusted,

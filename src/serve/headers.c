@@ -173,8 +173,8 @@ static int has_name(char **names, size_t n, const char *name)
 }
 
 /* Compile the rules that apply under `prefix` (NULL: the site-wide ones only) into *s. */
-static moat_rc compile(const struct moat_conf_site *cs, const char *prefix, struct moat_hdr_set *s,
-                       struct moat_err *err)
+static moat_rc compile(const struct moat_conf_site *cs, const char *prefix, int request,
+                       struct moat_hdr_set *s, struct moat_err *err)
 {
     size_t plen = prefix ? strlen(prefix) : 0;
     struct work own = {calloc(cs->nheaders + 1, sizeof(struct line)), 0};
@@ -185,9 +185,14 @@ static moat_rc compile(const struct moat_conf_site *cs, const char *prefix, stru
         rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory for header rules");
         goto out;
     }
-    apply(&own, MOAT_HDR_SET, "X-Content-Type-Options", "nosniff");
+    if (!request) {
+        apply(&own, MOAT_HDR_SET, "X-Content-Type-Options", "nosniff");
+    }
     for (size_t i = 0; i < cs->nheaders; i++) {
         const struct moat_conf_header *h = &cs->headers[i];
+        if (h->request != request) {
+            continue;
+        }
         if (h->prefix != NULL &&
             (prefix == NULL || !under(prefix, plen, h->prefix, strlen(h->prefix)))) {
             continue;
@@ -228,21 +233,21 @@ static int by_length_desc(const void *a, const void *b)
     return x->prefix_len < y->prefix_len ? 1 : x->prefix_len > y->prefix_len ? -1 : 0;
 }
 
-moat_rc moat_hdr_table_build(const struct moat_conf_site *cs, struct moat_hdr_table *t,
+moat_rc moat_hdr_table_build(const struct moat_conf_site *cs, int request, struct moat_hdr_table *t,
                              struct moat_err *err)
 {
     size_t nprefixes = 0;
     for (size_t i = 0; i < cs->nheaders; i++) {
-        nprefixes += cs->headers[i].prefix != NULL;
+        nprefixes += cs->headers[i].prefix != NULL && cs->headers[i].request == request;
     }
     t->sets = calloc(1 + nprefixes, sizeof(*t->sets));
     if (t->sets == NULL) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for header rules");
     }
     t->nsets = 1;
-    MOAT_TRY(compile(cs, NULL, &t->sets[0], err));
+    MOAT_TRY(compile(cs, NULL, request, &t->sets[0], err));
     for (size_t i = 0; i < cs->nheaders; i++) {
-        const char *p = cs->headers[i].prefix;
+        const char *p = cs->headers[i].request == request ? cs->headers[i].prefix : NULL;
         int seen = 0;
         for (size_t k = 1; k < t->nsets && p != NULL; k++) {
             seen |= strcmp(t->sets[k].prefix, p) == 0;
@@ -250,7 +255,7 @@ moat_rc moat_hdr_table_build(const struct moat_conf_site *cs, struct moat_hdr_ta
         if (p == NULL || seen) {
             continue;
         }
-        MOAT_TRY(compile(cs, p, &t->sets[t->nsets++], err));
+        MOAT_TRY(compile(cs, p, request, &t->sets[t->nsets++], err));
     }
     qsort(t->sets + 1, t->nsets - 1, sizeof(*t->sets), by_length_desc);
     return MOAT_RC_OK;

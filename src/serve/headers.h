@@ -57,9 +57,10 @@ int moat_hdr_name_ok(const char *name, char *why, size_t whycap);
 int moat_hdr_value_ok(enum moat_hdr_op op, const char *name, const char *value, char *why,
                       size_t whycap);
 
-/* Compile a site's rules into *t (zeroed by the caller). MOAT_E_NOMEM on failure; then
- * moat_hdr_table_clear still frees what was built. */
-MOAT_MUST_USE moat_rc moat_hdr_table_build(const struct moat_conf_site *cs,
+/* Compile a site's `header` rules (request 0) or its `request_header` rules (request 1: the
+ * sets' `proxied` lines and `drop` names apply to requests going upstream) into *t (zeroed by
+ * the caller). MOAT_E_NOMEM on failure; then moat_hdr_table_clear still frees what was built. */
+MOAT_MUST_USE moat_rc moat_hdr_table_build(const struct moat_conf_site *cs, int request,
                                            struct moat_hdr_table *t, struct moat_err *err);
 void moat_hdr_table_clear(struct moat_hdr_table *t);
 

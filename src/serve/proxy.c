@@ -395,10 +395,14 @@ static moat_rc build_head(struct px *px, const struct moat_proxy_call *call,
     size_t ntokens = connection_tokens(r->fields, r->nfields, tokens, 16);
     for (size_t i = 0; i < r->nfields; i++) {
         const struct moat_field *f = &r->fields[i];
-        if (dropped_field(f->name, rt->id_prefix, tokens, ntokens)) {
+        if (dropped_field(f->name, rt->id_prefix, tokens, ntokens) ||
+            (call->req_rules != NULL && moat_hdr_set_drops(call->req_rules, f->name))) {
             continue;
         }
         MOAT_TRY(moat_h1_head_field(b, f->name, f->value));
+    }
+    if (call->req_rules != NULL && call->req_rules->proxied_len > 0) {
+        MOAT_TRY(moat_buf_append(b, call->req_rules->proxied, call->req_rules->proxied_len));
     }
     if (px->upgrade) {
         /* The handshake's own fields; the client's Sec-WebSocket-* went with the others. */
@@ -1248,7 +1252,8 @@ moat_rc moat_proxy_handler(const void *ctx, const struct moat_req *req, struct m
                      m == MOAT_HTTP_M_TRACE || m == MOAT_HTTP_M_PUT || m == MOAT_HTTP_M_DELETE;
     px->started_ms = px->loop->now_ms;
     /* Only WebSocket is carried: another protocol named in Upgrade (h2c...) is this hop's. */
-    px->upgrade = moat_slice_eq_lit_nocase(req->upgrade, "websocket");
+    px->upgrade = moat_slice_eq_lit_nocase(req->upgrade, "websocket") &&
+                  (!req->has_body || m == MOAT_HTTP_M_CONNECT); /* a handshake has no body */
     px->h2_connect = px->upgrade && m == MOAT_HTTP_M_CONNECT;
     if (px->h2_connect) {
         px->body_pending = 0; /* the stream's DATA is the tunnel's, after the 200 */

@@ -24,6 +24,7 @@
 #include "core/err.h"
 #include "core/loop.h"
 #include "http/exchange.h"
+#include "serve/headers.h"
 #include "upstream/group.h"
 #include "upstream/pool.h"
 
@@ -50,6 +51,7 @@ struct moat_proxy_call {
     struct moat_up_pool *pool;       /* the worker's connections to upstream servers */
     const struct moat_cidr *trusted; /* trusted_proxies */
     size_t ntrusted;
+    const struct moat_hdr_set *req_rules; /* the site's request_header rules for the path */
 };
 
 /* The handler (http/exchange.h; ctx: a struct moat_proxy_call): picks a server, takes or opens

@@ -57,6 +57,7 @@ static void site_clear(struct moat_site *s)
     s->proxies = NULL;
     s->nproxies = 0;
     moat_hdr_table_clear(&s->hdrs);
+    moat_hdr_table_clear(&s->req_hdrs);
 }
 
 static void snapshot_free(struct moat_snapshot *s)
@@ -758,7 +759,8 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
             cs->hsts_subdomains ? "; includeSubDomains" : "", cs->hsts_preload ? "; preload" : "");
         site->hsts_len = n > 0 && (size_t)n < sizeof(site->hsts) ? (size_t)n : 0;
     }
-    MOAT_TRY(moat_hdr_table_build(cs, &site->hdrs, err));
+    MOAT_TRY(moat_hdr_table_build(cs, 0, &site->hdrs, err));
+    MOAT_TRY(moat_hdr_table_build(cs, 1, &site->req_hdrs, err));
     for (size_t k = 0; k < cs->nnames; k++) {
         struct moat_site_ip ip = {.site = site};
         if (ip_parse(cs->names[k], strlen(cs->names[k]), &ip)) {

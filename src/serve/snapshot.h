@@ -44,6 +44,7 @@ struct moat_site {
     struct moat_tls_client_auth *client_auth; /* owned; NULL when client_auth is off; freed
                                                  after ctx, which borrows it */
     struct moat_hdr_table hdrs;               /* owned: `header` rules compiled */
+    struct moat_hdr_table req_hdrs;           /* owned: `request_header` rules compiled */
     char hsts[160];                           /* whole header line with CRLF, or "" */
     size_t hsts_len;
     int local_cert;       /* certificate issued by moat's local CA */

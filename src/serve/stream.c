@@ -573,6 +573,10 @@ static void run(struct moat_sconn *c)
         case SC_PEEK: {
             struct moat_ch_info ch;
             enum moat_ch_status st = moat_ch_peek(c->up, c->up_len, &ch);
+            if (st == MOAT_CH_NEED_MORE && c->up_len == sizeof(c->up)) {
+                sc_close(c, "a ClientHello larger than moat reads (17 KiB): closed");
+                return;
+            }
             if (st == MOAT_CH_NEED_MORE) {
                 size_t n = 0;
                 moat_rc rc =

@@ -1070,3 +1070,34 @@ def test_config_mistakes_refused(moat_bin, pki, cert, tmp_path, upstream, site_b
     p = _check(moat_bin, conf)
     assert p.returncode != 0, "accepted:\n" + conf.read_text()
     assert word in p.stderr and re.search(r"moat\.conf:\d+", p.stderr), p.stderr[-2000:]
+
+
+def test_request_header_rules_change_what_the_server_gets(moat, pki, cert, tmp_path):
+    need_gunicorn()
+    a = App("rh", tmp_path)
+    start_apps([a])
+    try:
+        m = moat("rh")
+        body = ("    proxy pool\n"
+                "    request_header set X-Env prod\n"
+                "    request_header remove X-Secret\n"
+                "    request_header /admin/ add X-Admin yes\n")
+        m.write_config(globals_block(m, pki) + "upstream pool {\n    server %s\n}\n" % a.addr
+                       + site(cert, "app.test", body))
+        m.start()
+        h = echo(ask(m, pki, "app.test", "/x?t=rh-1",
+                     headers=[("X-Env", "dev"), ("X-Secret", "s3"), ("X-Kept", "1")]))["headers"]
+        assert h.get("x-env") == "prod", h         # set replaces the client's
+        assert "x-secret" not in h, h              # remove drops it
+        assert h.get("x-kept") == "1" and "x-admin" not in h, h
+        h = echo(ask(m, pki, "app.test", "/admin/y?t=rh-2"))["headers"]
+        assert h.get("x-admin") == "yes" and h.get("x-env") == "prod", h  # the prefix's set adds
+        # moat's own fields cannot be touched by a rule
+        m2 = moat("rh-bad")
+        m2.write_config(globals_block(m2, pki) + site(cert, "app.test",
+                        "    proxy http://%s\n    request_header set Host evil\n" % a.addr))
+        r = subprocess.run([m2.bin, "serve", "--check", "--config", str(m2.config)],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "request_header may not touch Host" in r.stderr, r.stderr
+    finally:
+        a.stop()

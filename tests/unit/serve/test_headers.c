@@ -30,7 +30,7 @@ static struct moat_conf *compile(const char *body, struct moat_hdr_table *t)
         return NULL;
     }
     *t = (struct moat_hdr_table){0};
-    if (!moat_ok(moat_hdr_table_build(&c->sites[0], t, &err))) {
+    if (!moat_ok(moat_hdr_table_build(&c->sites[0], 0, t, &err))) {
         TEST__FAIL("build failed: %s", err.msg);
     }
     return c;
