@@ -204,6 +204,40 @@ int moat_conf__parse_count(const char *s, uint64_t *out)
 
 /* A path prefix as client_path and header take it: compared with normalised request paths, so
  * one that is not itself normal could never match. */
+int moat_conf__block_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63) {
+        return 0;
+    }
+    for (const char *p = s; *p; p++) {
+        if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+moat_rc moat_conf__take_listen_words(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                                     const char *what, char ***arr, size_t *count)
+{
+    for (size_t i = 1; i < n->nwords; i++) {
+        char host[256];
+        uint16_t port;
+        const char *bad = moat_conf__listen_parse(n->words[i].s, host, sizeof(host), &port);
+        if (bad != NULL) {
+            return moat_conf__fail_at_word(L, &n->words[i], "%s \"%.64s\": %s", what, n->words[i].s,
+                                           bad);
+        }
+        char *a = strdup(n->words[i].s);
+        if (a == NULL || !moat_conf__push_str(arr, count, a)) {
+            free(a);
+            return moat_conf__nomem(L);
+        }
+    }
+    return MOAT_RC_OK;
+}
+
 int moat_conf__plain_prefix(const char *p, size_t len)
 {
     int dotseg = strstr(p, "/../") != NULL || strstr(p, "/./") != NULL ||

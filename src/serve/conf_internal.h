@@ -231,6 +231,13 @@ int moat_conf__push_pos(struct moat_conf__pos **arr, size_t n, struct moat_conf_
 void moat_conf__free_strs(char **a, size_t n);
 /* Plain decimal without sign or suffix into *out; 0 on overflow or junk. */
 int moat_conf__parse_count(const char *s, uint64_t *out);
+/* The name of an upstream or stream block: 1 to 63 letters, digits, '-', '_' or '.'. */
+int moat_conf__block_name_ok(const char *s);
+/* The listen addresses of words 1.. of `n`, each checked, appended to *arr; `what` names the
+ * directive in the message for a bad one. */
+MOAT_MUST_USE moat_rc moat_conf__take_listen_words(struct moat_conf__loader *L,
+                                                   const struct moat_cfg_node *n, const char *what,
+                                                   char ***arr, size_t *count);
 /* A path prefix as client_path and header take it; 0 when it is not plain. */
 int moat_conf__plain_prefix(const char *p, size_t len);
 /* Listen address syntax ("host:port", "[v6]:port", ":port"); on success host/port are

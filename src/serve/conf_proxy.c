@@ -132,25 +132,11 @@ static const char *parse_server(const char *text, struct moat_conf_upstream_serv
 
 /* ---- upstream NAME { ... } -------------------------------------------------------------- */
 
-static int name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 63) {
-        return 0;
-    }
-    for (const char *p = s; *p; p++) {
-        if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.')) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 static moat_rc h_upstream(struct moat_conf__loader *L, const struct moat_cfg_node *n,
                           const struct moat_conf__spec *sp)
 {
     const struct moat_cfg_word *w = &n->words[1];
-    if (!name_ok(w->s)) {
+    if (!moat_conf__block_name_ok(w->s)) {
         return moat_conf__fail_at_word(L, w,
                                        "an upstream's name is 1 to 63 letters, digits, '-', '_' "
                                        "or '.', e.g. upstream app { server 127.0.0.1:8000 }");
@@ -494,22 +480,8 @@ static moat_rc h_trusted(struct moat_conf__loader *L, const struct moat_cfg_node
 static moat_rc h_proxy_protocol_listen(struct moat_conf__loader *L, const struct moat_cfg_node *n,
                                        const struct moat_conf__spec *sp)
 {
-    for (size_t i = 1; i < n->nwords; i++) {
-        char host[256];
-        uint16_t port;
-        const char *bad = moat_conf__listen_parse(n->words[i].s, host, sizeof(host), &port);
-        if (bad != NULL) {
-            return moat_conf__fail_at_word(L, &n->words[i], "proxy_protocol \"%.64s\": %s",
-                                           n->words[i].s, bad);
-        }
-        char *s = strdup(n->words[i].s);
-        if (s == NULL ||
-            !moat_conf__push_str(&L->c->proxy_protocol_listen, &L->c->nproxy_protocol_listen, s)) {
-            free(s);
-            return moat_conf__nomem(L);
-        }
-    }
-    return MOAT_RC_OK;
+    return moat_conf__take_listen_words(L, n, "proxy_protocol", &L->c->proxy_protocol_listen,
+                                        &L->c->nproxy_protocol_listen);
 }
 
 /* ---- the site's proxy rules ------------------------------------------------------------- */
@@ -623,7 +595,7 @@ static moat_rc h_proxy(struct moat_conf__loader *L, const struct moat_cfg_node *
         u->max_fails = 0; /* one server: taking it out would only turn 502s into 503s */
         r.index = L->c->nupstreams - 1;
     } else {
-        if (!name_ok(tw->s)) {
+        if (!moat_conf__block_name_ok(tw->s)) {
             free(r.prefix);
             free(r.rewrite);
             return moat_conf__fail_at_word(L, tw,

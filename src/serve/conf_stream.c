@@ -33,25 +33,11 @@ static struct moat_conf_stream *cur(struct moat_conf__loader *L)
     return &L->c->streams[L->stream - 1];
 }
 
-static int name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 63) {
-        return 0;
-    }
-    for (const char *p = s; *p; p++) {
-        if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.')) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 static moat_rc h_stream(struct moat_conf__loader *L, const struct moat_cfg_node *n,
                         const struct moat_conf__spec *sp)
 {
     const struct moat_cfg_word *w = &n->words[1];
-    if (!name_ok(w->s)) {
+    if (!moat_conf__block_name_ok(w->s)) {
         return moat_conf__fail_at_word(L, w,
                                        "a stream's name is 1 to 63 letters, digits, '-', '_' or "
                                        "'.', e.g. stream redis { listen :6380; proxy "
@@ -156,21 +142,7 @@ static moat_rc h_listen(struct moat_conf__loader *L, const struct moat_cfg_node 
                         const struct moat_conf__spec *sp)
 {
     struct moat_conf_stream *s = cur(L);
-    for (size_t i = 1; i < n->nwords; i++) {
-        char host[256];
-        uint16_t port;
-        const char *bad = moat_conf__listen_parse(n->words[i].s, host, sizeof(host), &port);
-        if (bad != NULL) {
-            return moat_conf__fail_at_word(L, &n->words[i], "listen \"%.64s\": %s", n->words[i].s,
-                                           bad);
-        }
-        char *a = strdup(n->words[i].s);
-        if (a == NULL || !moat_conf__push_str(&s->listen, &s->nlisten, a)) {
-            free(a);
-            return moat_conf__nomem(L);
-        }
-    }
-    return MOAT_RC_OK;
+    return moat_conf__take_listen_words(L, n, "listen", &s->listen, &s->nlisten);
 }
 
 static moat_rc h_tls(struct moat_conf__loader *L, const struct moat_cfg_node *n,
@@ -256,7 +228,7 @@ static moat_rc add_route(struct moat_conf__loader *L, const struct moat_cfg_node
         s = cur(L); /* c->upstreams moved, not c->streams: s stays valid, but be plain */
         snprintf(L->c->upstreams[r.index].where, MOAT_CONF_WHERE_MAX, "%s", r.where);
         snprintf(L->c->upstreams[r.index].servers[0].where, MOAT_CONF_WHERE_MAX, "%s", r.where);
-    } else if (name_ok(t)) {
+    } else if (moat_conf__block_name_ok(t)) {
         if ((r.upstream = strdup(t)) == NULL) {
             return moat_conf__nomem(L);
         }

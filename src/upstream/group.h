@@ -78,7 +78,7 @@ struct moat_up_server {
     unsigned weight;
     /* shared by the workers */
     atomic_uint active;          /* requests in flight (least_conn) */
-    atomic_uint conns;           /* open connections, busy or pooled (max_conns) */
+    atomic_uint conns;           /* open connections, busy or pooled (tests, status) */
     atomic_uint fails;           /* failures in a row (passive) */
     _Atomic uint64_t down_until; /* passive: out until then (monotonic ms); 0: in */
     atomic_int check_down;       /* active: failing its health check */
@@ -90,7 +90,8 @@ struct moat_up_group {
     atomic_int refs;
     uint64_t id; /* unique in the process: a pooled connection knows its group by it */
     char name[64];
-    struct moat_up_params p;        /* copied; its strings point into the group's own copies */
+    struct moat_up_params p;        /* copied; hash_key, check_path, check_host and sni are the
+                                       group's own copies (the file paths are not kept) */
     struct moat_up_server *servers; /* owned, p.nservers */
     size_t n;
     SSL_CTX *ctx;       /* owned: the client context for https servers; NULL when none */
@@ -99,7 +100,6 @@ struct moat_up_group {
     atomic_uint rr;
     struct moat_up_point *ring; /* owned: the consistent-hash ring, sorted */
     size_t nring;
-    char *strings; /* owned: the copied strings */
 };
 
 /* Build a group: resolve every server (getaddrinfo, once, here), build the TLS context when a
