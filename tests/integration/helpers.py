@@ -6,6 +6,7 @@ came back (status, headers, whether the connection was closed), which high-level
 hide. Every network operation has a timeout so a hung server fails a test instead of the run.
 """
 
+import fcntl
 import json
 import os
 import random
@@ -41,7 +42,26 @@ def run(cmd, timeout=30, check=True, **kw):
     return proc
 
 
-_HANDED_OUT = set()
+_HANDED_OUT = {}  # port -> the open lock file that claims it for this process
+_PORT_LOCKS = Path(os.environ.get("TMPDIR", "/tmp")) / "moat-test-ports"
+
+
+def _claim(port):
+    """Claim a port for this process, across processes: `make test` runs two pytest processes
+    side by side, and moat binds with SO_REUSEPORT, so two servers given one number by two
+    processes would both start and share its connections (seen: a handshake answered by the
+    other run's server). The claim is an flock the kernel drops when this process ends."""
+    if port in _HANDED_OUT:
+        return False
+    _PORT_LOCKS.mkdir(mode=0o1777, exist_ok=True)
+    f = open(_PORT_LOCKS / str(port), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _HANDED_OUT[port] = f
+    return True
 
 
 def _ephemeral_low():
@@ -53,8 +73,8 @@ def _ephemeral_low():
 
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago, and not handed out before in this
-    process: the kernel may offer a just-closed port again, and two servers (or a server's
-    HTTPS and redirect ports) given the same number fail to start. Taken below the kernel's
+    or any other test process (see _claim): the kernel may offer a just-closed port again, and
+    two servers (or a server's HTTPS and redirect ports) given the same number fail to start. Taken below the kernel's
     ephemeral range, so that no client connection of another test can take it as its source
     port between now and the server's bind (seen: pebble's management port, "address already
     in use")."""
@@ -69,14 +89,13 @@ def free_port():
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-        _HANDED_OUT.add(port)
-        return port
+        if _claim(port):
+            return port
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
+        if _claim(port):
             return port
     raise AssertionError("no fresh free port in 300 tries")
 
