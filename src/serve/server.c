@@ -326,6 +326,7 @@ static void reload(struct moat_server *srv, const char *why)
     if (s->conf->nlisten != srv->snap->conf->nlisten) {
         moat_log_w("listen addresses changed: that takes a restart (the rest is reloaded)");
     }
+    moat_snapshot_inherit(s, srv->snap);
     publish(srv, s);
     moat_log_i("%s: now serving configuration generation %llu", why, s->generation);
 }

@@ -778,6 +778,18 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
     return MOAT_RC_OK;
 }
 
+void moat_snapshot_inherit(struct moat_snapshot *s, const struct moat_snapshot *old)
+{
+    for (size_t i = 0; i < s->ngroups; i++) {
+        for (size_t j = 0; j < old->ngroups; j++) {
+            if (strcmp(moat_up_group_name(s->groups[i]), moat_up_group_name(old->groups[j])) == 0) {
+                moat_up_group_inherit(s->groups[i], old->groups[j]);
+                break;
+            }
+        }
+    }
+}
+
 moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_env *env,
                             struct moat_snapshot **out, struct moat_err *err)
 {

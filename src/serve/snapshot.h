@@ -127,6 +127,10 @@ static inline struct moat_snapshot *moat_snapshot_ref(struct moat_snapshot *s)
 }
 void moat_snapshot_unref(struct moat_snapshot *s);
 
+/* Carry over what `old` (the snapshot being replaced) learnt at run time into `s`, before `s`
+ * is published: the health of upstream servers, matched by upstream name. */
+void moat_snapshot_inherit(struct moat_snapshot *s, const struct moat_snapshot *old);
+
 /*
  * Replace the certificates of `site` (one of s->sites) with `sets` (borrowed; at most one per
  * key type): a new TLS context is built with the site's policy (ALPN, tickets, session cache,

@@ -77,6 +77,29 @@ void moat_up_group_unref(struct moat_up_group *g)
     free(g);
 }
 
+void moat_up_group_inherit(struct moat_up_group *g, const struct moat_up_group *old)
+{
+    int checks = g->p.check_path != NULL && old->p.check_path != NULL;
+    for (size_t i = 0; i < g->n; i++) {
+        struct moat_up_server *s = &g->servers[i];
+        for (size_t j = 0; j < old->n; j++) {
+            const struct moat_up_server *o = &old->servers[j];
+            if (strcmp(s->name, o->name) != 0 || s->addrlen != o->addrlen ||
+                memcmp(&s->addr, &o->addr, s->addrlen) != 0) {
+                continue;
+            }
+            atomic_store(&s->fails, atomic_load(&o->fails));
+            atomic_store(&s->down_until, atomic_load(&o->down_until));
+            atomic_store(&s->back_at, atomic_load(&o->back_at));
+            atomic_store(&s->why, atomic_load(&o->why));
+            if (checks) {
+                atomic_store(&s->check_down, atomic_load(&o->check_down));
+            }
+            break;
+        }
+    }
+}
+
 static moat_rc resolve(struct moat_up_server *s, const struct moat_up_server_spec *sp,
                        const char *where, struct moat_err *err)
 {

@@ -114,6 +114,17 @@ static inline struct moat_up_group *moat_up_group_ref(struct moat_up_group *g)
 }
 void moat_up_group_unref(struct moat_up_group *g);
 
+/*
+ * A reload builds new groups; what the old ones learnt of their servers' health must not be
+ * forgotten, or a reload would send traffic to a server known to be down until it fails
+ * max_fails times again (or its checks fall again). For each server of `g` with the name and
+ * address of one in `old` (the same upstream in the previous snapshot): its failures, its
+ * passive and active verdicts and its slow start go over. The active verdict only when both
+ * groups check actively (a group that no longer checks trusts passive health alone). Call
+ * before `g` is published to the workers.
+ */
+void moat_up_group_inherit(struct moat_up_group *g, const struct moat_up_group *old);
+
 /* What a hashing balance hashes, taken from the request by the caller. */
 struct moat_up_key {
     moat_slice client_ip; /* the client's address, without the port */

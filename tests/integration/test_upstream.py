@@ -893,6 +893,23 @@ def test_passive_health_server_answering_503_taken_out(cluster, pki):
     assert wait_for(lambda: reaches(cl, pki, "c"), 5, 0.1), "c did not come back"
 
 
+def test_reload_keeps_a_server_that_is_out_out(cluster, pki):
+    cl = cluster("    server {C};\n    server {D};\n    max_fails 1;\n    fail_timeout 30s;\n")
+    assert {x for x in instances(cl.m, pki, "app.test", 4, "rl-before")} == {"c", "d"}
+    cl.c.fail_file.touch()
+    got = [app_instance(ask(cl.m, pki, "app.test", "/?t=rl-out-%d" % i)) for i in range(6)]
+    assert got[-4:] == ["d"] * 4, got
+    mark = len(cl.m.stderr())
+    cl.m.signal(signal.SIGHUP)
+    assert wait_for(lambda: "now serving configuration generation 2" in cl.m.stderr()[mark:], 10)
+    # The new configuration's group knows what the old one learnt: c stays out for its
+    # fail_timeout, instead of getting (and failing) requests again.
+    seen = len(cl.c.seen("rl-"))
+    got = [app_instance(ask(cl.m, pki, "app.test", "/?t=rl-after-%d" % i)) for i in range(6)]
+    assert got == ["d"] * 6, got
+    assert len(cl.c.seen("rl-")) == seen
+
+
 def test_all_servers_down_503_with_retry_after(cluster, pki):
     cl = cluster("    server {C};\n    server {D};\n    max_fails 1;\n    fail_timeout 5s;\n"
                  "    health_check /health interval 300ms timeout 1s rise 1 fall 1;\n")

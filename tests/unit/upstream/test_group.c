@@ -536,6 +536,51 @@ TEST_CASE(max_fails_in_a_row_take_a_server_out_for_fail_timeout)
     moat_up_group_unref(g);
 }
 
+TEST_CASE(a_reload_keeps_what_was_learnt_of_each_server)
+{
+    struct moat_up_params tw = {.max_fails = 1, .fail_timeout_ms = 1000};
+    struct moat_up_group *old = group_of(3, NULL, MOAT_UP_ROUND_ROBIN, &tw);
+    if (old == NULL) {
+        return;
+    }
+    moat_up_report(old, 1, 0, "connection refused", 100, 0);
+    atomic_store(&old->servers[2].check_down, 1);
+    EXPECT(!moat_up_server_in(old, 1, 100));
+    /* The new configuration drops the first server and keeps the other two (indexes shift),
+     * with health checks now off. */
+    struct moat_up_server_spec sv[2] = {{.host = "127.0.0.1", .port = PORT0 + 1, .weight = 1},
+                                        {.host = "127.0.0.1", .port = PORT0 + 2, .weight = 1}};
+    struct moat_up_params p = {
+        .name = "app", .servers = sv, .nservers = 2, .max_fails = 1, .fail_timeout_ms = 1000};
+    struct moat_up_group *g = NULL;
+    struct moat_err err = {0};
+    EXPECT(moat_ok(moat_up_group_new(&p, &g, &err)));
+    if (g == NULL) {
+        moat_up_group_unref(old);
+        return;
+    }
+    moat_up_group_inherit(g, old);
+    EXPECT(!moat_up_server_in(g, 0, 500)); /* still out, until the old deadline */
+    EXPECT(moat_up_server_in(g, 0, 1100));
+    /* The active verdict needs checks on both sides: without checks it would never clear. */
+    EXPECT(moat_up_server_in(g, 1, 500));
+    moat_up_group_unref(g);
+
+    /* With checks on both sides the active verdict goes over too. */
+    struct moat_up_params tc = {.max_fails = 1, .fail_timeout_ms = 1000, .check_path = "/h"};
+    struct moat_up_group *a = group_of(3, NULL, MOAT_UP_ROUND_ROBIN, &tc);
+    struct moat_up_group *b = group_of(3, NULL, MOAT_UP_ROUND_ROBIN, &tc);
+    if (a != NULL && b != NULL) {
+        atomic_store(&a->servers[2].check_down, 1);
+        moat_up_group_inherit(b, a);
+        EXPECT(!moat_up_server_in(b, 2, 500));
+        EXPECT(moat_up_server_in(b, 0, 500));
+    }
+    moat_up_group_unref(a);
+    moat_up_group_unref(b);
+    moat_up_group_unref(old);
+}
+
 TEST_CASE(max_fails_0_never_takes_a_server_out)
 {
     struct moat_up_server_spec sv = {.host = "127.0.0.1", .port = 18001, .weight = 1};
@@ -765,6 +810,7 @@ int main(void)
     RUN(hash_without_a_value_goes_round);
     RUN(max_fails_in_a_row_take_a_server_out_for_fail_timeout);
     RUN(max_fails_0_never_takes_a_server_out);
+    RUN(a_reload_keeps_what_was_learnt_of_each_server);
     RUN(retry_after_and_the_words_for_the_log);
     RUN(slow_start_eases_a_server_back_in);
     RUN(max_conns_makes_a_server_busy);
