@@ -60,16 +60,74 @@ void moat_accesslog_flush(struct moat_alog *sink, struct moat_buf *lines)
     lines->rd = lines->wr = 0;
 }
 
+/* Keep a whole line or nothing, and flush past the threshold. */
+static void line_done(struct moat_alog *sink, struct moat_buf *b, size_t mark, moat_rc rc)
+{
+    if (!moat_ok(rc) || b->wr == 0 || b->base[b->wr - 1] != '\n') {
+        b->wr = mark; /* never half a line */
+    }
+    if (moat_buf_len(b) >= FLUSH_AT) {
+        moat_accesslog_flush(sink, b);
+    }
+}
+
+/* The time of a line: RFC 3339 for JSON, the combined format's own otherwise. */
+static void stamp(char *when, size_t cap, int json)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, cap, json ? "%Y-%m-%dT%H:%M:%SZ" : "%d/%b/%Y:%H:%M:%S +0000", &tm);
+}
+
+void moat_accesslog_add_stream(struct moat_alog *sink, struct moat_buf *lines,
+                               const struct moat_alog_stream *e)
+{
+    struct moat_buf *b = lines;
+    size_t mark = b->wr;
+    char when[40];
+    int json = sink->format == MOAT_LOG_JSON;
+    stamp(when, sizeof(when), json);
+    moat_rc rc;
+    if (json) {
+        rc = moat_buf_printf(b,
+                             "{\"time\":\"%s\",\"remote\":\"%s\",\"type\":\"stream\",\"stream\":\"",
+                             when, e->peer);
+        put_escaped(b, e->stream, 1);
+        rc = moat_buf_printf(b, "\",\"mode\":\"%s\",\"sni\":\"", e->mode);
+        put_escaped(b, e->sni, 1);
+        rc = moat_buf_printf(b, "\",\"target\":\"");
+        put_escaped(b, e->target, 1);
+        rc = moat_buf_printf(b,
+                             "\",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.0f,"
+                             "\"end\":\"",
+                             (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out,
+                             e->ms);
+        put_escaped(b, e->end, 1);
+        rc = moat_buf_printf(b, "\"}\n");
+    } else {
+        rc = moat_buf_printf(b, "%s - - [%s] \"STREAM ", e->peer, when);
+        put_escaped(b, e->stream, 0);
+        rc = moat_buf_printf(b, " %s ", e->mode);
+        put_escaped(b, e->sni[0] ? e->sni : "-", 0);
+        rc = moat_buf_append(b, "\" ", 2);
+        put_escaped(b, e->target[0] ? e->target : "-", 0);
+        rc = moat_buf_printf(b, " %llu %llu %.0f \"", (unsigned long long)e->bytes_in,
+                             (unsigned long long)e->bytes_out, e->ms);
+        put_escaped(b, e->end, 0);
+        rc = moat_buf_append(b, "\"\n", 2);
+    }
+    line_done(sink, b, mark, rc);
+}
+
 void moat_accesslog_add(struct moat_alog *sink, struct moat_buf *lines,
                         const struct moat_alog_entry *e)
 {
     const char *const *parts = e->parts;
     struct moat_buf *b = lines;
     size_t mark = b->wr;
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
     char when[40];
+    stamp(when, sizeof(when), sink->format == MOAT_LOG_JSON);
     double ms = e->ms;
     /* The client's certificate identity, when it sent one (mutual TLS sites only). */
     struct moat_tls_identity id = {0};
@@ -80,7 +138,6 @@ void moat_accesslog_add(struct moat_alog *sink, struct moat_buf *lines,
     moat_rc rc;
     const char *proto = e->proto != NULL ? e->proto : "HTTP/1.1";
     if (sink->format == MOAT_LOG_JSON) {
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
         rc = moat_buf_printf(b, "{\"time\":\"%s\",\"remote\":\"%s\",\"host\":\"", when, e->peer);
         put_escaped(b, parts[2], 1);
         rc = moat_buf_printf(b, "\",\"method\":\"");
@@ -106,7 +163,6 @@ void moat_accesslog_add(struct moat_alog *sink, struct moat_buf *lines,
             rc = moat_buf_printf(b, "\"}\n");
         }
     } else {
-        strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
         rc = moat_buf_printf(b, "%s - ", e->peer);
         if (id.present && id.verified && id.cn[0] != '\0') {
             put_escaped(b, id.cn, 0); /* %u: the authenticated user */
@@ -128,10 +184,5 @@ void moat_accesslog_add(struct moat_alog *sink, struct moat_buf *lines,
         put_escaped(b, parts[4][0] ? parts[4] : "-", 0);
         rc = moat_buf_append(b, "\"\n", 2);
     }
-    if (!moat_ok(rc) || b->wr == 0 || b->base[b->wr - 1] != '\n') {
-        b->wr = mark; /* never half a line */
-    }
-    if (moat_buf_len(b) >= FLUSH_AT) {
-        moat_accesslog_flush(sink, lines);
-    }
+    line_done(sink, b, mark, rc);
 }

@@ -34,9 +34,25 @@ struct moat_alog_entry {
     SSL *ssl; /* for the client certificate's identity; NULL on the plain port */
 };
 
+/* One TCP stream (a `stream` block's connection), as its line shows it. */
+struct moat_alog_stream {
+    const char *peer;             /* the client's address, without the port */
+    const char *stream;           /* the stream block's name */
+    const char *mode;             /* "terminate", "passthrough", "plain" */
+    const char *sni;              /* the client's server name; "" when none */
+    const char *target;           /* the server it was relayed to; "" when none was reached */
+    uint64_t bytes_in, bytes_out; /* client to target, target to client */
+    double ms;                    /* from accept to close */
+    const char *end;              /* how it ended */
+};
+
 /* Append the line for `e` to `lines` (never half a line); flush when they pass 32 KiB. */
 void moat_accesslog_add(struct moat_alog *sink, struct moat_buf *lines,
                         const struct moat_alog_entry *e);
+/* The same for a stream. Combined format: `PEER - - [TIME] "STREAM NAME MODE SNI" TARGET IN OUT
+ * MS "END"` (a line an HTTP log parser skips rather than misreads); JSON: "type":"stream". */
+void moat_accesslog_add_stream(struct moat_alog *sink, struct moat_buf *lines,
+                               const struct moat_alog_stream *e);
 /* Write `lines` to the sink and empty them (a full disk loses lines, never requests). */
 void moat_accesslog_flush(struct moat_alog *sink, struct moat_buf *lines);
 

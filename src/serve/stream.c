@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/proxyproto.h"
 #include "core/sock.h"
+#include "serve/accesslog.h"
 #include "serve/snapshot.h"
 #include "tls/clienthello.h"
 #include "tls/clientauth.h"
@@ -52,6 +53,7 @@ struct moat_sconn {
     struct moat_endpoints ends;
     unsigned long long id;
     uint64_t bytes_in, bytes_out;
+    uint64_t started_ms; /* the loop's clock at accept, for the access log */
     int client_eof, server_eof, dead;
     const char *why; /* how it ended, for the log (static) */
     char target[320];
@@ -91,6 +93,24 @@ static void sc_close(struct moat_sconn *c, const char *why)
         moat_log(MOAT_LVL_INFO, c->id, "stream %s: %s: %s", stream_name(c), c->ends.peer, why);
     }
     struct moat_stream_home *h = c->home;
+    if (h->alog != NULL) {
+        static const char *const modes[] = {"terminate", "passthrough", "plain"};
+        enum moat_conf_stream_tls t = c->st->conf->tls;
+        struct moat_alog_stream e = {
+            .peer = c->ends.peer,
+            .stream = stream_name(c),
+            .mode = (size_t)t < sizeof(modes) / sizeof(modes[0]) ? modes[t] : "-",
+            .sni = c->sni,
+            .target = c->target,
+            .bytes_in = c->bytes_in,
+            .bytes_out = c->bytes_out,
+            .ms = (double)(h->loop->now_ms - c->started_ms),
+            .end = why      ? why
+                   : c->why ? c->why
+                            : "done",
+        };
+        moat_accesslog_add_stream(h->alog, h->alog_lines, &e);
+    }
     moat_timer_disarm(&h->loop->timers, &c->timer);
     if (c->uc != NULL) {
         moat_up_conn_close(c->uc);
@@ -682,6 +702,7 @@ void moat_stream_accept(struct moat_stream_home *h, struct moat_snapshot *snap, 
     c->st = st;
     c->snap = moat_snapshot_ref(snap);
     c->id = ++h->next_id * 64 + h->worker_id;
+    c->started_ms = h->loop->now_ms;
     moat_transport_plain_init(&c->tr, fd);
     moat_sock_endpoint(peer, c->ends.peer, sizeof(c->ends.peer), &c->ends.peer_port);
     struct sockaddr_storage local;

@@ -16,11 +16,14 @@
 #ifndef MOAT_SERVE_STREAM_H
 #define MOAT_SERVE_STREAM_H
 
+#include "core/buf.h"
 #include "core/loop.h"
 #include "http/exchange.h"
 #include "upstream/pool.h"
 
 #include <sys/socket.h>
+
+struct moat_alog;
 
 struct moat_snapshot;
 struct moat_sconn;
@@ -33,6 +36,8 @@ struct moat_stream_home {
     unsigned long long next_id;
     struct moat_sconn *conns; /* live ones (doubly linked) */
     size_t nconns;
+    struct moat_alog *alog;      /* the server's access log; NULL: off */
+    struct moat_buf *alog_lines; /* the worker's lines waiting to be written */
 };
 
 /* Accept fd (ownership passes, also on failure) on the stream listener `spec` of `snap`;

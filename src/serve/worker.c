@@ -277,7 +277,11 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *
     wk->evfd = -1;
     MOAT_TRY(moat_loop_init(&wk->loop, err));
     moat_up_pool_init(&wk->upool, &wk->loop);
-    wk->shome = (struct moat_stream_home){.loop = &wk->loop, .pool = &wk->upool, .worker_id = id};
+    wk->shome = (struct moat_stream_home){.loop = &wk->loop,
+                                          .pool = &wk->upool,
+                                          .worker_id = id,
+                                          .alog = alog,
+                                          .alog_lines = &wk->alog_lines};
     wk->loop.after = after_iteration;
     wk->loop.after_data = wk;
     wk->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -18,6 +18,7 @@ Each connection's end is logged at info as `stream NAME: CLIENT -> TARGET: close
 the checks only look for the stream name and the target on one line.
 """
 
+import json
 import os
 import re
 import smtplib
@@ -352,6 +353,17 @@ def test_sni_routes_with_termination(moat, pki, docroot, certs, echoes):
     assert stream_logged(m, mark, "sni", target(echoes.a.port)), m.stderr()[-3000:]
     assert stream_logged(m, mark, "sni", target(echoes.b.port))
     assert stream_logged(m, mark, "sni", target(echoes.default.port))
+    # One access-log line per connection, as for HTTP answers.
+    def stream_lines():
+        return [j for j in (json.loads(l) for l in m.access_lines(3))
+                if j.get("type") == "stream"]
+    assert wait_for(lambda: len(stream_lines()) >= 3, 5), m.access_lines()
+    by_sni = {j["sni"]: j for j in stream_lines()}
+    a = by_sni["a.test"]
+    assert a["stream"] == "sni" and a["mode"] == "terminate" and a["remote"] == "127.0.0.1"
+    assert a["target"] == "127.0.0.1:%d" % echoes.a.port
+    assert a["bytes_in"] >= len("hello-sni-a") and a["bytes_out"] >= len("A: hello-sni-a")
+    assert by_sni[""]["target"] == "127.0.0.1:%d" % echoes.default.port
 
 
 def test_stream_certificates_by_sni_and_from_the_local_ca(moat, pki, docroot, certs, echoes):
