@@ -488,6 +488,10 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
                        now >= crl_check) {
                 crl_check = now + 60; /* retry each minute if it fails */
                 reload(&srv, "refreshing the local CA's published CRL");
+            } else if (moat_snapshot_next_stream_renewal(srv.snap) != 0 &&
+                       now >= moat_snapshot_next_stream_renewal(srv.snap) && now >= renew_check) {
+                renew_check = now + 60; /* a reload that fails is tried again in a minute */
+                reload(&srv, "renewing a stream's local certificate");
             } else {
                 time_t due = moat_snapshot_next_renewal(srv.snap);
                 if (due != 0 && now >= due && now >= renew_check) {

@@ -683,6 +683,7 @@ static moat_rc build_stream(struct moat_snapshot *s, size_t i, const struct moat
     struct moat_tls_certset *sets[8] = {NULL};
     size_t nsets = 0;
     MOAT_TRY(site_sets(&tmp, id, env, trust, lca, sets, &nsets, err));
+    st->cert_renew_at = tmp.cert_renew_at;
     moat_rc rc = MOAT_RC_OK;
     if (nsets > 0) {
         rc = stream_contexts(s, st, sets, nsets, err);
@@ -943,6 +944,18 @@ time_t moat_snapshot_next_renewal(const struct moat_snapshot *s)
     time_t next = 0;
     for (size_t i = 0; i < s->nsites; i++) {
         time_t at = s->sites[i].cert_renew_at;
+        if (at != 0 && (next == 0 || at < next)) {
+            next = at;
+        }
+    }
+    return next;
+}
+
+time_t moat_snapshot_next_stream_renewal(const struct moat_snapshot *s)
+{
+    time_t next = 0;
+    for (size_t i = 0; i < s->nstreams; i++) {
+        time_t at = s->streams[i].cert_renew_at;
         if (at != 0 && (next == 0 || at < next)) {
             next = at;
         }

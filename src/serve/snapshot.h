@@ -75,6 +75,7 @@ struct moat_stream_rt {
     struct moat_tls_client_auth *client_auth; /* owned; freed after ctx, which borrows it */
     struct moat_stream_route_rt *routes;      /* owned */
     size_t nroutes;
+    time_t cert_renew_at; /* a certificate from the local CA: when it wants a new one; 0 never */
 };
 
 struct moat_snapshot {
@@ -152,6 +153,9 @@ MOAT_MUST_USE moat_rc moat_snapshot_acme_refresh(struct moat_snapshot *s, struct
 
 /* The soonest cert_renew_at of the sites; 0 when none wants renewing. */
 time_t moat_snapshot_next_renewal(const struct moat_snapshot *s);
+/* The same for the streams, whose certificates are renewed by a reload (a stream's SNI table is
+ * its own, and a reload keeps its running connections). */
+time_t moat_snapshot_next_stream_renewal(const struct moat_snapshot *s);
 
 /*
  * Renew the certificates that are due at `now` through their sources (the local CA issues and

@@ -104,3 +104,40 @@ def test_a_due_local_certificate_is_renewed_without_a_reload(moat, www):
     time.sleep(2.5)
     assert m.stderr()[mark:].count("renewed its local certificate") == 1
     assert wait_for(lambda: served_serial(m) == renewed, 2.0)
+
+
+def test_a_due_local_certificate_of_a_stream_is_renewed_by_a_reload(moat, www):
+    """A stream's certificates live in its own SNI table; a due one is renewed by a reload,
+    which keeps running connections."""
+    from helpers import free_port
+    from stream_peers import EchoServer
+    echo = EchoServer("S")
+    try:
+        m = moat()
+        q = free_port()
+        m.write_config("listen 127.0.0.1:%d\nerror_log stderr info\n"
+                       "site localhost {\n    root %s\n}\n"
+                       "stream s {\n    listen 127.0.0.1:%d\n    name localhost\n"
+                       "    proxy 127.0.0.1:%d\n}\n" % (m.port, www, q, echo.port))
+        m.start(ports=[m.port, q])
+        m.stop()
+        planted = plant_short_leaf(m.state, valid_s=15, age_s=2)
+        m.start(ports=[m.port, q])
+
+        def stream_serial():
+            ctx = ssl.create_default_context(cafile=str(m.state / "ca" / "root.pem"))
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", q), timeout=5),
+                                 server_hostname="localhost") as s:
+                s.sendall(b"ping\n")
+                assert s.recv(100).startswith(b"S: ping")
+                return x509.load_der_x509_certificate(s.getpeercert(True)).serial_number
+        assert stream_serial() == planted
+        mark = len(m.stderr())
+        assert log_after(m, mark, r"renewing a stream's local certificate: now serving "
+                         r"configuration generation 2", timeout=20.0), m.stderr()[mark:]
+        assert wait_for(lambda: stream_serial() != planted, 3.0)
+        assert served_serial(m) != planted  # the site's, loaded anew by the reload
+        time.sleep(2.5)
+        assert "generation 3" not in m.stderr()[mark:]  # once, not every minute
+    finally:
+        echo.stop()
