@@ -939,14 +939,17 @@ moat_rc moat_snapshot_swap_certs(struct moat_snapshot *s, struct moat_site *site
     return rc;
 }
 
+/* The sooner of two renewal times, 0 meaning never. */
+static time_t sooner(time_t a, time_t b)
+{
+    return a == 0 ? b : b == 0 ? a : a < b ? a : b;
+}
+
 time_t moat_snapshot_next_renewal(const struct moat_snapshot *s)
 {
     time_t next = 0;
     for (size_t i = 0; i < s->nsites; i++) {
-        time_t at = s->sites[i].cert_renew_at;
-        if (at != 0 && (next == 0 || at < next)) {
-            next = at;
-        }
+        next = sooner(next, s->sites[i].cert_renew_at);
     }
     return next;
 }
@@ -955,10 +958,7 @@ time_t moat_snapshot_next_stream_renewal(const struct moat_snapshot *s)
 {
     time_t next = 0;
     for (size_t i = 0; i < s->nstreams; i++) {
-        time_t at = s->streams[i].cert_renew_at;
-        if (at != 0 && (next == 0 || at < next)) {
-            next = at;
-        }
+        next = sooner(next, s->streams[i].cert_renew_at);
     }
     return next;
 }
