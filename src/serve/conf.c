@@ -202,8 +202,6 @@ int moat_conf__parse_count(const char *s, uint64_t *out)
     return 1;
 }
 
-/* A path prefix as client_path and header take it: compared with normalised request paths, so
- * one that is not itself normal could never match. */
 int moat_conf__block_name_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -238,6 +236,8 @@ moat_rc moat_conf__take_listen_words(struct moat_conf__loader *L, const struct m
     return MOAT_RC_OK;
 }
 
+/* A path prefix as client_path and header take it: compared with normalised request paths, so
+ * one that is not itself normal could never match. */
 int moat_conf__plain_prefix(const char *p, size_t len)
 {
     int dotseg = strstr(p, "/../") != NULL || strstr(p, "/./") != NULL ||

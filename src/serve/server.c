@@ -331,6 +331,13 @@ static void reload(struct moat_server *srv, const char *why)
     moat_log_i("%s: now serving configuration generation %llu", why, s->generation);
 }
 
+/* A stream's local certificate wants renewing (by a reload). */
+static int stream_due(const struct moat_snapshot *s, time_t now)
+{
+    time_t at = moat_snapshot_next_stream_renewal(s);
+    return at != 0 && now >= at;
+}
+
 static void print_banner(const struct moat_server *srv, const struct moat_snapshot *s, int demo)
 {
     const struct moat_conf *c = s->conf;
@@ -488,8 +495,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
                        now >= crl_check) {
                 crl_check = now + 60; /* retry each minute if it fails */
                 reload(&srv, "refreshing the local CA's published CRL");
-            } else if (moat_snapshot_next_stream_renewal(srv.snap) != 0 &&
-                       now >= moat_snapshot_next_stream_renewal(srv.snap) && now >= renew_check) {
+            } else if (stream_due(srv.snap, now) && now >= renew_check) {
                 renew_check = now + 60; /* a reload that fails is tried again in a minute */
                 reload(&srv, "renewing a stream's local certificate");
             } else {
