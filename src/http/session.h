@@ -53,6 +53,9 @@ struct moat_session_host {
     /* The session ended (the peer left, a timeout, the last answer went): close the
      * connection. Called once, at most; the session is not used again except to clear it. */
     void (*ended)(void *host);
+    /* A request refused by a rate of the session's own (HTTP/2's requests per connection,
+     * `why` in words): counted and logged by the host, which knows its limits' names. */
+    void (*refused)(void *host, const char *why);
 };
 
 #endif

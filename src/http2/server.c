@@ -15,6 +15,7 @@
 #include "http2/server.h"
 
 #include "core/fmt.h"
+#include "core/gcra.h"
 #include "core/httpdate.h"
 #include "core/log.h"
 #include "core/sock.h"
@@ -920,6 +921,20 @@ static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
         return 0;
     }
     if (s->closing) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    uint64_t wait;
+    if (s->conf->req_interval_us > 0 && !s->env.requests_unlimited &&
+        !moat_gcra_take(&s->req_tat_us, now_ms(s) * 1000, s->conf->req_interval_us,
+                        s->conf->req_burst, &wait)) {
+        /* Many requests on one connection: the whole connection goes, as for the other
+         * floods (a client that means well opens another and slows down). */
+        if (s->env.host->refused != NULL) {
+            s->env.host->refused(s->env.host_data,
+                                 "requests on one HTTP/2 connection faster than "
+                                 "limits.http2_requests; GOAWAY ENHANCE_YOUR_CALM");
+        }
+        terminate(s, NGHTTP2_ENHANCE_YOUR_CALM);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     struct moat_h2_stream *st = stream_new(s, frame->hd.stream_id);

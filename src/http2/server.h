@@ -55,6 +55,9 @@ struct moat_h2s_conf {
     uint32_t max_fields;
     uint64_t max_body_bytes; /* 0: none */
     uint64_t max_requests;   /* streams per connection; then GOAWAY */
+    /* Request streams per connection (limits.http2_requests): one per req_interval_us with
+     * bursts of req_burst; 0: no limit. Over it: GOAWAY ENHANCE_YOUR_CALM. */
+    uint64_t req_interval_us, req_burst;
     uint64_t head_timeout_ms, idle_timeout_ms, body_timeout_ms, write_timeout_ms;
 };
 
@@ -86,6 +89,7 @@ struct moat_h2s_env {
     const struct moat_endpoints *ends; /* both ends with ports, for handlers; may be NULL */
     void *tls;                         /* the SSL * for handlers that ask tls/ about the client */
     int keep_meta;
+    int requests_unlimited; /* the client is exempt from req_interval_us (limits.exempt) */
 };
 
 struct moat_h2_stream;
@@ -121,6 +125,7 @@ struct moat_h2s {
     uint64_t hblock_started_ms;
     unsigned continuations;
     struct moat_h2_bucket frames, resets;
+    uint64_t req_tat_us; /* the GCRA state of req_interval_us */
     uint64_t requests;
     uint64_t last_write_ms, idle_since_ms;
     uint64_t last_data_ms;     /* a DATA frame went into `out` */

@@ -49,6 +49,7 @@ static const struct family families[] = {
     {moat_conf__acme_specs, &moat_conf__acme_nspecs},
     {moat_conf__http2_specs, &moat_conf__http2_nspecs},
     {moat_conf__stream_specs, &moat_conf__stream_nspecs},
+    {moat_conf__guard_specs, &moat_conf__guard_nspecs},
 };
 
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
@@ -564,6 +565,12 @@ void moat_conf__site_clear(struct moat_conf_site *s)
         free(s->crl_publish[i].ca_dir);
     }
     free(s->crl_publish);
+    free(s->acl);
+    for (size_t i = 0; i < s->nlimits; i++) {
+        free(s->limits[i].prefix);
+        free(s->limits[i].key_name);
+    }
+    free(s->limits);
     *s = (struct moat_conf_site){0};
 }
 
@@ -598,6 +605,8 @@ void moat_conf_free(struct moat_conf *c)
     }
     free(c->streams);
     moat_conf__free_strs(c->trusted_proxies, c->ntrusted_proxies);
+    free(c->acl);
+    free(c->exempt);
     moat_conf__free_strs(c->proxy_protocol_listen, c->nproxy_protocol_listen);
     for (size_t i = 0; i < c->nsites; i++) {
         moat_conf__site_clear(&c->sites[i]);
@@ -652,6 +661,13 @@ struct moat_conf *moat_conf_new(void)
     c->ktls = 0; /* off unless asked: its data path has not yet run on a kernel with kTLS */
     c->ticket_rotate_s = 3600;
     c->session_cache = 20480;
+    c->addr_conns = 512;
+    c->addr_new = (struct moat_rate){.n = 200, .per_ms = 1000, .burst = 1000};
+    c->addr_hs = (struct moat_rate){.n = 100, .per_ms = 1000, .burst = 1000};
+    c->total_conns = -1;
+    c->h2_requests = (struct moat_rate){.n = 1000, .per_ms = 1000, .burst = 2000};
+    c->addr_table = 65536;
+    c->ipv6_prefix = 64;
     return c;
 }
 

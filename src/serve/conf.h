@@ -14,6 +14,9 @@
 
 #include "core/err.h"
 
+#include "core/cidr.h"
+#include "core/gcra.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -161,6 +164,32 @@ struct moat_conf_proxy_rule {
     char where[MOAT_CONF_WHERE_MAX];
 };
 
+#define MOAT_CONF_GUARD_CONNS 1u /* address_connections */
+#define MOAT_CONF_GUARD_NEW 2u   /* address_new_connections */
+#define MOAT_CONF_GUARD_HS 4u    /* address_handshakes */
+#define MOAT_CONF_GUARD_H2 8u    /* http2_requests */
+
+/* One `allow` or `deny` line's range (docs/limits.md): the first that matches decides. */
+struct moat_conf_acl {
+    struct moat_cidr range;
+    int allow;
+};
+
+enum moat_conf_limit_by {
+    MOAT_CONF_LIMIT_BY_IP = 0,
+    MOAT_CONF_LIMIT_BY_HEADER,
+    MOAT_CONF_LIMIT_BY_COOKIE,
+};
+
+/* A site's `limit [/PREFIX] RATE [burst B] [by ip|header NAME|cookie NAME]`. */
+struct moat_conf_limit {
+    char *prefix; /* normalised, without trailing '/'; NULL: the whole site */
+    struct moat_rate rate;
+    enum moat_conf_limit_by by;
+    char *key_name; /* the header (lower case) or cookie name; NULL for ip */
+    char where[MOAT_CONF_WHERE_MAX];
+};
+
 struct moat_conf_site {
     /* Lower-cased, distinct across all sites: "example.com", "*.example.com" (wildcard covers
      * exactly one label), "127.0.0.1", "::1" (IPv6 in RFC 5952 form, no brackets), or "*"
@@ -211,7 +240,11 @@ struct moat_conf_site {
     struct moat_conf_crl_publish *crl_publish; /* CRLs this site publishes; distinct paths */
     size_t ncrl_publish;
 
-    int http2;           /* `http2 on|off`: -1 as the top level says (default), 0 off, 1 on */
+    int http2;                 /* `http2 on|off`: -1 as the top level says (default), 0 off, 1 on */
+    struct moat_conf_acl *acl; /* `allow` / `deny` in file order; none: everyone */
+    size_t nacl;
+    struct moat_conf_limit *limits; /* `limit` rules in file order */
+    size_t nlimits;
     int acme;            /* `tls acme`: certificates from the ACME CA of the acme { } block */
     unsigned acme_kinds; /* with acme: the acme { } block's key_type bits (1 << kind) */
 };
@@ -301,6 +334,24 @@ struct moat_conf {
      * appended to), and who may send a PROXY protocol header */
     char **trusted_proxies;
     size_t ntrusted_proxies;
+    /* Abuse protection (docs/limits.md): per client address (an IPv6 one by its /ipv6_prefix),
+     * counted before the TLS handshake; 0 / n == 0: off. */
+    uint64_t addr_conns;          /* open connections per address; default 512 */
+    struct moat_rate addr_new;    /* new connections; default 200/s burst 1000 */
+    struct moat_rate addr_hs;     /* TLS handshakes; default 100/s burst 1000 */
+    int64_t total_conns;          /* all workers; -1 auto (default): from the fd limit; 0 off */
+    struct moat_rate h2_requests; /* streams per HTTP/2 connection; 1000/s burst 2000 */
+    uint64_t addr_table;          /* keys the limiter tracks; default 65536 */
+    uint64_t ipv6_prefix;         /* bits of an IPv6 address that make one client; 64 */
+    struct moat_conf_acl *acl;    /* top-level `allow` / `deny`: refused at accept */
+    size_t nacl;
+    /* `exempt CIDR...|none`: addresses no per-address limit applies to. Without the line,
+     * loopback is exempt from the limits left at their defaults (a benchmark or health check
+     * on the machine itself is no attacker); a limit that is written applies to it too. */
+    struct moat_cidr *exempt;
+    size_t nexempt;
+    int exempt_set;
+    unsigned guard_written;       /* MOAT_CONF_GUARD_* bits: the limits the file sets */
     char **proxy_protocol_listen; /* listen addresses that expect a PROXY protocol header */
     size_t nproxy_protocol_listen;
     struct moat_conf_stream *streams;

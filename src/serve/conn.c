@@ -16,6 +16,7 @@
 #include "serve/accesslog.h"
 #include "serve/builtin.h"
 #include "serve/crlpub.h"
+#include "serve/guard.h"
 #include "serve/headers.h"
 #include "serve/proxy.h"
 #include "serve/route.h"
@@ -67,6 +68,9 @@ void moat_conn_close(struct moat_conn *c)
     c->prev = c->next = NULL;
     h->nconns--;
     h->closed++;
+    if (c->snap->guard != NULL) {
+        moat_guard_release(c->snap->guard, &c->ticket);
+    }
     /* An event for it may still wait in this epoll batch: freed at the end of the iteration. */
     c->next_closing = h->closing;
     h->closing = c;
@@ -232,6 +236,56 @@ static moat_rc forbidden_page(struct moat_res *res, const char *why, struct moat
     return MOAT_RC_OK;
 }
 
+static void session_refused(void *host, const char *why)
+{
+    struct moat_conn *c = host;
+    if (c->snap->guard != NULL) {
+        moat_guard_refused(c->snap->guard, MOAT_GUARD_H2, c->id, c->ends.peer, why);
+    }
+}
+
+/* A site's allow/deny (403) and `limit` rules (429 with Retry-After) for the request; 1 when
+ * one of them answered it. */
+static int guarded(struct moat_conn *c, const struct moat_site *site, const struct moat_req *req,
+                   struct moat_res *res, struct moat_buf *lines, struct moat_buf *body, moat_rc *rc)
+{
+    const struct moat_conf_site *cs = site->conf;
+    struct moat_guard *g = c->snap->guard;
+    if (g == NULL || (cs->nacl == 0 && cs->nlimits == 0)) {
+        return 0;
+    }
+    struct moat_guard_addr client;
+    moat_guard_client_of(req, c->snap->trusted, c->snap->ntrusted, &client);
+    char words[400];
+    if (!moat_guard_site_allows(cs, &client)) {
+        moat_guard_refused(g, MOAT_GUARD_SITE_DENY, c->id, c->ends.peer,
+                           "the client is not allowed on this site (its allow/deny lines)");
+        res->close = req->has_body;
+        *rc =
+            forbidden_page(res, "This site does not take requests from your address.", lines, body);
+        return 1;
+    }
+    uint64_t retry = 0;
+    const struct moat_conf_limit *rule = NULL;
+    if (moat_guard_limit(g, c->snap->conf, cs, req, &client, c->home->loop->now_ms, &retry,
+                         &rule) == MOAT_GUARD_OK) {
+        return 0;
+    }
+    snprintf(words, sizeof(words), "more than %llu requests per %s at %.300s; Retry-After %llu",
+             (unsigned long long)rule->rate.n,
+             rule->rate.per_ms == 1000    ? "second"
+             : rule->rate.per_ms == 60000 ? "minute"
+                                          : "hour",
+             rule->where, (unsigned long long)retry);
+    moat_guard_refused(g, MOAT_GUARD_LIMIT, c->id, c->ends.peer, words);
+    res->close = req->has_body;
+    *rc = moat_res_error_page(res, 429, lines, body);
+    if (moat_ok(*rc)) {
+        *rc = moat_buf_printf(lines, "Retry-After: %llu\r\n", (unsigned long long)retry);
+    }
+    return 1;
+}
+
 /* The site's proxy rule for the request: the longest prefix it is under (segment boundaries),
  * else the whole-site rule; NULL for files. A path that does not normalise matches the
  * first prefix rule so that the dispatcher refuses it rather than serving a file. */
@@ -304,6 +358,10 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
     if (c->plain) { /* the plain listener redirects, whatever the site does over TLS */
         return moat_builtin_redirect(&c->home->https_port, req, res, lines, body);
     }
+    moat_rc grc;
+    if (guarded(c, site, req, res, lines, body, &grc)) {
+        return grc;
+    }
     if (req->method_id == MOAT_HTTP_M_OPTIONS && req->target.len == 1 && req->target.p[0] == '*') {
         return moat_builtin_options(NULL, req, res, lines, body);
     }
@@ -338,6 +396,7 @@ static const struct moat_session_host session_host = {
     .server_field = server_field,
     .done = answer_done,
     .ended = session_ended,
+    .refused = session_refused,
 };
 
 static void start_session(struct moat_conn *c)
@@ -362,7 +421,9 @@ static void start_h2(struct moat_conn *c)
                                .peer = c->ends.peer,
                                .ends = &c->ends,
                                .tls = moat_tls_transport_ssl(&c->tr),
-                               .keep_meta = h->alog != NULL};
+                               .keep_meta = h->alog != NULL,
+                               .requests_unlimited =
+                                   !moat_guard_h2_limited(c->snap->conf, &c->client)};
     c->h2s = malloc(sizeof(*c->h2s));
     if (c->h2s == NULL) {
         moat_log(MOAT_LVL_ERROR, c->id, "http2: cannot start a session (out of memory)");
@@ -543,6 +604,13 @@ static void step_proxy_header(struct moat_conn *c)
         (r.family == MOAT_PP_FAM_INET || r.family == MOAT_PP_FAM_INET6)) {
         moat_sock_endpoint(&r.src, c->ends.peer, sizeof(c->ends.peer), &c->ends.peer_port);
         moat_sock_endpoint(&r.dst, c->ends.local, sizeof(c->ends.local), &c->ends.local_port);
+        /* The limits by address count the client the proxy names, not the proxy. */
+        moat_guard_addr_of_sa((const struct sockaddr *)&r.src, &c->client);
+        if (!moat_guard_after_header(c->snap->guard, c->snap->conf, &r.src, !c->plain,
+                                     c->home->loop->now_ms, c->id, &c->ticket)) {
+            moat_conn_close(c);
+            return;
+        }
     }
     c->proxy_header = 0;
     after_accept(c);
@@ -551,11 +619,26 @@ static void step_proxy_header(struct moat_conn *c)
 void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_storage *peer,
                       int plain, int h2_ok, int proxy_header)
 {
+    /* The limits first, before anything is spent on the connection. Behind a PROXY protocol
+     * listener the peer is the proxy: its client's address comes with the header. */
+    struct moat_guard *g = h->snap->guard;
+    struct moat_guard_ticket t;
+    if (!moat_guard_at_accept(g, h->snap->conf, peer, !plain, proxy_header, h->loop->now_ms, &t)) {
+        close(fd); /* before a byte is read */
+        return;
+    }
+    struct moat_guard_addr who;
+    moat_guard_addr_of_sa((const struct sockaddr *)peer, &who);
     struct moat_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        if (g != NULL) {
+            moat_guard_release(g, &t);
+        }
         close(fd);
         return;
     }
+    c->client = who;
+    c->ticket = t;
     c->home = h;
     c->id = ++h->next_id * 64 + h->worker_id; /* unique across workers, ordered within one */
     moat_transport_plain_init(&c->tr, fd);
@@ -580,6 +663,9 @@ void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_st
         if (!moat_ok(moat_tls_transport_server(&c->tr, fd, moat_tls_sni_default_ctx(c->snap->sni),
                                                NULL))) {
             moat_transport_close(&c->tr); /* not yet linked anywhere */
+            if (g != NULL) {
+                moat_guard_release(g, &c->ticket);
+            }
             conn_free(c);
             return;
         }

@@ -14,6 +14,7 @@
 #include "core/transport.h"
 #include "http1/server.h"
 #include "http2/server.h"
+#include "serve/guard.h"
 
 #include <sys/socket.h>
 
@@ -82,8 +83,10 @@ struct moat_conn {
      * HTTP/1 connection does not carry its size: 0.35 KiB of every idle connection. Freed with
      * the connection, after the loop iteration that closed it. */
     struct moat_h2s *h2s;
-    struct moat_endpoints ends; /* ends.peer: the client's address, for logs */
-    int proxy_header;           /* a PROXY protocol header is still to be read */
+    struct moat_endpoints ends;      /* ends.peer: the client's address, for logs */
+    int proxy_header;                /* a PROXY protocol header is still to be read */
+    struct moat_guard_addr client;   /* ends.peer as the limits key it */
+    struct moat_guard_ticket ticket; /* what it holds of the limits: given back at close */
 };
 
 /* Accept a new connection on fd (ownership passes, also on failure). */

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/sock.h"
 #include "pki/fsutil.h"
+#include "serve/guard.h"
 #include "serve/snapshot.h"
 #include "serve/worker.h"
 #include "state/store.h"
@@ -117,6 +118,18 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
             return rc;
         }
     }
+    /* The limits' table lives as long as the server; its size is the first configuration's. */
+    if (srv != NULL && srv->guard == NULL) {
+        moat_rc rc = moat_guard_new((size_t)conf->addr_table, &srv->guard, err);
+        if (!moat_ok(rc)) {
+            moat_conf_free(conf);
+            free(state_dir);
+            return rc;
+        }
+    } else if (srv != NULL && !moat_guard_slots_are(srv->guard, (size_t)conf->addr_table)) {
+        moat_log_w("limits.address_table changed: that takes a restart (the table keeps its "
+                   "size; the other limits are reloaded)");
+    }
     struct moat_snapshot_env env = {
         .tickets = tickets,
         .state_dir = state_dir_in ? state_dir_in : state_dir,
@@ -124,6 +137,7 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
         .dry_run = dry_run,
         .store = srv != NULL ? srv->store : NULL,
         .acme = srv != NULL && conf_has_acme(conf) ? srv->acme : NULL,
+        .guard = srv != NULL ? srv->guard : NULL,
     };
     moat_rc rc = moat_snapshot_build(conf, &env, out, err);
     free(state_dir);
@@ -299,6 +313,32 @@ static moat_rc acme_follow(struct moat_server *srv, const struct moat_conf *conf
     return rc;
 }
 
+/* At stop: what the limits refused while the server ran (the counts; the log lines were
+ * rate-limited). */
+static void log_refusals(struct moat_guard *g)
+{
+    if (g == NULL) {
+        return;
+    }
+    struct moat_guard_stats st;
+    moat_guard_stats(g, &st);
+    char line[600];
+    size_t at = 0;
+    for (int k = MOAT_GUARD_OK + 1; k < MOAT_GUARD_NKINDS; k++) {
+        if (st.refused[k] > 0 && at < sizeof(line)) {
+            int n = snprintf(line + at, sizeof(line) - at, "%s%s %llu", at > 0 ? ", " : "",
+                             moat_guard_kind_name((enum moat_guard_kind)k), st.refused[k]);
+            at += n > 0 ? (size_t)n : 0;
+        }
+    }
+    if (at > 0) {
+        moat_log(MOAT_LVL_INFO, 0,
+                 "limits refused: %s (table: %llu evicted, %llu let through "
+                 "full)",
+                 line, st.evicted, st.overflow);
+    }
+}
+
 static void publish(struct moat_server *srv, struct moat_snapshot *s)
 {
     for (unsigned w = 0; w < srv->nworkers; w++) {
@@ -442,6 +482,9 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
             }
         }
         files_cap = (size_t)(rl.rlim_cur / 4 / (nworkers ? nworkers : 1));
+        if (srv.guard != NULL) {
+            moat_guard_set_fd_limit(srv.guard, (uint64_t)rl.rlim_cur);
+        }
     }
     unsigned inited = 0;
     for (unsigned w = 0; moat_ok(rc) && w < nworkers; w++) {
@@ -527,6 +570,8 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     free(srv.workers);
     moat_snapshot_unref(srv.snap);
     moat_acme_challenges_free(srv.acme);
+    log_refusals(srv.guard);
+    moat_guard_free(srv.guard);
     moat_store_free(srv.store);
     moat_tls_tickets_free(srv.tickets);
     if (srv.alog.owned) {

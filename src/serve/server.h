@@ -28,6 +28,7 @@ struct moat_conf_source {
 
 struct moat_store;
 struct moat_acme_challenges;
+struct moat_guard;
 struct moat_acme_mgr;
 
 struct moat_server {
@@ -41,6 +42,7 @@ struct moat_server {
     unsigned nworkers;
     struct moat_store *store;          /* owned: the state folder as a store (ACME) */
     struct moat_acme_challenges *acme; /* owned: challenge answers the listeners give */
+    struct moat_guard *guard;          /* owned: the limits' table (serve/guard.h) */
     struct moat_acme_mgr *acme_mgr;    /* owned: the ACME thread; NULL until a site needs it */
     unsigned long acme_gen;            /* the manager's generation last swapped in */
 };

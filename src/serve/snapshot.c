@@ -828,6 +828,8 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
         .max_fields = (uint32_t)conf->max_fields,
         .max_body_bytes = conf->max_body_bytes,
         .max_requests = conf->max_requests,
+        .req_interval_us = conf->h2_requests.n > 0 ? moat_rate_interval_us(&conf->h2_requests) : 0,
+        .req_burst = conf->h2_requests.burst,
         .head_timeout_ms = conf->head_timeout_ms,
         .idle_timeout_ms = conf->idle_timeout_ms,
         .body_timeout_ms = conf->body_timeout_ms,
@@ -842,6 +844,7 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     s->tickets = env->tickets;
     s->store = env->store;
     s->acme = env->acme;
+    s->guard = env->guard;
     if (s->sites == NULL || s->sni == NULL || lca == NULL) {
         rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
         goto out;

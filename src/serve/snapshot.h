@@ -35,6 +35,7 @@ struct moat_crlpub_set;
 struct moat_tls_certset;
 struct moat_store;
 struct moat_acme_challenges;
+struct moat_guard;
 
 struct moat_site {
     const struct moat_conf_site *conf; /* borrowed from the snapshot's conf */
@@ -104,6 +105,8 @@ struct moat_snapshot {
     struct moat_store *store;          /* borrowed from the env: ACME certificates */
     struct moat_acme_challenges *acme; /* borrowed from the env: challenge answers; NULL when
                                           no site has tls acme */
+    struct moat_guard *guard;          /* borrowed from the env: abuse protection; NULL in a
+                                          check (nothing is served) */
 };
 
 struct moat_snapshot_env {
@@ -114,6 +117,7 @@ struct moat_snapshot_env {
     struct moat_store *store;          /* process-wide, borrowed: where ACME certificates are */
     struct moat_acme_challenges *acme; /* process-wide, borrowed: HTTP-01 and TLS-ALPN-01
                                           answers; NULL when no site has tls acme */
+    struct moat_guard *guard;          /* process-wide, borrowed: the limits' table */
 };
 
 /* Build and validate a snapshot from conf (ownership of conf passes to the snapshot, also on

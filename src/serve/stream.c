@@ -8,6 +8,7 @@
 #include "core/proxyproto.h"
 #include "core/sock.h"
 #include "serve/accesslog.h"
+#include "serve/guard.h"
 #include "serve/snapshot.h"
 #include "tls/clienthello.h"
 #include "tls/clientauth.h"
@@ -43,6 +44,7 @@ struct moat_sconn {
     struct moat_stream_home *home;
     struct moat_snapshot *snap; /* one reference */
     const struct moat_stream_rt *st;
+    struct moat_guard_ticket ticket; /* what it holds of the limits: given back at close */
     struct moat_sconn *prev, *next;
     struct moat_up_group *group; /* one reference, once routed */
     size_t server;
@@ -93,6 +95,9 @@ static void sc_close(struct moat_sconn *c, const char *why)
         moat_log(MOAT_LVL_INFO, c->id, "stream %s: %s: %s", stream_name(c), c->ends.peer, why);
     }
     struct moat_stream_home *h = c->home;
+    if (c->snap->guard != NULL) {
+        moat_guard_release(c->snap->guard, &c->ticket);
+    }
     if (h->alog != NULL) {
         static const char *const modes[] = {"terminate", "passthrough", "plain"};
         enum moat_conf_stream_tls t = c->st->conf->tls;
@@ -546,6 +551,12 @@ static void run(struct moat_sconn *c)
                 moat_sock_endpoint(&r.src, c->ends.peer, sizeof(c->ends.peer), &c->ends.peer_port);
                 moat_sock_endpoint(&r.dst, c->ends.local, sizeof(c->ends.local),
                                    &c->ends.local_port);
+                if (!moat_guard_after_header(c->snap->guard, c->snap->conf, &r.src,
+                                             c->st->conf->tls == MOAT_CONF_STREAM_TERMINATE,
+                                             c->home->loop->now_ms, c->id, &c->ticket)) {
+                    sc_close(c, NULL);
+                    return;
+                }
             }
             c->state = SC_OPENING;
             if (c->st->conf->starttls == MOAT_CONF_STARTTLS_SMTP && !greet(c)) {
@@ -693,11 +704,22 @@ void moat_stream_accept(struct moat_stream_home *h, struct moat_snapshot *snap, 
                         int fd, const struct sockaddr_storage *peer, int proxy_header)
 {
     const struct moat_stream_rt *st = moat_snapshot_stream_for(snap, spec);
-    struct moat_sconn *c = st != NULL ? calloc(1, sizeof(*c)) : NULL;
-    if (c == NULL) {
+    struct moat_guard_ticket t;
+    if (st == NULL || !moat_guard_at_accept(snap->guard, snap->conf, peer,
+                                            st->conf->tls == MOAT_CONF_STREAM_TERMINATE,
+                                            proxy_header, h->loop->now_ms, &t)) {
         close(fd);
         return;
     }
+    struct moat_sconn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        if (snap->guard != NULL) {
+            moat_guard_release(snap->guard, &t);
+        }
+        close(fd);
+        return;
+    }
+    c->ticket = t;
     c->home = h;
     c->st = st;
     c->snap = moat_snapshot_ref(snap);

@@ -628,10 +628,12 @@ class Conn:
     """One client connection with a read buffer. TLS when `sni`/`tls` is given."""
 
     def __init__(self, port, *, tls=True, sni="example.test", cafile=None, verify=True,
-                 host="127.0.0.1", timeout=NET_TIMEOUT, context=None, rcvbuf=None):
+                 host="127.0.0.1", timeout=NET_TIMEOUT, context=None, rcvbuf=None, source=None):
         self.timeout = timeout
         if rcvbuf is None:
-            raw = socket.create_connection((host, port), timeout=timeout)
+            # source: the local address to connect from (127.0.0.2, ... pose as other clients)
+            raw = socket.create_connection((host, port), timeout=timeout,
+                                           source_address=(source, 0) if source else None)
         else:
             # A small receive window, set before connecting, makes a non-reading client stall
             # the server's writes quickly (write-timeout tests).
