@@ -50,6 +50,8 @@ static const struct family families[] = {
     {moat_conf__http2_specs, &moat_conf__http2_nspecs},
     {moat_conf__stream_specs, &moat_conf__stream_nspecs},
     {moat_conf__guard_specs, &moat_conf__guard_nspecs},
+    {moat_conf__encode_specs, &moat_conf__encode_nspecs},
+    {moat_conf__cache_specs, &moat_conf__cache_nspecs},
 };
 
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
@@ -571,6 +573,9 @@ void moat_conf__site_clear(struct moat_conf_site *s)
         free(s->limits[i].key_name);
     }
     free(s->limits);
+    moat_conf__free_strs(s->encode_types, s->nencode_types);
+    moat_conf__free_strs(s->cache_prefixes, s->ncache_prefixes);
+    moat_conf__free_strs(s->cache_purge, s->ncache_purge);
     *s = (struct moat_conf_site){0};
 }
 
@@ -668,6 +673,10 @@ struct moat_conf *moat_conf_new(void)
     c->h2_requests = (struct moat_rate){.n = 1000, .per_ms = 1000, .burst = 2000};
     c->addr_table = 65536;
     c->ipv6_prefix = 64;
+    c->cache_memory = 64 * 1024 * 1024;
+    c->cache_max_object = 8 * 1024 * 1024;
+    c->cache_heuristic = 10;
+    c->cache_heuristic_max_ms = 86400ULL * 1000;
     return c;
 }
 
@@ -686,6 +695,11 @@ struct moat_conf_site *moat_conf__site_push(struct moat_conf *c)
     }
     s->hsts = -1;
     s->http2 = -1;
+    s->encode_min = -1;
+    s->encode_precompressed = -1;
+    for (size_t i = 0; i < sizeof(s->encode_level) / sizeof(s->encode_level[0]); i++) {
+        s->encode_level[i] = -1;
+    }
     s->hsts_max_age_s = 365ULL * 86400;
     c->nsites++;
     return s;

@@ -245,6 +245,23 @@ struct moat_conf_site {
     size_t nacl;
     struct moat_conf_limit *limits; /* `limit` rules in file order */
     size_t nlimits;
+    /* Compression (docs/encode.md): `encode` codings (enum moat_coding) best first; none:
+     * off. The others -1 (or NULL) when not written. */
+    unsigned char encode[3];
+    size_t nencode;
+    int encode_set;
+    char **encode_types;
+    size_t nencode_types;
+    int64_t encode_min;
+    int encode_level[4]; /* by enum moat_coding */
+    int encode_precompressed;
+    /* The HTTP cache (docs/cache.md): `cache on` (1), off (0, the default), or on under
+     * `cache /PREFIX...`; who may PURGE. */
+    int cache;
+    char **cache_prefixes;
+    size_t ncache_prefixes;
+    char **cache_purge;
+    size_t ncache_purge;
     int acme;            /* `tls acme`: certificates from the ACME CA of the acme { } block */
     unsigned acme_kinds; /* with acme: the acme { } block's key_type bits (1 << kind) */
 };
@@ -336,14 +353,18 @@ struct moat_conf {
     size_t ntrusted_proxies;
     /* Abuse protection (docs/limits.md): per client address (an IPv6 one by its /ipv6_prefix),
      * counted before the TLS handshake; 0 / n == 0: off. */
-    uint64_t addr_conns;          /* open connections per address; default 512 */
-    struct moat_rate addr_new;    /* new connections; default 200/s burst 1000 */
-    struct moat_rate addr_hs;     /* TLS handshakes; default 100/s burst 1000 */
-    int64_t total_conns;          /* all workers; -1 auto (default): from the fd limit; 0 off */
-    struct moat_rate h2_requests; /* streams per HTTP/2 connection; 1000/s burst 2000 */
-    uint64_t addr_table;          /* keys the limiter tracks; default 65536 */
-    uint64_t ipv6_prefix;         /* bits of an IPv6 address that make one client; 64 */
-    struct moat_conf_acl *acl;    /* top-level `allow` / `deny`: refused at accept */
+    uint64_t addr_conns;             /* open connections per address; default 512 */
+    struct moat_rate addr_new;       /* new connections; default 200/s burst 1000 */
+    struct moat_rate addr_hs;        /* TLS handshakes; default 100/s burst 1000 */
+    int64_t total_conns;             /* all workers; -1 auto (default): from the fd limit; 0 off */
+    struct moat_rate h2_requests;    /* streams per HTTP/2 connection; 1000/s burst 2000 */
+    uint64_t addr_table;             /* keys the limiter tracks; default 65536 */
+    uint64_t ipv6_prefix;            /* bits of an IPv6 address that make one client; 64 */
+    uint64_t cache_memory;           /* the cache's bytes; default 64m */
+    uint64_t cache_max_object;       /* the largest answer it stores; default 8m */
+    uint64_t cache_heuristic;        /* percent of the age of Last-Modified; default 10 */
+    uint64_t cache_heuristic_max_ms; /* default 1d */
+    struct moat_conf_acl *acl;       /* top-level `allow` / `deny`: refused at accept */
     size_t nacl;
     /* `exempt CIDR...|none`: addresses no per-address limit applies to. Without the line,
      * loopback is exempt from the limits left at their defaults (a benchmark or health check

@@ -6,8 +6,8 @@
  * values, reports unknown, misplaced, wrong-arity and repeated directives, and runs the checks
  * that look at a whole site or the whole file. Each directive family has one file with its rows
  * and their handlers (conf_global.c, conf_limits.c, conf_site.c, conf_headers.c, conf_proxy.c,
- * conf_mtls.c, conf_crl.c, conf_acme.c, conf_guard.c), and the directives are documented over their
- * rows there.
+ * conf_mtls.c, conf_crl.c, conf_acme.c, conf_guard.c, conf_encode.c, conf_cache.c), and the
+ * directives are documented over their rows there.
  *
  * A new family: a conf_<family>.c with its `moat_conf__<family>_specs[]` and count, declared
  * below, one line in `families[]` in conf.c (the order there is the order of names in the
@@ -140,6 +140,10 @@ extern const struct moat_conf__spec moat_conf__stream_specs[];
 extern const size_t moat_conf__stream_nspecs;
 extern const struct moat_conf__spec moat_conf__guard_specs[];
 extern const size_t moat_conf__guard_nspecs;
+extern const struct moat_conf__spec moat_conf__encode_specs[];
+extern const size_t moat_conf__encode_nspecs;
+extern const struct moat_conf__spec moat_conf__cache_specs[];
+extern const size_t moat_conf__cache_nspecs;
 
 /* ---- the families' checks, run by conf.c in the order of its lists ---- */
 

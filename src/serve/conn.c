@@ -15,7 +15,9 @@
 #include "http/status.h"
 #include "serve/accesslog.h"
 #include "serve/builtin.h"
+#include "serve/cache.h"
 #include "serve/crlpub.h"
+#include "serve/encode.h"
 #include "serve/guard.h"
 #include "serve/headers.h"
 #include "serve/proxy.h"
@@ -384,10 +386,38 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
                                        .pool = c->home->upool,
                                        .trusted = c->snap->trusted,
                                        .ntrusted = c->snap->ntrusted};
-        return moat_proxy_handler(&call, req, res, lines, body);
+        /* The chain of a proxied answer: the origin's -> encode -> cache -> the client. The
+         * cache is outermost, so it stores what encode made and a hit costs no compression. */
+        struct moat_cache_tee *tee = NULL;
+        struct moat_req cached;
+        if (c->snap->cache != NULL && moat_cache_covers(site->conf, req)) {
+            struct moat_cache_ctx cx = {.cache = c->snap->cache,
+                                        .conf = c->snap->conf,
+                                        .site = site->conf,
+                                        .client = c->ends.peer};
+            moat_rc crc;
+            if (moat_cache_serve(&cx, req, res, lines, body, &crc, &cached, &tee)) {
+                return crc;
+            }
+            if (tee != NULL) {
+                req = &cached;
+            }
+        }
+        struct moat_encode_want want;
+        moat_encode_want_of(site->conf, req, c->home->loop, &want);
+        struct moat_req filtered;
+        struct moat_encode_filter *f = NULL;
+        moat_rc rc = moat_encode_filter_new(&want, req, &filtered, &f)
+                         ? moat_proxy_handler(&call, &filtered, res, lines, body)
+                         : moat_proxy_handler(&call, req, res, lines, body);
+        moat_encode_filter_adopt(f, res);
+        moat_cache_tee_adopt(tee, res);
+        return rc;
     }
-    return moat_static_handle_cached(&site->st, c->home->files, c->home->loop->now_ms, req, res,
-                                     lines, body);
+    struct moat_encode_want want;
+    moat_encode_want_of(site->conf, req, c->home->loop, &want);
+    return moat_static_handle_cached(&site->st, c->home->files, c->home->loop->now_ms, &want, req,
+                                     res, lines, body);
 }
 
 static const struct moat_session_host session_host = {

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/sock.h"
 #include "pki/fsutil.h"
+#include "serve/cache.h"
 #include "serve/guard.h"
 #include "serve/snapshot.h"
 #include "serve/worker.h"
@@ -130,6 +131,17 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
         moat_log_w("limits.address_table changed: that takes a restart (the table keeps its "
                    "size; the other limits are reloaded)");
     }
+    /* The cache's store too; a reload takes its new bounds. */
+    if (srv != NULL && srv->cache == NULL) {
+        moat_rc rc = moat_cache_new(conf->cache_memory, conf->cache_max_object, &srv->cache, err);
+        if (!moat_ok(rc)) {
+            moat_conf_free(conf);
+            free(state_dir);
+            return rc;
+        }
+    } else if (srv != NULL) {
+        moat_cache_configure(srv->cache, conf);
+    }
     struct moat_snapshot_env env = {
         .tickets = tickets,
         .state_dir = state_dir_in ? state_dir_in : state_dir,
@@ -138,6 +150,7 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
         .store = srv != NULL ? srv->store : NULL,
         .acme = srv != NULL && conf_has_acme(conf) ? srv->acme : NULL,
         .guard = srv != NULL ? srv->guard : NULL,
+        .cache = srv != NULL ? srv->cache : NULL,
     };
     moat_rc rc = moat_snapshot_build(conf, &env, out, err);
     free(state_dir);
@@ -572,6 +585,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     moat_acme_challenges_free(srv.acme);
     log_refusals(srv.guard);
     moat_guard_free(srv.guard);
+    moat_cache_free(srv.cache);
     moat_store_free(srv.store);
     moat_tls_tickets_free(srv.tickets);
     if (srv.alog.owned) {

@@ -29,6 +29,7 @@ struct moat_conf_source {
 struct moat_store;
 struct moat_acme_challenges;
 struct moat_guard;
+struct moat_cache;
 struct moat_acme_mgr;
 
 struct moat_server {
@@ -43,6 +44,7 @@ struct moat_server {
     struct moat_store *store;          /* owned: the state folder as a store (ACME) */
     struct moat_acme_challenges *acme; /* owned: challenge answers the listeners give */
     struct moat_guard *guard;          /* owned: the limits' table (serve/guard.h) */
+    struct moat_cache *cache;          /* owned: the HTTP cache (serve/cache.h) */
     struct moat_acme_mgr *acme_mgr;    /* owned: the ACME thread; NULL until a site needs it */
     unsigned long acme_gen;            /* the manager's generation last swapped in */
 };

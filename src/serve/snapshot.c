@@ -845,6 +845,7 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
     s->store = env->store;
     s->acme = env->acme;
     s->guard = env->guard;
+    s->cache = env->cache;
     if (s->sites == NULL || s->sni == NULL || lca == NULL) {
         rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
         goto out;

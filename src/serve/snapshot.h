@@ -36,6 +36,7 @@ struct moat_tls_certset;
 struct moat_store;
 struct moat_acme_challenges;
 struct moat_guard;
+struct moat_cache;
 
 struct moat_site {
     const struct moat_conf_site *conf; /* borrowed from the snapshot's conf */
@@ -107,6 +108,8 @@ struct moat_snapshot {
                                           no site has tls acme */
     struct moat_guard *guard;          /* borrowed from the env: abuse protection; NULL in a
                                           check (nothing is served) */
+    struct moat_cache *cache;          /* borrowed from the env: the HTTP cache; NULL in a
+                                          check */
 };
 
 struct moat_snapshot_env {
@@ -118,6 +121,7 @@ struct moat_snapshot_env {
     struct moat_acme_challenges *acme; /* process-wide, borrowed: HTTP-01 and TLS-ALPN-01
                                           answers; NULL when no site has tls acme */
     struct moat_guard *guard;          /* process-wide, borrowed: the limits' table */
+    struct moat_cache *cache;          /* process-wide, borrowed: the HTTP cache */
 };
 
 /* Build and validate a snapshot from conf (ownership of conf passes to the snapshot, also on

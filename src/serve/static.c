@@ -20,6 +20,7 @@
 #include "core/httpdate.h"
 #include "core/path.h"
 #include "http/method.h"
+#include "serve/encode.h"
 #include "serve/filecache.h"
 #include "serve/mime.h"
 
@@ -486,7 +487,34 @@ static void file_meta(struct moat_fcache_meta *m, const struct stat *st, const c
 /* Serve the regular file `fd` named `name`; fd is consumed: handed to the answer or let go
  * (closed, or given back to its cache by `release`). `m`: the file's metadata, filled here
  * unless it is ready. */
-static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, struct moat_buf *hdrs,
+/* The precompressed sibling of `name` for coding c ("name.br"), if it is a regular file no
+ * older than the file itself (else it was not made again when the file changed): its fd and
+ * stat, else -1. */
+static int open_sibling(const struct moat_static_site *site, const char *name, size_t nlen,
+                        enum moat_coding c, const struct stat *of, struct stat *sst)
+{
+    const char *suffix = moat_coding_suffix(c);
+    size_t sl = strlen(suffix);
+    char sp[PATH_CAP];
+    if (nlen + sl >= sizeof(sp)) {
+        return -1;
+    }
+    memcpy(sp, name, nlen);
+    memcpy(sp + nlen, suffix, sl + 1);
+    int fd = open_beneath(site->root_fd, sp + 1);
+    if (fd < 0) {
+        return -1;
+    }
+    if (fstat(fd, sst) != 0 || !S_ISREG(sst->st_mode) || sst->st_mtim.tv_sec < of->st_mtim.tv_sec ||
+        (sst->st_mtim.tv_sec == of->st_mtim.tv_sec && sst->st_mtim.tv_nsec < of->st_mtim.tv_nsec)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static moat_rc serve_file(const struct moat_static_site *site, const struct moat_encode_want *want,
+                          const struct moat_req *req, struct moat_res *res, struct moat_buf *hdrs,
                           struct moat_buf *body, int fd, const struct stat *st, const char *name,
                           size_t nlen, void (*release)(void *h), void *h, const char *bytes,
                           struct moat_fcache_meta *m)
@@ -505,6 +533,41 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
     int lm_ok = m->last_modified[0] != '\0';
     const char *lmstr = lm_ok ? m->last_modified : NULL;
 
+    /* Compression (serve/encode.h): an answer that could be compressed varies with
+     * Accept-Encoding whatever this client takes; a range never is (its bytes are the
+     * identity's). Each coding is a representation of its own, with its own ETag. */
+    moat_slice range = moat_req_field(req, "range");
+    int varies = want != NULL && want->site != NULL &&
+                 moat_encode_type_ok(want->site, m->type, strlen(m->type)) &&
+                 (uint64_t)st->st_size >= moat_encode_min(want->site);
+    enum moat_coding coding = varies && range.len == 0 ? want->coding : MOAT_CODING_IDENTITY;
+    int sib = -1;
+    struct stat sst;
+    char cetag[80];
+    if (coding != MOAT_CODING_IDENTITY) {
+        char setag[64];
+        const char *base = etag;
+        size_t blen = elen;
+        if (moat_encode_precompressed(want->site)) {
+            sib = open_sibling(site, name, nlen, coding, st, &sst);
+            if (sib >= 0) {
+                blen = make_etag(setag, &sst);
+                base = setag;
+            }
+        }
+        size_t cl = moat_encode_etag(base, blen, coding, cetag, sizeof(cetag));
+        if (cl > 0) {
+            etag = cetag;
+            elen = cl;
+        } else {
+            coding = MOAT_CODING_IDENTITY;
+            if (sib >= 0) {
+                close(sib);
+                sib = -1;
+            }
+        }
+    }
+
     /* RFC 9110 §13.2.2 steps 3 and 4; GET and HEAD only reach here.
      * If-Modified-Since is ignored when If-None-Match is present (§13.1.3) or
      * when it is not a valid date. */
@@ -522,22 +585,28 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
     }
     if (not_modified) {
         moat_res_file_done(fd, release, h);
+        if (sib >= 0) {
+            close(sib);
+        }
         res->status = 304;
         res->fd = -1;
         res->offset = res->length = 0;
-        return put_validators(hdrs, etag, elen, lmstr);
+        MOAT_TRY(put_validators(hdrs, etag, elen, lmstr));
+        return varies ? PUT_LIT(hdrs, "Vary: Accept-Encoding\r\n") : MOAT_RC_OK;
     }
 
     uint64_t size = (uint64_t)st->st_size;
     uint64_t first = 0, last = 0;
     enum range_result rr = RANGE_IGNORE;
     /* §14.2: GET is the only method range handling is defined for. */
-    moat_slice range = moat_req_field(req, "range");
     if (req->method_id == MOAT_HTTP_M_GET && range.len > 0 &&
         if_range_holds(moat_req_field(req, "if-range"), etag, elen, lm, lm_ok, req->now)) {
         rr = parse_range(range, size, &first, &last);
     }
     if (rr == RANGE_UNSATISFIABLE) {
+        if (varies) {
+            MOAT_TRY(PUT_LIT(hdrs, "Vary: Accept-Encoding\r\n"));
+        }
         MOAT_TRY(PUT_LIT(hdrs, "Accept-Ranges: bytes\r\nContent-Range: bytes */"));
         MOAT_TRY(put_dec(hdrs, size));
         MOAT_TRY(PUT_LIT(hdrs, "\r\n"));
@@ -562,6 +631,12 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
             break;
         }
         rc = put_validators(hdrs, etag, elen, lmstr);
+        if (moat_ok(rc) && varies) {
+            rc = PUT_LIT(hdrs, "Vary: Accept-Encoding\r\n");
+        }
+        if (moat_ok(rc) && coding != MOAT_CODING_IDENTITY) {
+            rc = moat_buf_printf(hdrs, "Content-Encoding: %s\r\n", moat_coding_name(coding));
+        }
         if (!moat_ok(rc) || rr != RANGE_PARTIAL) {
             break;
         }
@@ -580,7 +655,34 @@ static moat_rc serve_file(const struct moat_req *req, struct moat_res *res, stru
     } while (0);
     if (!moat_ok(rc)) {
         moat_res_file_done(fd, release, h);
+        if (sib >= 0) {
+            close(sib);
+        }
         res->fd = -1;
+        return rc;
+    }
+    if (sib >= 0) { /* the sibling is the answer: the file itself is not needed */
+        moat_res_file_done(fd, release, h);
+        fd = sib;
+        release = NULL;
+        h = NULL;
+        bytes = NULL;
+        size = (uint64_t)sst.st_size;
+    } else if (coding != MOAT_CODING_IDENTITY) {
+        res->status = 200;
+        if (bytes != NULL) { /* a small file in memory: compressed whole, its length known */
+            res->fd = -1;
+            size_t before = moat_buf_len(body);
+            rc = moat_encode_bytes(want, bytes, (size_t)size, body);
+            res->has_generated_body = 1;
+            res->length = moat_buf_len(body) - before;
+            moat_res_file_done(fd, release, h);
+            return rc;
+        }
+        rc = moat_encode_file(want, req, res, hdrs, fd, size, release, h);
+        if (!moat_ok(rc)) {
+            moat_res_file_done(fd, release, h);
+        }
         return rc;
     }
     res->has_generated_body = 0;
@@ -781,9 +883,9 @@ static moat_rc serve_listing(struct moat_res *res, struct moat_buf *hdrs, struct
 }
 
 /* `dfd` is the directory named by norm (consumed). */
-static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_req *req,
-                         struct moat_res *res, struct moat_buf *hdrs, struct moat_buf *body,
-                         int dfd, const char *norm, size_t nlen)
+static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_encode_want *want,
+                         const struct moat_req *req, struct moat_res *res, struct moat_buf *hdrs,
+                         struct moat_buf *body, int dfd, const char *norm, size_t nlen)
 {
     if (norm[nlen - 1] != '/') {
         /* Relative links inside an index only work below a URL ending in "/".
@@ -813,8 +915,8 @@ static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_
                 if (fstat(ifd, &st) == 0 && S_ISREG(st.st_mode)) {
                     close(dfd);
                     struct moat_fcache_meta m = {0};
-                    return serve_file(req, res, hdrs, body, ifd, &st, ipath, nlen + il, NULL, NULL,
-                                      NULL, &m);
+                    return serve_file(site, want, req, res, hdrs, body, ifd, &st, ipath, nlen + il,
+                                      NULL, NULL, NULL, &m);
                 }
                 close(ifd);
             } else if (ifd != -ENOENT) {
@@ -833,11 +935,12 @@ static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_
 moat_rc moat_static_handle(const struct moat_static_site *site, const struct moat_req *req,
                            struct moat_res *res, struct moat_buf *hdrs, struct moat_buf *body)
 {
-    return moat_static_handle_cached(site, NULL, 0, req, res, hdrs, body);
+    return moat_static_handle_cached(site, NULL, 0, NULL, req, res, hdrs, body);
 }
 
 moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct moat_fcache *cache,
-                                  uint64_t now_ms, const struct moat_req *req, struct moat_res *res,
+                                  uint64_t now_ms, const struct moat_encode_want *want,
+                                  const struct moat_req *req, struct moat_res *res,
                                   struct moat_buf *hdrs, struct moat_buf *body)
 {
     MOAT_ENSURE(site != NULL && req != NULL && res != NULL && hdrs != NULL && body != NULL,
@@ -876,8 +979,8 @@ moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct mo
             ? moat_fcache_get(cache, site->cache_key, site->root_fd, norm + 1, nlen - 1, now_ms)
             : NULL;
     if (e != NULL) {
-        return serve_file(req, res, hdrs, body, e->fd, &e->st, norm, nlen, moat_fcache_release, e,
-                          e->bytes, &e->meta);
+        return serve_file(site, want, req, res, hdrs, body, e->fd, &e->st, norm, nlen,
+                          moat_fcache_release, e, e->bytes, &e->meta);
     }
     int fd = open_beneath(site->root_fd, nlen == 1 ? "." : norm + 1);
     if (fd < 0) {
@@ -888,7 +991,7 @@ moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct mo
         return close_and_page(fd, res, hdrs, body, 500);
     }
     if (S_ISDIR(st.st_mode)) {
-        return serve_dir(site, req, res, hdrs, body, fd, norm, nlen);
+        return serve_dir(site, want, req, res, hdrs, body, fd, norm, nlen);
     }
     /* FIFOs, sockets, devices: nothing a web root should hand out. */
     if (!S_ISREG(st.st_mode)) {
@@ -897,9 +1000,9 @@ moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct mo
     e = cache != NULL ? moat_fcache_put(cache, site->cache_key, norm + 1, nlen - 1, fd, &st, now_ms)
                       : NULL;
     if (e != NULL) {
-        return serve_file(req, res, hdrs, body, e->fd, &e->st, norm, nlen, moat_fcache_release, e,
-                          e->bytes, &e->meta);
+        return serve_file(site, want, req, res, hdrs, body, e->fd, &e->st, norm, nlen,
+                          moat_fcache_release, e, e->bytes, &e->meta);
     }
     struct moat_fcache_meta m = {0};
-    return serve_file(req, res, hdrs, body, fd, &st, norm, nlen, NULL, NULL, NULL, &m);
+    return serve_file(site, want, req, res, hdrs, body, fd, &st, norm, nlen, NULL, NULL, NULL, &m);
 }

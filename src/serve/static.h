@@ -27,6 +27,7 @@ struct moat_static_site {
 };
 
 struct moat_fcache;
+struct moat_encode_want;
 
 /*
  * Answer `req` (GET, HEAD; others get 405) for `site`, as a handler of http/exchange.h: `status`
@@ -51,6 +52,7 @@ MOAT_MUST_USE moat_rc moat_static_handle(const struct moat_static_site *site,
  * serving from it; `now_ms` is the worker's clock. cache NULL: moat_static_handle. */
 MOAT_MUST_USE moat_rc moat_static_handle_cached(const struct moat_static_site *site,
                                                 struct moat_fcache *cache, uint64_t now_ms,
+                                                const struct moat_encode_want *want,
                                                 const struct moat_req *req, struct moat_res *res,
                                                 struct moat_buf *hdrs, struct moat_buf *body);
 

@@ -922,3 +922,13 @@ def parse_json_lines(lines):
     for l in lines:
         out.append(json.loads(l))
     return out
+
+
+def check_refuses(moat_bin, tmp_path, text):
+    """`moat serve --check` on a config of `text`: asserts that it is refused and returns
+    what it said (stderr)."""
+    cfg = Path(tmp_path) / "moat.conf"
+    cfg.write_text(text)
+    r = run([str(moat_bin), "serve", "--check", "--config", str(cfg)], check=False)
+    assert r.returncode != 0, "accepted:\n" + text
+    return r.stderr

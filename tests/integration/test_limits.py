@@ -18,7 +18,7 @@ import pytest
 
 from conftest import _finish
 from h2_helpers import ENHANCE_YOUR_CALM, H2Conn, expect_connection_error
-from helpers import Conn, Moat, build_request, log_after, run, wait_for
+from helpers import Conn, Moat, build_request, check_refuses, log_after, wait_for
 
 
 def start(moat_bin, pki, www, tmp_path, body, top="", name="limits"):
@@ -369,11 +369,8 @@ site example.test {{
 ])
 def test_config_errors(moat_bin, tmp_path, conf, want):
     import re
-    cfg = tmp_path / "moat.conf"
-    cfg.write_text("listen 127.0.0.1:1\n" + conf + "\n")
-    r = run([str(moat_bin), "serve", "--check", "--config", str(cfg)], check=False)
-    assert r.returncode != 0
-    assert re.search(want, r.stderr), r.stderr
+    said = check_refuses(moat_bin, tmp_path, "listen 127.0.0.1:1\n" + conf + "\n")
+    assert re.search(want, said), said
 
 
 def test_stream_listener_takes_the_limits(moat_bin, pki, www, tmp_path):

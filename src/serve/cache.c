@@ -1,0 +1,991 @@
+/*
+ * cache.c: see cache.h. The store is one hash table of entries under one mutex, held for a
+ * lookup, an insert or an eviction, never across I/O. An entry is immutable once linked: a
+ * newer answer replaces it; readers hold a reference, so an entry evicted or replaced while a
+ * hit still sends from its body file is closed when the last of them lets go.
+ */
+#include "serve/cache.h"
+
+#include "core/cidr.h"
+#include "core/etag.h"
+#include "core/httpdate.h"
+#include "core/log.h"
+#include "core/siphash.h"
+#include "http/coding.h"
+#include "http/field.h"
+#include "http/filter.h"
+#include "http/method.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NBUCKETS 4096
+/* Bodies up to this size stay on the heap and go out as a generated body (a copy costs less
+ * than a descriptor per entry); larger ones live in a memory file. */
+#define SMALL_BODY 16384
+
+struct entry {
+    unsigned refs; /* under the store's mutex; the index holds one while linked */
+    int linked;
+    uint64_t hash;
+    char *key;
+    size_t klen;
+    char *vary; /* the answer's Vary names, lower case, ","-separated; NULL: none */
+    char *vkey; /* the storing request's values of them (see vary_key) */
+    size_t vklen;
+    int status;
+    char *lines; /* the stored header lines */
+    size_t llen;
+    time_t request_time, response_time;
+    int64_t age_field, lifetime;
+    int heuristic;
+    struct moat_cc rcc;
+    char etag[128];
+    size_t elen;
+    time_t last_modified; /* 0: none */
+    int fd;               /* a large body (memfd); -1 for none */
+    char *bytes;          /* a small body; NULL for none */
+    uint64_t size;
+    uint64_t cost;
+    struct entry *hnext, *lprev, *lnext;
+    struct moat_cache *cache;
+};
+
+struct moat_cache {
+    pthread_mutex_t mu;
+    uint8_t seed[16];
+    struct entry *buckets[NBUCKETS];
+    struct entry *lru_head, *lru_tail; /* most recent first */
+    uint64_t bytes, memory, max_object;
+    size_t nfds, max_fds; /* entries holding a memory file, and how many may */
+    struct moat_cache_stats st;
+};
+
+/* A quarter of the descriptors the process may have (its hard limit: the server raises the
+ * soft one to it) for bodies, so the cache never starves accept(). */
+static size_t fd_budget(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY) {
+        return 16384;
+    }
+    size_t n = (size_t)(rl.rlim_max / 4);
+    return n < 64 ? 64 : n;
+}
+
+/* ---- the store ------------------------------------------------------------------------- */
+
+moat_rc moat_cache_new(uint64_t memory, uint64_t max_object, struct moat_cache **out,
+                       struct moat_err *err)
+{
+    struct moat_cache *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the cache");
+    }
+    if (RAND_bytes(c->seed, sizeof(c->seed)) != 1) {
+        free(c);
+        MOAT_FAIL(err, MOAT_E_INTERNAL, "no random bytes for the cache's hash key");
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    c->memory = memory;
+    c->max_object = max_object;
+    c->max_fds = fd_budget();
+    *out = c;
+    return MOAT_RC_OK;
+}
+
+static void entry_destroy(struct entry *e)
+{
+    if (e->fd >= 0) {
+        close(e->fd);
+    }
+    free(e->bytes);
+    free(e->key);
+    free(e->vary);
+    free(e->vkey);
+    free(e->lines);
+    free(e);
+}
+
+/* Drop a reference; the mutex is held. */
+static void entry_put_locked(struct entry *e)
+{
+    if (--e->refs == 0) {
+        entry_destroy(e);
+    }
+}
+
+static void entry_release(void *h)
+{
+    struct entry *e = h;
+    struct moat_cache *c = e->cache;
+    pthread_mutex_lock(&c->mu);
+    entry_put_locked(e);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Take it out of the index and the LRU list; the mutex is held. */
+static void unlink_locked(struct moat_cache *c, struct entry *e)
+{
+    struct entry **pp = &c->buckets[e->hash & (NBUCKETS - 1)];
+    while (*pp != NULL && *pp != e) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp == e) {
+        *pp = e->hnext;
+    }
+    if (e->lprev != NULL) {
+        e->lprev->lnext = e->lnext;
+    } else {
+        c->lru_head = e->lnext;
+    }
+    if (e->lnext != NULL) {
+        e->lnext->lprev = e->lprev;
+    } else {
+        c->lru_tail = e->lprev;
+    }
+    e->hnext = e->lprev = e->lnext = NULL;
+    e->linked = 0;
+    c->bytes -= e->cost;
+    c->nfds -= e->fd >= 0;
+    c->st.entries--;
+    entry_put_locked(e);
+}
+
+void moat_cache_free(struct moat_cache *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->lru_head != NULL) {
+        unlink_locked(c, c->lru_head);
+    }
+    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static void evict_locked(struct moat_cache *c)
+{
+    while (c->bytes > c->memory && c->lru_tail != NULL) {
+        c->st.evicted++;
+        unlink_locked(c, c->lru_tail);
+    }
+    /* Over the descriptor budget: the least recently used large bodies go. */
+    for (struct entry *e = c->lru_tail; c->nfds > c->max_fds && e != NULL;) {
+        struct entry *prev = e->lprev;
+        if (e->fd >= 0) {
+            c->st.evicted++;
+            unlink_locked(c, e);
+        }
+        e = prev;
+    }
+}
+
+void moat_cache_configure(struct moat_cache *c, const struct moat_conf *conf)
+{
+    pthread_mutex_lock(&c->mu);
+    c->memory = conf->cache_memory;
+    c->max_object = conf->cache_max_object;
+    c->max_fds = fd_budget();
+    evict_locked(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void moat_cache_stats(struct moat_cache *c, struct moat_cache_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->st;
+    out->bytes = c->bytes;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void touch_locked(struct moat_cache *c, struct entry *e)
+{
+    if (c->lru_head == e) {
+        return;
+    }
+    e->lprev->lnext = e->lnext;
+    if (e->lnext != NULL) {
+        e->lnext->lprev = e->lprev;
+    } else {
+        c->lru_tail = e->lprev;
+    }
+    e->lprev = NULL;
+    e->lnext = c->lru_head;
+    c->lru_head->lprev = e;
+    c->lru_head = e;
+}
+
+/* ---- keys ------------------------------------------------------------------------------ */
+
+/* The primary key: "https://" authority (lower case) path ["?" query]. */
+static size_t primary_key(const struct moat_req *req, char *out, size_t cap)
+{
+    size_t n = 0;
+    const char *scheme = req->secure ? "https://" : "http://";
+    size_t sl = strlen(scheme);
+    if (sl + req->authority.len + req->path.len + req->query.len + 2 > cap) {
+        return 0;
+    }
+    memcpy(out, scheme, sl);
+    n = sl;
+    for (size_t i = 0; i < req->authority.len; i++) {
+        char ch = req->authority.p[i];
+        out[n++] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+    }
+    memcpy(out + n, req->path.p, req->path.len);
+    n += req->path.len;
+    if (req->query.len > 0) {
+        out[n++] = '?';
+        memcpy(out + n, req->query.p, req->query.len);
+        n += req->query.len;
+    }
+    return n;
+}
+
+/* A request's fields, kept past the dispatch (a miss needs them when the answer comes). */
+struct kept_fields {
+    struct moat_field *f;
+    size_t n;
+    char *bytes;
+};
+
+static int keep_fields(const struct moat_req *req, struct kept_fields *k)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < req->nfields; i++) {
+        total += req->fields[i].name.len + req->fields[i].value.len;
+    }
+    k->f = calloc(req->nfields ? req->nfields : 1, sizeof(*k->f));
+    k->bytes = malloc(total ? total : 1);
+    if (k->f == NULL || k->bytes == NULL) {
+        free(k->f);
+        free(k->bytes);
+        return 0;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < req->nfields; i++) {
+        const struct moat_field *s = &req->fields[i];
+        memcpy(k->bytes + at, s->name.p, s->name.len);
+        k->f[i].name = (moat_slice){.p = k->bytes + at, .len = s->name.len};
+        at += s->name.len;
+        memcpy(k->bytes + at, s->value.p, s->value.len);
+        k->f[i].value = (moat_slice){.p = k->bytes + at, .len = s->value.len};
+        at += s->value.len;
+    }
+    k->n = req->nfields;
+    return 1;
+}
+
+static int name_eq(moat_slice a, const char *b, size_t bl)
+{
+    return a.len == bl && strncasecmp(a.p, b, bl) == 0;
+}
+
+/*
+ * The values a request has for the Vary names ("accept-language,accept-encoding"), as
+ * "name=value\n" each (several fields of a name joined by ","; absent: empty), into out.
+ * Accept-Encoding is keyed by the codings it accepts (moat_coding_accepted), not its
+ * spelling: clients spell it a hundred ways and get one of a few answers.
+ */
+static size_t vary_key(const char *vary, const struct moat_field *f, size_t n, char *out,
+                       size_t cap)
+{
+    size_t at = 0;
+    const char *p = vary;
+    while (p != NULL && *p) {
+        const char *comma = strchr(p, ',');
+        size_t nl = comma ? (size_t)(comma - p) : strlen(p);
+        if (at + nl + 2 > cap) {
+            return 0;
+        }
+        memcpy(out + at, p, nl);
+        at += nl;
+        out[at++] = '=';
+        if (nl == 15 && memcmp(p, "accept-encoding", 15) == 0) {
+            if (at + 4 >= cap) {
+                return 0;
+            }
+            at += (size_t)snprintf(out + at, cap - at, "%x", moat_coding_accepted(f, n));
+        } else {
+            int first = 1;
+            for (size_t i = 0; i < n; i++) {
+                if (!name_eq(f[i].name, p, nl)) {
+                    continue;
+                }
+                if (at + f[i].value.len + 2 >= cap) {
+                    return 0;
+                }
+                if (!first) {
+                    out[at++] = ',';
+                }
+                memcpy(out + at, f[i].value.p, f[i].value.len);
+                at += f[i].value.len;
+                first = 0;
+            }
+        }
+        out[at++] = '\n';
+        p = comma ? comma + 1 : NULL;
+    }
+    return at;
+}
+
+/* The Vary names of stored lines, lower case, without spaces: NULL when none. */
+static char *vary_names(const struct moat_buf *lines)
+{
+    char buf[1024];
+    size_t at = 0;
+    size_t pos = 0;
+    moat_slice line, name;
+    while (moat_field_lines_next(lines, &pos, &line, &name)) {
+        if (!name_eq(name, "vary", 4)) {
+            continue;
+        }
+        for (size_t i = name.len + 1; i < line.len && at + 2 < sizeof(buf); i++) {
+            char ch = line.p[i];
+            if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
+                continue;
+            }
+            if (ch == ',' && (at == 0 || buf[at - 1] == ',')) {
+                continue;
+            }
+            if (ch != ',' && at > 0 && buf[at - 1] != ',' && i == name.len + 1) {
+                buf[at++] = ',';
+            }
+            buf[at++] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+        }
+        if (at > 0 && buf[at - 1] != ',') {
+            buf[at++] = ',';
+        }
+    }
+    while (at > 0 && buf[at - 1] == ',') {
+        at--;
+    }
+    if (at == 0) {
+        return NULL;
+    }
+    buf[at] = '\0';
+    return strdup(buf);
+}
+
+/*
+ * The stored answer for the request, with a reference; NULL when none. *other_variant: the
+ * URI has answers stored, none for this request's Vary'd fields.
+ */
+static struct entry *find(struct moat_cache *c, const char *key, size_t klen,
+                          const struct moat_field *f, size_t n, int *other_variant)
+{
+    uint64_t h = moat_siphash24(c->seed, key, klen);
+    *other_variant = 0;
+    struct entry *best = NULL;
+    char vk[4096];
+    pthread_mutex_lock(&c->mu);
+    for (struct entry *e = c->buckets[h & (NBUCKETS - 1)]; e != NULL; e = e->hnext) {
+        if (e->hash != h || e->klen != klen || memcmp(e->key, key, klen) != 0) {
+            continue;
+        }
+        size_t vl = e->vary != NULL ? vary_key(e->vary, f, n, vk, sizeof(vk)) : 0;
+        if (e->vary != NULL && (vl == 0 || vl != e->vklen || memcmp(vk, e->vkey, vl) != 0)) {
+            *other_variant = 1;
+            continue;
+        }
+        if (best == NULL || e->response_time > best->response_time) {
+            best = e;
+        }
+    }
+    if (best != NULL) {
+        best->refs++;
+        touch_locked(c, best);
+        *other_variant = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return best;
+}
+
+/* Link a complete entry, replacing the one for the same key and variant. */
+static void insert(struct moat_cache *c, struct entry *e)
+{
+    pthread_mutex_lock(&c->mu);
+    struct entry *next;
+    for (struct entry *o = c->buckets[e->hash & (NBUCKETS - 1)]; o != NULL; o = next) {
+        next = o->hnext;
+        if (o->hash == e->hash && o->klen == e->klen && memcmp(o->key, e->key, e->klen) == 0 &&
+            o->vklen == e->vklen && (e->vklen == 0 || memcmp(o->vkey, e->vkey, e->vklen) == 0)) {
+            unlink_locked(c, o);
+        }
+    }
+    e->refs = 1;
+    e->linked = 1;
+    e->hnext = c->buckets[e->hash & (NBUCKETS - 1)];
+    c->buckets[e->hash & (NBUCKETS - 1)] = e;
+    e->lnext = c->lru_head;
+    if (c->lru_head != NULL) {
+        c->lru_head->lprev = e;
+    }
+    c->lru_head = e;
+    if (c->lru_tail == NULL) {
+        c->lru_tail = e;
+    }
+    c->bytes += e->cost;
+    c->nfds += e->fd >= 0;
+    c->st.entries++;
+    c->st.stored++;
+    evict_locked(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Every answer stored for the key (all variants), or for every key it is a prefix of. */
+static unsigned long long drop_keys(struct moat_cache *c, const char *key, size_t klen, int prefix)
+{
+    unsigned long long n = 0;
+    pthread_mutex_lock(&c->mu);
+    struct entry *next;
+    for (struct entry *e = c->lru_head; e != NULL; e = next) {
+        next = e->lnext;
+        if (prefix ? e->klen >= klen && memcmp(e->key, key, klen) == 0
+                   : e->klen == klen && memcmp(e->key, key, klen) == 0) {
+            unlink_locked(c, e);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+/* ---- answers from the store ------------------------------------------------------------ */
+
+int moat_cache_covers(const struct moat_conf_site *site, const struct moat_req *req)
+{
+    if (site->cache <= 0) {
+        return 0;
+    }
+    if (site->ncache_prefixes == 0) {
+        return 1;
+    }
+    if (req->npath.p == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < site->ncache_prefixes; i++) {
+        const char *p = site->cache_prefixes[i];
+        size_t pl = strlen(p);
+        if (req->npath.len >= pl && memcmp(req->npath.p, p, pl) == 0 &&
+            (pl == 1 || req->npath.len == pl || req->npath.p[pl] == '/')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int64_t current_age(const struct entry *e, time_t now)
+{
+    return moat_cache_age(now, e->request_time, e->response_time, e->response_time, e->age_field);
+}
+
+/* The fields a 304 carries of the stored answer (RFC 9110 §15.4.5). */
+static int for_304(moat_slice name)
+{
+    return name_eq(name, "cache-control", 13) || name_eq(name, "content-location", 16) ||
+           name_eq(name, "etag", 4) || name_eq(name, "expires", 7) || name_eq(name, "vary", 4) ||
+           name_eq(name, "last-modified", 13);
+}
+
+static moat_rc stored_lines(const struct entry *e, struct moat_buf *lines, int only_304)
+{
+    struct moat_buf view = {.base = e->lines, .cap = e->llen, .rd = 0, .wr = e->llen};
+    size_t at = 0;
+    moat_slice line, name;
+    while (moat_field_lines_next(&view, &at, &line, &name)) {
+        if (!only_304 || for_304(name)) {
+            MOAT_TRY(moat_buf_append(lines, line.p, line.len));
+        }
+    }
+    return MOAT_RC_OK;
+}
+
+/* RFC 9110 §13.1.2 and §13.1.3, against the stored validators: 1 when a 304 answers. */
+static int not_modified(const struct entry *e, const struct moat_req *req)
+{
+    moat_slice inm = moat_req_field(req, "if-none-match");
+    if (inm.p != NULL) {
+        return e->elen > 0 && moat_etag_list_match(inm, e->etag, e->elen, 1);
+    }
+    moat_slice ims = moat_req_field(req, "if-modified-since");
+    time_t t;
+    return ims.p != NULL && e->last_modified > 0 &&
+           moat_ok(moat_httpdate_parse(ims.p, ims.len, &t)) && e->last_modified <= t;
+}
+
+static moat_rc answer_hit(struct moat_cache *c, struct entry *e, const struct moat_req *req,
+                          time_t now, struct moat_res *res, struct moat_buf *lines,
+                          struct moat_buf *body)
+{
+    int64_t age = current_age(e, now);
+    int64_t ttl = e->lifetime - age;
+    int nm = (e->status == 200) && not_modified(e, req);
+    moat_rc rc = stored_lines(e, lines, nm);
+    if (moat_ok(rc)) {
+        rc = moat_buf_printf(lines, "Age: %lld\r\nCache-Status: moat; hit; ttl=%lld\r\n",
+                             (long long)age, (long long)ttl);
+    }
+    if (!moat_ok(rc)) {
+        entry_release(e);
+        return rc;
+    }
+    res->fd = -1;
+    res->offset = 0;
+    if (nm) {
+        res->status = 304;
+        res->length = 0;
+        entry_release(e);
+        return MOAT_RC_OK;
+    }
+    res->status = e->status;
+    res->length = e->size;
+    if (req->method_id == MOAT_HTTP_M_HEAD || e->size == 0 || e->fd < 0) {
+        if (req->method_id != MOAT_HTTP_M_HEAD && e->bytes != NULL) {
+            rc = moat_buf_append(body, e->bytes, (size_t)e->size);
+            res->has_generated_body = 1;
+        }
+        entry_release(e);
+        return rc;
+    }
+    res->fd = e->fd;
+    res->fd_release = entry_release;
+    res->fd_h = e;
+    (void)c;
+    return MOAT_RC_OK;
+}
+
+/* PURGE URI (or a prefix ending in "*") from an address in cache_purge. */
+static moat_rc purge(const struct moat_cache_ctx *cx, const struct moat_req *req, const char *key,
+                     size_t klen, struct moat_res *res, struct moat_buf *lines,
+                     struct moat_buf *body)
+{
+    struct moat_cidr set[64];
+    size_t n = 0;
+    for (size_t i = 0; i < cx->site->ncache_purge && n < 64; i++) {
+        if (moat_cidr_parse(cx->site->cache_purge[i], &set[n]) == NULL) {
+            n++;
+        }
+    }
+    if (!moat_cidr_match_text(set, n, cx->client)) {
+        moat_log(MOAT_LVL_INFO, req->conn_id, "cache: PURGE refused: %s is not in cache_purge",
+                 cx->client);
+        return moat_res_error_page(res, 403, lines, body);
+    }
+    int prefix = klen > 0 && key[klen - 1] == '*';
+    unsigned long long gone = drop_keys(cx->cache, key, prefix ? klen - 1 : klen, prefix);
+    pthread_mutex_lock(&cx->cache->mu);
+    cx->cache->st.purged += gone;
+    pthread_mutex_unlock(&cx->cache->mu);
+    moat_log(MOAT_LVL_INFO, req->conn_id, "cache: purged %llu answer(s) for %.*s (peer %s)", gone,
+             (int)(klen > 300 ? 300 : klen), key, cx->client);
+    size_t before = moat_buf_len(body);
+    MOAT_TRY(moat_buf_printf(body, "{\"purged\": %llu}\n", gone));
+    MOAT_TRY(moat_buf_printf(lines, "Content-Type: application/json\r\n"));
+    res->status = 200;
+    res->fd = -1;
+    res->has_generated_body = 1;
+    res->length = moat_buf_len(body) - before;
+    return MOAT_RC_OK;
+}
+
+/* ---- the tee: storing a relayed answer ------------------------------------------------- */
+
+struct moat_cache_tee {
+    struct moat_exch_filter base; /* first: base.ex is what the handler holds */
+    struct moat_cache *cache;
+    char *key;
+    size_t klen;
+    struct kept_fields req;
+    const char *fwd; /* Cache-Status fwd= */
+    int method;      /* enum moat_http_method */
+    time_t request_time;
+    struct moat_cache_heuristic heur;
+    uint64_t max_object;
+    unsigned long long conn_id;
+    struct entry *e; /* being filled; NULL: not storing */
+    int64_t length;
+    struct moat_buf lines; /* the head for the client */
+};
+
+static void tee_drop_entry(struct moat_cache_tee *t)
+{
+    if (t->e != NULL) {
+        entry_destroy(t->e);
+        t->e = NULL;
+    }
+}
+
+static void tee_free(struct moat_cache_tee *t)
+{
+    tee_drop_entry(t);
+    free(t->key);
+    free(t->req.f);
+    free(t->req.bytes);
+    moat_buf_clear(&t->lines);
+    free(t);
+}
+
+static void tee_destroy(struct moat_exch_filter *base)
+{
+    tee_free((struct moat_cache_tee *)base);
+}
+
+static struct moat_cache_tee *tee_of(struct moat_exch *ex)
+{
+    return (struct moat_cache_tee *)ex;
+}
+
+/* The entry for a storable answer: its stored lines (no Set-Cookie: it is one client's, no
+ * Age: it is worked out anew), validators, freshness; the body file. NULL when it cannot be
+ * made (no memory): the answer then simply is not stored. */
+static struct entry *entry_begin(struct moat_cache_tee *t, int status, const struct moat_buf *lines)
+{
+    struct entry *e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        return NULL;
+    }
+    e->fd = -1;
+    e->cache = t->cache;
+    e->status = status;
+    e->request_time = t->request_time;
+    e->response_time = time(NULL);
+    struct moat_buf kept;
+    moat_buf_init(&kept, 256 * 1024);
+    size_t at = 0;
+    moat_slice line, name;
+    int ok = 1;
+    while (ok && moat_field_lines_next(lines, &at, &line, &name)) {
+        if (name_eq(name, "set-cookie", 10) || name_eq(name, "age", 3) ||
+            name_eq(name, "cache-status", 12)) {
+            continue;
+        }
+        ok = moat_ok(moat_buf_append(&kept, line.p, line.len));
+    }
+    moat_slice age = moat_lines_field(lines, "age");
+    if (age.p != NULL) {
+        long long v = 0;
+        for (size_t i = 0; i < age.len && age.p[i] >= '0' && age.p[i] <= '9' && v < 1LL << 40;
+             i++) {
+            v = v * 10 + (age.p[i] - '0');
+        }
+        e->age_field = v;
+    }
+    moat_cc_of_lines(&e->rcc, lines);
+    e->lifetime = moat_cache_lifetime(status, lines, e->response_time, &t->heur, &e->heuristic);
+    moat_slice et = moat_lines_field(lines, "etag");
+    if (et.p != NULL && et.len < sizeof(e->etag)) {
+        memcpy(e->etag, et.p, et.len);
+        e->elen = et.len;
+    }
+    moat_slice lm = moat_lines_field(lines, "last-modified");
+    time_t lmt;
+    if (lm.p != NULL && moat_ok(moat_httpdate_parse(lm.p, lm.len, &lmt))) {
+        e->last_modified = lmt;
+    }
+    e->vary = vary_names(lines);
+    char vk[4096];
+    size_t vl = e->vary != NULL ? vary_key(e->vary, t->req.f, t->req.n, vk, sizeof(vk)) : 0;
+    e->key = malloc(t->klen);
+    e->lines = malloc(moat_buf_len(&kept) ? moat_buf_len(&kept) : 1);
+    e->vkey = vl > 0 ? malloc(vl) : NULL;
+    if (!ok || e->key == NULL || e->lines == NULL || (vl > 0 && e->vkey == NULL) ||
+        (e->vary != NULL && vl == 0)) {
+        moat_buf_clear(&kept);
+        entry_destroy(e);
+        return NULL;
+    }
+    memcpy(e->key, t->key, t->klen);
+    e->klen = t->klen;
+    e->hash = moat_siphash24(t->cache->seed, e->key, e->klen);
+    if (moat_buf_len(&kept) > 0) {
+        memcpy(e->lines, moat_buf_rdptr(&kept), moat_buf_len(&kept));
+    }
+    e->llen = moat_buf_len(&kept);
+    moat_buf_clear(&kept);
+    if (vl > 0) {
+        memcpy(e->vkey, vk, vl);
+        e->vklen = vl;
+    }
+    return e;
+}
+
+static int unsafe(int method)
+{
+    return method != MOAT_HTTP_M_GET && method != MOAT_HTTP_M_HEAD &&
+           method != MOAT_HTTP_M_OPTIONS && method != MOAT_HTTP_M_TRACE;
+}
+
+static moat_rc t_start(struct moat_exch *ex, int status, const struct moat_buf *lines,
+                       int64_t length, unsigned flags)
+{
+    struct moat_cache_tee *t = tee_of(ex);
+    const char *why = NULL;
+    if (unsafe(t->method)) {
+        /* RFC 9111 §4.4: a successful unsafe request invalidates what was stored for it. */
+        if (status < 400) {
+            unsigned long long n = drop_keys(t->cache, t->key, t->klen, 0);
+            pthread_mutex_lock(&t->cache->mu);
+            t->cache->st.invalidated += n;
+            pthread_mutex_unlock(&t->cache->mu);
+        }
+    } else if (t->method == MOAT_HTTP_M_GET && !(flags & MOAT_RES_TUNNEL) && t->fwd != NULL &&
+               strcmp(t->fwd, "bypass") != 0) {
+        why = moat_cache_storable(status, lines, t->req.f, t->req.n);
+        if (why == NULL && moat_lines_field(lines, "content-range").p != NULL) {
+            why = "a part (Content-Range)";
+        }
+        if (why == NULL && length >= 0 && (uint64_t)length > t->max_object) {
+            why = "larger than cache_max_object";
+        }
+        if (why == NULL) {
+            t->e = entry_begin(t, status, lines);
+            why = t->e == NULL ? "out of memory" : NULL;
+        }
+        if (t->e != NULL && t->e->lifetime <= 0) {
+            /* Already stale: it would only be forwarded again (revalidation is to come). */
+            tee_drop_entry(t);
+            why = "stale on arrival";
+        }
+    }
+    t->length = length;
+    moat_rc rc = moat_buf_append(&t->lines, moat_buf_rdptr(lines), moat_buf_len(lines));
+    if (moat_ok(rc)) {
+        rc = why != NULL
+                 ? moat_buf_printf(&t->lines, "Cache-Status: moat; fwd=%s; detail=\"%s\"\r\n",
+                                   t->fwd ? t->fwd : "method", why)
+             : t->e != NULL
+                 ? moat_buf_printf(&t->lines, "Cache-Status: moat; fwd=%s; stored\r\n", t->fwd)
+                 : moat_buf_printf(&t->lines, "Cache-Status: moat; fwd=%s\r\n",
+                                   t->fwd ? t->fwd : "method");
+    }
+    if (!moat_ok(rc)) {
+        struct moat_exch *inner = t->base.inner;
+        tee_free(t);
+        moat_exch_fail(inner, 500);
+        return rc;
+    }
+    rc = moat_exch_start(t->base.inner, status, &t->lines, length, flags);
+    if (!moat_ok(rc)) {
+        tee_free(t);
+    }
+    return rc;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *q = p;
+    while (n > 0) {
+        ssize_t w = write(fd, q, n);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return 0;
+        }
+        q += w;
+        n -= (size_t)w;
+    }
+    return 1;
+}
+
+/* Append to an entry's body: on the heap while it is small, then in a memory file. */
+static int body_put(struct entry *e, const void *p, size_t n)
+{
+    if (e->fd < 0 && e->size + n <= SMALL_BODY) {
+        char *g = realloc(e->bytes, (size_t)e->size + n);
+        if (g == NULL) {
+            return 0;
+        }
+        memcpy(g + e->size, p, n);
+        e->bytes = g;
+        e->size += n;
+        return 1;
+    }
+    if (e->fd < 0) {
+        e->fd = memfd_create("moat-cache", MFD_CLOEXEC);
+        if (e->fd < 0 || (e->size > 0 && !write_all(e->fd, e->bytes, (size_t)e->size))) {
+            return 0;
+        }
+        free(e->bytes);
+        e->bytes = NULL;
+    }
+    if (!write_all(e->fd, p, n)) {
+        return 0;
+    }
+    e->size += n;
+    return 1;
+}
+
+static moat_rc t_send(struct moat_exch *ex, const void *p, size_t n)
+{
+    struct moat_cache_tee *t = tee_of(ex);
+    if (t->e != NULL && n > 0) {
+        if (t->e->size + n > t->max_object) {
+            tee_drop_entry(t); /* too large after all: relayed, not stored */
+        } else if (!body_put(t->e, p, n)) {
+            tee_drop_entry(t);
+        }
+    }
+    moat_rc rc = moat_exch_send(t->base.inner, p, n);
+    if (!moat_ok(rc)) {
+        tee_free(t);
+    }
+    return rc;
+}
+
+static void t_finish(struct moat_exch *ex, const struct moat_buf *trailers)
+{
+    struct moat_cache_tee *t = tee_of(ex);
+    struct moat_exch *inner = t->base.inner;
+    if (t->e != NULL && (t->length < 0 || (uint64_t)t->length == t->e->size)) {
+        struct entry *e = t->e;
+        t->e = NULL;
+        e->cost = e->size + e->llen + e->klen + e->vklen + sizeof(*e);
+        if (e->cost <= t->cache->memory) {
+            insert(t->cache, e);
+        } else {
+            entry_destroy(e);
+        }
+    }
+    tee_free(t);
+    if (trailers != NULL) {
+        moat_exch_finish_trailers(inner, trailers);
+    } else {
+        moat_exch_finish(inner);
+    }
+}
+
+static const struct moat_exch_ops tee_ops = {
+    .read_body = moat_filter_read_body,
+    .start = t_start,
+    .send = t_send,
+    .room = moat_filter_room,
+    .trailers = moat_filter_trailers,
+    .finish = t_finish,
+    .fail = moat_filter_fail,
+};
+
+void moat_cache_tee_adopt(struct moat_cache_tee *t, struct moat_res *res)
+{
+    moat_filter_adopt(t != NULL ? &t->base : NULL, res);
+}
+
+static struct moat_cache_tee *tee_new(const struct moat_cache_ctx *cx, const struct moat_req *req,
+                                      const char *key, size_t klen, const char *fwd)
+{
+    struct moat_cache_tee *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return NULL;
+    }
+    t->key = malloc(klen ? klen : 1);
+    if (t->key == NULL || !keep_fields(req, &t->req)) {
+        free(t->key);
+        free(t);
+        return NULL;
+    }
+    memcpy(t->key, key, klen);
+    t->klen = klen;
+    t->base.ex.ops = &tee_ops;
+    t->base.inner = req->exch;
+    t->base.destroy = tee_destroy;
+    t->cache = cx->cache;
+    t->fwd = fwd;
+    t->method = req->method_id;
+    t->request_time = time(NULL);
+    t->heur =
+        (struct moat_cache_heuristic){.percent = (unsigned)cx->conf->cache_heuristic,
+                                      .max_s = (int64_t)(cx->conf->cache_heuristic_max_ms / 1000)};
+    t->max_object = cx->conf->cache_max_object;
+    t->conn_id = req->conn_id;
+    moat_buf_init(&t->lines, 256 * 1024);
+    return t;
+}
+
+/* ---- per request ------------------------------------------------------------------------- */
+
+int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req,
+                     struct moat_res *res, struct moat_buf *lines, struct moat_buf *body,
+                     moat_rc *rc, struct moat_req *copy, struct moat_cache_tee **tee)
+{
+    *tee = NULL;
+    *rc = MOAT_RC_OK;
+    char key[MOAT_REQ_PATH_CAP + 1024];
+    size_t klen = primary_key(req, key, sizeof(key));
+    if (klen == 0 || req->upgrade.len > 0) {
+        return 0;
+    }
+    if (req->method.len == 5 && memcmp(req->method.p, "PURGE", 5) == 0) {
+        *rc = purge(cx, req, key, klen, res, lines, body);
+        return 1;
+    }
+    const char *fwd = "miss";
+    if (req->method_id == MOAT_HTTP_M_GET || req->method_id == MOAT_HTTP_M_HEAD) {
+        struct moat_cc q;
+        moat_cc_of_fields(&q, req->fields, req->nfields);
+        int other = 0;
+        struct entry *e = find(cx->cache, key, klen, req->fields, req->nfields, &other);
+        int authorized = moat_field_find(req->fields, req->nfields, "authorization") != NULL;
+        if (e != NULL) {
+            time_t now = time(NULL);
+            int64_t age = current_age(e, now);
+            /* §3.5: an answer stored for one request may serve one with Authorization only
+             * when it said so. */
+            int auth_ok = !authorized || (e->rcc.flags & MOAT_CC_PUBLIC) ||
+                          (e->rcc.flags & MOAT_CC_MUST_REVALIDATE) || e->rcc.s_maxage >= 0;
+            if (auth_ok && moat_cache_usable(e->lifetime, age, &e->rcc, &q)) {
+                pthread_mutex_lock(&cx->cache->mu);
+                cx->cache->st.hits++;
+                pthread_mutex_unlock(&cx->cache->mu);
+                *rc = answer_hit(cx->cache, e, req, now, res, lines, body);
+                return 1;
+            }
+            fwd = (q.flags & MOAT_CC_NO_CACHE) || (q.max_age >= 0 && age > q.max_age) ? "request"
+                                                                                      : "stale";
+            entry_release(e);
+        } else if (other) {
+            fwd = "vary-miss";
+        } else {
+            fwd = "uri-miss";
+        }
+        if (q.flags & MOAT_CC_ONLY_IF_CACHED) {
+            /* RFC 9111 §5.2.1.7 */
+            *rc = moat_res_error_page(res, 504, lines, body);
+            if (moat_ok(*rc)) {
+                *rc = moat_buf_printf(
+                    lines, "Cache-Status: moat; fwd=%s; detail=\"only-if-cached\"\r\n", fwd);
+            }
+            return 1;
+        }
+        pthread_mutex_lock(&cx->cache->mu);
+        cx->cache->st.misses++;
+        pthread_mutex_unlock(&cx->cache->mu);
+        if (req->method_id == MOAT_HTTP_M_HEAD) {
+            fwd = "bypass"; /* a HEAD is answered, not stored: the body is what is kept */
+        }
+    } else if (!unsafe(req->method_id)) {
+        return 0; /* OPTIONS, TRACE: neither stored nor invalidating */
+    } else {
+        fwd = NULL; /* fwd=method */
+    }
+    struct moat_cache_tee *t = tee_new(cx, req, key, klen, fwd);
+    if (t == NULL) {
+        return 0;
+    }
+    *copy = *req;
+    copy->exch = &t->base.ex;
+    *tee = t;
+    return 0;
+}

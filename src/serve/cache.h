@@ -1,0 +1,64 @@
+/*
+ * cache.h: the shared HTTP cache in front of a site's proxied answers (RFC 9111;
+ * docs/cache.md). One store per process, shared by the workers: entries keyed by the request's
+ * URI (and, for a Vary'ing answer, by the request fields it names), bodies in memory files
+ * (memfd) so that a hit is sent like a file (sendfile, or read and encrypted in place), bounded
+ * in bytes with least-recently-used eviction.
+ *
+ * Per request (serve/conn.c): moat_cache_serve answers from the store when it can (a hit: 200
+ * or 304, HEAD from a stored GET), else lets the request go to the origin through a filter
+ * exchange that stores the answer while it is relayed (never buffered whole first) and says
+ * what it did in Cache-Status (RFC 9211).
+ */
+#ifndef MOAT_SERVE_CACHE_H
+#define MOAT_SERVE_CACHE_H
+
+#include "core/err.h"
+#include "http/cachepolicy.h"
+#include "http/exchange.h"
+#include "serve/conf.h"
+
+#include <stdint.h>
+
+struct moat_cache;
+
+struct moat_cache_stats {
+    unsigned long long hits, misses, stored, evicted, purged, invalidated;
+    uint64_t bytes, entries;
+};
+
+/* A store of at most `memory` bytes of bodies and headers, objects of at most `max_object`. */
+MOAT_MUST_USE moat_rc moat_cache_new(uint64_t memory, uint64_t max_object, struct moat_cache **out,
+                                     struct moat_err *err);
+void moat_cache_free(struct moat_cache *c);
+/* A reload's new bounds (entries over them go first). */
+void moat_cache_configure(struct moat_cache *c, const struct moat_conf *conf);
+
+void moat_cache_stats(struct moat_cache *c, struct moat_cache_stats *out);
+
+/* What a request's cache step needs to know of where it runs. */
+struct moat_cache_ctx {
+    struct moat_cache *cache;
+    const struct moat_conf *conf;      /* heuristics, bounds */
+    const struct moat_conf_site *site; /* cache_purge */
+    const char *client;                /* the client's address (purge permission) */
+};
+
+/* A relayed answer being stored: the filter between the session and the handler. */
+struct moat_cache_tee;
+
+/*
+ * The cache's part of a proxied request on a site with `cache on`. Returns 1 when it answered
+ * (res filled as a handler's answer: a hit, a 304, a purge), 0 when the request goes to the
+ * origin: then, when *tee is set, the handler gets `copy` (the request with the tee as its
+ * exchange) and moat_cache_tee_adopt runs after it.
+ */
+int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req,
+                     struct moat_res *res, struct moat_buf *lines, struct moat_buf *body,
+                     moat_rc *rc, struct moat_req *copy, struct moat_cache_tee **tee);
+void moat_cache_tee_adopt(struct moat_cache_tee *t, struct moat_res *res);
+
+/* Whether the site caches the request's path (`cache on` or a prefix of `cache /A /B`). */
+int moat_cache_covers(const struct moat_conf_site *site, const struct moat_req *req);
+
+#endif
