@@ -526,9 +526,8 @@ static int not_modified(const struct entry *e, const struct moat_req *req)
            moat_ok(moat_httpdate_parse(ims.p, ims.len, &t)) && e->last_modified <= t;
 }
 
-static moat_rc answer_hit(struct moat_cache *c, struct entry *e, const struct moat_req *req,
-                          time_t now, struct moat_res *res, struct moat_buf *lines,
-                          struct moat_buf *body)
+static moat_rc answer_hit(struct entry *e, const struct moat_req *req, time_t now,
+                          struct moat_res *res, struct moat_buf *lines, struct moat_buf *body)
 {
     int64_t age = current_age(e, now);
     int64_t ttl = e->lifetime - age;
@@ -563,7 +562,6 @@ static moat_rc answer_hit(struct moat_cache *c, struct entry *e, const struct mo
     res->fd = e->fd;
     res->fd_release = entry_release;
     res->fd_h = e;
-    (void)c;
     return MOAT_RC_OK;
 }
 
@@ -949,7 +947,7 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
                 pthread_mutex_lock(&cx->cache->mu);
                 cx->cache->st.hits++;
                 pthread_mutex_unlock(&cx->cache->mu);
-                *rc = answer_hit(cx->cache, e, req, now, res, lines, body);
+                *rc = answer_hit(e, req, now, res, lines, body);
                 return 1;
             }
             fwd = (q.flags & MOAT_CC_NO_CACHE) || (q.max_age >= 0 && age > q.max_age) ? "request"

@@ -181,11 +181,11 @@ static int acl_allows(const struct moat_conf_acl *acl, size_t n, const struct mo
     return !any_allow;
 }
 
-/* The table's key of (kind, address): IPv6 by its first `v6bits`. */
-static uint64_t addr_key(struct moat_guard *g, char kind, const struct moat_guard_addr *a,
-                         unsigned v6bits)
+/* The keyed hash of an address (IPv6 by its first `v6bits`): one MAC per connection, the
+ * kinds' keys are made from it by kind_key. */
+static uint64_t addr_base(struct moat_guard *g, const struct moat_guard_addr *a, unsigned v6bits)
 {
-    uint8_t k[18] = {(uint8_t)kind, (uint8_t)a->family};
+    uint8_t k[18] = {'A', (uint8_t)a->family};
     size_t len = 2;
     if (a->family == AF_INET) {
         memcpy(k + 2, a->addr, 4);
@@ -198,6 +198,18 @@ static uint64_t addr_key(struct moat_guard *g, char kind, const struct moat_guar
         len += 16;
     }
     return moat_limiter_key(g->table, k, len);
+}
+
+/* The key of one kind of an address: a bijective mix of its keyed hash and the kind, so kinds
+ * of one address never share a slot and keys stay as spread as the hash (splitmix64's
+ * finaliser). Never 0 (an empty slot). */
+static uint64_t kind_key(uint64_t base, char kind)
+{
+    uint64_t z = base ^ ((uint64_t)(unsigned char)kind * 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return z != 0 ? z : 1;
 }
 
 /* ---- connections ----------------------------------------------------------------------- */
@@ -230,19 +242,24 @@ enum moat_guard_kind moat_guard_admit(struct moat_guard *g, const struct moat_co
         return MOAT_GUARD_DENIED;
     }
     uint64_t now_us = now_ms * 1000, wait;
-    unsigned v6 = (unsigned)c->ipv6_prefix;
-    if (c->addr_new.n > 0 && !exempt(c, a, MOAT_CONF_GUARD_NEW) &&
-        !moat_limiter_take(g->table, addr_key(g, 'N', a, v6), now_us,
+    int new_on = c->addr_new.n > 0 && !exempt(c, a, MOAT_CONF_GUARD_NEW);
+    int hs_on = tls && c->addr_hs.n > 0 && !exempt(c, a, MOAT_CONF_GUARD_HS);
+    int conns_on = c->addr_conns > 0 && !exempt(c, a, MOAT_CONF_GUARD_CONNS);
+    if (!new_on && !hs_on && !conns_on) {
+        return MOAT_GUARD_OK;
+    }
+    uint64_t base = addr_base(g, a, (unsigned)c->ipv6_prefix);
+    if (new_on &&
+        !moat_limiter_take(g->table, kind_key(base, 'N'), now_us,
                            moat_rate_interval_us(&c->addr_new), c->addr_new.burst, &wait)) {
         return MOAT_GUARD_NEW;
     }
-    if (tls && c->addr_hs.n > 0 && !exempt(c, a, MOAT_CONF_GUARD_HS) &&
-        !moat_limiter_take(g->table, addr_key(g, 'H', a, v6), now_us,
-                           moat_rate_interval_us(&c->addr_hs), c->addr_hs.burst, &wait)) {
+    if (hs_on && !moat_limiter_take(g->table, kind_key(base, 'H'), now_us,
+                                    moat_rate_interval_us(&c->addr_hs), c->addr_hs.burst, &wait)) {
         return MOAT_GUARD_HANDSHAKES;
     }
-    if (c->addr_conns > 0 && !exempt(c, a, MOAT_CONF_GUARD_CONNS)) {
-        uint64_t key = addr_key(g, 'C', a, v6);
+    if (conns_on) {
+        uint64_t key = kind_key(base, 'C');
         int got = moat_limiter_conn_take(g->table, key, (uint32_t)c->addr_conns);
         if (got == 0) {
             return MOAT_GUARD_CONNS;
@@ -438,7 +455,8 @@ enum moat_guard_kind moat_guard_limit(struct moat_guard *g, const struct moat_co
             vk = moat_limiter_key(g->table, v.p, v.len);
         } else {
             k[len++] = 'A';
-            vk = client->family != 0 ? addr_key(g, 'L', client, (unsigned)c->ipv6_prefix) : 0;
+            vk = client->family != 0 ? kind_key(addr_base(g, client, (unsigned)c->ipv6_prefix), 'L')
+                                     : 0;
         }
         memcpy(k + len, &vk, sizeof(vk));
         len += sizeof(vk);

@@ -584,6 +584,17 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     moat_snapshot_unref(srv.snap);
     moat_acme_challenges_free(srv.acme);
     log_refusals(srv.guard);
+    if (srv.cache != NULL) {
+        struct moat_cache_stats cs;
+        moat_cache_stats(srv.cache, &cs);
+        if (cs.hits + cs.misses > 0) {
+            moat_log(MOAT_LVL_INFO, 0,
+                     "cache: %llu hits, %llu misses, %llu stored, %llu evicted, %llu purged, "
+                     "%llu invalidated; %llu entries, %llu bytes at stop",
+                     cs.hits, cs.misses, cs.stored, cs.evicted, cs.purged, cs.invalidated,
+                     (unsigned long long)cs.entries, (unsigned long long)cs.bytes);
+        }
+    }
     moat_guard_free(srv.guard);
     moat_cache_free(srv.cache);
     moat_store_free(srv.store);

@@ -62,6 +62,11 @@ ROUTES = {
 }
 
 
+# /slow-big sends its second half only once the test has seen the first (or after 8 s).
+GATE = threading.Event()
+GATE.set()  # open unless a test closes it
+
+
 class Origin(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
@@ -122,7 +127,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(half)
             self.wfile.flush()
-            time.sleep(1.0)
+            GATE.wait(8)
             self.wfile.write(half)
             return
         status, fields, body = ROUTES.get(path, (404, [], b"unknown"))
@@ -345,14 +350,19 @@ def test_object_bound(srv, origin):
 def test_stored_while_relayed(srv, origin):
     """The first half reaches the client before the origin sends the second; the whole is
     stored all the same."""
-    with Conn(srv.port, verify=False) as c:
-        t0 = time.monotonic()
-        c.send(build_request("/slow-big"))
-        c._read_until(b"\r\n\r\n")
-        while len(c.buf) < 100_000:
-            c._fill()
-        assert time.monotonic() - t0 < 0.9, "the answer waited to be stored whole"
-    time.sleep(1.5)
+    GATE.clear()
+    try:
+        with Conn(srv.port, verify=False, timeout=4) as c:
+            c.send(build_request("/slow-big"))
+            c._read_until(b"\r\n\r\n")
+            while len(c.buf) < 100_000:
+                try:
+                    got = c._fill()
+                except TimeoutError:
+                    got = False
+                assert got, "the first half was held back to be stored whole"
+    finally:
+        GATE.set()
     r = ask(srv, "/slow-big")
     assert len(r.body) == 500_000
     # The first client left after half: a cut answer is not stored, so a second full relay
