@@ -93,6 +93,9 @@ struct moat_res {
     uint64_t length;
     int has_generated_body;
     int close; /* the connection ends after this answer */
+    /* MOAT_RES_RELAYED (below) when the fields came from another server (a stored answer):
+     * the site's rules for relayed answers apply. */
+    unsigned flags;
     /* fd's owner when it is not the session (a cached file): the session calls
      * fd_release(fd_h) where it would close fd. NULL: the session closes it. */
     void (*fd_release)(void *h);

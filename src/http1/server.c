@@ -524,7 +524,7 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
         }
     }
 
-    rc = build_answer(s, status, lines, body, content_length, 0);
+    rc = build_answer(s, status, lines, body, content_length, res.flags);
     if (body->cap > 16384) {
         moat_buf_clear(body); /* a big listing does not stay pinned in the worker */
     }

@@ -849,7 +849,7 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
     }
     st->eof = 1;
     int with_body = !bodyless && length > 0;
-    if (submit_answer(s, st, status, lines, (int64_t)length, 0, with_body) != 0) {
+    if (submit_answer(s, st, status, lines, (int64_t)length, res.flags, with_body) != 0) {
         reset_stream(s, st, NGHTTP2_INTERNAL_ERROR);
     }
 }

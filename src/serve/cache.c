@@ -15,8 +15,11 @@
 #include "http/field.h"
 #include "http/filter.h"
 #include "http/method.h"
+#include "http/range.h"
+#include "serve/snapshot.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -52,6 +55,7 @@ struct entry {
     char etag[128];
     size_t elen;
     time_t last_modified; /* 0: none */
+    int bg;               /* a background revalidation of it is under way (under the mutex) */
     int fd;               /* a large body (memfd); -1 for none */
     char *bytes;          /* a small body; NULL for none */
     uint64_t size;
@@ -413,8 +417,9 @@ static struct entry *find(struct moat_cache *c, const char *key, size_t klen,
     return best;
 }
 
-/* Link a complete entry, replacing the one for the same key and variant. */
-static void insert(struct moat_cache *c, struct entry *e)
+/* Link a complete entry, replacing the one for the same key and variant; `keep`: the caller
+ * keeps a reference of its own. */
+static void insert(struct moat_cache *c, struct entry *e, int keep)
 {
     pthread_mutex_lock(&c->mu);
     struct entry *next;
@@ -425,7 +430,7 @@ static void insert(struct moat_cache *c, struct entry *e)
             unlink_locked(c, o);
         }
     }
-    e->refs = 1;
+    e->refs = keep ? 2 : 1;
     e->linked = 1;
     e->hnext = c->buckets[e->hash & (NBUCKETS - 1)];
     c->buckets[e->hash & (NBUCKETS - 1)] = e;
@@ -513,48 +518,97 @@ static moat_rc stored_lines(const struct entry *e, struct moat_buf *lines, int o
     return MOAT_RC_OK;
 }
 
-/* RFC 9110 §13.1.2 and §13.1.3, against the stored validators: 1 when a 304 answers. */
-static int not_modified(const struct entry *e, const struct moat_req *req)
+static moat_slice field_of(const struct moat_field *f, size_t n, const char *lc)
 {
-    moat_slice inm = moat_req_field(req, "if-none-match");
-    if (inm.p != NULL) {
-        return e->elen > 0 && moat_etag_list_match(inm, e->etag, e->elen, 1);
-    }
-    moat_slice ims = moat_req_field(req, "if-modified-since");
-    time_t t;
-    return ims.p != NULL && e->last_modified > 0 &&
-           moat_ok(moat_httpdate_parse(ims.p, ims.len, &t)) && e->last_modified <= t;
+    const struct moat_field *x = moat_field_find(f, n, lc);
+    return x != NULL ? x->value : MOAT_SLICE_NULL;
 }
 
-static moat_rc answer_hit(struct entry *e, const struct moat_req *req, time_t now,
-                          struct moat_res *res, struct moat_buf *lines, struct moat_buf *body)
+/* RFC 9110 §13.1.2 and §13.1.3: whether a request's If-None-Match (or, without it,
+ * If-Modified-Since) is answered with a 304 by validators `etag` and `lm` (0: none). */
+static int validators_match(const struct moat_field *f, size_t n, const char *etag, size_t elen,
+                            time_t lm)
+{
+    moat_slice inm = field_of(f, n, "if-none-match");
+    if (inm.p != NULL) {
+        return elen > 0 && moat_etag_list_match(inm, etag, elen, 1);
+    }
+    moat_slice ims = field_of(f, n, "if-modified-since");
+    time_t t;
+    return ims.p != NULL && lm > 0 && moat_ok(moat_httpdate_parse(ims.p, ims.len, &t)) && lm <= t;
+}
+
+/*
+ * How a stored answer answers a request (its fields f[0, n), method, the clock): a 304 when
+ * the request's conditionals match, a 206 or 416 for a Range of a whole 200 (one that the
+ * cache did not see encoded: a range of compressed bytes is a trap for clients), else the
+ * stored answer. Appends the fields and Age; *status, and the body region [*off, *off + *len).
+ */
+static moat_rc stored_answer(const struct entry *e, const struct moat_field *f, size_t n,
+                             int method, time_t now, struct moat_buf *lines, int *status,
+                             uint64_t *off, uint64_t *len)
 {
     int64_t age = current_age(e, now);
-    int64_t ttl = e->lifetime - age;
-    int nm = (e->status == 200) && not_modified(e, req);
-    moat_rc rc = stored_lines(e, lines, nm);
+    *off = 0;
+    *len = e->size;
+    *status = e->status;
+    if (e->status == 200 && validators_match(f, n, e->etag, e->elen, e->last_modified)) {
+        *status = 304;
+        *len = 0;
+        MOAT_TRY(stored_lines(e, lines, 1));
+        return moat_buf_printf(lines, "Age: %lld\r\n", (long long)age);
+    }
+    moat_slice range = field_of(f, n, "range");
+    struct moat_buf view = {.base = e->lines, .cap = e->llen, .rd = 0, .wr = e->llen};
+    uint64_t first = 0, last = 0;
+    enum moat_range rr = MOAT_RANGE_IGNORE;
+    if (method == MOAT_HTTP_M_GET && e->status == 200 && range.p != NULL &&
+        moat_lines_field(&view, "content-encoding").p == NULL &&
+        moat_if_range_holds(field_of(f, n, "if-range"), e->etag, e->elen, e->last_modified,
+                            e->last_modified > 0, now)) {
+        rr = moat_range_parse(range, e->size, &first, &last);
+    }
+    if (rr == MOAT_RANGE_UNSATISFIABLE) {
+        *status = 416;
+        *len = 0;
+        return moat_buf_printf(lines, "Content-Range: bytes */%llu\r\nAge: %lld\r\n",
+                               (unsigned long long)e->size, (long long)age);
+    }
+    MOAT_TRY(stored_lines(e, lines, 0));
+    if (rr == MOAT_RANGE_PARTIAL) {
+        *status = 206;
+        *off = first;
+        *len = last - first + 1;
+        MOAT_TRY(moat_buf_printf(lines, "Content-Range: bytes %llu-%llu/%llu\r\n",
+                                 (unsigned long long)first, (unsigned long long)last,
+                                 (unsigned long long)e->size));
+    }
+    return moat_buf_printf(lines, "Age: %lld\r\n", (long long)age);
+}
+
+/* A stored answer as a handler's answer in res (the reference passes to res, or is let go);
+ * `cs` the Cache-Status value. */
+static moat_rc answer_from(struct entry *e, const struct moat_req *req, const char *cs,
+                           struct moat_res *res, struct moat_buf *lines, struct moat_buf *body)
+{
+    int status;
+    uint64_t off, len;
+    moat_rc rc = stored_answer(e, req->fields, req->nfields, req->method_id, time(NULL), lines,
+                               &status, &off, &len);
     if (moat_ok(rc)) {
-        rc = moat_buf_printf(lines, "Age: %lld\r\nCache-Status: moat; hit; ttl=%lld\r\n",
-                             (long long)age, (long long)ttl);
+        rc = moat_buf_printf(lines, "Cache-Status: %s\r\n", cs);
     }
     if (!moat_ok(rc)) {
         entry_release(e);
         return rc;
     }
-    res->fd = -1;
-    res->offset = 0;
-    if (nm) {
-        res->status = 304;
-        res->length = 0;
-        entry_release(e);
-        return MOAT_RC_OK;
-    }
-    res->status = e->status;
-    res->length = e->size;
-    if (req->method_id == MOAT_HTTP_M_HEAD || e->size == 0 || e->fd < 0) {
-        if (req->method_id != MOAT_HTTP_M_HEAD && e->bytes != NULL) {
-            rc = moat_buf_append(body, e->bytes, (size_t)e->size);
+    *res = (struct moat_res){
+        .status = status, .fd = -1, .offset = off, .length = len, .flags = MOAT_RES_RELAYED};
+    if (req->method_id == MOAT_HTTP_M_HEAD || len == 0 || e->fd < 0) {
+        if (req->method_id != MOAT_HTTP_M_HEAD && len > 0 && e->bytes != NULL) {
+            rc = moat_buf_append(body, e->bytes + off, (size_t)len);
             res->has_generated_body = 1;
+            res->offset = 0;
         }
         entry_release(e);
         return rc;
@@ -601,6 +655,20 @@ static moat_rc purge(const struct moat_cache_ctx *cx, const struct moat_req *req
 
 /* ---- the tee: storing a relayed answer ------------------------------------------------- */
 
+/*
+ * What the tee does with the origin's answer:
+ *   RELAY  pass it on (storing it when it may be stored);
+ *   DROP   the client has its answer head already (a 304 moat worked out from the answer's
+ *          validators): store the body, send none of it;
+ *   HOLD   the client gets a stored answer instead (`serve`: the 304 of a revalidation
+ *          refreshed it, or the origin failed and stale-if-error allows it), once the origin's
+ *          answer is over;
+ *   PUMP   the tee sends `serve` itself, in pieces as the client takes them.
+ */
+enum tee_mode { TEE_RELAY, TEE_DROP, TEE_HOLD, TEE_PUMP };
+
+#define PUMP_PIECE 65536
+
 struct moat_cache_tee {
     struct moat_exch_filter base; /* first: base.ex is what the handler holds */
     struct moat_cache *cache;
@@ -616,6 +684,27 @@ struct moat_cache_tee {
     struct entry *e; /* being filled; NULL: not storing */
     int64_t length;
     struct moat_buf lines; /* the head for the client */
+    enum tee_mode mode;
+    int started; /* inner has the answer's head */
+    /* A stored answer the origin's is to refresh or replace, and may stand in for when the
+     * origin fails (stale_if_error: 1 when its directives allow that). */
+    struct entry *stale;
+    int stale_if_error;
+    int conditional; /* the origin's request carries stale's validators */
+    int stripped;    /* the client's conditionals were kept from the origin: answered here */
+    struct entry *serve;
+    char cs[192]; /* the Cache-Status that goes with serve */
+    uint64_t off, end;
+    char *piece; /* PUMP: a piece of a body file */
+    /* The request to the origin when it differs from the client's (conditionals). */
+    struct moat_field *ofields;
+    size_t nofields;
+    char cond[MOAT_HTTPDATE_SIZE + 160];
+    size_t lines0, body0; /* where the handler's answer began (stale-if-error replaces it) */
+    /* A background revalidation (stale-while-revalidate): no client waits for it. */
+    struct moat_cache_bgs *bgs;
+    struct moat_cache_tee *bg_prev, *bg_next;
+    struct moat_snapshot *snap; /* held while it runs: the origin's route lives there */
 };
 
 static void tee_drop_entry(struct moat_cache_tee *t)
@@ -629,9 +718,35 @@ static void tee_drop_entry(struct moat_cache_tee *t)
 static void tee_free(struct moat_cache_tee *t)
 {
     tee_drop_entry(t);
+    if (t->stale != NULL) {
+        if (t->bgs != NULL) {
+            pthread_mutex_lock(&t->cache->mu);
+            t->stale->bg = 0;
+            pthread_mutex_unlock(&t->cache->mu);
+        }
+        entry_release(t->stale);
+    }
+    if (t->serve != NULL) {
+        entry_release(t->serve);
+    }
+    if (t->bgs != NULL) {
+        if (t->bg_prev != NULL) {
+            t->bg_prev->bg_next = t->bg_next;
+        } else if (t->bgs->head == t) {
+            t->bgs->head = t->bg_next;
+        }
+        if (t->bg_next != NULL) {
+            t->bg_next->bg_prev = t->bg_prev;
+        }
+    }
+    if (t->snap != NULL) {
+        moat_snapshot_unref(t->snap);
+    }
     free(t->key);
     free(t->req.f);
     free(t->req.bytes);
+    free(t->ofields);
+    free(t->piece);
     moat_buf_clear(&t->lines);
     free(t);
 }
@@ -720,17 +835,219 @@ static struct entry *entry_begin(struct moat_cache_tee *t, int status, const str
     return e;
 }
 
+static void entry_cost(struct entry *e)
+{
+    e->cost = e->size + e->llen + e->klen + e->vklen + sizeof(*e);
+}
+
+/* A 304 may not change what describes the stored body's bytes (RFC 9111 §3.2), nor the
+ * variant it is stored as (a 304 through the encode filter names Accept-Encoding alone). */
+static int kept_on_update(moat_slice name)
+{
+    return name_eq(name, "content-length", 14) || name_eq(name, "content-encoding", 16) ||
+           name_eq(name, "content-range", 13) || name_eq(name, "content-type", 12) ||
+           name_eq(name, "transfer-encoding", 17) || name_eq(name, "vary", 4);
+}
+
+static int lines_have(const struct moat_buf *lines, moat_slice name)
+{
+    size_t at = 0;
+    moat_slice l, n;
+    while (moat_field_lines_next(lines, &at, &l, &n)) {
+        if (n.len == name.len && strncasecmp(n.p, name.p, n.len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The stored answer `old` with the fields of a 304 that revalidated it (RFC 9111 §4.3.4):
+ * each field of the 304 replaces the stored ones of its name, the body is the same. NULL when
+ * there is no memory or descriptor for it.
+ */
+static struct entry *entry_refreshed(struct moat_cache_tee *t, const struct entry *old,
+                                     const struct moat_buf *lines304)
+{
+    struct moat_buf merged;
+    moat_buf_init(&merged, 512 * 1024);
+    struct moat_buf view = {.base = old->lines, .cap = old->llen, .rd = 0, .wr = old->llen};
+    size_t at = 0;
+    moat_slice line, name;
+    int ok = 1;
+    while (ok && moat_field_lines_next(&view, &at, &line, &name)) {
+        if (kept_on_update(name) || !lines_have(lines304, name)) {
+            ok = moat_ok(moat_buf_append(&merged, line.p, line.len));
+        }
+    }
+    at = 0;
+    while (ok && moat_field_lines_next(lines304, &at, &line, &name)) {
+        if (!kept_on_update(name)) {
+            ok = moat_ok(moat_buf_append(&merged, line.p, line.len));
+        }
+    }
+    struct entry *e = ok ? entry_begin(t, old->status, &merged) : NULL;
+    moat_buf_clear(&merged);
+    if (e == NULL) {
+        return NULL;
+    }
+    e->size = old->size;
+    if (old->fd >= 0) {
+        e->fd = fcntl(old->fd, F_DUPFD_CLOEXEC, 0);
+    } else if (old->bytes != NULL) {
+        e->bytes = malloc(old->size ? (size_t)old->size : 1);
+        if (e->bytes != NULL) {
+            memcpy(e->bytes, old->bytes, (size_t)old->size);
+        }
+    }
+    if ((old->fd >= 0 && e->fd < 0) || (old->bytes != NULL && e->bytes == NULL)) {
+        entry_destroy(e);
+        return NULL;
+    }
+    entry_cost(e);
+    return e;
+}
+
 static int unsafe(int method)
 {
     return method != MOAT_HTTP_M_GET && method != MOAT_HTTP_M_HEAD &&
            method != MOAT_HTTP_M_OPTIONS && method != MOAT_HTTP_M_TRACE;
 }
 
+/* The origin failed in a way a stale answer may stand in for (RFC 5861 §4). */
+static int error_status(int status)
+{
+    return status == 500 || status == 502 || status == 503 || status == 504;
+}
+
+/* ---- the pump: a stored answer sent through the exchange -------------------------------- */
+
+static void pump_go(struct moat_cache_tee *t);
+
+static void pump_ready(void *h)
+{
+    pump_go(h);
+}
+
+static void pump_abort(void *h)
+{
+    (void)h; /* the filter's abort frees the tee after this */
+}
+
+static const struct moat_stream_ops pump_ops = {.ready = pump_ready, .abort = pump_abort};
+
+/* Send the stored answer `serve` to the client; the tee is the handler from now on. */
+static void pump(struct moat_cache_tee *t)
+{
+    struct moat_exch *inner = t->base.inner;
+    t->mode = TEE_PUMP;
+    t->base.hops = &pump_ops;
+    t->base.hh = t;
+    t->lines.rd = t->lines.wr = 0;
+    int status;
+    uint64_t off, len;
+    moat_rc rc = stored_answer(t->serve, t->req.f, t->req.n, t->method, time(NULL), &t->lines,
+                               &status, &off, &len);
+    if (moat_ok(rc)) {
+        rc = moat_buf_printf(&t->lines, "Cache-Status: %s\r\n", t->cs);
+    }
+    if (moat_ok(rc) && len > 0 && t->serve->fd >= 0 && t->method != MOAT_HTTP_M_HEAD) {
+        t->piece = malloc(PUMP_PIECE);
+        rc = t->piece != NULL ? MOAT_RC_OK : moat_rc_of(MOAT_E_NOMEM);
+    }
+    if (!moat_ok(rc)) {
+        tee_free(t);
+        moat_exch_fail(inner, 500);
+        return;
+    }
+    t->off = off;
+    t->end = t->method == MOAT_HTTP_M_HEAD ? off : off + len;
+    unsigned flags = MOAT_RES_RELAYED | (t->end > t->off ? MOAT_RES_MORE : 0);
+    if (!moat_ok(moat_exch_start(inner, status, &t->lines, (int64_t)len, flags))) {
+        tee_free(t);
+        return;
+    }
+    t->started = 1;
+    pump_go(t);
+}
+
+static void pump_go(struct moat_cache_tee *t)
+{
+    struct moat_exch *inner = t->base.inner;
+    const struct entry *e = t->serve;
+    while (t->off < t->end) {
+        size_t room = moat_exch_room(inner);
+        if (room == 0) {
+            return; /* ready comes when the client took some */
+        }
+        uint64_t left = t->end - t->off;
+        size_t n = left < room ? (size_t)left : room;
+        const char *p;
+        if (e->fd >= 0) {
+            n = n < PUMP_PIECE ? n : PUMP_PIECE;
+            ssize_t r = pread(e->fd, t->piece, n, (off_t)t->off);
+            if (r <= 0) {
+                moat_log(MOAT_LVL_WARN, t->conn_id, "cache: a stored body cannot be read: %s",
+                         r < 0 ? strerror(errno) : "shorter than stored");
+                tee_free(t);
+                moat_exch_fail(inner, 500);
+                return;
+            }
+            n = (size_t)r;
+            p = t->piece;
+        } else {
+            p = e->bytes + t->off;
+        }
+        if (!moat_ok(moat_exch_send(inner, p, n))) {
+            tee_free(t);
+            return;
+        }
+        t->off += n;
+    }
+    tee_free(t);
+    moat_exch_finish(inner);
+}
+
+/* The stale answer stands in for the origin's failure (`status`, or 0: no answer at all). */
+static void hold_stale(struct moat_cache_tee *t, int status)
+{
+    t->serve = t->stale;
+    t->stale = NULL;
+    t->mode = TEE_HOLD;
+    if (status > 0) {
+        snprintf(t->cs, sizeof(t->cs), "moat; fwd=%s; fwd-status=%d; detail=\"stale-if-error\"",
+                 t->fwd, status);
+    } else {
+        snprintf(t->cs, sizeof(t->cs), "moat; fwd=%s; detail=\"stale-if-error\"", t->fwd);
+    }
+    moat_log(MOAT_LVL_INFO, t->conn_id, "cache: the origin failed (%d): a stale answer serves",
+             status);
+}
+
+/* ---- the tee's exchange ----------------------------------------------------------------- */
+
 static moat_rc t_start(struct moat_exch *ex, int status, const struct moat_buf *lines,
                        int64_t length, unsigned flags)
 {
     struct moat_cache_tee *t = tee_of(ex);
     const char *why = NULL;
+    if (t->conditional && status == 304 && t->stale != NULL) {
+        /* RFC 9111 §4.3.3: the stored answer is valid again, with the 304's fields. */
+        t->serve = entry_refreshed(t, t->stale, lines);
+        if (t->serve != NULL) {
+            insert(t->cache, t->serve, 1);
+        } else {
+            t->serve = t->stale; /* valid all the same; just not refreshed in the store */
+            t->stale = NULL;
+        }
+        t->mode = TEE_HOLD;
+        snprintf(t->cs, sizeof(t->cs), "moat; fwd=%s; fwd-status=304", t->fwd);
+        return MOAT_RC_OK;
+    }
+    if (t->stale != NULL && t->stale_if_error && error_status(status)) {
+        hold_stale(t, status);
+        return MOAT_RC_OK;
+    }
     if (unsafe(t->method)) {
         /* RFC 9111 §4.4: a successful unsafe request invalidates what was stored for it. */
         if (status < 400) {
@@ -752,14 +1069,38 @@ static moat_rc t_start(struct moat_exch *ex, int status, const struct moat_buf *
             t->e = entry_begin(t, status, lines);
             why = t->e == NULL ? "out of memory" : NULL;
         }
-        if (t->e != NULL && t->e->lifetime <= 0) {
-            /* Already stale: it would only be forwarded again (revalidation is to come). */
+        if (t->e != NULL && t->e->lifetime <= 0 && t->e->elen == 0 && t->e->last_modified == 0) {
+            /* Stale on arrival with nothing to revalidate it by: it would only be fetched
+             * whole again. */
             tee_drop_entry(t);
             why = "stale on arrival";
         }
     }
     t->length = length;
-    moat_rc rc = moat_buf_append(&t->lines, moat_buf_rdptr(lines), moat_buf_len(lines));
+    int not_modified = 0;
+    if (t->stripped && status == 200) {
+        /* The client's conditionals did not go to the origin (the full answer is what the
+         * cache keeps): answer them from the answer's own validators. */
+        moat_slice et = moat_lines_field(lines, "etag");
+        moat_slice lm = moat_lines_field(lines, "last-modified");
+        time_t lmt = 0;
+        if (lm.p == NULL || !moat_ok(moat_httpdate_parse(lm.p, lm.len, &lmt))) {
+            lmt = 0;
+        }
+        not_modified = validators_match(t->req.f, t->req.n, et.p, et.p ? et.len : 0, lmt);
+    }
+    moat_rc rc = MOAT_RC_OK;
+    if (not_modified) {
+        size_t at = 0;
+        moat_slice line, name;
+        while (moat_ok(rc) && moat_field_lines_next(lines, &at, &line, &name)) {
+            if (for_304(name)) {
+                rc = moat_buf_append(&t->lines, line.p, line.len);
+            }
+        }
+    } else {
+        rc = moat_buf_append(&t->lines, moat_buf_rdptr(lines), moat_buf_len(lines));
+    }
     if (moat_ok(rc)) {
         rc = why != NULL
                  ? moat_buf_printf(&t->lines, "Cache-Status: moat; fwd=%s; detail=\"%s\"\r\n",
@@ -775,10 +1116,17 @@ static moat_rc t_start(struct moat_exch *ex, int status, const struct moat_buf *
         moat_exch_fail(inner, 500);
         return rc;
     }
-    rc = moat_exch_start(t->base.inner, status, &t->lines, length, flags);
+    if (not_modified) {
+        t->mode = TEE_DROP;
+        rc = moat_exch_start(t->base.inner, 304, &t->lines, 0, flags & ~MOAT_RES_MORE);
+    } else {
+        rc = moat_exch_start(t->base.inner, status, &t->lines, length, flags);
+    }
     if (!moat_ok(rc)) {
         tee_free(t);
+        return rc;
     }
+    t->started = 1;
     return rc;
 }
 
@@ -837,11 +1185,21 @@ static moat_rc t_send(struct moat_exch *ex, const void *p, size_t n)
             tee_drop_entry(t);
         }
     }
+    if (t->mode != TEE_RELAY) {
+        return MOAT_RC_OK;
+    }
     moat_rc rc = moat_exch_send(t->base.inner, p, n);
     if (!moat_ok(rc)) {
         tee_free(t);
     }
     return rc;
+}
+
+static size_t t_room(struct moat_exch *ex)
+{
+    struct moat_cache_tee *t = tee_of(ex);
+    /* An answer the client does not get is read as fast as it comes. */
+    return t->mode == TEE_RELAY ? moat_exch_room(t->base.inner) : PUMP_PIECE;
 }
 
 static void t_finish(struct moat_exch *ex, const struct moat_buf *trailers)
@@ -851,34 +1209,167 @@ static void t_finish(struct moat_exch *ex, const struct moat_buf *trailers)
     if (t->e != NULL && (t->length < 0 || (uint64_t)t->length == t->e->size)) {
         struct entry *e = t->e;
         t->e = NULL;
-        e->cost = e->size + e->llen + e->klen + e->vklen + sizeof(*e);
+        entry_cost(e);
         if (e->cost <= t->cache->memory) {
-            insert(t->cache, e);
+            insert(t->cache, e, 0);
         } else {
             entry_destroy(e);
         }
     }
+    enum tee_mode mode = t->mode;
+    if (mode == TEE_HOLD && t->bgs == NULL) {
+        pump(t);
+        return;
+    }
     tee_free(t);
-    if (trailers != NULL) {
+    if (trailers != NULL && mode == TEE_RELAY) {
         moat_exch_finish_trailers(inner, trailers);
     } else {
         moat_exch_finish(inner);
     }
 }
 
+static void t_fail(struct moat_exch *ex, int status)
+{
+    struct moat_cache_tee *t = tee_of(ex);
+    if (!t->started && t->stale != NULL && t->stale_if_error && t->mode == TEE_RELAY) {
+        hold_stale(t, 0);
+    }
+    if (t->mode == TEE_HOLD && t->bgs == NULL) {
+        pump(t);
+        return;
+    }
+    moat_filter_fail(ex, status);
+}
+
 static const struct moat_exch_ops tee_ops = {
     .read_body = moat_filter_read_body,
     .start = t_start,
     .send = t_send,
-    .room = moat_filter_room,
+    .room = t_room,
     .trailers = moat_filter_trailers,
     .finish = t_finish,
-    .fail = moat_filter_fail,
+    .fail = t_fail,
 };
 
-void moat_cache_tee_adopt(struct moat_cache_tee *t, struct moat_res *res)
+/* What a background revalidation answers through: nobody. */
+static moat_rc sink_read(struct moat_exch *ex, void *buf, size_t len, size_t *n)
 {
-    moat_filter_adopt(t != NULL ? &t->base : NULL, res);
+    *n = 0;
+    return MOAT_RC_OK;
+}
+static moat_rc sink_start(struct moat_exch *ex, int status, const struct moat_buf *lines,
+                          int64_t length, unsigned flags)
+{
+    return MOAT_RC_OK;
+}
+static moat_rc sink_send(struct moat_exch *ex, const void *p, size_t n)
+{
+    return MOAT_RC_OK;
+}
+static size_t sink_room(struct moat_exch *ex)
+{
+    return PUMP_PIECE;
+}
+static const struct moat_buf *sink_trailers(struct moat_exch *ex)
+{
+    return NULL;
+}
+static void sink_finish(struct moat_exch *ex, const struct moat_buf *trailers)
+{
+}
+static void sink_fail(struct moat_exch *ex, int status)
+{
+}
+static const struct moat_exch_ops sink_ops = {.read_body = sink_read,
+                                              .start = sink_start,
+                                              .send = sink_send,
+                                              .room = sink_room,
+                                              .trailers = sink_trailers,
+                                              .finish = sink_finish,
+                                              .fail = sink_fail};
+static struct moat_exch sink = {.ops = &sink_ops};
+
+void moat_cache_tee_adopt(struct moat_cache_tee *t, struct moat_res *res, struct moat_buf *lines,
+                          struct moat_buf *body)
+{
+    if (t == NULL) {
+        return;
+    }
+    if (res->stream == NULL && t->bgs == NULL && t->stale != NULL && t->stale_if_error &&
+        error_status(res->status) && res->fd < 0) {
+        /* The origin failed at once (nothing listens, all servers out): the stale answer
+         * takes the place of the error page. */
+        struct entry *e = t->stale;
+        t->stale = NULL;
+        hold_stale(t, res->status);
+        t->serve = NULL;
+        lines->wr = lines->rd + t->lines0;
+        body->wr = body->rd + t->body0;
+        struct moat_req req = {.method_id = t->method, .fields = t->req.f, .nfields = t->req.n};
+        if (!moat_ok(answer_from(e, &req, t->cs, res, lines, body))) {
+            lines->wr = lines->rd + t->lines0;
+            body->wr = body->rd + t->body0;
+            moat_rc rc = moat_res_error_page(res, 502, lines, body);
+            (void)rc;
+        }
+        tee_free(t);
+        return;
+    }
+    if (res->stream != NULL && t->bgs != NULL) {
+        t->bg_next = t->bgs->head;
+        if (t->bg_next != NULL) {
+            t->bg_next->bg_prev = t;
+        }
+        t->bgs->head = t;
+    }
+    moat_filter_adopt(&t->base, res);
+}
+
+void moat_cache_bg_stop_all(struct moat_cache_bgs *bgs)
+{
+    while (bgs->head != NULL) {
+        struct moat_cache_tee *t = bgs->head;
+        t->base.hops->abort(t->base.hh);
+        tee_free(t); /* unlinks it */
+    }
+}
+
+/* The request's fields for the origin: without the client's conditionals (and Range) when
+ * `strip`, with stale's validators when it has them. */
+static int origin_fields(struct moat_cache_tee *t, const struct moat_req *req,
+                         const struct entry *stale, int strip)
+{
+    t->ofields = calloc(req->nfields + 2, sizeof(*t->ofields));
+    if (t->ofields == NULL) {
+        return 0;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < req->nfields; i++) {
+        moat_slice nm = req->fields[i].name;
+        if (strip && (name_eq(nm, "if-none-match", 13) || name_eq(nm, "if-modified-since", 17) ||
+                      (stale != NULL && (name_eq(nm, "range", 5) || name_eq(nm, "if-range", 8))))) {
+            continue;
+        }
+        t->ofields[n++] = req->fields[i];
+    }
+    size_t at = 0;
+    if (stale != NULL && stale->elen > 0) {
+        memcpy(t->cond, stale->etag, stale->elen);
+        t->ofields[n++] = (struct moat_field){.name = MOAT_SLICE_LIT("If-None-Match"),
+                                              .value = {.p = t->cond, .len = stale->elen}};
+        at = stale->elen;
+    }
+    if (stale != NULL && stale->last_modified > 0 &&
+        moat_ok(moat_httpdate_format(stale->last_modified, t->cond + at, MOAT_HTTPDATE_SIZE))) {
+        t->ofields[n++] =
+            (struct moat_field){.name = MOAT_SLICE_LIT("If-Modified-Since"),
+                                .value = {.p = t->cond + at, .len = MOAT_HTTPDATE_LEN}};
+    }
+    t->nofields = n;
+    t->conditional = stale != NULL && (stale->elen > 0 || stale->last_modified > 0);
+    t->stripped = strip;
+    return 1;
 }
 
 static struct moat_cache_tee *tee_new(const struct moat_cache_ctx *cx, const struct moat_req *req,
@@ -914,6 +1405,20 @@ static struct moat_cache_tee *tee_new(const struct moat_cache_ctx *cx, const str
 
 /* ---- per request ------------------------------------------------------------------------- */
 
+/* Whether the response's own directives forbid serving it stale at all (RFC 9111 §4.2.4). */
+static int must_revalidate(const struct entry *e)
+{
+    return (e->rcc.flags &
+            (MOAT_CC_MUST_REVALIDATE | MOAT_CC_PROXY_REVALIDATE | MOAT_CC_NO_CACHE)) != 0;
+}
+
+static void count(struct moat_cache *c, unsigned long long *what)
+{
+    pthread_mutex_lock(&c->mu);
+    (*what)++;
+    pthread_mutex_unlock(&c->mu);
+}
+
 int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req,
                      struct moat_res *res, struct moat_buf *lines, struct moat_buf *body,
                      moat_rc *rc, struct moat_req *copy, struct moat_cache_tee **tee)
@@ -930,6 +1435,9 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
         return 1;
     }
     const char *fwd = "miss";
+    struct entry *stale = NULL;
+    int stale_if_error = 0;
+    int answered = 0;
     if (req->method_id == MOAT_HTTP_M_GET || req->method_id == MOAT_HTTP_M_HEAD) {
         struct moat_cc q;
         moat_cc_of_fields(&q, req->fields, req->nfields);
@@ -939,27 +1447,67 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
         if (e != NULL) {
             time_t now = time(NULL);
             int64_t age = current_age(e, now);
+            int64_t staleness = age - e->lifetime;
             /* §3.5: an answer stored for one request may serve one with Authorization only
              * when it said so. */
             int auth_ok = !authorized || (e->rcc.flags & MOAT_CC_PUBLIC) ||
                           (e->rcc.flags & MOAT_CC_MUST_REVALIDATE) || e->rcc.s_maxage >= 0;
+            int forced = (q.flags & MOAT_CC_NO_CACHE) || (q.max_age >= 0 && age > q.max_age) ||
+                         (q.min_fresh >= 0 && e->lifetime - age < q.min_fresh);
             if (auth_ok && moat_cache_usable(e->lifetime, age, &e->rcc, &q)) {
-                pthread_mutex_lock(&cx->cache->mu);
-                cx->cache->st.hits++;
-                pthread_mutex_unlock(&cx->cache->mu);
-                *rc = answer_hit(e, req, now, res, lines, body);
+                char cs[96];
+                snprintf(cs, sizeof(cs), "moat; hit; ttl=%lld", (long long)(e->lifetime - age));
+                count(cx->cache, &cx->cache->st.hits);
+                *rc = answer_from(e, req, cs, res, lines, body);
                 return 1;
             }
-            fwd = (q.flags & MOAT_CC_NO_CACHE) || (q.max_age >= 0 && age > q.max_age) ? "request"
-                                                                                      : "stale";
-            entry_release(e);
+            fwd = forced ? "request" : "stale";
+            /* RFC 5861 §3: a stale answer may serve while it is revalidated in the
+             * background (one revalidation at a time), unless someone insists on a fresh
+             * one. The explicit directive wins over s-maxage's implied proxy-revalidate, as
+             * at every CDN. */
+            int swr = auth_ok && !forced && !must_revalidate(e) && staleness > 0 &&
+                      e->rcc.stale_while_revalidate >= staleness && cx->bgs != NULL;
+            if (swr) {
+                char cs[128];
+                snprintf(cs, sizeof(cs), "moat; hit; ttl=%lld; detail=\"stale-while-revalidate\"",
+                         (long long)(e->lifetime - age));
+                pthread_mutex_lock(&cx->cache->mu);
+                int start = !e->bg && e->linked;
+                e->bg = 1;
+                e->refs++;
+                cx->cache->st.hits++;
+                pthread_mutex_unlock(&cx->cache->mu);
+                *rc = answer_from(e, req, cs, res, lines, body);
+                if (!start) {
+                    entry_release(e);
+                    return 1;
+                }
+                stale = e;
+                answered = 1;
+            } else {
+                int64_t sie = e->rcc.stale_if_error > q.stale_if_error ? e->rcc.stale_if_error
+                                                                       : q.stale_if_error;
+                stale_if_error = auth_ok && !must_revalidate(e) &&
+                                 (!(q.flags & MOAT_CC_NO_CACHE) || q.stale_if_error >= 0) &&
+                                 sie >= 0 && staleness <= sie;
+                if (auth_ok && (stale_if_error || e->elen > 0 || e->last_modified > 0) &&
+                    req->method_id == MOAT_HTTP_M_GET) {
+                    stale = e;
+                } else {
+                    entry_release(e);
+                }
+            }
         } else if (other) {
             fwd = "vary-miss";
         } else {
             fwd = "uri-miss";
         }
-        if (q.flags & MOAT_CC_ONLY_IF_CACHED) {
+        if (!answered && (q.flags & MOAT_CC_ONLY_IF_CACHED)) {
             /* RFC 9111 §5.2.1.7 */
+            if (stale != NULL) {
+                entry_release(stale);
+            }
             *rc = moat_res_error_page(res, 504, lines, body);
             if (moat_ok(*rc)) {
                 *rc = moat_buf_printf(
@@ -967,9 +1515,9 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
             }
             return 1;
         }
-        pthread_mutex_lock(&cx->cache->mu);
-        cx->cache->st.misses++;
-        pthread_mutex_unlock(&cx->cache->mu);
+        if (!answered) {
+            count(cx->cache, &cx->cache->st.misses);
+        }
         if (req->method_id == MOAT_HTTP_M_HEAD) {
             fwd = "bypass"; /* a HEAD is answered, not stored: the body is what is kept */
         }
@@ -979,11 +1527,42 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
         fwd = NULL; /* fwd=method */
     }
     struct moat_cache_tee *t = tee_new(cx, req, key, klen, fwd);
-    if (t == NULL) {
-        return 0;
+    /* A GET goes to the origin without the client's conditionals, so that the full answer
+     * can be kept (its 304 is worked out here), and with the stored validators. */
+    int strip = req->method_id == MOAT_HTTP_M_GET &&
+                (stale != NULL || moat_req_field(req, "range").p == NULL);
+    if (t != NULL && !origin_fields(t, req, stale, strip)) {
+        tee_free(t);
+        t = NULL;
     }
+    if (t == NULL) {
+        if (stale != NULL) {
+            if (answered) {
+                pthread_mutex_lock(&cx->cache->mu);
+                stale->bg = 0;
+                pthread_mutex_unlock(&cx->cache->mu);
+            }
+            entry_release(stale);
+        }
+        return answered;
+    }
+    t->stale = stale;
+    t->stale_if_error = stale_if_error;
+    t->lines0 = moat_buf_len(lines);
+    t->body0 = moat_buf_len(body);
     *copy = *req;
     copy->exch = &t->base.ex;
+    copy->fields = t->ofields;
+    copy->nfields = t->nofields;
+    if (answered) {
+        /* The client has its answer; the revalidation answers nobody. */
+        t->bgs = cx->bgs;
+        t->base.inner = &sink;
+        t->snap = moat_snapshot_ref(cx->snap);
+        t->fwd = "stale";
+        moat_log(MOAT_LVL_DEBUG, req->conn_id, "cache: revalidating %.*s in the background",
+                 (int)(klen > 300 ? 300 : klen), key);
+    }
     *tee = t;
-    return 0;
+    return answered;
 }

@@ -36,27 +36,43 @@ void moat_cache_configure(struct moat_cache *c, const struct moat_conf *conf);
 
 void moat_cache_stats(struct moat_cache *c, struct moat_cache_stats *out);
 
+/* A relayed answer being stored: the filter between the session and the handler. */
+struct moat_cache_tee;
+
+/* A worker's background revalidations (stale-while-revalidate): they answer nobody, so the
+ * worker ends what is left of them when it stops (moat_cache_bg_stop_all). */
+struct moat_cache_bgs {
+    struct moat_cache_tee *head;
+};
+void moat_cache_bg_stop_all(struct moat_cache_bgs *bgs);
+
+struct moat_snapshot;
+
 /* What a request's cache step needs to know of where it runs. */
 struct moat_cache_ctx {
     struct moat_cache *cache;
     const struct moat_conf *conf;      /* heuristics, bounds */
     const struct moat_conf_site *site; /* cache_purge */
     const char *client;                /* the client's address (purge permission) */
+    struct moat_cache_bgs *bgs;        /* the worker's; NULL: no background revalidation */
+    struct moat_snapshot *snap;        /* what a background revalidation holds on to */
 };
-
-/* A relayed answer being stored: the filter between the session and the handler. */
-struct moat_cache_tee;
 
 /*
  * The cache's part of a proxied request on a site with `cache on`. Returns 1 when it answered
- * (res filled as a handler's answer: a hit, a 304, a purge), 0 when the request goes to the
- * origin: then, when *tee is set, the handler gets `copy` (the request with the tee as its
- * exchange) and moat_cache_tee_adopt runs after it.
+ * (res filled as a handler's answer: a hit, a 304, a range, a purge), 0 when the request goes
+ * to the origin. Whenever *tee is set, the handler gets `copy` (the request with the tee as
+ * its exchange, and the fields the origin is to see) and moat_cache_tee_adopt runs after it;
+ * with 1 that is a background revalidation, whose handler answers into its own res, lines
+ * and body (the client's hold the stale answer).
  */
 int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req,
                      struct moat_res *res, struct moat_buf *lines, struct moat_buf *body,
                      moat_rc *rc, struct moat_req *copy, struct moat_cache_tee **tee);
-void moat_cache_tee_adopt(struct moat_cache_tee *t, struct moat_res *res);
+/* After the handler: the tee takes its place when it streams; an immediate error may give way
+ * to a stale answer (stale-if-error) in res, lines and body. */
+void moat_cache_tee_adopt(struct moat_cache_tee *t, struct moat_res *res, struct moat_buf *lines,
+                          struct moat_buf *body);
 
 /* Whether the site caches the request's path (`cache on` or a prefix of `cache /A /B`). */
 int moat_cache_covers(const struct moat_conf_site *site, const struct moat_req *req);

@@ -310,6 +310,25 @@ static const struct moat_proxy_route *proxy_route(const struct moat_site *site,
     return NULL;
 }
 
+/* A proxied request through the filters of its site: the origin's answer -> encode -> the
+ * cache's tee (when given) -> the client. */
+static moat_rc proxy_chain(struct moat_conn *c, struct moat_site *site,
+                           const struct moat_proxy_call *call, const struct moat_req *req,
+                           struct moat_cache_tee *tee, struct moat_res *res, struct moat_buf *lines,
+                           struct moat_buf *body)
+{
+    struct moat_encode_want want;
+    moat_encode_want_of(site->conf, req, c->home->loop, &want);
+    struct moat_req filtered;
+    struct moat_encode_filter *f = NULL;
+    moat_rc rc = moat_encode_filter_new(&want, req, &filtered, &f)
+                     ? moat_proxy_handler(call, &filtered, res, lines, body)
+                     : moat_proxy_handler(call, req, res, lines, body);
+    moat_encode_filter_adopt(f, res);
+    moat_cache_tee_adopt(tee, res, lines, body);
+    return rc;
+}
+
 /* Route the request to its site, then to the one handler that answers it; none of them sees
  * the connection or HTTP/1. */
 static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moat_req *req,
@@ -388,31 +407,32 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
                                        .ntrusted = c->snap->ntrusted};
         /* The chain of a proxied answer: the origin's -> encode -> cache -> the client. The
          * cache is outermost, so it stores what encode made and a hit costs no compression. */
+        if (c->snap->cache == NULL || !moat_cache_covers(site->conf, req)) {
+            return proxy_chain(c, site, &call, req, NULL, res, lines, body);
+        }
         struct moat_cache_tee *tee = NULL;
         struct moat_req cached;
-        if (c->snap->cache != NULL && moat_cache_covers(site->conf, req)) {
-            struct moat_cache_ctx cx = {.cache = c->snap->cache,
-                                        .conf = c->snap->conf,
-                                        .site = site->conf,
-                                        .client = c->ends.peer};
-            moat_rc crc;
-            if (moat_cache_serve(&cx, req, res, lines, body, &crc, &cached, &tee)) {
-                return crc;
-            }
-            if (tee != NULL) {
-                req = &cached;
-            }
+        struct moat_cache_ctx cx = {.cache = c->snap->cache,
+                                    .conf = c->snap->conf,
+                                    .site = site->conf,
+                                    .client = c->ends.peer,
+                                    .bgs = &c->home->cache_bgs,
+                                    .snap = c->snap};
+        moat_rc crc;
+        if (!moat_cache_serve(&cx, req, res, lines, body, &crc, &cached, &tee)) {
+            return proxy_chain(c, site, &call, tee != NULL ? &cached : req, tee, res, lines, body);
         }
-        struct moat_encode_want want;
-        moat_encode_want_of(site->conf, req, c->home->loop, &want);
-        struct moat_req filtered;
-        struct moat_encode_filter *f = NULL;
-        moat_rc rc = moat_encode_filter_new(&want, req, &filtered, &f)
-                         ? moat_proxy_handler(&call, &filtered, res, lines, body)
-                         : moat_proxy_handler(&call, req, res, lines, body);
-        moat_encode_filter_adopt(f, res);
-        moat_cache_tee_adopt(tee, res);
-        return rc;
+        if (tee != NULL) {
+            /* A stale answer went to the client; its revalidation answers nobody. */
+            struct moat_res bres = {.status = 500, .fd = -1};
+            struct moat_buf blines, bbody;
+            moat_buf_init(&blines, 64 * 1024);
+            moat_buf_init(&bbody, 64 * 1024);
+            (void)proxy_chain(c, site, &call, &cached, tee, &bres, &blines, &bbody);
+            moat_buf_clear(&blines);
+            moat_buf_clear(&bbody);
+        }
+        return crc;
     }
     struct moat_encode_want want;
     moat_encode_want_of(site->conf, req, c->home->loop, &want);

@@ -14,6 +14,7 @@
 #include "core/transport.h"
 #include "http1/server.h"
 #include "http2/server.h"
+#include "serve/cache.h"
 #include "serve/guard.h"
 
 #include <sys/socket.h>
@@ -53,6 +54,7 @@ struct moat_conn_home {
     struct moat_conn *closing; /* closed ones, freed at the end of the loop iteration */
     unsigned long long closed;
     struct moat_conn_stats stats;
+    struct moat_cache_bgs cache_bgs; /* background revalidations of the HTTP cache */
     /* A connection closed (the worker may accept again). */
     void (*on_closed)(void *owner);
     void *owner;

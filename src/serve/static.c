@@ -20,6 +20,7 @@
 #include "core/httpdate.h"
 #include "core/path.h"
 #include "http/method.h"
+#include "http/range.h"
 #include "serve/encode.h"
 #include "serve/filecache.h"
 #include "serve/mime.h"
@@ -334,127 +335,6 @@ static size_t make_etag(char *out, const struct stat *st)
     return n;
 }
 
-/*
- * RFC 9110 §13.1.5: a Range is honoured only if If-Range (when present) still
- * matches: an entity-tag by strong comparison, or a date equal to
- * Last-Modified, which itself must be strong, i.e. at least a second older than
- * now (§8.8.2.2), or two writes in one second could splice two versions
- * together.
- */
-static int if_range_holds(moat_slice raw, const char *etag, size_t elen, time_t lm, int lm_ok,
-                          time_t now)
-{
-    moat_slice v = moat_slice_trim_ows(raw);
-    if (v.len == 0) {
-        return 1;
-    }
-    if (v.p[0] == '"') {
-        return v.len == elen && memcmp(v.p, etag, elen) == 0;
-    }
-    if (v.p[0] == 'W' && v.len > 1 && v.p[1] == '/') {
-        return 0;
-    }
-    time_t t;
-    if (!lm_ok || !moat_ok(moat_httpdate_parse(v.p, v.len, &t))) {
-        return 0;
-    }
-    return t == lm && (now <= 0 || lm < now);
-}
-
-/* Digits with saturation: a first-pos beyond 2^64 is simply unsatisfiable, a
- * last-pos beyond it is clamped like any other. Returns the number of digits
- * read. */
-static size_t read_u64(const char *p, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-    size_t i = 0;
-    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
-        unsigned d = (unsigned)(p[i] - '0');
-        v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
-    }
-    *out = v;
-    return i;
-}
-
-enum range_result {
-    RANGE_IGNORE = 0,   /* absent, invalid, or several ranges: send the whole file (200) */
-    RANGE_PARTIAL,      /* 206 with [first, last] */
-    RANGE_UNSATISFIABLE /* 416 */
-};
-
-/* RFC 9110 §14.1.2 / §14.2, for one byte range. Several ranges are ignored,
- * which §14.2 allows: multipart/byteranges buys little and is a known
- * amplification vector. */
-static enum range_result parse_range(moat_slice raw, uint64_t size, uint64_t *first, uint64_t *last)
-{
-    moat_slice v = moat_slice_trim_ows(raw);
-    static const char unit[] = "bytes=";
-    size_t un = sizeof(unit) - 1;
-    /* §14.1: range units are case-insensitive. */
-    if (v.len < un || strncasecmp(v.p, unit, un) != 0) {
-        return RANGE_IGNORE;
-    }
-    const char *p = v.p + un;
-    size_t n = v.len - un;
-    if (memchr(p, ',', n) != NULL) {
-        return RANGE_IGNORE;
-    }
-    size_t i = 0;
-    while (i < n && (p[i] == ' ' || p[i] == '\t')) {
-        i++;
-    }
-    uint64_t a = 0, b = UINT64_MAX;
-    int suffix = 0;
-    if (i < n && p[i] == '-') {
-        suffix = 1;
-        i++;
-        size_t d = read_u64(p + i, n - i, &a);
-        if (d == 0) {
-            return RANGE_IGNORE;
-        }
-        i += d;
-    } else {
-        size_t d = read_u64(p + i, n - i, &a);
-        if (d == 0) {
-            return RANGE_IGNORE;
-        }
-        i += d;
-        if (i >= n || p[i] != '-') {
-            return RANGE_IGNORE;
-        }
-        i++;
-        d = read_u64(p + i, n - i, &b);
-        if (d == 0) {
-            b = UINT64_MAX;
-        }
-        i += d;
-        if (b < a) {
-            return RANGE_IGNORE; /* §14.1.1: last-pos < first-pos is invalid */
-        }
-    }
-    if (i != n) {
-        return RANGE_IGNORE;
-    }
-    /* An empty representation has no satisfiable range at all. */
-    if (size == 0) {
-        return RANGE_UNSATISFIABLE;
-    }
-    if (suffix) {
-        if (a == 0) {
-            return RANGE_UNSATISFIABLE;
-        }
-        *first = a >= size ? 0 : size - a;
-        *last = size - 1;
-        return RANGE_PARTIAL;
-    }
-    if (a >= size) {
-        return RANGE_UNSATISFIABLE;
-    }
-    *first = a;
-    *last = b >= size ? size - 1 : b;
-    return RANGE_PARTIAL;
-}
-
 /* ---- the answers with a file ---- */
 
 static moat_rc put_validators(struct moat_buf *hdrs, const char *etag, size_t elen,
@@ -597,13 +477,13 @@ static moat_rc serve_file(const struct moat_static_site *site, const struct moat
 
     uint64_t size = (uint64_t)st->st_size;
     uint64_t first = 0, last = 0;
-    enum range_result rr = RANGE_IGNORE;
+    enum moat_range rr = MOAT_RANGE_IGNORE;
     /* §14.2: GET is the only method range handling is defined for. */
     if (req->method_id == MOAT_HTTP_M_GET && range.len > 0 &&
-        if_range_holds(moat_req_field(req, "if-range"), etag, elen, lm, lm_ok, req->now)) {
-        rr = parse_range(range, size, &first, &last);
+        moat_if_range_holds(moat_req_field(req, "if-range"), etag, elen, lm, lm_ok, req->now)) {
+        rr = moat_range_parse(range, size, &first, &last);
     }
-    if (rr == RANGE_UNSATISFIABLE) {
+    if (rr == MOAT_RANGE_UNSATISFIABLE) {
         if (varies) {
             MOAT_TRY(PUT_LIT(hdrs, "Vary: Accept-Encoding\r\n"));
         }
@@ -637,7 +517,7 @@ static moat_rc serve_file(const struct moat_static_site *site, const struct moat
         if (moat_ok(rc) && coding != MOAT_CODING_IDENTITY) {
             rc = moat_buf_printf(hdrs, "Content-Encoding: %s\r\n", moat_coding_name(coding));
         }
-        if (!moat_ok(rc) || rr != RANGE_PARTIAL) {
+        if (!moat_ok(rc) || rr != MOAT_RANGE_PARTIAL) {
             break;
         }
         char line[96];
@@ -686,7 +566,7 @@ static moat_rc serve_file(const struct moat_static_site *site, const struct moat
         return rc;
     }
     res->has_generated_body = 0;
-    if (rr == RANGE_PARTIAL) {
+    if (rr == MOAT_RANGE_PARTIAL) {
         res->status = 206;
         res->offset = first;
         res->length = last - first + 1;

@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "serve/conn.h"
 #include "serve/accesslog.h"
+#include "serve/cache.h"
 #include "serve/conf.h"
 #include "serve/snapshot.h"
 
@@ -392,6 +393,7 @@ void moat_worker_clear(struct moat_worker *wk)
     while (wk->home.conns != NULL) {
         moat_conn_close(wk->home.conns);
     }
+    moat_cache_bg_stop_all(&wk->home.cache_bgs);
     stop_checks(wk);
     moat_stream_close_all(&wk->shome);
     moat_up_pool_clear(&wk->upool);

@@ -1,0 +1,378 @@
+"""The HTTP cache past freshness (docs/cache.md), against an origin that answers conditional
+requests and can be made to fail: revalidation with If-None-Match / If-Modified-Since and a 304
+that refreshes the stored fields (RFC 9111 §4.3); the client's own conditionals answered by
+moat while the origin sends the full answer to store; stale-if-error on an origin error and on
+an origin that is gone, and its limits (RFC 5861 §4, must-revalidate); stale-while-revalidate
+with one background revalidation (RFC 5861 §3); ranges served from a stored answer (RFC 9110
+§14), on the small-body and the memory-file paths, over HTTP/1.1 and HTTP/2.
+"""
+
+import email.utils
+import http.server
+import re
+import threading
+import time
+
+import pytest
+
+from conftest import _finish
+from h2_helpers import H2Conn
+from helpers import Conn, Moat, build_request
+
+
+def httpdate(t):
+    return email.utils.formatdate(t, usegmt=True)
+
+
+LAST_MODIFIED = httpdate(time.time() - 3600)
+
+
+class Origin(http.server.ThreadingHTTPServer):
+    """Routes by path: {"cc": Cache-Control, "etag": ..., "lm": bool, "fail": status or None,
+    "body": bytes with {n}}; answers If-None-Match / If-Modified-Since with 304 when they
+    match; records every request."""
+
+    daemon_threads = True
+
+    def __init__(self, close=False):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.close = close  # every answer ends its connection: nothing pooled outlives it
+        self.lock = threading.Lock()
+        self.counts = {}
+        self.seen = []
+        self.routes = {}
+
+    def count(self, path):
+        with self.lock:
+            return self.counts.get(path, 0)
+
+    def requests_for(self, path):
+        with self.lock:
+            return [h for p, h in self.seen if p == path]
+
+    def route(self, path, **kw):
+        with self.lock:
+            r = self.routes.setdefault(path, {"cc": "max-age=60", "etag": None, "lm": False,
+                                              "fail": None, "body": path.encode() + b" {n}",
+                                              "x": None})
+            r.update(kw)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        with self.server.lock:
+            self.server.counts[path] = n = self.server.counts.get(path, 0) + 1
+            self.server.seen.append((path, {k.lower(): v for k, v in self.headers.items()}))
+            r = dict(self.server.routes.get(path) or {})
+        if self.server.close:
+            self.close_connection = True
+        if not r:
+            self.send_error(404)
+            return
+        if r["fail"]:
+            body = b"origin trouble"
+            self.send_response(r["fail"])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        fields = [("Cache-Control", r["cc"])] if r["cc"] else []
+        if r["etag"]:
+            fields.append(("ETag", r["etag"]))
+        if r["lm"]:
+            fields.append(("Last-Modified", LAST_MODIFIED))
+        fields.append(("X-Gen", str(n)))
+        inm = self.headers.get("If-None-Match")
+        ims = self.headers.get("If-Modified-Since")
+        if (inm is not None and r["etag"] and r["etag"].strip('W/') in
+                [t.strip().removeprefix("W/") for t in inm.split(",")]) or \
+                (inm is None and ims is not None and r["lm"] and ims == LAST_MODIFIED):
+            self.send_response(304)
+            for k, v in fields:
+                self.send_header(k, v)
+            self.end_headers()
+            return
+        body = r["body"].replace(b"{n}", str(n).encode())
+        self.send_response(200)
+        for k, v in fields:
+            self.send_header(k, v)
+        if self.server.close:
+            self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def start_origin(close=False):
+    o = Origin(close)
+    threading.Thread(target=o.serve_forever, daemon=True).start()
+    return o
+
+
+@pytest.fixture(scope="module")
+def origin():
+    o = start_origin()
+    yield o
+    o.shutdown()
+    o.server_close()
+
+
+@pytest.fixture(scope="module")
+def gone():
+    """An origin the test takes away: what stale-if-error stands in for."""
+    o = start_origin(close=True)
+    yield o
+    try:
+        o.shutdown()
+        o.server_close()
+    except OSError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def srv(moat_bin, pki, origin, gone, tmp_path_factory):
+    m = Moat(moat_bin, tmp_path_factory.mktemp("cache-rv"), name="cache-rv")
+    m.write_config(f"""\
+listen 127.0.0.1:{m.port}
+workers 2
+state {m.state}
+error_log stderr info
+cache_memory 4m
+cache_max_object 1m
+site example.test {{
+    cert {pki.ec.chain} {pki.ec.key}
+    proxy http://127.0.0.1:{origin.server_address[1]}
+    cache on
+}}
+site gone.test {{
+    cert {pki.ec.chain} {pki.ec.key}
+    proxy http://127.0.0.1:{gone.server_address[1]}
+    cache on
+}}
+""")
+    m.start()
+    yield m
+    _finish(m)
+
+
+def ask(m, path, headers=(), host="example.test", method="GET"):
+    with Conn(m.port, sni=host, verify=False) as c:
+        c.send(build_request(path, method=method, host=host, headers=list(headers)))
+        return c.read_response(method)
+
+
+def cs(r):
+    return r.header("cache-status") or ""
+
+
+def wait_for(pred, what, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_304_refreshes_the_stored_answer(srv, origin):
+    origin.route("/rv", cc="max-age=1", etag='"v1"')
+    a = ask(srv, "/rv")
+    assert a.status == 200 and a.body == b"/rv 1" and "stored" in cs(a)
+    time.sleep(2.1)
+    b = ask(srv, "/rv")
+    seen = origin.requests_for("/rv")
+    assert seen[-1].get("if-none-match") == '"v1"', "the revalidation carries the stored ETag"
+    assert b.status == 200 and b.body == b"/rv 1", "the stored body answers after a 304"
+    assert re.search(r"fwd=stale; fwd-status=304", cs(b)), b.headers
+    assert b.header("x-gen") == "2", "the 304's fields replace the stored ones"
+    c = ask(srv, "/rv")
+    assert "hit" in cs(c) and c.header("x-gen") == "2" and c.body == b"/rv 1"
+    assert origin.count("/rv") == 2
+
+
+def test_last_modified_revalidation(srv, origin):
+    origin.route("/rv-lm", cc="max-age=1", lm=True)
+    ask(srv, "/rv-lm")
+    time.sleep(2.1)
+    b = ask(srv, "/rv-lm")
+    assert origin.requests_for("/rv-lm")[-1].get("if-modified-since") == LAST_MODIFIED
+    assert b.status == 200 and b.body == b"/rv-lm 1" and "fwd-status=304" in cs(b)
+
+
+def test_changed_answer_replaces_the_stored_one(srv, origin):
+    origin.route("/rv-new", cc="max-age=1", etag='"a"')
+    ask(srv, "/rv-new")
+    time.sleep(2.1)
+    origin.route("/rv-new", etag='"b"')
+    b = ask(srv, "/rv-new")
+    assert b.status == 200 and b.body == b"/rv-new 2" and b.header("etag") == '"b"'
+    assert "stored" in cs(b)
+    c = ask(srv, "/rv-new")
+    assert "hit" in cs(c) and c.body == b"/rv-new 2"
+
+
+def test_no_cache_answer_is_revalidated_every_time(srv, origin):
+    origin.route("/nc", cc="no-cache", etag='"nc"')
+    a = ask(srv, "/nc")
+    assert a.body == b"/nc 1"
+    for i in range(2, 4):
+        r = ask(srv, "/nc")
+        assert r.status == 200 and r.body == b"/nc 1", "the body comes from the store"
+        assert "fwd-status=304" in cs(r)
+        assert origin.count("/nc") == i, "every use asks the origin"
+
+
+def test_stale_on_arrival_with_a_validator_is_kept(srv, origin):
+    origin.route("/ma0", cc="max-age=0", etag='"z"')
+    a = ask(srv, "/ma0")
+    assert "stored" in cs(a)
+    b = ask(srv, "/ma0")
+    assert b.body == b"/ma0 1" and "fwd-status=304" in cs(b)
+
+
+def test_client_conditionals_on_a_miss_are_answered_by_moat(srv, origin):
+    origin.route("/cond", etag='"c1"')
+    a = ask(srv, "/cond", headers=[("If-None-Match", '"c1"')])
+    assert a.status == 304 and a.body == b"" and a.header("etag") == '"c1"'
+    assert "if-none-match" not in origin.requests_for("/cond")[-1], \
+        "the origin is asked for the whole answer, to store"
+    time.sleep(0.3)  # the 304 went out at once; the body is stored as it comes
+    b = ask(srv, "/cond")
+    assert b.status == 200 and b.body == b"/cond 1" and "hit" in cs(b)
+    c = ask(srv, "/cond", headers=[("If-None-Match", '"other"')])
+    assert c.status == 200 and c.body == b"/cond 1"
+    assert origin.count("/cond") == 1
+
+
+def test_client_conditional_through_a_revalidation(srv, origin):
+    origin.route("/cond-rv", cc="max-age=1", etag='"r1"')
+    ask(srv, "/cond-rv")
+    time.sleep(2.1)
+    r = ask(srv, "/cond-rv", headers=[("If-None-Match", '"r1"')])
+    assert r.status == 304 and "fwd-status=304" in cs(r)
+
+
+def test_stale_if_error_on_an_origin_error(srv, origin):
+    origin.route("/sie", cc="max-age=1, stale-if-error=60")
+    ask(srv, "/sie")
+    time.sleep(2.1)
+    origin.route("/sie", fail=503)
+    b = ask(srv, "/sie")
+    assert b.status == 200 and b.body == b"/sie 1", (b.status, b.body)
+    assert "stale-if-error" in cs(b) and "fwd-status=503" in cs(b)
+    origin.route("/sie", fail=None)
+    c = ask(srv, "/sie")
+    assert c.status == 200 and c.body == b"/sie 3", "the origin back: a fresh answer"
+
+
+def test_stale_if_error_limits(srv, origin):
+    origin.route("/sie-mr", cc="max-age=1, stale-if-error=60, must-revalidate")
+    origin.route("/sie-short", cc="max-age=1, stale-if-error=1")
+    origin.route("/no-sie", cc="max-age=1")
+    for p in ("/sie-mr", "/sie-short", "/no-sie"):
+        ask(srv, p)
+    time.sleep(3.1)
+    for p in ("/sie-mr", "/sie-short", "/no-sie"):
+        origin.route(p, fail=502)
+        r = ask(srv, p)
+        assert r.status == 502 and r.body == b"origin trouble", (p, r.status, cs(r))
+
+
+def test_stale_if_error_from_the_request(srv, origin):
+    origin.route("/sie-req", cc="max-age=1")
+    ask(srv, "/sie-req")
+    time.sleep(2.1)
+    origin.route("/sie-req", fail=500)
+    r = ask(srv, "/sie-req", headers=[("Cache-Control", "stale-if-error=600")])
+    assert r.status == 200 and r.body == b"/sie-req 1" and "stale-if-error" in cs(r)
+
+
+def test_stale_if_error_when_the_origin_is_gone(srv, gone):
+    gone.route("/down", cc="max-age=1, stale-if-error=60", etag='"d"')
+    a = ask(srv, "/down", host="gone.test")
+    assert a.status == 200
+    gone.shutdown()
+    gone.server_close()
+    time.sleep(2.1)
+    b = ask(srv, "/down", host="gone.test")
+    assert b.status == 200 and b.body == b"/down 1", (b.status, b.headers)
+    assert "stale-if-error" in cs(b)
+    c = ask(srv, "/down", host="gone.test", headers=[("Range", "bytes=1-3")])
+    assert c.status == 206 and c.body == b"dow"
+
+
+def test_stale_while_revalidate(srv, origin):
+    origin.route("/swr", cc="max-age=1, stale-while-revalidate=30")
+    ask(srv, "/swr")
+    origin.route("/swr", cc="max-age=60")  # what the revalidation brings stays fresh
+    time.sleep(2.1)
+    t0 = time.time()
+    answers = [ask(srv, "/swr") for _ in range(4)]
+    for r in answers:
+        assert r.status == 200 and r.body in (b"/swr 1", b"/swr 2")
+    assert answers[0].body == b"/swr 1", "the stale answer goes out at once"
+    assert "stale-while-revalidate" in cs(answers[0]) and "hit" in cs(answers[0])
+    assert re.search(r"ttl=-\d+", cs(answers[0]))
+    wait_for(lambda: origin.count("/swr") >= 2, "the background revalidation")
+    time.sleep(0.3)
+    assert origin.count("/swr") == 2, "one background revalidation, however many stale hits"
+    r = ask(srv, "/swr")
+    assert r.body == b"/swr 2" and "hit" in cs(r) and "stale" not in cs(r)
+    assert time.time() - t0 < 30
+
+
+def test_stale_while_revalidate_not_when_the_client_wants_fresh(srv, origin):
+    origin.route("/swr-nc", cc="max-age=1, stale-while-revalidate=30")
+    ask(srv, "/swr-nc")
+    time.sleep(2.1)
+    r = ask(srv, "/swr-nc", headers=[("Cache-Control", "no-cache")])
+    assert r.body == b"/swr-nc 2" and "hit" not in cs(r)
+
+
+@pytest.mark.parametrize("size", [1000, 100_000])
+def test_ranges_from_a_stored_answer(srv, origin, size):
+    path = "/range-%d" % size
+    body = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    origin.route(path, etag='"r%d"' % size, body=body)
+    full = ask(srv, path)
+    assert full.status == 200 and full.body == body
+    r = ask(srv, path, headers=[("Range", "bytes=10-19")])
+    assert r.status == 206 and r.body == body[10:20] and "hit" in cs(r)
+    assert r.header("content-range") == "bytes 10-19/%d" % size
+    r = ask(srv, path, headers=[("Range", "bytes=-5")])
+    assert r.status == 206 and r.body == body[-5:]
+    r = ask(srv, path, headers=[("Range", "bytes=%d-" % (size - 3))])
+    assert r.status == 206 and r.body == body[-3:]
+    r = ask(srv, path, headers=[("Range", "bytes=%d-" % (size + 10))])
+    assert r.status == 416 and r.header("content-range") == "bytes */%d" % size
+    r = ask(srv, path, headers=[("Range", "bytes=0-1"), ("If-Range", '"other"')])
+    assert r.status == 200 and r.body == body, "If-Range that does not match: the whole"
+    r = ask(srv, path, headers=[("Range", "bytes=0-1"), ("If-Range", '"r%d"' % size)])
+    assert r.status == 206 and r.body == body[:2]
+    r = ask(srv, path, headers=[("Range", "bytes=0-1,5-6")])
+    assert r.status == 200 and r.body == body, "several ranges: the whole answer"
+    assert origin.count(path) == 1
+
+
+def test_range_over_http2_and_a_revalidation_over_http2(srv, origin):
+    body = b"0123456789" * 3000
+    origin.route("/h2r", cc="max-age=1", etag='"h"', body=body)
+    ask(srv, "/h2r")
+    with H2Conn(srv.port) as c:
+        st = c.get("/h2r", headers=[("range", "bytes=100-199")])
+        assert st.status == 206 and bytes(st.body) == body[100:200]
+    time.sleep(2.1)
+    with H2Conn(srv.port) as c:
+        st = c.get("/h2r")
+        assert st.status == 200 and bytes(st.body) == body
+        assert "fwd-status=304" in (st.header("cache-status") or "")
