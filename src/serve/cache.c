@@ -64,8 +64,28 @@ struct entry {
     struct moat_cache *cache;
 };
 
+/*
+ * An origin request under way for a key, that concurrent misses for it wait on (request
+ * collapsing) instead of asking the origin too; once it is over they look again. When its
+ * answer could not be stored, it stays a while as a "pass" mark: misses for the key then go
+ * to the origin side by side, since waiting would only put them in a line.
+ */
+struct fill {
+    uint64_t hash;
+    char *key;
+    size_t klen;
+    unsigned refs; /* the table's while linked, and each holder's */
+    int linked, done;
+    time_t pass_until;
+    struct fill *next;
+};
+
+#define FILL_BUCKETS 256
+#define PASS_S 10
+
 struct moat_cache {
     pthread_mutex_t mu;
+    struct fill *fills[FILL_BUCKETS];
     uint8_t seed[16];
     struct entry *buckets[NBUCKETS];
     struct entry *lru_head, *lru_tail; /* most recent first */
@@ -173,6 +193,14 @@ void moat_cache_free(struct moat_cache *c)
     pthread_mutex_lock(&c->mu);
     while (c->lru_head != NULL) {
         unlink_locked(c, c->lru_head);
+    }
+    for (size_t i = 0; i < FILL_BUCKETS; i++) {
+        while (c->fills[i] != NULL) {
+            struct fill *f = c->fills[i];
+            c->fills[i] = f->next;
+            free(f->key);
+            free(f); /* only pass marks are left once every worker stopped */
+        }
     }
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_destroy(&c->mu);
@@ -468,6 +496,106 @@ static unsigned long long drop_keys(struct moat_cache *c, const char *key, size_
     return n;
 }
 
+/* ---- request collapsing ----------------------------------------------------------------- */
+
+enum fill_role { FILL_ALONE, FILL_LEAD, FILL_WAIT };
+
+static void fill_unlink_locked(struct moat_cache *c, struct fill *f)
+{
+    struct fill **pp = &c->fills[f->hash & (FILL_BUCKETS - 1)];
+    while (*pp != NULL && *pp != f) {
+        pp = &(*pp)->next;
+    }
+    if (*pp == f) {
+        *pp = f->next;
+    }
+    f->linked = 0;
+    if (--f->refs == 0) {
+        free(f->key);
+        free(f);
+    }
+}
+
+static void fill_put(struct moat_cache *c, struct fill *f)
+{
+    pthread_mutex_lock(&c->mu);
+    if (--f->refs == 0) {
+        free(f->key);
+        free(f);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Whether a miss for the key leads (asks the origin, the others wait on *out), waits on the
+ * request under way (*out), or goes alone (a pass mark, or no memory). */
+static enum fill_role fill_join(struct moat_cache *c, const char *key, size_t klen,
+                                struct fill **out)
+{
+    uint64_t h = moat_siphash24(c->seed, key, klen);
+    time_t now = time(NULL);
+    *out = NULL;
+    pthread_mutex_lock(&c->mu);
+    struct fill *next;
+    for (struct fill *f = c->fills[h & (FILL_BUCKETS - 1)]; f != NULL; f = next) {
+        next = f->next;
+        if (f->done && f->pass_until <= now) {
+            fill_unlink_locked(c, f); /* an old pass mark */
+            continue;
+        }
+        if (f->hash != h || f->klen != klen || memcmp(f->key, key, klen) != 0) {
+            continue;
+        }
+        enum fill_role r = f->done ? FILL_ALONE : FILL_WAIT;
+        if (r == FILL_WAIT) {
+            f->refs++;
+            *out = f;
+        }
+        pthread_mutex_unlock(&c->mu);
+        return r;
+    }
+    struct fill *f = calloc(1, sizeof(*f));
+    char *k = malloc(klen ? klen : 1);
+    if (f == NULL || k == NULL) {
+        pthread_mutex_unlock(&c->mu);
+        free(f);
+        free(k);
+        return FILL_ALONE;
+    }
+    memcpy(k, key, klen);
+    *f = (struct fill){.hash = h, .key = k, .klen = klen, .refs = 2, .linked = 1};
+    f->next = c->fills[h & (FILL_BUCKETS - 1)];
+    c->fills[h & (FILL_BUCKETS - 1)] = f;
+    pthread_mutex_unlock(&c->mu);
+    *out = f;
+    return FILL_LEAD;
+}
+
+/* The leader's answer is over: stored (or failed: the waiters look, and go on their own), or
+ * not storable (`pass`: a pass mark stays for PASS_S seconds). */
+static void fill_end(struct moat_cache *c, struct fill *f, int pass)
+{
+    pthread_mutex_lock(&c->mu);
+    f->done = 1;
+    if (pass) {
+        f->pass_until = time(NULL) + PASS_S;
+    } else if (f->linked) {
+        fill_unlink_locked(c, f);
+    }
+    if (--f->refs == 0) {
+        free(f->key);
+        free(f);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int fill_done(struct moat_cache *c, struct fill *f)
+{
+    pthread_mutex_lock(&c->mu);
+    int d = f->done;
+    pthread_mutex_unlock(&c->mu);
+    return d;
+}
+
 /* ---- answers from the store ------------------------------------------------------------ */
 
 int moat_cache_covers(const struct moat_conf_site *site, const struct moat_req *req)
@@ -705,6 +833,17 @@ struct moat_cache_tee {
     struct moat_cache_bgs *bgs;
     struct moat_cache_tee *bg_prev, *bg_next;
     struct moat_snapshot *snap; /* held while it runs: the origin's route lives there */
+    /* Request collapsing: the fill this request leads (lead) or waits on; `pass`: the answer
+     * could not be stored. A waiter keeps the request (kreq, its slices in kbytes) to send it
+     * itself when the wait ends without a stored answer (`again`). */
+    struct fill *fill;
+    int lead, pass, again;
+    struct moat_loop *loop;
+    struct moat_timer timer;
+    uint64_t deadline_ms, poll_ms;
+    struct moat_req kreq;
+    char *kbytes;
+    struct moat_cache_origin origin;
 };
 
 static void tee_drop_entry(struct moat_cache_tee *t)
@@ -718,6 +857,17 @@ static void tee_drop_entry(struct moat_cache_tee *t)
 static void tee_free(struct moat_cache_tee *t)
 {
     tee_drop_entry(t);
+    if (t->fill != NULL) {
+        if (t->lead) {
+            fill_end(t->cache, t->fill, t->pass);
+        } else {
+            fill_put(t->cache, t->fill);
+        }
+    }
+    if (t->loop != NULL) {
+        moat_timer_disarm(&t->loop->timers, &t->timer);
+    }
+    free(t->kbytes);
     if (t->stale != NULL) {
         if (t->bgs != NULL) {
             pthread_mutex_lock(&t->cache->mu);
@@ -1008,9 +1158,19 @@ static void pump_go(struct moat_cache_tee *t)
     moat_exch_finish(inner);
 }
 
+/* Let the requests waiting on this one look now (the store has what it will get). */
+static void tee_end_fill(struct moat_cache_tee *t)
+{
+    if (t->fill != NULL && t->lead) {
+        fill_end(t->cache, t->fill, t->pass);
+        t->fill = NULL;
+    }
+}
+
 /* The stale answer stands in for the origin's failure (`status`, or 0: no answer at all). */
 static void hold_stale(struct moat_cache_tee *t, int status)
 {
+    tee_end_fill(t);
     t->serve = t->stale;
     t->stale = NULL;
     t->mode = TEE_HOLD;
@@ -1042,6 +1202,7 @@ static moat_rc t_start(struct moat_exch *ex, int status, const struct moat_buf *
         }
         t->mode = TEE_HOLD;
         snprintf(t->cs, sizeof(t->cs), "moat; fwd=%s; fwd-status=304", t->fwd);
+        tee_end_fill(t);
         return MOAT_RC_OK;
     }
     if (t->stale != NULL && t->stale_if_error && error_status(status)) {
@@ -1075,6 +1236,10 @@ static moat_rc t_start(struct moat_exch *ex, int status, const struct moat_buf *
             tee_drop_entry(t);
             why = "stale on arrival";
         }
+    }
+    if (why != NULL) {
+        t->pass = 1;
+        tee_end_fill(t); /* the waiters need not wait for an answer that is not kept */
     }
     t->length = length;
     int not_modified = 0;
@@ -1290,10 +1455,40 @@ static const struct moat_exch_ops sink_ops = {.read_body = sink_read,
                                               .fail = sink_fail};
 static struct moat_exch sink = {.ops = &sink_ops};
 
+/* A waiter's own origin request was answered at once (an error page of the proxy's): it goes
+ * out through the exchange the waiter holds. */
+static void answer_now(struct moat_cache_tee *t, struct moat_res *res, struct moat_buf *lines,
+                       struct moat_buf *body)
+{
+    struct moat_exch *inner = t->base.inner;
+    if (res->fd >= 0) {
+        moat_res_file_done(res->fd, res->fd_release, res->fd_h); /* the proxy gives none */
+        res->fd = -1;
+        res->length = 0;
+    }
+    tee_free(t);
+    uint64_t n = res->has_generated_body ? moat_buf_len(body) : 0;
+    if (!moat_ok(moat_exch_start(inner, res->status, lines, (int64_t)res->length, res->flags)) ||
+        (n > 0 && !moat_ok(moat_exch_send(inner, moat_buf_rdptr(body), (size_t)n)))) {
+        return; /* the exchange ended */
+    }
+    moat_exch_finish(inner);
+}
+
 void moat_cache_tee_adopt(struct moat_cache_tee *t, struct moat_res *res, struct moat_buf *lines,
                           struct moat_buf *body)
 {
     if (t == NULL) {
+        return;
+    }
+    if (t->again) {
+        /* A waiter that asked the origin itself: the session already holds the tee. */
+        if (res->stream != NULL) {
+            t->base.hops = res->stream;
+            t->base.hh = res->stream_h;
+        } else {
+            answer_now(t, res, lines, body);
+        }
         return;
     }
     if (res->stream == NULL && t->bgs == NULL && t->stale != NULL && t->stale_if_error &&
@@ -1403,6 +1598,135 @@ static struct moat_cache_tee *tee_new(const struct moat_cache_ctx *cx, const str
     return t;
 }
 
+/* ---- waiting on another request for the key ------------------------------------------ */
+
+static void wait_ready(void *h)
+{
+    (void)h; /* nothing is sent while waiting */
+}
+
+static void wait_abort(void *h)
+{
+    (void)h; /* the filter's abort frees the tee after this */
+}
+
+static const struct moat_stream_ops wait_ops = {.ready = wait_ready, .abort = wait_abort};
+
+/* The request's slices, kept past the dispatch (its fields are t->req's). */
+static int keep_request(struct moat_cache_tee *t, const struct moat_req *req)
+{
+    const moat_slice *parts[] = {&req->method, &req->target, &req->path,
+                                 &req->npath,  &req->query,  &req->authority};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        total += parts[i]->len;
+    }
+    t->kbytes = malloc(total ? total : 1);
+    if (t->kbytes == NULL) {
+        return 0;
+    }
+    t->kreq = *req;
+    moat_slice *out[] = {&t->kreq.method, &t->kreq.target, &t->kreq.path,
+                         &t->kreq.npath,  &t->kreq.query,  &t->kreq.authority};
+    size_t at = 0;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        if (parts[i]->p == NULL) {
+            *out[i] = MOAT_SLICE_NULL;
+            continue;
+        }
+        memcpy(t->kbytes + at, parts[i]->p, parts[i]->len);
+        *out[i] = (moat_slice){.p = t->kbytes + at, .len = parts[i]->len};
+        at += parts[i]->len;
+    }
+    t->kreq.fields = t->req.f;
+    t->kreq.nfields = t->req.n;
+    t->kreq.upgrade = (moat_slice){.p = "", .len = 0};
+    t->kreq.exch = NULL;
+    return 1;
+}
+
+static int may_answer(const struct entry *e, const struct moat_field *f, size_t n, time_t now,
+                      int64_t *age);
+
+/* The request under way ended, or the wait timed out: the stored answer, or the origin. */
+static void wait_over(struct moat_cache_tee *t)
+{
+    fill_put(t->cache, t->fill);
+    t->fill = NULL;
+    int other = 0;
+    struct entry *e = find(t->cache, t->key, t->klen, t->req.f, t->req.n, &other);
+    int64_t age = 0;
+    if (e != NULL && may_answer(e, t->req.f, t->req.n, time(NULL), &age)) {
+        t->serve = e;
+        snprintf(t->cs, sizeof(t->cs), "moat; hit; ttl=%lld; collapsed",
+                 (long long)(e->lifetime - age));
+        pthread_mutex_lock(&t->cache->mu);
+        t->cache->st.hits++;
+        t->cache->st.collapsed++;
+        pthread_mutex_unlock(&t->cache->mu);
+        pump(t);
+        return;
+    }
+    if (e != NULL) {
+        entry_release(e);
+    }
+    t->again = 1;
+    t->mode = TEE_RELAY;
+    t->request_time = time(NULL);
+    free(t->ofields); /* made for the dispatch; its slices are gone */
+    t->ofields = NULL;
+    if (!origin_fields(t, &t->kreq, NULL, 1)) {
+        struct moat_exch *inner = t->base.inner;
+        tee_free(t);
+        moat_exch_fail(inner, 503);
+        return;
+    }
+    struct moat_req req = t->kreq;
+    req.exch = &t->base.ex;
+    req.fields = t->ofields;
+    req.nfields = t->nofields;
+    req.now = time(NULL);
+    t->origin.go(&t->origin, &req, t);
+}
+
+static void wait_tick(struct moat_timer *tm)
+{
+    struct moat_cache_tee *t = tm->data;
+    uint64_t now = t->loop->now_ms;
+    if (!fill_done(t->cache, t->fill) && now < t->deadline_ms) {
+        /* Polled, not woken: the request it waits on may run on another worker. */
+        t->poll_ms = t->poll_ms * 3 / 2 < 50 ? t->poll_ms * 3 / 2 : 50;
+        if (moat_ok(moat_timer_arm(&t->loop->timers, &t->timer, now + t->poll_ms))) {
+            return;
+        }
+    }
+    wait_over(t);
+}
+
+/* Wait for the fill `f` another request leads; the answer streams from the tee. 0: could not
+ * (no memory): the request goes to the origin on its own. */
+static int wait_on(const struct moat_cache_ctx *cx, struct moat_cache_tee *t, struct fill *f,
+                   const struct moat_req *req, struct moat_res *res)
+{
+    if (!keep_request(t, req)) {
+        return 0;
+    }
+    t->fill = f;
+    t->loop = cx->loop;
+    t->origin = cx->origin;
+    t->poll_ms = 2;
+    t->deadline_ms = cx->loop->now_ms + cx->conf->cache_lock_timeout_ms;
+    moat_timer_init(&t->timer, wait_tick, t);
+    if (!moat_ok(moat_timer_arm(&cx->loop->timers, &t->timer, cx->loop->now_ms + t->poll_ms))) {
+        t->fill = NULL;
+        t->loop = NULL;
+        return 0;
+    }
+    *res = (struct moat_res){.status = 200, .fd = -1, .stream = &wait_ops, .stream_h = t};
+    moat_filter_adopt(&t->base, res);
+    return 1;
+}
+
 /* ---- per request ------------------------------------------------------------------------- */
 
 /* Whether the response's own directives forbid serving it stale at all (RFC 9111 §4.2.4). */
@@ -1410,6 +1734,24 @@ static int must_revalidate(const struct entry *e)
 {
     return (e->rcc.flags &
             (MOAT_CC_MUST_REVALIDATE | MOAT_CC_PROXY_REVALIDATE | MOAT_CC_NO_CACHE)) != 0;
+}
+
+/* §3.5: an answer stored for one request may serve one with Authorization only when it said
+ * so. */
+static int auth_ok(const struct entry *e, const struct moat_field *f, size_t n)
+{
+    return moat_field_find(f, n, "authorization") == NULL || (e->rcc.flags & MOAT_CC_PUBLIC) ||
+           (e->rcc.flags & MOAT_CC_MUST_REVALIDATE) || e->rcc.s_maxage >= 0;
+}
+
+/* Whether the stored answer serves a request with these fields now, as it is (*age: its age). */
+static int may_answer(const struct entry *e, const struct moat_field *f, size_t n, time_t now,
+                      int64_t *age)
+{
+    struct moat_cc q;
+    moat_cc_of_fields(&q, f, n);
+    *age = current_age(e, now);
+    return auth_ok(e, f, n) && moat_cache_usable(e->lifetime, *age, &e->rcc, &q);
 }
 
 static void count(struct moat_cache *c, unsigned long long *what)
@@ -1443,18 +1785,14 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
         moat_cc_of_fields(&q, req->fields, req->nfields);
         int other = 0;
         struct entry *e = find(cx->cache, key, klen, req->fields, req->nfields, &other);
-        int authorized = moat_field_find(req->fields, req->nfields, "authorization") != NULL;
         if (e != NULL) {
-            time_t now = time(NULL);
-            int64_t age = current_age(e, now);
+            int64_t age;
+            int usable = may_answer(e, req->fields, req->nfields, time(NULL), &age);
             int64_t staleness = age - e->lifetime;
-            /* §3.5: an answer stored for one request may serve one with Authorization only
-             * when it said so. */
-            int auth_ok = !authorized || (e->rcc.flags & MOAT_CC_PUBLIC) ||
-                          (e->rcc.flags & MOAT_CC_MUST_REVALIDATE) || e->rcc.s_maxage >= 0;
+            int authz = auth_ok(e, req->fields, req->nfields);
             int forced = (q.flags & MOAT_CC_NO_CACHE) || (q.max_age >= 0 && age > q.max_age) ||
                          (q.min_fresh >= 0 && e->lifetime - age < q.min_fresh);
-            if (auth_ok && moat_cache_usable(e->lifetime, age, &e->rcc, &q)) {
+            if (usable) {
                 char cs[96];
                 snprintf(cs, sizeof(cs), "moat; hit; ttl=%lld", (long long)(e->lifetime - age));
                 count(cx->cache, &cx->cache->st.hits);
@@ -1466,7 +1804,7 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
              * background (one revalidation at a time), unless someone insists on a fresh
              * one. The explicit directive wins over s-maxage's implied proxy-revalidate, as
              * at every CDN. */
-            int swr = auth_ok && !forced && !must_revalidate(e) && staleness > 0 &&
+            int swr = authz && !forced && !must_revalidate(e) && staleness > 0 &&
                       e->rcc.stale_while_revalidate >= staleness && cx->bgs != NULL;
             if (swr) {
                 char cs[128];
@@ -1488,10 +1826,10 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
             } else {
                 int64_t sie = e->rcc.stale_if_error > q.stale_if_error ? e->rcc.stale_if_error
                                                                        : q.stale_if_error;
-                stale_if_error = auth_ok && !must_revalidate(e) &&
+                stale_if_error = authz && !must_revalidate(e) &&
                                  (!(q.flags & MOAT_CC_NO_CACHE) || q.stale_if_error >= 0) &&
                                  sie >= 0 && staleness <= sie;
-                if (auth_ok && (stale_if_error || e->elen > 0 || e->last_modified > 0) &&
+                if (authz && (stale_if_error || e->elen > 0 || e->last_modified > 0) &&
                     req->method_id == MOAT_HTTP_M_GET) {
                     stale = e;
                 } else {
@@ -1550,6 +1888,28 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
     t->stale_if_error = stale_if_error;
     t->lines0 = moat_buf_len(lines);
     t->body0 = moat_buf_len(body);
+    if (!answered && req->method_id == MOAT_HTTP_M_GET && cx->loop != NULL &&
+        cx->origin.go != NULL && cx->conf->cache_lock_timeout_ms > 0 &&
+        moat_req_field(req, "range").p == NULL) {
+        /* Concurrent misses for the key make one origin request; the others wait for what it
+         * stores (RFC 9111 §4 allows it; every CDN does it). */
+        struct fill *f;
+        enum fill_role role = fill_join(cx->cache, key, klen, &f);
+        if (role == FILL_LEAD) {
+            t->fill = f;
+            t->lead = 1;
+        } else if (role == FILL_WAIT) {
+            if (t->stale != NULL) {
+                entry_release(t->stale);
+                t->stale = NULL;
+                t->stale_if_error = 0;
+            }
+            if (wait_on(cx, t, f, req, res)) {
+                return 1;
+            }
+            fill_put(cx->cache, f);
+        }
+    }
     *copy = *req;
     copy->exch = &t->base.ex;
     copy->fields = t->ofields;

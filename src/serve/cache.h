@@ -23,7 +23,7 @@
 struct moat_cache;
 
 struct moat_cache_stats {
-    unsigned long long hits, misses, stored, evicted, purged, invalidated;
+    unsigned long long hits, misses, stored, evicted, purged, invalidated, collapsed;
     uint64_t bytes, entries;
 };
 
@@ -47,6 +47,19 @@ struct moat_cache_bgs {
 void moat_cache_bg_stop_all(struct moat_cache_bgs *bgs);
 
 struct moat_snapshot;
+struct moat_loop;
+
+/* How a request that waited on another for the same key (request collapsing) goes to the
+ * origin itself when that one stored nothing: `go` sends req (its exchange the tee's) through
+ * the site's filters and ends in moat_cache_tee_adopt(t, ...). conn, site and route are the
+ * caller's, alive while the request is. */
+struct moat_cache_origin {
+    void (*go)(const struct moat_cache_origin *o, const struct moat_req *req,
+               struct moat_cache_tee *t);
+    void *conn;
+    void *site;
+    const void *route;
+};
 
 /* What a request's cache step needs to know of where it runs. */
 struct moat_cache_ctx {
@@ -56,6 +69,8 @@ struct moat_cache_ctx {
     const char *client;                /* the client's address (purge permission) */
     struct moat_cache_bgs *bgs;        /* the worker's; NULL: no background revalidation */
     struct moat_snapshot *snap;        /* what a background revalidation holds on to */
+    struct moat_loop *loop;            /* the worker's; NULL: no request collapsing */
+    struct moat_cache_origin origin;
 };
 
 /*

@@ -677,6 +677,7 @@ struct moat_conf *moat_conf_new(void)
     c->cache_max_object = 8 * 1024 * 1024;
     c->cache_heuristic = 10;
     c->cache_heuristic_max_ms = 86400ULL * 1000;
+    c->cache_lock_timeout_ms = 5000;
     return c;
 }
 
@@ -827,13 +828,22 @@ static moat_rc unknown_directive(struct moat_conf__loader *L, const struct moat_
         return moat_conf__fail_at_word(L, w, "unknown directive \"%.64s\" (did you mean \"%s\"?)",
                                        w->s, best);
     }
-    char known[256] = "";
+    /* As many names as the message holds; a list cut short says so rather than ending in
+     * half a name. */
+    char known[360] = "";
+    size_t used = 0;
     for (size_t i = 0; i < nspecs; i++) {
         const struct moat_conf__spec *sp = moat_conf__spec_at(i);
-        if (sp->ctx == ctx) {
-            size_t used = strlen(known);
-            snprintf(known + used, sizeof(known) - used, "%s%s", used ? ", " : "", sp->name);
+        if (sp->ctx != ctx) {
+            continue;
         }
+        size_t nl = strlen(sp->name);
+        if (used + nl + 2 + 40 >= sizeof(known)) {
+            snprintf(known + used, sizeof(known) - used, ", ... (docs/config.md has them all)");
+            break;
+        }
+        used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s", used ? ", " : "",
+                                 sp->name);
     }
     return moat_conf__fail_at_word(L, w, "unknown directive \"%.64s\" (known %s: %s)", w->s,
                                    ctx_where[ctx], known);

@@ -5,6 +5,8 @@
  *   cache_heuristic 10          top level: percent of the time since Last-Modified an answer
  *                               without explicit freshness stays fresh (RFC 9111 §4.2.2)
  *   cache_heuristic_max 1d      top level: at most this long
+ *   cache_lock_timeout 5s       top level: how long a miss waits for another request for the
+ *                               same key to store its answer (request collapsing); 0: never
  *   cache on|off|/PREFIX...     in a site: store its proxied answers (all, or under prefixes)
  *   cache_purge CIDR...         in a site: who may send PURGE URI (or URI* for a prefix)
  */
@@ -78,6 +80,9 @@ const struct moat_conf__spec moat_conf__cache_specs[] = {
     MOAT_CONF__VALUE("cache_heuristic_max", MOAT_CONF__TOP, MOAT_CONF__V_DURATION_MS,
                      cache_heuristic_max_ms, 0, 365 * MOAT_CONF__DAY_MS, "between 0 and 365d",
                      "cache_heuristic_max DURATION"),
+    MOAT_CONF__VALUE("cache_lock_timeout", MOAT_CONF__TOP, MOAT_CONF__V_DURATION_MS,
+                     cache_lock_timeout_ms, 0, 10 * 60 * 1000, "between 0 and 10m",
+                     "cache_lock_timeout DURATION"),
     MOAT_CONF__CUSTOM("cache", MOAT_CONF__SITE, 1, -1, 0, h_cache, "cache on|off|/PREFIX..."),
     MOAT_CONF__CUSTOM("cache_purge", MOAT_CONF__SITE, 1, -1, 1, h_purge, "cache_purge CIDR..."),
 };

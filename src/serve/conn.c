@@ -329,6 +329,39 @@ static moat_rc proxy_chain(struct moat_conn *c, struct moat_site *site,
     return rc;
 }
 
+/* What the proxy needs of where a request runs. */
+static struct moat_proxy_call proxy_call(struct moat_conn *c, const struct moat_site *site,
+                                         const struct moat_proxy_route *pr,
+                                         const struct moat_req *req)
+{
+    const struct moat_hdr_set *rq =
+        site->req_hdrs.nsets == 0 ? NULL
+        : req->npath.p != NULL ? moat_hdr_table_for(&site->req_hdrs, req->npath.p, req->npath.len)
+                               : &site->req_hdrs.sets[0];
+    return (struct moat_proxy_call){.req_rules = rq,
+                                    .route = pr,
+                                    .loop = c->home->loop,
+                                    .pool = c->home->upool,
+                                    .trusted = c->snap->trusted,
+                                    .ntrusted = c->snap->ntrusted};
+}
+
+/* A request that waited on another for its key goes to the origin after all (cache.h). */
+static void cache_go(const struct moat_cache_origin *o, const struct moat_req *req,
+                     struct moat_cache_tee *t)
+{
+    struct moat_conn *c = o->conn;
+    struct moat_site *site = o->site;
+    struct moat_proxy_call call = proxy_call(c, site, o->route, req);
+    struct moat_res res = {.status = 500, .fd = -1};
+    struct moat_buf lines, body;
+    moat_buf_init(&lines, 64 * 1024);
+    moat_buf_init(&body, 64 * 1024);
+    (void)proxy_chain(c, site, &call, req, t, &res, &lines, &body);
+    moat_buf_clear(&lines);
+    moat_buf_clear(&body);
+}
+
 /* Route the request to its site, then to the one handler that answers it; none of them sees
  * the connection or HTTP/1. */
 static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moat_req *req,
@@ -394,17 +427,7 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
             return moat_res_error_page(res, req->npath_rc.kind == MOAT_E_LIMIT ? 414 : 400, lines,
                                        body);
         }
-        const struct moat_hdr_set *rq =
-            site->req_hdrs.nsets == 0 ? NULL
-            : req->npath.p != NULL
-                ? moat_hdr_table_for(&site->req_hdrs, req->npath.p, req->npath.len)
-                : &site->req_hdrs.sets[0];
-        struct moat_proxy_call call = {.req_rules = rq,
-                                       .route = pr,
-                                       .loop = c->home->loop,
-                                       .pool = c->home->upool,
-                                       .trusted = c->snap->trusted,
-                                       .ntrusted = c->snap->ntrusted};
+        struct moat_proxy_call call = proxy_call(c, site, pr, req);
         /* The chain of a proxied answer: the origin's -> encode -> cache -> the client. The
          * cache is outermost, so it stores what encode made and a hit costs no compression. */
         if (c->snap->cache == NULL || !moat_cache_covers(site->conf, req)) {
@@ -418,6 +441,9 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
                                     .client = c->ends.peer,
                                     .bgs = &c->home->cache_bgs,
                                     .snap = c->snap};
+        cx.loop = c->home->loop;
+        cx.origin =
+            (struct moat_cache_origin){.go = cache_go, .conn = c, .site = site, .route = pr};
         moat_rc crc;
         if (!moat_cache_serve(&cx, req, res, lines, body, &crc, &cached, &tee)) {
             return proxy_chain(c, site, &call, tee != NULL ? &cached : req, tee, res, lines, body);

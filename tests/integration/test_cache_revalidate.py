@@ -41,6 +41,8 @@ class Origin(http.server.ThreadingHTTPServer):
         self.counts = {}
         self.seen = []
         self.routes = {}
+        self.inflight = {}
+        self.most = {}  # path -> the most requests for it in flight at once
 
     def count(self, path):
         with self.lock:
@@ -54,7 +56,7 @@ class Origin(http.server.ThreadingHTTPServer):
         with self.lock:
             r = self.routes.setdefault(path, {"cc": "max-age=60", "etag": None, "lm": False,
                                               "fail": None, "body": path.encode() + b" {n}",
-                                              "x": None})
+                                              "delay": 0})
             r.update(kw)
 
 
@@ -69,10 +71,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path.split("?")[0]
-        with self.server.lock:
-            self.server.counts[path] = n = self.server.counts.get(path, 0) + 1
-            self.server.seen.append((path, {k.lower(): v for k, v in self.headers.items()}))
-            r = dict(self.server.routes.get(path) or {})
+        o = self.server
+        with o.lock:
+            o.counts[path] = n = o.counts.get(path, 0) + 1
+            o.seen.append((path, {k.lower(): v for k, v in self.headers.items()}))
+            r = dict(o.routes.get(path) or {})
+            o.inflight[path] = o.inflight.get(path, 0) + 1
+            o.most[path] = max(o.most.get(path, 0), o.inflight[path])
+        try:
+            if r.get("delay"):
+                time.sleep(r["delay"])
+            self.answer(path, n, r)
+        finally:
+            with o.lock:
+                o.inflight[path] -= 1
+
+    def answer(self, path, n, r):
         if self.server.close:
             self.close_connection = True
         if not r:
@@ -149,6 +163,7 @@ state {m.state}
 error_log stderr info
 cache_memory 4m
 cache_max_object 1m
+cache_lock_timeout 2s
 site example.test {{
     cert {pki.ec.chain} {pki.ec.key}
     proxy http://127.0.0.1:{origin.server_address[1]}
@@ -376,3 +391,71 @@ def test_range_over_http2_and_a_revalidation_over_http2(srv, origin):
         st = c.get("/h2r")
         assert st.status == 200 and bytes(st.body) == body
         assert "fwd-status=304" in (st.header("cache-status") or "")
+
+
+def side_by_side(fn, n):
+    out = [None] * n
+
+    def run(i):
+        out[i] = fn()
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert all(r is not None for r in out)
+    return out
+
+
+def test_concurrent_misses_make_one_origin_request(srv, origin):
+    origin.route("/slow", delay=1.0)
+    rs = side_by_side(lambda: ask(srv, "/slow"), 8)
+    assert origin.count("/slow") == 1, [cs(r) for r in rs]
+    assert all(r.status == 200 and r.body == b"/slow 1" for r in rs)
+    statuses = [cs(r) for r in rs]
+    assert sum("stored" in x for x in statuses) == 1, statuses
+    assert sum("collapsed" in x for x in statuses) == 7, statuses
+
+
+def test_collapsing_over_http2_streams(srv, origin):
+    origin.route("/slow-h2", delay=1.0)
+    with H2Conn(srv.port) as c:
+        sids = [c.request("/slow-h2") for _ in range(5)]
+        sts = [c.response(sid, 15) for sid in sids]
+    assert origin.count("/slow-h2") == 1
+    assert all(st.status == 200 and bytes(st.body) == b"/slow-h2 1" for st in sts)
+
+
+def test_an_answer_that_is_not_stored_lets_the_waiters_go(srv, origin):
+    origin.route("/slow-private", cc="private", delay=0.7)
+    rs = side_by_side(lambda: ask(srv, "/slow-private"), 4)
+    assert origin.count("/slow-private") == 4, "each gets its own answer"
+    assert len({r.body for r in rs}) == 4
+    # The pass mark: the next concurrent misses go side by side, not one after another.
+    side_by_side(lambda: ask(srv, "/slow-private"), 4)
+    assert origin.count("/slow-private") == 8
+    assert origin.most["/slow-private"] == 4, origin.most
+
+
+def test_the_wait_is_bounded(srv, origin):
+    origin.route("/slower", delay=3.0)
+    rs = side_by_side(lambda: ask(srv, "/slower"), 3)
+    assert origin.count("/slower") == 3, "past cache_lock_timeout each asks the origin itself"
+    assert all(r.status == 200 for r in rs)
+    assert not any("collapsed" in cs(r) for r in rs)
+
+
+def test_a_waiter_that_leaves(srv, origin):
+    origin.route("/slow-gone", delay=1.0)
+    lead = threading.Thread(target=lambda: ask(srv, "/slow-gone"))
+    lead.start()
+    time.sleep(0.2)
+    for _ in range(3):
+        c = Conn(srv.port, sni="example.test", verify=False)
+        c.send(build_request("/slow-gone", host="example.test"))
+        c.close()
+    lead.join(10)
+    r = ask(srv, "/slow-gone")
+    assert r.status == 200 and r.body == b"/slow-gone 1" and "hit" in cs(r)
+    assert origin.count("/slow-gone") == 1
