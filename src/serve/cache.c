@@ -261,27 +261,104 @@ static void touch_locked(struct moat_cache *c, struct entry *e)
 
 /* ---- keys ------------------------------------------------------------------------------ */
 
-/* The primary key: "https://" authority (lower case) path ["?" query]. */
-static size_t primary_key(const struct moat_req *req, char *out, size_t cap)
+static int name_eq(moat_slice a, const char *b, size_t bl)
 {
+    return a.len == bl && strncasecmp(a.p, b, bl) == 0;
+}
+
+/* The value of cookie `name` in the request's Cookie fields; NULL slice when none. */
+static moat_slice cookie_value(const struct moat_req *req, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < req->nfields; i++) {
+        if (!moat_slice_eq_lit_nocase(req->fields[i].name, "cookie")) {
+            continue;
+        }
+        const char *p = req->fields[i].value.p, *end = p + req->fields[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';')) {
+                p++;
+            }
+            const char *q = p;
+            while (q < end && *q != ';') {
+                q++;
+            }
+            if ((size_t)(q - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
+                return (moat_slice){.p = p + nl + 1, .len = (size_t)(q - p) - nl - 1};
+            }
+            p = q;
+        }
+    }
+    return MOAT_SLICE_NULL;
+}
+
+/*
+ * The primary key, as the site's cache_key says: ["https://"] [authority, lower case] path
+ * ["?" query], then "\n" name "=" value for each header:NAME (its fields joined by ",") and
+ * cookie:NAME. With `extras` 0 it ends after the query (what PURGE names). 0: too long.
+ */
+static size_t primary_key(const struct moat_conf_site *site, const struct moat_req *req, int extras,
+                          char *out, size_t cap)
+{
+    unsigned parts = site != NULL ? site->cache_key : MOAT_CACHE_KEY_DEFAULT;
     size_t n = 0;
     const char *scheme = req->secure ? "https://" : "http://";
-    size_t sl = strlen(scheme);
-    if (sl + req->authority.len + req->path.len + req->query.len + 2 > cap) {
+    size_t sl = (parts & MOAT_CACHE_KEY_SCHEME) ? strlen(scheme) : 0;
+    size_t al = (parts & MOAT_CACHE_KEY_HOST) ? req->authority.len : 0;
+    size_t ql = (parts & MOAT_CACHE_KEY_QUERY) ? req->query.len : 0;
+    if (sl + al + req->path.len + ql + 2 > cap) {
         return 0;
     }
     memcpy(out, scheme, sl);
     n = sl;
-    for (size_t i = 0; i < req->authority.len; i++) {
+    for (size_t i = 0; i < al; i++) {
         char ch = req->authority.p[i];
         out[n++] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
     }
     memcpy(out + n, req->path.p, req->path.len);
     n += req->path.len;
-    if (req->query.len > 0) {
+    if (ql > 0) {
         out[n++] = '?';
-        memcpy(out + n, req->query.p, req->query.len);
-        n += req->query.len;
+        memcpy(out + n, req->query.p, ql);
+        n += ql;
+    }
+    for (size_t x = 0; extras && site != NULL && x < site->ncache_key_extra; x++) {
+        const char *name = site->cache_key_extra[x] + 2;
+        size_t nl = strlen(name);
+        if (n + nl + 2 > cap) {
+            return 0;
+        }
+        out[n++] = '\n';
+        memcpy(out + n, name, nl);
+        n += nl;
+        out[n++] = '=';
+        if (site->cache_key_extra[x][0] == 'c') {
+            moat_slice v = cookie_value(req, name);
+            if (n + v.len > cap) {
+                return 0;
+            }
+            if (v.len > 0) {
+                memcpy(out + n, v.p, v.len);
+                n += v.len;
+            }
+            continue;
+        }
+        int first = 1;
+        for (size_t i = 0; i < req->nfields; i++) {
+            if (!name_eq(req->fields[i].name, name, nl)) {
+                continue;
+            }
+            moat_slice v = req->fields[i].value;
+            if (n + v.len + 1 > cap) {
+                return 0;
+            }
+            if (!first) {
+                out[n++] = ',';
+            }
+            memcpy(out + n, v.p, v.len);
+            n += v.len;
+            first = 0;
+        }
     }
     return n;
 }
@@ -318,11 +395,6 @@ static int keep_fields(const struct moat_req *req, struct kept_fields *k)
     }
     k->n = req->nfields;
     return 1;
-}
-
-static int name_eq(moat_slice a, const char *b, size_t bl)
-{
-    return a.len == bl && strncasecmp(a.p, b, bl) == 0;
 }
 
 /*
@@ -486,8 +558,9 @@ static unsigned long long drop_keys(struct moat_cache *c, const char *key, size_
     struct entry *next;
     for (struct entry *e = c->lru_head; e != NULL; e = next) {
         next = e->lnext;
-        if (prefix ? e->klen >= klen && memcmp(e->key, key, klen) == 0
-                   : e->klen == klen && memcmp(e->key, key, klen) == 0) {
+        /* A key's header:NAME and cookie:NAME parts follow a "\n": a URI names them all. */
+        if (e->klen >= klen && memcmp(e->key, key, klen) == 0 &&
+            (prefix || e->klen == klen || e->key[klen] == '\n')) {
             unlink_locked(c, e);
             n++;
         }
@@ -1180,8 +1253,13 @@ static void hold_stale(struct moat_cache_tee *t, int status)
     } else {
         snprintf(t->cs, sizeof(t->cs), "moat; fwd=%s; detail=\"stale-if-error\"", t->fwd);
     }
-    moat_log(MOAT_LVL_INFO, t->conn_id, "cache: the origin failed (%d): a stale answer serves",
-             status);
+    if (status > 0) {
+        moat_log(MOAT_LVL_INFO, t->conn_id,
+                 "cache: the origin answered %d: a stale answer serves (stale-if-error)", status);
+    } else {
+        moat_log(MOAT_LVL_INFO, t->conn_id,
+                 "cache: the origin gave no answer: a stale answer serves (stale-if-error)");
+    }
 }
 
 /* ---- the tee's exchange ----------------------------------------------------------------- */
@@ -1212,7 +1290,9 @@ static moat_rc t_start(struct moat_exch *ex, int status, const struct moat_buf *
     if (unsafe(t->method)) {
         /* RFC 9111 §4.4: a successful unsafe request invalidates what was stored for it. */
         if (status < 400) {
-            unsigned long long n = drop_keys(t->cache, t->key, t->klen, 0);
+            const char *nl = memchr(t->key, '\n', t->klen);
+            size_t ul = nl != NULL ? (size_t)(nl - t->key) : t->klen; /* the URI's, all keys */
+            unsigned long long n = drop_keys(t->cache, t->key, ul, 0);
             pthread_mutex_lock(&t->cache->mu);
             t->cache->st.invalidated += n;
             pthread_mutex_unlock(&t->cache->mu);
@@ -1768,11 +1848,12 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
     *tee = NULL;
     *rc = MOAT_RC_OK;
     char key[MOAT_REQ_PATH_CAP + 1024];
-    size_t klen = primary_key(req, key, sizeof(key));
+    int purging = req->method.len == 5 && memcmp(req->method.p, "PURGE", 5) == 0;
+    size_t klen = primary_key(cx->site, req, !purging, key, sizeof(key));
     if (klen == 0 || req->upgrade.len > 0) {
         return 0;
     }
-    if (req->method.len == 5 && memcmp(req->method.p, "PURGE", 5) == 0) {
+    if (purging) {
         *rc = purge(cx, req, key, klen, res, lines, body);
         return 1;
     }

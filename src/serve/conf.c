@@ -576,6 +576,7 @@ void moat_conf__site_clear(struct moat_conf_site *s)
     moat_conf__free_strs(s->encode_types, s->nencode_types);
     moat_conf__free_strs(s->cache_prefixes, s->ncache_prefixes);
     moat_conf__free_strs(s->cache_purge, s->ncache_purge);
+    moat_conf__free_strs(s->cache_key_extra, s->ncache_key_extra);
     *s = (struct moat_conf_site){0};
 }
 
@@ -697,6 +698,7 @@ struct moat_conf_site *moat_conf__site_push(struct moat_conf *c)
     s->hsts = -1;
     s->http2 = -1;
     s->encode_min = -1;
+    s->cache_key = MOAT_CACHE_KEY_DEFAULT;
     s->encode_precompressed = -1;
     for (size_t i = 0; i < sizeof(s->encode_level) / sizeof(s->encode_level[0]); i++) {
         s->encode_level[i] = -1;

@@ -190,6 +190,11 @@ struct moat_conf_limit {
     char where[MOAT_CONF_WHERE_MAX];
 };
 
+#define MOAT_CACHE_KEY_SCHEME 1u
+#define MOAT_CACHE_KEY_HOST 2u
+#define MOAT_CACHE_KEY_QUERY 4u
+#define MOAT_CACHE_KEY_DEFAULT (MOAT_CACHE_KEY_SCHEME | MOAT_CACHE_KEY_HOST | MOAT_CACHE_KEY_QUERY)
+
 struct moat_conf_site {
     /* Lower-cased, distinct across all sites: "example.com", "*.example.com" (wildcard covers
      * exactly one label), "127.0.0.1", "::1" (IPv6 in RFC 5952 form, no brackets), or "*"
@@ -262,6 +267,12 @@ struct moat_conf_site {
     size_t ncache_prefixes;
     char **cache_purge;
     size_t ncache_purge;
+    /* `cache_key`: what names a stored answer besides the path (MOAT_CACHE_KEY_* bits; the
+     * default is scheme, host and query), and the request fields and cookies that join it
+     * ("h:name" / "c:name", names lower case). */
+    unsigned cache_key;
+    char **cache_key_extra;
+    size_t ncache_key_extra;
     int acme;            /* `tls acme`: certificates from the ACME CA of the acme { } block */
     unsigned acme_kinds; /* with acme: the acme { } block's key_type bits (1 << kind) */
 };

@@ -9,6 +9,8 @@
  *                               same key to store its answer (request collapsing); 0: never
  *   cache on|off|/PREFIX...     in a site: store its proxied answers (all, or under prefixes)
  *   cache_purge CIDR...         in a site: who may send PURGE URI (or URI* for a prefix)
+ *   cache_key PART...           in a site: what names a stored answer besides its path:
+ *                               scheme, host, [path,] query, header:NAME, cookie:NAME
  */
 #include "serve/conf_internal.h"
 
@@ -70,6 +72,67 @@ static moat_rc h_purge(struct moat_conf__loader *L, const struct moat_cfg_node *
     return MOAT_RC_OK;
 }
 
+static moat_rc h_key(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                     const struct moat_conf__spec *sp)
+{
+    struct moat_conf_site *s = L->site;
+    s->cache_key = 0;
+    for (size_t i = 1; i < n->nwords; i++) {
+        const struct moat_cfg_word *w = &n->words[i];
+        if (strcasecmp(w->s, "scheme") == 0) {
+            s->cache_key |= MOAT_CACHE_KEY_SCHEME;
+            continue;
+        }
+        if (strcasecmp(w->s, "host") == 0) {
+            s->cache_key |= MOAT_CACHE_KEY_HOST;
+            continue;
+        }
+        if (strcasecmp(w->s, "path") == 0) {
+            continue; /* always part of the key; written for clarity */
+        }
+        if (strcasecmp(w->s, "query") == 0) {
+            s->cache_key |= MOAT_CACHE_KEY_QUERY;
+            continue;
+        }
+        const char *colon = strchr(w->s, ':');
+        int header =
+            colon != NULL && (size_t)(colon - w->s) == 6 && strncasecmp(w->s, "header", 6) == 0;
+        int cookie =
+            colon != NULL && (size_t)(colon - w->s) == 6 && strncasecmp(w->s, "cookie", 6) == 0;
+        const char *name = colon != NULL ? colon + 1 : "";
+        int ok = (header || cookie) && *name != '\0' && strlen(name) < 128;
+        for (const char *p = name; ok && *p; p++) {
+            unsigned char ch = (unsigned char)*p;
+            ok = ch > 0x20 && ch < 0x7f && ch != ':' && ch != ';' && ch != ',' && ch != '=';
+        }
+        if (!ok) {
+            return moat_conf__fail_at_word(L, w,
+                                           "cache_key takes scheme, host, path, query, "
+                                           "header:NAME and cookie:NAME (the path is always "
+                                           "part of the key), "
+                                           "not \"%.64s\"",
+                                           w->s);
+        }
+        char *e = malloc(strlen(name) + 3);
+        if (e == NULL) {
+            return moat_conf__nomem(L);
+        }
+        e[0] = header ? 'h' : 'c';
+        e[1] = ':';
+        for (size_t k = 0; name[k]; k++) {
+            char ch = name[k];
+            /* Field names compare without case; cookie names do not. */
+            e[k + 2] = header && ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+        }
+        e[strlen(name) + 2] = '\0';
+        if (!moat_conf__push_str(&s->cache_key_extra, &s->ncache_key_extra, e)) {
+            free(e);
+            return moat_conf__nomem(L);
+        }
+    }
+    return MOAT_RC_OK;
+}
+
 const struct moat_conf__spec moat_conf__cache_specs[] = {
     MOAT_CONF__VALUE("cache_memory", MOAT_CONF__TOP, MOAT_CONF__V_SIZE, cache_memory, 0,
                      1024 * 1024 * MOAT_CONF__MIB, "between 0 and 1024g", "cache_memory SIZE"),
@@ -85,6 +148,8 @@ const struct moat_conf__spec moat_conf__cache_specs[] = {
                      "cache_lock_timeout DURATION"),
     MOAT_CONF__CUSTOM("cache", MOAT_CONF__SITE, 1, -1, 0, h_cache, "cache on|off|/PREFIX..."),
     MOAT_CONF__CUSTOM("cache_purge", MOAT_CONF__SITE, 1, -1, 1, h_purge, "cache_purge CIDR..."),
+    MOAT_CONF__CUSTOM("cache_key", MOAT_CONF__SITE, 1, -1, 0, h_key,
+                      "cache_key [scheme] [host] [path] [query] [header:NAME]... [cookie:NAME]..."),
 };
 
 const size_t moat_conf__cache_nspecs =

@@ -169,6 +169,13 @@ site example.test {{
     proxy http://127.0.0.1:{origin.server_address[1]}
     cache on
 }}
+site key.test {{
+    cert {pki.ec.chain} {pki.ec.key}
+    proxy http://127.0.0.1:{origin.server_address[1]}
+    cache on
+    cache_key host header:X-Tenant cookie:lang
+    cache_purge 127.0.0.1
+}}
 site gone.test {{
     cert {pki.ec.chain} {pki.ec.key}
     proxy http://127.0.0.1:{gone.server_address[1]}
@@ -459,3 +466,21 @@ def test_a_waiter_that_leaves(srv, origin):
     r = ask(srv, "/slow-gone")
     assert r.status == 200 and r.body == b"/slow-gone 1" and "hit" in cs(r)
     assert origin.count("/slow-gone") == 1
+
+
+def test_the_configured_key(srv, origin):
+    origin.route("/k")
+    h = "key.test"
+    a = ask(srv, "/k", host=h, headers=[("X-Tenant", "a")])
+    b = ask(srv, "/k", host=h, headers=[("X-Tenant", "b")])
+    assert a.body == b"/k 1" and b.body == b"/k 2", "header:X-Tenant keeps tenants apart"
+    c = ask(srv, "/k?utm=1", host=h, headers=[("x-tenant", "a")])
+    assert c.body == b"/k 1" and "hit" in cs(c), "the query is not in this key"
+    d = ask(srv, "/k", host=h, headers=[("X-Tenant", "a"), ("Cookie", "x=1; lang=de")])
+    e = ask(srv, "/k", host=h, headers=[("X-Tenant", "a"), ("Cookie", "lang=de")])
+    assert d.body == b"/k 3" and e.body == b"/k 3" and "hit" in cs(e), "cookie:lang"
+    assert origin.count("/k") == 3
+    p = ask(srv, "/k", host=h, method="PURGE")
+    assert p.status == 200 and b'"purged": 3' in p.body, p.body
+    f = ask(srv, "/k", host=h, headers=[("X-Tenant", "a")])
+    assert f.body == b"/k 4"

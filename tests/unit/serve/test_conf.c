@@ -287,6 +287,12 @@ static const struct bad_case bad[] = {
     /* directive in the wrong place */
     {"root ./www\nsite x { root r }", "m.conf:1:1",
      "\"root\" is not allowed at the top level (it belongs inside a site NAME { } block)"},
+    {"site x {\n root r\n cache_key host path url\n}", "m.conf:3:22",
+     "cache_key takes scheme, host, path, query, header:NAME and cookie:NAME (the path is always "
+     "part of the key), not \"url\""},
+    {"site x {\n root r\n cache_key header:\n}", "m.conf:3:12",
+     "cache_key takes scheme, host, path, query, header:NAME and cookie:NAME (the path is always "
+     "part of the key), not \"header:\""},
     {"site x {\n root r\n listen :1\n}", "m.conf:3:2",
      "\"listen\" is not allowed inside a site block (it belongs at the top level, outside any "
      "block or inside a stream NAME { } block)"},
