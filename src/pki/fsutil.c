@@ -8,6 +8,8 @@
  */
 #include "pki/fsutil.h"
 
+#include "core/fdio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -65,23 +67,6 @@ static moat_rc temp_name(const char *path, char *out, size_t outlen, struct moat
     return MOAT_RC_OK;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Best effort: a file system that cannot fsync a folder (EINVAL) still got the rename. */
 static void fsync_dir(const char *dir)
 {
@@ -114,7 +99,7 @@ static moat_rc write_common(const char *path, const void *data, size_t len, mode
     /* umask may have narrowed the mode given to open; set exactly what was asked. */
     if (fchmod(fd, mode) != 0) {
         step = "set the mode of";
-    } else if (write_all(fd, data, len) != 0) {
+    } else if (!moat_write_all(fd, data, len)) {
         step = "write";
     } else if (fsync(fd) != 0) {
         step = "flush";

@@ -8,6 +8,7 @@
 
 #include "core/cidr.h"
 #include "core/etag.h"
+#include "core/fdio.h"
 #include "core/httpdate.h"
 #include "core/log.h"
 #include "core/siphash.h"
@@ -16,8 +17,10 @@
 #include "http/filter.h"
 #include "http/method.h"
 #include "http/range.h"
+#include "serve/cachedisk.h"
 #include "serve/snapshot.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
@@ -28,6 +31,7 @@
 #include <strings.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,12 +60,28 @@ struct entry {
     size_t elen;
     time_t last_modified; /* 0: none */
     int bg;               /* a background revalidation of it is under way (under the mutex) */
-    int fd;               /* a large body (memfd); -1 for none */
+    int fd;               /* a large body (memfd, or its file of the disk tier); -1: none */
+    uint64_t body_off;    /* where in fd the body starts */
     char *bytes;          /* a small body; NULL for none */
     uint64_t size;
     uint64_t cost;
+    int from_disk; /* read back from the disk tier: not written again */
+    int dropped;   /* purged or invalidated: its disk file goes too (under the mutex) */
     struct entry *hnext, *lprev, *lnext;
+    struct entry *wnext; /* the disk writer's queue */
     struct moat_cache *cache;
+};
+
+/* A file of the disk tier: what finds it (key and variant) and what it costs. */
+struct dent {
+    uint64_t hash;
+    char *key;
+    size_t klen;
+    char *vary, *vkey;
+    size_t vklen;
+    char name[MOAT_CDISK_NAME];
+    uint64_t bytes;
+    struct dent *hnext, *lprev, *lnext;
 };
 
 /*
@@ -92,7 +112,21 @@ struct moat_cache {
     uint64_t bytes, memory, max_object;
     size_t nfds, max_fds; /* entries holding a memory file, and how many may */
     struct moat_cache_stats st;
+    /* The disk tier (NULL dir: none): the index of its files, least recently used last, and
+     * the thread that writes them, so a worker never waits on the disk to store. */
+    char *dir;
+    uint64_t disk_max, disk_bytes;
+    struct dent *dbuckets[NBUCKETS];
+    struct dent *dlru_head, *dlru_tail;
+    pthread_t writer;
+    int writer_on, writer_stop;
+    pthread_cond_t wcond;
+    struct entry *wq_head, *wq_tail;
+    size_t wq_len;
+    time_t last_disk_warn;
 };
+
+#define WRITE_QUEUE_MAX 1024
 
 /* A quarter of the descriptors the process may have (its hard limit: the server raises the
  * soft one to it) for bodies, so the cache never starves accept(). */
@@ -185,11 +219,15 @@ static void unlink_locked(struct moat_cache *c, struct entry *e)
     entry_put_locked(e);
 }
 
+static void disk_close(struct moat_cache *c);
+static void disk_evict_locked(struct moat_cache *c);
+
 void moat_cache_free(struct moat_cache *c)
 {
     if (c == NULL) {
         return;
     }
+    disk_close(c);
     pthread_mutex_lock(&c->mu);
     while (c->lru_head != NULL) {
         unlink_locked(c, c->lru_head);
@@ -231,6 +269,20 @@ void moat_cache_configure(struct moat_cache *c, const struct moat_conf *conf)
     c->max_object = conf->cache_max_object;
     c->max_fds = fd_budget();
     evict_locked(c);
+    if (c->dir != NULL) {
+        if (conf->cache_disk == NULL || strcmp(conf->cache_disk, c->dir) != 0) {
+            moat_log(MOAT_LVL_WARN, 0,
+                     "cache_disk's folder changed: that takes a restart (the disk tier stays in "
+                     "%s; its new size applies)",
+                     c->dir);
+        }
+        if (conf->cache_disk != NULL) {
+            c->disk_max = conf->cache_disk_size;
+            disk_evict_locked(c);
+        }
+    } else if (conf->cache_disk != NULL) {
+        moat_log(MOAT_LVL_WARN, 0, "cache_disk was added: that takes a restart");
+    }
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -239,6 +291,7 @@ void moat_cache_stats(struct moat_cache *c, struct moat_cache_stats *out)
     pthread_mutex_lock(&c->mu);
     *out = c->st;
     out->bytes = c->bytes;
+    out->disk_bytes = c->disk_bytes;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -517,6 +570,347 @@ static struct entry *find(struct moat_cache *c, const char *key, size_t klen,
     return best;
 }
 
+static void count(struct moat_cache *c, unsigned long long *what)
+{
+    pthread_mutex_lock(&c->mu);
+    (*what)++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- the disk tier ---------------------------------------------------------------------- */
+
+static void dent_free(struct dent *d)
+{
+    free(d->key);
+    free(d->vary);
+    free(d->vkey);
+    free(d);
+}
+
+static void dent_unlink_locked(struct moat_cache *c, struct dent *d)
+{
+    struct dent **pp = &c->dbuckets[d->hash & (NBUCKETS - 1)];
+    while (*pp != NULL && *pp != d) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp == d) {
+        *pp = d->hnext;
+    }
+    if (d->lprev != NULL) {
+        d->lprev->lnext = d->lnext;
+    } else {
+        c->dlru_head = d->lnext;
+    }
+    if (d->lnext != NULL) {
+        d->lnext->lprev = d->lprev;
+    } else {
+        c->dlru_tail = d->lprev;
+    }
+    c->disk_bytes -= d->bytes;
+    c->st.disk_entries--;
+}
+
+static void dent_front_locked(struct moat_cache *c, struct dent *d)
+{
+    d->lprev = NULL;
+    d->lnext = c->dlru_head;
+    if (c->dlru_head != NULL) {
+        c->dlru_head->lprev = d;
+    }
+    c->dlru_head = d;
+    if (c->dlru_tail == NULL) {
+        c->dlru_tail = d;
+    }
+}
+
+static void remove_file(const struct moat_cache *c, const char *name)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s/%s", c->dir, name);
+    if (n > 0 && (size_t)n < sizeof(path)) {
+        unlink(path);
+    }
+}
+
+/* Drop a file from the index and the folder (an unlink is quick: no data is written). */
+static void dent_remove_locked(struct moat_cache *c, struct dent *d)
+{
+    dent_unlink_locked(c, d);
+    remove_file(c, d->name);
+    dent_free(d);
+}
+
+static void disk_evict_locked(struct moat_cache *c)
+{
+    while (c->disk_bytes > c->disk_max && c->dlru_tail != NULL) {
+        c->st.disk_evicted++;
+        dent_remove_locked(c, c->dlru_tail);
+    }
+}
+
+/* Index a file (replacing the one of the same name). */
+static void dent_put_locked(struct moat_cache *c, struct dent *d)
+{
+    struct dent *next;
+    for (struct dent *o = c->dbuckets[d->hash & (NBUCKETS - 1)]; o != NULL; o = next) {
+        next = o->hnext;
+        if (strcmp(o->name, d->name) == 0) {
+            dent_unlink_locked(c, o);
+            dent_free(o);
+        }
+    }
+    d->hnext = c->dbuckets[d->hash & (NBUCKETS - 1)];
+    c->dbuckets[d->hash & (NBUCKETS - 1)] = d;
+    dent_front_locked(c, d);
+    c->disk_bytes += d->bytes;
+    c->st.disk_entries++;
+    disk_evict_locked(c);
+}
+
+static struct dent *dent_new(struct moat_cache *c, const char *key, size_t klen, const char *vary,
+                             const char *vkey, size_t vklen, const char *name, uint64_t bytes)
+{
+    struct dent *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        return NULL;
+    }
+    d->key = malloc(klen ? klen : 1);
+    d->vary = vary != NULL ? strdup(vary) : NULL;
+    d->vkey = vklen > 0 ? malloc(vklen) : NULL;
+    if (d->key == NULL || (vary != NULL && d->vary == NULL) || (vklen > 0 && d->vkey == NULL)) {
+        dent_free(d);
+        return NULL;
+    }
+    memcpy(d->key, key, klen);
+    d->klen = klen;
+    if (vklen > 0) {
+        memcpy(d->vkey, vkey, vklen);
+    }
+    d->vklen = vklen;
+    d->hash = moat_siphash24(c->seed, key, klen);
+    memcpy(d->name, name, MOAT_CDISK_NAME);
+    d->bytes = bytes;
+    return d;
+}
+
+/* Files for the key (all variants), or for keys it is a prefix of; the mutex is held. */
+static unsigned long long disk_drop_locked(struct moat_cache *c, const char *key, size_t klen,
+                                           int prefix)
+{
+    unsigned long long n = 0;
+    struct dent *next;
+    for (struct dent *d = c->dlru_head; d != NULL; d = next) {
+        next = d->lnext;
+        if (d->klen >= klen && memcmp(d->key, key, klen) == 0 &&
+            (prefix || d->klen == klen || d->key[klen] == '\n')) {
+            dent_remove_locked(c, d);
+            n++;
+        }
+    }
+    return n;
+}
+
+static void disk_warn(struct moat_cache *c, const struct moat_err *err)
+{
+    time_t now = time(NULL);
+    pthread_mutex_lock(&c->mu);
+    int say = now != c->last_disk_warn;
+    c->last_disk_warn = now;
+    pthread_mutex_unlock(&c->mu);
+    if (say) { /* at most a line a second: a full disk must not flood the log */
+        moat_log(MOAT_LVL_WARN, 0, "%s (the answer stays in memory only)", err->msg);
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct moat_cache *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->wq_head == NULL && !c->writer_stop) {
+            pthread_cond_wait(&c->wcond, &c->mu);
+        }
+        struct entry *e = c->wq_head;
+        if (e == NULL) {
+            break; /* stopping, and everything queued is written */
+        }
+        c->wq_head = e->wnext;
+        if (c->wq_head == NULL) {
+            c->wq_tail = NULL;
+        }
+        c->wq_len--;
+        int dropped = e->dropped;
+        pthread_mutex_unlock(&c->mu);
+        char name[MOAT_CDISK_NAME];
+        moat_cdisk_name(e->key, e->klen, e->vkey, e->vklen, name);
+        struct moat_cdisk_rec r = {.status = e->status,
+                                   .heuristic = e->heuristic,
+                                   .request_time = e->request_time,
+                                   .response_time = e->response_time,
+                                   .age_field = e->age_field,
+                                   .lifetime = e->lifetime,
+                                   .key = e->key,
+                                   .klen = e->klen,
+                                   .vary = e->vary,
+                                   .vkey = e->vkey,
+                                   .vklen = e->vklen,
+                                   .lines = e->lines,
+                                   .llen = e->llen,
+                                   .size = e->size,
+                                   .body = e->fd < 0 ? (e->bytes != NULL ? e->bytes : "") : NULL,
+                                   .body_fd = e->fd,
+                                   .body_off = e->body_off};
+        struct moat_err err = {0};
+        uint64_t bytes = 0;
+        moat_rc rc = dropped || e->size + e->llen > c->disk_max
+                         ? moat_rc_of(MOAT_E_LIMIT)
+                         : moat_cdisk_write(c->dir, name, &r, &bytes, &err);
+        if (!moat_ok(rc) && !dropped && err.msg[0] != '\0') {
+            disk_warn(c, &err);
+        }
+        struct dent *d = moat_ok(rc)
+                             ? dent_new(c, e->key, e->klen, e->vary, e->vkey, e->vklen, name, bytes)
+                             : NULL;
+        pthread_mutex_lock(&c->mu);
+        if (moat_ok(rc) && (e->dropped || d == NULL)) {
+            remove_file(c, name); /* purged while it was written (or no memory to index it) */
+            if (d != NULL) {
+                dent_free(d);
+            }
+        } else if (d != NULL) {
+            dent_put_locked(c, d);
+            c->st.disk_written++;
+        }
+        entry_put_locked(e);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void disk_close(struct moat_cache *c)
+{
+    if (c->writer_on) {
+        pthread_mutex_lock(&c->mu);
+        c->writer_stop = 1;
+        pthread_cond_signal(&c->wcond);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->writer, NULL);
+        c->writer_on = 0;
+        pthread_cond_destroy(&c->wcond);
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->dlru_head != NULL) {
+        struct dent *d = c->dlru_head;
+        dent_unlink_locked(c, d);
+        dent_free(d);
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(c->dir);
+    c->dir = NULL;
+}
+
+static int hex_name(const char *n)
+{
+    size_t i = 0;
+    for (; n[i]; i++) {
+        if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f'))) {
+            return 0;
+        }
+    }
+    return i == MOAT_CDISK_NAME - 1;
+}
+
+static int mkdirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char ch = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            buf[i] = ch;
+        }
+    }
+    return 0;
+}
+
+moat_rc moat_cache_disk_open(struct moat_cache *c, const char *dir, uint64_t max,
+                             struct moat_err *err)
+{
+    if (mkdirs(dir) != 0) {
+        MOAT_FAIL(err, MOAT_E_IO, "cache_disk: cannot make the folder %s: %s", dir,
+                  strerror(errno));
+    }
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        MOAT_FAIL(err, MOAT_E_IO, "cache_disk: cannot read the folder %s: %s", dir,
+                  strerror(errno));
+    }
+    c->dir = strdup(dir);
+    if (c->dir == NULL) {
+        closedir(d);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the cache folder");
+    }
+    c->disk_max = max;
+    unsigned long long kept = 0, bad = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, ".tmp-", 5) == 0) {
+            remove_file(c, de->d_name); /* a write a stop or a crash cut short */
+            continue;
+        }
+        if (!hex_name(de->d_name)) {
+            continue;
+        }
+        struct moat_cdisk_loaded L;
+        struct moat_err e2 = {0};
+        moat_rc rc = moat_cdisk_load(c->dir, de->d_name, 0, &L, &e2);
+        if (!moat_ok(rc)) {
+            if (rc.kind == MOAT_E_PEER) {
+                moat_log(MOAT_LVL_WARN, 0, "%s: removed", e2.msg);
+                remove_file(c, de->d_name);
+                bad++;
+            }
+            continue;
+        }
+        char name[MOAT_CDISK_NAME];
+        moat_cdisk_name(L.r.key, L.r.klen, L.r.vkey, L.r.vklen, name);
+        struct dent *x =
+            strcmp(name, de->d_name) == 0
+                ? dent_new(c, L.r.key, L.r.klen, L.r.vary, L.r.vkey, L.r.vklen, name, L.file_size)
+                : NULL;
+        free(L.blob);
+        free(L.vary_own);
+        if (x == NULL) {
+            remove_file(c, de->d_name); /* not under its own name: not ours to trust */
+            continue;
+        }
+        pthread_mutex_lock(&c->mu);
+        dent_put_locked(c, x);
+        pthread_mutex_unlock(&c->mu);
+        kept++;
+    }
+    closedir(d);
+    pthread_cond_init(&c->wcond, NULL);
+    if (pthread_create(&c->writer, NULL, writer_main, c) != 0) {
+        pthread_cond_destroy(&c->wcond);
+        MOAT_FAIL(err, MOAT_E_INTERNAL, "cache_disk: cannot start the writer thread");
+    }
+    c->writer_on = 1;
+    moat_log(MOAT_LVL_INFO, 0, "cache: %llu answer(s), %llu bytes, on disk in %s (at most %llu)%s",
+             kept, (unsigned long long)c->disk_bytes, dir, (unsigned long long)max,
+             bad ? "; damaged files were removed" : "");
+    return MOAT_RC_OK;
+}
+
 /* Link a complete entry, replacing the one for the same key and variant; `keep`: the caller
  * keeps a reference of its own. */
 static void insert(struct moat_cache *c, struct entry *e, int keep)
@@ -546,6 +940,22 @@ static void insert(struct moat_cache *c, struct entry *e, int keep)
     c->nfds += e->fd >= 0;
     c->st.entries++;
     c->st.stored++;
+    if (c->writer_on && !e->from_disk) {
+        if (c->wq_len < WRITE_QUEUE_MAX) {
+            e->refs++;
+            e->wnext = NULL;
+            if (c->wq_tail != NULL) {
+                c->wq_tail->wnext = e;
+            } else {
+                c->wq_head = e;
+            }
+            c->wq_tail = e;
+            c->wq_len++;
+            pthread_cond_signal(&c->wcond);
+        } else {
+            c->st.disk_skipped++; /* the disk cannot keep up: memory keeps it */
+        }
+    }
     evict_locked(c);
     pthread_mutex_unlock(&c->mu);
 }
@@ -561,12 +971,14 @@ static unsigned long long drop_keys(struct moat_cache *c, const char *key, size_
         /* A key's header:NAME and cookie:NAME parts follow a "\n": a URI names them all. */
         if (e->klen >= klen && memcmp(e->key, key, klen) == 0 &&
             (prefix || e->klen == klen || e->key[klen] == '\n')) {
+            e->dropped = 1;
             unlink_locked(c, e);
             n++;
         }
     }
+    unsigned long long on_disk = disk_drop_locked(c, key, klen, prefix);
     pthread_mutex_unlock(&c->mu);
-    return n;
+    return n > on_disk ? n : on_disk;
 }
 
 /* ---- request collapsing ----------------------------------------------------------------- */
@@ -815,6 +1227,7 @@ static moat_rc answer_from(struct entry *e, const struct moat_req *req, const ch
         return rc;
     }
     res->fd = e->fd;
+    res->offset = e->body_off + off;
     res->fd_release = entry_release;
     res->fd_h = e;
     return MOAT_RC_OK;
@@ -984,6 +1397,155 @@ static struct moat_cache_tee *tee_of(struct moat_exch *ex)
     return (struct moat_cache_tee *)ex;
 }
 
+/* What an entry's stored fields say that every lookup needs: directives and validators. */
+static void entry_facts(struct entry *e, const struct moat_buf *lines)
+{
+    moat_cc_of_lines(&e->rcc, lines);
+    moat_slice et = moat_lines_field(lines, "etag");
+    if (et.p != NULL && et.len < sizeof(e->etag)) {
+        memcpy(e->etag, et.p, et.len);
+        e->elen = et.len;
+    }
+    moat_slice lm = moat_lines_field(lines, "last-modified");
+    time_t lmt;
+    if (lm.p != NULL && moat_ok(moat_httpdate_parse(lm.p, lm.len, &lmt))) {
+        e->last_modified = lmt;
+    }
+}
+
+/* The answer for the request in the disk tier, read back into the store (with a reference
+ * for the caller); NULL when there is none, or its file is damaged (then it goes). */
+static struct entry *disk_load(struct moat_cache *c, const char *key, size_t klen,
+                               const struct moat_field *f, size_t n)
+{
+    if (c->dir == NULL) {
+        return NULL;
+    }
+    uint64_t h = moat_siphash24(c->seed, key, klen);
+    char name[MOAT_CDISK_NAME] = "";
+    char vk[4096];
+    pthread_mutex_lock(&c->mu);
+    for (struct dent *d = c->dbuckets[h & (NBUCKETS - 1)]; d != NULL; d = d->hnext) {
+        if (d->hash != h || d->klen != klen || memcmp(d->key, key, klen) != 0) {
+            continue;
+        }
+        size_t vl = d->vary != NULL ? vary_key(d->vary, f, n, vk, sizeof(vk)) : 0;
+        if (vl != d->vklen || (vl > 0 && memcmp(vk, d->vkey, vl) != 0) ||
+            (d->vary != NULL && vl == 0)) {
+            continue;
+        }
+        memcpy(name, d->name, MOAT_CDISK_NAME);
+        dent_unlink_locked(c, d); /* to the front */
+        d->hnext = c->dbuckets[h & (NBUCKETS - 1)];
+        c->dbuckets[h & (NBUCKETS - 1)] = d;
+        dent_front_locked(c, d);
+        c->disk_bytes += d->bytes;
+        c->st.disk_entries++;
+        break;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (name[0] == '\0') {
+        return NULL;
+    }
+    struct moat_cdisk_loaded L;
+    struct moat_err err = {0};
+    moat_rc rc = moat_cdisk_load(c->dir, name, 1, &L, &err);
+    if (moat_ok(rc) && (L.r.klen != klen || memcmp(L.r.key, key, klen) != 0)) {
+        rc = moat_rc_of(MOAT_E_PEER);
+        snprintf(err.msg, sizeof(err.msg), "cache: %s/%s holds another key", c->dir, name);
+        free(L.blob);
+        free(L.vary_own);
+        close(L.r.body_fd);
+    }
+    if (!moat_ok(rc)) {
+        if (rc.kind != MOAT_E_NOMEM) {
+            moat_log(MOAT_LVL_WARN, 0, "%s: removed", err.msg);
+            pthread_mutex_lock(&c->mu);
+            for (struct dent *d = c->dbuckets[h & (NBUCKETS - 1)]; d != NULL; d = d->hnext) {
+                if (strcmp(d->name, name) == 0) {
+                    dent_remove_locked(c, d);
+                    break;
+                }
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
+        return NULL;
+    }
+    struct entry *e = calloc(1, sizeof(*e));
+    int ok = e != NULL;
+    if (ok) {
+        *e = (struct entry){.fd = -1,
+                            .cache = c,
+                            .status = L.r.status,
+                            .request_time = (time_t)L.r.request_time,
+                            .response_time = (time_t)L.r.response_time,
+                            .age_field = L.r.age_field,
+                            .lifetime = L.r.lifetime,
+                            .heuristic = L.r.heuristic,
+                            .vary = L.vary_own,
+                            .size = L.r.size,
+                            .from_disk = 1,
+                            .hash = h};
+        L.vary_own = NULL;
+        e->key = malloc(klen);
+        e->lines = malloc(L.r.llen ? L.r.llen : 1);
+        e->vkey = L.r.vklen > 0 ? malloc(L.r.vklen) : NULL;
+        ok = e->key != NULL && e->lines != NULL && (L.r.vklen == 0 || e->vkey != NULL);
+    }
+    if (ok) {
+        memcpy(e->key, key, klen);
+        e->klen = klen;
+        memcpy(e->lines, L.r.lines, L.r.llen);
+        e->llen = L.r.llen;
+        if (L.r.vklen > 0) {
+            memcpy(e->vkey, L.r.vkey, L.r.vklen);
+        }
+        e->vklen = L.r.vklen;
+        struct moat_buf view = {.base = e->lines, .cap = e->llen, .rd = 0, .wr = e->llen};
+        entry_facts(e, &view);
+        if (e->size <= SMALL_BODY) {
+            e->bytes = malloc(e->size ? (size_t)e->size : 1);
+            ok = e->bytes != NULL &&
+                 (e->size == 0 ||
+                  moat_pread_all(L.r.body_fd, e->bytes, (size_t)e->size, L.r.body_off));
+            close(L.r.body_fd);
+        } else {
+            e->fd = L.r.body_fd;
+            e->body_off = L.r.body_off;
+        }
+        L.r.body_fd = -1;
+    }
+    if (L.r.body_fd >= 0) {
+        close(L.r.body_fd);
+    }
+    free(L.blob);
+    free(L.vary_own);
+    if (!ok) {
+        if (e != NULL) {
+            entry_destroy(e);
+        }
+        return NULL;
+    }
+    e->cost = e->llen + e->klen + e->vklen + sizeof(*e) + (e->bytes != NULL ? e->size : 0);
+    insert(c, e, 1);
+    count(c, &c->st.disk_hits);
+    return e;
+}
+
+/* The stored answer for the request: memory first, then the disk tier. */
+static struct entry *lookup(struct moat_cache *c, const char *key, size_t klen,
+                            const struct moat_field *f, size_t n, int *other_variant)
+{
+    struct entry *e = find(c, key, klen, f, n, other_variant);
+    if (e == NULL && c->dir != NULL) {
+        e = disk_load(c, key, klen, f, n);
+        if (e != NULL) {
+            *other_variant = 0;
+        }
+    }
+    return e;
+}
+
 /* The entry for a storable answer: its stored lines (no Set-Cookie: it is one client's, no
  * Age: it is worked out anew), validators, freshness; the body file. NULL when it cannot be
  * made (no memory): the answer then simply is not stored. */
@@ -1019,18 +1581,8 @@ static struct entry *entry_begin(struct moat_cache_tee *t, int status, const str
         }
         e->age_field = v;
     }
-    moat_cc_of_lines(&e->rcc, lines);
     e->lifetime = moat_cache_lifetime(status, lines, e->response_time, &t->heur, &e->heuristic);
-    moat_slice et = moat_lines_field(lines, "etag");
-    if (et.p != NULL && et.len < sizeof(e->etag)) {
-        memcpy(e->etag, et.p, et.len);
-        e->elen = et.len;
-    }
-    moat_slice lm = moat_lines_field(lines, "last-modified");
-    time_t lmt;
-    if (lm.p != NULL && moat_ok(moat_httpdate_parse(lm.p, lm.len, &lmt))) {
-        e->last_modified = lmt;
-    }
+    entry_facts(e, lines);
     e->vary = vary_names(lines);
     char vk[4096];
     size_t vl = e->vary != NULL ? vary_key(e->vary, t->req.f, t->req.n, vk, sizeof(vk)) : 0;
@@ -1117,6 +1669,7 @@ static struct entry *entry_refreshed(struct moat_cache_tee *t, const struct entr
     e->size = old->size;
     if (old->fd >= 0) {
         e->fd = fcntl(old->fd, F_DUPFD_CLOEXEC, 0);
+        e->body_off = old->body_off;
     } else if (old->bytes != NULL) {
         e->bytes = malloc(old->size ? (size_t)old->size : 1);
         if (e->bytes != NULL) {
@@ -1208,7 +1761,7 @@ static void pump_go(struct moat_cache_tee *t)
         const char *p;
         if (e->fd >= 0) {
             n = n < PUMP_PIECE ? n : PUMP_PIECE;
-            ssize_t r = pread(e->fd, t->piece, n, (off_t)t->off);
+            ssize_t r = pread(e->fd, t->piece, n, (off_t)(e->body_off + t->off));
             if (r <= 0) {
                 moat_log(MOAT_LVL_WARN, t->conn_id, "cache: a stored body cannot be read: %s",
                          r < 0 ? strerror(errno) : "shorter than stored");
@@ -1375,23 +1928,6 @@ static moat_rc t_start(struct moat_exch *ex, int status, const struct moat_buf *
     return rc;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *q = p;
-    while (n > 0) {
-        ssize_t w = write(fd, q, n);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return 0;
-        }
-        q += w;
-        n -= (size_t)w;
-    }
-    return 1;
-}
-
 /* Append to an entry's body: on the heap while it is small, then in a memory file. */
 static int body_put(struct entry *e, const void *p, size_t n)
 {
@@ -1407,13 +1943,13 @@ static int body_put(struct entry *e, const void *p, size_t n)
     }
     if (e->fd < 0) {
         e->fd = memfd_create("moat-cache", MFD_CLOEXEC);
-        if (e->fd < 0 || (e->size > 0 && !write_all(e->fd, e->bytes, (size_t)e->size))) {
+        if (e->fd < 0 || (e->size > 0 && !moat_write_all(e->fd, e->bytes, (size_t)e->size))) {
             return 0;
         }
         free(e->bytes);
         e->bytes = NULL;
     }
-    if (!write_all(e->fd, p, n)) {
+    if (!moat_write_all(e->fd, p, n)) {
         return 0;
     }
     e->size += n;
@@ -1734,7 +2270,7 @@ static void wait_over(struct moat_cache_tee *t)
     fill_put(t->cache, t->fill);
     t->fill = NULL;
     int other = 0;
-    struct entry *e = find(t->cache, t->key, t->klen, t->req.f, t->req.n, &other);
+    struct entry *e = lookup(t->cache, t->key, t->klen, t->req.f, t->req.n, &other);
     int64_t age = 0;
     if (e != NULL && may_answer(e, t->req.f, t->req.n, time(NULL), &age)) {
         t->serve = e;
@@ -1834,13 +2370,6 @@ static int may_answer(const struct entry *e, const struct moat_field *f, size_t 
     return auth_ok(e, f, n) && moat_cache_usable(e->lifetime, *age, &e->rcc, &q);
 }
 
-static void count(struct moat_cache *c, unsigned long long *what)
-{
-    pthread_mutex_lock(&c->mu);
-    (*what)++;
-    pthread_mutex_unlock(&c->mu);
-}
-
 int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req,
                      struct moat_res *res, struct moat_buf *lines, struct moat_buf *body,
                      moat_rc *rc, struct moat_req *copy, struct moat_cache_tee **tee)
@@ -1865,7 +2394,7 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
         struct moat_cc q;
         moat_cc_of_fields(&q, req->fields, req->nfields);
         int other = 0;
-        struct entry *e = find(cx->cache, key, klen, req->fields, req->nfields, &other);
+        struct entry *e = lookup(cx->cache, key, klen, req->fields, req->nfields, &other);
         if (e != NULL) {
             int64_t age;
             int usable = may_answer(e, req->fields, req->nfields, time(NULL), &age);

@@ -25,12 +25,21 @@ struct moat_cache;
 struct moat_cache_stats {
     unsigned long long hits, misses, stored, evicted, purged, invalidated, collapsed;
     uint64_t bytes, entries;
+    /* The disk tier: files and their bytes, written, read back on a miss in memory, evicted,
+     * and answers not written because the writer was behind. */
+    uint64_t disk_entries, disk_bytes;
+    unsigned long long disk_written, disk_hits, disk_evicted, disk_skipped;
 };
 
 /* A store of at most `memory` bytes of bodies and headers, objects of at most `max_object`. */
 MOAT_MUST_USE moat_rc moat_cache_new(uint64_t memory, uint64_t max_object, struct moat_cache **out,
                                      struct moat_err *err);
 void moat_cache_free(struct moat_cache *c);
+/* The disk tier in `dir` (made 0700 when missing), at most `max` bytes of files: the files a
+ * run before left are indexed (damaged ones removed) and a thread starts that writes each new
+ * answer there. Once, at start (`serve --check` never calls it: it makes nothing). */
+MOAT_MUST_USE moat_rc moat_cache_disk_open(struct moat_cache *c, const char *dir, uint64_t max,
+                                           struct moat_err *err);
 /* A reload's new bounds (entries over them go first). */
 void moat_cache_configure(struct moat_cache *c, const struct moat_conf *conf);
 

@@ -597,6 +597,7 @@ void moat_conf_free(struct moat_conf *c)
     moat_conf__free_strs(c->listen, c->nlisten);
     free(c->redirect_listen);
     free(c->state_dir);
+    free(c->cache_disk);
     free(c->access_log);
     free(c->error_log);
     moat_conf__free_strs(c->trust, c->ntrust);

@@ -376,6 +376,8 @@ struct moat_conf {
     uint64_t cache_heuristic;        /* percent of the age of Last-Modified; default 10 */
     uint64_t cache_heuristic_max_ms; /* default 1d */
     uint64_t cache_lock_timeout_ms;  /* how long a miss waits on another for its key; 5s */
+    char *cache_disk;                /* the disk tier's folder; NULL: none */
+    uint64_t cache_disk_size;        /* its bound in bytes */
     struct moat_conf_acl *acl;       /* top-level `allow` / `deny`: refused at accept */
     size_t nacl;
     /* `exempt CIDR...|none`: addresses no per-address limit applies to. Without the line,

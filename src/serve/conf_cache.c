@@ -7,6 +7,7 @@
  *   cache_heuristic_max 1d      top level: at most this long
  *   cache_lock_timeout 5s       top level: how long a miss waits for another request for the
  *                               same key to store its answer (request collapsing); 0: never
+ *   cache_disk FOLDER SIZE      top level: the disk tier, at most SIZE bytes of files
  *   cache on|off|/PREFIX...     in a site: store its proxied answers (all, or under prefixes)
  *   cache_purge CIDR...         in a site: who may send PURGE URI (or URI* for a prefix)
  *   cache_key PART...           in a site: what names a stored answer besides its path:
@@ -14,6 +15,7 @@
  */
 #include "serve/conf_internal.h"
 
+#include "core/cfg.h"
 #include "core/cidr.h"
 
 #include <stdlib.h>
@@ -70,6 +72,21 @@ static moat_rc h_purge(struct moat_conf__loader *L, const struct moat_cfg_node *
         }
     }
     return MOAT_RC_OK;
+}
+
+static moat_rc h_disk(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                      const struct moat_conf__spec *sp)
+{
+    uint64_t size;
+    const struct moat_cfg_word *w = &n->words[2];
+    if (!moat_ok(moat_cfg_size(w->s, &size)) || size < 1024 * 1024) {
+        return moat_conf__fail_at_word(L, w,
+                                       "cache_disk's size \"%.64s\" is not a size of at least 1m "
+                                       "(e.g. cache_disk /var/cache/moat 10g)",
+                                       w->s);
+    }
+    L->c->cache_disk_size = size;
+    return moat_conf__take_path(L, &n->words[1], "cache_disk", &L->c->cache_disk);
 }
 
 static moat_rc h_key(struct moat_conf__loader *L, const struct moat_cfg_node *n,
@@ -146,6 +163,7 @@ const struct moat_conf__spec moat_conf__cache_specs[] = {
     MOAT_CONF__VALUE("cache_lock_timeout", MOAT_CONF__TOP, MOAT_CONF__V_DURATION_MS,
                      cache_lock_timeout_ms, 0, 10 * 60 * 1000, "between 0 and 10m",
                      "cache_lock_timeout DURATION"),
+    MOAT_CONF__CUSTOM("cache_disk", MOAT_CONF__TOP, 2, 2, 0, h_disk, "cache_disk FOLDER SIZE"),
     MOAT_CONF__CUSTOM("cache", MOAT_CONF__SITE, 1, -1, 0, h_cache, "cache on|off|/PREFIX..."),
     MOAT_CONF__CUSTOM("cache_purge", MOAT_CONF__SITE, 1, -1, 1, h_purge, "cache_purge CIDR..."),
     MOAT_CONF__CUSTOM("cache_key", MOAT_CONF__SITE, 1, -1, 0, h_key,

@@ -134,6 +134,9 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
     /* The cache's store too; a reload takes its new bounds. */
     if (srv != NULL && srv->cache == NULL) {
         moat_rc rc = moat_cache_new(conf->cache_memory, conf->cache_max_object, &srv->cache, err);
+        if (moat_ok(rc) && conf->cache_disk != NULL) {
+            rc = moat_cache_disk_open(srv->cache, conf->cache_disk, conf->cache_disk_size, err);
+        }
         if (!moat_ok(rc)) {
             moat_conf_free(conf);
             free(state_dir);

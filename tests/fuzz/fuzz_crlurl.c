@@ -1,4 +1,4 @@
-// fuzz-sources: src/pki/crlurl.c src/pki/fsutil.c src/core/err.c
+// fuzz-sources: src/pki/crlurl.c src/pki/fsutil.c src/core/fdio.c src/core/err.c
 /*
  * fuzz_crlurl.c: a CA folder's `settings` file (crlurl.h) on arbitrary bytes, and the same bytes
  * as one CRL URL. A failure always has words and a position and leaves nothing behind; what

@@ -1,5 +1,5 @@
 // fuzz-sources: src/pki/key.c src/pki/chain.c src/pki/text.c src/pki/names.c
-// fuzz-sources: src/pki/verify.c src/pki/fsutil.c src/core/err.c
+// fuzz-sources: src/pki/verify.c src/pki/fsutil.c src/core/fdio.c src/core/err.c
 /*
  * fuzz_pem.c: key and certificate-file loading on arbitrary bytes (PEM with any labels and
  * headers, DER, text around blocks), then the start-up checks and name matching on whatever

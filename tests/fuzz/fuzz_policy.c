@@ -1,4 +1,4 @@
-// fuzz-sources: src/pki/policy.c src/pki/names.c src/pki/fsutil.c src/core/err.c
+// fuzz-sources: src/pki/policy.c src/pki/names.c src/pki/fsutil.c src/core/fdio.c src/core/err.c
 /*
  * fuzz_policy.c: the CA signing policy file (policy.h) on arbitrary bytes, then a few names of
  * each kind checked against whatever parsed. A failure always has words and a position and
