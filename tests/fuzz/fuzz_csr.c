@@ -1,5 +1,5 @@
-// fuzz-sources: src/pki/csr.c src/pki/names.c src/pki/key.c src/pki/fsutil.c src/core/fdio.c
-// src/core/err.c
+// fuzz-sources: src/pki/csr.c src/pki/names.c src/pki/key.c src/pki/fsutil.c
+// fuzz-sources: src/core/fdio.c src/core/err.c
 /*
  * fuzz_csr.c: CSR loading on arbitrary bytes (PEM with any labels, DER, text around blocks),
  * then the names it asks for, checked and turned into subjectAltName entries, as `moat ca
