@@ -122,6 +122,7 @@ struct moat_cache {
     int writer_on, writer_stop;
     pthread_cond_t wcond;
     struct entry *wq_head, *wq_tail;
+    struct entry *writing; /* the one the writer has in hand */
     size_t wq_len;
     time_t last_disk_warn;
 };
@@ -577,6 +578,15 @@ static void count(struct moat_cache *c, unsigned long long *what)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* Whether stored key `ek` falls under a PURGE or an invalidation of `key` (or of every key it
+ * starts, with `prefix`). A key's header:NAME and cookie:NAME parts follow a "\n": the URI
+ * names them all. */
+static int key_covers(const char *ek, size_t eklen, const char *key, size_t klen, int prefix)
+{
+    return eklen >= klen && memcmp(ek, key, klen) == 0 &&
+           (prefix || eklen == klen || ek[klen] == '\n');
+}
+
 /* ---- the disk tier ---------------------------------------------------------------------- */
 
 static void dent_free(struct dent *d)
@@ -701,8 +711,7 @@ static unsigned long long disk_drop_locked(struct moat_cache *c, const char *key
     struct dent *next;
     for (struct dent *d = c->dlru_head; d != NULL; d = next) {
         next = d->lnext;
-        if (d->klen >= klen && memcmp(d->key, key, klen) == 0 &&
-            (prefix || d->klen == klen || d->key[klen] == '\n')) {
+        if (key_covers(d->key, d->klen, key, klen, prefix)) {
             dent_remove_locked(c, d);
             n++;
         }
@@ -739,6 +748,7 @@ static void *writer_main(void *arg)
             c->wq_tail = NULL;
         }
         c->wq_len--;
+        c->writing = e;
         int dropped = e->dropped;
         pthread_mutex_unlock(&c->mu);
         char name[MOAT_CDISK_NAME];
@@ -772,6 +782,7 @@ static void *writer_main(void *arg)
                              ? dent_new(c, e->key, e->klen, e->vary, e->vkey, e->vklen, name, bytes)
                              : NULL;
         pthread_mutex_lock(&c->mu);
+        c->writing = NULL;
         if (moat_ok(rc) && (e->dropped || d == NULL)) {
             remove_file(c, name); /* purged while it was written (or no memory to index it) */
             if (d != NULL) {
@@ -968,12 +979,20 @@ static unsigned long long drop_keys(struct moat_cache *c, const char *key, size_
     struct entry *next;
     for (struct entry *e = c->lru_head; e != NULL; e = next) {
         next = e->lnext;
-        /* A key's header:NAME and cookie:NAME parts follow a "\n": a URI names them all. */
-        if (e->klen >= klen && memcmp(e->key, key, klen) == 0 &&
-            (prefix || e->klen == klen || e->key[klen] == '\n')) {
+        if (key_covers(e->key, e->klen, key, klen, prefix)) {
             e->dropped = 1;
             unlink_locked(c, e);
             n++;
+        }
+    }
+    /* One waiting to be written, or being written (evicted from memory since), must not come
+     * back either. */
+    if (c->writing != NULL && key_covers(c->writing->key, c->writing->klen, key, klen, prefix)) {
+        c->writing->dropped = 1;
+    }
+    for (struct entry *e = c->wq_head; e != NULL; e = e->wnext) {
+        if (key_covers(e->key, e->klen, key, klen, prefix)) {
+            e->dropped = 1;
         }
     }
     unsigned long long on_disk = disk_drop_locked(c, key, klen, prefix);
@@ -2020,6 +2039,33 @@ static void t_fail(struct moat_exch *ex, int status)
         pump(t);
         return;
     }
+    if (!t->started && t->bgs == NULL && t->mode == TEE_RELAY) {
+        /* Nothing of an answer went out: the error page says what the cache did, as every
+         * answer of the site does (RFC 9211). */
+        struct moat_exch *inner = t->base.inner;
+        struct moat_res res;
+        struct moat_buf body;
+        moat_buf_init(&body, 4096);
+        t->lines.rd = t->lines.wr = 0;
+        int ok = moat_ok(moat_res_error_page(&res, status, &t->lines, &body)) &&
+                 moat_ok(moat_buf_printf(&t->lines,
+                                         "Cache-Status: moat; fwd=%s; detail=\"no origin "
+                                         "answer\"\r\n",
+                                         t->fwd ? t->fwd : "method"));
+        if (ok) {
+            struct moat_buf lines = t->lines; /* outlives the tee for the calls below */
+            t->lines = (struct moat_buf){0};
+            tee_free(t);
+            if (moat_ok(moat_exch_start(inner, status, &lines, (int64_t)res.length, 0)) &&
+                moat_ok(moat_exch_send(inner, moat_buf_rdptr(&body), moat_buf_len(&body)))) {
+                moat_exch_finish(inner);
+            }
+            moat_buf_clear(&lines);
+            moat_buf_clear(&body);
+            return;
+        }
+        moat_buf_clear(&body);
+    }
     moat_filter_fail(ex, status);
 }
 
@@ -2082,6 +2128,10 @@ static void answer_now(struct moat_cache_tee *t, struct moat_res *res, struct mo
         res->fd = -1;
         res->length = 0;
     }
+    moat_rc rc =
+        moat_buf_printf(lines, "Cache-Status: moat; fwd=%s; detail=\"no origin answer\"\r\n",
+                        t->fwd ? t->fwd : "miss");
+    (void)rc; /* a head too large for it goes without */
     tee_free(t);
     uint64_t n = res->has_generated_body ? moat_buf_len(body) : 0;
     if (!moat_ok(moat_exch_start(inner, res->status, lines, (int64_t)res->length, res->flags)) ||
@@ -2126,6 +2176,13 @@ void moat_cache_tee_adopt(struct moat_cache_tee *t, struct moat_res *res, struct
         }
         tee_free(t);
         return;
+    }
+    if (res->stream == NULL && t->bgs == NULL) {
+        /* An answer of the proxy's own (nothing reached the origin) says so too. */
+        moat_rc rc =
+            moat_buf_printf(lines, "Cache-Status: moat; fwd=%s; detail=\"no origin answer\"\r\n",
+                            t->fwd ? t->fwd : "method");
+        (void)rc; /* a head too large for it goes without */
     }
     if (res->stream != NULL && t->bgs != NULL) {
         t->bg_next = t->bgs->head;

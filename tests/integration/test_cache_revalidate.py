@@ -211,6 +211,13 @@ def test_stale_if_error_when_the_origin_is_gone(srv, gone):
     assert c.status == 206 and c.body == b"dow"
 
 
+def test_an_origin_that_is_gone_is_named_in_cache_status(srv, gone):
+    gone.shutdown()  # again, when the test before did it: a no-op
+    gone.server_close()
+    r = ask(srv, "/nothing-stored", host="gone.test")
+    assert r.status == 502 and 'detail="no origin answer"' in cs(r), (r.status, r.headers)
+
+
 def test_stale_while_revalidate(srv, origin):
     origin.route("/swr", cc="max-age=1, stale-while-revalidate=30")
     ask(srv, "/swr")
