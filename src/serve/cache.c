@@ -2318,8 +2318,8 @@ static int keep_request(struct moat_cache_tee *t, const struct moat_req *req)
     return 1;
 }
 
-static int may_answer(const struct entry *e, const struct moat_field *f, size_t n, time_t now,
-                      int64_t *age);
+static int may_answer(const struct entry *e, const struct moat_field *f, size_t n,
+                      const struct moat_cc *q, time_t now, int64_t *age);
 
 /* The request under way ended, or the wait timed out: the stored answer, or the origin. */
 static void wait_over(struct moat_cache_tee *t)
@@ -2329,7 +2329,9 @@ static void wait_over(struct moat_cache_tee *t)
     int other = 0;
     struct entry *e = lookup(t->cache, t->key, t->klen, t->req.f, t->req.n, &other);
     int64_t age = 0;
-    if (e != NULL && may_answer(e, t->req.f, t->req.n, time(NULL), &age)) {
+    struct moat_cc q;
+    moat_cc_of_fields(&q, t->req.f, t->req.n);
+    if (e != NULL && may_answer(e, t->req.f, t->req.n, &q, time(NULL), &age)) {
         t->serve = e;
         snprintf(t->cs, sizeof(t->cs), "moat; hit; ttl=%lld; collapsed",
                  (long long)(e->lifetime - age));
@@ -2417,14 +2419,13 @@ static int auth_ok(const struct entry *e, const struct moat_field *f, size_t n)
            (e->rcc.flags & MOAT_CC_MUST_REVALIDATE) || e->rcc.s_maxage >= 0;
 }
 
-/* Whether the stored answer serves a request with these fields now, as it is (*age: its age). */
-static int may_answer(const struct entry *e, const struct moat_field *f, size_t n, time_t now,
-                      int64_t *age)
+/* Whether the stored answer serves a request with these fields and directives (q) now, as it
+ * is (*age: its age). */
+static int may_answer(const struct entry *e, const struct moat_field *f, size_t n,
+                      const struct moat_cc *q, time_t now, int64_t *age)
 {
-    struct moat_cc q;
-    moat_cc_of_fields(&q, f, n);
     *age = current_age(e, now);
-    return auth_ok(e, f, n) && moat_cache_usable(e->lifetime, *age, &e->rcc, &q);
+    return auth_ok(e, f, n) && moat_cache_usable(e->lifetime, *age, &e->rcc, q);
 }
 
 int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req,
@@ -2454,7 +2455,7 @@ int moat_cache_serve(const struct moat_cache_ctx *cx, const struct moat_req *req
         struct entry *e = lookup(cx->cache, key, klen, req->fields, req->nfields, &other);
         if (e != NULL) {
             int64_t age;
-            int usable = may_answer(e, req->fields, req->nfields, time(NULL), &age);
+            int usable = may_answer(e, req->fields, req->nfields, &q, time(NULL), &age);
             int64_t staleness = age - e->lifetime;
             int authz = auth_ok(e, req->fields, req->nfields);
             int forced = (q.flags & MOAT_CC_NO_CACHE) || (q.max_age >= 0 && age > q.max_age) ||
