@@ -33,16 +33,21 @@ moat_rc moat_loop_init(struct moat_loop *l, struct moat_err *err)
 static void bury(struct moat_loop *l)
 {
     for (size_t i = 0; i < l->ngraveyard; i++) {
-        free(l->graveyard[i]);
+        l->graveyard[i].release(l->graveyard[i].p);
     }
     l->ngraveyard = 0;
 }
 
 void moat_loop_defer_free(struct moat_loop *l, void *p)
 {
+    moat_loop_defer(l, free, p);
+}
+
+void moat_loop_defer(struct moat_loop *l, void (*release)(void *p), void *p)
+{
     if (l->ngraveyard == l->capgraveyard) {
         size_t cap = l->capgraveyard ? l->capgraveyard * 2 : 16;
-        void **g = realloc(l->graveyard, cap * sizeof(*g));
+        struct moat_grave *g = realloc(l->graveyard, cap * sizeof(*g));
         if (g == NULL) {
             /* Leaking one object beats freeing it under a pending event. */
             moat_log_w("out of memory: an object is leaked rather than freed too early");
@@ -51,7 +56,7 @@ void moat_loop_defer_free(struct moat_loop *l, void *p)
         l->graveyard = g;
         l->capgraveyard = cap;
     }
-    l->graveyard[l->ngraveyard++] = p;
+    l->graveyard[l->ngraveyard++] = (struct moat_grave){.release = release, .p = p};
 }
 
 void moat_loop_clear(struct moat_loop *l)

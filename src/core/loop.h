@@ -22,6 +22,11 @@ struct moat_watch {
     void *data; /* borrowed: the owner's context */
 };
 
+struct moat_grave {
+    void (*release)(void *p);
+    void *p;
+};
+
 struct moat_loop {
     int epfd; /* owned */
     struct moat_timers timers;
@@ -29,7 +34,7 @@ struct moat_loop {
     int stop;        /* set to leave moat_loop_run after this iteration */
     void (*after)(struct moat_loop *l, void *data); /* run at the end of each iteration */
     void *after_data;
-    void **graveyard; /* owned: objects to free at the end of this iteration */
+    struct moat_grave *graveyard; /* owned: objects to free at the end of this iteration */
     size_t ngraveyard, capgraveyard;
 };
 
@@ -42,6 +47,8 @@ void moat_loop_del(struct moat_loop *l, struct moat_watch *w);
 /* Free `p` at the end of this loop iteration, when no event of the batch being run can name it
  * any more (an object with a watch, closed by another object's callback). */
 void moat_loop_defer_free(struct moat_loop *l, void *p);
+/* The same with the owner's own release (an object kept for reuse rather than freed). */
+void moat_loop_defer(struct moat_loop *l, void (*release)(void *p), void *p);
 
 /* Run until l->stop is set. */
 void moat_loop_run(struct moat_loop *l);

@@ -342,6 +342,7 @@ static struct moat_proxy_call proxy_call(struct moat_conn *c, const struct moat_
                                     .route = pr,
                                     .loop = c->home->loop,
                                     .pool = c->home->upool,
+                                    .spares = c->home->pxspares,
                                     .trusted = c->snap->trusted,
                                     .ntrusted = c->snap->ntrusted};
 }

@@ -24,6 +24,7 @@ struct moat_site;
 struct moat_hdr_set;
 struct moat_alog;
 struct moat_up_pool;
+struct moat_proxy_spares;
 struct moat_conn;
 
 struct moat_conn_stats {
@@ -41,10 +42,11 @@ struct moat_conn_home {
     struct moat_pool *pool;
     struct moat_h1s_scratch *scratch;
     struct moat_h2s_scratch *h2scratch;
-    struct moat_fcache *files;  /* the static handler's open files; NULL: none kept */
-    struct moat_up_pool *upool; /* the worker's connections to upstream servers */
-    struct moat_snapshot *snap; /* one reference: the configuration new connections take */
-    struct moat_alog *alog;     /* NULL: no access log */
+    struct moat_fcache *files;          /* the static handler's open files; NULL: none kept */
+    struct moat_up_pool *upool;         /* the worker's connections to upstream servers */
+    struct moat_proxy_spares *pxspares; /* the worker's spent proxied exchanges */
+    struct moat_snapshot *snap;         /* one reference: the configuration new connections take */
+    struct moat_alog *alog;             /* NULL: no access log */
     struct moat_buf *alog_lines;
     int https_port; /* for redirects from the plain listener */
     unsigned worker_id;

@@ -39,6 +39,9 @@
 
 #define PIECE 16384 /* one TLS record of body at a time, either way */
 #define RESP_HEAD_LIMIT (64 * 1024)
+/* A queued request is woken when a place comes free; it also looks this often for places
+ * that open without one (a server coming back in). */
+#define QUEUE_LOOK_MS 100
 #define KEY_MAX 256 /* bytes of a hash key kept for retries (longer keys hash their prefix) */
 
 enum px_state {
@@ -50,10 +53,12 @@ enum px_state {
 };
 
 struct px {
-    struct moat_timer timer;   /* the server's: connect, each write, first byte, each read */
-    struct moat_loop *loop;    /* borrowed: the worker's */
-    struct moat_up_pool *pool; /* borrowed: the worker's */
-    struct moat_exch *ex;      /* the client's side; NULL once let go */
+    struct moat_timer timer;          /* the server's: connect, each write, first byte, each read */
+    struct moat_proxy_spares *spares; /* borrowed: the worker's, where it goes when spent */
+    struct px *next_spare;
+    struct moat_loop *loop;               /* borrowed: the worker's */
+    struct moat_up_pool *pool;            /* borrowed: the worker's */
+    struct moat_exch *ex;                 /* the client's side; NULL once let go */
     const struct moat_proxy_route *route; /* borrowed from the snapshot */
     struct moat_up_group *group;          /* one reference: outlives a reload mid-request */
     struct moat_up_conn *uc;              /* the connection of this try; NULL between tries */
@@ -87,7 +92,7 @@ struct px {
     int up_eof, down_eof; /* the tunnel's server / client side ended */
     int kick;             /* the timer is a nudge to start a pooled connection, not a timeout */
     int waiting;          /* the timer is the next look for a free server (queue) */
-    int queued;           /* counted in pool->queued */
+    struct moat_up_waiter waiter; /* linked while queued for a place below max_conns */
     uint64_t queued_at;
     int dead; /* freed at the end of this loop iteration */
 };
@@ -507,8 +512,8 @@ static void end_try(struct px *px, int reusable)
         px->uc = NULL;
     }
     if (px->picked) {
-        moat_up_done(px->group, px->server);
         px->picked = 0;
+        moat_up_pool_done(px->pool, px->group, px->server); /* may wake a queued request */
     }
     moat_timer_disarm(&px->loop->timers, &px->timer);
     px->kick = 0;
@@ -516,11 +521,72 @@ static void end_try(struct px *px, int reusable)
 
 static void leave_queue(struct px *px)
 {
-    if (px->queued) {
-        px->queued = 0;
-        px->pool->queued--;
-    }
+    moat_up_unwait(px->pool, &px->waiter);
     px->waiting = 0;
+}
+
+#define SPARES_MAX 256            /* per worker; beyond, spent ones are freed */
+#define SPARE_BUF_MAX (16 * 1024) /* a buffer grown past this is not kept */
+
+static void keep_buf(struct moat_buf *b)
+{
+    if (b->cap > SPARE_BUF_MAX) {
+        moat_buf_clear(b);
+    }
+    b->rd = b->wr = 0;
+}
+
+static void px_spare(void *p)
+{
+    struct px *px = p;
+    struct moat_proxy_spares *sp = px->spares;
+    if (sp == NULL || sp->n >= SPARES_MAX) {
+        moat_buf_clear(&px->head);
+        moat_buf_clear(&px->lines);
+        free(px);
+        return;
+    }
+    keep_buf(&px->head);
+    keep_buf(&px->lines);
+    px->next_spare = sp->head;
+    sp->head = px;
+    sp->n++;
+}
+
+void moat_proxy_spares_clear(struct moat_proxy_spares *sp)
+{
+    while (sp->head != NULL) {
+        struct px *px = sp->head;
+        sp->head = px->next_spare;
+        moat_buf_clear(&px->head);
+        moat_buf_clear(&px->lines);
+        free(px);
+    }
+    sp->n = 0;
+}
+
+/* A zeroed exchange, with a spare's buffers when one is kept. */
+static struct px *px_new(struct moat_proxy_spares *sp)
+{
+    struct px *px = sp != NULL ? sp->head : NULL;
+    if (px == NULL) {
+        px = calloc(1, sizeof(*px));
+        if (px != NULL) {
+            moat_buf_init(&px->head, RESP_HEAD_LIMIT);
+            moat_buf_init(&px->lines, RESP_HEAD_LIMIT);
+        }
+    } else {
+        sp->head = px->next_spare;
+        sp->n--;
+        struct moat_buf head = px->head, lines = px->lines;
+        memset(px, 0, sizeof(*px));
+        px->head = head;
+        px->lines = lines;
+    }
+    if (px != NULL) {
+        px->spares = sp;
+    }
+    return px;
 }
 
 static void px_free(struct px *px)
@@ -532,12 +598,10 @@ static void px_free(struct px *px)
     leave_queue(px);
     px->ex = NULL;
     end_try(px, 0);
-    moat_buf_clear(&px->head);
-    moat_buf_clear(&px->lines);
     moat_up_group_unref(px->group);
     px->group = NULL;
-    /* A timer or socket event for it may still wait in this iteration: free later. */
-    moat_loop_defer_free(px->loop, px);
+    /* A timer or socket event for it may still wait in this iteration: spare it later. */
+    moat_loop_defer(px->loop, px_spare, px);
 }
 
 static const char *server_name(const struct px *px)
@@ -567,8 +631,8 @@ static void answer_error(struct px *px, int status, unsigned retry_after)
     int ok = moat_ok(moat_res_error_page(&res, status, &px->lines, &body)) &&
              (retry_after == 0 ||
               moat_ok(moat_buf_printf(&px->lines, "Retry-After: %u\r\n", retry_after)));
-    struct moat_buf lines = px->lines; /* outlives px for the calls below */
-    px->lines = (struct moat_buf){0};
+    struct moat_buf lines = px->lines;          /* outlives px for the calls below */
+    moat_buf_init(&px->lines, RESP_HEAD_LIMIT); /* the spare gets a fresh one */
     px_free(px);
     if (!ok || !moat_ok(moat_exch_start(ex, status, &lines, (int64_t)moat_buf_len(&body), 0)) ||
         !moat_ok(moat_exch_send(ex, body.base + body.rd, moat_buf_len(&body)))) {
@@ -1084,6 +1148,19 @@ static void on_timer(struct moat_timer *t)
     }
 }
 
+static void on_place_free(struct moat_up_waiter *w)
+{
+    struct px *px = (struct px *)((char *)w - offsetof(struct px, waiter));
+    if (px->dead || !px->waiting) {
+        return;
+    }
+    /* From inside another request's end: only the timer, whose callback looks again. The
+     * timer is armed (the queue's look), so moving it needs no memory; were it to fail, that
+     * look comes anyway. */
+    moat_rc rc = moat_timer_arm(&px->loop->timers, &px->timer, px->loop->now_ms);
+    (void)rc;
+}
+
 static void px_ready(void *h)
 {
     px_run(h);
@@ -1122,27 +1199,45 @@ static int start_try(struct px *px, int *status, unsigned *retry_after, const ch
     struct moat_up_group *g = px->group;
     struct moat_up_key key = {.client_ip = moat_slice_cstr(px->client_ip),
                               .value = moat_slice_of(px->key, px->keylen)};
-    enum moat_up_pick_rc pr = moat_up_pick(g, &key, px->tried, px->loop->now_ms, &px->server);
+    int queued = px->waiter.linked;
+    px->waiter.woken = 0; /* this is the look it was woken for */
+    enum moat_up_pick_rc pr;
+    if (!queued && g->p.queue > 0 && moat_up_pool_has_waiter(px->pool, g)) {
+        pr = MOAT_UP_ALL_BUSY; /* first come, first served: behind those waiting here */
+    } else {
+        pr = moat_up_pick(g, &key, px->tried, px->loop->now_ms, &px->server);
+    }
+    if (pr == MOAT_UP_ALL_BUSY && !queued && g->p.queue > 0 &&
+        atomic_load_explicit(&g->waiting, memory_order_relaxed) < g->p.queue) {
+        px->queued_at = px->loop->now_ms;
+        moat_up_wait(px->pool, &px->waiter, g);
+        queued = 1;
+        if (!moat_up_pool_has_waiter_before(px->pool, &px->waiter)) {
+            /* A place freed between the pick and the wait woke nobody: look once more. */
+            pr = moat_up_pick(g, &key, px->tried, px->loop->now_ms, &px->server);
+        }
+    }
     if (pr != MOAT_UP_PICKED) {
         char down[1200];
         if (pr == MOAT_UP_NONE_UP) {
+            leave_queue(px);
             moat_up_describe_down(g, px->loop->now_ms, down, sizeof(down));
             moat_log(MOAT_LVL_WARN, px->conn_id, "upstream %s: no server is up (%s): 503",
                      moat_up_group_name(g), down);
             *retry_after = moat_up_retry_after(g, px->loop->now_ms);
             *status = 503;
             *what = NULL;
-        } else if (pr == MOAT_UP_ALL_BUSY && g->p.queue > 0 &&
-                   (px->queued || px->pool->queued < g->p.queue) &&
-                   (!px->queued || px->loop->now_ms < px->queued_at + g->p.queue_ms)) {
-            /* Wait for a free place: look again shortly (places free up on any worker). */
-            if (!px->queued) {
-                px->queued = 1;
-                px->queued_at = px->loop->now_ms;
-                px->pool->queued++;
+        } else if (pr == MOAT_UP_ALL_BUSY && queued &&
+                   px->loop->now_ms < px->queued_at + g->p.queue_ms) {
+            /* Woken when a place comes free (here or on another worker); the timer is the
+             * queue's timeout, and a look now and then for places that open otherwise (a
+             * server coming back in). */
+            uint64_t due = px->queued_at + g->p.queue_ms;
+            if (due > px->loop->now_ms + QUEUE_LOOK_MS) {
+                due = px->loop->now_ms + QUEUE_LOOK_MS;
             }
             px->waiting = 1;
-            if (!moat_ok(moat_timer_arm(&px->loop->timers, &px->timer, px->loop->now_ms + 5))) {
+            if (!moat_ok(moat_timer_arm(&px->loop->timers, &px->timer, due))) {
                 leave_queue(px);
                 *status = 503;
                 *what = "cannot arm the upstream's timer";
@@ -1153,12 +1248,14 @@ static int start_try(struct px *px, int *status, unsigned *retry_after, const ch
             moat_log(MOAT_LVL_WARN, px->conn_id,
                      "upstream %s: every server is at max_conns %llu%s: 503", moat_up_group_name(g),
                      (unsigned long long)g->p.max_conns,
-                     px->queued ? " for all of queue's timeout" : "");
+                     queued ? " for all of queue's timeout"
+                            : (g->p.queue > 0 ? " and its queue is full" : ""));
             leave_queue(px);
             *retry_after = 1;
             *status = 503;
             *what = NULL;
         } else {
+            leave_queue(px);
             *status = px->last_status ? px->last_status : 502;
             *what = px->last_why[0] ? px->last_why : "every server that is up failed this request";
         }
@@ -1235,7 +1332,7 @@ moat_rc moat_proxy_handler(const void *ctx, const struct moat_req *req, struct m
     const struct moat_proxy_call *call = ctx;
     const struct moat_proxy_route *rt = call->route;
     *res = (struct moat_res){.status = 500, .fd = -1};
-    struct px *px = calloc(1, sizeof(*px));
+    struct px *px = px_new(call->spares);
     if (px == NULL) {
         return moat_res_error_page(res, 503, lines, body);
     }
@@ -1260,8 +1357,7 @@ moat_rc moat_proxy_handler(const void *ctx, const struct moat_req *req, struct m
         px->idempotent = 1;   /* nothing of it goes before the switch */
     }
     moat_timer_init(&px->timer, on_timer, px);
-    moat_buf_init(&px->head, RESP_HEAD_LIMIT);
-    moat_buf_init(&px->lines, RESP_HEAD_LIMIT);
+    px->waiter.wake = on_place_free;
     snprintf(px->client_ip, sizeof(px->client_ip), "%s", req->peer ? req->peer : "-");
     if (req->ends != NULL) {
         px->ends = *req->ends;

@@ -45,11 +45,20 @@ struct moat_proxy_route {
 void moat_proxy_route_clear(struct moat_proxy_route *r);
 
 /* What the connection hands the handler for one request. */
+/* A worker's spent proxied exchanges, kept with their buffers for the next request, so the
+ * steady state allocates nothing per request. Owned by the worker; cleared after its loop. */
+struct moat_proxy_spares {
+    struct px *head;
+    unsigned n;
+};
+void moat_proxy_spares_clear(struct moat_proxy_spares *s);
+
 struct moat_proxy_call {
     const struct moat_proxy_route *route;
-    struct moat_loop *loop;          /* the worker's: the upstream sockets and timers */
-    struct moat_up_pool *pool;       /* the worker's connections to upstream servers */
-    const struct moat_cidr *trusted; /* trusted_proxies */
+    struct moat_proxy_spares *spares; /* the worker's */
+    struct moat_loop *loop;           /* the worker's: the upstream sockets and timers */
+    struct moat_up_pool *pool;        /* the worker's connections to upstream servers */
+    const struct moat_cidr *trusted;  /* trusted_proxies */
     size_t ntrusted;
     const struct moat_hdr_set *req_rules; /* the site's request_header rules for the path */
 };

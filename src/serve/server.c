@@ -509,6 +509,10 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
         inited = w + 1;
     }
     srv.nworkers = inited;
+    for (unsigned w = 0; w < srv.nworkers; w++) {
+        srv.workers[w].siblings = srv.workers; /* before the threads start */
+        srv.workers[w].nsiblings = srv.nworkers;
+    }
     if (moat_ok(rc)) {
         rc = bind_all(&srv, srv.snap->conf, err);
     }

@@ -122,7 +122,7 @@ static void sc_close(struct moat_sconn *c, const char *why)
         c->uc = NULL;
     }
     if (c->picked) {
-        moat_up_done(c->group, c->server);
+        moat_up_pool_done(c->home->pool, c->group, c->server);
     }
     moat_up_group_unref(c->group);
     c->group = NULL;
@@ -373,7 +373,7 @@ static void pick_and_connect(struct moat_sconn *c)
         char why[300];
         moat_err_str(&e, why, sizeof(why));
         moat_up_report(g, c->server, 0, "cannot connect", c->home->loop->now_ms, c->id);
-        moat_up_done(g, c->server);
+        moat_up_pool_done(c->home->pool, g, c->server);
         c->picked = 0;
         if (c->tries > g->p.retries + 1 || g->n == 1) {
             sc_close(c, why);
@@ -647,7 +647,7 @@ static void run(struct moat_sconn *c)
                 if (c->tries <= c->group->p.retries && c->group->n > 1) {
                     moat_up_conn_close(c->uc);
                     c->uc = NULL;
-                    moat_up_done(c->group, c->server);
+                    moat_up_pool_done(c->home->pool, c->group, c->server);
                     c->picked = 0;
                     pick_and_connect(c);
                     return;

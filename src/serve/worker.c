@@ -228,11 +228,34 @@ static size_t files_max(const struct moat_worker *wk, const struct moat_conf *co
     return conf->file_cache < wk->files_cap ? (size_t)conf->file_cache : wk->files_cap;
 }
 
+static void poke(struct moat_worker *wk)
+{
+    uint64_t one = 1;
+    ssize_t n = write(wk->evfd, &one, sizeof(one));
+    (void)n; /* a full counter already means "wake up" */
+}
+
+/* The pool's notify: a place upstream came free here and no request of its group waits
+ * here, so the workers that have waiters look again. */
+static void notify_siblings(void *data)
+{
+    struct moat_worker *wk = data;
+    for (unsigned i = 0; i < wk->nsiblings; i++) {
+        struct moat_worker *o = &wk->siblings[i];
+        if (o != wk && atomic_load_explicit(&o->upool.nwaiting, memory_order_relaxed) > 0) {
+            poke(o);
+        }
+    }
+}
+
 static void on_wakeup(struct moat_watch *w, uint32_t events)
 {
     struct moat_worker *wk = w->data;
     uint64_t v;
     while (read(wk->evfd, &v, sizeof(v)) > 0) {
+    }
+    if (atomic_load_explicit(&wk->upool.nwaiting, memory_order_relaxed) > 0) {
+        moat_up_pool_wake(&wk->upool); /* perhaps another worker freed a place upstream */
     }
     struct moat_snapshot *s = atomic_exchange(&wk->pending, NULL);
     if (s != NULL) {
@@ -269,6 +292,7 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *
                                        .h2scratch = &wk->h2scratch,
                                        .files = &wk->files,
                                        .upool = &wk->upool,
+                                       .pxspares = &wk->pxspares,
                                        .alog = alog,
                                        .alog_lines = &wk->alog_lines,
                                        .https_port = https_port,
@@ -278,6 +302,8 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *
     wk->evfd = -1;
     MOAT_TRY(moat_loop_init(&wk->loop, err));
     moat_up_pool_init(&wk->upool, &wk->loop);
+    wk->upool.notify = notify_siblings;
+    wk->upool.notify_data = wk;
     wk->shome = (struct moat_stream_home){.loop = &wk->loop,
                                           .pool = &wk->upool,
                                           .worker_id = id,
@@ -361,13 +387,6 @@ moat_rc moat_worker_start(struct moat_worker *wk, struct moat_err *err)
     return MOAT_RC_OK;
 }
 
-static void poke(struct moat_worker *wk)
-{
-    uint64_t one = 1;
-    ssize_t n = write(wk->evfd, &one, sizeof(one));
-    (void)n; /* a full counter already means "wake up" */
-}
-
 void moat_worker_publish(struct moat_worker *wk, struct moat_snapshot *snap)
 {
     struct moat_snapshot *old = atomic_exchange(&wk->pending, snap);
@@ -422,4 +441,5 @@ void moat_worker_clear(struct moat_worker *wk)
         close(wk->evfd);
     }
     moat_loop_clear(&wk->loop);
+    moat_proxy_spares_clear(&wk->pxspares); /* after the loop: its last spent ones come here */
 }

@@ -15,6 +15,7 @@
 #include "upstream/health.h"
 #include "upstream/pool.h"
 #include "serve/filecache.h"
+#include "serve/proxy.h"
 #include "serve/snapshot.h"
 
 #include <pthread.h>
@@ -68,8 +69,11 @@ struct moat_worker {
     struct moat_h2s_scratch h2scratch; /* HTTP/2's (it shares h1scratch's output buffers) */
     struct moat_fcache files;          /* open files of the static handler */
     struct moat_up_pool upool;         /* connections to upstream servers */
-    struct moat_stream_home shome;     /* its stream connections */
-    struct moat_up_health **checks;    /* the first worker's: health checkers of home.snap */
+    struct moat_proxy_spares pxspares; /* spent proxied exchanges, for reuse */
+    struct moat_worker *siblings;      /* borrowed: the server's workers, this one among them */
+    unsigned nsiblings;
+    struct moat_stream_home shome;  /* its stream connections */
+    struct moat_up_health **checks; /* the first worker's: health checkers of home.snap */
     size_t nchecks;
     size_t files_cap; /* their ceiling, from the descriptor limit */
 };

@@ -100,6 +100,7 @@ struct moat_up_group {
     atomic_uint rr;
     struct moat_up_point *ring; /* owned: the consistent-hash ring, sorted */
     size_t nring;
+    atomic_uint waiting; /* requests queued for a place below max_conns, on every worker */
 };
 
 /* Build a group: resolve every server (getaddrinfo, once, here), build the TLS context when a

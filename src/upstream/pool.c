@@ -58,6 +58,133 @@ void moat_up_conn_close(struct moat_up_conn *c)
     moat_loop_defer_free(p->loop, c);
 }
 
+void moat_up_wait(struct moat_up_pool *p, struct moat_up_waiter *w, struct moat_up_group *g)
+{
+    if (w->linked) {
+        return;
+    }
+    w->group = g;
+    w->next = NULL;
+    w->prev = p->wait_tail;
+    if (p->wait_tail != NULL) {
+        p->wait_tail->next = w;
+    } else {
+        p->wait_head = w;
+    }
+    p->wait_tail = w;
+    w->linked = 1;
+    /* Counted here first, then in the group: a worker that sees the group's count also sees
+     * this pool's. The fence pairs with moat_up_pool_done's: either the freeing worker sees
+     * this wait, or the caller's next pick sees the freed place. */
+    atomic_fetch_add(&p->nwaiting, 1);
+    atomic_fetch_add(&g->waiting, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+static void wake(struct moat_up_waiter *w)
+{
+    w->woken = 1;
+    w->wake(w);
+}
+
+/* The first waiter of g from w on; 1 when there was one. */
+static int wake_first(struct moat_up_waiter *w, const struct moat_up_group *g)
+{
+    for (; w != NULL; w = w->next) {
+        if (w->group == g) {
+            wake(w);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void moat_up_unwait(struct moat_up_pool *p, struct moat_up_waiter *w)
+{
+    if (!w->linked) {
+        return;
+    }
+    if (w->prev != NULL) {
+        w->prev->next = w->next;
+    } else {
+        p->wait_head = w->next;
+    }
+    struct moat_up_waiter *after = w->next;
+    if (w->next != NULL) {
+        w->next->prev = w->prev;
+    } else {
+        p->wait_tail = w->prev;
+    }
+    w->prev = w->next = NULL;
+    w->linked = 0;
+    atomic_fetch_sub(&w->group->waiting, 1);
+    atomic_fetch_sub(&p->nwaiting, 1);
+    if (w->woken) {
+        w->woken = 0;
+        if (!wake_first(after, w->group) && p->notify != NULL &&
+            atomic_load(&w->group->waiting) > 0) {
+            p->notify(p->notify_data);
+        }
+    }
+}
+
+int moat_up_pool_has_waiter(const struct moat_up_pool *p, const struct moat_up_group *g)
+{
+    if (atomic_load_explicit(&g->waiting, memory_order_relaxed) == 0) {
+        return 0;
+    }
+    for (const struct moat_up_waiter *w = p->wait_head; w != NULL; w = w->next) {
+        if (w->group == g) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int moat_up_pool_has_waiter_before(const struct moat_up_pool *p, const struct moat_up_waiter *w)
+{
+    (void)p;
+    for (const struct moat_up_waiter *o = w->prev; o != NULL; o = o->prev) {
+        if (o->group == w->group) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void moat_up_pool_done(struct moat_up_pool *p, struct moat_up_group *g, size_t i)
+{
+    moat_up_done(g, i);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&g->waiting, memory_order_relaxed) == 0) {
+        return; /* the common case: nobody queues */
+    }
+    if (!wake_first(p->wait_head, g) && p->notify != NULL) {
+        p->notify(p->notify_data);
+    }
+}
+
+void moat_up_pool_wake(struct moat_up_pool *p)
+{
+    /* The oldest of each group: a waiter that finds no place stays queued where it was. Past
+     * a few groups every waiter is woken, which costs looks, never a lost place. */
+    const struct moat_up_group *seen[8];
+    size_t nseen = 0;
+    for (struct moat_up_waiter *w = p->wait_head; w != NULL; w = w->next) {
+        size_t k = 0;
+        while (k < nseen && seen[k] != w->group) {
+            k++;
+        }
+        if (k < nseen) {
+            continue;
+        }
+        if (nseen < sizeof(seen) / sizeof(seen[0])) {
+            seen[nseen++] = w->group;
+        }
+        wake(w);
+    }
+}
+
 void moat_up_pool_clear(struct moat_up_pool *p)
 {
     while (p->idle_head != NULL) {

@@ -46,15 +46,52 @@ struct moat_up_conn {
     size_t npreface;
 };
 
+/*
+ * A request waiting for a place below max_conns. Places come free when a request ends, on
+ * this worker or on another, so a wait is a FIFO per pool woken by moat_up_pool_done: the
+ * oldest waiter of the group here, or else the workers that have waiters, through `notify`.
+ */
+struct moat_up_waiter {
+    struct moat_up_waiter *prev, *next; /* the pool's wait list, oldest first */
+    struct moat_up_group *group;        /* borrowed: the waiting request holds a reference */
+    /* A place may have come free: look again, from a loop callback of its own (it is called
+     * from inside another request's end, so it must only arm something). */
+    void (*wake)(struct moat_up_waiter *w);
+    int linked;
+    /* Set before wake; the owner clears it when it looks. Still set when it leaves the queue,
+     * the place it was woken for goes to the next waiter of its group. */
+    int woken;
+};
+
 struct moat_up_pool {
     struct moat_loop *loop; /* borrowed: the worker's */
     struct moat_up_conn *idle_head;
     size_t nidle;
     unsigned long long opened, reused; /* counters, for tests and the status page */
-    size_t queued; /* requests waiting for a server below max_conns (the proxy's count) */
+    struct moat_up_waiter *wait_head, *wait_tail;
+    atomic_size_t nwaiting; /* the wait list's length; other workers read it */
+    /* Tell the other workers with waiters that a place came free (the worker's poke); NULL in
+     * a process with one loop. */
+    void (*notify)(void *data);
+    void *notify_data;
 };
 
 void moat_up_pool_init(struct moat_up_pool *p, struct moat_loop *loop);
+
+/* Queue w for a place in g (w->wake set by the caller). The caller then picks once more: a
+ * place freed between its failed pick and this call woke nobody. */
+void moat_up_wait(struct moat_up_pool *p, struct moat_up_waiter *w, struct moat_up_group *g);
+/* Leave the queue (a place was found, the wait timed out, the request ended). Idempotent. */
+void moat_up_unwait(struct moat_up_pool *p, struct moat_up_waiter *w);
+/* Whether a request of g would be queued behind others here (first come, first served). */
+int moat_up_pool_has_waiter(const struct moat_up_pool *p, const struct moat_up_group *g);
+/* Whether another waiter of w's group is ahead of w here. */
+int moat_up_pool_has_waiter_before(const struct moat_up_pool *p, const struct moat_up_waiter *w);
+/* A request picked on server i of g ended: its place goes to the oldest waiter of g here, or
+ * else `notify` tells the other workers. Replaces moat_up_done for pool owners. */
+void moat_up_pool_done(struct moat_up_pool *p, struct moat_up_group *g, size_t i);
+/* Another worker said a place came free: wake the oldest waiter of each group waiting here. */
+void moat_up_pool_wake(struct moat_up_pool *p);
 /* Close every idle connection (worker shutdown). Busy ones belong to their owners. */
 void moat_up_pool_clear(struct moat_up_pool *p);
 

@@ -358,8 +358,8 @@ def front_config(m, pki, cert, www, apps, dead_port):
     )
 
 
-def cluster_config(m, pki, cert, upstream_body):
-    return (globals_block(m, pki) + "upstream pool {\n%s}\n" % upstream_body
+def cluster_config(m, pki, cert, upstream_body, workers=1):
+    return (globals_block(m, pki, workers) + "upstream pool {\n%s}\n" % upstream_body
             + site(cert, "app.test", "    proxy pool\n"))
 
 
@@ -415,12 +415,12 @@ def cluster(moat, pki, cert, tmp_path):
     need_gunicorn()
     made = []
 
-    def make(body):
+    def make(body, workers=1):
         c, d = App("c", tmp_path), App("d", tmp_path)
         made.extend([c, d])
         start_apps([c, d])
         m = moat("cluster")
-        m.write_config(cluster_config(m, pki, cert, body.format(C=c.addr, D=d.addr)))
+        m.write_config(cluster_config(m, pki, cert, body.format(C=c.addr, D=d.addr), workers))
         m.start()
         return SimpleNamespace(m=m, c=c, d=d, by_name={"c": c, "d": d})
 
@@ -983,6 +983,61 @@ def test_max_conns_with_queue_waits_for_a_place(cluster, pki):
     took = time.monotonic() - t0
     assert r.status == 503 and 0.25 < took < 1.5, (r.status, took)
     slow.join(10)
+
+
+def test_queue_is_first_come_first_served(cluster, pki):
+    cl = cluster("    server {C};\n    max_conns 1;\n    queue 10 10s;\n    max_fails 0;\n")
+    slow = threading.Thread(target=lambda: ask(cl.m, pki, "app.test", "/slow/1?t=ff-0"))
+    slow.start()
+    assert wait_for(lambda: "ff-0" in cl.c.stats()["inflight"], 5, 0.05)
+    # Three more, each sent after the one before is queued: they reach the server in that
+    # order, each taking the place the one before it left.
+    out = {}
+    threads = []
+    for i in (1, 2, 3):
+        def run(i=i):
+            out[i] = ask(cl.m, pki, "app.test", "/slow/0.2?t=ff-%d" % i)
+        t = threading.Thread(target=run)
+        t.start()
+        threads.append(t)
+        time.sleep(0.15)  # arrival order only; nothing is timed
+    slow.join(10)
+    for t in threads:
+        t.join(15)
+    assert [out[i].status for i in (1, 2, 3)] == [200, 200, 200]
+    assert cl.c.seen("ff-") == ["ff-0", "ff-1", "ff-2", "ff-3"]
+
+
+def test_full_queue_answers_503_at_once(cluster, pki):
+    cl = cluster("    server {C};\n    max_conns 1;\n    queue 1 10s;\n    max_fails 0;\n")
+    mark = len(cl.m.stderr())
+    held = threading.Thread(target=lambda: ask(cl.m, pki, "app.test", "/slow/1.5?t=qf-0"))
+    held.start()
+    assert wait_for(lambda: "qf-0" in cl.c.stats()["inflight"], 5, 0.05)
+    queued = {}
+    waiter = threading.Thread(target=lambda: queued.setdefault(
+        "r", ask(cl.m, pki, "app.test", "/?t=qf-1")))
+    waiter.start()
+    time.sleep(0.2)  # let it take the queue's one place
+    r = ask(cl.m, pki, "app.test", "/?t=qf-2")
+    assert r.status == 503 and r.header("retry-after") == "1", (r.status, r.headers)
+    assert log_after(cl.m, mark, r"at max_conns 1 and its queue is full")
+    held.join(10)
+    waiter.join(10)
+    assert queued["r"].status == 200  # the queued one got the place when it came free
+    assert cl.c.seen("qf-") == ["qf-0", "qf-1"]
+
+
+def test_queue_across_workers(cluster, pki):
+    """With two workers a place freed on one goes to a request queued on the other."""
+    cl = cluster("    server {C};\n    max_conns 1;\n    queue 20 20s;\n    max_fails 0;\n",
+                 workers=2)
+    # Eight clients, each on its own connection (the kernel spreads them over the workers):
+    # one place, so seven wait, and every place freed must reach a waiter wherever it waits.
+    rs = _parallel(lambda i: ask(cl.m, pki, "app.test", "/slow/0.2?t=qw-%d" % i), 8)
+    assert [r.status for r in rs] == [200] * 8, [(r.status, r.body[:80]) for r in rs]
+    assert sorted(cl.c.seen("qw-")) == sorted("qw-%d" % i for i in range(8))
+    assert cl.c.stats()["inflight"] == []
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
