@@ -70,6 +70,7 @@ struct lineage {
     time_t ari_start, ari_end; /* the CA's last window; 0: none (no ARI, or never answered) */
     time_t ari_at;             /* the moment picked in it: the renewal time */
     unsigned ari_failures;     /* asking failed this many times in a row (backoff) */
+    char last_error[MOAT_ACME_STATE_ERR]; /* the last attempt's failure; "" after a success */
 };
 
 struct moat_acme_mgr {
@@ -82,6 +83,11 @@ struct moat_acme_mgr {
     atomic_int cancel;     /* read by order waits */
     struct mconf *pending; /* a new configuration to take */
     atomic_ulong generation;
+    atomic_ulong orders_ok, orders_failed; /* attempts that installed a certificate, or not */
+    /* What the thread last published of its lineages, for the admin interface. */
+    pthread_mutex_t vmu;
+    struct moat_acme_state *view; /* owned, nview */
+    size_t nview;
     /* thread-owned */
     struct mconf *conf;
     struct lineage *lin;
@@ -440,6 +446,8 @@ static moat_rc probe_http01(struct moat_acme_mgr *m, const struct mconf *c,
     return MOAT_RC_OK;
 }
 
+static void publish_view(struct moat_acme_mgr *m);
+
 static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
 {
     struct mconf *c = m->conf;
@@ -536,6 +544,8 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
     if (moat_ok(rc)) {
         l->failures = 0;
         l->next_try = 0;
+        l->last_error[0] = '\0';
+        atomic_fetch_add(&m->orders_ok, 1);
         refresh(m, l);
         atomic_fetch_add(&m->generation, 1);
         char when[40] = "";
@@ -556,6 +566,10 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
         return;
     }
     l->failures++;
+    atomic_fetch_add(&m->orders_failed, 1);
+    size_t keep = strnlen(msg, sizeof(l->last_error) - 1); /* a long one is cut */
+    memcpy(l->last_error, msg, keep);
+    l->last_error[keep] = '\0';
     unsigned long pause = c->retry_base_s;
     for (unsigned i = 1; i < l->failures && pause < c->retry_max_s; i++) {
         pause *= 2;
@@ -613,7 +627,9 @@ static void *run(void *arg)
             }
             int due = l->not_after == 0 || now >= l->renew_at;
             if (due && now >= l->next_try) {
+                publish_view(m); /* "ordering" shows while the order runs */
                 run_one(m, l, now);
+                publish_view(m);
                 now = time(NULL);
             }
             /* When it is next worth a look: due (the CA's ARI moment or a third of its life
@@ -630,6 +646,7 @@ static void *run(void *arg)
                 break;
             }
         }
+        publish_view(m);
         pthread_mutex_lock(&m->mu);
         if (m->stop || m->pending != NULL) {
             continue;
@@ -639,6 +656,61 @@ static void *run(void *arg)
     }
     pthread_mutex_unlock(&m->mu);
     return NULL;
+}
+
+/* A copy of the lineages' state for other threads (the admin interface reads it). */
+static void publish_view(struct moat_acme_mgr *m)
+{
+    struct moat_acme_state *v = m->nlin ? calloc(m->nlin, sizeof(*v)) : NULL;
+    if (m->nlin && v == NULL) {
+        return; /* out of memory: the old view stays */
+    }
+    for (size_t i = 0; i < m->nlin; i++) {
+        const struct lineage *l = &m->lin[i];
+        snprintf(v[i].name, sizeof(v[i].name), "%s", m->conf->jobs[l->job].names[0]);
+        v[i].kind = moat_acme_kind_name(l->kind);
+        snprintf(v[i].ca, sizeof(v[i].ca), "%s", m->conf->cas[l->ca]);
+        v[i].not_after = l->not_after;
+        v[i].renew_at = l->renew_at;
+        v[i].next_try = l->next_try;
+        v[i].failures = l->failures;
+        v[i].ari = l->ari_start != 0;
+        snprintf(v[i].last_error, sizeof(v[i].last_error), "%s", l->last_error);
+    }
+    pthread_mutex_lock(&m->vmu);
+    free(m->view);
+    m->view = v;
+    m->nview = m->nlin;
+    pthread_mutex_unlock(&m->vmu);
+}
+
+moat_rc moat_acme_mgr_states(struct moat_acme_mgr *m, struct moat_acme_state **out, size_t *n,
+                             struct moat_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (m == NULL) {
+        return MOAT_RC_OK;
+    }
+    pthread_mutex_lock(&m->vmu);
+    size_t k = m->nview;
+    struct moat_acme_state *v = k ? malloc(k * sizeof(*v)) : NULL;
+    if (v != NULL) {
+        memcpy(v, m->view, k * sizeof(*v));
+    }
+    pthread_mutex_unlock(&m->vmu);
+    if (k && v == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    *out = v;
+    *n = k;
+    return MOAT_RC_OK;
+}
+
+void moat_acme_mgr_counts(struct moat_acme_mgr *m, unsigned long *ok, unsigned long *failed)
+{
+    *ok = m != NULL ? atomic_load(&m->orders_ok) : 0;
+    *failed = m != NULL ? atomic_load(&m->orders_failed) : 0;
 }
 
 moat_rc moat_acme_mgr_start(struct moat_store *st, struct moat_acme_challenges *tab,
@@ -658,12 +730,14 @@ moat_rc moat_acme_mgr_start(struct moat_store *st, struct moat_acme_challenges *
     m->tab = tab;
     m->pending = mc;
     pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->vmu, NULL);
     /* The waits are against time(NULL), i.e. the realtime clock. */
     pthread_cond_init(&m->cv, NULL);
     int e = pthread_create(&m->thread, NULL, run, m);
     if (e != 0) {
         mconf_free(mc);
         pthread_mutex_destroy(&m->mu);
+        pthread_mutex_destroy(&m->vmu);
         pthread_cond_destroy(&m->cv);
         free(m);
         return moat_err_sys(err, MOAT_E_IO, e, __FILE__, __LINE__, "cannot start the ACME thread");
@@ -707,7 +781,9 @@ void moat_acme_mgr_stop(struct moat_acme_mgr *m)
     mconf_free(m->pending);
     mconf_free(m->conf);
     free(m->lin);
+    free(m->view);
     pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->vmu);
     pthread_cond_destroy(&m->cv);
     free(m);
 }

@@ -20,6 +20,7 @@
 #include "state/store.h"
 
 #include <stddef.h>
+#include <time.h>
 
 /* One certificate lineage to keep: its names, and which key kinds (bits of 1 << kind). */
 struct moat_acme_job {
@@ -65,6 +66,26 @@ MOAT_MUST_USE moat_rc moat_acme_mgr_update(struct moat_acme_mgr *m,
                                            struct moat_err *err);
 /* Changes each time a certificate of a job was installed or found newer in the store. */
 unsigned long moat_acme_mgr_generation(struct moat_acme_mgr *m);
+/* What the thread knows of one certificate it keeps (a lineage: a site's names in one key
+ * kind), as of its last step. */
+#define MOAT_ACME_STATE_ERR 400
+struct moat_acme_state {
+    char name[256];    /* the lineage's first name */
+    const char *kind;  /* static: "ecdsa", "rsa" */
+    char ca[256];      /* the directory URL in use */
+    time_t not_after;  /* of the installed certificate; 0: none yet */
+    time_t renew_at;   /* when it is due (the CA's ARI window, else a third of its life left) */
+    time_t next_try;   /* after a failure: not before; 0: no failure */
+    unsigned failures; /* in a row */
+    int ari;           /* the CA gave a renewal window (RFC 9773) */
+    char last_error[MOAT_ACME_STATE_ERR]; /* the last attempt's failure; "" when it worked */
+};
+/* A copy of every lineage's state (*out malloc'ed, *n entries; none before the thread's first
+ * step). Any thread. NULL m: none. */
+MOAT_MUST_USE moat_rc moat_acme_mgr_states(struct moat_acme_mgr *m, struct moat_acme_state **out,
+                                           size_t *n, struct moat_err *err);
+/* Attempts since start that installed a certificate, and that failed. */
+void moat_acme_mgr_counts(struct moat_acme_mgr *m, unsigned long *ok, unsigned long *failed);
 /* Stop (a wait is cut short; a request in flight finishes within its timeout). NULL: nothing. */
 void moat_acme_mgr_stop(struct moat_acme_mgr *m);
 

@@ -19,5 +19,8 @@ int moat_cmd_verify(int argc, char **argv);
 int moat_cmd_trust(int argc, char **argv);
 /* ACME: certificates from Let's Encrypt or any RFC 8555 CA (docs/acme.md). */
 int moat_cmd_acme(int argc, char **argv);
+/* A running server's admin interface: `what` is status, reload, stop, certs, upstreams or
+ * metrics (docs/admin.md). */
+int moat_cmd_admin(const char *what, int argc, char **argv);
 
 #endif

@@ -25,6 +25,11 @@ static const char usage[] =
     "  trust     trust a CA in the system and browsers (moat trust --help)\n"
     "  acme      certificates from Let's Encrypt or any ACME CA (moat acme --help)\n"
     "\n"
+    "A running server (moat status --help):\n"
+    "  status    sites, certificates, connections     reload    read the configuration again\n"
+    "  certs     each site's certificates             stop      drain and exit\n"
+    "  upstreams upstream servers' health             metrics   Prometheus metrics\n"
+    "\n"
     "  moat --version   print the version\n"
     "  moat --help      this text\n";
 
@@ -71,6 +76,13 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "acme") == 0) {
         return moat_cmd_acme(argc - 1, argv + 1);
+    }
+    static const char *const admin[] = {"status", "reload",    "stop",
+                                        "certs",  "upstreams", "metrics"};
+    for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++) {
+        if (strcmp(argv[1], admin[i]) == 0) {
+            return moat_cmd_admin(admin[i], argc - 1, argv + 1);
+        }
     }
     fprintf(stderr, "moat: unknown command \"%s\" (see moat --help)\n", argv[1]);
     return 2;

@@ -27,10 +27,11 @@ struct moat_route_ref {
 /* One answer, for the access log. */
 struct moat_answer_log {
     int status;
-    uint64_t bytes;       /* body bytes sent */
-    uint64_t started_ms;  /* the loop's clock when the request began */
-    const char *proto;    /* "HTTP/1.0", "HTTP/1.1", "HTTP/2" */
-    const char *parts[5]; /* method, target, host, referer, user agent ("" when not kept) */
+    uint64_t bytes;               /* body bytes sent */
+    uint64_t started_ms;          /* the loop's clock when the request began */
+    const char *proto;            /* "HTTP/1.0", "HTTP/1.1", "HTTP/2" */
+    enum moat_http_method method; /* for the metrics (kept whether parts are or not) */
+    const char *parts[5];         /* method, target, host, referer, user agent ("" when not kept) */
 };
 
 /* Counters of a worker's sessions, both protocols. */

@@ -404,6 +404,7 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
     s->bytes_sent = 0;
     s->minor = r->minor;
     s->head_only = r->method_id == MOAT_HTTP_M_HEAD;
+    s->method = r->method_id;
     if (s->env.keep_meta) {
         meta_capture(s, r);
     }
@@ -567,7 +568,8 @@ static void answer_done(struct moat_h1s *s)
     struct moat_answer_log a = {.status = s->status,
                                 .bytes = s->bytes_sent,
                                 .started_ms = s->req_started_ms,
-                                .proto = s->minor == 0 ? "HTTP/1.0" : "HTTP/1.1"};
+                                .proto = s->minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
+                                .method = s->method};
     meta_parts(s, a.parts);
     s->env.host->done(s->env.host_data, &s->ref, &a);
     s->ref = (struct moat_route_ref){0};

@@ -105,11 +105,12 @@ struct moat_h1s {
     struct moat_h1_chunked chunked;
     int send_continue; /* "100 Continue" still to be written */
 
-    int minor;       /* of the request being answered */
-    int head_only;   /* it is HEAD */
-    int keep_alive;  /* after this answer */
-    int draining;    /* no keep-alive any more */
-    int error_close; /* closing after an error: the client may still be sending */
+    int minor;                    /* of the request being answered */
+    int head_only;                /* it is HEAD */
+    enum moat_http_method method; /* of the request being answered */
+    int keep_alive;               /* after this answer */
+    int draining;                 /* no keep-alive any more */
+    int error_close;              /* closing after an error: the client may still be sending */
     unsigned requests;
 
     /* A streaming handler's exchange. */

@@ -56,6 +56,7 @@ struct moat_h2_stream {
 
     /* The request. */
     int head_only;
+    enum moat_http_method method;
     int expect_continue, continue_sent;
     int body_done;        /* END_STREAM came (or there was no body) */
     int discard;          /* its body is of no use: consume and drop what comes */
@@ -218,7 +219,8 @@ static void stream_free(struct moat_h2s *s, struct moat_h2_stream *st, int log_i
         struct moat_answer_log a = {.status = st->status,
                                     .bytes = st->bytes_sent,
                                     .started_ms = st->started_ms,
-                                    .proto = "HTTP/2"};
+                                    .proto = "HTTP/2",
+                                    .method = st->method};
         meta_parts(st, a.parts);
         s->env.host->done(s->env.host_data, &st->ref, &a);
     }
@@ -799,6 +801,7 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
                            .tls = s->env.tls,
                            .exch = &st->ex};
     moat_req_normalize(&req, sc->npath);
+    st->method = req.method_id;
     if (s->env.keep_meta) {
         meta_capture(s, st, &req);
     }

@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,14 @@ moat_rc moat_conf__take_path(struct moat_conf__loader *L, const struct moat_cfg_
     free(*out);
     *out = p;
     return MOAT_RC_OK;
+}
+
+void moat_conf__free_secret(char *s)
+{
+    if (s != NULL) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
 }
 
 int moat_conf__push_str(char ***arr, size_t *n, char *s)
@@ -597,6 +606,8 @@ void moat_conf_free(struct moat_conf *c)
     moat_conf__free_strs(c->listen, c->nlisten);
     free(c->redirect_listen);
     free(c->state_dir);
+    free(c->admin);
+    moat_conf__free_secret(c->admin_token);
     free(c->cache_disk);
     free(c->access_log);
     free(c->error_log);

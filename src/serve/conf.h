@@ -321,7 +321,11 @@ struct moat_conf {
     char *redirect_listen; /* plain HTTP listener answering 308 to https; NULL = none */
     unsigned workers;      /* 0 = one per core */
     char *state_dir;       /* NULL = $MOAT_STATE, else ~/.local/share/moat (server decides) */
-    char *access_log;      /* "stdout", "off" or a path; default "off" */
+    /* The admin listener (docs/config.md, "admin"): NULL = the unix socket admin.sock in the state
+     * folder; "off"; "unix:/abs/path"; "HOST:PORT" (loopback, with admin_token). */
+    char *admin;
+    char *admin_token; /* a TCP listener's token, read from its file; cleansed when freed */
+    char *access_log;  /* "stdout", "off" or a path; default "off" */
     enum moat_log_format access_format; /* default combined */
     char *error_log;                    /* "stderr" or a path; default "stderr" */
     enum moat_log_level log_level;      /* default info */

@@ -8,10 +8,18 @@
  */
 #include "serve/conf_internal.h"
 
+#include "core/sock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static moat_rc check_listen_word(struct moat_conf__loader *L, const struct moat_cfg_word *w,
                                  char *host, size_t hostcap, uint16_t *port)
@@ -205,6 +213,142 @@ static moat_rc h_trust(struct moat_conf__loader *L, const struct moat_cfg_node *
     return MOAT_RC_OK;
 }
 
+/* The admin token: the file's first line, kept out of other users' reach. */
+static moat_rc read_token(struct moat_conf__loader *L, const struct moat_cfg_word *w,
+                          const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        return moat_conf__fail_at_word(L, w,
+                                       "cannot read the admin token file %.200s: %s "
+                                       "(make one: head -c 32 /dev/urandom | base64 > FILE; "
+                                       "chmod 600 FILE)",
+                                       path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 0007) != 0) {
+        close(fd);
+        return moat_conf__fail_at_word(L, w, "the admin token file %.200s %s (chmod 600 it)", path,
+                                       S_ISREG(st.st_mode)
+                                           ? "can be read by every user of this machine"
+                                           : "is not a regular file");
+    }
+    char buf[300];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    size_t len = n > 0 ? (size_t)n : 0;
+    buf[len] = '\0';
+    len = strcspn(buf, "\r\n");
+    buf[len] = '\0';
+    int bad = len < 16 || len > 256;
+    for (size_t i = 0; i < len && !bad; i++) {
+        bad = buf[i] <= ' ' || buf[i] > '~';
+    }
+    if (bad) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return moat_conf__fail_at_word(L, w,
+                                       "the admin token in %.200s must be one line of 16 to 256 "
+                                       "printable characters without spaces (make one: head -c "
+                                       "32 /dev/urandom | base64 > FILE)",
+                                       path);
+    }
+    moat_conf__free_secret(L->c->admin_token);
+    L->c->admin_token = strdup(buf);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return L->c->admin_token != NULL ? MOAT_RC_OK : moat_conf__nomem(L);
+}
+
+/*
+ * `admin off|unix:PATH|HOST:PORT [token FILE]`: the admin interface (moat status, reload,
+ * stop, certs, upstreams; Prometheus metrics). Default: a unix socket admin.sock in the state
+ * folder. A TCP address must be loopback and needs a token file. See
+ * docs/config.md#admin-offunixpathhostport-token-file.
+ */
+static moat_rc h_admin(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                       const struct moat_conf__spec *sp)
+{
+    const struct moat_cfg_word *w = &n->words[1];
+    struct moat_conf *c = L->c;
+    free(c->admin);
+    c->admin = NULL;
+    moat_conf__free_secret(c->admin_token);
+    c->admin_token = NULL;
+    int tcp = strcmp(w->s, "off") != 0 && strncmp(w->s, "unix:", 5) != 0;
+    if (n->nwords > 2) {
+        if (!tcp) {
+            return moat_conf__fail_at_word(L, &n->words[2],
+                                           "only a TCP admin listener takes a token (remove "
+                                           "\"%.64s\"%s)",
+                                           n->words[2].s, n->nwords > 3 ? " and what follows" : "");
+        }
+        if (strcmp(n->words[2].s, "token") != 0 || n->nwords != 4) {
+            return moat_conf__fail_at_word(L, &n->words[2],
+                                           "expected \"token FILE\" after the address (admin "
+                                           "127.0.0.1:9090 token /etc/moat/admin.token)");
+        }
+    }
+    if (strcmp(w->s, "off") == 0) {
+        c->admin = strdup("off");
+        return c->admin != NULL ? MOAT_RC_OK : moat_conf__nomem(L);
+    }
+    if (!tcp) {
+        struct moat_cfg_word pw = *w;
+        pw.s = w->s + 5;
+        pw.len = w->len - 5;
+        char *path = NULL;
+        MOAT_TRY(moat_conf__take_path(L, &pw, "admin socket", &path));
+        if (strlen(path) > 107) {
+            free(path);
+            return moat_conf__fail_at_word(L, w,
+                                           "the admin socket path is longer than the 107 bytes "
+                                           "a unix socket takes (choose a shorter one)");
+        }
+        size_t len = strlen(path) + 6;
+        c->admin = malloc(len);
+        if (c->admin != NULL) {
+            snprintf(c->admin, len, "unix:%s", path);
+        }
+        free(path);
+        return c->admin != NULL ? MOAT_RC_OK : moat_conf__nomem(L);
+    }
+    char host[256];
+    uint16_t port;
+    MOAT_TRY(check_listen_word(L, w, host, sizeof(host), &port));
+    struct sockaddr_storage ss;
+    int loop = strcasecmp(host, "localhost") == 0;
+    if (!loop && moat_sock_addr_of(host, port, &ss)) {
+        loop = ss.ss_family == AF_INET
+                   ? (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127
+                   : IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+    }
+    if (!loop) {
+        return moat_conf__fail_at_word(L, w,
+                                       "the admin listener takes a loopback address, not "
+                                       "\"%.100s\" (127.0.0.1:PORT or [::1]:PORT; reach it from "
+                                       "elsewhere through an SSH tunnel)",
+                                       w->s);
+    }
+    if (n->nwords < 4) {
+        return moat_conf__fail_at_word(L, w,
+                                       "a TCP admin listener needs a token (admin %.100s token "
+                                       "FILE; make one: head -c 32 /dev/urandom | base64 > FILE)",
+                                       w->s);
+    }
+    char *tpath = NULL;
+    MOAT_TRY(moat_conf__take_path(L, &n->words[3], "admin token", &tpath));
+    moat_rc rc = read_token(L, &n->words[3], tpath);
+    free(tpath);
+    if (moat_ok(rc)) {
+        c->admin = strdup(w->s);
+        rc = c->admin != NULL ? MOAT_RC_OK : moat_conf__nomem(L);
+    }
+    return rc;
+}
+
 /*
  * The rows. The block rows stay here, between error_log and trust, because this order is the
  * order of "known at the top level: ..." (their settings: conf_limits.c).
@@ -228,6 +372,8 @@ const struct moat_conf__spec moat_conf__global_specs[] = {
     MOAT_CONF__BLOCK("tls", 0, 0, MOAT_CONF__TLS, NULL,
                      "tls { tickets on; ticket_rotate 1h; session_cache 20480 }"),
     MOAT_CONF__CUSTOM("trust", MOAT_CONF__TOP, 1, -1, 1, h_trust, "trust CA.pem..."),
+    MOAT_CONF__CUSTOM("admin", MOAT_CONF__TOP, 1, 3, 0, h_admin,
+                      "admin off|unix:PATH|HOST:PORT [token FILE]"),
 };
 
 const size_t moat_conf__global_nspecs =

@@ -236,6 +236,8 @@ int moat_conf__push_str(char ***arr, size_t *n, char *s);
 /* Append p to an array of n positions; 0 when out of memory. */
 int moat_conf__push_pos(struct moat_conf__pos **arr, size_t n, struct moat_conf__pos p);
 void moat_conf__free_strs(char **a, size_t n);
+/* Free a string that held a secret, its bytes wiped first. NULL does nothing. */
+void moat_conf__free_secret(char *s);
 /* Plain decimal without sign or suffix into *out; 0 on overflow or junk. */
 int moat_conf__parse_count(const char *s, uint64_t *out);
 /* The name of an upstream or stream block: 1 to 63 letters, digits, '-', '_' or '.'. */

@@ -20,6 +20,7 @@
 #include "serve/encode.h"
 #include "serve/guard.h"
 #include "serve/headers.h"
+#include "serve/metrics.h"
 #include "serve/proxy.h"
 #include "serve/route.h"
 #include "serve/snapshot.h"
@@ -70,6 +71,7 @@ void moat_conn_close(struct moat_conn *c)
     c->prev = c->next = NULL;
     h->nconns--;
     h->closed++;
+    moat_mx_add(&h->mx->closed, 1);
     if (c->snap->guard != NULL) {
         moat_guard_release(c->snap->guard, &c->ticket);
     }
@@ -185,6 +187,10 @@ static void answer_done(void *host, const struct moat_route_ref *ref,
 {
     struct moat_conn *c = host;
     struct moat_conn_home *h = c->home;
+    const struct moat_site *site = ref != NULL ? ref->site : NULL;
+    unsigned proto = a->proto[5] == '2' ? 2 : a->proto[7] == '0' ? 0 : 1; /* "HTTP/1.0" */
+    moat_metrics_request(h->mx, site != NULL ? site->mx_slot : 0, proto, a->status, a->method,
+                         h->loop->now_ms - a->started_ms, a->bytes);
     if (h->alog != NULL) {
         struct moat_alog_entry e = {.peer = c->ends.peer,
                                     .proto = a->proto,
@@ -528,44 +534,72 @@ static int alpn_is_h2(SSL *ssl)
 
 /* ---- the handshake ---------------------------------------------------------------------- */
 
+/* A completed handshake in the metrics: its version, cipher, key exchange group, resumption. */
+static void count_handshake(struct moat_metrics *mx, SSL *ssl)
+{
+    const char *group = NULL;
+    int nid = SSL_get_negotiated_group(ssl);
+    if (nid > 0) {
+        group = SSL_group_to_name(ssl, nid);
+    }
+    moat_metrics_handshake(mx, SSL_get_version(ssl),
+                           SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)), group,
+                           SSL_session_reused(ssl));
+}
+
 /* HANDSHAKE: returns 1 to go on. */
 static int step_handshake(struct moat_conn *c)
 {
     struct moat_err e = {0};
-    int want_words = moat_log_level_now >= MOAT_LVL_INFO;
-    moat_rc rc = moat_transport_handshake(&c->tr, want_words ? &e : NULL);
+    /* The words are made on failure only, and the metrics need them even when the log does
+     * not: a missing client certificate is told apart by them. */
+    moat_rc rc = moat_transport_handshake(&c->tr, &e);
     if (rc.kind == MOAT_E_AGAIN) {
         return 0;
     }
     if (!moat_ok(rc)) {
         c->home->stats.handshake_failures++;
-        if (want_words) {
-            char msg[600];
-            struct moat_tls_identity id;
-            SSL *ssl = moat_tls_transport_ssl(&c->tr);
-            moat_tls_identity_of(ssl, &id);
-            if (moat_tls_alpn_refused(ssl, msg, sizeof(msg))) {
+        char msg[600] = "";
+        struct moat_tls_identity id;
+        SSL *ssl = moat_tls_transport_ssl(&c->tr);
+        moat_tls_identity_of(ssl, &id);
+        enum moat_mx_hs_fail why = MOAT_MX_HSF_PROTOCOL;
+        if (moat_tls_alpn_refused(ssl, msg, sizeof(msg))) {
+            why = MOAT_MX_HSF_ALPN;
+        } else if (!id.present && strstr(e.msg, "did not return a certificate") != NULL) {
+            why = MOAT_MX_HSF_NO_CLIENT_CERT;
+        } else if (moat_tls_client_refusal(ssl, msg, sizeof(msg))) {
+            why = MOAT_MX_HSF_CLIENT_REFUSED;
+        } else if (id.present && !id.verified) {
+            /* The words OpenSSL has ("certificate verify failed") say less than the verify
+             * result does: who was refused, and why. */
+            why = MOAT_MX_HSF_CLIENT_REFUSED;
+            moat_tls_identity_refusal(&id, 1, msg, sizeof(msg));
+        }
+        moat_mx_add(&c->home->mx->hs_fail[why], 1);
+        if (moat_log_level_now >= MOAT_LVL_INFO) {
+            switch (why) {
+            case MOAT_MX_HSF_ALPN:
                 moat_log(MOAT_LVL_INFO, c->id,
                          "tls handshake refused: no common application protocol: the client "
                          "offered %s; moat speaks h2 (where it is on), http/1.1 and http/1.0 "
                          "(peer %s)",
                          msg, c->ends.peer);
-            } else if (!id.present && strstr(e.msg, "did not return a certificate") != NULL) {
+                break;
+            case MOAT_MX_HSF_NO_CLIENT_CERT:
                 moat_log(MOAT_LVL_INFO, c->id,
                          "client refused at handshake: no client certificate was presented "
                          "(peer %s)",
                          c->ends.peer);
-            } else if (moat_tls_client_refusal(ssl, msg, sizeof(msg))) {
+                break;
+            case MOAT_MX_HSF_CLIENT_REFUSED:
                 moat_log(MOAT_LVL_INFO, c->id, "client refused at handshake: %s (peer %s)", msg,
                          c->ends.peer);
-            } else if (id.present && !id.verified) {
-                /* The words OpenSSL has ("certificate verify failed") say less than the
-                 * verify result does: who was refused, and why. */
-                moat_log(MOAT_LVL_INFO, c->id, "client refused at handshake: %s (peer %s)",
-                         moat_tls_identity_refusal(&id, 1, msg, sizeof(msg)), c->ends.peer);
-            } else {
+                break;
+            default:
                 moat_log(MOAT_LVL_INFO, c->id, "%s (peer %s)", moat_err_str(&e, msg, sizeof(msg)),
                          c->ends.peer);
+                break;
             }
         }
         moat_conn_close(c);
@@ -578,6 +612,7 @@ static int step_handshake(struct moat_conn *c)
         moat_conn_close(c);
         return 0;
     }
+    count_handshake(c->home->mx, moat_tls_transport_ssl(&c->tr));
     /* Until a request names its host, answers (errors included) carry the SNI site's
      * headers, HSTS among them. */
     c->sni_site = moat_tls_sni_site_of(moat_tls_transport_ssl(&c->tr));
@@ -621,6 +656,7 @@ static void on_timer(struct moat_timer *t)
 {
     struct moat_conn *c = t->data;
     c->home->stats.handshake_timeouts++;
+    moat_mx_add(&c->home->mx->hs_fail[MOAT_MX_HSF_TIMEOUT], 1);
     moat_log(MOAT_LVL_DEBUG, c->id, "tls handshake timed out (peer %s)", c->ends.peer);
     moat_conn_close(c);
 }
@@ -772,6 +808,7 @@ void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_st
     h->conns = c;
     h->nconns++;
     h->stats.accepted++;
+    moat_mx_add(&h->mx->accepted, 1);
     if (!moat_ok(moat_loop_add(h->loop, &c->w, EPOLLIN | EPOLLOUT | EPOLLRDHUP))) {
         moat_conn_close(c);
         return;

@@ -26,6 +26,7 @@ struct moat_alog;
 struct moat_up_pool;
 struct moat_proxy_spares;
 struct moat_conn;
+struct moat_metrics;
 
 struct moat_conn_stats {
     unsigned long long accepted, handshake_failures, handshake_timeouts;
@@ -56,6 +57,7 @@ struct moat_conn_home {
     struct moat_conn *closing; /* closed ones, freed at the end of the loop iteration */
     unsigned long long closed;
     struct moat_conn_stats stats;
+    struct moat_metrics *mx;         /* borrowed: the worker's counters (serve/metrics.h) */
     struct moat_cache_bgs cache_bgs; /* background revalidations of the HTTP cache */
     /* A connection closed (the worker may accept again). */
     void (*on_closed)(void *owner);

@@ -1,8 +1,10 @@
 /*
  * server.c: the main thread of `moat serve` (see server.h).
  *
- * Signals are blocked in every thread and taken here with sigtimedwait, so handlers never run
- * on a worker's stack and a reload is ordinary code, not async-signal-safe acrobatics.
+ * Signals are blocked in every thread and read here from a signalfd, so handlers never run on
+ * a worker's stack and a reload is ordinary code, not async-signal-safe acrobatics. The same
+ * loop runs the admin listener, so a reload asked for there is the very same code, on the very
+ * same thread, as one asked for by SIGHUP, and can hand its refusal back to the caller.
  */
 #include "serve/server.h"
 
@@ -11,8 +13,10 @@
 #include "core/log.h"
 #include "core/sock.h"
 #include "pki/fsutil.h"
+#include "serve/admin.h"
 #include "serve/cache.h"
 #include "serve/guard.h"
+#include "serve/report.h"
 #include "serve/snapshot.h"
 #include "serve/worker.h"
 #include "state/store.h"
@@ -22,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -29,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #define MAX_ADDRS 32
@@ -364,27 +371,43 @@ static void publish(struct moat_server *srv, struct moat_snapshot *s)
     srv->snap = s;
 }
 
-static void reload(struct moat_server *srv, const char *why)
+/* Reload the configuration; on refusal `err` (may be NULL) says why, and the server goes on
+ * with what it had. */
+static moat_rc reload(struct moat_server *srv, const char *why, struct moat_err *err)
 {
-    struct moat_err err = {0};
+    struct moat_err e = {0};
     struct moat_snapshot *s = NULL;
-    moat_rc rc = build(&srv->src, srv->tickets, srv->state_dir, 0, 0, srv, &s, &err);
+    moat_rc rc = build(&srv->src, srv->tickets, srv->state_dir, 0, 0, srv, &s, &e);
     if (moat_ok(rc)) {
-        rc = acme_follow(srv, s->conf, &err);
+        rc = acme_follow(srv, s->conf, &e);
     }
     if (!moat_ok(rc)) {
-        char msg[1024];
+        moat_err_str(&e, srv->last_refusal, sizeof(srv->last_refusal));
         moat_log_e("%s refused, still serving the previous configuration: %s", why,
-                   moat_err_str(&err, msg, sizeof(msg)));
+                   srv->last_refusal);
+        srv->reloads_refused++;
         moat_snapshot_unref(s);
-        return;
+        if (err != NULL) {
+            *err = e;
+        }
+        return rc;
     }
     if (s->conf->nlisten != srv->snap->conf->nlisten) {
         moat_log_w("listen addresses changed: that takes a restart (the rest is reloaded)");
     }
+    const char *admin = s->conf->admin != NULL ? s->conf->admin : "";
+    if (strcmp(admin, srv->admin_spec) != 0) {
+        moat_log_w("the admin setting changed: that takes a restart (the admin interface stays "
+                   "%s%s)",
+                   srv->admin != NULL ? "on " : "", moat_admin_where(srv->admin));
+    } else if (srv->admin != NULL && s->conf->admin_token != NULL) {
+        moat_admin_set_token(srv->admin, s->conf->admin_token); /* a token rotates by reload */
+    }
     moat_snapshot_inherit(s, srv->snap);
     publish(srv, s);
+    srv->reloads++;
     moat_log_i("%s: now serving configuration generation %llu", why, s->generation);
+    return MOAT_RC_OK;
 }
 
 /* A stream's local certificate wants renewing (by a reload). */
@@ -425,6 +448,226 @@ static void print_banner(const struct moat_server *srv, const struct moat_snapsh
     fflush(stderr);
 }
 
+/* A reload nobody waits for: its refusal is in the log (and the admin's status). */
+static void reload_logged(struct moat_server *srv, const char *why)
+{
+    if (!moat_ok(reload(srv, why, NULL))) {
+        return; /* logged and counted by reload */
+    }
+}
+
+/* Once a second: ticket keys, certificates the ACME thread installed, renewals, CRLs. */
+static void on_tick(struct moat_timer *t)
+{
+    struct moat_server *srv = t->data;
+    time_t now = time(NULL);
+    if (srv->tickets != NULL) {
+        moat_tls_tickets_tick(srv->tickets, now);
+    }
+    unsigned long gen = moat_acme_mgr_generation(srv->acme_mgr);
+    if (gen != srv->acme_gen) {
+        /* The ACME thread installed a certificate: swap it in, no reload. */
+        srv->acme_gen = gen;
+        struct moat_err e = {0};
+        if (!moat_ok(moat_snapshot_acme_refresh(srv->snap, &e))) {
+            char msg[700];
+            moat_log_w("installing an ACME certificate failed: %s",
+                       moat_err_str(&e, msg, sizeof(msg)));
+        }
+    }
+    if (srv->snap->crl_refresh_at != 0 && now >= srv->snap->crl_refresh_at &&
+        now >= srv->crl_check) {
+        srv->crl_check = now + 60; /* retry each minute if it fails */
+        reload_logged(srv, "refreshing the local CA's published CRL");
+    } else if (stream_due(srv->snap, now) && now >= srv->renew_check) {
+        srv->renew_check = now + 60; /* a reload that fails is tried again in a minute */
+        reload_logged(srv, "renewing a stream's local certificate");
+    } else {
+        time_t due = moat_snapshot_next_renewal(srv->snap);
+        if (due != 0 && now >= due && now >= srv->renew_check) {
+            /* In place: new handshakes get the new certificate, nothing reloads. */
+            struct moat_err e = {0};
+            if (!moat_ok(moat_snapshot_renew_certs(srv->snap, srv->state_dir, now, &e))) {
+                char msg[700];
+                moat_log_w("renewing a local certificate failed (trying again in a minute): %s",
+                           moat_err_str(&e, msg, sizeof(msg)));
+                srv->renew_check = now + 60;
+            }
+        }
+    }
+    if (!moat_ok(moat_timer_arm(&srv->loop.timers, &srv->tick, srv->loop.now_ms + 1000))) {
+        moat_log_e("out of memory re-arming the main thread's tick; stopping");
+        srv->loop.stop = 1;
+    }
+}
+
+static void begin_stop(struct moat_server *srv, const char *why)
+{
+    moat_log_i("%s: draining connections (up to %llu ms), then exiting", why,
+               (unsigned long long)srv->snap->conf->drain_timeout_ms);
+    srv->loop.stop = 1;
+}
+
+static void on_signal(struct moat_watch *w, uint32_t events)
+{
+    struct moat_server *srv = w->data;
+    struct signalfd_siginfo si;
+    while (read(srv->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            reload_logged(srv, "reload (SIGHUP)");
+        } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            begin_stop(srv, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        }
+    }
+}
+
+/* ---- the admin interface ---------------------------------------------------------------- */
+
+static struct moat_report_src report_src(struct moat_server *srv)
+{
+    return (struct moat_report_src){.snap = srv->snap,
+                                    .mx = srv->mx,
+                                    .nworkers = srv->nworkers,
+                                    .guard = srv->guard,
+                                    .cache = srv->cache,
+                                    .acme = srv->acme_mgr,
+                                    .started = srv->started,
+                                    .config = srv->src.path,
+                                    .state_dir = srv->state_dir,
+                                    .admin = moat_admin_where(srv->admin),
+                                    .reloads = srv->reloads,
+                                    .refused = srv->reloads_refused,
+                                    .last_refusal = srv->last_refusal};
+}
+
+/* A refused reload's answer: its words (escaped) and the generation still served. */
+static moat_rc json_refusal(struct moat_buf *out, const char *text, unsigned long long gen)
+{
+    json_t *o = json_object();
+    if (o == NULL) {
+        return moat_rc_of(MOAT_E_NOMEM);
+    }
+    json_object_set_new(o, "error", json_string(text));
+    json_object_set_new(o, "generation", json_integer((json_int_t)gen));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    moat_rc rc = s != NULL ? moat_buf_printf(out, "%s\n", s) : moat_rc_of(MOAT_E_NOMEM);
+    free(s);
+    return rc;
+}
+
+static void admin_stop(void *arg)
+{
+    begin_stop(arg, "stop (asked through the admin interface)");
+}
+
+static void admin_handle(void *arg, const struct moat_admin_req *rq, struct moat_admin_answer *an)
+{
+    static const struct {
+        const char *path;
+        int post; /* 1: POST only; 0: GET and HEAD */
+    } paths[] = {{"/", 0},        {"/status", 0}, {"/certs", 0}, {"/upstreams", 0},
+                 {"/metrics", 0}, {"/reload", 1}, {"/stop", 1}};
+    struct moat_server *srv = arg;
+    size_t i = 0;
+    while (i < sizeof(paths) / sizeof(paths[0]) &&
+           !moat_slice_eq(rq->path, moat_slice_cstr(paths[i].path))) {
+        i++;
+    }
+    moat_rc rc = MOAT_RC_OK;
+    if (i == sizeof(paths) / sizeof(paths[0])) {
+        an->status = 404;
+        rc = moat_buf_printf(an->body, "{\"error\":\"no such admin path (known: /status, "
+                                       "/certs, /upstreams, /metrics, POST /reload, POST "
+                                       "/stop)\"}\n");
+    } else if (paths[i].post ? rq->method != MOAT_HTTP_M_POST
+                             : rq->method != MOAT_HTTP_M_GET && rq->method != MOAT_HTTP_M_HEAD) {
+        an->status = 405;
+        an->allow = paths[i].post ? "POST" : "GET, HEAD";
+        rc = moat_buf_printf(an->body, "{\"error\":\"%s takes %s\"}\n", paths[i].path,
+                             paths[i].post ? "POST" : "GET or HEAD");
+    } else {
+        struct moat_report_src r = report_src(srv);
+        const char *p = paths[i].path;
+        if (strcmp(p, "/") == 0 || strcmp(p, "/status") == 0) {
+            rc = moat_report_status(&r, an->body);
+        } else if (strcmp(p, "/certs") == 0) {
+            rc = moat_report_certs(&r, an->body);
+        } else if (strcmp(p, "/upstreams") == 0) {
+            rc = moat_report_upstreams(&r, an->body);
+        } else if (strcmp(p, "/metrics") == 0) {
+            an->type = "text/plain; version=0.0.4; charset=utf-8";
+            rc = moat_report_metrics(&r, an->body);
+        } else if (strcmp(p, "/reload") == 0) {
+            struct moat_err e = {0};
+            if (moat_ok(reload(srv, "reload (admin interface)", &e))) {
+                rc = moat_buf_printf(an->body, "{\"reloaded\":true,\"generation\":%llu}\n",
+                                     srv->snap->generation);
+            } else {
+                an->status = 422;
+                char msg[1024];
+                rc = json_refusal(an->body, moat_err_str(&e, msg, sizeof(msg)),
+                                  srv->snap->generation);
+            }
+        } else {
+            an->then_stop = 1;
+            rc = moat_buf_printf(an->body, "{\"stopping\":true,\"pid\":%ld,\"drain_ms\":%llu}\n",
+                                 (long)getpid(),
+                                 (unsigned long long)srv->snap->conf->drain_timeout_ms);
+        }
+    }
+    if (!moat_ok(rc)) {
+        moat_buf_clear(an->body);
+        an->status = 500;
+        an->type = "application/json";
+        an->then_stop = 0;
+    }
+}
+
+/* The admin listener, as the configuration says. The default socket is a convenience: when it
+ * cannot be had (a path too long, another moat on the same state folder) the server says so
+ * and serves without it; one the file names is required. */
+static moat_rc open_admin(struct moat_server *srv, const struct moat_conf *conf,
+                          struct moat_err *err)
+{
+    srv->admin_spec = strdup(conf->admin != NULL ? conf->admin : "");
+    if (srv->admin_spec == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    if (conf->admin != NULL && strcmp(conf->admin, "off") == 0) {
+        return MOAT_RC_OK;
+    }
+    char dflt[PATH_MAX + 8];
+    const char *spec = conf->admin;
+    if (spec == NULL) {
+        snprintf(dflt, sizeof(dflt), "unix:%s/admin.sock", srv->state_dir);
+        spec = dflt;
+    }
+    struct moat_admin_opts o = {.spec = spec,
+                                .token = conf->admin_token,
+                                .loop = &srv->loop,
+                                .handle = admin_handle,
+                                .stop = admin_stop,
+                                .arg = srv};
+    struct moat_err e = {0};
+    moat_rc rc = moat_admin_open(&o, &srv->admin, &e);
+    if (!moat_ok(rc) && conf->admin == NULL) {
+        char msg[800];
+        moat_log_w("no admin interface (moat status, reload, stop, metrics): %s",
+                   moat_err_str(&e, msg, sizeof(msg)));
+        return MOAT_RC_OK;
+    }
+    if (!moat_ok(rc)) {
+        *err = e;
+        if (err->where[0] == '\0' && conf->path != NULL) {
+            moat_err_ctx(err, "opening the admin listener of %s", conf->path);
+        }
+        return rc;
+    }
+    moat_log(MOAT_LVL_INFO, 0, "admin interface on %s", moat_admin_where(srv->admin));
+    return MOAT_RC_OK;
+}
+
 moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moat_err *err)
 {
     struct moat_server srv;
@@ -447,6 +690,16 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     rc = load_conf(src, &first, err);
     if (!moat_ok(rc)) {
         return rc;
+    }
+    srv.sigfd = -1;
+    moat_timer_init(&srv.tick, on_tick, &srv);
+    rc = moat_loop_init(&srv.loop, err);
+    if (moat_ok(rc)) {
+        srv.sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+        srv.sigw = (struct moat_watch){.fd = srv.sigfd, .cb = on_signal, .data = &srv};
+        rc = srv.sigfd >= 0 ? moat_loop_add(&srv.loop, &srv.sigw, EPOLLIN)
+                            : moat_err_sys(err, MOAT_E_IO, errno, __FILE__, __LINE__,
+                                           "cannot read signals (signalfd)");
     }
     moat_log_set_level((enum moat_log_lvl)first->log_level);
     rc = moat_log_open(first->error_log, err);
@@ -516,6 +769,18 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     if (moat_ok(rc)) {
         rc = bind_all(&srv, srv.snap->conf, err);
     }
+    if (moat_ok(rc)) {
+        srv.mx = calloc(srv.nworkers ? srv.nworkers : 1, sizeof(*srv.mx));
+        rc = srv.mx ? MOAT_RC_OK
+                    : moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+        for (unsigned w = 0; srv.mx != NULL && w < srv.nworkers; w++) {
+            srv.mx[w] = srv.workers[w].mx;
+        }
+    }
+    if (moat_ok(rc)) {
+        /* Before the threads: nothing else makes files while the socket is set up. */
+        rc = open_admin(&srv, srv.snap->conf, err);
+    }
     unsigned started = 0;
     for (unsigned w = 0; moat_ok(rc) && w < srv.nworkers; w++) {
         rc = moat_worker_start(&srv.workers[w], err);
@@ -527,56 +792,15 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     }
     if (moat_ok(rc)) {
         print_banner(&srv, srv.snap, demo);
-        time_t renew_check = 0, crl_check = 0;
-        for (;;) {
-            struct timespec tick = {1, 0};
-            siginfo_t si;
-            int sig = sigtimedwait(&sigs, &si, &tick);
-            time_t now = time(NULL);
-            if (srv.tickets != NULL) {
-                moat_tls_tickets_tick(srv.tickets, now);
-            }
-            unsigned long gen = moat_acme_mgr_generation(srv.acme_mgr);
-            if (gen != srv.acme_gen) {
-                /* The ACME thread installed a certificate: swap it in, no reload. */
-                srv.acme_gen = gen;
-                struct moat_err e = {0};
-                if (!moat_ok(moat_snapshot_acme_refresh(srv.snap, &e))) {
-                    char msg[700];
-                    moat_log_w("installing an ACME certificate failed: %s",
-                               moat_err_str(&e, msg, sizeof(msg)));
-                }
-            }
-            if (sig == SIGHUP) {
-                reload(&srv, "reload (SIGHUP)");
-            } else if (sig == SIGTERM || sig == SIGINT) {
-                moat_log_i("%s: draining connections (up to %llu ms), then exiting",
-                           sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                           (unsigned long long)srv.snap->conf->drain_timeout_ms);
-                break;
-            } else if (srv.snap->crl_refresh_at != 0 && now >= srv.snap->crl_refresh_at &&
-                       now >= crl_check) {
-                crl_check = now + 60; /* retry each minute if it fails */
-                reload(&srv, "refreshing the local CA's published CRL");
-            } else if (stream_due(srv.snap, now) && now >= renew_check) {
-                renew_check = now + 60; /* a reload that fails is tried again in a minute */
-                reload(&srv, "renewing a stream's local certificate");
-            } else {
-                time_t due = moat_snapshot_next_renewal(srv.snap);
-                if (due != 0 && now >= due && now >= renew_check) {
-                    /* In place: new handshakes get the new certificate, nothing reloads. */
-                    struct moat_err e = {0};
-                    if (!moat_ok(moat_snapshot_renew_certs(srv.snap, srv.state_dir, now, &e))) {
-                        char msg[700];
-                        moat_log_w("renewing a local certificate failed (trying again in a "
-                                   "minute): %s",
-                                   moat_err_str(&e, msg, sizeof(msg)));
-                        renew_check = now + 60;
-                    }
-                }
-            }
-        }
+        srv.started = time(NULL);
+        rc = moat_timer_arm(&srv.loop.timers, &srv.tick, srv.loop.now_ms + 1000);
     }
+    if (moat_ok(rc)) {
+        moat_loop_run(&srv.loop);
+    }
+    /* No admin requests while draining: `moat stop` waits for the process instead. */
+    moat_admin_free(srv.admin);
+    srv.admin = NULL;
     moat_acme_mgr_stop(srv.acme_mgr);
     for (unsigned w = 0; w < started; w++) {
         moat_worker_request_stop(&srv.workers[w]);
@@ -606,6 +830,13 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     moat_cache_free(srv.cache);
     moat_store_free(srv.store);
     moat_tls_tickets_free(srv.tickets);
+    moat_admin_free(srv.admin);
+    free(srv.admin_spec);
+    free(srv.mx);
+    if (srv.sigfd >= 0) {
+        close(srv.sigfd);
+    }
+    moat_loop_clear(&srv.loop);
     if (srv.alog.owned) {
         close(srv.alog.fd);
     }

@@ -1,14 +1,16 @@
 /*
  * server.h: the main thread of `moat serve`: builds the first snapshot, binds the listeners,
- * starts the workers, then waits for signals: SIGHUP reloads (new snapshot, validated before it
- * is published), SIGTERM/SIGINT drain and exit, and a once-a-second tick rotates ticket keys,
+ * starts the workers, then runs its own loop: SIGHUP reloads (new snapshot, validated before
+ * it is published), SIGTERM/SIGINT drain and exit, a once-a-second tick rotates ticket keys,
  * renews locally issued certificates in place (moat_snapshot_renew_certs: no reload) and
- * reloads when a CRL the local CA publishes is due.
+ * reloads when a CRL the local CA publishes is due, and the admin listener (serve/admin.h)
+ * answers `moat status`, `moat reload`, `moat stop` and the metrics.
  */
 #ifndef MOAT_SERVE_SERVER_H
 #define MOAT_SERVE_SERVER_H
 
 #include "core/err.h"
+#include "core/loop.h"
 #include "serve/accesslog.h"
 #include "serve/conf.h"
 
@@ -31,6 +33,8 @@ struct moat_acme_challenges;
 struct moat_guard;
 struct moat_cache;
 struct moat_acme_mgr;
+struct moat_admin;
+struct moat_metrics;
 
 struct moat_server {
     struct moat_conf_source src;
@@ -47,6 +51,19 @@ struct moat_server {
     struct moat_cache *cache;          /* owned: the HTTP cache (serve/cache.h) */
     struct moat_acme_mgr *acme_mgr;    /* owned: the ACME thread; NULL until a site needs it */
     unsigned long acme_gen;            /* the manager's generation last swapped in */
+    /* The main thread's loop: signals (signalfd), the once-a-second tick, the admin listener. */
+    struct moat_loop loop;
+    int sigfd; /* owned */
+    struct moat_watch sigw;
+    struct moat_timer tick;
+    time_t renew_check, crl_check; /* a failed renewal or CRL refresh is tried again then */
+    struct moat_admin *admin;      /* owned; NULL when off */
+    char *admin_spec;         /* owned: conf->admin at start ("" for the default), which a reload
+                                 cannot change */
+    struct moat_metrics **mx; /* owned array of the workers' counters (borrowed) */
+    time_t started;
+    unsigned long long reloads, reloads_refused;
+    char last_refusal[1024]; /* the last refused reload's words */
 };
 
 /* Load the configuration (from the source) and build a snapshot, without serving and without

@@ -10,6 +10,7 @@
 #include "serve/snapshot.h"
 
 #include "serve/crlpub.h"
+#include "serve/metrics.h"
 
 #include "acme/challenges.h"
 #include "acme/source.h"
@@ -42,8 +43,21 @@
 static atomic_ullong generation_counter;
 static atomic_ullong site_key_counter; /* filecache keys: one per site of each snapshot */
 
+/* The site now serves `sets`: its references for the admin interface follow. */
+static void keep_certs(struct moat_site *site, struct moat_tls_certset *const *sets, size_t n)
+{
+    for (size_t i = 0; i < site->ncerts; i++) {
+        moat_tls_certset_unref(site->certs[i]);
+    }
+    site->ncerts = 0;
+    for (size_t i = 0; i < n && i < sizeof(site->certs) / sizeof(site->certs[0]); i++) {
+        site->certs[site->ncerts++] = moat_tls_certset_ref(sets[i]);
+    }
+}
+
 static void site_clear(struct moat_site *s)
 {
+    keep_certs(s, NULL, 0);
     if (s->st.root_fd >= 0) {
         close(s->st.root_fd);
         s->st.root_fd = -1;
@@ -725,15 +739,19 @@ static moat_rc build_site(struct moat_snapshot *s, size_t i, const struct moat_s
         }
     }
     moat_rc rc = MOAT_RC_OK;
+    site->mx_slot = moat_mx_slot(cs->names[0]);
     if (nsets > 0) {
         rc = site_ctx_new(s, site, sets, nsets, ctx, err);
+        if (moat_ok(rc)) {
+            keep_certs(site, sets, nsets);
+        }
     } else if ((*ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
         /* A check for a site whose certificate serve would issue: a bare context stands in,
          * so the rest of the site (SNI names, root, proxy, client CAs) is still checked. */
         rc = moat_err_ssl(err, MOAT_E_NOMEM, __FILE__, __LINE__, "cannot create a TLS context");
     }
-    /* The context holds its own references on certificates and keys: the sets go now, and
-     * with them moat's copy of the private keys. */
+    /* The context holds its own references on certificates and keys, and keep_certs the
+     * admin interface's (the same objects: no second copy of a key). */
     sets_unref(sets, nsets);
     if (!moat_ok(rc)) {
         if (err != NULL && err->where[0] == '\0') {
@@ -934,6 +952,9 @@ moat_rc moat_snapshot_swap_certs(struct moat_snapshot *s, struct moat_site *site
     moat_rc rc = site_ctx_new(s, site, sets, nsets, &ctx, err);
     if (moat_ok(rc)) {
         rc = moat_tls_sni_swap_ctx(s->sni, site, ctx, err);
+    }
+    if (moat_ok(rc)) {
+        keep_certs(site, sets, nsets);
     }
     /* The SNI table holds the references now (or, on failure, nobody needs it). */
     SSL_CTX_free(ctx);

@@ -53,6 +53,11 @@ struct moat_site {
     int acme_waiting;     /* `tls acme` with no ACME certificate yet: the local CA's serves */
     time_t cert_renew_at; /* when its certificate source wants a new one; 0 = never. The main
                              thread's (moat_snapshot_renew_certs); workers never read it */
+    unsigned mx_slot;     /* its counters' slot (serve/metrics.h) */
+    /* What it serves, for the admin interface: one reference each (keys included, the same
+     * objects its TLS context holds). The main thread's: set at build and by each swap. */
+    struct moat_tls_certset *certs[8];
+    size_t ncerts;
 };
 
 /* A site name that is an IP address (routing by Host only; SNI never carries one). */

@@ -4,6 +4,8 @@
  */
 #include "serve/worker.h"
 
+#include "serve/metrics.h"
+
 #include "core/log.h"
 #include "serve/conn.h"
 #include "serve/accesslog.h"
@@ -300,6 +302,12 @@ moat_rc moat_worker_init(struct moat_worker *wk, unsigned id, struct moat_alog *
                                        .on_closed = conn_closed,
                                        .owner = wk};
     wk->evfd = -1;
+    /* Zeroed pages: a site slot costs memory only once the worker counts for it. */
+    wk->mx = calloc(1, sizeof(*wk->mx));
+    if (wk->mx == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
+    wk->home.mx = wk->mx;
     MOAT_TRY(moat_loop_init(&wk->loop, err));
     moat_up_pool_init(&wk->upool, &wk->loop);
     wk->upool.notify = notify_siblings;
@@ -442,4 +450,6 @@ void moat_worker_clear(struct moat_worker *wk)
     }
     moat_loop_clear(&wk->loop);
     moat_proxy_spares_clear(&wk->pxspares); /* after the loop: its last spent ones come here */
+    free(wk->mx);
+    wk->mx = NULL;
 }

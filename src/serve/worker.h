@@ -75,7 +75,8 @@ struct moat_worker {
     struct moat_stream_home shome;  /* its stream connections */
     struct moat_up_health **checks; /* the first worker's: health checkers of home.snap */
     size_t nchecks;
-    size_t files_cap; /* their ceiling, from the descriptor limit */
+    size_t files_cap;        /* their ceiling, from the descriptor limit */
+    struct moat_metrics *mx; /* owned: its counters; the main thread reads them (metrics.h) */
 };
 
 /* `alog` (NULL: off) and `https_port` are the server's, for the connections. */
