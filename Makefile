@@ -25,7 +25,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/san/tests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all san run test unit fuzz format check-style clean deps bench
+.PHONY: all san run test unit fuzz format check-style clean deps bench man install uninstall deb
 
 all: build/moat
 
@@ -74,6 +74,48 @@ test: deps
 
 deps:
 	@./scripts/install-deps --if-missing
+
+# Installing: `make install PREFIX=/usr/local DESTDIR=/tmp/stage` (PREFIX defaults to
+# /usr/local; the Debian package uses /usr). The unit, logrotate file and example config are
+# installed as written in dist/; their paths say /usr/bin, /etc/moat and /var/lib/moat.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     := $(PREFIX)/bin
+MANDIR     := $(PREFIX)/share/man
+DOCDIR     := $(PREFIX)/share/doc/moat
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /lib/systemd/system
+VERSION_TXT := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+man: build/man/moat.1 build/man/moat.conf.5
+
+build/man/moat.1: scripts/mkman README.md docs/admin.md
+	@mkdir -p build/man
+	MOAT_VERSION=$(VERSION_TXT) scripts/mkman moat.1 $@
+
+build/man/moat.conf.5: scripts/mkman $(wildcard docs/*.md)
+	@mkdir -p build/man
+	MOAT_VERSION=$(VERSION_TXT) scripts/mkman moat.conf.5 $@
+
+install: build/moat man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/moat $(DESTDIR)$(SYSCONFDIR)/logrotate.d \
+	  $(DESTDIR)$(UNITDIR)
+	install -m 0755 build/moat $(DESTDIR)$(BINDIR)/moat
+	install -m 0644 build/man/moat.1 $(DESTDIR)$(MANDIR)/man1/moat.1
+	install -m 0644 build/man/moat.conf.5 $(DESTDIR)$(MANDIR)/man5/moat.conf.5
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 dist/moat.service $(DESTDIR)$(UNITDIR)/moat.service
+	install -m 0644 dist/moat.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/moat
+	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/moat/moat.conf ]; then \
+	  install -m 0644 dist/moat.conf $(DESTDIR)$(SYSCONFDIR)/moat/moat.conf; \
+	else echo "kept $(DESTDIR)$(SYSCONFDIR)/moat/moat.conf (yours)"; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/moat $(DESTDIR)$(MANDIR)/man1/moat.1 \
+	  $(DESTDIR)$(MANDIR)/man5/moat.conf.5 $(DESTDIR)$(UNITDIR)/moat.service \
+	  $(DESTDIR)$(SYSCONFDIR)/logrotate.d/moat
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 format:
 	clang-format -i $(SRCS) $(HDRS) src/cli/main.c $(UNIT_SRCS) $(FUZZ_SRCS)

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define SYSTEM_CONFIG "/etc/moat/moat.conf" /* the Debian package's */
+
 static const char admin_usage[] =
     "usage: moat status|reload|stop|certs|upstreams|metrics [--config FILE] [--admin ADDRESS]\n"
     "                  [--token-file FILE] [--json] [--timeout SECONDS] [--no-wait]\n"
@@ -34,7 +36,8 @@ static const char admin_usage[] =
     "\n"
     "Which server: --admin unix:PATH or HOST:PORT, else the `admin` setting of --config FILE\n"
     "(its token too), else the socket admin.sock in the state folder ($MOAT_STATE, else\n"
-    "~/.local/share/moat), which is where `moat serve` puts it by default.\n"
+    "~/.local/share/moat), which is where `moat serve` puts it by default, else the server\n"
+    "of " SYSTEM_CONFIG " (the Debian package's service).\n"
     "\n"
     "  --token-file FILE  the token of a TCP admin listener (with --admin)\n"
     "  --json             print the server's answer as it came (JSON)\n"
@@ -118,6 +121,14 @@ static int locate(const struct opts *o, char *spec, size_t cap, char **token)
     }
     if (c != &empty) {
         moat_conf_free(c);
+    }
+    /* Nothing at the user's own state folder, but a packaged server's configuration is there
+     * (the systemd unit's MOAT_STATE is not the caller's): ask that one. */
+    if (rc == 0 && o->config == NULL && getenv("MOAT_STATE") == NULL &&
+        access(spec + 5, F_OK) != 0 && access(SYSTEM_CONFIG, R_OK) == 0) {
+        struct opts sys = *o;
+        sys.config = SYSTEM_CONFIG;
+        return locate(&sys, spec, cap, token);
     }
     return rc;
 }

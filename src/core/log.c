@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +19,13 @@ static int log_fd = 2;
 static _Thread_local unsigned log_worker;
 
 static const char *const level_names[MOAT_LVL_COUNT] = {"error", "warn", "info", "debug"};
+static char log_path[PATH_MAX]; /* the file moat_log_open opened, for a reopen; "" = stderr */
+
+/* The last warnings and errors, for the status page. Such lines are rare (a client's doing is
+ * info at most), so a lock is no cost; the ring is copied out whole. */
+static pthread_mutex_t recent_mu = PTHREAD_MUTEX_INITIALIZER;
+static char recent[MOAT_LOG_RECENT][MOAT_LOG_RECENT_LEN];
+static size_t recent_next, recent_n;
 
 void moat_log_set_fd(int fd)
 {
@@ -48,7 +57,42 @@ moat_rc moat_log_open(const char *target, struct moat_err *err)
         close(log_fd);
     }
     log_fd = fd;
+    snprintf(log_path, sizeof(log_path), "%s", target);
     return MOAT_RC_OK;
+}
+
+moat_rc moat_log_reopen(struct moat_err *err)
+{
+    if (log_path[0] == '\0') {
+        return MOAT_RC_OK;
+    }
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        moat_err_where(err, "%s", log_path);
+        MOAT_FAIL_SYS(err, MOAT_E_IO, "cannot reopen the error log (still writing the old file)");
+    }
+    /* dup2 swaps the file under the same number: a thread writing now writes to one or the
+     * other, never to a closed descriptor. */
+    if (dup2(fd, log_fd) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        MOAT_FAIL_SYS(err, MOAT_E_IO, "cannot reopen the error log");
+    }
+    close(fd);
+    return MOAT_RC_OK;
+}
+
+size_t moat_log_recent(char (*out)[MOAT_LOG_RECENT_LEN], size_t max)
+{
+    pthread_mutex_lock(&recent_mu);
+    size_t n = recent_n < max ? recent_n : max;
+    for (size_t i = 0; i < n; i++) {
+        size_t at = (recent_next + MOAT_LOG_RECENT - 1 - i) % MOAT_LOG_RECENT;
+        memcpy(out[i], recent[at], MOAT_LOG_RECENT_LEN);
+    }
+    pthread_mutex_unlock(&recent_mu);
+    return n;
 }
 
 void moat_log_write(enum moat_log_lvl lvl, unsigned long long conn_id, const char *fmt, ...)
@@ -78,6 +122,15 @@ void moat_log_write(enum moat_log_lvl lvl, unsigned long long conn_id, const cha
     n += (size_t)m;
     if (n > sizeof(line) - 2) {
         n = sizeof(line) - 2;
+    }
+    if (lvl <= MOAT_LVL_WARN) {
+        pthread_mutex_lock(&recent_mu);
+        size_t keep = n < MOAT_LOG_RECENT_LEN - 1 ? n : MOAT_LOG_RECENT_LEN - 1;
+        memcpy(recent[recent_next], line, keep);
+        recent[recent_next][keep] = '\0';
+        recent_next = (recent_next + 1) % MOAT_LOG_RECENT;
+        recent_n += recent_n < MOAT_LOG_RECENT;
+        pthread_mutex_unlock(&recent_mu);
     }
     line[n++] = '\n';
     /* One write per line; a short write to a full pipe is dropped rather than blocking a worker. */

@@ -9,6 +9,8 @@
 
 #include "core/err.h"
 
+#include <stddef.h>
+
 enum moat_log_lvl {
     MOAT_LVL_ERROR = 0,
     MOAT_LVL_WARN,
@@ -24,6 +26,12 @@ void moat_log_set_fd(int fd);
 /* Open a log file for appending (0640); "stderr" means stderr. */
 MOAT_MUST_USE moat_rc moat_log_open(const char *target, struct moat_err *err);
 void moat_log_set_level(enum moat_log_lvl lvl);
+/* Open the log file again (SIGUSR1, after logrotate moved it); nothing for stderr. */
+MOAT_MUST_USE moat_rc moat_log_reopen(struct moat_err *err);
+/* The last warning and error lines (newest first, at most `max`), for the status page. */
+#define MOAT_LOG_RECENT 32
+#define MOAT_LOG_RECENT_LEN 400
+size_t moat_log_recent(char (*out)[MOAT_LOG_RECENT_LEN], size_t max);
 /* Worker id (1-based, 0 = main thread) for this thread's lines. */
 void moat_log_set_worker(unsigned id);
 

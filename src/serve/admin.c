@@ -286,12 +286,17 @@ static void serve_request(struct aconn *c, struct moat_h1_req *r)
     struct moat_admin_req rq = {.method = r->method_id, .path = r->path, .query = r->query};
     struct moat_admin_answer an = {.status = 200, .type = "application/json", .body = &body};
     a->o.handle(a->o.arg, &rq, &an);
-    char allow[80] = "";
+    char extra[600] = "";
     if (an.status == 405 && an.allow != NULL) {
-        snprintf(allow, sizeof(allow), "Allow: %s\r\n", an.allow);
+        snprintf(extra, sizeof(extra), "Allow: %s\r\n", an.allow);
+    } else if (an.csp != NULL) {
+        snprintf(extra, sizeof(extra),
+                 "Content-Security-Policy: %s\r\nX-Frame-Options: DENY\r\n"
+                 "Referrer-Policy: no-referrer\r\n",
+                 an.csp);
     }
     c->then_stop = an.then_stop;
-    answer(c, an.status, an.type != NULL ? an.type : "application/json", allow, &body,
+    answer(c, an.status, an.type != NULL ? an.type : "application/json", extra, &body,
            r->method_id == MOAT_HTTP_M_HEAD);
     moat_buf_clear(&body);
 }

@@ -37,6 +37,7 @@ struct moat_admin_answer {
     int status;
     const char *type;
     const char *allow; /* for a 405: the methods the path takes (static) */
+    const char *csp;   /* a Content-Security-Policy to send (static), or NULL */
     struct moat_buf *body;
     int then_stop;
 };

@@ -63,6 +63,18 @@ static void set(json_t *o, const char *k, json_t *v)
     json_object_set_new(o, k, v != NULL ? v : json_null());
 }
 
+/* {"key": v}, v taken; NULL when either is missing (out of memory). */
+static json_t *wrap(const char *key, json_t *v)
+{
+    json_t *top = v != NULL ? json_object() : NULL;
+    if (top == NULL) {
+        json_decref(v);
+        return NULL;
+    }
+    set(top, key, v);
+    return top;
+}
+
 static json_t *jstrs(char *const *s, size_t n)
 {
     json_t *a = json_array();
@@ -204,11 +216,13 @@ static json_t *jcertset(const struct moat_tls_certset *cs, const struct moat_sit
     return o;
 }
 
-moat_rc moat_report_certs(const struct moat_report_src *r, struct moat_buf *out)
+json_t *moat_report_certs_json(const struct moat_report_src *r)
 {
     struct moat_acme_state *st = NULL;
     size_t nst = 0;
-    MOAT_TRY(moat_acme_mgr_states(r->acme, &st, &nst, NULL));
+    if (!moat_ok(moat_acme_mgr_states(r->acme, &st, &nst, NULL))) {
+        return NULL;
+    }
     time_t now = time(NULL);
     json_t *sites = json_array();
     for (size_t i = 0; sites != NULL && i < r->snap->nsites; i++) {
@@ -256,13 +270,12 @@ moat_rc moat_report_certs(const struct moat_report_src *r, struct moat_buf *out)
         json_array_append_new(sites, o);
     }
     free(st);
-    json_t *top = json_object();
-    if (top != NULL) {
-        set(top, "sites", sites);
-    } else {
-        json_decref(sites);
-    }
-    return dump(top, out);
+    return wrap("sites", sites);
+}
+
+moat_rc moat_report_certs(const struct moat_report_src *r, struct moat_buf *out)
+{
+    return dump(moat_report_certs_json(r), out);
 }
 
 /* ---- upstreams -------------------------------------------------------------------------- */
@@ -294,7 +307,7 @@ static const char *server_state(const struct moat_up_group *g, size_t i, uint64_
     return "up";
 }
 
-moat_rc moat_report_upstreams(const struct moat_report_src *r, struct moat_buf *out)
+json_t *moat_report_upstreams_json(const struct moat_report_src *r)
 {
     uint64_t now_ms = moat_now_ms();
     json_t *ups = json_array();
@@ -334,13 +347,12 @@ moat_rc moat_report_upstreams(const struct moat_report_src *r, struct moat_buf *
         set(o, "servers", servers);
         json_array_append_new(ups, o);
     }
-    json_t *top = json_object();
-    if (top != NULL) {
-        set(top, "upstreams", ups);
-    } else {
-        json_decref(ups);
-    }
-    return dump(top, out);
+    return wrap("upstreams", ups);
+}
+
+moat_rc moat_report_upstreams(const struct moat_report_src *r, struct moat_buf *out)
+{
+    return dump(moat_report_upstreams_json(r), out);
 }
 
 /* ---- status ----------------------------------------------------------------------------- */
@@ -364,18 +376,40 @@ static void sum_conns(const struct moat_report_src *r, uint64_t *accepted, uint6
     *open = *accepted > closed ? *accepted - closed : 0;
 }
 
+void moat_report_totals(const struct moat_report_src *r, uint64_t *requests, uint64_t *client_err,
+                        uint64_t *server_err)
+{
+    *requests = *client_err = *server_err = 0;
+    for (size_t w = 0; w < r->nworkers; w++) {
+        for (size_t s = 0; s < MOAT_MX_SITES; s++) {
+            const struct moat_mx_site *x = &r->mx[w]->sites[s];
+            for (size_t p = 0; p < MOAT_MX_NPROTO; p++) {
+                for (size_t c = 0; c < MOAT_MX_NCLASS; c++) {
+                    uint64_t n = 0;
+                    for (size_t m = 0; m < MOAT_HTTP_M_COUNT; m++) {
+                        n += moat_mx_get(&x->req[p][c][m]);
+                    }
+                    *requests += n;
+                    *client_err += c == 3 ? n : 0;
+                    *server_err += c == 4 ? n : 0;
+                }
+            }
+        }
+    }
+}
+
 static const char *site_kind(const struct moat_site *s)
 {
     int st = s->st.root_fd >= 0, px = s->nproxies > 0;
     return st && px ? "static and proxy" : px ? "proxy" : st ? "static" : "builtin";
 }
 
-moat_rc moat_report_status(const struct moat_report_src *r, struct moat_buf *out)
+json_t *moat_report_status_json(const struct moat_report_src *r)
 {
     time_t now = time(NULL);
     json_t *o = json_object();
     if (o == NULL) {
-        return nomem();
+        return NULL;
     }
     set(o, "version", json_string(MOAT_VERSION));
     set(o, "pid", json_integer(getpid()));
@@ -439,7 +473,12 @@ moat_rc moat_report_status(const struct moat_report_src *r, struct moat_buf *out
         set(u, "up", json_integer((json_int_t)nin));
     }
     set(o, "upstreams", u);
-    return dump(o, out);
+    return o;
+}
+
+moat_rc moat_report_status(const struct moat_report_src *r, struct moat_buf *out)
+{
+    return dump(moat_report_status_json(r), out);
 }
 
 /* ---- Prometheus ------------------------------------------------------------------------- */

@@ -13,6 +13,8 @@
 #include "core/buf.h"
 #include "core/err.h"
 
+#include <jansson.h>
+#include <stdint.h>
 #include <time.h>
 
 struct moat_snapshot;
@@ -36,6 +38,16 @@ struct moat_report_src {
     unsigned long long refused; /* reloads refused (a bad configuration) */
     const char *last_refusal;   /* the last refused reload's words, or "" */
 };
+
+/* The same documents as jansson values (new references; NULL when out of memory), for the
+ * status page. */
+json_t *moat_report_status_json(const struct moat_report_src *r);
+json_t *moat_report_certs_json(const struct moat_report_src *r);
+json_t *moat_report_upstreams_json(const struct moat_report_src *r);
+
+/* Answers sent so far, all sites and workers: in all, 4xx, 5xx. */
+void moat_report_totals(const struct moat_report_src *r, uint64_t *requests, uint64_t *client_err,
+                        uint64_t *server_err);
 
 MOAT_MUST_USE moat_rc moat_report_status(const struct moat_report_src *r, struct moat_buf *out);
 MOAT_MUST_USE moat_rc moat_report_certs(const struct moat_report_src *r, struct moat_buf *out);

@@ -11,6 +11,7 @@
 #include "acme/challenges.h"
 #include "acme/manager.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/sock.h"
 #include "pki/fsutil.h"
 #include "serve/admin.h"
@@ -18,6 +19,7 @@
 #include "serve/guard.h"
 #include "serve/report.h"
 #include "serve/snapshot.h"
+#include "serve/statuspage.h"
 #include "serve/worker.h"
 #include "state/store.h"
 #include "tls/ktls.h"
@@ -195,7 +197,33 @@ static moat_rc open_access_log(struct moat_server *srv, const struct moat_conf *
         MOAT_FAIL_SYS(err, MOAT_E_CONFIG, "cannot open the access log");
     }
     srv->alog.owned = 1;
+    srv->alog_path = strdup(conf->access_log);
+    if (srv->alog_path == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+    }
     return MOAT_RC_OK;
+}
+
+/* SIGUSR1: logrotate moved the files; open them again by name. dup2 puts the new file under
+ * the old descriptor's number, so the workers' writes never see a closed one. */
+static void reopen_logs(struct moat_server *srv)
+{
+    struct moat_err e = {0};
+    char msg[800];
+    if (!moat_ok(moat_log_reopen(&e))) {
+        moat_log_e("%s", moat_err_str(&e, msg, sizeof(msg)));
+    }
+    if (srv->alog_path != NULL) {
+        int fd = open(srv->alog_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd < 0 || dup2(fd, srv->alog.fd) < 0) {
+            moat_log_e("cannot reopen the access log %s (still writing the old file): %s",
+                       srv->alog_path, strerror(errno));
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    moat_log_i("SIGUSR1: log files reopened");
 }
 
 /* Bind every listen address once per worker (SO_REUSEPORT), before any thread starts, so a
@@ -371,12 +399,23 @@ static void publish(struct moat_server *srv, struct moat_snapshot *s)
     srv->snap = s;
 }
 
+/* Tell a service manager (Type=notify) that moat serves, and what. */
+static void notify_ready(const struct moat_server *srv)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "READY=1\nMAINPID=%ld\nSTATUS=serving %zu site(s), configuration generation %llu",
+             (long)getpid(), srv->snap->nsites, srv->snap->generation);
+    moat_notify(msg);
+}
+
 /* Reload the configuration; on refusal `err` (may be NULL) says why, and the server goes on
  * with what it had. */
 static moat_rc reload(struct moat_server *srv, const char *why, struct moat_err *err)
 {
     struct moat_err e = {0};
     struct moat_snapshot *s = NULL;
+    moat_notify_reloading();
     moat_rc rc = build(&srv->src, srv->tickets, srv->state_dir, 0, 0, srv, &s, &e);
     if (moat_ok(rc)) {
         rc = acme_follow(srv, s->conf, &e);
@@ -387,6 +426,8 @@ static moat_rc reload(struct moat_server *srv, const char *why, struct moat_err 
                    srv->last_refusal);
         srv->reloads_refused++;
         moat_snapshot_unref(s);
+        moat_notify("READY=1\nSTATUS=the last reload was refused; serving the previous "
+                    "configuration");
         if (err != NULL) {
             *err = e;
         }
@@ -407,6 +448,7 @@ static moat_rc reload(struct moat_server *srv, const char *why, struct moat_err 
     publish(srv, s);
     srv->reloads++;
     moat_log_i("%s: now serving configuration generation %llu", why, s->generation);
+    notify_ready(srv);
     return MOAT_RC_OK;
 }
 
@@ -447,6 +489,8 @@ static void print_banner(const struct moat_server *srv, const struct moat_snapsh
     }
     fflush(stderr);
 }
+
+static struct moat_report_src report_src(struct moat_server *srv);
 
 /* A reload nobody waits for: its refusal is in the log (and the admin's status). */
 static void reload_logged(struct moat_server *srv, const char *why)
@@ -495,6 +539,10 @@ static void on_tick(struct moat_timer *t)
             }
         }
     }
+    if (srv->mx != NULL) {
+        struct moat_report_src r = report_src(srv);
+        moat_page_sample(&srv->hist, &r, now);
+    }
     if (!moat_ok(moat_timer_arm(&srv->loop.timers, &srv->tick, srv->loop.now_ms + 1000))) {
         moat_log_e("out of memory re-arming the main thread's tick; stopping");
         srv->loop.stop = 1;
@@ -503,6 +551,7 @@ static void on_tick(struct moat_timer *t)
 
 static void begin_stop(struct moat_server *srv, const char *why)
 {
+    moat_notify("STOPPING=1\nSTATUS=draining connections");
     moat_log_i("%s: draining connections (up to %llu ms), then exiting", why,
                (unsigned long long)srv->snap->conf->drain_timeout_ms);
     srv->loop.stop = 1;
@@ -515,6 +564,8 @@ static void on_signal(struct moat_watch *w, uint32_t events)
     while (read(srv->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGHUP) {
             reload_logged(srv, "reload (SIGHUP)");
+        } else if (si.ssi_signo == SIGUSR1) {
+            reopen_logs(srv);
         } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
             begin_stop(srv, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
         }
@@ -589,7 +640,11 @@ static void admin_handle(void *arg, const struct moat_admin_req *rq, struct moat
     } else {
         struct moat_report_src r = report_src(srv);
         const char *p = paths[i].path;
-        if (strcmp(p, "/") == 0 || strcmp(p, "/status") == 0) {
+        if (strcmp(p, "/") == 0) {
+            an->type = "text/html; charset=utf-8";
+            an->csp = moat_page_csp;
+            rc = moat_page_render(&r, &srv->hist, an->body);
+        } else if (strcmp(p, "/status") == 0) {
             rc = moat_report_status(&r, an->body);
         } else if (strcmp(p, "/certs") == 0) {
             rc = moat_report_certs(&r, an->body);
@@ -683,6 +738,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
     sigaddset(&sigs, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
@@ -793,6 +849,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     if (moat_ok(rc)) {
         print_banner(&srv, srv.snap, demo);
         srv.started = time(NULL);
+        notify_ready(&srv);
         rc = moat_timer_arm(&srv.loop.timers, &srv.tick, srv.loop.now_ms + 1000);
     }
     if (moat_ok(rc)) {
@@ -832,6 +889,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
     moat_tls_tickets_free(srv.tickets);
     moat_admin_free(srv.admin);
     free(srv.admin_spec);
+    free(srv.alog_path);
     free(srv.mx);
     if (srv.sigfd >= 0) {
         close(srv.sigfd);

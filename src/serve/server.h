@@ -13,6 +13,7 @@
 #include "core/loop.h"
 #include "serve/accesslog.h"
 #include "serve/conf.h"
+#include "serve/statuspage.h"
 
 #include <pthread.h>
 
@@ -40,6 +41,7 @@ struct moat_server {
     struct moat_conf_source src;
     char *state_dir;                  /* owned, resolved */
     struct moat_alog alog;            /* the access log (alog.fd -1: off) */
+    char *alog_path;                  /* owned: its file, for SIGUSR1's reopen; NULL: none */
     int https_port;                   /* for redirects from the plain listener */
     struct moat_tls_tickets *tickets; /* owned, process-wide (survives reloads) */
     struct moat_snapshot *snap;       /* the main thread's reference to the current snapshot */
@@ -63,7 +65,8 @@ struct moat_server {
     struct moat_metrics **mx; /* owned array of the workers' counters (borrowed) */
     time_t started;
     unsigned long long reloads, reloads_refused;
-    char last_refusal[1024]; /* the last refused reload's words */
+    char last_refusal[1024];       /* the last refused reload's words */
+    struct moat_page_history hist; /* request rates for the status page */
 };
 
 /* Load the configuration (from the source) and build a snapshot, without serving and without
