@@ -9,12 +9,14 @@
 #include "cert/source.h"
 
 #include "core/log.h"
+#include "core/priv.h"
 #include "pki/chain.h"
 #include "pki/key.h"
 #include "pki/verify.h"
 
 #include <openssl/x509v3.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,9 +41,24 @@ static moat_rc files_load(struct moat_cert_source *src, struct moat_tls_certset 
     const struct moat_cert_files_opts *o = &f->o;
     struct moat_chain *chain = NULL;
     EVP_PKEY *key = NULL;
-    moat_rc rc = moat_chain_load(o->cert_path, &chain, err);
+    /* As root until the privileges are dropped: certbot's live folder, /etc/ssl/private
+     * and the like are root's to read (docs/admin.md, "Privileges"). */
+    int raised = moat_priv_raise();
+    /* Dropping from root is a production setup: there a key open to everyone is refused;
+     * elsewhere it is warned about below. */
+    moat_rc rc = moat_priv_user() != NULL ? moat_key_file_check_mode(o->key_path, err) : MOAT_RC_OK;
+    if (moat_ok(rc)) {
+        rc = moat_chain_load(o->cert_path, &chain, err);
+    }
     if (moat_ok(rc)) {
         rc = moat_key_load(o->key_path, &key, err);
+    }
+    moat_priv_restore(raised);
+    if (!moat_ok(rc) && err != NULL && err->sys_errno == EACCES && moat_priv_user() != NULL) {
+        moat_err_ctx(err,
+                     "moat runs as user %s now: make the file readable by it (e.g. 0640 "
+                     "with a group %s is in), or restart moat",
+                     moat_priv_user(), moat_priv_user());
     }
     if (moat_ok(rc)) {
         enum moat_verify_kind kind = MOAT_V_OK;

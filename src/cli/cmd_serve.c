@@ -35,7 +35,7 @@ struct serve_flags {
     size_t nto;
     int proxy; /* run as `moat proxy` */
     unsigned workers;
-    int check, demo;
+    int check, demo, allow_root;
     char demo_root[PATH_MAX];
 };
 
@@ -79,6 +79,8 @@ static const char serve_usage[] =
     "                       a certificate at the handshake; optional: ask, log who it was,\n"
     "                       let everyone in\n"
     "  --demo               serve a demo page on https://localhost:8443 (what `make run` does)\n"
+    "  --allow-root         serve as root without `user` in the config (also MOAT_ALLOW_ROOT=1,\n"
+    "                       for containers where root is the only user); else refused\n"
     "\n"
     "Signals: SIGHUP reloads the configuration and certificates without dropping connections;\n"
     "SIGTERM stops accepting, lets requests in flight finish, then exits.\n";
@@ -97,7 +99,8 @@ static const char proxy_usage[] =
     "  --listen ADDR        address to listen on (repeatable; default 127.0.0.1:8443)\n"
     "  --cert CERT --key KEY, --ca FILE, --name NAME, --acme EMAIL, --acme-ca URL,\n"
     "  --redirect-http ADDR, --workers N, --state DIR, --access-log DEST, --log-level LEVEL,\n"
-    "  --client-ca FILE, --client-auth MODE, --check: as for moat serve (moat serve --help)\n";
+    "  --client-ca FILE, --client-auth MODE, --check, --allow-root: as for moat serve (moat\n"
+    "  serve --help)\n";
 
 static const char demo_page[] =
     "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
@@ -327,6 +330,10 @@ static int run(int argc, char **argv, int proxy)
             f.demo = 1;
             continue;
         }
+        if (strcmp(a, "--allow-root") == 0) {
+            f.allow_root = 1;
+            continue;
+        }
         static const char *const valued[] = {
             "--config",  "--listen",         "--root",          "--cert",    "--key",
             "--state",   "--access-log",     "--log-level",     "--workers", "--redirect-http",
@@ -506,7 +513,8 @@ static int run(int argc, char **argv, int proxy)
         printf("%s: ok\n", f.config ? f.config : "command line");
         return 0;
     }
-    moat_rc rc = moat_server_run(&src, f.demo, &err);
+    moat_rc rc = moat_server_run(
+        &src, (f.demo ? MOAT_SERVE_DEMO : 0u) | (f.allow_root ? MOAT_SERVE_ALLOW_ROOT : 0u), &err);
     if (!moat_ok(rc)) {
         fprintf(stderr, "%s: %s\n", cmd, moat_err_str(&err, msg, sizeof(msg)));
         return rc.kind == MOAT_E_CONFIG || rc.kind == MOAT_E_USAGE ? 2 : 1;

@@ -589,6 +589,19 @@ int moat_key_file_too_open(const char *path)
     return (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0;
 }
 
+moat_rc moat_key_file_check_mode(const char *path, struct moat_err *err)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
+        moat_err_where(err, "%s", path);
+        MOAT_FAIL(err, MOAT_E_CERT,
+                  "the private key %s may be read by every user of this machine (mode %04o): "
+                  "chmod 600 %s (or 640 with a group only the server is in)",
+                  path, (unsigned)(st.st_mode & 07777), path);
+    }
+    return MOAT_RC_OK;
+}
+
 const char *moat_key_describe(EVP_PKEY *k, char *buf, size_t n)
 {
     if (n == 0) {

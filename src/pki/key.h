@@ -82,6 +82,9 @@ MOAT_MUST_USE moat_rc moat_key_check_supported(EVP_PKEY *k, const char *name, st
 /* 1 when group or others may read or write `path` (worth a warning for a private key), 0 when
  * not or when it cannot be checked. */
 int moat_key_file_too_open(const char *path);
+/* Refuse a key file every user of the machine may read or write: MOAT_E_CERT naming the mode
+ * and the chmod that fixes it. Group access passes (0640 root:ssl-cert is Debian's way). */
+MOAT_MUST_USE moat_rc moat_key_file_check_mode(const char *path, struct moat_err *err);
 
 /* "ECDSA P-256", "RSA 2048", "Ed25519", ... written into buf (n bytes); returns buf. A NULL key
  * gives "none". */

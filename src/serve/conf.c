@@ -606,6 +606,8 @@ void moat_conf_free(struct moat_conf *c)
     moat_conf__free_strs(c->listen, c->nlisten);
     free(c->redirect_listen);
     free(c->state_dir);
+    free(c->user);
+    free(c->group);
     free(c->admin);
     moat_conf__free_secret(c->admin_token);
     free(c->cache_disk);

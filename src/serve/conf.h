@@ -321,6 +321,7 @@ struct moat_conf {
     char *redirect_listen; /* plain HTTP listener answering 308 to https; NULL = none */
     unsigned workers;      /* 0 = one per core */
     char *state_dir;       /* NULL = $MOAT_STATE, else ~/.local/share/moat (server decides) */
+    char *user, *group;    /* `user NAME [GROUP]`: who serves when started as root; NULL = none */
     /* The admin listener (docs/config.md, "admin"): NULL = the unix socket admin.sock in the state
      * folder; "off"; "unix:/abs/path"; "HOST:PORT" (loopback, with admin_token). */
     char *admin;

@@ -12,8 +12,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,6 +351,34 @@ static moat_rc h_admin(struct moat_conf__loader *L, const struct moat_cfg_node *
     return rc;
 }
 
+/* `user NAME [GROUP]`: the account moat serves as when started as root. The listeners are
+ * bound and the keys read first; then every other id is given up (docs/admin.md, "Privileges").
+ * GROUP defaults to the user's own. Both must exist on the machine where the file is read. */
+static moat_rc h_user(struct moat_conf__loader *L, const struct moat_cfg_node *n,
+                      const struct moat_conf__spec *sp)
+{
+    struct moat_conf *c = L->c;
+    const struct moat_cfg_word *u = &n->words[1];
+    if (getpwnam(u->s) == NULL) {
+        return moat_conf__fail_at_word(L, u,
+                                       "no user \"%.64s\" on this machine (make one: adduser "
+                                       "--system --group --home /var/lib/moat %.64s)",
+                                       u->s, u->s);
+    }
+    if (n->nwords > 2 && getgrnam(n->words[2].s) == NULL) {
+        return moat_conf__fail_at_word(L, &n->words[2],
+                                       "no group \"%.64s\" on this machine (addgroup --system "
+                                       "%.64s, or leave it out for the user's own group)",
+                                       n->words[2].s, n->words[2].s);
+    }
+    free(c->user);
+    free(c->group);
+    c->user = strdup(u->s);
+    c->group = n->nwords > 2 ? strdup(n->words[2].s) : NULL;
+    return c->user != NULL && (n->nwords < 3 || c->group != NULL) ? MOAT_RC_OK
+                                                                  : moat_conf__nomem(L);
+}
+
 /*
  * The rows. The block rows stay here, between error_log and trust, because this order is the
  * order of "known at the top level: ..." (their settings: conf_limits.c).
@@ -361,6 +391,7 @@ const struct moat_conf__spec moat_conf__global_specs[] = {
                       "redirect_http ADDRESS|off"),
     MOAT_CONF__CUSTOM("workers", MOAT_CONF__TOP, 1, 1, 0, h_workers, "workers N|auto"),
     MOAT_CONF__CUSTOM("state", MOAT_CONF__TOP, 1, 1, 0, h_state, "state FOLDER"),
+    MOAT_CONF__CUSTOM("user", MOAT_CONF__TOP, 1, 2, 0, h_user, "user NAME [GROUP]"),
     MOAT_CONF__CUSTOM("access_log", MOAT_CONF__TOP, 1, 2, 0, h_access_log,
                       "access_log stdout|off|PATH [combined|json]"),
     MOAT_CONF__CUSTOM("error_log", MOAT_CONF__TOP, 1, 2, 0, h_error_log,

@@ -12,6 +12,7 @@
 #include "acme/manager.h"
 #include "core/log.h"
 #include "core/notify.h"
+#include "core/priv.h"
 #include "core/sock.h"
 #include "pki/fsutil.h"
 #include "serve/admin.h"
@@ -39,6 +40,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_ADDRS 32
@@ -49,6 +51,14 @@ moat_rc moat_server_state_dir_path(const struct moat_conf *conf, char **out, str
     char buf[PATH_MAX];
     if (dir == NULL) {
         dir = getenv("MOAT_STATE");
+    }
+    if ((dir == NULL || dir[0] == '\0') && conf->user != NULL) {
+        /* Served as another user: that user's home, not root's. */
+        struct passwd *pw = getpwnam(conf->user);
+        if (pw != NULL && pw->pw_dir != NULL && pw->pw_dir[0] == '/') {
+            snprintf(buf, sizeof(buf), "%s/.local/share/moat", pw->pw_dir);
+            dir = buf;
+        }
     }
     if (dir == NULL || dir[0] == '\0') {
         const char *home = getenv("HOME");
@@ -80,6 +90,84 @@ moat_rc moat_server_state_dir(const struct moat_conf *conf, char **out, struct m
         moat_err_ctx(err, "while creating the state folder");
     }
     return rc;
+}
+
+/* The state folder holds private keys: it must belong to the user that serves (`owner`; -1:
+ * anyone, for a check run by root) and let no one else in. */
+static moat_rc check_state_dir(const char *dir, long owner, struct moat_err *err)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        MOAT_FAIL_SYS(err, MOAT_E_CONFIG, "cannot use the state folder %s", dir);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        MOAT_FAIL(err, MOAT_E_CONFIG, "the state folder %s is not a folder", dir);
+    }
+    if (owner >= 0 && st.st_uid != (uid_t)owner) {
+        struct passwd *pw = getpwuid((uid_t)owner);
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "the state folder %s belongs to uid %u, but moat serves as %s (uid %ld): "
+                  "chown -R %s: %s",
+                  dir, (unsigned)st.st_uid, pw ? pw->pw_name : "?", owner,
+                  pw ? pw->pw_name : "USER", dir);
+    }
+    if ((st.st_mode & 077) != 0) {
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "the state folder %s is open to other users (mode %04o) and holds private "
+                  "keys: chmod 700 %s",
+                  dir, (unsigned)(st.st_mode & 07777), dir);
+    }
+    return MOAT_RC_OK;
+}
+
+/* Who serves. As root with `user`: the state folder is made the user's, the effective ids
+ * become the user's at once (every file moat makes is then the user's), root comes back only
+ * to bind and to read certificates and keys, and goes for good before the workers start. As
+ * root without `user`: refused unless asked for (--allow-root, MOAT_ALLOW_ROOT=1). */
+static moat_rc take_user(const struct moat_conf *c, unsigned flags, struct moat_err *err)
+{
+    if (c->user == NULL) {
+        if (geteuid() != 0) {
+            return MOAT_RC_OK;
+        }
+        const char *env = getenv("MOAT_ALLOW_ROOT");
+        if ((flags & MOAT_SERVE_ALLOW_ROOT) || (env != NULL && strcmp(env, "1") == 0)) {
+            moat_log_w("serving as root (--allow-root): `user moat` in the configuration would "
+                       "give root up once the ports are bound and the keys read");
+            return MOAT_RC_OK;
+        }
+        MOAT_FAIL(err, MOAT_E_CONFIG,
+                  "refusing to serve as root: add `user NAME` to %s (moat binds its ports and "
+                  "reads its keys as root, then serves as NAME), or start it as an "
+                  "unprivileged user with CAP_NET_BIND_SERVICE for ports below 1024 "
+                  "(docs/admin.md, \"Privileges\"); --allow-root serves as root anyway",
+                  c->path != NULL ? c->path : "a configuration file");
+    }
+    struct moat_priv p;
+    MOAT_TRY(moat_priv_resolve(c->user, c->group, &p, err));
+    if (geteuid() == p.uid) {
+        return MOAT_RC_OK; /* started as that user already (systemd's User=) */
+    }
+    if (geteuid() == 0) {
+        char *dir = NULL;
+        MOAT_TRY(moat_server_state_dir_path(c, &dir, err));
+        struct stat st;
+        moat_rc rc = MOAT_RC_OK;
+        if (stat(dir, &st) != 0 && errno == ENOENT) {
+            rc = moat_fs_mkdir_p(dir, 0700, err);
+            if (moat_ok(rc) && chown(dir, p.uid, p.gid) != 0) {
+                rc = moat_err_sys(err, MOAT_E_IO, errno, __FILE__, __LINE__,
+                                  "cannot give the state folder %s to user %s", dir, p.user);
+            }
+        }
+        free(dir);
+        MOAT_TRY(rc);
+    }
+    MOAT_TRY(moat_priv_lower(&p, err));
+    moat_log_i("serving as user %s, group %s (root only to bind and read keys until the "
+               "workers start)",
+               p.user, p.group);
+    return MOAT_RC_OK;
 }
 
 static moat_rc load_conf(const struct moat_conf_source *src, struct moat_conf **out,
@@ -175,8 +263,22 @@ moat_rc moat_server_check(const struct moat_conf_source *src, struct moat_err *e
     /* Not quiet: warnings (a key readable by others, a name the certificate lacks, an issuer
      * moat cannot find) are what a check is for. A dry run: a check writes nothing. */
     MOAT_TRY(build(src, NULL, NULL, 0, 1, NULL, &s, err));
+    /* The state folder as serving would find it, when it is there already. */
+    char *dir = NULL;
+    struct stat st;
+    moat_rc rc = moat_server_state_dir_path(s->conf, &dir, err);
+    if (moat_ok(rc) && stat(dir, &st) == 0) {
+        struct passwd *pw = s->conf->user != NULL ? getpwnam(s->conf->user) : NULL;
+        long owner = pw != NULL ? (long)pw->pw_uid : geteuid() == 0 ? -1 : (long)geteuid();
+        struct moat_err w = {0};
+        char msg[700];
+        if (!moat_ok(check_state_dir(dir, owner, &w))) {
+            moat_log_w("%s (serve would refuse to start)", moat_err_str(&w, msg, sizeof(msg)));
+        }
+    }
+    free(dir);
     moat_snapshot_unref(s);
-    return MOAT_RC_OK;
+    return rc;
 }
 
 static moat_rc open_access_log(struct moat_server *srv, const struct moat_conf *conf,
@@ -432,6 +534,11 @@ static moat_rc reload(struct moat_server *srv, const char *why, struct moat_err 
             *err = e;
         }
         return rc;
+    }
+    const char *was = srv->snap->conf->user ? srv->snap->conf->user : "";
+    if (strcmp(s->conf->user ? s->conf->user : "", was) != 0) {
+        moat_log_w("the user setting changed: that takes a restart (still serving as %s)",
+                   moat_priv_user() ? moat_priv_user() : "the user that started moat");
     }
     if (s->conf->nlisten != srv->snap->conf->nlisten) {
         moat_log_w("listen addresses changed: that takes a restart (the rest is reloaded)");
@@ -723,7 +830,7 @@ static moat_rc open_admin(struct moat_server *srv, const struct moat_conf *conf,
     return MOAT_RC_OK;
 }
 
-moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moat_err *err)
+moat_rc moat_server_run(const struct moat_conf_source *src, unsigned flags, struct moat_err *err)
 {
     struct moat_server srv;
     memset(&srv, 0, sizeof(srv));
@@ -758,9 +865,17 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
                                            "cannot read signals (signalfd)");
     }
     moat_log_set_level((enum moat_log_lvl)first->log_level);
-    rc = moat_log_open(first->error_log, err);
+    if (moat_ok(rc)) {
+        rc = take_user(first, flags, err);
+    }
+    if (moat_ok(rc)) {
+        rc = moat_log_open(first->error_log, err);
+    }
     if (moat_ok(rc)) {
         rc = moat_server_state_dir(first, &srv.state_dir, err);
+    }
+    if (moat_ok(rc)) {
+        rc = check_state_dir(srv.state_dir, (long)geteuid(), err);
     }
     if (moat_ok(rc)) {
         rc = moat_tls_tickets_new(first->ticket_rotate_s, &srv.tickets, err);
@@ -823,7 +938,9 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
         srv.workers[w].nsiblings = srv.nworkers;
     }
     if (moat_ok(rc)) {
+        int raised = moat_priv_raise(); /* ports below 1024 */
         rc = bind_all(&srv, srv.snap->conf, err);
+        moat_priv_restore(raised);
     }
     if (moat_ok(rc)) {
         srv.mx = calloc(srv.nworkers ? srv.nworkers : 1, sizeof(*srv.mx));
@@ -837,6 +954,10 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
         /* Before the threads: nothing else makes files while the socket is set up. */
         rc = open_admin(&srv, srv.snap->conf, err);
     }
+    if (moat_ok(rc)) {
+        /* Before the first thread: no worker, and nothing a request reaches, ever holds root. */
+        rc = moat_priv_drop(err);
+    }
     unsigned started = 0;
     for (unsigned w = 0; moat_ok(rc) && w < srv.nworkers; w++) {
         rc = moat_worker_start(&srv.workers[w], err);
@@ -847,7 +968,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, int demo, struct moa
         rc = acme_follow(&srv, srv.snap->conf, err);
     }
     if (moat_ok(rc)) {
-        print_banner(&srv, srv.snap, demo);
+        print_banner(&srv, srv.snap, (flags & MOAT_SERVE_DEMO) != 0);
         srv.started = time(NULL);
         notify_ready(&srv);
         rc = moat_timer_arm(&srv.loop.timers, &srv.tick, srv.loop.now_ms + 1000);

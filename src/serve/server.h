@@ -73,8 +73,11 @@ struct moat_server {
  * writing anything (the `--check` path): what serve would create (the state folder, the local
  * CA, its certificates) is only said, at info level. */
 MOAT_MUST_USE moat_rc moat_server_check(const struct moat_conf_source *src, struct moat_err *err);
+/* moat_server_run's flags. */
+#define MOAT_SERVE_DEMO 1u       /* the demo page: the banner says so */
+#define MOAT_SERVE_ALLOW_ROOT 2u /* --allow-root: serve as root without `user` */
 /* Serve until SIGTERM/SIGINT; returns after every worker has drained. */
-MOAT_MUST_USE moat_rc moat_server_run(const struct moat_conf_source *src, int demo,
+MOAT_MUST_USE moat_rc moat_server_run(const struct moat_conf_source *src, unsigned flags,
                                       struct moat_err *err);
 /* The state folder: $MOAT_STATE, else ~/.local/share/moat, unless the config names one; created
  * (0700, with parents) when missing. *out is malloc'ed. */

@@ -5,6 +5,8 @@
  * cannot drift between its users.
  */
 #include "tls/client.h"
+#include "core/priv.h"
+#include "pki/key.h"
 
 #include "tls/policy.h"
 
@@ -105,8 +107,24 @@ static moat_rc set_trust(SSL_CTX *ctx, const struct moat_tls_client_opts *o, str
     return MOAT_RC_OK;
 }
 
+static moat_rc load_client_cert(SSL_CTX *ctx, const char *cert, const char *key,
+                                struct moat_err *err);
+
+/* Read as root until the privileges are dropped, as the sites' keys are. */
 static moat_rc set_client_cert(SSL_CTX *ctx, const char *cert, const char *key,
                                struct moat_err *err)
+{
+    int raised = moat_priv_raise();
+    moat_rc rc = moat_priv_user() != NULL ? moat_key_file_check_mode(key, err) : MOAT_RC_OK;
+    if (moat_ok(rc)) {
+        rc = load_client_cert(ctx, cert, key, err);
+    }
+    moat_priv_restore(raised);
+    return rc;
+}
+
+static moat_rc load_client_cert(SSL_CTX *ctx, const char *cert, const char *key,
+                                struct moat_err *err)
 {
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         moat_err_where(err, "%s", cert);

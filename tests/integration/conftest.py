@@ -21,6 +21,10 @@ from helpers import Moat, Pki, live_servers, make_www, standard_config
 
 REPO = Path(__file__).resolve().parents[2]
 
+# The tests run as root (CI machines have no other user set up): every moat they start is
+# told it may serve as root; test_privileges.py takes this away to test the refusal and the drop.
+os.environ.setdefault("MOAT_ALLOW_ROOT", "1")
+
 
 def _finish(m):
     """Stop a server and fail if a sanitizer spoke (LeakSanitizer speaks at exit)."""

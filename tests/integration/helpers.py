@@ -323,7 +323,7 @@ class Moat:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.state = self.dir / "state"
-        self.state.mkdir(exist_ok=True)
+        self.state.mkdir(mode=0o700, exist_ok=True)  # moat refuses a state folder others enter
         self.config = self.dir / "moat.conf"
         self.port = free_port()
         self.http_port = free_port()

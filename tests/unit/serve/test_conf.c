@@ -281,7 +281,7 @@ static const struct bad_case bad[] = {
      "unknown directive \"heads\" (did you mean \"head\"?)"},
     {"frobnicate 1\nsite x { root r }", "m.conf:1:1",
      "unknown directive \"frobnicate\" (known at the top level: listen, redirect_http, workers, "
-     "state, access_log, error_log, timeouts, limits, tls, trust, admin, site, upstream, "
+     "state, user, access_log, error_log, timeouts, limits, tls, trust, admin, site, upstream, "
      "trusted_proxies, "
      "proxy_protocol, acme, http2, stream, allow, deny, cache_memory, cache_max_object, "
      "cache_heuristic, cache_heuristic_max, cache_lock_timeout, cache_disk)"},
