@@ -64,10 +64,15 @@ build/fuzz/%: tests/fuzz/%.c $(SRCS) $(HDRS)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $(DEFS) -DMOAT_DEBUG $(INC) $(PKG_CFLAGS) \
 	  -o $@ $< $$(sed -n 's,^// fuzz-sources: *,,p' $<) $(LIBS)
 
+# `make fuzz` builds the targets; with FUZZ_SECONDS=N it also runs each for N seconds
+# (scripts/fuzz-all: FUZZ_JOBS, FUZZ_TARGETS, FUZZ_MERGE; tests/fuzz/README.md).
 fuzz: $(FUZZ_BINS)
+	@if [ -n "$(FUZZ_SECONDS)" ]; then FUZZ_SECONDS="$(FUZZ_SECONDS)" ./scripts/fuzz-all; fi
 
+# As root (a fresh machine's shell), the demo is told it may serve as root: moat refuses that
+# otherwise (docs/admin.md, "Privileges").
 run: deps build/moat
-	./build/moat serve --demo
+	./build/moat serve --demo $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: deps
 	@./scripts/test-all
@@ -116,6 +121,21 @@ uninstall:
 	  $(DESTDIR)$(MANDIR)/man5/moat.conf.5 $(DESTDIR)$(UNITDIR)/moat.service \
 	  $(DESTDIR)$(SYSCONFDIR)/logrotate.d/moat
 	rm -rf $(DESTDIR)$(DOCDIR)
+
+# `make deb`: the Debian package (debian/, docs/packaging.md), built in a copy of the tree
+# under build/deb/ (dpkg-buildpackage writes to the parent of the tree it builds), so that
+# build/deb/moat_<version>-1_<arch>.deb is all it leaves. The test suite is not run.
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_FILE := build/deb/moat_$(VERSION_TXT)-1_$(DEB_ARCH).deb
+
+deb:
+	rm -rf build/deb
+	mkdir -p build/deb/moat-$(VERSION_TXT)
+	tar -cf - --exclude=./build --exclude=./.git . | tar -xf - -C build/deb/moat-$(VERSION_TXT)
+	cd build/deb/moat-$(VERSION_TXT) && DEB_BUILD_OPTIONS="nocheck parallel=2" \
+	  dpkg-buildpackage -b -us -uc
+	rm -rf build/deb/moat-$(VERSION_TXT)
+	@test -f $(DEB_FILE) && echo "deb: $(DEB_FILE)"
 
 format:
 	clang-format -i $(SRCS) $(HDRS) src/cli/main.c $(UNIT_SRCS) $(FUZZ_SRCS)
