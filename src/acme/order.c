@@ -65,11 +65,15 @@ static long next_pause(const struct moat_acme_resp *r, long *backoff)
 static moat_rc get_obj(struct moat_acme *a, const char *url, struct moat_acme_resp *r,
                        struct moat_err *err)
 {
-    MOAT_TRY(moat_acme_post(a, url, NULL, NULL, r, err));
-    if (!json_is_object(r->json)) {
-        MOAT_FAIL(err, MOAT_E_PEER, "the ACME CA's answer for %.300s is not a JSON object", url);
+    moat_rc rc = moat_acme_post(a, url, NULL, NULL, r, err);
+    if (moat_ok(rc) && !json_is_object(r->json)) {
+        rc = moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
+                          "the ACME CA's answer for %.300s is not a JSON object", url);
     }
-    return MOAT_RC_OK;
+    if (!moat_ok(rc)) {
+        moat_acme_resp_clear(r); /* callers return on failure: nothing of the answer is kept */
+    }
+    return rc;
 }
 
 static int is_token(const char *t)
@@ -594,7 +598,11 @@ moat_rc moat_acme_order(struct moat_acme *a, const struct moat_acme_order_req *q
         MOAT_TRY(preflight(a, q, err));
     }
     if (order_url[0] == '\0') {
-        MOAT_TRY(new_order(a, q, &r, err));
+        rc = new_order(a, q, &r, err);
+        if (!moat_ok(rc)) {
+            moat_acme_resp_clear(&r); /* a refusal leaves the CA's answer in r */
+            return rc;
+        }
         snprintf(order_url, sizeof(order_url), "%s", r.location);
         moat_acme_say(a, 0, "order %s created for %s%s", order_url, q->names[0],
                       q->nnames > 1 ? " and more" : "");
