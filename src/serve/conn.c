@@ -286,6 +286,7 @@ static int guarded(struct moat_conn *c, const struct moat_site *site, const stru
                                           : "hour",
              rule->where, (unsigned long long)retry);
     moat_guard_refused(g, MOAT_GUARD_LIMIT, c->id, c->ends.peer, words);
+    moat_mx_add(&c->home->mx->sites[site->mx_slot < MOAT_MX_SITES ? site->mx_slot : 0].limited, 1);
     res->close = req->has_body;
     *rc = moat_res_error_page(res, 429, lines, body);
     if (moat_ok(*rc)) {
@@ -348,6 +349,7 @@ static struct moat_proxy_call proxy_call(struct moat_conn *c, const struct moat_
                                     .route = pr,
                                     .loop = c->home->loop,
                                     .pool = c->home->upool,
+                                    .mx = c->home->mx,
                                     .spares = c->home->pxspares,
                                     .trusted = c->snap->trusted,
                                     .ntrusted = c->snap->ntrusted};

@@ -1,7 +1,9 @@
 /*
  * metrics.h: what a worker counts for the admin interface's /metrics: requests by site, protocol,
  * status class and method, their latency, TLS handshakes by version, cipher, group and
- * resumption, handshake failures by cause, connections.
+ * resumption, handshake failures by cause, connections, the requests a site's `limit` rules
+ * refused, and per upstream server its answers' latency and status class, failed tries and
+ * how often a pooled connection was reused rather than a new one opened.
  *
  * Each worker owns one struct moat_metrics and is its only writer: a count goes up with a
  * relaxed load and store (a plain add on x86, no locked instruction, no lock), and the main
@@ -11,7 +13,8 @@
  * Sites are counted by slot: a process-wide table gives each site name a slot the first time a
  * snapshot names it, and keeps it across reloads (a counter must not reset, or move to another
  * site, because the file changed). Slot 0 is for requests no site took (421, a bad request);
- * names past the table share its last slot, "(other)".
+ * names past the table share its last slot, "(other)". Upstream servers get slots the same way,
+ * from a table of their own keyed by upstream and server name.
  */
 #ifndef MOAT_SERVE_METRICS_H
 #define MOAT_SERVE_METRICS_H
@@ -23,6 +26,7 @@
 #include <stdint.h>
 
 #define MOAT_MX_SITES 64
+#define MOAT_MX_UPS 64   /* upstream servers told apart; past it they share "(other)" */
 #define MOAT_MX_NPROTO 3 /* HTTP/1.0, HTTP/1.1, HTTP/2 */
 #define MOAT_MX_NCLASS 5 /* 1xx .. 5xx */
 #define MOAT_MX_NBUCKET 14
@@ -45,7 +49,18 @@ struct moat_mx_site {
     _Atomic uint64_t req[MOAT_MX_NPROTO][MOAT_MX_NCLASS][MOAT_HTTP_M_COUNT];
     _Atomic uint64_t lat[MOAT_MX_NBUCKET]; /* per bucket (not cumulative: the reader adds up) */
     _Atomic uint64_t lat_sum_ms;
-    _Atomic uint64_t bytes; /* body bytes sent */
+    _Atomic uint64_t bytes;   /* body bytes sent */
+    _Atomic uint64_t limited; /* requests refused with 429 by one of the site's `limit` rules */
+};
+
+/* One upstream server as a worker's proxied requests saw it. */
+struct moat_mx_up {
+    _Atomic uint64_t answers[MOAT_MX_NCLASS]; /* answer heads received, by status class */
+    _Atomic uint64_t lat[MOAT_MX_NBUCKET];    /* try start (connect or pooled) to answer head */
+    _Atomic uint64_t lat_sum_ms;
+    _Atomic uint64_t failed; /* tries that ended without an answer (connect, timeout, reset) */
+    _Atomic uint64_t opened; /* connections opened for a request */
+    _Atomic uint64_t reused; /* requests sent on a pooled connection */
 };
 
 struct moat_mx_hs {
@@ -63,6 +78,7 @@ struct moat_metrics {
     atomic_size_t nhs;        /* entries [0, nhs) are published */
     _Atomic uint64_t hs_lost; /* handshakes of combinations past the table */
     struct moat_mx_site sites[MOAT_MX_SITES];
+    struct moat_mx_up ups[MOAT_MX_UPS];
 };
 
 static inline void moat_mx_add(_Atomic uint64_t *c, uint64_t n)
@@ -83,9 +99,20 @@ void moat_metrics_request(struct moat_metrics *m, unsigned slot, unsigned proto,
 void moat_metrics_handshake(struct moat_metrics *m, const char *version, const char *cipher,
                             const char *group, int resumed);
 
+/* An upstream server's answer head came `ms` after its try started. */
+void moat_metrics_upstream(struct moat_metrics *m, unsigned slot, int status, uint64_t ms);
+
+/* The slot in a latency histogram for `ms`. */
+unsigned moat_mx_bucket(uint64_t ms);
+
 /* The slot of a site (its first name): the same one for as long as the process runs. */
 unsigned moat_mx_slot(const char *site);
 /* The name of a slot in use ("" for slot 0), NULL past the slots given out so far. */
 const char *moat_mx_slot_name(unsigned slot);
+
+/* The same for an upstream server, by its upstream's name and its own (slot 0 is unused). */
+unsigned moat_mx_up_slot(const char *upstream, const char *server);
+/* Its names, 1 when the slot is in use ("(other)" for both in the last one), else 0. */
+int moat_mx_up_slot_names(unsigned slot, const char **upstream, const char **server);
 
 #endif

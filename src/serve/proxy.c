@@ -12,6 +12,7 @@
  * sees the client's connection or its protocol.
  */
 #include "serve/proxy.h"
+#include "serve/metrics.h"
 
 #include "core/log.h"
 #include "core/proxyproto.h"
@@ -77,6 +78,8 @@ struct px {
     uint64_t tried[MOAT_UP_MAX_SERVERS / 64];
     unsigned tries;
     uint64_t started_ms;
+    uint64_t try_ms;            /* when this try's server was picked, for its latency */
+    struct moat_metrics *mx;    /* borrowed: the worker's */
     unsigned long long conn_id; /* for log lines */
     enum px_state st;
     enum moat_h1_frame frame;
@@ -619,6 +622,29 @@ static void log_server(const struct px *px, const char *what)
     }
 }
 
+static struct moat_mx_up *mx_up(const struct px *px)
+{
+    unsigned slot = px->group->servers[px->server].mx_slot;
+    return &px->mx->ups[slot < MOAT_MX_UPS ? slot : MOAT_MX_UPS - 1];
+}
+
+/* The server failed this try (passive health, and the metrics' failed tries). */
+static void blame(struct px *px, const char *why)
+{
+    moat_up_report(px->group, px->server, 0, why, px->loop->now_ms, px->conn_id);
+    moat_mx_add(&mx_up(px)->failed, 1);
+}
+
+/* The server's answer head came (an ordinary answer or a switch to WebSocket). */
+static void answered(struct px *px, int status)
+{
+    int bad = status == 502 || status == 503 || status == 504;
+    moat_up_report(px->group, px->server, !bad, bad ? "answered 502, 503 or 504" : NULL,
+                   px->loop->now_ms, px->conn_id);
+    moat_metrics_upstream(px->mx, px->group->servers[px->server].mx_slot, status,
+                          px->loop->now_ms - px->try_ms);
+}
+
 /* An error answer of moat's own, with Retry-After when given: the exchange is still ours
  * (nothing of an answer went to the client), so it is a whole answer, not a cut. */
 static void answer_error(struct px *px, int status, unsigned retry_after)
@@ -673,21 +699,21 @@ static int another_server(const struct px *px)
     return 0;
 }
 
-static void try_failed(struct px *px, int status, const char *why, int sent_nothing, int blame)
+static void try_failed(struct px *px, int status, const char *why, int sent_nothing, int blame_it)
 {
     const struct moat_up_group *g = px->group;
     int reused = px->uc != NULL && px->uc->requests > 0;
     snprintf(px->last_why, sizeof(px->last_why), "%s", why);
     px->last_status = status;
-    if (blame && !reused) {
-        moat_up_report(px->group, px->server, 0, why, px->loop->now_ms, px->conn_id);
+    if (blame_it && !reused) {
+        blame(px, why);
         px->tried[px->server / 64] |= 1ULL << (px->server % 64);
     }
     uint64_t elapsed = px->loop->now_ms - px->started_ms;
     int again = (px->idempotent || sent_nothing) && !px->body_started &&
                 px->tries <= g->p.retries &&
                 (g->p.retry_timeout_ms == 0 || elapsed < g->p.retry_timeout_ms) &&
-                (!blame || reused || another_server(px));
+                (!blame_it || reused || another_server(px));
     if (!again) {
         px_fail(px, status, why);
         return;
@@ -848,8 +874,7 @@ static int step_recv_head(struct px *px)
              * the request, no fault of the server's. */
             try_failed(px, 502, moat_err_str(&e, why, sizeof(why)), 0, 1);
         } else {
-            moat_up_report(px->group, px->server, 0, "a malformed answer", px->loop->now_ms,
-                           px->conn_id);
+            blame(px, "a malformed answer");
             px_fail(px, 502, moat_err_str(&e, why, sizeof(why)));
         }
         return 0;
@@ -858,9 +883,7 @@ static int step_recv_head(struct px *px)
         start_tunnel(px, r);
         return !px->dead;
     }
-    int bad = r->status == 502 || r->status == 503 || r->status == 504;
-    moat_up_report(px->group, px->server, !bad, bad ? "answered 502, 503 or 504" : NULL,
-                   px->loop->now_ms, px->conn_id);
+    answered(px, r->status);
     int64_t length = r->body == MOAT_H1_BODY_LENGTH ? (int64_t)r->content_length : -1;
     if (!moat_ok(relay_lines(px, r, px->head_req))) {
         px_fail(px, 502, "the origin's answer head is too large");
@@ -884,8 +907,7 @@ static int step_recv_head(struct px *px)
 static void start_tunnel(struct px *px, const struct moat_h1_resp *r)
 {
     if (!px->upgrade) {
-        moat_up_report(px->group, px->server, 0, "a 101 nobody asked for", px->loop->now_ms,
-                       px->conn_id);
+        blame(px, "a 101 nobody asked for");
         px_fail(px, 502, "the origin switched protocols unasked (101 to a plain request)");
         return;
     }
@@ -903,7 +925,7 @@ static void start_tunnel(struct px *px, const struct moat_h1_resp *r)
             return;
         }
     }
-    moat_up_report(px->group, px->server, 1, NULL, px->loop->now_ms, px->conn_id);
+    answered(px, 101);
     if (!moat_ok(relay_lines(px, r, 0)) ||
         !moat_ok(
             moat_buf_append(&px->lines, "Connection: upgrade\r\nUpgrade: websocket\r\n", 41))) {
@@ -1127,13 +1149,11 @@ static void on_timer(struct moat_timer *t)
         try_failed(px, 504, total ? "the whole exchange took too long" : "connect timed out", 1, 1);
         return;
     case PX_SEND:
-        moat_up_report(px->group, px->server, 0, "timed out taking the request", px->loop->now_ms,
-                       px->conn_id);
+        blame(px, "timed out taking the request");
         px_fail(px, 504, "the server did not take the request in time");
         return;
     case PX_RECV_HEAD:
-        moat_up_report(px->group, px->server, 0, "no answer in time", px->loop->now_ms,
-                       px->conn_id);
+        blame(px, "no answer in time");
         px_fail(px, 504,
                 total ? "the whole exchange took too long" : "the origin did not answer in time");
         return;
@@ -1264,8 +1284,10 @@ static int start_try(struct px *px, int *status, unsigned *retry_after, const ch
     leave_queue(px);
     px->picked = 1;
     px->tries++;
+    px->try_ms = px->loop->now_ms;
     struct moat_up_conn *uc = moat_up_pool_take(px->pool, g, px->server, !px->idempotent);
     if (uc != NULL) {
+        moat_mx_add(&mx_up(px)->reused, 1);
         moat_up_conn_own(uc, on_server, px);
         px->uc = uc;
         px->events = EPOLLOUT;
@@ -1296,6 +1318,7 @@ static int start_try(struct px *px, int *status, unsigned *retry_after, const ch
         *what = why;
         return -1; /* a connect that failed at once: another server may do */
     }
+    moat_mx_add(&mx_up(px)->opened, 1);
     px->st = PX_CONNECT;
     px->events = 0;
     arm(px, g->p.connect_ms);
@@ -1338,6 +1361,7 @@ moat_rc moat_proxy_handler(const void *ctx, const struct moat_req *req, struct m
     }
     px->loop = call->loop;
     px->pool = call->pool;
+    px->mx = call->mx;
     px->route = rt;
     px->group = moat_up_group_ref(rt->group);
     px->ex = req->exch;
@@ -1394,7 +1418,7 @@ moat_rc moat_proxy_handler(const void *ctx, const struct moat_req *req, struct m
         }
         if (r < 0) {
             /* connect() refused at once (a local port with nothing on it) */
-            moat_up_report(px->group, px->server, 0, what, px->loop->now_ms, px->conn_id);
+            blame(px, what);
             px->tried[px->server / 64] |= 1ULL << (px->server % 64);
             snprintf(px->last_why, sizeof(px->last_why), "%s", what);
             px->last_status = status;

@@ -58,6 +58,7 @@ struct moat_proxy_call {
     struct moat_proxy_spares *spares; /* the worker's */
     struct moat_loop *loop;           /* the worker's: the upstream sockets and timers */
     struct moat_up_pool *pool;        /* the worker's connections to upstream servers */
+    struct moat_metrics *mx;          /* the worker's counters (serve/metrics.h) */
     const struct moat_cidr *trusted;  /* trusted_proxies */
     size_t ntrusted;
     const struct moat_hdr_set *req_rules; /* the site's request_header rules for the path */

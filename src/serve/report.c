@@ -520,7 +520,55 @@ static void sum_site(const struct moat_report_src *r, size_t slot, struct moat_m
         }
         moat_mx_add(&t->lat_sum_ms, moat_mx_get(&s->lat_sum_ms));
         moat_mx_add(&t->bytes, moat_mx_get(&s->bytes));
+        moat_mx_add(&t->limited, moat_mx_get(&s->limited));
     }
+}
+
+/* `name{k1="v1"[,k2="v2"]` with the values escaped (the caller closes the braces). */
+static moat_rc series(struct moat_buf *out, const char *name, const char *k1, const char *v1,
+                      const char *k2, const char *v2)
+{
+    MOAT_TRY(moat_buf_printf(out, "%s{%s=\"", name, k1));
+    MOAT_TRY(label(out, v1));
+    if (k2 != NULL) {
+        MOAT_TRY(moat_buf_printf(out, "\",%s=\"", k2));
+        MOAT_TRY(label(out, v2));
+    }
+    return moat_buf_append(out, "\"", 1);
+}
+
+/* One histogram's series from per-bucket counts (made cumulative here); nothing when empty. */
+static moat_rc histogram(struct moat_buf *out, const char *name, const char *k1, const char *v1,
+                         const char *k2, const char *v2, const _Atomic uint64_t *lat,
+                         uint64_t sum_ms)
+{
+    uint64_t count = 0;
+    for (size_t b = 0; b < MOAT_MX_NBUCKET; b++) {
+        count += moat_mx_get(&lat[b]);
+    }
+    if (count == 0) {
+        return MOAT_RC_OK;
+    }
+    char sub[96];
+    snprintf(sub, sizeof(sub), "%s_bucket", name);
+    uint64_t cum = 0;
+    for (size_t b = 0; b < MOAT_MX_NBUCKET; b++) {
+        cum += moat_mx_get(&lat[b]);
+        MOAT_TRY(series(out, sub, k1, v1, k2, v2));
+        if (b + 1 < MOAT_MX_NBUCKET) {
+            MOAT_TRY(moat_buf_printf(out, ",le=\"%g\"} %llu\n",
+                                     (double)moat_mx_bucket_ms[b] / 1000.0,
+                                     (unsigned long long)cum));
+        } else {
+            MOAT_TRY(moat_buf_printf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum));
+        }
+    }
+    snprintf(sub, sizeof(sub), "%s_sum", name);
+    MOAT_TRY(series(out, sub, k1, v1, k2, v2));
+    MOAT_TRY(moat_buf_printf(out, "} %.3f\n", (double)sum_ms / 1000.0));
+    snprintf(sub, sizeof(sub), "%s_count", name);
+    MOAT_TRY(series(out, sub, k1, v1, k2, v2));
+    return moat_buf_printf(out, "} %llu\n", (unsigned long long)count);
 }
 
 static moat_rc metrics_requests(const struct moat_report_src *r, struct moat_buf *out)
@@ -543,13 +591,10 @@ static moat_rc metrics_requests(const struct moat_report_src *r, struct moat_buf
                     if (n == 0) {
                         continue;
                     }
-                    rc = moat_buf_printf(out, "moat_requests_total{site=\"");
-                    if (moat_ok(rc)) {
-                        rc = label(out, name);
-                    }
+                    rc = series(out, "moat_requests_total", "site", name, NULL, NULL);
                     if (moat_ok(rc)) {
                         rc = moat_buf_printf(out,
-                                             "\",protocol=\"%s\",code=\"%zuxx\",method=\"%s\"} "
+                                             ",protocol=\"%s\",code=\"%zuxx\",method=\"%s\"} "
                                              "%llu\n",
                                              proto_names[p], c + 1, method_names[m],
                                              (unsigned long long)n);
@@ -564,42 +609,9 @@ static moat_rc metrics_requests(const struct moat_report_src *r, struct moat_buf
     }
     for (size_t slot = 0; moat_ok(rc) && slot < MOAT_MX_SITES; slot++) {
         const char *name = moat_mx_slot_name((unsigned)slot);
-        uint64_t count = 0;
-        for (size_t b = 0; b < MOAT_MX_NBUCKET; b++) {
-            count += moat_mx_get(&t[slot].lat[b]);
-        }
-        if (name == NULL || count == 0) {
-            continue;
-        }
-        uint64_t cum = 0;
-        for (size_t b = 0; moat_ok(rc) && b < MOAT_MX_NBUCKET; b++) {
-            cum += moat_mx_get(&t[slot].lat[b]);
-            char le[24];
-            if (b + 1 < MOAT_MX_NBUCKET) {
-                snprintf(le, sizeof(le), "%g", (double)moat_mx_bucket_ms[b] / 1000.0);
-            } else {
-                snprintf(le, sizeof(le), "+Inf");
-            }
-            rc = moat_buf_printf(out, "moat_request_duration_seconds_bucket{site=\"");
-            if (moat_ok(rc)) {
-                rc = label(out, name);
-            }
-            if (moat_ok(rc)) {
-                rc = moat_buf_printf(out, "\",le=\"%s\"} %llu\n", le, (unsigned long long)cum);
-            }
-        }
-        const char *fmt[2] = {"moat_request_duration_seconds_sum{site=\"",
-                              "moat_request_duration_seconds_count{site=\""};
-        for (int k = 0; moat_ok(rc) && k < 2; k++) {
-            rc = moat_buf_printf(out, "%s", fmt[k]);
-            if (moat_ok(rc)) {
-                rc = label(out, name);
-            }
-            if (moat_ok(rc)) {
-                rc = k == 0 ? moat_buf_printf(out, "\"} %.3f\n",
-                                              (double)moat_mx_get(&t[slot].lat_sum_ms) / 1000.0)
-                            : moat_buf_printf(out, "\"} %llu\n", (unsigned long long)count);
-            }
+        if (name != NULL) {
+            rc = histogram(out, "moat_request_duration_seconds", "site", name, NULL, NULL,
+                           t[slot].lat, moat_mx_get(&t[slot].lat_sum_ms));
         }
     }
     if (moat_ok(rc)) {
@@ -612,12 +624,23 @@ static moat_rc metrics_requests(const struct moat_report_src *r, struct moat_buf
         if (name == NULL || n == 0) {
             continue;
         }
-        rc = moat_buf_printf(out, "moat_response_body_bytes_total{site=\"");
+        rc = series(out, "moat_response_body_bytes_total", "site", name, NULL, NULL);
         if (moat_ok(rc)) {
-            rc = label(out, name);
+            rc = moat_buf_printf(out, "} %llu\n", (unsigned long long)n);
         }
-        if (moat_ok(rc)) {
-            rc = moat_buf_printf(out, "\"} %llu\n", (unsigned long long)n);
+    }
+    if (moat_ok(rc)) {
+        rc = help(out, "moat_rate_limit_refusals_total", "counter",
+                  "Requests a site's limit rules refused with 429, by site.");
+    }
+    for (size_t slot = 1; moat_ok(rc) && slot < MOAT_MX_SITES; slot++) {
+        const char *name = moat_mx_slot_name((unsigned)slot);
+        if (name != NULL && r->guard != NULL) {
+            rc = series(out, "moat_rate_limit_refusals_total", "site", name, NULL, NULL);
+            if (moat_ok(rc)) {
+                rc = moat_buf_printf(out, "} %llu\n",
+                                     (unsigned long long)moat_mx_get(&t[slot].limited));
+            }
         }
     }
     free(t);
@@ -763,17 +786,97 @@ static moat_rc metrics_certs(const struct moat_report_src *r, struct moat_buf *o
     return MOAT_RC_OK;
 }
 
+/* The workers' counters of one upstream slot, added up. */
+static void sum_up(const struct moat_report_src *r, size_t slot, struct moat_mx_up *t)
+{
+    memset(t, 0, sizeof(*t));
+    for (size_t w = 0; w < r->nworkers; w++) {
+        const struct moat_mx_up *u = &r->mx[w]->ups[slot];
+        for (size_t c = 0; c < MOAT_MX_NCLASS; c++) {
+            moat_mx_add(&t->answers[c], moat_mx_get(&u->answers[c]));
+        }
+        for (size_t b = 0; b < MOAT_MX_NBUCKET; b++) {
+            moat_mx_add(&t->lat[b], moat_mx_get(&u->lat[b]));
+        }
+        moat_mx_add(&t->lat_sum_ms, moat_mx_get(&u->lat_sum_ms));
+        moat_mx_add(&t->failed, moat_mx_get(&u->failed));
+        moat_mx_add(&t->opened, moat_mx_get(&u->opened));
+        moat_mx_add(&t->reused, moat_mx_get(&u->reused));
+    }
+}
+
+/* The counters kept per upstream server by slot (they outlive a reload, as a counter must). */
+static moat_rc metrics_upstream_counters(const struct moat_report_src *r, struct moat_buf *out)
+{
+    struct moat_mx_up *t = malloc(sizeof(*t) * MOAT_MX_UPS);
+    if (t == NULL) {
+        return nomem();
+    }
+    unsigned n = 0;
+    const char *ups[MOAT_MX_UPS], *srvs[MOAT_MX_UPS];
+    for (unsigned slot = 1; slot < MOAT_MX_UPS; slot++) {
+        if (moat_mx_up_slot_names(slot, &ups[n], &srvs[n])) {
+            sum_up(r, slot, &t[n++]);
+        }
+    }
+    static const char *const cnames[] = {"moat_upstream_failed_tries_total",
+                                         "moat_upstream_connections_opened_total",
+                                         "moat_upstream_connection_reuses_total"};
+    static const char *const chelps[] = {
+        "Tries a server failed: connects refused or timed out, TLS failures, malformed answers, "
+        "no answer in time.",
+        "Connections opened to the server for a request.",
+        "Requests sent on a pooled connection instead of a new one."};
+    moat_rc rc = help(out, "moat_upstream_responses_total", "counter",
+                      "Answer heads from the server, by status class.");
+    for (unsigned i = 0; moat_ok(rc) && i < n; i++) {
+        for (size_t c = 0; moat_ok(rc) && c < MOAT_MX_NCLASS; c++) {
+            uint64_t v = moat_mx_get(&t[i].answers[c]);
+            if (v == 0) {
+                continue;
+            }
+            rc =
+                series(out, "moat_upstream_responses_total", "upstream", ups[i], "server", srvs[i]);
+            if (moat_ok(rc)) {
+                rc = moat_buf_printf(out, ",code=\"%zuxx\"} %llu\n", c + 1, (unsigned long long)v);
+            }
+        }
+    }
+    if (moat_ok(rc)) {
+        rc = help(out, "moat_upstream_response_duration_seconds", "histogram",
+                  "Time from a try's start (a pooled connection taken, or the connect begun) to "
+                  "the server's answer head.");
+    }
+    for (unsigned i = 0; moat_ok(rc) && i < n; i++) {
+        rc = histogram(out, "moat_upstream_response_duration_seconds", "upstream", ups[i], "server",
+                       srvs[i], t[i].lat, moat_mx_get(&t[i].lat_sum_ms));
+    }
+    for (size_t m = 0; moat_ok(rc) && m < 3; m++) {
+        rc = help(out, cnames[m], "counter", chelps[m]);
+        for (unsigned i = 0; moat_ok(rc) && i < n; i++) {
+            uint64_t v = moat_mx_get(m == 0 ? &t[i].failed : m == 1 ? &t[i].opened : &t[i].reused);
+            rc = series(out, cnames[m], "upstream", ups[i], "server", srvs[i]);
+            if (moat_ok(rc)) {
+                rc = moat_buf_printf(out, "} %llu\n", (unsigned long long)v);
+            }
+        }
+    }
+    free(t);
+    return rc;
+}
+
 static moat_rc metrics_upstreams(const struct moat_report_src *r, struct moat_buf *out)
 {
     uint64_t now_ms = moat_now_ms();
-    static const char *const names[] = {"moat_upstream_up", "moat_upstream_active_requests",
-                                        "moat_upstream_connections",
-                                        "moat_upstream_failures_in_a_row"};
+    static const char *const names[] = {
+        "moat_upstream_up", "moat_upstream_active_requests", "moat_upstream_connections",
+        "moat_upstream_idle_connections", "moat_upstream_failures_in_a_row"};
     static const char *const helps[] = {
         "1 when the server takes requests (not out for failures or a failing health check).",
         "Requests in flight to the server.", "Open connections to the server, busy or pooled.",
+        "Of them, pooled and waiting for a request.",
         "Failed exchanges in a row (passive health)."};
-    for (size_t m = 0; m < 4; m++) {
+    for (size_t m = 0; m < sizeof(names) / sizeof(names[0]); m++) {
         MOAT_TRY(help(out, names[m], "gauge", helps[m]));
         for (size_t i = 0; i < r->snap->ngroups; i++) {
             const struct moat_up_group *g = r->snap->groups[i];
@@ -782,12 +885,11 @@ static moat_rc metrics_upstreams(const struct moat_report_src *r, struct moat_bu
                 uint64_t v = m == 0   ? (uint64_t)moat_up_server_in(g, k, now_ms)
                              : m == 1 ? atomic_load(&s->active)
                              : m == 2 ? atomic_load(&s->conns)
+                             : m == 3 ? atomic_load(&s->idle)
                                       : atomic_load(&s->fails);
-                MOAT_TRY(moat_buf_printf(out, "%s{upstream=\"", names[m]));
-                MOAT_TRY(label(out, moat_up_group_name(g)));
-                MOAT_TRY(moat_buf_printf(out, "\",server=\""));
-                MOAT_TRY(label(out, s->name));
-                MOAT_TRY(moat_buf_printf(out, "\"} %llu\n", (unsigned long long)v));
+                MOAT_TRY(
+                    series(out, names[m], "upstream", moat_up_group_name(g), "server", s->name));
+                MOAT_TRY(moat_buf_printf(out, "} %llu\n", (unsigned long long)v));
             }
         }
     }
@@ -795,11 +897,11 @@ static moat_rc metrics_upstreams(const struct moat_report_src *r, struct moat_bu
                   "Requests waiting for a place below max_conns, by upstream."));
     for (size_t i = 0; i < r->snap->ngroups; i++) {
         const struct moat_up_group *g = r->snap->groups[i];
-        MOAT_TRY(moat_buf_printf(out, "moat_upstream_queued_requests{upstream=\""));
-        MOAT_TRY(label(out, moat_up_group_name(g)));
-        MOAT_TRY(moat_buf_printf(out, "\"} %u\n", atomic_load(&g->waiting)));
+        MOAT_TRY(series(out, "moat_upstream_queued_requests", "upstream", moat_up_group_name(g),
+                        NULL, NULL));
+        MOAT_TRY(moat_buf_printf(out, "} %u\n", atomic_load(&g->waiting)));
     }
-    return MOAT_RC_OK;
+    return metrics_upstream_counters(r, out);
 }
 
 static moat_rc metrics_cache(const struct moat_report_src *r, struct moat_buf *out)

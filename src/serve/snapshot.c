@@ -534,6 +534,10 @@ static moat_rc build_groups(struct moat_snapshot *s, const struct moat_snapshot_
         };
         MOAT_TRY(moat_up_group_new(&p, &s->groups[i], err));
         s->ngroups = i + 1;
+        struct moat_up_group *g = s->groups[i];
+        for (size_t k = 0; k < g->n; k++) {
+            g->servers[k].mx_slot = moat_mx_up_slot(moat_up_group_name(g), g->servers[k].name);
+        }
         s->pp_out |= u->proxy_protocol == 2;
     }
     return MOAT_RC_OK;

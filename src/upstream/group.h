@@ -76,9 +76,12 @@ struct moat_up_server {
     socklen_t addrlen;
     int tls;
     unsigned weight;
+    unsigned mx_slot; /* its counters' slot in the metrics (serve/metrics.h): set by the
+                         group's maker before it is shared; 0 when nobody counts */
     /* shared by the workers */
     atomic_uint active;          /* requests in flight (least_conn) */
     atomic_uint conns;           /* open connections, busy or pooled (tests, status) */
+    atomic_uint idle;            /* of them, pooled for the next request */
     atomic_uint fails;           /* failures in a row (passive) */
     _Atomic uint64_t down_until; /* passive: out until then (monotonic ms); 0: in */
     atomic_int check_down;       /* active: failing its health check */

@@ -39,6 +39,7 @@ static void unlink_idle(struct moat_up_conn *c)
     c->prev = c->next = NULL;
     c->pooled = 0;
     p->nidle--;
+    atomic_fetch_sub_explicit(&c->group->servers[c->server].idle, 1, memory_order_relaxed);
     moat_timer_disarm(&p->loop->timers, &c->idle);
 }
 
@@ -342,4 +343,5 @@ void moat_up_conn_release(struct moat_up_conn *c, int reusable)
     }
     p->idle_head = c;
     p->nidle++;
+    atomic_fetch_add_explicit(&c->group->servers[c->server].idle, 1, memory_order_relaxed);
 }

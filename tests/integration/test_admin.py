@@ -279,7 +279,45 @@ def test_upstreams_report_health(moat, www, tmp_path):
         mx = parse_metrics(moat_cmd(m, "metrics").stdout)
         assert mx['moat_upstream_up{upstream="app",server="127.0.0.1:%d"}' % dead] == 0
         assert mx['moat_upstream_up{upstream="app",server="%s"}' % o.url[7:]] == 1
+        good = 'upstream="app",server="%s"' % o.url[7:]
+        bad_s = 'upstream="app",server="127.0.0.1:%d"' % dead
+        # Every request was answered by the good server (the dead one's try went on to it).
+        assert mx['moat_upstream_responses_total{%s,code="2xx"}' % good] == 4
+        assert mx['moat_upstream_response_duration_seconds_count{%s}' % good] == 4
+        assert mx['moat_upstream_response_duration_seconds_bucket{%s,le="+Inf"}' % good] == 4
+        assert mx['moat_upstream_response_duration_seconds_sum{%s}' % good] >= 0
+        assert mx['moat_upstream_failed_tries_total{%s}' % bad_s] >= 1
+        assert mx['moat_upstream_failed_tries_total{%s}' % good] == 0
+        assert not any(k.startswith("moat_upstream_responses_total{%s" % bad_s) for k in mx)
+        opened = mx['moat_upstream_connections_opened_total{%s}' % good]
+        reused = mx['moat_upstream_connection_reuses_total{%s}' % good]
+        assert opened >= 1 and opened + reused == 4, (opened, reused)
+        idle = mx['moat_upstream_idle_connections{%s}' % good]
+        assert 0 <= idle <= mx['moat_upstream_connections{%s}' % good]
+        # The counters outlive a reload, which makes new upstream groups.
+        assert moat_cmd(m, "reload").returncode == 0
+        mx2 = parse_metrics(moat_cmd(m, "metrics").stdout)
+        assert mx2['moat_upstream_responses_total{%s,code="2xx"}' % good] == 4
         assert moat_cmd(m, "status", "--json").returncode == 0
+
+
+def test_rate_limit_refusals_by_site(moat, www, tmp_path):
+    m = moat("rl")
+    m.write_config(
+        "listen 127.0.0.1:%d\nstate %s\n"
+        "site localhost {\n    root %s\n    limit 2/m\n}\n"
+        "site other.localhost {\n    root %s\n}\n" % (m.port, m.state, www, www))
+    m.start()
+    cafile = m.state / "ca" / "root.pem"
+    codes = [curl(tmp_path, "https://localhost:%d/" % m.port, port=m.port, host="localhost",
+                  cacert=cafile).status for _ in range(5)]
+    assert codes == [200, 200, 429, 429, 429], codes
+    assert curl(tmp_path, "https://other.localhost:%d/" % m.port, port=m.port,
+                host="other.localhost", cacert=cafile).status == 200
+    mx = parse_metrics(moat_cmd(m, "metrics").stdout)
+    assert mx['moat_rate_limit_refusals_total{site="localhost"}'] == 3
+    assert mx['moat_rate_limit_refusals_total{site="other.localhost"}'] == 0
+    assert mx['moat_limit_refusals_total{limit="limit"}'] == 3
 
 
 # ---- TCP with a token --------------------------------------------------------------------------

@@ -36,6 +36,48 @@ TEST_CASE(a_site_keeps_its_slot)
     EXPECT_INT(moat_mx_slot("a.example"), a); /* the early ones keep theirs */
 }
 
+TEST_CASE(an_upstream_server_keeps_its_slot_and_names)
+{
+    unsigned a = moat_mx_up_slot("app", "127.0.0.1:8001");
+    unsigned b = moat_mx_up_slot("app", "127.0.0.1:8002");
+    unsigned c = moat_mx_up_slot("api", "127.0.0.1:8001"); /* same server, other upstream */
+    EXPECT(a != 0 && b != 0 && c != 0 && a != b && a != c && b != c);
+    EXPECT_INT(moat_mx_up_slot("app", "127.0.0.1:8001"), a);
+    const char *up = NULL, *srv = NULL;
+    EXPECT(moat_mx_up_slot_names(b, &up, &srv));
+    EXPECT_STR(up, "app");
+    EXPECT_STR(srv, "127.0.0.1:8002");
+    EXPECT(!moat_mx_up_slot_names(0, &up, &srv));
+    EXPECT(!moat_mx_up_slot_names(MOAT_MX_UPS - 2, &up, &srv)); /* not given out yet */
+    char name[32];
+    unsigned last = 0;
+    for (int i = 0; i < MOAT_MX_UPS + 3; i++) {
+        snprintf(name, sizeof(name), "10.0.0.%d:80", i);
+        last = moat_mx_up_slot("many", name);
+    }
+    EXPECT_INT(last, MOAT_MX_UPS - 1);
+    EXPECT(moat_mx_up_slot_names(last, &up, &srv));
+    EXPECT_STR(up, "(other)");
+    EXPECT_STR(srv, "(other)");
+    /* The site table is apart: its slots did not move. */
+    EXPECT_STR(moat_mx_slot_name(0), "");
+
+    struct moat_metrics *m = calloc(1, sizeof(*m));
+    moat_metrics_upstream(m, a, 200, 0);
+    moat_metrics_upstream(m, a, 101, 3);
+    moat_metrics_upstream(m, a, 503, 20000);
+    moat_metrics_upstream(m, 9999, 200, 1); /* out of range: "(other)" */
+    EXPECT_INT(moat_mx_get(&m->ups[a].answers[1]), 1);
+    EXPECT_INT(moat_mx_get(&m->ups[a].answers[0]), 1);
+    EXPECT_INT(moat_mx_get(&m->ups[a].answers[4]), 1);
+    EXPECT_INT(moat_mx_get(&m->ups[a].lat[0]), 1);
+    EXPECT_INT(moat_mx_get(&m->ups[a].lat[2]), 1);
+    EXPECT_INT(moat_mx_get(&m->ups[a].lat[MOAT_MX_NBUCKET - 1]), 1);
+    EXPECT_INT(moat_mx_get(&m->ups[a].lat_sum_ms), 20003);
+    EXPECT_INT(moat_mx_get(&m->ups[MOAT_MX_UPS - 1].answers[1]), 1);
+    free(m);
+}
+
 TEST_CASE(requests_land_in_their_cells)
 {
     struct moat_metrics *m = calloc(1, sizeof(*m));
@@ -96,6 +138,12 @@ TEST_CASE(prometheus_text_sums_the_workers_and_escapes_labels)
     moat_mx_add(&w[0]->hs_fail[MOAT_MX_HSF_ALPN], 2);
     moat_metrics_handshake(w[0], "TLSv1.3", "TLS_AES_256_GCM_SHA384", "x25519", 0);
     moat_metrics_handshake(w[1], "TLSv1.3", "TLS_AES_256_GCM_SHA384", "x25519", 0);
+    unsigned u = moat_mx_up_slot("app", "127.0.0.1:9");
+    moat_metrics_upstream(w[0], u, 200, 3);
+    moat_metrics_upstream(w[1], u, 204, 30);
+    moat_mx_add(&w[0]->ups[u].opened, 1);
+    moat_mx_add(&w[1]->ups[u].reused, 2);
+    moat_mx_add(&w[1]->ups[u].failed, 5);
     struct moat_conf conf = {0};
     char *listen[] = {"127.0.0.1:1"};
     conf.listen = listen;
@@ -123,6 +171,18 @@ TEST_CASE(prometheus_text_sums_the_workers_and_escapes_labels)
                      "SHA384\",group=\"x25519\",resumed=\"false\"} 2\n") != NULL);
     EXPECT(strstr(t, "moat_tls_handshake_failures_total{reason=\"no_common_protocol\"} 2\n") !=
            NULL);
+    EXPECT(strstr(t, "moat_upstream_responses_total{upstream=\"app\",server=\"127.0.0.1:9\","
+                     "code=\"2xx\"} 2\n") != NULL);
+    EXPECT(strstr(t, "moat_upstream_response_duration_seconds_bucket{upstream=\"app\",server=\""
+                     "127.0.0.1:9\",le=\"0.005\"} 1\n") != NULL);
+    EXPECT(strstr(t, "moat_upstream_response_duration_seconds_count{upstream=\"app\",server=\""
+                     "127.0.0.1:9\"} 2\n") != NULL);
+    EXPECT(strstr(t, "moat_upstream_connections_opened_total{upstream=\"app\",server=\""
+                     "127.0.0.1:9\"} 1\n") != NULL);
+    EXPECT(strstr(t, "moat_upstream_connection_reuses_total{upstream=\"app\",server=\""
+                     "127.0.0.1:9\"} 2\n") != NULL);
+    EXPECT(strstr(t, "moat_upstream_failed_tries_total{upstream=\"app\",server=\""
+                     "127.0.0.1:9\"} 5\n") != NULL);
     /* Every HELP has its TYPE. */
     size_t helps = 0, types = 0;
     for (const char *p = t; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
@@ -148,5 +208,6 @@ int main(void)
     RUN(requests_land_in_their_cells);
     RUN(handshake_kinds_are_told_apart_and_bounded);
     RUN(a_site_keeps_its_slot);
+    RUN(an_upstream_server_keeps_its_slot_and_names);
     TEST_MAIN_END();
 }
