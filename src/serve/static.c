@@ -762,8 +762,27 @@ static moat_rc serve_listing(struct moat_res *res, struct moat_buf *hdrs, struct
     return MOAT_RC_OK;
 }
 
-/* `dfd` is the directory named by norm (consumed). */
-static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_encode_want *want,
+/* The path of a directory's index: `norm` (ending in "/") and the site's index name, into
+ * out[PATH_CAP]; its length, or 0 when the site has no index or the path would not fit. */
+static size_t index_path(const struct moat_static_site *site, const char *norm, size_t nlen,
+                         char *out)
+{
+    if (site->index == NULL || site->index[0] == '\0') {
+        return 0;
+    }
+    size_t il = strlen(site->index);
+    if (nlen + il >= PATH_CAP) {
+        return 0;
+    }
+    memcpy(out, norm, nlen);
+    memcpy(out + nlen, site->index, il + 1);
+    return nlen + il;
+}
+
+/* `dfd` is the directory named by norm (consumed). The index it serves goes into the cache
+ * (when given) under its own path, where the next request for the directory finds it. */
+static moat_rc serve_dir(const struct moat_static_site *site, struct moat_fcache *cache,
+                         uint64_t now_ms, const struct moat_encode_want *want,
                          const struct moat_req *req, struct moat_res *res, struct moat_buf *hdrs,
                          struct moat_buf *body, int dfd, const char *norm, size_t nlen)
 {
@@ -783,27 +802,31 @@ static moat_rc serve_dir(const struct moat_static_site *site, const struct moat_
         MOAT_TRY(PUT_LIT(hdrs, "\r\n"));
         return error_page(res, hdrs, body, 301);
     }
-    if (site->index != NULL && site->index[0] != '\0') {
-        char ipath[PATH_CAP];
-        size_t il = strlen(site->index);
-        if (nlen + il < sizeof(ipath)) {
-            memcpy(ipath, norm, nlen);
-            memcpy(ipath + nlen, site->index, il + 1);
-            int ifd = open_beneath(site->root_fd, ipath + 1);
-            if (ifd >= 0) {
-                struct stat st;
-                if (fstat(ifd, &st) == 0 && S_ISREG(st.st_mode)) {
-                    close(dfd);
-                    struct moat_fcache_meta m = {0};
-                    return serve_file(site, want, req, res, hdrs, body, ifd, &st, ipath, nlen + il,
-                                      NULL, NULL, NULL, &m);
+    char ipath[PATH_CAP];
+    size_t ilen = index_path(site, norm, nlen, ipath);
+    if (ilen > 0) {
+        int ifd = open_beneath(site->root_fd, ipath + 1);
+        if (ifd >= 0) {
+            struct stat st;
+            if (fstat(ifd, &st) == 0 && S_ISREG(st.st_mode)) {
+                close(dfd);
+                struct moat_fcache_entry *e =
+                    cache != NULL ? moat_fcache_put(cache, site->cache_key, ipath + 1, ilen - 1,
+                                                    ifd, &st, now_ms)
+                                  : NULL;
+                if (e != NULL) {
+                    return serve_file(site, want, req, res, hdrs, body, e->fd, &e->st, ipath, ilen,
+                                      moat_fcache_release, e, e->bytes, &e->meta);
                 }
-                close(ifd);
-            } else if (ifd != -ENOENT) {
-                /* An index that exists but may not be read (a link out of the root...)
-                 * is not silently replaced by a listing. */
-                return close_and_page(dfd, res, hdrs, body, status_of_errno(-ifd));
+                struct moat_fcache_meta m = {0};
+                return serve_file(site, want, req, res, hdrs, body, ifd, &st, ipath, ilen, NULL,
+                                  NULL, NULL, &m);
             }
+            close(ifd);
+        } else if (ifd != -ENOENT) {
+            /* An index that exists but may not be read (a link out of the root...)
+             * is not silently replaced by a listing. */
+            return close_and_page(dfd, res, hdrs, body, status_of_errno(-ifd));
         }
     }
     if (!site->listing) {
@@ -854,13 +877,26 @@ moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct mo
 
     /* A file asked for before: no open, no stat (filecache.h says how it stays fresh). The
      * checks above (method, normalisation, hidden names) ran as for any request. */
-    struct moat_fcache_entry *e =
-        cache != NULL && nlen > 1
-            ? moat_fcache_get(cache, site->cache_key, site->root_fd, norm + 1, nlen - 1, now_ms)
-            : NULL;
-    if (e != NULL) {
-        return serve_file(site, want, req, res, hdrs, body, e->fd, &e->st, norm, nlen,
-                          moat_fcache_release, e, e->bytes, &e->meta);
+    struct moat_fcache_entry *e = NULL;
+    if (cache != NULL && norm[nlen - 1] == '/') {
+        /* A directory: its index, if the cache has it. Finding "dir/index.html" fresh says
+         * as much as opening "dir" and then the index would (the cache re-checks that very
+         * path); anything else (no index yet, a listing, a redirect) goes the long way. */
+        char ipath[PATH_CAP];
+        size_t ilen = index_path(site, norm, nlen, ipath);
+        e = ilen > 0 ? moat_fcache_get(cache, site->cache_key, site->root_fd, ipath + 1, ilen - 1,
+                                       now_ms)
+                     : NULL;
+        if (e != NULL) {
+            return serve_file(site, want, req, res, hdrs, body, e->fd, &e->st, ipath, ilen,
+                              moat_fcache_release, e, e->bytes, &e->meta);
+        }
+    } else if (cache != NULL) {
+        e = moat_fcache_get(cache, site->cache_key, site->root_fd, norm + 1, nlen - 1, now_ms);
+        if (e != NULL) {
+            return serve_file(site, want, req, res, hdrs, body, e->fd, &e->st, norm, nlen,
+                              moat_fcache_release, e, e->bytes, &e->meta);
+        }
     }
     int fd = open_beneath(site->root_fd, nlen == 1 ? "." : norm + 1);
     if (fd < 0) {
@@ -871,7 +907,7 @@ moat_rc moat_static_handle_cached(const struct moat_static_site *site, struct mo
         return close_and_page(fd, res, hdrs, body, 500);
     }
     if (S_ISDIR(st.st_mode)) {
-        return serve_dir(site, want, req, res, hdrs, body, fd, norm, nlen);
+        return serve_dir(site, cache, now_ms, want, req, res, hdrs, body, fd, norm, nlen);
     }
     /* FIFOs, sockets, devices: nothing a web root should hand out. */
     if (!S_ISREG(st.st_mode)) {

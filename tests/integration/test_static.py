@@ -408,6 +408,51 @@ def test_a_kept_file_swapped_for_a_symlink_out_of_the_root_is_refused(moat, pki,
             f.unlink()
 
 
+def test_a_directory_index_is_kept_and_stays_fresh(moat, pki, www, secret):
+    # "/dir/" is answered from the cached "dir/index.html" (no open of the directory or the
+    # index), under the same freshness rule: a changed, removed or swapped index shows once
+    # the window passes, and a directory replaced by a file is a 404 again.
+    m = _cache_server(moat, pki, www, "file_cache 100; file_cache_valid 200ms")
+    d = www / "kept"
+    d.mkdir()
+    idx = d / "index.html"
+    try:
+        idx.write_text("<p>one</p>\n")
+        for _ in range(3):
+            r = fetch(m, "/kept/")
+            assert r.status == 200 and r.body == b"<p>one</p>\n", r
+            assert r.header("content-type").startswith("text/html"), r
+        etag = r.header("etag")
+        assert fetch(m, "/kept/", headers={"If-None-Match": etag}).status == 304
+        assert fetch(m, "/kept").status == 301  # the slash-less name still redirects
+        idx.write_text("<p>two, longer</p>\n")
+        time.sleep(0.3)
+        r = fetch(m, "/kept/")
+        assert r.body == b"<p>two, longer</p>\n" and r.header("etag") != etag, r
+        idx.unlink()
+        time.sleep(0.3)
+        assert fetch(m, "/kept/").status == 403  # no index, listings off
+        os.symlink(secret, idx)
+        time.sleep(0.3)
+        r = fetch(m, "/kept/")
+        assert r.status in (403, 404) and SECRET_WORD not in r.body, r
+        idx.unlink()
+        idx.write_text("<p>three</p>\n")
+        assert fetch(m, "/kept/").body == b"<p>three</p>\n"
+        idx.unlink()
+        d.rmdir()
+        d.write_text("now a file\n")
+        time.sleep(0.3)
+        assert fetch(m, "/kept/").status == 404
+    finally:
+        if d.is_dir():
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
+        elif d.exists():
+            d.unlink()
+
+
 def test_file_cache_0_serves_every_change_at_once(moat, pki, www):
     m = _cache_server(moat, pki, www, "file_cache 0")
     f = www / "uncached.txt"
