@@ -2,13 +2,13 @@
 # every test; `make run` starts the demo. See README.md.
 
 CC      ?= cc
-PKGS    := openssl jansson ldns libnghttp2 zlib libbrotlienc libzstd
+PKGS    := openssl jansson ldns libnghttp2 zlib libbrotlienc libzstd hiredis
 WARN    := -std=c17 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes \
            -Wno-unused-parameter
 DEFS    := -D_GNU_SOURCE -DMOAT_VERSION=\"$(shell cat VERSION 2>/dev/null || echo 0.0.0)\"
 INC     := -Isrc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -ljansson -lldns -lnghttp2 -lz -lbrotlienc -lzstd)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lssl -lcrypto -ljansson -lldns -lnghttp2 -lz -lbrotlienc -lzstd -lhiredis)
 LIBS    := $(PKG_LIBS) -lpthread
 
 REL_CFLAGS  := -O2 -g $(WARN) $(DEFS) $(INC) $(PKG_CFLAGS) -fstack-protector-strong -D_FORTIFY_SOURCE=2

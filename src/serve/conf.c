@@ -53,6 +53,7 @@ static const struct family families[] = {
     {moat_conf__guard_specs, &moat_conf__guard_nspecs},
     {moat_conf__encode_specs, &moat_conf__encode_nspecs},
     {moat_conf__cache_specs, &moat_conf__cache_nspecs},
+    {moat_conf__cluster_specs, &moat_conf__cluster_nspecs},
 };
 
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
@@ -72,14 +73,15 @@ static const site_check_fn site_checks[] = {
 
 /* Run after the whole file was read, in this order. */
 static const conf_check_fn conf_checks[] = {
-    moat_conf__site_check_conf,   /* at least one site */
-    moat_conf__limits_check_conf, /* request_line <= header_bytes */
-    moat_conf__mtls_check_conf,   /* each site's client_* directives add up */
-    moat_conf__global_check_conf, /* redirect_http's port is not a listen port */
-    moat_conf__http2_check_conf,  /* `http2 off ADDRESS` names listen addresses */
-    moat_conf__acme_check_conf,   /* a challenge that can work for the ACME sites */
-    moat_conf__proxy_check_conf,  /* proxy rules name upstreams that exist */
-    moat_conf__stream_check_conf, /* streams: targets exist, listen addresses are their own */
+    moat_conf__site_check_conf,    /* at least one site */
+    moat_conf__limits_check_conf,  /* request_line <= header_bytes */
+    moat_conf__mtls_check_conf,    /* each site's client_* directives add up */
+    moat_conf__global_check_conf,  /* redirect_http's port is not a listen port */
+    moat_conf__http2_check_conf,   /* `http2 off ADDRESS` names listen addresses */
+    moat_conf__acme_check_conf,    /* a challenge that can work for the ACME sites */
+    moat_conf__proxy_check_conf,   /* proxy rules name upstreams that exist */
+    moat_conf__stream_check_conf,  /* streams: targets exist, listen addresses are their own */
+    moat_conf__cluster_check_conf, /* cluster: a Redis and a secret */
 };
 
 static const char *const ctx_where[MOAT_CONF__CTX_COUNT] = {
@@ -88,6 +90,7 @@ static const char *const ctx_where[MOAT_CONF__CTX_COUNT] = {
     "inside tls { }",           "inside acme { }",
     "inside an upstream block", "inside an upstream's timeouts { }",
     "inside a stream block",    "inside a stream's timeouts { }",
+    "inside cluster { }",
 };
 
 static const char *const ctx_belongs[MOAT_CONF__CTX_COUNT] = {
@@ -101,6 +104,7 @@ static const char *const ctx_belongs[MOAT_CONF__CTX_COUNT] = {
     "inside an upstream's timeouts { } block",
     "inside a stream NAME { } block",
     "inside a stream's timeouts { } block",
+    "inside a cluster { } block",
 };
 
 /* ---- small helpers ---- */
@@ -610,6 +614,7 @@ void moat_conf_free(struct moat_conf *c)
     free(c->group);
     free(c->admin);
     moat_conf__free_secret(c->admin_token);
+    moat_conf__cluster_free(c->cluster);
     free(c->cache_disk);
     free(c->access_log);
     free(c->error_log);

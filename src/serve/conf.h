@@ -314,6 +314,21 @@ struct moat_conf_stream {
     char where[MOAT_CONF_WHERE_MAX];
 };
 
+/* `cluster { }` (docs/cluster.md): nodes that share ticket keys through one Redis. */
+struct moat_conf_cluster {
+    char *redis;                     /* "HOST:PORT" or "unix:/PATH" */
+    int tls;                         /* rediss:// : TLS, the server's certificate verified */
+    char *ca;                        /* the CA file for that; NULL: the system's trust */
+    char *server_name;               /* the name on its certificate; NULL: the host of `redis` */
+    char *user;                      /* ACL user; NULL: the default one */
+    char *password;                  /* from password_file; cleansed when freed; NULL: no AUTH */
+    char *prefix;                    /* of every key moat writes; default "moat:" */
+    uint64_t timeout_ms;             /* connect, each read and write; default 1s */
+    unsigned char secret[32];        /* from secret_file (HKDF): seals what goes to Redis */
+    char where[MOAT_CONF_WHERE_MAX]; /* "file:line:col" of the block, for messages */
+    int line, col;
+};
+
 struct moat_conf {
     char *path;            /* the config file, or NULL when built from flags/text */
     char **listen;         /* "127.0.0.1:8443", "[::1]:8443", "localhost:8443", ":8443" */
@@ -396,6 +411,7 @@ struct moat_conf {
     size_t nproxy_protocol_listen;
     struct moat_conf_stream *streams;
     size_t nstreams;
+    struct moat_conf_cluster *cluster; /* NULL: a node of its own */
     struct moat_conf_site *sites;
     size_t nsites;
 };

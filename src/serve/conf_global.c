@@ -215,9 +215,8 @@ static moat_rc h_trust(struct moat_conf__loader *L, const struct moat_cfg_node *
     return MOAT_RC_OK;
 }
 
-/* The admin token: the file's first line, kept out of other users' reach. */
-static moat_rc read_token(struct moat_conf__loader *L, const struct moat_cfg_word *w,
-                          const char *path)
+moat_rc moat_conf__read_secret_line(struct moat_conf__loader *L, const struct moat_cfg_word *w,
+                                    const char *path, const char *what, size_t min_len, char **out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
@@ -227,14 +226,14 @@ static moat_rc read_token(struct moat_conf__loader *L, const struct moat_cfg_wor
             close(fd);
         }
         return moat_conf__fail_at_word(L, w,
-                                       "cannot read the admin token file %.200s: %s "
+                                       "cannot read the %s file %.200s: %s "
                                        "(make one: head -c 32 /dev/urandom | base64 > FILE; "
                                        "chmod 600 FILE)",
-                                       path, strerror(e));
+                                       what, path, strerror(e));
     }
     if (!S_ISREG(st.st_mode) || (st.st_mode & 0007) != 0) {
         close(fd);
-        return moat_conf__fail_at_word(L, w, "the admin token file %.200s %s (chmod 600 it)", path,
+        return moat_conf__fail_at_word(L, w, "the %s file %.200s %s (chmod 600 it)", what, path,
                                        S_ISREG(st.st_mode)
                                            ? "can be read by every user of this machine"
                                            : "is not a regular file");
@@ -246,22 +245,22 @@ static moat_rc read_token(struct moat_conf__loader *L, const struct moat_cfg_wor
     buf[len] = '\0';
     len = strcspn(buf, "\r\n");
     buf[len] = '\0';
-    int bad = len < 16 || len > 256;
+    int bad = len < min_len || len > 256;
     for (size_t i = 0; i < len && !bad; i++) {
         bad = buf[i] <= ' ' || buf[i] > '~';
     }
     if (bad) {
         OPENSSL_cleanse(buf, sizeof(buf));
         return moat_conf__fail_at_word(L, w,
-                                       "the admin token in %.200s must be one line of 16 to 256 "
+                                       "the %s in %.200s must be one line of %zu to 256 "
                                        "printable characters without spaces (make one: head -c "
                                        "32 /dev/urandom | base64 > FILE)",
-                                       path);
+                                       what, path, min_len);
     }
-    moat_conf__free_secret(L->c->admin_token);
-    L->c->admin_token = strdup(buf);
+    moat_conf__free_secret(*out);
+    *out = strdup(buf);
     OPENSSL_cleanse(buf, sizeof(buf));
-    return L->c->admin_token != NULL ? MOAT_RC_OK : moat_conf__nomem(L);
+    return *out != NULL ? MOAT_RC_OK : moat_conf__nomem(L);
 }
 
 /*
@@ -342,7 +341,8 @@ static moat_rc h_admin(struct moat_conf__loader *L, const struct moat_cfg_node *
     }
     char *tpath = NULL;
     MOAT_TRY(moat_conf__take_path(L, &n->words[3], "admin token", &tpath));
-    moat_rc rc = read_token(L, &n->words[3], tpath);
+    moat_rc rc =
+        moat_conf__read_secret_line(L, &n->words[3], tpath, "admin token", 16, &L->c->admin_token);
     free(tpath);
     if (moat_ok(rc)) {
         c->admin = strdup(w->s);

@@ -37,6 +37,7 @@ enum moat_conf__ctx {
     MOAT_CONF__UP_TIMEOUTS, /* timeouts { } inside an upstream block */
     MOAT_CONF__STREAM,
     MOAT_CONF__STREAM_TIMEOUTS,
+    MOAT_CONF__CLUSTER,
     MOAT_CONF__CTX_COUNT /* keep last */
 };
 
@@ -138,6 +139,8 @@ extern const struct moat_conf__spec moat_conf__http2_specs[];
 extern const size_t moat_conf__http2_nspecs;
 extern const struct moat_conf__spec moat_conf__stream_specs[];
 extern const size_t moat_conf__stream_nspecs;
+extern const struct moat_conf__spec moat_conf__cluster_specs[];
+extern const size_t moat_conf__cluster_nspecs;
 extern const struct moat_conf__spec moat_conf__guard_specs[];
 extern const size_t moat_conf__guard_nspecs;
 extern const struct moat_conf__spec moat_conf__encode_specs[];
@@ -170,6 +173,8 @@ MOAT_MUST_USE moat_rc moat_conf__http2_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__acme_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__proxy_check_conf(struct moat_conf__loader *L);
 MOAT_MUST_USE moat_rc moat_conf__stream_check_conf(struct moat_conf__loader *L);
+MOAT_MUST_USE moat_rc moat_conf__cluster_check_conf(struct moat_conf__loader *L);
+void moat_conf__cluster_free(struct moat_conf_cluster *cc);
 /* Free what a stream holds (conf_stream.c). */
 void moat_conf__stream_clear(struct moat_conf_stream *s);
 /* Free what a site holds (conf.c), for a stream's embedded TLS identity. */
@@ -236,6 +241,12 @@ int moat_conf__push_str(char ***arr, size_t *n, char *s);
 /* Append p to an array of n positions; 0 when out of memory. */
 int moat_conf__push_pos(struct moat_conf__pos **arr, size_t n, struct moat_conf__pos p);
 void moat_conf__free_strs(char **a, size_t n);
+/* A secret's file (the admin token, a Redis password, the cluster secret): its first line, of
+ * min_len to 256 printable characters, the file not readable by every user; replaces *out
+ * (freed as a secret). Refusals at `w` say how to make one; `what` names it. */
+MOAT_MUST_USE moat_rc moat_conf__read_secret_line(struct moat_conf__loader *L,
+                                                  const struct moat_cfg_word *w, const char *path,
+                                                  const char *what, size_t min_len, char **out);
 /* Free a string that held a secret, its bytes wiped first. NULL does nothing. */
 void moat_conf__free_secret(char *s);
 /* Plain decimal without sign or suffix into *out; 0 on overflow or junk. */

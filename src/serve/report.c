@@ -2,6 +2,7 @@
  * report.c: the admin interface's answers (see report.h).
  */
 #include "serve/report.h"
+#include "serve/cluster.h"
 
 #include "acme/manager.h"
 #include "core/timer.h"
@@ -473,6 +474,19 @@ json_t *moat_report_status_json(const struct moat_report_src *r)
         set(u, "up", json_integer((json_int_t)nin));
     }
     set(o, "upstreams", u);
+    if (r->cluster != NULL) {
+        struct moat_cluster_stats cs;
+        moat_cluster_stats(r->cluster, &cs);
+        json_t *k = json_object();
+        if (k != NULL) {
+            set(k, "redis", json_string(moat_cluster_redis(r->cluster)));
+            set(k, "up", json_boolean(cs.up));
+            set(k, "since", cs.since ? jtime(cs.since) : json_null());
+            set(k, "last_error", json_string(cs.last_error));
+            set(k, "shared_ticket_keys", json_boolean(cs.shared_keys));
+        }
+        set(o, "cluster", k);
+    }
     return o;
 }
 
@@ -956,5 +970,21 @@ moat_rc moat_report_metrics(const struct moat_report_src *r, struct moat_buf *ou
     MOAT_TRY(metrics_tls(r, out));
     MOAT_TRY(metrics_certs(r, out));
     MOAT_TRY(metrics_upstreams(r, out));
+    if (r->cluster != NULL) {
+        struct moat_cluster_stats cs;
+        moat_cluster_stats(r->cluster, &cs);
+        MOAT_TRY(help(out, "moat_cluster_redis_up", "gauge",
+                      "1 when the last exchange with the cluster's Redis worked."));
+        MOAT_TRY(moat_buf_printf(out, "moat_cluster_redis_up %d\n", cs.up));
+        MOAT_TRY(help(out, "moat_cluster_syncs_total", "counter",
+                      "Rounds with the cluster's Redis (once a second), by result."));
+        MOAT_TRY(moat_buf_printf(out,
+                                 "moat_cluster_syncs_total{result=\"ok\"} %llu\n"
+                                 "moat_cluster_syncs_total{result=\"failed\"} %llu\n",
+                                 cs.syncs, cs.failures));
+        MOAT_TRY(help(out, "moat_cluster_shared_ticket_keys", "gauge",
+                      "1 when the session ticket keys in use are the cluster's."));
+        MOAT_TRY(moat_buf_printf(out, "moat_cluster_shared_ticket_keys %d\n", cs.shared_keys));
+    }
     return metrics_cache(r, out);
 }

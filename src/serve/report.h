@@ -23,15 +23,18 @@ struct moat_guard;
 struct moat_cache;
 struct moat_acme_mgr;
 
+struct moat_cluster;
+
 struct moat_report_src {
     const struct moat_snapshot *snap;
     struct moat_metrics *const *mx; /* each worker's counters */
     size_t nworkers;
-    struct moat_guard *guard;   /* NULL: none */
-    struct moat_cache *cache;   /* NULL: none */
-    struct moat_acme_mgr *acme; /* NULL: no site has tls acme */
-    time_t started;             /* the server's start */
-    const char *config;         /* the config file, or NULL (flags) */
+    struct moat_guard *guard;     /* NULL: none */
+    struct moat_cache *cache;     /* NULL: none */
+    struct moat_acme_mgr *acme;   /* NULL: no site has tls acme */
+    struct moat_cluster *cluster; /* NULL: no cluster block */
+    time_t started;               /* the server's start */
+    const char *config;           /* the config file, or NULL (flags) */
     const char *state_dir;
     const char *admin;          /* where the admin interface listens */
     unsigned long long reloads; /* that took */

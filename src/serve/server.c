@@ -7,6 +7,7 @@
  * same thread, as one asked for by SIGHUP, and can hand its refusal back to the caller.
  */
 #include "serve/server.h"
+#include "serve/cluster.h"
 
 #include "acme/challenges.h"
 #include "acme/manager.h"
@@ -400,6 +401,29 @@ static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, s
     return MOAT_RC_OK;
 }
 
+/* Start, restart or stop the cluster thread for conf's cluster block. A thread that cannot
+ * start is a refusal (at start, or of a reload: the old thread goes on). */
+static moat_rc cluster_follow(struct moat_server *srv, const struct moat_conf *conf,
+                              struct moat_err *err)
+{
+    const struct moat_conf_cluster *cc = conf->cluster;
+    if ((cc == NULL && srv->cluster == NULL) ||
+        moat_cluster_same(srv->cluster, cc, conf->ticket_rotate_s)) {
+        return MOAT_RC_OK;
+    }
+    struct moat_cluster *fresh = NULL;
+    if (cc != NULL) {
+        if (!conf->tickets) {
+            moat_log_w("%s: tls { tickets off }: the cluster has no ticket keys to share",
+                       cc->where);
+        }
+        MOAT_TRY(moat_cluster_start(cc, srv->tickets, conf->ticket_rotate_s, &fresh, err));
+    }
+    moat_cluster_stop(srv->cluster);
+    srv->cluster = fresh;
+    return MOAT_RC_OK;
+}
+
 /* Start the ACME thread for conf's `tls acme` sites, or give it the new configuration. */
 static moat_rc acme_follow(struct moat_server *srv, const struct moat_conf *conf,
                            struct moat_err *err)
@@ -521,6 +545,9 @@ static moat_rc reload(struct moat_server *srv, const char *why, struct moat_err 
     moat_rc rc = build(&srv->src, srv->tickets, srv->state_dir, 0, 0, srv, &s, &e);
     if (moat_ok(rc)) {
         rc = acme_follow(srv, s->conf, &e);
+    }
+    if (moat_ok(rc)) {
+        rc = cluster_follow(srv, s->conf, &e);
     }
     if (!moat_ok(rc)) {
         moat_err_str(&e, srv->last_refusal, sizeof(srv->last_refusal));
@@ -689,6 +716,7 @@ static struct moat_report_src report_src(struct moat_server *srv)
                                     .guard = srv->guard,
                                     .cache = srv->cache,
                                     .acme = srv->acme_mgr,
+                                    .cluster = srv->cluster,
                                     .started = srv->started,
                                     .config = srv->src.path,
                                     .state_dir = srv->state_dir,
@@ -968,6 +996,9 @@ moat_rc moat_server_run(const struct moat_conf_source *src, unsigned flags, stru
         rc = acme_follow(&srv, srv.snap->conf, err);
     }
     if (moat_ok(rc)) {
+        rc = cluster_follow(&srv, srv.snap->conf, err);
+    }
+    if (moat_ok(rc)) {
         print_banner(&srv, srv.snap, (flags & MOAT_SERVE_DEMO) != 0);
         srv.started = time(NULL);
         notify_ready(&srv);
@@ -980,6 +1011,8 @@ moat_rc moat_server_run(const struct moat_conf_source *src, unsigned flags, stru
     moat_admin_free(srv.admin);
     srv.admin = NULL;
     moat_acme_mgr_stop(srv.acme_mgr);
+    moat_cluster_stop(srv.cluster);
+    srv.cluster = NULL;
     for (unsigned w = 0; w < started; w++) {
         moat_worker_request_stop(&srv.workers[w]);
     }

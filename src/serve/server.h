@@ -34,6 +34,7 @@ struct moat_acme_challenges;
 struct moat_guard;
 struct moat_cache;
 struct moat_acme_mgr;
+struct moat_cluster;
 struct moat_admin;
 struct moat_metrics;
 
@@ -53,6 +54,7 @@ struct moat_server {
     struct moat_cache *cache;          /* owned: the HTTP cache (serve/cache.h) */
     struct moat_acme_mgr *acme_mgr;    /* owned: the ACME thread; NULL until a site needs it */
     unsigned long acme_gen;            /* the manager's generation last swapped in */
+    struct moat_cluster *cluster;      /* owned: the cluster thread; NULL without cluster { } */
     /* The main thread's loop: signals (signalfd), the once-a-second tick, the admin listener. */
     struct moat_loop loop;
     int sigfd; /* owned */

@@ -30,13 +30,18 @@ struct ticket_key {
     unsigned char hmac[32];           /* HMAC-SHA256 key (secret) */
 };
 
-/* Invariant: `cur` always holds a valid key; `prev` is valid only when have_prev is set, and is
- * the key `cur` replaced at the last rotation. */
+_Static_assert(sizeof(struct ticket_key) == MOAT_TLS_TICKET_KEY_BYTES, "the key's wire layout");
+
+#define NOLD 2 /* keys that only decrypt: the previous one, and a shared set's next one */
+
+/* Invariant: `cur` always holds a valid key; old[0, nold) are valid keys that only decrypt
+ * (after a local rotation, old[0] is the key `cur` replaced). */
 struct moat_tls_tickets {
-    pthread_rwlock_t lock; /* guards cur, prev, have_prev */
+    pthread_rwlock_t lock; /* guards cur, old, nold */
     struct ticket_key cur;
-    struct ticket_key prev;
-    int have_prev;
+    struct ticket_key old[NOLD];
+    size_t nold;
+    _Atomic int shared;         /* keys come from moat_tls_tickets_set: _tick rotates nothing */
     EVP_CIPHER *cipher;         /* AES-256-CBC, fetched once at creation; owned */
     uint64_t rotate_s;          /* rotation period */
     _Atomic long long next_due; /* wall-clock second of the next rotation by _tick */
@@ -52,7 +57,7 @@ static void tickets_unref(struct moat_tls_tickets *t)
         return;
     }
     OPENSSL_cleanse(&t->cur, sizeof(t->cur));
-    OPENSSL_cleanse(&t->prev, sizeof(t->prev));
+    OPENSSL_cleanse(t->old, sizeof(t->old));
     pthread_rwlock_destroy(&t->lock);
     EVP_CIPHER_free(t->cipher);
     free(t);
@@ -74,6 +79,19 @@ static int key_make(struct ticket_key *k)
     return RAND_priv_bytes(k->name, sizeof(k->name)) > 0 &&
            RAND_priv_bytes(k->aes, sizeof(k->aes)) > 0 &&
            RAND_priv_bytes(k->hmac, sizeof(k->hmac)) > 0;
+}
+
+int moat_tls_ticket_key_make(unsigned char out[MOAT_TLS_TICKET_KEY_BYTES])
+{
+    struct ticket_key k;
+    int ok = key_make(&k);
+    if (ok) {
+        memcpy(out, &k, sizeof(k));
+    } else {
+        ERR_clear_error();
+    }
+    OPENSSL_cleanse(&k, sizeof(k));
+    return ok;
 }
 
 moat_rc moat_tls_tickets_new(uint64_t rotate_s, struct moat_tls_tickets **out, struct moat_err *err)
@@ -125,6 +143,18 @@ void moat_tls_tickets_free(struct moat_tls_tickets *t)
     tickets_unref(t);
 }
 
+struct moat_tls_tickets *moat_tls_tickets_ref(struct moat_tls_tickets *t)
+{
+    atomic_fetch_add(&t->refs, 1);
+    return t;
+}
+
+void moat_tls_tickets_unshare(struct moat_tls_tickets *t)
+{
+    atomic_store(&t->next_due, (long long)time(NULL) + (long long)t->rotate_s);
+    atomic_store(&t->shared, 0);
+}
+
 /* Swap in a new key if `due_check` is 0 or the rotation is still due at `now` (another thread
  * may have rotated while we drew random bytes). */
 static void rotate_at(struct moat_tls_tickets *t, long long now, int due_check)
@@ -141,9 +171,9 @@ static void rotate_at(struct moat_tls_tickets *t, long long now, int due_check)
         return;
     }
     if (!due_check || now >= atomic_load(&t->next_due)) {
-        OPENSSL_cleanse(&t->prev, sizeof(t->prev));
-        t->prev = t->cur;
-        t->have_prev = 1;
+        OPENSSL_cleanse(t->old, sizeof(t->old));
+        t->old[0] = t->cur;
+        t->nold = 1;
         t->cur = fresh;
         atomic_store(&t->next_due, now + (long long)t->rotate_s);
     }
@@ -158,10 +188,27 @@ void moat_tls_tickets_rotate(struct moat_tls_tickets *t)
 
 void moat_tls_tickets_tick(struct moat_tls_tickets *t, time_t now)
 {
-    if ((long long)now < atomic_load(&t->next_due)) {
+    if ((long long)now < atomic_load(&t->next_due) || atomic_load(&t->shared)) {
         return;
     }
     rotate_at(t, (long long)now, 1);
+}
+
+void moat_tls_tickets_set(struct moat_tls_tickets *t,
+                          const unsigned char cur[MOAT_TLS_TICKET_KEY_BYTES],
+                          const unsigned char *const *others, size_t nothers)
+{
+    atomic_store(&t->shared, 1);
+    if (pthread_rwlock_wrlock(&t->lock) != 0) {
+        return;
+    }
+    memcpy(&t->cur, cur, sizeof(t->cur));
+    OPENSSL_cleanse(t->old, sizeof(t->old));
+    t->nold = 0;
+    for (size_t i = 0; i < nothers && t->nold < NOLD; i++) {
+        memcpy(&t->old[t->nold++], others[i], sizeof(t->old[0]));
+    }
+    pthread_rwlock_unlock(&t->lock);
 }
 
 /* The MAC context is made by OpenSSL (an HMAC EVP_MAC_CTX); we only key it. The digest name is
@@ -214,9 +261,13 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[KEY_NAME_LEN],
          * sends no new ticket after a resumption, and the client's next connection would be a
          * full handshake. 2 asks for the fresh ticket. */
         rc = SSL_version(ssl) >= TLS1_3_VERSION ? 2 : 1;
-    } else if (t->have_prev && memcmp(key_name, t->prev.name, KEY_NAME_LEN) == 0) {
-        k = &t->prev;
-        rc = 2;
+    } else {
+        for (size_t i = 0; i < t->nold && k == NULL; i++) {
+            if (memcmp(key_name, t->old[i].name, KEY_NAME_LEN) == 0) {
+                k = &t->old[i];
+                rc = 2;
+            }
+        }
     }
     if (k != NULL) {
         int ok = enc ? EVP_EncryptInit_ex(cctx, t->cipher, NULL, k->aes, iv)

@@ -30,6 +30,9 @@ MOAT_MUST_USE moat_rc moat_tls_tickets_new(uint64_t rotate_s, struct moat_tls_ti
  * the keys are wiped (OPENSSL_cleanse) and freed when the last of them goes. NULL does nothing. */
 void moat_tls_tickets_free(struct moat_tls_tickets *t);
 
+/* One more reference to `t` (released with moat_tls_tickets_free); returns t. */
+struct moat_tls_tickets *moat_tls_tickets_ref(struct moat_tls_tickets *t);
+
 /*
  * Make a new current key now; the current one becomes the previous one and the previous one is
  * wiped. Safe from any thread at any time (handshakes in flight finish with the keys they
@@ -40,6 +43,28 @@ void moat_tls_tickets_rotate(struct moat_tls_tickets *t);
 /* Rotate when the period started at creation or at the last rotation has passed by `now`
  * (wall-clock seconds, e.g. the loop's cached time). Cheap when not due: one atomic load. */
 void moat_tls_tickets_tick(struct moat_tls_tickets *t, time_t now);
+
+/* A key's material as moat_tls_tickets_set takes it: a 16-byte name (sent in the clear in each
+ * ticket), the AES-256 key and the HMAC-SHA256 key. */
+#define MOAT_TLS_TICKET_KEY_BYTES 80
+
+/* Fill `out` with a new key from the random generator; 1 on success. */
+int moat_tls_ticket_key_make(unsigned char out[MOAT_TLS_TICKET_KEY_BYTES]);
+
+/*
+ * Use keys made elsewhere (a cluster's, shared by every node): `cur` encrypts new tickets,
+ * `others` (at most two: the previous period's, and the next one's when another node's clock is
+ * ahead) only decrypt, and a ticket under one of them is renewed under `cur`. From then on
+ * _tick rotates nothing: the caller keeps the keys current (moat_tls_tickets_rotate still makes
+ * a local key, for when the shared keys are out of reach for too long). Any thread.
+ */
+void moat_tls_tickets_set(struct moat_tls_tickets *t,
+                          const unsigned char cur[MOAT_TLS_TICKET_KEY_BYTES],
+                          const unsigned char *const *others, size_t nothers);
+
+/* Back to local rotation after moat_tls_tickets_set (the cluster is gone): the keys in use stay
+ * until the next rotation, one period from now. */
+void moat_tls_tickets_unshare(struct moat_tls_tickets *t);
 
 /*
  * Use `t` for the tickets of connections on `ctx`, or with t == NULL refuse tickets on `ctx`

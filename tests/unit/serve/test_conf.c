@@ -284,7 +284,7 @@ static const struct bad_case bad[] = {
      "state, user, access_log, error_log, timeouts, limits, tls, trust, admin, site, upstream, "
      "trusted_proxies, "
      "proxy_protocol, acme, http2, stream, allow, deny, cache_memory, cache_max_object, "
-     "cache_heuristic, cache_heuristic_max, cache_lock_timeout, cache_disk)"},
+     "cache_heuristic, cache_heuristic_max, cache_lock_timeout, cache_disk, cluster)"},
     /* directive in the wrong place */
     {"root ./www\nsite x { root r }", "m.conf:1:1",
      "\"root\" is not allowed at the top level (it belongs inside a site NAME { } block)"},

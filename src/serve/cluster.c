@@ -1,0 +1,363 @@
+/*
+ * cluster.c: the cluster thread: one Redis connection, the shared ticket keys (see cluster.h).
+ */
+#include "serve/cluster.h"
+
+#include "core/log.h"
+#include "state/redis.h"
+#include "state/seal.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SYNC_MS 1000 /* how often the keys are looked at: a new period shows within a second */
+#define KEYLEN MOAT_TLS_TICKET_KEY_BYTES
+#define SEALED_LEN (KEYLEN + MOAT_SEAL_OVERHEAD)
+
+/* The keys of periods p-1, p, p+1 as last handed to the ticket key set. */
+struct keyset {
+    long long period;
+    int have[3];
+    unsigned char k[3][KEYLEN];
+};
+
+struct moat_cluster {
+    /* copied settings */
+    char *redis, *ca, *server_name, *user, *password, *prefix;
+    int tls;
+    uint64_t timeout_ms, rotate_s;
+    unsigned char key[MOAT_SEAL_KEY_BYTES]; /* the sealing key */
+    struct moat_tls_tickets *tickets;       /* one reference */
+
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards stop and stats */
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC */
+    int stop;
+    struct moat_cluster_stats stats;
+
+    /* the thread's own */
+    struct moat_redis *r;
+    struct keyset applied;
+    long long synced_period; /* the last period whose keys came from Redis; -1 none */
+    long long local_period;  /* the last period rotated locally while Redis was away */
+    int told_local;          /* the "rotating locally" line was logged */
+};
+
+static void note(struct moat_cluster *c, int up, const char *why)
+{
+    pthread_mutex_lock(&c->mu);
+    int was = c->stats.up;
+    if (up != was || c->stats.since == 0) {
+        c->stats.since = time(NULL);
+    }
+    c->stats.up = up;
+    if (up) {
+        c->stats.syncs++;
+    } else {
+        c->stats.failures++;
+        snprintf(c->stats.last_error, sizeof(c->stats.last_error), "%s", why);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (up && !was) {
+        moat_log_i("cluster: Redis at %s answers; ticket keys are the cluster's", c->redis);
+    } else if (!up && (was || c->stats.failures == 1)) {
+        moat_log_w("cluster: %s; serving on with the ticket keys this node has (retrying "
+                   "every second)",
+                   why);
+    }
+}
+
+static void key_name(const struct moat_cluster *c, long long period, char *out, size_t cap)
+{
+    snprintf(out, cap, "%stickets:%lld", c->prefix, period);
+}
+
+/* One round with Redis: read the three periods' keys, make the current one if nobody has, hand
+ * them to the ticket key set when they changed. */
+static moat_rc sync_tickets(struct moat_cluster *c, struct moat_err *err)
+{
+    long long period = (long long)(time(NULL) / (time_t)c->rotate_s);
+    char names[3][160];
+    const char *argv[4] = {"MGET", names[0], names[1], names[2]};
+    size_t lens[4] = {4, 0, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        key_name(c, period - 1 + i, names[i], sizeof(names[i]));
+        lens[i + 1] = strlen(names[i]);
+    }
+    redisReply *rep = NULL;
+    MOAT_TRY(moat_redis_command(c->r, 4, argv, lens, &rep, err));
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+        freeReplyObject(rep);
+        MOAT_FAIL(err, MOAT_E_PEER, "MGET of the ticket keys did not answer three values");
+    }
+    int missing[2] = {rep->element[0]->type == REDIS_REPLY_NIL,
+                      rep->element[1]->type == REDIS_REPLY_NIL};
+    if (missing[0] || missing[1]) {
+        freeReplyObject(rep);
+        rep = NULL;
+        /* What the nodes hold and Redis lost (a restart without persistence) goes back, so the
+         * tickets given out under it keep resuming; this period's key, when nobody made it yet,
+         * is a new one. SET NX: whoever is first wins, and every node reads the winner's. */
+        const struct keyset *a = &c->applied;
+        for (int i = 0; i < 2; i++) {
+            unsigned char k[KEYLEN], sealed[SEALED_LEN];
+            int ours = a->period == period && a->have[i];
+            if (!missing[i] || (i == 0 && !ours)) {
+                continue;
+            }
+            if (ours) {
+                memcpy(k, a->k[i], KEYLEN);
+            } else if (!moat_tls_ticket_key_make(k)) {
+                MOAT_FAIL(err, MOAT_E_TLS, "the random generator failed making a ticket key");
+            }
+            moat_rc rc = moat_seal(c->key, names[i], k, KEYLEN, sealed, err);
+            OPENSSL_cleanse(k, sizeof(k));
+            MOAT_TRY(rc);
+            char ex[24];
+            snprintf(ex, sizeof(ex), "%llu", (unsigned long long)((2 + i) * c->rotate_s + 60));
+            const char *sv[6] = {"SET", names[i], (const char *)sealed, "NX", "EX", ex};
+            size_t sl[6] = {3, strlen(names[i]), SEALED_LEN, 2, 2, strlen(ex)};
+            MOAT_TRY(moat_redis_command(c->r, 6, sv, sl, &rep, err));
+            freeReplyObject(rep);
+            rep = NULL;
+        }
+        MOAT_TRY(moat_redis_command(c->r, 4, argv, lens, &rep, err));
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+            rep->element[1]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(rep);
+            MOAT_FAIL(err, MOAT_E_PEER, "the ticket key just set is not there (%s)", names[1]);
+        }
+    }
+    struct keyset ks = {.period = period};
+    moat_rc rc = MOAT_RC_OK;
+    for (int i = 0; i < 3 && moat_ok(rc); i++) {
+        const redisReply *v = rep->element[i];
+        if (v->type == REDIS_REPLY_NIL) {
+            continue;
+        }
+        size_t n = 0;
+        unsigned char out[SEALED_LEN];
+        if (v->type != REDIS_REPLY_STRING || v->len != SEALED_LEN) {
+            rc = moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__,
+                              "%s in Redis is not a ticket key moat sealed (%zu bytes)", names[i],
+                              (size_t)v->len);
+            break;
+        }
+        rc = moat_unseal(c->key, names[i], (const unsigned char *)v->str, v->len, out, &n, err);
+        if (moat_ok(rc) && n == KEYLEN) {
+            memcpy(ks.k[i], out, KEYLEN);
+            ks.have[i] = 1;
+        }
+        OPENSSL_cleanse(out, sizeof(out));
+    }
+    freeReplyObject(rep);
+    if (moat_ok(rc) && !ks.have[1]) {
+        rc = moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__, "no ticket key for %s", names[1]);
+    }
+    if (moat_ok(rc) && memcmp(&ks, &c->applied, sizeof(ks)) != 0) {
+        const unsigned char *others[2];
+        size_t n = 0;
+        if (ks.have[0]) {
+            others[n++] = ks.k[0];
+        }
+        if (ks.have[2]) {
+            others[n++] = ks.k[2];
+        }
+        moat_tls_tickets_set(c->tickets, ks.k[1], others, n);
+        if (c->synced_period != period) {
+            moat_log_i("cluster: ticket keys of period %lld in use (shared through %s)", period,
+                       c->redis);
+        }
+        OPENSSL_cleanse(&c->applied, sizeof(c->applied));
+        c->applied = ks;
+        pthread_mutex_lock(&c->mu);
+        c->stats.shared_keys = 1;
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (moat_ok(rc)) {
+        c->synced_period = period;
+        c->told_local = 0;
+    }
+    OPENSSL_cleanse(&ks, sizeof(ks));
+    return rc;
+}
+
+/* Redis is away: after a whole period without it, a key of this node's own each period. */
+static void rotate_alone(struct moat_cluster *c)
+{
+    long long period = (long long)(time(NULL) / (time_t)c->rotate_s);
+    if (c->synced_period < 0 || period <= c->synced_period + 1 || period == c->local_period) {
+        return;
+    }
+    moat_tls_tickets_rotate(c->tickets);
+    c->local_period = period;
+    OPENSSL_cleanse(&c->applied, sizeof(c->applied)); /* the next sync hands keys over again */
+    pthread_mutex_lock(&c->mu);
+    c->stats.shared_keys = 0;
+    pthread_mutex_unlock(&c->mu);
+    if (!c->told_local) {
+        moat_log_w("cluster: Redis away for more than a ticket period: ticket keys rotate on this "
+                   "node alone until it is back (tickets from here resume only here meanwhile)");
+        c->told_local = 1;
+    }
+}
+
+static void round_once(struct moat_cluster *c)
+{
+    struct moat_err e = {0};
+    char why[400];
+    moat_rc rc = MOAT_RC_OK;
+    if (c->r == NULL) {
+        struct moat_redis_opts o = {.addr = c->redis,
+                                    .tls = c->tls,
+                                    .ca_file = c->ca,
+                                    .server_name = c->server_name,
+                                    .user = c->user,
+                                    .password = c->password,
+                                    .timeout_ms = (unsigned)c->timeout_ms};
+        rc = moat_redis_connect(&o, &c->r, &e);
+    }
+    if (moat_ok(rc)) {
+        rc = sync_tickets(c, &e);
+    }
+    if (moat_ok(rc)) {
+        note(c, 1, NULL);
+        return;
+    }
+    note(c, 0, moat_err_str(&e, why, sizeof(why)));
+    if (c->r != NULL && (moat_redis_broken(c->r) || rc.kind == MOAT_E_IO)) {
+        moat_redis_close(c->r);
+        c->r = NULL;
+    }
+    rotate_alone(c);
+}
+
+static void *run(void *arg)
+{
+    struct moat_cluster *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        pthread_mutex_unlock(&c->mu);
+        round_once(c);
+        pthread_mutex_lock(&c->mu);
+        struct timespec due;
+        clock_gettime(CLOCK_MONOTONIC, &due);
+        due.tv_sec += SYNC_MS / 1000;
+        while (!c->stop && pthread_cond_timedwait(&c->cv, &c->mu, &due) != ETIMEDOUT) {
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void cluster_free(struct moat_cluster *c)
+{
+    moat_redis_close(c->r);
+    free(c->redis);
+    free(c->ca);
+    free(c->server_name);
+    free(c->user);
+    if (c->password != NULL) {
+        OPENSSL_cleanse(c->password, strlen(c->password));
+        free(c->password);
+    }
+    free(c->prefix);
+    OPENSSL_cleanse(c->key, sizeof(c->key));
+    OPENSSL_cleanse(&c->applied, sizeof(c->applied));
+    if (c->tickets != NULL) {
+        moat_tls_tickets_free(c->tickets);
+    }
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static int dup_to(char **dst, const char *s)
+{
+    *dst = s != NULL ? strdup(s) : NULL;
+    return s == NULL || *dst != NULL;
+}
+
+moat_rc moat_cluster_start(const struct moat_conf_cluster *cc, struct moat_tls_tickets *tickets,
+                           uint64_t rotate_s, struct moat_cluster **out, struct moat_err *err)
+{
+    *out = NULL;
+    MOAT_ENSURE(cc != NULL && cc->redis != NULL && tickets != NULL && rotate_s > 0,
+                MOAT_E_INTERNAL);
+    struct moat_cluster *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the cluster");
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    c->synced_period = -1;
+    c->local_period = -1;
+    if (!dup_to(&c->redis, cc->redis) || !dup_to(&c->ca, cc->ca) ||
+        !dup_to(&c->server_name, cc->server_name) || !dup_to(&c->user, cc->user) ||
+        !dup_to(&c->password, cc->password) || !dup_to(&c->prefix, cc->prefix)) {
+        cluster_free(c);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the cluster");
+    }
+    c->tls = cc->tls;
+    c->timeout_ms = cc->timeout_ms;
+    c->rotate_s = rotate_s;
+    memcpy(c->key, cc->secret, sizeof(c->key));
+    c->tickets = moat_tls_tickets_ref(tickets);
+    int e = pthread_create(&c->thread, NULL, run, c);
+    if (e != 0) {
+        cluster_free(c);
+        return moat_err_sys(err, MOAT_E_IO, e, __FILE__, __LINE__,
+                            "cannot start the cluster thread");
+    }
+    *out = c;
+    return MOAT_RC_OK;
+}
+
+void moat_cluster_stop(struct moat_cluster *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    moat_tls_tickets_unshare(c->tickets);
+    cluster_free(c);
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int moat_cluster_same(const struct moat_cluster *c, const struct moat_conf_cluster *cc,
+                      uint64_t rotate_s)
+{
+    return c != NULL && cc != NULL && same_str(c->redis, cc->redis) && same_str(c->ca, cc->ca) &&
+           same_str(c->server_name, cc->server_name) && same_str(c->user, cc->user) &&
+           same_str(c->password, cc->password) && same_str(c->prefix, cc->prefix) &&
+           c->tls == cc->tls && c->timeout_ms == cc->timeout_ms && c->rotate_s == rotate_s &&
+           CRYPTO_memcmp(c->key, cc->secret, sizeof(c->key)) == 0;
+}
+
+void moat_cluster_stats(struct moat_cluster *c, struct moat_cluster_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->stats;
+    pthread_mutex_unlock(&c->mu);
+}
+
+const char *moat_cluster_redis(const struct moat_cluster *c)
+{
+    return c->redis;
+}

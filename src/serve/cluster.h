@@ -1,0 +1,60 @@
+/*
+ * cluster.h: a node's part in a cluster (docs/cluster.md): a thread of its own that keeps one
+ * Redis connection and, once a second, makes the TLS session ticket keys the nodes share.
+ *
+ * Why a thread and not the workers' loop: everything here is slow, rare and may block on a Redis
+ * that has gone away (each call bounded by the block's timeout); the request path never waits
+ * on it. What it learns reaches the hot path as data the path already reads (the ticket key set,
+ * swapped under its own lock).
+ *
+ * Ticket keys: for each rotation period (ticket_rotate) there is one key, stored as
+ * PREFIX "tickets:" <period number>, sealed (state/seal.h) with the cluster secret. The first node
+ * to need a period's key makes it (SET NX with an expiry of three periods), and every node reads
+ * the same one: the current period's key encrypts, the previous and the next (a node whose clock
+ * runs ahead may have made it) decrypt. A ticket from any node therefore resumes on every node.
+ * Redis away: the node keeps the keys it has, so its own tickets still resume; a Redis that comes
+ * back empty gets the keys in use again (SET NX of what the nodes hold). After one whole
+ * period without Redis it rotates locally, period by period, until Redis is back, so no key
+ * lives on unbounded.
+ */
+#ifndef MOAT_SERVE_CLUSTER_H
+#define MOAT_SERVE_CLUSTER_H
+
+#include "core/err.h"
+#include "serve/conf.h"
+#include "tls/ticket.h"
+
+#include <stdint.h>
+#include <time.h>
+
+struct moat_cluster;
+
+struct moat_cluster_stats {
+    int up;                   /* the last exchange with Redis worked */
+    time_t since;             /* when `up` last changed (0: never up) */
+    char last_error[300];     /* the last failure, "" when none yet */
+    unsigned long long syncs; /* ticket key syncs that worked */
+    unsigned long long failures;
+    int shared_keys; /* the ticket keys in use are the cluster's */
+};
+
+/* Start the thread for `cc` (copied): it shares `tickets` (a reference is taken) rotated every
+ * rotate_s. *out is the caller's; moat_cluster_stop ends it. */
+MOAT_MUST_USE moat_rc moat_cluster_start(const struct moat_conf_cluster *cc,
+                                         struct moat_tls_tickets *tickets, uint64_t rotate_s,
+                                         struct moat_cluster **out, struct moat_err *err);
+
+/* Stop the thread and free it (waits at most the block's timeout for a call in flight). The
+ * ticket keys stay as they are, rotating locally from then on. NULL does nothing. */
+void moat_cluster_stop(struct moat_cluster *c);
+
+/* Whether `c` was started for the same settings as `cc` (a reload keeps it running then). */
+int moat_cluster_same(const struct moat_cluster *c, const struct moat_conf_cluster *cc,
+                      uint64_t rotate_s);
+
+void moat_cluster_stats(struct moat_cluster *c, struct moat_cluster_stats *out);
+
+/* The Redis address, for the status page and messages. */
+const char *moat_cluster_redis(const struct moat_cluster *c);
+
+#endif

@@ -1,0 +1,272 @@
+"""moat nodes sharing TLS session ticket keys through one Redis (docs/cluster.md): Debian's
+redis-server on loopback (plain, then TLS with an ACL user), three moat nodes serving the same
+certificate, and `openssl s_client -sess_out/-sess_in` carrying one TLS 1.3 session from node to
+node. Redis stopped under the nodes, and restarted empty, must not stop them serving or resuming.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import OPENSSL, clean_env, curl, free_port, wait_for
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+class Redis:
+    """redis-server on 127.0.0.1: plain, or TLS only (with `tls` = (cert, key, ca)) and an ACL
+    user moat whose keys are limited to moat:*. stop() and start() again on the same port."""
+
+    def __init__(self, base, tls=None, password=None):
+        if not os.access(REDIS_SERVER, os.X_OK) or not os.access(REDIS_CLI, os.X_OK):
+            pytest.skip("redis-server / redis-cli not installed (redis-server, redis-tools)")
+        self.dir = Path(base)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.tls = tls
+        self.password = password
+        self.proc = None
+        conf = ["bind 127.0.0.1", "save \"\"", "appendonly no", "dir %s" % self.dir]
+        if tls:
+            conf += ["port 0", "tls-port %d" % self.port, "tls-cert-file %s" % tls[0],
+                     "tls-key-file %s" % tls[1], "tls-ca-cert-file %s" % tls[2],
+                     "tls-auth-clients no"]
+        else:
+            conf += ["port %d" % self.port]
+        if password:
+            conf += ["user default off", "user admin on >adminpw ~* &* +@all",
+                     "user moat on >%s ~moat:* -@all +get +set +mget +ping +auth" % password]
+        self.conf = self.dir / "redis.conf"
+        self.conf.write_text("\n".join(conf) + "\n")
+        self.start()
+
+    def start(self):
+        self.log = open(self.dir / "redis.log", "ab")
+        self.proc = subprocess.Popen([REDIS_SERVER, str(self.conf)], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log, start_new_session=True)
+        ok = wait_for(lambda: self.proc.poll() is None and self.cli("PING").stdout.strip()
+                      == "PONG", 10, 0.1)
+        assert ok, "redis-server did not start:\n" + (self.dir / "redis.log").read_text()
+
+    def cli(self, *args):
+        cmd = [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port)]
+        if self.tls:
+            cmd += ["--tls", "--cacert", str(self.tls[2])]
+        if self.password:
+            cmd += ["--user", "admin", "--pass", "adminpw", "--no-auth-warning"]
+        return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True,
+                              timeout=10, env=clean_env())
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = Redis(tmp_path / "redis")
+    yield r
+    r.stop()
+
+
+def secret_file(path, text=None):
+    path.write_text((text or os.urandom(32).hex()) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def start_nodes(moat, pki, www, cluster_lines, n=3, secrets=None):
+    nodes = []
+    for i in range(n):
+        m = moat("node%d" % (i + 1))
+        sec = secrets[i] if secrets else cluster_lines["secret"]
+        m.write_config(
+            "listen 127.0.0.1:%d\nstate %s\n"
+            "site example.test {\n    cert %s %s\n    cert_ca %s\n    root %s\n}\n"
+            "cluster {\n%s    secret_file %s\n}\n"
+            % (m.port, m.state, pki.ec.chain, pki.ec.key, pki.root, www, cluster_lines["body"],
+               sec))
+        m.start()
+        nodes.append(m)
+    return nodes
+
+
+def shared(m, timeout=10):
+    """Wait until the node says its ticket keys are the cluster's."""
+    return wait_for(lambda: "ticket keys of period" in m.stderr(), timeout, 0.1)
+
+
+def s_client(port, pki, tmp_path, sess_in=None, sess_out=None):
+    cmd = [OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", "example.test",
+           "-CAfile", str(pki.root), "-tls1_3", "-verify_return_error", "-ign_eof"]
+    if sess_out:
+        cmd += ["-sess_out", str(sess_out)]
+    if sess_in:
+        cmd += ["-sess_in", str(sess_in)]
+    # A request, so that the TLS 1.3 ticket (sent after the handshake) is read before the end.
+    r = subprocess.run(cmd, input="GET / HTTP/1.1\r\nHost: example.test\r\nConnection: close"
+                       "\r\n\r\n", capture_output=True, text=True, timeout=20, env=clean_env())
+    m = re.search(r"^(New|Reused), (TLSv1\.3)", r.stdout, re.M)
+    assert m, r.stdout + r.stderr
+    return m.group(1)
+
+
+def three_nodes_and_a_session(moat, pki, www, redis, tmp_path):
+    """Three nodes on `redis`, all sharing keys, and a session from the first (a file)."""
+    sec = secret_file(tmp_path / "secret")
+    nodes = start_nodes(moat, pki, www, {"body": "    redis 127.0.0.1:%d\n" % redis.port,
+                                         "secret": sec})
+    for m in nodes:
+        assert shared(m), m.stderr()
+    sess = tmp_path / "sess.pem"
+    assert s_client(nodes[0].port, pki, tmp_path, sess_out=sess) == "New"
+    return nodes, sess
+
+
+def test_a_session_from_one_node_resumes_on_the_others(moat, pki, www, redis, tmp_path):
+    nodes, sess = three_nodes_and_a_session(moat, pki, www, redis, tmp_path)
+    for m in nodes[1:] + nodes[:1]:
+        assert s_client(m.port, pki, tmp_path, sess_in=sess) == "Reused", m.name
+    # One key per period in Redis, sealed: not the 80 bytes of key material in the clear.
+    keys = redis.cli("--raw", "KEYS", "moat:tickets:*").stdout.split()
+    assert len(keys) == 1, keys
+    raw = subprocess.run([REDIS_CLI, "-p", str(redis.port), "--no-raw", "STRLEN", keys[0]],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert raw.strip().endswith("110"), raw  # "m1" + nonce + 80 + tag
+    ttl = int(redis.cli("TTL", keys[0]).stdout)
+    assert 3600 * 3 <= ttl <= 3600 * 3 + 60, ttl
+    st = subprocess.run([nodes[1].bin, "metrics", "--admin", "unix:%s" % (nodes[1].state /
+                         "admin.sock")], capture_output=True, text=True, timeout=10,
+                        env=nodes[1].env()).stdout
+    assert "moat_cluster_redis_up 1" in st and "moat_cluster_shared_ticket_keys 1" in st, st
+
+
+def test_redis_away_and_back_empty_changes_nothing_for_clients(moat, pki, www, redis, tmp_path):
+    nodes, sess = three_nodes_and_a_session(moat, pki, www, redis, tmp_path)
+    marks = [len(m.stderr()) for m in nodes]
+    redis.stop()
+    for m, mark in zip(nodes, marks):
+        assert wait_for(lambda: "serving on with the ticket keys this node has" in
+                        m.stderr()[mark:], 10, 0.1), m.stderr()
+    # Serving and resuming go on with the keys each node has.
+    for m in nodes:
+        assert curl(tmp_path, "https://example.test:%d/" % m.port, port=m.port,
+                    cacert=pki.root).status == 200
+        assert s_client(m.port, pki, tmp_path, sess_in=sess) == "Reused", m.name
+    # Back, with nothing in it: the nodes put back the key they use, so the session still
+    # resumes everywhere and no node moved to a key of its own.
+    marks = [len(m.stderr()) for m in nodes]
+    redis.start()
+    for m, mark in zip(nodes, marks):
+        assert wait_for(lambda: "answers; ticket keys are the cluster's" in m.stderr()[mark:],
+                        10, 0.1), m.stderr()
+    assert len(redis.cli("--raw", "KEYS", "moat:tickets:*").stdout.split()) == 1
+    for m in nodes:
+        assert s_client(m.port, pki, tmp_path, sess_in=sess) == "Reused", m.name
+
+
+def test_redis_over_tls_with_an_acl_user(moat, pki, www, tmp_path):
+    cert = pki.issue(["redis.test"], "ec", stem="redis")
+    os.chmod(cert.key, 0o600)
+    r = Redis(tmp_path / "redis-tls", tls=(cert.chain, cert.key, pki.root), password="s3cret-pw")
+    try:
+        sec = secret_file(tmp_path / "secret")
+        pw = secret_file(tmp_path / "redis.pass", "s3cret-pw")
+        body = ("    redis rediss://127.0.0.1:%d\n    server_name redis.test\n    ca %s\n"
+                "    user moat\n    password_file %s\n    prefix moat:\n" % (r.port, pki.root, pw))
+        nodes = start_nodes(moat, pki, www, {"body": body, "secret": sec}, n=2)
+        for m in nodes:
+            assert shared(m), m.stderr()
+        sess = tmp_path / "sess.pem"
+        assert s_client(nodes[0].port, pki, tmp_path, sess_out=sess) == "New"
+        assert s_client(nodes[1].port, pki, tmp_path, sess_in=sess) == "Reused"
+
+        # The wrong name on the certificate, and a wrong password: said, and serving goes on.
+        def node_with(name, server_name, passfile):
+            m = moat(name)
+            m.write_config(
+                "listen 127.0.0.1:%d\nstate %s\nsite example.test {\n    cert %s %s\n"
+                "    root %s\n}\ncluster {\n    redis rediss://127.0.0.1:%d\n"
+                "    server_name %s\n    ca %s\n    user moat\n    password_file %s\n"
+                "    secret_file %s\n}\n" % (m.port, m.state, pki.ec.chain, pki.ec.key, www,
+                                            r.port, server_name, pki.root, passfile, sec))
+            m.start()
+            return m
+
+        bad = node_with("badname", "other.test", pw)
+        assert wait_for(lambda: "certificate was refused" in bad.stderr(), 10, 0.1), bad.stderr()
+        assert "other.test" in bad.stderr()
+        assert curl(tmp_path, "https://example.test:%d/" % bad.port, port=bad.port,
+                    cacert=pki.root).status == 200
+        badpw = node_with("badpw", "redis.test",
+                          secret_file(tmp_path / "wrong.pass", "not-the-password"))
+        assert wait_for(lambda: "refused AUTH as moat" in badpw.stderr(), 10, 0.1), \
+            badpw.stderr()
+        assert "not-the-password" not in badpw.stderr()
+        # A plain client cannot talk to the TLS-only port at all.
+        plain = subprocess.run([REDIS_CLI, "-p", str(r.port), "PING"], capture_output=True,
+                               text=True, timeout=10)
+        assert "PONG" not in plain.stdout
+    finally:
+        r.stop()
+
+
+def test_a_node_with_another_secret_keeps_its_own_keys(moat, pki, www, redis, tmp_path):
+    sec = secret_file(tmp_path / "secret")
+    other = secret_file(tmp_path / "other")
+    nodes = start_nodes(moat, pki, www, {"body": "    redis 127.0.0.1:%d\n" % redis.port,
+                                         "secret": sec}, n=2, secrets=[sec, other])
+    assert shared(nodes[0]), nodes[0].stderr()
+    assert wait_for(lambda: "does not open with this node's secret" in nodes[1].stderr(), 10,
+                    0.1), nodes[1].stderr()
+    sess = tmp_path / "sess.pem"
+    assert s_client(nodes[0].port, pki, tmp_path, sess_out=sess) == "New"
+    assert s_client(nodes[1].port, pki, tmp_path, sess_in=sess) == "New"  # cannot open it
+    assert curl(tmp_path, "https://example.test:%d/" % nodes[1].port, port=nodes[1].port,
+                cacert=pki.root).status == 200
+
+
+@pytest.mark.parametrize("body,msg", [
+    ("    redis 127.0.0.1:6379\n", r"moat\.conf:\d+:\d+: the cluster block needs secret_file"),
+    ("    secret_file SECRET\n", r"moat\.conf:\d+:\d+: the cluster block names no Redis"),
+    ("    redis http://h:1\n    secret_file SECRET\n", r"moat\.conf:3:\d+: bad Redis address"),
+    ("    redis 127.0.0.1:6379\n    secret_file OPEN\n",
+     r"moat\.conf:4:\d+: the cluster secret file .* can be read by every user"),
+    ("    redis 127.0.0.1:6379\n    secret_file SHORT\n",
+     r"moat\.conf:4:\d+: the cluster secret in .* must be one line of 32 to 256"),
+    ("    redis 127.0.0.1:6379\n    ca /x.pem\n    secret_file SECRET\n",
+     r"moat\.conf:\d+:\d+: ca and server_name are for TLS"),
+    ("    redis 127.0.0.1:6379\n    user moat\n    secret_file SECRET\n",
+     r"an ACL user needs its password"),
+    ("    redis 127.0.0.1:6379\n    timeout 5ms\n    secret_file SECRET\n",
+     r"\"timeout\" must be a duration between 10ms and 1m"),
+    ("    redis 127.0.0.1:6379\n    tickets on\n    secret_file SECRET\n",
+     r"\"tickets\" is not allowed inside cluster"),
+])
+def test_config_errors_say_where_and_how(moat, pki, www, tmp_path, body, msg):
+    sec = secret_file(tmp_path / "secret")
+    opened = tmp_path / "open"
+    opened.write_text(os.urandom(32).hex() + "\n")
+    os.chmod(opened, 0o644)
+    short = secret_file(tmp_path / "short", "tooshort")
+    body = body.replace("SECRET", str(sec)).replace("OPEN", str(opened)).replace("SHORT",
+                                                                                  str(short))
+    m = moat("bad")
+    m.write_config("listen 127.0.0.1:%d\ncluster {\n%s}\nsite example.test {\n    cert %s %s\n"
+                   "    root %s\n}\n" % (m.port, body, pki.ec.chain, pki.ec.key, www))
+    r = subprocess.run([m.bin, "serve", "--check", "--config", str(m.config)],
+                       capture_output=True, text=True, timeout=20, env=m.env())
+    assert r.returncode != 0
+    assert re.search(msg, r.stderr), r.stderr
