@@ -24,11 +24,12 @@
 
 static const char admin_usage[] =
     "usage: moat status|reload|stop|certs|upstreams|metrics [--config FILE] [--admin ADDRESS]\n"
-    "                  [--token-file FILE] [--json] [--timeout SECONDS] [--no-wait]\n"
+    "                  [--token-file FILE] [--json] [--timeout SECONDS] [--no-wait] [--cluster]\n"
     "\n"
     "Ask a running `moat serve` (or `moat proxy`) through its admin interface:\n"
     "  status      what it serves: sites, certificates' days left, connections, upstreams\n"
     "  reload      read the configuration again; a refusal is printed and nothing changes\n"
+    "              (--cluster: then every other node of its cluster reads its own too)\n"
     "  stop        drain the connections and exit (waits until the server is gone)\n"
     "  certs       each site's certificates: source, names, expiry, chain, next renewal\n"
     "  upstreams   each upstream server's health and load\n"
@@ -50,7 +51,7 @@ static const char admin_usage[] =
 
 struct opts {
     const char *config, *admin, *token_file;
-    int json, no_wait;
+    int json, no_wait, cluster;
     int timeout_s;
 };
 
@@ -334,6 +335,8 @@ int moat_cmd_admin(const char *what, int argc, char **argv)
             o.json = 1;
         } else if (strcmp(a, "--no-wait") == 0) {
             o.no_wait = 1;
+        } else if (strcmp(a, "--cluster") == 0 && strcmp(what, "reload") == 0) {
+            o.cluster = 1;
         } else if (strcmp(a, "--config") == 0 && more) {
             o.config = argv[++i];
         } else if (strcmp(a, "--admin") == 0 && more) {
@@ -362,7 +365,8 @@ int moat_cmd_admin(const char *what, int argc, char **argv)
     }
     int post = strcmp(what, "reload") == 0 || strcmp(what, "stop") == 0;
     char path[32];
-    snprintf(path, sizeof(path), "/%s", strcmp(what, "status") == 0 ? "status" : what);
+    snprintf(path, sizeof(path), "/%s%s", strcmp(what, "status") == 0 ? "status" : what,
+             o.cluster ? "?cluster=1" : "");
     struct moat_buf body;
     moat_buf_init(&body, 64u << 20);
     struct moat_err err = {0};
@@ -407,7 +411,8 @@ int moat_cmd_admin(const char *what, int argc, char **argv)
     } else if (strcmp(what, "upstreams") == 0) {
         print_upstreams(j);
     } else if (strcmp(what, "reload") == 0) {
-        printf("reloaded: now serving configuration generation %lld\n", num(j, "generation"));
+        printf("reloaded: now serving configuration generation %lld%s\n", num(j, "generation"),
+               o.cluster ? "; the other nodes of the cluster were asked to reload" : "");
     } else {
         long pid = (long)num(j, "pid");
         printf("moat (pid %ld) is draining its connections, then exits\n", pid);

@@ -125,6 +125,9 @@ struct moat_cache {
     struct entry *writing; /* the one the writer has in hand */
     size_t wq_len;
     time_t last_disk_warn;
+    /* Told of every PURGE this node took (the cluster passes it on); set before serving. */
+    void (*on_purge)(void *data, const char *key, size_t klen);
+    void *on_purge_data;
 };
 
 #define WRITE_QUEUE_MAX 1024
@@ -1252,6 +1255,23 @@ static moat_rc answer_from(struct entry *e, const struct moat_req *req, const ch
     return MOAT_RC_OK;
 }
 
+unsigned long long moat_cache_purge(struct moat_cache *c, const char *key, size_t klen)
+{
+    int prefix = klen > 0 && key[klen - 1] == '*';
+    unsigned long long gone = drop_keys(c, key, prefix ? klen - 1 : klen, prefix);
+    pthread_mutex_lock(&c->mu);
+    c->st.purged += gone;
+    pthread_mutex_unlock(&c->mu);
+    return gone;
+}
+
+void moat_cache_on_purge(struct moat_cache *c, void (*fn)(void *data, const char *key, size_t klen),
+                         void *data)
+{
+    c->on_purge = fn;
+    c->on_purge_data = data;
+}
+
 /* PURGE URI (or a prefix ending in "*") from an address in cache_purge. */
 static moat_rc purge(const struct moat_cache_ctx *cx, const struct moat_req *req, const char *key,
                      size_t klen, struct moat_res *res, struct moat_buf *lines,
@@ -1269,11 +1289,10 @@ static moat_rc purge(const struct moat_cache_ctx *cx, const struct moat_req *req
                  cx->client);
         return moat_res_error_page(res, 403, lines, body);
     }
-    int prefix = klen > 0 && key[klen - 1] == '*';
-    unsigned long long gone = drop_keys(cx->cache, key, prefix ? klen - 1 : klen, prefix);
-    pthread_mutex_lock(&cx->cache->mu);
-    cx->cache->st.purged += gone;
-    pthread_mutex_unlock(&cx->cache->mu);
+    unsigned long long gone = moat_cache_purge(cx->cache, key, klen);
+    if (cx->cache->on_purge != NULL) {
+        cx->cache->on_purge(cx->cache->on_purge_data, key, klen);
+    }
     moat_log(MOAT_LVL_INFO, req->conn_id, "cache: purged %llu answer(s) for %.*s (peer %s)", gone,
              (int)(klen > 300 ? 300 : klen), key, cx->client);
     size_t before = moat_buf_len(body);

@@ -101,4 +101,13 @@ void moat_cache_tee_adopt(struct moat_cache_tee *t, struct moat_res *res, struct
 /* Whether the site caches the request's path (`cache on` or a prefix of `cache /A /B`). */
 int moat_cache_covers(const struct moat_conf_site *site, const struct moat_req *req);
 
+/* Drop the answers stored under `key` (a cache key as PURGE names it; one ending in "*" is a
+ * prefix), in memory and on disk, counted as purged; how many. Any thread. */
+unsigned long long moat_cache_purge(struct moat_cache *c, const char *key, size_t klen);
+
+/* Call fn with the key of every PURGE this node takes (after its own answers are gone), from
+ * the worker that took it: the cluster passes it on to the other nodes. Set before serving. */
+void moat_cache_on_purge(struct moat_cache *c, void (*fn)(void *data, const char *key, size_t klen),
+                         void *data);
+
 #endif

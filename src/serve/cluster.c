@@ -4,11 +4,18 @@
 #include "serve/cluster.h"
 
 #include "core/log.h"
+#include "serve/cache.h"
 #include "state/redis.h"
 #include "state/seal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +24,122 @@
 #define SYNC_MS 1000 /* how often the keys are looked at: a new period shows within a second */
 #define KEYLEN MOAT_TLS_TICKET_KEY_BYTES
 #define SEALED_LEN (KEYLEN + MOAT_SEAL_OVERHEAD)
+
+#define BUS_MAX 256    /* events waiting to go out; past it the oldest are dropped */
+#define BUS_MAX_AGE 60 /* seconds an event may wait for Redis before it is dropped */
+#define EVENT_MAX 4096 /* bytes of one event */
+
+struct bus_event {
+    char *text; /* "KIND ARG" */
+    time_t at;
+};
+
+struct moat_cluster_bus {
+    pthread_mutex_t mu;
+    int efd; /* eventfd: something was posted */
+    struct bus_event q[BUS_MAX];
+    size_t head, n;
+    atomic_int active; /* cluster threads running (0 or 1; 2 while a reload swaps them): with
+                          none, posts are dropped */
+};
+
+moat_rc moat_cluster_bus_new(struct moat_cluster_bus **out, struct moat_err *err)
+{
+    *out = NULL;
+    struct moat_cluster_bus *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the cluster's events");
+    }
+    b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (b->efd < 0) {
+        free(b);
+        MOAT_FAIL_SYS(err, MOAT_E_IO, "cannot make the cluster's event descriptor");
+    }
+    pthread_mutex_init(&b->mu, NULL);
+    *out = b;
+    return MOAT_RC_OK;
+}
+
+void moat_cluster_bus_free(struct moat_cluster_bus *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->q[(b->head + i) % BUS_MAX].text);
+    }
+    close(b->efd);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+void moat_cluster_bus_post(struct moat_cluster_bus *b, const char *kind, const char *arg,
+                           size_t alen)
+{
+    if (b == NULL || !atomic_load(&b->active)) {
+        return;
+    }
+    size_t kl = strlen(kind);
+    if (kl + 1 + alen >= EVENT_MAX) {
+        return;
+    }
+    char *t = malloc(kl + 1 + alen + 1);
+    if (t == NULL) {
+        return;
+    }
+    memcpy(t, kind, kl);
+    t[kl] = ' ';
+    memcpy(t + kl + 1, arg, alen);
+    t[kl + 1 + alen] = '\0';
+    pthread_mutex_lock(&b->mu);
+    if (b->n == BUS_MAX) {
+        free(b->q[b->head].text);
+        b->head = (b->head + 1) % BUS_MAX;
+        b->n--;
+    }
+    b->q[(b->head + b->n) % BUS_MAX] = (struct bus_event){.text = t, .at = time(NULL)};
+    b->n++;
+    pthread_mutex_unlock(&b->mu);
+    uint64_t one = 1;
+    ssize_t w = write(b->efd, &one, sizeof(one));
+    (void)w; /* a full counter already says "something was posted" */
+}
+
+/* The oldest event young enough to send, taken off the queue; NULL when none. */
+static char *bus_take(struct moat_cluster_bus *b)
+{
+    char *t = NULL;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&b->mu);
+    while (b->n > 0 && t == NULL) {
+        struct bus_event *e = &b->q[b->head];
+        b->head = (b->head + 1) % BUS_MAX;
+        b->n--;
+        if (now - e->at <= BUS_MAX_AGE) {
+            t = e->text;
+        } else {
+            free(e->text);
+        }
+        e->text = NULL;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return t;
+}
+
+/* Put back an event that could not go out (Redis away), first in line. */
+static void bus_unget(struct moat_cluster_bus *b, char *t)
+{
+    pthread_mutex_lock(&b->mu);
+    if (b->n == BUS_MAX) {
+        pthread_mutex_unlock(&b->mu);
+        free(t);
+        return;
+    }
+    b->head = (b->head + BUS_MAX - 1) % BUS_MAX;
+    b->q[b->head] = (struct bus_event){.text = t, .at = time(NULL)};
+    b->n++;
+    pthread_mutex_unlock(&b->mu);
+}
 
 /* The keys of periods p-1, p, p+1 as last handed to the ticket key set. */
 struct keyset {
@@ -32,15 +155,21 @@ struct moat_cluster {
     uint64_t timeout_ms, rotate_s;
     unsigned char key[MOAT_SEAL_KEY_BYTES]; /* the sealing key */
     struct moat_tls_tickets *tickets;       /* one reference */
+    struct moat_cluster_bus *bus;           /* borrowed: the server's */
+    struct moat_cache *cache;               /* borrowed: the server's; NULL: none */
+    char node[17];                          /* this node's id in events: 16 hex digits */
+    char channel[96];                       /* PREFIX "events" */
 
     pthread_t thread;
-    pthread_mutex_t mu; /* guards stop and stats */
-    pthread_cond_t cv;  /* CLOCK_MONOTONIC */
-    int stop;
+    pthread_mutex_t mu; /* guards stats */
+    int wake;           /* eventfd: stop */
+    atomic_int stop;
+    atomic_int reload_wanted;
     struct moat_cluster_stats stats;
 
     /* the thread's own */
     struct moat_redis *r;
+    struct moat_redis *sub; /* SUBSCRIBEd to `channel` */
     struct keyset applied;
     long long synced_period; /* the last period whose keys came from Redis; -1 none */
     long long local_period;  /* the last period rotated locally while Redis was away */
@@ -206,19 +335,15 @@ static void rotate_alone(struct moat_cluster *c)
     }
 }
 
+static struct moat_redis_opts opts_of(const struct moat_cluster *c);
+
 static void round_once(struct moat_cluster *c)
 {
     struct moat_err e = {0};
     char why[400];
     moat_rc rc = MOAT_RC_OK;
     if (c->r == NULL) {
-        struct moat_redis_opts o = {.addr = c->redis,
-                                    .tls = c->tls,
-                                    .ca_file = c->ca,
-                                    .server_name = c->server_name,
-                                    .user = c->user,
-                                    .password = c->password,
-                                    .timeout_ms = (unsigned)c->timeout_ms};
+        struct moat_redis_opts o = opts_of(c);
         rc = moat_redis_connect(&o, &c->r, &e);
     }
     if (moat_ok(rc)) {
@@ -236,27 +361,164 @@ static void round_once(struct moat_cluster *c)
     rotate_alone(c);
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct moat_redis_opts opts_of(const struct moat_cluster *c)
+{
+    return (struct moat_redis_opts){.addr = c->redis,
+                                    .tls = c->tls,
+                                    .ca_file = c->ca,
+                                    .server_name = c->server_name,
+                                    .user = c->user,
+                                    .password = c->password,
+                                    .timeout_ms = (unsigned)c->timeout_ms};
+}
+
+/* The subscriber connection, once the command one works. */
+static void subscribe(struct moat_cluster *c)
+{
+    struct moat_err e = {0};
+    struct moat_redis_opts o = opts_of(c);
+    moat_rc rc = moat_redis_connect(&o, &c->sub, &e);
+    const char *argv[2] = {"SUBSCRIBE", c->channel};
+    size_t lens[2] = {9, strlen(c->channel)};
+    redisReply *rep = NULL;
+    if (moat_ok(rc)) {
+        rc = moat_redis_command(c->sub, 2, argv, lens, &rep, &e);
+    }
+    freeReplyObject(rep);
+    if (!moat_ok(rc)) {
+        char why[400];
+        moat_log_w("cluster: cannot subscribe to %s: %s (purges and reloads from other nodes "
+                   "wait until it works)",
+                   c->channel, moat_err_str(&e, why, sizeof(why)));
+        moat_redis_close(c->sub);
+        c->sub = NULL;
+    }
+}
+
+/* An event from another node: "NODE KIND ARG". */
+static void handle_event(struct moat_cluster *c, const char *m, size_t len)
+{
+    if (len < 18 || memcmp(m, c->node, 16) == 0 || m[16] != ' ') {
+        return; /* ours, or not moat's */
+    }
+    const char *kind = m + 17;
+    size_t rest = len - 17;
+    if (rest >= 6 && memcmp(kind, "purge ", 6) == 0) {
+        const char *key = kind + 6;
+        size_t klen = rest - 6;
+        unsigned long long n = c->cache != NULL ? moat_cache_purge(c->cache, key, klen) : 0;
+        moat_log_i("cluster: purged %llu answer(s) for %.*s (a PURGE on node %.16s)", n,
+                   (int)(klen > 300 ? 300 : klen), key, m);
+    } else if (rest >= 6 && memcmp(kind, "reload", 6) == 0) {
+        moat_log_i("cluster: node %.16s asks every node to reload", m);
+        atomic_store(&c->reload_wanted, 1);
+    }
+}
+
+static void read_events(struct moat_cluster *c)
+{
+    do {
+        struct moat_err e = {0};
+        redisReply *rep = NULL;
+        if (!moat_ok(moat_redis_read_reply(c->sub, &rep, &e))) {
+            moat_redis_close(c->sub);
+            c->sub = NULL;
+            return;
+        }
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+            rep->element[0]->type == REDIS_REPLY_STRING &&
+            strcmp(rep->element[0]->str, "message") == 0 &&
+            rep->element[2]->type == REDIS_REPLY_STRING) {
+            handle_event(c, rep->element[2]->str, rep->element[2]->len);
+        }
+        freeReplyObject(rep);
+    } while (c->sub != NULL && moat_redis_pending(c->sub));
+}
+
+/* Send what the server posted, while Redis takes it. */
+static void publish_events(struct moat_cluster *c)
+{
+    char *t;
+    while (c->r != NULL && (t = bus_take(c->bus)) != NULL) {
+        size_t tl = strlen(t);
+        char *msg = malloc(17 + tl + 1);
+        if (msg == NULL) {
+            free(t);
+            return;
+        }
+        memcpy(msg, c->node, 16);
+        msg[16] = ' ';
+        memcpy(msg + 17, t, tl + 1);
+        const char *argv[3] = {"PUBLISH", c->channel, msg};
+        size_t lens[3] = {7, strlen(c->channel), 17 + tl};
+        redisReply *rep = NULL;
+        struct moat_err e = {0};
+        moat_rc rc = moat_redis_command(c->r, 3, argv, lens, &rep, &e);
+        freeReplyObject(rep);
+        free(msg);
+        if (!moat_ok(rc)) {
+            bus_unget(c->bus, t);
+            char why[400];
+            note(c, 0, moat_err_str(&e, why, sizeof(why)));
+            moat_redis_close(c->r);
+            c->r = NULL;
+            return;
+        }
+        free(t);
+    }
+}
+
 static void *run(void *arg)
 {
     struct moat_cluster *c = arg;
-    pthread_mutex_lock(&c->mu);
-    while (!c->stop) {
-        pthread_mutex_unlock(&c->mu);
-        round_once(c);
-        pthread_mutex_lock(&c->mu);
-        struct timespec due;
-        clock_gettime(CLOCK_MONOTONIC, &due);
-        due.tv_sec += SYNC_MS / 1000;
-        while (!c->stop && pthread_cond_timedwait(&c->cv, &c->mu, &due) != ETIMEDOUT) {
+    uint64_t next_sync = 0;
+    while (!atomic_load(&c->stop)) {
+        uint64_t now = mono_ms();
+        if (now >= next_sync) {
+            round_once(c);
+            next_sync = now + SYNC_MS;
+        }
+        if (c->r != NULL && c->sub == NULL) {
+            subscribe(c);
+        }
+        publish_events(c);
+        struct pollfd p[3] = {
+            {.fd = c->wake, .events = POLLIN},
+            {.fd = c->bus->efd, .events = POLLIN},
+            {.fd = c->sub != NULL ? moat_redis_fd(c->sub) : -1, .events = POLLIN}};
+        now = mono_ms();
+        int wait = next_sync > now ? (int)(next_sync - now) : 0;
+        if (c->sub != NULL && moat_redis_pending(c->sub)) {
+            wait = 0;
+        }
+        int n = poll(p, 3, wait);
+        if (n > 0 && (p[1].revents & POLLIN)) {
+            uint64_t v;
+            ssize_t r = read(c->bus->efd, &v, sizeof(v));
+            (void)r;
+        }
+        if (c->sub != NULL && ((n > 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) ||
+                               moat_redis_pending(c->sub))) {
+            read_events(c);
         }
     }
-    pthread_mutex_unlock(&c->mu);
     return NULL;
 }
 
 static void cluster_free(struct moat_cluster *c)
 {
     moat_redis_close(c->r);
+    moat_redis_close(c->sub);
+    if (c->wake >= 0) {
+        close(c->wake);
+    }
     free(c->redis);
     free(c->ca);
     free(c->server_name);
@@ -271,7 +533,6 @@ static void cluster_free(struct moat_cluster *c)
     if (c->tickets != NULL) {
         moat_tls_tickets_free(c->tickets);
     }
-    pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -283,21 +544,30 @@ static int dup_to(char **dst, const char *s)
 }
 
 moat_rc moat_cluster_start(const struct moat_conf_cluster *cc, struct moat_tls_tickets *tickets,
-                           uint64_t rotate_s, struct moat_cluster **out, struct moat_err *err)
+                           uint64_t rotate_s, struct moat_cluster_bus *bus,
+                           struct moat_cache *cache, struct moat_cluster **out,
+                           struct moat_err *err)
 {
     *out = NULL;
-    MOAT_ENSURE(cc != NULL && cc->redis != NULL && tickets != NULL && rotate_s > 0,
+    MOAT_ENSURE(cc != NULL && cc->redis != NULL && tickets != NULL && rotate_s > 0 && bus != NULL,
                 MOAT_E_INTERNAL);
     struct moat_cluster *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the cluster");
     }
     pthread_mutex_init(&c->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    c->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    c->bus = bus;
+    c->cache = cache;
+    unsigned char id[8];
+    if (c->wake < 0 || RAND_bytes(id, sizeof(id)) <= 0) {
+        cluster_free(c);
+        MOAT_FAIL(err, MOAT_E_IO, "cannot set up the cluster thread");
+    }
+    for (int i = 0; i < 8; i++) {
+        snprintf(c->node + 2 * i, 3, "%02x", id[i]);
+    }
+    snprintf(c->channel, sizeof(c->channel), "%sevents", cc->prefix);
     c->synced_period = -1;
     c->local_period = -1;
     if (!dup_to(&c->redis, cc->redis) || !dup_to(&c->ca, cc->ca) ||
@@ -311,8 +581,10 @@ moat_rc moat_cluster_start(const struct moat_conf_cluster *cc, struct moat_tls_t
     c->rotate_s = rotate_s;
     memcpy(c->key, cc->secret, sizeof(c->key));
     c->tickets = moat_tls_tickets_ref(tickets);
+    atomic_fetch_add(&bus->active, 1);
     int e = pthread_create(&c->thread, NULL, run, c);
     if (e != 0) {
+        atomic_fetch_sub(&bus->active, 1);
         cluster_free(c);
         return moat_err_sys(err, MOAT_E_IO, e, __FILE__, __LINE__,
                             "cannot start the cluster thread");
@@ -326,11 +598,12 @@ void moat_cluster_stop(struct moat_cluster *c)
     if (c == NULL) {
         return;
     }
-    pthread_mutex_lock(&c->mu);
-    c->stop = 1;
-    pthread_cond_signal(&c->cv);
-    pthread_mutex_unlock(&c->mu);
+    atomic_store(&c->stop, 1);
+    uint64_t one = 1;
+    ssize_t w = write(c->wake, &one, sizeof(one));
+    (void)w;
     pthread_join(c->thread, NULL);
+    atomic_fetch_sub(&c->bus->active, 1);
     moat_tls_tickets_unshare(c->tickets);
     cluster_free(c);
 }
@@ -355,6 +628,11 @@ void moat_cluster_stats(struct moat_cluster *c, struct moat_cluster_stats *out)
     pthread_mutex_lock(&c->mu);
     *out = c->stats;
     pthread_mutex_unlock(&c->mu);
+}
+
+int moat_cluster_take_reload(struct moat_cluster *c)
+{
+    return c != NULL && atomic_exchange(&c->reload_wanted, 0);
 }
 
 const char *moat_cluster_redis(const struct moat_cluster *c)

@@ -1,6 +1,7 @@
 /*
- * cluster.h: a node's part in a cluster (docs/cluster.md): a thread of its own that keeps one
- * Redis connection and, once a second, makes the TLS session ticket keys the nodes share.
+ * cluster.h: a node's part in a cluster (docs/cluster.md): a thread of its own that keeps two
+ * Redis connections (commands, and one subscribed to the nodes' events) and, once a second,
+ * makes the TLS session ticket keys the nodes share.
  *
  * Why a thread and not the workers' loop: everything here is slow, rare and may block on a Redis
  * that has gone away (each call bounded by the block's timeout); the request path never waits
@@ -28,6 +29,20 @@
 #include <time.h>
 
 struct moat_cluster;
+struct moat_cache;
+
+/*
+ * Events for the other nodes (a PURGE this node took, a reload asked for everywhere): posted by
+ * any thread without waiting, sent by the cluster thread with PUBLISH on PREFIX "events", and
+ * acted on by every other node's cluster thread. The bus is the server's and outlives a
+ * cluster restarted by a reload; an event waits at most a minute for Redis, then is dropped.
+ */
+struct moat_cluster_bus;
+MOAT_MUST_USE moat_rc moat_cluster_bus_new(struct moat_cluster_bus **out, struct moat_err *err);
+void moat_cluster_bus_free(struct moat_cluster_bus *b);
+/* "KIND ARG" for the other nodes: kind "purge" (arg: the cache key) or "reload" (arg: ""). */
+void moat_cluster_bus_post(struct moat_cluster_bus *b, const char *kind, const char *arg,
+                           size_t alen);
 
 struct moat_cluster_stats {
     int up;                   /* the last exchange with Redis worked */
@@ -39,10 +54,15 @@ struct moat_cluster_stats {
 };
 
 /* Start the thread for `cc` (copied): it shares `tickets` (a reference is taken) rotated every
- * rotate_s. *out is the caller's; moat_cluster_stop ends it. */
+ * rotate_s, sends what is posted on `bus`, and purges other nodes' PURGEs from `cache` (NULL:
+ * none); both are borrowed and must outlive it. *out is the caller's; moat_cluster_stop ends it. */
 MOAT_MUST_USE moat_rc moat_cluster_start(const struct moat_conf_cluster *cc,
                                          struct moat_tls_tickets *tickets, uint64_t rotate_s,
+                                         struct moat_cluster_bus *bus, struct moat_cache *cache,
                                          struct moat_cluster **out, struct moat_err *err);
+
+/* 1 once when another node asked every node to reload (the main thread's tick asks). */
+int moat_cluster_take_reload(struct moat_cluster *c);
 
 /* Stop the thread and free it (waits at most the block's timeout for a call in flight). The
  * ticket keys stay as they are, rotating locally from then on. NULL does nothing. */

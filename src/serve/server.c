@@ -192,6 +192,13 @@ static int conf_has_acme(const struct moat_conf *c)
     return 0;
 }
 
+/* A PURGE this node took, for the other nodes (a worker calls it; the bus never blocks). */
+static void purged_here(void *data, const char *key, size_t klen)
+{
+    struct moat_server *srv = data;
+    moat_cluster_bus_post(srv->bus, "purge", key, klen);
+}
+
 static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets *tickets,
                      const char *state_dir_in, int quiet, int dry_run, struct moat_server *srv,
                      struct moat_snapshot **out, struct moat_err *err)
@@ -232,6 +239,9 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
     /* The cache's store too; a reload takes its new bounds. */
     if (srv != NULL && srv->cache == NULL) {
         moat_rc rc = moat_cache_new(conf->cache_memory, conf->cache_max_object, &srv->cache, err);
+        if (moat_ok(rc)) {
+            moat_cache_on_purge(srv->cache, purged_here, srv);
+        }
         if (moat_ok(rc) && conf->cache_disk != NULL) {
             rc = moat_cache_disk_open(srv->cache, conf->cache_disk, conf->cache_disk_size, err);
         }
@@ -417,7 +427,8 @@ static moat_rc cluster_follow(struct moat_server *srv, const struct moat_conf *c
             moat_log_w("%s: tls { tickets off }: the cluster has no ticket keys to share",
                        cc->where);
         }
-        MOAT_TRY(moat_cluster_start(cc, srv->tickets, conf->ticket_rotate_s, &fresh, err));
+        MOAT_TRY(moat_cluster_start(cc, srv->tickets, conf->ticket_rotate_s, srv->bus, srv->cache,
+                                    &fresh, err));
     }
     moat_cluster_stop(srv->cluster);
     srv->cluster = fresh;
@@ -642,6 +653,9 @@ static void on_tick(struct moat_timer *t)
     if (srv->tickets != NULL) {
         moat_tls_tickets_tick(srv->tickets, now);
     }
+    if (moat_cluster_take_reload(srv->cluster)) {
+        reload_logged(srv, "reload (asked by another node of the cluster)");
+    }
     unsigned long gen = moat_acme_mgr_generation(srv->acme_mgr);
     if (gen != srv->acme_gen) {
         /* The ACME thread installed a certificate: swap it in, no reload. */
@@ -790,9 +804,20 @@ static void admin_handle(void *arg, const struct moat_admin_req *rq, struct moat
             rc = moat_report_metrics(&r, an->body);
         } else if (strcmp(p, "/reload") == 0) {
             struct moat_err e = {0};
-            if (moat_ok(reload(srv, "reload (admin interface)", &e))) {
-                rc = moat_buf_printf(an->body, "{\"reloaded\":true,\"generation\":%llu}\n",
-                                     srv->snap->generation);
+            int everywhere = moat_slice_eq(rq->query, moat_slice_cstr("cluster=1"));
+            if (everywhere && srv->cluster == NULL) {
+                an->status = 409;
+                rc = moat_buf_printf(an->body, "{\"error\":\"this node is in no cluster (a "
+                                               "cluster { } block), so there is no other node "
+                                               "to reload\"}\n");
+            } else if (moat_ok(reload(srv, "reload (admin interface)", &e))) {
+                if (everywhere) {
+                    /* After this node's own reload took: the others read their files too. */
+                    moat_cluster_bus_post(srv->bus, "reload", "", 0);
+                }
+                rc = moat_buf_printf(an->body,
+                                     "{\"reloaded\":true,\"generation\":%llu,\"cluster\":%s}\n",
+                                     srv->snap->generation, everywhere ? "true" : "false");
             } else {
                 an->status = 422;
                 char msg[1024];
@@ -909,6 +934,10 @@ moat_rc moat_server_run(const struct moat_conf_source *src, unsigned flags, stru
         rc = moat_tls_tickets_new(first->ticket_rotate_s, &srv.tickets, err);
     }
     if (moat_ok(rc)) {
+        /* Before any worker: they post a PURGE to it without a lock (serve/cluster.h). */
+        rc = moat_cluster_bus_new(&srv.bus, err);
+    }
+    if (moat_ok(rc)) {
         /* Before the workers start: their connections read the choice without a lock. */
         char why[160];
         int ktls = first->ktls && moat_ktls_available(why, sizeof(why));
@@ -1023,6 +1052,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, unsigned flags, stru
         moat_worker_clear(&srv.workers[w]);
     }
     free(srv.workers);
+    moat_cluster_bus_free(srv.bus); /* after the workers: they post to it */
     moat_snapshot_unref(srv.snap);
     moat_acme_challenges_free(srv.acme);
     log_refusals(srv.guard);

@@ -35,6 +35,7 @@ struct moat_guard;
 struct moat_cache;
 struct moat_acme_mgr;
 struct moat_cluster;
+struct moat_cluster_bus;
 struct moat_admin;
 struct moat_metrics;
 
@@ -55,6 +56,8 @@ struct moat_server {
     struct moat_acme_mgr *acme_mgr;    /* owned: the ACME thread; NULL until a site needs it */
     unsigned long acme_gen;            /* the manager's generation last swapped in */
     struct moat_cluster *cluster;      /* owned: the cluster thread; NULL without cluster { } */
+    struct moat_cluster_bus *bus;      /* owned: events for the other nodes (kept across
+                                          reloads; dropped while no cluster runs) */
     /* The main thread's loop: signals (signalfd), the once-a-second tick, the admin listener. */
     struct moat_loop loop;
     int sigfd; /* owned */

@@ -262,10 +262,9 @@ static moat_rc write_all(struct moat_redis *r, const char *p, size_t n, struct m
     return MOAT_RC_OK;
 }
 
-moat_rc moat_redis_command(struct moat_redis *r, int argc, const char **argv, const size_t *lens,
-                           redisReply **out, struct moat_err *err)
+moat_rc moat_redis_send(struct moat_redis *r, int argc, const char **argv, const size_t *lens,
+                        struct moat_err *err)
 {
-    *out = NULL;
     if (r->broken) {
         MOAT_FAIL(err, MOAT_E_IO, "Redis at %s: the connection failed before", r->name);
     }
@@ -276,7 +275,15 @@ moat_rc moat_redis_command(struct moat_redis *r, int argc, const char **argv, co
     }
     moat_rc rc = write_all(r, cmd, (size_t)len, err);
     free(cmd);
-    MOAT_TRY(rc);
+    return rc;
+}
+
+moat_rc moat_redis_read_reply(struct moat_redis *r, redisReply **out, struct moat_err *err)
+{
+    *out = NULL;
+    if (r->broken) {
+        MOAT_FAIL(err, MOAT_E_IO, "Redis at %s: the connection failed before", r->name);
+    }
     size_t taken = 0;
     for (;;) {
         void *rep = NULL;
@@ -288,8 +295,9 @@ moat_rc moat_redis_command(struct moat_redis *r, int argc, const char **argv, co
         if (rep != NULL) {
             redisReply *reply = rep;
             if (reply->type == REDIS_REPLY_ERROR) {
-                rc = moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__, "Redis at %s: %.*s",
-                                  r->name, (int)(reply->len < 300 ? reply->len : 300), reply->str);
+                moat_rc rc =
+                    moat_err_set(err, MOAT_E_PEER, __FILE__, __LINE__, "Redis at %s: %.*s", r->name,
+                                 (int)(reply->len < 300 ? reply->len : 300), reply->str);
                 freeReplyObject(reply);
                 return rc;
             }
@@ -326,6 +334,28 @@ moat_rc moat_redis_command(struct moat_redis *r, int argc, const char **argv, co
                       REPLY_MAX);
         }
     }
+}
+
+moat_rc moat_redis_command(struct moat_redis *r, int argc, const char **argv, const size_t *lens,
+                           redisReply **out, struct moat_err *err)
+{
+    *out = NULL;
+    MOAT_TRY(moat_redis_send(r, argc, argv, lens, err));
+    return moat_redis_read_reply(r, out, err);
+}
+
+int moat_redis_fd(const struct moat_redis *r)
+{
+    return r->fd;
+}
+
+int moat_redis_pending(struct moat_redis *r)
+{
+    if (r->ssl != NULL && SSL_pending(r->ssl) > 0) {
+        return 1;
+    }
+    /* A whole reply already read and buffered in hiredis's reader. */
+    return r->reader != NULL && r->reader->pos < r->reader->len;
 }
 
 int moat_redis_broken(const struct moat_redis *r)

@@ -42,6 +42,18 @@ MOAT_MUST_USE moat_rc moat_redis_command(struct moat_redis *r, int argc, const c
                                          const size_t *lens, redisReply **out,
                                          struct moat_err *err);
 
+/* The two halves of a command, for a subscriber connection that reads messages it did not ask
+ * for: send one command; read the next reply (or pushed message), blocking up to the timeout. */
+MOAT_MUST_USE moat_rc moat_redis_send(struct moat_redis *r, int argc, const char **argv,
+                                      const size_t *lens, struct moat_err *err);
+MOAT_MUST_USE moat_rc moat_redis_read_reply(struct moat_redis *r, redisReply **out,
+                                            struct moat_err *err);
+
+/* The socket, for poll(); and whether bytes are already buffered (TLS, or the reader) so that
+ * a reply may be read without the socket being readable. */
+int moat_redis_fd(const struct moat_redis *r);
+int moat_redis_pending(struct moat_redis *r);
+
 /* Whether the connection failed and must be closed. */
 int moat_redis_broken(const struct moat_redis *r);
 

@@ -41,7 +41,8 @@ class Redis:
             conf += ["port %d" % self.port]
         if password:
             conf += ["user default off", "user admin on >adminpw ~* &* +@all",
-                     "user moat on >%s ~moat:* -@all +get +set +mget +ping +auth" % password]
+                     "user moat on >%s ~moat:* &moat:* -@all +get +set +mget +ping +auth +publish "
+                     "+subscribe" % password]
         self.conf = self.dir / "redis.conf"
         self.conf.write_text("\n".join(conf) + "\n")
         self.start()
@@ -192,6 +193,7 @@ def test_redis_over_tls_with_an_acl_user(moat, pki, www, tmp_path):
         sess = tmp_path / "sess.pem"
         assert s_client(nodes[0].port, pki, tmp_path, sess_out=sess) == "New"
         assert s_client(nodes[1].port, pki, tmp_path, sess_in=sess) == "Reused"
+        assert "cannot subscribe" not in nodes[0].stderr()  # the ACL allows what moat needs
 
         # The wrong name on the certificate, and a wrong password: said, and serving goes on.
         def node_with(name, server_name, passfile):
@@ -270,3 +272,90 @@ def test_config_errors_say_where_and_how(moat, pki, www, tmp_path, body, msg):
                        capture_output=True, text=True, timeout=20, env=m.env())
     assert r.returncode != 0
     assert re.search(msg, r.stderr), r.stderr
+
+
+def cache_nodes(moat, pki, origin_port, redis, sec, n=3):
+    nodes = []
+    for i in range(n):
+        m = moat("cnode%d" % (i + 1))
+        m.write_config(
+            "listen 127.0.0.1:%d\nstate %s\ncache_memory 1m\n"
+            "site example.test {\n    cert %s %s\n    proxy http://127.0.0.1:%d\n"
+            "    cache on\n    cache_purge 127.0.0.1\n}\n"
+            "cluster {\n    redis 127.0.0.1:%d\n    secret_file %s\n}\n"
+            % (m.port, m.state, pki.ec.chain, pki.ec.key, origin_port, redis.port, sec))
+        m.start()
+        nodes.append(m)
+    for m in nodes:
+        assert shared(m), m.stderr()
+    return nodes
+
+
+def test_a_purge_on_one_node_purges_every_node(moat, pki, redis, tmp_path):
+    import threading
+    from test_cache import Origin, ask, status_of
+    o = Origin()
+    threading.Thread(target=o.serve_forever, daemon=True).start()
+    try:
+        nodes = cache_nodes(moat, pki, o.server_address[1], redis,
+                            secret_file(tmp_path / "secret"))
+        for m in nodes:
+            for p in ("/p/a", "/p/b"):
+                ask(m, p)
+                assert "hit" in status_of(ask(m, p)), (m.name, p)
+        # Node 1 takes the PURGE; the others drop the answer within moments, and keep /p/b.
+        r = ask(nodes[0], "/p/a", method="PURGE")
+        assert r.status == 200 and r.body == b'{"purged": 1}\n', r.body
+        for m in nodes[1:]:
+            assert wait_for(lambda: "a PURGE on node" in m.stderr(), 10, 0.05), m.stderr()
+            assert "hit" not in status_of(ask(m, "/p/a")), m.name
+            assert "hit" in status_of(ask(m, "/p/b")), m.name
+        # A prefix too.
+        r = ask(nodes[2], "/p/*", method="PURGE")
+        assert r.status == 200
+        for m in nodes[:2]:
+            assert wait_for(lambda: "hit" not in status_of(ask(m, "/p/b")), 10, 0.1), m.name
+    finally:
+        o.shutdown()
+        o.server_close()
+
+
+def test_reload_cluster_reloads_every_node(moat, pki, www, redis, tmp_path):
+    sec = secret_file(tmp_path / "secret")
+    nodes = start_nodes(moat, pki, www, {"body": "    redis 127.0.0.1:%d\n" % redis.port,
+                                         "secret": sec})
+
+    def status(m):
+        import json
+        r = subprocess.run([m.bin, "status", "--json", "--admin",
+                            "unix:%s" % (m.state / "admin.sock")], capture_output=True,
+                           text=True, timeout=20, env=m.env())
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    gens = [status(m)["generation"] for m in nodes]
+    r = subprocess.run([nodes[0].bin, "reload", "--cluster", "--admin",
+                        "unix:%s" % (nodes[0].state / "admin.sock")], capture_output=True,
+                       text=True, timeout=30, env=nodes[0].env())
+    assert r.returncode == 0, r.stderr
+    assert "the other nodes of the cluster were asked to reload" in r.stdout
+    for m, g in zip(nodes, gens):
+        assert wait_for(lambda: status(m)["generation"] == g + 1, 10, 0.2), (m.name, m.stderr())
+    assert "asked by another node" not in nodes[0].stderr()  # its own event, not twice
+    for m in nodes[1:]:
+        assert "reload (asked by another node of the cluster)" in m.stderr()
+    # A plain reload stays on its node; --cluster on a node in no cluster is refused.
+    r = subprocess.run([nodes[1].bin, "reload", "--admin",
+                        "unix:%s" % (nodes[1].state / "admin.sock")], capture_output=True,
+                       text=True, timeout=30, env=nodes[1].env())
+    assert r.returncode == 0
+    time.sleep(1.5)
+    assert status(nodes[2])["generation"] == gens[2] + 1
+    lone = moat("lone")
+    lone.write_config("listen 127.0.0.1:%d\nstate %s\nsite example.test {\n    cert %s %s\n"
+                      "    root %s\n}\n" % (lone.port, lone.state, pki.ec.chain, pki.ec.key, www))
+    lone.start()
+    r = subprocess.run([lone.bin, "reload", "--cluster", "--admin",
+                        "unix:%s" % (lone.state / "admin.sock")], capture_output=True, text=True,
+                       timeout=30, env=lone.env())
+    assert r.returncode == 1 and "in no cluster" in r.stderr, r.stderr
