@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/asn1.h>
@@ -43,12 +44,16 @@ struct slot {
     char key_authz[KA_MAX];
     X509 *cert;
     EVP_PKEY *key;
+    time_t expires; /* another node's answer: forgotten then even if its removal is lost */
 };
 
 struct moat_acme_challenges {
     pthread_mutex_t mu;
     atomic_int nalpn;
     struct slot slots[TABLE_SLOTS];
+    moat_acme_challenge_hook hook; /* told of the solvers' answers (a cluster passes them on) */
+    void *hook_data;
+    unsigned settle_ms;
 };
 
 moat_rc moat_acme_challenges_new(struct moat_acme_challenges **out, struct moat_err *err)
@@ -94,7 +99,7 @@ int moat_acme_challenges_http01(struct moat_acme_challenges *t, const char *path
     for (size_t i = 0; !found && i < TABLE_SLOTS; i++) {
         const struct slot *s = &t->slots[i];
         if (s->used && !s->alpn && strlen(s->token) == tl && memcmp(s->token, tok, tl) == 0 &&
-            strlen(s->key_authz) < outlen) {
+            strlen(s->key_authz) < outlen && (s->expires == 0 || s->expires > time(NULL))) {
             memcpy(out, s->key_authz, strlen(s->key_authz) + 1);
             found = 1;
         }
@@ -120,7 +125,8 @@ int moat_acme_challenges_alpn(struct moat_acme_challenges *t, const char *name, 
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; !found && i < TABLE_SLOTS; i++) {
         struct slot *s = &t->slots[i];
-        if (s->used && s->alpn && strcasecmp(s->name, name) == 0) {
+        if (s->used && s->alpn && strcasecmp(s->name, name) == 0 &&
+            (s->expires == 0 || s->expires > time(NULL))) {
             X509_up_ref(s->cert);
             EVP_PKEY_up_ref(s->key);
             *cert = s->cert;
@@ -217,30 +223,32 @@ struct table_solver {
     int alpn;
 };
 
-static moat_rc table_present(struct moat_acme_solver *base, const char *ident, const char *token,
-                             const char *key_authz, struct moat_err *err)
+moat_rc moat_acme_challenges_put(struct moat_acme_challenges *t, int alpn, const char *ident,
+                                 const char *token, const char *key_authz, unsigned ttl_s,
+                                 struct moat_err *err)
 {
-    struct table_solver *ts = (struct table_solver *)base;
     if (strlen(token) >= TOKEN_MAX || strlen(key_authz) >= KA_MAX ||
         strlen(ident) >= NAME_MAX_LEN) {
         MOAT_FAIL(err, MOAT_E_PEER, "the challenge's token or name is too long");
     }
     X509 *cert = NULL;
     EVP_PKEY *key = NULL;
-    if (ts->alpn) {
+    if (alpn) {
         MOAT_TRY(moat_acme_alpn_cert_new(ident, key_authz, &cert, &key, err));
     }
-    struct moat_acme_challenges *t = ts->t;
+    time_t now = time(NULL);
     pthread_mutex_lock(&t->mu);
     struct slot *free_slot = NULL;
     for (size_t i = 0; i < TABLE_SLOTS; i++) {
         struct slot *s = &t->slots[i];
-        if (s->used && s->alpn == ts->alpn &&
-            (ts->alpn ? strcasecmp(s->name, ident) == 0 : strcmp(s->token, token) == 0)) {
-            slot_clear(s); /* the same name or token again: the newest answer wins */
-            if (ts->alpn) {
+        if (s->used && ((s->alpn == alpn &&
+                         (alpn ? strcasecmp(s->name, ident) == 0 : strcmp(s->token, token) == 0)) ||
+                        (s->expires != 0 && s->expires <= now))) {
+            /* the same name or token again (the newest answer wins), or one that lapsed */
+            if (s->alpn) {
                 atomic_fetch_sub(&t->nalpn, 1);
             }
+            slot_clear(s);
         }
         if (!s->used && free_slot == NULL) {
             free_slot = s;
@@ -248,14 +256,15 @@ static moat_rc table_present(struct moat_acme_solver *base, const char *ident, c
     }
     if (free_slot != NULL) {
         free_slot->used = 1;
-        free_slot->alpn = ts->alpn;
+        free_slot->alpn = alpn;
         /* lengths checked above */
         memcpy(free_slot->token, token, strlen(token) + 1);
         memcpy(free_slot->name, ident, strlen(ident) + 1);
         memcpy(free_slot->key_authz, key_authz, strlen(key_authz) + 1);
         free_slot->cert = cert;
         free_slot->key = key;
-        if (ts->alpn) {
+        free_slot->expires = ttl_s != 0 ? now + (time_t)ttl_s : 0;
+        if (alpn) {
             atomic_fetch_add(&t->nalpn, 1);
         }
     }
@@ -268,22 +277,54 @@ static moat_rc table_present(struct moat_acme_solver *base, const char *ident, c
     return MOAT_RC_OK;
 }
 
-static void table_cleanup(struct moat_acme_solver *base, const char *ident, const char *token)
+void moat_acme_challenges_remove(struct moat_acme_challenges *t, int alpn, const char *ident,
+                                 const char *token)
 {
-    struct table_solver *ts = (struct table_solver *)base;
-    struct moat_acme_challenges *t = ts->t;
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < TABLE_SLOTS; i++) {
         struct slot *s = &t->slots[i];
-        if (s->used && s->alpn == ts->alpn && strcmp(s->token, token) == 0 &&
+        if (s->used && s->alpn == alpn && strcmp(s->token, token) == 0 &&
             strcasecmp(s->name, ident) == 0) {
             slot_clear(s);
-            if (ts->alpn) {
+            if (alpn) {
                 atomic_fetch_sub(&t->nalpn, 1);
             }
         }
     }
     pthread_mutex_unlock(&t->mu);
+}
+
+void moat_acme_challenges_on_change(struct moat_acme_challenges *t, moat_acme_challenge_hook fn,
+                                    void *data, unsigned settle_ms)
+{
+    t->hook = fn;
+    t->hook_data = data;
+    t->settle_ms = settle_ms;
+}
+
+static moat_rc table_present(struct moat_acme_solver *base, const char *ident, const char *token,
+                             const char *key_authz, struct moat_err *err)
+{
+    struct table_solver *ts = (struct table_solver *)base;
+    struct moat_acme_challenges *t = ts->t;
+    MOAT_TRY(moat_acme_challenges_put(t, ts->alpn, ident, token, key_authz, 0, err));
+    if (t->hook != NULL) {
+        t->hook(t->hook_data, 1, ts->alpn, ident, token, key_authz);
+        /* The other nodes get the answer asynchronously: give them a moment before the CA is
+         * told to look (it may ask any of them). */
+        struct timespec ts_wait = {t->settle_ms / 1000, (long)(t->settle_ms % 1000) * 1000000L};
+        nanosleep(&ts_wait, NULL);
+    }
+    return MOAT_RC_OK;
+}
+
+static void table_cleanup(struct moat_acme_solver *base, const char *ident, const char *token)
+{
+    struct table_solver *ts = (struct table_solver *)base;
+    moat_acme_challenges_remove(ts->t, ts->alpn, ident, token);
+    if (ts->t->hook != NULL) {
+        ts->t->hook(ts->t->hook_data, 0, ts->alpn, ident, token, "");
+    }
 }
 
 static void plain_free(struct moat_acme_solver *s)

@@ -46,6 +46,27 @@ int moat_acme_challenges_alpn(struct moat_acme_challenges *t, const char *name, 
 int moat_acme_challenges_alpn_active(struct moat_acme_challenges *t);
 
 /* Solvers that publish into t: "http-01" or "tls-alpn-01". Freed with moat_acme_solver_free. */
+/*
+ * The table by hand: an answer (alpn 0: HTTP-01 token -> key authorization; 1: TLS-ALPN-01 for
+ * `ident`, whose certificate is made here), forgotten after ttl_s (0: kept until removed); and
+ * its removal. A cluster node adds the answers another node's solvers give, so that the CA may
+ * check any node. Thread-safe.
+ */
+MOAT_MUST_USE moat_rc moat_acme_challenges_put(struct moat_acme_challenges *t, int alpn,
+                                               const char *ident, const char *token,
+                                               const char *key_authz, unsigned ttl_s,
+                                               struct moat_err *err);
+void moat_acme_challenges_remove(struct moat_acme_challenges *t, int alpn, const char *ident,
+                                 const char *token);
+
+/* Told of each answer the table's solvers give (added 1) or take back (added 0; key_authz "").
+ * After an answer is given, the solver waits settle_ms before the CA is told to check, so that
+ * whoever the hook tells can answer too. Set before any solver runs. */
+typedef void (*moat_acme_challenge_hook)(void *data, int added, int alpn, const char *ident,
+                                         const char *token, const char *key_authz);
+void moat_acme_challenges_on_change(struct moat_acme_challenges *t, moat_acme_challenge_hook fn,
+                                    void *data, unsigned settle_ms);
+
 MOAT_MUST_USE moat_rc moat_acme_table_solver_new(struct moat_acme_challenges *t, const char *type,
                                                  struct moat_acme_solver **out,
                                                  struct moat_err *err);

@@ -3,6 +3,7 @@
  */
 #include "serve/cluster.h"
 
+#include "acme/challenges.h"
 #include "core/log.h"
 #include "serve/cache.h"
 #include "state/redis.h"
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CHALLENGE_TTL_S 600 /* another node's ACME answer, should its removal be lost */
 #define SYNC_MS 1000 /* how often the keys are looked at: a new period shows within a second */
 #define KEYLEN MOAT_TLS_TICKET_KEY_BYTES
 #define SEALED_LEN (KEYLEN + MOAT_SEAL_OVERHEAD)
@@ -153,12 +155,13 @@ struct moat_cluster {
     char *redis, *ca, *server_name, *user, *password, *prefix;
     int tls;
     uint64_t timeout_ms, rotate_s;
-    unsigned char key[MOAT_SEAL_KEY_BYTES]; /* the sealing key */
-    struct moat_tls_tickets *tickets;       /* one reference */
-    struct moat_cluster_bus *bus;           /* borrowed: the server's */
-    struct moat_cache *cache;               /* borrowed: the server's; NULL: none */
-    char node[17];                          /* this node's id in events: 16 hex digits */
-    char channel[96];                       /* PREFIX "events" */
+    unsigned char key[MOAT_SEAL_KEY_BYTES];  /* the sealing key */
+    struct moat_tls_tickets *tickets;        /* one reference */
+    struct moat_cluster_bus *bus;            /* borrowed: the server's */
+    struct moat_cache *cache;                /* borrowed: the server's; NULL: none */
+    struct moat_acme_challenges *challenges; /* borrowed: the server's; NULL: none */
+    char node[17];                           /* this node's id in events: 16 hex digits */
+    char channel[96];                        /* PREFIX "events" */
 
     pthread_t thread;
     pthread_mutex_t mu; /* guards stats */
@@ -416,6 +419,28 @@ static void handle_event(struct moat_cluster *c, const char *m, size_t len)
         unsigned long long n = c->cache != NULL ? moat_cache_purge(c->cache, key, klen) : 0;
         moat_log_i("cluster: purged %llu answer(s) for %.*s (a PURGE on node %.16s)", n,
                    (int)(klen > 300 ? 300 : klen), key, m);
+    } else if (rest >= 10 && memcmp(kind, "challenge ", 10) == 0 && c->challenges != NULL) {
+        char buf[1100], *save = NULL;
+        size_t bl = rest - 10 < sizeof(buf) - 1 ? rest - 10 : sizeof(buf) - 1;
+        memcpy(buf, kind + 10, bl);
+        buf[bl] = '\0';
+        const char *op = strtok_r(buf, " ", &save), *alpn = strtok_r(NULL, " ", &save);
+        const char *ident = strtok_r(NULL, " ", &save), *token = strtok_r(NULL, " ", &save);
+        const char *ka = strtok_r(NULL, " ", &save);
+        if (op == NULL || alpn == NULL || ident == NULL || token == NULL) {
+            return;
+        }
+        int is_alpn = strcmp(alpn, "1") == 0;
+        if (strcmp(op, "+") == 0 && ka != NULL) {
+            struct moat_err e = {0};
+            if (moat_ok(moat_acme_challenges_put(c->challenges, is_alpn, ident, token, ka,
+                                                 CHALLENGE_TTL_S, &e))) {
+                moat_log_i("cluster: answering the %s challenge for %s of node %.16s",
+                           is_alpn ? "tls-alpn-01" : "http-01", ident, m);
+            }
+        } else if (strcmp(op, "-") == 0) {
+            moat_acme_challenges_remove(c->challenges, is_alpn, ident, token);
+        }
     } else if (rest >= 6 && memcmp(kind, "reload", 6) == 0) {
         moat_log_i("cluster: node %.16s asks every node to reload", m);
         atomic_store(&c->reload_wanted, 1);
@@ -545,8 +570,8 @@ static int dup_to(char **dst, const char *s)
 
 moat_rc moat_cluster_start(const struct moat_conf_cluster *cc, struct moat_tls_tickets *tickets,
                            uint64_t rotate_s, struct moat_cluster_bus *bus,
-                           struct moat_cache *cache, struct moat_cluster **out,
-                           struct moat_err *err)
+                           struct moat_cache *cache, struct moat_acme_challenges *challenges,
+                           struct moat_cluster **out, struct moat_err *err)
 {
     *out = NULL;
     MOAT_ENSURE(cc != NULL && cc->redis != NULL && tickets != NULL && rotate_s > 0 && bus != NULL,
@@ -559,6 +584,7 @@ moat_rc moat_cluster_start(const struct moat_conf_cluster *cc, struct moat_tls_t
     c->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     c->bus = bus;
     c->cache = cache;
+    c->challenges = challenges;
     unsigned char id[8];
     if (c->wake < 0 || RAND_bytes(id, sizeof(id)) <= 0) {
         cluster_free(c);

@@ -8,6 +8,7 @@
  */
 #include "serve/server.h"
 #include "serve/cluster.h"
+#include "state/store_redis.h"
 
 #include "acme/challenges.h"
 #include "acme/manager.h"
@@ -192,6 +193,24 @@ static int conf_has_acme(const struct moat_conf *c)
     return 0;
 }
 
+/* How long a solver waits after giving its answer before the CA is told to check: the other
+ * nodes have it within milliseconds (pub/sub); this leaves room for a busy Redis. */
+#define CHALLENGE_SETTLE_MS 500
+
+/* An ACME answer this node's solvers gave or took back, for the other nodes: "+ ALPN IDENT
+ * TOKEN KEYAUTH" or "- ALPN IDENT TOKEN" (none of them has spaces). */
+static void challenge_here(void *data, int added, int alpn, const char *ident, const char *token,
+                           const char *key_authz)
+{
+    struct moat_server *srv = data;
+    char ev[1024];
+    int n = snprintf(ev, sizeof(ev), "%c %d %s %s %s", added ? '+' : '-', alpn, ident, token,
+                     added ? key_authz : "");
+    if (n > 0 && (size_t)n < sizeof(ev)) {
+        moat_cluster_bus_post(srv->bus, "challenge", ev, (size_t)n);
+    }
+}
+
 /* A PURGE this node took, for the other nodes (a worker calls it; the bus never blocks). */
 static void purged_here(void *data, const char *key, size_t klen)
 {
@@ -216,12 +235,16 @@ static moat_rc build(const struct moat_conf_source *src, struct moat_tls_tickets
     }
     /* The challenge table exists from the first configuration with a `tls acme` site on (a
      * reload may bring one), and then lives as long as the server. */
-    if (srv != NULL && srv->acme == NULL && conf_has_acme(conf)) {
+    if (srv != NULL && srv->acme == NULL && (conf_has_acme(conf) || conf->cluster != NULL)) {
         moat_rc rc = moat_acme_challenges_new(&srv->acme, err);
         if (!moat_ok(rc)) {
             moat_conf_free(conf);
             free(state_dir);
             return rc;
+        }
+        if (conf->cluster != NULL) {
+            /* In a cluster the CA may check any node: the answers go to all of them. */
+            moat_acme_challenges_on_change(srv->acme, challenge_here, srv, CHALLENGE_SETTLE_MS);
         }
     }
     /* The limits' table lives as long as the server; its size is the first configuration's. */
@@ -428,7 +451,7 @@ static moat_rc cluster_follow(struct moat_server *srv, const struct moat_conf *c
                        cc->where);
         }
         MOAT_TRY(moat_cluster_start(cc, srv->tickets, conf->ticket_rotate_s, srv->bus, srv->cache,
-                                    &fresh, err));
+                                    srv->acme, &fresh, err));
     }
     moat_cluster_stop(srv->cluster);
     srv->cluster = fresh;
@@ -953,10 +976,21 @@ moat_rc moat_server_run(const struct moat_conf_source *src, unsigned flags, stru
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         nworkers = n > 0 ? (unsigned)n : 1;
     }
-    moat_conf_free(first);
-    if (moat_ok(rc)) {
+    if (moat_ok(rc) && first->cluster != NULL) {
+        /* ACME accounts, keys and certificates are the cluster's: one order per name. */
+        const struct moat_conf_cluster *cc = first->cluster;
+        struct moat_redis_opts ro = {.addr = cc->redis,
+                                     .tls = cc->tls,
+                                     .ca_file = cc->ca,
+                                     .server_name = cc->server_name,
+                                     .user = cc->user,
+                                     .password = cc->password,
+                                     .timeout_ms = (unsigned)cc->timeout_ms};
+        rc = moat_store_redis_new(&ro, cc->prefix, cc->secret, &srv.store, err);
+    } else if (moat_ok(rc)) {
         rc = moat_store_folder_new(srv.state_dir, &srv.store, err);
     }
+    moat_conf_free(first);
     if (moat_ok(rc)) {
         rc = build(src, srv.tickets, srv.state_dir, 0, 0, &srv, &srv.snap, err);
     }

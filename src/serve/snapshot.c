@@ -293,6 +293,10 @@ static moat_rc site_ctx_new(const struct moat_snapshot *s, const struct moat_sit
 static moat_rc acme_sets(const struct moat_conf_site *cs, struct moat_store *st,
                          struct moat_tls_certset *sets[8], size_t *nsets, struct moat_err *err)
 {
+    struct moat_err local = {0};
+    if (err == NULL) {
+        err = &local; /* the message is logged below either way */
+    }
     for (int k = 0; k < MOAT_ACME_KIND_COUNT; k++) {
         if (!(cs->acme_kinds & (1 << k))) {
             continue;
@@ -312,7 +316,7 @@ static moat_rc acme_sets(const struct moat_conf_site *cs, struct moat_store *st,
             moat_log_w("site %s: the stored ACME certificate cannot be used: %s", cs->names[0],
                        moat_err_str(err, msg, sizeof(msg)));
         }
-        if (err != NULL && !moat_ok(rc)) {
+        if (!moat_ok(rc)) {
             moat_err_clear(err);
         }
     }

@@ -41,8 +41,8 @@ class Redis:
             conf += ["port %d" % self.port]
         if password:
             conf += ["user default off", "user admin on >adminpw ~* &* +@all",
-                     "user moat on >%s ~moat:* &moat:* -@all +get +set +mget +ping +auth +publish "
-                     "+subscribe" % password]
+                     "user moat on >%s ~moat:* &moat:* -@all +get +set +del +mget +scan +eval +ping "
+                     "+auth +publish +subscribe" % password]
         self.conf = self.dir / "redis.conf"
         self.conf.write_text("\n".join(conf) + "\n")
         self.start()
