@@ -31,3 +31,15 @@ int moat_gcra_take(uint64_t *tat_us, uint64_t now_us, uint64_t interval_us, uint
     *wait_us = next - now_us - allowance;
     return 0;
 }
+
+void moat_gcra_charge(uint64_t *tat_us, uint64_t now_us, uint64_t interval_us, uint64_t burst,
+                      uint64_t n)
+{
+    if (burst == 0) {
+        burst = 1;
+    }
+    uint64_t base = *tat_us > now_us ? *tat_us : now_us;
+    uint64_t cap = now_us + interval_us * burst;
+    uint64_t room = base < cap ? (cap - base) / interval_us : 0;
+    *tat_us = base + (n < room ? n : room) * interval_us;
+}

@@ -27,4 +27,12 @@ uint64_t moat_rate_interval_us(const struct moat_rate *r);
 int moat_gcra_take(uint64_t *tat_us, uint64_t now_us, uint64_t interval_us, uint64_t burst,
                    uint64_t *wait_us);
 
+/*
+ * `n` events that happened elsewhere (another node of a cluster let them through): *tat_us
+ * moves on as if they had happened here, at most to a full burst ahead of now, so the events
+ * seen here afterwards are judged against everyone's.
+ */
+void moat_gcra_charge(uint64_t *tat_us, uint64_t now_us, uint64_t interval_us, uint64_t burst,
+                      uint64_t n);
+
 #endif

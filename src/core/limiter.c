@@ -139,6 +139,19 @@ int moat_limiter_take(struct moat_limiter *l, uint64_t key, uint64_t now_us, uin
     return ok;
 }
 
+void moat_limiter_charge(struct moat_limiter *l, uint64_t key, uint64_t now_us,
+                         uint64_t interval_us, uint64_t burst, uint64_t n)
+{
+    struct stripe *st = stripe_of(l, key);
+    pthread_mutex_lock(&st->mu);
+    struct slot *s = find(l, st, key, now_us, 1);
+    if (s != NULL) {
+        s->seen_us = now_us;
+        moat_gcra_charge(&s->tat_us, now_us, interval_us, burst, n);
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
 int moat_limiter_conn_take(struct moat_limiter *l, uint64_t key, uint32_t max)
 {
     struct stripe *st = stripe_of(l, key);

@@ -37,6 +37,10 @@ uint64_t moat_limiter_key(const struct moat_limiter *l, const void *data, size_t
 int moat_limiter_take(struct moat_limiter *l, uint64_t key, uint64_t now_us, uint64_t interval_us,
                       uint64_t burst, uint64_t *wait_us);
 
+/* `n` events of `key` that happened elsewhere (moat_gcra_charge). */
+void moat_limiter_charge(struct moat_limiter *l, uint64_t key, uint64_t now_us,
+                         uint64_t interval_us, uint64_t burst, uint64_t n);
+
 /* One more connection of `key` if it holds fewer than `max`: 1 (counted: it needs its
  * moat_limiter_conn_put), 0 (refused), or -1 (let through uncounted: the table is full). */
 int moat_limiter_conn_take(struct moat_limiter *l, uint64_t key, uint32_t max);

@@ -6,6 +6,7 @@
 #include "acme/challenges.h"
 #include "core/log.h"
 #include "serve/cache.h"
+#include "serve/guard.h"
 #include "state/redis.h"
 #include "state/seal.h"
 
@@ -23,7 +24,11 @@
 #include <string.h>
 
 #define CHALLENGE_TTL_S 600 /* another node's ACME answer, should its removal be lost */
-#define SYNC_MS 1000 /* how often the keys are looked at: a new period shows within a second */
+#define SYNC_MS 1000
+#define SHARE_MS 100 /* how often the limit rules' counts are traded */
+#define SHARE_BATCH                                                                                \
+    1024 /* keys in one exchange (one pipeline) */ /* how often the keys are looked at: a new      \
+                                                      period shows within a second */
 #define KEYLEN MOAT_TLS_TICKET_KEY_BYTES
 #define SEALED_LEN (KEYLEN + MOAT_SEAL_OVERHEAD)
 
@@ -160,6 +165,8 @@ struct moat_cluster {
     struct moat_cluster_bus *bus;            /* borrowed: the server's */
     struct moat_cache *cache;                /* borrowed: the server's; NULL: none */
     struct moat_acme_challenges *challenges; /* borrowed: the server's; NULL: none */
+    struct moat_guard *guard;                /* borrowed: the server's; NULL: none */
+    struct moat_guard_share_item *items;     /* SHARE_BATCH of them, the thread's */
     char node[17];                           /* this node's id in events: 16 hex digits */
     char channel[96];                        /* PREFIX "events" */
 
@@ -500,15 +507,65 @@ static void publish_events(struct moat_cluster *c)
     }
 }
 
+/* Trade the limit rules' counts for the cluster's totals: one pipelined script per key (INCRBY,
+ * then PEXPIRE to two of the rule's periods). */
+static void share_limits(struct moat_cluster *c, uint64_t now_ms)
+{
+    static const char script[] = "local t = redis.call('INCRBY', KEYS[1], ARGV[1]) "
+                                 "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return t";
+    if (c->guard == NULL) {
+        return;
+    }
+    size_t n = moat_guard_share_collect(c->guard, c->items, SHARE_BATCH, now_ms);
+    if (n == 0) {
+        return;
+    }
+    size_t sent = 0;
+    struct moat_err e = {0};
+    moat_rc rc = c->r != NULL ? MOAT_RC_OK : moat_rc_of(MOAT_E_IO);
+    for (; moat_ok(rc) && sent < n; sent++) {
+        char key[160], add[24], ms[24];
+        snprintf(key, sizeof(key), "%srl:%016llx", c->prefix,
+                 (unsigned long long)c->items[sent].ckey);
+        snprintf(add, sizeof(add), "%llu", (unsigned long long)c->items[sent].add);
+        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(2 * c->items[sent].window_ms + 1000));
+        const char *argv[6] = {"EVAL", script, "1", key, add, ms};
+        size_t lens[6] = {4, strlen(script), 1, strlen(key), strlen(add), strlen(ms)};
+        rc = moat_redis_send(c->r, 6, argv, lens, &e);
+    }
+    for (size_t i = 0; i < n; i++) {
+        c->items[i].total = -1;
+        redisReply *rep = NULL;
+        if (moat_ok(rc) && i < sent) {
+            rc = moat_redis_read_reply(c->r, &rep, &e);
+            if (moat_ok(rc) && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0) {
+                c->items[i].total = rep->integer;
+            }
+        }
+        freeReplyObject(rep);
+    }
+    moat_guard_share_apply(c->guard, c->items, n, now_ms);
+    if (!moat_ok(rc) && c->r != NULL) {
+        char why[400];
+        note(c, 0, moat_err_str(&e, why, sizeof(why)));
+        moat_redis_close(c->r);
+        c->r = NULL;
+    }
+}
+
 static void *run(void *arg)
 {
     struct moat_cluster *c = arg;
-    uint64_t next_sync = 0;
+    uint64_t next_sync = 0, next_share = 0;
     while (!atomic_load(&c->stop)) {
         uint64_t now = mono_ms();
         if (now >= next_sync) {
             round_once(c);
             next_sync = now + SYNC_MS;
+        }
+        if (now >= next_share) {
+            share_limits(c, now);
+            next_share = now + SHARE_MS;
         }
         if (c->r != NULL && c->sub == NULL) {
             subscribe(c);
@@ -519,7 +576,8 @@ static void *run(void *arg)
             {.fd = c->bus->efd, .events = POLLIN},
             {.fd = c->sub != NULL ? moat_redis_fd(c->sub) : -1, .events = POLLIN}};
         now = mono_ms();
-        int wait = next_sync > now ? (int)(next_sync - now) : 0;
+        uint64_t next = next_sync < next_share ? next_sync : next_share;
+        int wait = next > now ? (int)(next - now) : 0;
         if (c->sub != NULL && moat_redis_pending(c->sub)) {
             wait = 0;
         }
@@ -539,6 +597,7 @@ static void *run(void *arg)
 
 static void cluster_free(struct moat_cluster *c)
 {
+    free(c->items);
     moat_redis_close(c->r);
     moat_redis_close(c->sub);
     if (c->wake >= 0) {
@@ -571,7 +630,8 @@ static int dup_to(char **dst, const char *s)
 moat_rc moat_cluster_start(const struct moat_conf_cluster *cc, struct moat_tls_tickets *tickets,
                            uint64_t rotate_s, struct moat_cluster_bus *bus,
                            struct moat_cache *cache, struct moat_acme_challenges *challenges,
-                           struct moat_cluster **out, struct moat_err *err)
+                           struct moat_guard *guard, struct moat_cluster **out,
+                           struct moat_err *err)
 {
     *out = NULL;
     MOAT_ENSURE(cc != NULL && cc->redis != NULL && tickets != NULL && rotate_s > 0 && bus != NULL,
@@ -585,6 +645,24 @@ moat_rc moat_cluster_start(const struct moat_conf_cluster *cc, struct moat_tls_t
     c->bus = bus;
     c->cache = cache;
     c->challenges = challenges;
+    c->guard = guard;
+    c->items = calloc(SHARE_BATCH, sizeof(*c->items));
+    if (c->items == NULL) {
+        cluster_free(c);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the cluster");
+    }
+    if (guard != NULL) {
+        unsigned char lk[MOAT_SEAL_KEY_BYTES];
+        moat_rc rc = moat_seal_key(cc->secret, sizeof(cc->secret), "moat cluster limits", lk, err);
+        if (moat_ok(rc)) {
+            rc = moat_guard_share_on(guard, lk, err);
+        }
+        OPENSSL_cleanse(lk, sizeof(lk));
+        if (!moat_ok(rc)) {
+            cluster_free(c);
+            return rc;
+        }
+    }
     unsigned char id[8];
     if (c->wake < 0 || RAND_bytes(id, sizeof(id)) <= 0) {
         cluster_free(c);

@@ -31,6 +31,7 @@
 struct moat_cluster;
 struct moat_cache;
 struct moat_acme_challenges;
+struct moat_guard;
 
 /*
  * Events for the other nodes (a PURGE this node took, a reload asked for everywhere): posted by
@@ -55,14 +56,16 @@ struct moat_cluster_stats {
 };
 
 /* Start the thread for `cc` (copied): it shares `tickets` (a reference is taken) rotated every
- * rotate_s, sends what is posted on `bus`, purges other nodes' PURGEs from `cache` and gives
- * other nodes' ACME answers from `challenges` (each NULL: none); all borrowed, outliving it. *out
+ * rotate_s, sends what is posted on `bus`, purges other nodes' PURGEs from `cache`, gives
+ * other nodes' ACME answers from `challenges` and counts `guard`'s limit rules across the
+ * nodes (each NULL: none); all borrowed, outliving it. *out
  * is the caller's; moat_cluster_stop ends it. */
 MOAT_MUST_USE moat_rc moat_cluster_start(const struct moat_conf_cluster *cc,
                                          struct moat_tls_tickets *tickets, uint64_t rotate_s,
                                          struct moat_cluster_bus *bus, struct moat_cache *cache,
                                          struct moat_acme_challenges *challenges,
-                                         struct moat_cluster **out, struct moat_err *err);
+                                         struct moat_guard *guard, struct moat_cluster **out,
+                                         struct moat_err *err);
 
 /* 1 once when another node asked every node to reload (the main thread's tick asks). */
 int moat_cluster_take_reload(struct moat_cluster *c);

@@ -8,11 +8,13 @@
 
 #include "core/limiter.h"
 #include "core/log.h"
+#include "core/siphash.h"
 #include "core/sock.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +22,35 @@
 #include <strings.h>
 #include <time.h>
 
+/*
+ * The `limit` rules' requests a cluster counts across nodes (moat_guard_share_*): each key a
+ * rule let a request through for, with how many since the last exchange and the cluster's total
+ * seen then. The cluster thread trades the counts for totals and charges the others' share to
+ * the local limiter, so this node judges the next request against every node's. A key stays
+ * while its rule's period has not passed since its last use here.
+ */
+#define SHARE_SLOTS 4096
+#define SHARE_PROBE 8
+
+struct share_entry {
+    uint64_t lkey; /* the limiter's key here (0: free) */
+    uint64_t ckey; /* the same key across the cluster (SipHash under the cluster's key) */
+    uint64_t interval_us, burst, window_ms;
+    uint64_t pending; /* let through here since the last exchange */
+    uint64_t taken;   /* of them, in the exchange under way */
+    uint64_t seen;    /* the cluster's total after the last exchange */
+    uint64_t used_ms;
+};
+
+struct share {
+    pthread_mutex_t mu;
+    uint8_t key[16];
+    struct share_entry e[SHARE_SLOTS];
+};
+
 struct moat_guard {
     struct moat_limiter *table;
+    _Atomic(struct share *) share; /* set while a cluster counts; lives until the guard goes */
     size_t slots;
     uint64_t auto_total; /* 90% of the descriptor limit; 0: unknown (then no cap) */
     atomic_ullong open;
@@ -71,9 +100,120 @@ moat_rc moat_guard_new(size_t slots, struct moat_guard **out, struct moat_err *e
 void moat_guard_free(struct moat_guard *g)
 {
     if (g != NULL) {
+        struct share *sh = atomic_load(&g->share);
+        if (sh != NULL) {
+            pthread_mutex_destroy(&sh->mu);
+            free(sh);
+        }
         moat_limiter_free(g->table);
         free(g);
     }
+}
+
+moat_rc moat_guard_share_on(struct moat_guard *g, const uint8_t key[16], struct moat_err *err)
+{
+    struct share *sh = atomic_load(&g->share);
+    if (sh == NULL) {
+        sh = calloc(1, sizeof(*sh));
+        if (sh == NULL) {
+            MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the cluster's limit counts");
+        }
+        pthread_mutex_init(&sh->mu, NULL);
+        memcpy(sh->key, key, 16);
+        atomic_store(&g->share, sh);
+    }
+    return MOAT_RC_OK;
+}
+
+/* A request a rule let through, for the cluster (called with the share on). */
+static void share_note(struct share *sh, uint64_t lkey, uint64_t ckey,
+                       const struct moat_conf_limit *l, uint64_t now_ms)
+{
+    size_t home = (size_t)(ckey % SHARE_SLOTS);
+    pthread_mutex_lock(&sh->mu);
+    struct share_entry *spare = NULL;
+    for (size_t i = 0; i < SHARE_PROBE; i++) {
+        struct share_entry *e = &sh->e[(home + i) % SHARE_SLOTS];
+        if (e->lkey == lkey && e->ckey == ckey) {
+            e->pending++;
+            e->used_ms = now_ms;
+            pthread_mutex_unlock(&sh->mu);
+            return;
+        }
+        if (spare == NULL &&
+            (e->lkey == 0 || (e->taken == 0 && now_ms > e->used_ms + e->window_ms))) {
+            spare = e;
+        }
+    }
+    if (spare != NULL) {
+        *spare = (struct share_entry){.lkey = lkey,
+                                      .ckey = ckey,
+                                      .interval_us = moat_rate_interval_us(&l->rate),
+                                      .burst = l->rate.burst,
+                                      .window_ms = l->rate.per_ms,
+                                      .pending = 1,
+                                      .used_ms = now_ms};
+    }
+    /* A full neighbourhood: this key is judged here alone (the table is bounded). */
+    pthread_mutex_unlock(&sh->mu);
+}
+
+size_t moat_guard_share_collect(struct moat_guard *g, struct moat_guard_share_item *out, size_t cap,
+                                uint64_t now_ms)
+{
+    struct share *sh = atomic_load(&g->share);
+    if (sh == NULL) {
+        return 0;
+    }
+    size_t n = 0;
+    pthread_mutex_lock(&sh->mu);
+    for (size_t i = 0; i < SHARE_SLOTS && n < cap; i++) {
+        struct share_entry *e = &sh->e[i];
+        if (e->lkey == 0) {
+            continue;
+        }
+        if (now_ms > e->used_ms + e->window_ms && e->pending == 0) {
+            *e = (struct share_entry){0}; /* quiet for its whole period: forgotten */
+            continue;
+        }
+        e->taken = e->pending;
+        e->pending = 0;
+        out[n++] = (struct moat_guard_share_item){
+            .slot = i, .ckey = e->ckey, .add = e->taken, .window_ms = e->window_ms};
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return n;
+}
+
+void moat_guard_share_apply(struct moat_guard *g, const struct moat_guard_share_item *items,
+                            size_t n, uint64_t now_ms)
+{
+    struct share *sh = atomic_load(&g->share);
+    if (sh == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&sh->mu);
+    for (size_t i = 0; i < n; i++) {
+        const struct moat_guard_share_item *it = &items[i];
+        struct share_entry *e = &sh->e[it->slot];
+        if (e->ckey != it->ckey) {
+            continue;
+        }
+        if (it->total < 0) {
+            e->pending += e->taken; /* not counted by the cluster: again next time */
+        } else {
+            uint64_t total = (uint64_t)it->total;
+            uint64_t before = e->seen + e->taken;
+            uint64_t others = total > before ? total - before : 0;
+            e->seen = total;
+            if (others > 0) {
+                moat_limiter_charge(g->table, e->lkey, now_ms * 1000, e->interval_us, e->burst,
+                                    others);
+            }
+        }
+        e->taken = 0;
+    }
+    pthread_mutex_unlock(&sh->mu);
 }
 
 void moat_guard_set_fd_limit(struct moat_guard *g, uint64_t nofile)
@@ -461,12 +601,36 @@ enum moat_guard_kind moat_guard_limit(struct moat_guard *g, const struct moat_co
         memcpy(k + len, &vk, sizeof(vk));
         len += sizeof(vk);
         uint64_t wait;
-        if (!moat_limiter_take(g->table, moat_limiter_key(g->table, k, len), now_ms * 1000,
-                               moat_rate_interval_us(&l->rate), l->rate.burst, &wait)) {
+        uint64_t lkey = moat_limiter_key(g->table, k, len);
+        if (!moat_limiter_take(g->table, lkey, now_ms * 1000, moat_rate_interval_us(&l->rate),
+                               l->rate.burst, &wait)) {
             uint64_t s = (wait + 999999) / 1000000;
             *retry_after_s = s > 0 ? s : 1;
             *rule = l;
             return MOAT_GUARD_LIMIT;
+        }
+        struct share *sh = atomic_load_explicit(&g->share, memory_order_acquire);
+        if (sh != NULL) {
+            /* The same key on every node: the site, the rule, and the value or the address
+             * itself (the local key is hashed with this process's seed). */
+            uint8_t ck[256 + 16 + 300];
+            size_t cl = nl;
+            memcpy(ck, name, nl);
+            ck[cl++] = 0;
+            ck[cl++] = (uint8_t)(i & 0xff);
+            ck[cl++] = (uint8_t)(i >> 8);
+            if (v.p != NULL) {
+                size_t vl = v.len < 300 ? v.len : 300;
+                ck[cl++] = 'V';
+                memcpy(ck + cl, v.p, vl);
+                cl += vl;
+            } else {
+                ck[cl++] = 'A';
+                ck[cl++] = (uint8_t)client->family;
+                memcpy(ck + cl, client->addr, client->family == AF_INET ? 4 : 16);
+                cl += client->family == AF_INET ? 4 : 16;
+            }
+            share_note(sh, lkey, moat_siphash24(sh->key, ck, cl), l, now_ms);
         }
     }
     return MOAT_GUARD_OK;

@@ -131,6 +131,28 @@ void moat_guard_refused(struct moat_guard *g, enum moat_guard_kind kind, unsigne
 
 void moat_guard_stats(struct moat_guard *g, struct moat_guard_stats *out);
 
+/*
+ * Cluster-wide `limit` rules (docs/cluster.md). Once on (a cluster's key: every node the same),
+ * each request a rule lets through is noted under a key every node computes alike. The cluster
+ * thread, every 100 ms: collects the keys noted (what each let through since the last time),
+ * adds them to the cluster's totals in Redis, and applies the totals: what other nodes let
+ * through is charged to the local limiter. A request never waits on Redis; with Redis away the
+ * local limits hold alone (an item's total -1 keeps its count for the next exchange).
+ */
+struct moat_guard_share_item {
+    size_t slot; /* for apply */
+    uint64_t ckey;
+    uint64_t add;       /* let through here since the last exchange */
+    uint64_t window_ms; /* the rule's period: the Redis counter lives at least this long */
+    int64_t total;      /* set by the caller: the cluster's total after adding, -1 unknown */
+};
+MOAT_MUST_USE moat_rc moat_guard_share_on(struct moat_guard *g, const uint8_t key[16],
+                                          struct moat_err *err);
+size_t moat_guard_share_collect(struct moat_guard *g, struct moat_guard_share_item *out, size_t cap,
+                                uint64_t now_ms);
+void moat_guard_share_apply(struct moat_guard *g, const struct moat_guard_share_item *items,
+                            size_t n, uint64_t now_ms);
+
 /* What a connection refused at accept by `kind` was over, in words, from the configuration. */
 void moat_guard_words(const struct moat_conf *c, enum moat_guard_kind kind, char *out, size_t cap);
 

@@ -451,7 +451,7 @@ static moat_rc cluster_follow(struct moat_server *srv, const struct moat_conf *c
                        cc->where);
         }
         MOAT_TRY(moat_cluster_start(cc, srv->tickets, conf->ticket_rotate_s, srv->bus, srv->cache,
-                                    srv->acme, &fresh, err));
+                                    srv->acme, srv->guard, &fresh, err));
     }
     moat_cluster_stop(srv->cluster);
     srv->cluster = fresh;

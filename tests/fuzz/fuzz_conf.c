@@ -5,6 +5,7 @@
 // fuzz-sources: src/core/cfg.c src/core/path.c src/core/err.c src/serve/headers.c
 // fuzz-sources: src/core/cidr.c src/serve/conf_guard.c src/core/gcra.c src/serve/conf_encode.c
 // fuzz-sources: src/http/coding.c src/core/buf.c src/serve/conf_cache.c src/core/sock.c
+// fuzz-sources: src/serve/conf_cluster.c src/state/seal.c
 /*
  * fuzz_conf.c: the config reader and moat's directives on arbitrary bytes. Beyond "no crash, no
  * leak", it checks what the rest of moat relies on: every word is NUL-terminated with

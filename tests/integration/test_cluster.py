@@ -41,8 +41,8 @@ class Redis:
             conf += ["port %d" % self.port]
         if password:
             conf += ["user default off", "user admin on >adminpw ~* &* +@all",
-                     "user moat on >%s ~moat:* &moat:* -@all +get +set +del +mget +scan +eval +ping "
-                     "+auth +publish +subscribe" % password]
+                     "user moat on >%s ~moat:* &moat:* -@all +get +set +del +mget +scan +eval "
+                     "+incrby +pexpire +ping +auth +publish +subscribe" % password]
         self.conf = self.dir / "redis.conf"
         self.conf.write_text("\n".join(conf) + "\n")
         self.start()
@@ -274,21 +274,27 @@ def test_config_errors_say_where_and_how(moat, pki, www, tmp_path, body, msg):
     assert re.search(msg, r.stderr), r.stderr
 
 
-def cache_nodes(moat, pki, origin_port, redis, sec, n=3):
+def site_nodes(moat, pki, redis, sec, site_body, top="", n=3, stem="snode"):
+    """n nodes on `redis` serving example.test with `site_body`, all sharing keys."""
     nodes = []
     for i in range(n):
-        m = moat("cnode%d" % (i + 1))
+        m = moat("%s%d" % (stem, i + 1))
         m.write_config(
-            "listen 127.0.0.1:%d\nstate %s\ncache_memory 1m\n"
-            "site example.test {\n    cert %s %s\n    proxy http://127.0.0.1:%d\n"
-            "    cache on\n    cache_purge 127.0.0.1\n}\n"
+            "listen 127.0.0.1:%d\nstate %s\n%s"
+            "site example.test {\n    cert %s %s\n%s}\n"
             "cluster {\n    redis 127.0.0.1:%d\n    secret_file %s\n}\n"
-            % (m.port, m.state, pki.ec.chain, pki.ec.key, origin_port, redis.port, sec))
+            % (m.port, m.state, top, pki.ec.chain, pki.ec.key, site_body, redis.port, sec))
         m.start()
         nodes.append(m)
     for m in nodes:
         assert shared(m), m.stderr()
     return nodes
+
+
+def cache_nodes(moat, pki, origin_port, redis, sec):
+    return site_nodes(moat, pki, redis, sec,
+                      "    proxy http://127.0.0.1:%d\n    cache on\n    cache_purge 127.0.0.1\n"
+                      % origin_port, top="cache_memory 1m\n", stem="cnode")
 
 
 def test_a_purge_on_one_node_purges_every_node(moat, pki, redis, tmp_path):
@@ -359,3 +365,33 @@ def test_reload_cluster_reloads_every_node(moat, pki, www, redis, tmp_path):
                         "unix:%s" % (lone.state / "admin.sock")], capture_output=True, text=True,
                        timeout=30, env=lone.env())
     assert r.returncode == 1 and "in no cluster" in r.stderr, r.stderr
+
+
+def test_a_limit_holds_across_the_nodes(moat, pki, www, redis, tmp_path):
+    """`limit 6/m` on three nodes: the seventh request of one client is refused on whichever
+    node it lands, as the counts are traded every 100 ms. With Redis away each node counts alone
+    (and serves)."""
+    nodes = site_nodes(moat, pki, redis, secret_file(tmp_path / "secret"),
+                       "    root %s\n    limit 6/m by header X-Key\n" % www, stem="lnode")
+
+    def get(m, key):
+        return curl(tmp_path, "https://example.test:%d/" % m.port, "-H", "X-Key: %s" % key,
+                    port=m.port, cacert=pki.root).status
+
+    codes = []
+    for i in range(9):
+        codes.append(get(nodes[i % 3], "alice"))
+        time.sleep(0.25)  # past one exchange: every node has seen the others' requests
+    assert codes == [200] * 6 + [429] * 3, codes
+    # Another key has its own count.
+    assert get(nodes[1], "bob") == 200
+    assert wait_for(lambda: len(redis.cli("--raw", "KEYS", "moat:rl:*").stdout.split()) == 2,
+                    5, 0.05)
+    keys = redis.cli("--raw", "KEYS", "moat:rl:*").stdout.split()  # hashed, not in the clear
+    assert not any("alice" in k or "bob" in k for k in keys)
+    # Redis away: the nodes judge alone, and still answer.
+    redis.stop()
+    time.sleep(0.5)
+    alone = [get(nodes[0], "carol") for _ in range(7)]
+    assert alone == [200] * 6 + [429], alone
+    assert get(nodes[1], "carol") == 200  # node 2 never heard of node 1's six

@@ -52,11 +52,35 @@ TEST_CASE(burst_zero_means_one)
     EXPECT_INT(wait, 100);
 }
 
+TEST_CASE(events_elsewhere_are_charged_up_to_a_burst)
+{
+    /* 6 per minute, burst 6: interval 10 s. Two taken here, three charged from elsewhere:
+     * one left; then the next is refused. */
+    uint64_t tat = 0, wait = 0, now = 1000000000ULL, iv = 10000000ULL;
+    EXPECT(moat_gcra_take(&tat, now, iv, 6, &wait));
+    EXPECT(moat_gcra_take(&tat, now, iv, 6, &wait));
+    moat_gcra_charge(&tat, now, iv, 6, 3);
+    EXPECT(moat_gcra_take(&tat, now, iv, 6, &wait));
+    EXPECT(!moat_gcra_take(&tat, now, iv, 6, &wait));
+    EXPECT_INT(wait, iv);
+    /* Charging past a full burst stops there: a burst's worth of waiting at most. */
+    uint64_t t2 = 0;
+    moat_gcra_charge(&t2, now, iv, 6, 1000);
+    EXPECT_INT(t2, now + 6 * iv);
+    EXPECT(!moat_gcra_take(&t2, now, iv, 6, &wait));
+    EXPECT(moat_gcra_take(&t2, now + iv, iv, 6, &wait)); /* one interval later, one again */
+    /* Nothing charged, nothing changed. */
+    uint64_t t3 = now + 5;
+    moat_gcra_charge(&t3, now, iv, 6, 0);
+    EXPECT_INT(t3, now + 5);
+}
+
 int main(void)
 {
     RUN(interval_of_rates);
     RUN(burst_then_steady);
     RUN(pause_refills_only_the_burst);
     RUN(burst_zero_means_one);
+    RUN(events_elsewhere_are_charged_up_to_a_burst);
     TEST_MAIN_END();
 }
