@@ -395,3 +395,67 @@ def test_a_limit_holds_across_the_nodes(moat, pki, www, redis, tmp_path):
     alone = [get(nodes[0], "carol") for _ in range(7)]
     assert alone == [200] * 6 + [429], alone
     assert get(nodes[1], "carol") == 200  # node 2 never heard of node 1's six
+
+
+def test_redis_stopped_and_started_under_load_fails_no_request(moat, pki, www, redis, tmp_path):
+    """Requests keep going to all three nodes (with a rate limit that counts across them, and
+    fresh connections that resume their sessions) while Redis stops and comes back: not one
+    fails."""
+    import ssl
+    import threading
+    nodes = site_nodes(moat, pki, redis, secret_file(tmp_path / "secret"),
+                       "    root %s\n    limit 100000/s by header X-Key\n" % www, stem="ldn")
+    ctx = ssl.create_default_context(cafile=str(pki.root))
+    stats = {"ok": 0, "bad": [], "resumed": 0}
+    stop = threading.Event()
+    sessions = {}
+
+    def one(m):
+        import socket
+        with socket.create_connection(("127.0.0.1", m.port), timeout=10) as s:
+            with ctx.wrap_socket(s, server_hostname="example.test",
+                                 session=sessions.get("s")) as t:
+                t.sendall(b"GET / HTTP/1.1\r\nHost: example.test\r\nX-Key: k\r\n"
+                          b"Connection: close\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = t.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                if t.session_reused:
+                    stats["resumed"] += 1
+                sessions["s"] = t.session
+        return data.split(b"\r\n", 1)[0]
+
+    def load():
+        i = 0
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline and i < 3000:
+            m = nodes[i % 3]
+            i += 1
+            try:
+                line = one(m)
+                if line.startswith(b"HTTP/1.1 200"):
+                    stats["ok"] += 1
+                else:
+                    stats["bad"].append((m.name, line))
+            except Exception as e:  # noqa: BLE001 (a failure is what this test counts)
+                stats["bad"].append((m.name, repr(e)))
+
+    th = threading.Thread(target=load)
+    th.start()
+    try:
+        time.sleep(1.0)
+        redis.stop()
+        time.sleep(2.0)
+        redis.start()
+        assert wait_for(lambda: all(m.stderr().count("answers; ticket keys are the cluster's")
+                                    >= 2 for m in nodes), 10, 0.1)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        th.join(timeout=60)
+    assert stats["ok"] > 50, stats
+    assert stats["bad"] == [], stats["bad"][:5]
+    assert stats["resumed"] > stats["ok"] // 2, stats  # sessions resume from node to node
