@@ -179,7 +179,9 @@ struct moat_cluster {
 
     /* the thread's own */
     struct moat_redis *r;
-    struct moat_redis *sub; /* SUBSCRIBEd to `channel` */
+    struct moat_redis *sub;     /* SUBSCRIBEd to `channel` */
+    unsigned long long dropped; /* events that did not open, since the last line about them */
+    time_t dropped_logged;
     struct keyset applied;
     long long synced_period; /* the last period whose keys came from Redis; -1 none */
     long long local_period;  /* the last period rotated locally while Redis was away */
@@ -413,13 +415,51 @@ static void subscribe(struct moat_cluster *c)
 }
 
 /* An event from another node: "NODE KIND ARG". */
+static void dispatch_event(struct moat_cluster *c, const char *m, const char *kind, size_t rest);
+
+#define EVENT_MAX_AGE_S 120 /* an older event (a replay, or a clock far off) is dropped */
+
+/* An event from another node: "NODE " + sealed("TIME KIND ARG"): sealed with the cluster's key
+ * and bound to the channel, so nobody who can only publish to Redis can make a node purge,
+ * reload or, above all, answer an ACME challenge for them. */
 static void handle_event(struct moat_cluster *c, const char *m, size_t len)
 {
-    if (len < 18 || memcmp(m, c->node, 16) == 0 || m[16] != ' ') {
-        return; /* ours, or not moat's */
+    if (len >= 16 && memcmp(m, c->node, 16) == 0) {
+        return; /* ours */
     }
-    const char *kind = m + 17;
-    size_t rest = len - 17;
+    char *plain = NULL;
+    size_t n = 0;
+    struct moat_err e = {0};
+    if (len < 17 + MOAT_SEAL_OVERHEAD || m[16] != ' ' ||
+        len > 17 + MOAT_SEAL_OVERHEAD + EVENT_MAX + 24 || (plain = malloc(len + 1)) == NULL ||
+        !moat_ok(moat_unseal(c->key, c->channel, (const unsigned char *)m + 17, len - 17,
+                             (unsigned char *)plain, &n, &e))) {
+        free(plain);
+        c->dropped++;
+        time_t now = time(NULL);
+        if (now - c->dropped_logged >= 10) { /* a flood of them makes one line in 10 s */
+            moat_log_w("cluster: %llu event(s) on %s that this node's secret does not open "
+                       "(another secret_file on that node, or not moat's): dropped",
+                       c->dropped, c->channel);
+            c->dropped_logged = now;
+            c->dropped = 0;
+        }
+        return;
+    }
+    plain[n] = '\0';
+    char *end = NULL;
+    long long at = strtoll(plain, &end, 10);
+    long long now = (long long)time(NULL);
+    if (end == plain || *end != ' ' || at < now - EVENT_MAX_AGE_S || at > now + EVENT_MAX_AGE_S) {
+        free(plain);
+        return;
+    }
+    dispatch_event(c, m, end + 1, n - (size_t)(end + 1 - plain));
+    free(plain);
+}
+
+static void dispatch_event(struct moat_cluster *c, const char *m, const char *kind, size_t rest)
+{
     if (rest >= 6 && memcmp(kind, "purge ", 6) == 0) {
         const char *key = kind + 6;
         size_t klen = rest - 6;
@@ -480,19 +520,27 @@ static void publish_events(struct moat_cluster *c)
     char *t;
     while (c->r != NULL && (t = bus_take(c->bus)) != NULL) {
         size_t tl = strlen(t);
-        char *msg = malloc(17 + tl + 1);
-        if (msg == NULL) {
+        char *plain = malloc(tl + 32);
+        unsigned char *msg = malloc(17 + tl + 32 + MOAT_SEAL_OVERHEAD);
+        struct moat_err e = {0};
+        if (plain == NULL || msg == NULL) {
+            free(plain);
+            free(msg);
             free(t);
             return;
         }
+        int pl = snprintf(plain, tl + 32, "%lld %s", (long long)time(NULL), t);
         memcpy(msg, c->node, 16);
         msg[16] = ' ';
-        memcpy(msg + 17, t, tl + 1);
-        const char *argv[3] = {"PUBLISH", c->channel, msg};
-        size_t lens[3] = {7, strlen(c->channel), 17 + tl};
+        moat_rc rc = moat_seal(c->key, c->channel, plain, (size_t)pl, msg + 17, &e);
+        OPENSSL_cleanse(plain, (size_t)pl);
+        free(plain);
         redisReply *rep = NULL;
-        struct moat_err e = {0};
-        moat_rc rc = moat_redis_command(c->r, 3, argv, lens, &rep, &e);
+        if (moat_ok(rc)) {
+            const char *argv[3] = {"PUBLISH", c->channel, (const char *)msg};
+            size_t lens[3] = {7, strlen(c->channel), 17 + (size_t)pl + MOAT_SEAL_OVERHEAD};
+            rc = moat_redis_command(c->r, 3, argv, lens, &rep, &e);
+        }
         freeReplyObject(rep);
         free(msg);
         if (!moat_ok(rc)) {

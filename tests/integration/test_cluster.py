@@ -459,3 +459,26 @@ def test_redis_stopped_and_started_under_load_fails_no_request(moat, pki, www, r
     assert stats["ok"] > 50, stats
     assert stats["bad"] == [], stats["bad"][:5]
     assert stats["resumed"] > stats["ok"] // 2, stats  # sessions resume from node to node
+
+
+def test_events_not_sealed_by_a_node_are_dropped(moat, pki, www, redis, tmp_path):
+    """Whoever can publish to Redis but has no secret_file cannot make a node answer an ACME
+    challenge (the way to get a certificate for someone's name), purge or reload."""
+    plain = free_port()
+    (m,) = site_nodes(moat, pki, redis, secret_file(tmp_path / "secret"), "    root %s\n" % www,
+                      top="redirect_http 127.0.0.1:%d\n" % plain, n=1, stem="evnode")
+    for ev in ["0123456789abcdef challenge + 0 example.test TOKEN123 TOKEN123.thumb",
+               "0123456789abcdef %d challenge + 0 example.test TOKEN123 TOKEN123.thumb"
+               % int(time.time()),
+               "0123456789abcdef reload ", "0123456789abcdef purge https://example.test/x"]:
+        assert redis.cli("PUBLISH", "moat:events", ev).stdout.strip() == "1"
+    assert wait_for(lambda: "4 event(s) on moat:events that this node's secret does not open"
+                    in m.stderr() or "1 event(s) on moat:events that" in m.stderr(), 10, 0.05), \
+        m.stderr()
+    time.sleep(0.5)
+    r = subprocess.run(["curl", "-s", "-w", "\n%{http_code}",
+                        "http://127.0.0.1:%d/.well-known/acme-challenge/TOKEN123" % plain],
+                       capture_output=True, text=True, timeout=10, env=clean_env())
+    # Not answered (a token moat answers is a 200 with its key authorization): redirected.
+    assert r.stdout.endswith("\n308") and "TOKEN123.thumb" not in r.stdout, r.stdout
+    assert "answering the http-01" not in m.stderr() and "asks every node" not in m.stderr()
