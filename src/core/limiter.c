@@ -172,6 +172,24 @@ int moat_limiter_conn_take(struct moat_limiter *l, uint64_t key, uint32_t max)
     return ok;
 }
 
+uint32_t moat_limiter_conns(struct moat_limiter *l, uint64_t key)
+{
+    struct stripe *st = stripe_of(l, key);
+    pthread_mutex_lock(&st->mu);
+    size_t mask = l->per_stripe - 1;
+    size_t home = (size_t)(key >> 6) & mask;
+    uint32_t n = 0;
+    for (size_t i = 0; i < PROBE; i++) {
+        const struct slot *s = &st->slots[(home + i) & mask];
+        if (s->key == key) {
+            n = s->conns;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+    return n;
+}
+
 void moat_limiter_conn_put(struct moat_limiter *l, uint64_t key)
 {
     struct stripe *st = stripe_of(l, key);

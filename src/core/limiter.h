@@ -45,6 +45,8 @@ void moat_limiter_charge(struct moat_limiter *l, uint64_t key, uint64_t now_us,
  * moat_limiter_conn_put), 0 (refused), or -1 (let through uncounted: the table is full). */
 int moat_limiter_conn_take(struct moat_limiter *l, uint64_t key, uint32_t max);
 void moat_limiter_conn_put(struct moat_limiter *l, uint64_t key);
+/* How many connections `key` holds now. */
+uint32_t moat_limiter_conns(struct moat_limiter *l, uint64_t key);
 
 void moat_limiter_stats(struct moat_limiter *l, struct moat_limiter_stats *out);
 

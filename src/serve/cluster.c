@@ -24,11 +24,10 @@
 #include <string.h>
 
 #define CHALLENGE_TTL_S 600 /* another node's ACME answer, should its removal be lost */
-#define SYNC_MS 1000
-#define SHARE_MS 100 /* how often the limit rules' counts are traded */
-#define SHARE_BATCH                                                                                \
-    1024 /* keys in one exchange (one pipeline) */ /* how often the keys are looked at: a new      \
-                                                      period shows within a second */
+#define SYNC_MS 1000        /* how often the ticket keys are looked at: a new period within 1 s */
+#define SHARE_MS 100        /* how often the limits' counts are traded */
+#define SHARE_BATCH 1024    /* keys in one exchange (one pipeline) */
+#define CONNS_FRESH_MS 3000 /* a node's count of an address's connections, without news */
 #define KEYLEN MOAT_TLS_TICKET_KEY_BYTES
 #define SEALED_LEN (KEYLEN + MOAT_SEAL_OVERHEAD)
 
@@ -559,8 +558,18 @@ static void publish_events(struct moat_cluster *c)
  * then PEXPIRE to two of the rule's periods). */
 static void share_limits(struct moat_cluster *c, uint64_t now_ms)
 {
-    static const char script[] = "local t = redis.call('INCRBY', KEYS[1], ARGV[1]) "
-                                 "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return t";
+    static const char rate_script[] = "local t = redis.call('INCRBY', KEYS[1], ARGV[1]) "
+                                      "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return t";
+    /* An address's open connections per node, each with Redis's time; a node silent for
+     * CONNS_FRESH_MS (dead, or cut off) no longer counts. */
+    static const char conns_script[] =
+        "local now = redis.call('TIME') local ms = now[1] * 1000 + math.floor(now[2] / 1000) "
+        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ms) "
+        "redis.call('PEXPIRE', KEYS[1], ARGV[3]) "
+        "local all = redis.call('HGETALL', KEYS[1]) local sum = 0 "
+        "for i = 1, #all, 2 do local n, t = string.match(all[i + 1], '^(%d+):(%d+)$') "
+        "if n == nil or tonumber(t) + tonumber(ARGV[3]) < ms then "
+        "redis.call('HDEL', KEYS[1], all[i]) else sum = sum + tonumber(n) end end return sum";
     if (c->guard == NULL) {
         return;
     }
@@ -572,14 +581,23 @@ static void share_limits(struct moat_cluster *c, uint64_t now_ms)
     struct moat_err e = {0};
     moat_rc rc = c->r != NULL ? MOAT_RC_OK : moat_rc_of(MOAT_E_IO);
     for (; moat_ok(rc) && sent < n; sent++) {
+        const struct moat_guard_share_item *it = &c->items[sent];
         char key[160], add[24], ms[24];
-        snprintf(key, sizeof(key), "%srl:%016llx", c->prefix,
-                 (unsigned long long)c->items[sent].ckey);
-        snprintf(add, sizeof(add), "%llu", (unsigned long long)c->items[sent].add);
-        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(2 * c->items[sent].window_ms + 1000));
-        const char *argv[6] = {"EVAL", script, "1", key, add, ms};
-        size_t lens[6] = {4, strlen(script), 1, strlen(key), strlen(add), strlen(ms)};
-        rc = moat_redis_send(c->r, 6, argv, lens, &e);
+        snprintf(key, sizeof(key), "%s%s:%016llx", c->prefix, it->conns ? "conns" : "rl",
+                 (unsigned long long)it->ckey);
+        snprintf(add, sizeof(add), "%llu", (unsigned long long)it->add);
+        snprintf(ms, sizeof(ms), "%llu",
+                 it->conns ? (unsigned long long)CONNS_FRESH_MS
+                           : (unsigned long long)(2 * it->window_ms + 1000));
+        if (it->conns) {
+            const char *argv[7] = {"EVAL", conns_script, "1", key, c->node, add, ms};
+            size_t lens[7] = {4, strlen(conns_script), 1, strlen(key), 16, strlen(add), strlen(ms)};
+            rc = moat_redis_send(c->r, 7, argv, lens, &e);
+        } else {
+            const char *argv[6] = {"EVAL", rate_script, "1", key, add, ms};
+            size_t lens[6] = {4, strlen(rate_script), 1, strlen(key), strlen(add), strlen(ms)};
+            rc = moat_redis_send(c->r, 6, argv, lens, &e);
+        }
     }
     for (size_t i = 0; i < n; i++) {
         c->items[i].total = -1;

@@ -33,6 +33,7 @@
 #define SHARE_PROBE 8
 
 struct share_entry {
+    int conns;     /* 0: a rate (events let through); 1: an address's open connections */
     uint64_t lkey; /* the limiter's key here (0: free) */
     uint64_t ckey; /* the same key across the cluster (SipHash under the cluster's key) */
     uint64_t interval_us, burst, window_ms;
@@ -40,6 +41,7 @@ struct share_entry {
     uint64_t taken;   /* of them, in the exchange under way */
     uint64_t seen;    /* the cluster's total after the last exchange */
     uint64_t used_ms;
+    uint32_t remote; /* conns: the other nodes' open connections at the last exchange */
 };
 
 struct share {
@@ -125,37 +127,84 @@ moat_rc moat_guard_share_on(struct moat_guard *g, const uint8_t key[16], struct 
     return MOAT_RC_OK;
 }
 
-/* A request a rule let through, for the cluster (called with the share on). */
-static void share_note(struct share *sh, uint64_t lkey, uint64_t ckey,
-                       const struct moat_conf_limit *l, uint64_t now_ms)
+#define CONNS_WINDOW_MS 5000 /* an address's connection count is kept this long after use */
+
+/* The entry for (lkey, ckey), made when `make` (then from `rate`, or for connections when
+ * rate is NULL); NULL when absent, or the neighbourhood is full (then the key is judged here
+ * alone: the table is bounded). Under sh->mu. */
+static struct share_entry *share_find(struct share *sh, uint64_t lkey, uint64_t ckey,
+                                      const struct moat_rate *rate, uint64_t now_ms, int make)
 {
     size_t home = (size_t)(ckey % SHARE_SLOTS);
-    pthread_mutex_lock(&sh->mu);
     struct share_entry *spare = NULL;
     for (size_t i = 0; i < SHARE_PROBE; i++) {
         struct share_entry *e = &sh->e[(home + i) % SHARE_SLOTS];
         if (e->lkey == lkey && e->ckey == ckey) {
-            e->pending++;
-            e->used_ms = now_ms;
-            pthread_mutex_unlock(&sh->mu);
-            return;
+            return e;
         }
         if (spare == NULL &&
-            (e->lkey == 0 || (e->taken == 0 && now_ms > e->used_ms + e->window_ms))) {
+            (e->lkey == 0 || (e->taken == 0 && !e->conns && now_ms > e->used_ms + e->window_ms))) {
             spare = e;
         }
     }
-    if (spare != NULL) {
-        *spare = (struct share_entry){.lkey = lkey,
-                                      .ckey = ckey,
-                                      .interval_us = moat_rate_interval_us(&l->rate),
-                                      .burst = l->rate.burst,
-                                      .window_ms = l->rate.per_ms,
-                                      .pending = 1,
-                                      .used_ms = now_ms};
+    if (!make || spare == NULL) {
+        return NULL;
     }
-    /* A full neighbourhood: this key is judged here alone (the table is bounded). */
+    *spare = (struct share_entry){.lkey = lkey,
+                                  .ckey = ckey,
+                                  .conns = rate == NULL,
+                                  .interval_us = rate != NULL ? moat_rate_interval_us(rate) : 0,
+                                  .burst = rate != NULL ? rate->burst : 0,
+                                  .window_ms = rate != NULL ? rate->per_ms : CONNS_WINDOW_MS,
+                                  .used_ms = now_ms};
+    return spare;
+}
+
+/* A request (or connection) a rate let through, for the cluster. */
+static void share_note(struct share *sh, uint64_t lkey, uint64_t ckey, const struct moat_rate *rate,
+                       uint64_t now_ms)
+{
+    pthread_mutex_lock(&sh->mu);
+    struct share_entry *e = share_find(sh, lkey, ckey, rate, now_ms, 1);
+    if (e != NULL) {
+        e->pending++;
+        e->used_ms = now_ms;
+    }
     pthread_mutex_unlock(&sh->mu);
+}
+
+/* The other nodes' open connections from an address (0 when unknown), noting the address so
+ * that the cluster hears of this node's. */
+static uint32_t share_conns(struct share *sh, uint64_t lkey, uint64_t ckey, uint64_t now_ms)
+{
+    pthread_mutex_lock(&sh->mu);
+    struct share_entry *e = share_find(sh, lkey, ckey, NULL, now_ms, 1);
+    uint32_t remote = 0;
+    if (e != NULL) {
+        e->used_ms = now_ms;
+        remote = e->remote;
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return remote;
+}
+
+/* The same key on every node for an address-based limit of `kind`. */
+static uint64_t share_addr_key(const struct share *sh, char kind, const struct moat_guard_addr *a,
+                               unsigned v6bits)
+{
+    uint8_t k[19] = {'S', (uint8_t)kind, (uint8_t)a->family};
+    size_t len = 3;
+    if (a->family == AF_INET) {
+        memcpy(k + 3, a->addr, 4);
+        len += 4;
+    } else {
+        memcpy(k + 3, a->addr, 16);
+        for (unsigned bit = v6bits; bit < 128; bit++) {
+            k[3 + bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+        }
+        len += 16;
+    }
+    return moat_siphash24(sh->key, k, len);
 }
 
 size_t moat_guard_share_collect(struct moat_guard *g, struct moat_guard_share_item *out, size_t cap,
@@ -172,14 +221,25 @@ size_t moat_guard_share_collect(struct moat_guard *g, struct moat_guard_share_it
         if (e->lkey == 0) {
             continue;
         }
-        if (now_ms > e->used_ms + e->window_ms && e->pending == 0) {
+        uint32_t open = e->conns ? moat_limiter_conns(g->table, e->lkey) : 0;
+        if (now_ms > e->used_ms + e->window_ms && e->pending == 0 && open == 0) {
             *e = (struct share_entry){0}; /* quiet for its whole period: forgotten */
             continue;
         }
-        e->taken = e->pending;
-        e->pending = 0;
-        out[n++] = (struct moat_guard_share_item){
-            .slot = i, .ckey = e->ckey, .add = e->taken, .window_ms = e->window_ms};
+        if (e->conns) {
+            e->taken = open; /* a count, not events: sent as it is */
+            if (open > 0) {
+                e->used_ms = now_ms;
+            }
+        } else {
+            e->taken = e->pending;
+            e->pending = 0;
+        }
+        out[n++] = (struct moat_guard_share_item){.slot = i,
+                                                  .ckey = e->ckey,
+                                                  .conns = e->conns,
+                                                  .add = e->taken,
+                                                  .window_ms = e->window_ms};
     }
     pthread_mutex_unlock(&sh->mu);
     return n;
@@ -199,7 +259,12 @@ void moat_guard_share_apply(struct moat_guard *g, const struct moat_guard_share_
         if (e->ckey != it->ckey) {
             continue;
         }
-        if (it->total < 0) {
+        if (e->conns) {
+            /* The cluster's open connections from the address, this node's among them; with
+             * Redis away the others' are not known: this node judges alone. */
+            uint64_t total = it->total > 0 ? (uint64_t)it->total : 0;
+            e->remote = total > e->taken ? (uint32_t)(total - e->taken) : 0;
+        } else if (it->total < 0) {
             e->pending += e->taken; /* not counted by the cluster: again next time */
         } else {
             uint64_t total = (uint64_t)it->total;
@@ -389,18 +454,32 @@ enum moat_guard_kind moat_guard_admit(struct moat_guard *g, const struct moat_co
         return MOAT_GUARD_OK;
     }
     uint64_t base = addr_base(g, a, (unsigned)c->ipv6_prefix);
+    /* In a cluster (share on) these count every node's connections from the address too. */
+    struct share *sh = atomic_load_explicit(&g->share, memory_order_acquire);
+    unsigned v6 = (unsigned)c->ipv6_prefix;
     if (new_on &&
         !moat_limiter_take(g->table, kind_key(base, 'N'), now_us,
                            moat_rate_interval_us(&c->addr_new), c->addr_new.burst, &wait)) {
         return MOAT_GUARD_NEW;
     }
+    if (new_on && sh != NULL) {
+        share_note(sh, kind_key(base, 'N'), share_addr_key(sh, 'N', a, v6), &c->addr_new, now_ms);
+    }
     if (hs_on && !moat_limiter_take(g->table, kind_key(base, 'H'), now_us,
                                     moat_rate_interval_us(&c->addr_hs), c->addr_hs.burst, &wait)) {
         return MOAT_GUARD_HANDSHAKES;
     }
+    if (hs_on && sh != NULL) {
+        share_note(sh, kind_key(base, 'H'), share_addr_key(sh, 'H', a, v6), &c->addr_hs, now_ms);
+    }
     if (conns_on) {
         uint64_t key = kind_key(base, 'C');
-        int got = moat_limiter_conn_take(g->table, key, (uint32_t)c->addr_conns);
+        uint32_t others =
+            sh != NULL ? share_conns(sh, key, share_addr_key(sh, 'C', a, v6), now_ms) : 0;
+        if (others >= (uint32_t)c->addr_conns) {
+            return MOAT_GUARD_CONNS;
+        }
+        int got = moat_limiter_conn_take(g->table, key, (uint32_t)c->addr_conns - others);
         if (got == 0) {
             return MOAT_GUARD_CONNS;
         }
@@ -630,7 +709,7 @@ enum moat_guard_kind moat_guard_limit(struct moat_guard *g, const struct moat_co
                 memcpy(ck + cl, client->addr, client->family == AF_INET ? 4 : 16);
                 cl += client->family == AF_INET ? 4 : 16;
             }
-            share_note(sh, lkey, moat_siphash24(sh->key, ck, cl), l, now_ms);
+            share_note(sh, lkey, moat_siphash24(sh->key, ck, cl), &l->rate, now_ms);
         }
     }
     return MOAT_GUARD_OK;

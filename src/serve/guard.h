@@ -132,17 +132,21 @@ void moat_guard_refused(struct moat_guard *g, enum moat_guard_kind kind, unsigne
 void moat_guard_stats(struct moat_guard *g, struct moat_guard_stats *out);
 
 /*
- * Cluster-wide `limit` rules (docs/cluster.md). Once on (a cluster's key: every node the same),
- * each request a rule lets through is noted under a key every node computes alike. The cluster
- * thread, every 100 ms: collects the keys noted (what each let through since the last time),
- * adds them to the cluster's totals in Redis, and applies the totals: what other nodes let
- * through is charged to the local limiter. A request never waits on Redis; with Redis away the
- * local limits hold alone (an item's total -1 keeps its count for the next exchange).
+ * Cluster-wide limits (docs/cluster.md): the sites' `limit` rules, and per address the new
+ * connections, handshakes and open connections. Once on (a cluster's key: every node the
+ * same), what a rate lets through is noted under a key every node computes alike, and so is
+ * each address that holds connections. The cluster thread, every 100 ms: collects the keys
+ * (each rate's events since the last time; each address's open connections now), exchanges
+ * them with the cluster's totals in Redis, and applies the totals: what other nodes let through
+ * is charged to the local limiter, and the other nodes' open connections count against
+ * address_connections here. A request never waits on Redis; with Redis away the local limits
+ * hold alone (an item's total -1 keeps a rate's count for the next exchange).
  */
 struct moat_guard_share_item {
     size_t slot; /* for apply */
     uint64_t ckey;
-    uint64_t add;       /* let through here since the last exchange */
+    int conns;          /* 0: a rate (add: events); 1: an address's open connections (add: now) */
+    uint64_t add;       /* let through here since the last exchange, or open here now */
     uint64_t window_ms; /* the rule's period: the Redis counter lives at least this long */
     int64_t total;      /* set by the caller: the cluster's total after adding, -1 unknown */
 };
