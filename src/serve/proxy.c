@@ -622,8 +622,14 @@ static void log_server(const struct px *px, const char *what)
     }
 }
 
+/* The server's counters; a spare block when the caller keeps none (a proxy call without a
+ * worker's metrics, e.g. in unit tests), so counting never needs a check. */
 static struct moat_mx_up *mx_up(const struct px *px)
 {
+    static _Thread_local struct moat_mx_up none;
+    if (px->mx == NULL) {
+        return &none;
+    }
     unsigned slot = px->group->servers[px->server].mx_slot;
     return &px->mx->ups[slot < MOAT_MX_UPS ? slot : MOAT_MX_UPS - 1];
 }
@@ -641,8 +647,10 @@ static void answered(struct px *px, int status)
     int bad = status == 502 || status == 503 || status == 504;
     moat_up_report(px->group, px->server, !bad, bad ? "answered 502, 503 or 504" : NULL,
                    px->loop->now_ms, px->conn_id);
-    moat_metrics_upstream(px->mx, px->group->servers[px->server].mx_slot, status,
-                          px->loop->now_ms - px->try_ms);
+    if (px->mx != NULL) {
+        moat_metrics_upstream(px->mx, px->group->servers[px->server].mx_slot, status,
+                              px->loop->now_ms - px->try_ms);
+    }
 }
 
 /* An error answer of moat's own, with Retry-After when given: the exchange is still ours

@@ -601,6 +601,13 @@ static moat_rc reload(struct moat_server *srv, const char *why, struct moat_err 
         moat_log_w("the user setting changed: that takes a restart (still serving as %s)",
                    moat_priv_user() ? moat_priv_user() : "the user that started moat");
     }
+    int redis_store = srv->store != NULL && strcmp(srv->store->ops->name, "redis") == 0;
+    if ((s->conf->cluster != NULL) != redis_store) {
+        moat_log_w("the cluster block %s: the ACME store (%s) changes at a restart (ticket keys, "
+                   "purges, reloads and limits follow now)",
+                   s->conf->cluster != NULL ? "was added" : "was removed",
+                   redis_store ? "Redis" : "the state folder");
+    }
     if (s->conf->nlisten != srv->snap->conf->nlisten) {
         moat_log_w("listen addresses changed: that takes a restart (the rest is reloaded)");
     }

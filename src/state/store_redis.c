@@ -5,11 +5,12 @@
  * A key K is PREFIX "store:" K. Every value is sealed (seal.h) with the cluster secret and bound
  * to its key, so a Redis dump holds no private key in the clear and a value moved to another key
  * does not open. A lock N is PREFIX "lock:" N holding a random token, taken with SET NX and an
- * expiry of at most LOCK_LEASE_MS that a keeper thread renews while it is held: a node that dies
- * lets go within the lease, not after the caller's ttl. Fencing: while this store holds locks,
- * a put (and a delete) goes through a script that first checks every lock still holds this
- * store's token, so a node that lost its lock (it stalled past the lease and another took it)
- * cannot overwrite what the new holder wrote: the write is refused with MOAT_E_AGAIN.
+ * expiry of at most LOCK_LEASE_MS that a keeper thread renews while it is held, up to the
+ * caller's ttl: a node that dies lets go within the lease, a stuck one after its ttl. Fencing:
+ * while this store holds locks, a put (and a delete) goes through a script that first checks every
+ * lock still holds this store's token, so a node that lost its lock (it stalled past the lease and
+ * another took it) cannot overwrite what the new holder wrote: the write is refused with
+ * MOAT_E_AGAIN.
  *
  * One connection, under a mutex (the ACME thread and the keeper share it); a failed connection
  * is dropped and made again at the next call. Calls block for at most the timeout.
@@ -51,6 +52,7 @@ struct rlock {
     char key[MOAT_STORE_KEY_MAX + 128];
     char token[33];
     int lost;
+    time_t until; /* the caller's ttl: no renewal after it, so a stuck holder lets go too */
 };
 
 struct rstore {
@@ -332,6 +334,7 @@ static moat_rc r_lock(struct moat_store *st, const char *name, unsigned ttl_s,
         snprintf(l->token + 2 * i, 3, "%02x", raw[i]);
     }
     l->base.store = st;
+    l->until = time(NULL) + (ttl_s > 0 ? (time_t)ttl_s : 1);
     rkey(s, "lock:", name, l->key, sizeof(l->key));
     unsigned long long ms = (unsigned long long)ttl_s * 1000;
     if (ms == 0 || ms > LOCK_LEASE_MS) {
@@ -398,8 +401,12 @@ static void *keeper(void *arg)
         }
         char ms[16];
         snprintf(ms, sizeof(ms), "%d", LOCK_LEASE_MS);
+        time_t now = time(NULL);
         for (size_t i = 0; !s->stop && i < s->nheld; i++) {
             struct rlock *l = s->held[i];
+            if (now >= l->until) {
+                continue; /* held past its ttl: its lease runs out, as the store's contract says */
+            }
             const char *argv[6] = {"EVAL", renew_script, "1", l->key, l->token, ms};
             size_t lens[6] = {4,         strlen(renew_script), 1, strlen(l->key), strlen(l->token),
                               strlen(ms)};

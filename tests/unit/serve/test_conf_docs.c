@@ -31,8 +31,9 @@ static const struct section sections[] = {
 };
 
 static const char *const ctx_names[MOAT_CONF__CTX_COUNT] = {
-    "top level", "site block",   "timeouts { }",          "limits { }", "tls { }",
-    "acme { }",  "upstream { }", "upstream timeouts { }", "stream { }", "stream timeouts { }",
+    "top level",   "site block",   "timeouts { }",          "limits { }", "tls { }",
+    "acme { }",    "upstream { }", "upstream timeouts { }", "stream { }", "stream timeouts { }",
+    "cluster { }",
 };
 
 /* The name at the start of s (after a backtick): up to a space or a backtick. */
