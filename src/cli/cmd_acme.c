@@ -14,7 +14,9 @@
 #include "cli/pkiargs.h"
 #include "pki/fsutil.h"
 #include "pki/key.h"
+#include "serve/conf.h"
 #include "state/store.h"
+#include "serve/cluster.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +35,7 @@ static const char acme_usage[] =
     "                              [--http [ADDR:]PORT | --webroot DIR] [options]\n"
     "       moat acme renew [NAME...] [--force] [--http [ADDR:]PORT | --webroot DIR | ...]\n"
     "       moat acme revoke CERT [--reason REASON] [--server URL]\n"
-    "       moat acme status [--json]\n"
+    "       moat acme status [--json] [--config FILE]\n"
     "       moat acme account [--show | --rollover | --deactivate --yes] [--server URL]\n"
     "\n"
     "Certificates from an ACME CA (Let's Encrypt or any other, RFC 8555), kept in moat's state\n"
@@ -79,6 +81,8 @@ static const char acme_usage[] =
     "                         next renewal, last error. Exit 1 when a renewal is overdue or\n"
     "                         failing, 3 when a certificate has expired\n"
     "    --json               one JSON document instead of text\n"
+    "    --config FILE        the server's configuration: its state folder, or, with a\n"
+    "                         cluster { } block, the certificates the cluster keeps in Redis\n"
     "  account                the account at the CA (--server, --ca-bundle, --state as for\n"
     "                         issue); it is found, never created\n"
     "    --show               its URL, status, contacts, key thumbprint, orders (the default)\n"
@@ -560,22 +564,42 @@ static void fmt_time(time_t t, char *out, size_t n)
     strftime(out, n, "%Y-%m-%d %H:%M UTC", &tm);
 }
 
+/* The store a server's configuration names: its cluster's Redis, else its state folder (or
+ * `state` when given). */
+static moat_rc open_store_of_conf(const char *config, const char *state, struct moat_store **st,
+                                  struct moat_err *err)
+{
+    struct moat_conf *conf = NULL;
+    MOAT_TRY(moat_conf_load(config, &conf, err));
+    moat_rc rc;
+    const struct moat_conf_cluster *cc = conf->cluster;
+    if (cc != NULL) {
+        rc = moat_cluster_store_new(cc, st, err);
+    } else {
+        rc = open_store(state != NULL ? state : conf->state_dir, st, err);
+    }
+    moat_conf_free(conf);
+    return rc;
+}
+
 static int acme_status(int argc, char **argv)
 {
-    const char *state = NULL;
+    const char *state = NULL, *config = NULL;
     int json = 0;
     const struct moat_cli_opt opts[] = {
         {.name = "--state", .kind = MOAT_CLI_VALUE, .value = &state},
         {.name = "--json", .kind = MOAT_CLI_FLAG, .flag = &json},
+        {.name = "--config", .kind = MOAT_CLI_VALUE, .value = &config},
     };
     size_t npos = 0;
-    int r = moat_cli_args_parse("acme status", acme_usage, argc, argv, opts, 2, NULL, 0, &npos);
+    int r = moat_cli_args_parse("acme status", acme_usage, argc, argv, opts, 3, NULL, 0, &npos);
     if (r != 0) {
         return r < 0 ? 0 : r;
     }
     struct moat_err err = {0};
     struct moat_store *st = NULL;
-    moat_rc rc = open_store(state, &st, &err);
+    moat_rc rc = config != NULL ? open_store_of_conf(config, state, &st, &err)
+                                : open_store(state, &st, &err);
     json_t *all = NULL;
     if (moat_ok(rc)) {
         rc = moat_acme_statuses(st, &all, &err);

@@ -9,6 +9,7 @@
 #include "serve/guard.h"
 #include "state/redis.h"
 #include "state/seal.h"
+#include "state/store_redis.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -798,6 +799,19 @@ void moat_cluster_stats(struct moat_cluster *c, struct moat_cluster_stats *out)
     pthread_mutex_lock(&c->mu);
     *out = c->stats;
     pthread_mutex_unlock(&c->mu);
+}
+
+moat_rc moat_cluster_store_new(const struct moat_conf_cluster *cc, struct moat_store **out,
+                               struct moat_err *err)
+{
+    struct moat_redis_opts ro = {.addr = cc->redis,
+                                 .tls = cc->tls,
+                                 .ca_file = cc->ca,
+                                 .server_name = cc->server_name,
+                                 .user = cc->user,
+                                 .password = cc->password,
+                                 .timeout_ms = (unsigned)cc->timeout_ms};
+    return moat_store_redis_new(&ro, cc->prefix, cc->secret, out, err);
 }
 
 int moat_cluster_take_reload(struct moat_cluster *c)

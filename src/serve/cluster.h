@@ -67,6 +67,12 @@ MOAT_MUST_USE moat_rc moat_cluster_start(const struct moat_conf_cluster *cc,
                                          struct moat_guard *guard, struct moat_cluster **out,
                                          struct moat_err *err);
 
+/* The store (state/store.h) the cluster's nodes share in Redis, for ACME: *out is the caller's
+ * (moat_store_free). */
+struct moat_store;
+MOAT_MUST_USE moat_rc moat_cluster_store_new(const struct moat_conf_cluster *cc,
+                                             struct moat_store **out, struct moat_err *err);
+
 /* 1 once when another node asked every node to reload (the main thread's tick asks). */
 int moat_cluster_take_reload(struct moat_cluster *c);
 

@@ -8,7 +8,6 @@
  */
 #include "serve/server.h"
 #include "serve/cluster.h"
-#include "state/store_redis.h"
 
 #include "acme/challenges.h"
 #include "acme/manager.h"
@@ -985,15 +984,7 @@ moat_rc moat_server_run(const struct moat_conf_source *src, unsigned flags, stru
     }
     if (moat_ok(rc) && first->cluster != NULL) {
         /* ACME accounts, keys and certificates are the cluster's: one order per name. */
-        const struct moat_conf_cluster *cc = first->cluster;
-        struct moat_redis_opts ro = {.addr = cc->redis,
-                                     .tls = cc->tls,
-                                     .ca_file = cc->ca,
-                                     .server_name = cc->server_name,
-                                     .user = cc->user,
-                                     .password = cc->password,
-                                     .timeout_ms = (unsigned)cc->timeout_ms};
-        rc = moat_store_redis_new(&ro, cc->prefix, cc->secret, &srv.store, err);
+        rc = moat_cluster_store_new(first->cluster, &srv.store, err);
     } else if (moat_ok(rc)) {
         rc = moat_store_folder_new(srv.state_dir, &srv.store, err);
     }

@@ -82,6 +82,14 @@ def test_three_nodes_one_order_all_serve_it(moat, www, pebble_factory, tmp_path)
                               capture_output=True, timeout=10).stdout
         assert dump.startswith(b"m1") and b"PRIVATE KEY" not in dump, dump[:80]
         assert b"BEGIN CERTIFICATE" not in dump
+        # `moat acme status --config` reads the cluster's store (the state folders are empty).
+        import json
+        st = subprocess.run([nodes[0].bin, "acme", "status", "--json", "--config",
+                             str(nodes[0].config)], capture_output=True, text=True, timeout=30,
+                            env=nodes[0].env())
+        assert st.returncode == 0, st.stdout + st.stderr
+        (c,) = json.loads(st.stdout)["certificates"]
+        assert c["names"] == ["a.example.test"] and c["state"] == "ok", c
         # A node started later orders nothing: the cluster has the certificate.
         late = start_nodes(moat, p, front, redis, sec, www, n=1)[0]
         assert wait_for(lambda: serving_acme(late, root) in serials, 30, 0.5), late.stderr()
