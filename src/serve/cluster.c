@@ -157,9 +157,9 @@ struct keyset {
 
 struct moat_cluster {
     /* copied settings */
-    char *redis, *ca, *server_name, *user, *password, *prefix;
-    int tls;
-    uint64_t timeout_ms, rotate_s;
+    struct moat_redis_opts o; /* its own copies */
+    char *prefix;
+    uint64_t rotate_s;
     unsigned char key[MOAT_SEAL_KEY_BYTES];  /* the sealing key */
     struct moat_tls_tickets *tickets;        /* one reference */
     struct moat_cluster_bus *bus;            /* borrowed: the server's */
@@ -204,7 +204,7 @@ static void note(struct moat_cluster *c, int up, const char *why)
     }
     pthread_mutex_unlock(&c->mu);
     if (up && !was) {
-        moat_log_i("cluster: Redis at %s answers; ticket keys are the cluster's", c->redis);
+        moat_log_i("cluster: Redis at %s answers; ticket keys are the cluster's", c->o.addr);
     } else if (!up && (was || c->stats.failures == 1)) {
         moat_log_w("cluster: %s; serving on with the ticket keys this node has (retrying "
                    "every second)",
@@ -311,7 +311,7 @@ static moat_rc sync_tickets(struct moat_cluster *c, struct moat_err *err)
         moat_tls_tickets_set(c->tickets, ks.k[1], others, n);
         if (c->synced_period != period) {
             moat_log_i("cluster: ticket keys of period %lld in use (shared through %s)", period,
-                       c->redis);
+                       c->o.addr);
         }
         OPENSSL_cleanse(&c->applied, sizeof(c->applied));
         c->applied = ks;
@@ -345,6 +345,18 @@ static void rotate_alone(struct moat_cluster *c)
                    "node alone until it is back (tickets from here resume only here meanwhile)");
         c->told_local = 1;
     }
+}
+
+/* The Redis settings of a cluster block (borrowed strings). */
+static struct moat_redis_opts redis_opts(const struct moat_conf_cluster *cc)
+{
+    return (struct moat_redis_opts){.addr = cc->redis,
+                                    .tls = cc->tls,
+                                    .ca_file = cc->ca,
+                                    .server_name = cc->server_name,
+                                    .user = cc->user,
+                                    .password = cc->password,
+                                    .timeout_ms = (unsigned)cc->timeout_ms};
 }
 
 static struct moat_redis_opts opts_of(const struct moat_cluster *c);
@@ -382,13 +394,7 @@ static uint64_t mono_ms(void)
 
 static struct moat_redis_opts opts_of(const struct moat_cluster *c)
 {
-    return (struct moat_redis_opts){.addr = c->redis,
-                                    .tls = c->tls,
-                                    .ca_file = c->ca,
-                                    .server_name = c->server_name,
-                                    .user = c->user,
-                                    .password = c->password,
-                                    .timeout_ms = (unsigned)c->timeout_ms};
+    return c->o;
 }
 
 /* The subscriber connection, once the command one works. */
@@ -670,14 +676,7 @@ static void cluster_free(struct moat_cluster *c)
     if (c->wake >= 0) {
         close(c->wake);
     }
-    free(c->redis);
-    free(c->ca);
-    free(c->server_name);
-    free(c->user);
-    if (c->password != NULL) {
-        OPENSSL_cleanse(c->password, strlen(c->password));
-        free(c->password);
-    }
+    moat_redis_opts_clear(&c->o);
     free(c->prefix);
     OPENSSL_cleanse(c->key, sizeof(c->key));
     OPENSSL_cleanse(&c->applied, sizeof(c->applied));
@@ -741,14 +740,16 @@ moat_rc moat_cluster_start(const struct moat_conf_cluster *cc, struct moat_tls_t
     snprintf(c->channel, sizeof(c->channel), "%sevents", cc->prefix);
     c->synced_period = -1;
     c->local_period = -1;
-    if (!dup_to(&c->redis, cc->redis) || !dup_to(&c->ca, cc->ca) ||
-        !dup_to(&c->server_name, cc->server_name) || !dup_to(&c->user, cc->user) ||
-        !dup_to(&c->password, cc->password) || !dup_to(&c->prefix, cc->prefix)) {
+    struct moat_redis_opts ro = redis_opts(cc);
+    moat_rc rc = moat_redis_opts_copy(&ro, &c->o, err);
+    if (!moat_ok(rc)) {
+        cluster_free(c);
+        return rc;
+    }
+    if (!dup_to(&c->prefix, cc->prefix)) {
         cluster_free(c);
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the cluster");
     }
-    c->tls = cc->tls;
-    c->timeout_ms = cc->timeout_ms;
     c->rotate_s = rotate_s;
     memcpy(c->key, cc->secret, sizeof(c->key));
     c->tickets = moat_tls_tickets_ref(tickets);
@@ -787,10 +788,11 @@ static int same_str(const char *a, const char *b)
 int moat_cluster_same(const struct moat_cluster *c, const struct moat_conf_cluster *cc,
                       uint64_t rotate_s)
 {
-    return c != NULL && cc != NULL && same_str(c->redis, cc->redis) && same_str(c->ca, cc->ca) &&
-           same_str(c->server_name, cc->server_name) && same_str(c->user, cc->user) &&
-           same_str(c->password, cc->password) && same_str(c->prefix, cc->prefix) &&
-           c->tls == cc->tls && c->timeout_ms == cc->timeout_ms && c->rotate_s == rotate_s &&
+    return c != NULL && cc != NULL && same_str(c->o.addr, cc->redis) &&
+           same_str(c->o.ca_file, cc->ca) && same_str(c->o.server_name, cc->server_name) &&
+           same_str(c->o.user, cc->user) && same_str(c->o.password, cc->password) &&
+           same_str(c->prefix, cc->prefix) && c->o.tls == cc->tls &&
+           c->o.timeout_ms == (unsigned)cc->timeout_ms && c->rotate_s == rotate_s &&
            CRYPTO_memcmp(c->key, cc->secret, sizeof(c->key)) == 0;
 }
 
@@ -804,13 +806,7 @@ void moat_cluster_stats(struct moat_cluster *c, struct moat_cluster_stats *out)
 moat_rc moat_cluster_store_new(const struct moat_conf_cluster *cc, struct moat_store **out,
                                struct moat_err *err)
 {
-    struct moat_redis_opts ro = {.addr = cc->redis,
-                                 .tls = cc->tls,
-                                 .ca_file = cc->ca,
-                                 .server_name = cc->server_name,
-                                 .user = cc->user,
-                                 .password = cc->password,
-                                 .timeout_ms = (unsigned)cc->timeout_ms};
+    struct moat_redis_opts ro = redis_opts(cc);
     return moat_store_redis_new(&ro, cc->prefix, cc->secret, out, err);
 }
 
@@ -821,5 +817,5 @@ int moat_cluster_take_reload(struct moat_cluster *c)
 
 const char *moat_cluster_redis(const struct moat_cluster *c)
 {
-    return c->redis;
+    return c->o.addr;
 }

@@ -188,25 +188,6 @@ static uint32_t share_conns(struct share *sh, uint64_t lkey, uint64_t ckey, uint
     return remote;
 }
 
-/* The same key on every node for an address-based limit of `kind`. */
-static uint64_t share_addr_key(const struct share *sh, char kind, const struct moat_guard_addr *a,
-                               unsigned v6bits)
-{
-    uint8_t k[19] = {'S', (uint8_t)kind, (uint8_t)a->family};
-    size_t len = 3;
-    if (a->family == AF_INET) {
-        memcpy(k + 3, a->addr, 4);
-        len += 4;
-    } else {
-        memcpy(k + 3, a->addr, 16);
-        for (unsigned bit = v6bits; bit < 128; bit++) {
-            k[3 + bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
-        }
-        len += 16;
-    }
-    return moat_siphash24(sh->key, k, len);
-}
-
 size_t moat_guard_share_collect(struct moat_guard *g, struct moat_guard_share_item *out, size_t cap,
                                 uint64_t now_ms)
 {
@@ -388,21 +369,39 @@ static int acl_allows(const struct moat_conf_acl *acl, size_t n, const struct mo
 
 /* The keyed hash of an address (IPv6 by its first `v6bits`): one MAC per connection, the
  * kinds' keys are made from it by kind_key. */
+/* An address as key bytes after `tag`: the family and the address, an IPv6 one cut to its
+ * first v6bits (a /64 is one client). Returns the length. */
+static size_t addr_bytes(const struct moat_guard_addr *a, unsigned v6bits, const uint8_t *tag,
+                         size_t taglen, uint8_t out[20])
+{
+    memcpy(out, tag, taglen);
+    size_t len = taglen;
+    out[len++] = (uint8_t)a->family;
+    if (a->family == AF_INET) {
+        memcpy(out + len, a->addr, 4);
+        return len + 4;
+    }
+    memcpy(out + len, a->addr, 16);
+    for (unsigned bit = v6bits; bit < 128; bit++) {
+        out[len + bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+    }
+    return len + 16;
+}
+
 static uint64_t addr_base(struct moat_guard *g, const struct moat_guard_addr *a, unsigned v6bits)
 {
-    uint8_t k[18] = {'A', (uint8_t)a->family};
-    size_t len = 2;
-    if (a->family == AF_INET) {
-        memcpy(k + 2, a->addr, 4);
-        len += 4;
-    } else {
-        memcpy(k + 2, a->addr, 16);
-        for (unsigned bit = v6bits; bit < 128; bit++) {
-            k[2 + bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
-        }
-        len += 16;
-    }
+    uint8_t k[20];
+    size_t len = addr_bytes(a, v6bits, (const uint8_t *)"A", 1, k);
     return moat_limiter_key(g->table, k, len);
+}
+
+/* The same key on every node for an address-based limit of `kind`. */
+static uint64_t share_addr_key(const struct share *sh, char kind, const struct moat_guard_addr *a,
+                               unsigned v6bits)
+{
+    uint8_t tag[2] = {'S', (uint8_t)kind}, k[20];
+    size_t len = addr_bytes(a, v6bits, tag, sizeof(tag), k);
+    return moat_siphash24(sh->key, k, len);
 }
 
 /* The key of one kind of an address: a bijective mix of its keyed hash and the kind, so kinds
@@ -704,10 +703,9 @@ enum moat_guard_kind moat_guard_limit(struct moat_guard *g, const struct moat_co
                 memcpy(ck + cl, v.p, vl);
                 cl += vl;
             } else {
-                ck[cl++] = 'A';
-                ck[cl++] = (uint8_t)client->family;
-                memcpy(ck + cl, client->addr, client->family == AF_INET ? 4 : 16);
-                cl += client->family == AF_INET ? 4 : 16;
+                /* the address as the local key has it (an IPv6 one cut to ipv6_prefix) */
+                cl +=
+                    addr_bytes(client, (unsigned)c->ipv6_prefix, (const uint8_t *)"A", 1, ck + cl);
             }
             share_note(sh, lkey, moat_siphash24(sh->key, ck, cl), &l->rate, now_ms);
         }

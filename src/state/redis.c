@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -379,4 +380,41 @@ void moat_redis_close(struct moat_redis *r)
         redisReaderFree(r->reader);
     }
     free(r);
+}
+
+static char *dup_or_null(const char *s, int *ok)
+{
+    char *d = s != NULL ? strdup(s) : NULL;
+    *ok &= s == NULL || d != NULL;
+    return d;
+}
+
+moat_rc moat_redis_opts_copy(const struct moat_redis_opts *in, struct moat_redis_opts *out,
+                             struct moat_err *err)
+{
+    int ok = 1;
+    *out = *in;
+    out->addr = dup_or_null(in->addr, &ok);
+    out->ca_file = dup_or_null(in->ca_file, &ok);
+    out->server_name = dup_or_null(in->server_name, &ok);
+    out->user = dup_or_null(in->user, &ok);
+    out->password = dup_or_null(in->password, &ok);
+    if (!ok) {
+        moat_redis_opts_clear(out);
+        MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the Redis settings");
+    }
+    return MOAT_RC_OK;
+}
+
+void moat_redis_opts_clear(struct moat_redis_opts *o)
+{
+    free((char *)o->addr);
+    free((char *)o->ca_file);
+    free((char *)o->server_name);
+    free((char *)o->user);
+    if (o->password != NULL) {
+        OPENSSL_cleanse((char *)o->password, strlen(o->password));
+        free((char *)o->password);
+    }
+    *o = (struct moat_redis_opts){0};
 }

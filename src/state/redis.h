@@ -28,6 +28,12 @@ struct moat_redis_opts {
 
 struct moat_redis;
 
+/* Copies of every string in `in` (out's own: moat_redis_opts_clear frees them, the password
+ * wiped first), for a thread that outlives the configuration it came from. */
+MOAT_MUST_USE moat_rc moat_redis_opts_copy(const struct moat_redis_opts *in,
+                                           struct moat_redis_opts *out, struct moat_err *err);
+void moat_redis_opts_clear(struct moat_redis_opts *o);
+
 /* Connect (and AUTH): *out is the caller's (moat_redis_close). MOAT_E_IO for the network,
  * MOAT_E_TLS / MOAT_E_CERT for TLS, MOAT_E_PEER for a refused AUTH, each saying which. */
 MOAT_MUST_USE moat_rc moat_redis_connect(const struct moat_redis_opts *o, struct moat_redis **out,

@@ -59,8 +59,7 @@ struct rstore {
     struct moat_store base; /* first */
     pthread_mutex_t mu;     /* guards r, held, stop */
     pthread_cond_t cv;
-    struct moat_redis_opts o;
-    char *addr, *ca, *server_name, *user, *password;
+    struct moat_redis_opts o; /* its own copies */
     struct moat_redis *r;
     char prefix[128];
     unsigned char key[MOAT_SEAL_KEY_BYTES];
@@ -432,14 +431,7 @@ static void r_free(struct moat_store *st)
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->keeper, NULL);
     moat_redis_close(s->r);
-    free(s->addr);
-    free(s->ca);
-    free(s->server_name);
-    free(s->user);
-    if (s->password != NULL) {
-        OPENSSL_cleanse(s->password, strlen(s->password));
-        free(s->password);
-    }
+    moat_redis_opts_clear(&s->o);
     OPENSSL_cleanse(s->key, sizeof(s->key));
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
@@ -457,13 +449,6 @@ static const struct moat_store_ops redis_ops = {
     .free = r_free,
 };
 
-static char *dup_or_null(const char *s, int *ok)
-{
-    char *d = s != NULL ? strdup(s) : NULL;
-    *ok &= s == NULL || d != NULL;
-    return d;
-}
-
 moat_rc moat_store_redis_new(const struct moat_redis_opts *o, const char *prefix,
                              const unsigned char key[MOAT_SEAL_KEY_BYTES], struct moat_store **out,
                              struct moat_err *err)
@@ -473,14 +458,11 @@ moat_rc moat_store_redis_new(const struct moat_redis_opts *o, const char *prefix
     if (s == NULL) {
         MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory for the cluster's store");
     }
-    int ok = 1;
     s->base.ops = &redis_ops;
-    s->o = *o;
-    s->o.addr = s->addr = dup_or_null(o->addr, &ok);
-    s->o.ca_file = s->ca = dup_or_null(o->ca_file, &ok);
-    s->o.server_name = s->server_name = dup_or_null(o->server_name, &ok);
-    s->o.user = s->user = dup_or_null(o->user, &ok);
-    s->o.password = s->password = dup_or_null(o->password, &ok);
+    if (!moat_ok(moat_redis_opts_copy(o, &s->o, err))) {
+        free(s);
+        return moat_rc_of(MOAT_E_NOMEM);
+    }
     snprintf(s->prefix, sizeof(s->prefix), "%s", prefix);
     memcpy(s->key, key, sizeof(s->key));
     pthread_mutex_init(&s->mu, NULL);
@@ -489,13 +471,9 @@ moat_rc moat_store_redis_new(const struct moat_redis_opts *o, const char *prefix
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
-    int e = ok ? pthread_create(&s->keeper, NULL, keeper, s) : ENOMEM;
+    int e = pthread_create(&s->keeper, NULL, keeper, s);
     if (e != 0) {
-        free(s->addr);
-        free(s->ca);
-        free(s->server_name);
-        free(s->user);
-        free(s->password);
+        moat_redis_opts_clear(&s->o);
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
         free(s);

@@ -8,7 +8,6 @@ of its own, where the test asks it for the certificate it serves.
 
 import re
 import subprocess
-import time
 
 import pytest
 
@@ -115,12 +114,10 @@ def test_a_node_killed_while_ordering_leaves_the_order_to_another(moat, www, peb
         assert lock_seen, first.stderr()
         first.proc.kill()
         first.proc.wait(timeout=10)
-        t0 = time.monotonic()
         others = start_nodes(moat, p, front, redis, sec, www, n=2)
         root = p.write_root(tmp_path / "root.pem")
         assert wait_for(lambda: all(serving_acme(m, root) for m in others), 120, 0.5), \
             "\n\n".join(m.stderr()[-3000:] for m in others)
-        assert time.monotonic() - t0 < 100
         assert len({serving_acme(m, root) for m in others}) == 1
     finally:
         front.stop()
