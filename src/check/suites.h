@@ -42,12 +42,12 @@ enum moat_check_enc {
 
 struct moat_check_suite {
     uint16_t code;
-    const char *name;     /* IANA: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" */
-    const char *ossl;     /* OpenSSL's name, "ECDHE-RSA-AES128-GCM-SHA256"; for fixes */
+    const char *name; /* IANA: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" */
+    const char *ossl; /* OpenSSL's name, "ECDHE-RSA-AES128-GCM-SHA256"; for fixes */
     enum moat_check_kex kex;
     enum moat_check_enc enc;
-    int bits;        /* symmetric key strength */
-    int tls13;       /* a TLS 1.3 suite (offered only in 1.3 hellos) */
+    int bits;         /* symmetric key strength */
+    int tls13;        /* a TLS 1.3 suite (offered only in 1.3 hellos) */
     const char *auth; /* "RSA", "ECDSA", "anon", "PSK", "" for TLS 1.3 */
 };
 

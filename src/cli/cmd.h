@@ -10,6 +10,7 @@ int moat_cmd_proxy(int argc, char **argv);
 /* Exit codes of get and trace are the client's (client/cause.h). */
 int moat_cmd_get(int argc, char **argv);
 int moat_cmd_trace(int argc, char **argv);
+int moat_cmd_check(int argc, char **argv);
 /* The certificate toolkit (docs/pki.md). */
 int moat_cmd_key(int argc, char **argv);
 int moat_cmd_csr(int argc, char **argv);

@@ -17,6 +17,7 @@ static const char usage[] =
     "  proxy     put an app behind HTTPS in one command (moat proxy --help)\n"
     "  get       fetch a URL over HTTPS, strictly verified (moat get --help)\n"
     "  trace     show one HTTPS request step by step (moat trace --help)\n"
+    "  check     grade an HTTPS server's setup, with the fixes (moat check --help)\n"
     "  cert      issue, self-sign and show certificates (moat cert --help)\n"
     "  ca        run a certificate authority (moat ca --help)\n"
     "  csr       make and show signing requests (moat csr --help)\n"
@@ -55,6 +56,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "trace") == 0) {
         return moat_cmd_trace(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "check") == 0) {
+        return moat_cmd_check(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "key") == 0) {
         return moat_cmd_key(argc - 1, argv + 1);
