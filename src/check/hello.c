@@ -502,9 +502,10 @@ enum moat_hello_kind moat_hello_read(const uint8_t *p, size_t n, uint16_t offere
     size_t hsn = 0;
     size_t at = 0;
     int saw_server_hello = 0, hrr = 0;
+    size_t hpos = 0; /* the messages before it are read */
     while (1) {
-        /* Parse whatever full messages are gathered. */
-        struct rd h = {hsbuf, hsn, 0};
+        /* Read the whole messages gathered since the last record. */
+        struct rd h = {hsbuf, hsn, hpos};
         while (h.n - h.at >= 4) {
             size_t start = h.at;
             unsigned type = 0;
@@ -518,6 +519,7 @@ enum moat_hello_kind moat_hello_read(const uint8_t *p, size_t n, uint16_t offere
                 h.at = start;
                 break;
             }
+            hpos = h.at + len;
             struct rd m;
             (void)sub(&h, len, &m);
             if (!saw_server_hello) {
