@@ -118,7 +118,7 @@ static moat_rc rfc2136(struct dns_solver *d, const char *fqdn, const char *value
                        struct moat_err *err)
 {
     ldns_resolver *r = NULL;
-    MOAT_TRY(moat_acme__resolver(d->server, &r, err));
+    MOAT_TRY(moat_client_dns_resolver(d->server, &r, err));
     char zone[300];
     moat_rc rc = MOAT_RC_OK;
     if (d->zone != NULL) {
@@ -228,7 +228,7 @@ static moat_rc run_hook(struct dns_solver *d, const char *verb, const char *fqdn
 static int server_sees(const char *spec, const char *fqdn, const char *value)
 {
     ldns_resolver *r = NULL;
-    if (!moat_ok(moat_acme__resolver(spec, &r, NULL))) {
+    if (!moat_ok(moat_client_dns_resolver(spec, &r, NULL))) {
         return 0;
     }
     ldns_rdf *name = NULL;
@@ -258,7 +258,7 @@ static size_t zone_servers(const char *resolver, const char *fqdn, char out[][80
 {
     ldns_resolver *r = NULL;
     if (resolver != NULL) {
-        if (!moat_ok(moat_acme__resolver(resolver, &r, NULL))) {
+        if (!moat_ok(moat_client_dns_resolver(resolver, &r, NULL))) {
             return 0;
         }
         ldns_resolver_set_recursive(r, true);
@@ -458,7 +458,7 @@ moat_rc moat_acme_dns_solver_new(const struct moat_acme_dns_opts *o, struct moat
     }
     if (d->server != NULL) {
         ldns_resolver *r = NULL;
-        moat_rc rc = moat_acme__resolver(d->server, &r, err);
+        moat_rc rc = moat_client_dns_resolver(d->server, &r, err);
         ldns_resolver_deep_free(r);
         if (!moat_ok(rc)) {
             dns_free(&d->base);

@@ -51,9 +51,8 @@ static int caa_param(const char *v, const char *key, char *out, size_t outlen)
     return 0;
 }
 
-int moat_acme_caa_allows(const struct moat_acme_caa *rrs, size_t n, int wildcard,
-                         const char *const *ids, size_t nids, const char *account_uri, char *why,
-                         size_t whylen)
+int moat_acme_caa_allows(const struct moat_caa *rrs, size_t n, int wildcard, const char *const *ids,
+                         size_t nids, const char *account_uri, char *why, size_t whylen)
 {
     static const char *const known[] = {"issue",    "issuewild",    "iodef",       "issuemail",
                                         "issuevmc", "contactemail", "contactphone"};
@@ -118,65 +117,6 @@ int moat_acme_caa_allows(const struct moat_acme_caa *rrs, size_t n, int wildcard
     return 0;
 }
 
-/* The relevant CAA RRset of name (RFC 8659 §3: the name, then each parent). 1 when a set was
- * found, 0 when none (anyone may issue), -1 when the lookup failed. */
-static int caa_lookup(ldns_resolver *r, const char *name, struct moat_acme_caa *out, size_t *n,
-                      char *owner, size_t ownerlen)
-{
-    *n = 0;
-    for (const char *p = name; p != NULL && *p; p = strchr(p, '.') ? strchr(p, '.') + 1 : NULL) {
-        if (strchr(p, '.') == NULL) {
-            break; /* not the TLD itself */
-        }
-        ldns_rdf *dn = NULL;
-        if (ldns_str2rdf_dname(&dn, p) != LDNS_STATUS_OK) {
-            return -1;
-        }
-        ldns_pkt *ans = ldns_resolver_query(r, dn, LDNS_RR_TYPE_CAA, LDNS_RR_CLASS_IN, LDNS_RD);
-        ldns_rdf_deep_free(dn);
-        if (ans == NULL) {
-            return -1;
-        }
-        ldns_pkt_rcode rc = ldns_pkt_get_rcode(ans);
-        if (rc != LDNS_RCODE_NOERROR && rc != LDNS_RCODE_NXDOMAIN) {
-            ldns_pkt_free(ans);
-            return -1;
-        }
-        ldns_rr_list *caa = ldns_pkt_rr_list_by_type(ans, LDNS_RR_TYPE_CAA, LDNS_SECTION_ANSWER);
-        for (size_t i = 0; caa != NULL && i < ldns_rr_list_rr_count(caa) && *n < CAA_MAX; i++) {
-            ldns_rr *rr = ldns_rr_list_rr(caa, i);
-            if (ldns_rr_rd_count(rr) < 3) {
-                continue;
-            }
-            struct moat_acme_caa *c = &out[*n];
-            c->flags = ldns_rdf2native_int8(ldns_rr_rdf(rr, 0));
-            char *tag = ldns_rdf2str(ldns_rr_rdf(rr, 1));
-            char *val = ldns_rdf2str(ldns_rr_rdf(rr, 2));
-            if (tag != NULL && val != NULL) {
-                snprintf(c->tag, sizeof(c->tag), "%s", tag);
-                /* ldns writes the value quoted */
-                size_t vl = strlen(val);
-                if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
-                    val[vl - 1] = '\0';
-                    snprintf(c->value, sizeof(c->value), "%s", val + 1);
-                } else {
-                    snprintf(c->value, sizeof(c->value), "%s", val);
-                }
-                (*n)++;
-            }
-            free(tag);
-            free(val);
-        }
-        ldns_rr_list_deep_free(caa);
-        ldns_pkt_free(ans);
-        if (*n > 0) {
-            snprintf(owner, ownerlen, "%s", p);
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* 1 when name has an address (A or AAAA, CNAMEs followed by the resolver), 0 when it has none
  * (with the rcode's words), -1 when the lookup failed. */
 static int has_address(ldns_resolver *r, const char *name, char *why, size_t whylen)
@@ -221,7 +161,7 @@ moat_rc moat_acme_preflight_names(struct moat_acme *a, const struct moat_acme_pr
 {
     ldns_resolver *r = NULL;
     if (p->resolver != NULL) {
-        MOAT_TRY(moat_acme__resolver(p->resolver, &r, err));
+        MOAT_TRY(moat_client_dns_resolver(p->resolver, &r, err));
         ldns_resolver_set_recursive(r, true);
     } else if (ldns_resolver_new_frm_file(&r, NULL) != LDNS_STATUS_OK) {
         moat_acme_say(a, 1, "pre-flight: no DNS resolver (/etc/resolv.conf); checks skipped");
@@ -250,10 +190,10 @@ moat_rc moat_acme_preflight_names(struct moat_acme *a, const struct moat_acme_pr
                 moat_acme_say(a, 1, "pre-flight: cannot look up %s; the CA will check", base);
             }
         }
-        struct moat_acme_caa caa[CAA_MAX];
+        struct moat_caa caa[CAA_MAX];
         size_t ncaa = 0;
         char owner[300] = "";
-        int c = caa_lookup(r, base, caa, &ncaa, owner, sizeof(owner));
+        int c = moat_client_caa_lookup(r, base, caa, CAA_MAX, &ncaa, owner, sizeof(owner));
         if (c < 0) {
             moat_acme_say(a, 1, "pre-flight: the CAA lookup for %s failed; the CA will check",
                           base);
@@ -331,7 +271,7 @@ moat_rc moat_acme_preflight_http01(const struct moat_acme_preflight *p, const ch
     if (p->resolver != NULL) {
         /* Resolve as the pre-flight does, not as this machine's own resolver would. */
         ldns_resolver *r = NULL;
-        MOAT_TRY(moat_acme__resolver(p->resolver, &r, err));
+        MOAT_TRY(moat_client_dns_resolver(p->resolver, &r, err));
         ldns_resolver_set_recursive(r, true);
         char addr[64];
         int ok = first_address(r, name, addr, sizeof(addr));

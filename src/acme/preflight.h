@@ -11,6 +11,7 @@
 #define MOAT_ACME_PREFLIGHT_H
 
 #include "acme/client.h"
+#include "client/dns.h"
 #include "core/err.h"
 
 #include <stddef.h>
@@ -46,13 +47,7 @@ MOAT_MUST_USE moat_rc moat_acme_preflight_http01(const struct moat_acme_prefligh
  * account and method checks of RFC 8657 when the records have them; 0 with why filled.
  * Exposed for tests.
  */
-struct moat_acme_caa {
-    unsigned flags;
-    char tag[32];
-    char value[256];
-};
-int moat_acme_caa_allows(const struct moat_acme_caa *rrs, size_t n, int wildcard,
-                         const char *const *ids, size_t nids, const char *account_uri, char *why,
-                         size_t whylen);
+int moat_acme_caa_allows(const struct moat_caa *rrs, size_t n, int wildcard, const char *const *ids,
+                         size_t nids, const char *account_uri, char *why, size_t whylen);
 
 #endif

@@ -569,9 +569,8 @@ static void options(const struct moat_check_scan *s, struct moat_check_report *r
 static void http(const struct moat_check_scan *s, struct moat_check_report *r)
 {
     struct moat_check_finding *f;
-    const struct moat_client_hop *h = s->get != NULL && s->get->nhops > 0 ? &s->get->hops[0] : NULL;
-    if (h == NULL || h->status == 0) {
-        return;
+    if (s->status == 0) {
+        return; /* no HTTP answer to judge */
     }
     static const struct moat_check_fix fix_hsts = {
         "hsts 1y include_subdomains (a site's default is hsts auto: on for every public name)",
@@ -586,7 +585,7 @@ static void http(const struct moat_check_scan *s, struct moat_check_report *r)
         evidence(f,
                  "the answer to GET / (%d) has no HSTS: a first visit by http:// can be "
                  "intercepted%s",
-                 h->status, local ? " (a local name: HSTS would stick to every port of it)" : "");
+                 s->status, local ? " (a local name: HSTS would stick to every port of it)" : "");
     } else if (s->hsts_max_age < 15552000) {
         f = add(r, "http.hsts_short", MOAT_SEV_LOW, 0, NULL, fix_hsts,
                 "HSTS max-age is %ld seconds (under 180 days)", s->hsts_max_age);
@@ -601,16 +600,14 @@ static void http(const struct moat_check_scan *s, struct moat_check_report *r)
                  s->hsts_max_age, s->hsts_subdomains ? "; includeSubDomains" : "");
     }
     char missing[200] = "";
-    if (!s->hdr_nosniff) {
-        strcat(missing, "X-Content-Type-Options: nosniff");
-    }
-    if (!s->hdr_frame) {
-        strcat(missing, missing[0] ? ", " : "");
-        strcat(missing, "X-Frame-Options (or CSP frame-ancestors)");
-    }
-    if (!s->hdr_referrer) {
-        strcat(missing, missing[0] ? ", " : "");
-        strcat(missing, "Referrer-Policy");
+    const char *lacks[3] = {s->hdr_nosniff ? NULL : "X-Content-Type-Options: nosniff",
+                            s->hdr_frame ? NULL : "X-Frame-Options (or CSP frame-ancestors)",
+                            s->hdr_referrer ? NULL : "Referrer-Policy"};
+    for (size_t i = 0, at = 0; i < 3; i++) {
+        if (lacks[i] != NULL) {
+            int w = snprintf(missing + at, sizeof(missing) - at, "%s%s", at ? ", " : "", lacks[i]);
+            at += w > 0 ? (size_t)w : 0;
+        }
     }
     if (missing[0] != '\0') {
         f = add(r, "http.security_headers", MOAT_SEV_LOW, 0, NULL,
@@ -663,6 +660,25 @@ static void http(const struct moat_check_scan *s, struct moat_check_report *r)
     }
 }
 
+static void dns(const struct moat_check_scan *s, struct moat_check_report *r)
+{
+    if (s->caa != MOAT_NO) {
+        return;
+    }
+    struct moat_check_finding *f = add(
+        r, "dns.no_caa", MOAT_SEV_INFO, 0, NULL,
+        (struct moat_check_fix){"a CAA record in the zone: NAME. CAA 0 issue \"letsencrypt.org\" "
+                                "(the CA moat's acme block uses)",
+                                "a CAA record in the zone, e.g. NAME. CAA 0 issue "
+                                "\"letsencrypt.org\"",
+                                "a CAA record in the zone, e.g. NAME. CAA 0 issue "
+                                "\"letsencrypt.org\"",
+                                "a CAA record in the zone, e.g. NAME. CAA 0 issue "
+                                "\"letsencrypt.org\""},
+        "no CAA record: any CA may issue for %s", s->host);
+    evidence(f, "no CAA set at %s or any parent below the top-level domain (RFC 8659)", s->host);
+}
+
 static int cmp_sev(const void *a, const void *b)
 {
     const struct moat_check_finding *x = a, *y = b;
@@ -694,6 +710,7 @@ void moat_check_judge(const struct moat_check_scan *s, struct moat_check_report 
     certificate(s, r);
     options(s, r);
     http(s, r);
+    dns(s, r);
     qsort(r->f, r->n, sizeof(r->f[0]), cmp_sev);
     r->worst = MOAT_SEV_INFO;
     int above_info = 0;

@@ -100,6 +100,10 @@ void moat_check_report_text(const struct moat_check_scan *s, const struct moat_c
     } else {
         fputs("Plain HTTP    no answer\n", f);
     }
+    if (s->caa != MOAT_UNKNOWN) {
+        fprintf(f, "CAA           %s%s%s\n", s->caa == MOAT_YES ? s->caa_records : "none",
+                s->caa == MOAT_YES ? " at " : "", s->caa == MOAT_YES ? s->caa_owner : "");
+    }
     fprintf(f, "\nFindings: %zu\n", r->n);
     for (size_t i = 0; i < r->n; i++) {
         const struct moat_check_finding *x = &r->f[i];
@@ -200,7 +204,8 @@ int moat_check_report_json(const struct moat_check_scan *s, const struct moat_ch
     json_t *doc = json_pack(
         "{s:s, s:i, s:s, s:s, s:s, s:i, s:f, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o,"
         " s:{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I}, s:{s:o, s:o, s:o}, s:{s:o, s:o},"
-        " s:{s:b, s:i, s:I, s:b, s:b, s:b, s:b, s:b, s:b}, s:{s:o, s:i, s:s}, s:o}",
+        " s:{s:b, s:i, s:I, s:b, s:b, s:b, s:b, s:b, s:b}, s:{s:o, s:i, s:s}, s:{s:o, s:s, s:s},"
+        " s:o}",
         "host", s->host, "port", (int)s->port, "address", s->addr, "grade", r->grade, "grade_rule",
         r->grade_rule, "exit_code", r->exit_code, "seconds", s->ms / 1000.0, "truncated",
         s->truncated, "versions", versions, "suites", suites, "server_order", order, "groups_tls13",
@@ -219,7 +224,8 @@ int moat_check_report_json(const struct moat_check_scan *s, const struct moat_ch
         s->hsts_preload, "x_content_type_options", s->hdr_nosniff, "frame_protection", s->hdr_frame,
         "content_security_policy", s->hdr_csp, "referrer_policy", s->hdr_referrer, "plain_http",
         "redirects", tri(s->http_redirects), "status", s->http_status, "location", s->http_location,
-        "findings", findings);
+        "caa", "present", tri(s->caa), "owner", s->caa_owner, "records", s->caa_records, "findings",
+        findings);
     if (doc == NULL) {
         return -1;
     }

@@ -12,6 +12,7 @@
 
 #include "check/hello.h"
 #include "check/suites.h"
+#include "client/dns.h"
 #include "client/url.h"
 
 #include <errno.h>
@@ -954,6 +955,42 @@ static void job_http80(struct ctx *c, int unused)
     }
 }
 
+static void job_caa(struct ctx *c, int unused)
+{
+    struct moat_check_scan *s = c->s;
+    s->caa = MOAT_UNKNOWN;
+    if (!s->public_name && c->o->resolver == NULL) {
+        return; /* a local name: no public CA issues for it */
+    }
+    ldns_resolver *r = NULL;
+    if (c->o->resolver != NULL) {
+        struct moat_err err = {0};
+        if (!moat_ok(moat_client_dns_resolver(c->o->resolver, &r, &err))) {
+            return;
+        }
+        ldns_resolver_set_recursive(r, true);
+    } else if (ldns_resolver_new_frm_file(&r, NULL) != LDNS_STATUS_OK) {
+        return;
+    }
+    struct moat_caa rr[16];
+    size_t n = 0;
+    int found = moat_client_caa_lookup(r, s->host, rr, 16, &n, s->caa_owner, sizeof(s->caa_owner));
+    ldns_resolver_deep_free(r);
+    if (found < 0) {
+        return;
+    }
+    s->caa = found ? MOAT_YES : MOAT_NO;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(s->caa_records + at, sizeof(s->caa_records) - at, "%s%u %s \"%s\"",
+                         i ? "; " : "", rr[i].flags, rr[i].tag, rr[i].value);
+        if (w < 0 || (size_t)w >= sizeof(s->caa_records) - at) {
+            break;
+        }
+        at += (size_t)w;
+    }
+}
+
 /* ---- running ---- */
 
 struct pool {
@@ -1114,7 +1151,7 @@ moat_rc moat_check_scan_run(const struct moat_check_opts *o, struct moat_check_s
     }
     close(fd);
 
-    struct job p1[MOAT_VER_COUNT + 3];
+    struct job p1[MOAT_VER_COUNT + 4];
     size_t n1 = 0;
     p1[n1++] = (struct job){&c, job_get, 0};
     p1[n1++] = (struct job){&c, job_handshakes, 0};
@@ -1122,6 +1159,7 @@ moat_rc moat_check_scan_run(const struct moat_check_opts *o, struct moat_check_s
         p1[n1++] = (struct job){&c, job_version, v};
     }
     p1[n1++] = (struct job){&c, job_http80, 0};
+    p1[n1++] = (struct job){&c, job_caa, 0};
     run_jobs(p1, n1, o->parallel);
 
     struct job p2[MOAT_VER_COUNT + 6];

@@ -45,6 +45,8 @@ struct moat_check_opts {
     unsigned rate;            /* new connections per second at most; default 200 */
     unsigned max_connections; /* default 800 */
     unsigned http_port;       /* where the plain-HTTP redirect is looked for; default 80; 0: skip */
+    const char *resolver;     /* DNS server for CAA ("ADDR[:PORT]"); NULL: the system's, and
+                                 only for public names */
     int json;
     const char *html; /* write the page here */
 };
@@ -131,6 +133,11 @@ struct moat_check_scan {
     enum moat_check_tri http_redirects; /* answers 301/302/307/308 to https://same host */
     int http_status;
     char http_location[256];
+
+    /* CAA (RFC 8659) */
+    enum moat_check_tri caa; /* a relevant CAA set exists; UNKNOWN: not looked up or failed */
+    char caa_owner[256];     /* the name that holds it */
+    char caa_records[600];   /* "0 issue \"letsencrypt.org\"; ..." */
 
     unsigned connections; /* used */
     double ms;            /* the scan's length */

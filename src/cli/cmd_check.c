@@ -27,6 +27,8 @@ static const char usage[] =
     "  --cafile FILE        trust these CA certificates too (moat's local CA is trusted)\n"
     "  --state DIR          where moat's local CA is (default $MOAT_STATE or ~/.local/...)\n"
     "  --http-port N|off    where to look for the redirect to HTTPS (default 80)\n"
+    "  --resolver ADDR[:PORT] the DNS server for the CAA lookup (default: the system's,\n"
+    "                       for public names only; with this option, for any name)\n"
     "  --timeout SECONDS    per connection (default 5)\n"
     "  --max-time SECONDS   the whole check (default 60)\n"
     "  --max-connections N  at most N connections (default 800)\n"
@@ -70,6 +72,8 @@ int moat_cmd_check(int argc, char **argv)
             o.connect = v;
         } else if (strcmp(a, "--cafile") == 0) {
             o.cafile = v;
+        } else if (strcmp(a, "--resolver") == 0) {
+            o.resolver = v;
         } else if (strcmp(a, "--state") == 0) {
             o.state_dir = v;
         } else if (strcmp(a, "--http-port") == 0) {

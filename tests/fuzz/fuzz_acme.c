@@ -60,7 +60,7 @@ static void fuzz_time(const uint8_t *p, size_t n)
 static void fuzz_caa(const char *s)
 {
     /* "flags tag value" per line */
-    struct moat_acme_caa rrs[16];
+    struct moat_caa rrs[16];
     size_t n = 0;
     const char *p = s;
     while (*p && n < 16) {
@@ -72,7 +72,7 @@ static void fuzz_caa(const char *s)
         }
         memcpy(line, p, l);
         line[l] = '\0';
-        struct moat_acme_caa *c = &rrs[n];
+        struct moat_caa *c = &rrs[n];
         memset(c, 0, sizeof(*c));
         char *sp1 = strchr(line, ' ');
         char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;

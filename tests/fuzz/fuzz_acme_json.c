@@ -1,4 +1,4 @@
-// fuzz-sources: src/acme/*.c src/state/*.c src/tls/*.c src/pki/*.c
+// fuzz-sources: src/acme/*.c src/state/*.c src/tls/*.c src/pki/*.c src/client/dns.c
 // fuzz-sources: src/cert/*.c src/http1/*.c src/http/*.c src/core/*.c
 /*
  * fuzz_acme_json.c: what an ACME CA's JSON replies turn into in moat, through the real code
