@@ -972,6 +972,9 @@ static void job_caa(struct ctx *c, int unused)
     } else if (ldns_resolver_new_frm_file(&r, NULL) != LDNS_STATUS_OK) {
         return;
     }
+    /* A check is meant to take seconds: one short try per name on the way up. */
+    ldns_resolver_set_timeout(r, (struct timeval){.tv_sec = 2});
+    ldns_resolver_set_retry(r, 1);
     struct moat_caa rr[16];
     size_t n = 0;
     int found = moat_client_caa_lookup(r, s->host, rr, 16, &n, s->caa_owner, sizeof(s->caa_owner));
