@@ -58,6 +58,10 @@ void moat_check_report_text(const struct moat_check_scan *s, const struct moat_c
         fputs("Curves (TLS 1.2)      ", f);
         list16(f, s->groups12, s->ngroups12, moat_check_group_name);
     }
+    if (s->nsigalgs13 > 0) {
+        fputs("Signatures (TLS 1.3)  ", f);
+        list16(f, s->sigalgs13, s->nsigalgs13, moat_check_sigalg_name);
+    }
     if (s->nsigalgs12 > 0) {
         fputs("Signatures (TLS 1.2)  ", f);
         list16(f, s->sigalgs12, s->nsigalgs12, moat_check_sigalg_name);
@@ -201,31 +205,84 @@ int moat_check_report_json(const struct moat_check_scan *s, const struct moat_ch
                         "root_sent", c->chain_root_sent, "scts", c->scts > 0, "ocsp_url",
                         c->ocsp_url, "crl_url", c->crl_url, "must_staple", c->must_staple)
             : json_null();
-    json_t *doc = json_pack(
-        "{s:s, s:i, s:s, s:s, s:s, s:i, s:f, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o,"
-        " s:{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I}, s:{s:o, s:o, s:o}, s:{s:o, s:o},"
-        " s:{s:b, s:i, s:I, s:b, s:b, s:b, s:b, s:b, s:b}, s:{s:o, s:i, s:s}, s:{s:o, s:s, s:s},"
-        " s:o}",
-        "host", s->host, "port", (int)s->port, "address", s->addr, "grade", r->grade, "grade_rule",
-        r->grade_rule, "exit_code", r->exit_code, "seconds", s->ms / 1000.0, "truncated",
-        s->truncated, "versions", versions, "suites", suites, "server_order", order, "groups_tls13",
-        names16(s->groups13, s->ngroups13, moat_check_group_name), "curves_tls12",
-        names16(s->groups12, s->ngroups12, moat_check_group_name), "signatures_tls12",
-        names16(s->sigalgs12, s->nsigalgs12, moat_check_sigalg_name), "dh_bits", s->dh_bits,
-        "certificate", cert, "ocsp_stapled", tri(s->ocsp_stapled), "options", "compression",
-        tri(s->compression), "secure_renegotiation", tri(s->secure_reneg), "client_renegotiation",
-        tri(s->client_reneg), "fallback_scsv", tri(s->fallback_scsv), "heartbeat",
-        tri(s->heartbeat), "heartbleed", tri(s->heartbleed), "extended_master_secret", tri(s->ems),
-        "early_data_bytes", (json_int_t)s->early_data, "resumption", "tls13_tickets",
-        tri(s->resume_ticket13), "tls12_tickets", tri(s->resume_ticket12), "tls12_session_ids",
-        tri(s->resume_id12), "alpn", "h2", tri(s->alpn_h2), "http/1.1", tri(s->alpn_http11),
-        "https", "verified", s->verified, "status", s->status, "hsts_max_age",
-        (json_int_t)s->hsts_max_age, "hsts_include_subdomains", s->hsts_subdomains, "hsts_preload",
-        s->hsts_preload, "x_content_type_options", s->hdr_nosniff, "frame_protection", s->hdr_frame,
-        "content_security_policy", s->hdr_csp, "referrer_policy", s->hdr_referrer, "plain_http",
-        "redirects", tri(s->http_redirects), "status", s->http_status, "location", s->http_location,
-        "caa", "present", tri(s->caa), "owner", s->caa_owner, "records", s->caa_records, "findings",
-        findings);
+    /* Built field by field: one long json_pack format is a mismatch waiting to happen. */
+    json_t *doc = json_object();
+    json_t *opts = json_object(), *res = json_object(), *alpn = json_object(),
+           *https = json_object(), *plain = json_object(), *caa = json_object();
+    if (doc == NULL || opts == NULL || res == NULL || alpn == NULL || https == NULL ||
+        plain == NULL || caa == NULL) {
+        json_decref(doc);
+        json_decref(opts);
+        json_decref(res);
+        json_decref(alpn);
+        json_decref(https);
+        json_decref(plain);
+        json_decref(caa);
+        json_decref(versions);
+        json_decref(suites);
+        json_decref(order);
+        json_decref(findings);
+        json_decref(cert);
+        return -1;
+    }
+    json_object_set_new(doc, "host", json_string(s->host));
+    json_object_set_new(doc, "port", json_integer(s->port));
+    json_object_set_new(doc, "address", json_string(s->addr));
+    json_object_set_new(doc, "grade", json_string(r->grade));
+    json_object_set_new(doc, "grade_rule", json_string(r->grade_rule));
+    json_object_set_new(doc, "exit_code", json_integer(r->exit_code));
+    json_object_set_new(doc, "seconds", json_real(s->ms / 1000.0));
+    json_object_set_new(doc, "connections", json_integer(s->connections));
+    json_object_set_new(doc, "truncated", json_boolean(s->truncated));
+    json_object_set_new(doc, "versions", versions);
+    json_object_set_new(doc, "suites", suites);
+    json_object_set_new(doc, "server_order", order);
+    json_object_set_new(doc, "groups_tls13",
+                        names16(s->groups13, s->ngroups13, moat_check_group_name));
+    json_object_set_new(doc, "curves_tls12",
+                        names16(s->groups12, s->ngroups12, moat_check_group_name));
+    json_object_set_new(doc, "signatures_tls13",
+                        names16(s->sigalgs13, s->nsigalgs13, moat_check_sigalg_name));
+    json_object_set_new(doc, "signatures_tls12",
+                        names16(s->sigalgs12, s->nsigalgs12, moat_check_sigalg_name));
+    json_object_set_new(doc, "dh_bits", json_integer(s->dh_bits));
+    json_object_set_new(doc, "certificate", cert);
+    json_object_set_new(doc, "ocsp_stapled", tri(s->ocsp_stapled));
+    json_object_set_new(opts, "compression", tri(s->compression));
+    json_object_set_new(opts, "secure_renegotiation", tri(s->secure_reneg));
+    json_object_set_new(opts, "client_renegotiation", tri(s->client_reneg));
+    json_object_set_new(opts, "fallback_scsv", tri(s->fallback_scsv));
+    json_object_set_new(opts, "heartbeat", tri(s->heartbeat));
+    json_object_set_new(opts, "heartbleed", tri(s->heartbleed));
+    json_object_set_new(opts, "extended_master_secret", tri(s->ems));
+    json_object_set_new(opts, "early_data_bytes", json_integer(s->early_data));
+    json_object_set_new(doc, "options", opts);
+    json_object_set_new(res, "tls13_tickets", tri(s->resume_ticket13));
+    json_object_set_new(res, "tls12_tickets", tri(s->resume_ticket12));
+    json_object_set_new(res, "tls12_session_ids", tri(s->resume_id12));
+    json_object_set_new(doc, "resumption", res);
+    json_object_set_new(alpn, "h2", tri(s->alpn_h2));
+    json_object_set_new(alpn, "http/1.1", tri(s->alpn_http11));
+    json_object_set_new(doc, "alpn", alpn);
+    json_object_set_new(https, "verified", json_boolean(s->verified));
+    json_object_set_new(https, "status", json_integer(s->status));
+    json_object_set_new(https, "hsts_max_age", json_integer(s->hsts_max_age));
+    json_object_set_new(https, "hsts_include_subdomains", json_boolean(s->hsts_subdomains));
+    json_object_set_new(https, "hsts_preload", json_boolean(s->hsts_preload));
+    json_object_set_new(https, "x_content_type_options", json_boolean(s->hdr_nosniff));
+    json_object_set_new(https, "frame_protection", json_boolean(s->hdr_frame));
+    json_object_set_new(https, "content_security_policy", json_boolean(s->hdr_csp));
+    json_object_set_new(https, "referrer_policy", json_boolean(s->hdr_referrer));
+    json_object_set_new(doc, "https", https);
+    json_object_set_new(plain, "redirects", tri(s->http_redirects));
+    json_object_set_new(plain, "status", json_integer(s->http_status));
+    json_object_set_new(plain, "location", json_string(s->http_location));
+    json_object_set_new(doc, "plain_http", plain);
+    json_object_set_new(caa, "present", tri(s->caa));
+    json_object_set_new(caa, "owner", json_string(s->caa_owner));
+    json_object_set_new(caa, "records", json_string(s->caa_records));
+    json_object_set_new(doc, "caa", caa);
+    json_object_set_new(doc, "findings", findings);
     if (doc == NULL) {
         return -1;
     }

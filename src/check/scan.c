@@ -808,6 +808,39 @@ static void job_handshakes(struct ctx *c, int unused)
     }
 }
 
+/* TLS 1.3 signs its handshake inside the encrypted part, so the schemes are learnt by real
+ * handshakes each offering one scheme (the ones TLS 1.3 allows, RFC 8446 §4.2.3). */
+static void job_sigalgs13(struct ctx *c, int unused)
+{
+    struct moat_check_scan *s = c->s;
+    if (s->versions[MOAT_VER_TLS13] != MOAT_YES) {
+        return;
+    }
+    size_t n;
+    const struct moat_check_named *t = moat_check_sigalgs(&n);
+    for (size_t i = 0; i < n && s->nsigalgs13 < MOAT_CHECK_MAX_SIGALGS; i++) {
+        uint16_t code = t[i].code;
+        int tls13 = (code >= 0x0403 && (code & 0xff) == 0x03 && code <= 0x0603) ||
+                    (code >= 0x0804 && code <= 0x080B);
+        if (!tls13) {
+            continue;
+        }
+        SSL_CTX *x = client_ctx(TLS1_3_VERSION, TLS1_3_VERSION);
+        if (x == NULL) {
+            return;
+        }
+        if (SSL_CTX_set1_sigalgs_list(x, t[i].name) == 1) {
+            SSL *ssl = handshake(c, x, NULL, NULL, 0);
+            if (ssl != NULL) {
+                s->sigalgs13[s->nsigalgs13++] = code;
+            }
+            hangup(ssl);
+        }
+        ERR_clear_error();
+        SSL_CTX_free(x);
+    }
+}
+
 static void job_resumption(struct ctx *c, int unused)
 {
     struct moat_check_scan *s = c->s;
@@ -1165,7 +1198,7 @@ moat_rc moat_check_scan_run(const struct moat_check_opts *o, struct moat_check_s
     p1[n1++] = (struct job){&c, job_caa, 0};
     run_jobs(p1, n1, o->parallel);
 
-    struct job p2[MOAT_VER_COUNT + 6];
+    struct job p2[MOAT_VER_COUNT + 7];
     size_t n2 = 0;
     for (int v = MOAT_VER_TLS13; v >= MOAT_VER_SSL3; v--) {
         p2[n2++] = (struct job){&c, job_suites, v};
@@ -1175,6 +1208,7 @@ moat_rc moat_check_scan_run(const struct moat_check_opts *o, struct moat_check_s
     p2[n2++] = (struct job){&c, job_sigalgs12, 0};
     p2[n2++] = (struct job){&c, job_options, 0};
     p2[n2++] = (struct job){&c, job_resumption, 0};
+    p2[n2++] = (struct job){&c, job_sigalgs13, 0};
     run_jobs(p2, n2, o->parallel);
 
     s->connections = c.used;

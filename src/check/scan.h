@@ -99,6 +99,8 @@ struct moat_check_scan {
     size_t ngroups13;
     uint16_t groups12[MOAT_CHECK_MAX_GROUPS]; /* ECDHE curves below 1.3 */
     size_t ngroups12;
+    uint16_t sigalgs13[MOAT_CHECK_MAX_SIGALGS]; /* TLS 1.3 CertificateVerify schemes taken */
+    size_t nsigalgs13;
     uint16_t sigalgs12[MOAT_CHECK_MAX_SIGALGS]; /* TLS 1.2 ServerKeyExchange signatures */
     size_t nsigalgs12;
     int dh_bits;                       /* smallest DHE prime seen; 0: no DHE */
