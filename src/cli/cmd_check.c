@@ -3,9 +3,11 @@
  */
 #include "cli/cmd.h"
 
+#include "check/html.h"
 #include "check/judge.h"
 #include "check/report.h"
 #include "check/scan.h"
+#include "pki/fsutil.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@ static const char usage[] =
     "handshakes, bounded in number, rate and time.\n"
     "\n"
     "  --json               one JSON document instead of the text\n"
+    "  --html FILE          also write the report as one self-contained HTML page\n"
     "  --connect ADDR[:PORT] probe this address instead of resolving the name (the name\n"
     "                       is still sent and verified)\n"
     "  --cafile FILE        trust these CA certificates too (moat's local CA is trusted)\n"
@@ -49,6 +52,31 @@ static int number(const char *s, unsigned lo, unsigned hi, unsigned *out)
     return 1;
 }
 
+/* The page, written whole or not at all (temp file + rename). */
+static int write_html(const char *path, const struct moat_check_scan *s,
+                      const struct moat_check_report *r)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (m == NULL) {
+        fprintf(stderr, "moat check: out of memory for the page\n");
+        return -1;
+    }
+    int bad = moat_check_report_html(s, r, m) != 0;
+    bad |= fclose(m) != 0;
+    struct moat_err err = {0};
+    if (bad || !moat_ok(moat_fs_write_atomic(path, buf, len, 0644, &err))) {
+        char line[1024];
+        fprintf(stderr, "moat check: cannot write %s: %s\n", path,
+                bad ? "out of memory" : moat_err_str(&err, line, sizeof(line)));
+        free(buf);
+        return -1;
+    }
+    free(buf);
+    return 0;
+}
+
 int moat_cmd_check(int argc, char **argv)
 {
     struct moat_check_opts o;
@@ -72,6 +100,8 @@ int moat_cmd_check(int argc, char **argv)
             o.connect = v;
         } else if (strcmp(a, "--cafile") == 0) {
             o.cafile = v;
+        } else if (strcmp(a, "--html") == 0) {
+            o.html = v;
         } else if (strcmp(a, "--resolver") == 0) {
             o.resolver = v;
         } else if (strcmp(a, "--state") == 0) {
@@ -144,6 +174,9 @@ int moat_cmd_check(int argc, char **argv)
         }
     } else {
         moat_check_report_text(s, r, stdout);
+    }
+    if (o.html != NULL && write_html(o.html, s, r) != 0) {
+        code = 1;
     }
     free(r);
     moat_check_scan_free(s);

@@ -932,3 +932,25 @@ def check_refuses(moat_bin, tmp_path, text):
     r = run([str(moat_bin), "serve", "--check", "--config", str(cfg)], check=False)
     assert r.returncode != 0, "accepted:\n" + text
     return r.stderr
+
+
+def tcp_accepts(port, host="127.0.0.1"):
+    """True when something accepts a TCP connection on host:port now."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def start_s_server(port, args):
+    """`openssl s_server -accept 127.0.0.1:PORT ARGS...`, quiet, once it accepts connections.
+    The caller ends it (terminate + wait)."""
+    p = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-quiet"]
+                         + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    if not wait_for(lambda: tcp_accepts(port), 10):
+        p.kill()
+        p.wait()
+        raise AssertionError("openssl s_server did not start on port %d" % port)
+    return p

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from acme_helpers import Knot, have_knot
-from helpers import free_port, wait_for
+from helpers import free_port, start_s_server
 
 pytestmark = pytest.mark.skipif(not have_knot(), reason="knot not installed")
 
@@ -35,19 +35,7 @@ def tls_server(tmp_path_factory):
                     str(d / "c.pem"), "-days", "30", "-subj", "/CN=www.example.test"],
                    check=True, capture_output=True, timeout=30)
     port = free_port()
-    p = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert",
-                          str(d / "c.pem"), "-key", str(d / "k.pem"), "-www", "-quiet"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-
-    def up():
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    assert wait_for(up, 10)
+    p = start_s_server(port, ["-cert", str(d / "c.pem"), "-key", str(d / "k.pem"), "-www"])
     yield port
     p.terminate()
     p.wait(timeout=10)
