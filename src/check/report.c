@@ -28,8 +28,9 @@ static void list16(FILE *f, const uint16_t *v, size_t n,
 void moat_check_report_text(const struct moat_check_scan *s, const struct moat_check_report *r,
                             FILE *f)
 {
-    fprintf(f, "moat check %s:%u (%s): %u connections in %.1f s%s\n\n", s->host, s->port, s->addr,
-            s->connections, s->ms / 1000.0,
+    int v6 = strchr(s->host, ':') != NULL;
+    fprintf(f, "moat check %s%s%s:%u (%s): %u connections in %.1f s%s\n\n", v6 ? "[" : "", s->host,
+            v6 ? "]" : "", s->port, s->addr, s->connections, s->ms / 1000.0,
             s->truncated ? " (stopped by its bounds: some facts are unknown)" : "");
     fprintf(f, "Grade %s   %s\n\n", r->grade, r->grade_rule);
     fputs("Protocols     ", f);
