@@ -8,14 +8,25 @@
 #include "check/report.h"
 #include "check/scan.h"
 #include "pki/fsutil.h"
+#include "serve/conf.h"
+#include "serve/server.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: moat check [options] URL|HOST[:PORT]\n"
+    "       moat check [options] --config FILE\n"
     "\n"
     "Grade an HTTPS server: versions, suites and their order, groups, signatures, the\n"
     "certificate chain, resumption, ALPN, renegotiation, compression, heartbeat, 0-RTT, HSTS,\n"
@@ -23,6 +34,9 @@ static const char usage[] =
     "the fix in moat, nginx, HAProxy and Caddy terms. It probes one address with short\n"
     "handshakes, bounded in number, rate and time.\n"
     "\n"
+    "  --config FILE        check what `moat serve --config FILE` would offer: its server is\n"
+    "                       started on loopback ports (its state folder, no admin, no access\n"
+    "                       log, no cluster) and each site is checked by name\n"
     "  --json               one JSON document instead of the text\n"
     "  --html FILE          also write the report as one self-contained HTML page\n"
     "  --connect ADDR[:PORT] probe this address instead of resolving the name (the name\n"
@@ -77,10 +91,254 @@ static int write_html(const char *path, const struct moat_check_scan *s,
     return 0;
 }
 
+/* A loopback port nobody holds now (the kernel's pick). 0 when none could be had. */
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    unsigned port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &al) == 0) {
+        port = ntohs(a.sin_port);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return port;
+}
+
+/* What the server of --config is started with: the file's configuration on loopback. */
+struct check_conf {
+    const char *path;
+    unsigned port, http_port; /* http_port 0: the file has no redirect_http */
+};
+
+static void drop_strings(char ***v, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++) {
+        free((*v)[i]);
+    }
+    free(*v);
+    *v = NULL;
+    *n = 0;
+}
+
+static char *dup_or_die(const char *s, int *nomem)
+{
+    char *d = strdup(s);
+    *nomem |= d == NULL;
+    return d;
+}
+
+/*
+ * The configuration as the check's server runs it: one listener on 127.0.0.1, the redirect on
+ * another, no admin listener, no access log, no privilege change (it runs as whoever checks),
+ * no cluster and no streams (they are not HTTPS sites), no address rules, one worker, and the
+ * sites whose certificates come from ACME left out (the check must not order certificates).
+ * Runs in the child only, which exits after the server: what this drops is not freed.
+ */
+static moat_rc conf_for_check(void *arg, struct moat_conf **out, struct moat_err *err)
+{
+    const struct check_conf *cc = arg;
+    struct moat_conf *c = NULL;
+    MOAT_TRY(moat_conf_load(cc->path, &c, err));
+    char l[64];
+    snprintf(l, sizeof(l), "127.0.0.1:%u", cc->port);
+    const char *ls[1] = {l};
+    moat_rc rc = moat_conf_set_listen(c, ls, 1, err);
+    if (!moat_ok(rc)) {
+        moat_conf_free(c);
+        return rc;
+    }
+    int nomem = 0;
+    free(c->redirect_listen);
+    c->redirect_listen = NULL;
+    if (cc->http_port != 0) {
+        snprintf(l, sizeof(l), "127.0.0.1:%u", cc->http_port);
+        c->redirect_listen = dup_or_die(l, &nomem);
+    }
+    free(c->user);
+    free(c->group);
+    c->user = c->group = NULL;
+    free(c->admin);
+    c->admin = dup_or_die("off", &nomem);
+    free(c->access_log);
+    c->access_log = dup_or_die("off", &nomem);
+    drop_strings(&c->http2_off_listen, &c->nhttp2_off_listen);
+    drop_strings(&c->proxy_protocol_listen, &c->nproxy_protocol_listen);
+    c->nstreams = 0;
+    c->cluster = NULL;
+    c->nacl = 0;
+    c->workers = 1;
+    size_t kept = 0;
+    for (size_t i = 0; i < c->nsites; i++) {
+        if (!c->sites[i].acme) {
+            c->sites[kept++] = c->sites[i];
+        }
+    }
+    c->nsites = kept;
+    if (nomem) {
+        moat_conf_free(c);
+        return moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");
+    }
+    *out = c;
+    return MOAT_RC_OK;
+}
+
+static int accepts(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+
+/* The name a site is checked by: its first name, a wildcard's with a label put in front,
+ * "localhost" for the default site. */
+static void site_name(const struct moat_conf_site *site, char *out, size_t outlen)
+{
+    const char *n = site->nnames > 0 ? site->names[0] : "*";
+    if (strcmp(n, "*") == 0) {
+        snprintf(out, outlen, "localhost");
+    } else if (strncmp(n, "*.", 2) == 0) {
+        snprintf(out, outlen, "check%s", n + 1);
+    } else {
+        snprintf(out, outlen, "%s", n);
+    }
+}
+
+static int run_one(struct moat_check_opts *o, int *first);
+
+/* --config FILE: start the file's server on loopback in a child, check each site, stop it. */
+static int check_config(struct moat_check_opts *o, const char *path)
+{
+    struct moat_conf *c = NULL;
+    struct moat_err err = {0};
+    if (!moat_ok(moat_conf_load(path, &c, &err))) {
+        char line[1024];
+        fprintf(stderr, "moat check: %s\n", moat_err_str(&err, line, sizeof(line)));
+        return 1;
+    }
+    struct check_conf cc = {path, free_port(), 0};
+    if (c->redirect_listen != NULL) {
+        cc.http_port = free_port();
+    }
+    int pipefd[2];
+    if (cc.port == 0 || pipe2(pipefd, O_CLOEXEC) != 0) {
+        moat_conf_free(c);
+        fprintf(stderr, "moat check: cannot set up the loopback server\n");
+        return 1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The child: the server, its log into the pipe (shown if it does not come up). */
+        dup2(pipefd[1], 2);
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+        }
+        struct moat_conf_source src = {NULL, conf_for_check, &cc};
+        struct moat_err e = {0};
+        moat_rc rc = moat_server_run(&src, MOAT_SERVE_ALLOW_ROOT, &e);
+        if (!moat_ok(rc)) {
+            char line[1024];
+            fprintf(stderr, "%s\n", moat_err_str(&e, line, sizeof(line)));
+        }
+        _exit(moat_ok(rc) ? 0 : 1);
+    }
+    close(pipefd[1]);
+    int up = 0, status = 0;
+    for (int i = 0; pid > 0 && i < 300 && !up; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            pid = -1;
+            break;
+        }
+        up = accepts(cc.port);
+        if (!up) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    int code = 1;
+    if (!up) {
+        char log[4096];
+        ssize_t n = 0;
+        struct pollfd pf = {pipefd[0], POLLIN, 0};
+        if (poll(&pf, 1, 200) == 1) {
+            n = read(pipefd[0], log, sizeof(log) - 1);
+        }
+        log[n > 0 ? n : 0] = '\0';
+        fprintf(stderr, "moat check: the server of %s did not start on 127.0.0.1:%u%s%s\n", path,
+                cc.port, n > 0 ? ":\n" : "", log);
+    } else {
+        char port_s[16];
+        snprintf(port_s, sizeof(port_s), "127.0.0.1:%u", cc.port);
+        o->connect = port_s;
+        o->http_port = cc.http_port;
+        char *state = NULL;
+        if (o->state_dir == NULL && moat_ok(moat_server_state_dir_path(c, &state, &err))) {
+            o->state_dir = state; /* its local CA is what its certificates chain to */
+        }
+        if (!o->json) {
+            printf("moat check --config %s: its server on %s (listen %s in the file)", path, port_s,
+                   c->nlisten > 0 ? c->listen[0] : "?");
+            if (cc.http_port != 0) {
+                printf(", redirect_http on 127.0.0.1:%u (%s)", cc.http_port, c->redirect_listen);
+            }
+            fputs("\n\n", stdout);
+        }
+        int first = 1, checked = 0;
+        code = 0;
+        if (o->json) {
+            fputs("[\n", stdout);
+        }
+        for (size_t i = 0; i < c->nsites; i++) {
+            if (c->sites[i].acme) {
+                fprintf(stderr,
+                        "moat check: %s: site %s gets its certificate by ACME; check the running "
+                        "server instead (moat check %s)\n",
+                        path, c->sites[i].names[0], c->sites[i].names[0]);
+                continue;
+            }
+            char name[300], target[320];
+            site_name(&c->sites[i], name, sizeof(name));
+            snprintf(target, sizeof(target), "%s:%u", name, cc.port);
+            o->target = target;
+            int rc = run_one(o, &first);
+            checked++;
+            code = rc > code ? rc : code;
+        }
+        if (o->json) {
+            fputs("]\n", stdout);
+        }
+        if (checked == 0) {
+            fprintf(stderr, "moat check: %s has no site to check here\n", path);
+            code = 1;
+        }
+        free(state);
+    }
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, &status, 0);
+    }
+    close(pipefd[0]);
+    moat_conf_free(c);
+    return code;
+}
+
 int moat_cmd_check(int argc, char **argv)
 {
     struct moat_check_opts o;
     moat_check_opts_init(&o);
+    const char *config = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -100,6 +358,8 @@ int moat_cmd_check(int argc, char **argv)
             o.connect = v;
         } else if (strcmp(a, "--cafile") == 0) {
             o.cafile = v;
+        } else if (strcmp(a, "--config") == 0) {
+            config = v;
         } else if (strcmp(a, "--html") == 0) {
             o.html = v;
         } else if (strcmp(a, "--resolver") == 0) {
@@ -146,14 +406,34 @@ int moat_cmd_check(int argc, char **argv)
         }
         i++;
     }
+    if (config != NULL) {
+        if (o.target != NULL) {
+            fprintf(stderr, "moat check: --config FILE or a target, not both\n");
+            return 2;
+        }
+        if (o.html != NULL) {
+            fprintf(stderr, "moat check: --html takes one target (not --config yet)\n");
+            return 2;
+        }
+        signal(SIGPIPE, SIG_IGN);
+        return check_config(&o, config);
+    }
     if (o.target == NULL) {
         fputs(usage, stderr);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    int first = 1;
+    return run_one(&o, &first);
+}
+
+/* Check o->target and report it (JSON documents after the first are comma-separated, for
+ * --config's array). Returns the exit code. */
+static int run_one(struct moat_check_opts *o, int *first)
+{
     struct moat_check_scan *s = NULL;
     struct moat_err err = {0};
-    moat_rc rc = moat_check_scan_run(&o, &s, &err);
+    moat_rc rc = moat_check_scan_run(o, &s, &err);
     if (!moat_ok(rc)) {
         char line[1024];
         fprintf(stderr, "moat check: %s\n", moat_err_str(&err, line, sizeof(line)));
@@ -167,7 +447,11 @@ int moat_cmd_check(int argc, char **argv)
     }
     moat_check_judge(s, r);
     int code = r->exit_code;
-    if (o.json) {
+    if (!*first) {
+        fputs(o->json ? ",\n" : "\n", stdout);
+    }
+    *first = 0;
+    if (o->json) {
         if (moat_check_report_json(s, r, stdout) != 0) {
             fputs("moat check: cannot write the JSON document\n", stderr);
             code = 1;
@@ -175,7 +459,7 @@ int moat_cmd_check(int argc, char **argv)
     } else {
         moat_check_report_text(s, r, stdout);
     }
-    if (o.html != NULL && write_html(o.html, s, r) != 0) {
+    if (o->html != NULL && write_html(o->html, s, r) != 0) {
         code = 1;
     }
     free(r);
