@@ -180,7 +180,15 @@ static void protocols(const struct moat_check_scan *s, struct moat_check_report 
                     "predictable IVs in 1.0: BEAST, CVE-2011-3389); every browser has dropped "
                     "them");
     }
-    if (s->versions[MOAT_VER_TLS12] != MOAT_YES && s->versions[MOAT_VER_TLS13] != MOAT_YES) {
+    if (s->versions[MOAT_VER_TLS12] == MOAT_UNKNOWN &&
+        s->versions[MOAT_VER_TLS13] == MOAT_UNKNOWN) {
+        f = add(r, "tls.no_answer", MOAT_SEV_CRITICAL, 'F', NULL, FIX_PROTOCOLS,
+                "the server does not answer a TLS hello");
+        evidence(f,
+                 "TLS 1.2 and 1.3 hellos got no answer within the timeout%s: is TLS served "
+                 "on this port?",
+                 s->truncated ? " (or the check's bounds stopped it)" : "");
+    } else if (s->versions[MOAT_VER_TLS12] != MOAT_YES && s->versions[MOAT_VER_TLS13] != MOAT_YES) {
         f = add(r, "protocol.none", MOAT_SEV_CRITICAL, 'F', NULL, FIX_PROTOCOLS,
                 "neither TLS 1.2 nor TLS 1.3 is offered");
         evidence(f, "no hello of version 1.2 or 1.3 got a ServerHello of that version");
