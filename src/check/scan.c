@@ -612,20 +612,28 @@ static void hangup(SSL *ssl)
     close(fd);
 }
 
-/* Ask for "/" and read the answer's start, so TLS 1.3 tickets (sent after the handshake)
- * arrive; returns the session to resume (the caller's), or NULL. */
+/* Ask for "/" and read the answer (up to 64 KiB, within the timeout), so TLS 1.3 tickets
+ * (sent after the handshake) arrive, and so the server ends the connection as after a real
+ * visit: a server that closes an idle connection without its close_notify drops the session
+ * from its cache (OpenSSL's SSL_free does), and a TLS 1.2 session id would look unresumable.
+ * GET, not HEAD: openssl s_server -www answers GET only. Returns the session to resume (the
+ * caller's), or NULL. */
 static SSL_SESSION *take_session(struct ctx *c, SSL *ssl)
 {
     char req[400];
-    int n = snprintf(req, sizeof(req), "HEAD / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+    int n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
                      c->s->host);
-    if (SSL_version(ssl) == TLS1_3_VERSION) {
-        char buf[512];
-        if (SSL_write(ssl, req, n) > 0) {
-            (void)SSL_read(ssl, buf, sizeof(buf));
+    char buf[4096];
+    if (SSL_write(ssl, req, n) > 0) {
+        double until = now_ms() + c->o->timeout_ms;
+        size_t total = 0;
+        int got;
+        while (total < 64 * 1024 && now_ms() < until &&
+               (got = SSL_read(ssl, buf, sizeof(buf))) > 0) {
+            total += (size_t)got;
         }
-        ERR_clear_error();
     }
+    ERR_clear_error();
     return SSL_get1_session(ssl);
 }
 
@@ -789,23 +797,31 @@ static void job_handshakes(struct ctx *c, int unused)
         hangup(ssl);
     }
     SSL_CTX_free(x);
-    /* Client-initiated renegotiation (TLS 1.2): a server that does it hands any client a cheap
-     * way to make it redo the expensive half of a handshake. */
-    if (s->versions[MOAT_VER_TLS12] == MOAT_YES) {
-        x = client_ctx(TLS1_2_VERSION, TLS1_2_VERSION);
-        if (x != NULL) {
-            ssl = handshake(c, x, NULL, NULL, 0);
-            if (ssl != NULL) {
-                /* On a blocking socket this runs the whole second handshake: it completes
-                 * only if the server takes part (one that refuses answers no_renegotiation). */
-                int ok = SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1;
-                ERR_clear_error();
-                s->client_reneg = ok ? MOAT_YES : MOAT_NO;
-                hangup(ssl);
-            }
-            SSL_CTX_free(x);
-        }
+}
+
+/* Client-initiated renegotiation (TLS 1.2): a server that does it hands any client a cheap
+ * way to make it redo the expensive half of a handshake. A phase-2 job: it needs to know
+ * whether TLS 1.2 is offered, which phase 1 learns. */
+static void job_reneg(struct ctx *c, int unused)
+{
+    struct moat_check_scan *s = c->s;
+    if (s->versions[MOAT_VER_TLS12] != MOAT_YES) {
+        return;
     }
+    SSL_CTX *x = client_ctx(TLS1_2_VERSION, TLS1_2_VERSION);
+    if (x == NULL) {
+        return;
+    }
+    SSL *ssl = handshake(c, x, NULL, NULL, 0);
+    if (ssl != NULL) {
+        /* On a blocking socket this runs the whole second handshake: it completes only if
+         * the server takes part (one that refuses answers no_renegotiation). */
+        int ok = SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1;
+        ERR_clear_error();
+        s->client_reneg = ok ? MOAT_YES : MOAT_NO;
+        hangup(ssl);
+    }
+    SSL_CTX_free(x);
 }
 
 /* TLS 1.3 signs its handshake inside the encrypted part, so the schemes are learnt by real
@@ -1198,7 +1214,7 @@ moat_rc moat_check_scan_run(const struct moat_check_opts *o, struct moat_check_s
     p1[n1++] = (struct job){&c, job_caa, 0};
     run_jobs(p1, n1, o->parallel);
 
-    struct job p2[MOAT_VER_COUNT + 7];
+    struct job p2[MOAT_VER_COUNT + 8];
     size_t n2 = 0;
     for (int v = MOAT_VER_TLS13; v >= MOAT_VER_SSL3; v--) {
         p2[n2++] = (struct job){&c, job_suites, v};
@@ -1208,6 +1224,7 @@ moat_rc moat_check_scan_run(const struct moat_check_opts *o, struct moat_check_s
     p2[n2++] = (struct job){&c, job_sigalgs12, 0};
     p2[n2++] = (struct job){&c, job_options, 0};
     p2[n2++] = (struct job){&c, job_resumption, 0};
+    p2[n2++] = (struct job){&c, job_reneg, 0};
     p2[n2++] = (struct job){&c, job_sigalgs13, 0};
     run_jobs(p2, n2, o->parallel);
 
