@@ -1,11 +1,13 @@
 /*
  * cmd_trace.c: `moat trace URL`: the same options as `moat get`, one run, printed as a sequence
- * diagram (client/render.c) or, with --json, as one JSON document (client/json.c). The body
- * is counted, not printed, unless -o FILE asks for it.
+ * diagram (client/render.c) or, with --json, as one JSON document (client/json.c); with
+ * --html FILE, also as one HTML page written whole to FILE (client/html.c). The body is
+ * counted, not printed, unless -o FILE asks for it.
  */
 #include "cli/cmd.h"
 
 #include "client/get.h"
+#include "client/html.h"
 #include "client/json.h"
 #include "client/opts.h"
 #include "client/render.h"
@@ -74,6 +76,11 @@ int moat_cmd_trace(int argc, char **argv)
         }
     } else {
         moat_client_render_text(r, stdout);
+    }
+    if (o.html != NULL && r->nhops > 0 && !moat_ok(moat_client_html_write_file(r, o.html, &err))) {
+        /* The page was asked for and is not there: a local failure, whatever the trace said. */
+        fprintf(stderr, "moat trace: cannot write %s: %s\n", o.html, err.msg);
+        code = 1;
     }
     (void)rc;
     moat_client_result_clear(r);

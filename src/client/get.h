@@ -60,6 +60,7 @@ struct moat_client_opts {
     int no_local_ca;       /* the system store (and --cafile) only: ACME's view of the web */
     const char *state_dir; /* where moat's local CA lives; NULL: $MOAT_STATE or ~/.local/... */
     int json;              /* trace: --json */
+    const char *html;      /* trace: --html FILE, the page besides the normal output */
     int discard_body;      /* trace: count the body, do not write it */
     int resume;            /* trace: connect again, offering the first connection's session */
     int http2;             /* --http2: offer ALPN h2 before http/1.1 */

@@ -33,6 +33,8 @@ static const char trace_usage[] =
     "HEADERS with their fields, DATA, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY).\n"
     "\n"
     "  --json                 one JSON document with the same facts instead of the diagram\n"
+    "  --html FILE            also write the trace as one self-contained HTML page (the\n"
+    "                         diagram as SVG, every message, the chain as cards) to FILE\n"
     "  --resume               then connect again, offering the first connection's TLS session,\n"
     "                         to show a resumed handshake\n";
 
@@ -186,7 +188,7 @@ static const struct opt_row opt_rows[] = {
     {"--timeout", NULL, 1, 0},     {"--no-default-trust", NULL, 0, 0},
     {"--state", NULL, 1, 0},       {"--json", NULL, 0, 1},
     {"--help", "-h", 0, 0},        {"--resume", NULL, 0, 1},
-    {"--http2", NULL, 0, 0},
+    {"--http2", NULL, 0, 0},       {"--html", NULL, 1, 1},
 };
 
 static const struct opt_row *find_opt(const char *a)
@@ -256,6 +258,8 @@ static moat_rc apply(struct moat_client_opts *o, const char *name, const char *v
         o->state_dir = v;
     } else if (strcmp(name, "--json") == 0) {
         o->json = 1;
+    } else if (strcmp(name, "--html") == 0) {
+        o->html = v;
     } else if (strcmp(name, "--resume") == 0) {
         o->resume = 1;
     } else if (strcmp(name, "--http2") == 0) {

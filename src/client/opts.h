@@ -10,7 +10,8 @@
 #include "core/err.h"
 
 /*
- * Parse argv[1..argc) (argv[0] is the subcommand's name). `trace` accepts --json. Sets *help
+ * Parse argv[1..argc) (argv[0] is the subcommand's name). `trace` accepts --json, --resume
+ * and --html FILE; `moat get` refuses them as unknown options. Sets *help
  * when --help was asked (nothing else is checked then). Refuses (MOAT_E_USAGE with the words in
  * err) unknown options, missing values, a missing or second URL, bad --resolve, --tls-min or
  * --tls-max values (1.2 or 1.3), a bad --timeout, -d with --data-binary twice, --key without

@@ -207,62 +207,51 @@ const char *moat_client_render_hop_note(const struct moat_client_hop *h,
     return moat_client_render_note(m, h->version);
 }
 
-/* One row of the timeline: a TLS message or a step of our own. */
-enum row_kind {
-    ROW_TCP = 0,
-    ROW_TLS,
-    ROW_H2,      /* an HTTP/2 frame (or a fold of several) */
-    ROW_H2_MORE, /* the frames past the record's bound */
-    ROW_RAW,     /* bytes from the server that were not TLS */
-    ROW_REQ,
-    ROW_RESP,
-    ROW_DONE,
-    ROW_FAIL,
-    ROW_KIND_COUNT /* keep last */
-};
-
-struct row {
-    double ms;
-    enum row_kind kind;
-    const struct moat_trace_msg *m;
-    const struct moat_h2_frame *f; /* ROW_H2 */
-};
-
 static void time_col(FILE *f, double ms)
 {
     fprintf(f, "%8.2f ms ", ms);
 }
 
-static void size_text(size_t n, char *out, size_t outlen)
+const char *moat_client_render_size(size_t n, char *out, size_t outlen)
 {
     if (n < 10000) {
         snprintf(out, outlen, "%zu B", n);
     } else {
         snprintf(out, outlen, "%.1f KiB", (double)n / 1024.0);
     }
+    return out;
 }
 
-static void tls_row(FILE *f, const struct moat_client_hop *h, const struct moat_trace_msg *m,
+const char *moat_client_render_msg_note(const struct moat_client_hop *h,
+                                        const struct moat_trace_msg *m)
+{
+    if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type == SSL3_MT_SERVER_HELLO && !m->hrr &&
+        h->resumed) {
+        return h->version == TLS1_3_VERSION
+                   ? "TLS 1.3 resumption: the server took the offered ticket (a PSK, with a "
+                     "fresh key share); no certificate follows, everything after this is "
+                     "encrypted"
+                   : "TLS 1.2 resumption: the server took the offered session; no certificate, "
+                     "no new key exchange: the old keys are reused";
+    }
+    if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type == SSL3_MT_CLIENT_HELLO &&
+        m->dir == MOAT_TRACE_OUT && h->sni[0] == '\0') {
+        return "offers versions, cipher suites, key shares, ALPN; no SNI, since the URL names "
+               "an address and SNI carries only host names (RFC 6066 3)";
+    }
+    return moat_client_render_hop_note(h, m);
+}
+
+static void tls_row(FILE *f, const struct moat_client_hop *h, const struct moat_render_row *r,
                     unsigned *noted)
 {
-    char label[128], nb[32], sz[32], arrow[MOAT_RENDER_LANE + 8];
-    size_text(m->len, sz, sizeof(sz));
-    if (m->content_type == SSL3_RT_ALERT) {
-        snprintf(label, sizeof(label), "ALERT %s%s",
-                 moat_trace_alert_name(m->alert_desc, nb, sizeof(nb)),
-                 m->alert_level == 2 ? " (fatal)" : "");
-    } else if (m->content_type == SSL3_RT_CHANGE_CIPHER_SPEC) {
-        snprintf(label, sizeof(label), "ChangeCipherSpec  %s", sz);
-    } else {
-        snprintf(label, sizeof(label), "%s  %s",
-                 moat_trace_hs_name(m->hs_type, m->hrr, nb, sizeof(nb)), sz);
-    }
-    enum moat_render_arrow k = m->dir == MOAT_TRACE_OUT ? MOAT_ARROW_OUT : MOAT_ARROW_IN;
-    if (m->encrypted) {
-        k = m->dir == MOAT_TRACE_OUT ? MOAT_ARROW_OUT_ENC : MOAT_ARROW_IN_ENC;
-    }
+    const struct moat_trace_msg *m = r->m;
+    char label[128], arrow[MOAT_RENDER_LANE + 8];
+    moat_client_render_row_label(h, r, label, sizeof(label));
     time_col(f, m->ms);
-    fprintf(f, "%s\n", moat_client_render_arrow(k, label, arrow, sizeof(arrow)));
+    fprintf(
+        f, "%s\n",
+        moat_client_render_arrow(moat_client_render_row_arrow(h, r), label, arrow, sizeof(arrow)));
     /* A note once per kind of message and direction: the diagram stays readable. */
     unsigned bit = 0;
     if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type >= 0 && m->hs_type < 32) {
@@ -283,28 +272,13 @@ static void tls_row(FILE *f, const struct moat_client_hop *h, const struct moat_
         return;
     }
     *slot |= bit;
-    const char *note = moat_client_render_hop_note(h, m);
-    if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type == SSL3_MT_SERVER_HELLO && !m->hrr &&
-        h->resumed) {
-        note = h->version == TLS1_3_VERSION
-                   ? "TLS 1.3 resumption: the server took the offered ticket (a PSK, with a "
-                     "fresh key share); no certificate follows, everything after this is "
-                     "encrypted"
-                   : "TLS 1.2 resumption: the server took the offered session; no certificate, "
-                     "no new key exchange: the old keys are reused";
-    }
-    if (m->content_type == SSL3_RT_HANDSHAKE && m->hs_type == SSL3_MT_CLIENT_HELLO &&
-        m->dir == MOAT_TRACE_OUT && h->sni[0] == '\0') {
-        note = "offers versions, cipher suites, key shares, ALPN; no SNI, since the URL names "
-               "an address and SNI carries only host names (RFC 6066 3)";
-    }
+    const char *note = moat_client_render_msg_note(h, m);
     if (note != NULL) {
         note_line(f, note);
     }
 }
 
-/* What a kind of HTTP/2 frame is for, said under the first one of each kind and direction. */
-static const char *h2_words(const struct moat_h2_frame *fr)
+const char *moat_client_render_h2_words(const struct moat_h2_frame *fr)
 {
     int out = fr->dir == MOAT_TRACE_OUT;
     switch (fr->type) {
@@ -348,15 +322,16 @@ static const char *h2_words(const struct moat_h2_frame *fr)
 
 #define H2_FIELD_LINES 16 /* field lines shown under a HEADERS arrow */
 
-static void h2_row(FILE *f, const struct moat_h2_frame *fr, unsigned *seen)
+static void h2_row(FILE *f, const struct moat_client_hop *h, const struct moat_render_row *r,
+                   unsigned *seen)
 {
+    const struct moat_h2_frame *fr = r->f;
     char label[160], arrow[MOAT_RENDER_LANE + 8], note[700];
-    moat_h2_frame_label(fr, label, sizeof(label));
+    moat_client_render_row_label(h, r, label, sizeof(label));
     time_col(f, fr->ms);
     fprintf(
         f, "%s\n",
-        moat_client_render_arrow(fr->dir == MOAT_TRACE_OUT ? MOAT_ARROW_OUT_ENC : MOAT_ARROW_IN_ENC,
-                                 label, arrow, sizeof(arrow)));
+        moat_client_render_arrow(moat_client_render_row_arrow(h, r), label, arrow, sizeof(arrow)));
     const char *p = fr->fields;
     size_t shown = 0;
     while (p != NULL && *p != '\0' && shown < H2_FIELD_LINES) {
@@ -381,19 +356,218 @@ static void h2_row(FILE *f, const struct moat_h2_frame *fr, unsigned *seen)
     if (fr->type == MOAT_H2_HEADERS) {
         key = 16 + (unsigned)fr->block;
     }
-    const char *words = h2_words(fr);
+    const char *words = moat_client_render_h2_words(fr);
     if (words != NULL && (seen[fr->dir ? 1 : 0] & (1u << key)) == 0) {
         seen[fr->dir ? 1 : 0] |= 1u << key;
         note_line(f, words);
     }
 }
 
-static int cmp_rows(const struct row *a, const struct row *b)
+static int cmp_rows(const struct moat_render_row *a, const struct moat_render_row *b)
 {
     if (a->ms != b->ms) {
         return a->ms < b->ms ? -1 : 1;
     }
     return (int)a->kind - (int)b->kind;
+}
+
+struct moat_render_row *moat_client_render_rows(const struct moat_client_hop *h, size_t *count)
+{
+    *count = 0;
+    size_t cap = h->trace.n + h->h2.n + 9;
+    struct moat_render_row *rows = calloc(cap, sizeof(*rows));
+    if (rows == NULL) {
+        return NULL;
+    }
+    size_t n = 0;
+    if (h->stage >= MOAT_STAGE_TCP && h->peer[0] != '\0') {
+        rows[n++] = (struct moat_render_row){h->tcp_start_ms, MOAT_ROW_TCP, NULL, NULL};
+    }
+    for (size_t i = 0; i < h->trace.n; i++) {
+        rows[n++] =
+            (struct moat_render_row){h->trace.msgs[i].ms, MOAT_ROW_TLS, &h->trace.msgs[i], NULL};
+    }
+    for (size_t i = 0; i < h->h2.n; i++) {
+        rows[n++] =
+            (struct moat_render_row){h->h2.frames[i].ms, MOAT_ROW_H2, NULL, &h->h2.frames[i]};
+    }
+    if (h->h2.not_recorded > 0) {
+        rows[n++] =
+            (struct moat_render_row){h->h2.not_recorded_last_ms, MOAT_ROW_H2_MORE, NULL, NULL};
+    }
+    if (h->url.https && h->trace.nfirst_in > 0 &&
+        (h->trace.first_in[0] < 20 || h->trace.first_in[0] > 24)) {
+        rows[n++] = (struct moat_render_row){h->trace.first_in_ms, MOAT_ROW_RAW, NULL, NULL};
+    }
+    /* HTTP/2's frames are the request and the response already. */
+    if (h->req_head != NULL && !h->http2) {
+        rows[n++] = (struct moat_render_row){h->req_ms, MOAT_ROW_REQ, NULL, NULL};
+    }
+    if (h->resp_head != NULL && !h->http2) {
+        rows[n++] = (struct moat_render_row){h->first_byte_ms, MOAT_ROW_RESP, NULL, NULL};
+        if (h->done_ms > 0) {
+            rows[n++] = (struct moat_render_row){h->done_ms, MOAT_ROW_DONE, NULL, NULL};
+        }
+    }
+    if (h->cause != MOAT_CC_OK && h->cause != MOAT_CC_HTTP_STATUS) {
+        rows[n++] = (struct moat_render_row){h->total_ms, MOAT_ROW_FAIL, NULL, NULL};
+    }
+    /* Insertion sort: the rows are nearly in order already, and stable. */
+    for (size_t i = 1; i < n; i++) {
+        struct moat_render_row r = rows[i];
+        size_t j = i;
+        while (j > 0 && cmp_rows(&rows[j - 1], &r) > 0) {
+            rows[j] = rows[j - 1];
+            j--;
+        }
+        rows[j] = r;
+    }
+    *count = n;
+    return rows;
+}
+
+enum moat_render_arrow moat_client_render_row_arrow(const struct moat_client_hop *h,
+                                                    const struct moat_render_row *r)
+{
+    int enc = h->url.https;
+    switch (r->kind) {
+    case MOAT_ROW_TCP:
+        return MOAT_ARROW_BOTH;
+    case MOAT_ROW_TLS:
+        enc = r->m->encrypted;
+        return r->m->dir == MOAT_TRACE_OUT ? (enc ? MOAT_ARROW_OUT_ENC : MOAT_ARROW_OUT)
+                                           : (enc ? MOAT_ARROW_IN_ENC : MOAT_ARROW_IN);
+    case MOAT_ROW_H2:
+        return r->f->dir == MOAT_TRACE_OUT ? MOAT_ARROW_OUT_ENC : MOAT_ARROW_IN_ENC;
+    case MOAT_ROW_RAW:
+        return MOAT_ARROW_IN;
+    case MOAT_ROW_REQ:
+        return enc ? MOAT_ARROW_OUT_ENC : MOAT_ARROW_OUT;
+    case MOAT_ROW_RESP:
+    case MOAT_ROW_DONE:
+        return enc ? MOAT_ARROW_IN_ENC : MOAT_ARROW_IN;
+    default:
+        return MOAT_ARROW_COUNT;
+    }
+}
+
+/* The server's first bytes as printable text up to the first line end (24 at most). */
+static void raw_text(const struct moat_client_hop *h, char *out)
+{
+    size_t k = 0;
+    for (; k < h->trace.nfirst_in && k < 24; k++) {
+        unsigned char c = h->trace.first_in[k];
+        if (c == '\r' || c == '\n') {
+            break;
+        }
+        out[k] = (c >= 0x20 && c < 0x7f) ? (char)c : '.';
+    }
+    out[k] = '\0';
+}
+
+const char *moat_client_render_row_label(const struct moat_client_hop *h,
+                                         const struct moat_render_row *r, char *out, size_t outlen)
+{
+    char nb[32], sz[32];
+    out[0] = '\0';
+    switch (r->kind) {
+    case MOAT_ROW_TCP:
+        if (h->tcp_ok) {
+            moat_client__fmt(out, outlen, "TCP connect: SYN, SYN-ACK, ACK  %.2f ms", h->tcp_ms);
+        } else {
+            moat_client__fmt(out, outlen, "TCP connect to %s failed", h->peer);
+        }
+        break;
+    case MOAT_ROW_TLS: {
+        const struct moat_trace_msg *m = r->m;
+        moat_client_render_size(m->len, sz, sizeof(sz));
+        if (m->content_type == SSL3_RT_ALERT) {
+            moat_client__fmt(out, outlen, "ALERT %s%s",
+                             moat_trace_alert_name(m->alert_desc, nb, sizeof(nb)),
+                             m->alert_level == 2 ? " (fatal)" : "");
+        } else if (m->content_type == SSL3_RT_CHANGE_CIPHER_SPEC) {
+            moat_client__fmt(out, outlen, "ChangeCipherSpec  %s", sz);
+        } else {
+            moat_client__fmt(out, outlen, "%s  %s",
+                             moat_trace_hs_name(m->hs_type, m->hrr, nb, sizeof(nb)), sz);
+        }
+        break;
+    }
+    case MOAT_ROW_H2:
+        moat_h2_frame_label(r->f, out, outlen);
+        break;
+    case MOAT_ROW_H2_MORE:
+        moat_client_render_size((size_t)h->h2.not_recorded_bytes, sz, sizeof(sz));
+        moat_client__fmt(out, outlen, "... %zu more frames (%s of payload), not listed",
+                         h->h2.not_recorded, sz);
+        break;
+    case MOAT_ROW_RAW: {
+        char first[MOAT_TRACE_FIRST_BYTES + 1];
+        raw_text(h, first);
+        moat_client__fmt(out, outlen, "\"%s\" (not TLS)", first);
+        break;
+    }
+    case MOAT_ROW_REQ: {
+        size_t hl = strcspn(h->req_head, "\r\n");
+        moat_client_render_size(strlen(h->req_head), sz, sizeof(sz));
+        moat_client__fmt(out, outlen, "%.*s  %s", (int)(hl > 40 ? 40 : hl), h->req_head, sz);
+        break;
+    }
+    case MOAT_ROW_RESP:
+        moat_client_render_size(strlen(h->resp_head), sz, sizeof(sz));
+        moat_client__fmt(out, outlen, "%d %s  head %s", h->status, h->reason, sz);
+        break;
+    case MOAT_ROW_DONE: {
+        moat_client_render_size((size_t)h->body_bytes, sz, sizeof(sz));
+        const char *how = h->body_framing == 1   ? "Content-Length"
+                          : h->body_framing == 2 ? "chunked"
+                          : h->body_framing == 3 ? "until close"
+                                                 : "no body";
+        moat_client__fmt(out, outlen, "body %s (%s)", sz, how);
+        break;
+    }
+    case MOAT_ROW_FAIL:
+    default: {
+        char what[128];
+        moat_client__fmt(out, outlen, "stopped here: %s",
+                         moat_client_render_failure(h, what, sizeof(what)));
+        break;
+    }
+    }
+    return out;
+}
+
+const char *moat_client_render_row_note(const struct moat_client_hop *h,
+                                        const struct moat_render_row *r, char *buf, size_t buflen)
+{
+    switch (r->kind) {
+    case MOAT_ROW_TLS:
+        return moat_client_render_msg_note(h, r->m);
+    case MOAT_ROW_H2:
+        return moat_client_render_h2_words(r->f);
+    case MOAT_ROW_TCP:
+        if (h->tcp_ok && h->tcp_failed > 0) {
+            moat_client__fmt(buf, buflen, "%zu address%s refused or failed before this one",
+                             h->tcp_failed, h->tcp_failed == 1 ? "" : "es");
+            return buf;
+        }
+        return NULL;
+    case MOAT_ROW_REQ:
+        return h->url.https ? "the HTTP request, as TLS application data"
+                            : "in clear text: anyone on the path can read and change it";
+    default:
+        return NULL;
+    }
+}
+
+const char *moat_client_render_failure(const struct moat_client_hop *h, char *out, size_t outlen)
+{
+    if (h->cause == MOAT_CC_CERT) {
+        moat_client__fmt(out, outlen, "certificate %s", moat_verify_kind_name(h->vkind));
+    } else {
+        moat_client__fmt(out, outlen, "%s", moat_client_cause_name(h->cause));
+    }
+    return out;
 }
 
 static void diagram(FILE *f, const struct moat_client_hop *h)
@@ -425,153 +599,43 @@ static void diagram(FILE *f, const struct moat_client_hop *h)
     } else if (h->stage == MOAT_STAGE_DNS) {
         fprintf(f, "   DNS     %s -> no address (%.2f ms)\n", h->url.host, h->dns_ms);
     }
-    /* Gather the rows in time order. */
-    size_t cap = h->trace.n + h->h2.n + 9;
-    struct row *rows = calloc(cap, sizeof(*rows));
+    size_t n = 0;
+    struct moat_render_row *rows = moat_client_render_rows(h, &n);
     if (rows == NULL) {
         return;
     }
-    size_t n = 0;
-    if (h->stage >= MOAT_STAGE_TCP && h->peer[0] != '\0') {
-        rows[n++] = (struct row){h->tcp_start_ms, ROW_TCP, NULL, NULL};
-    }
-    for (size_t i = 0; i < h->trace.n; i++) {
-        rows[n++] = (struct row){h->trace.msgs[i].ms, ROW_TLS, &h->trace.msgs[i], NULL};
-    }
-    for (size_t i = 0; i < h->h2.n; i++) {
-        rows[n++] = (struct row){h->h2.frames[i].ms, ROW_H2, NULL, &h->h2.frames[i]};
-    }
-    if (h->h2.not_recorded > 0) {
-        rows[n++] = (struct row){h->h2.not_recorded_last_ms, ROW_H2_MORE, NULL, NULL};
-    }
-    if (h->url.https && h->trace.nfirst_in > 0 &&
-        (h->trace.first_in[0] < 20 || h->trace.first_in[0] > 24)) {
-        rows[n++] = (struct row){h->trace.first_in_ms, ROW_RAW, NULL, NULL};
-    }
-    /* HTTP/2's frames are the request and the response already. */
-    if (h->req_head != NULL && !h->http2) {
-        rows[n++] = (struct row){h->req_ms, ROW_REQ, NULL, NULL};
-    }
-    if (h->resp_head != NULL && !h->http2) {
-        rows[n++] = (struct row){h->first_byte_ms, ROW_RESP, NULL, NULL};
-        if (h->done_ms > 0) {
-            rows[n++] = (struct row){h->done_ms, ROW_DONE, NULL, NULL};
-        }
-    }
-    if (h->cause != MOAT_CC_OK && h->cause != MOAT_CC_HTTP_STATUS) {
-        rows[n++] = (struct row){h->total_ms, ROW_FAIL, NULL, NULL};
-    }
-    /* Insertion sort: the rows are nearly in order already, and stable. */
-    for (size_t i = 1; i < n; i++) {
-        struct row r = rows[i];
-        size_t j = i;
-        while (j > 0 && cmp_rows(&rows[j - 1], &r) > 0) {
-            rows[j] = rows[j - 1];
-            j--;
-        }
-        rows[j] = r;
-    }
     unsigned noted[6] = {0};
     unsigned h2_seen[2] = {0};
-    int enc_http = h->url.https;
     for (size_t i = 0; i < n; i++) {
-        const struct row *r = &rows[i];
+        const struct moat_render_row *r = &rows[i];
         switch (r->kind) {
-        case ROW_TCP:
+        case MOAT_ROW_TLS:
+            tls_row(f, h, r, noted);
+            break;
+        case MOAT_ROW_H2:
+            h2_row(f, h, r, h2_seen);
+            break;
+        case MOAT_ROW_H2_MORE:
             time_col(f, r->ms);
-            if (h->tcp_ok) {
-                snprintf(label, sizeof(label), "TCP connect: SYN, SYN-ACK, ACK  %.2f ms",
-                         h->tcp_ms);
-            } else {
-                snprintf(label, sizeof(label), "TCP connect to %s failed", h->peer);
-            }
-            fprintf(f, "%s\n",
-                    moat_client_render_arrow(MOAT_ARROW_BOTH, label, arrow, sizeof(arrow)));
-            if (h->tcp_ok && h->tcp_failed > 0) {
-                char t[128];
-                snprintf(t, sizeof(t), "%zu address%s refused or failed before this one",
-                         h->tcp_failed, h->tcp_failed == 1 ? "" : "es");
-                note_line(f, t);
-            }
+            fprintf(f, "|    %s\n", moat_client_render_row_label(h, r, label, sizeof(label)));
             break;
-        case ROW_TLS:
-            tls_row(f, h, r->m, noted);
-            break;
-        case ROW_H2:
-            h2_row(f, r->f, h2_seen);
-            break;
-        case ROW_H2_MORE: {
-            char sz[32];
-            size_text((size_t)h->h2.not_recorded_bytes, sz, sizeof(sz));
+        case MOAT_ROW_FAIL:
             time_col(f, r->ms);
-            fprintf(f, "|    ... %zu more frames (%s of payload), not listed\n", h->h2.not_recorded,
-                    sz);
+            fprintf(f, "   X  %s\n", moat_client_render_row_label(h, r, label, sizeof(label)));
             break;
-        }
-        case ROW_RAW: {
-            char first[MOAT_TRACE_FIRST_BYTES + 1];
-            size_t k = 0;
-            for (; k < h->trace.nfirst_in && k < 24; k++) {
-                unsigned char c = h->trace.first_in[k];
-                if (c == '\r' || c == '\n') {
-                    break;
-                }
-                first[k] = (c >= 0x20 && c < 0x7f) ? (char)c : '.';
-            }
-            first[k] = '\0';
-            moat_client__fmt(label, sizeof(label), "\"%s\" (not TLS)", first);
+        default: {
+            char t[128];
+            moat_client_render_row_label(h, r, label, sizeof(label));
             time_col(f, r->ms);
             fprintf(f, "%s\n",
-                    moat_client_render_arrow(MOAT_ARROW_IN, label, arrow, sizeof(arrow)));
-            break;
-        }
-        case ROW_REQ: {
-            size_t hl = strcspn(h->req_head, "\r\n");
-            char sz[32];
-            size_text(strlen(h->req_head), sz, sizeof(sz));
-            moat_client__fmt(label, sizeof(label), "%.*s  %s", (int)(hl > 40 ? 40 : hl),
-                             h->req_head, sz);
-            time_col(f, r->ms);
-            fprintf(f, "%s\n",
-                    moat_client_render_arrow(enc_http ? MOAT_ARROW_OUT_ENC : MOAT_ARROW_OUT, label,
-                                             arrow, sizeof(arrow)));
-            note_line(f, enc_http ? "the HTTP request, as TLS application data"
-                                  : "in clear text: anyone on the path can read and change it");
-            break;
-        }
-        case ROW_RESP: {
-            char sz[32];
-            size_text(strlen(h->resp_head), sz, sizeof(sz));
-            moat_client__fmt(label, sizeof(label), "%d %s  head %s", h->status, h->reason, sz);
-            time_col(f, r->ms);
-            fprintf(f, "%s\n",
-                    moat_client_render_arrow(enc_http ? MOAT_ARROW_IN_ENC : MOAT_ARROW_IN, label,
-                                             arrow, sizeof(arrow)));
-            break;
-        }
-        case ROW_DONE: {
-            char sz[32];
-            size_text((size_t)h->body_bytes, sz, sizeof(sz));
-            const char *how = h->body_framing == 1   ? "Content-Length"
-                              : h->body_framing == 2 ? "chunked"
-                              : h->body_framing == 3 ? "until close"
-                                                     : "no body";
-            moat_client__fmt(label, sizeof(label), "body %s (%s)", sz, how);
-            time_col(f, r->ms);
-            fprintf(f, "%s\n",
-                    moat_client_render_arrow(enc_http ? MOAT_ARROW_IN_ENC : MOAT_ARROW_IN, label,
-                                             arrow, sizeof(arrow)));
-            break;
-        }
-        case ROW_FAIL:
-        default:
-            time_col(f, r->ms);
-            if (h->cause == MOAT_CC_CERT) {
-                fprintf(f, "   X  stopped here: certificate %s\n", moat_verify_kind_name(h->vkind));
-            } else {
-                fprintf(f, "   X  stopped here: %s\n", moat_client_cause_name(h->cause));
+                    moat_client_render_arrow(moat_client_render_row_arrow(h, r), label, arrow,
+                                             sizeof(arrow)));
+            const char *note = moat_client_render_row_note(h, r, t, sizeof(t));
+            if (note != NULL) {
+                note_line(f, note);
             }
             break;
+        }
         }
     }
     free(rows);
@@ -584,27 +648,11 @@ static void kv(FILE *f, const char *k, const char *v)
     wrap(f, first, 14, v);
 }
 
-static void negotiated(FILE *f, const struct moat_client_hop *h)
+size_t moat_client_render_negotiated(const struct moat_client_hop *h, struct moat_render_kv *out)
 {
     if (!h->url.https || h->version == 0) {
-        return;
+        return 0;
     }
-    fprintf(f, "\nNegotiated\n");
-    kv(f, "version",
-       h->version == TLS1_3_VERSION   ? "TLS 1.3"
-       : h->version == TLS1_2_VERSION ? "TLS 1.2"
-                                      : h->version_name);
-    kv(f, "cipher", h->cipher[0] ? h->cipher : "?");
-    kv(f, "key group",
-       h->group[0]  ? h->group
-       : h->resumed ? "none: TLS 1.2 resumption reuses the old keys"
-                    : "(not known: the handshake stopped early)");
-    kv(f, "signature",
-       h->sigalg[0] ? h->sigalg
-       : h->resumed ? "none: a resumed session proves itself with its keys"
-                    : "(none seen)");
-    kv(f, "ALPN", h->alpn[0] ? h->alpn : "none (the server did not pick a protocol)");
-    kv(f, "SNI", h->sni[0] ? h->sni : "none sent");
     size_t tickets = 0;
     for (size_t i = 0; i < h->trace.n; i++) {
         const struct moat_trace_msg *m = &h->trace.msgs[i];
@@ -621,10 +669,59 @@ static void negotiated(FILE *f, const struct moat_client_hop *h)
     } else {
         snprintf(how, sizeof(how), "new (full handshake, not resumed)");
     }
-    char s[240];
-    snprintf(s, sizeof(s), "%s%s", how,
-             tickets ? "; the server gave session tickets for next time" : "");
-    kv(f, "session", s);
+    const char *v[MOAT_RENDER_NEGOTIATED] = {
+        h->version == TLS1_3_VERSION   ? "TLS 1.3"
+        : h->version == TLS1_2_VERSION ? "TLS 1.2"
+                                       : h->version_name,
+        h->cipher[0] ? h->cipher : "?",
+        h->group[0]  ? h->group
+        : h->resumed ? "none: TLS 1.2 resumption reuses the old keys"
+                     : "(not known: the handshake stopped early)",
+        h->sigalg[0] ? h->sigalg
+        : h->resumed ? "none: a resumed session proves itself with its keys"
+                     : "(none seen)",
+        h->alpn[0] ? h->alpn : "none (the server did not pick a protocol)",
+        h->sni[0] ? h->sni : "none sent",
+        how,
+    };
+    static const char *const keys[MOAT_RENDER_NEGOTIATED] = {
+        "version", "cipher", "key group", "signature", "ALPN", "SNI", "session"};
+    for (size_t i = 0; i < MOAT_RENDER_NEGOTIATED; i++) {
+        out[i].key = keys[i];
+        moat_client__fmt(out[i].value, sizeof(out[i].value), "%s%s", v[i],
+                         i + 1 == MOAT_RENDER_NEGOTIATED && tickets
+                             ? "; the server gave session tickets for next time"
+                             : "");
+    }
+    return MOAT_RENDER_NEGOTIATED;
+}
+
+static void negotiated(FILE *f, const struct moat_client_hop *h)
+{
+    struct moat_render_kv kvs[MOAT_RENDER_NEGOTIATED];
+    size_t n = moat_client_render_negotiated(h, kvs);
+    if (n == 0) {
+        return;
+    }
+    fprintf(f, "\nNegotiated\n");
+    for (size_t i = 0; i < n; i++) {
+        kv(f, kvs[i].key, kvs[i].value);
+    }
+}
+
+const char *moat_client_render_validity(const struct moat_client_cert *c, char *out, size_t outlen)
+{
+    if (c->days_left < 0) {
+        moat_client__fmt(out, outlen, "%s to %s (EXPIRED %ld days ago)", c->not_before,
+                         c->not_after, -c->days_left);
+    } else if (c->days_to_start > 0) {
+        moat_client__fmt(out, outlen, "%s to %s (NOT YET VALID: starts in %ld days)", c->not_before,
+                         c->not_after, c->days_to_start);
+    } else {
+        moat_client__fmt(out, outlen, "%s to %s (%ld days left)", c->not_before, c->not_after,
+                         c->days_left);
+    }
+    return out;
 }
 
 static void cert_block(FILE *f, const struct moat_client_cert *c, size_t i, const char *tag)
@@ -634,17 +731,7 @@ static void cert_block(FILE *f, const struct moat_client_cert *c, size_t i, cons
     wrap(f, first, 6, c->subject);
     char t[400];
     kv(f, "  issuer", c->issuer);
-    if (c->days_left < 0) {
-        snprintf(t, sizeof(t), "%s to %s (EXPIRED %ld days ago)", c->not_before, c->not_after,
-                 -c->days_left);
-    } else if (c->days_to_start > 0) {
-        snprintf(t, sizeof(t), "%s to %s (NOT YET VALID: starts in %ld days)", c->not_before,
-                 c->not_after, c->days_to_start);
-    } else {
-        snprintf(t, sizeof(t), "%s to %s (%ld days left)", c->not_before, c->not_after,
-                 c->days_left);
-    }
-    kv(f, "  valid", t);
+    kv(f, "  valid", moat_client_render_validity(c, t, sizeof(t)));
     if (!c->is_ca || c->names[0] != '\0') {
         kv(f, "  names", c->names[0] ? c->names : "none (no subjectAltName)");
     }
@@ -656,7 +743,7 @@ static void cert_block(FILE *f, const struct moat_client_cert *c, size_t i, cons
     }
 }
 
-static int sent_has(const struct moat_client_hop *h, const struct moat_client_cert *c)
+int moat_client_render_was_sent(const struct moat_client_hop *h, const struct moat_client_cert *c)
 {
     for (size_t i = 0; i < h->nsent; i++) {
         if (strcmp(h->sent[i].sha256, c->sha256) == 0) {
@@ -721,9 +808,9 @@ static void certificates(FILE *f, const struct moat_client_hop *h, const char *t
         char line[400];
         const char *tag = "";
         if (i + 1 == h->npath && h->path_complete) {
-            tag = sent_has(h, c) ? "  [trusted root; the server also sent it]"
-                                 : "  [trusted root, from this machine]";
-        } else if (!sent_has(h, c)) {
+            tag = moat_client_render_was_sent(h, c) ? "  [trusted root; the server also sent it]"
+                                                    : "  [trusted root, from this machine]";
+        } else if (!moat_client_render_was_sent(h, c)) {
             tag = "  [not sent: found locally]";
         }
         snprintf(line, sizeof(line), "%s%s", c->subject, tag);
@@ -759,6 +846,22 @@ static void head_lines(FILE *f, const char *head, const char *mark)
     }
 }
 
+const char *moat_client_render_framing(int body_framing)
+{
+    static const char *const words[] = {
+        [0] = "none",
+        [1] = "Content-Length",
+        [2] = "chunked",
+        [3] = "read until the server closed",
+        [MOAT_CLIENT_BODY_H2] = "HTTP/2 DATA frames",
+    };
+    if (body_framing < 0 || (size_t)body_framing >= sizeof(words) / sizeof(words[0]) ||
+        words[body_framing] == NULL) {
+        return "none";
+    }
+    return words[body_framing];
+}
+
 static void http_part(FILE *f, const struct moat_client_hop *h)
 {
     if (h->req_head == NULL) {
@@ -768,12 +871,8 @@ static void http_part(FILE *f, const struct moat_client_hop *h)
     head_lines(f, h->req_head, ">");
     if (h->resp_head != NULL) {
         head_lines(f, h->resp_head, "<");
-        const char *how = h->body_framing == 1                     ? "Content-Length"
-                          : h->body_framing == 2                   ? "chunked"
-                          : h->body_framing == 3                   ? "read until the server closed"
-                          : h->body_framing == MOAT_CLIENT_BODY_H2 ? "HTTP/2 DATA frames"
-                                                                   : "none";
-        fprintf(f, "  body: %llu bytes (%s)\n", (unsigned long long)h->body_bytes, how);
+        fprintf(f, "  body: %llu bytes (%s)\n", (unsigned long long)h->body_bytes,
+                moat_client_render_framing(h->body_framing));
     }
 }
 
@@ -818,12 +917,8 @@ static void outcome(FILE *f, const struct moat_client_result *r, const struct mo
         fprintf(f, "Result: the server answered %d %s (exit code %d)\n", h->status, h->reason,
                 moat_client_cause_exit(h->cause));
     } else {
-        char what[256];
-        if (h->cause == MOAT_CC_CERT) {
-            snprintf(what, sizeof(what), "certificate %s", moat_verify_kind_name(h->vkind));
-        } else {
-            snprintf(what, sizeof(what), "%s", moat_client_cause_name(h->cause));
-        }
+        char what[128];
+        moat_client_render_failure(h, what, sizeof(what));
         fprintf(f, "FAILED at %s: %s (exit code %d)\n", moat_client_stage_name(h->stage), what,
                 moat_client_cause_exit(h->cause));
         wrap(f, "  cause  ", 9, moat_client_hop_message(h));
