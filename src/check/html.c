@@ -7,32 +7,16 @@
 
 #include "check/report.h"
 #include "check/suites.h"
+#include "client/html.h"
 
 #include <stddef.h>
 #include <string.h>
 
+/* Everything a server or the DNS said goes out through the client's escaper. */
 static void esc(FILE *f, const char *s)
 {
-    for (; s != NULL && *s != '\0'; s++) {
-        switch (*s) {
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\'':
-            fputs("&#39;", f);
-            break;
-        default:
-            fputc(*s, f);
-        }
+    if (s != NULL) {
+        moat_client_html_escape(f, s, strlen(s));
     }
 }
 
@@ -43,7 +27,8 @@ static const char CSS[] =
     ".sub{color:#5b6570}.grade{display:inline-block;font-size:44px;font-weight:700;width:96px;"
     "height:96px;line-height:96px;text-align:center;border-radius:12px;color:#fff;"
     "margin-right:18px;vertical-align:middle}.g-Ap,.g-A{background:#1a7f37}.g-B{background:"
-    "#9a6700}.g-C{background:#bc4c00}.g-F,.g-T{background:#cf222e}.head{display:flex;"
+    "#9a6700}.g-C{background:#bc4c00}.g-F,.g-T{background:#cf222e}.g-q{background:#57606a}.head{"
+    "display:flex;"
     "align-items:center;margin:18px 0}table{border-collapse:collapse;width:100%;background:#fff;"
     "border:1px solid #d8dee4;border-radius:8px}th,td{text-align:left;padding:7px 10px;"
     "border-bottom:1px solid #eaeef2;vertical-align:top}th{background:#f0f3f6;font-weight:600}"
@@ -229,7 +214,10 @@ int moat_check_report_html(const struct moat_check_scan *s, const struct moat_ch
     fprintf(f, ", %u connections in %.1f s%s</div>\n", s->connections, s->ms / 1000.0,
             s->truncated ? " (stopped by its bounds: some facts are unknown)" : "");
     fprintf(f, "<div class=\"head\"><div class=\"grade g-%s\">%s</div><div>",
-            strcmp(r->grade, "A+") == 0 ? "Ap" : r->grade, r->grade);
+            strcmp(r->grade, "A+") == 0  ? "Ap"
+            : strcmp(r->grade, "?") == 0 ? "q"
+                                         : r->grade,
+            r->grade);
     esc(f, r->grade_rule);
     fputs("</div></div>\n", f);
     findings(f, r);

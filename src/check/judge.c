@@ -384,6 +384,16 @@ static void certificate(const struct moat_check_scan *s, struct moat_check_repor
             snprintf(f->title, sizeof(f->title),
                      "the chain is incomplete: an intermediate is missing");
         }
+    } else if (h == NULL && s->offline && s->offline_vkind != MOAT_V_OK) {
+        f = add(r, "cert.untrusted", MOAT_SEV_CRITICAL, 'T', NULL, FIX_CERT,
+                "the certificate does not verify: %s", moat_verify_kind_message(s->offline_vkind));
+        evidence(f, "%s", s->offline_detail);
+        snprintf(f->fix_note, sizeof(f->fix_note), "%s", moat_verify_kind_fix(s->offline_vkind));
+        if (s->offline_vkind == MOAT_V_MISSING_INTERMEDIATE) {
+            f->id = "cert.chain_incomplete";
+            f->sev = MOAT_SEV_HIGH;
+            f->cap = 'B';
+        }
     } else if (h != NULL && !h->tls_done && h->stage == MOAT_STAGE_TLS) {
         f = add(r, "tls.handshake_failed", MOAT_SEV_CRITICAL, 'T', NULL, FIX_CERT,
                 "a strict client's handshake fails: %s", moat_client_cause_message(h->cause));
@@ -392,7 +402,9 @@ static void certificate(const struct moat_check_scan *s, struct moat_check_repor
     if (s->cert_read != MOAT_YES) {
         return;
     }
-    if (!c->names_match && (h == NULL || h->vkind != MOAT_V_NAME_MISMATCH)) {
+    int mismatch_said = (h != NULL && h->vkind == MOAT_V_NAME_MISMATCH) ||
+                        (h == NULL && s->offline && s->offline_vkind == MOAT_V_NAME_MISMATCH);
+    if (!c->names_match && !mismatch_said) {
         f = add(r, "cert.name_mismatch", MOAT_SEV_CRITICAL, 'T', NULL, FIX_CERT,
                 "the certificate does not cover %s", s->host);
         evidence(f, "none of its names is %s", s->host);
@@ -749,4 +761,12 @@ void moat_check_judge(const struct moat_check_scan *s, struct moat_check_report 
                             : "A: A+ needs HSTS of 180 days or more");
     }
     r->exit_code = moat_check_exit_for(r->worst, r->any);
+    if (s->truncated) {
+        /* Facts are missing: a grade from what is left would say more than was seen. */
+        snprintf(r->grade, sizeof(r->grade), "?");
+        snprintf(r->grade_rule, sizeof(r->grade_rule),
+                 "no grade: the check stopped at its bounds (--max-connections, --max-time) "
+                 "before it had every fact; the findings are what it saw");
+        r->exit_code = 1;
+    }
 }

@@ -10,6 +10,7 @@
  */
 #include "check/scan.h"
 
+#include "check/certfacts.h"
 #include "check/hello.h"
 #include "check/suites.h"
 #include "client/dns.h"
@@ -287,6 +288,7 @@ static struct moat_hello_spec spec_for(struct ctx *c, enum moat_check_ver v, con
     sp.nsigalgs = n_all_sigalgs;
     sp.sni = c->s->host;
     sp.x25519_share = v == MOAT_VER_TLS13;
+    sp.heartbeat = v != MOAT_VER_TLS13; /* so an answer can say it has it (RFC 6520 §2) */
     sp.no_extensions = v == MOAT_VER_SSL3;
     return sp;
 }
@@ -347,10 +349,10 @@ static void job_version(struct ctx *c, int v)
             s->secure_reneg = r.ext_reneg ? MOAT_YES : MOAT_NO;
             s->ems = r.ext_ems ? MOAT_YES : MOAT_NO;
         }
-        if (v < MOAT_VER_TLS13) {
-            if (r.ext_heartbeat) {
-                s->heartbeat = MOAT_YES;
-            }
+        if (v < MOAT_VER_TLS13 && r.ext_heartbeat) {
+            pthread_mutex_lock(&c->mu); /* the version jobs run side by side */
+            s->heartbeat = MOAT_YES;
+            pthread_mutex_unlock(&c->mu);
         }
     } else if (k == P_TIMEOUT || k == P_NOCONN) {
         s->versions[v] = MOAT_UNKNOWN;
@@ -674,96 +676,13 @@ static enum moat_check_tri resumes(struct ctx *c, int ver, int ticket, uint32_t 
     return out;
 }
 
-static int asn1_time_days(const ASN1_TIME *t)
-{
-    int days = 0, secs = 0;
-    if (ASN1_TIME_diff(&days, &secs, NULL, t) != 1) {
-        return 0;
-    }
-    return days;
-}
-
-static int sig_is_weak(int nid)
-{
-    int md = NID_undef, pk = NID_undef;
-    if (!OBJ_find_sigid_algs(nid, &md, &pk)) {
-        return 0;
-    }
-    return md == NID_sha1 || md == NID_md5 || md == NID_md2 || md == NID_md4;
-}
-
 static void cert_facts(struct ctx *c, SSL *ssl)
 {
-    struct moat_check_certfacts *f = &c->s->cert;
-    STACK_OF(X509) *sk = SSL_get_peer_cert_chain(ssl);
     X509 *leaf = SSL_get0_peer_certificate(ssl);
-    if (leaf == NULL || sk == NULL) {
-        return;
-    }
-    c->s->cert_read = MOAT_YES;
-    EVP_PKEY *pk = X509_get0_pubkey(leaf);
-    if (pk != NULL) {
-        f->key_bits = EVP_PKEY_get_bits(pk);
-        f->key_rsa = EVP_PKEY_is_a(pk, "RSA") || EVP_PKEY_is_a(pk, "RSA-PSS");
-        char gname[40] = "";
-        size_t gl = 0;
-        if (EVP_PKEY_is_a(pk, "EC") &&
-            EVP_PKEY_get_utf8_string_param(pk, "group", gname, sizeof(gname), &gl) == 1) {
-            snprintf(f->key, sizeof(f->key), "EC %s", gname);
-        } else {
-            snprintf(f->key, sizeof(f->key), "%s %d", EVP_PKEY_get0_type_name(pk), f->key_bits);
-        }
-    }
-    int snid = X509_get_signature_nid(leaf);
-    snprintf(f->sig, sizeof(f->sig), "%s", OBJ_nid2ln(snid));
-    f->sig_weak = sig_is_weak(snid);
-    uint32_t xku = X509_get_extended_key_usage(leaf);
-    f->eku_server =
-        (X509_get_extension_flags(leaf) & EXFLAG_XKUSAGE) == 0 || (xku & XKU_SSL_SERVER);
-    f->is_ca = X509_check_ca(leaf) > 0 && (X509_get_extension_flags(leaf) & EXFLAG_CA);
-    STACK_OF(SCT) *scts = X509_get_ext_d2i(leaf, NID_ct_precert_scts, NULL, NULL);
-    f->scts = scts != NULL ? sk_SCT_num(scts) : 0;
-    SCT_LIST_free(scts);
-    STACK_OF(OPENSSL_STRING) *ocsp = X509_get1_ocsp(leaf);
-    f->ocsp_url = ocsp != NULL && sk_OPENSSL_STRING_num(ocsp) > 0;
-    X509_email_free(ocsp);
-    STACK_OF(DIST_POINT) *dps = X509_get_ext_d2i(leaf, NID_crl_distribution_points, NULL, NULL);
-    f->crl_url = dps != NULL && sk_DIST_POINT_num(dps) > 0;
-    CRL_DIST_POINTS_free(dps);
-    ASN1_OCTET_STRING *feat = NULL;
-    int tf = X509_get_ext_by_NID(leaf, NID_tlsfeature, -1);
-    f->must_staple = tf >= 0; /* only status_request is defined for it in practice */
-    (void)feat;
-    f->days_left = asn1_time_days(X509_get0_notAfter(leaf));
-    int d = 0, sec = 0;
-    if (ASN1_TIME_diff(&d, &sec, X509_get0_notBefore(leaf), X509_get0_notAfter(leaf)) == 1) {
-        f->days_total = d;
-    }
-    if (strchr(c->s->host, ':') != NULL || (c->s->host[0] >= '0' && c->s->host[0] <= '9' &&
-                                            X509_check_ip_asc(leaf, c->s->host, 0) == 1)) {
-        f->names_match = X509_check_ip_asc(leaf, c->s->host, 0) == 1;
-    } else {
-        f->names_match = X509_check_host(leaf, c->s->host, 0, 0, NULL) == 1;
-    }
-    int n = sk_X509_num(sk);
-    f->chain_sent = n;
-    f->chain_order_ok = 1;
-    for (int i = 0; i < n; i++) {
-        X509 *x = sk_X509_value(sk, i);
-        if (i + 1 < n && X509_check_issued(sk_X509_value(sk, i + 1), x) != X509_V_OK) {
-            f->chain_order_ok = 0;
-        }
-        if (X509_check_issued(x, x) == X509_V_OK && i > 0) {
-            f->chain_root_sent = 1;
-        }
-        if (!f->chain_expired && (X509_cmp_current_time(X509_get0_notAfter(x)) < 0 ||
-                                  X509_cmp_current_time(X509_get0_notBefore(x)) > 0)) {
-            f->chain_expired = i + 1;
-        }
-        if (i > 0 && X509_check_issued(x, x) != X509_V_OK && !f->chain_weak_sig &&
-            sig_is_weak(X509_get_signature_nid(x))) {
-            f->chain_weak_sig = i + 1;
-        }
+    STACK_OF(X509) *sk = SSL_get_peer_cert_chain(ssl);
+    if (leaf != NULL && sk != NULL) {
+        moat_check_cert_facts(leaf, sk, c->s->host, &c->s->cert);
+        c->s->cert_read = MOAT_YES;
     }
 }
 
@@ -795,6 +714,11 @@ static void job_handshakes(struct ctx *c, int unused)
             cert_facts(c, ssl);
         }
         hangup(ssl);
+        if (s->alpn_h2 == MOAT_UNKNOWN) {
+            /* Offered h2 alone, the server ended the handshake (no_application_protocol, RFC
+             * 7301 §3.2) while it takes http/1.1: it has no h2. */
+            s->alpn_h2 = MOAT_NO;
+        }
     }
     SSL_CTX_free(x);
 }
@@ -897,7 +821,7 @@ static const char *field(const char *head, const char *name, char *buf, size_t b
     return NULL;
 }
 
-static void hsts(struct moat_check_scan *s, const char *v)
+void moat_check_hsts_parse(struct moat_check_scan *s, const char *v)
 {
     s->hsts_max_age = -1;
     if (v == NULL) {
@@ -968,7 +892,7 @@ static void job_get(struct ctx *c, int unused)
     s->verified = h->tls_done && h->verify_code == 0;
     s->status = h->status;
     char v[512];
-    hsts(s, field(h->resp_head, "Strict-Transport-Security", v, sizeof(v)));
+    moat_check_hsts_parse(s, field(h->resp_head, "Strict-Transport-Security", v, sizeof(v)));
     s->hdr_nosniff = field(h->resp_head, "X-Content-Type-Options", v, sizeof(v)) != NULL;
     const char *csp = field(h->resp_head, "Content-Security-Policy", v, sizeof(v));
     s->hdr_csp = csp != NULL;
@@ -1161,7 +1085,7 @@ moat_rc moat_check_scan_run(const struct moat_check_opts *o, struct moat_check_s
         s->server_order[v] = MOAT_UNKNOWN;
     }
     s->compression = s->secure_reneg = s->client_reneg = s->fallback_scsv = MOAT_UNKNOWN;
-    s->heartbeat = MOAT_NO;
+    s->heartbeat = MOAT_UNKNOWN;
     s->heartbleed = s->ems = s->alpn_h2 = s->alpn_http11 = MOAT_UNKNOWN;
     s->resume_ticket13 = s->resume_ticket12 = s->resume_id12 = MOAT_UNKNOWN;
     s->ocsp_stapled = s->cert_read = s->http_redirects = MOAT_UNKNOWN;
@@ -1186,6 +1110,7 @@ moat_rc moat_check_scan_run(const struct moat_check_opts *o, struct moat_check_s
             name = cbuf + 1;
         }
     }
+    s->port = port; /* --connect's port is where everything goes, the strict client too */
     rc = resolve(&c, name, port, err);
     if (!moat_ok(rc)) {
         pthread_mutex_destroy(&c.mu);
@@ -1213,6 +1138,11 @@ moat_rc moat_check_scan_run(const struct moat_check_opts *o, struct moat_check_s
     p1[n1++] = (struct job){&c, job_http80, 0};
     p1[n1++] = (struct job){&c, job_caa, 0};
     run_jobs(p1, n1, o->parallel);
+
+    /* The version hellos offer heartbeat: one that no answer carried is not there. */
+    if (s->heartbeat != MOAT_YES && best_legacy(s) >= MOAT_VER_TLS10) {
+        s->heartbeat = MOAT_NO;
+    }
 
     struct job p2[MOAT_VER_COUNT + 8];
     size_t n2 = 0;

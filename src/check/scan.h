@@ -13,6 +13,7 @@
 #ifndef MOAT_CHECK_SCAN_H
 #define MOAT_CHECK_SCAN_H
 
+#include "check/certfacts.h"
 #include "client/get.h"
 #include "core/err.h"
 
@@ -58,29 +59,6 @@ enum moat_check_tri {
     MOAT_NO = 0,
     MOAT_YES = 1,
     MOAT_UNKNOWN = -1 /* could not be told (an error, a timeout, not applicable) */
-};
-
-/* The certificate facts the judgement needs, from the leaf and the chain sent. */
-struct moat_check_certfacts {
-    char key[48];        /* "RSA 2048", "EC P-256", "Ed25519" */
-    int key_bits;        /* RSA/DSA modulus bits; EC curve bits */
-    int key_rsa;         /* an RSA key */
-    char sig[48];        /* the leaf's signature algorithm, "sha256WithRSAEncryption" */
-    int sig_weak;        /* signed with SHA-1 or MD5 */
-    int eku_server;      /* EKU allows serverAuth (or no EKU) */
-    int is_ca;           /* the leaf says CA:TRUE */
-    int scts;            /* SCTs embedded in the leaf */
-    int ocsp_url;        /* an OCSP responder in AIA */
-    int crl_url;         /* a CRL distribution point */
-    int must_staple;     /* TLS feature status_request (RFC 7633) */
-    long days_left;      /* of the leaf */
-    long days_total;     /* the leaf's whole validity */
-    int names_match;     /* the leaf covers the host */
-    int chain_sent;      /* certificates the server sent */
-    int chain_order_ok;  /* each sent certificate is issued by the next one */
-    int chain_root_sent; /* a self-signed root was sent */
-    int chain_expired;   /* a sent certificate (any) is out of its validity: index + 1, else 0 */
-    int chain_weak_sig;  /* a sent intermediate is signed with SHA-1/MD5: index + 1, else 0 */
 };
 
 struct moat_check_scan {
@@ -141,6 +119,13 @@ struct moat_check_scan {
     char caa_owner[256];     /* the name that holds it */
     char caa_records[600];   /* "0 issue \"letsencrypt.org\"; ..." */
 
+    /* An offline judgement of a configuration file (nginx's): no connection was made; the
+     * facts are what the file and this machine's OpenSSL would give. */
+    int offline;
+    char source[300];         /* "nginx.conf:12" (the server block) */
+    int offline_vkind;        /* enum moat_verify_kind of the chain's verification */
+    char offline_detail[400]; /* its words */
+
     unsigned connections; /* used */
     double ms;            /* the scan's length */
     int truncated;        /* the bounds stopped it: some facts are UNKNOWN */
@@ -152,6 +137,9 @@ struct moat_check_scan {
 MOAT_MUST_USE moat_rc moat_check_scan_run(const struct moat_check_opts *o,
                                           struct moat_check_scan **out, struct moat_err *err);
 void moat_check_scan_free(struct moat_check_scan *s);
+
+/* A Strict-Transport-Security value (NULL: none) into s->hsts_*. */
+void moat_check_hsts_parse(struct moat_check_scan *s, const char *v);
 
 /* The wire version of a moat_check_ver index. */
 uint16_t moat_check_ver_wire(enum moat_check_ver v);

@@ -5,6 +5,7 @@
 
 #include "check/html.h"
 #include "check/judge.h"
+#include "check/nginx.h"
 #include "check/report.h"
 #include "check/scan.h"
 #include "pki/fsutil.h"
@@ -214,12 +215,57 @@ static void site_name(const struct moat_conf_site *site, char *out, size_t outle
 }
 
 static int run_one(struct moat_check_opts *o, int *first);
+static int report_one(const struct moat_check_opts *o, struct moat_check_scan *s, int *first);
 
 /* --config FILE: start the file's server on loopback in a child, check each site, stop it. */
+/* An nginx file: each TLS server block judged offline. */
+static int check_nginx(struct moat_check_opts *o, const char *path)
+{
+    struct moat_check_scan *scans[64];
+    size_t n = 0;
+    struct moat_err err = {0};
+    if (!moat_ok(moat_check_nginx(path, o->cafile, scans, 64, &n, &err))) {
+        char line[1024];
+        fprintf(stderr, "moat check: %s\n", moat_err_str(&err, line, sizeof(line)));
+        return 1;
+    }
+    int first = 1, code = 0;
+    if (o->json) {
+        fputs("[\n", stdout);
+    } else {
+        printf("moat check --config %s: nginx, %zu TLS server block%s, judged offline (its "
+               "directives, nginx 1.22's defaults and this machine's OpenSSL; no connection)\n\n",
+               path, n, n == 1 ? "" : "s");
+    }
+    for (size_t i = 0; i < n; i++) {
+        int one = 1; /* the text reports are separated here, with their block's place */
+        if (!o->json) {
+            printf("%sserver block at %s\n", i ? "\n" : "", scans[i]->source);
+        }
+        int rc = report_one(o, scans[i], o->json ? &first : &one);
+        code = rc > code ? rc : code;
+    }
+    if (o->json) {
+        fputs("]\n", stdout);
+    }
+    return code;
+}
+
 static int check_config(struct moat_check_opts *o, const char *path)
 {
     struct moat_conf *c = NULL;
     struct moat_err err = {0};
+    {
+        unsigned char *text = NULL;
+        size_t len = 0;
+        if (moat_ok(moat_fs_read_file(path, 4 * 1024 * 1024, &text, &len, &err))) {
+            int nginx = moat_check_nginx_looks((const char *)text);
+            free(text);
+            if (nginx) {
+                return check_nginx(o, path);
+            }
+        }
+    }
     if (!moat_ok(moat_conf_load(path, &c, &err))) {
         char line[1024];
         fprintf(stderr, "moat check: %s\n", moat_err_str(&err, line, sizeof(line)));
@@ -439,6 +485,12 @@ static int run_one(struct moat_check_opts *o, int *first)
         fprintf(stderr, "moat check: %s\n", moat_err_str(&err, line, sizeof(line)));
         return rc.kind == MOAT_E_USAGE ? 2 : 1;
     }
+    return report_one(o, s, first);
+}
+
+/* Judge and report s (freed here). */
+static int report_one(const struct moat_check_opts *o, struct moat_check_scan *s, int *first)
+{
     struct moat_check_report *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         moat_check_scan_free(s);

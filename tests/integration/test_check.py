@@ -468,7 +468,8 @@ def test_the_connection_budget_cuts_the_check_short(moat_bin, control_server):
     assert c.doc is not None, c
     assert c.doc["truncated"] is True, c.doc
     assert c.doc["connections"] <= 5 + 2, c.doc["connections"]
-    assert c.rc == c.doc["exit_code"], c
+    assert c.rc == c.doc["exit_code"] == 1, c  # not judged: no grade, exit 1
+    assert c.doc["grade"] == "?" and "stopped at its bounds" in c.doc["grade_rule"]
     t = check_control(moat_bin, control_server, "--max-connections", "5", as_json=False)
     assert "stopped by its bounds" in t.stdout.splitlines()[0], t.stdout[:300]
 
