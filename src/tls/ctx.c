@@ -321,8 +321,13 @@ static moat_rc apply_policy(SSL_CTX *ctx, struct moat_err *err)
     }
     /* Server preference: our list is ordered by strength and speed, clients' lists are not
      * always. No compression (CRIME), no renegotiation (RFC 5746 aside, it is a DoS lever and
-     * TLS 1.3 removed it). SSL_OP_NO_TICKET stays off: we issue tickets when configured. */
-    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | MOAT_TLS_COMMON_OPTIONS);
+     * TLS 1.3 removed it). SSL_OP_NO_TICKET stays off: we issue tickets when configured.
+     * A client that closes without close_notify (most do) is an end, not an error: OpenSSL 3
+     * would otherwise make it a fatal alert and drop the session from the cache, so that
+     * client's next visit pays a full handshake. Truncation is the HTTP layer's to see (a
+     * request body short of its length); RFC 5246 §7.2.1 no longer ties resumption to it. */
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | MOAT_TLS_COMMON_OPTIONS |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
     /* SSL_OP_ENABLE_KTLS is left off for now: it needs socket BIOs, a kernel with the tls
      * module and an OpenSSL built with kTLS; tls/transport.c can turn it on once SSL_sendfile

@@ -477,7 +477,15 @@ static int tls_finish(struct moat_transport *t)
 
 static void tls_close(struct moat_transport *t)
 {
-    SSL_free(ssl_of(t)); /* NULL after a first close: SSL_free(NULL) does nothing */
+    SSL *ssl = ssl_of(t);
+    if (ssl != NULL && SSL_is_init_finished(ssl)) {
+        /* Freed without our close_notify (the client left first, or went silent), OpenSSL
+         * would drop the session from the cache, and that client's next visit would be a full
+         * handshake. RFC 5246 §7.2.1 no longer asks for that; mark the connection as shut so
+         * the session stays (nothing is sent). */
+        SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    }
+    SSL_free(ssl); /* NULL after a first close: SSL_free(NULL) does nothing */
     t->impl = NULL;
     if (t->fd >= 0) {
         close(t->fd);
