@@ -123,6 +123,10 @@ static int p_fs(const struct moat_check_suite *t)
 {
     return t->kex == MOAT_KEX_DHE || t->kex == MOAT_KEX_ECDHE || t->kex == MOAT_KEX_TLS13;
 }
+static int p_cbc(const struct moat_check_suite *t)
+{
+    return t->enc == MOAT_ENC_CBC;
+}
 static int p_aead(const struct moat_check_suite *t)
 {
     return t->enc == MOAT_ENC_AEAD;
@@ -275,6 +279,29 @@ static void suites(const struct moat_check_scan *s, struct moat_check_report *r)
                 "no AEAD suite (AES-GCM, ChaCha20-Poly1305)");
         evidence(f, "only CBC or stream suites: CBC with HMAC has a history of padding-oracle "
                     "attacks (Lucky13, CVE-2013-0169)");
+    } else if (suites_where(s, p_cbc, list, sizeof(list)) > 0) {
+        f = add(r, "suites.cbc", MOAT_SEV_LOW, 0, "CVE-2013-0169", FIX_SUITES,
+                "CBC suites are offered beside AEAD ones (Lucky13 class)");
+        evidence(f,
+                 "MAC-then-encrypt CBC: %s; their timing has leaked plaintext in one "
+                 "implementation after another, and every client that can use them can use "
+                 "AES-GCM",
+                 list);
+    }
+    if (s->versions[MOAT_VER_TLS10] == MOAT_YES || s->versions[MOAT_VER_SSL3] == MOAT_YES) {
+        int cbc10 = 0;
+        for (int v = MOAT_VER_SSL3; v <= MOAT_VER_TLS10; v++) {
+            for (size_t i = 0; i < s->nsuites[v]; i++) {
+                const struct moat_check_suite *t = moat_check_suite_find(s->suites[v][i]);
+                cbc10 |= t != NULL && (t->enc == MOAT_ENC_CBC || t->enc == MOAT_ENC_BLOCK64);
+            }
+        }
+        if (cbc10) {
+            f = add(r, "vuln.beast", MOAT_SEV_LOW, 0, "CVE-2011-3389", FIX_PROTOCOLS,
+                    "CBC suites in TLS 1.0 or SSLv3 (BEAST)");
+            evidence(f, "TLS 1.0's CBC uses the last record's end as the next IV, which a script "
+                        "in the page can exploit; clients split records, the fix is no TLS 1.0");
+        }
     }
     if (s->server_order[MOAT_VER_TLS12] == MOAT_NO && s->nsuites[MOAT_VER_TLS12] > 1) {
         int weak = 0;

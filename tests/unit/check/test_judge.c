@@ -100,6 +100,15 @@ TEST_CASE(the_lowest_cap_wins)
     EXPECT(f != NULL && f->cve != NULL && f->fix.nginx != NULL);
     EXPECT(find(&r, "protocol.tls10_11") != NULL);
     EXPECT(find(&r, "suites.some_without_forward_secrecy") != NULL);
+    EXPECT(find(&r, "suites.cbc") == NULL); /* RC4 is no CBC */
+    EXPECT(find(&r, "vuln.beast") == NULL); /* no TLS 1.0 suite listed */
+    s->suites[MOAT_VER_TLS10][0] = 0xC013;  /* ECDHE-RSA-AES128-SHA */
+    s->nsuites[MOAT_VER_TLS10] = 1;
+    moat_check_judge(s, &r);
+    EXPECT(find(&r, "vuln.beast") != NULL);
+    f = find(&r, "suites.cbc");
+    EXPECT(f != NULL && strstr(f->evidence, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA") != NULL);
+    s->nsuites[MOAT_VER_TLS10] = 0;
     EXPECT_INT(r.exit_code, 5); /* RC4 is high */
     s->heartbleed = s->heartbeat = MOAT_YES;
     moat_check_judge(s, &r);
