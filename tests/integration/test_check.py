@@ -25,6 +25,7 @@ from check_servers import (TESTSSL, S_SERVER_GOOD, WeakKeys, assert_well_formed,
                            haproxy, nginx, pem_bundle, s_server, weak_s_server)
 from client_helpers import AiaPki, AiaServer
 from helpers import Moat, clean_env, free_port
+from conftest import _finish
 
 # ----------------------------------------------------------------------------------------------
 # Fixtures
@@ -60,12 +61,7 @@ def control_server(moat_bin, www, tmp_path_factory):
     m.wait_ports = [m.port, m.http_port]
     m.start()
     yield m
-    m.stop()
-    report = m.sanitizer_report()
-    if report and not m.sanitizer_reported:
-        m.sanitizer_reported = True
-        pytest.fail("sanitizer report in moat's stderr (%s):\n%s" % (m.dir, report),
-                    pytrace=False)
+    _finish(m)
 
 
 def check_control(moat_bin, m, *args, as_json=True):
