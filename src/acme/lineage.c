@@ -306,6 +306,23 @@ moat_rc moat_acme_obtain(struct moat_store *st, struct moat_acme *a,
                   q->names[0]);
     }
     MOAT_TRY(rc);
+    if (q->seen_not_after != NULL) {
+        STACK_OF(X509) *have = NULL;
+        EVP_PKEY *have_key = NULL;
+        time_t na = 0;
+        if (moat_ok(moat_acme_installed(st, q->names[0], q->kind, &have, &have_key, NULL))) {
+            na = moat_ca_asn1_time(X509_get0_notAfter(sk_X509_value(have, 0)));
+            sk_X509_pop_free(have, X509_free);
+            EVP_PKEY_free(have_key);
+        }
+        if (na != *q->seen_not_after) {
+            moat_store_unlock(lock);
+            MOAT_FAIL(err, MOAT_E_AGAIN,
+                      "another moat installed a certificate for %s since this one looked; it "
+                      "is picked up from the store",
+                      q->names[0]);
+        }
+    }
     EVP_PKEY *key = NULL;
     char *chain = NULL;
     char *resume = NULL;

@@ -49,11 +49,17 @@ struct moat_acme_cert_req {
     unsigned deadline_s;
     const atomic_int *cancel;
     const struct moat_acme_preflight *preflight; /* NULL: no checks before a new order */
+    /* The notAfter of the installed certificate the caller saw when it decided to order (0:
+     * none; NULL: order whatever is installed, as `moat acme renew` does). Another moat may
+     * install one between that look and the lock; a different one found under the lock is
+     * that, and nothing is ordered. */
+    const time_t *seen_not_after;
 };
 
 /*
  * Order (or resume) the lineage's certificate at a's CA and install it in the store. The
- * lineage is locked for the whole order: MOAT_E_AGAIN when another moat is ordering it. The
+ * lineage is locked for the whole order: MOAT_E_AGAIN when another moat is ordering it, or
+ * installed a certificate since the caller looked (seen_not_after). The
  * outcome, success or the error, is recorded in its status. When the lineage has a certificate
  * installed and the CA has ARI (RFC 9773), the order names it as the one it replaces.
  */

@@ -504,6 +504,7 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
     moat_log_i("acme: %s (%s): %s a certificate from %s", name, moat_acme_kind_name(l->kind),
                l->not_after ? "renewing" : "ordering", moat_acme_directory_url(ca));
     struct moat_acme_preflight pf = {.resolver = c->resolver};
+    time_t seen = l->not_after; /* what this decision was made on */
     struct moat_acme_cert_req cq = {
         .names = (const char *const *)c->jobs[l->job].names,
         .nnames = c->jobs[l->job].nnames,
@@ -514,6 +515,7 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
         .profile = c->profile,
         .cancel = &m->cancel,
         .preflight = c->no_preflight ? NULL : &pf,
+        .seen_not_after = &seen,
     };
     if (moat_ok(rc)) {
         rc = moat_acme_login(m->st, &o, &q, &a, &err);
@@ -560,9 +562,14 @@ static void run_one(struct moat_acme_mgr *m, struct lineage *l, time_t now)
     char msg[MOAT_ERR_MSG_MAX + 300];
     moat_err_str(&err, msg, sizeof(msg));
     if (rc.kind == MOAT_E_AGAIN) {
-        /* another moat on this state folder is ordering it: look again soon */
+        /* another moat on this store is ordering it (look again soon), or has installed it
+         * (take it now) */
         moat_log_i("acme: %s: %s", name, msg);
         l->next_try = now + 30;
+        if (refresh(m, l)) {
+            atomic_fetch_add(&m->generation, 1);
+            l->next_try = 0;
+        }
         return;
     }
     l->failures++;
