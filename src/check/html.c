@@ -10,6 +10,7 @@
 #include "client/html.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Everything a server or the DNS said goes out through the client's escaper. */
@@ -199,32 +200,146 @@ static void facts(FILE *f, const struct moat_check_scan *s)
     fputs("</table>\n", f);
 }
 
-int moat_check_report_html(const struct moat_check_scan *s, const struct moat_check_report *r,
-                           FILE *f)
+static void page_head(FILE *f, const char *title)
 {
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-          "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-          "<title>moat check ",
+          "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>",
           f);
-    esc(f, s->host);
-    fprintf(f, ":%u</title><style>%s</style></head><body><main>\n<h1>moat check ", s->port, CSS);
+    esc(f, title);
+    fprintf(f, "</title><style>%s</style></head><body><main>\n", CSS);
+}
+
+static const char *grade_class(const char *grade)
+{
+    return strcmp(grade, "A+") == 0 ? "Ap" : strcmp(grade, "?") == 0 ? "q" : grade;
+}
+
+/* One check: its heading, grade, findings and facts. */
+static void section(FILE *f, const struct moat_check_scan *s, const struct moat_check_report *r,
+                    size_t index)
+{
+    fprintf(f, "<section id=\"check-%zu\"><h1>moat check ", index);
     esc(f, s->host);
     fprintf(f, ":%u</h1><div class=\"sub\">", s->port);
-    esc(f, s->addr);
-    fprintf(f, ", %u connections in %.1f s%s</div>\n", s->connections, s->ms / 1000.0,
-            s->truncated ? " (stopped by its bounds: some facts are unknown)" : "");
-    fprintf(f, "<div class=\"head\"><div class=\"grade g-%s\">%s</div><div>",
-            strcmp(r->grade, "A+") == 0  ? "Ap"
-            : strcmp(r->grade, "?") == 0 ? "q"
-                                         : r->grade,
+    if (s->offline) {
+        fputs("judged offline from ", f);
+        esc(f, s->source);
+        fputs(" (its settings and this machine's OpenSSL; no connection)</div>\n", f);
+    } else {
+        esc(f, s->addr);
+        fprintf(f, ", %u connections in %.1f s%s</div>\n", s->connections, s->ms / 1000.0,
+                s->truncated ? " (stopped by its bounds: some facts are unknown)" : "");
+    }
+    fprintf(f, "<div class=\"head\"><div class=\"grade g-%s\">%s</div><div>", grade_class(r->grade),
             r->grade);
     esc(f, r->grade_rule);
     fputs("</div></div>\n", f);
     findings(f, r);
     protocols(f, s);
     facts(f, s);
-    fputs("<p class=\"sub\">Made by moat check; the finding ids and grading rules are in "
-          "docs/check.md.</p>\n</main></body></html>\n",
-          f);
+    fputs("</section>\n", f);
+}
+
+static const char FOOT[] = "<p class=\"sub\">Made by moat check; the finding ids and grading "
+                           "rules are in docs/check.md.</p>\n</main></body></html>\n";
+
+int moat_check_report_html(const struct moat_check_scan *s, const struct moat_check_report *r,
+                           FILE *f)
+{
+    char title[300];
+    snprintf(title, sizeof(title), "moat check %s:%u", s->host, s->port);
+    page_head(f, title);
+    section(f, s, r, 0);
+    fputs(FOOT, f);
     return ferror(f) ? -1 : 0;
+}
+
+struct moat_check_page {
+    char title[300];
+    FILE *body; /* the sections, kept until the summary above them is known */
+    char *buf;
+    size_t len;
+    struct entry {
+        char host[256], source[300], grade[4];
+        unsigned port;
+        size_t findings;
+    } * e;
+    size_t n;
+};
+
+struct moat_check_page *moat_check_page_new(const char *title)
+{
+    struct moat_check_page *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        return NULL;
+    }
+    snprintf(p->title, sizeof(p->title), "%s", title);
+    p->body = open_memstream(&p->buf, &p->len);
+    if (p->body == NULL) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int moat_check_page_add(struct moat_check_page *p, const struct moat_check_scan *s,
+                        const struct moat_check_report *r)
+{
+    struct entry *e = realloc(p->e, (p->n + 1) * sizeof(*e));
+    if (e == NULL) {
+        return -1;
+    }
+    p->e = e;
+    e = &p->e[p->n];
+    snprintf(e->host, sizeof(e->host), "%s", s->host);
+    snprintf(e->source, sizeof(e->source), "%s", s->offline ? s->source : s->addr);
+    snprintf(e->grade, sizeof(e->grade), "%s", r->grade);
+    e->port = s->port;
+    e->findings = r->n;
+    if (p->n > 0) {
+        fputs("<hr>\n", p->body);
+    }
+    section(p->body, s, r, p->n);
+    p->n++;
+    return ferror(p->body) ? -1 : 0;
+}
+
+int moat_check_page_write(struct moat_check_page *p, FILE *f)
+{
+    if (fflush(p->body) != 0) {
+        return -1;
+    }
+    page_head(f, p->title);
+    if (p->n != 1) {
+        fputs("<h1>", f);
+        esc(f, p->title);
+        fprintf(f,
+                "</h1><div class=\"sub\">%zu check%s</div>\n<h2>Summary</h2>\n<table><tr>"
+                "<th>grade</th><th>name</th><th>where</th><th>findings</th></tr>\n",
+                p->n, p->n == 1 ? "" : "s");
+        for (size_t i = 0; i < p->n; i++) {
+            const struct entry *e = &p->e[i];
+            fprintf(f, "<tr><td><span class=\"sev g-%s\">%s</span></td><td><a href=\"#check-%zu\">",
+                    grade_class(e->grade), e->grade, i);
+            esc(f, e->host);
+            fprintf(f, ":%u</a></td><td>", e->port);
+            esc(f, e->source);
+            fprintf(f, "</td><td>%zu</td></tr>\n", e->findings);
+        }
+        fputs("</table>\n<hr>\n", f);
+    }
+    fwrite(p->buf, 1, p->len, f);
+    fputs(FOOT, f);
+    return ferror(f) ? -1 : 0;
+}
+
+void moat_check_page_free(struct moat_check_page *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    fclose(p->body);
+    free(p->buf);
+    free(p->e);
+    free(p);
 }

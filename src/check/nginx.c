@@ -1,24 +1,14 @@
 /*
  * nginx.c: see nginx.h. The file is read into a tree of directives (words, quoted strings,
- * `;`, blocks, `#` comments), includes spliced in; then each server block is turned into the
- * facts a live check would have found. The TLS library's part (compression, renegotiation,
- * fallback SCSV, the extended master secret) is this machine's OpenSSL 3's behaviour, which
- * nginx does not change.
+ * `;`, blocks, `#` comments), includes spliced in; then each server block says what it asks
+ * for (offline.h), nginx 1.22's defaults filling in what it leaves out.
  */
 #include "check/nginx.h"
 
-#include "check/certfacts.h"
-#include "check/suites.h"
-#include "pki/verify.h"
+#include "check/offline.h"
 
-#include <errno.h>
 #include <glob.h>
 #include <libgen.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/ssl.h>
-#include <openssl/x509_vfy.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +16,6 @@
 
 #define MAX_ARGS 16
 #define MAX_DEPTH 8
-#define MAX_FILE (4 * 1024 * 1024)
 
 struct dir {
     char *argv[MAX_ARGS];
@@ -53,27 +42,8 @@ static void dir_free(struct dir *d)
 struct lexer {
     const char *p, *end, *file;
     int line;
-    char dirname[4096];
+    int *files; /* files read so far for this configuration, includes too */
 };
-
-static int read_text(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        return -1;
-    }
-    char *buf = malloc(MAX_FILE + 1);
-    size_t n = buf != NULL ? fread(buf, 1, MAX_FILE + 1, f) : 0;
-    fclose(f);
-    if (buf == NULL || n > MAX_FILE) {
-        free(buf);
-        return -1;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-}
 
 /* The next token into tok: a word, a quoted string (quotes removed), or one of ; { }.
  * 0 at the end, -1 on an error (unterminated quote, a token too long). */
@@ -135,8 +105,12 @@ static int token(struct lexer *lx, char *tok, size_t cap, int *quoted)
     return 1;
 }
 
-static moat_rc parse_file(const char *path, const char *base, int depth, struct dir **out,
-                          struct moat_err *err);
+/* Bounds the includes: a file that includes itself twice would otherwise be read 2^depth
+ * times. */
+#define MAX_FILES 256
+
+static moat_rc parse_file(const char *path, const char *base, int depth, int *files,
+                          struct dir **out, struct moat_err *err);
 
 /* Directives until the end of the block (or of the file when top). */
 static moat_rc parse_block(struct lexer *lx, const char *base, int depth, int top, struct dir **out,
@@ -217,7 +191,7 @@ static moat_rc parse_block(struct lexer *lx, const char *base, int depth, int to
                 int gr = glob(pat, 0, NULL, &g);
                 for (size_t i = 0; gr == 0 && i < g.gl_pathc; i++) {
                     struct dir *inc = NULL;
-                    moat_rc rc = parse_file(g.gl_pathv[i], base, depth + 1, &inc, err);
+                    moat_rc rc = parse_file(g.gl_pathv[i], base, depth + 1, lx->files, &inc, err);
                     if (!moat_ok(rc)) {
                         globfree(&g);
                         dir_free(head);
@@ -254,20 +228,23 @@ static moat_rc parse_block(struct lexer *lx, const char *base, int depth, int to
     return MOAT_RC_OK;
 }
 
-static moat_rc parse_file(const char *path, const char *base, int depth, struct dir **out,
-                          struct moat_err *err)
+static moat_rc parse_file(const char *path, const char *base, int depth, int *files,
+                          struct dir **out, struct moat_err *err)
 {
     *out = NULL;
     if (depth > MAX_DEPTH) {
         return moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
                             "%s: includes nested too deep (a loop?)", path);
     }
+    if (++*files > MAX_FILES) {
+        return moat_err_set(err, MOAT_E_CONFIG, __FILE__, __LINE__,
+                            "%s: more than %d files read through include (a loop?)", path,
+                            MAX_FILES);
+    }
     char *text = NULL;
     size_t len = 0;
-    if (read_text(path, &text, &len) != 0) {
-        return moat_err_sys(err, MOAT_E_IO, errno, __FILE__, __LINE__, "cannot read %s", path);
-    }
-    struct lexer lx = {text, text + len, path, 1, ""};
+    MOAT_TRY(moat_check_offline_read(path, &text, &len, err));
+    struct lexer lx = {text, text + len, path, 1, files};
     moat_rc rc = parse_block(&lx, base, depth, 1, out, err);
     free(text);
     return rc;
@@ -439,280 +416,72 @@ static const char *first_name(const struct dir *server)
     return "localhost";
 }
 
-static void resolve_path(const char *base, const char *p, char *out, size_t cap)
-{
-    if (p[0] == '/') {
-        snprintf(out, cap, "%s", p);
-    } else {
-        snprintf(out, cap, "%.4000s/%.4000s", base, p);
-    }
-}
-
-/* What this OpenSSL makes of the directives: versions and suites, as nginx sets them. */
-#define KEY_RSA 1
-#define KEY_EC 2
-#define KEY_DSA 4
-
-/* Whether a suite can be used at all with these keys and settings: its authentication needs a
- * certificate of that kind, DHE needs ssl_dhparam in nginx 1.22, PSK and SRP need a callback
- * nginx never sets. */
-static int usable(const SSL_CIPHER *c, unsigned keys, int dh)
-{
-    int auth = SSL_CIPHER_get_auth_nid(c), kx = SSL_CIPHER_get_kx_nid(c);
-    if (kx == NID_kx_psk || kx == NID_kx_ecdhe_psk || kx == NID_kx_dhe_psk ||
-        kx == NID_kx_rsa_psk || kx == NID_kx_srp || auth == NID_auth_psk || auth == NID_auth_srp) {
-        return 0;
-    }
-    if (kx == NID_kx_dhe && !dh) {
-        return 0;
-    }
-    return auth == NID_auth_any || auth == NID_auth_null ||
-           (auth == NID_auth_rsa && (keys & KEY_RSA)) ||
-           (auth == NID_auth_ecdsa && (keys & KEY_EC)) ||
-           (auth == NID_auth_dss && (keys & KEY_DSA));
-}
-
-static void library_facts(const struct tls_conf *t, unsigned keys, struct moat_check_scan *s)
+/* The versions ssl_protocols names. */
+static unsigned versions_of(const char *protocols)
 {
     static const struct {
         const char *word;
         enum moat_check_ver v;
-        int proto;
-    } vers[] = {{"SSLv2", MOAT_VER_SSL2, 0},
-                {"SSLv3", MOAT_VER_SSL3, SSL3_VERSION},
-                {"TLSv1", MOAT_VER_TLS10, TLS1_VERSION},
-                {"TLSv1.1", MOAT_VER_TLS11, TLS1_1_VERSION},
-                {"TLSv1.2", MOAT_VER_TLS12, TLS1_2_VERSION},
-                {"TLSv1.3", MOAT_VER_TLS13, TLS1_3_VERSION}};
-    SSL_CTX *x = SSL_CTX_new(TLS_server_method()); /* this machine's defaults, as nginx's */
-    if (x == NULL) {
-        return;
-    }
-    int lib_min = (int)SSL_CTX_get_min_proto_version(x);
-    int ciphers_ok = SSL_CTX_set_cipher_list(x, t->ciphers) == 1;
-    if (t->suites13[0] != '\0') {
-        (void)SSL_CTX_set_ciphersuites(x, t->suites13);
-    }
-    /* The security level the cipher string asks for also bounds the versions (at level 1 and
-     * up, OpenSSL 3 refuses TLS 1.0 and 1.1, whose handshake signs with SHA-1). */
-    int level = SSL_CTX_get_security_level(x);
+    } vers[] = {{"SSLv2", MOAT_VER_SSL2},    {"SSLv3", MOAT_VER_SSL3},
+                {"TLSv1", MOAT_VER_TLS10},   {"TLSv1.1", MOAT_VER_TLS11},
+                {"TLSv1.2", MOAT_VER_TLS12}, {"TLSv1.3", MOAT_VER_TLS13}};
     char words[220];
-    snprintf(words, sizeof(words), " %s ", t->protocols);
+    snprintf(words, sizeof(words), " %s ", protocols);
+    unsigned set = 0;
     for (size_t i = 0; i < sizeof(vers) / sizeof(vers[0]); i++) {
         char w[16];
         snprintf(w, sizeof(w), " %s ", vers[i].word);
-        int listed = strstr(words, w) != NULL;
-        int lib = vers[i].proto != 0 && (lib_min == 0 || vers[i].proto >= lib_min) &&
-                  (vers[i].proto >= TLS1_2_VERSION || level == 0) &&
-                  vers[i].proto != SSL3_VERSION; /* Debian's OpenSSL has no SSLv3 */
-        s->versions[vers[i].v] = listed && lib ? MOAT_YES : MOAT_NO;
-    }
-    STACK_OF(SSL_CIPHER) *sk = ciphers_ok ? SSL_CTX_get_ciphers(x) : NULL;
-    for (int i = 0; sk != NULL && i < sk_SSL_CIPHER_num(sk); i++) {
-        const SSL_CIPHER *c = sk_SSL_CIPHER_value(sk, i);
-        uint16_t code = SSL_CIPHER_get_protocol_id(c);
-        /* The first version the suite can be used with, as OpenSSL's table says. */
-        const char *cv = SSL_CIPHER_get_version(c);
-        int min = strcmp(cv, "TLSv1.3") == 0   ? TLS1_3_VERSION
-                  : strcmp(cv, "TLSv1.2") == 0 ? TLS1_2_VERSION
-                                               : TLS1_VERSION;
-        for (int v = MOAT_VER_TLS10; v < MOAT_VER_COUNT; v++) {
-            int proto = (int)moat_check_ver_wire((enum moat_check_ver)v);
-            int is13 = min == TLS1_3_VERSION;
-            if (s->versions[v] != MOAT_YES || (v == MOAT_VER_TLS13) != is13 || proto < min ||
-                s->nsuites[v] >= MOAT_CHECK_MAX_SUITES) {
-                continue;
-            }
-            if (!usable(c, keys, t->dhparam[0] != '\0')) {
-                continue;
-            }
-            s->suites[v][s->nsuites[v]++] = code;
+        if (strstr(words, w) != NULL) {
+            set |= 1u << vers[i].v;
         }
     }
-    for (int v = MOAT_VER_TLS10; v <= MOAT_VER_TLS12; v++) {
-        s->server_order[v] =
-            s->nsuites[v] > 1 ? (t->prefer_server ? MOAT_YES : MOAT_NO) : MOAT_UNKNOWN;
-    }
-    SSL_CTX_free(x);
-    ERR_clear_error();
-}
-
-static void cert_of_file(const char *path, const char *cafile, struct moat_check_scan *s)
-{
-    BIO *b = BIO_new_file(path, "r");
-    STACK_OF(X509) *chain = sk_X509_new_null();
-    X509 *x = NULL;
-    while (b != NULL && chain != NULL && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
-        if (!sk_X509_push(chain, x)) {
-            X509_free(x);
-            break;
-        }
-    }
-    BIO_free(b);
-    ERR_clear_error();
-    if (chain == NULL || sk_X509_num(chain) == 0) {
-        s->offline_vkind = MOAT_V_OTHER;
-        snprintf(s->offline_detail, sizeof(s->offline_detail),
-                 "%.300s: no PEM certificate could be read", path);
-        sk_X509_pop_free(chain, X509_free);
-        return;
-    }
-    X509 *leaf = sk_X509_value(chain, 0);
-    moat_check_cert_facts(leaf, chain, s->host, &s->cert);
-    s->cert_read = MOAT_YES;
-    X509_STORE *st = X509_STORE_new();
-    X509_STORE_CTX *vc = X509_STORE_CTX_new();
-    if (st != NULL && vc != NULL && X509_STORE_set_default_paths(st) == 1 &&
-        (cafile == NULL || X509_STORE_load_file(st, cafile) == 1) &&
-        X509_STORE_CTX_init(vc, st, leaf, chain) == 1) {
-        X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(vc);
-        X509_VERIFY_PARAM_set_purpose(vp, X509_PURPOSE_SSL_SERVER);
-        X509_VERIFY_PARAM_set1_host(vp, s->host, 0);
-        if (X509_verify_cert(vc) == 1) {
-            s->verified = 1;
-            s->offline_vkind = MOAT_V_OK;
-        } else {
-            int e = X509_STORE_CTX_get_error(vc);
-            s->offline_vkind = moat_verify_kind_from_x509(e, X509_STORE_CTX_get_current_cert(vc));
-            snprintf(s->offline_detail, sizeof(s->offline_detail),
-                     "%.200s: %s (OpenSSL verify error %d)", path, X509_verify_cert_error_string(e),
-                     e);
-        }
-    }
-    X509_STORE_CTX_free(vc);
-    X509_STORE_free(st);
-    sk_X509_pop_free(chain, X509_free);
-    ERR_clear_error();
-}
-
-/* The kinds of key the certificates' leaves hold. */
-static unsigned key_kinds(const struct tls_conf *t, const char *base)
-{
-    unsigned keys = 0;
-    for (int i = 0; i < t->ncerts; i++) {
-        char p[8200];
-        resolve_path(base, t->certs[i], p, sizeof(p));
-        BIO *b = BIO_new_file(p, "r");
-        X509 *x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-        EVP_PKEY *k = x != NULL ? X509_get0_pubkey(x) : NULL;
-        if (k != NULL) {
-            keys |= EVP_PKEY_is_a(k, "RSA") || EVP_PKEY_is_a(k, "RSA-PSS") ? KEY_RSA
-                    : EVP_PKEY_is_a(k, "EC")                               ? KEY_EC
-                    : EVP_PKEY_is_a(k, "DSA")                              ? KEY_DSA
-                                                                           : 0;
-        }
-        X509_free(x);
-        BIO_free(b);
-    }
-    ERR_clear_error();
-    return keys;
-}
-
-static int dh_bits_of(const char *path)
-{
-    BIO *b = BIO_new_file(path, "r");
-    EVP_PKEY *p = b != NULL ? PEM_read_bio_Parameters(b, NULL) : NULL;
-    int bits = p != NULL ? EVP_PKEY_get_bits(p) : 0;
-    EVP_PKEY_free(p);
-    BIO_free(b);
-    ERR_clear_error();
-    return bits;
+    return set;
 }
 
 static struct moat_check_scan *server_scan(const struct dir *server, const struct tls_conf *http,
                                            const char *base, const char *cafile,
                                            enum moat_check_tri redirect)
 {
-    struct moat_check_scan *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        return NULL;
-    }
     struct tls_conf t = *http;
     apply(server->child, &t);
     int h2 = t.http2;
     unsigned port = 0;
     (void)listens_tls(server->child, &port, &h2);
-    s->offline = 1;
-    snprintf(s->source, sizeof(s->source), "%s", server->where);
-    snprintf(s->host, sizeof(s->host), "%s", first_name(server->child));
-    s->port = port ? port : 443;
-    snprintf(s->addr, sizeof(s->addr), "offline");
-    for (int v = 0; v < MOAT_VER_COUNT; v++) {
-        s->server_order[v] = MOAT_UNKNOWN;
+    struct moat_check_intent in;
+    moat_check_intent_init(&in);
+    snprintf(in.source, sizeof(in.source), "%s", server->where);
+    snprintf(in.host, sizeof(in.host), "%s", first_name(server->child));
+    in.port = port;
+    in.versions = versions_of(t.protocols);
+    in.ciphers = t.ciphers;
+    in.suites13 = t.suites13[0] != '\0' ? t.suites13 : NULL;
+    in.groups = strcmp(t.curves, "auto") == 0 ? NULL : t.curves; /* auto: OpenSSL's list */
+    in.server_order = t.prefer_server;
+    char certs[4][8200], dh[8200];
+    for (int i = 0; i < t.ncerts; i++) {
+        moat_check_offline_path(base, t.certs[i], certs[i], sizeof(certs[i]));
+        in.certs[in.ncerts++] = certs[i];
     }
-    library_facts(&t, key_kinds(&t, base), s);
-    /* OpenSSL 3 itself: no compression, RFC 5746, RFC 7507, RFC 7627, no heartbeat, no client
-     * renegotiation (nginx refuses it). */
-    s->compression = s->client_reneg = s->heartbeat = s->heartbleed = MOAT_NO;
-    s->secure_reneg = s->fallback_scsv = s->ems = MOAT_YES;
-    s->alpn_h2 = h2 ? MOAT_YES : MOAT_NO;
-    s->alpn_http11 = MOAT_YES;
-    s->resume_ticket13 = s->versions[MOAT_VER_TLS13] == MOAT_YES
-                             ? (t.tickets || t.cache ? MOAT_YES : MOAT_NO)
-                             : MOAT_UNKNOWN;
-    s->resume_ticket12 =
-        s->versions[MOAT_VER_TLS12] == MOAT_YES ? (t.tickets ? MOAT_YES : MOAT_NO) : MOAT_UNKNOWN;
-    s->resume_id12 =
-        s->versions[MOAT_VER_TLS12] == MOAT_YES ? (t.cache ? MOAT_YES : MOAT_NO) : MOAT_UNKNOWN;
-    s->early_data = t.early ? 16384 : 0;
-    s->ocsp_stapled = t.stapling ? MOAT_YES : MOAT_NO;
-    if (t.dhparam[0] != '\0') {
-        char p[8200];
-        resolve_path(base, t.dhparam, p, sizeof(p));
-        s->dh_bits = dh_bits_of(p);
+    in.no_cert = "a TLS listener without ssl_certificate (nginx refuses to start)";
+    if (t.dhparam[0] != '\0') { /* nginx 1.22 offers DHE only with ssl_dhparam */
+        moat_check_offline_path(base, t.dhparam, dh, sizeof(dh));
+        in.dh_file = dh;
     }
-    size_t ng;
-    const struct moat_check_named *g = moat_check_groups(&ng);
-    const char *curves =
-        strcmp(t.curves, "auto") == 0 ? "X25519:prime256v1:X448:secp521r1:secp384r1" : t.curves;
-    for (size_t i = 0; i < ng; i++) {
-        static const struct {
-            const char *ossl, *iana;
-        } alias[] = {{"prime256v1", "secp256r1"}, {"P-256", "secp256r1"}, {"P-384", "secp384r1"},
-                     {"P-521", "secp521r1"},      {"X25519", "x25519"},   {"X448", "x448"}};
-        char list[300];
-        snprintf(list, sizeof(list), ":%s:", curves);
-        int on_list = strcasestr(list, g[i].name) != NULL;
-        for (size_t k = 0; k < sizeof(alias) / sizeof(alias[0]) && !on_list; k++) {
-            char w[32];
-            snprintf(w, sizeof(w), ":%s:", alias[k].ossl);
-            on_list = strcmp(alias[k].iana, g[i].name) == 0 && strcasestr(list, w) != NULL;
-        }
-        if (on_list && g[i].code < 0x0100) {
-            if (s->versions[MOAT_VER_TLS13] == MOAT_YES && s->ngroups13 < MOAT_CHECK_MAX_GROUPS) {
-                s->groups13[s->ngroups13++] = g[i].code;
-            }
-            if (s->ngroups12 < MOAT_CHECK_MAX_GROUPS) {
-                s->groups12[s->ngroups12++] = g[i].code;
-            }
-        }
-    }
-    s->cert_read = MOAT_UNKNOWN;
-    if (t.ncerts == 0) {
-        s->offline_vkind = MOAT_V_OTHER;
-        snprintf(s->offline_detail, sizeof(s->offline_detail),
-                 "%s: a TLS listener without ssl_certificate (nginx refuses to start)",
-                 server->where);
-    } else {
-        char p[8200];
-        resolve_path(base, t.certs[0], p, sizeof(p));
-        cert_of_file(p, cafile, s);
-    }
+    in.tickets = t.tickets;
+    in.cache = t.cache;
+    in.early_bytes = t.early ? 16384 : 0; /* nginx's NGX_SSL_BUFSIZE */
+    in.stapling = t.stapling;
+    in.alpn_h2 = h2;
+    in.alpn_http11 = 1;
     /* What a GET / would carry: add_header applies to 2xx and 3xx answers. */
-    s->status = 200;
-    s->hsts_max_age = -1;
-    if (t.hsts[0] != '\0') {
-        moat_check_hsts_parse(s, t.hsts);
-    }
-    s->hdr_nosniff = t.nosniff;
-    s->hdr_frame = t.frame;
-    s->hdr_csp = t.csp;
-    s->hdr_referrer = t.referrer;
-    s->http_compressed = t.gzip;
-    s->http_redirects = redirect;
-    s->http_status = redirect == MOAT_YES ? 301 : 0;
-    s->caa = MOAT_UNKNOWN;
-    return s;
+    in.hsts = t.hsts[0] != '\0' ? t.hsts : NULL;
+    in.nosniff = t.nosniff;
+    in.frame = t.frame;
+    in.csp = t.csp;
+    in.referrer = t.referrer;
+    in.compressed = t.gzip;
+    in.redirect = redirect;
+    return moat_check_offline_scan(&in, cafile);
 }
 
 moat_rc moat_check_nginx(const char *path, const char *cafile, struct moat_check_scan **out,
@@ -725,7 +494,8 @@ moat_rc moat_check_nginx(const char *path, const char *cafile, struct moat_check
     char basebuf[4096];
     snprintf(basebuf, sizeof(basebuf), "%s", base);
     struct dir *top = NULL;
-    MOAT_TRY(parse_file(path, basebuf, 0, &top, err));
+    int files = 0;
+    MOAT_TRY(parse_file(path, basebuf, 0, &files, &top, err));
     const struct dir *http = NULL;
     for (const struct dir *d = top; d != NULL; d = d->next) {
         if (d->has_block && strcmp(d->argv[0], "http") == 0) {

@@ -229,6 +229,9 @@ int moat_check_report_json(const struct moat_check_scan *s, const struct moat_ch
     json_object_set_new(doc, "host", json_string(s->host));
     json_object_set_new(doc, "port", json_integer(s->port));
     json_object_set_new(doc, "address", json_string(s->addr));
+    if (s->offline) {
+        json_object_set_new(doc, "source", json_string(s->source)); /* judged from this */
+    }
     json_object_set_new(doc, "grade", json_string(r->grade));
     json_object_set_new(doc, "grade_rule", json_string(r->grade_rule));
     json_object_set_new(doc, "exit_code", json_integer(r->exit_code));

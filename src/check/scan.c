@@ -46,14 +46,6 @@ void moat_check_opts_init(struct moat_check_opts *o)
     o->http_port = 80;
 }
 
-uint16_t moat_check_ver_wire(enum moat_check_ver v)
-{
-    static const uint16_t wire[MOAT_VER_COUNT] = {0x0002,           MOAT_CHECK_SSL3,
-                                                  MOAT_CHECK_TLS10, MOAT_CHECK_TLS11,
-                                                  MOAT_CHECK_TLS12, MOAT_CHECK_TLS13};
-    return (unsigned)v < MOAT_VER_COUNT ? wire[v] : 0;
-}
-
 /* ---- the connection budget ---- */
 
 struct ctx {
@@ -391,7 +383,17 @@ static void job_suites(struct ctx *c, int v)
     }
     s->server_order[v] = MOAT_UNKNOWN;
     if (s->nsuites[v] >= 2) {
-        struct offer two = {{s->suites[v][s->nsuites[v] - 1], s->suites[v][0]}, 2};
+        /* The server's first and a later one, offered the other way round. The later one is
+         * not a ChaCha20 suite where there is a choice: a server that lets a client's ChaCha20
+         * preference win (for clients without AES hardware) still enforces its order. */
+        size_t lo = s->nsuites[v] - 1;
+        while (lo > 1 && moat_check_suite_chacha(s->suites[v][lo])) {
+            lo--;
+        }
+        if (moat_check_suite_chacha(s->suites[v][lo])) {
+            lo = s->nsuites[v] - 1;
+        }
+        struct offer two = {{s->suites[v][lo], s->suites[v][0]}, 2};
         struct moat_hello_spec sp = spec_for(c, (enum moat_check_ver)v, &two);
         struct moat_hello_reply r;
         int k = probe(c, &sp, 0, 0, &r, NULL);
@@ -821,32 +823,6 @@ static const char *field(const char *head, const char *name, char *buf, size_t b
     return NULL;
 }
 
-void moat_check_hsts_parse(struct moat_check_scan *s, const char *v)
-{
-    s->hsts_max_age = -1;
-    if (v == NULL) {
-        return;
-    }
-    char tmp[512];
-    snprintf(tmp, sizeof(tmp), "%s", v);
-    char *save = NULL;
-    for (char *d = strtok_r(tmp, ";", &save); d != NULL; d = strtok_r(NULL, ";", &save)) {
-        while (*d == ' ' || *d == '\t') {
-            d++;
-        }
-        if (strncasecmp(d, "max-age=", 8) == 0) {
-            const char *n = d + 8 + (d[8] == '"');
-            char *end = NULL;
-            long a = strtol(n, &end, 10);
-            s->hsts_max_age = end != n && a >= 0 ? a : 0;
-        } else if (strncasecmp(d, "includeSubDomains", 17) == 0) {
-            s->hsts_subdomains = 1;
-        } else if (strncasecmp(d, "preload", 7) == 0) {
-            s->hsts_preload = 1;
-        }
-    }
-}
-
 /* One strict `moat get` of scheme://host:port/ pinned to the probed address (*out: NULL when
  * out of memory; the caller's otherwise). */
 static struct moat_client_result *get_once(struct ctx *c, const char *scheme, unsigned port)
@@ -867,6 +843,8 @@ static struct moat_client_result *get_once(struct ctx *c, const char *scheme, un
     snprintf(go.resolve[0].host, sizeof(go.resolve[0].host), "%s", s->host);
     snprintf(go.resolve[0].addr, sizeof(go.resolve[0].addr), "%s", c->ip);
     go.nresolve = 1;
+    /* As a browser asks: BREACH needs the answer a compressing server gives to it. */
+    go.headers[go.nheaders++] = "Accept-Encoding: gzip, deflate, br";
     struct moat_client_result *r = calloc(1, sizeof(*r));
     if (r != NULL) {
         pthread_mutex_lock(&c->mu);
@@ -1012,25 +990,6 @@ static void run_jobs(struct job *jobs, size_t n, unsigned parallel)
     }
 }
 
-static int is_public(const char *host)
-{
-    static const char *const local[] = {".localhost", ".test",     ".example", ".invalid",
-                                        ".local",     ".internal", ".lan",     ".home.arpa"};
-    unsigned char b[16];
-    if (inet_pton(AF_INET, host, b) == 1 || inet_pton(AF_INET6, host, b) == 1 ||
-        strchr(host, '.') == NULL) {
-        return 0;
-    }
-    size_t hl = strlen(host);
-    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
-        size_t l = strlen(local[i]);
-        if (hl >= l && strcasecmp(host + hl - l, local[i]) == 0) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 static moat_rc resolve(struct ctx *c, const char *name, unsigned port, struct moat_err *err)
 {
     struct addrinfo hints = {0}, *ai = NULL;
@@ -1078,7 +1037,7 @@ moat_rc moat_check_scan_run(const struct moat_check_opts *o, struct moat_check_s
     }
     snprintf(s->host, sizeof(s->host), "%s", u.host);
     s->port = u.port;
-    s->public_name = is_public(u.host);
+    s->public_name = moat_check_public_name(u.host);
     s->hsts_max_age = -1;
     for (int v = 0; v < MOAT_VER_COUNT; v++) {
         s->versions[v] = MOAT_UNKNOWN;

@@ -141,6 +141,10 @@ void moat_check_scan_free(struct moat_check_scan *s);
 /* A Strict-Transport-Security value (NULL: none) into s->hsts_*. */
 void moat_check_hsts_parse(struct moat_check_scan *s, const char *v);
 
+/* A name under a public suffix: not an address, a single label, localhost, or a name under a
+ * reserved or local-use suffix (.test, .example, .invalid, .local, .internal, .lan, .home.arpa). */
+int moat_check_public_name(const char *host);
+
 /* The wire version of a moat_check_ver index. */
 uint16_t moat_check_ver_wire(enum moat_check_ver v);
 

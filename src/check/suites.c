@@ -6,6 +6,7 @@
 #include "check/suites.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #define S13(code, name, ossl, enc, bits)                                                           \
     {                                                                                              \
@@ -276,6 +277,12 @@ static const char *hex_name(uint16_t code, char *buf, size_t buflen)
 {
     snprintf(buf, buflen, "0x%04X", code);
     return buf;
+}
+
+int moat_check_suite_chacha(uint16_t code)
+{
+    const struct moat_check_suite *x = moat_check_suite_find(code);
+    return x != NULL && strstr(x->name, "CHACHA20") != NULL;
 }
 
 const char *moat_check_suite_name(uint16_t code, char *buf, size_t buflen)

@@ -63,6 +63,9 @@ const struct moat_check_suite *moat_check_suites(size_t *n);
 const struct moat_check_suite *moat_check_suite_find(uint16_t code);
 /* The suite's name, or "0xC02F" for an unknown one (written into buf, which holds 8 bytes). */
 const char *moat_check_suite_name(uint16_t code, char *buf, size_t buflen);
+/* A ChaCha20-Poly1305 suite: servers that enforce their order often still let a client that
+ * puts one first have it (OpenSSL's SSL_OP_PRIORITIZE_CHACHA, HAProxy's default). */
+int moat_check_suite_chacha(uint16_t code);
 
 /* Groups (RFC 8446 §4.2.7, RFC 7919 ffdhe, RFC 8422): weak marks curves under 256 bits. */
 const struct moat_check_named *moat_check_groups(size_t *n);

@@ -3,6 +3,7 @@
  */
 #include "cli/cmd.h"
 
+#include "check/haproxy.h"
 #include "check/html.h"
 #include "check/judge.h"
 #include "check/nginx.h"
@@ -37,9 +38,12 @@ static const char usage[] =
     "\n"
     "  --config FILE        check what `moat serve --config FILE` would offer: its server is\n"
     "                       started on loopback ports (its state folder, no admin, no access\n"
-    "                       log, no cluster) and each site is checked by name\n"
+    "                       log, no cluster) and each site is checked by name; an nginx or\n"
+    "                       HAProxy file is judged offline (its TLS settings, certificate\n"
+    "                       files and header rules; no connection)\n"
     "  --json               one JSON document instead of the text\n"
-    "  --html FILE          also write the report as one self-contained HTML page\n"
+    "  --html FILE          also write the report as one self-contained HTML page (with\n"
+    "                       --config, one section per check under a summary of the grades)\n"
     "  --connect ADDR[:PORT] probe this address instead of resolving the name (the name\n"
     "                       is still sent and verified)\n"
     "  --cafile FILE        trust these CA certificates too (moat's local CA is trusted)\n"
@@ -67,9 +71,12 @@ static int number(const char *s, unsigned lo, unsigned hi, unsigned *out)
     return 1;
 }
 
-/* The page, written whole or not at all (temp file + rename). */
-static int write_html(const char *path, const struct moat_check_scan *s,
-                      const struct moat_check_report *r)
+/* The --html page of this run: every check adds its section, and it is written once at the
+ * end, whole or not at all (temp file + rename). */
+static struct moat_check_page *page;
+static size_t page_checks;
+
+static int write_page(const char *path)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -78,7 +85,7 @@ static int write_html(const char *path, const struct moat_check_scan *s,
         fprintf(stderr, "moat check: out of memory for the page\n");
         return -1;
     }
-    int bad = moat_check_report_html(s, r, m) != 0;
+    int bad = moat_check_page_write(page, m) != 0;
     bad |= fclose(m) != 0;
     struct moat_err err = {0};
     if (bad || !moat_ok(moat_fs_write_atomic(path, buf, len, 0644, &err))) {
@@ -217,14 +224,25 @@ static void site_name(const struct moat_conf_site *site, char *out, size_t outle
 static int run_one(struct moat_check_opts *o, int *first);
 static int report_one(const struct moat_check_opts *o, struct moat_check_scan *s, int *first);
 
-/* --config FILE: start the file's server on loopback in a child, check each site, stop it. */
-/* An nginx file: each TLS server block judged offline. */
-static int check_nginx(struct moat_check_opts *o, const char *path)
+/* Another server's file, judged offline: one check per TLS server block (nginx) or per
+ * certificate of a TLS bind line (HAProxy). */
+struct offline_kind {
+    const char *product, *unit, *defaults;
+    moat_rc (*read)(const char *path, const char *cafile, struct moat_check_scan **out, size_t max,
+                    size_t *n, struct moat_err *err);
+};
+
+static const struct offline_kind nginx_kind = {"nginx", "TLS server block", "nginx 1.22's",
+                                               moat_check_nginx};
+static const struct offline_kind haproxy_kind = {"HAProxy", "TLS certificate of a bind line",
+                                                 "HAProxy 2.6's", moat_check_haproxy};
+
+static int check_offline(struct moat_check_opts *o, const char *path, const struct offline_kind *k)
 {
     struct moat_check_scan *scans[64];
     size_t n = 0;
     struct moat_err err = {0};
-    if (!moat_ok(moat_check_nginx(path, o->cafile, scans, 64, &n, &err))) {
+    if (!moat_ok(k->read(path, o->cafile, scans, 64, &n, &err))) {
         char line[1024];
         fprintf(stderr, "moat check: %s\n", moat_err_str(&err, line, sizeof(line)));
         return 1;
@@ -233,14 +251,14 @@ static int check_nginx(struct moat_check_opts *o, const char *path)
     if (o->json) {
         fputs("[\n", stdout);
     } else {
-        printf("moat check --config %s: nginx, %zu TLS server block%s, judged offline (its "
-               "directives, nginx 1.22's defaults and this machine's OpenSSL; no connection)\n\n",
-               path, n, n == 1 ? "" : "s");
+        printf("moat check --config %s: %s, %zu %s%s, judged offline (its settings, %s "
+               "defaults and this machine's OpenSSL; no connection)\n\n",
+               path, k->product, n, k->unit, n == 1 ? "" : "s", k->defaults);
     }
     for (size_t i = 0; i < n; i++) {
-        int one = 1; /* the text reports are separated here, with their block's place */
+        int one = 1; /* the text reports are separated here, with their place in the file */
         if (!o->json) {
-            printf("%sserver block at %s\n", i ? "\n" : "", scans[i]->source);
+            printf("%s%s\n", i ? "\n" : "", scans[i]->source);
         }
         int rc = report_one(o, scans[i], o->json ? &first : &one);
         code = rc > code ? rc : code;
@@ -251,6 +269,8 @@ static int check_nginx(struct moat_check_opts *o, const char *path)
     return code;
 }
 
+/* --config FILE: another server's file is judged offline; a moat file's server is started on
+ * loopback in a child, each site checked by name, and the server stopped. */
 static int check_config(struct moat_check_opts *o, const char *path)
 {
     struct moat_conf *c = NULL;
@@ -259,10 +279,15 @@ static int check_config(struct moat_check_opts *o, const char *path)
         unsigned char *text = NULL;
         size_t len = 0;
         if (moat_ok(moat_fs_read_file(path, 4 * 1024 * 1024, &text, &len, &err))) {
-            int nginx = moat_check_nginx_looks((const char *)text);
+            /* HAProxy's test first: it asks for words at the start of lines, nginx's for
+             * words anywhere. */
+            const struct offline_kind *k =
+                moat_check_haproxy_looks((const char *)text) ? &haproxy_kind
+                : moat_check_nginx_looks((const char *)text) ? &nginx_kind
+                                                             : NULL;
             free(text);
-            if (nginx) {
-                return check_nginx(o, path);
+            if (k != NULL) {
+                return check_offline(o, path, k);
             }
         }
     }
@@ -457,20 +482,33 @@ int moat_cmd_check(int argc, char **argv)
             fprintf(stderr, "moat check: --config FILE or a target, not both\n");
             return 2;
         }
-        if (o.html != NULL) {
-            fprintf(stderr, "moat check: --html takes one target (not --config yet)\n");
-            return 2;
-        }
-        signal(SIGPIPE, SIG_IGN);
-        return check_config(&o, config);
-    }
-    if (o.target == NULL) {
+    } else if (o.target == NULL) {
         fputs(usage, stderr);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (o.html != NULL) {
+        char title[600];
+        snprintf(title, sizeof(title), "moat check %s%s", config ? "--config " : "",
+                 config ? config : o.target);
+        page = moat_check_page_new(title);
+        if (page == NULL) {
+            fputs("moat check: out of memory\n", stderr);
+            return 1;
+        }
+    }
     int first = 1;
-    return run_one(&o, &first);
+    int code = config != NULL ? check_config(&o, config) : run_one(&o, &first);
+    if (page != NULL) {
+        /* Written when anything was checked (a check stopped by its bounds too, marked so);
+         * an error before that leaves no page. */
+        if (page_checks > 0 && write_page(o.html) != 0) {
+            code = 1;
+        }
+        moat_check_page_free(page);
+        page = NULL;
+    }
+    return code;
 }
 
 /* Check o->target and report it (JSON documents after the first are comma-separated, for
@@ -511,8 +549,11 @@ static int report_one(const struct moat_check_opts *o, struct moat_check_scan *s
     } else {
         moat_check_report_text(s, r, stdout);
     }
-    if (o->html != NULL && write_html(o->html, s, r) != 0) {
+    if (page != NULL && moat_check_page_add(page, s, r) != 0) {
+        fputs("moat check: out of memory for the page\n", stderr);
         code = 1;
+    } else if (page != NULL) {
+        page_checks++;
     }
     free(r);
     moat_check_scan_free(s);

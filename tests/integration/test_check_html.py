@@ -4,20 +4,14 @@ headless Chromium into a screenshot (kept in build/screenshots/) that is not bla
 DOM has the findings table."""
 
 import json
-import os
 import re
-import shutil
-import struct
 import subprocess
-import zlib
-from pathlib import Path
 
 import pytest
 
 from helpers import free_port, start_s_server
+from page_helpers import CHROMIUM, chromium, screenshot
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -36,30 +30,6 @@ def weak_server(tmp_path_factory):
     yield port
     p.terminate()
     p.wait(timeout=10)
-
-
-def png_is_not_blank(path):
-    """Decode the PNG's first rows (8-bit RGB/RGBA, as Chromium writes) and count colours."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, w, h, ctype = 8, b"", 0, 0, 0
-    while pos < len(data):
-        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + n]
-        if kind == b"IHDR":
-            w, h, _, ctype = struct.unpack(">IIBB", chunk[:10])
-        elif kind == b"IDAT":
-            idat += chunk
-        pos += 12 + n
-    raw = zlib.decompress(idat)
-    bpp = 4 if ctype == 6 else 3
-    stride = 1 + w * bpp
-    colours = set()
-    for row in range(0, min(h, 400), 7):
-        line = raw[row * stride + 1:(row + 1) * stride]  # filter bytes aside, good enough
-        for x in range(0, len(line) - bpp, bpp * 5):
-            colours.add(line[x:x + 3])
-    return len(colours) > 20
 
 
 def test_the_page_holds_every_finding_escaped_and_self_contained(moat_bin, weak_server,
@@ -97,19 +67,7 @@ def test_chromium_renders_the_page(moat_bin, weak_server, tmp_path):
     subprocess.run([moat_bin, "check", "--html", str(page), "--connect", "127.0.0.1",
                     "--http-port", "off", "weak.test:%d" % weak_server], capture_output=True,
                    timeout=120)
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env["HOME"] = str(tmp_path)
-    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--user-data-dir=%s" % (tmp_path / "profile")]
-    shot = tmp_path / "check.png"
-    subprocess.run(base + ["--screenshot=%s" % shot, "--window-size=1100,1600",
-                           page.as_uri()], env=env, capture_output=True, timeout=120)
-    assert shot.exists() and shot.stat().st_size > 20000
-    assert png_is_not_blank(shot)
-    keep = ROOT / "build" / "screenshots"
-    keep.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, keep / "check-weak.png")
-    dom = subprocess.run(base + ["--dump-dom", page.as_uri()], env=env, capture_output=True,
-                         text=True, timeout=120).stdout
+    screenshot(tmp_path, page, "check-weak.png")
+    dom = chromium(tmp_path, ["--dump-dom"], page).stdout
     assert "Findings (" in dom and "protocol.tls10_11" in dom
     assert "<details>" in dom  # the fixes fold, without script
