@@ -535,9 +535,9 @@ static void read_global(const struct file *f, struct global *g)
             } else if (strcmp(k, "ssl-dh-param-file") == 0) {
                 g->dh_file = v;
             } else if (strcmp(k, "tune.ssl.default-dh-param") == 0) {
-                g->dh_param = atoi(v);
+                g->dh_param = (int)strtol(v, NULL, 10);
             } else if (strcmp(k, "tune.ssl.cachesize") == 0) {
-                g->cachesize = atol(v);
+                g->cachesize = strtol(v, NULL, 10);
             } else if (strcmp(k, "crt-base") == 0) {
                 g->crt_base = v;
             } else if (strcmp(k, "ssl-load-extra-files") == 0) {

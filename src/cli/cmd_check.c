@@ -224,25 +224,28 @@ static void site_name(const struct moat_conf_site *site, char *out, size_t outle
 static int run_one(struct moat_check_opts *o, int *first);
 static int report_one(const struct moat_check_opts *o, struct moat_check_scan *s, int *first);
 
-/* Another server's file, judged offline: one check per TLS server block (nginx) or per
- * certificate of a TLS bind line (HAProxy). */
+/* Another server's file, judged offline: one check per TLS server block (nginx) or per name
+ * on a TLS bind line (HAProxy). */
 struct offline_kind {
-    const char *product, *unit, *defaults;
+    const char *product, *unit, *units, *defaults;
     moat_rc (*read)(const char *path, const char *cafile, struct moat_check_scan **out, size_t max,
                     size_t *n, struct moat_err *err);
 };
 
-static const struct offline_kind nginx_kind = {"nginx", "TLS server block", "nginx 1.22's",
-                                               moat_check_nginx};
-static const struct offline_kind haproxy_kind = {"HAProxy", "TLS certificate of a bind line",
-                                                 "HAProxy 2.6's", moat_check_haproxy};
+static const struct offline_kind nginx_kind = {"nginx", "TLS server block", "TLS server blocks",
+                                               "nginx 1.22's", moat_check_nginx};
+static const struct offline_kind haproxy_kind = {"HAProxy", "name on a TLS bind line",
+                                                 "names on TLS bind lines", "HAProxy 2.6's",
+                                                 moat_check_haproxy};
+
+#define MAX_OFFLINE 64
 
 static int check_offline(struct moat_check_opts *o, const char *path, const struct offline_kind *k)
 {
-    struct moat_check_scan *scans[64];
+    struct moat_check_scan *scans[MAX_OFFLINE];
     size_t n = 0;
     struct moat_err err = {0};
-    if (!moat_ok(k->read(path, o->cafile, scans, 64, &n, &err))) {
+    if (!moat_ok(k->read(path, o->cafile, scans, MAX_OFFLINE, &n, &err))) {
         char line[1024];
         fprintf(stderr, "moat check: %s\n", moat_err_str(&err, line, sizeof(line)));
         return 1;
@@ -251,9 +254,13 @@ static int check_offline(struct moat_check_opts *o, const char *path, const stru
     if (o->json) {
         fputs("[\n", stdout);
     } else {
-        printf("moat check --config %s: %s, %zu %s%s, judged offline (its settings, %s "
+        printf("moat check --config %s: %s, %zu %s, judged offline (its settings, %s "
                "defaults and this machine's OpenSSL; no connection)\n\n",
-               path, k->product, n, k->unit, n == 1 ? "" : "s", k->defaults);
+               path, k->product, n, n == 1 ? k->unit : k->units, k->defaults);
+    }
+    if (n == MAX_OFFLINE) {
+        fprintf(stderr, "moat check: %s: only the first %d %s are checked\n", path, MAX_OFFLINE,
+                k->units);
     }
     for (size_t i = 0; i < n; i++) {
         int one = 1; /* the text reports are separated here, with their place in the file */
