@@ -694,7 +694,8 @@ static void expand_list(struct crts *c, const char *path, const char *base, cons
             int nw = 0;
             for (int i = 1; i < kept->n && nw < MAX_WORDS; i++) {
                 char *w = kept->w[i];
-                int last = w[strlen(w) - 1] == ']';
+                size_t wl = strlen(w); /* "" is a word too (a quoted empty string) */
+                int last = wl > 0 && w[wl - 1] == ']';
                 if (w[0] == '[') {
                     w++;
                 }
