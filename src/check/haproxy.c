@@ -319,11 +319,14 @@ static void opts_init(struct opts *o)
     o->min = o->max = -1;
 }
 
-static int version_word(const char *w)
+/* A version as ssl-min-ver names it ("TLSv1.2"), or as the flags' suffix does ("tlsv12" in
+ * force-tlsv12 and no-tlsv12). -1 for neither. */
+static int version_word(const char *w, int flag)
 {
     static const char *const names[] = {"", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"};
+    static const char *const flags[] = {"", "sslv3", "tlsv10", "tlsv11", "tlsv12", "tlsv13"};
     for (int v = MOAT_VER_SSL3; v < MOAT_VER_COUNT; v++) {
-        if (strcmp(w, names[v]) == 0) {
+        if (strcmp(w, flag ? flags[v] : names[v]) == 0) {
             return v;
         }
     }
@@ -409,25 +412,13 @@ static void read_opts(char *const *w, int from, int n, struct opts *o, struct cr
         if (strcmp(k, "ssl") == 0) {
             o->ssl = 1;
         } else if (strcmp(k, "ssl-min-ver") == 0 && v != NULL) {
-            o->min = version_word(v);
+            o->min = version_word(v, 0);
         } else if (strcmp(k, "ssl-max-ver") == 0 && v != NULL) {
-            o->max = version_word(v);
-        } else if (strncmp(k, "force-", 6) == 0) {
-            /* force-tlsv12: that version only */
-            static const char *const f[] = {"", "sslv3", "tlsv10", "tlsv11", "tlsv12", "tlsv13"};
-            for (int x = MOAT_VER_SSL3; x < MOAT_VER_COUNT; x++) {
-                if (strcmp(k + 6, f[x]) == 0) {
-                    o->min = o->max = x;
-                }
-            }
-        } else if (strncmp(k, "no-", 3) == 0 &&
-                   (strncmp(k + 3, "tlsv", 4) == 0 || strcmp(k + 3, "sslv3") == 0)) {
-            static const char *const f[] = {"", "sslv3", "tlsv10", "tlsv11", "tlsv12", "tlsv13"};
-            for (int x = MOAT_VER_SSL3; x < MOAT_VER_COUNT; x++) {
-                if (strcmp(k + 3, f[x]) == 0) {
-                    o->no |= 1u << x;
-                }
-            }
+            o->max = version_word(v, 0);
+        } else if (strncmp(k, "force-", 6) == 0 && version_word(k + 6, 1) >= 0) {
+            o->min = o->max = version_word(k + 6, 1); /* that version only */
+        } else if (strncmp(k, "no-", 3) == 0 && version_word(k + 3, 1) >= 0) {
+            o->no |= 1u << version_word(k + 3, 1);
         } else if (strcmp(k, "no-tls-tickets") == 0) {
             o->no_tickets = 1;
         } else if (strcmp(k, "prefer-client-ciphers") == 0) {
