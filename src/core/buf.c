@@ -36,7 +36,7 @@ void moat_buf_compact(struct moat_buf *b)
     b->wr = len;
 }
 
-moat_rc moat_buf_reserve(struct moat_buf *b, size_t n)
+moat_rc moat_buf_grow(struct moat_buf *b, size_t n)
 {
     if (b->cap - b->wr >= n) {
         return MOAT_RC_OK;
@@ -63,17 +63,6 @@ moat_rc moat_buf_reserve(struct moat_buf *b, size_t n)
     }
     b->base = p;
     b->cap = want;
-    return MOAT_RC_OK;
-}
-
-moat_rc moat_buf_append(struct moat_buf *b, const void *p, size_t n)
-{
-    if (n == 0) {
-        return MOAT_RC_OK;
-    }
-    MOAT_TRY(moat_buf_reserve(b, n));
-    memcpy(b->base + b->wr, p, n);
-    b->wr += n;
     return MOAT_RC_OK;
 }
 

@@ -9,7 +9,6 @@
 
 #include <stddef.h>
 #include <string.h>
-#include <strings.h>
 
 typedef struct {
     const char *p;
@@ -33,10 +32,25 @@ static inline int moat_slice_eq(moat_slice a, moat_slice b)
 {
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
 }
+static inline int moat_ascii_lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+/* ASCII case-insensitive over n bytes, NUL bytes included (strncasecmp stops at one, and goes
+ * through the locale: a call per header name it was, most of them ending at the first byte). */
+static inline int moat_mem_eq_nocase(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (moat_ascii_lower((unsigned char)a[i]) != moat_ascii_lower((unsigned char)b[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
 /* ASCII case-insensitive: header names, tokens, host names. */
 static inline int moat_slice_eq_nocase(moat_slice a, moat_slice b)
 {
-    return a.len == b.len && (a.len == 0 || strncasecmp(a.p, b.p, a.len) == 0);
+    return a.len == b.len && moat_mem_eq_nocase(a.p, b.p, a.len);
 }
 static inline int moat_slice_eq_lit_nocase(moat_slice a, const char *lit)
 {

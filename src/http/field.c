@@ -5,14 +5,13 @@
 #include "http/field.h"
 
 #include <string.h>
-#include <strings.h>
 
 const struct moat_field *moat_field_find(const struct moat_field *f, size_t n,
                                          const char *name_lower)
 {
     size_t len = strlen(name_lower);
     for (size_t i = 0; i < n; i++) {
-        if (f[i].name.len == len && strncasecmp(f[i].name.p, name_lower, len) == 0) {
+        if (f[i].name.len == len && moat_mem_eq_nocase(f[i].name.p, name_lower, len)) {
             return &f[i];
         }
     }

@@ -61,6 +61,8 @@ struct moat_h2s_conf {
     uint64_t head_timeout_ms, idle_timeout_ms, body_timeout_ms, write_timeout_ms;
 };
 
+struct moat_h2_stream;
+
 /* Per worker, shared by its sessions one call at a time. */
 struct moat_h2s_scratch {
     struct moat_buf *lines, *body; /* a handler's header lines and generated body */
@@ -74,6 +76,11 @@ struct moat_h2s_scratch {
     /* nghttp2's memory: it allocates several blocks per stream and frees them when the
      * stream ends; recycling them here saves a malloc and a free each time. */
     struct moat_slab slab;
+    /* Stream records freed by any of the worker's sessions, newest first: the next stream
+     * takes the one just freed, still in the cache (per-session lists handed every new stream
+     * a record untouched since that connection's last request: a cache miss per stream). */
+    struct moat_h2_stream *spare;
+    unsigned nspare;
 };
 
 /* What a session runs on; everything borrowed, living longer than the session. */
@@ -91,8 +98,6 @@ struct moat_h2s_env {
     int keep_meta;
     int requests_unlimited; /* the client is exempt from req_interval_us (limits.exempt) */
 };
-
-struct moat_h2_stream;
 
 /* A DATA frame's place in the output buffer, still to be filled from its file. */
 #define MOAT_H2_GAPS 16
@@ -119,8 +124,7 @@ struct moat_h2s {
     struct moat_buf hbuf;           /* the header block being received: names and values */
     struct moat_buf hidx;           /* its fields as offsets into hbuf */
     struct moat_h2_stream *streams; /* live ones (doubly linked) */
-    struct moat_h2_stream *spare;   /* freed ones kept for the next */
-    size_t nstreams, nspare;
+    size_t nstreams;
     struct moat_h2_stream *hstream; /* whose header block is being received */
     uint64_t hblock_started_ms;
     unsigned continuations;

@@ -61,11 +61,30 @@ TEST_CASE(reserve_zero_limit_refuses)
     moat_buf_clear(&b);
 }
 
+TEST_CASE(append_after_growth_keeps_bytes)
+{
+    /* append's inline path and buf.c's slow path (grow, compact) in turn. */
+    struct moat_buf b;
+    moat_buf_init(&b, 1 << 20);
+    for (int i = 0; i < 5000; i++) {
+        char c = (char)('a' + i % 26);
+        EXPECT(moat_ok(moat_buf_append(&b, &c, 1)));
+        if (i % 1000 == 999) {
+            moat_buf_consume(&b, 10);
+        }
+    }
+    EXPECT_INT(moat_buf_len(&b), 4950);
+    EXPECT(moat_buf_rdptr(&b)[0] == 'a' + 50 % 26); /* five times 10 consumed */
+    EXPECT(moat_buf_rdptr(&b)[4949] == 'a' + 4999 % 26);
+    moat_buf_clear(&b);
+}
+
 int main(void)
 {
     RUN(append_grows_up_to_limit);
     RUN(consume_and_compact_make_room);
     RUN(printf_appends_and_respects_limit);
     RUN(reserve_zero_limit_refuses);
+    RUN(append_after_growth_keeps_bytes);
     TEST_MAIN_END();
 }
