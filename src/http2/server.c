@@ -430,62 +430,94 @@ static int cb_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
     return 0;
 }
 
-/* The names most answers carry, in lower case and static, so nghttp2 may keep a pointer to
- * them instead of copying and lower-casing each one per answer (NGHTTP2_NV_FLAG_NO_COPY_NAME:
- * the line's own bytes are reused before the HEADERS frame is packed). */
-#define NAME(lit)                                                                                  \
-    {                                                                                              \
-        lit, sizeof(lit) - 1                                                                       \
-    }
-static const struct {
-    const char *name;
-    size_t len;
-} common_names[] = {
-    NAME("content-type"),
-    NAME("etag"),
-    NAME("last-modified"),
-    NAME("accept-ranges"),
-    NAME("x-content-type-options"),
-    NAME("cache-control"),
-    NAME("vary"),
-    NAME("content-range"),
-    NAME("location"),
-    NAME("strict-transport-security"),
-    NAME("set-cookie"),
-    NAME("content-encoding"),
-    NAME("expires"),
-    NAME("alt-svc"),
-};
-#undef NAME
+/* What an answer's field name is to HTTP/2. One of HTTP/1.1's connection and framing fields,
+ * which HTTP/2 leaves out (RFC 9113 §8.2.2; content-length is made from the answer's length):
+ * NAME_DROP. A name most answers carry: that name in lower case and static, so nghttp2 may keep
+ * a pointer to it instead of copying and lower-casing it per answer
+ * (NGHTTP2_NV_FLAG_NO_COPY_NAME). Any other: NULL. One switch on the length instead of a scan
+ * of every name: this runs for every field of every answer. */
+static const char NAME_DROP[] = "";
 
-static const char *common_name(moat_slice name)
+static const char *name_kind(moat_slice name)
 {
-    for (size_t i = 0; i < sizeof common_names / sizeof common_names[0]; i++) {
-        if (common_names[i].len == name.len &&
-            moat_slice_eq_nocase(name, moat_slice_of(common_names[i].name, name.len))) {
-            return common_names[i].name;
-        }
+#define IS(lit) (name.len == sizeof(lit) - 1 && moat_mem_eq_nocase(name.p, lit, sizeof(lit) - 1))
+#define KEEP(lit)                                                                                  \
+    if (IS(lit)) {                                                                                 \
+        return lit;                                                                                \
+    }
+#define DROP(lit)                                                                                  \
+    if (IS(lit)) {                                                                                 \
+        return NAME_DROP;                                                                          \
+    }
+    switch (name.len) {
+    case 4:
+        KEEP("etag");
+        KEEP("vary");
+        break;
+    case 7:
+        DROP("upgrade");
+        KEEP("expires");
+        KEEP("alt-svc");
+        break;
+    case 8:
+        KEEP("location");
+        break;
+    case 10:
+        DROP("connection");
+        DROP("keep-alive");
+        KEEP("set-cookie");
+        break;
+    case 12:
+        KEEP("content-type");
+        break;
+    case 13:
+        KEEP("last-modified");
+        KEEP("accept-ranges");
+        KEEP("cache-control");
+        KEEP("content-range");
+        break;
+    case 14:
+        DROP("content-length");
+        break;
+    case 16:
+        DROP("proxy-connection");
+        KEEP("content-encoding");
+        break;
+    case 17:
+        DROP("transfer-encoding");
+        break;
+    case 22:
+        KEEP("x-content-type-options");
+        break;
+    case 25:
+        KEEP("strict-transport-security");
+        break;
+    default:
+        break;
     }
     return NULL;
+#undef DROP
+#undef KEEP
+#undef IS
 }
 
 /* A header line ("Name: value\r\n", in a buffer of ours) as HTTP/2 carries it: the name lower
- * cased (RFC 9113 §8.2.1), the value without its surrounding whitespace. */
-static nghttp2_nv nv_of_line(moat_slice line, moat_slice name)
+ * cased (RFC 9113 §8.2.1), the value without its surrounding whitespace. `known`: name_kind's
+ * static name, or NULL. */
+static nghttp2_nv nv_of_line(moat_slice line, moat_slice name, const char *known)
 {
     moat_slice v = moat_slice_of(name.p + name.len + 1, line.len - name.len - 1);
     while (v.len > 0 && (v.p[v.len - 1] == '\n' || v.p[v.len - 1] == '\r')) {
         v.len--;
     }
     v = moat_slice_trim_ows(v);
-    const char *c = common_name(name);
-    if (c != NULL) {
-        return (nghttp2_nv){(uint8_t *)c, (uint8_t *)v.p, name.len, v.len,
+    if (known != NULL) {
+        return (nghttp2_nv){(uint8_t *)known, (uint8_t *)v.p, name.len, v.len,
                             NGHTTP2_NV_FLAG_NO_COPY_NAME};
     }
     char *nm = (char *)name.p;
     for (size_t i = 0; i < name.len; i++) {
-        nm[i] = (char)(nm[i] >= 'A' && nm[i] <= 'Z' ? nm[i] + 32 : nm[i]);
+        nm[i] = (char)moat_ascii_lower((unsigned char)nm[i]);
     }
     return (nghttp2_nv){(uint8_t *)nm, (uint8_t *)v.p, name.len, v.len, NGHTTP2_NV_FLAG_NONE};
 }
@@ -521,7 +553,8 @@ static ssize_t cb_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
                 if (name.len == 0) {
                     continue;
                 }
-                nv[nnv++] = nv_of_line(line, name);
+                const char *known = name_kind(name);
+                nv[nnv++] = nv_of_line(line, name, known == NAME_DROP ? NULL : known);
             }
             if (nnv > 0 && nghttp2_submit_trailer(ng_of(s), id, nv, nnv) == 0) {
                 *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
@@ -571,17 +604,13 @@ static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int stat
         if (name.len == 0) {
             continue;
         }
-        if (moat_slice_eq_lit_nocase(name, "connection") ||
-            moat_slice_eq_lit_nocase(name, "keep-alive") ||
-            moat_slice_eq_lit_nocase(name, "proxy-connection") ||
-            moat_slice_eq_lit_nocase(name, "transfer-encoding") ||
-            moat_slice_eq_lit_nocase(name, "upgrade") ||
-            moat_slice_eq_lit_nocase(name, "content-length") ||
+        const char *known = name_kind(name);
+        if (known == NAME_DROP ||
             ((flags & MOAT_RES_TUNNEL) && moat_slice_eq_lit_nocase(name, "sec-websocket-accept"))) {
             continue; /* HTTP/2 frames the body itself; content-length is ours below; a
                          tunnel's 200 has none of HTTP/1.1's handshake (RFC 8441 §5) */
         }
-        nv[n++] = nv_of_line(line, name);
+        nv[n++] = nv_of_line(line, name, known);
     }
     if (length >= 0 && status >= 200 && status != 204 && status != 304) {
         size_t cl = moat_fmt_dec(clen, (uint64_t)length);
