@@ -46,7 +46,7 @@ struct moat_fcache_entry {
     struct moat_fcache_meta {
         int ready;
         unsigned char etag_len;
-        char etag[56]; /* make_etag: at most 53 */
+        char etag[24]; /* make_etag: 18 */
         char last_modified[MOAT_HTTPDATE_SIZE];
         const char *type; /* static (mime.c) */
     } meta;

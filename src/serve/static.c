@@ -320,17 +320,31 @@ static int is_hidden(const char *p, size_t n)
 /* Strong ETag "<inode>-<size>-<mtime ns>" in hex, quoted. Changes when the file
  * is replaced (inode), truncated or appended to (size), or rewritten in place
  * (mtime, nanoseconds). */
+/* One bijective 64-bit mix (MurmurHash3's finalizer): every bit of x reaches every bit out. */
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x *= UINT64_C(0xc4ceb9fe1a85ec53);
+    x ^= x >> 33;
+    return x;
+}
+
+/* A strong validator for the file as it is: its inode, size and modification time (ns) mixed
+ * into 64 bits, in hex between quotes. Each step is a bijection, so a change of any one of the
+ * three (an edit, a touch, a replacement by rename) always changes it; only several at once can
+ * meet, with odds of 2^-64. It no longer shows the inode number (the disclosure of Apache's
+ * CVE-2003-1418), and at 18 bytes instead of up to 53 it costs less on every answer: HPACK
+ * never indexes an ETag, so HTTP/2 Huffman-codes it each time (bench/README.md, finding 22). */
 static size_t make_etag(char *out, const struct stat *st)
 {
     uint64_t ns =
         (uint64_t)st->st_mtim.tv_sec * UINT64_C(1000000000) + (uint64_t)st->st_mtim.tv_nsec;
+    uint64_t h = mix64(mix64(mix64((uint64_t)st->st_ino) ^ (uint64_t)st->st_size) ^ ns);
     size_t n = 0;
     out[n++] = '"';
-    n += moat_fmt_hex(out + n, (uint64_t)st->st_ino);
-    out[n++] = '-';
-    n += moat_fmt_hex(out + n, (uint64_t)st->st_size);
-    out[n++] = '-';
-    n += moat_fmt_hex(out + n, ns);
+    n += moat_fmt_hex(out + n, h);
     out[n++] = '"';
     return n;
 }

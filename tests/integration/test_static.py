@@ -133,6 +133,34 @@ def test_etag_differs_per_file_and_changes(server, www):
     assert fetch(server, "/mutable.txt", headers={"If-None-Match": e1}).status == 200
 
 
+def test_etag_changes_on_touch_and_on_replace_and_hides_the_inode(server, www):
+    """The ETag mixes inode, size and mtime (ns): a touch alone and a same-size, same-mtime
+    replacement by rename (a new inode) each change it; the inode number is not in it (the
+    disclosure of Apache's CVE-2003-1418)."""
+    f = www / "same-size.txt"
+    f.write_text("aaaa\n")
+    old = time.time() - 100
+    os.utime(f, (old, old))
+    e1 = fetch(server, "/same-size.txt").header("etag")
+    assert e1.startswith('"') and e1.endswith('"') and len(e1) <= 18, e1
+    assert format(os.stat(f).st_ino, "x") not in e1, e1
+    os.utime(f, (old + 1, old + 1))  # the same bytes, a new modification time
+    time.sleep(1.2)  # limits.file_cache_valid (1s)
+    e2 = fetch(server, "/same-size.txt").header("etag")
+    assert e2 != e1
+    st = os.stat(f)
+    tmp = www / "same-size.txt.new"
+    tmp.write_text("bbbb\n")  # same size
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime to the nanosecond
+    assert os.stat(tmp).st_ino != st.st_ino
+    os.rename(tmp, f)
+    time.sleep(1.2)
+    r = fetch(server, "/same-size.txt")
+    assert r.body == b"bbbb\n"
+    assert r.header("etag") not in (e1, e2), (r.header("etag"), e1, e2)
+    assert fetch(server, "/same-size.txt", headers={"If-None-Match": e2}).status == 200
+
+
 def test_last_modified_and_ims(server, www):
     r = fetch(server, "/a.txt")
     lm = r.header("last-modified")
