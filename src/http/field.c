@@ -1,22 +1,9 @@
 /*
- * field.c: field lookup (see field.h). A linear scan: heads have a few dozen fields, and the
- * names asked for are known to the caller, so a table would cost more than it saves.
+ * field.c: walking header lines (see field.h).
  */
 #include "http/field.h"
 
 #include <string.h>
-
-const struct moat_field *moat_field_find(const struct moat_field *f, size_t n,
-                                         const char *name_lower)
-{
-    size_t len = strlen(name_lower);
-    for (size_t i = 0; i < n; i++) {
-        if (f[i].name.len == len && moat_mem_eq_nocase(f[i].name.p, name_lower, len)) {
-            return &f[i];
-        }
-    }
-    return NULL;
-}
 
 int moat_field_lines_next(const struct moat_buf *lines, size_t *at, moat_slice *line,
                           moat_slice *name)

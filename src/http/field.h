@@ -10,6 +10,7 @@
 #include "core/slice.h"
 
 #include <stddef.h>
+#include <string.h>
 
 struct moat_field {
     moat_slice name;  /* a token, case as sent (HTTP/2: lower case) */
@@ -17,9 +18,20 @@ struct moat_field {
 };
 
 /* The first field named `name_lower` (ASCII lower case, NUL-terminated), compared without case;
- * NULL when there is none. */
-const struct moat_field *moat_field_find(const struct moat_field *f, size_t n,
-                                         const char *name_lower);
+ * NULL when there is none. A linear scan: heads have a few dozen fields. Inline because the
+ * name is nearly always a literal: its length and its folded words are then constants, and a
+ * field of another length costs one compare. */
+static inline const struct moat_field *moat_field_find(const struct moat_field *f, size_t n,
+                                                       const char *name_lower)
+{
+    size_t len = strlen(name_lower);
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].name.len == len && moat_mem_eq_nocase(f[i].name.p, name_lower, len)) {
+            return &f[i];
+        }
+    }
+    return NULL;
+}
 
 /* Walk header lines ("Name: value\r\n" each, as handlers write them and trailers are kept) in
  * `lines` (NULL: none). Start with *at = 0; each call gives the next whole line, its CRLF

@@ -1198,7 +1198,9 @@ static int cb_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     if (st == NULL) {
         return 0;
     }
-    nghttp2_session_set_stream_user_data(ng, id, NULL);
+    /* No set_stream_user_data(NULL) first: with no_closed_streams nghttp2 destroys the stream
+     * as soon as this returns, and nothing between reads its user data (one look-up in its
+     * stream map per request less). */
     stream_free(s, st, 1);
     if (s->nstreams == 0) {
         s->idle_since_ms = now_ms(s);

@@ -26,9 +26,45 @@ TEST_CASE(nocase_compares_past_nul_bytes)
     EXPECT(!moat_mem_eq_nocase("X-A", "x-b", 3));
 }
 
+/* The word-at-a-time compare against a byte-at-a-time reference: every pair of bytes, in every
+ * position of every length up to 19 (the 8-, 4-, 2- and 1-byte steps and their mixes). */
+static int ref_eq_nocase(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (moat_ascii_lower((unsigned char)a[i]) != moat_ascii_lower((unsigned char)b[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+TEST_CASE(nocase_words_match_bytewise_reference)
+{
+    char a[20], b[20];
+    size_t bad = 0;
+    for (size_t n = 1; n < sizeof(a); n++) {
+        for (size_t at = 0; at < n; at++) {
+            for (int x = 0; x < 256; x++) {
+                for (int y = 0; y < 256; y++) {
+                    memset(a, 'Q', n);
+                    memset(b, 'q', n);
+                    a[at] = (char)x;
+                    b[at] = (char)y;
+                    bad += moat_mem_eq_nocase(a, b, n) != ref_eq_nocase(a, b, n);
+                }
+            }
+        }
+    }
+    EXPECT_INT(bad, 0);
+    EXPECT(moat_mem_eq_nocase("X-Content-Type-Options", "x-content-type-options", 22));
+    EXPECT(!moat_mem_eq_nocase("X-Content-Type-Optionz", "x-content-type-options", 22));
+    EXPECT(moat_mem_eq_nocase("", "", 0));
+}
+
 int main(void)
 {
     RUN(nocase_folds_ascii_letters_only);
     RUN(nocase_compares_past_nul_bytes);
+    RUN(nocase_words_match_bytewise_reference);
     TEST_MAIN_END();
 }
