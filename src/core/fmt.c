@@ -14,13 +14,16 @@ static size_t put_reversed(char *out, const char *tmp, size_t n)
 
 size_t moat_fmt_dec(char *out, uint64_t v)
 {
-    char tmp[MOAT_FMT_DEC_MAX];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return put_reversed(out, tmp, n);
+    /* Count the digits, then write them from the last: no buffer to reverse (every answer's
+     * status and length come through here). */
+    size_t n = 1;
+    for (uint64_t t = v; t >= 10; t /= 10) {
+        n++;
+    }
+    for (size_t i = n; i-- > 0; v /= 10) {
+        out[i] = (char)('0' + v % 10);
+    }
+    return n;
 }
 
 size_t moat_fmt_hex(char *out, uint64_t v)
