@@ -214,6 +214,44 @@ TEST_CASE(key_updates_from_a_client_that_does_not_read)
     moat_transport_close(&s);
 }
 
+/* With track_reads, a read after a short socket read says "would block" without asking
+ * OpenSSL, until the owner's loop calls moat_transport_readable; but never while OpenSSL
+ * still holds bytes of a record the same socket read brought in. */
+TEST_CASE(drained_socket_reads_skip_openssl_but_not_buffered_records)
+{
+    struct moat_transport c, s;
+    EXPECT(connected(&c, &s));
+    s.track_reads = 1;
+    SSL_set_read_ahead(moat_tls_transport_ssl(&s), 1); /* as tls/ctx.c sets the server's */
+    SSL *cs = moat_tls_transport_ssl(&c);
+    char buf[4096];
+    size_t n = 0, w = 0;
+    /* Let the server's tickets and the handshake's last bytes settle on both sides. */
+    EXPECT_INT(read_some(&c, buf, sizeof(buf), &n).kind, MOAT_E_AGAIN); /* nothing sent yet */
+    EXPECT_INT(moat_transport_read(&s, buf, sizeof(buf), &n).kind, MOAT_E_AGAIN);
+    /* Two records in the socket before the server reads: one recv (read-ahead) takes both. */
+    EXPECT(SSL_write_ex(cs, "first", 5, &w) == 1 && w == 5);
+    EXPECT(SSL_write_ex(cs, "second", 6, &w) == 1 && w == 6);
+    moat_transport_readable(&s);
+    EXPECT(moat_ok(moat_transport_read(&s, buf, sizeof(buf), &n)));
+    EXPECT(n == 5 && memcmp(buf, "first", 5) == 0);
+    EXPECT(s.drained); /* the recv came back short */
+    /* Drained, but the second record is in OpenSSL's buffer: it is read, not skipped. */
+    EXPECT(moat_ok(moat_transport_read(&s, buf, sizeof(buf), &n)));
+    EXPECT(n == 6 && memcmp(buf, "second", 6) == 0);
+    EXPECT_INT(moat_transport_read(&s, buf, sizeof(buf), &n).kind, MOAT_E_AGAIN);
+    /* Bytes that arrive now wait for the readable event, as the contract says... */
+    EXPECT(moat_ok(moat_transport_write(&c, "third", 5, &n)));
+    EXPECT_INT(moat_transport_read(&s, buf, sizeof(buf), &n).kind, MOAT_E_AGAIN);
+    /* ...and come once the loop says the socket is readable. */
+    moat_transport_readable(&s);
+    EXPECT(moat_ok(moat_transport_read(&s, buf, sizeof(buf), &n)));
+    EXPECT(n == 5 && memcmp(buf, "third", 5) == 0);
+    EXPECT(ERR_peek_error() == 0);
+    moat_transport_close(&c);
+    moat_transport_close(&s);
+}
+
 TEST_CASE(finish_with_nothing_waiting)
 {
     struct moat_transport c, s;
@@ -279,6 +317,7 @@ int main(void)
     RUN(handshake_round_trip_close_notify);
     RUN(big_writes_through_a_small_socket);
     RUN(key_updates_from_a_client_that_does_not_read);
+    RUN(drained_socket_reads_skip_openssl_but_not_buffered_records);
     RUN(finish_with_nothing_waiting);
     RUN(failed_handshake_has_words);
     RUN(refused_client_leaves_a_plain_transport_owning_the_fd);
