@@ -3,13 +3,17 @@ groups, ALPN, certificate selection by SNI (exact, wildcard, default), ECDSA and
 side, the chain sent with the leaf, and session resumption with tickets."""
 
 import re
+import select
 import socket
 import ssl
+import subprocess
+import time
 
 import pytest
 
-from helpers import (Conn, client_context, curl, log_after, peer_cert_der, s_client,
-                     s_client_handshake_ok, s_client_leaf_der, s_client_text, standard_config)
+from helpers import (OPENSSL, Conn, clean_env, client_context, curl, log_after, peer_cert_der,
+                     s_client, s_client_handshake_ok, s_client_leaf_der, s_client_text,
+                     standard_config)
 
 HTTP_CLOSE = b"GET / HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"
 
@@ -312,3 +316,52 @@ def test_ktls_is_off_unless_asked(moat, pki, www):
     m.start()
     line = log_after(m, 0, r"kTLS: not used \(tls \{ ktls on \} would ask the kernel\)")
     assert line, m.stderr()
+
+
+# -- post-handshake ----------------------------------------------------------------------------
+
+
+def test_key_update_between_keep_alive_requests(server):
+    """A KeyUpdate (update_requested) between two requests on one TLS 1.3 connection: the
+    server sends its own KeyUpdate before the second answer, which comes under the new keys. The server's read after the first answer finds the socket drained and skips OpenSSL
+    (tls/transport.c): the KeyUpdate must still be read when its bytes come."""
+    cmd = [OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % server.port, "-servername",
+           "example.test", "-tls1_3", "-crlf", "-msg"]  # no -ign_eof: it turns the command letters off
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=clean_env())
+    seen = b""
+
+    def wait_for(needle, count):
+        # s_client takes a command letter only as the first byte of one read of its stdin,
+        # so each step waits for the previous one's answer before the next is written.
+        nonlocal seen
+        end = time.monotonic() + 15
+        while seen.count(needle) < count and time.monotonic() < end:
+            r, _, _ = select.select([p.stdout], [], [], 0.5)
+            if r:
+                chunk = p.stdout.read1(65536)
+                if not chunk:
+                    break
+                seen += chunk
+        return seen.count(needle) >= count
+
+    try:
+        req = b"GET / HTTP/1.1\nHost: example.test\n\n"
+        p.stdin.write(req)
+        p.stdin.flush()
+        assert wait_for(b"HTTP/1.1 200", 1), seen.decode("latin-1")[-2000:]
+        p.stdin.write(b"K\n")
+        p.stdin.flush()
+        assert wait_for(b">>> TLS 1.3, Handshake [length 0005], KeyUpdate", 1), \
+            seen.decode("latin-1")[-2000:]
+        p.stdin.write(req)
+        p.stdin.flush()
+        assert wait_for(b"HTTP/1.1 200", 2), seen.decode("latin-1")[-2000:]
+        # RFC 8446 §4.6.3: the server's own KeyUpdate comes before its next application data.
+        theirs = seen.find(b"<<< TLS 1.3, Handshake [length 0005], KeyUpdate")
+        second = seen.find(b"HTTP/1.1 200", seen.find(b"HTTP/1.1 200") + 1)
+        assert 0 <= theirs < second, seen.decode("latin-1")[-3000:]
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+    assert server.alive()
