@@ -1,7 +1,7 @@
 """TLS policy as seen by real clients: versions (1.2 and 1.3 only), AEAD-ECDHE cipher suites,
 groups, ALPN, certificate selection by SNI (exact, wildcard, default), ECDSA and RSA side by
-side by side, the chain sent with the leaf, session resumption with tickets, and a KeyUpdate
-between keep-alive requests."""
+side, the chain sent with the leaf, session resumption with tickets, and a KeyUpdate between
+keep-alive requests."""
 
 import re
 import select
