@@ -34,14 +34,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OUT_HIGH (64 * 1024)        /* stop taking frames from nghttp2 beyond this much unsent */
-#define OUT_LIMIT (1024 * 1024)     /* never more than this: a header block plus OUT_HIGH */
-#define GEN_LIMIT (4 * 1024 * 1024) /* a generated body (a listing of 10,000 entries fits) */
-#define STREAM_PIECE 65536          /* a streaming handler may queue this much before it waits */
-#define CLOSE_LINGER_MS 1000        /* a GOAWAY with an error gets this long to leave */
-#define SPARE_MAX 64                /* stream records a worker keeps for reuse */
-#define CONTINUATIONS_MAX 16        /* a header block of 32 KiB needs 2 or 3 */
-#define TLS_RECORD 16384            /* the most plaintext one TLS record carries */
+#define OUT_HIGH (64 * 1024)         /* stop taking frames from nghttp2 beyond this much unsent */
+#define OUT_LIMIT (1024 * 1024)      /* never more than this: a header block plus OUT_HIGH */
+#define GEN_LIMIT (4 * 1024 * 1024)  /* a generated body (a listing of 10,000 entries fits) */
+#define HEAD_LIMIT (4 * 1024 * 1024) /* an answer's decorated head, as the scratch's was */
+#define NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+#define STREAM_PIECE 65536   /* a streaming handler may queue this much before it waits */
+#define CLOSE_LINGER_MS 1000 /* a GOAWAY with an error gets this long to leave */
+#define SPARE_MAX 64         /* stream records a worker keeps for reuse */
+#define CONTINUATIONS_MAX 16 /* a header block of 32 KiB needs 2 or 3 */
+#define TLS_RECORD 16384     /* the most plaintext one TLS record carries */
 #define WAIT_BODY 1
 #define WAIT_ROOM 2
 
@@ -74,6 +76,11 @@ struct moat_h2_stream {
     int answer_sent; /* its END_STREAM went */
     int no_body;     /* a streaming answer without content (HEAD, 204, 304, length 0) */
     int status;
+    /* What its HEADERS points at, nghttp2 copying none of it (NO_COPY_NAME and _VALUE: it must
+     * stay unchanged until the frame is sent or the stream closes, and one answer is made per
+     * stream): the decorated lines, names lower-cased in place; the status, date and length. */
+    struct moat_buf head;
+    char code[4], date[MOAT_HTTPDATE_SIZE], clen[MOAT_FMT_DEC_MAX];
     uint64_t bytes_sent;
     int fd; /* owned (or its owner's: fd_release); -1 when no file */
     void (*fd_release)(void *h);
@@ -157,16 +164,19 @@ static struct moat_h2_stream *stream_new(struct moat_h2s *s, int32_t id)
     if (st != NULL) {
         sc->spare = st->next;
         sc->nspare--;
-        struct moat_buf keep = st->data;
+        struct moat_buf keep = st->data, keep_head = st->head;
         memset(st, 0, sizeof(*st));
-        st->data = keep; /* its storage, emptied */
+        st->data = keep; /* their storage, emptied */
         st->data.rd = st->data.wr = 0;
+        st->head = keep_head;
+        st->head.rd = st->head.wr = 0;
     } else {
         st = calloc(1, sizeof(*st));
         if (st == NULL) {
             return NULL;
         }
         moat_buf_init(&st->data, GEN_LIMIT);
+        moat_buf_init(&st->head, HEAD_LIMIT);
     }
     st->ex.ops = &exch_ops;
     st->s = s;
@@ -253,6 +263,9 @@ static void stream_free(struct moat_h2s *s, struct moat_h2_stream *st, int log_i
     if (st->data.cap > 16384) {
         moat_buf_clear(&st->data); /* a big body does not stay pinned */
     }
+    if (st->head.cap > 4096) {
+        moat_buf_clear(&st->head);
+    }
     struct moat_h2s_scratch *sc = s->env.scratch;
     if (sc->nspare < SPARE_MAX) {
         st->next = sc->spare;
@@ -260,6 +273,7 @@ static void stream_free(struct moat_h2s *s, struct moat_h2_stream *st, int log_i
         sc->nspare++;
     } else {
         moat_buf_clear(&st->data);
+        moat_buf_clear(&st->head);
         free(st);
     }
 }
@@ -570,13 +584,16 @@ static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int stat
                          const struct moat_buf *lines, int64_t length, unsigned flags,
                          int with_body)
 {
+    if (st->answered) {
+        return -1; /* one answer per stream: nghttp2 may still point into st->head */
+    }
     struct moat_h2s_scratch *sc = s->env.scratch;
-    struct moat_buf *h = &sc->head;
+    struct moat_buf *h = &st->head;
     h->rd = h->wr = 0;
     void *hd = s->env.host_data;
-    char code[4], clen[24];
     int st_code = status < 100 || status > 999 ? 500 : status;
-    moat_fmt_dec(code, (uint64_t)st_code);
+    moat_fmt_dec(st->code, (uint64_t)st_code);
+    memcpy(st->date, moat_httpdate_now(time(NULL)), MOAT_HTTPDATE_LEN);
     int server = s->env.host->server_field(hd, &st->ref);
     if (!moat_ok(s->env.host->decorate(hd, &st->ref, h, lines, flags))) {
         return -1;
@@ -591,10 +608,9 @@ static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int stat
     nghttp2_nv *nv = (nghttp2_nv *)(void *)nvb->base;
     size_t n = 0;
 #define NV(nm, v, vl)                                                                              \
-    (nv[n++] = (nghttp2_nv){(uint8_t *)(nm), (uint8_t *)(v), sizeof(nm) - 1, (vl),                 \
-                            NGHTTP2_NV_FLAG_NO_COPY_NAME})
-    NV(":status", code, 3);
-    NV("date", moat_httpdate_now(time(NULL)), MOAT_HTTPDATE_LEN);
+    (nv[n++] = (nghttp2_nv){(uint8_t *)(nm), (uint8_t *)(v), sizeof(nm) - 1, (vl), NO_COPY})
+    NV(":status", st->code, 3);
+    NV("date", st->date, MOAT_HTTPDATE_LEN);
     if (server) {
         NV("server", "moat", 4);
     }
@@ -610,11 +626,12 @@ static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int stat
             continue; /* HTTP/2 frames the body itself; content-length is ours below; a
                          tunnel's 200 has none of HTTP/1.1's handshake (RFC 8441 §5) */
         }
-        nv[n++] = nv_of_line(line, name, known);
+        nv[n] = nv_of_line(line, name, known);
+        nv[n++].flags = NO_COPY;
     }
     if (length >= 0 && status >= 200 && status != 204 && status != 304) {
-        size_t cl = moat_fmt_dec(clen, (uint64_t)length);
-        NV("content-length", clen, cl);
+        size_t cl = moat_fmt_dec(st->clen, (uint64_t)length);
+        NV("content-length", st->clen, cl);
     }
 #undef NV
     st->status = st_code;
@@ -1976,7 +1993,6 @@ static const struct moat_exch_ops exch_ops = {
 
 moat_rc moat_h2s_scratch_init(struct moat_h2s_scratch *sc, size_t max_fields)
 {
-    moat_buf_init(&sc->head, 4 * 1024 * 1024);
     moat_buf_init(&sc->nv, 4 * 1024 * 1024);
     moat_slab_init(&sc->slab, 1024);
     sc->spare = NULL;
@@ -1994,7 +2010,6 @@ moat_rc moat_h2s_scratch_init(struct moat_h2s_scratch *sc, size_t max_fields)
 
 void moat_h2s_scratch_clear(struct moat_h2s_scratch *sc)
 {
-    moat_buf_clear(&sc->head);
     moat_buf_clear(&sc->nv);
     free(sc->fields);
     free(sc->rbuf);
@@ -2003,6 +2018,7 @@ void moat_h2s_scratch_clear(struct moat_h2s_scratch *sc)
         struct moat_h2_stream *st = sc->spare;
         sc->spare = st->next;
         moat_buf_clear(&st->data);
+        moat_buf_clear(&st->head);
         free(st);
     }
     sc->nspare = 0;

@@ -67,7 +67,6 @@ struct moat_h2_stream;
 struct moat_h2s_scratch {
     struct moat_buf *lines, *body; /* a handler's header lines and generated body */
     char *npath;                   /* MOAT_REQ_PATH_CAP + 1 bytes: the normalised path */
-    struct moat_buf head;          /* an answer's fields in lower case, for nghttp2 to copy */
     struct moat_buf nv;            /* their nghttp2_nv array */
     struct moat_field *fields;     /* a request's fields at dispatch (max_fields + 1) */
     size_t nfields_cap;

@@ -335,10 +335,17 @@ def test_many_streams_at_once(srv, docroot):
         for i in range(60):
             name = files[i % len(files)] if i % 10 else "big.bin"
             sids[c.request("/" + name)] = name
+        etags = {}
         for sid, name in sids.items():
             st = c.response(sid, timeout=30)
             assert st.status == 200, st
             assert bytes(st.body) == (docroot / name).read_bytes(), name
+            # Each answer's own fields: nghttp2 points into the stream's head (no copy) until
+            # its HEADERS goes, while the next streams' answers are being made.
+            assert st.header("content-length") == str((docroot / name).stat().st_size), name
+            etags.setdefault(name, set()).add(st.header("etag"))
+        assert all(len(v) == 1 for v in etags.values()), etags
+        assert len({next(iter(v)) for v in etags.values()}) == len(etags), etags
 
 
 def test_host_field_instead_of_authority(srv):
