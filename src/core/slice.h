@@ -49,7 +49,9 @@ static inline uint64_t moat_ascii_lower8(uint64_t x)
     uint64_t upper = from_a & ~past_z & ~x & hi;
     return x | (upper >> 2);
 }
-static inline uint64_t moat_load_le(const char *p, size_t n) /* n <= 8 bytes, zero-filled */
+/* n <= 8 bytes in host order, the rest zero (the compares below are per byte: order does not
+ * matter). */
+static inline uint64_t moat_load_bytes(const char *p, size_t n)
 {
     uint64_t w = 0;
     memcpy(&w, p, n);
@@ -65,19 +67,19 @@ static inline int moat_mem_eq_nocase(const char *a, const char *b, size_t n)
     uint64_t x, y;
     if (n >= 8) {
         for (size_t i = 0; i + 8 < n; i += 8) {
-            if (moat_ascii_lower8(moat_load_le(a + i, 8)) !=
-                moat_ascii_lower8(moat_load_le(b + i, 8))) {
+            if (moat_ascii_lower8(moat_load_bytes(a + i, 8)) !=
+                moat_ascii_lower8(moat_load_bytes(b + i, 8))) {
                 return 0;
             }
         }
-        x = moat_load_le(a + n - 8, 8);
-        y = moat_load_le(b + n - 8, 8);
+        x = moat_load_bytes(a + n - 8, 8);
+        y = moat_load_bytes(b + n - 8, 8);
     } else if (n >= 4) {
-        x = moat_load_le(a, 4) << 32 | moat_load_le(a + n - 4, 4);
-        y = moat_load_le(b, 4) << 32 | moat_load_le(b + n - 4, 4);
+        x = moat_load_bytes(a, 4) << 32 | moat_load_bytes(a + n - 4, 4);
+        y = moat_load_bytes(b, 4) << 32 | moat_load_bytes(b + n - 4, 4);
     } else if (n >= 2) {
-        x = moat_load_le(a, 2) << 16 | moat_load_le(a + n - 2, 2);
-        y = moat_load_le(b, 2) << 16 | moat_load_le(b + n - 2, 2);
+        x = moat_load_bytes(a, 2) << 16 | moat_load_bytes(a + n - 2, 2);
+        y = moat_load_bytes(b, 2) << 16 | moat_load_bytes(b + n - 2, 2);
     } else if (n == 1) {
         x = (unsigned char)a[0];
         y = (unsigned char)b[0];

@@ -391,7 +391,8 @@ static moat_rc dispatch(void *host, struct moat_route_ref *ref, const struct moa
                                   .sni_site = c->sni_site,
                                   .ssl = moat_tls_transport_ssl(&c->tr),
                                   .id = c->id,
-                                  .peer_text = c->ends.peer};
+                                  .peer_text = c->ends.peer,
+                                  .memo = &c->route_memo};
     struct moat_route rt;
     enum moat_route_verdict verdict = moat_route_pick(&who, req->authority, req->npath, &rt);
     ref->site = rt.site;
@@ -769,6 +770,7 @@ void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_st
     }
     c->proxy_header = proxy_header;
     c->snap = moat_snapshot_ref(h->snap);
+    c->route_memo = (struct moat_route_memo){0};
     moat_timer_init(&c->timer, on_timer, c);
     c->w.fd = fd;
     c->w.cb = on_event;

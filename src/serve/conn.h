@@ -16,6 +16,7 @@
 #include "http2/server.h"
 #include "serve/cache.h"
 #include "serve/guard.h"
+#include "serve/route.h"
 
 #include <sys/socket.h>
 
@@ -72,12 +73,13 @@ enum moat_conn_state {
 };
 
 struct moat_conn {
-    struct moat_watch w;           /* w.fd is tr.fd */
-    struct moat_transport tr;      /* owned: plain or TLS (tls/transport.h) */
-    struct moat_conn_home *home;   /* borrowed */
-    struct moat_snapshot *snap;    /* one reference */
-    struct moat_site *sni_site;    /* borrowed from snap: the site whose handshake this was */
-    struct moat_conn *prev, *next; /* the worker's list of connections */
+    struct moat_watch w;               /* w.fd is tr.fd */
+    struct moat_transport tr;          /* owned: plain or TLS (tls/transport.h) */
+    struct moat_conn_home *home;       /* borrowed */
+    struct moat_snapshot *snap;        /* one reference */
+    struct moat_site *sni_site;        /* borrowed from snap: the site whose handshake this was */
+    struct moat_route_memo route_memo; /* the last Host's site (serve/route.h) */
+    struct moat_conn *prev, *next;     /* the worker's list of connections */
     struct moat_conn *next_closing;
     unsigned long long id;
     enum moat_conn_state state;

@@ -26,11 +26,28 @@ moat_slice moat_route_host(moat_slice host)
     return colon ? moat_slice_of(host.p, (size_t)(colon - host.p)) : host;
 }
 
+/* moat_snapshot_route, through the connection's memo: the same bytes give the same site for
+ * as long as the connection's snapshot, which is all of its life. */
+static struct moat_site *site_lookup(const struct moat_route_conn *rc, moat_slice host)
+{
+    struct moat_route_memo *m = rc->memo;
+    if (m != NULL && m->len == host.len && memcmp(m->host, host.p, host.len) == 0) {
+        return m->site;
+    }
+    struct moat_site *site = moat_snapshot_route(rc->snap, host.p, host.len);
+    if (m != NULL && host.len <= sizeof(m->host)) {
+        memcpy(m->host, host.p, host.len);
+        m->len = (unsigned char)host.len;
+        m->site = site;
+    }
+    return site;
+}
+
 /* The site for `host`, or NULL with the reason for a 421 in *why. */
 static struct moat_site *site_for(const struct moat_route_conn *rc, moat_slice host,
                                   const char **why)
 {
-    struct moat_site *site = host.len ? moat_snapshot_route(rc->snap, host.p, host.len) : NULL;
+    struct moat_site *site = host.len ? site_lookup(rc, host) : NULL;
     *why = NULL;
     if (rc->ssl == NULL) {
         return site != NULL ? site : &rc->snap->sites[0]; /* the plain listener redirects */

@@ -18,12 +18,22 @@ struct moat_hdr_set;
 struct moat_crlpub;
 
 /* The connection as routing sees it. Everything borrowed. */
+/* The last host name a connection's requests named and its site: most connections name one
+ * host throughout, and the look-up (lower-casing, the name table) is then done once. Owned by
+ * the connection, zeroed when it starts: the site is its snapshot's. */
+struct moat_route_memo {
+    struct moat_site *site; /* moat_snapshot_route's answer for host (may be NULL) */
+    unsigned char len;      /* 0: empty */
+    char host[63];          /* exactly as the request had it (longer names are not kept) */
+};
+
 struct moat_route_conn {
     const struct moat_snapshot *snap;
     struct moat_site *sni_site; /* the site whose certificate the handshake chose */
     SSL *ssl;                   /* NULL on the plain listener */
     unsigned long long id;      /* for log lines */
     const char *peer_text;
+    struct moat_route_memo *memo; /* the connection's, or NULL */
 };
 
 enum moat_route_verdict {

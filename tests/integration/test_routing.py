@@ -125,6 +125,24 @@ def test_wildcard_site_serves_its_names(strict):
     assert ask(strict, "x.w.test", "deep.y.w.test").status == 421
 
 
+def test_hosts_change_on_one_connection(strict):
+    # Each request on a keep-alive connection is routed by its own Host: the connection
+    # remembers the last name's site (serve/route.c), and must not answer another name with it.
+    seq = [("c.test", 200, b"SITE-C\n"), ("d.test", 200, b"SITE-D\n"),
+           ("C.Test", 200, b"SITE-C\n"), ("d.test:443", 200, b"SITE-D\n"),
+           ("b.test", 421, None), ("d.test", 200, b"SITE-D\n"), ("c.test", 200, b"SITE-C\n"),
+           ("evil.example", 421, None)]
+    with Conn(strict.port, sni="c.test", verify=False) as c:
+        for host, status, body in seq:
+            c.send("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+            r = c.read_response()
+            assert r.status == status, host
+            if body is not None:
+                assert r.body == body, host
+            else:
+                assert b"SITE-" not in r.body, host
+
+
 def test_address_names_route_in_any_spelling(strict):
     # No SNI (clients send none for an address): the first site, which lists the addresses.
     for host in ["127.0.0.1", "127.0.0.1:%d" % strict.port, "[::1]", "[0:0::1]:8443",
