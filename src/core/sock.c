@@ -109,6 +109,11 @@ moat_rc moat_addr_resolve(const char *spec, struct moat_addr *out, size_t max, s
     return MOAT_RC_OK;
 }
 
+void moat_sock_defer_accept(int fd, int seconds)
+{
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof(seconds));
+}
+
 moat_rc moat_sock_listen(const struct moat_addr *a, int backlog, int *fd_out, struct moat_err *err)
 {
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

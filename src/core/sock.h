@@ -26,6 +26,11 @@ MOAT_MUST_USE moat_rc moat_addr_resolve(const char *spec, struct moat_addr *out,
 /* A non-blocking, close-on-exec listener with SO_REUSEADDR and SO_REUSEPORT. */
 MOAT_MUST_USE moat_rc moat_sock_listen(const struct moat_addr *a, int backlog, int *fd_out,
                                        struct moat_err *err);
+/* Wake the listener for a connection only once its first bytes came (TCP_DEFER_ACCEPT), or
+ * after `seconds` without any: for protocols where the client speaks first (TLS, HTTP). The
+ * kernel then hands over the connection with its ClientHello, which is read at once. Best
+ * effort: without it, the first read waits for its own event. */
+void moat_sock_defer_accept(int fd, int seconds);
 /* "203.0.113.5" / "2001:db8::1" for logs (no port). */
 void moat_sock_peer_text(const struct sockaddr_storage *ss, char *out, size_t outlen);
 /* An address as text (moat_sock_peer_text) and its port (0 for other families). */

@@ -838,5 +838,13 @@ void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_st
     if (!moat_ok(moat_timer_arm(&h->loop->timers, &c->timer,
                                 h->loop->now_ms + c->snap->conf->handshake_timeout_ms))) {
         moat_conn_close(c);
+        return;
+    }
+    /* The listener defers accepting until the client's first bytes came (server.c), so they
+     * are read now rather than after another turn of the loop. */
+    if (c->state == MOAT_CONN_PROXY_HEADER) {
+        step_proxy_header(c);
+    } else {
+        step_handshake(c);
     }
 }

@@ -423,6 +423,12 @@ static moat_rc bind_all(struct moat_server *srv, const struct moat_conf *conf, s
                 }
                 return rc;
             }
+            if (tls_flags[a] != MOAT_LISTENER_STREAM) {
+                /* HTTP and TLS clients speak first. A stream's origin may not (SMTP, FTP):
+                 * its listener wakes at once. One second bounds how long a silent client
+                 * stays the kernel's alone; after it, timeouts.handshake runs as usual. */
+                moat_sock_defer_accept(fd, 1);
+            }
             MOAT_TRY(moat_worker_add_listener(&srv->workers[w], fd, tls_flags[a], specs[a], err));
         }
         moat_log_i("listening on %s (%s)", addrs[a].text,

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import time
@@ -248,6 +249,33 @@ def test_metrics_count_requests_handshakes_and_failures(served, pki, tmp_path):
     mx2 = parse_metrics(moat_cmd(served, "metrics").stdout)
     assert mx2[base + 'protocol="HTTP/1.1",code="2xx",method="GET"}'] == 3
     assert mx2['moat_reloads_total{result="ok"}'] == 1
+
+
+def test_a_silent_connection_waits_in_the_kernel_until_it_speaks(served, pki):
+    """TLS listeners defer accepting (TCP_DEFER_ACCEPT, 1 s): a connection that has said nothing
+    is not moat's yet, and one that speaks is handed over with its ClientHello and served."""
+    def accepted():
+        r = moat_cmd(served, "metrics")
+        assert r.returncode == 0, r.stderr
+        return parse_metrics(r.stdout)["moat_connections_accepted_total"]
+    before = accepted()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as s:
+        time.sleep(0.5)
+        assert accepted() == before  # connected on the client's side, not accepted yet
+        ctx = ssl.create_default_context(cafile=str(pki.root))
+        with ctx.wrap_socket(s, server_hostname="example.test") as t:
+            t.sendall(b"GET / HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+            assert t.recv(12) == b"HTTP/1.1 200"
+    assert accepted() == before + 1
+    # Silent past the deferral: handed over after all, and then closed by timeouts.handshake.
+    with socket.create_connection(("127.0.0.1", served.port), timeout=15) as s:
+        assert wait_for(lambda: accepted() == before + 2, 6)
+        t0 = time.monotonic()
+        try:
+            assert s.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - t0 < 12
 
 
 def test_upstreams_report_health(moat, www, tmp_path):
