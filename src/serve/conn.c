@@ -841,7 +841,8 @@ void moat_conn_accept(struct moat_conn_home *h, int fd, const struct sockaddr_st
         return;
     }
     /* The listener defers accepting until the client's first bytes came (server.c), so they
-     * are read now rather than after another turn of the loop. */
+     * are read now rather than after another turn of the loop. After the deferral's second,
+     * or where the kernel would not defer, this read finds nothing and the edge comes later. */
     if (c->state == MOAT_CONN_PROXY_HEADER) {
         step_proxy_header(c);
     } else {
