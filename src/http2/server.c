@@ -44,6 +44,7 @@
 #define SPARE_MAX 64         /* stream records a worker keeps for reuse */
 #define CONTINUATIONS_MAX 16 /* a header block of 32 KiB needs 2 or 3 */
 #define TLS_RECORD 16384     /* the most plaintext one TLS record carries */
+#define MEMO_HEAD_MAX 2048   /* a longer answer head is not remembered (head_fields) */
 #define WAIT_BODY 1
 #define WAIT_ROOM 2
 
@@ -578,6 +579,66 @@ static ssize_t cb_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
     return (ssize_t)n;
 }
 
+/* The decorated head `h` as HTTP/2 fields, from nv[*n] on (at most up to maxnv - 1): names
+ * lower-cased in place, without the fields HTTP/2 forbids (RFC 9113 §8.2.2). What comes out is
+ * a function of the head's bytes and `flags` alone, and most answers of a worker are the same
+ * few files': the worker keeps its last conversion (sc->memo, as offsets into the head) and a
+ * head equal to that one byte for byte takes it instead of being parsed line by line again. */
+static void head_fields(struct moat_h2s_scratch *sc, struct moat_buf *h, unsigned flags,
+                        nghttp2_nv *nv, size_t *n, size_t maxnv)
+{
+    char *base = (char *)moat_buf_rdptr(h);
+    size_t hl = moat_buf_len(h);
+    if (sc->memo_ok && sc->memo_flags == flags && moat_buf_len(&sc->memo_head) == hl &&
+        *n + sc->memo_n < maxnv && memcmp(moat_buf_rdptr(&sc->memo_head), base, hl) == 0) {
+        for (size_t i = 0; i < sc->memo_n; i++) {
+            const struct moat_h2_memo_field *f = &sc->memo[i];
+            char *nm = base + f->noff;
+            if (f->known == NULL) {
+                for (size_t j = 0; j < f->nlen; j++) {
+                    nm[j] = (char)moat_ascii_lower((unsigned char)nm[j]);
+                }
+            }
+            nv[(*n)++] = (nghttp2_nv){(uint8_t *)(f->known != NULL ? f->known : nm),
+                                      (uint8_t *)base + f->voff, f->nlen, f->vlen, NO_COPY};
+        }
+        return;
+    }
+    /* The key is the head before the conversion lower-cases its names. */
+    sc->memo_ok = 0;
+    sc->memo_head.rd = sc->memo_head.wr = 0;
+    int keep = hl <= MEMO_HEAD_MAX && moat_ok(moat_buf_append(&sc->memo_head, base, hl));
+    size_t first = *n, at = 0;
+    moat_slice line, name;
+    while (*n + 1 < maxnv && moat_field_lines_next(h, &at, &line, &name)) {
+        if (name.len == 0) {
+            continue;
+        }
+        const char *known = name_kind(name);
+        if (known == NAME_DROP ||
+            ((flags & MOAT_RES_TUNNEL) && moat_slice_eq_lit_nocase(name, "sec-websocket-accept"))) {
+            continue; /* HTTP/2 frames the body itself; content-length is ours below; a
+                         tunnel's 200 has none of HTTP/1.1's handshake (RFC 8441 §5) */
+        }
+        nghttp2_nv f = nv_of_line(line, name, known);
+        f.flags = NO_COPY;
+        size_t k = *n - first;
+        if (k < MOAT_H2_MEMO_FIELDS) {
+            sc->memo[k] = (struct moat_h2_memo_field){
+                known, (uint32_t)(name.p - base), (uint32_t)f.namelen,
+                (uint32_t)((char *)f.value - base), (uint32_t)f.valuelen};
+        } else {
+            keep = 0;
+        }
+        nv[(*n)++] = f;
+    }
+    if (keep) {
+        sc->memo_ok = 1;
+        sc->memo_flags = flags;
+        sc->memo_n = *n - first;
+    }
+}
+
 /* The answer's HEADERS: :status, date, server, the connection's decoration of `lines` in lower
  * case without the fields HTTP/2 forbids (RFC 9113 §8.2.2), content-length. */
 static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int status,
@@ -614,21 +675,7 @@ static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int stat
     if (server) {
         NV("server", "moat", 4);
     }
-    size_t at = 0;
-    moat_slice line, name;
-    while (n + 1 < maxnv && moat_field_lines_next(h, &at, &line, &name)) {
-        if (name.len == 0) {
-            continue;
-        }
-        const char *known = name_kind(name);
-        if (known == NAME_DROP ||
-            ((flags & MOAT_RES_TUNNEL) && moat_slice_eq_lit_nocase(name, "sec-websocket-accept"))) {
-            continue; /* HTTP/2 frames the body itself; content-length is ours below; a
-                         tunnel's 200 has none of HTTP/1.1's handshake (RFC 8441 §5) */
-        }
-        nv[n] = nv_of_line(line, name, known);
-        nv[n++].flags = NO_COPY;
-    }
+    head_fields(sc, h, flags, nv, &n, maxnv);
     if (length >= 0 && status >= 200 && status != 204 && status != 304) {
         size_t cl = moat_fmt_dec(st->clen, (uint64_t)length);
         NV("content-length", st->clen, cl);
@@ -1994,6 +2041,8 @@ static const struct moat_exch_ops exch_ops = {
 moat_rc moat_h2s_scratch_init(struct moat_h2s_scratch *sc, size_t max_fields)
 {
     moat_buf_init(&sc->nv, 4 * 1024 * 1024);
+    moat_buf_init(&sc->memo_head, MEMO_HEAD_MAX);
+    sc->memo_ok = 0;
     moat_slab_init(&sc->slab, 1024);
     sc->spare = NULL;
     sc->nspare = 0;
@@ -2011,6 +2060,8 @@ moat_rc moat_h2s_scratch_init(struct moat_h2s_scratch *sc, size_t max_fields)
 void moat_h2s_scratch_clear(struct moat_h2s_scratch *sc)
 {
     moat_buf_clear(&sc->nv);
+    moat_buf_clear(&sc->memo_head);
+    sc->memo_ok = 0;
     free(sc->fields);
     free(sc->rbuf);
     moat_slab_clear(&sc->slab);

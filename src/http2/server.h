@@ -63,12 +63,28 @@ struct moat_h2s_conf {
 
 struct moat_h2_stream;
 
+/* One field of a converted answer head: where its name and value are in the head (offsets
+ * from its first byte), and name_kind's static lower-case name, or NULL. */
+#define MOAT_H2_MEMO_FIELDS 24
+struct moat_h2_memo_field {
+    const char *known;
+    uint32_t noff, nlen, voff, vlen;
+};
+
 /* Per worker, shared by its sessions one call at a time. */
 struct moat_h2s_scratch {
     struct moat_buf *lines, *body; /* a handler's header lines and generated body */
     char *npath;                   /* MOAT_REQ_PATH_CAP + 1 bytes: the normalised path */
     struct moat_buf nv;            /* their nghttp2_nv array */
-    struct moat_field *fields;     /* a request's fields at dispatch (max_fields + 1) */
+    /* The last answer head submit_answer converted to HTTP/2 fields, and the conversion: a
+     * head the same byte for byte (a file served again, on any of the worker's connections)
+     * takes the fields from here instead of being parsed again. */
+    struct moat_buf memo_head;
+    unsigned memo_flags;
+    int memo_ok;
+    size_t memo_n;
+    struct moat_h2_memo_field memo[MOAT_H2_MEMO_FIELDS];
+    struct moat_field *fields; /* a request's fields at dispatch (max_fields + 1) */
     size_t nfields_cap;
     char *rbuf; /* what one read takes from the transport */
     size_t rbuf_len;

@@ -278,6 +278,38 @@ def test_head_has_the_get_fields_and_no_data(srv):
         assert any(f.type == HEADERS and f.sid == h.sid and f.flags & 0x1 for f in c.frames)
 
 
+def test_answers_alike_and_unlike_on_two_connections(moat, pki, www):
+    """One worker remembers the last answer head it turned into HTTP/2 fields and reuses the
+    conversion for a head equal byte for byte: every answer, remembered or not, still has its
+    own file's fields, in lower case (a rule's mixed-case name too), and no other's."""
+    m = one_server(moat, lambda m: standard_config(
+        m, pki, www, workers=1,
+        extra_sites="site hdr.wild.test {\n    cert %s %s\n    root %s\n"
+                    "    header add X-Memo-Check yes\n    header /b.txt set X-Only-B two\n}\n"
+                    % (pki.wild.chain, pki.wild.key, www)))
+    want = {"/a.txt": b"file A\n", "/b.txt": b"file B, a bit longer\n"}
+    seen = {}
+    with h2(m, sni="hdr.wild.test") as c1, h2(m, sni="hdr.wild.test") as c2:
+        plan = [(c1, "/a.txt", "GET"), (c1, "/a.txt", "GET"), (c2, "/a.txt", "GET"),
+                (c1, "/b.txt", "GET"), (c2, "/a.txt", "HEAD"), (c2, "/b.txt", "GET"),
+                (c1, "/missing.txt", "GET"), (c1, "/a.txt", "GET"), (c2, "/b.txt", "GET")]
+        for c, path, method in plan:
+            st = c.get(path, method=method, authority="hdr.wild.test")
+            check_fields(st, body_known=method == "GET")
+            assert st.header("x-memo-check") == "yes", st
+            if path == "/missing.txt":
+                assert st.status == 404 and st.header("etag") is None, st
+                continue
+            assert st.status == 200, st
+            assert (st.header("x-only-b") == "two") == (path == "/b.txt"), st
+            assert st.header("content-length") == str(len(want[path])), st
+            if method == "GET":
+                assert bytes(st.body) == want[path], st
+            fields = (st.header("etag"), st.header("last-modified"), st.header("content-type"))
+            assert seen.setdefault(path, fields) == fields, (path, st)
+    assert seen["/a.txt"][0] != seen["/b.txt"][0]
+
+
 def test_range_206(srv):
     with h2(srv) as c:
         st = c.get("/digits.txt", headers=[("range", "bytes=2-5")])
