@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <openssl/err.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -337,14 +338,26 @@ moat_rc moat_cert_source_local_new(struct moat_cert_local_ca *lca, const char *c
             MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
         }
     }
-    if (ls->n == 0) {
-        for (size_t i = 0; i < 3; i++) {
-            if ((ls->names[ls->n] = strdup(local_names[i])) == NULL) {
-                local_free(&ls->base);
-                MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
-            }
-            ls->n++;
+    /* localhost is this machine's loopback (RFC 6761 §6.3): its certificate names the
+     * loopback addresses too, so that https://127.0.0.1/ and https://[::1]/ verify as well. A
+     * site without names gets all three. */
+    int want_loop = ls->n == 0;
+    for (size_t i = 0; i < ls->n && !want_loop; i++) {
+        want_loop = strcasecmp(ls->names[i], "localhost") == 0;
+    }
+    for (size_t i = ls->n == 0 ? 0 : 1; want_loop && i < 3 && ls->n < LOCAL_NAMES_MAX; i++) {
+        int have = 0;
+        for (size_t k = 0; k < ls->n && !have; k++) {
+            have = strcmp(ls->names[k], local_names[i]) == 0;
         }
+        if (have) {
+            continue;
+        }
+        if ((ls->names[ls->n] = strdup(local_names[i])) == NULL) {
+            local_free(&ls->base);
+            MOAT_FAIL(err, MOAT_E_NOMEM, "out of memory");
+        }
+        ls->n++;
     }
     /* The file name it is kept under in <state>/certs: the first name, made a plain file name
      * ('*' and ':' cannot be in one everywhere). */

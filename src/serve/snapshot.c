@@ -136,6 +136,42 @@ static int ip_parse(const char *p, size_t len, struct moat_site_ip *out)
     return 0;
 }
 
+static int ip_eq(const struct moat_site_ip *a, const struct moat_site_ip *b)
+{
+    return a->family == b->family && memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+/* localhost is this machine's loopback (RFC 6761 §6.3): a site named localhost answers for
+ * 127.0.0.1 and [::1] as well, unless a site names them itself (its local-CA certificate
+ * names them too: cert/source_local.c). */
+static void loopback_names(struct moat_snapshot *s)
+{
+    struct moat_site *site = NULL;
+    for (size_t i = 0; i < s->nsites && site == NULL; i++) {
+        const struct moat_conf_site *cs = s->sites[i].conf;
+        for (size_t k = 0; k < cs->nnames; k++) {
+            if (strcasecmp(cs->names[k], "localhost") == 0) {
+                site = &s->sites[i];
+                break;
+            }
+        }
+    }
+    static const char *const loop[] = {"127.0.0.1", "::1"};
+    for (size_t j = 0; site != NULL && j < 2 && s->nips < MOAT_SNAPSHOT_MAX_IPS; j++) {
+        struct moat_site_ip ip = {.site = site};
+        if (!ip_parse(loop[j], strlen(loop[j]), &ip)) {
+            continue;
+        }
+        int named = 0;
+        for (size_t i = 0; i < s->nips && !named; i++) {
+            named = ip_eq(&s->ips[i], &ip);
+        }
+        if (!named) {
+            s->ips[s->nips++] = ip;
+        }
+    }
+}
+
 int moat_snapshot_site_http2(const struct moat_snapshot *s, const struct moat_site *site)
 {
     return site->conf->http2 >= 0 ? site->conf->http2 : s->conf->http2;
@@ -202,8 +238,7 @@ struct moat_site *moat_snapshot_route(const struct moat_snapshot *s, const char 
          * table and compared in binary: "[0::1]" and "::1" are one host. */
         for (size_t i = 0; i < s->nips; i++) {
             const struct moat_site_ip *a = &s->ips[i];
-            if (a->family == ip.family &&
-                memcmp(a->addr, ip.addr, ip.family == AF_INET ? 4 : 16) == 0) {
+            if (ip_eq(a, &ip)) {
                 return a->site;
             }
         }
@@ -915,6 +950,7 @@ moat_rc moat_snapshot_build(struct moat_conf *conf, const struct moat_snapshot_e
             goto out;
         }
     }
+    loopback_names(s);
     s->streams = calloc(conf->nstreams ? conf->nstreams : 1, sizeof(*s->streams));
     if (s->streams == NULL) {
         rc = moat_err_set(err, MOAT_E_NOMEM, __FILE__, __LINE__, "out of memory");

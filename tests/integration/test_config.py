@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-from helpers import Conn, clean_env, curl, standard_config, wait_for
+from helpers import OPENSSL, Conn, clean_env, curl, run, standard_config, wait_for
 
 
 def run_moat(moat_bin, tmp_path, *args, timeout=20):
@@ -258,6 +258,44 @@ def test_zero_config_local_ca(moat, www, tmp_path):
     assert b"INDEX-PAGE" in r.body
     # RFC 6797 §8.1 aside, HSTS on localhost would pin a developer's browser: not by default.
     assert r.header("strict-transport-security") is None
+
+
+def test_local_ca_localhost_site_covers_the_loopback_addresses(moat, www, tmp_path):
+    # A site named localhost with no certificate of its own gets the local CA's, naming the
+    # loopback addresses too (RFC 6761 §6.3): https://127.0.0.1/ verifies as https://localhost/
+    # does. A site of other names gets only its names.
+    m = moat()
+    m.write_config(f"""listen 127.0.0.1:{m.port} [::1]:{m.port}
+workers 1
+state {m.state}
+access_log off
+site localhost {{
+    root {www}
+}}
+site other.test {{
+    root {www}
+}}
+""")
+    m.start()
+    root = m.state / "ca" / "root.pem"
+    for url, host in (("https://127.0.0.1:%d/a.txt", None), ("https://[::1]:%d/a.txt", None),
+                      ("https://localhost:%d/a.txt", "localhost")):
+        r = curl(tmp_path, url % m.port, port=m.port, host=host, cacert=root)
+        assert r.rc == 0, r.stderr
+        assert r.status == 200 and r.body == b"file A\n"
+    sans = {}
+    for name in ("localhost", "other.test"):
+        p = run([OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % m.port, "-servername", name,
+                 "-showcerts"], input="", stdin=None, timeout=15)
+        pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", p.stdout,
+                        re.S).group(0)
+        x = run([OPENSSL, "x509", "-noout", "-ext", "subjectAltName"], input=pem, stdin=None, timeout=15)
+        sans[name] = x.stdout
+    assert "DNS:localhost" in sans["localhost"], sans
+    assert "IP Address:127.0.0.1" in sans["localhost"], sans
+    assert "IP Address:0:0:0:0:0:0:0:1" in sans["localhost"], sans
+    assert "DNS:other.test" in sans["other.test"], sans
+    assert "IP Address" not in sans["other.test"], sans
 
 
 def test_zero_config_python_verifies(moat, www):
