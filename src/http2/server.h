@@ -13,8 +13,11 @@
  * frames of a 64 KiB burst), which goes out as full TLS records; nothing of a body is copied
  * twice or held whole. A file that shrinks under a promised length cuts the connection.
  *
- * Defences beyond nghttp2's own checks (it enforces RFC 9113's framing, state and field rules,
- * and resets or ends the connection with the right error code): header list size and field
+ * nghttp2 enforces RFC 9113's framing, state and flow-control rules (and resets or ends the
+ * connection with the right error code); the rules of §8 for a request's fields (names and
+ * values, pseudo-fields, the fields HTTP/2 forbids, content-length against the DATA) are
+ * checked here, as the fields are classified anyway (RST_STREAM PROTOCOL_ERROR), as is the
+ * priority field (RFC 9218, http/priority.h). Defences beyond those: header list size and field
  * count (431), the body limit (413), max concurrent streams (REFUSED_STREAM), rapid reset
  * (CVE-2023-44487) and floods of SETTINGS, PING, PRIORITY, PRIORITY_UPDATE, empty DATA and
  * unknown frames (each a budget per second: GOAWAY ENHANCE_YOUR_CALM), CONTINUATION floods (a
