@@ -40,12 +40,13 @@
 #define GEN_LIMIT (4 * 1024 * 1024)  /* a generated body (a listing of 10,000 entries fits) */
 #define HEAD_LIMIT (4 * 1024 * 1024) /* an answer's decorated head, as the scratch's was */
 #define NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
-#define STREAM_PIECE 65536   /* a streaming handler may queue this much before it waits */
-#define CLOSE_LINGER_MS 1000 /* a GOAWAY with an error gets this long to leave */
-#define SPARE_MAX 64         /* stream records a worker keeps for reuse */
-#define CONTINUATIONS_MAX 16 /* a header block of 32 KiB needs 2 or 3 */
-#define TLS_RECORD 16384     /* the most plaintext one TLS record carries */
-#define MEMO_HEAD_MAX 2048   /* a longer answer head is not remembered (head_fields) */
+#define STREAM_PIECE 65536         /* a streaming handler may queue this much before it waits */
+#define CLOSE_LINGER_MS 1000       /* a GOAWAY with an error gets this long to leave */
+#define SPARE_MAX 64               /* stream records a worker keeps for reuse */
+#define CONTINUATIONS_MAX 16       /* a header block of 32 KiB needs 2 or 3 */
+#define TLS_RECORD 16384           /* the most plaintext one TLS record carries */
+#define MEMO_HEAD_MAX 2048         /* a longer answer head is not remembered (head_fields) */
+#define OUT_SPARE_MAX (128 * 1024) /* the largest output buffer a worker keeps (out_release) */
 #define WAIT_BODY 1
 #define WAIT_ROOM 2
 
@@ -380,14 +381,46 @@ static int write_out(struct moat_h2s *s, int more)
     return 0;
 }
 
+/* The output buffer's storage: the worker's spare grown one if it has one, else a pool block.
+ * A busy connection's answers of a round fill more than a pool block; growing the block every
+ * round was a realloc (a copy) and a free each time. */
+static int out_ready(struct moat_h2s *s)
+{
+    struct moat_buf *sp = &s->env.scratch->out_spare;
+    if (s->out.base == NULL && sp->base != NULL) {
+        s->out.base = sp->base;
+        s->out.cap = sp->cap;
+        s->out.rd = s->out.wr = 0;
+        sp->base = NULL;
+        sp->cap = 0;
+        return 1;
+    }
+    return moat_ok(moat_pool_buf_acquire(s->env.pool, &s->out));
+}
+
+/* The output went empty and the connection idle: its grown buffer becomes the worker's spare
+ * (unless it has one, or this one grew for a bulk transfer), a pool block goes back. */
+static void out_release(struct moat_h2s *s)
+{
+    struct moat_buf *sp = &s->env.scratch->out_spare;
+    if (s->out.base != NULL && moat_buf_len(&s->out) == 0 && s->out.cap > MOAT_POOL_BLOCK &&
+        s->out.cap <= OUT_SPARE_MAX && sp->base == NULL) {
+        sp->base = s->out.base;
+        sp->cap = s->out.cap;
+        s->out.base = NULL;
+        s->out.cap = s->out.rd = s->out.wr = 0;
+        return;
+    }
+    moat_pool_buf_release(s->env.pool, &s->out);
+}
+
 static ssize_t cb_send(nghttp2_session *ng, const uint8_t *data, size_t len, int flags, void *u)
 {
     struct moat_h2s *s = u;
     if (moat_buf_len(&s->out) >= OUT_HIGH) {
         return NGHTTP2_ERR_WOULDBLOCK;
     }
-    if (!moat_ok(moat_pool_buf_acquire(s->env.pool, &s->out)) ||
-        !moat_ok(moat_buf_append(&s->out, data, len))) {
+    if (!out_ready(s) || !moat_ok(moat_buf_append(&s->out, data, len))) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     return (ssize_t)len;
@@ -414,8 +447,7 @@ static int cb_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
     if (moat_buf_len(&s->out) >= OUT_HIGH) {
         return NGHTTP2_ERR_WOULDBLOCK;
     }
-    if (!moat_ok(moat_pool_buf_acquire(s->env.pool, &s->out)) ||
-        !moat_ok(moat_buf_reserve(&s->out, need))) {
+    if (!out_ready(s) || !moat_ok(moat_buf_reserve(&s->out, need))) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     char *p = moat_buf_wrptr(&s->out);
@@ -1569,7 +1601,7 @@ static void release_all(struct moat_h2s *s)
         s->ng = NULL;
     }
     moat_timer_disarm(&s->env.loop->timers, &s->timer);
-    moat_pool_buf_release(s->env.pool, &s->out);
+    out_release(s);
     moat_pool_buf_release(s->env.pool, &s->hbuf);
     moat_pool_buf_release(s->env.pool, &s->hidx);
 }
@@ -1770,7 +1802,7 @@ static void run(struct moat_h2s *s)
         return;
     }
     if (moat_buf_len(&s->out) == 0 && s->nstreams == 0) {
-        moat_pool_buf_release(s->env.pool, &s->out);
+        out_release(s);
         moat_pool_buf_release(s->env.pool, &s->hbuf);
         moat_pool_buf_release(s->env.pool, &s->hidx);
         moat_transport_idle(s->tr);
@@ -2318,6 +2350,7 @@ moat_rc moat_h2s_scratch_init(struct moat_h2s_scratch *sc, size_t max_fields)
 {
     moat_buf_init(&sc->nv, 4 * 1024 * 1024);
     moat_buf_init(&sc->memo_head, MEMO_HEAD_MAX);
+    sc->out_spare = (struct moat_buf){0};
     sc->memo_ok = 0;
     moat_slab_init(&sc->slab, 1024);
     sc->spare = NULL;
@@ -2338,6 +2371,9 @@ void moat_h2s_scratch_clear(struct moat_h2s_scratch *sc)
     moat_buf_clear(&sc->nv);
     moat_buf_clear(&sc->memo_head);
     sc->memo_ok = 0;
+    free(sc->out_spare.base);
+    sc->out_spare.base = NULL;
+    sc->out_spare.cap = 0;
     free(sc->fields);
     free(sc->rbuf);
     moat_slab_clear(&sc->slab);

@@ -87,6 +87,9 @@ struct moat_h2s_scratch {
     int memo_ok;
     size_t memo_n;
     struct moat_h2_memo_field memo[MOAT_H2_MEMO_FIELDS];
+    /* An output buffer that grew past a pool block, kept for the next session's round (only
+     * its storage: base and cap). */
+    struct moat_buf out_spare;
     struct moat_field *fields; /* a request's fields at dispatch (max_fields + 1) */
     size_t nfields_cap;
     char *rbuf; /* what one read takes from the transport */
