@@ -83,8 +83,10 @@ static inline moat_slice moat_req_field(const struct moat_req *r, const char *lc
  * An answer. `length` is the Content-Length it has (0 for 204 and 304). The body is either
  * [offset, offset + length) of `fd` (fd != -1; the session owns it after the handler returns,
  * sends the region and closes it), or `length` bytes the handler appended to the body buffer
- * (has_generated_body), or nothing. For HEAD a handler gives the same status, fields and
- * length as for GET but no fd; a generated body may still be written, and is not sent.
+ * (has_generated_body), or `length` bytes at `bytes` that someone else owns (a small cached
+ * file's: fd is -1, and the session calls fd_release(fd_h) once it has copied them out), or
+ * nothing. For HEAD a handler gives the same status, fields and length as for GET but no fd
+ * and no bytes; a generated body may still be written, and is not sent.
  */
 struct moat_res {
     int status;
@@ -92,11 +94,12 @@ struct moat_res {
     uint64_t offset;
     uint64_t length;
     int has_generated_body;
-    int close; /* the connection ends after this answer */
+    const char *bytes; /* see above; NULL: none */
+    int close;         /* the connection ends after this answer */
     /* MOAT_RES_RELAYED (below) when the fields came from another server (a stored answer):
      * the site's rules for relayed answers apply. */
     unsigned flags;
-    /* fd's owner when it is not the session (a cached file): the session calls
+    /* fd's (or bytes') owner when it is not the session (a cached file): the session calls
      * fd_release(fd_h) where it would close fd. NULL: the session closes it. */
     void (*fd_release)(void *h);
     void *fd_h;

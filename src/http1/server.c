@@ -473,6 +473,17 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
     }
     int status = res.status;
     uint64_t content_length = res.length;
+    /* A small cached file's bytes (res.bytes) go into `out` straight from the cache, with the
+     * head; the cache's entry is let go once they are copied (or the answer failed). */
+    const struct moat_buf *send_body = body;
+    struct moat_buf bview;
+    if (moat_ok(rc) && res.bytes != NULL) {
+        bview = (struct moat_buf){.base = (char *)res.bytes,
+                                  .cap = (size_t)res.length,
+                                  .wr = (size_t)res.length,
+                                  .limit = (size_t)res.length};
+        send_body = &bview;
+    }
     if (moat_ok(rc) && res.fd >= 0) {
         if (s->head_only || moat_http_status_bodyless(status)) {
             moat_res_file_done(res.fd, res.fd_release, res.fd_h);
@@ -511,6 +522,9 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
             if (bst != MOAT_H1_DONE && bst != MOAT_H1_AGAIN) {
                 /* Broken framing outranks the handler's answer (RFC 9112 §7.1). */
                 s->env.stats->bad_requests++;
+                if (send_body == &bview) {
+                    moat_res_file_done(-1, res.fd_release, res.fd_h);
+                }
                 respond_error(s, moat_h1_status_code(bst));
                 return;
             }
@@ -525,7 +539,10 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
         }
     }
 
-    rc = build_answer(s, status, lines, body, content_length, res.flags);
+    rc = build_answer(s, status, lines, send_body, content_length, res.flags);
+    if (send_body == &bview) {
+        moat_res_file_done(-1, res.fd_release, res.fd_h);
+    }
     if (body->cap > 16384) {
         moat_buf_clear(body); /* a big listing does not stay pinned in the worker */
     }

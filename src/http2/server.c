@@ -93,7 +93,8 @@ struct moat_h2_stream {
     struct moat_buf head;
     char code[4], date[MOAT_HTTPDATE_SIZE], clen[MOAT_FMT_DEC_MAX];
     uint64_t bytes_sent;
-    int fd; /* owned (or its owner's: fd_release); -1 when no file */
+    int fd;            /* owned (or its owner's: fd_release); -1 when no file */
+    const char *bytes; /* or a small cached file's bytes (fd_release's), sent from file_off */
     void (*fd_release)(void *h);
     void *fd_h;
     uint64_t file_off, file_left;
@@ -257,6 +258,10 @@ static void stream_free(struct moat_h2s *s, struct moat_h2_stream *st, int log_i
         }
         moat_res_file_done(st->fd, st->fd_release, st->fd_h);
         st->fd = -1;
+    }
+    if (st->bytes != NULL) {
+        moat_res_file_done(-1, st->fd_release, st->fd_h);
+        st->bytes = NULL;
     }
     if (st->prev != NULL) {
         st->prev->next = st->next;
@@ -466,6 +471,10 @@ static int cb_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
             .fd = st->fd, .off = st->file_off, .pos = moat_buf_len(&s->out) + at, .len = length};
         st->file_off += length;
         st->file_left -= length;
+    } else if (st->bytes != NULL) {
+        memcpy(p + at, st->bytes + st->file_off, length); /* the one copy of a cached file */
+        st->file_off += length;
+        st->file_left -= length;
     } else if (st->fd < 0) {
         if (length > 0) { /* an empty last frame has no buffer to copy from */
             memcpy(p + at, moat_buf_rdptr(&st->data), length);
@@ -587,7 +596,7 @@ static ssize_t cb_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
     struct moat_h2_stream *st = source->ptr;
     uint64_t avail;
     int more;
-    if (st->fd >= 0) {
+    if (st->fd >= 0 || st->bytes != NULL) {
         avail = st->file_left;
         more = 0;
     } else {
@@ -746,6 +755,10 @@ static void respond_error(struct moat_h2s *s, struct moat_h2_stream *st, int sta
     if (st->fd >= 0) {
         moat_res_file_done(st->fd, st->fd_release, st->fd_h);
         st->fd = -1;
+    }
+    if (st->bytes != NULL) {
+        moat_res_file_done(-1, st->fd_release, st->fd_h);
+        st->bytes = NULL;
     }
     st->data.rd = st->data.wr = 0;
     st->discard = 1;
@@ -949,7 +962,7 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
         return;
     }
     if (!moat_ok(rc)) {
-        if (res.fd >= 0) {
+        if (res.fd >= 0 || res.bytes != NULL) {
             moat_res_file_done(res.fd, res.fd_release, res.fd_h);
         }
         respond_error(s, st, 500);
@@ -970,6 +983,16 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
             st->fd_release = res.fd_release;
             st->fd_h = res.fd_h;
             st->file_off = res.offset;
+            st->file_left = length;
+        }
+    } else if (res.bytes != NULL) {
+        if (bodyless || length == 0) {
+            moat_res_file_done(-1, res.fd_release, res.fd_h);
+        } else {
+            st->bytes = res.bytes;
+            st->fd_release = res.fd_release;
+            st->fd_h = res.fd_h;
+            st->file_off = 0;
             st->file_left = length;
         }
     } else if (!bodyless && res.has_generated_body && length > 0) {
@@ -1845,8 +1868,9 @@ static int window_stalled(const struct moat_h2s *s)
     nghttp2_session *ng = s->ng;
     int conn_closed = nghttp2_session_get_remote_window_size(ng) <= 0;
     for (const struct moat_h2_stream *st = s->streams; st != NULL; st = st->next) {
-        int has_data =
-            st->answered && ((st->fd >= 0 && st->file_left > 0) || moat_buf_len(&st->data) > 0);
+        int has_data = st->answered &&
+                       ((st->fd >= 0 && st->file_left > 0) ||
+                        (st->bytes != NULL && st->file_left > 0) || moat_buf_len(&st->data) > 0);
         if (has_data &&
             (conn_closed || nghttp2_session_get_stream_remote_window_size(ng, st->id) <= 0)) {
             return 1;

@@ -590,7 +590,16 @@ static moat_rc serve_file(const struct moat_static_site *site, const struct moat
         res->length = size;
     }
     /* HEAD: the caller needs the length, not the file. A small cached file's bytes are in
-     * memory: they go as the generated body, and the file is let go at once. */
+     * memory: the answer points at them, holding the cache's entry until the session has
+     * copied them into its output (one copy, where a generated body takes two or three). */
+    if (bytes != NULL && req->method_id != MOAT_HTTP_M_HEAD && release != NULL) {
+        res->bytes = bytes + res->offset;
+        res->offset = 0;
+        res->fd = -1;
+        res->fd_release = release;
+        res->fd_h = h;
+        return MOAT_RC_OK;
+    }
     if (req->method_id == MOAT_HTTP_M_HEAD || bytes != NULL) {
         if (req->method_id != MOAT_HTTP_M_HEAD) {
             rc = moat_buf_append(body, bytes + res->offset, (size_t)res->length);

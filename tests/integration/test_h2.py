@@ -310,6 +310,42 @@ def test_answers_alike_and_unlike_on_two_connections(moat, pki, www):
     assert seen["/a.txt"][0] != seen["/b.txt"][0]
 
 
+def test_a_cached_file_replaced_under_a_stalled_answer_is_sent_whole_as_it_was(moat, pki, www):
+    """A small file's bytes go from the file cache straight into the frames, the cache entry
+    held by the answer until they are sent: an answer stalled by the client's window, while
+    the file is replaced and the cache takes the new one, still ends with the bytes (and the
+    length) it began with; the next request gets the new file."""
+    m = one_server(moat, lambda m: standard_config(
+        m, pki, www, workers=1, limits="file_cache 4; file_cache_valid 100ms"))
+    f = www / "stalled.txt"
+    old, new = b"A" * 40 + b"\n", b"the new content, longer than before\n"
+    f.write_bytes(old)
+    try:
+        with h2(m) as warm:
+            assert bytes(warm.get("/stalled.txt").body) == old  # now in the cache
+        with h2(m, settings=[(INITIAL_WINDOW_SIZE, 5)], auto_window=False) as c:
+            sid = c.request("/stalled.txt")
+            st = c.stream(sid)
+            c.pump_until(lambda: len(st.body) >= 5, 5, what="the first 5 bytes")
+            assert st.header("content-length") == str(len(old)) and not st.done, st
+            tmp = www / "stalled.new"
+            tmp.write_bytes(new)
+            os.rename(tmp, f)
+            time.sleep(0.3)
+            with h2(m) as other:
+                for _ in range(3):  # the cache sees the change and holds the new file
+                    assert bytes(other.get("/stalled.txt").body) == new
+                for name in ("a.txt", "b.txt", "c.txt", "digits.txt", "style.css"):
+                    assert other.get("/" + name).status == 200  # and evicts the old entry
+            c.send(window_update(sid, 1000) + window_update(0, 1000))
+            c.response(sid, timeout=5)
+            assert bytes(st.body) == old, st
+        with h2(m) as after:
+            assert bytes(after.get("/stalled.txt").body) == new
+    finally:
+        f.unlink()
+
+
 def test_range_206(srv):
     with h2(srv) as c:
         st = c.get("/digits.txt", headers=[("range", "bytes=2-5")])
