@@ -75,6 +75,8 @@ struct moat_h2_stream {
     const char *malformed; /* the rule a field broke: RST_STREAM PROTOCOL_ERROR at the end */
     int regular_seen;      /* a regular field came: no pseudo-field may follow (§8.3) */
     int host_seen;
+    unsigned cookies; /* cookie fields, to be joined into one (§8.2.3) */
+    int expect_seen;
     int64_t req_clen; /* the request's content-length; -1: none */
     int prio_set;     /* a valid priority field came (RFC 9218 §5) */
     struct moat_priority prio;
@@ -706,7 +708,9 @@ static int submit_answer(struct moat_h2s *s, struct moat_h2_stream *st, int stat
     h->rd = h->wr = 0;
     void *hd = s->env.host_data;
     int st_code = status < 100 || status > 999 ? 500 : status;
-    moat_fmt_dec(st->code, (uint64_t)st_code);
+    st->code[0] = (char)('0' + st_code / 100);
+    st->code[1] = (char)('0' + st_code / 10 % 10);
+    st->code[2] = (char)('0' + st_code % 10);
     memcpy(st->date, moat_httpdate_now(time(NULL)), MOAT_HTTPDATE_LEN);
     int server = s->env.host->server_field(hd, &st->ref);
     if (!moat_ok(s->env.host->decorate(hd, &st->ref, h, lines, flags))) {
@@ -845,12 +849,7 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
     const struct fidx *fx =
         (const struct fidx *)(const void *)(s->hidx.base + sizeof(struct pseudo));
     size_t nf = (moat_buf_len(&s->hidx) - sizeof(struct pseudo)) / sizeof(struct fidx);
-    size_t cookies = 0, joined_at = 0, joined_len = 0;
-    for (size_t i = 0; i < nf; i++) {
-        if (fx[i].nlen == 6 && memcmp(s->hbuf.base + fx[i].noff, "cookie", 6) == 0) {
-            cookies++;
-        }
-    }
+    size_t cookies = st->cookies, joined_at = 0, joined_len = 0;
     if (cookies > 1) {
         joined_at = s->hbuf.wr;
         for (size_t i = 0; i < nf; i++) {
@@ -882,7 +881,7 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
             }
             v = moat_slice_of(s->hbuf.base + joined_at, joined_len);
         }
-        if (moat_slice_eq(nm, MOAT_SLICE_LIT("host"))) {
+        if (st->host_seen && moat_slice_eq(nm, MOAT_SLICE_LIT("host"))) {
             host = v;
         }
         sc->fields[n++] = (struct moat_field){nm, v};
@@ -922,9 +921,8 @@ static void stream_dispatch(struct moat_h2s *s, struct moat_h2_stream *st, int e
     }
     struct moat_buf *lines = sc->lines, *body = sc->body;
     lines->rd = lines->wr = body->rd = body->wr = 0;
-    moat_slice expect = moat_field_find(sc->fields, n, "expect") != NULL
-                            ? moat_field_find(sc->fields, n, "expect")->value
-                            : MOAT_SLICE_NULL;
+    const struct moat_field *ef = st->expect_seen ? moat_field_find(sc->fields, n, "expect") : NULL;
+    moat_slice expect = ef != NULL ? ef->value : MOAT_SLICE_NULL;
     st->expect_continue = has_body && moat_slice_eq_lit_nocase(expect, "100-continue");
     struct moat_req req = {.method_id = moat_http_method_of(pv[PS_METHOD]),
                            .method = pv[PS_METHOD],
@@ -1190,6 +1188,13 @@ static const char *field_rule(struct moat_h2_stream *st, const uint8_t *name, si
             }
         } else if (is_host && !nghttp2_check_authority(value, vl)) {
             return "an invalid host";
+        }
+        break;
+    case 6:
+        if (NAME_IS("cookie")) {
+            st->cookies++;
+        } else if (NAME_IS("expect")) {
+            st->expect_seen = 1;
         }
         break;
     case 7:
