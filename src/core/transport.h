@@ -33,6 +33,10 @@ struct moat_transport_ops {
     moat_rc (*write)(struct moat_transport *t, const void *buf, size_t len, size_t *n);
     /* The connection goes idle: give buffers back. No effect while data is still held. */
     void (*idle)(struct moat_transport *t);
+    /* keep 1: exchanges follow one another closely, so buffers stay from one read or write to
+     * the next; keep 0: back to the implementation's default (the server's TLS gives each back
+     * as soon as it is empty). NULL: there are none to keep. */
+    void (*keep)(struct moat_transport *t, int keep);
     /* Send close_notify where there is one (best effort) and stop writing. */
     void (*shutdown)(struct moat_transport *t);
     /* After a complete exchange: close_notify, then 1 when the peer has sent more (bytes wait,
@@ -101,6 +105,13 @@ MOAT_MUST_USE static inline moat_rc moat_transport_write(struct moat_transport *
 static inline void moat_transport_idle(struct moat_transport *t)
 {
     t->ops->idle(t);
+}
+
+static inline void moat_transport_keep(struct moat_transport *t, int keep)
+{
+    if (t->ops->keep != NULL) {
+        t->ops->keep(t, keep);
+    }
 }
 
 static inline void moat_transport_shutdown(struct moat_transport *t)

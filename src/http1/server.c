@@ -37,6 +37,8 @@
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1024 * 1024)
 #define STREAM_PIECE 16384 /* a streaming handler may queue this much before it waits */
+/* How long a keep-alive connection between requests keeps the transport's buffers. */
+#define IDLE_KEEP_MS 250
 
 #define WAIT_BODY 1
 #define WAIT_ROOM 2
@@ -44,6 +46,7 @@
 static void run(struct moat_h1s *s);
 static void end(struct moat_h1s *s);
 static void on_timer(struct moat_timer *t);
+static void bufs_release(struct moat_h1s *s);
 static const struct moat_exch_ops exch_ops;
 
 static struct moat_h1s *of_exch(struct moat_exch *ex)
@@ -467,6 +470,7 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
         }
         s->send_continue = r->expect_continue && has_body;
         s->state = MOAT_H1S_STREAM;
+        bufs_release(s); /* a stream may wait long (a tunnel, a slow origin) */
         phase_start(s);
         disarm(s); /* waiting for the handler is the handler's to time */
         return;
@@ -567,7 +571,17 @@ static void dispatch(struct moat_h1s *s, struct moat_h1_req *r)
 static void begin_wait(struct moat_h1s *s, uint64_t timeout_ms)
 {
     s->state = MOAT_H1S_IDLE;
+    s->wait_until_ms = s->env.loop->now_ms + timeout_ms;
     arm(s, timeout_ms);
+}
+
+/* The transport gives its buffers back after each read and write again (the default). */
+static void bufs_release(struct moat_h1s *s)
+{
+    if (s->bufs_kept) {
+        s->bufs_kept = 0;
+        moat_transport_keep(s->tr, 0);
+    }
 }
 
 static void begin_head(struct moat_h1s *s)
@@ -628,8 +642,20 @@ static int step_idle(struct moat_h1s *s)
     }
     moat_rc rc = fill_in(s);
     if (rc.kind == MOAT_E_AGAIN) {
-        release(s, &s->in); /* an idle connection holds no read buffer, ours or OpenSSL's */
-        moat_transport_idle(s->tr);
+        release(s, &s->in); /* an idle connection holds no read buffer, ours or OpenSSL's... */
+        if (s->requests == 0 || s->wait_until_ms <= s->env.loop->now_ms + IDLE_KEEP_MS) {
+            bufs_release(s);
+            moat_transport_idle(s->tr);
+            return 0;
+        }
+        /* ...once it has been idle for IDLE_KEEP_MS (on_timer): a keep-alive client's next
+         * request usually comes sooner, and the transport's buffers then need no malloc and
+         * free for each read and write. */
+        if (!s->bufs_kept) {
+            s->bufs_kept = 1;
+            moat_transport_keep(s->tr, 1);
+        }
+        arm(s, IDLE_KEEP_MS);
         return 0;
     }
     if (!moat_ok(rc)) {
@@ -965,6 +991,16 @@ static void on_timer(struct moat_timer *t)
 {
     struct moat_h1s *s = t->data;
     const struct moat_h1s_conf *conf = s->conf;
+    if (s->state == MOAT_H1S_IDLE && s->bufs_kept && s->env.loop->now_ms < s->wait_until_ms) {
+        /* Idle for IDLE_KEEP_MS: the buffers go back (step_idle), the wait goes on. */
+        bufs_release(s);
+        moat_transport_idle(s->tr);
+        arm(s, s->wait_until_ms - s->env.loop->now_ms);
+        if (s->state == MOAT_H1S_ENDED) {
+            end(s);
+        }
+        return;
+    }
     s->env.stats->timeouts++;
     switch (s->state) {
     case MOAT_H1S_HEAD:

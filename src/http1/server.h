@@ -85,6 +85,10 @@ struct moat_h1s {
     enum moat_h1s_state state;
     struct moat_timer timer;
     int running; /* inside run(): exchange calls set state, run() moves on */
+    /* Waiting for the next request: when the wait ends (timeouts.idle or .head), and whether
+     * the transport keeps its buffers until the wait is IDLE_KEEP_MS old (step_idle). */
+    uint64_t wait_until_ms;
+    int bufs_kept;
     uint64_t head_started_ms;
     struct moat_h1_progress head_progress; /* where the head scan stopped */
 
