@@ -37,6 +37,9 @@ struct moat_answer_log {
 /* Counters of a worker's sessions, both protocols. */
 struct moat_session_stats {
     unsigned long long requests, bad_requests, timeouts;
+    /* Connections that gave kept transport buffers back after a while idle: heap freed
+     * that the worker's next trim may return (serve/worker.c counts them as churn). */
+    unsigned long long buffers_released;
 };
 
 struct moat_session_host {

@@ -995,6 +995,7 @@ static void on_timer(struct moat_timer *t)
         /* Idle for IDLE_KEEP_MS: the buffers go back (step_idle), the wait goes on. */
         bufs_release(s);
         moat_transport_idle(s->tr);
+        s->env.stats->buffers_released++;
         arm(s, s->wait_until_ms - s->env.loop->now_ms);
         if (s->state == MOAT_H1S_ENDED) {
             end(s);

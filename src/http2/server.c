@@ -1833,6 +1833,8 @@ static void run(struct moat_h2s *s)
         out_release(s);
         moat_pool_buf_release(s->env.pool, &s->hbuf);
         moat_pool_buf_release(s->env.pool, &s->hidx);
+        /* Not kept for the next round as HTTP/1.1 keeps them (finding 33): 160 instructions a
+         * request, for ~3.5 KiB more heap per idle connection after a burst of them. */
         moat_transport_idle(s->tr);
     }
     arm_timer(s);

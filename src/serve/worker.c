@@ -60,7 +60,9 @@ static void housekeeping(struct moat_timer *t)
     }
     wk->ticks++;
     size_t freed = wk->ticks % SWEEP_TICKS == 0 ? moat_pool_sweep(&wk->pool, POOL_KEEP) : 0;
-    unsigned long long churn = wk->home.stats.accepted + wk->home.closed;
+    /* Connections that came or went, and idle ones that gave their buffers back. */
+    unsigned long long churn =
+        wk->home.stats.accepted + wk->home.closed + wk->home.stats.sessions.buffers_released;
     int quiet = churn == wk->churn_at_last_tick;
     int due = churn - wk->churn_at_last_trim >= 64 || freed >= 64;
     if (due && (quiet || wk->ticks - wk->ticks_at_last_trim >= TRIM_BUSY_TICKS)) {

@@ -75,6 +75,21 @@ def keep_alive_conn(ctx, port, requests):
     return s
 
 
+def idle_cost(m, one, n, most_kib):
+    """Open `n` connections with one() and leave them idle: the server's memory must settle
+    at no more than `most_kib` KiB per connection (and measurably above nothing). Returns them."""
+    for _ in range(10):
+        one().close()
+    time.sleep(1.0)
+    base = rss_kb(m.pid)
+    conns = [one() for _ in range(n)]
+    after = settle(m, base, n * most_kib)
+    assert after - base <= n * most_kib, "base %d KB, with %d idle connections %d KB (%.1f each)" % (
+        base, n, after, (after - base) / n)
+    assert after - base > n * 4, (base, after)  # the test measures something
+    return conns
+
+
 def settle(m, base, slack_kb, timeout=6.0):
     """RSS once it is within `slack_kb` of `base` (or the last value after `timeout`)."""
     last = [0]
@@ -139,17 +154,9 @@ def test_idle_keep_alive_connections_give_their_tls_buffers_back(release_bin, tm
         def one():
             return keep_alive_conn(ctx, m.port, 3)  # the buffers are kept between requests
 
-        for _ in range(20):
-            one().close()
-        time.sleep(1.0)
-        base = rss_kb(m.pid)
-        conns = [one() for _ in range(n)]
         # Held: the server's part of each idle connection (the SSL, our records) stays well
         # below what the two record buffers alone would be (2 x ~17 KiB).
-        after = settle(m, base, n * 24)
-        assert after - base <= n * 24, "base %d KB, with %d idle connections %d KB (%.1f each)" % (
-            base, n, after, (after - base) / n)
-        assert after - base > n * 4, (base, after)  # the test measures something
+        conns = idle_cost(m, one, n, 24)
         # And they still serve.
         for s in conns[:5]:
             s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: example.test\r\n\r\n")
@@ -157,4 +164,27 @@ def test_idle_keep_alive_connections_give_their_tls_buffers_back(release_bin, tm
     finally:
         for s in conns:
             s.close()
+        m.stop()
+
+
+def test_idle_http2_connections_hold_no_tls_buffers(release_bin, tmp_path, pki, www):
+    # An HTTP/2 connection whose streams are done gives the TLS record buffers back at once
+    # (~39 KiB each is nghttp2's session, its HPACK tables and ours; the buffers would add 34).
+    from h2_helpers import H2Conn
+    m = start(release_bin, tmp_path, pki, www)
+    n = 300
+    conns = []
+    try:
+        def one():
+            c = H2Conn(m.port, sni="example.test")
+            for _ in range(2):
+                st = c.get("/a.txt")
+                assert st.status == 200 and bytes(st.body) == b"file A\n", st
+            return c
+
+        conns = idle_cost(m, one, n, 56)
+        assert conns[0].get("/a.txt").status == 200  # and they still serve
+    finally:
+        for c in conns:
+            c.close()
         m.stop()
