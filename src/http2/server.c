@@ -73,6 +73,7 @@ struct moat_h2_stream {
     /* RFC 9113 §8's rules, checked here as the fields come (nghttp2 runs without its HTTP
      * messaging: see moat_h2s_init). */
     const char *malformed; /* the rule a field broke: RST_STREAM PROTOCOL_ERROR at the end */
+    int malformed_reset;   /* that RST_STREAM was submitted */
     int regular_seen;      /* a regular field came: no pseudo-field may follow (§8.3) */
     int host_seen;
     unsigned cookies; /* cookie fields, to be joined into one (§8.2.3) */
@@ -1418,6 +1419,10 @@ static const char *request_rule(struct moat_h2s *s, struct moat_h2_stream *st, i
 /* The stream's request is malformed (RFC 9113 §8.1.1): reset it, drop what it still sends. */
 static void malformed(struct moat_h2s *s, struct moat_h2_stream *st, const char *why)
 {
+    if (st->malformed_reset) {
+        return; /* trailers after a malformed head, before the reset went */
+    }
+    st->malformed_reset = 1;
     s->env.stats->bad_requests++;
     moat_log(MOAT_LVL_DEBUG, s->env.conn_id,
              "http2: stream %d: a malformed request: %s; RST_STREAM PROTOCOL_ERROR (peer %s)",

@@ -78,7 +78,8 @@ def test_check_still_checks_everything_else(moat_bin, www, pki, tmp_path):
     p = check(moat_bin, tmp_path, state, "--config", _conf(tmp_path, state, good))
     assert p.returncode == 0, p.stderr
     assert "would create a local CA" in p.stderr, p.stderr
-    assert "issue a certificate for localhost into" in p.stderr, p.stderr
+    # A site named localhost also names its loopback addresses (RFC 6761 §6.3).
+    assert "issue a certificate for localhost, 127.0.0.1, ::1 into" in p.stderr, p.stderr
     assert "issue a certificate for dev.localhost from that new local CA into" in p.stderr, \
         p.stderr
     assert tree(state) == {}
@@ -126,7 +127,8 @@ def test_check_with_an_existing_local_ca(moat, moat_bin, www, tmp_path, pki):
     p = check(moat_bin, tmp_path, state, "--config", conf)
     assert p.returncode == 0, p.stderr
     assert ("would renew (it is due, or no longer fits) a certificate for localhost, "
-            "other.localhost from the local CA in %s/ca" % state) in p.stderr, p.stderr
+            "other.localhost, 127.0.0.1, ::1 from the local CA in %s/ca" % state) in p.stderr, \
+        p.stderr
     assert "would create a local CA" not in p.stderr
     assert tree(state) == before
 

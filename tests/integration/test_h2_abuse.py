@@ -33,9 +33,9 @@ from conftest import _finish
 from h2_helpers import (COMPRESSION_ERROR, CONTINUATION, DATA, ENABLE_PUSH, END_HEADERS,
                         END_STREAM, ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR,
                         GOAWAY, HEADERS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, NO_ERROR, PING,
-                        PROTOCOL_ERROR, PUSH_PROMISE, SETTINGS, WINDOW_UPDATE, H2Conn,
-                        expect_connection_error, expect_stream_error, frame, ping, priority,
-                        priority_update, rst_stream, settings_frame, window_update)
+                        PROTOCOL_ERROR, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE,
+                        H2Conn, expect_connection_error, expect_stream_error, frame, ping,
+                        priority, priority_update, rst_stream, settings_frame, window_update)
 from helpers import Moat, free_port, log_after, make_www, wait_for
 from origin import Origin
 
@@ -397,6 +397,20 @@ def test_trailers_with_content_length(srv):
         c.send(frame(DATA, 0, sid, b"abc"))
         c.headers(sid, [("content-length", "3")], end_stream=True)
         expect_stream_error(c, sid, PROTOCOL_ERROR)
+
+
+def test_malformed_head_and_its_trailers_in_one_write_get_one_reset(srv):
+    # The head breaks §8.2.1 and its trailers follow before the server has written anything:
+    # one RST_STREAM PROTOCOL_ERROR for the stream, and the connection goes on.
+    with h2(srv) as c:
+        sid = c.new_sid()
+        head = frame(HEADERS, END_HEADERS, sid, c.encode(PSEUDO + [("X-Upper", "1")]))
+        trailers = frame(HEADERS, END_HEADERS | END_STREAM, sid, c.encode([("x-t", "1")]))
+        c.send(head + frame(DATA, 0, sid, b"abc") + trailers)
+        expect_stream_error(c, sid, PROTOCOL_ERROR)
+        assert_usable(c)
+        resets = [f for f in c.frames if f.type == RST_STREAM and f.sid == sid]
+        assert len(resets) == 1, resets
 
 
 def test_te_trailers_is_allowed(srv):

@@ -7,6 +7,7 @@ certificate. The test plants a leaf the local CA signed (with python3-cryptograp
 a few seconds after the start, then watches moat replace it."""
 
 import datetime
+import ipaddress
 import socket
 import ssl
 import time
@@ -37,7 +38,10 @@ def plant_short_leaf(state, valid_s, age_s):
             .serial_number(x509.random_serial_number())
             .not_valid_before(nb)
             .not_valid_after(nb + datetime.timedelta(seconds=valid_s))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            # A site named localhost names its loopback addresses too (cert/source_local.c).
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("::1"))]), False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
                            False)
