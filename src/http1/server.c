@@ -643,8 +643,12 @@ static int step_idle(struct moat_h1s *s)
     moat_rc rc = fill_in(s);
     if (rc.kind == MOAT_E_AGAIN) {
         release(s, &s->in); /* an idle connection holds no read buffer, ours or OpenSSL's... */
-        if (s->requests == 0 || s->wait_until_ms <= s->env.loop->now_ms + IDLE_KEEP_MS) {
-            bufs_release(s);
+        uint64_t now = s->env.loop->now_ms;
+        if (s->requests == 0 || s->wait_until_ms <= now + IDLE_KEEP_MS) {
+            if (s->bufs_kept) { /* the timer waits for IDLE_KEEP_MS: back to the wait's end */
+                bufs_release(s);
+                arm(s, s->wait_until_ms > now ? s->wait_until_ms - now : 0);
+            }
             moat_transport_idle(s->tr);
             return 0;
         }
